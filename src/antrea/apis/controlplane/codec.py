@@ -1,0 +1,256 @@
+"""The control-plane wire format: msgpack frames, version 1.
+
+A watch stream is a sequence of self-delimiting msgpack maps (no extra framing; feed the bytes to
+`FrameDecoder`). Every frame is::
+
+    {"v": 1, "type": "ADDED"|"MODIFIED"|"DELETED"|"BOOKMARK"|"ERROR",
+     "kind": "NetworkPolicy"|"AddressGroup"|"AppliedToGroup"|"",
+     "object": <object map>|None,      # ADDED, MODIFIED (full object), DELETED (name only needed)
+     "patch": <patch map>|None,        # MODIFIED of an AddressGroup may carry a patch instead
+     "rv": <int>}                      # stream resource version (monotonic per controller)
+
+Object maps use short, stable keys documented in docs/design/controlplane-protocol.md. This
+module is the only place that knows them; everything else handles the dataclasses in `types`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import msgpack
+
+from antrea.apis.controlplane.types import (
+    AddressGroup,
+    AddressGroupPatch,
+    AppliedToGroup,
+    ControlPlaneObject,
+    Direction,
+    GroupMember,
+    IPBlock,
+    Kind,
+    NamedPort,
+    NetworkPolicy,
+    NetworkPolicyNodeStatus,
+    NetworkPolicyPeer,
+    NetworkPolicyReference,
+    NetworkPolicyRule,
+    PodReference,
+    Protocol,
+    Service,
+)
+
+WIRE_VERSION = 1
+
+
+class DecodeError(ValueError):
+    """A frame that is not valid version-1 control-plane msgpack."""
+
+
+class EventType(StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    BOOKMARK = "BOOKMARK"
+    ERROR = "ERROR"
+
+
+@dataclass(frozen=True, slots=True)
+class WatchEvent:
+    type: EventType
+    kind: Kind | None = None
+    object: ControlPlaneObject | None = None
+    patch: AddressGroupPatch | None = None
+    rv: int = 0
+    message: str = ""
+
+
+# --- members -----------------------------------------------------------------------------
+
+
+def _member_to(m: GroupMember) -> list[Any]:
+    return [
+        m.pod.namespace,
+        m.pod.name,
+        list(m.ips),
+        m.node,
+        [[p.name, str(p.protocol), p.port] for p in m.ports],
+    ]
+
+
+def _member_from(v: list[Any]) -> GroupMember:
+    ns, name, ips, node, ports = v
+    return GroupMember(
+        pod=PodReference(ns, name),
+        ips=tuple(ips),
+        node=node,
+        ports=tuple(NamedPort(p[0], Protocol(p[1]), p[2]) for p in ports),
+    )
+
+
+def _members_to(ms: frozenset[GroupMember]) -> list[Any]:
+    return [_member_to(m) for m in ms]
+
+
+def _members_from(v: list[Any]) -> frozenset[GroupMember]:
+    return frozenset(_member_from(m) for m in v)
+
+
+# --- policies ----------------------------------------------------------------------------
+
+
+def _peer_to(p: NetworkPolicyPeer) -> dict[str, Any]:
+    return {"ag": list(p.address_groups), "ipb": [[b.cidr, list(b.except_)] for b in p.ip_blocks]}
+
+
+def _peer_from(v: dict[str, Any]) -> NetworkPolicyPeer:
+    return NetworkPolicyPeer(
+        address_groups=tuple(v["ag"]),
+        ip_blocks=tuple(IPBlock(b[0], tuple(b[1])) for b in v["ipb"]),
+    )
+
+
+def _rule_to(r: NetworkPolicyRule) -> dict[str, Any]:
+    return {
+        "dir": str(r.direction),
+        "from": _peer_to(r.from_),
+        "to": _peer_to(r.to),
+        "svc": None
+        if r.services is None
+        else [[str(s.protocol), s.port, s.end_port] for s in r.services],
+        "name": r.name,
+        "prio": r.priority,
+    }
+
+
+def _rule_from(v: dict[str, Any]) -> NetworkPolicyRule:
+    svc = v["svc"]
+    return NetworkPolicyRule(
+        direction=Direction(v["dir"]),
+        from_=_peer_from(v["from"]),
+        to=_peer_from(v["to"]),
+        services=None if svc is None else tuple(Service(Protocol(s[0]), s[1], s[2]) for s in svc),
+        name=v["name"],
+        priority=v["prio"],
+    )
+
+
+def object_to_map(obj: ControlPlaneObject) -> dict[str, Any]:
+    """The wire map of one object (public so antctl can render the same data)."""
+    if isinstance(obj, NetworkPolicy):
+        ref = obj.source_ref
+        return {
+            "name": obj.name,
+            "ref": [ref.type, ref.namespace, ref.name, ref.uid],
+            "rules": [_rule_to(r) for r in obj.rules],
+            "atg": list(obj.applied_to_groups),
+            "gen": obj.generation,
+        }
+    return {"name": obj.name, "members": _members_to(obj.members)}
+
+
+def object_from_map(kind: Kind, v: dict[str, Any]) -> ControlPlaneObject:
+    if kind is Kind.NETWORK_POLICY:
+        return NetworkPolicy(
+            name=v["name"],
+            source_ref=NetworkPolicyReference(*v["ref"]),
+            rules=tuple(_rule_from(r) for r in v["rules"]),
+            applied_to_groups=tuple(v["atg"]),
+            generation=v["gen"],
+        )
+    if kind is Kind.ADDRESS_GROUP:
+        return AddressGroup(v["name"], _members_from(v["members"]))
+    return AppliedToGroup(v["name"], _members_from(v["members"]))
+
+
+def _kind_of(obj: ControlPlaneObject) -> Kind:
+    if isinstance(obj, NetworkPolicy):
+        return Kind.NETWORK_POLICY
+    if isinstance(obj, AddressGroup):
+        return Kind.ADDRESS_GROUP
+    return Kind.APPLIED_TO_GROUP
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+def event_to_map(ev: WatchEvent) -> dict[str, Any]:
+    kind = ev.kind or (_kind_of(ev.object) if ev.object is not None else None)
+    patch = None
+    if ev.patch is not None:
+        patch = {
+            "name": ev.patch.name,
+            "add": _members_to(ev.patch.added),
+            "del": _members_to(ev.patch.removed),
+        }
+    return {
+        "v": WIRE_VERSION,
+        "type": str(ev.type),
+        "kind": str(kind) if kind else "",
+        "object": object_to_map(ev.object) if ev.object is not None else None,
+        "patch": patch,
+        "rv": ev.rv,
+        "msg": ev.message,
+    }
+
+
+def encode_event(ev: WatchEvent) -> bytes:
+    out: bytes = msgpack.packb(event_to_map(ev), use_bin_type=True)
+    return out
+
+
+def event_from_map(v: Any) -> WatchEvent:
+    try:
+        if not isinstance(v, dict) or v.get("v") != WIRE_VERSION:
+            raise DecodeError(f"unsupported frame version: {v.get('v') if isinstance(v, dict) else v!r}")
+        etype = EventType(v["type"])
+        kind = Kind(v["kind"]) if v["kind"] else None
+        obj = object_from_map(kind, v["object"]) if v["object"] is not None and kind else None
+        patch = None
+        if v["patch"] is not None:
+            p = v["patch"]
+            patch = AddressGroupPatch(p["name"], _members_from(p["add"]), _members_from(p["del"]))
+        return WatchEvent(etype, kind, obj, patch, v.get("rv", 0), v.get("msg", ""))
+    except DecodeError:
+        raise
+    except (KeyError, ValueError, TypeError, IndexError) as exc:
+        raise DecodeError(f"malformed frame: {exc!r}") from exc
+
+
+def decode_event(data: bytes) -> WatchEvent:
+    try:
+        v = msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:
+        raise DecodeError(f"not msgpack: {exc}") from exc
+    return event_from_map(v)
+
+
+class FrameDecoder:
+    """Incremental decoder for a byte stream of frames (feed chunks, iterate events)."""
+
+    def __init__(self) -> None:
+        self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=256 << 20)
+
+    def feed(self, chunk: bytes) -> Iterator[WatchEvent]:
+        self._unpacker.feed(chunk)
+        for v in self._unpacker:
+            yield event_from_map(v)
+
+
+def encode_status(st: NetworkPolicyNodeStatus) -> bytes:
+    out: bytes = msgpack.packb(
+        {"v": WIRE_VERSION, "policy": st.policy, "node": st.node, "gen": st.generation,
+         "realized": st.realized, "msg": st.message},
+        use_bin_type=True,
+    )
+    return out
+
+
+def decode_status(data: bytes) -> NetworkPolicyNodeStatus:
+    try:
+        v = msgpack.unpackb(data, raw=False)
+        return NetworkPolicyNodeStatus(v["policy"], v["node"], v["gen"], v["realized"], v["msg"])
+    except Exception as exc:
+        raise DecodeError(f"malformed status: {exc!r}") from exc
