@@ -1,0 +1,175 @@
+"""Desired flows per owner, turned into one bundle of deltas.
+
+An *owner* is whatever produces flows (a pod, a remote node, a policy rule). Callers state the
+complete set of flows an owner wants (`None` = owner gone); `FlowClient.sync` diffs that against
+what is installed and sends ONE bundle: new keys are added, vanished keys deleted, keys whose
+actions changed modified in place (counters kept), keys whose cookie changed re-added. The cache
+is updated only after the switch accepted the bundle, so a rejected bundle leaves both the switch
+and the cache as they were.
+
+`CoalescingWriter` sits on top: changes submitted while a bundle is in flight are merged into
+the next one. If a merged bundle is rejected, it is retried owner by owner so that only the
+offending owner fails (Felix's split-and-retry), and everybody else's change still lands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Hashable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from antrea.ovs.errors import BundleRejected
+from antrea.ovs.openflow.bundle import FlowTransport
+from antrea.ovs.openflow.flow import Flow, FlowKey
+
+log = structlog.get_logger(__name__)
+
+Owner = Hashable
+Desired = Mapping[Owner, Iterable[Flow] | None]
+
+
+class FlowOwnershipError(ValueError):
+    """Two owners want a flow with the same key: a programming error in a flow builder."""
+
+
+@dataclass
+class Plan:
+    add: list[Flow] = field(default_factory=list)
+    modify: list[Flow] = field(default_factory=list)
+    delete: list[Flow] = field(default_factory=list)
+    owners: dict[Owner, dict[FlowKey, Flow] | None] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.add) + len(self.modify) + len(self.delete)
+
+
+class FlowClient:
+    def __init__(self, transport: FlowTransport) -> None:
+        self.transport = transport
+        self._by_owner: dict[Owner, dict[FlowKey, Flow]] = {}
+        self._key_owner: dict[FlowKey, Owner] = {}
+        self._lock = asyncio.Lock()
+
+    # -- queries --------------------------------------------------------------------------
+    def flows_of(self, owner: Owner) -> list[Flow]:
+        return list(self._by_owner.get(owner, {}).values())
+
+    def owners(self) -> list[Owner]:
+        return list(self._by_owner)
+
+    def installed(self) -> list[Flow]:
+        return [f for flows in self._by_owner.values() for f in flows.values()]
+
+    def __len__(self) -> int:
+        return len(self._key_owner)
+
+    # -- planning -------------------------------------------------------------------------
+    def plan(self, desired: Desired) -> Plan:
+        plan = Plan()
+        claimed: dict[FlowKey, Owner] = {}
+        for owner, flows in desired.items():
+            old = self._by_owner.get(owner, {})
+            new: dict[FlowKey, Flow] = {} if flows is None else {f.key: f for f in flows}
+            for key, flow in new.items():
+                holder = self._key_owner.get(key)
+                if (holder is not None and holder != owner and holder not in desired) or (
+                    claimed.setdefault(key, owner) != owner
+                ):
+                    raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
+                prev = old.get(key)
+                if prev is None or prev.cookie != flow.cookie:
+                    plan.add.append(flow)
+                elif prev.actions != flow.actions:
+                    plan.modify.append(flow)
+            # a key moving between two owners of this plan is neither added nor deleted twice
+            plan.delete.extend(f for k, f in old.items() if k not in new)
+            plan.owners[owner] = new if flows is not None else None
+        if plan.delete:
+            plan.delete = [f for f in plan.delete if f.key not in claimed]
+        return plan
+
+    def _commit(self, plan: Plan) -> None:
+        for owner, flows in plan.owners.items():
+            for key in self._by_owner.get(owner, {}):
+                if self._key_owner.get(key) == owner:
+                    del self._key_owner[key]
+            if flows is None or not flows:
+                self._by_owner.pop(owner, None)
+            else:
+                self._by_owner[owner] = flows
+        for owner, flows in plan.owners.items():
+            for key in flows or {}:
+                self._key_owner[key] = owner
+
+    # -- changes --------------------------------------------------------------------------
+    async def sync(self, desired: Desired) -> Plan:
+        """Make the given owners' flows exactly `desired` in one bundle."""
+        async with self._lock:
+            plan = self.plan(desired)
+            if len(plan):
+                await self.transport.bundle(add=plan.add, modify=plan.modify, delete=plan.delete)
+            self._commit(plan)
+            return plan
+
+    async def replay(self) -> int:
+        """Re-install every known flow in one bundle (after ovs-vswitchd lost its tables)."""
+        async with self._lock:
+            flows = self.installed()
+            await self.transport.bundle(add=flows)
+            return len(flows)
+
+
+class CoalescingWriter:
+    """Merge changes that arrive while a bundle is in flight into the next bundle."""
+
+    def __init__(self, client: FlowClient) -> None:
+        self.client = client
+        self._pending: dict[Owner, Iterable[Flow] | None] = {}
+        self._waiters: dict[Owner, list[asyncio.Future[None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self.bundles = 0
+
+    async def submit(self, owner: Owner, flows: Iterable[Flow] | None) -> None:
+        """Set `owner`'s flows; returns when they are in the switch (raises if rejected)."""
+        self._pending[owner] = list(flows) if flows is not None else None
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(owner, []).append(fut)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, {}
+            waiters = {o: self._waiters.pop(o, []) for o in batch}
+            results = await self._apply(batch)
+            for owner, futs in waiters.items():
+                exc = results.get(owner)
+                for fut in futs:
+                    if fut.done():
+                        continue
+                    if exc is None:
+                        fut.set_result(None)
+                    else:
+                        fut.set_exception(exc)
+
+    async def _apply(self, batch: dict[Owner, Iterable[Flow] | None]) -> dict[Owner, Exception]:
+        try:
+            await self.client.sync(batch)
+            self.bundles += 1
+            return {}
+        except (BundleRejected, FlowOwnershipError) as exc:
+            if len(batch) == 1:
+                return dict.fromkeys(batch, exc)
+        log.info("bundle_split_for_retry", owners=len(batch))
+        failures: dict[Owner, Exception] = {}
+        for owner, flows in batch.items():
+            try:
+                await self.client.sync({owner: flows})
+                self.bundles += 1
+            except (BundleRejected, FlowOwnershipError) as exc:
+                log.warning("owner_flows_rejected", owner=str(owner), error=str(exc))
+                failures[owner] = exc
+        return failures

@@ -1,0 +1,192 @@
+"""Flow values: what the agent wants in a table, independent of how it is sent.
+
+A `Flow` is (table, priority, match, actions, cookie). Its identity for diffs and strict
+deletes is `Flow.key` = (table, priority, canonical match text): two flows with the same key
+cannot coexist in OVS, so the key is what caches index by. Rendering to text happens in
+`antrea.ovs.openflow.render` only; the key reuses that renderer for the match, computed once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class RegMatch:
+    """Match bits ``[start, end]`` (inclusive) of register ``reg`` against ``value``."""
+
+    reg: int
+    value: int
+    start: int = 0
+    end: int = 31
+
+
+@dataclass(frozen=True, slots=True)
+class CtState:
+    """Conntrack state flags: ``+``/``-`` per flag, e.g. CtState(new=False, est=True)."""
+
+    new: bool | None = None
+    est: bool | None = None
+    rel: bool | None = None
+    rpl: bool | None = None
+    inv: bool | None = None
+    trk: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """Match fields in canonical order. ``None`` means "not matched".
+
+    ``proto`` is one of ``ip``, ``ipv6``, ``arp``, ``tcp``, ``udp``, ``sctp``, ``icmp`` (the
+    ovs-ofctl shorthand that also sets dl_type/nw_proto). Transport ports may be masked
+    (``tp_dst_mask``) to express ranges as a few prefix matches.
+    """
+
+    proto: str | None = None
+    in_port: int | None = None
+    dl_src: str | None = None
+    dl_dst: str | None = None
+    regs: tuple[RegMatch, ...] = ()
+    ct_state: CtState | None = None
+    ct_mark: tuple[int, int] | None = None  # (value, mask)
+    ct_label: tuple[int, int] | None = None  # (value, mask), 128 bits
+    conj_id: int | None = None
+    tun_id: int | None = None
+    tun_dst: str | None = None
+    nw_src: IPNet | IPAddr | str | None = None
+    nw_dst: IPNet | IPAddr | str | None = None
+    arp_op: int | None = None
+    arp_spa: str | None = None
+    arp_tpa: str | None = None
+    arp_sha: str | None = None
+    tp_src: int | None = None
+    tp_dst: int | None = None
+    tp_dst_mask: int | None = None
+
+
+class Action:
+    """Base class of all actions (values; rendered by `render`)."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Output(Action):
+    """``output:<port>``; port may be a number or a keyword such as ``IN_PORT``."""
+
+    port: int | str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputReg(Action):
+    """``output:NXM_NX_REG<reg>[]``: output to the port held in a register."""
+
+    reg: int
+
+
+@dataclass(frozen=True, slots=True)
+class Normal(Action):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Drop(Action):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class GotoTable(Action):
+    table: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resubmit(Action):
+    table: int
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReg(Action):
+    """Load ``value`` into bits ``[start, end]`` of register ``reg``."""
+
+    reg: int
+    value: int
+    start: int = 0
+    end: int = 31
+
+
+@dataclass(frozen=True, slots=True)
+class SetField(Action):
+    """``set_field:<value>-><field>`` (e.g. eth_src, eth_dst, tun_dst, arp_op, arp_sha)."""
+
+    field: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class Move(Action):
+    """``move:<src>-><dst>`` with NXM field names, e.g. ``NXM_OF_ETH_SRC[]``."""
+
+    src: str
+    dst: str
+
+
+@dataclass(frozen=True, slots=True)
+class DecTTL(Action):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Conjunction(Action):
+    """``conjunction(id, clause/n_clauses)``; clause is 1-based."""
+
+    conj_id: int
+    clause: int
+    n_clauses: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ct(Action):
+    """``ct(commit?, table=?, zone=?, nat?, exec(...)?)``."""
+
+    commit: bool = False
+    table: int | None = None
+    zone: int | None = None
+    nat: bool = False
+    exec_: tuple[Action, ...] = ()
+
+
+class FlowKey(NamedTuple):
+    """Identity of a flow in a switch: at most one flow per key."""
+
+    table: int
+    priority: int
+    match: str
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    table: int
+    priority: int
+    match: Match
+    actions: tuple[Action, ...]
+    cookie: int = 0
+    _key: list[FlowKey] = field(default_factory=list, compare=False, hash=False, repr=False)
+
+    @property
+    def key(self) -> FlowKey:
+        if not self._key:
+            from antrea.ovs.openflow.render import render_match
+
+            self._key.append(FlowKey(self.table, self.priority, render_match(self.match)))
+        return self._key[0]
+
+    def with_cookie(self, cookie: int) -> Flow:
+        return Flow(self.table, self.priority, self.match, self.actions, cookie)
+
+    def with_actions(self, actions: tuple[Action, ...]) -> Flow:
+        return Flow(self.table, self.priority, self.match, actions, self.cookie)

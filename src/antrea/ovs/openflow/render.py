@@ -1,0 +1,177 @@
+"""The one place where flow values become `ovs-ofctl` text.
+
+Everything above this module handles `Flow` values. The output is what
+`ovs-ofctl -O OpenFlow15 --bundle add-flows BRIDGE -` reads: one flow per line, each line
+starting with its operation (``add``, ``modify_strict`` or ``delete_strict``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from antrea.ovs.openflow.flow import (
+    Action,
+    Conjunction,
+    Ct,
+    CtState,
+    DecTTL,
+    Drop,
+    Flow,
+    GotoTable,
+    LoadReg,
+    Match,
+    Move,
+    Normal,
+    Output,
+    OutputReg,
+    RegMatch,
+    Resubmit,
+    SetField,
+)
+
+_CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk")
+
+
+def _bits_mask(start: int, end: int) -> int:
+    return ((1 << (end - start + 1)) - 1) << start
+
+
+def _render_reg(m: RegMatch) -> str:
+    if m.start == 0 and m.end == 31:
+        return f"reg{m.reg}={m.value:#x}"
+    return f"reg{m.reg}={m.value << m.start:#x}/{_bits_mask(m.start, m.end):#x}"
+
+
+def render_ct_state(s: CtState) -> str:
+    out = []
+    for flag in _CT_FLAGS:
+        v = getattr(s, flag)
+        if v is not None:
+            out.append(("+" if v else "-") + flag)
+    return "".join(out)
+
+
+def render_match(m: Match) -> str:
+    """Canonical match text (also the identity part of `Flow.key`)."""
+    parts: list[str] = []
+    if m.proto is not None:
+        parts.append(m.proto)
+    if m.in_port is not None:
+        parts.append(f"in_port={m.in_port}")
+    if m.dl_src is not None:
+        parts.append(f"dl_src={m.dl_src}")
+    if m.dl_dst is not None:
+        parts.append(f"dl_dst={m.dl_dst}")
+    parts.extend(_render_reg(r) for r in m.regs)
+    if m.ct_state is not None:
+        parts.append(f"ct_state={render_ct_state(m.ct_state)}")
+    if m.ct_mark is not None:
+        parts.append(f"ct_mark={m.ct_mark[0]:#x}/{m.ct_mark[1]:#x}")
+    if m.ct_label is not None:
+        parts.append(f"ct_label={m.ct_label[0]:#x}/{m.ct_label[1]:#x}")
+    if m.conj_id is not None:
+        parts.append(f"conj_id={m.conj_id}")
+    if m.tun_id is not None:
+        parts.append(f"tun_id={m.tun_id:#x}")
+    if m.tun_dst is not None:
+        parts.append(f"tun_dst={m.tun_dst}")
+    if m.nw_src is not None:
+        parts.append(f"nw_src={m.nw_src}")
+    if m.nw_dst is not None:
+        parts.append(f"nw_dst={m.nw_dst}")
+    if m.arp_op is not None:
+        parts.append(f"arp_op={m.arp_op}")
+    if m.arp_spa is not None:
+        parts.append(f"arp_spa={m.arp_spa}")
+    if m.arp_tpa is not None:
+        parts.append(f"arp_tpa={m.arp_tpa}")
+    if m.arp_sha is not None:
+        parts.append(f"arp_sha={m.arp_sha}")
+    if m.tp_src is not None:
+        parts.append(f"tp_src={m.tp_src}")
+    if m.tp_dst is not None:
+        if m.tp_dst_mask is not None:
+            parts.append(f"tp_dst={m.tp_dst:#x}/{m.tp_dst_mask:#x}")
+        else:
+            parts.append(f"tp_dst={m.tp_dst}")
+    return ",".join(parts)
+
+
+def render_action(a: Action) -> str:
+    if isinstance(a, Output):
+        return f"output:{a.port}"
+    if isinstance(a, OutputReg):
+        return f"output:NXM_NX_REG{a.reg}[]"
+    if isinstance(a, Normal):
+        return "NORMAL"
+    if isinstance(a, Drop):
+        return "drop"
+    if isinstance(a, GotoTable):
+        return f"goto_table:{a.table}"
+    if isinstance(a, Resubmit):
+        return f"resubmit(,{a.table})"
+    if isinstance(a, LoadReg):
+        if a.start == 0 and a.end == 31:
+            rng = ""
+        elif a.start == a.end:
+            rng = str(a.start)
+        else:
+            rng = f"{a.start}..{a.end}"
+        return f"load:{a.value:#x}->NXM_NX_REG{a.reg}[{rng}]"
+    if isinstance(a, SetField):
+        return f"set_field:{a.value}->{a.field}"
+    if isinstance(a, Move):
+        return f"move:{a.src}->{a.dst}"
+    if isinstance(a, DecTTL):
+        return "dec_ttl"
+    if isinstance(a, Conjunction):
+        return f"conjunction({a.conj_id},{a.clause}/{a.n_clauses})"
+    if isinstance(a, Ct):
+        args: list[str] = []
+        if a.commit:
+            args.append("commit")
+        if a.table is not None:
+            args.append(f"table={a.table}")
+        if a.zone is not None:
+            args.append(f"zone={a.zone}")
+        if a.nat:
+            args.append("nat")
+        if a.exec_:
+            args.append(f"exec({render_actions(a.exec_)})")
+        return f"ct({','.join(args)})"
+    raise TypeError(f"unknown action {a!r}")
+
+
+def render_actions(actions: Iterable[Action]) -> str:
+    text = ",".join(render_action(a) for a in actions)
+    return text or "drop"
+
+
+def _head(flow: Flow) -> str:
+    match = flow.key.match
+    head = f"table={flow.table},priority={flow.priority}"
+    return f"{head},{match}" if match else head
+
+
+def render_add(flow: Flow) -> str:
+    """An ``add`` line; the cookie is set (round and category live there)."""
+    match = flow.key.match
+    head = f"table={flow.table},priority={flow.priority},cookie={flow.cookie:#x}"
+    if match:
+        head = f"{head},{match}"
+    return f"add {head} actions={render_actions(flow.actions)}"
+
+
+def render_modify(flow: Flow) -> str:
+    """A ``modify_strict`` line: new actions for the flow with this key, counters kept."""
+    return f"modify_strict {_head(flow)} actions={render_actions(flow.actions)}"
+
+
+def render_delete(flow: Flow) -> str:
+    """A ``delete_strict`` line: removes exactly the flow with this key."""
+    return f"delete_strict {_head(flow)}"
+
+
+def render_flow(flow: Flow) -> str:
+    """The flow as `ovs-ofctl add-flow` would take it (no operation prefix): for logs and docs."""
+    return render_add(flow)[len("add ") :]
