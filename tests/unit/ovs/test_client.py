@@ -1,0 +1,85 @@
+"""FlowClient turns desired state into minimal bundles; CoalescingWriter batches and isolates."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from antrea.ovs.errors import BundleRejected
+from antrea.ovs.openflow import Drop, Flow, GotoTable, Match, Normal, RegMatch
+from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, FlowOwnershipError
+from antrea.ovs.openflow.testing import RecordingTransport
+
+
+def f(port: int, action: object = None, cookie: int = 0) -> Flow:
+    return Flow(90, 200, Match(proto="ip", regs=(RegMatch(1, port),)), (action or Drop(),), cookie)
+
+
+async def test_sync_sends_only_deltas() -> None:
+    t = RecordingTransport()
+    c = FlowClient(t)
+    await c.sync({"a": [f(1), f(2)], "b": [f(3)]})
+    assert len(t.bundles) == 1 and len(t.flows) == 3
+    plan = await c.sync({"a": [f(2, Normal()), f(4)]})
+    assert (
+        [x.key for x in plan.add],
+        [x.key for x in plan.modify],
+        [x.key for x in plan.delete],
+    ) == ([f(4).key], [f(2).key], [f(1).key])
+    assert len(t.flows) == 3
+    plan = await c.sync({"a": [f(2, Normal()), f(4)]})
+    assert len(plan) == 0 and len(t.bundles) == 2  # nothing to do: no bundle
+
+
+async def test_cookie_change_readds() -> None:
+    t = RecordingTransport()
+    c = FlowClient(t)
+    await c.sync({"a": [f(1, cookie=1)]})
+    plan = await c.sync({"a": [f(1, cookie=2)]})
+    assert len(plan.add) == 1 and t.flows[f(1).key].cookie == 2
+
+
+async def test_key_conflict_between_owners_is_an_error() -> None:
+    c = FlowClient(RecordingTransport())
+    await c.sync({"a": [f(1)]})
+    with pytest.raises(FlowOwnershipError):
+        await c.sync({"b": [f(1)]})
+    # handing a flow over in one sync is allowed
+    await c.sync({"a": None, "b": [f(1)]})
+    assert c.owners() == ["b"]
+
+
+async def test_rejected_bundle_leaves_cache_unchanged() -> None:
+    t = RecordingTransport()
+    c = FlowClient(t)
+    await c.sync({"a": [f(1)]})
+    t.reject = 1
+    with pytest.raises(BundleRejected):
+        await c.sync({"a": [f(2)]})
+    assert [x.key for x in c.flows_of("a")] == [f(1).key]
+
+
+async def test_writer_coalesces_and_blames_the_bad_owner() -> None:
+    t = RecordingTransport()
+    w = CoalescingWriter(FlowClient(t))
+    await asyncio.gather(*(w.submit(i, [f(i)]) for i in range(10)))
+    assert len(t.bundles) <= 2 and len(t.flows) == 10
+
+    class Picky(RecordingTransport):
+        async def bundle(self, *, add=(), modify=(), delete=()):  # type: ignore[no-untyped-def]
+            if any(isinstance(a, GotoTable) for fl in add for a in fl.actions):
+                raise BundleRejected(["fake"], 1, "bad goto")
+            await super().bundle(add=add, modify=modify, delete=delete)
+
+    p = Picky()
+    w = CoalescingWriter(FlowClient(p))
+    results = await asyncio.gather(
+        w.submit("ok1", [f(1)]),
+        w.submit("bad", [f(2, GotoTable(0))]),
+        w.submit("ok2", [f(3)]),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], BundleRejected)
+    assert len(p.flows) == 2
