@@ -1,0 +1,203 @@
+"""Installing the plugin on a node: the executable in the CNI bin dir, the conflist in the conf dir.
+
+This is what Antrea's ``install-cni`` init container does. The executable is a three-line
+launcher that runs the plugin with the current interpreter in isolated mode without ``site``
+(``-I -S``): no virtualenv ``.pth`` processing, no user site, no environment-driven imports, so a
+start costs about as much as a bare interpreter. The package directory is put on ``sys.path``
+explicitly instead; the launcher is therefore tied to this checkout/installation (re-run the
+install after moving it, as the agent does at every start).
+
+The conflist mirrors Antrea's shape (``antrea`` with ``ipam: host-local``, then ``portmap`` and
+``bandwidth``), but a chained plugin is only listed when its executable is in the bin dir, since
+a runtime fails every ADD whose chain names a missing plugin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import py_compile
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import antrea
+from antrea.cni.versions import SUPPORTED_VERSIONS, parse
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+CONFLIST_NAME = "10-antrea.conflist"
+NETWORK_NAME = "antrea"
+# Chained after antrea, as in Antrea's conflist: (type, capabilities).
+CHAINED_PLUGINS: tuple[tuple[str, dict[str, bool]], ...] = (
+    ("portmap", {"portMappings": True}),
+    ("bandwidth", {"bandwidth": True}),
+)
+# Every libcni since 1.0 parses results up to this version; newer ones go in ``cniVersions``.
+_BROADLY_UNDERSTOOD = "1.0.0"
+
+
+def _atomic_write(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def package_root() -> Path:
+    """The directory that holds the ``antrea`` package (goes on the launcher's sys.path)."""
+    return Path(antrea.__file__).resolve().parent.parent
+
+
+def launcher_source(*, python: str, root: Path) -> str:
+    return (
+        f"#!{python} -IS\n"
+        "# antrea-cni launcher written by antrea.cni.install: runs the stdlib-only plugin.\n"
+        "import sys\n"
+        f"sys.path.insert(0, {str(root)!r})\n"
+        "from antrea.cni.plugin import main\n"
+        "sys.exit(main())\n"
+    )
+
+
+def _precompile(root: Path) -> None:
+    """Byte-compile the modules the plugin imports, so no run ever pays for compiling them."""
+    files = [root / "antrea" / "__init__.py", *sorted((root / "antrea" / "cni").glob("*.py"))]
+    for file in files:
+        with contextlib.suppress(OSError, py_compile.PyCompileError):
+            py_compile.compile(str(file), doraise=True)
+
+
+def install_plugin(bin_dir: Path, name: str = "antrea", *, python: str | None = None) -> Path:
+    """Write the plugin executable ``bin_dir/name`` atomically and return its path.
+
+    Args:
+        bin_dir: the runtime's CNI bin dir (``/opt/cni/bin`` on a node); created if missing.
+        name: the executable name, i.e. the ``type`` in the conflist.
+        python: interpreter for the shebang; defaults to the running one.
+    """
+    bin_dir = Path(bin_dir)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    root = package_root()
+    _precompile(root)
+    target = bin_dir / name
+    source = launcher_source(python=python or sys.executable, root=root)
+    _atomic_write(target, source.encode(), 0o755)
+    return target
+
+
+def plugin_versions(executable: Path, *, timeout: float = 5.0) -> tuple[str, ...]:
+    """Ask a CNI plugin which spec versions it supports (``CNI_COMMAND=VERSION``).
+
+    Returns ``()`` when it does not answer like a CNI plugin.
+    """
+    try:
+        proc = subprocess.run(
+            [str(executable)],
+            input=json.dumps({"cniVersion": SUPPORTED_VERSIONS[-1]}).encode(),
+            env={"CNI_COMMAND": "VERSION"},
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+        info = json.loads(proc.stdout)
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return ()
+    versions = info.get("supportedVersions") if isinstance(info, dict) else None
+    if proc.returncode != 0 or not isinstance(versions, list):
+        return ()
+    return tuple(v for v in versions if isinstance(v, str))
+
+
+def build_conflist(
+    *,
+    mtu: int,
+    socket: str,
+    plugin_type: str = "antrea",
+    chained: dict[str, tuple[str, ...]] | None = None,
+    cni_version: str | None = None,
+) -> dict[str, Any]:
+    """The conflist document.
+
+    Args:
+        mtu: pod MTU the agent uses; written as ``mtu`` when > 0 (0 = agent decides).
+        socket: the agent's CNI socket, written as ``cniSocket``.
+        plugin_type: our executable's name.
+        chained: chained plugin type -> the versions it supports (from ``plugin_versions``);
+            only types listed in CHAINED_PLUGINS are used, in that order.
+        cni_version: force ``cniVersion`` (default: the highest version every plugin in the
+            chain supports, capped at 1.0.0 for old runtimes; newer ones are offered to
+            runtimes that understand ``cniVersions``).
+    """
+    chained = chained or {}
+    common = set(SUPPORTED_VERSIONS)
+    plugins: list[dict[str, Any]] = []
+    antrea_conf: dict[str, Any] = {"type": plugin_type, "ipam": {"type": "host-local"}}
+    if mtu > 0:
+        antrea_conf["mtu"] = mtu
+    antrea_conf["cniSocket"] = socket
+    plugins.append(antrea_conf)
+    for chained_type, capabilities in CHAINED_PLUGINS:
+        supported = chained.get(chained_type)
+        if not supported or not common & set(supported):
+            continue
+        common &= set(supported)
+        plugins.append({"type": chained_type, "capabilities": dict(capabilities)})
+    ordered = sorted(common, key=parse)
+    if cni_version is None:
+        capped = [v for v in ordered if parse(v) <= parse(_BROADLY_UNDERSTOOD)]
+        cni_version = capped[-1] if capped else ordered[0]
+    doc: dict[str, Any] = {"cniVersion": cni_version}
+    if len(ordered) > 1:
+        doc["cniVersions"] = ordered
+    doc["name"] = NETWORK_NAME
+    doc["plugins"] = plugins
+    return doc
+
+
+def write_conflist(
+    conf_dir: Path,
+    *,
+    mtu: int,
+    socket: str,
+    bin_dir: Path | None = None,
+    plugin_type: str = "antrea",
+    cni_version: str | None = None,
+) -> Path:
+    """Write ``conf_dir/10-antrea.conflist`` atomically and return its path.
+
+    Args:
+        conf_dir: the runtime's CNI config dir (``/etc/cni/net.d``); created if missing.
+        mtu: see ``build_conflist``.
+        socket: the agent's CNI socket path (``cniSocket``).
+        bin_dir: where to look for ``portmap``/``bandwidth`` to chain (none when omitted).
+        plugin_type: our executable's name in the bin dir.
+        cni_version: force the conflist's ``cniVersion``.
+    """
+    chained: dict[str, tuple[str, ...]] = {}
+    if bin_dir is not None:
+        for chained_type, _ in CHAINED_PLUGINS:
+            executable = Path(bin_dir) / chained_type
+            if os.access(executable, os.X_OK):
+                chained[chained_type] = plugin_versions(executable)
+    doc = build_conflist(
+        mtu=mtu, socket=socket, plugin_type=plugin_type, chained=chained, cni_version=cni_version
+    )
+    conf_dir = Path(conf_dir)
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    target = conf_dir / CONFLIST_NAME
+    _atomic_write(target, (json.dumps(doc, indent=2) + "\n").encode(), 0o644)
+    return target
