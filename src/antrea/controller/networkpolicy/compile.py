@@ -1,0 +1,156 @@
+"""Kubernetes NetworkPolicy (decoded ``networking.k8s.io/v1`` JSON) -> internal NetworkPolicy.
+
+The result depends only on the policy itself: peers and applied-to selectors become group
+*names* (deterministic, from the normalized selector), never members, so a pod event never
+recompiles a policy. Group lookup/creation is delegated to a `GroupResolver`, which is how the
+controller learns which groups a policy uses.
+
+Semantics (Kubernetes NetworkPolicy, as upstream Antrea compiles it):
+- ``policyTypes`` missing or empty defaults like the API server: Ingress always, Egress when the
+  policy has egress rules. Rules of a direction not listed in ``policyTypes`` are ignored.
+- A listed direction without rules becomes a deny-all rule (empty peer, all services).
+- ``from``/``to`` missing or empty: the match-all peer ``ipBlock 0.0.0.0/0``; for an egress rule
+  with a named port it also carries the all-pods AddressGroup, whose members' named ports let the
+  agent resolve the name.
+- Peers: ``podSelector`` alone selects in the policy's namespace; ``namespaceSelector`` alone all
+  pods of matching namespaces; both together are ANDed; ``ipBlock`` stays inline in the rule.
+  A peer with none of these (rejected by the API server) selects nothing.
+- Group names and ipBlocks keep the order of the peers, without duplicates.
+- ``ports`` missing or empty: ``services=None`` (all). Protocol defaults to TCP; a string port is a
+  named port (resolved by the agent); ``endPort`` is kept only with a numeric port. An entry with an
+  unknown protocol is dropped (it matches nothing).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from typing import Protocol as TypingProtocol
+
+from antrea.apis.controlplane.types import (
+    Direction,
+    IPBlock,
+    NetworkPolicy,
+    NetworkPolicyPeer,
+    NetworkPolicyReference,
+    NetworkPolicyRule,
+    Protocol,
+    Service,
+)
+from antrea.controller.networkpolicy.grouping import SelectorGroup
+from antrea.controller.networkpolicy.selectors import Selector
+
+SOURCE_TYPE = "K8sNetworkPolicy"
+MATCH_ALL_BLOCKS = (IPBlock("0.0.0.0/0"),)
+MATCH_ALL_PEER = NetworkPolicyPeer(ip_blocks=MATCH_ALL_BLOCKS)
+DENY_ALL_IN = NetworkPolicyRule(direction=Direction.IN)
+DENY_ALL_OUT = NetworkPolicyRule(direction=Direction.OUT)
+_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+
+
+class GroupResolver(TypingProtocol):
+    """What the compiler needs from the controller: interned selectors and groups by selector."""
+
+    def selector(self, raw: dict[str, Any] | None) -> Selector: ...
+
+    def group(self, namespace: str, pod: Selector, ns: Selector | None) -> SelectorGroup: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledPolicy:
+    policy: NetworkPolicy
+    applied_to: tuple[SelectorGroup, ...]
+    address: tuple[SelectorGroup, ...]  # distinct, in order of first use
+
+
+def compile_policy(np: dict[str, Any], resolver: GroupResolver) -> CompiledPolicy:
+    meta = np["metadata"]
+    spec = np.get("spec") or {}
+    namespace: str = meta.get("namespace", "")
+    uid: str = meta["uid"]
+    ingress = spec.get("ingress") or ()
+    egress = spec.get("egress") or ()
+    types = spec.get("policyTypes")
+    if types:
+        has_in = "Ingress" in types
+        has_out = "Egress" in types
+    else:
+        has_in, has_out = True, bool(egress)
+
+    applied_to = resolver.group(namespace, resolver.selector(spec.get("podSelector")), None)
+    address: dict[SelectorGroup, None] = {}
+    rules: list[NetworkPolicyRule] = []
+    if has_in:
+        if ingress:
+            for rule in ingress:
+                services = _services(rule.get("ports"))
+                peer = _peer(rule.get("from"), namespace, resolver, address, egress_named=False)
+                rules.append(NetworkPolicyRule(Direction.IN, from_=peer, services=services))
+        else:
+            rules.append(DENY_ALL_IN)
+    if has_out:
+        if egress:
+            for rule in egress:
+                services = _services(rule.get("ports"))
+                named = services is not None and any(isinstance(s.port, str) for s in services)
+                peer = _peer(rule.get("to"), namespace, resolver, address, egress_named=named)
+                rules.append(NetworkPolicyRule(Direction.OUT, to=peer, services=services))
+        else:
+            rules.append(DENY_ALL_OUT)
+    policy = NetworkPolicy(
+        name=uid,
+        source_ref=NetworkPolicyReference(SOURCE_TYPE, namespace, meta.get("name", ""), uid),
+        rules=tuple(rules),
+        applied_to_groups=(applied_to.name,),
+        generation=int(meta.get("generation") or 0),
+    )
+    return CompiledPolicy(policy, (applied_to,), tuple(address))
+
+
+def _peer(
+    peers: list[dict[str, Any]] | None,
+    namespace: str,
+    resolver: GroupResolver,
+    address: dict[SelectorGroup, None],
+    *,
+    egress_named: bool,
+) -> NetworkPolicyPeer:
+    if not peers:
+        if not egress_named:
+            return MATCH_ALL_PEER
+        everyone = resolver.selector(None)
+        group = resolver.group("", everyone, everyone)
+        address[group] = None
+        return NetworkPolicyPeer(address_groups=(group.name,), ip_blocks=MATCH_ALL_BLOCKS)
+    groups: dict[SelectorGroup, None] = {}
+    blocks: dict[IPBlock, None] = {}
+    for peer in peers:
+        block = peer.get("ipBlock")
+        if block is not None:
+            blocks[IPBlock(block["cidr"], tuple(block.get("except") or ()))] = None
+            continue
+        pod_sel = peer.get("podSelector")
+        ns_sel = peer.get("namespaceSelector")
+        if ns_sel is not None:
+            group = resolver.group("", resolver.selector(pod_sel), resolver.selector(ns_sel))
+        elif pod_sel is not None:
+            group = resolver.group(namespace, resolver.selector(pod_sel), None)
+        else:
+            continue
+        groups[group] = None
+    address.update(groups)
+    return NetworkPolicyPeer(address_groups=tuple(g.name for g in groups), ip_blocks=tuple(blocks))
+
+
+def _services(ports: list[dict[str, Any]] | None) -> tuple[Service, ...] | None:
+    if not ports:
+        return None
+    services: list[Service] = []
+    for entry in ports:
+        proto = _PROTOCOLS.get(entry.get("protocol") or "TCP")
+        if proto is None:
+            continue
+        port = entry.get("port")
+        end_port = entry.get("endPort") if isinstance(port, int) else None
+        services.append(Service(proto, port, end_port))
+    return tuple(services)

@@ -1,0 +1,378 @@
+"""The NetworkPolicy compiler: Kubernetes objects in, internal objects with spans out.
+
+Pure and synchronous: the controller process feeds it informer events (decoded API dicts) and
+serves what lands in `store`; listeners receive every `Change`. No I/O, no threads, no clock.
+
+Each event updates the membership engine (`grouping.Grouping`) and records what became dirty:
+groups whose members or references changed, policies that were (re)compiled or deleted. Then a
+*flush* turns the dirty sets into objects, in dependency order:
+
+1. groups: rebuild the member set, and for an AppliedToGroup its span (nodes of its members);
+2. policies whose own object or one of whose AppliedToGroups' span changed: span = union of
+   their AppliedToGroups' spans;
+3. AddressGroups referenced by a policy whose span or references changed: span = union of the
+   spans of the policies using them;
+4. store updates and change notifications: group additions and modifications first, then policy
+   additions and modifications, then policy deletions, then group deletions (so a consumer never
+   sees a policy before the groups it names, nor a group removed before its last policy).
+
+Outside `batch()` every event flushes immediately; inside, the flush happens once when the
+outermost batch exits. Use a batch for the initial lists (upstream likewise waits for the informer
+caches to sync before computing): each group's member set is then built once, not once per pod.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import structlog
+
+from antrea.apis.controlplane.types import (
+    AddressGroup,
+    AddressGroupPatch,
+    AppliedToGroup,
+    ControlPlaneObject,
+    GroupMember,
+    Kind,
+    NetworkPolicy,
+)
+from antrea.controller.networkpolicy.compile import CompiledPolicy, compile_policy
+from antrea.controller.networkpolicy.grouping import Grouping, SelectorGroup
+from antrea.controller.networkpolicy.members import pod_member
+from antrea.controller.networkpolicy.store import EMPTY_SPAN, Change, ComputedStore, Span
+
+log = structlog.get_logger(__name__)
+
+Listener = Callable[[Change], None]
+# What a group looked like before a flush touched it: members, ATG span, AG span.
+_GroupBefore = tuple[frozenset[GroupMember], Span, Span, bool, bool]
+
+
+class _Policy:
+    __slots__ = ("compiled", "published", "span", "uid")
+
+    def __init__(self, uid: str, compiled: CompiledPolicy) -> None:
+        self.uid = uid
+        self.compiled = compiled
+        self.span: Span = EMPTY_SPAN
+        self.published: NetworkPolicy | None = None
+
+
+class NetworkPolicyController:
+    """Compile Pods, Namespaces and NetworkPolicies into the `ComputedStore`.
+
+    Event methods take the decoded Kubernetes objects (dicts as the API's JSON). The compiler
+    keeps references to their ``labels`` dicts: do not mutate an object after passing it in.
+    """
+
+    def __init__(self) -> None:
+        self.store = ComputedStore()
+        self._grouping = Grouping()
+        self._policies: dict[str, _Policy] = {}
+        self._listeners: list[Listener] = []
+        self._batch_depth = 0
+        self._dirty_policies: set[str] = set()  # compiled, recompiled or deleted
+        self._ref_dirty: set[SelectorGroup] = set()  # references changed
+        self._deleted: dict[str, _Policy] = {}  # deleted since the last flush, by UID
+
+    # -- consumers ------------------------------------------------------------------------
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener`` for every change, synchronously, after the store is updated."""
+        self._listeners.append(listener)
+
+    def unsubscribe(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Defer computation until the outermost batch exits (e.g. the initial lists)."""
+        self._batch_depth += 1
+        try:
+            yield
+        finally:
+            self._batch_depth -= 1
+            if not self._batch_depth:
+                self.flush()
+
+    # -- pods -----------------------------------------------------------------------------
+
+    def add_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self._grouping.upsert_pod(
+            meta.get("namespace", ""), meta["name"], meta.get("labels"), pod_member(pod)
+        )
+        self._changed()
+
+    def update_pod(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        self.add_pod(new)
+
+    def delete_pod(self, pod: dict[str, Any]) -> None:
+        meta = pod["metadata"]
+        self._grouping.remove_pod(meta.get("namespace", ""), meta["name"])
+        self._changed()
+
+    # -- namespaces -----------------------------------------------------------------------
+
+    def add_namespace(self, namespace: dict[str, Any]) -> None:
+        meta = namespace["metadata"]
+        self._grouping.upsert_namespace(meta["name"], meta.get("labels"))
+        self._changed()
+
+    def update_namespace(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        self.add_namespace(new)
+
+    def delete_namespace(self, namespace: dict[str, Any]) -> None:
+        self._grouping.remove_namespace(namespace["metadata"]["name"])
+        self._changed()
+
+    # -- network policies -----------------------------------------------------------------
+
+    def add_network_policy(self, np: dict[str, Any]) -> None:
+        uid = np["metadata"]["uid"]
+        try:
+            compiled = compile_policy(np, self._grouping)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            meta = np.get("metadata", {})
+            log.warning(
+                "network_policy_rejected",
+                namespace=meta.get("namespace"),
+                name=meta.get("name"),
+                error=repr(exc),
+            )
+            self._changed()  # groups the failed compilation created are collected
+            return
+        state = self._policies.get(uid)
+        old: CompiledPolicy | None = None
+        if state is None:
+            state = self._deleted.pop(uid, None)  # deleted and re-added within one batch
+            if state is None:
+                state = _Policy(uid, compiled)
+            state.compiled = compiled
+            self._policies[uid] = state
+        else:
+            old = state.compiled
+            state.compiled = compiled
+        self._reference(uid, old, compiled)
+        self._dirty_policies.add(uid)
+        self._changed()
+
+    def update_network_policy(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        if old is not None and old["metadata"]["uid"] != new["metadata"]["uid"]:
+            self.delete_network_policy(old)
+        self.add_network_policy(new)
+
+    def delete_network_policy(self, np: dict[str, Any]) -> None:
+        uid = np["metadata"]["uid"]
+        state = self._policies.pop(uid, None)
+        if state is not None:
+            self._reference(uid, state.compiled, None)
+            self._dirty_policies.add(uid)
+            self._deleted[uid] = state
+        self._changed()
+
+    # -- computation ----------------------------------------------------------------------
+
+    def _reference(self, uid: str, old: CompiledPolicy | None, new: CompiledPolicy | None) -> None:
+        ref_dirty = self._ref_dirty
+        if old is not None:
+            for g in old.applied_to:
+                g.atg_refs.discard(uid)
+                ref_dirty.add(g)
+            for g in old.address:
+                g.ag_refs.discard(uid)
+                ref_dirty.add(g)
+        if new is not None:
+            for g in new.applied_to:
+                g.atg_refs.add(uid)
+                ref_dirty.add(g)
+            for g in new.address:
+                g.ag_refs.add(uid)
+                ref_dirty.add(g)
+
+    def _changed(self) -> None:
+        if not self._batch_depth:
+            self.flush()
+
+    def flush(self) -> None:
+        """Turn everything dirty into objects, spans, store updates and changes."""
+        grouping = self._grouping
+        groups = grouping.dirty
+        groups |= self._ref_dirty
+        grouping.dirty = set()
+        self._ref_dirty = set()
+        dirty_policies = self._dirty_policies
+        self._dirty_policies = set()
+        deleted = self._deleted
+        self._deleted = {}
+        if not groups and not dirty_policies:
+            return
+
+        before: dict[SelectorGroup, _GroupBefore] = {}
+        policy_span_dirty = set(dirty_policies)
+        ag_span_dirty: set[SelectorGroup] = set()
+        # 1. members and AppliedToGroup spans.
+        for g in groups:
+            old_members = g.members
+            before[g] = (old_members, g.atg_span, g.ag_span, g.published_ag, g.published_atg)
+            if not g.atg_refs and not g.ag_refs:
+                continue
+            members = frozenset([p.member for p in g.pods if p.member is not None])
+            if members == old_members:
+                members = old_members
+            else:
+                g.members = members
+            if g.atg_refs:
+                if members is not old_members or not g.published_atg:
+                    span = frozenset([m.node for m in members])
+                    if span != g.atg_span:
+                        g.atg_span = span
+                        policy_span_dirty.update(g.atg_refs)
+            elif g.atg_span:
+                g.atg_span = EMPTY_SPAN
+            if g.ag_refs:
+                ag_span_dirty.add(g)
+        # 2. policy spans.
+        policies = self._policies
+        for uid in policy_span_dirty:
+            state = policies.get(uid)
+            if state is None:
+                continue
+            atgs = state.compiled.applied_to
+            span = (
+                atgs[0].atg_span
+                if len(atgs) == 1
+                else frozenset().union(*(g.atg_span for g in atgs))
+            )
+            if span != state.span or uid in dirty_policies:
+                state.span = span
+                ag_span_dirty.update(state.compiled.address)
+        # 3. AddressGroup spans.
+        for g in ag_span_dirty:
+            if g not in before:
+                before[g] = (g.members, g.atg_span, g.ag_span, g.published_ag, g.published_atg)
+            refs = g.ag_refs
+            if len(refs) == 1:
+                for uid in refs:
+                    g.ag_span = policies[uid].span
+            else:
+                g.ag_span = frozenset().union(*(policies[uid].span for uid in refs))
+        # 4. store and changes.
+        self._publish(before, policy_span_dirty, deleted)
+
+    def _publish(
+        self,
+        before: dict[SelectorGroup, _GroupBefore],
+        policy_uids: set[str],
+        deleted: dict[str, _Policy],
+    ) -> None:
+        changes: list[Change] = []
+        group_deletes: list[Change] = []
+        to_destroy: list[SelectorGroup] = []
+        for g, (old_members, old_atg_span, old_ag_span, was_ag, was_atg) in before.items():
+            members = g.members
+            patch: AddressGroupPatch | None = None
+            if members is not old_members and (was_ag or was_atg):
+                patch = AddressGroupPatch(g.name, members - old_members, old_members - members)
+            if g.ag_refs or was_ag:
+                self._publish_view(
+                    Kind.ADDRESS_GROUP, g, wanted=bool(g.ag_refs), was=was_ag,
+                    old_members=old_members, old_span=old_ag_span, span=g.ag_span, patch=patch,
+                    changes=changes, deletes=group_deletes,
+                )  # fmt: skip
+            if g.atg_refs or was_atg:
+                self._publish_view(
+                    Kind.APPLIED_TO_GROUP, g, wanted=bool(g.atg_refs), was=was_atg,
+                    old_members=old_members, old_span=old_atg_span, span=g.atg_span, patch=patch,
+                    changes=changes, deletes=group_deletes,
+                )  # fmt: skip
+            g.published_ag = bool(g.ag_refs)
+            g.published_atg = bool(g.atg_refs)
+            if not g.ag_refs:
+                g.ag_span = EMPTY_SPAN
+            if not g.atg_refs:
+                g.atg_span = EMPTY_SPAN
+                if not g.ag_refs:
+                    to_destroy.append(g)
+        policy_deletes = self._publish_policies(policy_uids, deleted, changes)
+        for g in to_destroy:
+            self._grouping.destroy(g)
+        changes += policy_deletes
+        changes += group_deletes
+        listeners = self._listeners
+        if listeners:
+            for change in changes:
+                for listener in listeners:
+                    listener(change)
+
+    def _publish_view(
+        self,
+        kind: Kind,
+        g: SelectorGroup,
+        *,
+        wanted: bool,
+        was: bool,
+        old_members: frozenset[GroupMember],
+        old_span: Span,
+        span: Span,
+        patch: AddressGroupPatch | None,
+        changes: list[Change],
+        deletes: list[Change],
+    ) -> None:
+        """Store and announce one of the two views (AddressGroup, AppliedToGroup) of a group."""
+        store = self.store
+        name = g.name
+        make = AddressGroup if kind is Kind.ADDRESS_GROUP else AppliedToGroup
+        if wanted:
+            if not was:
+                obj: ControlPlaneObject = make(name, g.members)
+                store._put(kind, name, obj, span)
+                changes.append(Change(kind, name, None, obj, EMPTY_SPAN, span, None))
+                return
+            changed = g.members is not old_members
+            if changed or span != old_span:
+                old_obj = store._entry(kind, name)[0]
+                obj = make(name, g.members) if changed else old_obj
+                store._put(kind, name, obj, span)
+                changes.append(Change(kind, name, old_obj, obj, old_span, span, patch))
+        elif was:
+            old_obj = store._entry(kind, name)[0]
+            store._delete(kind, name)
+            deletes.append(Change(kind, name, old_obj, None, old_span, EMPTY_SPAN, None))
+
+    def _publish_policies(
+        self, uids: set[str], deleted: dict[str, _Policy], changes: list[Change]
+    ) -> list[Change]:
+        """Store and announce policies; returns the deletions (announced after the rest)."""
+        store = self.store
+        NP = Kind.NETWORK_POLICY
+        policies = self._policies
+        deletes: list[Change] = []
+        for uid in uids:
+            state = policies.get(uid)
+            if state is None:
+                gone = deleted.get(uid)
+                if gone is not None and gone.published is not None:
+                    store._delete(NP, uid)
+                    deletes.append(
+                        Change(NP, uid, gone.published, None, gone.span, EMPTY_SPAN, None)
+                    )
+                continue
+            obj = state.compiled.policy
+            old_obj = state.published
+            if old_obj is None:
+                store._put(NP, uid, obj, state.span)
+                changes.append(Change(NP, uid, None, obj, EMPTY_SPAN, state.span, None))
+                state.published = obj
+                continue
+            old_span = store._entry(NP, uid)[1]
+            if old_obj == obj:
+                obj = old_obj
+                if old_span == state.span:
+                    continue
+            store._put(NP, uid, obj, state.span)
+            changes.append(Change(NP, uid, old_obj, obj, old_span, state.span, None))
+            state.published = obj
+        return deletes

@@ -1,0 +1,390 @@
+"""Group membership: which pods each normalized selector selects, maintained incrementally.
+
+A `SelectorGroup` is one normalized group selector (namespace + podSelector, or podSelector +
+namespaceSelector). It is the state behind both the AddressGroup and the AppliedToGroup of that
+selector (they share the name and the member computation; which of the two exist depends on how
+policies reference it).
+
+Indexes keep every event proportional to what it can affect:
+- each namespace keeps a `GroupIndex` of the groups scoped to it, filed under one label key that
+  every pod they select must carry, so a pod event only tests the groups whose key it has (plus
+  the few unindexed selectors such as ``{}``);
+- each namespace keeps the set of cluster-scoped (namespaceSelector) groups matching its labels,
+  recomputed only when its labels change (through a `GroupIndex` of namespaceSelectors);
+- a namespace label index finds the namespaces a new namespaceSelector group can match.
+
+The engine only records *which* groups changed (``dirty``); building member sets, spans and
+change notifications is the controller's flush (see `controller.py`), done once per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
+
+from antrea.apis.controlplane.types import GroupMember
+from antrea.controller.networkpolicy.selectors import (
+    Labels,
+    Selector,
+    SelectorKey,
+    group_key_text,
+    group_name,
+    selector_key,
+)
+
+GroupKey = tuple[str, Selector, Selector | None]
+_EMPTY: Mapping[str, str] = {}
+
+
+class NamespaceState:
+    """A namespace as far as grouping cares: its labels (if the object exists) and its pods."""
+
+    __slots__ = ("cluster_groups", "exists", "labels", "local", "name", "pods")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.exists = False
+        self.labels: Labels = _EMPTY
+        self.pods: dict[str, PodState] = {}
+        self.local = GroupIndex()
+        self.cluster_groups: set[SelectorGroup] = set()
+
+    def is_idle(self) -> bool:
+        return not self.exists and not self.pods and not self.local.size
+
+
+class PodState:
+    """A pod's labels, its member value (``None`` if it does not count) and the groups it is in."""
+
+    __slots__ = ("groups", "labels", "member", "name", "namespace")
+
+    def __init__(self, namespace: NamespaceState, name: str) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.labels: Labels = _EMPTY
+        self.member: GroupMember | None = None
+        self.groups: tuple[SelectorGroup, ...] = ()
+
+
+class SelectorGroup:
+    """One normalized group selector, the pods it selects, and what the controller published."""
+
+    __slots__ = (
+        "ag_refs",
+        "ag_span",
+        "atg_refs",
+        "atg_span",
+        "key",
+        "members",
+        "name",
+        "namespace",
+        "namespaces",
+        "ns_selector",
+        "pod_selector",
+        "pods",
+        "published_ag",
+        "published_atg",
+    )
+
+    def __init__(self, key: GroupKey, name: str) -> None:
+        self.key = key
+        self.namespace, self.pod_selector, self.ns_selector = key
+        self.name = name
+        self.pods: set[PodState] = set()
+        self.namespaces: set[NamespaceState] = set()  # matching namespaces (cluster groups only)
+        # Controller state: referencing policy UIDs, last published members and spans.
+        self.atg_refs: set[str] = set()
+        self.ag_refs: set[str] = set()
+        self.members: frozenset[GroupMember] = frozenset()
+        self.atg_span: frozenset[str] = frozenset()
+        self.ag_span: frozenset[str] = frozenset()
+        self.published_ag = False
+        self.published_atg = False
+
+    def __repr__(self) -> str:
+        return f"SelectorGroup({self.name} {self.key!r})"
+
+
+class GroupIndex:
+    """Groups filed under their selector's index key; ``candidates`` is a superset of matches."""
+
+    __slots__ = ("by_key", "size", "unindexed")
+
+    def __init__(self) -> None:
+        self.by_key: dict[str, list[SelectorGroup]] | None = None
+        self.unindexed: list[SelectorGroup] = []
+        self.size = 0
+
+    def add(self, group: SelectorGroup, selector: Selector) -> None:
+        self.size += 1
+        key = selector.index_key
+        if key is None:
+            self.unindexed.append(group)
+            return
+        if self.by_key is None:
+            self.by_key = {}
+        bucket = self.by_key.get(key)
+        if bucket is None:
+            self.by_key[key] = [group]
+        else:
+            bucket.append(group)
+
+    def remove(self, group: SelectorGroup, selector: Selector) -> None:
+        self.size -= 1
+        key = selector.index_key
+        if key is None:
+            self.unindexed.remove(group)
+            return
+        assert self.by_key is not None
+        bucket = self.by_key[key]
+        bucket.remove(group)
+        if not bucket:
+            del self.by_key[key]
+
+    def candidates(self, labels: Labels) -> list[SelectorGroup]:
+        found = list(self.unindexed)
+        by_key = self.by_key
+        bucket: list[SelectorGroup] | None
+        if by_key:
+            if len(by_key) < len(labels):
+                for key, bucket in by_key.items():
+                    if key in labels:
+                        found.extend(bucket)
+            else:
+                for key in labels:
+                    bucket = by_key.get(key)
+                    if bucket is not None:
+                        found.extend(bucket)
+        return found
+
+
+class Grouping:
+    """The membership engine: pods, namespaces and selector groups, with their indexes."""
+
+    def __init__(self) -> None:
+        self.namespaces: dict[str, NamespaceState] = {}
+        self.groups: dict[GroupKey, SelectorGroup] = {}
+        self.dirty: set[SelectorGroup] = set()
+        self._selectors: dict[SelectorKey, Selector] = {}
+        self._cluster_index = GroupIndex()  # cluster-scoped groups by namespaceSelector
+        self._ns_labels: dict[str, dict[str, set[str]]] = {}  # key -> value -> namespace names
+
+    # -- selectors and groups -------------------------------------------------------------
+
+    def selector(self, raw: dict[str, Any] | None) -> Selector:
+        key = selector_key(raw)
+        sel = self._selectors.get(key)
+        if sel is None:
+            sel = self._selectors[key] = Selector(key)
+        return sel
+
+    def group(self, namespace: str, pod: Selector, ns: Selector | None) -> SelectorGroup:
+        """The group of this selector, created (and its members computed) on first use."""
+        key: GroupKey = (namespace, pod, ns)
+        group = self.groups.get(key)
+        if group is None:
+            group = self._create(key)
+        return group
+
+    def _create(self, key: GroupKey) -> SelectorGroup:
+        namespace, pod_sel, ns_sel = key
+        text = group_key_text(namespace, pod_sel.key, None if ns_sel is None else ns_sel.key)
+        group = SelectorGroup(key, group_name(text))
+        self.groups[key] = group
+        pod_sel.refs += 1
+        matches = pod_sel.matches
+        if ns_sel is None:
+            ns = self._namespace(namespace)
+            ns.local.add(group, pod_sel)
+            scopes: Iterable[NamespaceState] = (ns,)
+        else:
+            ns_sel.refs += 1
+            self._cluster_index.add(group, ns_sel)
+            scopes = self._namespaces_matching(ns_sel)
+        pods = group.pods
+        for ns in scopes:
+            if ns_sel is not None:
+                ns.cluster_groups.add(group)
+                group.namespaces.add(ns)
+            for pod in ns.pods.values():
+                if pod.member is not None and matches(pod.labels):
+                    pods.add(pod)
+                    pod.groups += (group,)
+        self.dirty.add(group)
+        return group
+
+    def destroy(self, group: SelectorGroup) -> None:
+        """Forget a group no policy references any more."""
+        for pod in group.pods:
+            pod.groups = tuple(g for g in pod.groups if g is not group)
+        group.pods = set()
+        namespace, pod_sel, ns_sel = group.key
+        if ns_sel is None:
+            ns = self.namespaces[namespace]
+            ns.local.remove(group, pod_sel)
+            self._forget_if_idle(ns)
+        else:
+            self._cluster_index.remove(group, ns_sel)
+            for ns in group.namespaces:
+                ns.cluster_groups.discard(group)
+            group.namespaces = set()
+            self._release_selector(ns_sel)
+        self._release_selector(pod_sel)
+        del self.groups[group.key]
+        self.dirty.discard(group)
+
+    def _release_selector(self, sel: Selector) -> None:
+        sel.refs -= 1
+        if sel.refs == 0:
+            del self._selectors[sel.key]
+
+    def _namespaces_matching(self, sel: Selector) -> Iterable[NamespaceState]:
+        names: Iterable[str]
+        if sel.index_key is None:
+            candidates: Iterable[NamespaceState] = self.namespaces.values()
+        else:
+            by_value = self._ns_labels.get(sel.index_key, {})
+            if sel.index_values is not None:
+                names = [n for v in sel.index_values for n in by_value.get(v, ())]
+            else:
+                names = [n for ns_names in by_value.values() for n in ns_names]
+            candidates = [self.namespaces[n] for n in names]
+        return [ns for ns in candidates if ns.exists and sel.matches(ns.labels)]
+
+    # -- namespaces -----------------------------------------------------------------------
+
+    def _namespace(self, name: str) -> NamespaceState:
+        ns = self.namespaces.get(name)
+        if ns is None:
+            ns = self.namespaces[name] = NamespaceState(name)
+        return ns
+
+    def _forget_if_idle(self, ns: NamespaceState) -> None:
+        if ns.is_idle():
+            del self.namespaces[ns.name]
+
+    def upsert_namespace(self, name: str, labels: Labels | None) -> None:
+        labels = labels or _EMPTY
+        ns = self._namespace(name)
+        if ns.exists and ns.labels == labels:
+            return
+        if ns.exists:
+            self._unindex_namespace(ns)
+        ns.exists = True
+        ns.labels = labels
+        index = self._ns_labels
+        for key, value in labels.items():
+            by_value = index.get(key)
+            if by_value is None:
+                by_value = index[key] = {}
+            names = by_value.get(value)
+            if names is None:
+                by_value[value] = {name}
+            else:
+                names.add(name)
+        if self._cluster_index.size:
+            self._set_cluster_groups(
+                ns,
+                {
+                    g
+                    for g in self._cluster_index.candidates(labels)
+                    if g.ns_selector is not None and g.ns_selector.matches(labels)
+                },
+            )
+
+    def remove_namespace(self, name: str) -> None:
+        ns = self.namespaces.get(name)
+        if ns is None or not ns.exists:
+            return
+        self._unindex_namespace(ns)
+        self._set_cluster_groups(ns, set())
+        ns.exists = False
+        ns.labels = _EMPTY
+        self._forget_if_idle(ns)
+
+    def _unindex_namespace(self, ns: NamespaceState) -> None:
+        index = self._ns_labels
+        for key, value in ns.labels.items():
+            by_value = index[key]
+            names = by_value[value]
+            names.discard(ns.name)
+            if not names:
+                del by_value[value]
+                if not by_value:
+                    del index[key]
+
+    def _set_cluster_groups(self, ns: NamespaceState, new: set[SelectorGroup]) -> None:
+        old = ns.cluster_groups
+        if new == old:
+            return
+        for group in old - new:
+            group.namespaces.discard(ns)
+            for pod in ns.pods.values():
+                if group in pod.groups:
+                    group.pods.discard(pod)
+                    pod.groups = tuple(g for g in pod.groups if g is not group)
+                    self.dirty.add(group)
+        for group in new - old:
+            group.namespaces.add(ns)
+            matches = group.pod_selector.matches
+            for pod in ns.pods.values():
+                if pod.member is not None and matches(pod.labels):
+                    group.pods.add(pod)
+                    pod.groups += (group,)
+                    self.dirty.add(group)
+        ns.cluster_groups = new
+
+    # -- pods -----------------------------------------------------------------------------
+
+    def upsert_pod(
+        self, namespace: str, name: str, labels: Labels | None, member: GroupMember | None
+    ) -> None:
+        labels = labels or _EMPTY
+        ns = self._namespace(namespace)
+        pod = ns.pods.get(name)
+        if pod is None:
+            pod = ns.pods[name] = PodState(ns, name)
+        else:
+            old_member = pod.member
+            if old_member == member:
+                if pod.labels == labels:
+                    return
+                member = old_member  # keep one object per value: cheaper sets, shared memory
+            elif old_member is not None and member is not None and pod.labels == labels:
+                pod.member = member  # same groups, new member value (IP, node or ports changed)
+                self.dirty.update(pod.groups)
+                return
+        pod.labels = labels
+        pod.member = member
+        old_groups = pod.groups
+        if member is None:
+            new_groups: tuple[SelectorGroup, ...] = ()
+        else:
+            found = [g for g in ns.local.candidates(labels) if g.pod_selector.matches(labels)]
+            for g in ns.cluster_groups:
+                if g.pod_selector.matches(labels):
+                    found.append(g)
+            new_groups = tuple(found)
+        pod.groups = new_groups
+        dirty = self.dirty
+        lookup: Collection[SelectorGroup] = new_groups if len(new_groups) < 16 else set(new_groups)
+        for g in old_groups:
+            if g not in lookup:
+                g.pods.discard(pod)
+            dirty.add(g)
+        for g in new_groups:
+            g.pods.add(pod)
+            dirty.add(g)
+
+    def remove_pod(self, namespace: str, name: str) -> None:
+        ns = self.namespaces.get(namespace)
+        if ns is None:
+            return
+        pod = ns.pods.pop(name, None)
+        if pod is None:
+            return
+        for g in pod.groups:
+            g.pods.discard(pod)
+            self.dirty.add(g)
+        pod.groups = ()
+        self._forget_if_idle(ns)
