@@ -1,0 +1,368 @@
+"""The agent's side of the controller stream: find the leader, watch, reconnect, report status.
+
+`ControlPlaneClient.events()` is an endless async iterator of `WatchEvent`s for this node:
+
+1. the initial objects (``ADDED``), then one ``BOOKMARK`` (the snapshot is complete);
+2. deltas: ``ADDED`` / ``MODIFIED`` / ``DELETED``; an AddressGroup ``MODIFIED`` may carry only
+   ``.patch`` (added/removed members; the consumer applies it to its copy);
+3. when the stream breaks, the client reconnects by itself (re-reading Endpoints
+   ``kube-system/antrea`` to find the current leader, and the CA from ConfigMap ``antrea-ca``)
+   with capped exponential backoff. Before the objects of every connection but the first it
+   yields ``WatchEvent(EventType.ERROR, message="stream-restart")``: a full state follows, and
+   objects not re-sent before the next ``BOOKMARK`` are gone.
+
+Heartbeat bookmarks (message "heartbeat") are swallowed here; a stream silent for longer than
+``idle_timeout`` is considered dead (the leader's netns may vanish without a TCP reset).
+
+`report_status` remembers the latest status per policy and re-sends them all after each
+reconnect, so a new leader learns the realization state without waiting for policy changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import ssl
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import structlog
+
+from antrea.apis.controlplane.codec import (
+    DecodeError,
+    EventType,
+    FrameDecoder,
+    WatchEvent,
+    encode_status,
+)
+from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+from antrea.util.kuberest import (
+    ApiClientResources,
+    KubeError,
+    KubeResources,
+    bearer_token,
+    ns_path,
+)
+
+log = structlog.get_logger(__name__)
+
+WATCH_PATH = "/apis/controlplane.antrea.io/v1beta2/watch"
+STATUS_PATH = "/apis/controlplane.antrea.io/v1beta2/networkpolicies/status"
+STREAM_RESTART = "stream-restart"
+HEARTBEAT_MESSAGE = "heartbeat"
+ENDPOINTS_NAME = "antrea"
+CA_CONFIGMAP = "antrea-ca"
+
+
+class StreamError(Exception):
+    """The current connection failed; the client reconnects."""
+
+
+async def discover_endpoint(kube: KubeResources, namespace: str = "kube-system") -> tuple[str, int]:
+    """The leader's (address, port) from Endpoints ``<namespace>/antrea`` (port named https)."""
+    ep = await kube.get(ns_path("v1", namespace, "endpoints", ENDPOINTS_NAME))
+    for subset in (ep or {}).get("subsets") or []:
+        addresses = subset.get("addresses") or []
+        ports = subset.get("ports") or []
+        port = next((p["port"] for p in ports if p.get("name") == "https"), None)
+        if port is None and ports:
+            port = ports[0].get("port")
+        if addresses and port:
+            return str(addresses[0]["ip"]), int(port)
+    raise StreamError(f"no controller endpoint in Endpoints {namespace}/{ENDPOINTS_NAME}")
+
+
+async def fetch_ca(kube: KubeResources, namespace: str = "kube-system") -> bytes:
+    cm = await kube.get(ns_path("v1", namespace, "configmaps", CA_CONFIGMAP))
+    text = ((cm or {}).get("data") or {}).get("ca.crt")
+    if not text:
+        raise StreamError(f"no ca.crt in ConfigMap {namespace}/{CA_CONFIGMAP}")
+    return str(text).encode()
+
+
+def _host(address: str) -> str:
+    return f"[{address}]" if ":" in address else address
+
+
+class ControlPlaneClient:
+    """Watches the controller for one node. Construct with a kubernetes-asyncio ``ApiClient``
+    (the node's kubeconfig: its token authenticates to the controller too) or, in tests, with
+    ``kube=`` (a `KubeResources`) plus ``token=``."""
+
+    def __init__(
+        self,
+        node_name: str,
+        api_client: Any = None,
+        *,
+        kube: KubeResources | None = None,
+        token: str | Callable[[], str | None] | None = None,
+        namespace: str = "kube-system",
+        endpoint: tuple[str, int] | None = None,
+        ca_pem: bytes | None = None,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 8.0,
+        idle_timeout: float = 20.0,
+        connect_timeout: float = 5.0,
+    ) -> None:
+        if kube is None and api_client is None:
+            raise ValueError("need an api_client or kube")
+        self.node_name = node_name
+        self.kube: KubeResources = kube or ApiClientResources(api_client)
+        self._api_client = api_client
+        self._token = token
+        self.namespace = namespace
+        self._fixed_endpoint = endpoint
+        self._fixed_ca = ca_pem
+        self.backoff_initial = backoff_initial
+        self.backoff_max = backoff_max
+        self.idle_timeout = idle_timeout
+        self.connect_timeout = connect_timeout
+        self.endpoint: tuple[str, int] | None = None
+        self.connected = False
+        self.connections = 0
+        self.last_error = ""
+        self._ssl: ssl.SSLContext | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._statuses: dict[str, NetworkPolicyNodeStatus] = {}
+        self._bg: set[asyncio.Task[Any]] = set()
+
+    # --- plumbing ------------------------------------------------------------------------
+
+    def token(self) -> str | None:
+        if callable(self._token):
+            return self._token()
+        if self._token is not None:
+            return self._token
+        return bearer_token(self._api_client) if self._api_client is not None else None
+
+    def _headers(self) -> dict[str, str]:
+        tok = self.token()
+        return {"Authorization": f"Bearer {tok}"} if tok else {}
+
+    def _get_session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession()
+        return self._session
+
+    async def _resolve(self) -> tuple[str, ssl.SSLContext]:
+        """Base URL and TLS context of the current leader (re-read on every reconnect)."""
+        try:
+            endpoint = self._fixed_endpoint or await discover_endpoint(self.kube, self.namespace)
+            ca = self._fixed_ca or await fetch_ca(self.kube, self.namespace)
+        except KubeError as exc:
+            raise StreamError(f"cannot reach the Kubernetes API: {exc}") from exc
+        self.endpoint = endpoint
+        self._ssl = ssl.create_default_context(cadata=ca.decode())
+        return f"https://{_host(endpoint[0])}:{endpoint[1]}", self._ssl
+
+    async def close(self) -> None:
+        for t in list(self._bg):
+            t.cancel()
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # --- stream --------------------------------------------------------------------------
+
+    async def events(self) -> AsyncIterator[WatchEvent]:
+        yielded_any = False
+        backoff = self.backoff_initial
+        try:
+            while True:
+                try:
+                    async for ev in self._one_connection(restart=yielded_any):
+                        yielded_any = True
+                        if ev.type is EventType.BOOKMARK:
+                            backoff = self.backoff_initial
+                        yield ev
+                    self.last_error = "stream ended"
+                except (
+                    StreamError,
+                    DecodeError,
+                    aiohttp.ClientError,
+                    OSError,
+                    TimeoutError,
+                ) as exc:
+                    self.last_error = str(exc) or type(exc).__name__
+                self.connected = False
+                delay = backoff * (0.5 + random.random() / 2)
+                log.info(
+                    "controller_stream_reconnecting",
+                    node=self.node_name,
+                    error=self.last_error,
+                    delay=round(delay, 2),
+                )
+                await asyncio.sleep(delay)
+                backoff = min(backoff * 2, self.backoff_max)
+        finally:
+            self.connected = False
+
+    async def _one_connection(self, *, restart: bool) -> AsyncIterator[WatchEvent]:
+        base, ctx = await self._resolve()
+        timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=self.connect_timeout, connect=self.connect_timeout
+        )
+        async with self._get_session().get(
+            base + WATCH_PATH,
+            params={"nodeName": self.node_name},
+            headers=self._headers(),
+            ssl=ctx,
+            timeout=timeout,
+        ) as resp:
+            if resp.status != 200:
+                body = (await resp.text())[:300]
+                raise StreamError(f"watch refused: HTTP {resp.status}: {body}")
+            self.connections += 1
+            self.connected = True
+            log.info("controller_stream_connected", node=self.node_name, endpoint=self.endpoint)
+            if restart:
+                yield WatchEvent(EventType.ERROR, message=STREAM_RESTART)
+            decoder = FrameDecoder()
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(resp.content.readany(), self.idle_timeout)
+                except TimeoutError as exc:
+                    raise StreamError("stream idle: no frame or heartbeat") from exc
+                if not chunk:
+                    raise StreamError("stream closed by the controller")
+                for ev in decoder.feed(chunk):
+                    if ev.type is EventType.BOOKMARK and ev.message == HEARTBEAT_MESSAGE:
+                        continue
+                    if ev.type is EventType.BOOKMARK:
+                        self._resend_statuses()
+                    yield ev
+
+    # --- status --------------------------------------------------------------------------
+
+    async def report_status(self, st: NetworkPolicyNodeStatus) -> bool:
+        """Send one policy's realization status (remembered and re-sent after reconnects)."""
+        self._statuses[st.policy] = st
+        return await self._post_status(st)
+
+    def forget_status(self, policy: str) -> None:
+        """Stop re-sending the status of a policy this node no longer has."""
+        self._statuses.pop(policy, None)
+
+    async def _post_status(self, st: NetworkPolicyNodeStatus) -> bool:
+        if self.endpoint is None or self._ssl is None:
+            return False
+        url = f"https://{_host(self.endpoint[0])}:{self.endpoint[1]}{STATUS_PATH}"
+        try:
+            async with self._get_session().post(
+                url,
+                data=encode_status(st),
+                headers={**self._headers(), "Content-Type": "application/x-msgpack"},
+                ssl=self._ssl,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp:
+                if resp.status >= 300:
+                    log.warning("status_report_refused", policy=st.policy, http=resp.status)
+                    return False
+                return True
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.info("status_report_failed", policy=st.policy, error=str(exc))
+            return False
+
+    def _resend_statuses(self) -> None:
+        if not self._statuses:
+            return
+        pending = list(self._statuses.values())
+
+        async def resend() -> None:
+            for st in pending:
+                await self._post_status(st)
+
+        task = asyncio.get_running_loop().create_task(resend())
+        self._bg.add(task)
+        task.add_done_callback(self._bg.discard)
+
+
+# --- stub consumer ---------------------------------------------------------------------------
+
+
+class StreamMirror:
+    """A consumer that only mirrors and logs the stream (the daemon's ``--agent-stub`` mode).
+
+    It applies events exactly as a real agent must (restart -> rebuild at the next BOOKMARK,
+    patches applied to AddressGroups) and can dump its view as JSON, which is how the lab checks
+    that each node receives exactly its span. It also reports every policy as realized.
+    """
+
+    def __init__(self, client: ControlPlaneClient, dump_path: str | None = None) -> None:
+        self.client = client
+        self.dump_path = dump_path
+        self.objects: dict[str, dict[str, Any]] = {}
+        self._pending: dict[str, dict[str, Any]] | None = {}
+        self.bookmarks = 0
+
+    def state(self) -> dict[str, dict[str, Any]]:
+        return self.objects
+
+    async def run(self) -> None:
+        from antrea.apis.controlplane.types import AddressGroup, AppliedToGroup, NetworkPolicy
+
+        async for ev in self.client.events():
+            target = self._pending if self._pending is not None else self.objects
+            if ev.type is EventType.ERROR:
+                log.info("stub_stream_restart", message=ev.message)
+                self._pending = {}
+                continue
+            if ev.type is EventType.BOOKMARK:
+                if self._pending is not None:
+                    self.objects, self._pending = self._pending, None
+                self.bookmarks += 1
+                log.info("stub_synced", **{k: len(v) for k, v in self.objects.items()})
+                await self._after_change(report_all=True)
+                continue
+            kind = str(ev.kind)
+            per_kind = target.setdefault(kind, {})
+            if ev.type is EventType.DELETED and ev.object is not None:
+                per_kind.pop(ev.object.name, None)
+                if isinstance(ev.object, NetworkPolicy):
+                    self.client.forget_status(ev.object.name)
+            elif ev.patch is not None:
+                cur = per_kind.get(ev.patch.name)
+                if isinstance(cur, AddressGroup):
+                    per_kind[ev.patch.name] = AddressGroup(
+                        cur.name, (cur.members - ev.patch.removed) | ev.patch.added
+                    )
+            elif ev.object is not None:
+                per_kind[ev.object.name] = ev.object
+            log.info(
+                "stub_event",
+                type=str(ev.type),
+                kind=kind,
+                name=ev.object.name if ev.object else (ev.patch.name if ev.patch else ""),
+                members=len(ev.object.members)
+                if isinstance(ev.object, AddressGroup | AppliedToGroup)
+                else None,
+            )
+            if self._pending is None:
+                await self._after_change(
+                    report=ev.object
+                    if isinstance(ev.object, NetworkPolicy) and ev.type is not EventType.DELETED
+                    else None
+                )
+
+    async def _after_change(self, *, report_all: bool = False, report: Any = None) -> None:
+        from antrea.apis.controlplane.codec import object_to_map
+
+        if self.dump_path:
+            import json
+            from pathlib import Path
+
+            view = {
+                kind: {name: object_to_map(obj) for name, obj in sorted(objs.items())}
+                for kind, objs in self.objects.items()
+            }
+            tmp = Path(self.dump_path + ".tmp")
+            tmp.write_text(json.dumps(view, sort_keys=True, default=str))
+            tmp.replace(self.dump_path)
+        policies = list(self.objects.get("NetworkPolicy", {}).values()) if report_all else []
+        if report is not None:
+            policies.append(report)
+        for np in policies:
+            await self.client.report_status(
+                NetworkPolicyNodeStatus(np.name, self.client.node_name, np.generation)
+            )

@@ -1,0 +1,84 @@
+"""`antrea daemon --config FILE`: the agent and a controller candidate in one process.
+
+This is what the lab runs on every node. Without the policy agent (``antrea.agent.agent``), or
+with ``--agent-stub``, the agent side is a `StreamMirror` that only logs what the controller
+sends (and dumps it to ``<stateDir>/controlplane-view.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "daemon",
+        help="run the agent and a controller candidate in one process",
+        description="Agent + leader-elected controller candidate (the lab's per-node process).",
+    )
+    p.add_argument("--config", help="YAML config (agent format)")
+    p.add_argument(
+        "--agent-stub",
+        action="store_true",
+        help="do not realize policies: only log/dump the controller stream",
+    )
+    p.add_argument(
+        "--no-controller",
+        action="store_true",
+        help="do not compete for controller leadership on this node",
+    )
+    p.set_defaults(func=main)
+
+
+async def run_stub_agent(node: str, kubeconfig: str | None, state_dir: str) -> None:
+    import structlog
+
+    from antrea.agent.controlplane_client import ControlPlaneClient, StreamMirror
+    from antrea.util.kuberest import load_api_client
+
+    structlog.get_logger(__name__).info("stub_agent_started", node=node)
+    api_client = await load_api_client(kubeconfig)
+    client = ControlPlaneClient(node, api_client)
+    Path(state_dir).mkdir(parents=True, exist_ok=True)
+    try:
+        await StreamMirror(client, str(Path(state_dir) / "controlplane-view.json")).run()
+    finally:
+        await client.close()
+        await api_client.close()
+
+
+async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -> None:
+    import structlog
+
+    from antrea.controller.config import load_controller_config
+    from antrea.controller.controller import run_controller
+
+    log = structlog.get_logger(__name__)
+    ccfg = load_controller_config(config_path)
+    agent_coro: Any = None
+    if not stub:
+        try:
+            agent_mod = importlib.import_module("antrea.agent.agent")
+            config_mod = importlib.import_module("antrea.agent.config")
+        except ModuleNotFoundError as exc:
+            log.warning("policy_agent_unavailable_using_stub", missing=exc.name)
+        else:
+            agent_coro = agent_mod.run_agent(config_mod.load_config(config_path))
+    if agent_coro is None:
+        agent_coro = run_stub_agent(ccfg.node_name, ccfg.kubeconfig, ccfg.state_dir)
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(agent_coro)
+        if controller:
+            tg.create_task(run_controller(ccfg))
+
+
+def main(args: argparse.Namespace) -> int:
+    from antrea.cmd.controller import run_until_signalled
+
+    return run_until_signalled(
+        run_daemon(args.config, stub=args.agent_stub, controller=not args.no_controller)
+    )

@@ -1,0 +1,110 @@
+"""Who is calling the controller API: bearer tokens checked by TokenReview, then a tiny policy.
+
+Authentication is delegated to the Kubernetes API (``authentication.k8s.io/v1`` TokenReview), as
+Antrea's controller does; results are cached briefly (positive and negative) so that a burst of
+reconnecting agents costs one review per token, and concurrent lookups of one token share a
+single request. Authorization is fixed, not RBAC: a node identity ``system:node:<n>`` may watch
+and report status only for node ``<n>``; members of ``system:masters`` are admins (antctl).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+
+from antrea.util.kuberest import KubeError, KubeResources
+
+log = structlog.get_logger(__name__)
+
+NODE_USER_PREFIX = "system:node:"
+ADMIN_GROUP = "system:masters"
+TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
+
+
+@dataclass(frozen=True)
+class Identity:
+    user: str
+    groups: frozenset[str] = frozenset()
+
+    @property
+    def node(self) -> str | None:
+        """The node this identity speaks for, if it is a node identity."""
+        if self.user.startswith(NODE_USER_PREFIX):
+            return self.user[len(NODE_USER_PREFIX) :]
+        return None
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN_GROUP in self.groups
+
+    def may_act_for_node(self, node: str) -> bool:
+        return self.is_admin or self.node == node
+
+
+class TokenAuthenticator:
+    """Bearer token -> `Identity` (None when the token is not valid)."""
+
+    def __init__(
+        self,
+        kube: KubeResources,
+        *,
+        ttl: float = 10.0,
+        negative_ttl: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.kube = kube
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self._cache: dict[str, tuple[float, Identity | None]] = {}
+        self._inflight: dict[str, asyncio.Future[Identity | None]] = {}
+        self.reviews = 0
+
+    async def authenticate(self, token: str) -> Identity | None:
+        now = self.clock()
+        hit = self._cache.get(token)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        fut = self._inflight.get(token)
+        if fut is not None:
+            return await asyncio.shield(fut)
+        fut = asyncio.get_running_loop().create_future()
+        self._inflight[token] = fut
+        try:
+            ident = await self._review(token)
+            fut.set_result(ident)
+        except BaseException as exc:
+            fut.set_exception(exc)
+            fut.exception()  # mark retrieved: waiters re-raise it themselves
+            raise
+        finally:
+            del self._inflight[token]
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()
+        self._cache[token] = (self.clock() + (self.ttl if ident else self.negative_ttl), ident)
+        return ident
+
+    async def _review(self, token: str) -> Identity | None:
+        self.reviews += 1
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenReview",
+            "spec": {"token": token},
+        }
+        try:
+            out = await self.kube.create(TOKENREVIEWS, body)
+        except KubeError as exc:
+            if exc.status in (400, 401, 403):
+                return None
+            raise
+        status = out.get("status") or {}
+        if not status.get("authenticated"):
+            return None
+        user = status.get("user") or {}
+        return Identity(user.get("username", ""), frozenset(user.get("groups") or ()))

@@ -1,0 +1,282 @@
+"""`run_controller`: one controller candidate, wired together.
+
+Every candidate is a hot standby: it runs the informers and the compiler all the time, so a
+takeover only needs the Lease, not a re-computation. Only the leader serves watch streams (a
+standby answers 503) and writes Endpoints ``kube-system/antrea``, which agents read to find it.
+
+    informers --events--> compiler --changes--> Dispatcher --frames--> agents
+                                            \\--> metrics, status bookkeeping
+    LeaderElector --on_started--> publish CA + Endpoints, serve  /  --on_stopped--> close streams
+
+The TLS identity: the shared CA comes from Secret ``antrea-controller-ca`` (first candidate
+creates it), each candidate issues itself a serving certificate for its advertised address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+
+from antrea.apis.controlplane.types import Kind
+from antrea.controller import certs
+from antrea.controller.auth import TokenAuthenticator
+from antrea.controller.config import ControllerConfig
+from antrea.controller.distribution import KIND_ORDER, Dispatcher, object_counts
+from antrea.controller.inputs import Inputs
+from antrea.controller.leader import LeaderElector, LeaseTimings
+from antrea.controller.metrics import ControllerMetrics, LiveState
+from antrea.controller.server import ControllerServer
+from antrea.controller.status import StatusAggregator
+from antrea.util.kuberest import (
+    JSON,
+    ApiClientResources,
+    Conflict,
+    KubeError,
+    KubeResources,
+    ns_path,
+)
+
+log = structlog.get_logger(__name__)
+
+ENDPOINTS_NAME = "antrea"
+ENDPOINTS_RECHECK = 10.0
+
+
+async def node_internal_ip(kube: KubeResources, node: str) -> str | None:
+    obj = await kube.get(f"/api/v1/nodes/{node}")
+    for addr in ((obj or {}).get("status") or {}).get("addresses") or []:
+        if addr.get("type") == "InternalIP":
+            return str(addr["address"])
+    return None
+
+
+def endpoints_body(namespace: str, address: str, port: int, node: str) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Endpoints",
+        "metadata": {"name": ENDPOINTS_NAME, "namespace": namespace},
+        "subsets": [
+            {
+                "addresses": [{"ip": address, "nodeName": node}],
+                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+            }
+        ],
+    }
+
+
+async def publish_endpoints(
+    kube: KubeResources, namespace: str, address: str, port: int, node: str
+) -> bool:
+    """Make Endpoints ``antrea`` point at us; True when a write was needed."""
+    path = ns_path("v1", namespace, "endpoints", ENDPOINTS_NAME)
+    want = endpoints_body(namespace, address, port, node)
+    cur = await kube.get(path)
+    if cur is None:
+        try:
+            await kube.create(ns_path("v1", namespace, "endpoints"), want)
+        except Conflict:
+            return await publish_endpoints(kube, namespace, address, port, node)
+        return True
+    if cur.get("subsets") == want["subsets"]:
+        return False
+    body = dict(cur)
+    body["subsets"] = want["subsets"]
+    await kube.replace(path, body)
+    return True
+
+
+class ControllerCandidate:
+    """State and lifecycle of one candidate (exposed for in-process tests)."""
+
+    def __init__(
+        self,
+        cfg: ControllerConfig,
+        kube: KubeResources,
+        api_client: Any,
+        *,
+        compiler: Any | None = None,
+    ) -> None:
+        import importlib
+
+        self.cfg = cfg
+        self.kube = kube
+        self.api_client = api_client
+        if compiler is None:
+            module = importlib.import_module("antrea.controller.networkpolicy")
+            compiler = module.NetworkPolicyController()
+        self.compiler = compiler
+        self.store = self.compiler.store
+        self.metrics = ControllerMetrics()
+        self.dispatcher = Dispatcher(
+            self.store, on_drop=lambda w: self.metrics.watchers_dropped.inc()
+        )
+        self.status = StatusAggregator()
+        self.auth = TokenAuthenticator(kube)
+        self.inputs = Inputs(self.compiler, api_client, self.metrics)
+        self.leading = False
+        self.advertise: str = cfg.advertise_address or ""
+        self.port = cfg.controller_api_port
+        self.ca_cert = b""
+        self.started_at = time.time()
+        self.elector = LeaderElector(
+            kube,
+            identity=cfg.node_name,
+            namespace=cfg.lease_namespace,
+            timings=LeaseTimings(cfg.lease_duration, cfg.renew_deadline, cfg.retry_period),
+            on_started=self._on_started_leading,
+            on_stopped=self._on_stopped_leading,
+        )
+        self.compiler.subscribe(self._on_change)
+        self.server = ControllerServer(
+            dispatcher=self.dispatcher,
+            store=self.store,
+            authenticator=self,
+            status=self.status,
+            serving=self.serving,
+            info=self.info,
+            metrics_handler=self._metrics_handler(),
+        )
+        self.metrics.bind(
+            LiveState(
+                object_counts=lambda: object_counts(self.store),
+                connected_agents=lambda: len(self.dispatcher.connected_nodes()),
+                input_queue_length=self.inputs.queue_length,
+                watch_queue_length=lambda: sum(len(w.queue) for w in self.dispatcher.watchers),
+                is_leader=lambda: self.leading,
+            )
+        )
+        self._leader_task: asyncio.Task[None] | None = None
+
+    # authenticator facade: counts cache misses in metrics
+    async def authenticate(self, token: str) -> Any:
+        before = self.auth.reviews
+        ident = await self.auth.authenticate(token)
+        if self.auth.reviews > before:
+            self.metrics.token_reviews.inc(self.auth.reviews - before)
+        return ident
+
+    def _metrics_handler(self) -> Any:
+        from prometheus_client.aiohttp import make_aiohttp_handler
+
+        return make_aiohttp_handler(self.metrics.registry)
+
+    def _on_change(self, change: Any) -> None:
+        self.dispatcher.on_change(change)
+        self.metrics.processed[change.kind].inc()
+        if change.kind is Kind.NETWORK_POLICY and change.new is None:
+            self.status.forget(change.name)
+
+    def serving(self) -> str | None:
+        if not self.leading:
+            leader = self.elector.leader or "unknown"
+            return f"not the leader (leader: {leader})"
+        if not self.inputs.synced.is_set():
+            return "inputs not synced yet"
+        return None
+
+    def info(self) -> dict[str, Any]:
+        counts = object_counts(self.store)
+        return {
+            "apiVersion": "system.antrea.io/v1beta1",
+            "kind": "AntreaControllerInfo",
+            "metadata": {"name": "antrea-controller"},
+            "nodeName": self.cfg.node_name,
+            "leader": self.elector.leader,
+            "isLeader": self.leading,
+            "serving": self.serving() is None,
+            "servingStatus": self.serving() or "serving",
+            "endpoint": f"{self.advertise}:{self.port}",
+            "connectedAgents": self.dispatcher.connected_nodes(),
+            "connectedAgentCount": len(self.dispatcher.connected_nodes()),
+            "networkPolicyCount": counts[Kind.NETWORK_POLICY],
+            "addressGroupCount": counts[Kind.ADDRESS_GROUP],
+            "appliedToGroupCount": counts[Kind.APPLIED_TO_GROUP],
+            "inputsSynced": self.inputs.synced.is_set(),
+            "leaseTransitions": self.elector.transitions,
+            "startTime": self.started_at,
+        }
+
+    # --- leadership ----------------------------------------------------------------------
+
+    async def _on_started_leading(self) -> None:
+        self.leading = True
+        self._leader_task = asyncio.get_running_loop().create_task(self._leader_duties())
+
+    async def _on_stopped_leading(self) -> None:
+        self.leading = False
+        if self._leader_task is not None:
+            self._leader_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._leader_task
+            self._leader_task = None
+        self.dispatcher.close_all("leadership lost")
+
+    async def _leader_duties(self) -> None:
+        """Publish the CA and our endpoint, and keep the endpoint pointing at us."""
+        ns = self.cfg.lease_namespace
+        while True:
+            try:
+                await certs.publish_ca(self.kube, self.ca_cert, ns)
+                if await publish_endpoints(
+                    self.kube, ns, self.advertise, self.port, self.cfg.node_name
+                ):
+                    log.info(
+                        "controller_endpoint_published", address=self.advertise, port=self.port
+                    )
+            except KubeError as exc:
+                log.warning("leader_publish_failed", error=str(exc))
+                await asyncio.sleep(1.0)
+                continue
+            await asyncio.sleep(ENDPOINTS_RECHECK)
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def _bootstrap_tls(self) -> Any:
+        ns = self.cfg.lease_namespace
+        ca_key = b""
+        while True:
+            try:
+                self.ca_cert, ca_key = await certs.ensure_ca(self.kube, ns)
+                if not self.advertise:
+                    self.advertise = await node_internal_ip(self.kube, self.cfg.node_name) or ""
+                if self.advertise:
+                    break
+                log.info("waiting_for_node_address", node=self.cfg.node_name)
+            except KubeError as exc:
+                log.warning("tls_bootstrap_failed", error=str(exc))
+            await asyncio.sleep(1.0)
+        hosts = [self.advertise, "127.0.0.1", *certs.SERVICE_DNS]
+        cert, key = certs.issue_serving_cert(self.ca_cert, ca_key, hosts)
+        return certs.server_ssl_context(cert, key)
+
+    async def run(self) -> None:
+        ssl_ctx = await self._bootstrap_tls()
+        self.port = await self.server.start(self.cfg.bind_address, self.port, ssl_ctx)
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.inputs.run())
+                tg.create_task(self.elector.run())
+        finally:
+            await self.server.stop()
+
+
+async def run_controller(cfg: ControllerConfig) -> None:
+    """Run one controller candidate until cancelled."""
+    from antrea.util.kuberest import load_api_client
+
+    api_client = await load_api_client(cfg.kubeconfig)
+    try:
+        cand = ControllerCandidate(cfg, ApiClientResources(api_client), api_client)
+        log.info(
+            "controller_starting",
+            node=cfg.node_name,
+            port=cfg.controller_api_port,
+            kinds=[str(k) for k in KIND_ORDER],
+        )
+        await cand.run()
+    finally:
+        await api_client.close()

@@ -1,0 +1,316 @@
+"""Per-node distribution of computed objects: the watch-stream side of the controller.
+
+The compiler (`antrea.controller.networkpolicy`) keeps every internal object with its *span*
+(the nodes that need it) and reports each change once, with the old and new object and span.
+This module turns that single change stream into one frame stream per connected agent:
+
+- an object entering a node's span is ``ADDED`` for that node, one leaving it is ``DELETED``, one
+  staying is ``MODIFIED`` (and nothing is sent when only the span changed);
+- an AppliedToGroup carries only the members on the watcher's node (so a node never learns which
+  pods of other nodes a policy applies to, and does not churn when they change);
+- an AddressGroup modification is sent as the compiler's patch (added/removed members), encoded
+  once and shared by every watcher.
+
+Frames are encoded here (bytes), once per change and shared, except the per-node AppliedToGroup
+frames. Each watcher has a bounded queue: a watcher whose queue overflows is closed instead of
+stalling the compiler or the other watchers; the agent reconnects and gets a full state again.
+
+Consistency on (re)connect: `Dispatcher.register` takes the node's snapshot and enrolls the
+watcher in the same synchronous step. The compiler runs on the same event loop and only calls
+back synchronously, so no change can fall between the snapshot and the first delta.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from antrea.apis.controlplane.codec import EventType, WatchEvent, encode_event
+from antrea.apis.controlplane.types import (
+    AddressGroup,
+    AddressGroupPatch,
+    AppliedToGroup,
+    ControlPlaneObject,
+    Kind,
+)
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_QUEUE = 1000
+"""Frames a watcher may have pending before it is dropped (Antrea's per-watcher buffer)."""
+
+HEARTBEAT_MESSAGE = "heartbeat"
+"""``BOOKMARK`` frames with this message only keep the connection alive; clients drop them."""
+
+KIND_ORDER = (Kind.ADDRESS_GROUP, Kind.APPLIED_TO_GROUP, Kind.NETWORK_POLICY)
+"""Snapshot order: groups before the policies that reference them."""
+
+
+class ChangeLike(Protocol):
+    """What the compiler reports (``antrea.controller.networkpolicy`` ``Change``)."""
+
+    @property
+    def kind(self) -> Kind: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def old(self) -> Any: ...
+    @property
+    def new(self) -> Any: ...
+    @property
+    def old_span(self) -> frozenset[str]: ...
+    @property
+    def new_span(self) -> frozenset[str]: ...
+    @property
+    def patch(self) -> AddressGroupPatch | None: ...
+
+
+class StoreLike(Protocol):
+    """The compiler's computed store: objects with their span."""
+
+    def get(self, kind: Kind, name: str) -> tuple[Any, frozenset[str]] | None: ...
+    def list(self, kind: Kind) -> Any: ...
+
+
+def iter_store(store: StoreLike, kind: Kind) -> Iterator[tuple[ControlPlaneObject, frozenset[str]]]:
+    """(object, span) pairs of one kind, whatever shape the store's ``list`` yields.
+
+    ``list`` may yield ``(object, span)`` pairs or bare objects (then ``get`` gives the span).
+    """
+    for item in store.list(kind):
+        if isinstance(item, tuple):
+            obj, span = item
+            yield obj, frozenset(span)
+            continue
+        got = store.get(kind, item.name)
+        if got is not None:
+            yield got[0], frozenset(got[1])
+
+
+def members_on(group: AppliedToGroup, node: str) -> AppliedToGroup:
+    """The AppliedToGroup as one node sees it: only the members hosted there."""
+    return AppliedToGroup(group.name, frozenset(m for m in group.members if m.node == node))
+
+
+@dataclass(eq=False)
+class Watcher:
+    """One connected agent stream: a bounded queue of encoded frames."""
+
+    node: str
+    identity: str
+    max_queue: int = DEFAULT_MAX_QUEUE
+    id: int = 0
+    queue: deque[bytes] = field(default_factory=deque)
+    closed: bool = False
+    close_reason: str = ""
+    frames_sent: int = 0
+    _wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def push(self, frame: bytes) -> bool:
+        """Queue one frame; False (and the watcher is closed) when the queue is full."""
+        if self.closed:
+            return False
+        if len(self.queue) >= self.max_queue:
+            self.close("slow")
+            return False
+        self.queue.append(frame)
+        self._wake.set()
+        return True
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.close_reason = reason
+            self.queue.clear()
+        self._wake.set()
+
+    async def next_frames(self, timeout: float | None = None) -> list[bytes]:
+        """Wait for frames (at most ``timeout`` s) and take them all; [] on timeout or close."""
+        if not self.queue and not self.closed:
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout)
+            except TimeoutError:
+                return []
+        frames = list(self.queue)
+        self.queue.clear()
+        self.frames_sent += len(frames)
+        return frames
+
+
+@dataclass
+class DispatcherStats:
+    changes: int = 0
+    frames_queued: int = 0
+    watchers_dropped: int = 0
+
+
+class Dispatcher:
+    """Fans the compiler's changes out to per-node watchers. Synchronous except `Watcher` waits."""
+
+    def __init__(
+        self,
+        store: StoreLike,
+        *,
+        max_queue: int = DEFAULT_MAX_QUEUE,
+        on_drop: Callable[[Watcher], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.max_queue = max_queue
+        self.on_drop = on_drop
+        self.rv = 0
+        self.stats = DispatcherStats()
+        self._by_node: dict[str, set[Watcher]] = {}
+        self._ids = itertools.count(1)
+
+    # --- watchers ------------------------------------------------------------------------
+
+    @property
+    def watchers(self) -> list[Watcher]:
+        return [w for ws in self._by_node.values() for w in ws]
+
+    def connected_nodes(self) -> list[str]:
+        return sorted(n for n, ws in self._by_node.items() if ws)
+
+    def register(self, node: str, identity: str = "") -> tuple[Watcher, list[bytes]]:
+        """Enroll a watcher for ``node``: (watcher, initial frames = snapshot + BOOKMARK)."""
+        w = Watcher(node=node, identity=identity, max_queue=self.max_queue, id=next(self._ids))
+        initial = list(self.snapshot_frames(node))
+        self._by_node.setdefault(node, set()).add(w)
+        log.info("watcher_registered", node=node, watcher=w.id, objects=len(initial) - 1)
+        return w, initial
+
+    def unregister(self, w: Watcher) -> None:
+        ws = self._by_node.get(w.node)
+        if ws is not None:
+            ws.discard(w)
+            if not ws:
+                del self._by_node[w.node]
+        w.close(w.close_reason or "unregistered")
+
+    def close_all(self, reason: str) -> None:
+        """Close every stream (e.g. leadership lost); agents reconnect to the new leader."""
+        for w in self.watchers:
+            w.close(reason)
+            self.unregister(w)
+
+    def snapshot_frames(self, node: str) -> Iterator[bytes]:
+        for kind in KIND_ORDER:
+            for obj, span in iter_store(self.store, kind):
+                if node in span:
+                    view = members_on(obj, node) if isinstance(obj, AppliedToGroup) else obj
+                    yield encode_event(WatchEvent(EventType.ADDED, kind, view, rv=self.rv))
+        yield encode_event(WatchEvent(EventType.BOOKMARK, rv=self.rv))
+
+    def heartbeat_frame(self) -> bytes:
+        return encode_event(WatchEvent(EventType.BOOKMARK, rv=self.rv, message=HEARTBEAT_MESSAGE))
+
+    # --- changes -------------------------------------------------------------------------
+
+    def on_change(self, change: ChangeLike) -> None:
+        """Compiler listener: translate one change for every watcher whose node it concerns."""
+        self.rv += 1
+        self.stats.changes += 1
+        old_span, new_span = change.old_span or frozenset(), change.new_span or frozenset()
+        nodes = [n for n in old_span | new_span if n in self._by_node]
+        if not nodes:
+            return
+        shared: dict[EventType, bytes | None] = {}
+        for node in nodes:
+            frame = self._frame_for(change, node, node in old_span, node in new_span, shared)
+            if frame is None:
+                continue
+            for w in list(self._by_node.get(node, ())):
+                self.stats.frames_queued += 1
+                if not w.push(frame):
+                    self._drop(w)
+
+    def _drop(self, w: Watcher) -> None:
+        self.stats.watchers_dropped += 1
+        log.warning("watcher_dropped", node=w.node, watcher=w.id, reason=w.close_reason)
+        self.unregister(w)
+        if self.on_drop is not None:
+            self.on_drop(w)
+
+    def _frame_for(
+        self,
+        ch: ChangeLike,
+        node: str,
+        was_in: bool,
+        is_in: bool,
+        shared: dict[EventType, bytes | None],
+    ) -> bytes | None:
+        kind = ch.kind
+        if kind is Kind.APPLIED_TO_GROUP:
+            return self._atg_frame(ch, node, was_in, is_in)
+        if was_in and is_in:
+            etype = EventType.MODIFIED
+        elif is_in:
+            etype = EventType.ADDED
+        elif was_in:
+            etype = EventType.DELETED
+        else:
+            return None
+        if etype not in shared:
+            shared[etype] = self._shared_frame(ch, etype)
+        return shared[etype]
+
+    def _shared_frame(self, ch: ChangeLike, etype: EventType) -> bytes | None:
+        kind = ch.kind
+        if etype is EventType.ADDED:
+            if ch.new is None:
+                return None
+            return encode_event(WatchEvent(etype, kind, ch.new, rv=self.rv))
+        if etype is EventType.DELETED:
+            obj = ch.old if ch.old is not None else ch.new
+            if obj is None:
+                return None
+            if isinstance(obj, AddressGroup):
+                obj = AddressGroup(obj.name, frozenset())
+            return encode_event(WatchEvent(etype, kind, obj, rv=self.rv))
+        # MODIFIED while staying in span
+        if ch.new is None:
+            return None
+        if kind is Kind.ADDRESS_GROUP and ch.patch is not None:
+            if not ch.patch.added and not ch.patch.removed:
+                return None
+            return encode_event(WatchEvent(etype, kind, None, ch.patch, rv=self.rv))
+        if ch.old == ch.new:
+            return None  # only the span changed
+        return encode_event(WatchEvent(etype, kind, ch.new, rv=self.rv))
+
+    def _atg_frame(self, ch: ChangeLike, node: str, was_in: bool, is_in: bool) -> bytes | None:
+        kind = Kind.APPLIED_TO_GROUP
+        if is_in and ch.new is not None:
+            mine = members_on(ch.new, node)
+            if was_in and ch.old is not None:
+                if members_on(ch.old, node) == mine:
+                    return None  # other nodes' members changed: nothing for this node
+                return encode_event(WatchEvent(EventType.MODIFIED, kind, mine, rv=self.rv))
+            return encode_event(WatchEvent(EventType.ADDED, kind, mine, rv=self.rv))
+        if was_in:
+            return encode_event(
+                WatchEvent(
+                    EventType.DELETED, kind, AppliedToGroup(ch.name, frozenset()), rv=self.rv
+                )
+            )
+        return None
+
+
+def object_counts(store: StoreLike) -> dict[Kind, int]:
+    return {kind: sum(1 for _ in iter_store(store, kind)) for kind in KIND_ORDER}
+
+
+def span_of(store: StoreLike, kind: Kind, name: str) -> frozenset[str]:
+    got = store.get(kind, name)
+    return frozenset(got[1]) if got is not None else frozenset()
+
+
+def names(objs: Iterable[ControlPlaneObject]) -> list[str]:
+    return sorted(o.name for o in objs)

@@ -1,0 +1,254 @@
+"""The controller's HTTPS API: the agents' watch stream, antctl's list/get, status, metrics.
+
+Routes (all JSON except the stream and status bodies, which are msgpack):
+
+- ``GET  /healthz`` - no authentication.
+- ``GET  /apis/controlplane.antrea.io/v1beta2/watch?nodeName=N`` - chunked msgpack frames: the
+  node's objects (``ADDED``), a ``BOOKMARK``, then deltas and periodic heartbeat bookmarks.
+  Node identities may watch only their own node; 503 on a standby or before the inputs synced.
+- ``POST /apis/controlplane.antrea.io/v1beta2/networkpolicies/status`` - one msgpack
+  `NetworkPolicyNodeStatus` (codec.encode_status); a node may only report for itself.
+- ``GET  /apis/controlplane.antrea.io/v1beta2/<resource>[/NAME]`` (networkpolicies,
+  addressgroups, appliedtogroups) - admin; optional ``?nodeName=`` keeps objects whose span
+  includes that node.
+- ``GET  /apis/system.antrea.io/v1beta1/controllerinfo`` - admin.
+- ``GET  /metrics`` - any authenticated identity.
+
+See docs/design/controlplane-protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from antrea.apis.controlplane.codec import DecodeError, decode_status
+from antrea.apis.controlplane.types import Kind, NetworkPolicy
+from antrea.controller.auth import Identity
+from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
+from antrea.controller.status import StatusAggregator
+from antrea.controller.views import object_json
+
+log = structlog.get_logger(__name__)
+
+CONTROLPLANE = "/apis/controlplane.antrea.io/v1beta2"
+SYSTEM = "/apis/system.antrea.io/v1beta1"
+STREAM_CONTENT_TYPE = "application/vnd.antrea.controlplane.v1+msgpack"
+RESOURCES = {
+    "networkpolicies": Kind.NETWORK_POLICY,
+    "addressgroups": Kind.ADDRESS_GROUP,
+    "appliedtogroups": Kind.APPLIED_TO_GROUP,
+}
+INITIAL_CHUNK = 256 * 1024
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, token: str) -> Identity | None: ...
+
+
+class ControllerServer:
+    """aiohttp application over the dispatcher/store; knows nothing of Kubernetes inputs."""
+
+    def __init__(
+        self,
+        *,
+        dispatcher: Dispatcher,
+        store: StoreLike,
+        authenticator: Authenticator,
+        status: StatusAggregator,
+        serving: Callable[[], str | None],
+        info: Callable[[], dict[str, Any]],
+        metrics_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
+        heartbeat: float = 5.0,
+        write_timeout: float = 10.0,
+    ) -> None:
+        self.dispatcher = dispatcher
+        self.store = store
+        self.authenticator = authenticator
+        self.status = status
+        self.serving = serving  # None when ready to serve streams, else the reason why not
+        self.info = info
+        self.metrics_handler = metrics_handler
+        self.heartbeat = heartbeat
+        self.write_timeout = write_timeout
+        self._runner: web.AppRunner | None = None
+        self._streams: set[asyncio.Task[Any]] = set()
+
+    # --- app -----------------------------------------------------------------------------
+
+    def build_app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get(f"{CONTROLPLANE}/watch", self.watch)
+        app.router.add_post(f"{CONTROLPLANE}/networkpolicies/status", self.post_status)
+        app.router.add_get(CONTROLPLANE + "/{resource}", self.list_objects)
+        app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
+        app.router.add_get(f"{SYSTEM}/controllerinfo", self.controllerinfo)
+        app.router.add_get("/metrics", self.metrics)
+        return app
+
+    async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:
+        """Listen; returns the bound port (useful with port 0 in tests)."""
+        self._runner = web.AppRunner(self.build_app(), access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port, ssl_context=ssl_context, reuse_address=True)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname()[1] if sockets else port
+        log.info("controller_api_listening", host=host, port=bound, tls=ssl_context is not None)
+        return int(bound)
+
+    async def stop(self) -> None:
+        self.dispatcher.close_all("server stopping")
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    # --- auth ----------------------------------------------------------------------------
+
+    async def _identity(self, request: web.Request) -> Identity:
+        header = request.headers.get("Authorization", "")
+        if not header.lower().startswith("bearer ") or not header[7:].strip():
+            raise _error(web.HTTPUnauthorized, "bearer token required")
+        try:
+            ident = await self.authenticator.authenticate(header[7:].strip())
+        except Exception as exc:
+            log.warning("token_review_failed", error=str(exc))
+            raise _error(web.HTTPServiceUnavailable, "cannot review token") from exc
+        if ident is None:
+            raise _error(web.HTTPUnauthorized, "invalid token")
+        return ident
+
+    async def _admin(self, request: web.Request) -> Identity:
+        ident = await self._identity(request)
+        if not ident.is_admin:
+            raise _error(web.HTTPForbidden, f"user {ident.user!r} is not an admin")
+        return ident
+
+    # --- handlers ------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def metrics(self, request: web.Request) -> web.StreamResponse:
+        await self._identity(request)
+        if self.metrics_handler is None:
+            raise web.HTTPNotFound()
+        return await self.metrics_handler(request)
+
+    async def watch(self, request: web.Request) -> web.StreamResponse:
+        ident = await self._identity(request)
+        node = request.query.get("nodeName", "")
+        if not node:
+            raise _error(web.HTTPBadRequest, "nodeName is required")
+        if not ident.may_act_for_node(node):
+            raise _error(web.HTTPForbidden, f"user {ident.user!r} may not watch node {node!r}")
+        reason = self.serving()
+        if reason is not None:
+            raise _error(web.HTTPServiceUnavailable, reason)
+        watcher, initial = self.dispatcher.register(node, ident.user)
+        task = asyncio.current_task()
+        if task is not None:
+            self._streams.add(task)
+        resp = web.StreamResponse(
+            headers={"Content-Type": STREAM_CONTENT_TYPE, "Cache-Control": "no-store"}
+        )
+        resp.enable_chunked_encoding()
+        try:
+            await resp.prepare(request)
+            await self._write_initial(resp, initial)
+            while not watcher.closed:
+                frames = await watcher.next_frames(self.heartbeat)
+                if watcher.closed:
+                    break
+                data = b"".join(frames) if frames else self.dispatcher.heartbeat_frame()
+                await asyncio.wait_for(resp.write(data), self.write_timeout)
+        except (ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
+            watcher.close(type(exc).__name__)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+        finally:
+            self.dispatcher.unregister(watcher)
+            if task is not None:
+                self._streams.discard(task)
+            log.info(
+                "watcher_closed",
+                node=node,
+                watcher=watcher.id,
+                reason=watcher.close_reason,
+                frames=watcher.frames_sent,
+            )
+        return resp
+
+    async def _write_initial(self, resp: web.StreamResponse, frames: list[bytes]) -> None:
+        chunk: list[bytes] = []
+        size = 0
+        for f in frames:
+            chunk.append(f)
+            size += len(f)
+            if size >= INITIAL_CHUNK:
+                await asyncio.wait_for(resp.write(b"".join(chunk)), self.write_timeout)
+                chunk, size = [], 0
+        if chunk:
+            await asyncio.wait_for(resp.write(b"".join(chunk)), self.write_timeout)
+
+    async def post_status(self, request: web.Request) -> web.Response:
+        ident = await self._identity(request)
+        try:
+            st = decode_status(await request.read())
+        except DecodeError as exc:
+            raise _error(web.HTTPBadRequest, str(exc)) from exc
+        if not ident.may_act_for_node(st.node):
+            raise _error(web.HTTPForbidden, f"user {ident.user!r} may not report for {st.node!r}")
+        self.status.report(st)
+        return web.json_response({"status": "accepted"}, status=201)
+
+    def _view(self, kind: Kind, obj: Any, span: frozenset[str]) -> dict[str, Any]:
+        status = None
+        if isinstance(obj, NetworkPolicy):
+            status = self.status.status(obj.name, obj.generation, span)
+        return object_json(obj, span, status)
+
+    async def list_objects(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        kind = _resource(request)
+        node = request.query.get("nodeName")
+        items = [
+            self._view(kind, obj, span)
+            for obj, span in iter_store(self.store, kind)
+            if node is None or node in span
+        ]
+        items.sort(key=lambda o: o["metadata"]["name"])
+        return web.json_response({"kind": f"{kind}List", "items": items})
+
+    async def get_object(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        kind = _resource(request)
+        name = request.match_info["name"]
+        got = self.store.get(kind, name)
+        if got is None:
+            raise _error(web.HTTPNotFound, f"{kind} {name!r} not found")
+        return web.json_response(self._view(kind, got[0], frozenset(got[1])))
+
+    async def controllerinfo(self, request: web.Request) -> web.Response:
+        await self._admin(request)
+        return web.json_response(self.info())
+
+
+def _resource(request: web.Request) -> Kind:
+    kind = RESOURCES.get(request.match_info["resource"])
+    if kind is None:
+        raise _error(web.HTTPNotFound, f"unknown resource {request.match_info['resource']!r}")
+    return kind
+
+
+def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:
+    import json
+
+    return cls(text=json.dumps({"message": message}), content_type="application/json")

@@ -1,0 +1,63 @@
+"""Per-policy realization status reported by agents, aggregated per policy ("2/2 nodes realized").
+
+An agent POSTs a `NetworkPolicyNodeStatus` after realizing (or failing to realize) a policy
+generation. A node counts as realized for a policy when its latest report is ``realized`` for
+the policy's current generation (or a newer one); the desired count is the policy's span size.
+Reports from nodes outside the span are kept (the span may grow back) but not counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+
+
+@dataclass(frozen=True)
+class PolicyStatus:
+    current: int
+    desired: int
+    failed: tuple[str, ...] = ()  # nodes reporting realized=False for this generation
+
+    @property
+    def phase(self) -> str:
+        if self.failed:
+            return "Failed"
+        if self.desired == 0 or self.current >= self.desired:
+            return "Realized"
+        return "Realizing"
+
+    def __str__(self) -> str:
+        return f"{self.current}/{self.desired}"
+
+
+class StatusAggregator:
+    def __init__(self) -> None:
+        self._by_policy: dict[str, dict[str, NetworkPolicyNodeStatus]] = {}
+
+    def report(self, st: NetworkPolicyNodeStatus) -> None:
+        self._by_policy.setdefault(st.policy, {})[st.node] = st
+
+    def forget(self, policy: str) -> None:
+        self._by_policy.pop(policy, None)
+
+    def forget_node(self, node: str) -> None:
+        for per_node in self._by_policy.values():
+            per_node.pop(node, None)
+
+    def status(self, policy: str, generation: int, span: frozenset[str]) -> PolicyStatus:
+        per_node = self._by_policy.get(policy, {})
+        current = 0
+        failed = []
+        for node in span:
+            st = per_node.get(node)
+            if st is None or st.generation < generation:
+                continue
+            if st.realized:
+                current += 1
+            else:
+                failed.append(node)
+        return PolicyStatus(current, len(span), tuple(sorted(failed)))
+
+    def node_reports(self, policy: str) -> dict[str, NetworkPolicyNodeStatus]:
+        return dict(self._by_policy.get(policy, {}))

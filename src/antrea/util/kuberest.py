@@ -1,0 +1,108 @@
+"""A tiny JSON view of the Kubernetes REST API for the few objects the control plane manages.
+
+The controller (Lease, Endpoints, ConfigMap, Secret, TokenReview), the agent's controller client
+(Endpoints, ConfigMap) and antctl only need get/create/replace on single objects addressed by
+path. Typed kubernetes-asyncio models would add nothing but conversion code, so this wraps
+``ApiClient.call_api`` and speaks plain dicts. `KubeResources` is the seam the unit tests fake.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+JSON = dict[str, Any]
+
+
+class KubeError(Exception):
+    """A Kubernetes API call failed with an HTTP status (0 when the server was not reached)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"{status}: {message}")
+        self.status = status
+
+
+class Conflict(KubeError):
+    """409: the object exists (create) or its resourceVersion is stale (replace)."""
+
+
+class KubeResources(Protocol):
+    async def get(self, path: str) -> JSON | None:
+        """The object at ``path``, or None on 404."""
+        ...
+
+    async def create(self, collection: str, body: JSON) -> JSON:
+        """POST ``body`` to ``collection``; raises `Conflict` on 409."""
+        ...
+
+    async def replace(self, path: str, body: JSON) -> JSON:
+        """PUT ``body`` at ``path`` (optimistic concurrency through its resourceVersion)."""
+        ...
+
+
+def ns_path(group_version: str, namespace: str, plural: str, name: str | None = None) -> str:
+    """REST path of a namespaced object (``group_version`` "v1" means the core group)."""
+    prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
+    base = f"{prefix}/namespaces/{namespace}/{plural}"
+    return f"{base}/{name}" if name else base
+
+
+class ApiClientResources:
+    """`KubeResources` over a kubernetes-asyncio ``ApiClient`` (auth and TLS come from it)."""
+
+    def __init__(self, api_client: Any, *, timeout: float = 5.0) -> None:
+        self.api_client = api_client
+        self.timeout = timeout
+
+    async def _call(self, method: str, path: str, body: JSON | None = None) -> JSON | None:
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        try:
+            out = await self.api_client.call_api(
+                path,
+                method,
+                header_params={"Accept": "application/json", "Content-Type": "application/json"},
+                body=body,
+                response_types_map={200: "object", 201: "object"},
+                auth_settings=["BearerToken"],
+                _return_http_data_only=True,
+                _request_timeout=self.timeout,
+            )
+        except ApiException as exc:
+            if exc.status == 404 and method == "GET":
+                return None
+            cls = Conflict if exc.status == 409 else KubeError
+            raise cls(int(exc.status or 0), str(exc.reason)) from exc
+        except (OSError, TimeoutError) as exc:
+            raise KubeError(0, repr(exc)) from exc
+        return out if isinstance(out, dict) else {}
+
+    async def get(self, path: str) -> JSON | None:
+        return await self._call("GET", path)
+
+    async def create(self, collection: str, body: JSON) -> JSON:
+        return await self._call("POST", collection, body) or {}
+
+    async def replace(self, path: str, body: JSON) -> JSON:
+        return await self._call("PUT", path, body) or {}
+
+
+def bearer_token(api_client: Any) -> str | None:
+    """The bearer token a kubernetes-asyncio client authenticates with, if it uses one."""
+    keys = api_client.configuration.api_key or {}
+    value = keys.get("BearerToken") or keys.get("authorization")
+    if not value:
+        return None
+    text = str(value)
+    return text[7:] if text.lower().startswith("bearer ") else text
+
+
+async def load_api_client(kubeconfig: str | None) -> Any:
+    """An ``ApiClient`` from a kubeconfig file, or in-cluster config when ``kubeconfig`` is None."""
+    from kubernetes_asyncio import client, config
+
+    conf = client.Configuration()
+    if kubeconfig:
+        await config.load_kube_config(config_file=kubeconfig, client_configuration=conf)
+    else:
+        config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
+    return client.ApiClient(configuration=conf)

@@ -1,0 +1,220 @@
+"""The controller HTTPS API: authentication, per-node authorization, list/get, status, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from antrea.apis.controlplane.codec import EventType, FrameDecoder, encode_status
+from antrea.apis.controlplane.types import (
+    AppliedToGroup,
+    Direction,
+    GroupMember,
+    Kind,
+    NetworkPolicy,
+    NetworkPolicyNodeStatus,
+    NetworkPolicyReference,
+    NetworkPolicyRule,
+    PodReference,
+)
+from antrea.controller import certs
+from antrea.controller.auth import Identity
+from antrea.controller.distribution import Dispatcher
+from antrea.controller.server import ControllerServer
+from antrea.controller.status import StatusAggregator
+
+TOKENS = {
+    "t-admin": Identity("admin", frozenset({"system:masters"})),
+    "t-n1": Identity("system:node:n1", frozenset({"system:nodes"})),
+    "t-n2": Identity("system:node:n2", frozenset({"system:nodes"})),
+    "t-other": Identity("someone", frozenset()),
+}
+
+
+class FakeAuth:
+    async def authenticate(self, token: str) -> Identity | None:
+        return TOKENS.get(token)
+
+
+class Store:
+    def __init__(self) -> None:
+        self.objs: dict[tuple[Kind, str], tuple[Any, frozenset[str]]] = {}
+
+    def get(self, kind: Kind, name: str) -> tuple[Any, frozenset[str]] | None:
+        return self.objs.get((kind, name))
+
+    def list(self, kind: Kind) -> list[tuple[Any, frozenset[str]]]:
+        return [v for (k, _), v in self.objs.items() if k is kind]
+
+
+@dataclass
+class Env:
+    base: str
+    ssl: ssl.SSLContext
+    server: ControllerServer
+    store: Store
+    state: dict[str, Any]
+
+
+NP = NetworkPolicy(
+    name="uid-1",
+    source_ref=NetworkPolicyReference("K8sNetworkPolicy", "default", "np1", "uid-1"),
+    rules=(NetworkPolicyRule(Direction.IN),),
+    applied_to_groups=("atg1",),
+    generation=3,
+)
+
+
+@pytest.fixture
+async def env(tmp_path: Any) -> AsyncIterator[Env]:
+    store = Store()
+    a = GroupMember(PodReference("default", "a"), ("10.0.1.2",), "n1")
+    b = GroupMember(PodReference("default", "b"), ("10.0.2.2",), "n2")
+    store.objs[(Kind.APPLIED_TO_GROUP, "atg1")] = (
+        AppliedToGroup("atg1", frozenset({a, b})),
+        frozenset({"n1", "n2"}),
+    )
+    store.objs[(Kind.NETWORK_POLICY, "uid-1")] = (NP, frozenset({"n1", "n2"}))
+    state: dict[str, Any] = {"serving": None}
+    server = ControllerServer(
+        dispatcher=Dispatcher(store),
+        store=store,
+        authenticator=FakeAuth(),
+        status=StatusAggregator(),
+        serving=lambda: state["serving"],
+        info=lambda: {"leader": "n1"},
+        heartbeat=0.05,
+    )
+    ca, ca_key = certs.generate_ca()
+    cert, key = certs.issue_serving_cert(ca, ca_key, ["127.0.0.1"])
+    port = await server.start("127.0.0.1", 0, certs.server_ssl_context(cert, key, tmp_path))
+    try:
+        yield Env(f"https://127.0.0.1:{port}", certs.client_ssl_context(ca), server, store, state)
+    finally:
+        await server.stop()
+
+
+async def call(env: Env, method: str, path: str, token: str | None, **kw: Any) -> tuple[int, Any]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.request(method, env.base + path, headers=headers, ssl=env.ssl, **kw) as resp,
+    ):
+        body = await resp.read()
+        ctype = resp.headers.get("Content-Type", "")
+        if "json" in ctype:
+            import json
+
+            return resp.status, json.loads(body)
+        return resp.status, body
+
+
+WATCH = "/apis/controlplane.antrea.io/v1beta2/watch"
+
+
+async def test_healthz_needs_no_token(env: Env) -> None:
+    assert await call(env, "GET", "/healthz", None) == (200, b"ok")
+
+
+@pytest.mark.parametrize(
+    ("token", "node", "expected"),
+    [
+        (None, "n1", 401),
+        ("bogus", "n1", 401),
+        ("t-n1", "n2", 403),
+        ("t-other", "n1", 403),
+        ("t-n1", "", 400),
+    ],
+)
+async def test_watch_refused(env: Env, token: str | None, node: str, expected: int) -> None:
+    status, _ = await call(env, "GET", WATCH, token, params={"nodeName": node})
+    assert status == expected
+
+
+async def test_watch_unavailable_when_not_serving(env: Env) -> None:
+    env.state["serving"] = "not the leader"
+    status, body = await call(env, "GET", WATCH, "t-n1", params={"nodeName": "n1"})
+    assert status == 503 and body["message"] == "not the leader"
+
+
+async def test_node_watches_own_objects_with_heartbeats(env: Env) -> None:
+    headers = {"Authorization": "Bearer t-n1"}
+    dec = FrameDecoder()
+    events = []
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(env.base + WATCH, params={"nodeName": "n1"}, headers=headers, ssl=env.ssl) as resp,
+    ):
+        assert resp.status == 200
+        while len(events) < 4:
+            chunk = await asyncio.wait_for(resp.content.readany(), 5)
+            events.extend(dec.feed(chunk))
+    assert [e.type for e in events[:3]] == [EventType.ADDED, EventType.ADDED, EventType.BOOKMARK]
+    atg = events[0].object
+    assert isinstance(atg, AppliedToGroup) and {m.pod.name for m in atg.members} == {"a"}
+    assert events[3].type is EventType.BOOKMARK and events[3].message == "heartbeat"
+
+
+async def test_admin_lists_and_gets_nodes_cannot(env: Env) -> None:
+    path = "/apis/controlplane.antrea.io/v1beta2/networkpolicies"
+    assert (await call(env, "GET", path, "t-n1"))[0] == 403
+    status, body = await call(env, "GET", path, "t-admin")
+    assert status == 200
+    (item,) = body["items"]
+    assert item["metadata"]["name"] == "uid-1" and item["span"] == ["n1", "n2"]
+    assert item["status"]["currentNodesRealized"] == 0
+    status, body = await call(env, "GET", path + "/uid-1", "t-admin")
+    assert status == 200 and body["sourceRef"]["name"] == "np1"
+    assert (await call(env, "GET", path + "/nope", "t-admin"))[0] == 404
+    status, body = await call(
+        env,
+        "GET",
+        "/apis/controlplane.antrea.io/v1beta2/appliedtogroups",
+        "t-admin",
+        params={"nodeName": "n3"},
+    )
+    assert status == 200 and body["items"] == []
+
+
+async def test_status_reports_are_aggregated_and_authorized(env: Env) -> None:
+    path = "/apis/controlplane.antrea.io/v1beta2/networkpolicies/status"
+    st1 = encode_status(NetworkPolicyNodeStatus("uid-1", "n1", 3))
+    assert (await call(env, "POST", path, "t-n2", data=st1))[0] == 403
+    assert (await call(env, "POST", path, "t-n1", data=st1))[0] == 201
+    assert (await call(env, "POST", path, "t-n1", data=b"\x00garbage"))[0] == 400
+    # an old generation does not count
+    st2 = encode_status(NetworkPolicyNodeStatus("uid-1", "n2", 2))
+    assert (await call(env, "POST", path, "t-n2", data=st2))[0] == 201
+    _, body = await call(
+        env, "GET", "/apis/controlplane.antrea.io/v1beta2/networkpolicies/uid-1", "t-admin"
+    )
+    assert body["status"] == {
+        "phase": "Realizing",
+        "currentNodesRealized": 1,
+        "desiredNodesRealized": 2,
+    }
+    st3 = encode_status(NetworkPolicyNodeStatus("uid-1", "n2", 3))
+    assert (await call(env, "POST", path, "t-n2", data=st3))[0] == 201
+    _, body = await call(
+        env, "GET", "/apis/controlplane.antrea.io/v1beta2/networkpolicies/uid-1", "t-admin"
+    )
+    assert body["status"]["currentNodesRealized"] == 2 and body["status"]["phase"] == "Realized"
+
+
+async def test_controllerinfo_is_admin_only(env: Env) -> None:
+    path = "/apis/system.antrea.io/v1beta1/controllerinfo"
+    assert (await call(env, "GET", path, "t-n1"))[0] == 403
+    assert await call(env, "GET", path, "t-admin") == (200, {"leader": "n1"})
+
+
+async def test_tls_rejects_unknown_ca(env: Env) -> None:
+    other_ca, _ = certs.generate_ca()
+    env.ssl = certs.client_ssl_context(other_ca)
+    with pytest.raises(aiohttp.ClientConnectorCertificateError):
+        await call(env, "GET", "/healthz", None)
