@@ -1,0 +1,248 @@
+"""`antrea lab`: a multi-node Kubernetes lab on one Linux host (see docs/design/lab.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("lab", help="multi-node lab on this host", description=__doc__)
+    sub = p.add_subparsers(dest="lab_cmd", metavar="COMMAND", required=True)
+
+    def cmd(name: str, help: str, func: Any) -> argparse.ArgumentParser:
+        c: argparse.ArgumentParser = sub.add_parser(name, help=help, description=help)
+        c.add_argument("--name", default=None, help="lab name (default: the only lab running)")
+        c.set_defaults(func=func)
+        return c
+
+    up = cmd("up", "create and start a lab", _up)
+    up.add_argument("--nodes", type=int, default=2, help="number of nodes (default 2)")
+    up.add_argument(
+        "--pod-cidr", default="10.244.0.0/16", help="cluster CIDR; node i gets its i-th /24"
+    )
+    up.add_argument("--cni", choices=("antrea", "reference"), default=None,
+                    help="node network: antrea agent + plugin, or reference bridge")  # fmt: skip
+    up.add_argument("--encap", choices=("vxlan", "geneve", "none"), default="vxlan",
+                    help="antrea CNI: tunnel type, or none for noEncap")  # fmt: skip
+    up.add_argument(
+        "--kubeconfig", default=None, help="use this API server instead of the embedded one"
+    )
+    up.add_argument("--no-wait", action="store_true", help="do not wait for the node network")
+
+    cmd("down", "stop a lab and remove everything it created", _down)
+    st = cmd("status", "show a lab's nodes and processes", _status)
+    st.add_argument("-o", "--output", choices=("table", "json"), default="table")
+    cmd("kubeconfig", "print the path of the lab's kubeconfig", _kubeconfig)
+
+    ex = cmd("exec", "run a command in a pod's (NS/POD) or a node's (NODE) namespace", _exec)
+    ex.add_argument("target", help="NS/POD or NODE")
+    ex.add_argument("argv", nargs=argparse.REMAINDER, help="-- CMD...")
+
+    pr = cmd("probe", "connectivity matrix between all pods", _probe)
+    pr.add_argument("--protocol", choices=("TCP", "UDP", "tcp", "udp"), default="TCP")
+    pr.add_argument("--port", type=int, default=80)
+    pr.add_argument(
+        "-n", "--namespaces", default=None, help="comma-separated namespaces to include"
+    )
+    pr.add_argument("-o", "--output", choices=("table", "json"), default="table")
+
+    ra = cmd("restart-agent", "kill a node's agent and start it again", _restart_agent)
+    ra.add_argument("node")
+    cc = cmd("cni-check", "run CNI CHECK for a pod, as a runtime would", _cni_check)
+    cc.add_argument("pod", help="NS/POD")
+
+    demo = cmd("demo", "2-node lab, pods, matrix, a NetworkPolicy, matrix again", _demo)
+    demo.add_argument("--cni", choices=("antrea", "reference"), default=None)
+    demo.add_argument("--down", action="store_true", help="tear the lab down at the end")
+
+    sup = sub.add_parser("supervise", help=argparse.SUPPRESS)
+    sup.add_argument("--name", required=True)
+    sup.set_defaults(func=_supervise)
+
+
+def _fail(msg: str) -> int:
+    print(f"antrea lab: {msg}", file=sys.stderr)
+    return 1
+
+
+def _guard(fn: Any) -> Any:
+    def wrapper(args: argparse.Namespace) -> int:
+        from antrea.lab.state import LabError
+
+        try:
+            rc: int = fn(args)
+            return rc
+        except LabError as exc:
+            return _fail(str(exc))
+
+    return wrapper
+
+
+@_guard
+def _up(args: argparse.Namespace) -> int:
+    from antrea.lab import lifecycle
+    from antrea.lab.defaults import default_cni
+
+    spec = lifecycle.up(
+        name=args.name or "lab",
+        nodes=args.nodes,
+        cni=args.cni or default_cni(),
+        encap=args.encap,
+        pod_cidr=args.pod_cidr,
+        kubeconfig=args.kubeconfig,
+        wait_network=not args.no_wait,
+    )
+    print(f"lab {spec.name!r} is up: {len(spec.nodes)} nodes, {spec.cni} CNI")
+    print(f"kubeconfig: {spec.kubeconfig}")
+    print(f"  export KUBECONFIG={spec.kubeconfig}")
+    return 0
+
+
+@_guard
+def _down(args: argparse.Namespace) -> int:
+    from antrea.lab import lifecycle
+    from antrea.lab.state import resolve_name
+
+    name = resolve_name(args.name)
+    removed = lifecycle.down(name)
+    print(f"lab {name!r} removed ({len(removed)} namespaces/directories)")
+    return 0
+
+
+@_guard
+def _status(args: argparse.Namespace) -> int:
+    from antrea.lab import lifecycle, state
+
+    doc = lifecycle.status(state.load(args.name))
+    if args.output == "json":
+        print(json.dumps(doc, indent=2))
+        return 0
+    sup = doc["supervisor"]
+    print(f"lab {doc['name']}: cni={doc['cni']} encap={doc['encap']} apiserver={doc['apiserver']}")
+    print(f"  supervisor pid {sup['pid']} {'running' if sup['running'] else 'NOT RUNNING'}")
+    print(f"  kubeconfig {doc['kubeconfig']}")
+    print(f"  {'NODE':8} {'IP':14} {'POD CIDR':16} {'OVS':5} {'AGENT':6} NETWORK")
+    for n in doc["nodes"]:
+        agent = "-" if n["agent"] is None else ("up" if n["agent"] else "down")
+        print(f"  {n['name']:8} {n['ip']:14} {n['podCIDR']:16} {'up' if n['ovs'] else 'down':5} "
+              f"{agent:6} {'ready' if n['networkReady'] else 'not ready'}")  # fmt: skip
+    return 0 if sup["running"] else 1
+
+
+@_guard
+def _kubeconfig(args: argparse.Namespace) -> int:
+    from antrea.lab import state
+
+    print(state.load(args.name).kubeconfig)
+    return 0
+
+
+@_guard
+def _exec(args: argparse.Namespace) -> int:
+    from antrea.lab import netns, sandbox, state
+
+    spec = state.load(args.name)
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        argv = [os.environ.get("SHELL", "/bin/bash")]
+    env = dict(os.environ)
+    if "/" in args.target:
+        sb = sandbox.find(spec, args.target)
+        if sb is None:
+            return _fail(f"no running pod {args.target} in lab {spec.name!r}")
+        target_ns = sb.netns
+        node = spec.node(sb.node)
+    else:
+        node = spec.node(args.target)
+        target_ns = node.netns
+    env.update(node.env())
+    full = netns.exec_argv(target_ns, argv)
+    sys.stdout.flush()
+    os.execvpe(full[0], full, env)
+    return 127  # not reached: execvpe replaces the process or raises
+
+
+@_guard
+def _probe(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from antrea.lab import state
+    from antrea.lab.kube import KubeClient
+    from antrea.lab.probe import lab_targets, probe_matrix, render_table
+
+    spec = state.load(args.name)
+    namespaces = args.namespaces.split(",") if args.namespaces else None
+
+    async def go() -> dict[str, Any]:
+        async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
+            targets = await lab_targets(spec, client, namespaces=namespaces)
+        return await probe_matrix(targets, protocol=args.protocol.upper(), port=args.port)
+
+    doc = uvloop.run(go())
+    print(json.dumps(doc) if args.output == "json" else render_table(doc))
+    return 0
+
+
+@_guard
+def _restart_agent(args: argparse.Namespace) -> int:
+    from antrea.lab import lifecycle, state
+
+    pid = lifecycle.restart_agent(state.load(args.name), args.node)
+    print(f"agent on {args.node} restarted (pid {pid})")
+    return 0
+
+
+@_guard
+def _cni_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import uvloop
+
+    from antrea.lab import sandbox, state
+    from antrea.lab.cniruntime import CniError, CniRuntime
+    from antrea.lab.kubelet import REFERENCE_CNI_DIR, attachment
+
+    spec = state.load(args.name)
+    sb = sandbox.find(spec, args.pod)
+    if sb is None or sb.host_network:
+        return _fail(f"no CNI-attached pod {args.pod} in lab {spec.name!r}")
+    node = spec.node(sb.node)
+    rt = CniRuntime(
+        node_netns=node.netns, conf_dir=node.cni_conf_dir,
+        bin_dirs=[node.cni_bin_dir, Path(REFERENCE_CNI_DIR)], cache_dir=node.cni_cache_dir,
+    )  # fmt: skip
+    try:
+        uvloop.run(rt.check(attachment(sb)))
+    except CniError as exc:
+        return _fail(str(exc))
+    print(f"CNI CHECK {args.pod}: ok")
+    return 0
+
+
+@_guard
+def _demo(args: argparse.Namespace) -> int:
+    from antrea.lab.defaults import default_cni
+    from antrea.lab.demo import run_demo
+
+    return run_demo(name=args.name or "demo", cni=args.cni or default_cni(), teardown=args.down)
+
+
+def _supervise(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from antrea.lab import state, supervisor
+
+    spec = state.load(args.name)
+    uvloop.run(supervisor.run(spec))
+    return 0
+
+
+def quote(argv: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in argv)

@@ -1,0 +1,100 @@
+"""The lab supervisor: one long-lived process per lab, started by `antrea lab up`.
+
+It hosts the API endpoint (embedded server or forwarder), registers the Node objects and keeps
+them Ready, and runs the scheduler and one kubelet per node, fed by a single pod watch. Pod
+workloads are served from this process too. It does NOT start or restart agents: those are
+separate processes owned by `antrea lab up` / `antrea lab restart-agent`, so a test that kills
+an agent sees exactly what it did.
+
+Readiness is signalled by writing ``<lab>/ready``; SIGTERM stops it cleanly (sandboxes stay:
+`antrea lab down` removes namespaces wholesale, and a restarted supervisor adopts them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+
+import structlog
+
+from antrea.lab import apihost, nodes
+from antrea.lab.kube import KubeClient, Obj, list_watch
+from antrea.lab.kubelet import Kubelet
+from antrea.lab.scheduler import Scheduler
+from antrea.lab.state import LabSpec
+
+log = structlog.get_logger(__name__)
+
+
+class Dispatcher:
+    """Routes events of the one all-pods watch to the scheduler and the node kubelets."""
+
+    def __init__(self, scheduler: Scheduler, kubelets: dict[str, Kubelet]) -> None:
+        self.scheduler = scheduler
+        self.kubelets = kubelets
+        self.node_of: dict[str, str] = {}
+        self.present: set[str] = set()
+
+    async def __call__(self, kind: str, pod: Obj) -> None:
+        md = pod.get("metadata") or {}
+        key = f"{md.get('namespace')}/{md.get('name')}"
+        node = (pod.get("spec") or {}).get("nodeName") or ""
+        self.scheduler.observe(kind, pod)
+        if kind == "DELETED":
+            self.present.discard(key)
+            node = node or self.node_of.pop(key, "")
+        else:
+            self.present.add(key)
+            if node:
+                self.node_of[key] = node
+        kubelet = self.kubelets.get(node)
+        if kubelet is not None:
+            kubelet.observe(kind, pod)
+
+
+async def run(spec: LabSpec) -> None:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stopping.set)
+
+    if spec.external_kubeconfig:
+        stop_api = await apihost.start_forwarder(spec)
+    else:
+        stop_api = await apihost.start_embedded(spec)
+    spec.save()  # records the API port chosen
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
+            for node in spec.nodes:
+                await nodes.register(client, node)
+            kubelets = {n.name: Kubelet(spec=spec, node=n, client=client) for n in spec.nodes}
+            scheduler = Scheduler(client=client, nodes=spec.nodes)
+            dispatch = Dispatcher(scheduler, kubelets)
+            synced = asyncio.Event()
+            tasks.append(
+                asyncio.create_task(list_watch(client, "/api/v1/pods", dispatch, synced=synced))
+            )
+            tasks.extend(asyncio.create_task(nodes.heartbeat(client, n)) for n in spec.nodes)
+            await synced.wait()
+            for kubelet in kubelets.values():
+                kubelet.forget_missing(dispatch.present)
+            spec.ready_file.write_text(f"{os.getpid()}\n")
+            log.info(
+                "lab_ready", lab=spec.name, nodes=len(spec.nodes), kubeconfig=str(spec.kubeconfig)
+            )
+            await stopping.wait()
+            log.info("lab_supervisor_stopping", lab=spec.name)
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await scheduler.shutdown()
+            for kubelet in kubelets.values():
+                await kubelet.shutdown()
+    finally:
+        for t in tasks:
+            t.cancel()
+        with contextlib.suppress(Exception):
+            await stop_api()
