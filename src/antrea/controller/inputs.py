@@ -194,7 +194,12 @@ class Inputs:
         self.queue: asyncio.Queue[tuple[str, JSON | None, JSON | None] | asyncio.Event] = (
             asyncio.Queue()
         )
-        self.reflectors = [Reflector(api_client, r, self._enqueue) for r in resources]
+        # only what the compiler consumes (it may not care about Nodes, for instance)
+        self.reflectors = [
+            Reflector(api_client, r, self._enqueue)
+            for r in resources
+            if hasattr(compiler, f"add_{r.name}")
+        ]
         self.synced = asyncio.Event()
         self.processed = 0
         self.errors = 0
@@ -218,12 +223,28 @@ class Inputs:
             log.info("inputs_synced", events=self.processed)
 
     async def _consume(self) -> None:
+        """Apply events in order; what queued up meanwhile is applied as one compiler batch."""
+        batch = getattr(self.compiler, "batch", None)
         while True:
-            item = await self.queue.get()
+            items = [await self.queue.get()]
+            while not self.queue.empty() and len(items) < 10_000:
+                items.append(self.queue.get_nowait())
+            if len(items) == 1 or batch is None:
+                self._apply_all(items)
+                continue
+            start = time.perf_counter()
+            with batch():
+                self._apply_all(items)
+            if self.metrics is not None:
+                self.metrics.batch.observe(time.perf_counter() - start)
+            await asyncio.sleep(0)  # let the streams write between large batches
+
+    def _apply_all(self, items: list[tuple[str, JSON | None, JSON | None] | asyncio.Event]) -> None:
+        for item in items:
             if isinstance(item, asyncio.Event):
                 item.set()
-                continue
-            self.apply(*item)
+            else:
+                self.apply(*item)
 
     def apply(self, resource: str, old: JSON | None, new: JSON | None) -> None:
         """Feed one change to the compiler (add/update/delete by what is present)."""

@@ -2,6 +2,8 @@
 
 - ``antrea_controller_network_policy_processing_duration_seconds`` (histogram, label
   ``resource``; upstream ``..._network_policy_sync_duration_milliseconds``)
+- ``antrea_controller_network_policy_batch_duration_seconds`` (histogram: events that queued up
+  while the compiler was busy are applied as one batch, computation at the end)
 - ``antrea_controller_{network_policy,address_group,applied_to_group}_processed_total``
   (counters; upstream ``..._processed``)
 - ``antrea_controller_input_queue_length`` (gauge; upstream ``antrea_controller_length_*_queue``)
@@ -106,6 +108,12 @@ class ControllerMetrics:
                 5.0,
                 10.0,
             ),
+            registry=self.registry,
+        )
+        self.batch = Histogram(
+            "antrea_controller_network_policy_batch_duration_seconds",
+            "Time to apply a batch of queued Kubernetes events, computation included",
+            buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0),
             registry=self.registry,
         )
         self.processed = {
