@@ -1,0 +1,255 @@
+"""ControlPlaneClient against a real ControllerServer (TLS, fake auth/store): discovery through
+Endpoints + ConfigMap, initial state, patches, heartbeats, reconnect with stream-restart."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from antrea.agent.controlplane_client import STREAM_RESTART, ControlPlaneClient, StreamMirror
+from antrea.apis.controlplane.codec import EventType, WatchEvent
+from antrea.apis.controlplane.types import (
+    AddressGroup,
+    AddressGroupPatch,
+    GroupMember,
+    Kind,
+    NetworkPolicyNodeStatus,
+    PodReference,
+)
+from antrea.controller import certs
+from antrea.controller.auth import Identity
+from antrea.controller.distribution import Dispatcher
+from antrea.controller.server import ControllerServer
+from antrea.controller.status import StatusAggregator
+from antrea.util.kuberest import JSON
+
+
+@dataclass(frozen=True)
+class Change:
+    kind: Kind
+    name: str
+    old: Any
+    new: Any
+    old_span: frozenset[str]
+    new_span: frozenset[str]
+    patch: Any = None
+
+
+class Store:
+    def __init__(self) -> None:
+        self.objs: dict[tuple[Kind, str], tuple[Any, frozenset[str]]] = {}
+
+    def get(self, kind: Kind, name: str) -> tuple[Any, frozenset[str]] | None:
+        return self.objs.get((kind, name))
+
+    def list(self, kind: Kind) -> list[tuple[Any, frozenset[str]]]:
+        return [v for (k, _), v in self.objs.items() if k is kind]
+
+
+class Auth:
+    async def authenticate(self, token: str) -> Identity | None:
+        return Identity("system:node:n1") if token == "tok-n1" else None
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.objs: dict[str, JSON] = {}
+
+    async def get(self, path: str) -> JSON | None:
+        return self.objs.get(path)
+
+    async def create(self, collection: str, body: JSON) -> JSON:
+        raise NotImplementedError
+
+    async def replace(self, path: str, body: JSON) -> JSON:
+        raise NotImplementedError
+
+
+EP = "/api/v1/namespaces/kube-system/endpoints/antrea"
+CM = "/api/v1/namespaces/kube-system/configmaps/antrea-ca"
+
+
+class Controller:
+    def __init__(self, tmp: Any) -> None:
+        self.store = Store()
+        self.dispatcher = Dispatcher(self.store)
+        self.status = StatusAggregator()
+        self.server = ControllerServer(
+            dispatcher=self.dispatcher,
+            store=self.store,
+            authenticator=Auth(),
+            status=self.status,
+            serving=lambda: None,
+            info=dict,
+            heartbeat=0.05,
+        )
+        self.ca, ca_key = certs.generate_ca()
+        cert, key = certs.issue_serving_cert(self.ca, ca_key, ["127.0.0.1"])
+        self.ssl = certs.server_ssl_context(cert, key, tmp)
+        self.port = 0
+
+    async def start(self) -> None:
+        self.port = await self.server.start("127.0.0.1", self.port, self.ssl)
+
+    def put(self, obj: Any, span: set[str], patch: Any = None) -> None:
+        kind = Kind.ADDRESS_GROUP
+        old = self.store.objs.get((kind, obj.name))
+        self.store.objs[(kind, obj.name)] = (obj, frozenset(span))
+        self.dispatcher.on_change(
+            Change(
+                kind,
+                obj.name,
+                old[0] if old else None,
+                obj,
+                old[1] if old else frozenset(),
+                frozenset(span),
+                patch,
+            )
+        )
+
+
+@pytest.fixture
+async def ctl(tmp_path: Any) -> AsyncIterator[Controller]:
+    c = Controller(tmp_path)
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.server.stop()
+
+
+def kube_for(c: Controller) -> FakeKube:
+    k = FakeKube()
+    k.objs[EP] = {
+        "subsets": [
+            {"addresses": [{"ip": "127.0.0.1"}], "ports": [{"name": "https", "port": c.port}]}
+        ]
+    }
+    k.objs[CM] = {"data": {"ca.crt": c.ca.decode()}}
+    return k
+
+
+def member(name: str, ip: str) -> GroupMember:
+    return GroupMember(PodReference("ns", name), (ip,), "n2")
+
+
+async def take(it: AsyncIterator[WatchEvent], n: int) -> list[WatchEvent]:
+    return [await asyncio.wait_for(anext(it), 10) for _ in range(n)]
+
+
+async def test_initial_state_patches_and_reconnect(ctl: Controller) -> None:
+    a, b = member("a", "10.0.2.1"), member("b", "10.0.2.2")
+    ctl.put(AddressGroup("ag1", frozenset({a})), {"n1"})
+    client = ControlPlaneClient(
+        "n1", kube=kube_for(ctl), token="tok-n1", backoff_initial=0.05, idle_timeout=2
+    )
+    it = client.events().__aiter__()
+    try:
+        added, bookmark = await take(it, 2)
+        assert added.type is EventType.ADDED and added.object == AddressGroup("ag1", frozenset({a}))
+        assert bookmark.type is EventType.BOOKMARK
+        await asyncio.sleep(0.2)  # heartbeats flow meanwhile and are swallowed
+        patch = AddressGroupPatch("ag1", frozenset({b}), frozenset())
+        ctl.put(AddressGroup("ag1", frozenset({a, b})), {"n1"}, patch)
+        (mod,) = await take(it, 1)
+        assert mod.type is EventType.MODIFIED and mod.patch == patch and mod.object is None
+        # the controller drops every stream (e.g. leadership lost): a full state follows
+        ctl.dispatcher.close_all("test")
+        restart, added, bookmark = await take(it, 3)
+        assert restart.type is EventType.ERROR and restart.message == STREAM_RESTART
+        assert added.object == AddressGroup("ag1", frozenset({a, b}))
+        assert bookmark.type is EventType.BOOKMARK
+        assert client.connections == 2
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+        await client.close()
+
+
+async def test_reconnects_to_a_restarted_controller_and_resends_status(
+    ctl: Controller, tmp_path: Any
+) -> None:
+    client = ControlPlaneClient(
+        "n1",
+        kube=kube_for(ctl),
+        token="tok-n1",
+        backoff_initial=0.05,
+        backoff_max=0.2,
+        idle_timeout=1,
+    )
+    it = client.events().__aiter__()
+    try:
+        (bookmark,) = await take(it, 1)
+        assert bookmark.type is EventType.BOOKMARK
+        assert await client.report_status(NetworkPolicyNodeStatus("p1", "n1", 2))
+        assert ctl.status.status("p1", 2, frozenset({"n1"})).current == 1
+        # a whole new controller on the same port (fresh status memory)
+        await ctl.server.stop()
+        fresh = Controller(tmp_path)
+        fresh.port = ctl.port
+        fresh.ca, fresh.ssl = ctl.ca, ctl.ssl
+        await fresh.start()
+        try:
+            restart, bookmark = await take(it, 2)
+            assert restart.message == STREAM_RESTART and bookmark.type is EventType.BOOKMARK
+            for _ in range(100):
+                if fresh.status.status("p1", 2, frozenset({"n1"})).current == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert fresh.status.status("p1", 2, frozenset({"n1"})).current == 1
+        finally:
+            await fresh.server.stop()
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+        await client.close()
+
+
+async def test_refused_token_keeps_retrying_without_events(ctl: Controller) -> None:
+    client = ControlPlaneClient(
+        "n1", kube=kube_for(ctl), token="wrong", backoff_initial=0.01, backoff_max=0.02
+    )
+    it = client.events().__aiter__()
+    try:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(anext(it), 0.3)
+        assert "401" in client.last_error and client.connections == 0
+    finally:
+        await client.close()
+
+
+async def test_mirror_applies_restart_and_patches(ctl: Controller, tmp_path: Any) -> None:
+    a, b = member("a", "10.0.2.1"), member("b", "10.0.2.2")
+    ctl.put(AddressGroup("ag1", frozenset({a})), {"n1"})
+    ctl.put(AddressGroup("ag2", frozenset({b})), {"n1"})
+    client = ControlPlaneClient("n1", kube=kube_for(ctl), token="tok-n1", backoff_initial=0.05)
+    dump = tmp_path / "view.json"
+    mirror = StreamMirror(client, str(dump))
+    task = asyncio.get_running_loop().create_task(mirror.run())
+    try:
+
+        async def until(cond: Any) -> None:
+            for _ in range(200):
+                if cond():
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError("condition not reached")
+
+        await until(lambda: mirror.bookmarks == 1)
+        ctl.put(
+            AddressGroup("ag1", frozenset({a, b})),
+            {"n1"},
+            AddressGroupPatch("ag1", frozenset({b}), frozenset()),
+        )
+        await until(lambda: len(mirror.objects["AddressGroup"]["ag1"].members) == 2)
+        ctl.put(AddressGroup("ag2", frozenset({b})), set())  # leaves n1's span
+        ctl.dispatcher.close_all("test")
+        await until(lambda: mirror.bookmarks == 2)
+        assert set(mirror.objects["AddressGroup"]) == {"ag1"}
+        assert dump.exists()
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await client.close()
