@@ -111,7 +111,7 @@ class CniRuntime:
     """The CNI side of one lab node's container runtime."""
 
     def __init__(
-        self, *, node_netns: str, conf_dir: Path, bin_dirs: list[Path], cache_dir: Path
+        self, *, node_netns: str | None, conf_dir: Path, bin_dirs: list[Path], cache_dir: Path
     ) -> None:
         self.node_netns = node_netns
         self.conf_dir = conf_dir
@@ -234,8 +234,9 @@ class CniRuntime:
             "CNI_ARGS": att.cni_args,
             "CNI_PATH": ":".join(str(d) for d in self.bin_dirs),
         }
+        prefix = ["ip", "netns", "exec", self.node_netns] if self.node_netns else []
         proc = await asyncio.create_subprocess_exec(
-            "ip", "netns", "exec", self.node_netns, str(binary),
+            *prefix, str(binary),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
