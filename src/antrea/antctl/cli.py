@@ -1,0 +1,95 @@
+"""antctl: inspect the controller (and, through ``agent_cmds``, the local agent).
+
+Extension hook: if ``antrea.antctl.agent_cmds`` exists, its
+``register(get_subparsers, top_subparsers)`` is called; it adds parsers with
+``parents=[antrea.antctl.cli.common_parent()]`` (for ``-o`` and ``--kubeconfig``) and
+``set_defaults(func=handler)`` where ``handler(args) -> int``. Handlers may raise
+`AntctlError` for a clean one-line error (exit code 1).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from functools import cache
+
+from antrea.antctl.controller_client import AntctlError
+from antrea.antctl.output import FORMATS
+
+DEFAULTS = {"output": "table", "kubeconfig": None, "server": None}
+
+
+@cache
+def common_parent() -> argparse.ArgumentParser:
+    """Options every leaf command accepts (also accepted before the command)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument(
+        "-o",
+        "--output",
+        choices=FORMATS,
+        default=argparse.SUPPRESS,
+        help="output format (default table)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        default=argparse.SUPPRESS,
+        help="kubeconfig with an admin identity (default $KUBECONFIG, ~/.kube/config)",
+    )
+    p.add_argument(
+        "--server",
+        default=argparse.SUPPRESS,
+        help="controller URL https://HOST:PORT (default: Endpoints kube-system/antrea)",
+    )
+    return p
+
+
+def _version(args: argparse.Namespace) -> int:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        v = version("antrea")
+    except PackageNotFoundError:
+        v = "unknown"
+    print(f"antctlVersion: {v}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="antctl", description=__doc__.splitlines()[0], parents=[common_parent()]
+    )
+    top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    v = top.add_parser("version", help="show the antctl version", parents=[common_parent()])
+    v.set_defaults(func=_version)
+    get = top.add_parser("get", help="show computed objects and component state")
+    get_sub = get.add_subparsers(dest="resource", metavar="RESOURCE", required=True)
+
+    from antrea.antctl import controller_cmds
+
+    controller_cmds.register(get_sub, top, common_parent())
+    try:
+        agent_cmds = importlib.import_module("antrea.antctl.agent_cmds")
+    except ModuleNotFoundError as exc:
+        if exc.name != "antrea.antctl.agent_cmds":
+            raise
+    else:
+        agent_cmds.register(get_sub, top)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # defaults applied here: the option actions are shared with every leaf parser (parents=),
+    # so set_defaults on one parser would override values given before the command
+    for key, value in DEFAULTS.items():
+        if not hasattr(args, key):
+            setattr(args, key, value)
+    try:
+        rc: int = args.func(args)
+    except AntctlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return rc

@@ -1,0 +1,92 @@
+"""How antctl reaches the controller: kubeconfig (admin token) -> Endpoints + CA -> HTTPS GET.
+
+Lookup order for the kubeconfig: ``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``. The
+controller's address comes from Endpoints ``kube-system/antrea`` (the leader), its CA from
+ConfigMap ``kube-system/antrea-ca``; ``--server https://HOST:PORT`` skips the Endpoints lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from pathlib import Path
+from typing import Any
+
+
+class AntctlError(Exception):
+    """A failure to report to the user (exit code 1), no traceback."""
+
+
+def kubeconfig_path(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    env = os.environ.get("KUBECONFIG")
+    if env:
+        return env.split(os.pathsep)[0]
+    default = Path.home() / ".kube" / "config"
+    return str(default) if default.exists() else None
+
+
+class ControllerClient:
+    def __init__(
+        self, kubeconfig: str | None, server: str | None = None, namespace: str = "kube-system"
+    ) -> None:
+        self.kubeconfig = kubeconfig_path(kubeconfig)
+        self.server = server
+        self.namespace = namespace
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        import aiohttp
+
+        from antrea.agent.controlplane_client import discover_endpoint, fetch_ca
+        from antrea.util.kuberest import (
+            ApiClientResources,
+            KubeError,
+            bearer_token,
+            load_api_client,
+        )
+
+        if self.kubeconfig is None:
+            raise AntctlError("no kubeconfig: use --kubeconfig or set KUBECONFIG")
+        if not Path(self.kubeconfig).is_file():
+            raise AntctlError(f"kubeconfig {self.kubeconfig} not found")
+        try:
+            api_client = await load_api_client(self.kubeconfig)
+        except Exception as exc:
+            raise AntctlError(f"invalid kubeconfig {self.kubeconfig}: {exc}") from exc
+        try:
+            kube = ApiClientResources(api_client)
+            try:
+                ca = await fetch_ca(kube, self.namespace)
+                if self.server:
+                    base = self.server.rstrip("/")
+                else:
+                    host, port = await discover_endpoint(kube, self.namespace)
+                    base = f"https://{f'[{host}]' if ':' in host else host}:{port}"
+            except KubeError as exc:
+                raise AntctlError(f"cannot reach the Kubernetes API: {exc}") from exc
+            except Exception as exc:  # StreamError: nothing published yet
+                raise AntctlError(f"cannot find the controller: {exc}") from exc
+            token = bearer_token(api_client)
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            ctx = ssl.create_default_context(cadata=ca.decode())
+            try:
+                async with (
+                    aiohttp.ClientSession() as s,
+                    s.get(
+                        base + path,
+                        params=params,
+                        headers=headers,
+                        ssl=ctx,
+                        timeout=aiohttp.ClientTimeout(total=15),
+                    ) as resp,
+                ):
+                    body = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        msg = body.get("message") if isinstance(body, dict) else body
+                        raise AntctlError(f"controller {base}: HTTP {resp.status}: {msg}")
+                    return body
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                raise AntctlError(f"controller {base}: {exc}") from exc
+        finally:
+            await api_client.close()
