@@ -1,0 +1,80 @@
+"""Address and port arithmetic for policy flows: pure functions over plain values.
+
+OpenFlow matches prefixes, not arbitrary sets, so two things in a NetworkPolicy need rewriting
+before they become match flows:
+
+* an ``ipBlock`` with ``except`` is the CIDR *difference* ``cidr - except...``: a handful of
+  disjoint prefixes, each of which becomes one ``nw_src``/``nw_dst`` match (Antrea does the
+  same since v0.7; the older "exception flow" scheme needed a second priority level);
+* an ``endPort`` range is covered by the minimal set of (value, mask) prefixes, each one a
+  masked ``tp_dst`` match (``tp_dst=0x50/0xfff0`` covers 80..95).
+
+Matches are canonicalised here as well, because the flow cache keys flows by their rendered
+match text while OVS keys them by the match itself: ``nw_src=0.0.0.0/0`` *is* ``ip`` to OVS,
+so a /0 prefix must never be rendered as a field, or two "different" cached flows would be one
+OVS flow and overwrite each other.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+IPv4Net = ipaddress.IPv4Network
+
+ANY_V4 = ipaddress.IPv4Network("0.0.0.0/0")
+
+
+def parse_v4(cidr: str) -> IPv4Net | None:
+    """An IPv4 prefix from a CIDR or bare address (host bits cleared); None for IPv6 or junk."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+    except ValueError:
+        return None
+    return net if isinstance(net, ipaddress.IPv4Network) else None
+
+
+def collapse(nets: Iterable[IPv4Net]) -> list[IPv4Net]:
+    """Smallest equivalent list of prefixes (merges adjacent, drops covered ones)."""
+    return list(ipaddress.collapse_addresses(nets))
+
+
+def block_prefixes(cidr: str, excepts: Iterable[str] = ()) -> list[IPv4Net]:
+    """The prefixes of ``cidr`` minus every ``except`` prefix (excepts outside cidr ignored)."""
+    base = parse_v4(cidr)
+    if base is None:
+        return []
+    remaining = [base]
+    for text in excepts:
+        ex = parse_v4(text)
+        if ex is None:
+            continue
+        nxt: list[IPv4Net] = []
+        for net in remaining:
+            if ex.supernet_of(net):
+                continue  # wholly excepted
+            if net.supernet_of(ex):
+                nxt.extend(net.address_exclude(ex))
+            else:
+                nxt.append(net)
+        remaining = nxt
+    return collapse(remaining)
+
+
+def port_range_masks(start: int, end: int) -> list[tuple[int, int]]:
+    """Minimal (value, mask) prefix cover of the 16-bit port range ``[start, end]``.
+
+    Greedy from the low end: at each step take the largest aligned block that starts at the
+    current port and does not pass ``end``. This is optimal for prefix covers of a range.
+    """
+    if not 0 <= start <= end <= 0xFFFF:
+        raise ValueError(f"bad port range {start}-{end}")
+    out: list[tuple[int, int]] = []
+    port = start
+    while port <= end:
+        size = port & -port if port else 1 << 16
+        while port + size - 1 > end:
+            size >>= 1
+        out.append((port, 0xFFFF & ~(size - 1)))
+        port += size
+    return out

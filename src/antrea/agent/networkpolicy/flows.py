@@ -1,0 +1,113 @@
+"""Flow builders for the policy tables: small functions from values to `Flow`s.
+
+Samples of what they produce (ovs-ofctl dump-flows br-int table=90)::
+
+    priority=210,ct_state=-new+est,ip actions=goto_table:105
+    priority=200,ip,nw_src=10.244.1.2 actions=conjunction(1,1/2)
+    priority=200,ip,reg1=0x3 actions=conjunction(1,2/2),conjunction(4,2/3)
+    priority=190,conj_id=1,ip actions=load:0x1->NXM_NX_REG6[],goto_table:105
+    table=100 priority=200,ip,reg1=0x3 actions=drop
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+
+from antrea.agent.networkpolicy import tables as t
+from antrea.ovs.openflow.cookie import Category, make_cookie
+from antrea.ovs.openflow.flow import (
+    Conjunction,
+    CtState,
+    Drop,
+    Flow,
+    GotoTable,
+    LoadReg,
+    Match,
+    RegMatch,
+)
+
+EST = CtState(new=False, est=True)
+REL = CtState(new=False, rel=True)
+LABEL_MASK = 0xFFFFFFFF
+
+
+def cookie(round_num: int, object_id: int = 0) -> int:
+    return make_cookie(round_num, Category.NETWORK_POLICY, object_id)
+
+
+def base_flows(
+    round_num: int,
+    *,
+    gateway_ip: str | None = None,
+    gateway_mark: RegMatch | None = None,
+) -> list[Flow]:
+    """Flows that exist whatever the policies: bypasses, the gateway allow, table misses.
+
+    Traffic from the local host (kubelet probes) enters through the gateway with the gateway's
+    IP as source. It is matched on both when both are known: in noEncap mode traffic from
+    remote pods also enters through the gateway, with their own source IPs, and must be
+    checked like any other.
+    """
+    c = cookie(round_num)
+    out: list[Flow] = []
+    for d in (t.EGRESS, t.INGRESS):
+        for state in (EST, REL):
+            out.append(
+                Flow(
+                    d.rule_table,
+                    t.PRIO_BYPASS,
+                    Match(proto="ip", ct_state=state),
+                    (GotoTable(d.allow_goto),),
+                    c,
+                )
+            )
+        out.append(Flow(d.rule_table, t.PRIO_MISS, Match(), (GotoTable(d.default_table),), c))
+        out.append(Flow(d.default_table, t.PRIO_MISS, Match(), (GotoTable(d.allow_goto),), c))
+    if gateway_ip is not None or gateway_mark is not None:
+        regs = (gateway_mark,) if gateway_mark is not None else ()
+        src = ipaddress.ip_network(gateway_ip) if gateway_ip is not None else None
+        out.append(
+            Flow(
+                t.INGRESS_RULE,
+                t.PRIO_BYPASS,
+                Match(proto="ip", regs=regs, nw_src=src),
+                (GotoTable(t.CT_COMMIT),),
+                c,
+            )
+        )
+    return out
+
+
+def conj_flows(round_num: int, d: t.DirectionTables, conj_id: int) -> list[Flow]:
+    """The action flow of one conjunction plus its established-packets counter."""
+    c = cookie(round_num, conj_id)
+    label = (conj_id << d.label_shift, LABEL_MASK << d.label_shift)
+    return [
+        Flow(
+            d.rule_table,
+            t.PRIO_ACTION,
+            Match(proto="ip", conj_id=conj_id),
+            (LoadReg(d.conj_reg, conj_id), GotoTable(d.allow_goto)),
+            c,
+        ),
+        Flow(
+            d.rule_table,
+            t.PRIO_METRIC,
+            Match(proto="ip", ct_state=EST, ct_label=label),
+            (GotoTable(d.allow_goto),),
+            c,
+        ),
+    ]
+
+
+def match_flow(
+    round_num: int, table: int, match: Match, conjs: Iterable[tuple[int, int, int]]
+) -> Flow:
+    """One clause match flow carrying every conjunction that shares it (id, clause, n)."""
+    actions = tuple(Conjunction(i, k, n) for i, k, n in sorted(conjs))
+    return Flow(table, t.PRIO_MATCH, match, actions, cookie(round_num))
+
+
+def isolation_flow(round_num: int, table: int, match: Match) -> Flow:
+    return Flow(table, t.PRIO_ISOLATION, match, (Drop(),), cookie(round_num))

@@ -1,0 +1,335 @@
+"""Rules in, flow deltas out: the policy reconciler.
+
+State kept per rule (`RealizedRule`): its conjunctions by named-port resolution (with their
+IDs and clause match sets) and its isolation matches, the equivalent of Antrea's
+``lastRealized``. Globally, the reconciler keeps which conjunctions use every clause match
+(one OVS flow per (table, match), carrying several ``conjunction()`` actions) and which rules
+isolate every pod (a reference count per drop flow).
+
+A batch of dirty rules is diffed against that state and only the flows that must change are
+handed to the `FlowClient`, as *owners*: a conjunction's action flows are owned by
+``("np-conj", id)``, a shared clause flow by ``("np-match", table, match)`` and a drop flow by
+``("np-iso", table, match)``. Changing one rule therefore rewrites only the clause flows whose
+conjunction lists change, never the flows of rules it shares them with.
+
+Everything of a batch goes to the switch as ONE bundle. If OVS rejects it, the batch is bisected
+(log2 of its size extra bundles per bad owner, instead of one per owner) and the rules behind
+the rejected owners are reported as failed; those owners are retried with the next batch, and
+every other change lands.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+
+import structlog
+
+from antrea.agent.networkpolicy import flows as fb
+from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
+from antrea.agent.networkpolicy.conjunctions import Clauses, RulePlan, ServicesKey, plan_rule
+from antrea.agent.networkpolicy.ids import ConjIDAllocator
+from antrea.agent.networkpolicy.tables import DirectionTables, tables_for
+from antrea.apis.controlplane.types import Direction, PodReference
+from antrea.ovs.errors import BundleRejected
+from antrea.ovs.openflow.client import FlowClient, FlowOwnershipError
+from antrea.ovs.openflow.flow import Flow, Match, RegMatch
+
+log = structlog.get_logger(__name__)
+
+Owner = Hashable
+BASE_OWNER = ("np-base",)
+MatchKey = tuple[int, Match]
+
+
+@dataclass
+class RealizedConj:
+    conj_id: int
+    clauses: Clauses
+
+
+@dataclass
+class RealizedRule:
+    rule: CacheRule
+    conjs: dict[ServicesKey, RealizedConj] = field(default_factory=dict)
+    isolated: frozenset[Match] = frozenset()
+
+
+@dataclass
+class BatchResult:
+    rules: int = 0
+    flows_added: int = 0
+    flows_modified: int = 0
+    flows_deleted: int = 0
+    bundles: int = 0
+    seconds: float = 0.0
+    failed: dict[str, str] = field(default_factory=dict)  # rule id -> error
+
+
+BundleObserver = Callable[[int, float, bool], None]  # (flow operations, seconds, ok)
+
+
+class PolicyReconciler:
+    def __init__(
+        self,
+        client: FlowClient,
+        *,
+        round_num: int,
+        ofport_of: Callable[[PodReference], int | None],
+        gateway_ip: str | None = None,
+        gateway_mark: RegMatch | None = None,
+        allocator: ConjIDAllocator | None = None,
+        on_bundle: BundleObserver | None = None,
+    ) -> None:
+        self.client = client
+        self.round_num = round_num
+        self.ofport_of = ofport_of
+        self.gateway_ip = gateway_ip
+        self.gateway_mark = gateway_mark
+        self.ids = allocator or ConjIDAllocator()
+        self.on_bundle = on_bundle
+        self.realized: dict[str, RealizedRule] = {}
+        self.conj_rule: dict[int, str] = {}  # conj id -> rule id (kept while the ID cools down)
+        self._matches: dict[MatchKey, dict[int, tuple[int, int]]] = {}
+        self._isolation: dict[MatchKey, set[str]] = {}
+        self._conj_dir: dict[int, DirectionTables] = {}
+        self._failed: dict[Owner, set[str]] = {}
+
+    # -- queries --------------------------------------------------------------------------
+    def rule_of_conj(self, conj_id: int) -> str | None:
+        return self.conj_rule.get(conj_id)
+
+    def counts(self) -> dict[Direction, int]:
+        out = {Direction.IN: 0, Direction.OUT: 0}
+        for r in self.realized.values():
+            out[r.rule.direction] += 1
+        return out
+
+    # -- base flows -----------------------------------------------------------------------
+    def base_flows(self) -> list[Flow]:
+        return fb.base_flows(
+            self.round_num, gateway_ip=self.gateway_ip, gateway_mark=self.gateway_mark
+        )
+
+    # -- reconciliation -------------------------------------------------------------------
+    async def reconcile(
+        self, rules: Mapping[str, CompletedRule | None], *, with_base: bool = False
+    ) -> BatchResult:
+        """Make the flows of `rules` (None = rule gone) right, in one bundle."""
+        start = time.perf_counter()
+        desired: dict[Owner, list[Flow] | None] = {}
+        blame: dict[Owner, set[str]] = {}
+        if with_base:
+            desired[BASE_OWNER] = self.base_flows()
+        touched_matches: set[MatchKey] = set()
+        touched_iso: set[MatchKey] = set()
+        for rid, completed in rules.items():
+            self._update_rule(
+                rid,
+                completed,
+                desired=desired,
+                blame=blame,
+                touched_matches=touched_matches,
+                touched_iso=touched_iso,
+            )
+        for mk in touched_matches:
+            owner: Owner = ("np-match", mk[0], mk[1])
+            conjs = self._matches.get(mk)
+            desired[owner] = (
+                [fb.match_flow(self.round_num, mk[0], mk[1], _conj_actions(conjs))]
+                if conjs
+                else None
+            )
+            blame.setdefault(owner, set()).update(
+                self.conj_rule[c] for c in (conjs or ()) if c in self.conj_rule
+            )
+        for mk in touched_iso:
+            iso_owner: Owner = ("np-iso", mk[0], mk[1])
+            holders = self._isolation.get(mk)
+            desired[iso_owner] = (
+                [fb.isolation_flow(self.round_num, mk[0], mk[1])] if holders else None
+            )
+            blame.setdefault(iso_owner, set()).update(holders or ())
+        for owner, rids in list(self._failed.items()):  # retry what the switch refused before
+            if owner not in desired:
+                desired[owner] = self._desired_of(owner)
+            blame.setdefault(owner, set()).update(rids)
+
+        result = BatchResult(rules=len(rules))
+        failures = await self._submit(desired, result)
+        self._failed = {o: blame.get(o, set()) for o in failures}
+        for owner, exc in failures.items():
+            for rid in blame.get(owner, ()):
+                result.failed[rid] = f"{_owner_text(owner)}: {exc}"
+        result.seconds = time.perf_counter() - start
+        if result.failed:
+            log.warning("policy_rules_failed", rules=sorted(result.failed), owners=len(failures))
+        return result
+
+    def _update_rule(
+        self,
+        rid: str,
+        completed: CompletedRule | None,
+        *,
+        desired: dict[Owner, list[Flow] | None],
+        blame: dict[Owner, set[str]],
+        touched_matches: set[MatchKey],
+        touched_iso: set[MatchKey],
+    ) -> None:
+        old = self.realized.get(rid)
+        plan = (
+            plan_rule(completed, self.ofport_of)
+            if completed is not None
+            else RulePlan({}, frozenset())
+        )
+        cache_rule = completed.rule if completed is not None else (old.rule if old else None)
+        if cache_rule is None:
+            return  # never realized, still gone
+        d = tables_for(cache_rule.direction)
+        new = RealizedRule(cache_rule)
+        old_conjs = old.conjs if old else {}
+        for key in old_conjs.keys() | plan.conjunctions.keys():
+            was = old_conjs.get(key)
+            want = plan.conjunctions.get(key)
+            if want is None:
+                assert was is not None
+                self._unlink(was.conj_id, was.clauses, d, touched_matches)
+                self.ids.release(was.conj_id)
+                self._conj_dir.pop(was.conj_id, None)
+                desired[("np-conj", was.conj_id)] = None
+                blame.setdefault(("np-conj", was.conj_id), set()).add(rid)
+                continue
+            if was is None:
+                cid = self.ids.allocate()
+                self.conj_rule[cid] = rid
+                self._conj_dir[cid] = d
+                self._link(cid, want, d, touched_matches)
+                desired[("np-conj", cid)] = fb.conj_flows(self.round_num, d, cid)
+                blame.setdefault(("np-conj", cid), set()).add(rid)
+                new.conjs[key] = RealizedConj(cid, want)
+                continue
+            if was.clauses != want:
+                self._relink(was.conj_id, was.clauses, want, d, touched_matches)
+            new.conjs[key] = RealizedConj(was.conj_id, want)
+        old_iso = old.isolated if old else frozenset()
+        for m in old_iso - plan.isolated:
+            mk = (d.default_table, m)
+            holders = self._isolation.get(mk)
+            if holders is not None:
+                holders.discard(rid)
+                if not holders:
+                    del self._isolation[mk]
+            touched_iso.add(mk)
+        for m in plan.isolated - old_iso:
+            mk = (d.default_table, m)
+            self._isolation.setdefault(mk, set()).add(rid)
+            touched_iso.add(mk)
+        new.isolated = plan.isolated
+        if completed is None:
+            self.realized.pop(rid, None)
+        else:
+            self.realized[rid] = new
+
+    def _link(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
+        n = cl.n_clauses
+        for k, matches in cl.numbered():
+            for m in matches:
+                mk = (d.rule_table, m)
+                self._matches.setdefault(mk, {})[cid] = (k, n)
+                touched.add(mk)
+
+    def _unlink(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
+        for _, matches in cl.numbered():
+            for m in matches:
+                mk = (d.rule_table, m)
+                entry = self._matches.get(mk)
+                if entry is not None:
+                    entry.pop(cid, None)
+                    if not entry:
+                        del self._matches[mk]
+                touched.add(mk)
+
+    def _relink(
+        self, cid: int, was: Clauses, want: Clauses, d: DirectionTables, touched: set[MatchKey]
+    ) -> None:
+        old = {(k, m) for k, ms in was.numbered() for m in ms}
+        new = {(k, m) for k, ms in want.numbered() for m in ms}
+        still = {m for _, m in new}
+        n = want.n_clauses
+        for _, m in old - new:
+            mk = (d.rule_table, m)
+            entry = self._matches.get(mk)
+            if entry is not None and m not in still:
+                entry.pop(cid, None)
+                if not entry:
+                    del self._matches[mk]
+            touched.add(mk)
+        for k, m in new - old:
+            mk = (d.rule_table, m)
+            self._matches.setdefault(mk, {})[cid] = (k, n)
+            touched.add(mk)
+
+    def _desired_of(self, owner: Owner) -> list[Flow] | None:
+        """Current desired flows of one owner, rebuilt from the indexes."""
+        if not isinstance(owner, tuple) or not owner:
+            return None
+        if owner == BASE_OWNER:
+            return self.base_flows()
+        if owner[0] == "np-conj":
+            cid = owner[1]
+            d = self._conj_dir.get(cid)
+            return fb.conj_flows(self.round_num, d, cid) if d is not None else None
+        if owner[0] == "np-match":
+            conjs = self._matches.get((owner[1], owner[2]))
+            return (
+                [fb.match_flow(self.round_num, owner[1], owner[2], _conj_actions(conjs))]
+                if conjs
+                else None
+            )
+        if owner[0] == "np-iso":
+            holders = self._isolation.get((owner[1], owner[2]))
+            return [fb.isolation_flow(self.round_num, owner[1], owner[2])] if holders else None
+        return None
+
+    async def _submit(
+        self, desired: dict[Owner, list[Flow] | None], result: BatchResult
+    ) -> dict[Owner, Exception]:
+        if not desired:
+            return {}
+        start = time.perf_counter()
+        try:
+            plan = await self.client.sync(desired)
+        except (BundleRejected, FlowOwnershipError) as exc:
+            if self.on_bundle is not None:
+                self.on_bundle(0, time.perf_counter() - start, False)
+            if len(desired) == 1:
+                owner = next(iter(desired))
+                log.warning("policy_flows_rejected", owner=_owner_text(owner), error=str(exc))
+                return {owner: exc}
+            items = list(desired.items())
+            mid = len(items) // 2
+            first = await self._submit(dict(items[:mid]), result)
+            second = await self._submit(dict(items[mid:]), result)
+            return {**first, **second}
+        ops = len(plan)
+        if ops:
+            result.bundles += 1
+            result.flows_added += len(plan.add)
+            result.flows_modified += len(plan.modify)
+            result.flows_deleted += len(plan.delete)
+            if self.on_bundle is not None:
+                self.on_bundle(ops, time.perf_counter() - start, True)
+        return {}
+
+
+def _conj_actions(conjs: dict[int, tuple[int, int]] | None) -> list[tuple[int, int, int]]:
+    return [(cid, k, n) for cid, (k, n) in (conjs or {}).items()]
+
+
+def _owner_text(owner: Owner) -> str:
+    if isinstance(owner, tuple) and len(owner) == 3 and isinstance(owner[2], Match):
+        from antrea.ovs.openflow.render import render_match
+
+        return f"{owner[0]} table={owner[1]} {render_match(owner[2])}"
+    return str(owner)

@@ -1,0 +1,119 @@
+"""Builders for control-plane objects, shared by unit tests, integration tests and benchmarks."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+
+from antrea.apis.controlplane.codec import EventType, WatchEvent
+from antrea.apis.controlplane.types import (
+    AddressGroup,
+    AppliedToGroup,
+    ControlPlaneObject,
+    Direction,
+    GroupMember,
+    IPBlock,
+    Kind,
+    NamedPort,
+    NetworkPolicy,
+    NetworkPolicyPeer,
+    NetworkPolicyReference,
+    NetworkPolicyRule,
+    PodReference,
+    Protocol,
+    Service,
+)
+
+
+def member(
+    ns: str, name: str, ip: str, *ports: tuple[str, str, int], node: str = ""
+) -> GroupMember:
+    return GroupMember(
+        PodReference(ns, name),
+        (ip,),
+        node,
+        tuple(NamedPort(n, Protocol(p), num) for n, p, num in ports),
+    )
+
+
+def policy(
+    name: str,
+    rules: Iterable[NetworkPolicyRule],
+    applied_to: Iterable[str],
+    *,
+    generation: int = 1,
+    namespace: str = "x",
+) -> NetworkPolicy:
+    return NetworkPolicy(
+        name=name,
+        source_ref=NetworkPolicyReference("K8sNetworkPolicy", namespace, f"np-{name}", name),
+        rules=tuple(rules),
+        applied_to_groups=tuple(applied_to),
+        generation=generation,
+    )
+
+
+def ingress(
+    *,
+    groups: Iterable[str] = (),
+    blocks: Iterable[IPBlock] = (),
+    services: Iterable[Service] | None = None,
+) -> NetworkPolicyRule:
+    return NetworkPolicyRule(
+        Direction.IN,
+        from_=NetworkPolicyPeer(tuple(groups), tuple(blocks)),
+        services=None if services is None else tuple(services),
+    )
+
+
+def egress(
+    *,
+    groups: Iterable[str] = (),
+    blocks: Iterable[IPBlock] = (),
+    services: Iterable[Service] | None = None,
+) -> NetworkPolicyRule:
+    return NetworkPolicyRule(
+        Direction.OUT,
+        to=NetworkPolicyPeer(tuple(groups), tuple(blocks)),
+        services=None if services is None else tuple(services),
+    )
+
+
+def tcp(port: int | str | None = None, end_port: int | None = None) -> Service:
+    return Service(Protocol.TCP, port, end_port)
+
+
+def udp(port: int | str | None = None) -> Service:
+    return Service(Protocol.UDP, port)
+
+
+ANY = IPBlock("0.0.0.0/0")
+
+
+def added(obj: ControlPlaneObject) -> WatchEvent:
+    return WatchEvent(EventType.ADDED, _kind(obj), obj)
+
+
+def modified(obj: ControlPlaneObject) -> WatchEvent:
+    return WatchEvent(EventType.MODIFIED, _kind(obj), obj)
+
+
+def deleted(obj: ControlPlaneObject) -> WatchEvent:
+    return WatchEvent(EventType.DELETED, _kind(obj), obj)
+
+
+BOOKMARK = WatchEvent(EventType.BOOKMARK)
+RESTART = WatchEvent(EventType.ERROR, message="stream-restart")
+
+
+def _kind(obj: ControlPlaneObject) -> Kind:
+    if isinstance(obj, NetworkPolicy):
+        return Kind.NETWORK_POLICY
+    if isinstance(obj, AddressGroup):
+        return Kind.ADDRESS_GROUP
+    assert isinstance(obj, AppliedToGroup)
+    return Kind.APPLIED_TO_GROUP
+
+
+async def feed(events: Iterable[WatchEvent]) -> AsyncIterator[WatchEvent]:
+    for ev in events:
+        yield ev

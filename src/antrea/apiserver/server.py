@@ -1,0 +1,343 @@
+"""The embedded Kubernetes-compatible API server: HTTPS, authentication, routing.
+
+`APIServer` is what the lab starts in-process and what ``antrea apiserver`` runs. One
+catch-all aiohttp route feeds every request through authentication, then either a discovery
+document or the generic resource handlers (`rest.ResourceHandlers`); errors leave as
+`metav1.Status` bodies. Extra listening sockets created elsewhere (the lab makes one inside
+another network namespace) can be served with the same TLS context via `add_socket`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+import structlog
+from aiohttp import web
+
+from antrea.apiserver import discovery, errors
+from antrea.apiserver.auth import (
+    AllowAuthenticated,
+    Authorizer,
+    Identity,
+    RequestAttributes,
+    TokenAuthenticator,
+    format_token_line,
+    new_token,
+)
+from antrea.apiserver.certs import ServingCerts, ensure_certs
+from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
+from antrea.apiserver.persistence import Persistence
+from antrea.apiserver.resources import Registry
+from antrea.apiserver.rest import ResourceHandlers, json_response
+from antrea.apiserver.routing import GroupVersionPath, parse_path
+from antrea.apiserver.store import Store
+
+log = structlog.get_logger(__name__)
+
+ADMIN = Identity(user="admin", uid="admin", groups=("system:masters",))
+_HEALTH = ("/healthz", "/livez", "/readyz")
+_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
+
+
+def _ssl_context(certs: ServingCerts) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.set_alpn_protocols(["http/1.1"])
+    # load_cert_chain only reads files: hand it short-lived private temporary ones.
+    with tempfile.TemporaryDirectory(prefix="antrea-apiserver-") as tmp:
+        cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
+        cert.write_bytes(certs.cert_pem + certs.ca_pem)
+        key.touch(mode=0o600)
+        key.write_bytes(certs.key_pem)
+        ctx.load_cert_chain(cert, key)
+    return ctx
+
+
+class APIServer:
+    """An embedded API server.
+
+    Args:
+        port: TCP port on ``bind_address`` (0 picks a free one; see `port` after `start`).
+        data_dir: keeps objects (and, by default, certificates and the token file) across
+            restarts; None keeps everything in memory.
+        token_auth_file: static token CSV (``token,user,uid,"groups"``); without it an admin
+            token is generated (and written to ``<data_dir>/tokens.csv`` when there is one).
+        cert_dir: where the CA and serving certificate live (default ``<data_dir>/pki``).
+        extra_sans: additional IPs/DNS names for the serving certificate.
+        history: how many recent events watches can resume from before getting 410.
+    """
+
+    def __init__(
+        self,
+        *,
+        port: int = 0,
+        bind_address: str = "127.0.0.1",
+        data_dir: Path | None = None,
+        token_auth_file: Path | None = None,
+        cert_dir: Path | None = None,
+        extra_sans: Sequence[str] = (),
+        history: int = 20000,
+        watch_queue: int = 20000,
+        bookmark_interval: float = 10.0,
+        authorizer: Authorizer | None = None,
+    ) -> None:
+        self._port = port
+        self.bind_address = bind_address
+        self.data_dir = data_dir
+        self.token_auth_file = token_auth_file
+        self.cert_dir = (
+            cert_dir if cert_dir is not None else (data_dir / "pki" if data_dir else None)
+        )
+        self.extra_sans = tuple(extra_sans)
+        self.store = Store(history=history, watch_queue=watch_queue)
+        self.registry = Registry()
+        self.authenticator = TokenAuthenticator()
+        self.authorizer: Authorizer = authorizer or AllowAuthenticated()
+        self.handlers = ResourceHandlers(
+            store=self.store,
+            registry=self.registry,
+            authenticator=self.authenticator,
+            bookmark_interval=bookmark_interval,
+        )
+        self._persistence: Persistence | None = None
+        self._runner: web.AppRunner | None = None
+        self._sites: list[web.BaseSite] = []
+        self._certs: ServingCerts | None = None
+        self._ssl: ssl.SSLContext | None = None
+        self._admin_token: str | None = None
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        host = self.bind_address if self.bind_address not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"https://{host}:{self._port}"
+
+    @property
+    def ca_pem(self) -> bytes:
+        if self._certs is None:
+            raise RuntimeError("APIServer not started")
+        return self._certs.ca_pem
+
+    @property
+    def admin_token(self) -> str:
+        if self._admin_token is None:
+            raise RuntimeError("APIServer not started")
+        return self._admin_token
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            raise RuntimeError("APIServer not started")
+        return self._ssl
+
+    def kubeconfig(
+        self, *, token: str | None = None, user: str = "admin", server: str | None = None
+    ) -> str:
+        """Kubeconfig text for this server (admin by default)."""
+        return render_kubeconfig(
+            server=server or self.url,
+            ca_pem=self.ca_pem,
+            token=token or self.admin_token,
+            user=user,
+        )
+
+    def write_kubeconfig(self, path: Path, **kwargs: str) -> None:
+        write_kubeconfig(path, self.kubeconfig(**kwargs))
+
+    def add_token(
+        self, token: str, *, user: str, uid: str = "", groups: Sequence[str] = ()
+    ) -> None:
+        """Accept another bearer token from now on (not written to the token file)."""
+        self.authenticator.add(token, Identity(user=user, uid=uid, groups=tuple(groups)))
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def _load_tokens(self) -> None:
+        path = self.token_auth_file
+        if path is None and self.data_dir is not None:
+            path = self.data_dir / "tokens.csv"
+            if not path.exists():
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.touch(mode=0o600)
+                path.write_text(format_token_line(new_token(), ADMIN))
+        if path is not None:
+            fresh = TokenAuthenticator.from_file(path)
+            for token, ident in fresh._tokens.items():
+                self.authenticator.add(token, ident)
+        admin = self.authenticator.first_token_of_group("system:masters")
+        if admin is None:
+            admin = new_token()
+            self.authenticator.add(admin, ADMIN)
+        self._admin_token = admin
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._certs = await loop.run_in_executor(
+            None, lambda: ensure_certs(self.cert_dir, extra_sans=self.extra_sans)
+        )
+        self._ssl = _ssl_context(self._certs)
+        self._load_tokens()
+        if self.data_dir is not None:
+            self._persistence = Persistence(self.data_dir)
+            rv, objects = self._persistence.load()
+            for group, resource, obj in objects:
+                self.store.load((group, resource), obj)
+            self.store.rv = rv
+            self.store.compacted_rv = rv
+            self._persistence.start(self.store)
+        self.handlers.bootstrap()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(
+            self._runner, self.bind_address, self._port, ssl_context=self._ssl, reuse_address=True
+        )
+        await site.start()
+        self._sites.append(site)
+        server = getattr(site, "_server", None)
+        if self._port == 0 and server is not None and server.sockets:
+            self._port = server.sockets[0].getsockname()[1]
+        log.info("apiserver_started", url=self.url, data_dir=str(self.data_dir or ""))
+
+    async def add_socket(self, sock: socket.socket) -> None:
+        """Serve an already listening socket (e.g. one bound inside another netns) too."""
+        if self._runner is None:
+            raise RuntimeError("APIServer not started")
+        site = web.SockSite(self._runner, sock, ssl_context=self._ssl)
+        await site.start()
+        self._sites.append(site)
+
+    async def stop(self) -> None:
+        self.store.close_watchers()
+        self.handlers.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+            self._sites.clear()
+        if self._persistence is not None:
+            await self._persistence.close()
+            self._persistence = None
+        log.info("apiserver_stopped", url=self.url)
+
+    async def __aenter__(self) -> APIServer:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # -- requests ---------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request)
+        except errors.APIError as exc:
+            return json_response(exc.body, status=exc.code)
+        except (asyncio.CancelledError, ConnectionError):
+            raise
+        except Exception as exc:
+            log.exception("apiserver_request_failed", method=request.method, path=request.path)
+            return json_response(errors.internal(str(exc)).body, status=500)
+
+    async def _dispatch(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        if path in _HEALTH or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return web.Response(text="ok")
+        identity = self.authenticator.authenticate_header(request.headers.get("Authorization"))
+        if identity is None:
+            raise errors.unauthorized()
+        if path == "/version":
+            return json_response(discovery.KUBERNETES_VERSION)
+        if path == "/":
+            return json_response(discovery.root_paths(self.registry))
+        if path in ("/api", "/api/"):
+            host = request.host or f"127.0.0.1:{self._port}"
+            return json_response(discovery.api_versions(host))
+        if path in ("/apis", "/apis/"):
+            return json_response(discovery.api_group_list(self.registry))
+        if path.startswith("/openapi/"):
+            return self._openapi(path)
+        parts = [p for p in path.split("/") if p]
+        if len(parts) == 2 and parts[0] == "apis":
+            group = discovery.api_group(self.registry, parts[1])
+            if group is None:
+                raise errors.resource_not_found(path)
+            return json_response(group)
+        target = parse_path(path)
+        if target is None:
+            raise errors.resource_not_found(path)
+        if isinstance(target, GroupVersionPath):
+            doc = discovery.resource_list(self.registry, target.group, target.version)
+            if doc is None:
+                raise errors.resource_not_found(path)
+            return json_response(doc)
+        verb = _VERBS.get(request.method, request.method.lower())
+        if request.method == "GET" and (
+            target.name is None or target.watch or request.query.get("watch")
+        ):
+            verb = (
+                "watch" if target.watch or request.query.get("watch") in ("1", "true") else "list"
+            )
+        elif request.method == "DELETE" and target.name is None:
+            verb = "deletecollection"
+        attrs = RequestAttributes(
+            verb=verb,
+            group=target.group,
+            resource=target.resource,
+            subresource=target.subresource,
+            namespace=target.namespace or "",
+            name=target.name or "",
+            path=path,
+        )
+        if not self.authorizer.authorize(identity, attrs):
+            where = (
+                f' in the namespace "{attrs.namespace}"'
+                if attrs.namespace
+                else " at the cluster scope"
+            )
+            raise errors.forbidden(
+                f'{errors.qualified(target.resource, target.group)} is forbidden: User "{identity.user}" '
+                f'cannot {verb} resource "{target.resource}" in API group "{target.group}"{where}',
+                group=target.group,
+                resource=target.resource,
+                name=target.name or "",
+            )
+        return await self.handlers.handle(request, target, identity)
+
+    def _openapi(self, path: str) -> web.Response:
+        if path.rstrip("/") == "/openapi/v3":
+            return json_response(discovery.openapi_v3_index(self.registry))
+        if path.startswith("/openapi/v3/"):
+            rest = path[len("/openapi/v3/") :].strip("/").split("/")
+            doc = None
+            if len(rest) == 2 and rest[0] == "api":
+                doc = discovery.openapi_v3_doc(self.registry, "", rest[1])
+            elif len(rest) == 3 and rest[0] == "apis":
+                doc = discovery.openapi_v3_doc(self.registry, rest[1], rest[2])
+            if doc is not None:
+                return web.Response(body=orjson.dumps(doc), content_type="application/json")
+        raise errors.resource_not_found(path)
+
+
+async def run_forever(server: APIServer) -> None:
+    """Start ``server`` and keep it up until cancelled (SIGTERM/SIGINT in the CLI)."""
+    await server.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            await server.stop()
