@@ -77,15 +77,15 @@ async def start_embedded(spec: LabSpec) -> Stop:
     tokens = write_tokens(spec)
     spec.apiserver_dir.mkdir(parents=True, exist_ok=True)
     server = APIServer(
+        port=spec.api_port,  # 0 on first start: a free port; the same one after a restart
+        bind_address="127.0.0.1",
         data_dir=spec.apiserver_dir / "data",
         cert_dir=spec.apiserver_dir / "pki",
-        token_file=spec.token_file,
+        token_auth_file=spec.token_file,
         extra_sans=(spec.underlay_api_ip,),
     )
     await server.start()
-    host_sock = listen_socket("127.0.0.1", spec.api_port)
-    spec.api_port = host_sock.getsockname()[1]
-    await server.add_socket(host_sock)
+    spec.api_port = server.port
     under_sock = await asyncio.to_thread(
         listen_socket, spec.underlay_api_ip, UNDERLAY_API_PORT, in_netns=spec.underlay_netns
     )

@@ -68,6 +68,10 @@ def up(
         name=name, nodes=nodes, cni=cni, encap=encap, pod_cidr=pod_cidr,
         external_kubeconfig=kubeconfig,
     )  # fmt: skip
+    if spec.path.exists():
+        raise LabError(
+            f"lab {name!r} already exists ({spec.path}); use it, or `antrea lab down --name {name}`"
+        )
     leftovers = netns.list_netns(netns_prefix(name))
     if leftovers:
         raise LabError(

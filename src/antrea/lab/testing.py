@@ -1,0 +1,133 @@
+"""Test helpers for a running lab (used by tests/e2e and the conformance suite).
+
+`lab_session(LabParams(...))` brings a lab up and always takes it down; `Lab` wraps the running
+lab: API client, in-process probe, kubectl, `antrea lab` sub-commands, the e2e model. Shipped in
+the package, like aiohttp's test_utils, so every test tree imports one implementation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from antrea.lab import lifecycle, netns, state
+from antrea.lab import model as labmodel
+from antrea.lab.defaults import default_cni
+from antrea.lab.kube import KubeClient
+from antrea.lab.probe import lab_targets, probe_matrix
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class LabParams:
+    nodes: int = 2
+    cni: str | None = None  # None: the lab default
+    encap: str = "vxlan"
+
+
+def need_lab_prerequisites() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for tool in ("ovs-vswitchd", "ovsdb-server", "ip"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (bash bin/setup installs it)")
+
+
+class Lab:
+    """A running lab and the handful of things tests do with it."""
+
+    def __init__(self, spec: state.LabSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.kubeconfig = spec.kubeconfig
+        self.nodes = spec.node_names()
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[KubeClient]:
+        async with KubeClient.from_kubeconfig(self.kubeconfig) as c:
+            yield c
+
+    async def probe(
+        self, *, protocol: str = "TCP", port: int = 80, namespaces: list[str] | None = None
+    ) -> dict[str, Any]:
+        """The `antrea lab probe -o json` document, computed in-process."""
+        async with self.client() as c:
+            targets = await lab_targets(self.spec, c, namespaces=namespaces)
+        return await probe_matrix(targets, protocol=protocol, port=port)
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        proc = subprocess.run(
+            [str(KUBECTL), *args], env=self.env(), capture_output=True, text=True, input=input,
+            timeout=60, check=False,
+        )  # fmt: skip
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout
+
+    def antrea(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `antrea lab <args> --name <this lab>` as a user would."""
+        argv = [sys.executable, "-m", "antrea.cmd.antrea", "lab", args[0], "--name", self.name]
+        argv += args[1:]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"antrea lab {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def exec_pod(
+        self, key: str, *argv: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.antrea("exec", key, "--", *argv, check=check)
+
+    def exec_node(
+        self, node: str, *argv: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.antrea("exec", node, "--", *argv, check=check)
+
+    def restart_agent(self, node: str) -> int:
+        return lifecycle.restart_agent(self.spec, node)
+
+    def model(self) -> labmodel.Model:
+        return labmodel.Model(nodes=self.nodes)
+
+    async def create_model(self, m: labmodel.Model | None = None) -> labmodel.Model:
+        m = m or self.model()
+        async with self.client() as c:
+            await labmodel.create(c, m)
+            await labmodel.wait_running(c, m.keys, timeout=120)
+        return m
+
+    async def reset_model(self, m: labmodel.Model | None = None) -> None:
+        m = m or self.model()
+        async with self.client() as c:
+            await labmodel.delete(c, m)
+
+
+@contextlib.contextmanager
+def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
+    """A fresh lab for the duration of the block; always downed, even on failure."""
+    need_lab_prerequisites()
+    name = f"e2e{os.getpid() % 10000}n{next(_counter)}"
+    lifecycle.down(name)
+    cni = params.cni or default_cni()
+    try:
+        spec = lifecycle.up(name=name, nodes=params.nodes, cni=cni, encap=params.encap)  # type: ignore[arg-type]
+        yield Lab(spec)
+    finally:
+        lifecycle.down(name)
+        leftovers = netns.list_netns(state.netns_prefix(name))
+        assert not leftovers, f"lab {name} left namespaces behind: {leftovers}"

@@ -1,0 +1,105 @@
+"""The lab's user-facing features on one shared 2-node lab (reference CNI)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from antrea.lab import netns, sandbox
+from antrea.lab.testing import Lab, LabParams, lab_session
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "p", "namespace": "default"},
+    "spec": {"containers": [{"name": "c", "image": "lab", "ports": [{"containerPort": 8080}]}]},
+}
+
+
+@pytest.fixture(scope="module")
+def lab() -> object:
+    with lab_session(LabParams(nodes=2, cni="reference")) as handle:
+        yield handle
+
+
+async def wait_for(predicate: object, timeout: float = 30.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():  # type: ignore[operator]
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+async def test_nodes_registered_and_ready(lab: Lab) -> None:
+    nodes = json.loads(lab.kubectl("get", "nodes", "-o", "json"))["items"]
+    assert [n["metadata"]["name"] for n in nodes] == ["node1", "node2"]
+    for n, spec in zip(nodes, lab.spec.nodes, strict=True):
+        assert n["spec"]["podCIDR"] == spec.pod_cidr
+        addrs = {a["type"]: a["address"] for a in n["status"]["addresses"]}
+        assert addrs == {"InternalIP": spec.underlay_ip, "Hostname": spec.name}
+        ready = [c for c in n["status"]["conditions"] if c["type"] == "Ready"]
+        assert ready and ready[0]["status"] == "True"
+
+
+async def test_unbound_pod_is_scheduled_served_checked_and_removed(lab: Lab) -> None:
+    """Scheduler honours nodeSelector; CNI CHECK passes; delete removes the namespace."""
+    body = json.loads(json.dumps(POD))
+    body["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "node2"}
+    async with lab.client() as c:
+        await c.create("/api/v1/namespaces/default/pods", body)
+
+        async def running() -> bool:
+            p = await c.get("/api/v1/namespaces/default/pods/p")
+            return bool(p.get("status", {}).get("podIP"))
+
+        await wait_for(running)
+        pod = await c.get("/api/v1/namespaces/default/pods/p")
+        assert pod["spec"]["nodeName"] == "node2"
+        assert pod["status"]["hostIP"] == lab.spec.node("node2").underlay_ip
+        sb = sandbox.find(lab.spec, "default/p")
+        assert sb is not None and sb.ip == pod["status"]["podIP"]
+        assert netns.netns_path(sb.netns).exists()
+
+        out = lab.exec_pod("default/p", "ip", "-4", "-o", "addr", "show", "eth0").stdout
+        assert sb.ip in out
+        assert lab.antrea("cni-check", "default/p").returncode == 0
+        doc = await lab.probe(port=8080, namespaces=["default"])
+        assert doc["matrix"] == {"default/p": {"default/p": True}}
+
+        await c.delete("/api/v1/namespaces/default/pods/p")
+
+        async def gone() -> bool:
+            return (
+                not netns.netns_path(sb.netns).exists()
+                and (await c.get_or_none("/api/v1/namespaces/default/pods/p")) is None
+            )
+
+        await wait_for(gone)
+        assert sandbox.find(lab.spec, "default/p") is None
+
+
+async def test_node_exec_reaches_the_nodes_own_ovs(lab: Lab) -> None:
+    show = lab.exec_node("node1", "ovs-vsctl", "show").stdout
+    assert "br-phy" in show
+    flows = lab.exec_node("node1", "ovs-ofctl", "dump-flows", "br-phy").stdout
+    assert "actions=NORMAL" in flows
+    assert "ovs-vswitchd" in lab.exec_node("node2", "ovs-appctl", "version").stdout
+    env = lab.exec_node("node2", "env").stdout
+    assert "NODE_NAME=node2" in env and "ANTREA_AGENT_API=http://127.0.0.1:10350" in env
+
+
+async def test_status_and_kubeconfig_commands(lab: Lab) -> None:
+    doc = json.loads(lab.antrea("status", "-o", "json").stdout)
+    assert doc["supervisor"]["running"]
+    assert [n["ovs"] for n in doc["nodes"]] == [True, True]
+    assert lab.antrea("kubeconfig").stdout.strip() == str(lab.kubeconfig)
+
+
+async def test_up_refuses_a_name_in_use(lab: Lab) -> None:
+    proc = lab.antrea("up", "--nodes", "1", check=False)
+    assert proc.returncode != 0 and "already exists" in proc.stderr
+    assert lab.antrea("status").returncode == 0  # the running lab is untouched
