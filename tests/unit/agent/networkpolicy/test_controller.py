@@ -1,0 +1,191 @@
+"""The stream consumer: initial bundle after BOOKMARK, coalescing, resync, status."""
+
+from __future__ import annotations
+
+import asyncio
+
+from antrea.agent.networkpolicy.controller import NetworkPolicyController
+from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+from antrea.agent.networkpolicy.testing import (
+    BOOKMARK,
+    RESTART,
+    AddressGroup,
+    AppliedToGroup,
+    added,
+    deleted,
+    feed,
+    ingress,
+    member,
+    policy,
+    tcp,
+)
+from antrea.apis.controlplane.codec import EventType, WatchEvent
+from antrea.apis.controlplane.types import (
+    AddressGroupPatch,
+    Kind,
+    NetworkPolicyNodeStatus,
+    PodReference,
+)
+from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.testing import RecordingTransport
+
+A = member("x", "a", "10.244.1.10")
+B = member("x", "b", "10.244.1.20")
+YB = member("y", "b", "10.244.2.20")
+PORTS: dict[PodReference, int] = {A.pod: 3, B.pod: 4}
+
+
+def make() -> tuple[NetworkPolicyController, RecordingTransport, list[NetworkPolicyNodeStatus]]:
+    rt = RecordingTransport()
+    reports: list[NetworkPolicyNodeStatus] = []
+
+    async def report(st: NetworkPolicyNodeStatus) -> None:
+        reports.append(st)
+
+    rec = PolicyReconciler(FlowClient(rt), round_num=1, ofport_of=PORTS.get)
+    return (
+        NetworkPolicyController(node_name="n1", reconciler=rec, report_status=report),
+        rt,
+        reports,
+    )
+
+
+def initial(n: int) -> list[WatchEvent]:
+    evs = [added(AppliedToGroup("atg", frozenset({A, B})))]
+    for i in range(n):
+        evs.append(added(AddressGroup(f"ag{i}", frozenset({member("y", f"p{i}", f"10.9.{i}.1")}))))
+        evs.append(
+            added(policy(f"p{i}", [ingress(groups=[f"ag{i}"], services=[tcp(80)])], ["atg"]))
+        )
+    return evs
+
+
+async def test_initial_state_is_one_bundle_after_bookmark() -> None:
+    ctl, rt, reports = make()
+    await ctl.run(feed([*initial(50), BOOKMARK]))
+    assert ctl.ready.is_set()
+    assert len(rt.bundles) == 1
+    assert len(ctl.reconciler.realized) == 50
+    await asyncio.sleep(0)
+    assert {r.policy for r in reports} == {f"p{i}" for i in range(50)}
+    assert all(r.realized and r.generation == 1 and r.node == "n1" for r in reports)
+
+
+async def test_nothing_realized_before_bookmark() -> None:
+    ctl, rt, _ = make()
+    await ctl.run(feed(initial(3)))
+    assert not rt.bundles and not ctl.ready.is_set()
+
+
+async def test_resync_keeps_right_flows_and_drops_stale_ones() -> None:
+    ctl, rt, _ = make()
+    q: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+
+    async def stream():  # type: ignore[no-untyped-def]
+        while (ev := await q.get()) is not None:
+            yield ev
+
+    task = asyncio.create_task(ctl.run(stream()))
+    for ev in [*initial(3), BOOKMARK]:
+        q.put_nowait(ev)
+    await asyncio.sleep(0.05)
+    await ctl.wait_idle()
+    flows_before = dict(rt.flows)
+    n_bundles = len(rt.bundles)
+
+    # reconnect: the same state minus p2 (and its group)
+    for ev in [RESTART, *initial(2), BOOKMARK]:
+        q.put_nowait(ev)
+    await asyncio.sleep(0.05)
+    await ctl.wait_idle()
+    assert len(rt.bundles) == n_bundles + 1
+    adds, _mods, dels = rt.bundles[-1]
+    assert not adds  # nothing that was right was re-installed
+    assert dels and all(k in flows_before for k in (f.key for f in dels))
+    assert set(ctl.cache.policies) == {"p0", "p1"}
+
+    # an identical reconnection changes nothing at all
+    for ev in [RESTART, *initial(2), BOOKMARK]:
+        q.put_nowait(ev)
+    await asyncio.sleep(0.05)
+    await ctl.wait_idle()
+    assert len(rt.bundles) == n_bundles + 1
+    q.put_nowait(None)
+    await task
+
+
+async def test_address_group_patch_and_pod_port_changes() -> None:
+    ctl, rt, _ = make()
+    ag = AddressGroup("ag", frozenset({YB}))
+    evs = [
+        added(AppliedToGroup("atg", frozenset({A, member("x", "c", "10.244.1.30")}))),
+        added(ag),
+        added(policy("p", [ingress(groups=["ag"])], ["atg"])),
+        BOOKMARK,
+        WatchEvent(
+            EventType.MODIFIED,
+            Kind.ADDRESS_GROUP,
+            patch=AddressGroupPatch("ag", frozenset({B}), frozenset({YB})),
+        ),
+    ]
+    await ctl.run(feed(evs))
+    srcs = [f for f in rt.table(90) if f.match.nw_src is not None]
+    assert [str(f.match.nw_src) for f in srcs] == ["10.244.1.20/32"]
+    assert len(rt.table(100)) == 2  # x/c has no port yet: only x/a isolated (+ miss flow)
+
+    PORTS[PodReference("x", "c")] = 5
+    try:
+        ctl.pod_changed(PodReference("x", "c"))
+        await ctl.realize_dirty()
+    finally:
+        del PORTS[PodReference("x", "c")]
+    assert len(rt.table(100)) == 3
+
+
+async def test_policy_delete_and_status_generation() -> None:
+    ctl, rt, reports = make()
+    p1 = policy("p", [ingress(groups=["ag"])], ["atg"])
+    p2 = policy("p", [ingress(groups=["ag"])], ["atg"], generation=2)
+    evs = [
+        added(AppliedToGroup("atg", frozenset({A}))),
+        added(AddressGroup("ag", frozenset({YB}))),
+        added(p1),
+        BOOKMARK,
+        added(p2),
+    ]
+    await ctl.run(feed(evs))
+    await asyncio.sleep(0)
+    assert (reports[-1].generation, reports[-1].realized) == (2, True)
+    assert len(rt.bundles) == 1  # generation bump, same rules: no flow change
+    await ctl.run(feed([deleted(p2)]))
+    base = len(ctl.reconciler.base_flows())
+    assert len(rt.flows) == base
+
+
+async def test_incomplete_rule_waits_for_its_group() -> None:
+    ctl, _rt, reports = make()
+    q: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
+
+    async def stream():  # type: ignore[no-untyped-def]
+        while (ev := await q.get()) is not None:
+            yield ev
+
+    task = asyncio.create_task(ctl.run(stream()))
+    for ev in [
+        added(AppliedToGroup("atg", frozenset({A}))),
+        added(policy("p", [ingress(groups=["late"])], ["atg"])),
+        BOOKMARK,
+    ]:
+        q.put_nowait(ev)
+    await asyncio.sleep(0.05)
+    await ctl.wait_idle()
+    assert ctl.ready.is_set()
+    assert not ctl.reconciler.realized
+    assert not any(r.realized for r in reports)
+    q.put_nowait(added(AddressGroup("late", frozenset({YB}))))
+    await asyncio.sleep(0.05)
+    await ctl.wait_idle()
+    assert len(ctl.reconciler.realized) == 1
+    assert reports and reports[-1].realized
+    q.put_nowait(None)
+    await task
