@@ -103,3 +103,32 @@ async def test_up_refuses_a_name_in_use(lab: Lab) -> None:
     proc = lab.antrea("up", "--nodes", "1", check=False)
     assert proc.returncode != 0 and "already exists" in proc.stderr
     assert lab.antrea("status").returncode == 0  # the running lab is untouched
+
+
+async def test_supervisor_restart_keeps_pods_and_serves_them_again(lab: Lab) -> None:
+    """After a supervisor restart the API state persists and pods are adopted, not recreated."""
+    body = json.loads(json.dumps(POD))
+    body["metadata"]["name"] = "survivor"
+    async with lab.client() as c:
+        await c.create("/api/v1/namespaces/default/pods", body)
+
+        async def running() -> bool:
+            p = await c.get("/api/v1/namespaces/default/pods/survivor")
+            return bool(p.get("status", {}).get("podIP"))
+
+        await wait_for(running)
+    before = sandbox.find(lab.spec, "default/survivor")
+    assert before is not None
+    lab.antrea("restart-supervisor")
+    after = sandbox.find(lab.spec, "default/survivor")
+    assert after is not None and after.container_id == before.container_id
+    doc = await lab.probe(port=8080, namespaces=["default"])
+    assert doc["matrix"] == {"default/survivor": {"default/survivor": True}}
+    async with lab.client() as c:
+        await c.delete("/api/v1/namespaces/default/pods/survivor")
+
+        async def gone() -> bool:
+            return sandbox.find(lab.spec, "default/survivor") is None
+
+        await wait_for(gone)
+    assert not netns.netns_path(before.netns).exists()

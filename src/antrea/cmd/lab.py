@@ -53,6 +53,11 @@ def register(subparsers: Any) -> None:
 
     ra = cmd("restart-agent", "kill a node's agent and start it again", _restart_agent)
     ra.add_argument("node")
+    cmd(
+        "restart-supervisor",
+        "restart the API server and kubelets (pods keep running)",
+        _restart_sup,
+    )
     cc = cmd("cni-check", "run CNI CHECK for a pod, as a runtime would", _cni_check)
     cc.add_argument("pod", help="NS/POD")
 
@@ -196,6 +201,15 @@ def _restart_agent(args: argparse.Namespace) -> int:
 
     pid = lifecycle.restart_agent(state.load(args.name), args.node)
     print(f"agent on {args.node} restarted (pid {pid})")
+    return 0
+
+
+@_guard
+def _restart_sup(args: argparse.Namespace) -> int:
+    from antrea.lab import lifecycle, state
+
+    lifecycle.restart_supervisor(state.load(args.name))
+    print("lab supervisor restarted")
     return 0
 
 

@@ -134,6 +134,13 @@ def start_supervisor(spec: LabSpec) -> None:
         time.sleep(0.05)
 
 
+def restart_supervisor(spec: LabSpec) -> None:
+    """Stop the supervisor and start it again: API state persists, pods are adopted back."""
+    topology.stop_pidfile(spec.supervisor_pidfile, expect="supervise", timeout=10.0)
+    spec.ready_file.unlink(missing_ok=True)
+    start_supervisor(spec)
+
+
 def tail(path: Path, lines: int = 20) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
