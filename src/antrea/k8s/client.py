@@ -1,0 +1,153 @@
+"""kubernetes-asyncio clients from a kubeconfig file or the in-cluster service account.
+
+`load_kubeconfig_client` is synchronous on purpose: roles build their clients while wiring
+themselves up, before any await. It reads the kubeconfig itself rather than through
+``kubernetes_asyncio.config.load_kube_config`` (a coroutine) and supports what our deployments
+use: a server URL, a bearer token (inline or ``tokenFile``), CA data or file, client
+certificate data or files, ``tls-server-name`` and ``insecure-skip-tls-verify``. Exec and auth
+provider plugins are not supported (no cluster we target needs them).
+
+kubernetes-asyncio needs file paths for certificates, so inline data is written to private
+temporary files removed at exit. ``ApiClient`` opens an aiohttp session, so these functions must
+be called with an event loop running (inside a coroutine).
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+_TEMP_FILES: list[str] = []
+
+
+class KubeconfigError(ValueError):
+    """The kubeconfig is missing, malformed or uses an unsupported authentication method."""
+
+
+def _cleanup() -> None:
+    for path in _TEMP_FILES:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+
+
+atexit.register(_cleanup)
+
+
+def _data_file(data_b64: str, suffix: str) -> str:
+    fd, path = tempfile.mkstemp(prefix="antrea-kube-", suffix=suffix)
+    with os.fdopen(fd, "wb") as f:
+        f.write(base64.b64decode(data_b64))
+    _TEMP_FILES.append(path)
+    return path
+
+
+def _named(entries: Any, name: str, what: str) -> dict[str, Any]:
+    for entry in entries or ():
+        if isinstance(entry, dict) and entry.get("name") == name:
+            value = entry.get(what)
+            return value if isinstance(value, dict) else {}
+    raise KubeconfigError(f"{what} {name!r} not found in kubeconfig")
+
+
+def _resolve(base: Path, path: str) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else base / p)
+
+
+def configuration_from_kubeconfig(path: str | Path, *, context: str | None = None) -> Any:
+    """A ``kubernetes_asyncio.client.Configuration`` for ``path``'s (current) context."""
+    from kubernetes_asyncio.client import Configuration
+
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise KubeconfigError(f"cannot read kubeconfig {path}: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise KubeconfigError(f"{path}: not a kubeconfig")
+    base = path.resolve().parent
+    ctx_name = context or raw.get("current-context")
+    if not ctx_name:
+        contexts = raw.get("contexts") or []
+        if len(contexts) != 1:
+            raise KubeconfigError(f"{path}: no current-context")
+        ctx_name = contexts[0].get("name")
+    ctx = _named(raw.get("contexts"), str(ctx_name), "context")
+    cluster = _named(raw.get("clusters"), str(ctx.get("cluster")), "cluster")
+    user = _named(raw.get("users"), str(ctx.get("user")), "user") if ctx.get("user") else {}
+    if "exec" in user or "auth-provider" in user:
+        raise KubeconfigError(f"{path}: exec and auth-provider users are not supported")
+
+    conf = Configuration()
+    server = cluster.get("server")
+    if not server:
+        raise KubeconfigError(f"{path}: cluster has no server")
+    conf.host = str(server).rstrip("/")
+    if cluster.get("certificate-authority-data"):
+        conf.ssl_ca_cert = _data_file(cluster["certificate-authority-data"], ".crt")
+    elif cluster.get("certificate-authority"):
+        conf.ssl_ca_cert = _resolve(base, cluster["certificate-authority"])
+    if cluster.get("insecure-skip-tls-verify"):
+        conf.verify_ssl = False
+    if cluster.get("tls-server-name"):
+        conf.tls_server_name = cluster["tls-server-name"]
+    token = user.get("token")
+    if not token and user.get("tokenFile"):
+        token = Path(_resolve(base, user["tokenFile"])).read_text().strip()
+    if token:
+        conf.api_key = {"BearerToken": f"Bearer {token}"}
+    if user.get("client-certificate-data"):
+        conf.cert_file = _data_file(user["client-certificate-data"], ".crt")
+    elif user.get("client-certificate"):
+        conf.cert_file = _resolve(base, user["client-certificate"])
+    if user.get("client-key-data"):
+        conf.key_file = _data_file(user["client-key-data"], ".key")
+    elif user.get("client-key"):
+        conf.key_file = _resolve(base, user["client-key"])
+    return conf
+
+
+def incluster_configuration() -> Any:
+    """The service account configuration (token refreshed by kubernetes-asyncio)."""
+    from kubernetes_asyncio.client import Configuration
+    from kubernetes_asyncio.config import ConfigException, load_incluster_config
+
+    conf = Configuration()
+    try:
+        load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
+    except ConfigException as exc:
+        raise KubeconfigError(f"no kubeconfig given and not running in a pod: {exc}") from exc
+    return conf
+
+
+def load_kubeconfig_client(kubeconfig: str | None, *, context: str | None = None) -> Any:
+    """A ``kubernetes_asyncio.client.ApiClient`` for ``kubeconfig``, or in-cluster when None.
+
+    Call it from a coroutine (the client's aiohttp session binds to the running loop), and
+    ``await client.close()`` when done.
+    """
+    from kubernetes_asyncio.client import ApiClient
+
+    if kubeconfig:
+        conf = configuration_from_kubeconfig(kubeconfig, context=context)
+    else:
+        conf = incluster_configuration()
+    return ApiClient(configuration=conf)
+
+
+def bearer_token(api_client: Any) -> str | None:
+    """The bearer token ``api_client`` sends, if any (for TokenReview-based peers)."""
+    keys = getattr(api_client.configuration, "api_key", None) or {}
+    value = keys.get("BearerToken") or keys.get("authorization")
+    if not value:
+        return None
+    text = str(value)
+    return text[7:] if text.lower().startswith("bearer ") else text
