@@ -1,33 +1,30 @@
 """The controller's inputs: Pods, Namespaces, Nodes and NetworkPolicies, fed to the compiler.
 
-Each resource has a reflector: LIST, then WATCH from the list's resourceVersion with bookmarks;
-a watch that ends is resumed from the last seen resourceVersion; ``410 Gone`` or a broken
-stream triggers a re-LIST whose result is *diffed* against the local cache (adds, updates of
-changed resourceVersions, deletes of vanished keys), so a re-list neither loses nor duplicates
-state. Events of all reflectors go through one FIFO consumed by a single task, which calls the
-synchronous compiler and times each call (``..._processing_duration_seconds``). `Inputs.synced`
-is set once every reflector has listed and everything listed has been processed: the snapshot an
-agent gets before that would be incomplete, so the server refuses streams until then.
+Each resource has an `antrea.k8s.informer.Informer`: LIST, then WATCH from the list's
+resourceVersion with bookmarks, resumed after a broken stream, and a re-LIST *diffed* against
+its cache on ``410 Gone``, so the compiler sees each change once. Events of all informers go
+through one FIFO consumed by a single task, which calls the synchronous compiler and times each
+call (``..._processing_duration_seconds``); what queued up while the compiler was busy is
+applied as one compiler batch. `Inputs.synced` is set once every informer has listed and
+everything listed has been processed: a snapshot taken before that would be incomplete (and an
+agent would delete flows for objects not yet computed), so the server refuses streams until then.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
 
 from antrea.controller.metrics import ControllerMetrics
+from antrea.k8s.informer import Informer, object_key, path_list_func, strip_managed_fields
 
 log = structlog.get_logger(__name__)
 
 JSON = dict[str, Any]
-
-WATCH_TIMEOUT_SECONDS = 290
 
 
 @dataclass(frozen=True)
@@ -42,140 +39,6 @@ RESOURCES = (
     Resource("pod", "/api/v1/pods"),
     Resource("network_policy", "/apis/networking.k8s.io/v1/networkpolicies"),
 )
-
-
-class Gone(Exception):
-    """410: the resourceVersion is too old; re-list."""
-
-
-def _key(obj: JSON) -> str:
-    meta = obj.get("metadata") or {}
-    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-
-
-def _rv(obj: JSON) -> str:
-    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
-
-
-Emit = Callable[[str, JSON | None, JSON | None], None]
-
-
-class Reflector:
-    """List + watch one resource into a cache, emitting (resource, old, new) for every change."""
-
-    def __init__(
-        self, api_client: Any, resource: Resource, emit: Emit, *, backoff_max: float = 10.0
-    ) -> None:
-        self.api_client = api_client
-        self.resource = resource
-        self.emit = emit
-        self.backoff_max = backoff_max
-        self.cache: dict[str, JSON] = {}
-        self.synced = asyncio.Event()
-        self.rv = ""
-        self.relists = 0
-
-    async def run(self) -> None:
-        backoff = 0.5
-        while True:
-            try:
-                await self._list()
-                self.synced.set()
-                backoff = 0.5
-                while True:
-                    await self._watch()
-            except Gone:
-                log.info("watch_expired_relisting", resource=self.resource.name)
-                self.relists += 1
-                continue
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("reflector_failed", resource=self.resource.name, error=repr(exc))
-                self.relists += 1
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, self.backoff_max)
-
-    async def _request(self, query: list[tuple[str, str]], timeout: float | None) -> Any:
-        return await self.api_client.call_api(
-            self.resource.path,
-            "GET",
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=timeout,
-        )
-
-    async def _list(self) -> None:
-        resp = await self._request([], 60)
-        try:
-            if resp.status != 200:
-                raise RuntimeError(f"list {self.resource.path}: HTTP {resp.status}")
-            body = json.loads(await resp.read())
-        finally:
-            resp.release()
-        items = body.get("items") or []
-        fresh = {_key(o): o for o in items}
-        for k, old in list(self.cache.items()):
-            if k not in fresh:
-                del self.cache[k]
-                self.emit(self.resource.name, old, None)
-        for k, new in fresh.items():
-            prev = self.cache.get(k)
-            if prev is not None and _rv(prev) == _rv(new):
-                continue
-            self.cache[k] = new
-            self.emit(self.resource.name, prev, new)
-        self.rv = str((body.get("metadata") or {}).get("resourceVersion", ""))
-        log.debug("resource_listed", resource=self.resource.name, items=len(items), rv=self.rv)
-
-    async def _watch(self) -> None:
-        query = [
-            ("watch", "true"),
-            ("allowWatchBookmarks", "true"),
-            ("timeoutSeconds", str(WATCH_TIMEOUT_SECONDS)),
-        ]
-        if self.rv:
-            query.append(("resourceVersion", self.rv))
-        resp = await self._request(query, WATCH_TIMEOUT_SECONDS + 30)
-        try:
-            if resp.status == 410:
-                raise Gone()
-            if resp.status != 200:
-                raise RuntimeError(f"watch {self.resource.path}: HTTP {resp.status}")
-            buf = b""
-            while chunk := await resp.content.readany():
-                buf += chunk
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        self._on_event(json.loads(line))
-        finally:
-            resp.release()
-
-    def _on_event(self, ev: JSON) -> None:
-        etype, obj = ev.get("type"), ev.get("object") or {}
-        if etype == "ERROR":
-            if obj.get("code") == 410:
-                raise Gone()
-            raise RuntimeError(f"watch error: {obj.get('message')}")
-        rv = _rv(obj)
-        if rv:
-            self.rv = rv
-        if etype == "BOOKMARK":
-            return
-        k = _key(obj)
-        old = self.cache.get(k)
-        if etype == "DELETED":
-            if old is not None:
-                del self.cache[k]
-                self.emit(self.resource.name, old, None)
-            return
-        if old is not None and _rv(old) == rv:
-            return
-        self.cache[k] = obj
-        self.emit(self.resource.name, old, obj)
 
 
 class Inputs:
@@ -195,14 +58,24 @@ class Inputs:
             asyncio.Queue()
         )
         # only what the compiler consumes (it may not care about Nodes, for instance)
-        self.reflectors = [
-            Reflector(api_client, r, self._enqueue)
-            for r in resources
-            if hasattr(compiler, f"add_{r.name}")
+        self.informers = [
+            self._informer(r) for r in resources if hasattr(compiler, f"add_{r.name}")
         ]
         self.synced = asyncio.Event()
         self.processed = 0
         self.errors = 0
+
+    def _informer(self, r: Resource) -> Informer:
+        inf = Informer(
+            path_list_func(self.api_client, r.path), name=r.name, transform=strip_managed_fields
+        )
+        name = r.name
+        inf.add_handler(
+            on_add=lambda new: self._enqueue(name, None, new),
+            on_update=lambda old, new: self._enqueue(name, old, new),
+            on_delete=lambda old: self._enqueue(name, old, None),
+        )
+        return inf
 
     def queue_length(self) -> int:
         return self.queue.qsize()
@@ -213,9 +86,9 @@ class Inputs:
     async def run(self) -> None:
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._consume())
-            for r in self.reflectors:
-                tg.create_task(r.run())
-            await asyncio.gather(*(r.synced.wait() for r in self.reflectors))
+            for inf in self.informers:
+                tg.create_task(inf.run())
+            await asyncio.gather(*(inf.has_synced.wait() for inf in self.informers))
             marker = asyncio.Event()
             self.queue.put_nowait(marker)
             await marker.wait()
@@ -261,7 +134,9 @@ class Inputs:
                     update(old, new)
         except Exception:
             self.errors += 1
-            log.exception("compiler_event_failed", resource=resource, key=_key(new or old or {}))
+            log.exception(
+                "compiler_event_failed", resource=resource, key=object_key(new or old or {})
+            )
         finally:
             self.processed += 1
             if self.metrics is not None:
