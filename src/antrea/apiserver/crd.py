@@ -54,7 +54,8 @@ def check_crd(obj: JSON) -> None:
             causes.append(
                 _cause(
                     "spec.scope",
-                    f'Unsupported value: "{spec.get("scope")}": supported values: "Cluster", "Namespaced"',
+                    f'Unsupported value: "{spec.get("scope")}": '
+                    'supported values: "Cluster", "Namespaced"',
                     "FieldValueNotSupported",
                 )
             )

@@ -99,13 +99,15 @@ def already_exists(*, group: str, resource: str, name: str) -> APIError:
 
 def conflict(*, group: str, resource: str, name: str, detail: str | None = None) -> APIError:
     why = detail or (
-        "the object has been modified; please apply your changes to the latest version and try again"
+        "the object has been modified; please apply your changes to the latest version and try "
+        "again"
     )
     return APIError(
         status_body(
             code=409,
             reason="Conflict",
-            message=f'Operation cannot be fulfilled on {qualified(resource, group)} "{name}": {why}',
+            message=f"Operation cannot be fulfilled on {qualified(resource, group)} "
+            f'"{name}": {why}',
             details=_details(name, group, resource),
         )
     )
@@ -139,7 +141,8 @@ def unsupported_media_type(content_type: str) -> APIError:
         status_body(
             code=415,
             reason="UnsupportedMediaType",
-            message=f"the body of the request was in an unknown format - accepted media types include: "
+            message="the body of the request was in an unknown format - accepted media types "
+            "include: "
             f"application/json-patch+json, application/merge-patch+json, "
             f"application/strategic-merge-patch+json (got {content_type!r})",
         )

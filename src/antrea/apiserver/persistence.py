@@ -102,7 +102,7 @@ class Persistence:
 
     def _write_snapshot(self, store: Store) -> None:
         objects: list[list[Any]] = []
-        for group, resource in store.keys():
+        for group, resource in store.resource_keys():
             for obj in store.list((group, resource)):
                 objects.append([group, resource, obj])
         data = orjson.dumps({"rv": store.rv, "objects": objects})

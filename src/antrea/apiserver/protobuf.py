@@ -159,7 +159,7 @@ def _signed(value: int) -> int:
 
 
 def _map_entry(raw: bytes, *, binary: bool) -> tuple[str, str]:
-    key, value = "", "" if not binary else ""
+    key = value = ""
     for num, _, v in _fields(raw):
         if num == 1:
             key = v.decode()

@@ -33,6 +33,9 @@ JSON = dict[str, Any]
 NS_KEY = ("", "namespaces")
 POD_KEY = ("", "pods")
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+NAMESPACE_MISMATCH = (
+    "the namespace of the provided object does not match the namespace sent on the request"
+)
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
@@ -308,7 +311,8 @@ class ResourceHandlers:
             raise errors.not_found(group="", resource="namespaces", name=ns)
         if ns_obj["metadata"].get("deletionTimestamp"):
             raise errors.forbidden(
-                f'{errors.qualified(rt.resource, rt.group)} "{name}" is forbidden: unable to create '
+                f'{errors.qualified(rt.resource, rt.group)} "{name}" is forbidden: '
+                "unable to create "
                 f"new content in namespace {ns} because it is being terminated",
                 group=rt.group,
                 resource=rt.resource,
@@ -320,9 +324,7 @@ class ResourceHandlers:
         body_ns = meta.get("namespace")
         if rt.namespaced:
             if body_ns and body_ns != ns:
-                raise errors.bad_request(
-                    "the namespace of the provided object does not match the namespace sent on the request"
-                )
+                raise errors.bad_request(NAMESPACE_MISMATCH)
             meta["namespace"] = ns
         else:
             meta.pop("namespace", None)
@@ -470,12 +472,11 @@ class ResourceHandlers:
             raise errors.bad_request("metadata must be an object")
         if meta.get("name") != name:
             raise errors.bad_request(
-                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL "
+                f"({name})"
             )
         if rt.namespaced and meta.get("namespace") != ns:
-            raise errors.bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request"
-            )
+            raise errors.bad_request(NAMESPACE_MISMATCH)
         patched["kind"] = rt.kind
         patched["apiVersion"] = rt.group_version
         if sub == "finalize":
@@ -585,14 +586,16 @@ class ResourceHandlers:
                 group=rt.group,
                 resource=rt.resource,
                 name=name,
-                detail=f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}",
+                detail=f"Precondition failed: UID in precondition: {pre['uid']}, "
+                f"UID in object meta: {meta.get('uid')}",
             )
         if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
             raise errors.conflict(
                 group=rt.group,
                 resource=rt.resource,
                 name=name,
-                detail=f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                detail="Precondition failed: ResourceVersion in precondition: "
+                f"{pre['resourceVersion']}, "
                 f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
             )
         if opts.get("dryRun"):
@@ -720,7 +723,7 @@ class ResourceHandlers:
             new["status"] = {**(ns_obj.get("status") or {}), "phase": "Terminating"}
             self.store.put(NS_KEY, new, old=ns_obj)
             ns_obj = new
-        for key in list(self.store.keys()):
+        for key in list(self.store.resource_keys()):
             content_rt = self.registry.any_version(*key)
             if content_rt is None or not content_rt.namespaced:
                 continue
@@ -735,7 +738,7 @@ class ResourceHandlers:
 
     def _finalize_namespace_if_empty(self, ns_obj: JSON) -> JSON:
         name = name_of(ns_obj)
-        for key in list(self.store.keys()):
+        for key in list(self.store.resource_keys()):
             if key != NS_KEY and self.store.count(key, name):
                 return ns_obj
         return self._remove(self._rt(NS_KEY), ns_obj)

@@ -310,7 +310,8 @@ class APIServer:
                 else " at the cluster scope"
             )
             raise errors.forbidden(
-                f'{errors.qualified(target.resource, target.group)} is forbidden: User "{identity.user}" '
+                f"{errors.qualified(target.resource, target.group)} is forbidden: "
+                f'User "{identity.user}" '
                 f'cannot {verb} resource "{target.resource}" in API group "{target.group}"{where}',
                 group=target.group,
                 resource=target.resource,

@@ -188,9 +188,8 @@ class Store:
             return len(by_ns.get(namespace, {}))
         return sum(len(v) for v in by_ns.values())
 
-    def keys(self) -> Iterator[Key]:
+    def resource_keys(self) -> Iterator[Key]:
         return iter(list(self._objects))
-
 
     # -- writes --------------------------------------------------------------------------
 

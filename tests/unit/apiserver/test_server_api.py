@@ -454,7 +454,7 @@ async def test_delete_semantics(api: Client) -> None:
 async def test_delete_preconditions_and_finalizers(api: Client) -> None:
     cms = "/api/v1/namespaces/default/configmaps"
     _, cm = await api.req("POST", cms, {"metadata": {"name": "f", "finalizers": ["x/y"]}})
-    status, err = await api.req("DELETE", cms + "/f", {"preconditions": {"uid": "wrong"}})
+    status, _err = await api.req("DELETE", cms + "/f", {"preconditions": {"uid": "wrong"}})
     assert status == 409
     status, marked = await api.req("DELETE", cms + "/f")
     assert status == 200 and marked["metadata"]["deletionTimestamp"]
@@ -535,7 +535,7 @@ async def test_binding_assigns_node_once(api: Client) -> None:
     assert status == 201
     _, obj = await api.req("GET", PODS + "/p")
     assert obj["spec"]["nodeName"] == "n1"
-    status, err = await api.req("POST", PODS + "/p/binding", binding)
+    status, _err = await api.req("POST", PODS + "/p/binding", binding)
     assert status == 409
 
 
@@ -633,7 +633,7 @@ async def test_custom_resources_are_served(api: Client) -> None:
     status, _ = await api.req("GET", "/apis/example.com/v1")
     assert status == 404
     bad = dict(crd, metadata={"name": "wrong.example.com"})
-    status, err = await api.req(
+    status, _err = await api.req(
         "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", bad
     )
     assert status == 422
