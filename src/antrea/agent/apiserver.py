@@ -1,0 +1,159 @@
+"""The agent's local HTTP API (127.0.0.1:apiPort in the node's namespace): antctl and /metrics.
+
+Routes: ``GET /podinterfaces``, ``/agentinfo``, ``/ovsflows`` (filters: ``table``, ``pod``
+as ns/name, ``category``, ``cookie``) and ``/metrics`` (Prometheus text). Other agent parts add
+routes to `Agent.app` before it starts (the NetworkPolicy realization adds its own).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+
+from antrea.agent.openflow.pipeline import TABLE_NAMES
+from antrea.ovs.openflow.cookie import Category, category_filter
+from antrea.ovs.ovsctl import DumpedFlow
+
+if TYPE_CHECKING:
+    from antrea.agent.agent import Agent
+
+log = structlog.get_logger(__name__)
+
+AGENT_KEY: web.AppKey[Agent] = web.AppKey("agent")
+
+
+class AgentMetrics:
+    """Gauges refreshed on scrape; counters live next to the code that counts."""
+
+    def __init__(self, registry: Any) -> None:
+        self.flow_count = Gauge(
+            "antrea_agent_ovs_flow_count",
+            "Flows installed in an OVS table of the bridge.",
+            ["table_id", "table_name"],
+            registry=registry,
+        )
+        self.total_flows = Gauge(
+            "antrea_agent_ovs_total_flow_count",
+            "Flows installed in all OVS tables of the bridge.",
+            registry=registry,
+        )
+        self.local_pods = Gauge(
+            "antrea_agent_local_pod_count",
+            "Pods on this node attached to the pod network.",
+            registry=registry,
+        )
+        self.ovs_errors = Gauge(
+            "antrea_agent_ovs_operation_errors",
+            "Failed OVS operations (ovs-vsctl, ovs-ofctl) since the agent started.",
+            ["operation"],
+            registry=registry,
+        )
+        self.round = Gauge(
+            "antrea_agent_flow_round",
+            "Round number carried in the cookies of this agent's flows.",
+            registry=registry,
+        )
+
+
+def flow_json(f: DumpedFlow) -> dict[str, Any]:
+    return {
+        "table": f.table,
+        "tableName": TABLE_NAMES.get(f.table, ""),
+        "priority": f.priority,
+        "cookie": f"{f.cookie:#x}",
+        "match": f.match,
+        "actions": f.actions,
+        "packets": f.n_packets,
+        "bytes": f.n_bytes,
+        "flow": f.text,
+    }
+
+
+async def podinterfaces(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    ns = request.query.get("namespace")
+    name = request.query.get("name")
+    items = [
+        c.to_json()
+        for c in agent.interface_store.list()
+        if (not ns or c.pod_namespace == ns) and (not name or c.pod_name == name)
+    ]
+    return web.json_response(items)
+
+
+async def agentinfo(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    return web.json_response(await agent.info())
+
+
+async def ovsflows(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    q = request.query
+    filters: list[str] = []
+    if "table" in q:
+        table = q["table"]
+        if not table.isdigit():
+            ids = [i for i, n in TABLE_NAMES.items() if n.lower() == table.lower()]
+            if not ids:
+                raise web.HTTPBadRequest(text=f"unknown table {table}")
+            table = str(ids[0])
+        filters.append(f"table={table}")
+    if "category" in q:
+        try:
+            filters.append(category_filter(Category[q["category"].upper()]))
+        except KeyError:
+            raise web.HTTPBadRequest(text=f"unknown cookie category {q['category']}") from None
+    elif "cookie" in q:
+        filters.append(f"cookie={q['cookie']}")
+    flows = await agent.ofctl.dump_flows(",".join(filters))
+    if "pod" in q:
+        ns, _, name = q["pod"].rpartition("/")
+        ifaces = agent.interface_store.by_pod(ns or "default", name)
+        if not ifaces:
+            raise web.HTTPNotFound(text=f"pod {q['pod']} has no interface on this node")
+        flows = [
+            f for f in flows if any(_flow_mentions(f, i.ofport, str(i.ip), i.mac) for i in ifaces)
+        ]
+    return web.json_response([flow_json(f) for f in flows])
+
+
+def _flow_mentions(f: DumpedFlow, ofport: int, ip: str, mac: str) -> bool:
+    text = f"{f.match},{f.actions}"
+    tokens = {f"in_port={ofport}", f"reg1={ofport:#x}", f"nw_dst={ip}", f"nw_src={ip}"}
+    tokens |= {f"dl_dst={mac}", f"dl_src={mac}", f"arp_spa={ip}"}
+    parts = set(text.replace(",", " ").split())
+    return bool(tokens & parts)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    await agent.refresh_metrics()
+    body = generate_latest(agent.registry)
+    resp = web.Response(body=body)
+    resp.content_type = CONTENT_TYPE_LATEST.split(";")[0]
+    resp.charset = "utf-8"
+    return resp
+
+
+async def healthz(request: web.Request) -> web.Response:
+    agent = request.app[AGENT_KEY]
+    return web.Response(text="ok" if agent.ready.is_set() else "starting")
+
+
+def build_app(agent: Agent) -> web.Application:
+    app = web.Application()
+    app[AGENT_KEY] = agent
+    app.router.add_get("/podinterfaces", podinterfaces)
+    app.router.add_get("/agentinfo", agentinfo)
+    app.router.add_get("/ovsflows", ovsflows)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+def uptime(start: float) -> float:
+    return round(time.monotonic() - start, 1)

@@ -1,0 +1,304 @@
+"""What the CNI commands do to a node: veth + IP + OVS port + flows, and undoing it.
+
+ADD is a sequence of steps, each with its undo pushed on a stack; any failure runs the stack
+in reverse, so a failed ADD leaves no address, link, port or flow behind (Antrea rolls back
+with cmdDel the same way). DEL is idempotent and works with the pod's namespace already gone:
+it removes what it finds, by container id (interface store, IPAM) and by the host link name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from antrea.agent import netlink
+from antrea.agent.interfacestore import InterfaceConfig, InterfaceStore, host_interface_name
+from antrea.agent.ipam import IPAM, IPAMError
+from antrea.agent.openflow.pipeline import FlowBuilder, PodPort
+from antrea.cni.errors import (
+    CHECK_INTERFACE_FAILURE,
+    CONFIG_INTERFACE_FAILURE,
+    INVALID_NETWORK_CONFIG,
+    IPAM_FAILURE,
+    UNKNOWN_CONTAINER,
+    CniError,
+)
+from antrea.ovs import ovsconfig
+from antrea.ovs.openflow.client import CoalescingWriter
+from antrea.ovs.ovsconfig import OvsdbClient
+
+log = structlog.get_logger(__name__)
+
+
+def parse_cni_args(args: str) -> dict[str, str]:
+    """``K8S_POD_NAMESPACE=x;K8S_POD_NAME=a;...`` -> dict (malformed pairs skipped)."""
+    out: dict[str, str] = {}
+    for pair in args.split(";"):
+        key, eq, value = pair.partition("=")
+        if eq and key:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def pod_owner(container_id: str) -> tuple[str, str]:
+    return ("pod", container_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    command: str
+    container_id: str
+    netns: str
+    ifname: str
+    args: dict[str, str]
+    config: dict[str, Any]
+
+    @property
+    def pod_name(self) -> str:
+        return self.args.get("K8S_POD_NAME", "")
+
+    @property
+    def pod_namespace(self) -> str:
+        return self.args.get("K8S_POD_NAMESPACE", "")
+
+
+class PodConfigurator:
+    def __init__(
+        self,
+        *,
+        bridge: str,
+        ovsdb: OvsdbClient,
+        writer: CoalescingWriter,
+        builder: Callable[[], FlowBuilder],
+        store: InterfaceStore,
+        ipam: IPAM,
+        mtu: int,
+    ) -> None:
+        self.bridge = bridge
+        self.ovsdb = ovsdb
+        self.writer = writer
+        self.builder = builder
+        self.store = store
+        self.ipam = ipam
+        self.mtu = mtu
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def _lock(self, container_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(container_id, asyncio.Lock())
+
+    # -- ADD -----------------------------------------------------------------------------
+    def result_for(self, cfg: InterfaceConfig, *, host_mac: str = "") -> dict[str, Any]:
+        """The 1.1.0-shaped result: host end (index 0), pod end (index 1), IP, route."""
+        cidr = self.ipam.cidr
+        host: dict[str, Any] = {"name": cfg.interface_name}
+        if host_mac:
+            host["mac"] = host_mac
+        return {
+            "cniVersion": "1.1.0",
+            "interfaces": [
+                host,
+                {
+                    "name": cfg.container_ifname,
+                    "mac": cfg.mac,
+                    "mtu": self.mtu,
+                    "sandbox": cfg.netns,
+                },
+            ],
+            "ips": [
+                {
+                    "address": f"{cfg.ip}/{cidr.prefixlen}",
+                    "gateway": str(self.ipam.gateway),
+                    "interface": 1,
+                }
+            ],
+            "routes": [{"dst": "0.0.0.0/0", "gw": str(self.ipam.gateway)}],
+            "dns": {},
+        }
+
+    async def add(self, req: Request) -> dict[str, Any]:
+        async with self._lock(req.container_id):
+            existing = self.store.get(req.container_id)
+            if existing is not None and existing.container_ifname == req.ifname:
+                # A repeated ADD: same attachment, no second address.
+                return self.result_for(existing)
+            undo: list[Callable[[], Awaitable[object]]] = []
+            try:
+                return await self._add(req, undo)
+            except BaseException:
+                for step in reversed(undo):
+                    try:
+                        await step()
+                    except Exception as exc:
+                        log.warning("cni_add_rollback_step_failed", error=repr(exc))
+                raise
+
+    async def _add(
+        self, req: Request, undo: list[Callable[[], Awaitable[object]]]
+    ) -> dict[str, Any]:
+        try:
+            alloc = await self.ipam.allocate(req.container_id, req.ifname)
+        except IPAMError as exc:
+            raise CniError(IPAM_FAILURE, "IP allocation failed", str(exc)) from exc
+        undo.append(lambda: self.ipam.release(req.container_id, req.ifname))
+
+        host_name = host_interface_name(req.pod_name or req.container_id, req.container_id)
+        # A leftover host link of an earlier, interrupted attempt would block the new one.
+        await asyncio.to_thread(netlink.delete_link, host_name)
+        ip_if = ipaddress.IPv4Interface(f"{alloc.ip}/{self.ipam.cidr.prefixlen}")
+        try:
+            veth = await asyncio.to_thread(
+                netlink.create_pod_veth,
+                netns=req.netns,
+                ifname=req.ifname,
+                host_name=host_name,
+                ip=ip_if,
+                gateway=self.ipam.gateway,
+                mtu=self.mtu,
+            )
+        except netlink.NetnsGone as exc:
+            raise CniError(CONFIG_INTERFACE_FAILURE, f"netns {req.netns} does not exist") from exc
+        except Exception as exc:
+            raise CniError(
+                CONFIG_INTERFACE_FAILURE, "failed to configure the pod interface", repr(exc)
+            ) from exc
+        undo.append(lambda: asyncio.to_thread(netlink.delete_link, host_name))
+
+        cfg = InterfaceConfig(
+            container_id=req.container_id,
+            pod_name=req.pod_name,
+            pod_namespace=req.pod_namespace,
+            interface_name=host_name,
+            container_ifname=req.ifname,
+            ip=alloc.ip,
+            mac=veth.pod_mac,
+            ofport=-1,
+            netns=req.netns,
+        )
+        try:
+            await self.ovsdb.transact(
+                ovsconfig.add_port(self.bridge, host_name, external_ids=cfg.external_ids())
+            )
+        except Exception as exc:
+            raise CniError(
+                CONFIG_INTERFACE_FAILURE, "failed to add the OVS port", repr(exc)
+            ) from exc
+        undo.append(lambda: self.ovsdb.transact([ovsconfig.del_port(self.bridge, host_name)]))
+        ofport = await self.ovsdb.interface_ofport(host_name)
+        if ofport <= 0:
+            raise CniError(CONFIG_INTERFACE_FAILURE, f"OVS port {host_name} got no ofport")
+        cfg = dataclasses.replace(cfg, ofport=ofport)
+
+        owner = pod_owner(req.container_id)
+        flows = self.builder().pod_flows(PodPort(ofport, alloc.ip, veth.pod_mac))
+        try:
+            await self.writer.submit(owner, flows)
+        except Exception as exc:
+            raise CniError(
+                CONFIG_INTERFACE_FAILURE, "failed to install the pod flows", repr(exc)
+            ) from exc
+        undo.append(lambda: self.writer.submit(owner, None))
+
+        self.store.add(cfg)
+        undo.append(lambda: _async(self.store.delete, req.container_id))
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(
+                netlink.send_gratuitous_arp, req.netns, req.ifname, veth.pod_mac, alloc.ip
+            )
+        log.info(
+            "pod_network_added",
+            pod=cfg.pod_key,
+            container_id=req.container_id,
+            ip=str(alloc.ip),
+            ofport=ofport,
+            interface=host_name,
+        )
+        return self.result_for(cfg, host_mac=veth.host_mac)
+
+    # -- DEL -----------------------------------------------------------------------------
+    async def delete(self, req: Request) -> None:
+        async with self._lock(req.container_id):
+            cfg = self.store.get(req.container_id)
+            host_name = (
+                cfg.interface_name
+                if cfg is not None
+                else host_interface_name(req.pod_name or req.container_id, req.container_id)
+            )
+            await self.remove_attachment(req.container_id, host_name, netns=req.netns)
+        self._locks.pop(req.container_id, None)
+
+    async def remove_attachment(
+        self, container_id: str, host_name: str, *, netns: str = ""
+    ) -> None:
+        """Flows, port, veth, address and store entry of one container; each step idempotent."""
+        await self.writer.submit(pod_owner(container_id), None)
+        await self.ovsdb.transact([ovsconfig.del_port(self.bridge, host_name)])
+        await asyncio.to_thread(netlink.delete_link, host_name)
+        await self.ipam.release(container_id)
+        cfg = self.store.delete(container_id)
+        log.info(
+            "pod_network_deleted",
+            container_id=container_id,
+            pod=cfg.pod_key if cfg else "",
+            interface=host_name,
+        )
+
+    # -- CHECK ---------------------------------------------------------------------------
+    async def check(self, req: Request) -> None:
+        cfg = self.store.get(req.container_id)
+        if cfg is None:
+            raise CniError(UNKNOWN_CONTAINER, f"unknown container {req.container_id}")
+        prev = req.config.get("prevResult")
+        if not isinstance(prev, dict):
+            raise CniError(INVALID_NETWORK_CONFIG, "CHECK needs a prevResult")
+        try:
+            state = await asyncio.to_thread(netlink.pod_interface_state, req.netns, req.ifname)
+        except netlink.NetnsGone as exc:
+            raise CniError(CHECK_INTERFACE_FAILURE, f"netns {req.netns} does not exist") from exc
+        if not state.exists:
+            raise CniError(CHECK_INTERFACE_FAILURE, f"interface {req.ifname} not found")
+        for iface in prev.get("interfaces") or []:
+            if iface.get("sandbox") and iface.get("name") == req.ifname:
+                mac = str(iface.get("mac") or "").lower()
+                if mac and mac != state.mac.lower():
+                    raise CniError(
+                        CHECK_INTERFACE_FAILURE,
+                        f"interface {req.ifname} has MAC {state.mac}, expected {mac}",
+                    )
+        for ip in prev.get("ips") or []:
+            addr = str(ip.get("address", ""))
+            if addr and addr not in state.addresses:
+                raise CniError(CHECK_INTERFACE_FAILURE, f"address {addr} not found on {req.ifname}")
+        for route in prev.get("routes") or []:
+            gw = route.get("gw")
+            if route.get("dst") == "0.0.0.0/0" and gw and state.default_gateway != gw:
+                raise CniError(CHECK_INTERFACE_FAILURE, f"default route via {gw} not found")
+        if not await asyncio.to_thread(netlink.link_exists, cfg.interface_name):
+            raise CniError(CHECK_INTERFACE_FAILURE, f"host interface {cfg.interface_name} missing")
+
+    # -- GC ------------------------------------------------------------------------------
+    async def gc(self, req: Request) -> None:
+        """Release every attachment not listed in ``cni.dev/valid-attachments``."""
+        valid = {
+            (str(a.get("containerID", "")), str(a.get("ifname", "")))
+            for a in req.config.get("cni.dev/valid-attachments") or []
+            if isinstance(a, dict)
+        }
+        valid_ids = {cid for cid, _ in valid}
+        for cfg in self.store.list():
+            if (cfg.container_id, cfg.container_ifname) not in valid:
+                async with self._lock(cfg.container_id):
+                    await self.remove_attachment(cfg.container_id, cfg.interface_name)
+        for alloc in self.ipam.allocations():
+            if alloc.container_id not in valid_ids:
+                await self.ipam.release(alloc.container_id)
+
+
+async def _async(fn: Callable[..., object], *args: object) -> object:
+    return fn(*args)

@@ -1,0 +1,117 @@
+"""The agent's configuration file (YAML, Antrea's key names where they exist).
+
+The same file drives `antrea agent` and `antrea daemon`; unknown keys are ignored so that one
+file can also carry the controller's settings. Defaults mirror antrea-agent.conf.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ENCAP_MODES = ("encap", "noEncap")
+TUNNEL_TYPES = ("vxlan", "geneve")
+DATAPATH_TYPES = ("system", "netdev")
+# Outer Ethernet + IPv4 + UDP + VXLAN/Geneve(base) headers, as Antrea subtracts them.
+TUNNEL_OVERHEAD = {"vxlan": 50, "geneve": 50}
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or holds an invalid value."""
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    nodeName: str = ""
+    kubeconfig: str = ""
+    ovsBridge: str = "br-int"
+    ovsDatapathType: str = "system"
+    ovsRunDir: str = "/var/run/openvswitch"
+    hostGateway: str = "gw0"
+    tunnelType: str = "vxlan"
+    trafficEncapMode: str = "encap"
+    defaultMTU: int = 0
+    transportInterface: str = ""
+    cniSocket: str = "/var/run/antrea/cni.sock"
+    cniConfDir: str = "/etc/cni/net.d"
+    cniBinDir: str = "/opt/cni/bin"
+    stateDir: str = "/var/run/antrea"
+    apiPort: int = 10350
+    controllerAPIPort: int = 10349
+    leaseNamespace: str = "kube-system"
+    # Seconds to wait for the policy controller's initial sync before deleting the previous
+    # round's flows (Antrea waits for its NP/pod/route installers the same way).
+    policyReadyTimeout: float = 30.0
+    # Seconds between checks that ovs-vswitchd still holds our flows (canary flow).
+    ovsCheckInterval: float = 2.0
+
+    @property
+    def encap(self) -> bool:
+        return self.trafficEncapMode == "encap"
+
+    @property
+    def db_target(self) -> str:
+        return f"unix:{self.ovsRunDir}/db.sock"
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.stateDir)
+
+
+def _coerce(name: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        return bool(value)
+    if isinstance(default, int):
+        try:
+            return int(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}") from exc
+    if isinstance(default, float):
+        try:
+            return float(value)
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"{name}: expected a number, got {value!r}") from exc
+    return "" if value is None else str(value)
+
+
+def from_mapping(data: dict[str, Any]) -> AgentConfig:
+    """Build and validate an `AgentConfig` from a parsed YAML mapping."""
+    base = AgentConfig()
+    values: dict[str, Any] = {}
+    for f in fields(AgentConfig):
+        if f.name in data:
+            values[f.name] = _coerce(f.name, getattr(base, f.name), data[f.name])
+    if not values.get("nodeName"):
+        values["nodeName"] = os.environ.get("NODE_NAME") or socket.gethostname()
+    cfg = AgentConfig(**values)
+    if cfg.trafficEncapMode not in ENCAP_MODES:
+        raise ConfigError(f"trafficEncapMode: must be one of {ENCAP_MODES}")
+    if cfg.tunnelType not in TUNNEL_TYPES:
+        raise ConfigError(f"tunnelType: must be one of {TUNNEL_TYPES}")
+    if cfg.ovsDatapathType not in DATAPATH_TYPES:
+        raise ConfigError(f"ovsDatapathType: must be one of {DATAPATH_TYPES}")
+    if not 0 < cfg.apiPort < 65536:
+        raise ConfigError("apiPort: must be a TCP port")
+    if cfg.defaultMTU < 0:
+        raise ConfigError("defaultMTU: must be >= 0")
+    return cfg
+
+
+def load_config(path: str | Path) -> AgentConfig:
+    """Read the YAML file at `path` (an empty file means all defaults)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc}") from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return from_mapping(data)

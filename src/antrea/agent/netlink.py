@@ -1,0 +1,216 @@
+"""Netlink work of the agent: veths into pod namespaces, routes, gratuitous ARP.
+
+Everything here is synchronous pyroute2 (its asyncio classes break under uvloop) and meant to
+run in a worker thread (`asyncio.to_thread`). Entering a pod's network namespace uses setns(2)
+on the *calling thread only* (network namespaces are per thread), and always switches back in a
+`finally`, so pool threads never stay in a pod's namespace.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class NetnsGone(Exception):
+    """The pod's network namespace no longer exists."""
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+@contextlib.contextmanager
+def in_netns(path: str) -> Iterator[int]:
+    """Run the body with this thread in the network namespace at `path`.
+
+    Yields an fd of the namespace the thread came from (to create links there).
+    """
+    try:
+        target = os.open(path, os.O_RDONLY)
+    except FileNotFoundError as exc:
+        raise NetnsGone(path) from exc
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        _setns(target)
+        try:
+            yield home
+        finally:
+            _setns(home)
+    finally:
+        os.close(home)
+        os.close(target)
+
+
+@dataclass(frozen=True, slots=True)
+class VethResult:
+    host_mac: str
+    pod_mac: str
+    pod_ifindex: int
+
+
+def create_pod_veth(
+    *,
+    netns: str,
+    ifname: str,
+    host_name: str,
+    ip: ipaddress.IPv4Interface,
+    gateway: ipaddress.IPv4Address,
+    mtu: int,
+) -> VethResult:
+    """Create the veth pair from inside the pod's namespace and configure the pod end.
+
+    The host end is created directly in the agent's namespace (``net_ns_fd``), named like
+    Antrea's; the pod end gets ``ip``, ``mtu`` and a default route via ``gateway``.
+    """
+    with in_netns(netns) as home_fd, IPRoute() as ipr:
+        if ipr.link_lookup(ifname=ifname):
+            raise FileExistsError(f"interface {ifname} already exists in {netns}")
+        ipr.link(
+            "add",
+            ifname=ifname,
+            kind="veth",
+            mtu=mtu,
+            peer={"ifname": host_name, "mtu": mtu, "net_ns_fd": home_fd},
+        )
+        idx = ipr.link_lookup(ifname=ifname)[0]
+        ipr.addr("add", index=idx, address=str(ip.ip), prefixlen=ip.network.prefixlen)
+        ipr.link("set", index=idx, state="up")
+        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
+        pod_mac = str(ipr.get_links(idx)[0].get("address"))
+    with IPRoute() as ipr:
+        hidx = ipr.link_lookup(ifname=host_name)[0]
+        ipr.link("set", index=hidx, state="up")
+        host_mac = str(ipr.get_links(hidx)[0].get("address"))
+    return VethResult(host_mac=host_mac, pod_mac=pod_mac, pod_ifindex=idx)
+
+
+def delete_link(name: str) -> bool:
+    """Delete a link of the agent's namespace (its veth peer goes with it). Idempotent."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return False
+        try:
+            ipr.link("del", index=idx[0])
+        except NetlinkError as exc:
+            if exc.code != 19:  # ENODEV: raced with the kernel removing it
+                raise
+        return True
+
+
+def delete_pod_link(netns: str, ifname: str) -> bool:
+    """Delete CNI_IFNAME in the pod's namespace (False if it or the namespace is gone)."""
+    try:
+        with in_netns(netns), IPRoute() as ipr:
+            idx = ipr.link_lookup(ifname=ifname)
+            if not idx:
+                return False
+            ipr.link("del", index=idx[0])
+            return True
+    except NetnsGone:
+        return False
+
+
+def link_exists(name: str) -> bool:
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=name))
+
+
+@dataclass(frozen=True, slots=True)
+class PodInterfaceState:
+    exists: bool
+    mac: str = ""
+    addresses: tuple[str, ...] = ()  # "ip/prefix"
+    default_gateway: str = ""
+    mtu: int = 0
+
+
+def pod_interface_state(netns: str, ifname: str) -> PodInterfaceState:
+    """What CHECK compares with prevResult: the pod interface, its addresses and routes."""
+    with in_netns(netns), IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return PodInterfaceState(False)
+        link = ipr.get_links(idx[0])[0]
+        addrs = tuple(
+            f"{a.get('IFA_ADDRESS')}/{a['prefixlen']}"
+            for a in ipr.get_addr(index=idx[0], family=socket.AF_INET)
+        )
+        gw = ""
+        for r in ipr.get_routes(family=socket.AF_INET, oif=idx[0]):
+            if r["dst_len"] == 0 and r.get("RTA_GATEWAY"):
+                gw = str(r.get("RTA_GATEWAY"))
+        return PodInterfaceState(
+            True, str(link.get("address")), addrs, gw, int(link.get("IFLA_MTU") or 0)
+        )
+
+
+def _garp_frame(mac: str, ip: ipaddress.IPv4Address) -> bytes:
+    hw = bytes.fromhex(mac.replace(":", ""))
+    pa = ip.packed
+    eth = b"\xff" * 6 + hw + struct.pack("!H", 0x0806)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + hw + pa + b"\x00" * 6 + pa
+    return eth + arp
+
+
+def send_gratuitous_arp(netns: str, ifname: str, mac: str, ip: ipaddress.IPv4Address) -> None:
+    """One gratuitous ARP request from the pod interface (refreshes neighbours' caches)."""
+    with in_netns(netns), socket.socket(socket.AF_PACKET, socket.SOCK_RAW) as s:
+        s.bind((ifname, 0))
+        s.send(_garp_frame(mac, ip))
+
+
+def configure_gateway(name: str, ip: ipaddress.IPv4Interface, mtu: int) -> str:
+    """Give gw0 its address and MTU, bring it up; returns its MAC."""
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            raise FileNotFoundError(f"no interface {name}")
+        i = idx[0]
+        have = {
+            (a.get("IFA_ADDRESS"), a["prefixlen"])
+            for a in ipr.get_addr(index=i, family=socket.AF_INET)
+        }
+        if (str(ip.ip), ip.network.prefixlen) not in have:
+            ipr.addr("add", index=i, address=str(ip.ip), prefixlen=ip.network.prefixlen)
+        ipr.link("set", index=i, mtu=mtu, state="up")
+        return str(ipr.get_links(i)[0].get("address"))
+
+
+def interface_for_address(addr: ipaddress.IPv4Address) -> tuple[str, int] | None:
+    """(name, mtu) of the interface holding `addr` in the agent's namespace."""
+    with IPRoute() as ipr:
+        for a in ipr.get_addr(family=socket.AF_INET):
+            if a.get("IFA_ADDRESS") == str(addr):
+                link = ipr.get_links(a["index"])[0]
+                return str(link.get("IFLA_IFNAME")), int(link.get("IFLA_MTU") or 1500)
+    return None
+
+
+def interface_mtu(name: str) -> int | None:
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return None
+        return int(ipr.get_links(idx[0])[0].get("IFLA_MTU") or 0)
+
+
+def set_sysctl(path: str, value: str) -> None:
+    """Write /proc/sys/<path> (e.g. net/ipv4/ip_forward) of the agent's namespace."""
+    with open(f"/proc/sys/{path}", "w") as fh:
+        fh.write(value)

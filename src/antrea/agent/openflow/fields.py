@@ -1,0 +1,72 @@
+"""Registers, marks and constants of the pipeline, named once.
+
+Register layout (same roles as Antrea v0.1.1; values of the source mark as in current Antrea,
+so that 0 keeps meaning "not set"):
+
+* ``reg0[0..15]``  packet source, set by the classifier (table 0):
+  1 = tunnel (``FROM_TUNNEL``), 2 = gateway gw0 (``FROM_GATEWAY``), 3 = local pod
+  (``FROM_POD``).
+  The policy tables match ``FROM_GATEWAY`` to let kubelet probes reach isolated pods.
+* ``reg0[16]``     "destination port found": set by L2 forwarding calculation (table 80) together
+  with reg1; the output table (110) outputs only packets that have it.
+* ``reg1``         target ofport of the packet (``TARGET_OFPORT``); also the "to" match of ingress
+  policy rules (``reg1=<pod ofport>``).
+
+Conntrack: one zone (``CT_ZONE`` = 65520, 0xfff0) for all pod traffic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from antrea.ovs.openflow.flow import LoadReg, RegMatch
+
+# Fixed OpenFlow port numbers (ofport_request), as in Antrea.
+TUNNEL_OFPORT = 1
+GATEWAY_OFPORT = 2
+
+# Destination MAC of every packet sent through the tunnel, and the MAC the ARP responder
+# answers with for remote gateways (Antrea's globalVirtualMAC).
+GLOBAL_VIRTUAL_MAC = "aa:bb:cc:dd:ee:ff"
+
+CT_ZONE = 0xFFF0  # 65520
+
+
+@dataclass(frozen=True, slots=True)
+class RegField:
+    """Bits ``[start, end]`` of register ``reg``."""
+
+    reg: int
+    start: int
+    end: int
+
+    def match(self, value: int) -> RegMatch:
+        return RegMatch(self.reg, value, self.start, self.end)
+
+    def load(self, value: int) -> LoadReg:
+        return LoadReg(self.reg, value, self.start, self.end)
+
+
+@dataclass(frozen=True, slots=True)
+class RegMark:
+    """A named value of a register field."""
+
+    field: RegField
+    value: int
+
+    def match(self) -> RegMatch:
+        return self.field.match(self.value)
+
+    def load(self) -> LoadReg:
+        return self.field.load(self.value)
+
+
+PKT_SOURCE = RegField(0, 0, 15)
+FROM_TUNNEL = RegMark(PKT_SOURCE, 1)
+FROM_GATEWAY = RegMark(PKT_SOURCE, 2)
+FROM_POD = RegMark(PKT_SOURCE, 3)
+
+PORT_FOUND_FIELD = RegField(0, 16, 16)
+PORT_FOUND = RegMark(PORT_FOUND_FIELD, 1)
+
+TARGET_OFPORT = RegField(1, 0, 31)

@@ -1,0 +1,364 @@
+"""The pod-networking pipeline of br-int: tables, their miss behaviour, and flow builders.
+
+Tables are numbered as in early Antrea (v0.2+, with conntrack commit in 105). Read
+docs/design/ovs-pipeline.md for a table-by-table walk with real dump-flows excerpts.
+
+How to add a flow: write a small builder here that returns ``list[Flow]`` built from the named
+tables and `fields` marks (never bare numbers elsewhere), give it to the `FlowClient` under the
+owner that produces it ("pipeline", ("gateway",), ("pod", container_id), ("node", name)). The
+owner's complete flow set is stated at once; the client sends one bundle of deltas.
+
+Ownership across helpers: tables 50, 60, 90 and 100 belong to the NetworkPolicy realization
+(cookie category NETWORK_POLICY), except their priority-0 miss flows (goto the next table),
+which this module installs so the pipeline passes traffic when no policy exists.
+
+Packet walk (IPv4):
+  0 classifier: mark source in reg0, pods/gateway -> 10, tunnel -> 30
+  10 spoof guard: (in_port, MAC, IP) per pod; gateway unchecked; ARP -> 20, IP -> 30; miss drop
+  20 ARP responder: answer remote gateway IPs with the global virtual MAC; other ARP NORMAL
+  30 conntrack: ct(table=31, zone=65520)
+  31 conntrack state: drop +inv; -> 40
+  40 service/DNAT: pass-through (kube-proxy handles Services on the host)
+  50 egress rules / 60 egress default: policy (pass-through without policy)
+  70 L3 forwarding: remote pod subnets -> tunnel (tun_dst, MACs, dec_ttl); tunnel -> local pods
+  80 L2 forwarding calc: dst MAC -> reg1 = ofport, reg0[16] = 1
+  90 ingress rules / 100 ingress default: policy (pass-through without policy)
+  105 conntrack commit: ct(commit, zone=65520) for +new+trk
+  110 output: output:reg1 if reg0[16]; miss drop
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from enum import Enum
+
+from antrea.agent.openflow.fields import (
+    CT_ZONE,
+    FROM_GATEWAY,
+    FROM_POD,
+    FROM_TUNNEL,
+    GATEWAY_OFPORT,
+    GLOBAL_VIRTUAL_MAC,
+    PORT_FOUND,
+    TARGET_OFPORT,
+    TUNNEL_OFPORT,
+)
+from antrea.ovs.openflow.cookie import Category, make_cookie
+from antrea.ovs.openflow.flow import (
+    Action,
+    Ct,
+    CtState,
+    DecTTL,
+    Drop,
+    Flow,
+    GotoTable,
+    Match,
+    Move,
+    Normal,
+    Output,
+    OutputReg,
+    SetField,
+)
+
+
+class Miss(Enum):
+    NEXT = "next"
+    DROP = "drop"
+
+
+@dataclass(frozen=True, slots=True)
+class Table:
+    id: int
+    name: str
+    miss: Miss
+    next: int | None = None  # the table a NEXT miss goes to
+
+
+CLASSIFIER = Table(0, "Classification", Miss.DROP)
+SPOOF_GUARD = Table(10, "SpoofGuard", Miss.DROP)
+ARP_RESPONDER = Table(20, "ARPResponder", Miss.DROP)
+CONNTRACK = Table(30, "ConntrackZone", Miss.NEXT, 31)
+CONNTRACK_STATE = Table(31, "ConntrackState", Miss.NEXT, 40)
+DNAT = Table(40, "DNAT", Miss.NEXT, 50)
+EGRESS_RULE = Table(50, "EgressRule", Miss.NEXT, 60)
+EGRESS_DEFAULT = Table(60, "EgressDefaultRule", Miss.NEXT, 70)
+L3_FORWARDING = Table(70, "L3Forwarding", Miss.NEXT, 80)
+L2_FORWARDING_CALC = Table(80, "L2ForwardingCalc", Miss.NEXT, 90)
+INGRESS_RULE = Table(90, "IngressRule", Miss.NEXT, 100)
+INGRESS_DEFAULT = Table(100, "IngressDefaultRule", Miss.NEXT, 105)
+CONNTRACK_COMMIT = Table(105, "ConntrackCommit", Miss.NEXT, 110)
+OUTPUT = Table(110, "Output", Miss.DROP)
+
+TABLES = (
+    CLASSIFIER,
+    SPOOF_GUARD,
+    ARP_RESPONDER,
+    CONNTRACK,
+    CONNTRACK_STATE,
+    DNAT,
+    EGRESS_RULE,
+    EGRESS_DEFAULT,
+    L3_FORWARDING,
+    L2_FORWARDING_CALC,
+    INGRESS_RULE,
+    INGRESS_DEFAULT,
+    CONNTRACK_COMMIT,
+    OUTPUT,
+)
+TABLE_NAMES = {t.id: t.name for t in TABLES}
+POLICY_TABLES = (EGRESS_RULE.id, EGRESS_DEFAULT.id, INGRESS_RULE.id, INGRESS_DEFAULT.id)
+
+# A table no feature uses; a flow there tells whether ovs-vswitchd still holds our flows.
+CANARY_TABLE = 250
+
+PRIORITY_HIGH = 210
+PRIORITY_NORMAL = 200
+PRIORITY_LOW = 190
+PRIORITY_MISS = 0
+
+IPv4Net = ipaddress.IPv4Network
+IPv4Addr = ipaddress.IPv4Address
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """What the flow builders need to know about this node."""
+
+    pod_cidr: IPv4Net
+    gateway_ip: IPv4Addr
+    gateway_mac: str
+    encap: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PodPort:
+    """A local pod's attachment, as the pod flows need it."""
+
+    ofport: int
+    ip: IPv4Addr
+    mac: str
+
+
+class FlowBuilder:
+    """Builds this node's flows; every cookie carries the agent's current round."""
+
+    def __init__(self, node: NodeConfig, *, round_num: int) -> None:
+        self.node = node
+        self.round_num = round_num
+
+    def cookie(self, category: Category, object_id: int = 0) -> int:
+        return make_cookie(self.round_num, category, object_id)
+
+    # -- the fixed part of the pipeline ----------------------------------------------------
+    def pipeline_flows(self) -> list[Flow]:
+        """Miss flows of every table plus conntrack, commit and output (owner "pipeline")."""
+        c = self.cookie(Category.DEFAULT)
+        flows: list[Flow] = []
+        for table in TABLES:
+            if table.miss is Miss.NEXT and table.next is not None:
+                actions: tuple[Action, ...] = (GotoTable(table.next),)
+            else:
+                actions = (Drop(),)
+            flows.append(Flow(table.id, PRIORITY_MISS, Match(), actions, c))
+        flows += [
+            # Other ARP (pod <-> pod, pod <-> gateway) is switched: pods of a node share an L2.
+            Flow(ARP_RESPONDER.id, PRIORITY_LOW, Match(proto="arp"), (Normal(),), c),
+            Flow(
+                CONNTRACK.id,
+                PRIORITY_NORMAL,
+                Match(proto="ip"),
+                (Ct(table=CONNTRACK_STATE.id, zone=CT_ZONE),),
+                c,
+            ),
+            Flow(
+                CONNTRACK_STATE.id,
+                PRIORITY_NORMAL,
+                Match(proto="ip", ct_state=CtState(inv=True, trk=True)),
+                (Drop(),),
+                c,
+            ),
+            # Commit only after the ingress checks: a dropped first packet creates no state.
+            Flow(
+                CONNTRACK_COMMIT.id,
+                PRIORITY_NORMAL,
+                Match(proto="ip", ct_state=CtState(new=True, trk=True)),
+                (Ct(commit=True, zone=CT_ZONE), GotoTable(OUTPUT.id)),
+                c,
+            ),
+            Flow(
+                OUTPUT.id,
+                PRIORITY_NORMAL,
+                Match(regs=(PORT_FOUND.match(),)),
+                (OutputReg(TARGET_OFPORT.reg),),
+                c,
+            ),
+        ]
+        return flows
+
+    def canary_flow(self) -> Flow:
+        return Flow(CANARY_TABLE, PRIORITY_MISS, Match(), (Drop(),), self.cookie(Category.DEFAULT))
+
+    def gateway_flows(self) -> list[Flow]:
+        """Classifier, spoof guard, L3 and L2 flows of gw0 (owner "gateway")."""
+        c = self.cookie(Category.POD_CONNECTIVITY)
+        node = self.node
+        flows = [
+            Flow(
+                CLASSIFIER.id,
+                PRIORITY_NORMAL,
+                Match(in_port=GATEWAY_OFPORT),
+                (FROM_GATEWAY.load(), GotoTable(SPOOF_GUARD.id)),
+                c,
+            ),
+            # The host may use any source address (node IP, service traffic): unchecked.
+            Flow(
+                SPOOF_GUARD.id,
+                PRIORITY_NORMAL,
+                Match(proto="ip", in_port=GATEWAY_OFPORT),
+                (GotoTable(CONNTRACK.id),),
+                c,
+            ),
+            Flow(
+                SPOOF_GUARD.id,
+                PRIORITY_NORMAL,
+                Match(proto="arp", in_port=GATEWAY_OFPORT),
+                (GotoTable(ARP_RESPONDER.id),),
+                c,
+            ),
+            l2_forward_calc_flow(node.gateway_mac, GATEWAY_OFPORT, c),
+        ]
+        if node.encap:
+            # Remote pods reaching this node's host (e.g. probes answered by the gateway).
+            flows.append(
+                Flow(
+                    L3_FORWARDING.id,
+                    PRIORITY_NORMAL,
+                    Match(proto="ip", regs=(FROM_TUNNEL.match(),), nw_dst=node.gateway_ip),
+                    (SetField("eth_dst", node.gateway_mac), GotoTable(L2_FORWARDING_CALC.id)),
+                    c,
+                )
+            )
+        return flows
+
+    def tunnel_flows(self) -> list[Flow]:
+        """Classifier and L2 flows of tun0 (owner "tunnel"; encap mode only)."""
+        c = self.cookie(Category.POD_CONNECTIVITY)
+        return [
+            # Traffic from other nodes was checked by their spoof guard: straight to conntrack.
+            Flow(
+                CLASSIFIER.id,
+                PRIORITY_NORMAL,
+                Match(in_port=TUNNEL_OFPORT),
+                (FROM_TUNNEL.load(), GotoTable(CONNTRACK.id)),
+                c,
+            ),
+            l2_forward_calc_flow(GLOBAL_VIRTUAL_MAC, TUNNEL_OFPORT, c),
+        ]
+
+    # -- per local pod -----------------------------------------------------------------
+    def pod_flows(self, pod: PodPort) -> list[Flow]:
+        """Everything one local pod needs (owner ("pod", container_id))."""
+        c = self.cookie(Category.POD_CONNECTIVITY, pod.ofport)
+        ip = pod.ip
+        flows = [
+            Flow(
+                CLASSIFIER.id,
+                PRIORITY_LOW,
+                Match(in_port=pod.ofport),
+                (FROM_POD.load(), GotoTable(SPOOF_GUARD.id)),
+                c,
+            ),
+            Flow(
+                SPOOF_GUARD.id,
+                PRIORITY_NORMAL,
+                Match(proto="ip", in_port=pod.ofport, dl_src=pod.mac, nw_src=ip),
+                (GotoTable(CONNTRACK.id),),
+                c,
+            ),
+            Flow(
+                SPOOF_GUARD.id,
+                PRIORITY_NORMAL,
+                Match(proto="arp", in_port=pod.ofport, arp_spa=str(ip), arp_sha=pod.mac),
+                (GotoTable(ARP_RESPONDER.id),),
+                c,
+            ),
+            l2_forward_calc_flow(pod.mac, pod.ofport, c),
+        ]
+        if self.node.encap:
+            # From the tunnel (dst MAC is the virtual MAC): route to the pod on this node.
+            flows.append(
+                Flow(
+                    L3_FORWARDING.id,
+                    PRIORITY_NORMAL,
+                    Match(proto="ip", regs=(FROM_TUNNEL.match(),), nw_dst=ip),
+                    (
+                        SetField("eth_src", self.node.gateway_mac),
+                        SetField("eth_dst", pod.mac),
+                        DecTTL(),
+                        GotoTable(L2_FORWARDING_CALC.id),
+                    ),
+                    c,
+                )
+            )
+        return flows
+
+    # -- per remote node ---------------------------------------------------------------
+    def node_flows(
+        self, *, pod_cidr: IPv4Net, gateway_ip: IPv4Addr, node_ip: IPv4Addr
+    ) -> list[Flow]:
+        """Flows for one remote node (owner ("node", name)); none in noEncap mode.
+
+        noEncap traffic leaves through gw0 (L2 calc sends gateway-MAC traffic there) and the
+        node's routing table carries it to the remote node.
+        """
+        if not self.node.encap:
+            return []
+        c = self.cookie(Category.NODE_ROUTE)
+        return [
+            arp_responder_flow(gateway_ip, GLOBAL_VIRTUAL_MAC, c),
+            Flow(
+                L3_FORWARDING.id,
+                PRIORITY_NORMAL,
+                Match(proto="ip", nw_dst=pod_cidr),
+                (
+                    DecTTL(),
+                    SetField("eth_src", self.node.gateway_mac),
+                    SetField("eth_dst", GLOBAL_VIRTUAL_MAC),
+                    SetField("tun_dst", str(node_ip)),
+                    GotoTable(L2_FORWARDING_CALC.id),
+                ),
+                c,
+            ),
+        ]
+
+
+def l2_forward_calc_flow(mac: str, ofport: int, cookie: int) -> Flow:
+    """dst MAC -> reg1 = ofport, reg0[16] = 1 (the "dmac" table)."""
+    return Flow(
+        L2_FORWARDING_CALC.id,
+        PRIORITY_NORMAL,
+        Match(dl_dst=mac),
+        (TARGET_OFPORT.load(ofport), PORT_FOUND.load(), GotoTable(INGRESS_RULE.id)),
+        cookie,
+    )
+
+
+def arp_responder_flow(ip: IPv4Addr, mac: str, cookie: int) -> Flow:
+    """Answer ARP requests for `ip` with `mac`, sending the reply back where it came from."""
+    return Flow(
+        ARP_RESPONDER.id,
+        PRIORITY_NORMAL,
+        Match(proto="arp", arp_op=1, arp_tpa=str(ip)),
+        (
+            Move("NXM_OF_ETH_SRC[]", "NXM_OF_ETH_DST[]"),
+            SetField("eth_src", mac),
+            SetField("arp_op", "2"),
+            Move("NXM_NX_ARP_SHA[]", "NXM_NX_ARP_THA[]"),
+            SetField("arp_sha", mac),
+            Move("NXM_OF_ARP_SPA[]", "NXM_OF_ARP_TPA[]"),
+            SetField("arp_spa", str(ip)),
+            Output("IN_PORT"),
+        ),
+        cookie,
+    )

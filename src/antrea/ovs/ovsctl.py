@@ -1,0 +1,140 @@
+"""Read-side and maintenance helpers around `ovs-ofctl` / `ovs-appctl` (Antrea's ovsctl).
+
+Flow *changes* go through `antrea.ovs.openflow.bundle` only. What lives here: dumping and parsing
+flows (antctl get ovsflows, flow-count metrics, the restart canary), the one cookie-masked
+delete of a stale round, and ``ofproto/trace`` for antctl trace-packet.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+from dataclasses import dataclass, field
+
+from antrea.ovs.errors import OfctlError
+
+_FIELD_RE = re.compile(r"(\w+)=([^,\s]+)")
+
+
+@dataclass
+class DumpedFlow:
+    """One line of ``ovs-ofctl dump-flows`` output, parsed."""
+
+    table: int
+    priority: int
+    cookie: int
+    match: str
+    actions: str
+    n_packets: int = 0
+    n_bytes: int = 0
+    text: str = ""
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_STAT_KEYS = ("duration", "n_packets", "n_bytes", "idle_age", "hard_age", "idle_timeout")
+
+
+def parse_flow_line(line: str) -> DumpedFlow | None:
+    """Parse one dump-flows line (``cookie=0x.., duration=.., table=.., ..., actions=...``)."""
+    line = line.strip()
+    if "actions=" not in line or line.startswith(("NXST_FLOW", "OFPST_FLOW")):
+        return None
+    head, _, actions = line.partition("actions=")
+    head = head.strip().rstrip(",")
+    table = 0
+    priority = 32768
+    cookie = 0
+    extra: dict[str, str] = {}
+    match_parts: list[str] = []
+    for part in (p.strip() for p in head.split(",")):
+        if not part:
+            continue
+        # OpenFlow 1.5 dumps separate some fields by spaces ("n_bytes=0 priority=200")
+        sub = part.split() if " " in part else [part]
+        for item in sub:
+            key, eq, value = item.partition("=")
+            if key == "table" and eq:
+                table = int(value)
+            elif key == "priority" and eq:
+                priority = int(value)
+            elif key == "cookie" and eq:
+                cookie = int(value, 16) if value.startswith("0x") else int(value)
+            elif key in _STAT_KEYS and eq:
+                extra[key] = value
+            else:
+                match_parts.append(item)
+    return DumpedFlow(
+        table=table,
+        priority=priority,
+        cookie=cookie,
+        match=",".join(match_parts),
+        actions=actions.strip(),
+        n_packets=int(extra.get("n_packets", "0")),
+        n_bytes=int(extra.get("n_bytes", "0")),
+        text=line,
+        extra=extra,
+    )
+
+
+class OfCtl:
+    """`ovs-ofctl`/`ovs-appctl` against one bridge's management socket."""
+
+    def __init__(self, target: str, *, bridge: str = "br-int", rundir: str | None = None) -> None:
+        self.target = target
+        self.bridge = bridge
+        self.rundir = rundir
+        self.errors = 0
+
+    async def _run(self, argv: list[str]) -> str:
+        proc = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        out, err = await proc.communicate()
+        if proc.returncode != 0:
+            self.errors += 1
+            raise OfctlError(argv, proc.returncode, err.decode(errors="replace"))
+        return out.decode()
+
+    async def dump_flows(self, flow_filter: str = "", *, stats: bool = True) -> list[DumpedFlow]:
+        argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names"]
+        if not stats:
+            argv.append("--no-stats")
+        argv += ["dump-flows", self.target]
+        if flow_filter:
+            argv.append(flow_filter)
+        out = await self._run(argv)
+        flows = [parse_flow_line(line) for line in out.splitlines()]
+        return [f for f in flows if f is not None]
+
+    async def delete_flows(self, flow_filter: str) -> None:
+        """Non-strict delete (e.g. a cookie/mask filter: every flow of one round)."""
+        await self._run(["ovs-ofctl", "-O", "OpenFlow15", "del-flows", self.target, flow_filter])
+
+    async def flow_counts(self) -> dict[int, int]:
+        """Number of flows per table (one dump, no stats)."""
+        counts: dict[int, int] = {}
+        for f in await self.dump_flows(stats=False):
+            counts[f.table] = counts.get(f.table, 0) + 1
+        return counts
+
+    def _appctl_target(self) -> list[str]:
+        if not self.rundir:
+            return ["ovs-appctl"]
+        pidfile = f"{self.rundir}/ovs-vswitchd.pid"
+        try:
+            with open(pidfile) as fh:
+                pid = fh.read().strip()
+        except OSError:
+            return ["ovs-appctl"]
+        ctl = f"{self.rundir}/ovs-vswitchd.ctl"
+        if not os.path.exists(ctl):
+            ctl = f"{self.rundir}/ovs-vswitchd.{pid}.ctl"
+        return ["ovs-appctl", "-t", ctl]
+
+    async def trace(self, flow: str) -> str:
+        """``ovs-appctl ofproto/trace <bridge> <flow>`` output (antctl trace-packet)."""
+        return await self._run([*self._appctl_target(), "ofproto/trace", self.bridge, flow])
+
+    async def appctl(self, *args: str) -> str:
+        return await self._run([*self._appctl_target(), *args])
