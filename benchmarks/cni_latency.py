@@ -134,8 +134,10 @@ class AntreaNode:
         self.stack.callback(sh, "ip", "netns", "del", self.netns, check=False)
         sh("ip", "-n", self.netns, "link", "set", "lo", "up")
         # The transport interface: holds the Node's InternalIP (MTU 1500 -> pod MTU 1450).
-        sh("ip", "-n", self.netns, "link", "add", "eth0", "type", "dummy")
+        # (No dummy module in this kernel: a veth pair with both ends in the node netns.)
+        sh("ip", "-n", self.netns, "link", "add", "eth0", "type", "veth", "peer", "name", "uplink")
         sh("ip", "-n", self.netns, "addr", "add", self.node_ip, "dev", "eth0")
+        sh("ip", "-n", self.netns, "link", "set", "uplink", "up")
         sh("ip", "-n", self.netns, "link", "set", "eth0", "up")
 
         ovs = OvsSandbox(rundir=self.workdir / "ovs", netns=self.netns)
@@ -291,7 +293,11 @@ class Plugin:
         self.config = config
         self.cni_path = cni_path
 
-    def call(self, command: str, pod: Pod) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    def call(
+        self, command: str, pod: Pod, *, check: bool = True
+    ) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+        """Run ``command`` for ``pod``; returns (milliseconds, process). Raises unless ``check``
+        is false when the plugin fails."""
         conf = dict(self.config)
         if command != "ADD" and pod.result is not None:
             conf["prevResult"] = pod.result
@@ -309,11 +315,11 @@ class Plugin:
         start = time.perf_counter()
         proc = subprocess.run([self.exe], env=env, input=data, capture_output=True, check=False)
         elapsed = (time.perf_counter() - start) * 1000
-        if proc.returncode != 0:
+        if proc.returncode != 0 and check:
             raise RuntimeError(
                 f"{self.label} {command} {pod.name} failed: {proc.stdout!r} {proc.stderr!r}"
             )
-        if command == "ADD":
+        if command == "ADD" and proc.returncode == 0:
             pod.result = json.loads(proc.stdout)
         return elapsed, proc
 

@@ -1,0 +1,148 @@
+"""The acceptance scenarios, run against our plugin + agent and the reference plugins alike.
+
+A real node (netns + userspace OVS + embedded API server + ``antrea agent``) is built by the
+CNI benchmark's ``AntreaNode`` (one implementation for both); the reference is Debian's
+``bridge`` + ``host-local`` in the same node namespace. Each step is driven the way a runtime
+does it and must have the same outcome for both plugins: ADD works, CHECK right after ADD
+succeeds, CHECK after the pod address was removed fails, DEL twice succeeds, DEL after the pod
+namespace is gone succeeds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs]
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "cni_latency.py"
+
+
+def _bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("antrea_cni_latency_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being created
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _bench()
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    if shutil.which("ovs-vswitchd") is None or not os.access("/usr/lib/cni/bridge", os.X_OK):
+        pytest.skip("needs Open vSwitch and the reference CNI plugins")
+    workdir = tmp_path_factory.mktemp("cni-node")
+    with bench.AntreaNode(workdir=workdir, prefix=f"antrea-cnit{os.getpid() % 10000}") as n:
+        yield n
+
+
+@pytest.fixture
+def pods(node: Any) -> Iterator[list[str]]:
+    """Pod namespaces created by a test; all deleted afterwards."""
+    created: list[str] = []
+    try:
+        yield created
+    finally:
+        for name in created:
+            subprocess.run(["ip", "netns", "del", name], check=False, capture_output=True)
+
+
+def _plugins(node: Any) -> list[Any]:
+    ours = bench.Plugin(
+        label="antrea",
+        exe=node.plugin,
+        config=node.plugin_config(),
+        cni_path=str(node.plugin.parent),
+    )
+    ref = bench.Plugin(
+        label="reference",
+        exe=Path("/usr/lib/cni/bridge"),
+        config=bench.reference_config(node.workdir),
+        cni_path="/usr/lib/cni",
+    )
+    return [ours, ref]
+
+
+def _call(node: Any, plugin: Any, command: str, pod: Any) -> subprocess.CompletedProcess[bytes]:
+    """Run one operation in the node namespace; return the process whatever its outcome."""
+    with bench.in_netns(node.netns):
+        return plugin.call(command, pod, check=False)[1]  # type: ignore[no-any-return]
+
+
+def test_runtime_scenarios_match_the_reference(node: Any, pods: list[str]) -> None:
+    outcomes: dict[str, list[tuple[str, bool]]] = {}
+    for plugin in _plugins(node):
+        (pod,) = bench.make_pods(f"{node.prefix}-{plugin.label}-a", 1, pods)
+        steps: list[tuple[str, bool]] = []
+
+        add = _call(node, plugin, "ADD", pod)
+        steps.append(("ADD", add.returncode == 0))
+        address = bench.pod_address(pod)
+        assert address, f"{plugin.label}: no IPv4 address on eth0 after ADD"
+        steps.append(("address matches result", address in add.stdout.decode()))
+
+        steps.append(("CHECK after ADD", _call(node, plugin, "CHECK", pod).returncode == 0))
+        subprocess.run(["ip", "-n", pod.netns, "addr", "flush", "dev", "eth0"], check=True)
+        check = _call(node, plugin, "CHECK", pod)
+        steps.append(("CHECK after flush fails", check.returncode != 0))
+
+        first = _call(node, plugin, "DEL", pod)
+        second = _call(node, plugin, "DEL", pod)
+        steps.append(("DEL", first.returncode == 0 and first.stdout == b""))
+        steps.append(("DEL again", second.returncode == 0 and second.stdout == b""))
+
+        (gone,) = bench.make_pods(f"{node.prefix}-{plugin.label}-b", 1, pods)
+        steps.append(("ADD second pod", _call(node, plugin, "ADD", gone).returncode == 0))
+        subprocess.run(["ip", "netns", "del", gone.netns], check=True)
+        steps.append(("DEL without netns", _call(node, plugin, "DEL", gone).returncode == 0))
+        steps.append(("DEL without netns again", _call(node, plugin, "DEL", gone).returncode == 0))
+        outcomes[plugin.label] = steps
+
+    assert outcomes["antrea"] == outcomes["reference"]
+    assert all(ok for _, ok in outcomes["antrea"]), outcomes["antrea"]
+
+
+def test_check_failure_is_a_spec_error(node: Any, pods: list[str]) -> None:
+    """The failing CHECK answers with the spec's error JSON and a plugin code (>= 100)."""
+    import json
+
+    ours = _plugins(node)[0]
+    (pod,) = bench.make_pods(f"{node.prefix}-check", 1, pods)
+    assert _call(node, ours, "ADD", pod).returncode == 0
+    try:
+        subprocess.run(["ip", "-n", pod.netns, "addr", "flush", "dev", "eth0"], check=True)
+        proc = _call(node, ours, "CHECK", pod)
+        assert proc.returncode != 0
+        err = json.loads(proc.stdout)
+        assert err["code"] >= 100, err
+        assert err["msg"]
+    finally:
+        _call(node, ours, "DEL", pod)
+
+
+def test_agent_down_is_try_again_later(node: Any, pods: list[str], tmp_path: Path) -> None:
+    """With the socket pointing nowhere (agent not there), ADD fails with 11 and says why."""
+    import json
+
+    ours = _plugins(node)[0]
+    ours.config = dict(ours.config, cniSocket=str(tmp_path / "gone.sock"))
+    (pod,) = bench.make_pods(f"{node.prefix}-down", 1, pods)
+    proc = _call(node, ours, "ADD", pod)
+    assert proc.returncode != 0
+    err = json.loads(proc.stdout)
+    assert err["code"] == 11
+    assert "not running" in err["msg"]
