@@ -45,6 +45,7 @@ def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         pytest.skip("needs root")
     if shutil.which("ovs-vswitchd") is None or not os.access("/usr/lib/cni/bridge", os.X_OK):
         pytest.skip("needs Open vSwitch and the reference CNI plugins")
+    pytest.importorskip("antrea.agent.agent", reason="the agent is not built yet")
     workdir = tmp_path_factory.mktemp("cni-node")
     with bench.AntreaNode(workdir=workdir, prefix=f"antrea-cnit{os.getpid() % 10000}") as n:
         yield n
