@@ -9,7 +9,7 @@ new list against its cache, synthesizing exactly the add, update and delete call
 lost events would have produced. Handlers therefore see each change once, in order.
 
 Objects are plain dicts decoded from the wire (``_preload_content=False``): kubernetes-asyncio's
-model deserialization costs ~35x more than JSON decoding (see docs/design/informer.md), and at
+model deserialization costs ~11x more than JSON decoding (see docs/design/informer.md); at
 the controller's 100k-pod scale that is the difference between seconds and minutes.
 
 Handlers run on the informer's task, one event at a time (sync or async functions); an
