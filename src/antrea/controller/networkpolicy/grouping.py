@@ -27,13 +27,17 @@ from antrea.controller.networkpolicy.selectors import (
     Labels,
     Selector,
     SelectorKey,
-    group_key_text,
+    group_text,
     group_name,
     selector_key,
 )
 
 GroupKey = tuple[str, Selector, Selector | None]
 _EMPTY: Mapping[str, str] = {}
+# Shared placeholders for never-used sets; replaced (never mutated) on first add. Typed as sets
+# so readers need no special case; writers must go through `add_ref`.
+NO_REFS: set[str] = frozenset()  # type: ignore[assignment]
+_NO_NAMESPACES: set[NamespaceState] = frozenset()  # type: ignore[assignment]
 
 
 class NamespaceState:
@@ -91,10 +95,12 @@ class SelectorGroup:
         self.namespace, self.pod_selector, self.ns_selector = key
         self.name = name
         self.pods: set[PodState] = set()
-        self.namespaces: set[NamespaceState] = set()  # matching namespaces (cluster groups only)
-        # Controller state: referencing policy UIDs, last published members and spans.
-        self.atg_refs: set[str] = set()
-        self.ag_refs: set[str] = set()
+        # Matching namespaces, for cluster groups only (a shared empty value otherwise).
+        self.namespaces: set[NamespaceState] = _NO_NAMESPACES if key[2] is None else set()
+        # Controller state: referencing policy UIDs (allocated on first use: most groups are
+        # only ever used in one of the two roles), last published members and spans.
+        self.atg_refs: set[str] = NO_REFS
+        self.ag_refs: set[str] = NO_REFS
         self.members: frozenset[GroupMember] = frozenset()
         self.atg_span: frozenset[str] = frozenset()
         self.ag_span: frozenset[str] = frozenset()
@@ -188,8 +194,7 @@ class Grouping:
 
     def _create(self, key: GroupKey) -> SelectorGroup:
         namespace, pod_sel, ns_sel = key
-        text = group_key_text(namespace, pod_sel.key, None if ns_sel is None else ns_sel.key)
-        group = SelectorGroup(key, group_name(text))
+        group = SelectorGroup(key, group_name(group_text(namespace, pod_sel, ns_sel)))
         self.groups[key] = group
         pod_sel.refs += 1
         matches = pod_sel.matches
@@ -227,7 +232,7 @@ class Grouping:
             self._cluster_index.remove(group, ns_sel)
             for ns in group.namespaces:
                 ns.cluster_groups.discard(group)
-            group.namespaces = set()
+            group.namespaces = _NO_NAMESPACES
             self._release_selector(ns_sel)
         self._release_selector(pod_sel)
         del self.groups[group.key]

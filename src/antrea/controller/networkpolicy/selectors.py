@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping
+from json.encoder import encode_basestring as _encode_string
 from typing import Any
 
 IN = "In"
@@ -114,10 +115,11 @@ class Selector:
     ``index_values`` narrows an ``In`` index key to its values.
     """
 
-    __slots__ = ("index_key", "index_values", "key", "matches", "refs")
+    __slots__ = ("index_key", "index_values", "key", "matches", "refs", "text")
 
     def __init__(self, key: SelectorKey) -> None:
         self.key = key
+        self.text = _requirements_text(key)
         self.matches: Callable[[Labels], bool] = _compile(key)
         self.refs = 0
         self.index_key: str | None = None
@@ -139,6 +141,16 @@ class Selector:
 
     def __repr__(self) -> str:
         return f"Selector({self.key!r})"
+
+
+def _requirements_text(key: SelectorKey) -> str:
+    return json.dumps([list(r) for r in key], separators=(",", ":"), ensure_ascii=False)
+
+
+def group_text(namespace: str, pod: Selector, ns: Selector | None) -> str:
+    """`group_key_text` from interned selectors (their JSON is computed once per selector)."""
+    ns_text = "null" if ns is None else ns.text
+    return f"[{_encode_string(namespace)},{pod.text},{ns_text}]"
 
 
 def group_key_text(namespace: str, pod: SelectorKey, ns: SelectorKey | None) -> str:
