@@ -8,7 +8,7 @@ import json
 import pytest
 
 from antrea.lab import netns, sandbox
-from antrea.lab.testing import Lab, LabParams, lab_session
+from antrea.lab.testing import KUBECTL, Lab, LabParams, lab_session
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
@@ -132,3 +132,14 @@ async def test_supervisor_restart_keeps_pods_and_serves_them_again(lab: Lab) -> 
 
         await wait_for(gone)
     assert not netns.netns_path(before.netns).exists()
+
+
+async def test_nodes_reach_the_api_server_over_the_underlay(lab: Lab) -> None:
+    """kubectl inside a node namespace, with the node's own kubeconfig (node token)."""
+    proc = lab.exec_node(
+        "node1", str(KUBECTL), "get", "nodes", "-o", "name", "--request-timeout=10s"
+    )
+    assert proc.stdout.split() == ["node/node1", "node/node2"]
+    who = lab.exec_node("node2", str(KUBECTL), "auth", "whoami", "-o", "json", check=False)
+    if who.returncode == 0:  # needs SelfSubjectReview; the identity is what matters
+        assert "system:node:node2" in who.stdout

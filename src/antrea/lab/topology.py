@@ -26,6 +26,7 @@ import structlog
 
 from antrea.lab import netns
 from antrea.lab.state import LabSpec, NodeSpec
+from antrea.util.ethtool import disable_tx_checksum
 
 log = structlog.get_logger(__name__)
 
@@ -120,6 +121,9 @@ def build_node(spec: LabSpec, node: NodeSpec) -> None:
     _ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", node.name, "netns",
         spec.underlay_netns)  # fmt: skip
     _ip(spec.underlay_netns, "link", "set", node.name, "master", "br0", "up")
+    # Both ends feed or come from OVS's AF_PACKET sockets: full checksums (see ethtool.py).
+    netns.call_in(netns.netns_path(spec.underlay_netns), lambda: disable_tx_checksum(node.name))
+    netns.call_in(netns.netns_path(ns), lambda: disable_tx_checksum("eth0"))
     start_ovs(node)
     vsctl(
         node,
