@@ -10,13 +10,12 @@ this falls back to :mod:`json`.
 
 from __future__ import annotations
 
-import math
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 _WS = " \t\n\r"
+_INF = float("inf")
 
 try:
     import _json as _c
@@ -90,7 +89,7 @@ def _encode(obj: object, indent: int | None, level: int, out: list[str]) -> None
     elif isinstance(obj, int):
         out.append(int.__repr__(obj))
     elif isinstance(obj, float):
-        if not math.isfinite(obj):
+        if not -_INF < obj < _INF:  # NaN or infinite: not JSON
             raise ValueError(f"out of range float value {obj!r} is not JSON")
         out.append(float.__repr__(obj))
     elif isinstance(obj, dict):

@@ -11,7 +11,7 @@ per pod and per operation, so start-up time is pod start-up latency.
 
 from __future__ import annotations
 
-import os
+import posix
 import sys
 
 from antrea.cni import _json as json
@@ -117,8 +117,16 @@ def run(environ: Mapping[str, str], stdin_stream: BinaryIO, out: TextIO) -> int:
         return 1
 
 
+def _environ() -> dict[str, str]:
+    """``os.environ`` without importing ``os`` (and ``stat``, ``posixpath``, ...: ~1 ms)."""
+    return {
+        k.decode("utf-8", "surrogateescape"): v.decode("utf-8", "surrogateescape")
+        for k, v in posix.environ.items()
+    }
+
+
 def main() -> int:
-    return run(os.environ, sys.stdin.buffer, sys.stdout)
+    return run(_environ(), sys.stdin.buffer, sys.stdout)
 
 
 if __name__ == "__main__":
