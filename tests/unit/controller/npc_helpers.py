@@ -93,9 +93,10 @@ class Mirror:
             assert change.patch.added == change.new.members - change.old.members
             assert change.patch.removed == change.old.members - change.new.members
             assert change.patch.added or change.patch.removed
-        elif change.old is not None and change.new is not None:
-            if isinstance(change.new, AddressGroup | AppliedToGroup):
-                assert change.old.members == change.new.members  # type: ignore[union-attr]
+        elif isinstance(change.old, AddressGroup | AppliedToGroup) and isinstance(
+            change.new, AddressGroup | AppliedToGroup
+        ):
+            assert change.old.members == change.new.members
         if change.new is None:
             assert not change.new_span
             del self.objects[change.kind][change.name]

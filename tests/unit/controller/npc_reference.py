@@ -176,12 +176,16 @@ def compute(
                         names.append(g.name)
                 for peer in peers:
                     if "ipBlock" in peer:
-                        b = IPBlock(peer["ipBlock"]["cidr"], tuple(peer["ipBlock"].get("except", ())))
+                        b = IPBlock(
+                            peer["ipBlock"]["cidr"], tuple(peer["ipBlock"].get("except", ()))
+                        )
                         if b not in blocks:
                             blocks.append(b)
                         continue
                     if "namespaceSelector" in peer:
-                        g = _Group("", peer.get("podSelector"), peer["namespaceSelector"], has_ns=True)
+                        g = _Group(
+                            "", peer.get("podSelector"), peer["namespaceSelector"], has_ns=True
+                        )
                     elif "podSelector" in peer:
                         g = _Group(ns, peer["podSelector"], None, has_ns=False)
                     else:
@@ -217,8 +221,6 @@ def compute(
         np_spans[obj.name] = frozenset().union(*(atg_span[n] for n in atg_names))
         store[Kind.NETWORK_POLICY][obj.name] = (obj, np_spans[obj.name])
     for name, g in ags.items():
-        span = frozenset().union(
-            *(np_spans[obj.name] for obj, _, used in compiled if name in used)
-        )
+        span = frozenset().union(*(np_spans[obj.name] for obj, _, used in compiled if name in used))
         store[Kind.ADDRESS_GROUP][name] = (AddressGroup(name, g.members(namespaces, pods)), span)
     return store

@@ -1,0 +1,26 @@
+"""The scale benchmark's code path at a small size, so it cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+BENCHMARK = Path(__file__).parents[3] / "benchmarks" / "controller_scale.py"
+
+
+def test_controller_scale_benchmark_small(capsys: object) -> None:
+    spec = importlib.util.spec_from_file_location("controller_scale", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = module.run(50, nodes=20, ops=50, seed=3)
+    assert result["pods"] == 200
+    assert result["policies"] == 150
+    # Per namespace: 3 AppliedToGroups (all pods, app-1, app-2), 2 AddressGroups (app-1, app-2).
+    assert result["applied_to_groups"] == 150
+    assert result["address_groups"] == 100
+    assert result["internal_policies"] == 150
+    assert result["changes"] == 400
+    for key in ("seconds", "peak_rss_mb", "pod_update_median_ms", "pod_update_p99_ms"):
+        assert result[key] > 0
+    assert module.main(["--namespaces", "5", "--nodes", "3", "--ops", "5"]) == 0
