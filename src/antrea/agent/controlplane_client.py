@@ -101,7 +101,7 @@ class ControlPlaneClient:
         endpoint: tuple[str, int] | None = None,
         ca_pem: bytes | None = None,
         backoff_initial: float = 0.5,
-        backoff_max: float = 8.0,
+        backoff_max: float = 5.0,
         idle_timeout: float = 20.0,
         connect_timeout: float = 5.0,
     ) -> None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -85,6 +85,7 @@ class _LiveCollector(Collector):
 
 class ControllerMetrics:
     def __init__(self) -> None:
+        disable_created_metrics()  # no *_created series (process-wide; nobody wants them)
         self.registry = CollectorRegistry(auto_describe=True)
         self.processing = Histogram(
             "antrea_controller_network_policy_processing_duration_seconds",
