@@ -85,7 +85,7 @@ class _LiveCollector(Collector):
 
 class ControllerMetrics:
     def __init__(self) -> None:
-        disable_created_metrics()  # no *_created series (process-wide; nobody wants them)
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: no *_created
         self.registry = CollectorRegistry(auto_describe=True)
         self.processing = Histogram(
             "antrea_controller_network_policy_processing_duration_seconds",
