@@ -25,6 +25,7 @@ from antrea.lab.cniruntime import Attachment, CniError, CniRuntime, NoNetworkCon
 from antrea.lab.kube import ApiError, KubeClient, Obj, key_of
 from antrea.lab.sandbox import Sandbox, load_dir
 from antrea.lab.state import LabSpec, NodeSpec
+from antrea.util.ethtool import disable_tx_checksum
 
 log = structlog.get_logger(__name__)
 
@@ -174,6 +175,8 @@ class Kubelet:
                     raise CniError("-", "ADD", code=999, msg=f"no IPv4 address in result {result}")
                 sb.ip = ip
                 sb.save(self.node.sandbox_dir)
+                if self.spec.cni == "antrea":
+                    await netns.run_in(sb.netns_path, lambda: _full_checksums("eth0"))
             except BaseException:
                 await self._teardown(sb)
                 raise
@@ -256,6 +259,18 @@ class Kubelet:
         except ApiError as exc:
             if exc.status != 404:
                 raise
+
+
+def _full_checksums(ifname: str) -> None:
+    """Lab-only safety net for the userspace datapath (see antrea.util.ethtool).
+
+    The agent is expected to do this itself (``disableTXChecksumOffload``); doing it again
+    here is harmless and keeps the lab usable with an agent that does not.
+    """
+    try:
+        disable_tx_checksum(ifname)
+    except OSError as exc:
+        log.warning("tx_checksum_not_disabled", ifname=ifname, error=str(exc))
 
 
 def _pod_path(pod: Obj) -> str:

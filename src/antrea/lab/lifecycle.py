@@ -168,6 +168,8 @@ def agent_config(spec: LabSpec, node: NodeSpec) -> dict[str, Any]:
         "apiPort": AGENT_API_PORT,
         "controllerAPIPort": CONTROLLER_API_PORT,
         "leaseNamespace": "kube-system",
+        # Antrea's option for datapaths without TX checksum offload (the userspace one).
+        "disableTXChecksumOffload": True,
     }
 
 
