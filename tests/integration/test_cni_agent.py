@@ -147,3 +147,23 @@ def test_agent_down_is_try_again_later(node: Any, pods: list[str], tmp_path: Pat
     err = json.loads(proc.stdout)
     assert err["code"] == 11
     assert "not running" in err["msg"]
+
+
+@pytest.mark.parametrize("version", ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+def test_real_agent_results_in_every_version(node: Any, pods: list[str], version: str) -> None:
+    """The agent's 1.1.0 answer reaches the runtime in the shape of the requested version."""
+    ours = _plugins(node)[0]
+    ours.config = dict(ours.config, cniVersion=version)
+    (pod,) = bench.make_pods(f"{node.prefix}-v{version.replace('.', '')}", 1, pods)
+    add = _call(node, ours, "ADD", pod)
+    assert add.returncode == 0, add.stdout
+    result = pod.result
+    assert result["cniVersion"] == version
+    (ip,) = result["ips"]
+    assert ip["address"].startswith("10.244.1.")
+    assert ("version" in ip) == version.startswith("0.")
+    assert result["interfaces"][ip["interface"]]["sandbox"] == f"/var/run/netns/{pod.netns}"
+    assert bench.pod_address(pod) == ip["address"]
+    if version not in {"0.3.0", "0.3.1"}:  # CHECK exists from 0.4.0
+        assert _call(node, ours, "CHECK", pod).returncode == 0
+    assert _call(node, ours, "DEL", pod).returncode == 0
