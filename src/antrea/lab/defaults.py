@@ -8,7 +8,7 @@ from typing import cast
 from antrea.lab.state import CniMode
 
 # The node network `antrea lab up` uses without --cni ($ANTREA_LAB_CNI overrides).
-DEFAULT_CNI: CniMode = "reference"
+DEFAULT_CNI: CniMode = "antrea"
 
 
 def default_cni() -> CniMode:

@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import uvloop
@@ -37,7 +38,7 @@ POLICY = textwrap.dedent(
       - from:
         - namespaceSelector:
             matchLabels:
-              ns: y
+              ns: "y"   # quoted: a bare y is the boolean true in YAML 1.1
         ports:
         - protocol: TCP
           port: 80
@@ -83,7 +84,10 @@ def run_demo(*, name: str, cni: CniMode, teardown: bool) -> int:
         print(POLICY, flush=True)
         policy = spec.path / "demo-policy.yaml"
         policy.write_text(POLICY)
-        subprocess.run([kubectl(), "apply", "-f", str(policy)], env=env, check=True)
+        applied = subprocess.run([kubectl(), "apply", "-f", str(policy)], env=env, check=False)
+        if applied.returncode != 0:
+            raise LabError(f"kubectl apply -f {policy} failed (the lab is still up)")
+        time.sleep(2.0)  # realization takes well under a second; leave margin for a busy host
         _say("connectivity with the policy")
         print(uvloop.run(_matrix(spec)), flush=True)
         if cni == "reference":

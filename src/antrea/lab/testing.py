@@ -33,7 +33,7 @@ _counter = itertools.count(1)
 @dataclass(frozen=True)
 class LabParams:
     nodes: int = 2
-    cni: str | None = None  # None: the lab default
+    cni: str | None = None  # None: the lab default (antrea.lab.defaults)
     encap: str = "vxlan"
 
 
