@@ -171,7 +171,7 @@ class Agent:
         log.info("node_read", node=node.name, pod_cidr=str(node.pod_cidr), ip=str(node.internal_ip))
 
         bridge = await init_bridge(cfg, self.ovsdb)
-        self.ovs_version = await self.ovsdb.ovs_version()
+        self.ovs_version = await self._ovs_version()
         await self._configure_host(node)
 
         # Round: above anything persisted or still installed (a crashed predecessor may have
@@ -233,6 +233,16 @@ class Agent:
         self.add_task(self._finish_round(), "round_cleanup")
         self.add_task(self._watch_ovs(), "ovs_canary")
         log.info("agent_started", node=self.node_name, round=self.round_num, mtu=self.mtu)
+
+    async def _ovs_version(self) -> str:
+        version = await self.ovsdb.ovs_version()
+        if version:
+            return version
+        try:  # ovs_version is filled by ovs-ctl; a bare ovs-vswitchd leaves it empty
+            out = await self.ofctl.appctl("version")
+        except OvsError:
+            return ""
+        return out.split()[-1] if out.split() else ""
 
     async def _configure_host(self, node: NodeInfo) -> None:
         cfg = self.cfg

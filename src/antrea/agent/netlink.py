@@ -92,11 +92,29 @@ def create_pod_veth(
         ipr.link("set", index=idx, state="up")
         ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
         pod_mac = str(ipr.get_links(idx)[0].get("address"))
+    quiet_host_port(host_name)
     with IPRoute() as ipr:
         hidx = ipr.link_lookup(ifname=host_name)[0]
         ipr.link("set", index=hidx, state="up")
         host_mac = str(ipr.get_links(hidx)[0].get("address"))
     return VethResult(host_mac=host_mac, pod_mac=pod_mac, pod_ifindex=idx)
+
+
+def quiet_host_port(name: str) -> None:
+    """Keep the node's IP stack off a veth end that belongs to OVS.
+
+    With the userspace datapath OVS reads the veth through a packet socket, but the kernel also
+    processes every frame it receives: it would answer pods' ARP for the gateway address with
+    the veth's own MAC and forward their packets a second time. No ARP replies, no forwarding,
+    no IPv6 on that port (the kernel datapath takes the frames away from the stack instead).
+    """
+    for path, value in (
+        (f"net/ipv4/conf/{name}/arp_ignore", "8"),
+        (f"net/ipv4/conf/{name}/forwarding", "0"),
+        (f"net/ipv6/conf/{name}/disable_ipv6", "1"),
+    ):
+        with contextlib.suppress(OSError):
+            set_sysctl(path, value)
 
 
 def delete_link(name: str) -> bool:

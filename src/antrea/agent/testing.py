@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -62,13 +63,16 @@ class FakeKube:
         self.nodes: dict[str, JSON] = {}
         self.pods: list[JSON] = []
         self.rv = 1
-        self._watchers: list[asyncio.Queue[JSON]] = []
+        self._watchers: list[asyncio.Queue[JSON | None]] = []
         self.app = web.Application()
         self.app.router.add_get("/api/v1/nodes", self._nodes)
         self.app.router.add_get("/api/v1/nodes/{name}", self._node)
         self.app.router.add_get("/api/v1/pods", self._pods)
         self._runner: web.AppRunner | None = None
         self.ports: dict[str | None, int] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._thread_id = 0
 
     def _bump(self, obj: JSON) -> JSON:
         self.rv += 1
@@ -76,6 +80,10 @@ class FakeKube:
         return obj
 
     def set_node(self, obj: JSON) -> None:
+        """Add or update a Node (thread-safe when the server runs in its own thread)."""
+        if self._loop is not None and self._thread_id != threading.get_ident():
+            self._loop.call_soon_threadsafe(self.set_node, obj)
+            return
         name = obj["metadata"]["name"]
         kind = "MODIFIED" if name in self.nodes else "ADDED"
         self.nodes[name] = self._bump(obj)
@@ -83,6 +91,9 @@ class FakeKube:
             q.put_nowait({"type": kind, "object": obj})
 
     def delete_node(self, name: str) -> None:
+        if self._loop is not None and self._thread_id != threading.get_ident():
+            self._loop.call_soon_threadsafe(self.delete_node, name)
+            return
         obj = self.nodes.pop(name, None)
         if obj is None:
             return
@@ -114,14 +125,17 @@ class FakeKube:
         resp = web.StreamResponse()
         resp.content_type = "application/json"
         await resp.prepare(request)
-        q: asyncio.Queue[JSON] = asyncio.Queue()
+        q: asyncio.Queue[JSON | None] = asyncio.Queue()
         self._watchers.append(q)
         try:
             while True:
                 ev = await q.get()
+                if ev is None:  # shutting down
+                    break
                 await resp.write(json.dumps(ev).encode() + b"\n")
         finally:
             self._watchers.remove(q)
+        return resp
 
     async def start(self, netns_list: list[str | None]) -> None:
         self._runner = web.AppRunner(self.app, shutdown_timeout=0.5)
@@ -133,8 +147,46 @@ class FakeKube:
             self.ports[ns] = sock.getsockname()[1]
 
     async def stop(self) -> None:
+        for q in list(self._watchers):
+            q.put_nowait(None)
         if self._runner is not None:
             await self._runner.cleanup()
+            self._runner = None
+
+    def start_in_thread(self, netns_list: list[str | None]) -> None:
+        """Serve from a private event loop in a thread (tests may then block freely)."""
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def main() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._thread_id = threading.get_ident()
+            try:
+                loop.run_until_complete(self.start(netns_list))
+            except BaseException as exc:
+                errors.append(exc)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self.stop())
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.run_until_complete(asyncio.sleep(0))
+            loop.close()
+
+        self._thread = threading.Thread(target=main, name="fake-kube", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if errors:
+            raise errors[0]
+
+    def stop_thread(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None
 
     def kubeconfig(self, path: Path, netns: str | None) -> Path:
         doc = {
@@ -359,7 +411,7 @@ class AgentLab:
         self._netns.append(name)
         self._ip("-n", name, "link", "set", "lo", "up")
 
-    async def start(self) -> None:
+    def start(self) -> None:
         self._add_netns(self.underlay)
         self._ip("-n", self.underlay, "link", "add", "br0", "type", "bridge")
         self._ip("-n", self.underlay, "link", "set", "br0", "up")
@@ -375,7 +427,7 @@ class AgentLab:
             self._ip("-n", n.netns, "link", "set", "eth1", "up")
             self._ip("-n", n.netns, "addr", "add", f"{n.ip}/24", "dev", "br-phy")
             self._ip("-n", n.netns, "link", "set", "br-phy", "up")
-        await self.kube.start([n.netns for n in self.nodes])
+        self.kube.start_in_thread([n.netns for n in self.nodes])
         for n in self.nodes:
             self.kube.set_node(node_object(n.name, n.pod_cidr, n.ip))
             n.config = {
@@ -415,13 +467,13 @@ class AgentLab:
         self.pods.append(pod)
         return pod
 
-    async def stop(self) -> None:
+    def stop(self) -> None:
         for n in self.nodes:
             try:
                 n.stop_agent()
             except Exception:
                 pass
-        await self.kube.stop()
+        self.kube.stop_thread()
         for n in self.nodes:
             n.ovs.stop()
         for ns in reversed(self._netns):
