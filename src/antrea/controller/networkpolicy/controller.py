@@ -145,8 +145,8 @@ class NetworkPolicyController:
     # -- network policies -----------------------------------------------------------------
 
     def add_network_policy(self, np: dict[str, Any]) -> None:
-        uid = np["metadata"]["uid"]
         try:
+            uid: str = np["metadata"]["uid"]
             compiled = compile_policy(np, self._grouping)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             meta = np.get("metadata", {})

@@ -27,8 +27,8 @@ from antrea.controller.networkpolicy.selectors import (
     Labels,
     Selector,
     SelectorKey,
-    group_text,
     group_name,
+    group_text,
     selector_key,
 )
 
