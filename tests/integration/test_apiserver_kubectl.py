@@ -290,3 +290,14 @@ def test_state_survives_restart(tmp_path: Path) -> None:
         assert "durable" in srv.kubectl("get", "ns").stdout
     finally:
         srv.stop()
+
+
+def test_deploy_manifest_applies_idempotently(server: Server) -> None:
+    """deploy/antrea.yml (RBAC, apps, services) applies; re-applying changes nothing."""
+    manifest = REPO / "deploy" / "antrea.yml"
+    if not manifest.exists():
+        pytest.skip("no deploy manifest")
+    first = server.kubectl("apply", "-f", str(manifest)).stdout
+    assert "created" in first
+    second = server.kubectl("apply", "-f", str(manifest)).stdout.strip().splitlines()
+    assert second and all(line.endswith("unchanged") for line in second), second

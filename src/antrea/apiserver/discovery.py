@@ -37,9 +37,12 @@ KUBERNETES_VERSION = {
 _GROUP_ORDER = (
     "",
     "apiextensions.k8s.io",
+    "apps",
     "authentication.k8s.io",
+    "rbac.authorization.k8s.io",
     "networking.k8s.io",
     "coordination.k8s.io",
+    "discovery.k8s.io",
 )
 
 

@@ -164,6 +164,55 @@ BUILTINS: tuple[ResourceType, ...] = (
         generation=True,
     ),
     ResourceType(
+        group="discovery.k8s.io",
+        version="v1",
+        resource="endpointslices",
+        kind="EndpointSlice",
+        namespaced=True,
+        singular="endpointslice",
+    ),
+    # Stored only (no controllers run them): enough to `kubectl apply` deploy/antrea.yml.
+    ResourceType(
+        group="apps",
+        version="v1",
+        resource="daemonsets",
+        kind="DaemonSet",
+        namespaced=True,
+        singular="daemonset",
+        short_names=("ds",),
+        categories=("all",),
+        status_subresource=True,
+        generation=True,
+    ),
+    ResourceType(
+        group="apps",
+        version="v1",
+        resource="deployments",
+        kind="Deployment",
+        namespaced=True,
+        singular="deployment",
+        short_names=("deploy",),
+        categories=("all",),
+        status_subresource=True,
+        generation=True,
+    ),
+    *(
+        ResourceType(
+            group="rbac.authorization.k8s.io",
+            version="v1",
+            resource=resource,
+            kind=kind,
+            namespaced=namespaced,
+            singular=kind.lower(),
+        )
+        for resource, kind, namespaced in (
+            ("clusterroles", "ClusterRole", False),
+            ("clusterrolebindings", "ClusterRoleBinding", False),
+            ("roles", "Role", True),
+            ("rolebindings", "RoleBinding", True),
+        )
+    ),
+    ResourceType(
         group="coordination.k8s.io",
         version="v1",
         resource="leases",
