@@ -366,3 +366,56 @@ class StreamMirror:
             await self.client.report_status(
                 NetworkPolicyNodeStatus(np.name, self.client.node_name, np.generation)
             )
+
+
+# --- one-shot snapshot (debugging, lab tests) ------------------------------------------------
+
+
+async def fetch_snapshot(
+    node: str, kubeconfig: str | None, timeout: float = 30.0
+) -> dict[str, Any]:
+    """What the controller sends ``node`` right now: {kind: {name: wire map}} up to the BOOKMARK."""
+    from antrea.apis.controlplane.codec import object_to_map
+    from antrea.util.kuberest import load_api_client
+
+    api_client = await load_api_client(kubeconfig)
+    client = ControlPlaneClient(node, api_client, backoff_initial=0.2, backoff_max=1.0)
+    view: dict[str, Any] = {}
+    try:
+        async with asyncio.timeout(timeout):
+            async for ev in client.events():
+                if ev.type is EventType.ERROR:
+                    view = {}
+                elif ev.type is EventType.BOOKMARK:
+                    return view
+                elif ev.object is not None:
+                    view.setdefault(str(ev.kind), {})[ev.object.name] = object_to_map(ev.object)
+    finally:
+        await client.close()
+        await api_client.close()
+    return view
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m antrea.agent.controlplane_client --node N [--kubeconfig K]``: print the
+    node's current snapshot as JSON (run it where the controller is reachable)."""
+    import argparse
+    import json
+
+    p = argparse.ArgumentParser(prog="python -m antrea.agent.controlplane_client")
+    p.add_argument("--node", required=True)
+    p.add_argument("--kubeconfig")
+    p.add_argument("--timeout", type=float, default=30.0)
+    args = p.parse_args(argv)
+    from antrea.util.logging import configure
+
+    configure(level="warning")  # logs on stderr; stdout is the JSON document
+    view = asyncio.run(fetch_snapshot(args.node, args.kubeconfig, args.timeout))
+    print(json.dumps(view, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -1,8 +1,9 @@
 """`antrea daemon --config FILE`: the agent and a controller candidate in one process.
 
-This is what the lab runs on every node. Without the policy agent (``antrea.agent.agent``), or
-with ``--agent-stub``, the agent side is a `StreamMirror` that only logs what the controller
-sends (and dumps it to ``<stateDir>/controlplane-view.json``).
+This is what the lab runs on every node. With ``--agent-stub``, or when the agent is missing,
+the agent side is only a `StreamMirror` that logs what the controller sends (and dumps it to
+``<stateDir>/controlplane-view.json``). When the agent exists but does not realize policies
+yet (no ``antrea.agent.networkpolicy.start``), the mirror runs next to it.
 """
 
 from __future__ import annotations
@@ -51,6 +52,15 @@ async def run_stub_agent(node: str, kubeconfig: str | None, state_dir: str) -> N
         await api_client.close()
 
 
+def _has_policy_agent() -> bool:
+    """Whether the agent realizes policies (and so consumes the controller stream itself)."""
+    try:
+        module = importlib.import_module("antrea.agent.networkpolicy")
+    except ModuleNotFoundError:
+        return False
+    return hasattr(module, "start")
+
+
 async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -> None:
     import structlog
 
@@ -68,10 +78,14 @@ async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -
             log.warning("policy_agent_unavailable_using_stub", missing=exc.name)
         else:
             agent_coro = agent_mod.run_agent(config_mod.load_config(config_path))
-    if agent_coro is None:
-        agent_coro = run_stub_agent(ccfg.node_name, ccfg.kubeconfig, ccfg.state_dir)
+    mirror = agent_coro is None or not _has_policy_agent()
+    if mirror:
+        log.info("controlplane_stream_mirror_enabled", reason="no policy agent")
     async with asyncio.TaskGroup() as tg:
-        tg.create_task(agent_coro)
+        if agent_coro is not None:
+            tg.create_task(agent_coro)
+        if mirror:
+            tg.create_task(run_stub_agent(ccfg.node_name, ccfg.kubeconfig, ccfg.state_dir))
         if controller:
             tg.create_task(run_controller(ccfg))
 
