@@ -97,6 +97,14 @@ async def start_embedded(spec: LabSpec) -> Stop:
             server=f"https://127.0.0.1:{spec.api_port}", ca_pem=ca, token=tokens["admin"]
         ),
     )
+    write_kubeconfig(
+        spec.path / "admin-underlay.kubeconfig",
+        render_kubeconfig(
+            server=f"https://{spec.underlay_api_ip}:{UNDERLAY_API_PORT}",
+            ca_pem=ca,
+            token=tokens["admin"],
+        ),
+    )
     for node in spec.nodes:
         user = f"system:node:{node.name}"
         text = render_kubeconfig(
@@ -152,6 +160,7 @@ async def start_forwarder(spec: LabSpec) -> Stop:
 
     forwarder = f"{spec.underlay_api_ip}:{UNDERLAY_API_PORT}"
     text, (host, port) = node_kubeconfig_for_external(spec.kubeconfig, forwarder)
+    write_kubeconfig(spec.path / "admin-underlay.kubeconfig", text)
     for node in spec.nodes:
         write_kubeconfig(node.kubeconfig, text)
 

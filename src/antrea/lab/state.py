@@ -113,14 +113,24 @@ class NodeSpec:
     def cni_socket(self) -> Path:
         return self.agent_state_dir / "cni.sock"
 
+    @property
+    def admin_kubeconfig(self) -> Path:
+        """Admin identity, reachable from inside node namespaces (shared by all nodes)."""
+        return self.path.parent.parent / "admin-underlay.kubeconfig"
+
     def env(self) -> dict[str, str]:
-        """Environment that points OVS tools, antctl and kubectl at this node."""
+        """Environment that points OVS tools, antctl and kubectl at this node.
+
+        ``KUBECONFIG`` is an admin kubeconfig that works from inside the node (like an operator
+        logged into a node); the node's own identity is in ``ANTREA_NODE_KUBECONFIG``.
+        """
         return {
             "OVS_RUNDIR": str(self.ovs_dir),
             "OVS_LOGDIR": str(self.ovs_dir),
             "OVS_DBDIR": str(self.ovs_dir),
             "NODE_NAME": self.name,
-            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECONFIG": str(self.admin_kubeconfig),
+            "ANTREA_NODE_KUBECONFIG": str(self.kubeconfig),
             "ANTREA_CONFIG": str(self.agent_config),
             "ANTREA_AGENT_API": f"http://127.0.0.1:{AGENT_API_PORT}",
             "ANTCTL_AGENT_ADDR": f"127.0.0.1:{AGENT_API_PORT}",
