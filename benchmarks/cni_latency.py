@@ -356,7 +356,7 @@ def summary(values: list[float]) -> dict[str, float]:
 
 
 def pod_address(pod: Pod) -> str:
-    out = sh("ip", "-n", pod.netns, "-o", "-4", "addr", "show", "dev", "eth0").stdout
+    out = sh("ip", "-n", pod.netns, "-o", "-4", "addr", "show", "dev", "eth0", check=False).stdout
     return out.split("inet ")[1].split()[0] if "inet " in out else ""
 
 

@@ -167,3 +167,61 @@ def test_real_agent_results_in_every_version(node: Any, pods: list[str], version
     if version not in {"0.3.0", "0.3.1"}:  # CHECK exists from 0.4.0
         assert _call(node, ours, "CHECK", pod).returncode == 0
     assert _call(node, ours, "DEL", pod).returncode == 0
+
+
+def _run_chain(
+    node: Any, conflist: dict[str, Any], command: str, pod: Any, cached: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """libcni's chain semantics: ADD in order feeding prevResult, DEL in reverse, CHECK in order."""
+    import json
+
+    plugins = conflist["plugins"]
+    order = list(reversed(plugins)) if command == "DEL" else plugins
+    prev = cached
+    for plugin in order:
+        conf = {**plugin, "name": conflist["name"], "cniVersion": conflist["cniVersion"]}
+        if prev is not None:
+            conf["prevResult"] = prev
+        exe = node.plugin if plugin["type"] == "antrea" else Path("/usr/lib/cni") / plugin["type"]
+        env = {
+            "CNI_COMMAND": command,
+            "CNI_CONTAINERID": pod.container_id,
+            "CNI_NETNS": f"/var/run/netns/{pod.netns}",
+            "CNI_IFNAME": "eth0",
+            "CNI_PATH": f"/usr/lib/cni:{node.plugin.parent}",
+            "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=chain;K8S_POD_NAME={pod.name}",
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        }
+        with bench.in_netns(node.netns):
+            proc = subprocess.run(
+                [exe], env=env, input=json.dumps(conf).encode(), capture_output=True, check=False
+            )
+        assert proc.returncode == 0, (plugin["type"], command, proc.stdout, proc.stderr)
+        if command == "ADD":
+            prev = json.loads(proc.stdout)
+    return prev
+
+
+def test_chain_with_reference_portmap_and_bandwidth(node: Any, pods: list[str], tmp_path: Path):
+    """Go's libcni (in portmap/bandwidth) parses our result as prevResult, in the chain our
+    installer writes when the reference plugins are present."""
+    import json
+
+    from antrea.cni.install import write_conflist
+
+    path = write_conflist(
+        tmp_path, mtu=0, socket=str(node.cni_socket), bin_dir=Path("/usr/lib/cni")
+    )
+    conflist = json.loads(path.read_text())
+    assert [p["type"] for p in conflist["plugins"]] == ["antrea", "portmap", "bandwidth"]
+    (pod,) = bench.make_pods(f"{node.prefix}-chain", 1, pods)
+    result = _run_chain(node, conflist, "ADD", pod, None)
+    assert result is not None
+    assert result["ips"][0]["address"] == bench.pod_address(pod)
+    # NOTE: bandwidth 1.1.1 panics on CHECK without a bandwidth setting (nil dereference in its
+    # cmdCheck, whatever the prevResult); containerd never calls CHECK. Check the rest.
+    no_bw = dict(conflist, plugins=[p for p in conflist["plugins"] if p["type"] != "bandwidth"])
+    _run_chain(node, no_bw, "CHECK", pod, result)
+    _run_chain(node, conflist, "DEL", pod, result)
+    _run_chain(node, conflist, "DEL", pod, result)
+    assert bench.pod_address(pod) == ""
