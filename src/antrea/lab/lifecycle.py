@@ -80,7 +80,7 @@ def up(
         )
     lab_root().mkdir(parents=True, exist_ok=True)
     try:
-        spec.path.mkdir()
+        spec.path.mkdir(parents=True)  # parents: another lab's down may rmdir the root
     except FileExistsError:
         raise LabError(
             f"lab {name!r} already exists ({spec.path}); use it, or `antrea lab down --name {name}`"
