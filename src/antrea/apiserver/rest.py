@@ -19,7 +19,7 @@ import structlog
 import yaml
 from aiohttp import web
 
-from antrea.apiserver import crd, errors, protobuf, strategy
+from antrea.apiserver import crd, errors, fields, protobuf, strategy
 from antrea.apiserver.auth import Identity, TokenAuthenticator
 from antrea.apiserver.resources import Registry, ResourceType
 from antrea.apiserver.routing import ResourcePath
@@ -39,8 +39,30 @@ NAMESPACE_MISMATCH = (
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+def json_response(
+    body: Any, status: int = 200, *, warnings: list[str] | None = None
+) -> web.Response:
+    response = web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
+    for text in warnings or ():
+        response.headers.add("Warning", f"299 - {orjson.dumps(text).decode()}")
+    return response
+
+
+def _field_warnings(request: web.Request, rt: ResourceType, obj: JSON) -> list[str]:
+    """Apply ``fieldValidation``: Strict fails on unknown fields, Warn (the default) warns."""
+    mode = request.query.get("fieldValidation", "Warn")
+    if mode == "Ignore":
+        return []
+    unknown = fields.unknown_fields(rt.group, rt.kind, obj)
+    if not unknown:
+        return []
+    if mode == "Strict":
+        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
+        raise errors.bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+            f"strict decoding error: {listed}"
+        )
+    return [f'unknown field "{u}"' for u in unknown]
 
 
 def _bool(value: str | None) -> bool:
@@ -302,7 +324,9 @@ class ResourceHandlers:
         errs = validate(rt.group, rt.kind, obj, old)
         if errs:
             raise errors.APIError(
-                field_errors_to_status(rt.kind, obj["metadata"].get("name", ""), errs)
+                field_errors_to_status(
+                    rt.kind, obj["metadata"].get("name", ""), errs, group=rt.group
+                )
             )
 
     def _check_namespace_open(self, rt: ResourceType, ns: str, name: str) -> None:
@@ -339,7 +363,9 @@ class ResourceHandlers:
 
     async def _create(self, request: web.Request, rt: ResourceType, ns: str) -> web.Response:
         obj = self._normalize_body(rt, await read_object(request), ns)
-        return json_response(self.create(rt, obj, ns, dry_run=_dry_run(request)), status=201)
+        warnings = _field_warnings(request, rt, obj)
+        created = self.create(rt, obj, ns, dry_run=_dry_run(request))
+        return json_response(created, status=201, warnings=warnings)
 
     def create(self, rt: ResourceType, obj: JSON, ns: str, *, dry_run: bool = False) -> JSON:
         meta = obj["metadata"]
@@ -398,6 +424,7 @@ class ResourceHandlers:
         self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str
     ) -> web.Response:
         obj = self._normalize_body(rt, await read_object(request), ns)
+        warnings = _field_warnings(request, rt, obj)
         body_name = obj["metadata"].get("name")
         if body_name and body_name != name:
             raise errors.bad_request(
@@ -407,14 +434,15 @@ class ResourceHandlers:
         old = self.store.get(rt.key, ns, name)
         if old is None:
             if rt.create_on_update and not sub:
-                return json_response(
-                    self.create(rt, obj, ns, dry_run=_dry_run(request)), status=201
-                )
+                created_obj = self.create(rt, obj, ns, dry_run=_dry_run(request))
+                return json_response(created_obj, status=201, warnings=warnings)
             raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
         if sub == "finalize":
             sub = ""
         result, created = self.update(rt, obj, old, sub=sub, dry_run=_dry_run(request))
-        return json_response(versioned(rt, result), status=201 if created else 200)
+        return json_response(
+            versioned(rt, result), status=201 if created else 200, warnings=warnings
+        )
 
     def update(
         self, rt: ResourceType, new: JSON, old: JSON, *, sub: str = "", dry_run: bool = False
@@ -481,8 +509,9 @@ class ResourceHandlers:
         patched["apiVersion"] = rt.group_version
         if sub == "finalize":
             sub = ""
+        warnings = _field_warnings(request, rt, patched)
         result, _ = self.update(rt, patched, old, sub=sub, dry_run=_dry_run(request))
-        return json_response(versioned(rt, result))
+        return json_response(versioned(rt, result), warnings=warnings)
 
     async def _bind(
         self, request: web.Request, rt: ResourceType, ns: str, name: str

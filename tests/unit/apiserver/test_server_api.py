@@ -685,3 +685,16 @@ async def test_persistence_survives_restart(tmp_path: Any) -> None:
     finally:
         await session.close()
         await server.stop()
+
+
+async def test_field_validation_strict_rejects_and_warn_warns(api: Client) -> None:
+    """Unknown fields: Strict (kubectl's default) is a 400, Warn a Warning header."""
+    base = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies"
+    typo = {"metadata": {"name": "t"}, "spec": {"podSelector": {}, "ingres": [{}]}}
+    status, err = await api.req("POST", base + "?fieldValidation=Strict", typo)
+    assert status == 400 and 'unknown field "spec.ingres"' in err["message"]
+    async with api.session.post(
+        base, data=orjson.dumps(typo), headers={"Content-Type": "application/json"}
+    ) as resp:
+        assert resp.status == 201
+        assert 'unknown field \\"spec.ingres\\"' in resp.headers.get("Warning", "")
