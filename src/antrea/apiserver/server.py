@@ -82,7 +82,7 @@ class APIServer:
         token_auth_file: Path | None = None,
         cert_dir: Path | None = None,
         extra_sans: Sequence[str] = (),
-        history: int = 20000,
+        history: int = 10000,
         watch_queue: int = 20000,
         bookmark_interval: float = 10.0,
         authorizer: Authorizer | None = None,

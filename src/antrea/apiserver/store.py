@@ -153,7 +153,7 @@ class Watcher:
 class Store:
     """Objects by (group, resource) -> namespace -> name, plus history and watchers."""
 
-    def __init__(self, *, history: int = 20000, watch_queue: int = 20000) -> None:
+    def __init__(self, *, history: int = 10000, watch_queue: int = 20000) -> None:
         self.rv = 0
         self._objects: dict[Key, dict[str, dict[str, JSON]]] = {}
         self._history: deque[Event] = deque(maxlen=history)

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--watch-history",
         type=int,
-        default=20000,
+        default=10000,
         help="recent events a watch can resume from before it gets 410 Gone",
     )
     parser.set_defaults(func=_run)
