@@ -218,6 +218,7 @@ class Agent:
             store=self.interface_store,
             ipam=self.ipam,
             mtu=self.mtu,
+            disable_tx_checksum=cfg.disableTXChecksumOffload,
         )
         self.cni_server = CNIServer(
             socket_path=cfg.cniSocket,
@@ -262,7 +263,9 @@ class Agent:
             self.mtu = transport_mtu - (TUNNEL_OVERHEAD[cfg.tunnelType] if cfg.encap else 0)
         gw_if = ipaddress.IPv4Interface(f"{node.gateway_ip}/{node.pod_cidr.prefixlen}")
         self.gateway_mac = await asyncio.to_thread(
-            netlink.configure_gateway, cfg.hostGateway, gw_if, self.mtu
+            lambda: netlink.configure_gateway(
+                cfg.hostGateway, gw_if, self.mtu, disable_tx_checksum=cfg.disableTXChecksumOffload
+            )
         )
         with contextlib.suppress(OSError):
             await asyncio.to_thread(netlink.set_sysctl, "net/ipv4/ip_forward", "1")

@@ -44,6 +44,9 @@ class AgentConfig:
     apiPort: int = 10350
     controllerAPIPort: int = 10349
     leaseNamespace: str = "kube-system"
+    # Antrea's option for datapaths that do not complete partial checksums (the userspace one):
+    # pod interfaces and gw0 send fully checksummed packets.
+    disableTXChecksumOffload: bool = False
     # Seconds to wait for the policy controller's initial sync before deleting the previous
     # round's flows (Antrea waits for its NP/pod/route installers the same way).
     policyReadyTimeout: float = 30.0
@@ -65,6 +68,8 @@ class AgentConfig:
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
     if isinstance(default, bool):
+        if isinstance(value, str):
+            return value.strip().lower() in ("true", "yes", "1", "on")
         return bool(value)
     if isinstance(default, int):
         try:

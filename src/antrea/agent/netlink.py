@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkError
 
+from antrea.util import ethtool
+
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -71,6 +73,7 @@ def create_pod_veth(
     ip: ipaddress.IPv4Interface,
     gateway: ipaddress.IPv4Address,
     mtu: int,
+    disable_tx_checksum: bool = False,
 ) -> VethResult:
     """Create the veth pair from inside the pod's namespace and configure the pod end.
 
@@ -89,6 +92,8 @@ def create_pod_veth(
         )
         idx = ipr.link_lookup(ifname=ifname)[0]
         ipr.addr("add", index=idx, address=str(ip.ip), prefixlen=ip.network.prefixlen)
+        if disable_tx_checksum:
+            ethtool.disable_tx_checksum(ifname)
         ipr.link("set", index=idx, state="up")
         ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
         pod_mac = str(ipr.get_links(idx)[0].get("address"))
@@ -193,8 +198,13 @@ def send_gratuitous_arp(netns: str, ifname: str, mac: str, ip: ipaddress.IPv4Add
         s.send(_garp_frame(mac, ip))
 
 
-def configure_gateway(name: str, ip: ipaddress.IPv4Interface, mtu: int) -> str:
+def configure_gateway(
+    name: str, ip: ipaddress.IPv4Interface, mtu: int, *, disable_tx_checksum: bool = False
+) -> str:
     """Give gw0 its address and MTU, bring it up; returns its MAC."""
+    if disable_tx_checksum:
+        with contextlib.suppress(OSError):
+            ethtool.disable_tx_checksum(name)
     with IPRoute() as ipr:
         idx = ipr.link_lookup(ifname=name)
         if not idx:

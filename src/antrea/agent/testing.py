@@ -445,6 +445,8 @@ class AgentLab:
                 "apiPort": 10350,
                 "policyReadyTimeout": 2,
                 "ovsCheckInterval": 1,
+                "disableTXChecksumOffload": True,
+                "transportInterface": "br-phy",
             }
 
     def start_agents(self) -> None:

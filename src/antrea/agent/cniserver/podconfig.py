@@ -80,6 +80,7 @@ class PodConfigurator:
         store: InterfaceStore,
         ipam: IPAM,
         mtu: int,
+        disable_tx_checksum: bool = False,
     ) -> None:
         self.bridge = bridge
         self.ovsdb = ovsdb
@@ -88,6 +89,7 @@ class PodConfigurator:
         self.store = store
         self.ipam = ipam
         self.mtu = mtu
+        self.disable_tx_checksum = disable_tx_checksum
         self._locks: dict[str, asyncio.Lock] = {}
 
     def _lock(self, container_id: str) -> asyncio.Lock:
@@ -161,6 +163,7 @@ class PodConfigurator:
                 ip=ip_if,
                 gateway=self.ipam.gateway,
                 mtu=self.mtu,
+                disable_tx_checksum=self.disable_tx_checksum,
             )
         except netlink.NetnsGone as exc:
             raise CniError(CONFIG_INTERFACE_FAILURE, f"netns {req.netns} does not exist") from exc
