@@ -390,6 +390,8 @@ async def fetch_snapshot(
                     return view
                 elif ev.object is not None:
                     view.setdefault(str(ev.kind), {})[ev.object.name] = object_to_map(ev.object)
+    except TimeoutError as exc:
+        raise StreamError(f"no snapshot within {timeout}s: {client.last_error}") from exc
     finally:
         await client.close()
         await api_client.close()
@@ -401,6 +403,7 @@ def main(argv: list[str] | None = None) -> int:
     node's current snapshot as JSON (run it where the controller is reachable)."""
     import argparse
     import json
+    import sys
 
     p = argparse.ArgumentParser(prog="python -m antrea.agent.controlplane_client")
     p.add_argument("--node", required=True)
@@ -410,12 +413,14 @@ def main(argv: list[str] | None = None) -> int:
     from antrea.util.logging import configure
 
     configure(level="warning")  # logs on stderr; stdout is the JSON document
-    view = asyncio.run(fetch_snapshot(args.node, args.kubeconfig, args.timeout))
+    try:
+        view = asyncio.run(fetch_snapshot(args.node, args.kubeconfig, args.timeout))
+    except StreamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(view, sort_keys=True))
     return 0
 
 
 if __name__ == "__main__":
-    import sys
-
-    sys.exit(main())
+    raise SystemExit(main())
