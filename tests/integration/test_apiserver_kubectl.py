@@ -147,6 +147,12 @@ def test_api_resources_and_version(server: Server) -> None:
     assert "Server Version: v1.32" in server.kubectl("version").stdout
 
 
+def test_auth_whoami_and_can_i(server: Server) -> None:
+    out = server.kubectl("auth", "whoami").stdout
+    assert "admin" in out and "system:masters" in out
+    assert server.kubectl("auth", "can-i", "create", "pods").stdout.strip() == "yes"
+
+
 def test_create_namespace_and_typed_creates(server: Server) -> None:
     server.kubectl("create", "namespace", "typed")
     server.kubectl("create", "configmap", "cm", "-n", "typed", "--from-literal=a=b")

@@ -39,6 +39,7 @@ _GROUP_ORDER = (
     "apiextensions.k8s.io",
     "apps",
     "authentication.k8s.io",
+    "authorization.k8s.io",
     "rbac.authorization.k8s.io",
     "networking.k8s.io",
     "coordination.k8s.io",

@@ -81,7 +81,31 @@ _SERVICE_SPEC: Schema = {
     18: ("clusterIPs", "string", True),
     19: ("ipFamilies", "string", True),
 }
+_RESOURCE_ATTRIBUTES: Schema = {
+    1: ("namespace", "string", False),
+    2: ("verb", "string", False),
+    3: ("group", "string", False),
+    4: ("version", "string", False),
+    5: ("resource", "string", False),
+    6: ("subresource", "string", False),
+    7: ("name", "string", False),
+}
 KINDS: dict[tuple[str, str], Schema] = {
+    ("authorization.k8s.io/v1", "SelfSubjectAccessReview"): {
+        1: ("metadata", OBJECT_META, False),
+        2: (
+            "spec",
+            {
+                1: ("resourceAttributes", _RESOURCE_ATTRIBUTES, False),
+                2: (
+                    "nonResourceAttributes",
+                    {1: ("path", "string", False), 2: ("verb", "string", False)},
+                    False,
+                ),
+            },
+            False,
+        ),
+    },
     ("v1", "Namespace"): {
         1: ("metadata", OBJECT_META, False),
         2: ("spec", {1: ("finalizers", "string", True)}, False),

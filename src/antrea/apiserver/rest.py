@@ -20,7 +20,13 @@ import yaml
 from aiohttp import web
 
 from antrea.apiserver import crd, errors, fields, protobuf, strategy
-from antrea.apiserver.auth import Identity, TokenAuthenticator
+from antrea.apiserver.auth import (
+    AllowAuthenticated,
+    Authorizer,
+    Identity,
+    RequestAttributes,
+    TokenAuthenticator,
+)
 from antrea.apiserver.resources import Registry, ResourceType
 from antrea.apiserver.routing import ResourcePath
 from antrea.apiserver.store import Predicate, Store, name_of, namespace_of
@@ -120,8 +126,10 @@ class ResourceHandlers:
         store: Store,
         registry: Registry,
         authenticator: TokenAuthenticator,
+        authorizer: Authorizer | None = None,
         bookmark_interval: float = 10.0,
     ) -> None:
+        self.authorizer: Authorizer = authorizer or AllowAuthenticated()
         self.store = store
         self.registry = registry
         self.authenticator = authenticator
@@ -169,6 +177,10 @@ class ResourceHandlers:
         if rt.virtual:
             if method != "POST" or target.name is not None:
                 raise errors.method_not_allowed()
+            if rt.resource == "selfsubjectreviews":
+                return await self._self_subject_review(request, identity)
+            if rt.resource == "selfsubjectaccessreviews":
+                return await self._self_access_review(request, identity)
             return await self._token_review(request)
         sub = target.subresource
         if sub and sub not in ("status", "binding", "finalize"):
@@ -772,7 +784,47 @@ class ResourceHandlers:
                 return ns_obj
         return self._remove(self._rt(NS_KEY), ns_obj)
 
-    # -- tokenreviews -----------------------------------------------------------------------
+    # -- reviews ----------------------------------------------------------------------------
+
+    async def _self_subject_review(self, request: web.Request, identity: Identity) -> web.Response:
+        await request.read()
+        user = {"username": identity.user, "uid": identity.uid, "groups": list(identity.groups)}
+        return json_response(
+            {
+                "kind": "SelfSubjectReview",
+                "apiVersion": "authentication.k8s.io/v1",
+                "metadata": {"creationTimestamp": strategy.now_rfc3339()},
+                "status": {"userInfo": user},
+            },
+            status=201,
+        )
+
+    async def _self_access_review(self, request: web.Request, identity: Identity) -> web.Response:
+        body = await read_object(request)
+        raw_spec = body.get("spec")
+        spec: JSON = raw_spec if isinstance(raw_spec, dict) else {}
+        ra = spec.get("resourceAttributes") or {}
+        nra = spec.get("nonResourceAttributes") or {}
+        attrs = RequestAttributes(
+            verb=str(ra.get("verb") or nra.get("verb") or ""),
+            group=str(ra.get("group") or ""),
+            resource=str(ra.get("resource") or ""),
+            subresource=str(ra.get("subresource") or ""),
+            namespace=str(ra.get("namespace") or ""),
+            name=str(ra.get("name") or ""),
+            path=str(nra.get("path") or ""),
+        )
+        allowed = self.authorizer.authorize(identity, attrs)
+        return json_response(
+            {
+                "kind": "SelfSubjectAccessReview",
+                "apiVersion": "authorization.k8s.io/v1",
+                "metadata": {"creationTimestamp": None},
+                "spec": spec,
+                "status": {"allowed": allowed},
+            },
+            status=201,
+        )
 
     async def _token_review(self, request: web.Request) -> web.Response:
         body = await read_object(request)

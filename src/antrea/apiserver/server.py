@@ -103,6 +103,7 @@ class APIServer:
             store=self.store,
             registry=self.registry,
             authenticator=self.authenticator,
+            authorizer=self.authorizer,
             bookmark_interval=bookmark_interval,
         )
         self._persistence: Persistence | None = None

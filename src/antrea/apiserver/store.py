@@ -278,6 +278,8 @@ class Store:
                 kind = watcher.translate(event)
                 if kind is not None:
                     watcher.pending.append((kind, event))
+        # The initial burst does not count against the watcher's lag allowance.
+        watcher.maxsize += len(watcher.pending)
         self._watchers.setdefault(key, set()).add(watcher)
         return watcher
 
