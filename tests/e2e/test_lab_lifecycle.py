@@ -55,3 +55,19 @@ def test_down_after_a_crash(tmp_path: Path) -> None:
     assert_gone(name)
     for pid in (sup, vsd, *others):
         assert pid is not None and not topology.pid_alive(pid)
+
+
+def test_labs_of_dead_test_processes_are_swept() -> None:
+    """A test process killed before its teardown leaves a lab; the next session removes it."""
+    need_lab_prerequisites()
+    from antrea.lab.testing import OWNER_FILE, sweep_stale_test_labs
+
+    name = "e2eorphan"
+    lifecycle.down(name)
+    try:
+        spec = lifecycle.up(name=name, nodes=1, cni="reference")
+        (spec.path / OWNER_FILE).write_text("999999999 0\n")  # no such process
+        assert name in sweep_stale_test_labs()
+        assert_gone(name)
+    finally:
+        lifecycle.down(name)

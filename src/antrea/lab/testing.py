@@ -33,8 +33,8 @@ _counter = itertools.count(1)
 @dataclass(frozen=True)
 class LabParams:
     nodes: int = 2
-    cni: str | None = None  # None: the lab default (antrea.lab.defaults)
-    encap: str = "vxlan"
+    cni: state.CniMode | None = None  # None: the lab default (antrea.lab.defaults)
+    encap: state.EncapMode = "vxlan"
 
 
 def need_lab_prerequisites() -> None:
@@ -117,15 +117,44 @@ class Lab:
             await labmodel.delete(c, m)
 
 
+OWNER_FILE = "test-owner"
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def sweep_stale_test_labs() -> list[str]:
+    """Remove labs left by test processes that died without running their teardown."""
+    removed = []
+    for name in state.running_labs():
+        owner = state.lab_root() / name / OWNER_FILE
+        try:
+            pid_text, started = owner.read_text().split()
+        except (OSError, ValueError):
+            continue
+        pid = int(pid_text)
+        if _start_time(pid) != started:  # the owner is gone (or its pid was reused)
+            lifecycle.down(name)
+            removed.append(name)
+    return removed
+
+
 @contextlib.contextmanager
 def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
     """A fresh lab for the duration of the block; always downed, even on failure."""
     need_lab_prerequisites()
     name = f"e2e{os.getpid() % 10000}n{next(_counter)}"
+    sweep_stale_test_labs()
     lifecycle.down(name)
     cni = params.cni or default_cni()
     try:
-        spec = lifecycle.up(name=name, nodes=params.nodes, cni=cni, encap=params.encap)  # type: ignore[arg-type]
+        spec = lifecycle.up(name=name, nodes=params.nodes, cni=cni, encap=params.encap)
+        me = os.getpid()
+        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
         yield Lab(spec)
     finally:
         lifecycle.down(name)
