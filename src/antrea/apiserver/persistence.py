@@ -79,7 +79,9 @@ class Persistence:
 
     def record(self, event: Event) -> None:
         group, resource = event.key
-        self._buffer.append(orjson.dumps([event.rv, event.type, group, resource, event.obj]))
+        # Reuse the event's serialization (watchers share it) instead of encoding again.
+        head = orjson.dumps([event.rv, event.type, group, resource])
+        self._buffer.append(head[:-1] + b"," + event.raw() + b"]")
 
     def _flush(self) -> None:
         if not self._buffer or self._log_file is None:
