@@ -47,6 +47,8 @@ from antrea.controller.networkpolicy.store import EMPTY_SPAN, Change, ComputedSt
 log = structlog.get_logger(__name__)
 
 Listener = Callable[[Change], None]
+# Builds a Change from a tuple without the NamedTuple's Python-level __new__ (hot in the flush).
+_change = tuple.__new__
 # What a group looked like before a flush touched it: members, ATG span, AG span.
 _GroupBefore = tuple[frozenset[GroupMember], Span, Span, bool, bool]
 
@@ -239,7 +241,7 @@ class NetworkPolicyController:
             before[g] = (old_members, g.atg_span, g.ag_span, g.published_ag, g.published_atg)
             if not g.atg_refs and not g.ag_refs:
                 continue
-            members = frozenset([p.member for p in g.pods if p.member is not None])
+            members = frozenset(g.live)
             if members == old_members:
                 members = old_members
             else:
@@ -291,21 +293,35 @@ class NetworkPolicyController:
         changes: list[Change] = []
         group_deletes: list[Change] = []
         to_destroy: list[SelectorGroup] = []
+        add = changes.append
+        ag_store = self.store._objects[Kind.ADDRESS_GROUP]
+        atg_store = self.store._objects[Kind.APPLIED_TO_GROUP]
+        AG, ATG = Kind.ADDRESS_GROUP, Kind.APPLIED_TO_GROUP
         for g, (old_members, old_atg_span, old_ag_span, was_ag, was_atg) in before.items():
             members = g.members
+            name = g.name
             patch: AddressGroupPatch | None = None
             if members is not old_members and (was_ag or was_atg):
-                patch = AddressGroupPatch(g.name, members - old_members, old_members - members)
-            if g.ag_refs or was_ag:
+                patch = AddressGroupPatch(name, members - old_members, old_members - members)
+            # Additions (all of the initial sync) inline; modifications and deletions below.
+            if g.ag_refs and not was_ag:
+                obj: ControlPlaneObject = AddressGroup(name, members)
+                ag_store[name] = (obj, g.ag_span)
+                add(_change(Change, (AG, name, None, obj, EMPTY_SPAN, g.ag_span, None)))
+            elif g.ag_refs or was_ag:
                 self._publish_view(
-                    Kind.ADDRESS_GROUP, g, wanted=bool(g.ag_refs), was=was_ag,
-                    old_members=old_members, old_span=old_ag_span, span=g.ag_span, patch=patch,
+                    AG, g, wanted=bool(g.ag_refs), old_members=old_members,
+                    old_span=old_ag_span, span=g.ag_span, patch=patch,
                     changes=changes, deletes=group_deletes,
                 )  # fmt: skip
-            if g.atg_refs or was_atg:
+            if g.atg_refs and not was_atg:
+                obj = AppliedToGroup(name, members)
+                atg_store[name] = (obj, g.atg_span)
+                add(_change(Change, (ATG, name, None, obj, EMPTY_SPAN, g.atg_span, None)))
+            elif g.atg_refs or was_atg:
                 self._publish_view(
-                    Kind.APPLIED_TO_GROUP, g, wanted=bool(g.atg_refs), was=was_atg,
-                    old_members=old_members, old_span=old_atg_span, span=g.atg_span, patch=patch,
+                    ATG, g, wanted=bool(g.atg_refs), old_members=old_members,
+                    old_span=old_atg_span, span=g.atg_span, patch=patch,
                     changes=changes, deletes=group_deletes,
                 )  # fmt: skip
             g.published_ag = bool(g.ag_refs)
@@ -333,7 +349,6 @@ class NetworkPolicyController:
         g: SelectorGroup,
         *,
         wanted: bool,
-        was: bool,
         old_members: frozenset[GroupMember],
         old_span: Span,
         span: Span,
@@ -341,23 +356,18 @@ class NetworkPolicyController:
         changes: list[Change],
         deletes: list[Change],
     ) -> None:
-        """Store and announce one of the two views (AddressGroup, AppliedToGroup) of a group."""
+        """Modify or delete a published view (AddressGroup or AppliedToGroup) of a group."""
         store = self.store
         name = g.name
         make = AddressGroup if kind is Kind.ADDRESS_GROUP else AppliedToGroup
         if wanted:
-            if not was:
-                obj: ControlPlaneObject = make(name, g.members)
-                store._put(kind, name, obj, span)
-                changes.append(Change(kind, name, None, obj, EMPTY_SPAN, span, None))
-                return
             changed = g.members is not old_members
             if changed or span != old_span:
                 old_obj = store._entry(kind, name)[0]
                 obj = make(name, g.members) if changed else old_obj
                 store._put(kind, name, obj, span)
                 changes.append(Change(kind, name, old_obj, obj, old_span, span, patch))
-        elif was:
+        else:
             old_obj = store._entry(kind, name)[0]
             store._delete(kind, name)
             deletes.append(Change(kind, name, old_obj, None, old_span, EMPTY_SPAN, None))
@@ -368,6 +378,7 @@ class NetworkPolicyController:
         """Store and announce policies; returns the deletions (announced after the rest)."""
         store = self.store
         NP = Kind.NETWORK_POLICY
+        np_store = store._objects[NP]
         policies = self._policies
         deletes: list[Change] = []
         for uid in uids:
@@ -383,8 +394,8 @@ class NetworkPolicyController:
             obj = state.compiled.policy
             old_obj = state.published
             if old_obj is None:
-                store._put(NP, uid, obj, state.span)
-                changes.append(Change(NP, uid, None, obj, EMPTY_SPAN, state.span, None))
+                np_store[uid] = (obj, state.span)
+                changes.append(_change(Change, (NP, uid, None, obj, EMPTY_SPAN, state.span, None)))
                 state.published = obj
                 continue
             old_span = store._entry(NP, uid)[1]

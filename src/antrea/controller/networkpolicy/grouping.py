@@ -19,7 +19,7 @@ change notifications is the controller's flush (see `controller.py`), done once 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from antrea.apis.controlplane.types import GroupMember
@@ -71,7 +71,12 @@ class PodState:
 
 
 class SelectorGroup:
-    """One normalized group selector, the pods it selects, and what the controller published."""
+    """One normalized group selector, the pods it selects, and what the controller published.
+
+    ``live`` holds the current members themselves (not pod states): a set keeps each element's
+    hash, so the published snapshot ``frozenset(live)`` and patch differences never rehash a
+    `GroupMember` (whose dataclass hash is recomputed on every call).
+    """
 
     __slots__ = (
         "ag_refs",
@@ -79,13 +84,13 @@ class SelectorGroup:
         "atg_refs",
         "atg_span",
         "key",
+        "live",
         "members",
         "name",
         "namespace",
         "namespaces",
         "ns_selector",
         "pod_selector",
-        "pods",
         "published_ag",
         "published_atg",
     )
@@ -94,7 +99,7 @@ class SelectorGroup:
         self.key = key
         self.namespace, self.pod_selector, self.ns_selector = key
         self.name = name
-        self.pods: set[PodState] = set()
+        self.live: set[GroupMember] = set()
         # Matching namespaces, for cluster groups only (a shared empty value otherwise).
         self.namespaces: set[NamespaceState] = _NO_NAMESPACES if key[2] is None else set()
         # Controller state: referencing policy UIDs (allocated on first use: most groups are
@@ -206,23 +211,26 @@ class Grouping:
             ns_sel.refs += 1
             self._cluster_index.add(group, ns_sel)
             scopes = self._namespaces_matching(ns_sel)
-        pods = group.pods
+        live = group.live
         for ns in scopes:
             if ns_sel is not None:
                 ns.cluster_groups.add(group)
                 group.namespaces.add(ns)
             for pod in ns.pods.values():
-                if pod.member is not None and matches(pod.labels):
-                    pods.add(pod)
+                member = pod.member
+                if member is not None and matches(pod.labels):
+                    live.add(member)
                     pod.groups += (group,)
         self.dirty.add(group)
         return group
 
     def destroy(self, group: SelectorGroup) -> None:
         """Forget a group no policy references any more."""
-        for pod in group.pods:
+        namespaces = self.namespaces
+        for member in group.live:
+            pod = namespaces[member.pod.namespace].pods[member.pod.name]
             pod.groups = tuple(g for g in pod.groups if g is not group)
-        group.pods = set()
+        group.live = set()
         namespace, pod_sel, ns_sel = group.key
         if ns_sel is None:
             ns = self.namespaces[namespace]
@@ -326,7 +334,7 @@ class Grouping:
             group.namespaces.discard(ns)
             for pod in ns.pods.values():
                 if group in pod.groups:
-                    group.pods.discard(pod)
+                    group.live.discard(pod.member)
                     pod.groups = tuple(g for g in pod.groups if g is not group)
                     self.dirty.add(group)
         for group in new - old:
@@ -334,7 +342,7 @@ class Grouping:
             matches = group.pod_selector.matches
             for pod in ns.pods.values():
                 if pod.member is not None and matches(pod.labels):
-                    group.pods.add(pod)
+                    group.live.add(pod.member)
                     pod.groups += (group,)
                     self.dirty.add(group)
         ns.cluster_groups = new
@@ -357,8 +365,12 @@ class Grouping:
                 member = old_member  # keep one object per value: cheaper sets, shared memory
             elif old_member is not None and member is not None and pod.labels == labels:
                 pod.member = member  # same groups, new member value (IP, node or ports changed)
+                for g in pod.groups:
+                    g.live.discard(old_member)
+                    g.live.add(member)
                 self.dirty.update(pod.groups)
                 return
+        old_member = pod.member
         pod.labels = labels
         pod.member = member
         old_groups = pod.groups
@@ -372,14 +384,14 @@ class Grouping:
             new_groups = tuple(found)
         pod.groups = new_groups
         dirty = self.dirty
-        lookup: Collection[SelectorGroup] = new_groups if len(new_groups) < 16 else set(new_groups)
-        for g in old_groups:
-            if g not in lookup:
-                g.pods.discard(pod)
-            dirty.add(g)
-        for g in new_groups:
-            g.pods.add(pod)
-            dirty.add(g)
+        if old_member is not None:
+            for g in old_groups:
+                g.live.discard(old_member)
+                dirty.add(g)
+        if member is not None:
+            for g in new_groups:
+                g.live.add(member)
+                dirty.add(g)
 
     def remove_pod(self, namespace: str, name: str) -> None:
         ns = self.namespaces.get(namespace)
@@ -388,8 +400,9 @@ class Grouping:
         pod = ns.pods.pop(name, None)
         if pod is None:
             return
-        for g in pod.groups:
-            g.pods.discard(pod)
-            self.dirty.add(g)
+        if pod.member is not None:
+            for g in pod.groups:
+                g.live.discard(pod.member)
+                self.dirty.add(g)
         pod.groups = ()
         self._forget_if_idle(ns)
