@@ -1,0 +1,102 @@
+"""The CNI socket server: protocol framing, readiness wait, error mapping, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from antrea.agent.cniserver.podconfig import Request, parse_cni_args
+from antrea.agent.cniserver.server import CNIMetrics, CNIServer
+from antrea.cni import protocol
+from antrea.cni.errors import IPAM_FAILURE, CniError
+
+
+class FakePods:
+    def __init__(self) -> None:
+        self.calls: list[Request] = []
+
+    async def add(self, req: Request) -> dict[str, Any]:
+        self.calls.append(req)
+        if req.container_id == "bad":
+            raise CniError(IPAM_FAILURE, "IP allocation failed", "exhausted")
+        return {"cniVersion": "1.1.0", "ips": [{"address": "10.244.1.2/24"}]}
+
+    async def delete(self, req: Request) -> None:
+        self.calls.append(req)
+
+    async def check(self, req: Request) -> None:
+        self.calls.append(req)
+
+    async def gc(self, req: Request) -> None:
+        self.calls.append(req)
+
+
+async def call(sock: Path, command: str, cid: str = "c1") -> dict[str, Any]:
+    reader, writer = await asyncio.open_unix_connection(str(sock))
+    writer.write(
+        protocol.encode_request(
+            command=command,
+            container_id=cid,
+            netns="/var/run/netns/p",
+            ifname="eth0",
+            args="K8S_POD_NAMESPACE=x;K8S_POD_NAME=a",
+            path="/opt/cni/bin",
+            config={"cniVersion": "1.0.0", "name": "antrea"},
+        )
+    )
+    await writer.drain()
+    line = await reader.readline()
+    writer.close()
+    return dict(json.loads(line))
+
+
+async def test_requests_are_dispatched_and_errors_mapped(tmp_path: Path) -> None:
+    pods = FakePods()
+    ready = asyncio.Event()
+    ready.set()
+    registry = CollectorRegistry()
+    server = CNIServer(
+        socket_path=str(tmp_path / "cni.sock"),
+        pods=pods,  # type: ignore[arg-type]
+        ready=ready,
+        metrics=CNIMetrics(registry),
+    )
+    await server.start()
+    try:
+        ok = await call(tmp_path / "cni.sock", "ADD")
+        assert ok["result"]["ips"][0]["address"] == "10.244.1.2/24"
+        assert pods.calls[0].pod_name == "a" and pods.calls[0].pod_namespace == "x"
+        err = await call(tmp_path / "cni.sock", "ADD", "bad")
+        assert err["error"]["code"] == IPAM_FAILURE
+        assert (await call(tmp_path / "cni.sock", "DEL"))["result"] == {}
+        assert (await call(tmp_path / "cni.sock", "STATUS"))["result"] == {}
+    finally:
+        await server.stop()
+    value = registry.get_sample_value(
+        "antrea_agent_cni_requests_total", {"command": "ADD", "result": "error"}
+    )
+    assert value == 1.0
+
+
+async def test_not_ready_answers_try_again_later(tmp_path: Path) -> None:
+    server = CNIServer(
+        socket_path=str(tmp_path / "cni.sock"),
+        pods=FakePods(),  # type: ignore[arg-type]
+        ready=asyncio.Event(),
+        ready_timeout=0.1,
+    )
+    await server.start()
+    try:
+        assert (await call(tmp_path / "cni.sock", "ADD"))["error"]["code"] == 11
+        assert (await call(tmp_path / "cni.sock", "STATUS"))["error"]["code"] == 50
+    finally:
+        await server.stop()
+
+
+def test_cni_args_parsing() -> None:
+    args = parse_cni_args("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;junk")
+    assert args == {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "ns", "K8S_POD_NAME": "p"}
