@@ -191,6 +191,9 @@ class ResourceHandlers:
             raise errors.resource_not_found(request.path)
         if sub == "finalize" and rt.key != NS_KEY:
             raise errors.resource_not_found(request.path)
+        if not sub and method == "DELETE" and target.name is None:
+            if "deletecollection" not in rt.verbs:
+                raise errors.method_not_allowed()
 
         if method == "GET":
             watch = target.watch or _bool(request.query.get("watch"))

@@ -506,6 +506,12 @@ async def test_deletecollection(api: Client) -> None:
     assert [o["metadata"]["name"] for o in lst["items"]] == ["c"]
 
 
+async def test_namespaces_have_no_deletecollection(api: Client) -> None:
+    status, err = await api.req("DELETE", "/api/v1/namespaces")
+    assert status == 405 and err["reason"] == "MethodNotAllowed"
+    assert (await api.req("GET", "/api/v1/namespaces/default"))[0] == 200
+
+
 async def test_token_review(api: Client) -> None:
     api.server.add_token("node1-token", user="system:node:node1", uid="n1", groups=["system:nodes"])
     body = {
