@@ -38,6 +38,7 @@ class Persistence:
         self._flush_interval = flush_interval
         self._task: asyncio.Task[None] | None = None
         self._log_file: Any = None
+        self._pending = asyncio.Event()
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -82,6 +83,7 @@ class Persistence:
         # Reuse the event's serialization (watchers share it) instead of encoding again.
         head = orjson.dumps([event.rv, event.type, group, resource])
         self._buffer.append(head[:-1] + b"," + event.raw() + b"]")
+        self._pending.set()
 
     def _flush(self) -> None:
         if not self._buffer or self._log_file is None:
@@ -96,7 +98,10 @@ class Persistence:
 
     async def _flusher(self) -> None:
         while True:
+            # Sleep until something was recorded, then a little longer to batch a burst.
+            await self._pending.wait()
             await asyncio.sleep(self._flush_interval)
+            self._pending.clear()
             try:
                 self._flush()
             except OSError as exc:
