@@ -11,6 +11,8 @@ so that 0 keeps meaning "not set"):
   with reg1; the output table (110) outputs only packets that have it.
 * ``reg1``         target ofport of the packet (``TARGET_OFPORT``); also the "to" match of ingress
   policy rules (``reg1=<pod ofport>``).
+* ``reg5`` / ``reg6``  conjunction ID of the egress / ingress rule that allowed the packet (set by
+  the policy tables); table 105 copies them into ct_label bits 32..63 / 0..31 when it commits.
 
 Conntrack: one zone (``CT_ZONE`` = 65520, 0xfff0) for all pod traffic.
 """
@@ -46,6 +48,12 @@ class RegField:
     def load(self, value: int) -> LoadReg:
         return LoadReg(self.reg, value, self.start, self.end)
 
+    def nxm(self) -> str:
+        """The field as an NXM reference, e.g. ``NXM_NX_REG5[]`` (for move actions)."""
+        if self.start == 0 and self.end == 31:
+            return f"NXM_NX_REG{self.reg}[]"
+        return f"NXM_NX_REG{self.reg}[{self.start}..{self.end}]"
+
 
 @dataclass(frozen=True, slots=True)
 class RegMark:
@@ -70,3 +78,6 @@ PORT_FOUND_FIELD = RegField(0, 16, 16)
 PORT_FOUND = RegMark(PORT_FOUND_FIELD, 1)
 
 TARGET_OFPORT = RegField(1, 0, 31)
+
+EGRESS_RULE_ID = RegField(5, 0, 31)
+INGRESS_RULE_ID = RegField(6, 0, 31)

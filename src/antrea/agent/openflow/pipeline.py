@@ -23,7 +23,7 @@ Packet walk (IPv4):
   70 L3 forwarding: remote pod subnets -> tunnel (tun_dst, MACs, dec_ttl); tunnel -> local pods
   80 L2 forwarding calc: dst MAC -> reg1 = ofport, reg0[16] = 1
   90 ingress rules / 100 ingress default: policy (pass-through without policy)
-  105 conntrack commit: ct(commit, zone=65520) for +new+trk
+  105 conntrack commit: ct(commit, zone=65520) for +new+trk, rule IDs (reg5/reg6) -> ct_label
   110 output: output:reg1 if reg0[16]; miss drop
 """
 
@@ -35,11 +35,13 @@ from enum import Enum
 
 from antrea.agent.openflow.fields import (
     CT_ZONE,
+    EGRESS_RULE_ID,
     FROM_GATEWAY,
     FROM_POD,
     FROM_TUNNEL,
     GATEWAY_OFPORT,
     GLOBAL_VIRTUAL_MAC,
+    INGRESS_RULE_ID,
     PORT_FOUND,
     TARGET_OFPORT,
     TUNNEL_OFPORT,
@@ -179,11 +181,22 @@ class FlowBuilder:
                 c,
             ),
             # Commit only after the ingress checks: a dropped first packet creates no state.
+            # The rule IDs the policy tables left in reg5/reg6 go into ct_label (per-rule stats).
             Flow(
                 CONNTRACK_COMMIT.id,
                 PRIORITY_NORMAL,
                 Match(proto="ip", ct_state=CtState(new=True, trk=True)),
-                (Ct(commit=True, zone=CT_ZONE), GotoTable(OUTPUT.id)),
+                (
+                    Ct(
+                        commit=True,
+                        zone=CT_ZONE,
+                        exec_=(
+                            Move(EGRESS_RULE_ID.nxm(), "NXM_NX_CT_LABEL[32..63]"),
+                            Move(INGRESS_RULE_ID.nxm(), "NXM_NX_CT_LABEL[0..31]"),
+                        ),
+                    ),
+                    GotoTable(OUTPUT.id),
+                ),
                 c,
             ),
             Flow(
