@@ -19,7 +19,12 @@ if TYPE_CHECKING:
 
 
 def call_agent(req: Request, *, unavailable_code: int = TRY_AGAIN_LATER) -> dict[str, Any]:
-    """Forward ``req`` to the agent and return its result object (raises CniError)."""
+    """Forward ``req`` to the agent and return its result object (raises CniError).
+
+    Args:
+        req: the validated invocation.
+        unavailable_code: the code for "no answer from the agent" (11, or 50 for STATUS).
+    """
     payload = protocol.encode_request(
         command=req.command,
         container_id=req.container_id,
@@ -60,18 +65,18 @@ def call_agent(req: Request, *, unavailable_code: int = TRY_AGAIN_LATER) -> dict
             line = _read_line(sock)
         except TimeoutError:
             raise CniError(
-                TRY_AGAIN_LATER,
+                unavailable_code,
                 f"timed out after {req.timeout:g}s waiting for the antrea agent on {where}",
             ) from None
         except OSError as exc:
             raise CniError(
-                TRY_AGAIN_LATER, f"lost the connection to the antrea agent on {where}: {exc}"
+                unavailable_code, f"lost the connection to the antrea agent on {where}: {exc}"
             ) from None
     finally:
         sock.close()
     if not line:
         raise CniError(
-            TRY_AGAIN_LATER, f"the antrea agent on {where} closed the connection without answering"
+            unavailable_code, f"the antrea agent on {where} closed the connection without answering"
         )
     return protocol.decode_response(line)
 

@@ -167,3 +167,9 @@ def test_concurrent_invocations_each_get_their_own_answer(plugin_exe, make_confi
         out, _ = proc.communicate(conf, timeout=30)
         assert proc.returncode == 0
         assert json.loads(out)["ips"][0]["address"] == f"10.0.0.{i}/24"
+
+
+def test_status_with_a_silent_agent_is_not_available(run_plugin, make_config, agent):
+    agent.responder = lambda _req: None
+    run = run_plugin(make_config("1.1.0"), CNI_COMMAND="STATUS")
+    assert run.code == 50
