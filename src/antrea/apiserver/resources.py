@@ -39,6 +39,8 @@ class ResourceType:
     virtual: bool = False
     custom: bool = False
     printer_columns: tuple[JSON, ...] = field(default=(), compare=False)
+    # A custom resource version's openAPIV3Schema (pruning, defaults, validation).
+    schema: JSON | None = field(default=None, compare=False)
 
     @property
     def group_version(self) -> str:
@@ -346,6 +348,7 @@ class Registry:
                 generation=True,
                 custom=True,
                 printer_columns=tuple(ver.get("additionalPrinterColumns") or ()),
+                schema=(ver.get("schema") or {}).get("openAPIV3Schema"),
             )
             types.append(rt)
         # Preferred version first: upstream orders by the Kubernetes version priority.

@@ -19,7 +19,7 @@ import structlog
 import yaml
 from aiohttp import web
 
-from antrea.apiserver import crd, errors, fields, protobuf, strategy
+from antrea.apiserver import crd, crschema, errors, fields, protobuf, strategy
 from antrea.apiserver.auth import (
     AllowAuthenticated,
     Authorizer,
@@ -191,9 +191,9 @@ class ResourceHandlers:
             raise errors.resource_not_found(request.path)
         if sub == "finalize" and rt.key != NS_KEY:
             raise errors.resource_not_found(request.path)
-        if not sub and method == "DELETE" and target.name is None:
-            if "deletecollection" not in rt.verbs:
-                raise errors.method_not_allowed()
+        collection_delete = not sub and method == "DELETE" and target.name is None
+        if collection_delete and "deletecollection" not in rt.verbs:
+            raise errors.method_not_allowed()
 
         if method == "GET":
             watch = target.watch or _bool(request.query.get("watch"))
@@ -337,6 +337,8 @@ class ResourceHandlers:
         from antrea.apiserver.validation import field_errors_to_status, validate
 
         errs = validate(rt.group, rt.kind, obj, old)
+        if rt.custom and rt.schema is not None:
+            errs.extend(crschema.validate(rt.schema, obj))
         if errs:
             raise errors.APIError(
                 field_errors_to_status(
@@ -409,6 +411,8 @@ class ResourceHandlers:
                     ],
                 )
         name = meta["name"]
+        if rt.custom and rt.schema is not None:
+            obj = crschema.prune_and_default(rt.schema, obj)
         obj = strategy.prepare_create(rt, obj)
         if rt.key == CRD_KEY:
             crd.check_crd(obj)
@@ -467,6 +471,8 @@ class ResourceHandlers:
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:
             raise errors.conflict(group=rt.group, resource=rt.resource, name=name)
+        if rt.custom and rt.schema is not None:
+            new = crschema.prune_and_default(rt.schema, new)
         new = strategy.prepare_update(rt, new, old, subresource=sub)
         if rt.key == CRD_KEY and sub != "status":
             crd.check_crd(new)

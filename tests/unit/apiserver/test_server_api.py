@@ -704,3 +704,72 @@ async def test_field_validation_strict_rejects_and_warn_warns(api: Client) -> No
     ) as resp:
         assert resp.status == 201
         assert 'unknown field \\"spec.ingres\\"' in resp.headers.get("Warning", "")
+
+
+async def test_custom_resource_schema_prunes_defaults_and_validates(api: Client) -> None:
+    schema = {
+        "openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["tier"],
+                    "properties": {
+                        "tier": {"type": "string", "enum": ["low", "high"]},
+                        "priority": {"type": "integer", "minimum": 1, "default": 5},
+                        "ports": {"type": "array", "items": {"x-kubernetes-int-or-string": True}},
+                        "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    },
+                },
+            },
+        }
+    }
+    crd = {
+        "metadata": {"name": "rules.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Cluster",
+            "names": {
+                "plural": "rules",
+                "singular": "rule",
+                "kind": "Rule",
+                "listKind": "RuleList",
+            },
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": schema}],
+        },
+    }
+    status, _ = await api.req(
+        "POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd
+    )
+    assert status == 201
+    base = "/apis/example.com/v1/rules"
+    good = {
+        "apiVersion": "example.com/v1",
+        "kind": "Rule",
+        "metadata": {"name": "r"},
+        "spec": {"tier": "low", "bogus": 1, "ports": [80, "http"], "extra": {"any": "thing"}},
+    }
+    status, obj = await api.req("POST", base, good)
+    assert status == 201, obj
+    assert obj["spec"] == {
+        "tier": "low",
+        "priority": 5,
+        "ports": [80, "http"],
+        "extra": {"any": "thing"},
+    }
+    bad = {
+        "apiVersion": "example.com/v1",
+        "kind": "Rule",
+        "metadata": {"name": "b"},
+        "spec": {"tier": "mid", "priority": 0, "ports": [True]},
+    }
+    status, err = await api.req("POST", base, bad)
+    assert status == 422
+    fields = {c["field"] for c in err["details"]["causes"]}
+    assert fields == {"spec.tier", "spec.priority", "spec.ports[0]"}
+    status, err = await api.req(
+        "POST",
+        base,
+        {"apiVersion": "example.com/v1", "kind": "Rule", "metadata": {"name": "c"}, "spec": {}},
+    )
+    assert status == 422 and err["details"]["causes"][0]["field"] == "spec.tier"
