@@ -145,3 +145,55 @@ async def test_nodes_reach_the_api_server_over_the_underlay(lab: Lab) -> None:
     assert "node2" in own.stdout
     env = lab.exec_node("node2", "env").stdout
     assert f"ANTREA_NODE_KUBECONFIG={node_kc}" in env
+
+
+async def test_pods_wait_for_the_node_network(lab: Lab) -> None:
+    """No CNI config: node NotReady, pod Pending with a Warning event; config back: it runs."""
+    node = lab.spec.node("node2")
+    conf = node.cni_conf_dir / "10-lab-bridge.conflist"
+    parked = node.path / "parked.conflist"
+    conf.rename(parked)
+    body = json.loads(json.dumps(POD))
+    body["metadata"]["name"] = "waiter"
+    body["spec"]["nodeName"] = "node2"
+    try:
+        async with lab.client() as c:
+
+            async def node_not_ready() -> bool:
+                n = await c.get("/api/v1/nodes/node2")
+                return any(
+                    x["type"] == "Ready" and x["status"] == "False"
+                    for x in n["status"]["conditions"]
+                )
+
+            await wait_for(node_not_ready)
+            await c.create("/api/v1/namespaces/default/pods", body)
+
+            async def warned() -> bool:
+                evs = (await c.list("/api/v1/namespaces/default/events")).get("items") or []
+                return any(
+                    e["involvedObject"]["name"] == "waiter"
+                    and e["reason"] == "FailedCreatePodSandBox"
+                    for e in evs
+                )
+
+            await wait_for(warned)
+            pod = await c.get("/api/v1/namespaces/default/pods/waiter")
+            assert not pod.get("status", {}).get("podIP")
+            parked.rename(conf)
+
+            async def running() -> bool:
+                p = await c.get("/api/v1/namespaces/default/pods/waiter")
+                return bool(p.get("status", {}).get("podIP"))
+
+            await wait_for(running)
+            assert not await node_not_ready()
+            await c.delete("/api/v1/namespaces/default/pods/waiter")
+
+            async def gone() -> bool:
+                return sandbox.find(lab.spec, "default/waiter") is None
+
+            await wait_for(gone)
+    finally:
+        if parked.exists():
+            parked.rename(conf)

@@ -69,7 +69,8 @@ async def _populate(spec: state.LabSpec, m: model.Model) -> None:
 
 def run_demo(*, name: str, cni: CniMode, teardown: bool) -> int:
     if (state.lab_root() / name).exists():
-        raise LabError(f"lab {name!r} exists already: `antrea lab down --name {name}` first")
+        _say(f"removing the previous {name!r} lab")
+        lifecycle.down(name)
     _say(f"starting a 2-node lab {name!r} ({cni} CNI): namespaces, OVS per node, API server")
     spec = lifecycle.up(name=name, nodes=2, cni=cni)
     env = dict(os.environ, KUBECONFIG=str(spec.kubeconfig))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +70,7 @@ class Kubelet:
         self._latest: dict[str, Obj | None] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._retry: dict[str, asyncio.TimerHandle] = {}
+        self._last_error: dict[str, str] = {}
         for sb in load_dir(node.sandbox_dir):  # after a supervisor restart
             self.sandboxes[sb.key] = sb
 
@@ -102,11 +104,53 @@ class Kubelet:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # one pod's failure must not stop the node
-                log.warning("pod_sync_failed", node=self.node.name, pod=key, error=str(exc))
+                await self._failed(key, pod, exc)
                 if key not in self._latest:
                     loop = asyncio.get_running_loop()
                     self._retry[key] = loop.call_later(RETRY_SECONDS, self._requeue, key, pod)
         self._workers.pop(key, None)
+
+    async def _failed(self, key: str, pod: Obj | None, exc: Exception) -> None:
+        """Log a sync failure and, once per distinct message, record a Warning Event.
+
+        The Event is what `kubectl describe pod` shows, as for a real kubelet's
+        ``FailedCreatePodSandBox``; retries with the same error stay quiet.
+        """
+        message = str(exc)
+        if self._last_error.get(key) == message:
+            return
+        self._last_error[key] = message
+        log.warning("pod_sync_failed", node=self.node.name, pod=key, error=message)
+        if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
+            return
+        md = pod["metadata"]
+        ts = now()
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            # Named like client-go's recorder does: <object>.<unique hex>.
+            "metadata": {"name": f"{md['name']}.{time.time_ns():x}", "namespace": md["namespace"]},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "name": md["name"],
+                "namespace": md["namespace"],
+                "uid": md.get("uid"),
+            },
+            "reason": "FailedCreatePodSandBox",
+            "message": message[:1024],
+            "type": "Warning",
+            "source": {"component": "kubelet", "host": self.node.name},
+            "reportingComponent": "kubelet",
+            "reportingInstance": self.node.name,
+            "firstTimestamp": ts,
+            "lastTimestamp": ts,
+            "count": 1,
+        }
+        try:
+            await self.client.create(f"/api/v1/namespaces/{md['namespace']}/events", event)
+        except Exception as err:
+            log.debug("event_not_recorded", pod=key, error=str(err))
 
     def _requeue(self, key: str, pod: Obj | None) -> None:
         self._retry.pop(key, None)
@@ -133,6 +177,7 @@ class Kubelet:
                 await self._teardown(sb)
             if pod is not None:
                 await self.client.delete(_pod_path(pod), grace_seconds=0)
+            self._last_error.pop(key, None)
             return
         if sb is not None and sb.uid != md.get("uid"):
             await self._teardown(sb)  # same name, new pod
@@ -146,6 +191,7 @@ class Kubelet:
             await self._start_workload(sb, pod)
         if not _status_matches(pod, sb, self.node.underlay_ip):
             await self._report(pod, sb)
+        self._last_error.pop(key, None)
 
     async def _setup(self, pod: Obj) -> Sandbox:
         md = pod["metadata"]
