@@ -168,6 +168,9 @@ class Dispatcher:
         self.stats = DispatcherStats()
         self._by_node: dict[str, set[Watcher]] = {}
         self._ids = itertools.count(1)
+        # node -> kind -> names in its span: snapshots cost O(objects of the node), not O(all)
+        # (a failover reconnects every agent at once). Built on first use, then kept by on_change.
+        self._span_index: dict[str, dict[Kind, set[str]]] | None = None
 
     # --- watchers ------------------------------------------------------------------------
 
@@ -200,12 +203,37 @@ class Dispatcher:
             w.close(reason)
             self.unregister(w)
 
+    def _index(self) -> dict[str, dict[Kind, set[str]]]:
+        if self._span_index is None:
+            index: dict[str, dict[Kind, set[str]]] = {}
+            for kind in KIND_ORDER:
+                for obj, span in iter_store(self.store, kind):
+                    for n in span:
+                        index.setdefault(n, {}).setdefault(kind, set()).add(obj.name)
+            self._span_index = index
+        return self._span_index
+
+    def _reindex(self, ch: ChangeLike, old_span: frozenset[str], new_span: frozenset[str]) -> None:
+        index = self._span_index
+        if index is None or old_span == new_span:
+            return
+        for n in old_span - new_span:
+            names = index.get(n, {}).get(ch.kind)
+            if names is not None:
+                names.discard(ch.name)
+        for n in new_span - old_span:
+            index.setdefault(n, {}).setdefault(ch.kind, set()).add(ch.name)
+
     def snapshot_frames(self, node: str) -> Iterator[bytes]:
+        per_kind = self._index().get(node, {})
         for kind in KIND_ORDER:
-            for obj, span in iter_store(self.store, kind):
-                if node in span:
-                    view = members_on(obj, node) if isinstance(obj, AppliedToGroup) else obj
-                    yield encode_event(WatchEvent(EventType.ADDED, kind, view, rv=self.rv))
+            for name in sorted(per_kind.get(kind, ())):
+                got = self.store.get(kind, name)
+                if got is None or node not in got[1]:
+                    continue
+                obj = got[0]
+                view = members_on(obj, node) if isinstance(obj, AppliedToGroup) else obj
+                yield encode_event(WatchEvent(EventType.ADDED, kind, view, rv=self.rv))
         yield encode_event(WatchEvent(EventType.BOOKMARK, rv=self.rv))
 
     def heartbeat_frame(self) -> bytes:
@@ -218,6 +246,7 @@ class Dispatcher:
         self.rv += 1
         self.stats.changes += 1
         old_span, new_span = change.old_span or frozenset(), change.new_span or frozenset()
+        self._reindex(change, old_span, new_span)
         nodes = [n for n in old_span | new_span if n in self._by_node]
         if not nodes:
             return

@@ -135,6 +135,10 @@ def test_random_event_sequences_keep_every_node_consistent() -> None:
             w.queue.clear()
             expected = Mirror(list(disp.snapshot_frames(n))).objs
             assert mirror.objs == expected, f"node {n} diverged at step {step}"
+            brute = {
+                (kind, obj.name) for kind in Kind for obj, span in c.store.list(kind) if n in span
+            }
+            assert set(expected) == brute, f"node {n} snapshot index wrong at step {step}"
             for (kind, _), obj in mirror.objs.items():
                 if kind is Kind.APPLIED_TO_GROUP:
                     assert isinstance(obj, AppliedToGroup)
