@@ -26,7 +26,21 @@ def _is_object_schema(schema: JSON) -> bool:
     )
 
 
-def prune_and_default(schema: JSON | None, value: Any, *, root: bool = True) -> Any:
+def unknown_fields(schema: JSON | None, value: Any) -> list[str]:
+    """Paths pruning would drop (what ``fieldValidation=Strict`` reports)."""
+    out: list[str] = []
+    prune_and_default(schema, value, pruned=out)
+    return out
+
+
+def prune_and_default(
+    schema: JSON | None,
+    value: Any,
+    *,
+    root: bool = True,
+    pruned: list[str] | None = None,
+    path: str = "",
+) -> Any:
     """A copy of ``value`` with unknown fields dropped and defaults filled in."""
     if not isinstance(schema, dict):
         return value
@@ -39,18 +53,28 @@ def prune_and_default(schema: JSON | None, value: Any, *, root: bool = True) -> 
             if root and key in _ROOT_KEEP:
                 out[key] = item
                 continue
+            child = f"{path}.{key}" if path else key
             sub = props.get(key) if key in props else addl if isinstance(addl, dict) else None
             if sub is None and not keep_unknown:
-                continue  # pruned
+                if pruned is not None:
+                    pruned.append(child)
+                continue
             if item is None and isinstance(sub, dict) and not sub.get("nullable"):
                 continue  # null for a non-nullable field: pruned, then defaulted
-            out[key] = prune_and_default(sub, item, root=False) if sub is not None else item
+            out[key] = (
+                prune_and_default(sub, item, root=False, pruned=pruned, path=child)
+                if sub is not None
+                else item
+            )
         for key, sub in props.items():
             if key not in out and isinstance(sub, dict) and "default" in sub:
                 out[key] = prune_and_default(sub, copy.deepcopy(sub["default"]), root=False)
         return out
     if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        return [prune_and_default(schema["items"], v, root=False) for v in value]
+        return [
+            prune_and_default(schema["items"], v, root=False, pruned=pruned, path=f"{path}[{i}]")
+            for i, v in enumerate(value)
+        ]
     return value
 
 

@@ -59,7 +59,10 @@ def _field_warnings(request: web.Request, rt: ResourceType, obj: JSON) -> list[s
     mode = request.query.get("fieldValidation", "Warn")
     if mode == "Ignore":
         return []
-    unknown = fields.unknown_fields(rt.group, rt.kind, obj)
+    if rt.custom:
+        unknown = crschema.unknown_fields(rt.schema, obj) if rt.schema is not None else []
+    else:
+        unknown = fields.unknown_fields(rt.group, rt.kind, obj)
     if not unknown:
         return []
     if mode == "Strict":

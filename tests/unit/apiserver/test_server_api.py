@@ -767,6 +767,9 @@ async def test_custom_resource_schema_prunes_defaults_and_validates(api: Client)
     assert status == 422
     fields = {c["field"] for c in err["details"]["causes"]}
     assert fields == {"spec.tier", "spec.priority", "spec.ports[0]"}
+    strict = dict(good, metadata={"name": "s"})
+    status, err = await api.req("POST", base + "?fieldValidation=Strict", strict)
+    assert status == 400 and 'unknown field "spec.bogus"' in err["message"]
     status, err = await api.req(
         "POST",
         base,
