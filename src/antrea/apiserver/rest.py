@@ -154,6 +154,23 @@ class ResourceHandlers:
             if pod["metadata"].get("deletionTimestamp"):
                 self._arm_pod_timer(pod)
 
+    def expire_events(self, ttl: float) -> int:
+        """Remove core Events older than ``ttl`` seconds (kube-apiserver's ``--event-ttl``)."""
+        key = ("", "events")
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ttl)
+        rt = self._rt(key)
+        expired = 0
+        for event in self.store.list(key):
+            stamp = event.get("lastTimestamp") or event["metadata"].get("creationTimestamp")
+            try:
+                when = strategy.parse_time(str(stamp))
+            except ValueError:
+                continue
+            if when < cutoff:
+                self._remove(rt, event)
+                expired += 1
+        return expired
+
     def close(self) -> None:
         for handle in self._timers.values():
             handle.cancel()

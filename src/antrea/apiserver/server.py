@@ -86,7 +86,10 @@ class APIServer:
         watch_queue: int = 20000,
         bookmark_interval: float = 10.0,
         authorizer: Authorizer | None = None,
+        event_ttl: float = 3600.0,
     ) -> None:
+        self.event_ttl = event_ttl
+        self._sweeper: asyncio.Task[None] | None = None
         self._port = port
         self.bind_address = bind_address
         self.data_dir = data_dir
@@ -200,6 +203,7 @@ class APIServer:
             self.store.compacted_rv = rv
             self._persistence.start(self.store)
         self.handlers.bootstrap()
+        self._sweeper = asyncio.get_running_loop().create_task(self._sweep_events())
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
@@ -222,7 +226,19 @@ class APIServer:
         await site.start()
         self._sites.append(site)
 
+    async def _sweep_events(self) -> None:
+        while True:
+            await asyncio.sleep(60)
+            expired = self.handlers.expire_events(self.event_ttl)
+            if expired:
+                log.info("apiserver_events_expired", count=expired)
+
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         self.store.close_watchers()
         self.handlers.close()
         if self._runner is not None:

@@ -776,3 +776,19 @@ async def test_custom_resource_schema_prunes_defaults_and_validates(api: Client)
         {"apiVersion": "example.com/v1", "kind": "Rule", "metadata": {"name": "c"}, "spec": {}},
     )
     assert status == 422 and err["details"]["causes"][0]["field"] == "spec.tier"
+
+
+async def test_old_events_expire(api: Client) -> None:
+    """Core Events live for the event TTL, like kube-apiserver's --event-ttl."""
+    events = "/api/v1/namespaces/default/events"
+    old = {
+        "metadata": {"name": "old"},
+        "involvedObject": {"kind": "Pod", "name": "p"},
+        "reason": "Test",
+        "lastTimestamp": "2020-01-01T00:00:00Z",
+    }
+    await api.req("POST", events, old)
+    await api.req("POST", events, dict(old, metadata={"name": "new"}, lastTimestamp=None))
+    assert api.server.handlers.expire_events(3600) == 1
+    _, lst = await api.req("GET", events)
+    assert [e["metadata"]["name"] for e in lst["items"]] == ["new"]
