@@ -14,7 +14,6 @@ from __future__ import annotations
 import array
 import asyncio
 import fcntl
-import importlib.util
 import os
 import shutil
 import socket
@@ -54,13 +53,8 @@ from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.sandbox import OvsSandbox
 
-_spec = importlib.util.spec_from_file_location(
-    "netpol_caselib", Path(__file__).resolve().parents[1] / "e2e" / "netpol" / "caselib.py"
-)
-assert _spec is not None and _spec.loader is not None
-caselib = importlib.util.module_from_spec(_spec)
-sys.modules["netpol_caselib"] = caselib
-_spec.loader.exec_module(caselib)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "netpol"))
+import caselib
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 

@@ -18,6 +18,7 @@ from antrea.agent.networkpolicy import tables as t
 from antrea.ovs.openflow.cookie import Category, make_cookie
 from antrea.ovs.openflow.flow import (
     Conjunction,
+    CtClear,
     CtState,
     Drop,
     Flow,
@@ -25,6 +26,7 @@ from antrea.ovs.openflow.flow import (
     LoadReg,
     Match,
     RegMatch,
+    Resubmit,
 )
 
 EST = CtState(new=False, est=True)
@@ -52,6 +54,18 @@ def base_flows(
     c = cookie(round_num)
     out: list[Flow] = []
     for d in (t.EGRESS, t.INGRESS):
+        # A TCP SYN that conntrack files under an old connection (same 5-tuple still in
+        # TIME_WAIT: the userspace datapath reports it -new+est) is a new connection: forget its
+        # conntrack state and evaluate the rules again; untracked, it is not committed later.
+        out.append(
+            Flow(
+                d.rule_table,
+                t.PRIO_STALE_SYN,
+                Match(proto="tcp", ct_state=EST, tcp_flags="+syn-ack"),
+                (CtClear(), Resubmit(d.rule_table)),
+                c,
+            )
+        )
         for state in (EST, REL):
             out.append(
                 Flow(

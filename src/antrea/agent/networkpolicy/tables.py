@@ -27,6 +27,7 @@ CT_COMMIT = 105
 
 POLICY_TABLES = (EGRESS_RULE, EGRESS_DEFAULT, INGRESS_RULE, INGRESS_DEFAULT)
 
+PRIO_STALE_SYN = 212  # a SYN reusing a dead connection's 5-tuple is re-evaluated as new
 PRIO_METRIC = 211  # per-rule established-packet counters, above the generic bypass
 PRIO_BYPASS = 210  # ct_state=-new+est / -new+rel, gateway (kubelet probes)
 PRIO_MATCH = 200  # conjunction clause flows

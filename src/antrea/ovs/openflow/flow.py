@@ -67,6 +67,7 @@ class Match:
     tp_src: int | None = None
     tp_dst: int | None = None
     tp_dst_mask: int | None = None
+    tcp_flags: str | None = None  # e.g. "+syn-ack" (needs proto tcp)
 
 
 class Action:
@@ -138,6 +139,11 @@ class Move(Action):
 @dataclass(frozen=True, slots=True)
 class DecTTL(Action):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class CtClear(Action):
+    """``ct_clear``: forget the packet's conntrack state (it becomes untracked)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,6 +13,7 @@ from antrea.ovs.openflow.flow import (
     Action,
     Conjunction,
     Ct,
+    CtClear,
     CtState,
     DecTTL,
     Drop,
@@ -94,6 +95,8 @@ def render_match(m: Match) -> str:
             parts.append(f"tp_dst={m.tp_dst:#x}/{m.tp_dst_mask:#x}")
         else:
             parts.append(f"tp_dst={m.tp_dst}")
+    if m.tcp_flags is not None:
+        parts.append(f"tcp_flags={m.tcp_flags}")
     return ",".join(parts)
 
 
@@ -124,6 +127,8 @@ def render_action(a: Action) -> str:
         return f"move:{a.src}->{a.dst}"
     if isinstance(a, DecTTL):
         return "dec_ttl"
+    if isinstance(a, CtClear):
+        return "ct_clear"
     if isinstance(a, Conjunction):
         return f"conjunction({a.conj_id},{a.clause}/{a.n_clauses})"
     if isinstance(a, Ct):

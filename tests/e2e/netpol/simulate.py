@@ -1,0 +1,50 @@
+"""Run a case's steps against the oracle (no network): the expected matrices, recomputed."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import caselib
+import oracle
+
+DEFAULT_IPS = {
+    f"{ns}/{p}": f"10.244.{i + 1}.{(j + 1) * 10}"
+    for i, ns in enumerate("xyz")
+    for j, p in enumerate("abc")
+}
+
+
+def expected_steps(
+    case: Any, ips: dict[str, str] | None = None
+) -> list[dict[tuple[str, int], list[str]]]:
+    """Per step, {(protocol, port): matrix rows} as the oracle computes them."""
+    m = oracle.Model(ips=dict(ips or DEFAULT_IPS))
+    policies: dict[tuple[str, str], dict[str, Any]] = {}
+    out = []
+    for step in case.steps:
+        if step.delete == "all":
+            policies.clear()
+        elif isinstance(step.delete, list):
+            for key in step.delete:
+                policies.pop(key, None)
+        for raw in step.apply:
+            p = caselib.substitute(copy.deepcopy(raw), m.ips)
+            policies[(p["metadata"].get("namespace", "default"), p["metadata"]["name"])] = p
+        for r in step.relabel_pods:
+            labels = m.pod_labels[r["pod"]]
+            for k in r.get("remove") or []:
+                labels.pop(k, None)
+            labels.update(r.get("set") or {})
+        for r in step.relabel_namespaces:
+            labels = m.ns_labels[r["namespace"]]
+            for k in r.get("remove") or []:
+                labels.pop(k, None)
+            labels.update(r.get("set") or {})
+        out.append(
+            {
+                (e.protocol, e.port): oracle.matrix(m, list(policies.values()), e.protocol, e.port)
+                for e in step.expect
+            }
+        )
+    return out
