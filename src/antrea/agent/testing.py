@@ -315,6 +315,29 @@ class NodeHandle:
                 self.proc.wait(5)
         self.proc = None
 
+    def restart_vswitchd(self) -> None:
+        """Stop ovs-vswitchd by pid and start it again (ovsdb-server keeps running)."""
+        rundir = self.ovs.rundir
+        pid = int((rundir / "ovs-vswitchd.pid").read_text().strip())
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        self.ovs.run(
+            [
+                "ovs-vswitchd",
+                self.ovs.db_sock,
+                f"--pidfile={rundir}/ovs-vswitchd.pid",
+                "--detach",
+                f"--log-file={rundir}/ovs-vswitchd.log",
+                f"--unixctl={rundir}/ovs-vswitchd.ctl",
+            ]
+        )
+
     def run(self, argv: list[str], *, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             ["ip", "netns", "exec", self.netns, *argv],
@@ -475,8 +498,13 @@ class AgentLab:
                 n.stop_agent()
             except Exception:
                 pass
-        self.kube.stop_thread()
-        for n in self.nodes:
-            n.ovs.stop()
+        try:
+            self.kube.stop_thread()
+        finally:
+            for n in self.nodes:
+                try:
+                    n.ovs.stop()
+                except Exception:
+                    pass
         for ns in reversed(self._netns):
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
