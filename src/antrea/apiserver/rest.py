@@ -8,30 +8,26 @@ so a request either commits completely or not at all.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import copy
-import datetime as dt
 from typing import Any
 
 import orjson
 import structlog
-import yaml
 from aiohttp import web
 
-from antrea.apiserver import crd, crschema, errors, fields, protobuf, strategy
-from antrea.apiserver.auth import (
-    AllowAuthenticated,
-    Authorizer,
-    Identity,
-    RequestAttributes,
-    TokenAuthenticator,
-)
+from antrea.apiserver import crd, crschema, errors, fields, reviews, strategy
+from antrea.apiserver.auth import AllowAuthenticated, Authorizer, Identity, TokenAuthenticator
+from antrea.apiserver.deletion import Deletions
+from antrea.apiserver.patch import PatchError, apply_patch
 from antrea.apiserver.resources import Registry, ResourceType
 from antrea.apiserver.routing import ResourcePath
+from antrea.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
 from antrea.apiserver.store import Predicate, Store, name_of, namespace_of
 from antrea.apiserver.tables import to_table
+from antrea.apiserver.validation import field_errors_to_status, validate
 from antrea.apiserver.watch import serve_watch, versioned
+from antrea.apiserver.wire import json_response, read_object
 
 log = structlog.get_logger(__name__)
 
@@ -43,15 +39,6 @@ NAMESPACE_MISMATCH = (
     "the namespace of the provided object does not match the namespace sent on the request"
 )
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
-
-
-def json_response(
-    body: Any, status: int = 200, *, warnings: list[str] | None = None
-) -> web.Response:
-    response = web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
-    for text in warnings or ():
-        response.headers.add("Warning", f"299 - {orjson.dumps(text).decode()}")
-    return response
 
 
 def _field_warnings(request: web.Request, rt: ResourceType, obj: JSON) -> list[str]:
@@ -86,30 +73,6 @@ def _dry_run(request: web.Request) -> bool:
     return bool(request.query.get("dryRun"))
 
 
-async def read_object(request: web.Request) -> JSON:
-    raw = await request.read()
-    ctype = request.content_type
-    try:
-        if "protobuf" in ctype:
-            obj: Any = protobuf.decode(raw)
-        elif "yaml" in ctype:
-            obj = yaml.safe_load(raw)
-        else:
-            obj = orjson.loads(raw or b"null")
-    except protobuf.ProtobufError as exc:
-        raise errors.APIError(
-            errors.status_body(code=415, reason="UnsupportedMediaType", message=str(exc))
-        ) from None
-    except (orjson.JSONDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise errors.bad_request(f"error decoding request body: {exc}") from None
-    if not isinstance(obj, dict):
-        raise errors.bad_request("the request body must be a JSON object")
-    meta = obj.setdefault("metadata", {})
-    if not isinstance(meta, dict):
-        raise errors.bad_request("metadata must be an object")
-    return obj
-
-
 def _encode_continue(ns: str, name: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([ns, name])).decode()
 
@@ -137,7 +100,7 @@ class ResourceHandlers:
         self.registry = registry
         self.authenticator = authenticator
         self.bookmark_interval = bookmark_interval
-        self._timers: dict[tuple[str, str, str], asyncio.TimerHandle] = {}
+        self.deletions = Deletions(store=store, registry=registry)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -152,29 +115,10 @@ class ResourceHandlers:
                 self.store.put(NS_KEY, strategy.prepare_create(ns_rt, obj), old=None)
         for pod in self.store.list(POD_KEY):
             if pod["metadata"].get("deletionTimestamp"):
-                self._arm_pod_timer(pod)
-
-    def expire_events(self, ttl: float) -> int:
-        """Remove core Events older than ``ttl`` seconds (kube-apiserver's ``--event-ttl``)."""
-        key = ("", "events")
-        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=ttl)
-        rt = self._rt(key)
-        expired = 0
-        for event in self.store.list(key):
-            stamp = event.get("lastTimestamp") or event["metadata"].get("creationTimestamp")
-            try:
-                when = strategy.parse_time(str(stamp))
-            except ValueError:
-                continue
-            if when < cutoff:
-                self._remove(rt, event)
-                expired += 1
-        return expired
+                self.deletions.arm_pod_timer(pod)
 
     def close(self) -> None:
-        for handle in self._timers.values():
-            handle.cancel()
-        self._timers.clear()
+        self.deletions.close()
 
     def _rt(self, key: tuple[str, str]) -> ResourceType:
         rt = self.registry.any_version(*key)
@@ -198,10 +142,10 @@ class ResourceHandlers:
             if method != "POST" or target.name is not None:
                 raise errors.method_not_allowed()
             if rt.resource == "selfsubjectreviews":
-                return await self._self_subject_review(request, identity)
+                return await reviews.self_subject_review(request, identity)
             if rt.resource == "selfsubjectaccessreviews":
-                return await self._self_access_review(request, identity)
-            return await self._token_review(request)
+                return await reviews.self_access_review(request, identity, self.authorizer)
+            return await reviews.token_review(request, self.authenticator)
         sub = target.subresource
         if sub and sub not in ("status", "binding", "finalize"):
             raise errors.resource_not_found(request.path)
@@ -266,11 +210,6 @@ class ResourceHandlers:
         return json_response(versioned(rt, obj))
 
     def _predicate(self, request: web.Request, rt: ResourceType) -> Predicate | None:
-        from antrea.apiserver.selectors import (
-            SelectorError,
-            parse_field_selector,
-            parse_label_selector,
-        )
 
         label_s = request.query.get("labelSelector", "")
         field_s = request.query.get("fieldSelector", "")
@@ -354,7 +293,6 @@ class ResourceHandlers:
     # -- create -----------------------------------------------------------------------------
 
     def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
-        from antrea.apiserver.validation import field_errors_to_status, validate
 
         errs = validate(rt.group, rt.kind, obj, old)
         if rt.custom and rt.schema is not None:
@@ -503,11 +441,10 @@ class ResourceHandlers:
         if dry_run:
             return new, False
         meta = new["metadata"]
-        if meta.get("deletionTimestamp") and not meta.get("finalizers"):
-            timer_pending = (rt.key[0], rt.key[1], meta["uid"]) in self._timers
-            if not timer_pending:
-                self._remove(rt, new)
-                return new, False
+        finished = meta.get("deletionTimestamp") and not meta.get("finalizers")
+        if finished and not self.deletions.timer_pending(rt, meta["uid"]):
+            self.deletions.remove(rt, new)
+            return new, False
         self.store.put(rt.key, new, old=old)
         if rt.key == CRD_KEY:
             self.registry.register_crd(new)
@@ -516,7 +453,6 @@ class ResourceHandlers:
     async def _patch(
         self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str
     ) -> web.Response:
-        from antrea.apiserver.patch import PatchError, apply_patch
 
         old = self.store.get(rt.key, ns, name)
         if old is None:
@@ -671,7 +607,7 @@ class ResourceHandlers:
         if opts.get("dryRun"):
             return json_response(versioned(rt, obj))
         grace = opts.get("gracePeriodSeconds")
-        result = self.delete_object(rt, obj, grace if isinstance(grace, int) else None)
+        result = self.deletions.delete_object(rt, obj, grace if isinstance(grace, int) else None)
         return json_response(versioned(rt, result))
 
     async def _delete_collection(
@@ -690,9 +626,8 @@ class ResourceHandlers:
                 continue
             current = self.store.get(rt.key, namespace_of(obj), name_of(obj))
             if current is not None:
-                deleted.append(
-                    self.delete_object(rt, current, grace if isinstance(grace, int) else None)
-                )
+                requested = grace if isinstance(grace, int) else None
+                deleted.append(self.deletions.delete_object(rt, current, requested))
         return json_response(
             {
                 "kind": f"{rt.kind}List",
@@ -700,182 +635,4 @@ class ResourceHandlers:
                 "metadata": {"resourceVersion": str(self.store.rv)},
                 "items": [versioned(rt, o) for o in deleted],
             }
-        )
-
-    def delete_object(self, rt: ResourceType, obj: JSON, requested_grace: int | None) -> JSON:
-        """Delete now, or mark for deletion (graceful pods, finalizers); returns the last state."""
-        if rt.key == NS_KEY:
-            return self._delete_namespace(rt, obj)
-        meta = obj["metadata"]
-        grace = strategy.grace_period(rt, obj, requested_grace)
-        finalizers = meta.get("finalizers") or []
-        if grace == 0 and not finalizers:
-            return self._remove(rt, obj)
-        if meta.get("deletionTimestamp"):
-            current = meta.get("deletionGracePeriodSeconds")
-            if not (isinstance(current, int) and grace < current):
-                return obj
-        new = dict(obj)
-        new["metadata"] = dict(meta)
-        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
-        new["metadata"]["deletionTimestamp"] = strategy.format_time(when)
-        new["metadata"]["deletionGracePeriodSeconds"] = grace
-        self.store.put(rt.key, new, old=obj)
-        if grace > 0:
-            self._arm_pod_timer(new)
-        return new
-
-    def _arm_pod_timer(self, pod: JSON) -> None:
-        meta = pod["metadata"]
-        key = ("", "pods", meta["uid"])
-        old = self._timers.pop(key, None)
-        if old is not None:
-            old.cancel()
-        try:
-            when = strategy.parse_time(meta["deletionTimestamp"])
-        except (KeyError, ValueError):
-            return
-        delay = max(0.0, (when - dt.datetime.now(dt.UTC)).total_seconds())
-        loop = asyncio.get_running_loop()
-        self._timers[key] = loop.call_later(
-            delay, self._expire_pod, namespace_of(pod), name_of(pod), meta["uid"]
-        )
-
-    def _expire_pod(self, ns: str, name: str, uid: str) -> None:
-        self._timers.pop(("", "pods", uid), None)
-        pod = self.store.get(POD_KEY, ns, name)
-        if pod is None or pod["metadata"].get("uid") != uid:
-            return
-        if pod["metadata"].get("finalizers"):
-            return
-        log.info("apiserver_pod_grace_expired", namespace=ns, pod=name)
-        self._remove(self._rt(POD_KEY), pod)
-
-    def _remove(self, rt: ResourceType, obj: JSON) -> JSON:
-        final = dict(obj)
-        final["metadata"] = dict(obj["metadata"])
-        self.store.remove(rt.key, final)
-        uid = final["metadata"].get("uid", "")
-        timer = self._timers.pop((rt.key[0], rt.key[1], uid), None)
-        if timer is not None:
-            timer.cancel()
-        if rt.key == CRD_KEY:
-            self._crd_removed(final)
-        ns = namespace_of(final)
-        if rt.namespaced and ns:
-            ns_obj = self.store.get(NS_KEY, "", ns)
-            if ns_obj is not None and ns_obj["metadata"].get("deletionTimestamp"):
-                self._finalize_namespace_if_empty(ns_obj)
-        return final
-
-    def _crd_removed(self, crd_obj: JSON) -> None:
-        spec = crd_obj.get("spec") or {}
-        key = (spec.get("group", ""), (spec.get("names") or {}).get("plural", ""))
-        rt = self.registry.any_version(*key)
-        if rt is not None:
-            for obj in self.store.list(key):
-                final = dict(obj)
-                final["metadata"] = dict(obj["metadata"])
-                self.store.remove(key, final)
-        self.store.close_watchers(key)
-        self.store.drop_resource(key)
-        self.registry.unregister_crd(crd_obj["metadata"]["name"])
-
-    def _delete_namespace(self, rt: ResourceType, ns_obj: JSON) -> JSON:
-        name = name_of(ns_obj)
-        if not ns_obj["metadata"].get("deletionTimestamp"):
-            new = dict(ns_obj)
-            new["metadata"] = {
-                **ns_obj["metadata"],
-                "deletionTimestamp": strategy.now_rfc3339(),
-                "deletionGracePeriodSeconds": 0,
-            }
-            new["status"] = {**(ns_obj.get("status") or {}), "phase": "Terminating"}
-            self.store.put(NS_KEY, new, old=ns_obj)
-            ns_obj = new
-        for key in list(self.store.resource_keys()):
-            content_rt = self.registry.any_version(*key)
-            if content_rt is None or not content_rt.namespaced:
-                continue
-            for obj in self.store.list(key, name):
-                current = self.store.get(key, name, name_of(obj))
-                if current is not None:
-                    self.delete_object(content_rt, current, None)
-        current_ns = self.store.get(NS_KEY, "", name)
-        if current_ns is None:
-            return ns_obj
-        return self._finalize_namespace_if_empty(current_ns)
-
-    def _finalize_namespace_if_empty(self, ns_obj: JSON) -> JSON:
-        name = name_of(ns_obj)
-        for key in list(self.store.resource_keys()):
-            if key != NS_KEY and self.store.count(key, name):
-                return ns_obj
-        return self._remove(self._rt(NS_KEY), ns_obj)
-
-    # -- reviews ----------------------------------------------------------------------------
-
-    async def _self_subject_review(self, request: web.Request, identity: Identity) -> web.Response:
-        await request.read()
-        user = {"username": identity.user, "uid": identity.uid, "groups": list(identity.groups)}
-        return json_response(
-            {
-                "kind": "SelfSubjectReview",
-                "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"creationTimestamp": strategy.now_rfc3339()},
-                "status": {"userInfo": user},
-            },
-            status=201,
-        )
-
-    async def _self_access_review(self, request: web.Request, identity: Identity) -> web.Response:
-        body = await read_object(request)
-        raw_spec = body.get("spec")
-        spec: JSON = raw_spec if isinstance(raw_spec, dict) else {}
-        ra = spec.get("resourceAttributes") or {}
-        nra = spec.get("nonResourceAttributes") or {}
-        attrs = RequestAttributes(
-            verb=str(ra.get("verb") or nra.get("verb") or ""),
-            group=str(ra.get("group") or ""),
-            resource=str(ra.get("resource") or ""),
-            subresource=str(ra.get("subresource") or ""),
-            namespace=str(ra.get("namespace") or ""),
-            name=str(ra.get("name") or ""),
-            path=str(nra.get("path") or ""),
-        )
-        allowed = self.authorizer.authorize(identity, attrs)
-        return json_response(
-            {
-                "kind": "SelfSubjectAccessReview",
-                "apiVersion": "authorization.k8s.io/v1",
-                "metadata": {"creationTimestamp": None},
-                "spec": spec,
-                "status": {"allowed": allowed},
-            },
-            status=201,
-        )
-
-    async def _token_review(self, request: web.Request) -> web.Response:
-        body = await read_object(request)
-        spec = body.get("spec") or {}
-        token = spec.get("token") if isinstance(spec, dict) else None
-        ident = self.authenticator.authenticate_token(token) if isinstance(token, str) else None
-        status: JSON
-        if ident is None:
-            status = {"user": {}, "error": "invalid bearer token"}
-        else:
-            status = {
-                "authenticated": True,
-                "user": {"username": ident.user, "uid": ident.uid, "groups": list(ident.groups)},
-                "audiences": spec.get("audiences") or [],
-            }
-        return json_response(
-            {
-                "kind": "TokenReview",
-                "apiVersion": "authentication.k8s.io/v1",
-                "metadata": {"creationTimestamp": None},
-                "spec": spec,
-                "status": status,
-            },
-            status=201,
         )

@@ -35,9 +35,10 @@ from antrea.apiserver.certs import ServingCerts, ensure_certs
 from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
 from antrea.apiserver.persistence import Persistence
 from antrea.apiserver.resources import Registry
-from antrea.apiserver.rest import ResourceHandlers, json_response
+from antrea.apiserver.rest import ResourceHandlers
 from antrea.apiserver.routing import GroupVersionPath, parse_path
 from antrea.apiserver.store import Store
+from antrea.apiserver.wire import json_response
 
 log = structlog.get_logger(__name__)
 
@@ -229,7 +230,7 @@ class APIServer:
     async def _sweep_events(self) -> None:
         while True:
             await asyncio.sleep(60)
-            expired = self.handlers.expire_events(self.event_ttl)
+            expired = self.handlers.deletions.expire_events(self.event_ttl)
             if expired:
                 log.info("apiserver_events_expired", count=expired)
 

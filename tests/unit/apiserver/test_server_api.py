@@ -789,6 +789,6 @@ async def test_old_events_expire(api: Client) -> None:
     }
     await api.req("POST", events, old)
     await api.req("POST", events, dict(old, metadata={"name": "new"}, lastTimestamp=None))
-    assert api.server.handlers.expire_events(3600) == 1
+    assert api.server.handlers.deletions.expire_events(3600) == 1
     _, lst = await api.req("GET", events)
     assert [e["metadata"]["name"] for e in lst["items"]] == ["new"]
