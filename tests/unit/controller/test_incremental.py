@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from npc_helpers import Mirror, feed_world, namespace, pod, policy, snapshot
 from npc_reference import compute
 
-from antrea.controller.networkpolicy import NetworkPolicyController
+from antrea.controller.networkpolicy import NetworkPolicyController, grouping
 
 NAMESPACES = ["ns0", "ns1"]
 KEYS = ["app", "tier"]
@@ -208,6 +208,30 @@ def _check(world: World, mirror: Mirror) -> None:
     batch_every=st.integers(0, 5),
 )
 def test_incremental_matches_from_scratch(
+    policies: list[dict[str, Any]], events: list[tuple[Any, ...]], batch_every: int
+) -> None:
+    _replay(policies, events, batch_every)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    policies=st.lists(policy_st(), max_size=4),
+    events=st.lists(event_st, min_size=1, max_size=60),
+    batch_every=st.integers(0, 5),
+)
+def test_incremental_with_per_node_counting(
+    policies: list[dict[str, Any]], events: list[tuple[Any, ...]], batch_every: int
+) -> None:
+    """The same with every group "large", so spans come from the per-node member counts."""
+    saved = grouping.LARGE_GROUP
+    grouping.LARGE_GROUP = 1
+    try:
+        _replay(policies, events, batch_every)
+    finally:
+        grouping.LARGE_GROUP = saved
+
+
+def _replay(
     policies: list[dict[str, Any]], events: list[tuple[Any, ...]], batch_every: int
 ) -> None:
     controller = NetworkPolicyController()

@@ -23,8 +23,7 @@ Semantics (Kubernetes NetworkPolicy, as upstream Antrea compiles it):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from typing import Protocol as TypingProtocol
 
 from antrea.apis.controlplane.types import (
@@ -43,6 +42,9 @@ from antrea.controller.networkpolicy.selectors import Selector
 SOURCE_TYPE = "K8sNetworkPolicy"
 MATCH_ALL_BLOCKS = (IPBlock("0.0.0.0/0"),)
 MATCH_ALL_PEER = NetworkPolicyPeer(ip_blocks=MATCH_ALL_BLOCKS)
+# Passed explicitly for the unused side of a rule: the field's default_factory would build a new
+# empty peer per rule, which makes constructing a rule four times slower.
+NO_PEER = NetworkPolicyPeer()
 DENY_ALL_IN = NetworkPolicyRule(direction=Direction.IN)
 DENY_ALL_OUT = NetworkPolicyRule(direction=Direction.OUT)
 _PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
@@ -56,8 +58,7 @@ class GroupResolver(TypingProtocol):
     def group(self, namespace: str, pod: Selector, ns: Selector | None) -> SelectorGroup: ...
 
 
-@dataclass(frozen=True, slots=True)
-class CompiledPolicy:
+class CompiledPolicy(NamedTuple):
     policy: NetworkPolicy
     applied_to: tuple[SelectorGroup, ...]
     address: tuple[SelectorGroup, ...]  # distinct, in order of first use
@@ -85,7 +86,7 @@ def compile_policy(np: dict[str, Any], resolver: GroupResolver) -> CompiledPolic
             for rule in ingress:
                 services = _services(rule.get("ports"))
                 peer = _peer(rule.get("from"), namespace, resolver, address, egress_named=False)
-                rules.append(NetworkPolicyRule(Direction.IN, from_=peer, services=services))
+                rules.append(NetworkPolicyRule(Direction.IN, peer, NO_PEER, services))
         else:
             rules.append(DENY_ALL_IN)
     if has_out:
@@ -94,7 +95,7 @@ def compile_policy(np: dict[str, Any], resolver: GroupResolver) -> CompiledPolic
                 services = _services(rule.get("ports"))
                 named = services is not None and any(isinstance(s.port, str) for s in services)
                 peer = _peer(rule.get("to"), namespace, resolver, address, egress_named=named)
-                rules.append(NetworkPolicyRule(Direction.OUT, to=peer, services=services))
+                rules.append(NetworkPolicyRule(Direction.OUT, NO_PEER, peer, services))
         else:
             rules.append(DENY_ALL_OUT)
     policy = NetworkPolicy(

@@ -233,22 +233,32 @@ class NetworkPolicyController:
             return
 
         before: dict[SelectorGroup, _GroupBefore] = {}
+        patches: dict[SelectorGroup, AddressGroupPatch] = {}
         policy_span_dirty = set(dirty_policies)
         ag_span_dirty: set[SelectorGroup] = set()
         # 1. members and AppliedToGroup spans.
         for g in groups:
             old_members = g.members
+            published = g.published_ag or g.published_atg
             before[g] = (old_members, g.atg_span, g.ag_span, g.published_ag, g.published_atg)
+            pending = g.pending
+            g.pending = None
             if not g.atg_refs and not g.ag_refs:
                 continue
-            members = frozenset(g.live)
-            if members == old_members:
-                members = old_members
+            if not published:
+                members = g.members = frozenset(g.live)
+            elif pending:
+                members = g.members = frozenset(g.live)
+                patches[g] = AddressGroupPatch(
+                    g.name,
+                    frozenset([m for m, joined in pending.items() if joined]),
+                    frozenset([m for m, joined in pending.items() if not joined]),
+                )
             else:
-                g.members = members
+                members = old_members
             if g.atg_refs:
                 if members is not old_members or not g.published_atg:
-                    span = frozenset([m.node for m in members])
+                    span = g.span()
                     if span != g.atg_span:
                         g.atg_span = span
                         policy_span_dirty.update(g.atg_refs)
@@ -282,11 +292,12 @@ class NetworkPolicyController:
             else:
                 g.ag_span = frozenset().union(*(policies[uid].span for uid in refs))
         # 4. store and changes.
-        self._publish(before, policy_span_dirty, deleted)
+        self._publish(before, patches, policy_span_dirty, deleted)
 
     def _publish(
         self,
         before: dict[SelectorGroup, _GroupBefore],
+        patches: dict[SelectorGroup, AddressGroupPatch],
         policy_uids: set[str],
         deleted: dict[str, _Policy],
     ) -> None:
@@ -300,9 +311,7 @@ class NetworkPolicyController:
         for g, (old_members, old_atg_span, old_ag_span, was_ag, was_atg) in before.items():
             members = g.members
             name = g.name
-            patch: AddressGroupPatch | None = None
-            if members is not old_members and (was_ag or was_atg):
-                patch = AddressGroupPatch(name, members - old_members, old_members - members)
+            patch = patches.get(g)
             # Additions (all of the initial sync) inline; modifications and deletions below.
             if g.ag_refs and not was_ag:
                 obj: ControlPlaneObject = AddressGroup(name, members)

@@ -33,6 +33,7 @@ from antrea.controller.networkpolicy.selectors import (
 )
 
 GroupKey = tuple[str, Selector, Selector | None]
+LARGE_GROUP = 64  # members from which a group counts its members per node
 _EMPTY: Mapping[str, str] = {}
 # Shared placeholders for never-used sets; replaced (never mutated) on first add. Typed as sets
 # so readers need no special case; writers must go through `add_ref`.
@@ -74,8 +75,13 @@ class SelectorGroup:
     """One normalized group selector, the pods it selects, and what the controller published.
 
     ``live`` holds the current members themselves (not pod states): a set keeps each element's
-    hash, so the published snapshot ``frozenset(live)`` and patch differences never rehash a
-    `GroupMember` (whose dataclass hash is recomputed on every call).
+    hash, so the published snapshot ``frozenset(live)`` never rehashes a `GroupMember` (whose
+    dataclass hash is recomputed on every call).
+
+    Once published, a group also records its net member changes since the last flush
+    (``pending``: member -> joined?), so a patch costs O(change), not O(group); and a large group
+    keeps per-node member counts (``nodes``), so its span is known without a scan. Members change
+    only through `join` and `leave`.
     """
 
     __slots__ = (
@@ -89,7 +95,9 @@ class SelectorGroup:
         "name",
         "namespace",
         "namespaces",
+        "nodes",
         "ns_selector",
+        "pending",
         "pod_selector",
         "published_ag",
         "published_atg",
@@ -100,6 +108,8 @@ class SelectorGroup:
         self.namespace, self.pod_selector, self.ns_selector = key
         self.name = name
         self.live: set[GroupMember] = set()
+        self.pending: dict[GroupMember, bool] | None = None
+        self.nodes: dict[str, int] | None = None
         # Matching namespaces, for cluster groups only (a shared empty value otherwise).
         self.namespaces: set[NamespaceState] = _NO_NAMESPACES if key[2] is None else set()
         # Controller state: referencing policy UIDs (allocated on first use: most groups are
@@ -114,6 +124,49 @@ class SelectorGroup:
 
     def __repr__(self) -> str:
         return f"SelectorGroup({self.name} {self.key!r})"
+
+    def join(self, member: GroupMember) -> None:
+        self.live.add(member)
+        if self.published_ag or self.published_atg:
+            pending = self.pending
+            if pending is None:
+                self.pending = {member: True}
+            elif pending.get(member) is False:
+                del pending[member]
+            else:
+                pending[member] = True
+        nodes = self.nodes
+        if nodes is not None:
+            nodes[member.node] = nodes.get(member.node, 0) + 1
+
+    def leave(self, member: GroupMember) -> None:
+        self.live.discard(member)
+        if self.published_ag or self.published_atg:
+            pending = self.pending
+            if pending is None:
+                self.pending = {member: False}
+            elif pending.get(member) is True:
+                del pending[member]
+            else:
+                pending[member] = False
+        nodes = self.nodes
+        if nodes is not None:
+            left = nodes[member.node] - 1
+            if left:
+                nodes[member.node] = left
+            else:
+                del nodes[member.node]
+
+    def span(self) -> frozenset[str]:
+        """The nodes hosting members (counted incrementally once the group is large)."""
+        nodes = self.nodes
+        if nodes is None:
+            if len(self.live) < LARGE_GROUP:
+                return frozenset([m.node for m in self.live])
+            nodes = self.nodes = {}
+            for m in self.live:
+                nodes[m.node] = nodes.get(m.node, 0) + 1
+        return frozenset(nodes)
 
 
 class GroupIndex:
@@ -333,8 +386,8 @@ class Grouping:
         for group in old - new:
             group.namespaces.discard(ns)
             for pod in ns.pods.values():
-                if group in pod.groups:
-                    group.live.discard(pod.member)
+                if pod.member is not None and group in pod.groups:
+                    group.leave(pod.member)
                     pod.groups = tuple(g for g in pod.groups if g is not group)
                     self.dirty.add(group)
         for group in new - old:
@@ -342,7 +395,7 @@ class Grouping:
             matches = group.pod_selector.matches
             for pod in ns.pods.values():
                 if pod.member is not None and matches(pod.labels):
-                    group.live.add(pod.member)
+                    group.join(pod.member)
                     pod.groups += (group,)
                     self.dirty.add(group)
         ns.cluster_groups = new
@@ -366,8 +419,8 @@ class Grouping:
             elif old_member is not None and member is not None and pod.labels == labels:
                 pod.member = member  # same groups, new member value (IP, node or ports changed)
                 for g in pod.groups:
-                    g.live.discard(old_member)
-                    g.live.add(member)
+                    g.leave(old_member)
+                    g.join(member)
                 self.dirty.update(pod.groups)
                 return
         old_member = pod.member
@@ -386,11 +439,11 @@ class Grouping:
         dirty = self.dirty
         if old_member is not None:
             for g in old_groups:
-                g.live.discard(old_member)
+                g.leave(old_member)
                 dirty.add(g)
         if member is not None:
             for g in new_groups:
-                g.live.add(member)
+                g.join(member)
                 dirty.add(g)
 
     def remove_pod(self, namespace: str, name: str) -> None:
@@ -402,7 +455,7 @@ class Grouping:
             return
         if pod.member is not None:
             for g in pod.groups:
-                g.live.discard(pod.member)
+                g.leave(pod.member)
                 self.dirty.add(g)
         pod.groups = ()
         self._forget_if_idle(ns)
