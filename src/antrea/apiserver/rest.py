@@ -453,11 +453,12 @@ class ResourceHandlers:
     async def _patch(
         self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str
     ) -> web.Response:
-
+        # Read the body before looking at the stored object: from here to the store write
+        # nothing awaits, so no other write can slip in between (no lost updates).
+        body = await request.read()
         old = self.store.get(rt.key, ns, name)
         if old is None:
             raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
-        body = await request.read()
         try:
             patched = apply_patch(copy.deepcopy(old), body, request.content_type, kind=rt.kind)
         except PatchError as exc:

@@ -792,3 +792,21 @@ async def test_old_events_expire(api: Client) -> None:
     assert api.server.handlers.deletions.expire_events(3600) == 1
     _, lst = await api.req("GET", events)
     assert [e["metadata"]["name"] for e in lst["items"]] == ["new"]
+
+
+async def test_concurrent_patches_lose_no_update(api: Client) -> None:
+    """Patches apply to the latest object even when many arrive at once."""
+    await api.req("POST", PODS, pod("p"))
+
+    async def label(i: int) -> int:
+        status, _ = await api.req(
+            "PATCH",
+            PODS + "/p",
+            {"metadata": {"labels": {f"l{i}": "x"}}},
+            ctype="application/merge-patch+json",
+        )
+        return status
+
+    assert set(await asyncio.gather(*(label(i) for i in range(40)))) == {200}
+    _, obj = await api.req("GET", PODS + "/p")
+    assert len(obj["metadata"]["labels"]) == 40
