@@ -267,6 +267,7 @@ class LocalCluster:
             self.client,
             round_num=1,
             ofport_of=self.ofports.get,
+            install_miss_flows=True,
             gateway_ip=GW_IP,
             gateway_mark=FROM_GATEWAY.match(),
         )

@@ -43,6 +43,7 @@ def base_flows(
     *,
     gateway_ip: str | None = None,
     gateway_mark: RegMatch | None = None,
+    with_miss: bool = False,
 ) -> list[Flow]:
     """Flows that exist whatever the policies: bypasses, the gateway allow, table misses.
 
@@ -76,8 +77,9 @@ def base_flows(
                     c,
                 )
             )
-        out.append(Flow(d.rule_table, t.PRIO_MISS, Match(), (GotoTable(d.default_table),), c))
-        out.append(Flow(d.default_table, t.PRIO_MISS, Match(), (GotoTable(d.allow_goto),), c))
+        if with_miss:  # the agent's pipeline owns the miss flows; standalone users want them
+            out.append(Flow(d.rule_table, t.PRIO_MISS, Match(), (GotoTable(d.default_table),), c))
+            out.append(Flow(d.default_table, t.PRIO_MISS, Match(), (GotoTable(d.allow_goto),), c))
     if gateway_ip is not None or gateway_mark is not None:
         regs = (gateway_mark,) if gateway_mark is not None else ()
         src = ipaddress.ip_network(gateway_ip) if gateway_ip is not None else None

@@ -81,6 +81,7 @@ class PolicyReconciler:
         gateway_mark: RegMatch | None = None,
         allocator: ConjIDAllocator | None = None,
         on_bundle: BundleObserver | None = None,
+        install_miss_flows: bool = False,
     ) -> None:
         self.client = client
         self.round_num = round_num
@@ -89,6 +90,7 @@ class PolicyReconciler:
         self.gateway_mark = gateway_mark
         self.ids = allocator or ConjIDAllocator()
         self.on_bundle = on_bundle
+        self.install_miss_flows = install_miss_flows
         self.realized: dict[str, RealizedRule] = {}
         self.conj_rule: dict[int, str] = {}  # conj id -> rule id (kept while the ID cools down)
         self._matches: dict[MatchKey, dict[int, tuple[int, int]]] = {}
@@ -109,7 +111,10 @@ class PolicyReconciler:
     # -- base flows -----------------------------------------------------------------------
     def base_flows(self) -> list[Flow]:
         return fb.base_flows(
-            self.round_num, gateway_ip=self.gateway_ip, gateway_mark=self.gateway_mark
+            self.round_num,
+            gateway_ip=self.gateway_ip,
+            gateway_mark=self.gateway_mark,
+            with_miss=self.install_miss_flows,
         )
 
     # -- reconciliation -------------------------------------------------------------------

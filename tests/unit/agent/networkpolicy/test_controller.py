@@ -131,7 +131,7 @@ async def test_address_group_patch_and_pod_port_changes() -> None:
     await ctl.run(feed(evs))
     srcs = [f for f in rt.table(90) if f.match.nw_src is not None]
     assert [str(f.match.nw_src) for f in srcs] == ["10.244.1.20/32"]
-    assert len(rt.table(100)) == 2  # x/c has no port yet: only x/a isolated (+ miss flow)
+    assert len(rt.table(100)) == 1  # x/c has no port yet: only x/a isolated
 
     PORTS[PodReference("x", "c")] = 5
     try:
@@ -139,7 +139,7 @@ async def test_address_group_patch_and_pod_port_changes() -> None:
         await ctl.realize_dirty()
     finally:
         del PORTS[PodReference("x", "c")]
-    assert len(rt.table(100)) == 3
+    assert len(rt.table(100)) == 2
 
 
 async def test_policy_delete_and_status_generation() -> None:

@@ -50,7 +50,9 @@ class Env:
     def __init__(self) -> None:
         self.rt = RecordingTransport()
         self.client = FlowClient(self.rt)
-        self.rec = PolicyReconciler(self.client, round_num=1, ofport_of=ofport_of)
+        self.rec = PolicyReconciler(
+            self.client, round_num=1, ofport_of=ofport_of, install_miss_flows=True
+        )
         self.cache = RuleCache()
 
     def load(self, *objs: object) -> None:

@@ -1,0 +1,198 @@
+"""NetworkPolicy realization in the agent: the controller stream in, conjunctive flows out.
+
+Entry point for the agent: `start(agent)` (called by `antrea.agent.agent.Agent` once the
+pipeline is installed, before its local API starts). It wires:
+
+    ControlPlaneClient.events() -> NetworkPolicyController (cache.py, controller.py)
+        -> PolicyReconciler (conjunctions.py, reconciler.py, flows.py) -> agent.flow_client
+    status  -> ControlPlaneClient.report_status (per policy, realized generation)
+    metrics -> agent.registry (metrics.py); routes -> agent.app (api.py); stats (stats.py)
+
+See docs/design/networkpolicy-agent.md.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import structlog
+
+from antrea.agent.networkpolicy.api import add_routes, build_trace_flow
+from antrea.agent.networkpolicy.controller import STREAM_RESTART, NetworkPolicyController
+from antrea.agent.networkpolicy.metrics import PolicyMetrics
+from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+from antrea.agent.networkpolicy.stats import StatsCollector
+from antrea.apis.controlplane.codec import EventType, WatchEvent
+from antrea.apis.controlplane.types import NetworkPolicyNodeStatus, PodReference
+from antrea.ovs.openflow.cookie import Category, category_filter
+from antrea.ovs.ovsctl import DumpedFlow
+
+log = structlog.get_logger(__name__)
+
+__all__ = ["NetworkPolicyController", "PolicyAgent", "PolicyReconciler", "start"]
+
+
+class PolicyAgent:
+    """The policy realization attached to one running `Agent` (duck-typed: see agent.py)."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.ofports: dict[PodReference, int] = {}
+        self._iface_macs: dict[PodReference, tuple[int, str, str]] = {}
+        for c in agent.interface_store.list():
+            self._index(c)
+        agent.interface_store.add_listener(self._on_interface)
+        from antrea.agent.openflow.fields import FROM_GATEWAY
+
+        node = getattr(agent, "node", None)
+        gw_ip = str(node.gateway_ip) if node is not None and node.gateway_ip else None
+        self.metrics = PolicyMetrics(agent.registry, self._live)
+        self.reconciler = PolicyReconciler(
+            agent.flow_client,
+            round_num=agent.round_num,
+            ofport_of=self.ofports.get,
+            gateway_ip=gw_ip,
+            gateway_mark=FROM_GATEWAY.match(),
+            on_bundle=self.metrics.observe_bundle,
+        )
+        self.client: Any = None
+        self.controller = NetworkPolicyController(
+            node_name=agent.node_name, reconciler=self.reconciler, report_status=self._report
+        )
+        self.stats: StatsCollector | None = StatsCollector(
+            self.dump_policy_flows, self.reconciler.rule_of_conj
+        )
+
+    # -- interface store ------------------------------------------------------------------
+    def _index(self, c: Any) -> None:
+        ref = PodReference(c.pod_namespace, c.pod_name)
+        self.ofports[ref] = c.ofport
+        self._iface_macs[ref] = (c.ofport, c.mac, str(c.ip))
+
+    def _on_interface(self, event: Any, c: Any) -> None:
+        ref = PodReference(c.pod_namespace, c.pod_name)
+        if getattr(event, "value", str(event)) == "deleted":
+            if self.ofports.get(ref) == c.ofport:
+                self.ofports.pop(ref, None)
+                self._iface_macs.pop(ref, None)
+        else:
+            self._index(c)
+        self.controller.pod_changed(ref)
+
+    # -- status, metrics, OVS helpers -----------------------------------------------------
+    async def _report(self, status: NetworkPolicyNodeStatus) -> None:
+        if self.client is not None:
+            await self.client.report_status(status)
+
+    def _live(self) -> dict[str, Any]:
+        ctl = self.controller
+        return {
+            "rules": self.reconciler.counts(),
+            "policies": len(ctl.cache.policies),
+            "rule_errors": len(ctl.rule_errors),
+            "flows": sum(len(self.agent.flow_client.flows_of(o)) for o in self._owners()),
+            "initial_sync_seconds": ctl.initial_sync_seconds,
+        }
+
+    def _owners(self) -> list[Any]:
+        return [
+            o
+            for o in self.agent.flow_client.owners()
+            if isinstance(o, tuple) and o and str(o[0]).startswith("np-")
+        ]
+
+    async def dump_policy_flows(self) -> list[DumpedFlow]:
+        flows: list[DumpedFlow] = await self.agent.ofctl.dump_flows(
+            category_filter(Category.NETWORK_POLICY)
+        )
+        return flows
+
+    def trace_flow(self, source: str, destination: str, extra: str) -> str:
+        ns, _, name = source.rpartition("/")
+        src = self._iface_macs.get(PodReference(ns or "default", name))
+        if src is None:
+            raise LookupError(f"source pod {source} has no interface on this node")
+        gw_mac = getattr(self.agent, "gateway_mac", "") or "00:00:00:00:00:00"
+        if "/" in destination or not _is_ip(destination):
+            dns, _, dname = destination.rpartition("/")
+            ref = PodReference(dns or "default", dname)
+            local = self._iface_macs.get(ref)
+            if local is not None:
+                dst_ip, dst_mac = local[2], local[1]
+            else:
+                ip = self._known_ip(ref)
+                if ip is None:
+                    raise LookupError(
+                        f"destination pod {destination} is not on this node and not in any "
+                        "group this node knows; pass its IP"
+                    )
+                dst_ip, dst_mac = ip, gw_mac
+        else:
+            dst_ip = destination
+            local_dst = next((v for v in self._iface_macs.values() if v[2] == destination), None)
+            dst_mac = local_dst[1] if local_dst is not None else gw_mac
+        return build_trace_flow(
+            src_ofport=src[0], src_mac=src[1], src_ip=src[2], dst_ip=dst_ip, dst_mac=dst_mac,
+            extra=extra,
+        )  # fmt: skip
+
+    def _known_ip(self, ref: PodReference) -> str | None:
+        cache = self.controller.cache
+        for groups in (cache.address_groups, cache.applied_to_groups):
+            for members in groups.values():
+                for m in members:
+                    if m.pod == ref and m.ips:
+                        return m.ips[0]
+        return None
+
+    async def trace(self, flow: str) -> str:
+        out: str = await self.agent.ofctl.trace(flow)
+        return out
+
+    # -- the stream -----------------------------------------------------------------------
+    async def run(self, events: Callable[[], AsyncIterator[WatchEvent]]) -> None:
+        """Consume the stream (reconnections are the client's business) until cancelled."""
+        await self.controller.run(self._track(events()))
+
+    async def _track(self, events: AsyncIterator[WatchEvent]) -> AsyncIterator[WatchEvent]:
+        async for ev in events:
+            if ev.type is EventType.BOOKMARK:
+                self.agent.controller_connected = True
+            elif ev.type is EventType.ERROR and ev.message == STREAM_RESTART:
+                self.agent.controller_connected = False
+            elif ev.type is EventType.DELETED and ev.object is not None and self.client:
+                forget = getattr(self.client, "forget_status", None)
+                if forget is not None and ev.kind is not None and str(ev.kind) == "NetworkPolicy":
+                    forget(ev.object.name)
+            yield ev
+
+    async def mark_ready(self) -> None:
+        await self.controller.ready.wait()
+        self.agent.policy_ready.set()
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def start(agent: Any, *, client: Any = None) -> PolicyAgent:
+    """Attach the policy realization to a starting agent (the agent's extension hook)."""
+    pa = PolicyAgent(agent)
+    if client is None:
+        from antrea.agent.controlplane_client import ControlPlaneClient
+
+        client = ControlPlaneClient(agent.node_name, agent.api_client)
+    pa.client = client
+    add_routes(agent.app, pa)
+    agent.add_task(pa.run(client.events), "networkpolicy_stream")
+    agent.add_task(pa.mark_ready(), "networkpolicy_ready")
+    agent.network_policy = pa
+    log.info("network_policy_realization_attached", node=agent.node_name)
+    return pa
