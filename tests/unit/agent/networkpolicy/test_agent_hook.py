@@ -1,0 +1,163 @@
+"""`start(agent)`: the stream drives flows, readiness, status, the local API and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import AsyncIterator
+from types import SimpleNamespace
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry, generate_latest
+
+from antrea.agent.interfacestore import InterfaceConfig, InterfaceStore
+from antrea.agent.networkpolicy import start
+from antrea.agent.networkpolicy.testing import (
+    BOOKMARK,
+    AddressGroup,
+    AppliedToGroup,
+    added,
+    ingress,
+    member,
+    policy,
+    tcp,
+)
+from antrea.apis.controlplane.codec import WatchEvent
+from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.ovs.ovsctl import DumpedFlow
+
+A = member("x", "a", "10.244.1.10")
+YB = member("y", "b", "10.244.2.20")
+
+
+class FakeClient:
+    def __init__(self, events: list[WatchEvent]) -> None:
+        self._events = events
+        self.statuses: list[NetworkPolicyNodeStatus] = []
+
+    async def events(self) -> AsyncIterator[WatchEvent]:
+        for ev in self._events:
+            yield ev
+        await asyncio.Event().wait()
+
+    async def report_status(self, st: NetworkPolicyNodeStatus) -> bool:
+        self.statuses.append(st)
+        return True
+
+
+class FakeOfctl:
+    def __init__(self, rt: RecordingTransport) -> None:
+        self.rt = rt
+        self.traced: list[str] = []
+
+    async def dump_flows(self, flow_filter: str = "", *, stats: bool = True) -> list[DumpedFlow]:
+        from antrea.ovs.openflow.render import render_flow
+        from antrea.ovs.ovsctl import parse_flow_line
+
+        out = []
+        for f in self.rt.flows.values():
+            line = render_flow(f).replace("cookie=", "n_packets=7, n_bytes=700, cookie=")
+            parsed = parse_flow_line(line)
+            if parsed is not None:
+                out.append(parsed)
+        return out
+
+    async def trace(self, flow: str) -> str:
+        self.traced.append(flow)
+        return "Final flow: ...\nDatapath actions: 4"
+
+
+def fake_agent(rt: RecordingTransport) -> Any:
+    tasks: list[asyncio.Task[Any]] = []
+    client = FlowClient(rt)
+    agent = SimpleNamespace(
+        app=web.Application(),
+        registry=CollectorRegistry(),
+        flow_client=client,
+        writer=CoalescingWriter(client),
+        round_num=3,
+        interface_store=InterfaceStore(),
+        node_name="n1",
+        node=SimpleNamespace(gateway_ip=ipaddress.IPv4Address("10.244.1.1")),
+        gateway_mac="aa:aa:aa:aa:aa:01",
+        policy_ready=asyncio.Event(),
+        controller_connected=False,
+        ofctl=FakeOfctl(rt),
+        tasks=tasks,
+    )
+    agent.add_task = lambda coro, name="": tasks.append(asyncio.create_task(coro)) or tasks[-1]
+    return agent
+
+
+async def test_hook_end_to_end() -> None:
+    rt = RecordingTransport()
+    agent = fake_agent(rt)
+    agent.interface_store.add(
+        InterfaceConfig("c1", "a", "x", "a-1", "eth0", ipaddress.IPv4Address("10.244.1.10"),
+                        "02:00:00:00:00:0a", 3)
+    )  # fmt: skip
+    client = FakeClient(
+        [
+            added(AddressGroup("ag", frozenset({YB}))),
+            added(AppliedToGroup("atg", frozenset({A}))),
+            added(policy("p1", [ingress(groups=["ag"], services=[tcp(80)])], ["atg"])),
+            BOOKMARK,
+        ]
+    )
+    pa = start(agent, client=client)
+    try:
+        await asyncio.wait_for(agent.policy_ready.wait(), 5)
+        assert agent.controller_connected
+        await asyncio.sleep(0.01)
+        assert [(s.policy, s.generation, s.realized) for s in client.statuses] == [("p1", 1, True)]
+        assert all((f.cookie >> 48) == 3 for f in rt.flows.values())  # the agent's round
+        assert not any(f.priority == 0 for f in rt.flows.values())  # misses are the pipeline's
+
+        async with TestClient(TestServer(agent.app)) as http:
+            resp = await http.get("/networkpolicies")
+            data = await resp.json()
+            assert data[0]["realized"] and data[0]["realizedGeneration"] == 1
+            assert data[0]["rules"][0]["stats"]["sessions"] == 7
+            assert data[0]["localPods"] == ["x/a"]
+            resp = await http.get("/networkpolicyflows", params={"name": "np-p1", "namespace": "x"})
+            flows = await resp.json()
+            assert any("conj_id=" in f["flow"] for f in flows)
+            assert any("actions=drop" in f["flow"] for f in flows)
+            resp = await http.get(
+                "/ovstracing",
+                params={"source": "x/a", "destination": "10.244.2.20", "flow": "tcp,tp_dst=80"},
+            )
+            trace = await resp.json()
+            assert trace["flow"].startswith("in_port=3,dl_src=02:00:00:00:00:0a,")
+            assert "dl_dst=aa:aa:aa:aa:aa:01,tcp," in trace["flow"]
+            assert trace["flow"].endswith("tp_dst=80")
+            resp = await http.get("/ovstracing", params={"source": "x/zz", "destination": "x/a"})
+            assert resp.status == 404
+            resp = await http.get("/addressgroups")
+            assert (await resp.json())[0]["groupMembers"][0]["ips"] == ["10.244.2.20"]
+
+        text = generate_latest(agent.registry).decode()
+        assert "antrea_agent_ingress_networkpolicy_rule_count 1.0" in text
+        assert "antrea_agent_networkpolicy_bundle_flow_operations_count 1.0" in text
+
+        # a pod attached later is picked up through the interface store
+        before = len(rt.table(100))
+        b = member("x", "b", "10.244.1.20")
+        pa.controller.handle(added(AppliedToGroup("atg", frozenset({A, b}))))
+        await pa.controller.wait_idle()
+        assert len(rt.table(100)) == before  # no port yet
+        agent.interface_store.add(
+            InterfaceConfig("c2", "b", "x", "b-1", "eth0", ipaddress.IPv4Address("10.244.1.20"),
+                            "02:00:00:00:00:0b", 4)
+        )  # fmt: skip
+        await asyncio.sleep(0.01)
+        await pa.controller.wait_idle()
+        assert len(rt.table(100)) == before + 1
+    finally:
+        for t in agent.tasks:
+            t.cancel()
+        await asyncio.gather(*agent.tasks, return_exceptions=True)
