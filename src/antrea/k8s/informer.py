@@ -79,6 +79,10 @@ def _rv(obj: JSON) -> str | None:
     return meta.get("resourceVersion") if isinstance(meta, dict) else None
 
 
+def _same_version(a: JSON, b: JSON) -> bool:
+    return _uid(a) == _uid(b) and _rv(a) == _rv(b)
+
+
 def _uid(obj: JSON) -> str | None:
     meta = obj.get("metadata")
     return meta.get("uid") if isinstance(meta, dict) else None
@@ -359,7 +363,11 @@ class Informer:
                     if key not in items:
                         await self._emit_delete(prev)
                 for key, obj in items.items():
-                    await self._deliver(old.get(key), obj)
+                    prev = old.get(key)
+                    if prev is not None and _same_version(prev, obj):
+                        items[key] = prev  # unchanged: handlers keep seeing the same object
+                    else:
+                        await self._deliver(prev, obj)
             self.resource_version = rv
         self._log.info("informer_listed", objects=len(items), resource_version=rv, relist=not first)
         self.has_synced.set()

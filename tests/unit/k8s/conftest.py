@@ -33,6 +33,7 @@ class FakeKube:
         self.watch_gate = asyncio.Event()
         self.watch_gate.set()
         self.list_requests: list[dict[str, str]] = []
+        self._snapshots: list[tuple[int, list[JSON]]] = []
         self.watch_requests: list[dict[str, str]] = []
         self._changed = asyncio.Condition()
         self._close_epoch = 0
@@ -99,14 +100,23 @@ class FakeKube:
         if self.fail_lists:
             self.fail_lists -= 1
             return web.json_response({"kind": "Status", "code": 500, "message": "boom"}, status=500)
-        items = sorted(self.objects.values(), key=lambda o: o["metadata"]["name"])
-        start = int(query.get("continue") or 0)
+        # Pages of one list are a consistent snapshot, as the real server's continue tokens.
+        token = query.get("continue")
+        if token:
+            snap_id, start_s = token.split(":")
+            rv, items = self._snapshots[int(snap_id)]
+            start = int(start_s)
+        else:
+            rv = self.rv
+            items = sorted(self.objects.values(), key=lambda o: o["metadata"]["name"])
+            self._snapshots.append((rv, items))
+            snap_id, start = str(len(self._snapshots) - 1), 0
         limit = int(query.get("limit") or 0)
         page = items[start : start + limit] if limit else items[start:]
-        cont = str(start + limit) if limit and start + limit < len(items) else ""
+        cont = f"{snap_id}:{start + limit}" if limit and start + limit < len(items) else ""
         # List items carry no kind/apiVersion, like a real list response.
         page = [{k: v for k, v in o.items() if k not in ("kind", "apiVersion")} for o in page]
-        meta: JSON = {"resourceVersion": str(self.rv)}
+        meta: JSON = {"resourceVersion": str(rv)}
         if cont:
             meta["continue"] = cont
         return web.json_response(
@@ -133,6 +143,8 @@ class FakeKube:
         drop, self.drop_after = self.drop_after, None
         sent = 0
         while True:
+            if since < self.min_rv:
+                return resp  # history compacted under this stream: end it, the resume gets 410
             for rv, etype, obj in list(self.log):
                 if rv <= since:
                     continue

@@ -242,7 +242,7 @@ async def test_paging_selectors_and_namespace(fake_kube: Any, api: Any) -> None:
     try:
         await inf.wait_synced(10)
         assert len(inf) == 5
-        assert [q.get("continue") for q in fake_kube.list_requests] == [None, "2", "4"]
+        assert [q.get("continue") for q in fake_kube.list_requests] == [None, "0:2", "0:4"]
         assert all(q["limit"] == "2" for q in fake_kube.list_requests)
         assert fake_kube.list_requests[0]["labelSelector"] == "app=x"
         assert fake_kube.list_requests[0]["fieldSelector"] == "spec.nodeName=node1"
@@ -306,5 +306,128 @@ async def test_path_list_func(fake_kube: Any, api: Any) -> None:
         await until(lambda: len(rec.events) == 2)
         assert rec.names() == [("add", "x/a"), ("delete", "x/a")]
         assert fake_kube.watch_requests[0]["labelSelector"] == "a=b"
+    finally:
+        await inf.stop()
+
+
+class StateChecker:
+    """Rebuilds the server's state from the callbacks, failing on any impossible callback."""
+
+    def __init__(self) -> None:
+        self.state: dict[str, JSON] = {}
+        self.problems: list[str] = []
+        self.count = 0
+
+    def on_add(self, obj: JSON) -> None:
+        self.count += 1
+        key = object_key(obj)
+        if key in self.state:
+            self.problems.append(f"add of present {key}")
+        self.state[key] = obj
+
+    def on_update(self, old: JSON, new: JSON) -> None:
+        self.count += 1
+        key = object_key(new)
+        cur = self.state.get(key)
+        if cur is None:
+            self.problems.append(f"update of absent {key}")
+        elif int(new["metadata"]["resourceVersion"]) <= int(cur["metadata"]["resourceVersion"]):
+            self.problems.append(f"stale or duplicate update of {key}")
+        elif old is not cur:
+            self.problems.append(f"update of {key} with an old object that is not the cached one")
+        self.state[key] = new
+
+    def on_delete(self, obj: JSON) -> None:
+        self.count += 1
+        key = object_key(obj)
+        if self.state.pop(key, None) is None:
+            self.problems.append(f"delete of absent {key}")
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_randomized_disconnects_converge(fake_kube: Any, api: Any, seed: int) -> None:
+    """Random changes, cut connections, clean ends and compactions: the state rebuilt from the
+    callbacks always converges to the server's, with no impossible callback on the way."""
+    import random
+
+    rng = random.Random(seed)
+    fake_kube.gone_as_event = rng.random() < 0.5
+    for i in range(5):
+        await fake_kube.add(f"p{i}", v="0")
+    checker = StateChecker()
+    inf = Informer(
+        client.CoreV1Api(api).list_pod_for_all_namespaces,
+        name="pods",
+        backoff_initial=0.005,
+        backoff_max=0.02,
+        page_size=3,
+    )
+    inf.add_handler(on_add=checker.on_add, on_update=checker.on_update, on_delete=checker.on_delete)
+    seen_events: list[Any] = []
+    orig = inf._handle_event
+
+    async def spy(ev: Any) -> None:
+        md = ev["object"].get("metadata", {})
+        seen_events.append((ev["type"], md.get("resourceVersion"), md.get("name")))
+        await orig(ev)
+
+    inf._handle_event = spy  # type: ignore[method-assign]
+    inf.start()
+    try:
+        await inf.wait_synced(10)
+        next_name = 5
+        for step in range(100):
+            r = rng.random()
+            names = sorted(k.split("/")[1] for k in fake_kube.objects)
+            if r < 0.3 or not names:
+                await fake_kube.add(f"p{next_name}", v=str(step))
+                next_name += 1
+            elif r < 0.6:
+                await fake_kube.modify(rng.choice(names), v=str(step))
+            elif r < 0.75:
+                await fake_kube.delete(rng.choice(names))
+            elif r < 0.82:
+                fake_kube.drop_after = rng.randint(0, 2)
+                await fake_kube.close_watches()
+            elif r < 0.88:
+                await fake_kube.close_watches()
+            elif r < 0.94:
+                fake_kube.watch_gate.clear()
+                await fake_kube.close_watches()
+                for _ in range(rng.randint(1, 4)):
+                    names = sorted(k.split("/")[1] for k in fake_kube.objects)
+                    if names and rng.random() < 0.5:
+                        await fake_kube.delete(rng.choice(names))
+                    else:
+                        await fake_kube.add(f"p{next_name}", v=str(step))
+                        next_name += 1
+                fake_kube.compact()
+                fake_kube.watch_gate.set()
+            else:
+                await fake_kube.bookmark()
+            if rng.random() < 0.3:
+                await asyncio.sleep(rng.random() * 0.02)
+
+        def converged() -> bool:
+            return {k: v["metadata"]["resourceVersion"] for k, v in checker.state.items()} == {
+                k: v["metadata"]["resourceVersion"] for k, v in fake_kube.objects.items()
+            }
+
+        try:
+            await until(converged, timeout=10)
+        except TimeoutError:
+            mine = {k: v["metadata"]["resourceVersion"] for k, v in checker.state.items()}
+            theirs = {k: v["metadata"]["resourceVersion"] for k, v in fake_kube.objects.items()}
+            diff = {
+                k: (mine.get(k), theirs.get(k))
+                for k in {*mine, *theirs}
+                if mine.get(k) != theirs.get(k)
+            }
+            watches = [q.get("resourceVersion") for q in fake_kube.watch_requests]
+            raise AssertionError(
+                f"diverged {diff}; received {seen_events}; watches {watches}"
+            ) from None
+        assert checker.problems == []
+        assert sorted(inf.keys()) == sorted(fake_kube.objects)
     finally:
         await inf.stop()
