@@ -359,9 +359,9 @@ class Informer:
                     await self._emit_add(obj)
             else:
                 # Re-list: deliver exactly what the missed events would have.
-                for key, prev in old.items():
+                for key, gone in old.items():
                     if key not in items:
-                        await self._emit_delete(prev)
+                        await self._emit_delete(gone)
                 for key, obj in items.items():
                     prev = old.get(key)
                     if prev is not None and _same_version(prev, obj):
