@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -44,6 +45,9 @@ log = structlog.get_logger(__name__)
 
 DEFAULT_MAX_QUEUE = 1000
 """Frames a watcher may have pending before it is dropped (Antrea's per-watcher buffer)."""
+
+FRAME_CACHE_IDLE = 30.0
+"""Seconds without a new watcher after which the shared snapshot-frame cache is dropped."""
 
 HEARTBEAT_MESSAGE = "heartbeat"
 """``BOOKMARK`` frames with this message only keep the connection alive; clients drop them."""
@@ -171,6 +175,11 @@ class Dispatcher:
         # node -> kind -> names in its span: snapshots cost O(objects of the node), not O(all)
         # (a failover reconnects every agent at once). Built on first use, then kept by on_change.
         self._span_index: dict[str, dict[Kind, set[str]]] | None = None
+        # Encoded snapshot frames of node-independent objects (policies, AddressGroups), shared
+        # by the snapshots of a reconnect storm; dropped when no one connected for a while.
+        self._frames: dict[tuple[Kind, str], tuple[Any, bytes]] = {}
+        self._frames_used = 0.0
+        self.clock = time.monotonic
 
     # --- watchers ------------------------------------------------------------------------
 
@@ -225,6 +234,10 @@ class Dispatcher:
             index.setdefault(n, {}).setdefault(ch.kind, set()).add(ch.name)
 
     def snapshot_frames(self, node: str) -> Iterator[bytes]:
+        now = self.clock()
+        if now - self._frames_used > FRAME_CACHE_IDLE:
+            self._frames.clear()
+        self._frames_used = now
         per_kind = self._index().get(node, {})
         for kind in KIND_ORDER:
             for name in sorted(per_kind.get(kind, ())):
@@ -232,8 +245,16 @@ class Dispatcher:
                 if got is None or node not in got[1]:
                     continue
                 obj = got[0]
-                view = members_on(obj, node) if isinstance(obj, AppliedToGroup) else obj
-                yield encode_event(WatchEvent(EventType.ADDED, kind, view, rv=self.rv))
+                if isinstance(obj, AppliedToGroup):
+                    yield encode_event(
+                        WatchEvent(EventType.ADDED, kind, members_on(obj, node), rv=self.rv)
+                    )
+                    continue
+                cached = self._frames.get((kind, name))
+                if cached is None or cached[0] is not obj:
+                    cached = (obj, encode_event(WatchEvent(EventType.ADDED, kind, obj, rv=self.rv)))
+                    self._frames[(kind, name)] = cached
+                yield cached[1]
         yield encode_event(WatchEvent(EventType.BOOKMARK, rv=self.rv))
 
     def heartbeat_frame(self) -> bytes:
