@@ -43,6 +43,14 @@ async def test_nodes_registered_and_ready(lab: Lab) -> None:
         assert addrs == {"InternalIP": spec.underlay_ip, "Hostname": spec.name}
         ready = [c for c in n["status"]["conditions"] if c["type"] == "Ready"]
         assert ready and ready[0]["status"] == "True"
+    async with lab.client() as c:
+
+        async def leases() -> bool:
+            path = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+            items = (await c.list(path)).get("items") or []
+            return sorted(i["spec"]["holderIdentity"] for i in items) == ["node1", "node2"]
+
+        await wait_for(leases)
 
 
 async def test_unbound_pod_is_scheduled_served_checked_and_removed(lab: Lab) -> None:

@@ -10,6 +10,7 @@ is False with reason ``NetworkPluginNotReady`` until the node's CNI conf dir has
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import platform
 from typing import Any
 
@@ -22,7 +23,10 @@ from antrea.lab.state import NodeSpec
 
 log = structlog.get_logger(__name__)
 
-HEARTBEAT_SECONDS = 20.0
+STATUS_SECONDS = 60.0  # a real kubelet: 5 min when nothing changes
+LEASE_SECONDS = 10.0  # a real kubelet renews its Lease every 10 s (duration 40 s)
+LEASE_DURATION = 40
+LEASE_NAMESPACE = "kube-node-lease"
 READINESS_POLL_SECONDS = 1.0
 
 
@@ -105,23 +109,60 @@ async def post_status(client: KubeClient, node: NodeSpec, *, ready: bool, transi
     await client.merge_patch(f"/api/v1/nodes/{node.name}/status", {"status": status})
 
 
+def micro_now() -> str:
+    """A MicroTime, as Lease renewTime wants it."""
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+async def renew_lease(client: KubeClient, node: NodeSpec) -> None:
+    """The node heartbeat a real kubelet sends: its Lease in kube-node-lease."""
+    path = f"/apis/coordination.k8s.io/v1/namespaces/{LEASE_NAMESPACE}/leases"
+    spec = {
+        "holderIdentity": node.name,
+        "leaseDurationSeconds": LEASE_DURATION,
+        "renewTime": micro_now(),
+    }
+    try:
+        await client.merge_patch(f"{path}/{node.name}", {"spec": spec})
+        return
+    except ApiError as exc:
+        if exc.status != 404:
+            raise
+    try:
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}
+        await client.create("/api/v1/namespaces", ns)
+    except ApiError as exc:
+        if exc.status != 409:
+            raise
+    lease = {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {"name": node.name, "namespace": LEASE_NAMESPACE},
+        "spec": spec,
+    }
+    await client.create(path, lease)
+
+
 async def heartbeat(client: KubeClient, node: NodeSpec) -> None:
-    """Post status every HEARTBEAT_SECONDS, and at once when network readiness flips."""
+    """Renew the node Lease every LEASE_SECONDS; post status every STATUS_SECONDS and at once
+    when network readiness flips (status updates are watch events for every Node watcher, so
+    they are kept rare, as a kubelet does)."""
+    loop = asyncio.get_running_loop()
     ready = network_ready(node)
     transition = now()
-    last = asyncio.get_running_loop().time()
+    last_lease = -LEASE_SECONDS  # renew at once
+    last_status = loop.time()  # `register` has just posted it
     while True:
-        await asyncio.sleep(READINESS_POLL_SECONDS)
         current = network_ready(node)
-        due = asyncio.get_running_loop().time() - last >= HEARTBEAT_SECONDS
-        if current == ready and not due:
-            continue
-        if current != ready:
-            ready, transition = current, now()
         try:
-            await post_status(client, node, ready=ready, transition=transition)
-            last = asyncio.get_running_loop().time()
-        except (TimeoutError, ApiError, OSError) as exc:
+            if loop.time() - last_lease >= LEASE_SECONDS:
+                await renew_lease(client, node)
+                last_lease = loop.time()
+            if current != ready or loop.time() - last_status >= STATUS_SECONDS:
+                if current != ready:
+                    ready, transition = current, now()
+                await post_status(client, node, ready=ready, transition=transition)
+                last_status = loop.time()
+        except Exception as exc:  # API or connection trouble: retry on the next tick
             log.warning("node_heartbeat_failed", node=node.name, error=str(exc))
-        except Exception as exc:  # aiohttp client errors
-            log.warning("node_heartbeat_failed", node=node.name, error=str(exc))
+        await asyncio.sleep(READINESS_POLL_SECONDS)
