@@ -343,6 +343,7 @@ class ResourceHandlers:
         return json_response(created, status=201, warnings=warnings)
 
     def create(self, rt: ResourceType, obj: JSON, ns: str, *, dry_run: bool = False) -> JSON:
+        strategy.check_shape(rt, obj)
         meta = obj["metadata"]
         if not meta.get("name"):
             prefix = meta.get("generateName")
@@ -425,6 +426,7 @@ class ResourceHandlers:
         self, rt: ResourceType, new: JSON, old: JSON, *, sub: str = "", dry_run: bool = False
     ) -> tuple[JSON, bool]:
         """Optimistic-concurrency update of ``old`` with the client's ``new`` (a private dict)."""
+        strategy.check_shape(rt, new)
         name = old["metadata"]["name"]
         wanted_rv = new["metadata"].get("resourceVersion")
         if wanted_rv and wanted_rv != old["metadata"]["resourceVersion"]:

@@ -55,6 +55,49 @@ def _spec_part(rt: ResourceType, obj: JSON) -> Any:
     return obj.get("spec")
 
 
+# -- shape ---------------------------------------------------------------------------------
+
+_META_STRINGS = ("name", "generateName", "namespace", "uid", "resourceVersion")
+_META_MAPS = ("labels", "annotations")
+
+
+def check_shape(rt: ResourceType, obj: JSON) -> None:
+    """Reject bodies the real server could not even decode (a string where an object
+    belongs), with a 400 like its JSON decoder's, before any defaulting touches them."""
+
+    def fail(field: str, want: str, value: Any) -> errors.APIError:
+        got = type(value).__name__.replace("str", "string").replace("dict", "object")
+        return errors.bad_request(
+            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
+            f"json: cannot unmarshal {got} into Go struct field {rt.kind}.{field} of type {want}"
+        )
+
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        raise fail("metadata", "v1.ObjectMeta", meta)
+    for key in _META_STRINGS:
+        if key in meta and meta[key] is not None and not isinstance(meta[key], str):
+            raise fail(f"metadata.{key}", "string", meta[key])
+    for key in _META_MAPS:
+        value = meta.get(key)
+        if value is None:
+            continue
+        if not isinstance(value, dict):
+            raise fail(f"metadata.{key}", "map[string]string", value)
+        for item in value.values():
+            if not isinstance(item, str):
+                raise fail(f"metadata.{key}", "string", item)
+    finalizers = meta.get("finalizers")
+    if finalizers is not None and (
+        not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers)
+    ):
+        raise fail("metadata.finalizers", "[]string", finalizers)
+    if not rt.custom:
+        for key in ("spec", "status"):
+            if key in obj and obj[key] is not None and not isinstance(obj[key], dict):
+                raise fail(key, f"v1.{rt.kind}{key.capitalize()}", obj[key])
+
+
 # -- create --------------------------------------------------------------------------------
 
 

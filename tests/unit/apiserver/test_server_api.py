@@ -825,3 +825,25 @@ async def test_slow_patch_body_loses_no_update(api: Client) -> None:
     assert await task == 200
     _, obj = await api.req("GET", PODS + "/p")
     assert obj["metadata"]["labels"] == {"fast": "y", "slow": "x"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"metadata": {"name": 5}},
+        {"metadata": {"name": "m", "labels": ["a"]}},
+        {"metadata": {"name": "m", "labels": {"a": 1}}},
+        {"metadata": {"generateName": 3}},
+        {"metadata": {"name": "m", "finalizers": "x"}},
+        {"metadata": {"name": "m"}, "spec": "x"},
+    ],
+)
+async def test_undecodable_bodies_are_bad_requests(api: Client, body: JSON) -> None:
+    """Wrongly typed fields are a 400 (as the real server's decoder says), never a 500."""
+    status, err = await api.req("POST", PODS, body)
+    assert status == 400 and err["reason"] == "BadRequest", err
+    await api.req("POST", PODS, pod("ok"))
+    status, err = await api.req(
+        "PATCH", PODS + "/ok", {"spec": "x"}, ctype="application/merge-patch+json"
+    )
+    assert status == 400
