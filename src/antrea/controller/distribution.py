@@ -268,7 +268,18 @@ class Dispatcher:
         self.stats.changes += 1
         old_span, new_span = change.old_span or frozenset(), change.new_span or frozenset()
         self._reindex(change, old_span, new_span)
-        nodes = [n for n in old_span | new_span if n in self._by_node]
+        candidates: frozenset[str] | set[str] = old_span | new_span
+        patch = change.patch
+        if (
+            change.kind is Kind.APPLIED_TO_GROUP
+            and patch is not None
+            and change.old is not None
+            and change.new is not None
+        ):
+            # only nodes whose own members changed, or that enter/leave the span, hear about it
+            touched = {m.node for m in patch.added} | {m.node for m in patch.removed}
+            candidates = (touched & candidates) | (old_span ^ new_span)
+        nodes = [n for n in candidates if n in self._by_node]
         if not nodes:
             return
         shared: dict[EventType, bytes | None] = {}

@@ -247,3 +247,36 @@ async def test_next_frames_waits_and_heartbeat_times_out() -> None:
     assert [e.type for e in decode(frames)] == [EventType.ADDED]
     hb = decode([disp.heartbeat_frame()])[0]
     assert hb.type is EventType.BOOKMARK and hb.message == "heartbeat"
+
+
+def test_applied_to_group_patch_limits_fanout_to_touched_nodes() -> None:
+    store, disp = setup()
+    w1, _ = disp.register("n1")
+    w2, _ = disp.register("n2")
+    a, b, c = (
+        member("a", "n1", "10.0.1.2"),
+        member("b", "n2", "10.0.2.2"),
+        member("c", "n2", "10.0.2.3"),
+    )
+    store.put(Kind.APPLIED_TO_GROUP, AppliedToGroup("atg1", frozenset({a, b})), {"n1", "n2"})
+    drain(w1), drain(w2)
+    store.put(
+        Kind.APPLIED_TO_GROUP,
+        AppliedToGroup("atg1", frozenset({a, b, c})),
+        {"n1", "n2"},
+        AddressGroupPatch("atg1", frozenset({c}), frozenset()),
+    )
+    assert drain(w1) == []
+    (ev,) = drain(w2)
+    assert ev.type is EventType.MODIFIED and ev.object == AppliedToGroup("atg1", frozenset({b, c}))
+    # a node entering the span gets ADDED even though the patch names only its member
+    d = member("d", "n3", "10.0.3.2")
+    w3, _ = disp.register("n3")
+    store.put(
+        Kind.APPLIED_TO_GROUP,
+        AppliedToGroup("atg1", frozenset({a, b, c, d})),
+        {"n1", "n2", "n3"},
+        AddressGroupPatch("atg1", frozenset({d}), frozenset()),
+    )
+    assert [e.type for e in drain(w3)] == [EventType.ADDED]
+    assert drain(w1) == [] and drain(w2) == []
