@@ -52,6 +52,20 @@ async def run_stub_agent(node: str, kubeconfig: str | None, state_dir: str) -> N
         await api_client.close()
 
 
+async def _keep_running(what: str, factory: Any, delay: float = 5.0) -> None:
+    """Restart a failed role instead of taking the agent (and pod networking) down with it."""
+    import structlog
+
+    log = structlog.get_logger(__name__)
+    while True:
+        try:
+            await factory()
+            return
+        except Exception:
+            log.exception("role_failed_restarting", role=what, delay=delay)
+            await asyncio.sleep(delay)
+
+
 def _has_policy_agent() -> bool:
     """Whether the agent realizes policies (and so consumes the controller stream itself)."""
     try:
@@ -87,7 +101,7 @@ async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -
         if mirror:
             tg.create_task(run_stub_agent(ccfg.node_name, ccfg.kubeconfig, ccfg.state_dir))
         if controller:
-            tg.create_task(run_controller(ccfg))
+            tg.create_task(_keep_running("controller", lambda: run_controller(ccfg)))
 
 
 def main(args: argparse.Namespace) -> int:
