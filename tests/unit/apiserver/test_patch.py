@@ -337,3 +337,50 @@ def test_merge_patch_properties(target: dict[str, Any], patch: dict[str, Any]) -
     for key, value in patch.items():
         if value is None:
             assert key not in once
+
+
+_any_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(alphabet="ab$/-0", max_size=4),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "a",
+                    "spec",
+                    "containers",
+                    "name",
+                    "ports",
+                    "containerPort",
+                    "$patch",
+                    "$retainKeys",
+                    "$setElementOrder/containers",
+                    "$deleteFromPrimitiveList/finalizers",
+                    "metadata",
+                    "finalizers",
+                    "op",
+                    "path",
+                    "value",
+                    "from",
+                ]
+            ),
+            kids,
+            max_size=4,
+        )
+    ),
+    max_leaves=15,
+)
+
+
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None, max_examples=300)
+@given(body=_any_json, ctype=st.sampled_from([SMP, MERGE, JSONP]))
+def test_patch_never_crashes(body: Any, ctype: str) -> None:
+    """Any JSON body yields a dict or a PatchError (never a server error), input untouched."""
+    before = copy.deepcopy(POD)
+    try:
+        out = apply_patch(POD, _b(body), ctype, kind="Pod")
+    except PatchError as exc:
+        assert exc.code in (400, 415, 422)
+    else:
+        assert isinstance(out, dict)
+    assert before == POD

@@ -243,3 +243,22 @@ def test_field_selector_other_kinds() -> None:
     assert parse_field_selector("metadata.name=x", "widgets.example.com").matches(
         {"metadata": {"name": "x"}}
     )
+
+
+@given(st.text(alphabet="ab=!(),<> inotx.-/_1", max_size=20))
+def test_label_parser_total(s: str) -> None:
+    """Any string parses or raises SelectorError; what parses round-trips through str()."""
+    try:
+        sel = parse_label_selector(s)
+    except SelectorError:
+        return
+    assert parse_label_selector(str(sel)) == sel
+
+
+@given(st.text(alphabet="ab=!,\\.metadn", max_size=20))
+def test_field_parser_total(s: str) -> None:
+    """Any string parses or raises SelectorError."""
+    try:
+        parse_field_selector(s, "pods").matches(POD)
+    except SelectorError:
+        pass

@@ -485,3 +485,67 @@ def test_port_range_rule(port: int, end: int) -> None:
     spec = {"podSelector": {}, "ingress": [{"ports": [{"port": port, "endPort": end}]}]}
     ok = 1 <= port <= end <= 65535
     assert (_msgs(NP, "NetworkPolicy", _np(spec)) == []) is ok
+
+
+_junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=4),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "metadata",
+                    "spec",
+                    "name",
+                    "namespace",
+                    "labels",
+                    "ingress",
+                    "egress",
+                    "from",
+                    "to",
+                    "ports",
+                    "port",
+                    "endPort",
+                    "protocol",
+                    "ipBlock",
+                    "cidr",
+                    "except",
+                    "podSelector",
+                    "matchExpressions",
+                    "operator",
+                    "values",
+                    "containers",
+                    "policyTypes",
+                    "data",
+                    "subsets",
+                    "addresses",
+                    "versions",
+                    "names",
+                    "group",
+                ]
+            ),
+            kids,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@given(obj=st.dictionaries(st.sampled_from(["metadata", "spec", "data"]), _junk, max_size=3))
+def test_validate_never_crashes(obj: dict[str, Any]) -> None:
+    """Malformed objects produce field errors, never an exception (a 500)."""
+    for group, kind in [
+        ("networking.k8s.io", "NetworkPolicy"),
+        ("", "Pod"),
+        ("", "Service"),
+        ("", "Endpoints"),
+        ("", "ConfigMap"),
+        ("", "Node"),
+        ("apiextensions.k8s.io", "CustomResourceDefinition"),
+        ("example.com", "Widget"),
+    ]:
+        errs = validate(group, kind, obj, None)
+        for e in errs:
+            str(e)
+        validate(group, kind, obj, obj)
