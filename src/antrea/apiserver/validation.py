@@ -487,9 +487,9 @@ def _validate_containers(
             errs.append(required(f"{cpath}.name", ""))
         else:
             errs.extend(invalid(f"{cpath}.name", name, m) for m in is_dns1123_label(str(name)))
-            if name in seen:
+            if str(name) in seen:
                 errs.append(duplicate(f"{cpath}.name", name))
-            seen.add(name)
+            seen.add(str(name))
         if not ctr.get("image"):
             errs.append(required(f"{cpath}.image", ""))
         errs.extend(_validate_container_ports(ctr.get("ports"), f"{cpath}.ports"))
