@@ -17,7 +17,7 @@ from functools import cache
 from antrea.antctl.controller_client import AntctlError
 from antrea.antctl.output import FORMATS
 
-DEFAULTS = {"output": "table", "kubeconfig": None, "server": None}
+DEFAULTS = {"output": "table", "kubeconfig": None, "server": None, "netns": None}
 
 
 @cache
@@ -40,6 +40,11 @@ def common_parent() -> argparse.ArgumentParser:
         "--server",
         default=argparse.SUPPRESS,
         help="controller URL https://HOST:PORT (default: Endpoints kube-system/antrea)",
+    )
+    p.add_argument(
+        "--netns",
+        default=argparse.SUPPRESS,
+        help="reach the controller from this network namespace (lab: antrea-LAB-node1)",
     )
     return p
 

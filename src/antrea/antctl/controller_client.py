@@ -27,13 +27,47 @@ def kubeconfig_path(explicit: str | None) -> str | None:
     return str(default) if default.exists() else None
 
 
+def _get_in_netns(
+    netns: str, url: str, headers: dict[str, str], ctx: ssl.SSLContext
+) -> tuple[int, Any]:
+    """GET ``url`` from inside network namespace ``netns`` (a worker thread enters it).
+
+    In the lab the controller listens on a node address that only the node namespaces reach,
+    while the Kubernetes API is reachable from here: discovery happens here, the request there.
+    """
+    import http.client
+    import json
+    from urllib.parse import urlsplit
+
+    from antrea.lab.netns import call_in, netns_path
+
+    u = urlsplit(url)
+
+    def fetch() -> tuple[int, bytes]:
+        conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443, context=ctx, timeout=15)
+        try:
+            conn.request("GET", u.path + (f"?{u.query}" if u.query else ""), headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    status, body = call_in(netns_path(netns), fetch)
+    return status, json.loads(body or b"null")
+
+
 class ControllerClient:
     def __init__(
-        self, kubeconfig: str | None, server: str | None = None, namespace: str = "kube-system"
+        self,
+        kubeconfig: str | None,
+        server: str | None = None,
+        namespace: str = "kube-system",
+        netns: str | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig_path(kubeconfig)
         self.server = server
         self.namespace = namespace
+        self.netns = netns
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         import aiohttp
@@ -70,6 +104,21 @@ class ControllerClient:
             token = bearer_token(api_client)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             ctx = ssl.create_default_context(cadata=ca.decode())
+            if self.netns:
+                import asyncio
+                from urllib.parse import urlencode
+
+                url = base + path + (f"?{urlencode(params)}" if params else "")
+                try:
+                    status, body = await asyncio.to_thread(
+                        _get_in_netns, self.netns, url, headers, ctx
+                    )
+                except (OSError, ValueError) as exc:
+                    raise AntctlError(f"controller {base} (netns {self.netns}): {exc}") from exc
+                if status != 200:
+                    msg = body.get("message") if isinstance(body, dict) else body
+                    raise AntctlError(f"controller {base}: HTTP {status}: {msg}")
+                return body
             try:
                 async with (
                     aiohttp.ClientSession() as s,
@@ -87,6 +136,7 @@ class ControllerClient:
                         raise AntctlError(f"controller {base}: HTTP {resp.status}: {msg}")
                     return body
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                raise AntctlError(f"controller {base}: {exc}") from exc
+                hint = " (in a lab, add --netns antrea-<lab>-node1)"
+                raise AntctlError(f"controller {base}: {exc}{hint}") from exc
         finally:
             await api_client.close()

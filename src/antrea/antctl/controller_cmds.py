@@ -103,7 +103,11 @@ def register(get_sub: Any, top_sub: Any, parent: argparse.ArgumentParser) -> Non
 
 
 def _client(args: argparse.Namespace) -> ControllerClient:
-    return ControllerClient(getattr(args, "kubeconfig", None), getattr(args, "server", None))
+    return ControllerClient(
+        getattr(args, "kubeconfig", None),
+        getattr(args, "server", None),
+        netns=getattr(args, "netns", None),
+    )
 
 
 def _get_objects(args: argparse.Namespace) -> int:
