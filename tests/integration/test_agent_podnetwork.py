@@ -235,3 +235,44 @@ def test_vswitchd_restart_is_detected_and_flows_replayed(
     _wait(lambda: "10.244.1.1/24" in n.run(["ip", "-4", "-o", "addr", "show", "gw0"]).stdout)
     assert a.exec("ping", "-c", "2", "-W", "2", b.ip).returncode == 0
     assert a.exec("ping", "-c", "2", "-W", "2", "10.244.1.1").returncode == 0
+
+
+def test_gc_releases_attachments_not_listed(node: tuple[AgentLab, NodeHandle]) -> None:
+    """GC with cni.dev/valid-attachments keeps the listed pod and removes the other one."""
+    lab, n = node
+    keep = lab.add_pod(n, "x", "keep")
+    drop = lab.add_pod(n, "x", "drop")
+    conflist = json.loads((n.cni_conf / "10-antrea.conflist").read_text())
+    conf = dict(conflist["plugins"][0], cniVersion="1.1.0", name=conflist["name"])
+    conf["cni.dev/valid-attachments"] = [{"containerID": keep.container_id, "ifname": "eth0"}]
+    proc = subprocess.run(
+        [str(n.cni_bin / "antrea")],
+        input=json.dumps(conf),
+        capture_output=True,
+        text=True,
+        env={"CNI_COMMAND": "GC", "CNI_PATH": str(n.cni_bin), "PATH": os.environ["PATH"]},
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    names = [p["podName"] for p in n.api("/podinterfaces")]
+    assert names == ["keep"]
+    ipam_dir = n.dir / "state" / "ipam" / "10.244.1.0_24"
+    assert sorted(p.name for p in ipam_dir.iterdir() if p.name[0].isdigit()) == [keep.ip]
+    assert drop.exec("ip", "link", "show", "eth0").returncode != 0  # veth gone with its peer
+
+
+def test_addresses_leaked_by_a_crash_are_released_at_start(
+    node: tuple[AgentLab, NodeHandle],
+) -> None:
+    """An allocation without an OVS port (agent died mid-ADD) is released on restart."""
+    lab, n = node
+    pod = lab.add_pod(n, "x", "a")
+    ipam_dir = n.dir / "state" / "ipam" / "10.244.1.0_24"
+    (ipam_dir / "10.244.1.200").write_text("dead-container\neth0")
+    import signal
+
+    n.stop_agent(signal.SIGKILL)
+    n.start_agent()
+    n.wait_ready()
+    assert sorted(p.name for p in ipam_dir.iterdir() if p.name[0].isdigit()) == [pod.ip]

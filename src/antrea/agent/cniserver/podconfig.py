@@ -234,7 +234,6 @@ class PodConfigurator:
                 else host_interface_name(req.pod_name or req.container_id, req.container_id)
             )
             await self.remove_attachment(req.container_id, host_name, netns=req.netns)
-        self._locks.pop(req.container_id, None)
 
     async def remove_attachment(
         self, container_id: str, host_name: str, *, netns: str = ""
