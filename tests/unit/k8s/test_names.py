@@ -1,0 +1,74 @@
+"""Name and value syntax checks agree with apimachinery's rules."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from antrea.k8s import names
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("app", True),
+        ("app.kubernetes.io/name", True),
+        ("a_b-c.d", True),
+        ("A", True),
+        ("-a", False),
+        ("a-", False),
+        ("", False),
+        ("a/b/c", False),
+        ("/a", False),
+        ("Example.com/a", False),
+        ("x" * 63, True),
+        ("x" * 64, False),
+        ("a" * 253 + "/x", True),
+        ("a" * 254 + "/x", False),
+    ],
+)
+def test_qualified_name(value: str, ok: bool) -> None:
+    """Label keys: optional DNS subdomain prefix, 63-char name part."""
+    assert (names.is_qualified_name(value) == []) is ok
+
+
+@pytest.mark.parametrize(
+    ("fn", "value", "ok"),
+    [
+        (names.is_dns1123_label, "node1", True),
+        (names.is_dns1123_label, "a.b", False),
+        (names.is_dns1123_label, "1abc", True),
+        (names.is_dns1035_label, "1abc", False),
+        (names.is_dns1123_subdomain, "a.b-c.d", True),
+        (names.is_dns1123_subdomain, "A.b", False),
+        (names.is_dns1123_subdomain, "a" * 254, False),
+        (names.is_config_map_key, "ca.crt", True),
+        (names.is_config_map_key, "..x", False),
+        (names.is_config_map_key, "a/b", False),
+        (names.is_path_segment_name, "a:b", True),
+        (names.is_path_segment_name, "..", False),
+        (names.is_valid_cidr, "10.0.0.1/24", True),
+        (names.is_valid_cidr, "10.0.0.0", False),
+        (names.is_valid_cidr, "10.0.0.0/255.0.0.0", False),
+        (names.is_valid_cidr, "fd00::/8", True),
+        (names.is_valid_ip, "fd00::1", True),
+        (names.is_valid_ip, "10.0.0.256", False),
+    ],
+)
+def test_other_checks(fn: object, value: str, ok: bool) -> None:
+    """DNS labels/subdomains, config keys, path segments, IPs and CIDRs."""
+    assert callable(fn)
+    assert (fn(value) == []) is ok
+
+
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+
+
+@given(st.text(alphabet="aZ9-_.", max_size=70))
+def test_label_value_matches_regex(value: str) -> None:
+    """Label values: the upstream regex and at most 63 characters."""
+    ok = bool(_LABEL_VALUE.match(value)) and len(value) <= 63
+    assert (names.is_valid_label_value(value) == []) is ok
