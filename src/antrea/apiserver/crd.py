@@ -18,6 +18,56 @@ def _cause(field: str, message: str, reason: str = "FieldValueInvalid") -> JSON:
     return {"reason": reason, "field": field, "message": message}
 
 
+def _type_causes(spec: JSON) -> list[JSON]:
+    """Fields the server reads to serve the CRD must have the right JSON types."""
+    causes: list[JSON] = []
+
+    def want(value: Any, typ: type | tuple[type, ...], field: str, what: str) -> bool:
+        if value is None or isinstance(value, typ):
+            return True
+        causes.append(_cause(field, f"Invalid value: must be {what}"))
+        return False
+
+    want(spec.get("group"), str, "spec.group", "a string")
+    want(spec.get("scope"), str, "spec.scope", "a string")
+    names = spec.get("names")
+    if want(names, dict, "spec.names", "an object") and isinstance(names, dict):
+        for key in ("plural", "singular", "kind", "listKind"):
+            want(names.get(key), str, f"spec.names.{key}", "a string")
+        for key in ("shortNames", "categories"):
+            value = names.get(key)
+            if want(value, list, f"spec.names.{key}", "a list of strings") and value:
+                for i, item in enumerate(value):
+                    want(item, str, f"spec.names.{key}[{i}]", "a string")
+    versions = spec.get("versions")
+    if want(versions, list, "spec.versions", "a list") and isinstance(versions, list):
+        for i, ver in enumerate(versions):
+            path = f"spec.versions[{i}]"
+            if not want(ver, dict, path, "an object") or not isinstance(ver, dict):
+                continue
+            want(ver.get("name"), str, f"{path}.name", "a string")
+            want(ver.get("served"), bool, f"{path}.served", "a boolean")
+            want(ver.get("storage"), bool, f"{path}.storage", "a boolean")
+            want(ver.get("subresources"), dict, f"{path}.subresources", "an object")
+            schema = ver.get("schema")
+            if want(schema, dict, f"{path}.schema", "an object") and isinstance(schema, dict):
+                want(
+                    schema.get("openAPIV3Schema"),
+                    dict,
+                    f"{path}.schema.openAPIV3Schema",
+                    "an object",
+                )
+            columns = ver.get("additionalPrinterColumns")
+            if want(columns, list, f"{path}.additionalPrinterColumns", "a list") and columns:
+                for j, col in enumerate(columns):
+                    cpath = f"{path}.additionalPrinterColumns[{j}]"
+                    if want(col, dict, cpath, "an object") and isinstance(col, dict):
+                        for key in ("name", "type", "jsonPath"):
+                            want(col.get(key), str, f"{cpath}.{key}", "a string")
+                        want(col.get("priority"), int, f"{cpath}.priority", "an integer")
+    return causes
+
+
 def check_crd(obj: JSON) -> None:
     """Raise a 422 for a CRD the server could not serve."""
     name = obj["metadata"].get("name", "")
@@ -26,10 +76,11 @@ def check_crd(obj: JSON) -> None:
     if not isinstance(spec, dict):
         causes.append(_cause("spec", "Required value", "FieldValueRequired"))
     else:
-        group = spec.get("group") or ""
+        causes.extend(_type_causes(spec))
+        group = spec.get("group") if isinstance(spec.get("group"), str) else ""
         names_value = spec.get("names")
         names: JSON = names_value if isinstance(names_value, dict) else {}
-        plural = names.get("plural") or ""
+        plural = names.get("plural") if isinstance(names.get("plural"), str) else ""
         if not group:
             causes.append(_cause("spec.group", "Required value", "FieldValueRequired"))
         elif "." not in group:

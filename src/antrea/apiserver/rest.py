@@ -588,7 +588,9 @@ class ResourceHandlers:
         obj = self.store.get(rt.key, ns, name)
         if obj is None:
             raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
-        pre = opts.get("preconditions") or {}
+        pre = opts.get("preconditions")
+        if not isinstance(pre, dict):
+            pre = {}
         meta = obj["metadata"]
         if pre.get("uid") and pre["uid"] != meta.get("uid"):
             raise errors.conflict(

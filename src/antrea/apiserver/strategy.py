@@ -133,18 +133,32 @@ def _default_common(rt: ResourceType, obj: JSON) -> None:
         defaulter(obj)
 
 
+def _dicts(value: Any) -> list[JSON]:
+    """The objects in a list field; anything malformed is left to validation."""
+    return [v for v in value if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _spec(obj: JSON) -> JSON | None:
+    spec = obj.setdefault("spec", {})
+    if spec is None:
+        spec = obj["spec"] = {}
+    return spec if isinstance(spec, dict) else None
+
+
 def _pod_create(obj: JSON) -> None:
     obj["status"] = {"phase": "Pending", "qosClass": "BestEffort"}
 
 
 def _pod_defaults(obj: JSON) -> None:
-    spec = obj.setdefault("spec", {})
+    spec = _spec(obj)
+    if spec is None:
+        return
     spec.setdefault("restartPolicy", "Always")
     spec.setdefault("dnsPolicy", "ClusterFirst")
     spec.setdefault("schedulerName", "default-scheduler")
     spec.setdefault("terminationGracePeriodSeconds", DEFAULT_GRACE_SECONDS)
     spec.setdefault("securityContext", {})
-    for container in (*(spec.get("containers") or ()), *(spec.get("initContainers") or ())):
+    for container in (*_dicts(spec.get("containers")), *_dicts(spec.get("initContainers"))):
         if not isinstance(container, dict):
             continue
         container.setdefault("terminationMessagePath", "/dev/termination-log")
@@ -154,7 +168,7 @@ def _pod_defaults(obj: JSON) -> None:
             tag = image.rsplit("/", 1)[-1]
             latest = ":" not in tag or tag.endswith(":latest")
             container["imagePullPolicy"] = "Always" if latest and "@" not in tag else "IfNotPresent"
-        for port in container.get("ports") or ():
+        for port in _dicts(container.get("ports")):
             if isinstance(port, dict):
                 port.setdefault("protocol", "TCP")
 
@@ -162,9 +176,11 @@ def _pod_defaults(obj: JSON) -> None:
 def _namespace_defaults(obj: JSON) -> None:
     meta = obj["metadata"]
     labels = meta.get("labels") or {}
-    labels[NAMESPACE_NAME_LABEL] = meta["name"]
+    labels[NAMESPACE_NAME_LABEL] = meta.get("name", "")
     meta["labels"] = labels
-    obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
+    spec = _spec(obj)
+    if spec is not None:
+        spec.setdefault("finalizers", ["kubernetes"])
 
 
 def _namespace_create(obj: JSON) -> None:
@@ -172,14 +188,16 @@ def _namespace_create(obj: JSON) -> None:
 
 
 def _service_defaults(obj: JSON) -> None:
-    spec = obj.setdefault("spec", {})
+    spec = _spec(obj)
+    if spec is None:
+        return
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
     if spec["type"] in ("ClusterIP", "NodePort", "LoadBalancer"):
         spec.setdefault("internalTrafficPolicy", "Cluster")
         spec.setdefault("ipFamilies", ["IPv4"])
         spec.setdefault("ipFamilyPolicy", "SingleStack")
-    for port in spec.get("ports") or ():
+    for port in _dicts(spec.get("ports")):
         if isinstance(port, dict):
             port.setdefault("protocol", "TCP")
             if "targetPort" not in port and "port" in port:
@@ -200,10 +218,10 @@ def _networkpolicy_defaults(obj: JSON) -> None:
             types.append("Egress")
         spec["policyTypes"] = types
     for direction in ("ingress", "egress"):
-        for rule in spec.get(direction) or ():
+        for rule in _dicts(spec.get(direction)):
             if not isinstance(rule, dict):
                 continue
-            for port in rule.get("ports") or ():
+            for port in _dicts(rule.get("ports")):
                 if isinstance(port, dict):
                     port.setdefault("protocol", "TCP")
 
@@ -247,6 +265,8 @@ def allocate_cluster_ip(obj: JSON, used: set[str], *, cidr: str = "10.96.0.0/16"
     if spec.get("type", "ClusterIP") == "ExternalName":
         return
     wanted = spec.get("clusterIP")
+    if wanted is not None and not isinstance(wanted, str):
+        return  # validation reports it
     if wanted == "None":
         spec.setdefault("clusterIPs", ["None"])
         return
