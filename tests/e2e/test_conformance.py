@@ -1,0 +1,217 @@
+"""Kubernetes NetworkPolicy conformance in the lab: the upstream x/y/z x a/b/c model.
+
+Every case of /work/shared/netpol-cases and tests/e2e/netpol/cases runs against ONE lab per
+variant (policies and labels are reset between cases), probing real TCP/UDP between pods spread
+over the nodes with the lab's probe (the diagonal is skipped as upstream does).
+
+Variants:
+- CI (default): 2 nodes, VXLAN encap, every case; 3 nodes Geneve and 2 nodes noEncap run a
+  representative subset (`SUBSET`: deny-all, ports, named ports, ingress+egress, ipBlock except,
+  egress named port, pod relabel, cross-namespace, egress ipBlocks).
+- ``ANTREA_CONFORMANCE_FULL=1``: every case in all four variants (2/3 nodes x encap/noEncap).
+
+After each step the test waits until every node's agent reports the policies' current
+generation realized (its local API, read from inside the node's namespace), then ~1 s for
+group-only changes (relabels) that do not bump a generation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from antrea.lab import netns
+from antrea.lab.kube import KubeClient
+from antrea.lab.probe import lab_targets, probe_matrix
+from antrea.lab.state import AGENT_API_PORT
+from antrea.lab.testing import Lab, LabParams
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "netpol"))
+import caselib
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
+
+FULL = os.environ.get("ANTREA_CONFORMANCE_FULL") == "1"
+CASES = caselib.all_cases()
+SUBSET = {"002", "014", "017", "027", "035", "103", "108", "111", "113"}
+NP_PATH = "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
+GROUP_SETTLE_S = 1.0
+
+
+class LabCluster:
+    """`caselib.Cluster` over a running lab (API writes, in-process probe)."""
+
+    def __init__(self, lab: Lab, client: KubeClient) -> None:
+        self.lab = lab
+        self.client = client
+        self.ns_original: dict[str, dict[str, str]] = {}
+        self.pod_original: dict[str, dict[str, str]] = {}
+
+    async def pod_ips(self) -> dict[str, str]:
+        pods = (await self.client.list("/api/v1/pods")).get("items") or []
+        return {
+            f"{p['metadata']['namespace']}/{p['metadata']['name']}": p["status"]["podIP"]
+            for p in pods
+            if p["metadata"]["namespace"] in ("x", "y", "z")
+            and (p.get("status") or {}).get("podIP")
+        }
+
+    async def list_policies(self) -> list[tuple[str, str]]:
+        out = []
+        for ns in ("x", "y", "z"):
+            items = (await self.client.list(NP_PATH.format(ns=ns))).get("items") or []
+            out += [(ns, p["metadata"]["name"]) for p in items]
+        return out
+
+    async def apply_policy(self, policy: dict[str, Any]) -> None:
+        ns = policy["metadata"].get("namespace", "default")
+        name = policy["metadata"]["name"]
+        path = NP_PATH.format(ns=ns)
+        body = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **policy}
+        old = await self.client.get_or_none(f"{path}/{name}")
+        if old is None:
+            await self.client.create(path, body)
+        else:
+            body["metadata"] = {
+                **body["metadata"],
+                "resourceVersion": old["metadata"]["resourceVersion"],
+            }
+            await self.client.request("PUT", f"{path}/{name}", body=body)
+
+    async def delete_policy(self, namespace: str, name: str) -> None:
+        await self.client.delete(f"{NP_PATH.format(ns=namespace)}/{name}")
+
+    async def _relabel(self, path: str, set_: dict[str, str], remove: list[str]) -> None:
+        labels: dict[str, Any] = dict.fromkeys(remove)
+        labels.update(set_)
+        await self.client.merge_patch(path, {"metadata": {"labels": labels}})
+
+    async def relabel_pod(self, key: str, set_: dict[str, str], remove: list[str]) -> None:
+        ns, name = key.split("/")
+        await self._relabel(f"/api/v1/namespaces/{ns}/pods/{name}", set_, remove)
+
+    async def relabel_namespace(self, ns: str, set_: dict[str, str], remove: list[str]) -> None:
+        await self._relabel(f"/api/v1/namespaces/{ns}", set_, remove)
+
+    async def _agent_policies(self, node: str) -> list[dict[str, Any]]:
+        path = netns.netns_path(self.lab.spec.node(node).netns)
+
+        def get() -> list[dict[str, Any]]:
+            url = f"http://127.0.0.1:{AGENT_API_PORT}/networkpolicies"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                data: list[dict[str, Any]] = json.loads(resp.read())
+                return data
+
+        return await netns.run_in(path, get)
+
+    async def settle(self, timeout: float = 15.0) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            try:
+                views = await asyncio.gather(*(self._agent_policies(n) for n in self.lab.nodes))
+                pending = [
+                    p["sourceRef"]["name"]
+                    for v in views
+                    for p in v
+                    if not p["realized"] or p["realizedGeneration"] != p["generation"]
+                ]
+            except OSError as exc:
+                pending = [str(exc)]
+            if not pending or loop.time() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(GROUP_SETTLE_S)
+
+    async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool]:
+        targets = await lab_targets(self.lab.spec, self.client, namespaces=["x", "y", "z"])
+        doc = await probe_matrix(targets, protocol=protocol, port=port)
+        return {(s, d): ok for s, row in doc["matrix"].items() for d, ok in row.items()}
+
+    async def remember_labels(self) -> None:
+        for ns in ("x", "y", "z"):
+            obj = await self.client.get(f"/api/v1/namespaces/{ns}")
+            self.ns_original[ns] = dict(obj["metadata"].get("labels") or {})
+            pods = (await self.client.list(f"/api/v1/namespaces/{ns}/pods")).get("items") or []
+            for p in pods:
+                key = f"{ns}/{p['metadata']['name']}"
+                self.pod_original[key] = dict(p["metadata"].get("labels") or {})
+
+    async def reset(self) -> None:
+        for ns, name in await self.list_policies():
+            await self.delete_policy(ns, name)
+        for ns, want in self.ns_original.items():
+            obj = await self.client.get(f"/api/v1/namespaces/{ns}")
+            have = obj["metadata"].get("labels") or {}
+            if have != want:
+                await self._relabel(
+                    f"/api/v1/namespaces/{ns}", want, [k for k in have if k not in want]
+                )
+        for key, want in self.pod_original.items():
+            ns, name = key.split("/")
+            obj = await self.client.get(f"/api/v1/namespaces/{ns}/pods/{name}")
+            have = obj["metadata"].get("labels") or {}
+            if have != want:
+                await self._relabel(
+                    f"/api/v1/namespaces/{ns}/pods/{name}", want, [k for k in have if k not in want]
+                )
+        await self.settle()
+
+
+VARIANTS = [
+    pytest.param(LabParams(nodes=2, cni="antrea", encap="vxlan"), None, id="2node-vxlan"),
+    pytest.param(LabParams(nodes=3, cni="antrea", encap="geneve"), SUBSET, id="3node-geneve"),
+    pytest.param(LabParams(nodes=2, cni="antrea", encap="none"), SUBSET, id="2node-noencap"),
+]
+if FULL:
+    VARIANTS = [
+        pytest.param(LabParams(nodes=n, cni="antrea", encap=e), None, id=f"{n}node-{e}")
+        for n in (2, 3)
+        for e in ("vxlan", "none")
+    ]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[LabCluster]:
+    from antrea.lab.testing import lab_session
+
+    params: LabParams = request.param
+    with lab_session(params) as lab:
+        await lab.create_model()
+        async with lab.client() as client:
+            c = LabCluster(lab, client)
+            await c.remember_labels()
+            yield c
+
+
+def _cases(subset: set[str] | None) -> list[Any]:
+    return [c for c in CASES if subset is None or c.id in subset]
+
+
+def _params() -> list[Any]:
+    out = []
+    for v in VARIANTS:
+        params, subset = v.values
+        for case in _cases(subset):
+            out.append(pytest.param(params, case, id=f"{v.id}-{case.label}"))
+    return out
+
+
+@pytest.mark.asyncio(loop_scope="module")
+@pytest.mark.parametrize(("cluster", "case"), _params(), indirect=["cluster"])
+async def test_conformance(cluster: LabCluster, case: Any) -> None:
+    await cluster.reset()
+    try:
+        failures = await caselib.run_case(case, cluster)
+    finally:
+        await cluster.reset()
+    assert not failures, "\n".join(failures)
