@@ -130,6 +130,39 @@ def converge(lab: Lab, nodes: list[str], timeout: float = 60.0) -> None:
         time.sleep(1.0)
 
 
+def check_antctl(lab: Lab, timeout: float = 30.0) -> None:
+    """antctl (admin kubeconfig, from the host, request sent from a node namespace) shows both
+    policies with the span computed from pod placement, realized on every node of the span."""
+    argv = [
+        sys.executable,
+        "-m",
+        "antrea.cmd.antctl",
+        "--kubeconfig",
+        str(lab.kubeconfig),
+        "--netns",
+        lab.spec.node("node1").netns,
+        "get",
+        "netpol",
+        "-n",
+        "cp",
+        "-o",
+        "json",
+    ]
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        assert proc.returncode == 0, proc.stderr
+        items = {o["sourceRef"]["name"]: o for o in json.loads(proc.stdout)}
+        pods = placements(lab)
+        spans = {app: sorted({n for a, n in pods.values() if a == app}) for app in ("web", "db")}
+        assert {k: v["span"] for k, v in items.items()} == spans
+        st = [v["status"] for v in items.values()]
+        if all(s["currentNodesRealized"] == s["desiredNodesRealized"] for s in st):
+            return
+        assert time.monotonic() < deadline, f"not realized everywhere: {st}"
+        time.sleep(1.0)
+
+
 def lease_holder(lab: Lab) -> str:
     out = lab.kubectl(
         "-n",
@@ -168,6 +201,7 @@ def test_streams_follow_span_and_survive_leader_failover(lab: Lab) -> None:
             assert time.monotonic() < deadline, "pods did not get IPs"
             time.sleep(0.5)
         converge(lab, lab.nodes)
+        check_antctl(lab)
 
         # a node identity cannot read another node's stream
         denied = snapshot(lab, "node2", as_node="node1", timeout=4)
