@@ -133,6 +133,8 @@ def test_cni_add_check_del(node: tuple[AgentLab, NodeHandle]) -> None:
     metrics = n.api("/metrics")
     assert "antrea_agent_local_pod_count 1.0" in metrics
     assert 'antrea_agent_ovs_flow_count{table_id="80",table_name="L2ForwardingCalc"}' in metrics
+    assert "antrea_agent_ovs_bundle_duration_seconds_count" in metrics
+    assert 'antrea_agent_cni_requests_total{command="ADD",result="success"}' in metrics
 
     for _ in range(2):
         rc, out = n.cni(

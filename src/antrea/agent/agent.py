@@ -45,7 +45,7 @@ import importlib
 import inspect
 import ipaddress
 import time
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +82,35 @@ from antrea.ovs.ovsctl import OfCtl
 log = structlog.get_logger(__name__)
 
 
+class MeteredTransport:
+    """The bundle transport with duration/size histograms and an error count."""
+
+    def __init__(self, inner: OfctlBundleTransport, metrics: AgentMetrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.errors = 0
+
+    async def bundle(
+        self,
+        *,
+        add: Sequence[Flow] = (),
+        modify: Sequence[Flow] = (),
+        delete: Sequence[Flow] = (),
+    ) -> None:
+        n = len(add) + len(modify) + len(delete)
+        if not n:
+            return
+        start = time.perf_counter()
+        try:
+            await self.inner.bundle(add=add, modify=modify, delete=delete)
+        except OvsError:
+            self.errors += 1
+            raise
+        finally:
+            self.metrics.bundle_duration.observe(time.perf_counter() - start)
+            self.metrics.bundle_size.observe(n)
+
+
 class Agent:
     def __init__(
         self,
@@ -98,11 +127,12 @@ class Agent:
         self.ofctl = OfCtl(
             mgmt_target(cfg.ovsBridge, cfg.ovsRunDir), bridge=cfg.ovsBridge, rundir=cfg.ovsRunDir
         )
-        self.flow_client = FlowClient(OfctlBundleTransport(self.ofctl.target))
-        self.writer = CoalescingWriter(self.flow_client)
-        self.interface_store = InterfaceStore()
         self.registry = CollectorRegistry()
         self.metrics = AgentMetrics(self.registry)
+        self.transport = MeteredTransport(OfctlBundleTransport(self.ofctl.target), self.metrics)
+        self.flow_client = FlowClient(self.transport)
+        self.writer = CoalescingWriter(self.flow_client)
+        self.interface_store = InterfaceStore()
         self.cni_metrics = CNIMetrics(self.registry)
         self.policy_ready = asyncio.Event()
         self.ready = asyncio.Event()
@@ -439,8 +469,9 @@ class Agent:
         m = self.metrics
         m.local_pods.set(len(self.interface_store))
         m.round.set(self.round_num)
-        m.ovs_errors.labels("ovsdb").set(self.ovsdb.errors)
-        m.ovs_errors.labels("openflow").set(self.ofctl.errors)
+        m.count_errors("ovsdb", self.ovsdb.errors)
+        m.count_errors("openflow", self.ofctl.errors)
+        m.count_errors("bundle", self.transport.errors)
         try:
             counts = await self.ofctl.flow_counts()
         except OvsError:

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from antrea.agent.openflow.pipeline import TABLE_NAMES
 from antrea.ovs.openflow.cookie import Category, category_filter
@@ -46,10 +46,23 @@ class AgentMetrics:
             "Pods on this node attached to the pod network.",
             registry=registry,
         )
-        self.ovs_errors = Gauge(
+        self.ovs_errors = Counter(
             "antrea_agent_ovs_operation_errors",
-            "Failed OVS operations (ovs-vsctl, ovs-ofctl) since the agent started.",
+            "Failed OVS operations (ovsdb, openflow, bundle) since the agent started.",
             ["operation"],
+            registry=registry,
+        )
+        self._errors_seen: dict[str, int] = {}
+        self.bundle_duration = Histogram(
+            "antrea_agent_ovs_bundle_duration_seconds",
+            "Time to apply one OpenFlow bundle (one ovs-ofctl --bundle process).",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.bundle_size = Histogram(
+            "antrea_agent_ovs_bundle_flows",
+            "Flow operations (adds + modifies + deletes) per OpenFlow bundle.",
+            buckets=(1, 5, 10, 50, 100, 500, 1000, 5000, 10000, 50000),
             registry=registry,
         )
         self.round = Gauge(
@@ -57,6 +70,13 @@ class AgentMetrics:
             "Round number carried in the cookies of this agent's flows.",
             registry=registry,
         )
+
+    def count_errors(self, operation: str, total: int) -> None:
+        """Advance the error counter to `total` (the clients keep plain integer counts)."""
+        delta = total - self._errors_seen.get(operation, 0)
+        if delta > 0:
+            self.ovs_errors.labels(operation).inc(delta)
+        self._errors_seen[operation] = max(total, self._errors_seen.get(operation, 0))
 
 
 def flow_json(f: DumpedFlow) -> dict[str, Any]:
