@@ -847,3 +847,52 @@ async def test_undecodable_bodies_are_bad_requests(api: Client, body: JSON) -> N
         "PATCH", PODS + "/ok", {"spec": "x"}, ctype="application/merge-patch+json"
     )
     assert status == 400
+
+
+async def test_restart_keeps_crds_and_pending_deletions(tmp_path: Any) -> None:
+    """After a restart, custom resources are served again and graceful deletions resume."""
+    crd = {
+        "metadata": {"name": "gizmos.example.com"},
+        "spec": {
+            "group": "example.com",
+            "scope": "Namespaced",
+            "names": {
+                "plural": "gizmos",
+                "singular": "gizmo",
+                "kind": "Gizmo",
+                "listKind": "GizmoList",
+            },
+            "versions": [{"name": "v1", "served": True, "storage": True, "schema": SCHEMA}],
+        },
+    }
+    gizmos = "/apis/example.com/v1/namespaces/default/gizmos"
+    server = APIServer(port=0, data_dir=tmp_path)
+    await server.start()
+    session, client = await _client(server)
+    try:
+        await client.req("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+        status, _ = await client.req(
+            "POST",
+            gizmos,
+            {"apiVersion": "example.com/v1", "kind": "Gizmo", "metadata": {"name": "g"}},
+        )
+        assert status == 201
+        await client.req("POST", PODS, pod("slow", node="n1", grace=1))
+        await client.req("DELETE", PODS + "/slow")
+    finally:
+        await session.close()
+        await server.stop()
+    server = APIServer(port=0, data_dir=tmp_path)
+    await server.start()
+    session, client = await _client(server)
+    try:
+        status, obj = await client.req("GET", gizmos + "/g")
+        assert status == 200 and obj["kind"] == "Gizmo"
+        for _ in range(100):
+            if (await client.req("GET", PODS + "/slow"))[0] == 404:
+                break
+            await asyncio.sleep(0.1)
+        assert (await client.req("GET", PODS + "/slow"))[0] == 404
+    finally:
+        await session.close()
+        await server.stop()
