@@ -125,6 +125,7 @@ class ControlPlaneClient:
         self._ssl: ssl.SSLContext | None = None
         self._session: aiohttp.ClientSession | None = None
         self._statuses: dict[str, NetworkPolicyNodeStatus] = {}
+        self.status_reports_failed = 0
         self._bg: set[asyncio.Task[Any]] = set()
 
     # --- plumbing ------------------------------------------------------------------------
@@ -235,10 +236,13 @@ class ControlPlaneClient:
 
     # --- status --------------------------------------------------------------------------
 
-    async def report_status(self, st: NetworkPolicyNodeStatus) -> bool:
-        """Send one policy's realization status (remembered and re-sent after reconnects)."""
+    async def report_status(self, st: NetworkPolicyNodeStatus) -> None:
+        """Send one policy's realization status, best effort (remembered and re-sent after
+        every reconnect, so a failure here is repaired later); ``status_reports_failed``
+        counts failures."""
         self._statuses[st.policy] = st
-        return await self._post_status(st)
+        if not await self._post_status(st):
+            self.status_reports_failed += 1
 
     def forget_status(self, policy: str) -> None:
         """Stop re-sending the status of a policy this node no longer has."""

@@ -184,7 +184,8 @@ async def test_reconnects_to_a_restarted_controller_and_resends_status(
     try:
         (bookmark,) = await take(it, 1)
         assert bookmark.type is EventType.BOOKMARK
-        assert await client.report_status(NetworkPolicyNodeStatus("p1", "n1", 2))
+        await client.report_status(NetworkPolicyNodeStatus("p1", "n1", 2))
+        assert client.status_reports_failed == 0
         assert ctl.status.status("p1", 2, frozenset({"n1"})).current == 1
         # a whole new controller on the same port (fresh status memory)
         await ctl.server.stop()
