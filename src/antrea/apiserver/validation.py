@@ -14,6 +14,7 @@ upstream validates after defaulting.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -907,3 +908,152 @@ def validate(group: str, kind: str, obj: JSON, old: JSON | None) -> list[FieldEr
 def is_valid_object(group: str, kind: str, obj: Mapping[str, Any]) -> bool:
     """Convenience for clients (the lab) that only need a yes/no before writing."""
     return not validate(group, kind, dict(obj), None)
+
+
+# --- custom resources: structural schema (openAPIV3Schema) ----------------------------------
+
+_ROOT_SKIP = frozenset({"apiVersion", "kind", "metadata"})
+_JSON_TYPES: dict[str, Callable[[Any], bool]] = {
+    "object": lambda v: isinstance(v, dict),
+    "array": lambda v: isinstance(v, list),
+    "string": lambda v: isinstance(v, str),
+    "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+}
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def validate_against_schema(obj: JSON, schema: JSON) -> list[FieldError]:
+    """Check a custom resource against its version's ``openAPIV3Schema`` like kube-apiserver
+    (types, required, enum, bounds, lengths, patterns, item counts); metadata, apiVersion and
+    kind are the server's business and skipped."""
+    errs: list[FieldError] = []
+    _check_schema(obj, schema, "", errs, root=True)
+    return errs
+
+
+def _check_schema(
+    value: Any, schema: Any, path: str, errs: list[FieldError], *, root: bool = False
+) -> None:
+    if not isinstance(schema, dict):
+        return
+    if value is None:
+        if not schema.get("nullable") and not root and schema.get("type"):
+            errs.append(
+                invalid(path, None, f'{path} in body must be of type {schema["type"]}: "null"')
+            )
+        return
+    if schema.get("x-kubernetes-int-or-string"):
+        if not (isinstance(value, str) or _JSON_TYPES["integer"](value)):
+            errs.append(invalid(path, value, f"{path} in body must be of type integer-or-string"))
+            return
+    else:
+        stype = schema.get("type")
+        check = _JSON_TYPES.get(str(stype)) if stype else None
+        if check is not None and not check(value):
+            actual = next(
+                (t for t, f in _JSON_TYPES.items() if t != "number" and f(value)), "unknown"
+            )
+            errs.append(invalid(path, value, f'{path} in body must be of type {stype}: "{actual}"'))
+            return
+    enum = schema.get("enum")
+    if isinstance(enum, list) and value not in enum:
+        errs.append(not_supported(path, value, [str(e) for e in enum]))
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        low, high = schema.get("minimum"), schema.get("maximum")
+        if isinstance(low, int | float) and (
+            value <= low if schema.get("exclusiveMinimum") else value < low
+        ):
+            op = "greater than" if schema.get("exclusiveMinimum") else "greater than or equal to"
+            errs.append(invalid(path, value, f"{path} in body should be {op} {low}"))
+        if isinstance(high, int | float) and (
+            value >= high if schema.get("exclusiveMaximum") else value > high
+        ):
+            op = "less than" if schema.get("exclusiveMaximum") else "less than or equal to"
+            errs.append(invalid(path, value, f"{path} in body should be {op} {high}"))
+    if isinstance(value, str):
+        max_len, min_len = schema.get("maxLength"), schema.get("minLength")
+        if isinstance(max_len, int) and len(value) > max_len:
+            errs.append(FieldError(path, TOO_LONG, f"may not be more than {max_len} bytes", value))
+        if isinstance(min_len, int) and len(value) < min_len:
+            errs.append(
+                invalid(path, value, f"{path} in body should be at least {min_len} chars long")
+            )
+        pattern = schema.get("pattern")
+        if isinstance(pattern, str):
+            try:
+                if re.search(pattern, value) is None:
+                    errs.append(invalid(path, value, f"{path} in body should match '{pattern}'"))
+            except re.error:
+                pass
+    if isinstance(value, list):
+        max_items, min_items = schema.get("maxItems"), schema.get("minItems")
+        if isinstance(max_items, int) and len(value) > max_items:
+            errs.append(
+                FieldError(path, TOO_MANY, f"must have at most {max_items} items", len(value))
+            )
+        if isinstance(min_items, int) and len(value) < min_items:
+            errs.append(
+                invalid(path, value, f"{path} in body should have at least {min_items} items")
+            )
+        for i, item in enumerate(value):
+            _check_schema(item, schema.get("items"), f"{path}[{i}]", errs)
+    if isinstance(value, dict):
+        props = schema.get("properties")
+        props = props if isinstance(props, dict) else {}
+        for name in _as_list(schema.get("required")):
+            if not (root and name in _ROOT_SKIP) and name not in value:
+                errs.append(required(_join(path, str(name)), ""))
+        extra = schema.get("additionalProperties")
+        for key, sub in value.items():
+            if root and key in _ROOT_SKIP:
+                continue
+            if key in props:
+                _check_schema(sub, props[key], _join(path, key), errs)
+            elif isinstance(extra, dict):
+                _check_schema(sub, extra, _join(path, key), errs)
+
+
+def prune_unknown_fields(obj: JSON, schema: JSON) -> list[str]:
+    """Drop fields the schema does not declare, in place, as kube-apiserver prunes custom
+    resources (``x-kubernetes-preserve-unknown-fields`` keeps a subtree); returns the pruned
+    paths (the real server reports them as warnings)."""
+    pruned: list[str] = []
+    _prune(obj, schema, "", pruned, root=True)
+    return pruned
+
+
+def _prune(value: Any, schema: Any, path: str, pruned: list[str], *, root: bool = False) -> None:
+    if not isinstance(schema, dict) or schema.get("x-kubernetes-preserve-unknown-fields"):
+        if isinstance(schema, dict) and isinstance(value, dict):
+            # Declared properties below a preserved object are still pruned recursively.
+            props = schema.get("properties") or {}
+            for key, sub in value.items():
+                if key in props:
+                    _prune(sub, props[key], _join(path, key), pruned)
+        return
+    if isinstance(value, list):
+        for i, item in enumerate(value):
+            _prune(item, schema.get("items"), f"{path}[{i}]", pruned)
+        return
+    if not isinstance(value, dict):
+        return
+    props = schema.get("properties")
+    props = props if isinstance(props, dict) else {}
+    extra = schema.get("additionalProperties")
+    for key in list(value):
+        if root and key in _ROOT_SKIP:
+            continue
+        if key in props:
+            _prune(value[key], props[key], _join(path, key), pruned)
+        elif isinstance(extra, dict):
+            _prune(value[key], extra, _join(path, key), pruned)
+        elif extra is True:
+            continue
+        else:
+            del value[key]
+            pruned.append(_join(path, key))

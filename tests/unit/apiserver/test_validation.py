@@ -549,3 +549,86 @@ def test_validate_never_crashes(obj: dict[str, Any]) -> None:
         for e in errs:
             str(e)
         validate(group, kind, obj, obj)
+
+
+WIDGET_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["spec"],
+    "properties": {
+        "spec": {
+            "type": "object",
+            "required": ["size"],
+            "properties": {
+                "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                "mode": {"type": "string", "enum": ["a", "b"]},
+                "name": {"type": "string", "maxLength": 5, "pattern": "^[a-z]+$"},
+                "port": {"x-kubernetes-int-or-string": True},
+                "tags": {"type": "array", "maxItems": 2, "items": {"type": "string"}},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+            },
+        },
+        "status": {"type": "object", "properties": {"ok": {"type": "boolean"}}},
+    },
+}
+
+
+def test_custom_resource_schema() -> None:
+    """Custom resources are checked against their openAPIV3Schema like upstream."""
+    from antrea.apiserver.validation import validate_against_schema
+
+    good = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w"},
+        "spec": {"size": 3, "mode": "a", "port": "http", "tags": ["x"], "labels": {"a": "b"}},
+    }
+    assert validate_against_schema(good, WIDGET_SCHEMA) == []
+    bad = {
+        "metadata": {"name": "w"},
+        "spec": {
+            "size": "big",
+            "mode": "c",
+            "name": "TooLongName",
+            "port": 1.5,
+            "tags": ["a", "b", "c"],
+            "labels": {"a": 1},
+        },
+        "status": {"ok": "yes"},
+    }
+    assert [str(e) for e in validate_against_schema(bad, WIDGET_SCHEMA)] == [
+        'spec.size: Invalid value: "big": spec.size in body must be of type integer: "string"',
+        'spec.mode: Unsupported value: "c": supported values: "a", "b"',
+        "spec.name: Too long: may not be more than 5 bytes",
+        "spec.name: Invalid value: \"TooLongName\": spec.name in body should match '^[a-z]+$'",
+        "spec.port: Invalid value: 1.5: spec.port in body must be of type integer-or-string",
+        "spec.tags: Too many: 3: must have at most 2 items",
+        'spec.labels.a: Invalid value: 1: spec.labels.a in body must be of type string: "integer"',
+        'status.ok: Invalid value: "yes": status.ok in body must be of type boolean: "string"',
+    ]
+    assert [str(e) for e in validate_against_schema({"spec": {"size": 0}}, WIDGET_SCHEMA)] == [
+        "spec.size: Invalid value: 0: spec.size in body should be greater than or equal to 1"
+    ]
+    assert [str(e) for e in validate_against_schema({"metadata": {}}, WIDGET_SCHEMA)] == [
+        "spec: Required value"
+    ]
+
+
+def test_custom_resource_pruning() -> None:
+    """Unknown fields are pruned, except under x-kubernetes-preserve-unknown-fields."""
+    from antrea.apiserver.validation import prune_unknown_fields
+
+    obj = {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "anything": 1},
+        "spec": {"size": 1, "bogus": 2, "free": {"x": {"y": 1}}, "labels": {"k": "v"}},
+        "extra": True,
+    }
+    assert sorted(prune_unknown_fields(obj, WIDGET_SCHEMA)) == ["extra", "spec.bogus"]
+    assert obj == {
+        "apiVersion": "example.com/v1",
+        "kind": "Widget",
+        "metadata": {"name": "w", "anything": 1},
+        "spec": {"size": 1, "free": {"x": {"y": 1}}, "labels": {"k": "v"}},
+    }
