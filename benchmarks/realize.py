@@ -1,0 +1,549 @@
+"""NetworkPolicy realization: latency vs the raw OVS floor, flow count, datapath cost.
+
+Usage (root): ``python benchmarks/realize.py [--rules N] [--throughput-rules 10000]``
+
+1. Realization latency for 5,000 / 10,000 / 15,000 ingress rules (or ``--rules N``), shaped
+   like upstream Antrea's BenchmarkRealizeNetworkPolicy: every rule has one random CIDR peer
+   (prefix length 8..32), 10 rules per policy, policies applied to 50 local pods (each pod is
+   the target of N/50 rules). Clock: from the control-plane frames arriving at the agent (the
+   msgpack bytes the controller would send: initial objects + BOOKMARK) to every flow of the
+   initial bundle installed in a real userspace OVS bridge (decode, rule cache, conjunction
+   planning, one ``ovs-ofctl --bundle``). The installed flow count is verified with a dump.
+   The floor: the very same flows (rendered once, outside the clock) installed on a fresh
+   bridge by ONE raw ``ovs-ofctl -O OpenFlow15 --bundle add-flows``. ``ratio`` = ours / floor.
+2. Flow count against the naive cross product for a policy set with many peers, targets and
+   ports (conjunctive encoding: sum of the sets, not their product).
+3. TCP throughput (iperf3, 3 s) between two pods on the bridge with 0 and with
+   ``--throughput-rules`` rules installed (the rules target the server pod; one of them allows
+   the client), as a ratio.
+
+The last line is one JSON object with at least ``rules``, ``seconds``, ``floor_seconds``,
+``ratio``, ``flows`` (the largest run), plus ``runs`` (every size), ``flow_count`` and
+``throughput``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import fcntl
+import ipaddress
+import json
+import os
+import random
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = (5000, 10000, 15000)
+TARGET_PODS = 50
+RULES_PER_POLICY = 10
+CT_ZONE = 0xFFF0
+
+
+def _use_project_venv() -> None:
+    venv_python = REPO / ".venv" / "bin" / "python"
+    try:
+        import structlog  # noqa: F401
+    except ImportError:
+        if venv_python.exists() and Path(sys.executable) != venv_python:
+            os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
+        raise
+
+
+def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, check=check, capture_output=True, text=True)
+
+
+# -- the policy set --------------------------------------------------------------------------
+def random_cidr(rng: random.Random) -> str:
+    plen = rng.randint(8, 32)
+    addr = rng.getrandbits(32)
+    return str(ipaddress.IPv4Network((addr, plen), strict=False))
+
+
+def policy_objects(n_rules: int, seed: int = 7) -> list[Any]:
+    """AppliedToGroups (one local pod each) and policies of 10 random-CIDR ingress rules."""
+    from antrea.agent.networkpolicy.testing import AppliedToGroup, IPBlock, ingress, member, policy
+
+    rng = random.Random(seed)
+    objs: list[Any] = []
+    for p in range(TARGET_PODS):
+        objs.append(
+            AppliedToGroup(
+                f"atg-{p}", frozenset({member("bench", f"pod{p}", f"10.244.1.{p + 10}")})
+            )
+        )
+    n_policies = (n_rules + RULES_PER_POLICY - 1) // RULES_PER_POLICY
+    left = n_rules
+    for i in range(n_policies):
+        k = min(RULES_PER_POLICY, left)
+        left -= k
+        rules = [ingress(blocks=[IPBlock(random_cidr(rng))]) for _ in range(k)]
+        objs.append(policy(f"np-{i}", rules, [f"atg-{i % TARGET_PODS}"], namespace="bench"))
+    return objs
+
+
+def frames(objs: list[Any]) -> bytes:
+    from antrea.agent.networkpolicy.testing import BOOKMARK, added
+    from antrea.apis.controlplane.codec import encode_event
+
+    return b"".join(encode_event(added(o)) for o in objs) + encode_event(BOOKMARK)
+
+
+# -- OVS ---------------------------------------------------------------------------------------
+class Node:
+    """A netns with a private OVS; bridges are created per run."""
+
+    def __init__(self, workdir: Path) -> None:
+        from antrea.ovs.sandbox import OvsSandbox
+
+        self.netns = f"antrea-bench-{uuid.uuid4().hex[:6]}"
+        sh("ip", "netns", "add", self.netns)
+        sh("ip", "-n", self.netns, "link", "set", "lo", "up")
+        self.ovs = OvsSandbox(rundir=workdir / "ovs", netns=self.netns)
+        self.ovs.start()
+        self.pods: list[str] = []
+
+    def add_bridge(self, name: str) -> str:
+        self.ovs.vsctl("add-br", name, "--", "set", "bridge", name, "datapath_type=netdev")
+        return self.ovs.ofctl_target(name)
+
+    def del_bridge(self, name: str) -> None:
+        self.ovs.vsctl("--if-exists", "del-br", name)
+
+    def flow_count(self, bridge: str) -> int:
+        out = self.ovs.run(
+            [
+                "ovs-ofctl",
+                "-O",
+                "OpenFlow15",
+                "--no-stats",
+                "dump-flows",
+                self.ovs.ofctl_target(bridge),
+            ]
+        ).stdout
+        return sum(1 for line in out.splitlines() if "actions=" in line)
+
+    def ofctl_bundle(self, bridge: str, path: Path) -> float:
+        argv = [
+            "ovs-ofctl",
+            "-O",
+            "OpenFlow15",
+            "--bundle",
+            "add-flows",
+            self.ovs.ofctl_target(bridge),
+            str(path),
+        ]
+        start = time.perf_counter()
+        self.ovs.run(argv)
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        self.ovs.stop()
+        for p in self.pods:
+            sh("ip", "netns", "del", p, check=False)
+        sh("ip", "netns", "del", self.netns, check=False)
+
+
+# -- 1. latency ------------------------------------------------------------------------------
+async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
+    from antrea.agent.networkpolicy.controller import NetworkPolicyController
+    from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+    from antrea.apis.controlplane.codec import FrameDecoder
+    from antrea.apis.controlplane.types import PodReference
+    from antrea.ovs.openflow.bundle import OfctlBundleTransport, render_bundle
+    from antrea.ovs.openflow.client import FlowClient
+
+    objs = policy_objects(n_rules)
+    data = frames(objs)
+    ofports = {PodReference("bench", f"pod{p}"): 100 + p for p in range(TARGET_PODS)}
+    bridge = f"br-r{n_rules}"
+    target = node.add_bridge(bridge)
+    try:
+        client = FlowClient(OfctlBundleTransport(target))
+        rec = PolicyReconciler(
+            client,
+            round_num=1,
+            ofport_of=ofports.get,
+            gateway_ip="10.244.1.1",
+            install_miss_flows=True,
+        )
+        ctl = NetworkPolicyController(node_name="bench", reconciler=rec)
+        worker = asyncio.create_task(ctl.run(_never()))
+        await asyncio.sleep(0)
+        start = time.perf_counter()
+        decoder = FrameDecoder()
+        chunk = 1 << 16
+        for i in range(0, len(data), chunk):  # as the bytes come off the socket
+            for ev in decoder.feed(data[i : i + chunk]):
+                ctl.handle(ev)
+            await asyncio.sleep(0)
+        await ctl.ready.wait()
+        seconds = time.perf_counter() - start
+        worker.cancel()
+        installed = node.flow_count(bridge)
+        flows = client.installed()
+        assert installed >= len(flows), (installed, len(flows))
+        batch = ctl.last_batch
+        bundle_s = batch.seconds if batch else 0.0
+    finally:
+        node.del_bridge(bridge)
+    # the floor: the same flows, one raw ovs-ofctl bundle on a fresh bridge
+    floor_bridge = f"br-f{n_rules}"
+    node.add_bridge(floor_bridge)
+    try:
+        with tempfile.NamedTemporaryFile("w", suffix=".flows", delete=False) as fh:
+            fh.write(render_bundle(add=flows))
+            path = Path(fh.name)
+        floor = node.ofctl_bundle(floor_bridge, path)
+        floor_installed = node.flow_count(floor_bridge)
+        path.unlink()
+    finally:
+        node.del_bridge(floor_bridge)
+    return {
+        "rules": n_rules,
+        "seconds": round(seconds, 3),
+        "reconcile_seconds": round(bundle_s, 3),
+        "floor_seconds": round(floor, 3),
+        "ratio": round(seconds / floor, 2),
+        "flows": len(flows),
+        "flows_in_ovs": installed,
+        "floor_flows_in_ovs": floor_installed,
+        "frames_bytes": len(data),
+    }
+
+
+async def _never() -> Any:
+    await asyncio.Event().wait()
+    yield None  # pragma: no cover
+
+
+# -- 2. flow count vs cross product -----------------------------------------------------------
+async def flow_count() -> dict[str, Any]:
+    """One namespace-wide policy: 200 peer pods x 100 local targets x 8 ports, 3 rules."""
+    from antrea.agent.networkpolicy.cache import RuleCache
+    from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+    from antrea.agent.networkpolicy.testing import (
+        AddressGroup,
+        AppliedToGroup,
+        added,
+        egress,
+        ingress,
+        member,
+        policy,
+        tcp,
+    )
+    from antrea.apis.controlplane.types import PodReference
+    from antrea.ovs.openflow.client import FlowClient
+    from antrea.ovs.openflow.testing import RecordingTransport
+
+    peers = frozenset(
+        member("peer", f"p{i}", f"10.245.{i // 250}.{i % 250 + 1}") for i in range(200)
+    )
+    targets = frozenset(member("app", f"t{i}", f"10.244.1.{i + 10}") for i in range(100))
+    ports = [tcp(p) for p in (80, 443, 8080, 8443, 9090, 5432, 6379, 27017)]
+    objs = [
+        AddressGroup("peers", peers),
+        AppliedToGroup("targets", targets),
+        policy(
+            "np",
+            [
+                ingress(groups=["peers"], services=ports),
+                ingress(groups=["peers"], services=ports[:2]),
+                egress(groups=["peers"], services=ports),
+            ],
+            ["targets"],
+        ),
+    ]
+    ofports = {PodReference("app", f"t{i}"): 10 + i for i in range(100)}
+    rt = RecordingTransport()
+    rec = PolicyReconciler(FlowClient(rt), round_num=1, ofport_of=ofports.get)
+    cache = RuleCache()
+    for o in objs:
+        cache.apply(added(o))
+    await rec.reconcile({r: cache.completed(r) for r in cache.take_dirty()})
+    base = len(rec.base_flows())
+    ours = len(rt.flows) - base
+    # naive: one flow per (peer, target, port) per rule + one drop per target and direction
+    naive = 200 * 100 * 8 + 200 * 100 * 2 + 100 * 200 * 8 + 100 * 2
+    return {
+        "peers": 200,
+        "targets": 100,
+        "ports": 8,
+        "rules": 3,
+        "flows": ours,
+        "naive_flows": naive,
+        "reduction": round(naive / ours, 1),
+    }
+
+
+# -- 3. throughput ------------------------------------------------------------------------------
+SIOCETHTOOL = 0x8946
+ETHTOOL_STXCSUM = 0x17
+
+
+def tx_checksum_off(netns: str, ifname: str) -> None:
+    from antrea.lab import netns as labnetns
+
+    def off() -> None:
+        value = array.array("B", struct.pack("II", ETHTOOL_STXCSUM, 0))
+        ifr = struct.pack("16sP", ifname.encode(), value.buffer_info()[0]) + bytes(16)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            fcntl.ioctl(s.fileno(), SIOCETHTOOL, ifr)
+
+    labnetns.call_in(f"/var/run/netns/{netns}", off)
+
+
+def minimal_pipeline(pods: list[tuple[int, str]]) -> list[Any]:
+    from antrea.ovs.openflow import (
+        Ct,
+        CtState,
+        Drop,
+        Flow,
+        GotoTable,
+        LoadReg,
+        Match,
+        Move,
+        Normal,
+        OutputReg,
+        RegMatch,
+    )
+
+    found = RegMatch(0, 1, 16, 16)
+    flows = [
+        Flow(0, 300, Match(proto="arp"), (Normal(),)),
+        Flow(0, 190, Match(proto="ip"), (GotoTable(30),)),
+        Flow(30, 200, Match(proto="ip"), (Ct(table=31, zone=CT_ZONE),)),
+        Flow(31, 200, Match(proto="ip", ct_state=CtState(inv=True, trk=True)), (Drop(),)),
+        Flow(31, 0, Match(), (GotoTable(50),)),
+        Flow(70, 0, Match(), (GotoTable(80),)),
+        Flow(80, 0, Match(), (GotoTable(90),)),
+        Flow(
+            105,
+            200,
+            Match(proto="ip", ct_state=CtState(new=True, trk=True)),
+            (
+                Ct(
+                    commit=True,
+                    zone=CT_ZONE,
+                    exec_=(Move("NXM_NX_REG6[]", "NXM_NX_CT_LABEL[0..31]"),),
+                ),
+                GotoTable(110),
+            ),
+        ),
+        Flow(105, 0, Match(), (GotoTable(110),)),
+        Flow(110, 200, Match(regs=(found,)), (OutputReg(1),)),
+    ]
+    for ofport, mac in pods:
+        flows.append(
+            Flow(
+                80,
+                200,
+                Match(dl_dst=mac),
+                (LoadReg(1, ofport), LoadReg(0, 1, 16, 16), GotoTable(90)),
+            )
+        )
+    return flows
+
+
+def iperf_server(netns: str) -> subprocess.Popen[bytes]:
+    """A one-shot iperf3 server in the pod's namespace."""
+    return subprocess.Popen(
+        ["ip", "netns", "exec", netns, "iperf3", "-s", "-1", "-p", "5201"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def throughput(node: Node, n_rules: int, seconds: int) -> dict[str, Any]:
+    from antrea.agent.networkpolicy.controller import NetworkPolicyController
+    from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+    from antrea.agent.networkpolicy.testing import (
+        BOOKMARK,
+        AppliedToGroup,
+        IPBlock,
+        added,
+        ingress,
+        member,
+        policy,
+    )
+    from antrea.apis.controlplane.types import PodReference
+    from antrea.ovs.openflow.bundle import OfctlBundleTransport
+    from antrea.ovs.openflow.client import FlowClient
+
+    if shutil.which("iperf3") is None:
+        return {"skipped": "iperf3 not installed"}
+    bridge = "br-tput"
+    target = node.add_bridge(bridge)
+    ports: list[tuple[int, str]] = []
+    ips = {}
+    for i, name in enumerate(("client", "server")):
+        pns = f"{node.netns}-{name}"
+        host_if = f"vb{name[:3]}{node.netns[-4:]}"
+        ip, mac, ofport = f"10.244.1.{10 + i}", f"02:00:0a:f4:01:{10 + i:02x}", 10 + i
+        sh("ip", "netns", "add", pns)
+        node.pods.append(pns)
+        sh(
+            "ip",
+            "link",
+            "add",
+            host_if,
+            "netns",
+            node.netns,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "eth0",
+            "netns",
+            pns,
+        )
+        sh("ip", "-n", pns, "link", "set", "eth0", "address", mac)
+        sh("ip", "-n", pns, "addr", "add", f"{ip}/24", "dev", "eth0")
+        sh("ip", "-n", pns, "link", "set", "eth0", "up")
+        sh("ip", "-n", pns, "link", "set", "lo", "up")
+        sh("ip", "-n", node.netns, "link", "set", host_if, "up")
+        tx_checksum_off(pns, "eth0")
+        node.ovs.vsctl(
+            "add-port",
+            bridge,
+            host_if,
+            "--",
+            "set",
+            "interface",
+            host_if,
+            f"ofport_request={ofport}",
+        )
+        ports.append((ofport, mac))
+        ips[name] = ip
+    client = FlowClient(OfctlBundleTransport(target))
+    await client.sync({"pipeline": minimal_pipeline(ports)})
+    server_ns, client_ns = f"{node.netns}-server", f"{node.netns}-client"
+    srv = iperf_server(server_ns)
+    results: dict[str, Any] = {}
+    try:
+        rec = PolicyReconciler(
+            client,
+            round_num=1,
+            ofport_of={PodReference("b", "server"): 11}.get,
+            install_miss_flows=True,
+        )
+        ctl = NetworkPolicyController(node_name="bench", reconciler=rec)
+        ctl.handle(BOOKMARK)
+        await ctl.realize_dirty()
+        results["gbps_0_rules"] = await _iperf(client_ns, ips["server"], seconds, srv)
+        srv = iperf_server(server_ns)
+        rng = random.Random(11)
+        rules = [ingress(blocks=[IPBlock(random_cidr(rng))]) for _ in range(n_rules - 1)]
+        rules.append(ingress(blocks=[IPBlock(f"{ips['client']}/32")]))
+        ctl.handle(added(AppliedToGroup("atg", frozenset({member("b", "server", ips["server"])}))))
+        for i in range(0, len(rules), RULES_PER_POLICY):
+            ctl.handle(added(policy(f"np{i}", rules[i : i + RULES_PER_POLICY], ["atg"])))
+        await ctl.realize_dirty()
+        results["flows_with_rules"] = node.flow_count(bridge)
+        results[f"gbps_{n_rules}_rules"] = await _iperf(client_ns, ips["server"], seconds, srv)
+        results["rules"] = n_rules
+        results["ratio"] = round(results[f"gbps_{n_rules}_rules"] / results["gbps_0_rules"], 3)
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+        node.del_bridge(bridge)
+    return results
+
+
+async def _iperf(
+    client_ns: str, server_ip: str, seconds: int, srv: subprocess.Popen[bytes]
+) -> float:
+    await asyncio.sleep(0.5)
+    out = await asyncio.to_thread(
+        sh,
+        "ip",
+        "netns",
+        "exec",
+        client_ns,
+        "iperf3",
+        "-c",
+        server_ip,
+        "-p",
+        "5201",
+        "-t",
+        str(seconds),
+        "-J",
+    )
+    srv.wait(timeout=10)
+    doc = json.loads(out.stdout)
+    return round(doc["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
+
+
+# -- main -----------------------------------------------------------------------------------
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    workdir = Path(tempfile.mkdtemp(prefix="antrea-realize-"))
+    node = Node(workdir)
+    try:
+        sizes = [args.rules] if args.rules else list(SIZES)
+        runs = []
+        for n in sizes:
+            r = await realize_once(node, n)
+            runs.append(r)
+            print(
+                f"{n} rules: {r['seconds']:.3f} s (floor {r['floor_seconds']:.3f} s, "
+                f"ratio {r['ratio']}), {r['flows']} flows",
+                file=sys.stderr,
+            )
+        fc = await flow_count()
+        print(f"flow count: {fc['flows']} vs naive {fc['naive_flows']}", file=sys.stderr)
+        tp: dict[str, Any] = {"skipped": "--no-throughput"}
+        if not args.no_throughput:
+            tp = await throughput(node, args.throughput_rules, args.iperf_seconds)
+            print(f"throughput: {tp}", file=sys.stderr)
+        last = runs[-1]
+        return {
+            "rules": last["rules"],
+            "seconds": last["seconds"],
+            "floor_seconds": last["floor_seconds"],
+            "ratio": last["ratio"],
+            "flows": last["flows"],
+            "clock": "control-plane frames arriving at the agent -> flows in OVS",
+            "runs": runs,
+            "flow_count": fc,
+            "throughput": tp,
+        }
+    finally:
+        node.close()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> int:
+    _use_project_venv()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rules", type=int, default=0, help="one size instead of 5k/10k/15k")
+    parser.add_argument("--throughput-rules", type=int, default=10000)
+    parser.add_argument("--iperf-seconds", type=int, default=3)
+    parser.add_argument("--no-throughput", action="store_true")
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print("needs root (network namespaces, OVS)", file=sys.stderr)
+        return 2
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    import uvloop
+
+    report = uvloop.run(run(args))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
