@@ -258,6 +258,16 @@ def key_of(obj: Obj) -> str:
     return f"{ns}/{md.get('name')}" if ns else str(md.get("name"))
 
 
+async def _deliver(handler: Handler, kind: str, obj: Obj) -> None:
+    """Call the handler; its bugs are logged, never allowed to end the watch."""
+    try:
+        await handler(kind, obj)
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("watch_handler_failed", kind=kind, object=key_of(obj))
+
+
 async def list_watch(
     client: KubeClient,
     path: str,
@@ -283,9 +293,9 @@ async def list_watch(
                 fresh = {key_of(o): o for o in listing.get("items") or []}
                 for k in list(known):
                     if k not in fresh:
-                        await handler("DELETED", known.pop(k))
+                        await _deliver(handler, "DELETED", known.pop(k))
                 for k, o in fresh.items():
-                    await handler("MODIFIED" if k in known else "ADDED", o)
+                    await _deliver(handler, "MODIFIED" if k in known else "ADDED", o)
                     known[k] = o
                 if synced is not None:
                     synced.set()
@@ -300,13 +310,13 @@ async def list_watch(
                     known.pop(k, None)
                 else:
                     known[k] = obj
-                await handler(kind, obj)
+                await _deliver(handler, kind, obj)
             backoff = 0.2
         except WatchExpired:
             rv = ""
         except asyncio.CancelledError:
             raise
-        except (TimeoutError, aiohttp.ClientError, ApiError, ValueError) as exc:
+        except Exception as exc:  # connection, TLS, decoding: re-list after a pause
             log.warning("watch_failed", path=path, error=str(exc))
             rv = ""
             await asyncio.sleep(backoff)

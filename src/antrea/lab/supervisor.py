@@ -54,6 +54,14 @@ class Dispatcher:
             kubelet.observe(kind, pod)
 
 
+def _guard(task: asyncio.Task[None]) -> None:
+    """Long-lived tasks never end on their own: log loudly if one does."""
+    if task.cancelled():
+        return
+    exc = task.exception()
+    log.error("lab_task_ended", task=task.get_name(), error=repr(exc) if exc else None)
+
+
 async def run(spec: LabSpec) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -74,10 +82,14 @@ async def run(spec: LabSpec) -> None:
             scheduler = Scheduler(client=client, nodes=spec.nodes)
             dispatch = Dispatcher(scheduler, kubelets)
             synced = asyncio.Event()
-            tasks.append(
-                asyncio.create_task(list_watch(client, "/api/v1/pods", dispatch, synced=synced))
+            watch = list_watch(client, "/api/v1/pods", dispatch, synced=synced)
+            tasks.append(asyncio.create_task(watch, name="pods"))
+            tasks.extend(
+                asyncio.create_task(nodes.heartbeat(client, n), name=f"heartbeat:{n.name}")
+                for n in spec.nodes
             )
-            tasks.extend(asyncio.create_task(nodes.heartbeat(client, n)) for n in spec.nodes)
+            for t in tasks:
+                t.add_done_callback(_guard)
             await synced.wait()
             for kubelet in kubelets.values():
                 kubelet.forget_missing(dispatch.present)
