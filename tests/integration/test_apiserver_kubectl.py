@@ -307,3 +307,19 @@ def test_deploy_manifest_applies_idempotently(server: Server) -> None:
     assert "created" in first
     second = server.kubectl("apply", "-f", str(manifest)).stdout.strip().splitlines()
     assert second and all(line.endswith("unchanged") for line in second), second
+
+
+def test_server_side_apply(server: Server, tmp_path: Path) -> None:
+    """`kubectl apply --server-side` creates, then merges changes (no managedFields)."""
+    server.kubectl("create", "namespace", "ssa")
+    manifest = tmp_path / "cm.yaml"
+    manifest.write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: ssa}\ndata: {k: v1}\n"
+    )
+    assert (
+        "serverside-applied" in server.kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    )
+    manifest.write_text(manifest.read_text().replace("v1}", "v2}"))
+    server.kubectl("apply", "--server-side", "-f", str(manifest))
+    cm = json.loads(server.kubectl("get", "cm", "c", "-n", "ssa", "-o", "json").stdout)
+    assert cm["data"] == {"k": "v2"}

@@ -14,12 +14,13 @@ from typing import Any
 
 import orjson
 import structlog
+import yaml
 from aiohttp import web
 
 from antrea.apiserver import crd, crschema, errors, fields, reviews, strategy
 from antrea.apiserver.auth import AllowAuthenticated, Authorizer, Identity, TokenAuthenticator
 from antrea.apiserver.deletion import Deletions
-from antrea.apiserver.patch import PatchError, apply_patch
+from antrea.apiserver.patch import PatchError, apply_patch, strategic_merge_supported
 from antrea.apiserver.resources import Registry, ResourceType
 from antrea.apiserver.routing import ResourcePath
 from antrea.apiserver.selectors import SelectorError, parse_field_selector, parse_label_selector
@@ -35,6 +36,9 @@ JSON = dict[str, Any]
 NS_KEY = ("", "namespaces")
 POD_KEY = ("", "pods")
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+APPLY_PATCH = "application/apply-patch+yaml"
+SMP = "application/strategic-merge-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 NAMESPACE_MISMATCH = (
     "the namespace of the provided object does not match the namespace sent on the request"
 )
@@ -59,6 +63,19 @@ def _field_warnings(request: web.Request, rt: ResourceType, obj: JSON) -> list[s
             f"strict decoding error: {listed}"
         )
     return [f'unknown field "{u}"' for u in unknown]
+
+
+def _apply_body(request: web.Request, body: bytes) -> JSON:
+    """The configuration of a server-side apply request (YAML or JSON)."""
+    if not request.query.get("fieldManager"):
+        raise errors.bad_request("PATCH /apply requests require fieldManager")
+    try:
+        obj = yaml.safe_load(body)
+    except yaml.YAMLError as exc:
+        raise errors.bad_request(f"error decoding YAML: {exc}") from None
+    if not isinstance(obj, dict) or not isinstance(obj.setdefault("metadata", {}), dict):
+        raise errors.bad_request("the applied configuration must be an object with metadata")
+    return obj
 
 
 def _bool(value: str | None) -> bool:
@@ -458,11 +475,31 @@ class ResourceHandlers:
         # Read the body before looking at the stored object: from here to the store write
         # nothing awaits, so no other write can slip in between (no lost updates).
         body = await request.read()
+        content_type = request.content_type
         old = self.store.get(rt.key, ns, name)
+        if content_type == APPLY_PATCH:
+            applied = _apply_body(request, body)
+            if old is None:
+                if sub:
+                    raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
+                obj = self._normalize_body(rt, applied, ns)
+                if obj["metadata"].setdefault("name", name) != name:
+                    raise errors.bad_request(
+                        f"the name of the object ({obj['metadata']['name']}) does not match the "
+                        f"name on the URL ({name})"
+                    )
+                warnings = _field_warnings(request, rt, obj)
+                created = self.create(rt, obj, ns, dry_run=_dry_run(request))
+                return json_response(versioned(rt, created), status=201, warnings=warnings)
+            # Approximation without managedFields: merge the applied configuration into the
+            # live object the way a strategic merge patch (built-in kinds) or JSON merge
+            # patch (custom resources) does; fields dropped from it are not removed.
+            body = orjson.dumps(applied)
+            content_type = SMP if strategic_merge_supported(rt.kind) else MERGE_PATCH
         if old is None:
             raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
         try:
-            patched = apply_patch(copy.deepcopy(old), body, request.content_type, kind=rt.kind)
+            patched = apply_patch(copy.deepcopy(old), body, content_type, kind=rt.kind)
         except PatchError as exc:
             reason = {
                 400: "BadRequest",

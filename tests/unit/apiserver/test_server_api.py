@@ -280,8 +280,24 @@ async def test_patch_types(api: Client) -> None:
     assert status == 409 and err["reason"] == "Conflict"
     status, err = await api.req("PATCH", PODS + "/ghost", {}, ctype="application/merge-patch+json")
     assert status == 404
-    status, err = await api.req("PATCH", PODS + "/p", {}, ctype="application/apply-patch+yaml")
-    assert status == 415
+    status, err = await api.req(
+        "PATCH", PODS + "/p", b"metadata: {labels: {c: '3'}}", ctype="application/apply-patch+yaml"
+    )
+    assert status == 400  # fieldManager is required
+    status, obj = await api.req(
+        "PATCH",
+        PODS + "/p?fieldManager=me",
+        b"apiVersion: v1\nkind: Pod\nmetadata: {name: p, labels: {c: '3'}}\n",
+        ctype="application/apply-patch+yaml",
+    )
+    assert status == 200 and obj["metadata"]["labels"] == {"b": "2", "c": "3"}
+    status, obj = await api.req(
+        "PATCH",
+        "/api/v1/namespaces/default/configmaps/applied?fieldManager=me",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: applied}\ndata: {k: v}\n",
+        ctype="application/apply-patch+yaml",
+    )
+    assert status == 201 and obj["data"] == {"k": "v"}
 
 
 async def test_list_with_selectors_and_pagination(api: Client) -> None:
