@@ -72,8 +72,14 @@ def run(namespaces: int, nodes: int, ops: int, seed: int = 1) -> dict[str, Any]:
         old = pods[k]
         labels = old["metadata"]["labels"]
         flipped = {"app-2": "scale-2"} if "app-1" in labels else {"app-1": "scale-1"}
-        new = {**old, "metadata": {**old["metadata"], "labels": flipped,
-                                   "resourceVersion": str(10_000_000 + i)}}
+        new = {
+            **old,
+            "metadata": {
+                **old["metadata"],
+                "labels": flipped,
+                "resourceVersion": str(10_000_000 + i),
+            },
+        }
         before = disp.stats.frames_queued
         t = time.perf_counter_ns()
         c.update_pod(old, new)
