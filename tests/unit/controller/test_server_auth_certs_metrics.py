@@ -39,6 +39,12 @@ class FakeKube:
             await asyncio.sleep(self.review_delay)
             if token == "boom":
                 raise KubeError(500, "internal")
+            if token.startswith("sa-"):
+                sa = {
+                    "username": "system:serviceaccount:kube-system:antrea-agent",
+                    "extra": {"authentication.kubernetes.io/node-name": [token[3:]]},
+                }
+                return {"status": {"authenticated": True, "user": sa}}
             ok = token.startswith("node-")
             user = {"username": f"system:node:{token[5:]}", "groups": ["system:nodes"]}
             return {"status": {"authenticated": ok, "user": user if ok else {}}}
@@ -82,6 +88,9 @@ async def test_token_reviews_are_cached_and_shared() -> None:
     clock.now = 11
     await auth.authenticate("node-n1")
     assert kube.reviews.count("node-n1") == 2
+    sa = await auth.authenticate("sa-n7")  # bound ServiceAccount token of a pod on n7
+    assert sa is not None and sa.node == "n7" and sa.may_act_for_node("n7")
+    assert not sa.may_act_for_node("n1") and not sa.is_admin
     with pytest.raises(KubeError):
         await auth.authenticate("boom")  # API errors are not cached as "invalid"
     with pytest.raises(KubeError):
