@@ -3,8 +3,11 @@
 Authentication is delegated to the Kubernetes API (``authentication.k8s.io/v1`` TokenReview), as
 Antrea's controller does; results are cached briefly (positive and negative) so that a burst of
 reconnecting agents costs one review per token, and concurrent lookups of one token share a
-single request. Authorization is fixed, not RBAC: a node identity ``system:node:<n>`` may watch
-and report status only for node ``<n>``; members of ``system:masters`` are admins (antctl).
+single request.
+
+Authorization is fixed, not RBAC: a node identity (``system:node:<n>``, or a ServiceAccount
+token bound to a pod on node ``<n>``) may watch and report status only for node ``<n>``;
+members of ``system:masters`` are admins (antctl).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from antrea.util.kuberest import KubeError, KubeResources
 log = structlog.get_logger(__name__)
 
 NODE_USER_PREFIX = "system:node:"
+SERVICEACCOUNT_PREFIX = "system:serviceaccount:"
+NODE_NAME_EXTRA = "authentication.kubernetes.io/node-name"
 ADMIN_GROUP = "system:masters"
 TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 
@@ -29,12 +34,17 @@ TOKENREVIEWS = "/apis/authentication.k8s.io/v1/tokenreviews"
 class Identity:
     user: str
     groups: frozenset[str] = frozenset()
+    node_claim: str | None = None  # bound ServiceAccount token: the node of the pod it is for
 
     @property
     def node(self) -> str | None:
-        """The node this identity speaks for, if it is a node identity."""
+        """The node this identity speaks for: ``system:node:<n>`` (the lab's node tokens), or a
+        ServiceAccount token bound to a pod on node ``<n>`` (in-cluster agents: TokenReview's
+        ``extra["authentication.kubernetes.io/node-name"]``)."""
         if self.user.startswith(NODE_USER_PREFIX):
             return self.user[len(NODE_USER_PREFIX) :]
+        if self.user.startswith(SERVICEACCOUNT_PREFIX) and self.node_claim:
+            return self.node_claim
         return None
 
     @property
@@ -107,4 +117,9 @@ class TokenAuthenticator:
         if not status.get("authenticated"):
             return None
         user = status.get("user") or {}
-        return Identity(user.get("username", ""), frozenset(user.get("groups") or ()))
+        claims = (user.get("extra") or {}).get(NODE_NAME_EXTRA) or []
+        return Identity(
+            user.get("username", ""),
+            frozenset(user.get("groups") or ()),
+            node_claim=str(claims[0]) if len(claims) == 1 else None,
+        )
