@@ -268,6 +268,10 @@ class Store:
         else:
             if since < self.compacted_rv:
                 raise errors.gone(f"too old resource version: {since} ({self.compacted_rv})")
+            if since > self.rv:
+                # A version this server never issued (it lost its state): make the client
+                # re-list instead of silently waiting for the counter to catch up.
+                raise errors.gone(f"too large resource version: {since}, current: {self.rv}")
             replay: list[Event] = []
             for event in reversed(self._history):
                 if event.rv <= since:

@@ -113,3 +113,13 @@ async def test_persistence_round_trip_and_torn_log(tmp_path: Path) -> None:
     rv, objects = Persistence(tmp_path).load()
     assert rv == 3 and [o["metadata"]["name"] for _, _, o in objects] == ["b"]
     assert (tmp_path / LOG).read_bytes() == b""
+
+
+def test_watch_from_a_future_version_is_gone() -> None:
+    """A version newer than any issued (the server lost its state) forces a re-list."""
+    store = Store()
+    store.put(KEY, obj("a"), old=None)
+    store.watch(KEY, namespace=None, name=None, predicate=None, since=1)
+    with pytest.raises(errors.APIError) as exc:
+        store.watch(KEY, namespace=None, name=None, predicate=None, since=2)
+    assert exc.value.code == 410
