@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 DEFAULT_DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
-DEFAULT_IPS = ("127.0.0.1",)
+DEFAULT_IPS = ("127.0.0.1", "::1")
 
 
 @dataclass(frozen=True, slots=True)
