@@ -34,6 +34,29 @@ def parse_v4(cidr: str) -> IPv4Net | None:
     return net if isinstance(net, ipaddress.IPv4Network) else None
 
 
+def fast_prefix(cidr: str) -> str | None:
+    """Canonical ``a.b.c.d/len`` of an IPv4 CIDR (host bits cleared), without `ipaddress`.
+
+    Parsing with `ipaddress` costs ~50 us per prefix; a policy set with 15,000 CIDR peers would
+    spend most of its planning time there. Falls back to `ipaddress` for anything unusual.
+    """
+    addr, _, plen_text = cidr.partition("/")
+    parts = addr.split(".")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        octets = [int(p) for p in parts]
+        plen = int(plen_text) if plen_text else 32
+        if not (0 <= plen <= 32 and all(0 <= o <= 255 for o in octets)):
+            raise ValueError
+    except ValueError:
+        net = parse_v4(cidr)
+        return None if net is None else str(net)
+    value = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+    value &= (0xFFFFFFFF << (32 - plen)) & 0xFFFFFFFF
+    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}/{plen}"
+
+
 def collapse(nets: Iterable[IPv4Net]) -> list[IPv4Net]:
     """Smallest equivalent list of prefixes (merges adjacent, drops covered ones)."""
     return list(ipaddress.collapse_addresses(nets))

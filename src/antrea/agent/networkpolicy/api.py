@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from antrea.agent.networkpolicy.conjunctions import atom_text
 from antrea.apis.controlplane.types import (
     GroupMember,
     NetworkPolicy,
@@ -23,7 +24,6 @@ from antrea.apis.controlplane.types import (
     NetworkPolicyRule,
     PodReference,
 )
-from antrea.ovs.openflow.render import render_match
 
 if TYPE_CHECKING:
     from antrea.agent.networkpolicy import PolicyAgent
@@ -179,7 +179,7 @@ async def networkpolicyflows(request: web.Request) -> web.Response:
             if realized is None:
                 continue
             conj_ids |= {c.conj_id for c in realized.conjs.values()}
-            iso.extend(_normalize(render_match(m)) for m in realized.isolated)
+            iso.extend(_normalize(atom_text(a)) for a in realized.isolated)
     flows = await pa.dump_policy_flows()
     out = []
     for f in flows:

@@ -28,19 +28,27 @@ import structlog
 
 from antrea.agent.networkpolicy import flows as fb
 from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
-from antrea.agent.networkpolicy.conjunctions import Clauses, RulePlan, ServicesKey, plan_rule
+from antrea.agent.networkpolicy.conjunctions import (
+    Atom,
+    Clauses,
+    RulePlan,
+    ServicesKey,
+    atom_match,
+    atom_text,
+    plan_rule,
+)
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
 from antrea.agent.networkpolicy.tables import DirectionTables, tables_for
 from antrea.apis.controlplane.types import Direction, PodReference
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.client import FlowClient, FlowOwnershipError
-from antrea.ovs.openflow.flow import Flow, Match, RegMatch
+from antrea.ovs.openflow.flow import Flow, RegMatch
 
 log = structlog.get_logger(__name__)
 
 Owner = Hashable
 BASE_OWNER = ("np-base",)
-MatchKey = tuple[int, Match]
+MatchKey = tuple[int, Atom]
 
 
 @dataclass
@@ -53,7 +61,7 @@ class RealizedConj:
 class RealizedRule:
     rule: CacheRule
     conjs: dict[ServicesKey, RealizedConj] = field(default_factory=dict)
-    isolated: frozenset[Match] = frozenset()
+    isolated: frozenset[Atom] = frozenset()
 
 
 @dataclass
@@ -142,7 +150,7 @@ class PolicyReconciler:
             owner: Owner = ("np-match", mk[0], mk[1])
             conjs = self._matches.get(mk)
             desired[owner] = (
-                [fb.match_flow(self.round_num, mk[0], mk[1], _conj_actions(conjs))]
+                [fb.match_flow(self.round_num, mk[0], atom_match(mk[1]), _conj_actions(conjs))]
                 if conjs
                 else None
             )
@@ -153,7 +161,7 @@ class PolicyReconciler:
             iso_owner: Owner = ("np-iso", mk[0], mk[1])
             holders = self._isolation.get(mk)
             desired[iso_owner] = (
-                [fb.isolation_flow(self.round_num, mk[0], mk[1])] if holders else None
+                [fb.isolation_flow(self.round_num, mk[0], atom_match(mk[1]))] if holders else None
             )
             blame.setdefault(iso_owner, set()).update(holders or ())
         for owner, rids in list(self._failed.items()):  # retry what the switch refused before
@@ -288,13 +296,21 @@ class PolicyReconciler:
         if owner[0] == "np-match":
             conjs = self._matches.get((owner[1], owner[2]))
             return (
-                [fb.match_flow(self.round_num, owner[1], owner[2], _conj_actions(conjs))]
+                [
+                    fb.match_flow(
+                        self.round_num, owner[1], atom_match(owner[2]), _conj_actions(conjs)
+                    )
+                ]
                 if conjs
                 else None
             )
         if owner[0] == "np-iso":
             holders = self._isolation.get((owner[1], owner[2]))
-            return [fb.isolation_flow(self.round_num, owner[1], owner[2])] if holders else None
+            return (
+                [fb.isolation_flow(self.round_num, owner[1], atom_match(owner[2]))]
+                if holders
+                else None
+            )
         return None
 
     async def _submit(
@@ -333,8 +349,6 @@ def _conj_actions(conjs: dict[int, tuple[int, int]] | None) -> list[tuple[int, i
 
 
 def _owner_text(owner: Owner) -> str:
-    if isinstance(owner, tuple) and len(owner) == 3 and isinstance(owner[2], Match):
-        from antrea.ovs.openflow.render import render_match
-
-        return f"{owner[0]} table={owner[1]} {render_match(owner[2])}"
+    if isinstance(owner, tuple) and len(owner) == 3 and isinstance(owner[2], tuple):
+        return f"{owner[0]} table={owner[1]} {atom_text(owner[2])}"
     return str(owner)
