@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import random
 import socket
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -69,6 +70,26 @@ def listen_socket(host: str, port: int, *, in_netns: str | None = None) -> socke
     return netns.call_in(netns.netns_path(in_netns), make)
 
 
+PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
+
+
+def pick_port() -> int:
+    """A free port outside the ephemeral range.
+
+    A port from the ephemeral range (what binding port 0 gives) can be taken as the local
+    port of any outgoing connection while the supervisor restarts; one below it cannot.
+    """
+    for _ in range(200):
+        port = random.randrange(*PORT_RANGE)
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return 0
+
+
 async def start_embedded(spec: LabSpec) -> Stop:
     """Run the embedded API server for the lab; write the host and node kubeconfigs."""
     from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
@@ -77,7 +98,7 @@ async def start_embedded(spec: LabSpec) -> Stop:
     tokens = write_tokens(spec)
     spec.apiserver_dir.mkdir(parents=True, exist_ok=True)
     server = APIServer(
-        port=spec.api_port,  # 0 on first start: a free port; the same one after a restart
+        port=spec.api_port or pick_port(),  # after a restart: the same port
         bind_address="127.0.0.1",
         data_dir=spec.apiserver_dir / "data",
         cert_dir=spec.apiserver_dir / "pki",
