@@ -1,0 +1,45 @@
+"""`antrea daemon` plumbing: a failing controller candidacy is restarted, never fatal."""
+
+from __future__ import annotations
+
+import asyncio
+
+from antrea.cmd import daemon
+
+
+async def test_failed_role_is_restarted_until_it_returns() -> None:
+    calls: list[int] = []
+
+    async def flaky() -> None:
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("boom")
+
+    await asyncio.wait_for(daemon._keep_running("controller", flaky, delay=0.01), 5)
+    assert len(calls) == 3
+
+
+async def test_cancellation_is_not_swallowed() -> None:
+    started = asyncio.Event()
+
+    async def forever() -> None:
+        started.set()
+        await asyncio.Event().wait()
+
+    task = asyncio.get_running_loop().create_task(daemon._keep_running("controller", forever))
+    await started.wait()
+    task.cancel()
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert task in done and task.cancelled()
+
+
+def test_policy_agent_detection_matches_the_agent_package() -> None:
+    import importlib
+
+    try:
+        module = importlib.import_module("antrea.agent.networkpolicy")
+    except ModuleNotFoundError:
+        expected = False
+    else:
+        expected = hasattr(module, "start")
+    assert daemon._has_policy_agent() is expected
