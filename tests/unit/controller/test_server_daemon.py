@@ -32,14 +32,3 @@ async def test_cancellation_is_not_swallowed() -> None:
     done, _ = await asyncio.wait({task}, timeout=5)
     assert task in done and task.cancelled()
 
-
-def test_policy_agent_detection_matches_the_agent_package() -> None:
-    import importlib
-
-    try:
-        module = importlib.import_module("antrea.agent.networkpolicy")
-    except ModuleNotFoundError:
-        expected = False
-    else:
-        expected = hasattr(module, "start")
-    assert daemon._has_policy_agent() is expected
