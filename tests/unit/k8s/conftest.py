@@ -27,7 +27,7 @@ class FakeKube:
         self.log: list[tuple[int, str, JSON]] = []
         self.min_rv = 0  # watches from a version below this get 410
         self.gone_as_event = False  # 410 as an ERROR event in a 200 stream (real server)
-        self.drop_after: int | None = None  # cut the next watch after this many events
+        self.drop_after: int | None = None  # cut a watch once it has sent this many events
         self.fail_lists = 0  # answer the next N lists with 500
         self.bookmarks = False
         self.watch_gate = asyncio.Event()
@@ -124,6 +124,7 @@ class FakeKube:
         )
 
     async def _watch(self, request: web.Request, query: dict[str, str]) -> web.StreamResponse:
+        epoch = self._close_epoch  # a close_watches() from now on ends this stream
         await self.watch_gate.wait()
         since = int(query.get("resourceVersion") or self.rv)
         if since < self.min_rv and not self.gone_as_event:
@@ -139,21 +140,24 @@ class FakeKube:
             await resp.write(json.dumps({"type": "ERROR", "object": status}).encode() + b"\n")
             return resp
         deadline = asyncio.get_running_loop().time() + float(query.get("timeoutSeconds") or 30)
-        epoch = self._close_epoch
-        drop, self.drop_after = self.drop_after, None
         sent = 0
         while True:
             if since < self.min_rv:
                 return resp  # history compacted under this stream: end it, the resume gets 410
             for rv, etype, obj in list(self.log):
+                if epoch != self._close_epoch:
+                    return resp
                 if rv <= since:
                     continue
                 if etype == "BOOKMARK" and query.get("allowWatchBookmarks", "").lower() != "true":
                     since = rv
                     continue
-                if drop is not None and sent >= drop:
+                if self.drop_after is not None and sent >= self.drop_after:
+                    # The first stream to reach the count is cut mid-stream: the client sees
+                    # a broken chunked body.
+                    self.drop_after = None
                     assert request.transport is not None
-                    request.transport.close()  # mid-stream: the client sees a broken chunked body
+                    request.transport.close()
                     return resp
                 await resp.write(json.dumps({"type": etype, "object": obj}).encode() + b"\n")
                 since = rv

@@ -117,7 +117,7 @@ async def test_resume_after_dropped_connection(fake_kube: Any, api: Any) -> None
         await inf.wait_synced(10)
         await fake_kube.close_watches()
         fake_kube.watch_gate.clear()
-        await until(lambda: len(fake_kube.watch_requests) == 1)
+        await until(lambda: len(fake_kube.watch_requests) >= 1)
         fake_kube.drop_after = 2
         for name in "abcd":
             await fake_kube.add(name)
@@ -148,7 +148,7 @@ async def test_relist_on_410_synthesizes_delta(fake_kube: Any, api: Any, as_even
         # Disconnect, change everything while away, and forget the history.
         fake_kube.watch_gate.clear()
         await fake_kube.close_watches()
-        await until(lambda: len(fake_kube.watch_requests) == 1)
+        await until(lambda: len(fake_kube.watch_requests) >= 1)
         await fake_kube.modify("a", v="2")  # update
         await fake_kube.delete("b")  # delete
         await fake_kube.delete("c")  # delete + re-create under the same name
@@ -200,7 +200,7 @@ async def test_bookmarks_advance_resource_version(fake_kube: Any, api: Any) -> N
     inf.start()
     try:
         await inf.wait_synced(10)
-        await until(lambda: len(fake_kube.watch_requests) == 1)
+        await until(lambda: len(fake_kube.watch_requests) >= 1)
         await fake_kube.bookmark()
         await until(lambda: inf.resource_version == str(fake_kube.rv))
         assert rec.events == []
@@ -246,7 +246,7 @@ async def test_paging_selectors_and_namespace(fake_kube: Any, api: Any) -> None:
         assert all(q["limit"] == "2" for q in fake_kube.list_requests)
         assert fake_kube.list_requests[0]["labelSelector"] == "app=x"
         assert fake_kube.list_requests[0]["fieldSelector"] == "spec.nodeName=node1"
-        await until(lambda: len(fake_kube.watch_requests) == 1)
+        await until(lambda: len(fake_kube.watch_requests) >= 1)
         assert fake_kube.watch_requests[0]["labelSelector"] == "app=x"
     finally:
         await inf.stop()
