@@ -375,3 +375,23 @@ def test_malformed_policy_is_rejected_without_leaking_groups() -> None:
     c.add_network_policy(bad)
     assert all(not objs for objs in snapshot(c).values())
     assert not c._grouping.groups
+
+
+def test_many_policies_sharing_groups_then_removed() -> None:
+    c = NetworkPolicyController()
+    mirror = Mirror(c)
+    c.add_pod(pod("ns", "a", {"app": "x"}))
+    web = {"podSelector": {"matchLabels": {"app": "x"}}}
+    policies = [
+        policy("ns", f"p{i}", {"podSelector": {}, "ingress": [{"from": [web]}]}) for i in range(20)
+    ]
+    for np in policies:
+        c.add_network_policy(np)
+    assert c.store.count(Kind.ADDRESS_GROUP) == 1
+    assert c.store.count(Kind.APPLIED_TO_GROUP) == 1
+    for np in policies[:-1]:
+        c.delete_network_policy(np)
+    assert c.store.count(Kind.ADDRESS_GROUP) == 1
+    c.delete_network_policy(policies[-1])
+    assert all(not objs for objs in snapshot(c).values())
+    assert mirror.objects == snapshot(c)

@@ -218,3 +218,60 @@ async def test_tls_rejects_unknown_ca(env: Env) -> None:
     env.ssl = certs.client_ssl_context(other_ca)
     with pytest.raises(aiohttp.ClientConnectorCertificateError):
         await call(env, "GET", "/healthz", None)
+
+
+async def test_a_watcher_that_stops_reading_is_dropped_not_the_others(env: Env) -> None:
+    """A client that never reads: its socket buffers fill, its queue overflows, it is closed;
+    a reading watcher of the same node receives every frame."""
+    from antrea.apis.controlplane.types import AddressGroup
+
+    host, port = "127.0.0.1", int(env.base.rsplit(":", 1)[1])
+    _, stuck = await asyncio.open_connection(host, port, ssl=env.ssl)
+    stuck.write(
+        f"GET {WATCH}?nodeName=n1 HTTP/1.1\r\nHost: {host}\r\n"
+        "Authorization: Bearer t-n1\r\n\r\n".encode()
+    )
+    await stuck.drain()
+    disp = env.server.dispatcher
+    for _ in range(100):
+        if len(disp.watchers) == 1:
+            break
+        await asyncio.sleep(0.01)
+    dec = FrameDecoder()
+    got = 0
+    big = frozenset(
+        GroupMember(PodReference("ns", f"p{i}"), (f"10.1.{i // 250}.{i % 250}",), "n1")
+        for i in range(300)
+    )
+    headers = {"Authorization": "Bearer t-n1"}
+    async with (
+        aiohttp.ClientSession() as s,
+        s.get(env.base + WATCH, params={"nodeName": "n1"}, headers=headers, ssl=env.ssl) as resp,
+    ):
+        while len(disp.watchers) < 2:
+            await asyncio.sleep(0.01)
+
+        @dataclass(frozen=True)
+        class Change:
+            kind: Kind
+            name: str
+            old: Any
+            new: Any
+            old_span: frozenset[str]
+            new_span: frozenset[str]
+            patch: Any = None
+
+        n = 3000
+        for i in range(n):
+            ag = AddressGroup(f"ag{i}", big)
+            env.store.objs[(Kind.ADDRESS_GROUP, ag.name)] = (ag, frozenset({"n1"}))
+            disp.on_change(
+                Change(Kind.ADDRESS_GROUP, ag.name, None, ag, frozenset(), frozenset({"n1"}))
+            )
+            if i % 50 == 0:
+                await asyncio.sleep(0)  # let the writers run, as the real loop would
+        while got < n + 3:  # + snapshot ADDED x2 and BOOKMARK
+            chunk = await asyncio.wait_for(resp.content.readany(), 10)
+            got += sum(1 for e in dec.feed(chunk) if e.message != "heartbeat")
+    assert disp.stats.watchers_dropped == 1
+    stuck.close()

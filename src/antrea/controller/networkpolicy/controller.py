@@ -40,7 +40,7 @@ from antrea.apis.controlplane.types import (
     NetworkPolicy,
 )
 from antrea.controller.networkpolicy.compile import CompiledPolicy, compile_policy
-from antrea.controller.networkpolicy.grouping import NO_REFS, Grouping, SelectorGroup
+from antrea.controller.networkpolicy.grouping import Grouping, SelectorGroup, add_ref, drop_ref
 from antrea.controller.networkpolicy.members import pod_member
 from antrea.controller.networkpolicy.store import EMPTY_SPAN, Change, ComputedStore, Span
 
@@ -195,23 +195,17 @@ class NetworkPolicyController:
         ref_dirty = self._ref_dirty
         if old is not None:
             for g in old.applied_to:
-                g.atg_refs.discard(uid)
+                g.atg_refs = drop_ref(g.atg_refs, uid)
                 ref_dirty.add(g)
             for g in old.address:
-                g.ag_refs.discard(uid)
+                g.ag_refs = drop_ref(g.ag_refs, uid)
                 ref_dirty.add(g)
         if new is not None:
             for g in new.applied_to:
-                if g.atg_refs is NO_REFS:
-                    g.atg_refs = {uid}
-                else:
-                    g.atg_refs.add(uid)
+                g.atg_refs = add_ref(g.atg_refs, uid)
                 ref_dirty.add(g)
             for g in new.address:
-                if g.ag_refs is NO_REFS:
-                    g.ag_refs = {uid}
-                else:
-                    g.ag_refs.add(uid)
+                g.ag_refs = add_ref(g.ag_refs, uid)
                 ref_dirty.add(g)
 
     def _changed(self) -> None:

@@ -35,10 +35,35 @@ from antrea.controller.networkpolicy.selectors import (
 GroupKey = tuple[str, Selector, Selector | None]
 LARGE_GROUP = 64  # members from which a group counts its members per node
 _EMPTY: Mapping[str, str] = {}
-# Shared placeholders for never-used sets; replaced (never mutated) on first add. Typed as sets
-# so readers need no special case; writers must go through `add_ref`.
-NO_REFS: set[str] = frozenset()  # type: ignore[assignment]
+# Shared placeholders for empty sets, replaced (never mutated) on first add: most namespaces match
+# no cluster group and most groups are used in one role only. Typed as sets so readers need no
+# special case.
 _NO_NAMESPACES: set[NamespaceState] = frozenset()  # type: ignore[assignment]
+_NO_GROUPS: set[SelectorGroup] = frozenset()  # type: ignore[assignment]
+
+# Policy UIDs referencing a group: a tuple while small (56 bytes instead of a 216-byte set; nearly
+# every group has one or two), a set beyond that so that adding and removing stay O(1).
+Refs = tuple[str, ...] | set[str]
+NO_REFS: Refs = ()
+_SMALL_REFS = 8
+
+
+def add_ref(refs: Refs, uid: str) -> Refs:
+    if isinstance(refs, set):
+        refs.add(uid)
+        return refs
+    if uid in refs:
+        return refs
+    if len(refs) < _SMALL_REFS:
+        return (*refs, uid)
+    return {*refs, uid}
+
+
+def drop_ref(refs: Refs, uid: str) -> Refs:
+    if isinstance(refs, set):
+        refs.discard(uid)
+        return refs
+    return tuple(r for r in refs if r != uid) if uid in refs else refs
 
 
 class NamespaceState:
@@ -52,7 +77,7 @@ class NamespaceState:
         self.labels: Labels = _EMPTY
         self.pods: dict[str, PodState] = {}
         self.local = GroupIndex()
-        self.cluster_groups: set[SelectorGroup] = set()
+        self.cluster_groups: set[SelectorGroup] = _NO_GROUPS  # replaced, never mutated, if empty
 
     def is_idle(self) -> bool:
         return not self.exists and not self.pods and not self.local.size
@@ -114,8 +139,8 @@ class SelectorGroup:
         self.namespaces: set[NamespaceState] = _NO_NAMESPACES if key[2] is None else set()
         # Controller state: referencing policy UIDs (allocated on first use: most groups are
         # only ever used in one of the two roles), last published members and spans.
-        self.atg_refs: set[str] = NO_REFS
-        self.ag_refs: set[str] = NO_REFS
+        self.atg_refs: Refs = NO_REFS
+        self.ag_refs: Refs = NO_REFS
         self.members: frozenset[GroupMember] = frozenset()
         self.atg_span: frozenset[str] = frozenset()
         self.ag_span: frozenset[str] = frozenset()
@@ -231,7 +256,8 @@ class Grouping:
         self.dirty: set[SelectorGroup] = set()
         self._selectors: dict[SelectorKey, Selector] = {}
         self._cluster_index = GroupIndex()  # cluster-scoped groups by namespaceSelector
-        self._ns_labels: dict[str, dict[str, set[str]]] = {}  # key -> value -> namespace names
+        # key -> value -> namespace names; built when the first namespaceSelector needs it.
+        self._ns_labels: dict[str, dict[str, set[str]]] | None = None
 
     # -- selectors and groups -------------------------------------------------------------
 
@@ -267,7 +293,10 @@ class Grouping:
         live = group.live
         for ns in scopes:
             if ns_sel is not None:
-                ns.cluster_groups.add(group)
+                if ns.cluster_groups is _NO_GROUPS:
+                    ns.cluster_groups = {group}
+                else:
+                    ns.cluster_groups.add(group)
                 group.namespaces.add(ns)
             for pod in ns.pods.values():
                 member = pod.member
@@ -309,6 +338,11 @@ class Grouping:
         if sel.index_key is None:
             candidates: Iterable[NamespaceState] = self.namespaces.values()
         else:
+            if self._ns_labels is None:
+                self._ns_labels = {}
+                for ns in self.namespaces.values():
+                    if ns.exists:
+                        self._index_namespace(ns)
             by_value = self._ns_labels.get(sel.index_key, {})
             if sel.index_values is not None:
                 names = [n for v in sel.index_values for n in by_value.get(v, ())]
@@ -338,16 +372,8 @@ class Grouping:
             self._unindex_namespace(ns)
         ns.exists = True
         ns.labels = labels
-        index = self._ns_labels
-        for key, value in labels.items():
-            by_value = index.get(key)
-            if by_value is None:
-                by_value = index[key] = {}
-            names = by_value.get(value)
-            if names is None:
-                by_value[value] = {name}
-            else:
-                names.add(name)
+        if self._ns_labels is not None:
+            self._index_namespace(ns)
         if self._cluster_index.size:
             self._set_cluster_groups(
                 ns,
@@ -363,13 +389,28 @@ class Grouping:
         if ns is None or not ns.exists:
             return
         self._unindex_namespace(ns)
-        self._set_cluster_groups(ns, set())
+        self._set_cluster_groups(ns, _NO_GROUPS)
         ns.exists = False
         ns.labels = _EMPTY
         self._forget_if_idle(ns)
 
+    def _index_namespace(self, ns: NamespaceState) -> None:
+        index = self._ns_labels
+        assert index is not None
+        for key, value in ns.labels.items():
+            by_value = index.get(key)
+            if by_value is None:
+                by_value = index[key] = {}
+            names = by_value.get(value)
+            if names is None:
+                by_value[value] = {ns.name}
+            else:
+                names.add(ns.name)
+
     def _unindex_namespace(self, ns: NamespaceState) -> None:
         index = self._ns_labels
+        if index is None:
+            return
         for key, value in ns.labels.items():
             by_value = index[key]
             names = by_value[value]
@@ -398,7 +439,7 @@ class Grouping:
                     group.join(pod.member)
                     pod.groups += (group,)
                     self.dirty.add(group)
-        ns.cluster_groups = new
+        ns.cluster_groups = new or _NO_GROUPS
 
     # -- pods -----------------------------------------------------------------------------
 
