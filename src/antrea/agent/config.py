@@ -107,8 +107,10 @@ def from_mapping(data: dict[str, Any]) -> AgentConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> AgentConfig:
-    """Read the YAML file at `path` (an empty file means all defaults)."""
+def load_config(path: str | Path | None) -> AgentConfig:
+    """Read the YAML file at `path` (an empty file, or no path, means all defaults)."""
+    if path is None:
+        return from_mapping({})
     try:
         text = Path(path).read_text()
     except OSError as exc:

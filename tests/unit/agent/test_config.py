@@ -38,3 +38,8 @@ def test_invalid_values_are_rejected(tmp_path: Path, text: str) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError):
         load_config(path)
+
+
+def test_no_file_means_defaults() -> None:
+    cfg = load_config(None)
+    assert cfg.ovsBridge == "br-int" and cfg.cniSocket == "/var/run/antrea/cni.sock"
