@@ -284,7 +284,6 @@ class Kubelet:
             "podIP": sb.ip,
             "podIPs": [{"ip": sb.ip}],
             "startTime": started,
-            "qosClass": "BestEffort",
             "conditions": conditions,
             "containerStatuses": [
                 {
