@@ -255,6 +255,7 @@ class Agent:
             pods=self.pods,
             ready=self.ready,
             metrics=self.cni_metrics,
+            policy_ready=self.policy_ready if cfg.waitForPolicyOnAdd else None,
         )
         await self._start_policy()
         await self.cni_server.start()

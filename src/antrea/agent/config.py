@@ -47,6 +47,9 @@ class AgentConfig:
     # Antrea's option for datapaths that do not complete partial checksums (the userspace one):
     # pod interfaces and gw0 send fully checksummed packets.
     disableTXChecksumOffload: bool = False
+    # CNI ADD waits (up to 30 s, then "try again later") for the initial NetworkPolicy sync, so
+    # that no pod starts before the policies selecting it are realized (Antrea's behaviour).
+    waitForPolicyOnAdd: bool = False
     # Seconds to wait for the policy controller's initial sync before deleting the previous
     # round's flows (Antrea waits for its NP/pod/route installers the same way).
     policyReadyTimeout: float = 30.0

@@ -97,6 +97,28 @@ async def test_not_ready_answers_try_again_later(tmp_path: Path) -> None:
         await server.stop()
 
 
+async def test_add_waits_for_policy_sync_when_asked(tmp_path: Path) -> None:
+    """With policy_ready given, ADD answers 11 until the initial policy sync, DEL does not wait."""
+    ready, policy = asyncio.Event(), asyncio.Event()
+    ready.set()
+    pods = FakePods()
+    server = CNIServer(
+        socket_path=str(tmp_path / "cni.sock"),
+        pods=pods,  # type: ignore[arg-type]
+        ready=ready,
+        ready_timeout=0.1,
+        policy_ready=policy,
+    )
+    await server.start()
+    try:
+        assert (await call(tmp_path / "cni.sock", "ADD"))["error"]["code"] == 11
+        assert (await call(tmp_path / "cni.sock", "DEL"))["result"] == {}
+        policy.set()
+        assert "result" in await call(tmp_path / "cni.sock", "ADD")
+    finally:
+        await server.stop()
+
+
 def test_cni_args_parsing() -> None:
     args = parse_cni_args("IgnoreUnknown=1;K8S_POD_NAMESPACE=ns;K8S_POD_NAME=p;junk")
     assert args == {"IgnoreUnknown": "1", "K8S_POD_NAMESPACE": "ns", "K8S_POD_NAME": "p"}

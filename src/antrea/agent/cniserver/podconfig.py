@@ -127,9 +127,15 @@ class PodConfigurator:
     async def add(self, req: Request) -> dict[str, Any]:
         async with self._lock(req.container_id):
             existing = self.store.get(req.container_id)
-            if existing is not None and existing.container_ifname == req.ifname:
-                # A repeated ADD: same attachment, no second address.
-                return self.result_for(existing)
+            if existing is not None:
+                if existing.container_ifname == req.ifname:
+                    # A repeated ADD: same attachment, no second address.
+                    return self.result_for(existing)
+                raise CniError(
+                    INVALID_NETWORK_CONFIG,
+                    f"container {req.container_id} is already attached as "
+                    f"{existing.container_ifname}; one interface per container is supported",
+                )
             undo: list[Callable[[], Awaitable[object]]] = []
             try:
                 return await self._add(req, undo)

@@ -55,12 +55,16 @@ class CNIServer:
         ready: asyncio.Event,
         metrics: CNIMetrics | None = None,
         ready_timeout: float = 30.0,
+        policy_ready: asyncio.Event | None = None,
     ) -> None:
         self.socket_path = socket_path
         self.pods = pods
         self.ready = ready
         self.metrics = metrics
         self.ready_timeout = ready_timeout
+        # When given, ADD also waits for the initial NetworkPolicy sync (Antrea's podNetworkWait):
+        # a new pod never runs without the policies that select it.
+        self.policy_ready = policy_ready
         self._server: asyncio.AbstractServer | None = None
 
     async def start(self) -> None:
@@ -117,15 +121,19 @@ class CNIServer:
             ms=round((time.perf_counter() - start) * 1000, 1),
         )
 
-    async def _wait_ready(self) -> None:
-        if self.ready.is_set():
+    async def _wait_ready(self, *, policy: bool = False) -> None:
+        events = [self.ready]
+        if policy and self.policy_ready is not None:
+            events.append(self.policy_ready)
+        if all(e.is_set() for e in events):
             return
         try:
-            await asyncio.wait_for(self.ready.wait(), self.ready_timeout)
+            async with asyncio.timeout(self.ready_timeout):
+                for e in events:
+                    await e.wait()
         except TimeoutError:
-            raise CniError(
-                TRY_AGAIN_LATER, "the antrea agent's pod network is not ready yet"
-            ) from None
+            what = "pod network" if not self.ready.is_set() else "NetworkPolicy sync"
+            raise CniError(TRY_AGAIN_LATER, f"the antrea agent's {what} is not ready yet") from None
 
     async def dispatch(self, raw: dict[str, Any]) -> dict[str, Any]:
         req = Request(
@@ -140,7 +148,7 @@ class CNIServer:
             if not self.ready.is_set():
                 raise CniError(PLUGIN_NOT_AVAILABLE, "the antrea agent is not ready")
             return {}
-        await self._wait_ready()
+        await self._wait_ready(policy=req.command == "ADD")
         if req.command == "ADD":
             return await self.pods.add(req)
         if req.command == "DEL":
