@@ -1,0 +1,143 @@
+"""PodConfigurator with fake netlink and OVSDB: rollback on failure, idempotent DEL, GC."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from antrea.agent import netlink
+from antrea.agent.cniserver import podconfig
+from antrea.agent.cniserver.podconfig import PodConfigurator, Request
+from antrea.agent.interfacestore import InterfaceStore
+from antrea.agent.ipam import IPAM
+from antrea.agent.openflow.pipeline import FlowBuilder, NodeConfig
+from antrea.cni.errors import CONFIG_INTERFACE_FAILURE, CniError
+from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+from antrea.ovs.openflow.testing import RecordingTransport
+
+
+class FakeOvsdb:
+    def __init__(self) -> None:
+        self.ports: dict[str, dict[str, Any]] = {}
+        self.next_ofport = 3
+        self.fail_add = False
+
+    async def transact(self, commands: list[Any], *, wait: bool = True) -> str:
+        for c in commands:
+            args = [a for a in c.args if not a.startswith("--")]
+            if args[0] == "add-port":
+                if self.fail_add:
+                    raise RuntimeError("ovsdb down")
+                self.ports[args[2]] = {"ofport": self.next_ofport}
+                self.next_ofport += 1
+            elif args[0] == "del-port":
+                self.ports.pop(args[2], None)
+        return ""
+
+    async def interface_ofport(self, name: str) -> int:
+        return int(self.ports.get(name, {}).get("ofport", -1))
+
+
+@pytest.fixture
+def links(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    existing: set[str] = set()
+
+    def create(**kw: Any) -> netlink.VethResult:
+        existing.add(kw["host_name"])
+        n = len(existing)
+        return netlink.VethResult(f"02:00:00:00:00:{n:02x}", f"0a:00:00:00:00:{n:02x}", 2)
+
+    monkeypatch.setattr(netlink, "create_pod_veth", create)
+    monkeypatch.setattr(netlink, "delete_link", lambda n: existing.discard(n) or True)
+    monkeypatch.setattr(netlink, "link_exists", lambda n: n in existing)
+    monkeypatch.setattr(netlink, "send_gratuitous_arp", lambda *a: None)
+    return existing
+
+
+def make(tmp_path: Path) -> tuple[PodConfigurator, FakeOvsdb, RecordingTransport, IPAM]:
+    t = RecordingTransport()
+    ovsdb = FakeOvsdb()
+    ipam = IPAM(ipaddress.IPv4Network("10.244.1.0/24"), tmp_path)
+    b = FlowBuilder(
+        NodeConfig(
+            pod_cidr=ipam.cidr,
+            gateway_ip=ipam.gateway,
+            gateway_mac="02:00:00:00:00:01",
+        ),
+        round_num=1,
+    )
+    pods = PodConfigurator(
+        bridge="br-int",
+        ovsdb=ovsdb,  # type: ignore[arg-type]
+        writer=CoalescingWriter(FlowClient(t)),
+        builder=lambda: b,
+        store=InterfaceStore(),
+        ipam=ipam,
+        mtu=1450,
+    )
+    return pods, ovsdb, t, ipam
+
+
+def req(cid: str = "c1", command: str = "ADD", ifname: str = "eth0") -> Request:
+    return Request(
+        command=command,
+        container_id=cid,
+        netns="/var/run/netns/p",
+        ifname=ifname,
+        args=podconfig.parse_cni_args("K8S_POD_NAMESPACE=x;K8S_POD_NAME=a"),
+        config={},
+    )
+
+
+async def test_add_then_del(tmp_path: Path, links: set[str]) -> None:
+    pods, ovsdb, t, ipam = make(tmp_path)
+    result = await pods.add(req())
+    assert result["ips"][0] == {"address": "10.244.1.2/24", "gateway": "10.244.1.1", "interface": 1}
+    assert result["interfaces"][1]["mtu"] == 1450
+    assert len(ovsdb.ports) == 1 and len(links) == 1 and t.flows
+    await pods.delete(req(command="DEL"))
+    await pods.delete(req(command="DEL"))
+    assert ovsdb.ports == {} and links == set() and t.flows == {} and ipam.allocations() == []
+
+
+async def test_failed_flow_install_rolls_everything_back(tmp_path: Path, links: set[str]) -> None:
+    """A rejected bundle leaves no address, port, link or store entry behind."""
+    pods, ovsdb, t, ipam = make(tmp_path)
+    t.reject = 1
+    with pytest.raises(CniError) as err:
+        await pods.add(req())
+    assert err.value.code == CONFIG_INTERFACE_FAILURE
+    assert ovsdb.ports == {} and links == set() and ipam.allocations() == []
+    assert pods.store.get("c1") is None
+
+
+async def test_failed_port_add_rolls_back(tmp_path: Path, links: set[str]) -> None:
+    pods, ovsdb, _, ipam = make(tmp_path)
+    ovsdb.fail_add = True
+    with pytest.raises(CniError):
+        await pods.add(req())
+    assert links == set() and ipam.allocations() == []
+
+
+async def test_second_interface_is_refused(tmp_path: Path, links: set[str]) -> None:
+    pods, *_ = make(tmp_path)
+    await pods.add(req())
+    with pytest.raises(CniError):
+        await pods.add(req(ifname="net1"))
+    assert len(links) == 1
+
+
+async def test_gc_keeps_valid_attachments_only(tmp_path: Path, links: set[str]) -> None:
+    pods, ovsdb, _, ipam = make(tmp_path)
+    await pods.add(req("keep"))
+    await pods.add(req("drop"))
+    await ipam.allocate("leaked", "eth0")
+    gc = Request("GC", "", "", "eth0", {}, {"cni.dev/valid-attachments": [
+        {"containerID": "keep", "ifname": "eth0"}]})  # fmt: skip
+    await pods.gc(gc)
+    assert [c.container_id for c in pods.store.list()] == ["keep"]
+    assert [a.container_id for a in ipam.allocations()] == ["keep"]
+    assert len(ovsdb.ports) == 1
