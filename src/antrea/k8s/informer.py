@@ -139,6 +139,8 @@ class Informer:
         page_size: list in pages of this many objects (0: one request).
         watch_timeout: server-side watch duration (seconds) before a clean reconnect.
         transform: applied to every object before it is cached and delivered.
+        relist_after_failures: after this many consecutive failed watches (broken streams,
+            errors), list again instead of resuming.
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class Informer:
         backoff_initial: float = 0.2,
         backoff_max: float = 30.0,
         transform: Callable[[JSON], JSON] | None = None,
+        relist_after_failures: int = 3,
     ) -> None:
         self._list_func = list_func
         self.name = name
@@ -171,6 +174,8 @@ class Informer:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._paging_ok = True
+        self._watch_failures = 0
+        self.relist_after_failures = relist_after_failures
         self.has_synced = asyncio.Event()
         self.resource_version: str | None = None
         self.stats = InformerStats()
@@ -247,21 +252,25 @@ class Informer:
                     if need_list:
                         await self._list_and_sync()
                         need_list = False
+                        self._watch_failures = 0
                         self._backoff.reset()
                     await self._watch()
-                except WatchExpired:
-                    self.stats.relists += 1
-                    self._log.info("watch_expired", resource_version=self.resource_version)
-                    need_list = True
                 except asyncio.CancelledError:
                     raise
-                except (
-                    ApiStatusError,
-                    aiohttp.ClientError,
-                    OSError,
-                    TimeoutError,
-                    ValueError,
-                ) as e:
+                except Exception as e:
+                    expired = isinstance(e, WatchExpired) or getattr(e, "status", None) == 410
+                    if expired:
+                        self._log.info("watch_expired", resource_version=self.resource_version)
+                    elif not need_list:
+                        # A broken stream resumes from the last version seen; a server that
+                        # keeps failing to resume gets a fresh (diffed) list instead.
+                        self._watch_failures += 1
+                    if expired or self._watch_failures >= self.relist_after_failures:
+                        if not need_list:
+                            self.stats.relists += 1
+                        need_list = True
+                        if expired:
+                            continue
                     self.stats.errors += 1
                     delay = self._backoff.next()
                     self._log.warning(
@@ -271,15 +280,6 @@ class Informer:
                         delay=round(delay, 2),
                         resource_version=self.resource_version,
                     )
-                    await asyncio.sleep(delay)
-                except Exception as e:  # an ApiException from the client before any response
-                    if getattr(e, "status", None) == 410:
-                        self.stats.relists += 1
-                        need_list = True
-                        continue
-                    self.stats.errors += 1
-                    delay = self._backoff.next()
-                    self._log.warning("informer_retrying", error=repr(e), delay=round(delay, 2))
                     await asyncio.sleep(delay)
         finally:
             if resync_task is not None:
@@ -439,6 +439,7 @@ class Informer:
         if self._transform is not None:
             obj = self._transform(obj)
         self.stats.events += 1
+        self._watch_failures = 0
         self._backoff.reset()
         key = object_key(obj)
         async with self._lock:

@@ -29,6 +29,7 @@ class FakeKube:
         self.gone_as_event = False  # 410 as an ERROR event in a 200 stream (real server)
         self.drop_after: int | None = None  # cut a watch once it has sent this many events
         self.fail_lists = 0  # answer the next N lists with 500
+        self.fail_watches = 0  # answer the next N watches with 500
         self.bookmarks = False
         self.watch_gate = asyncio.Event()
         self.watch_gate.set()
@@ -126,6 +127,9 @@ class FakeKube:
     async def _watch(self, request: web.Request, query: dict[str, str]) -> web.StreamResponse:
         epoch = self._close_epoch  # a close_watches() from now on ends this stream
         await self.watch_gate.wait()
+        if self.fail_watches:
+            self.fail_watches -= 1
+            return web.json_response({"kind": "Status", "code": 500, "message": "boom"}, status=500)
         since = int(query.get("resourceVersion") or self.rv)
         if since < self.min_rv and not self.gone_as_event:
             return web.json_response(

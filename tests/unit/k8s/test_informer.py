@@ -175,6 +175,27 @@ async def test_relist_on_410_synthesizes_delta(fake_kube: Any, api: Any, as_even
         await inf.stop()
 
 
+async def test_relist_after_repeated_watch_failures(fake_kube: Any, api: Any) -> None:
+    """A server that keeps failing watches gets a fresh list (diffed, no duplicates)."""
+    await fake_kube.add("a", v="1")
+    rec = Recorder()
+    inf = _informer(api, rec)
+    inf.start()
+    try:
+        await inf.wait_synced(10)
+        fake_kube.fail_watches = 3
+        await fake_kube.close_watches()
+        await fake_kube.modify("a", v="2")
+        await until(lambda: inf.stats.relists == 1 and len(rec.events) == 2)
+        assert inf.stats.lists == 2
+        assert rec.events == [("add", "default/a", {"v": "1"}), ("update", "default/a", {"v": "2"})]
+        await fake_kube.delete("a")
+        await until(lambda: len(rec.events) == 3)
+        assert rec.events[-1][:2] == ("delete", "default/a")
+    finally:
+        await inf.stop()
+
+
 async def test_duplicates_are_suppressed(fake_kube: Any, api: Any) -> None:
     """An event for a version already cached (a replay) calls no handler."""
     await fake_kube.add("a")
