@@ -187,18 +187,21 @@ class KubeClient:
             "PATCH", path, body=body, content_type="application/merge-patch+json"
         )
 
-    async def delete(self, path: str, *, grace_seconds: int | None = None) -> Obj | None:
-        body = None
-        if grace_seconds is not None:
-            body = {
-                "kind": "DeleteOptions",
-                "apiVersion": "v1",
-                "gracePeriodSeconds": grace_seconds,
-            }
+    async def delete(
+        self, path: str, *, grace_seconds: int | None = None, uid: str | None = None
+    ) -> Obj | None:
+        """Delete; a missing object (404) or, with ``uid``, a different one (409) is a no-op."""
+        body: Obj | None = None
+        if grace_seconds is not None or uid:
+            body = {"kind": "DeleteOptions", "apiVersion": "v1"}
+            if grace_seconds is not None:
+                body["gracePeriodSeconds"] = grace_seconds
+            if uid:
+                body["preconditions"] = {"uid": uid}
         try:
             return await self.request("DELETE", path, body=body)
         except ApiError as exc:
-            if exc.status == 404:
+            if exc.status == 404 or (uid and exc.status == 409):
                 return None
             raise
 

@@ -176,7 +176,7 @@ class Kubelet:
             if sb is not None:
                 await self._teardown(sb)
             if pod is not None:
-                await self.client.delete(_pod_path(pod), grace_seconds=0)
+                await self.client.delete(_pod_path(pod), grace_seconds=0, uid=md.get("uid"))
             self._last_error.pop(key, None)
             return
         if sb is not None and sb.uid != md.get("uid"):
