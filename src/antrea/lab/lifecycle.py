@@ -50,6 +50,18 @@ def _antrea_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "antrea.cmd.antrea", "--log-format", "json", *args]
 
 
+def check_prerequisites(cni: CniMode) -> None:
+    """Fail early, with the fix in the message, when the host cannot run a lab."""
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, OVS): run it with sudo")
+    missing = [t for t in ("ip", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl")
+               if shutil.which(t) is None]  # fmt: skip
+    if cni == "reference" and not Path("/usr/lib/cni/bridge").exists():
+        missing.append("/usr/lib/cni/bridge")
+    if missing:
+        raise LabError(f"missing {', '.join(missing)}: run `bash bin/setup` (installs them)")
+
+
 def up(
     *,
     name: str,
@@ -72,6 +84,7 @@ def up(
         raise LabError(
             f"lab {name!r} already exists ({spec.path}); use it, or `antrea lab down --name {name}`"
         )
+    check_prerequisites(cni)
     leftovers = netns.list_netns(netns_prefix(name))
     if leftovers:
         raise LabError(
@@ -87,7 +100,11 @@ def up(
         ) from None
     try:
         spec.save()
-        topology.build(spec)
+        try:
+            topology.build(spec)
+        except subprocess.CalledProcessError as exc:
+            cmd = " ".join(map(str, exc.cmd))
+            raise LabError(f"wiring the lab failed: {cmd}: {(exc.stderr or '').strip()}") from exc
         if cni == "reference":
             for node in spec.nodes:
                 conf = reference_conflist(node_pod_cidr=node.pod_cidr, ipam_dir=node.path / "ipam")
