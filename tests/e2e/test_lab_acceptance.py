@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import netns, state
-from antrea.lab.testing import LabParams, lab_session
+from antrea.lab import lifecycle, netns, state
+from antrea.lab.testing import Lab, need_lab_prerequisites
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
@@ -40,16 +40,25 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 async def test_three_nodes_nine_pods_full_matrix_then_nothing_left() -> None:
-    with lab_session(LabParams(nodes=3, cni="reference")) as lab:
+    need_lab_prerequisites()
+    name = "e2eaccept"
+    lifecycle.down(name)
+    try:
+        up = lab_cli("up", "--nodes", "3", "--cni", "reference", "--name", name)
+        assert up.returncode == 0, up.stderr
+        spec = state.load(name)
+        assert f"export KUBECONFIG={spec.kubeconfig}" in up.stdout
+        lab = Lab(spec)
         m = await lab.create_model()
         assert len(m.keys) == 9
         assert set(m.placement.values()) == {"node1", "node2", "node3"}
-        wide = lab.kubectl("get", "pods", "-A", "-o", "json")
-        pods = json.loads(wide)["items"]
+        pods = json.loads(lab.kubectl("get", "pods", "-A", "-o", "json"))["items"]
         assert {p["spec"]["nodeName"] for p in pods} == {"node1", "node2", "node3"}
         assert all(p["status"]["phase"] == "Running" and p["status"]["podIP"] for p in pods)
         for proto, port in (("TCP", 80), ("TCP", 81), ("UDP", 80), ("UDP", 81)):
-            proc = lab.antrea("probe", "--protocol", proto, "--port", str(port), "-o", "json")
+            proc = lab_cli("probe", "--name", name, "--protocol", proto, "--port", str(port),
+                           "-o", "json")  # fmt: skip
+            assert proc.returncode == 0, proc.stderr
             doc = json.loads(proc.stdout)
             assert doc["protocol"] == proto and doc["port"] == port
             assert doc["pods"] == m.keys
@@ -58,9 +67,10 @@ async def test_three_nodes_nine_pods_full_matrix_then_nothing_left() -> None:
         closed = await lab.probe(protocol="TCP", port=82)
         assert not any(any(row.values()) for row in closed["matrix"].values())
 
-        lab_dir = lab.spec.dir
-        down = lab_cli("down", "--name", lab.name)
+        down = lab_cli("down", "--name", name)
         assert down.returncode == 0, down.stderr
-        assert netns.list_netns(state.netns_prefix(lab.name)) == []
-        assert not Path(lab_dir).exists()
-        assert processes_mentioning(lab_dir) == []
+        assert netns.list_netns(state.netns_prefix(name)) == []
+        assert not spec.path.exists()
+        assert processes_mentioning(spec.dir) == []
+    finally:
+        lifecycle.down(name)
