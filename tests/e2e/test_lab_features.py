@@ -105,6 +105,8 @@ async def test_status_and_kubeconfig_commands(lab: Lab) -> None:
     assert doc["supervisor"]["running"]
     assert [n["ovs"] for n in doc["nodes"]] == [True, True]
     assert lab.antrea("kubeconfig").stdout.strip() == str(lab.kubeconfig)
+    assert "lab_ready" in lab.antrea("logs", "supervisor").stdout
+    assert lab.antrea("logs", "node1", check=False).returncode == 1  # reference CNI: no agent
 
 
 async def test_up_refuses_a_name_in_use(lab: Lab) -> None:

@@ -61,6 +61,10 @@ def register(subparsers: Any) -> None:
     cc = cmd("cni-check", "run CNI CHECK for a pod, as a runtime would", _cni_check)
     cc.add_argument("pod", help="NS/POD")
 
+    lg = cmd("logs", "print a node agent's log, or the supervisor's (`supervisor`)", _logs)
+    lg.add_argument("component", help="NODE or supervisor")
+    lg.add_argument("--tail", type=int, default=0, help="only the last N lines")
+
     demo = cmd("demo", "2-node lab, pods, matrix, a NetworkPolicy, matrix again", _demo)
     demo.add_argument("--cni", choices=("antrea", "reference"), default=None)
     demo.add_argument("--down", action="store_true", help="tear the lab down at the end")
@@ -192,6 +196,24 @@ def _probe(args: argparse.Namespace) -> int:
 
     doc = uvloop.run(go())
     print(json.dumps(doc) if args.output == "json" else render_table(doc))
+    return 0
+
+
+@_guard
+def _logs(args: argparse.Namespace) -> int:
+    from antrea.lab import state
+
+    spec = state.load(args.name)
+    path = (
+        spec.supervisor_log
+        if args.component == "supervisor"
+        else spec.node(args.component).agent_log
+    )
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return _fail(f"no log yet at {path}")
+    print("\n".join(lines[-args.tail :] if args.tail else lines))
     return 0
 
 
