@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shlex
 import sys
 from typing import Any
 
@@ -69,7 +68,7 @@ def register(subparsers: Any) -> None:
     demo.add_argument("--cni", choices=("antrea", "reference"), default=None)
     demo.add_argument("--down", action="store_true", help="tear the lab down at the end")
 
-    sup = sub.add_parser("supervise", help=argparse.SUPPRESS)
+    sup = sub.add_parser("supervise")  # internal: no help, so not listed
     sup.add_argument("--name", required=True)
     sup.set_defaults(func=_supervise)
 
@@ -278,7 +277,3 @@ def _supervise(args: argparse.Namespace) -> int:
     spec = state.load(args.name)
     uvloop.run(supervisor.run(spec))
     return 0
-
-
-def quote(argv: list[str]) -> str:
-    return " ".join(shlex.quote(a) for a in argv)
