@@ -55,6 +55,7 @@ class LabCluster:
         self.client = client
         self.ns_original: dict[str, dict[str, str]] = {}
         self.pod_original: dict[str, dict[str, str]] = {}
+        self.subset: set[str] | None = None
 
     async def pod_ips(self) -> dict[str, str]:
         pods = (await self.client.list("/api/v1/pods")).get("items") or []
@@ -168,47 +169,123 @@ class LabCluster:
 
 
 VARIANTS = [
-    pytest.param(LabParams(nodes=2, cni="antrea", encap="vxlan"), None, id="2node-vxlan"),
-    pytest.param(LabParams(nodes=3, cni="antrea", encap="geneve"), SUBSET, id="3node-geneve"),
-    pytest.param(LabParams(nodes=2, cni="antrea", encap="none"), SUBSET, id="2node-noencap"),
+    pytest.param((LabParams(nodes=2, cni="antrea", encap="vxlan"), None), id="2node-vxlan"),
+    pytest.param((LabParams(nodes=3, cni="antrea", encap="geneve"), SUBSET), id="3node-geneve"),
+    pytest.param((LabParams(nodes=2, cni="antrea", encap="none"), SUBSET), id="2node-noencap"),
 ]
 if FULL:
     VARIANTS = [
-        pytest.param(LabParams(nodes=n, cni="antrea", encap=e), None, id=f"{n}node-{e}")
+        pytest.param((LabParams(nodes=n, cni="antrea", encap=e), None), id=f"{n}node-{e}")
         for n in (2, 3)
         for e in ("vxlan", "none")
     ]
+CHECKS = ("enforcement-latency", "no-stale-flows")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[LabCluster]:
+    """One lab per variant, shared by all its cases (pytest groups the tests by variant)."""
     from antrea.lab.testing import lab_session
 
-    params: LabParams = request.param
+    params, subset = request.param
     with lab_session(params) as lab:
         await lab.create_model()
         async with lab.client() as client:
             c = LabCluster(lab, client)
+            c.subset = subset
             await c.remember_labels()
             yield c
 
 
-def _cases(subset: set[str] | None) -> list[Any]:
-    return [c for c in CASES if subset is None or c.id in subset]
+async def _enforcement_latency(cluster: LabCluster) -> None:
+    """How long from the API write until a new connection is refused (reported, not asserted)."""
+    ips = await cluster.pod_ips()
+    targets = {
+        t.key: t
+        for t in await lab_targets(cluster.lab.spec, cluster.client, namespaces=["x", "y", "z"])
+    }
+    from antrea.lab.probe import probe_pair
+
+    src, dst = targets["y/b"], targets["x/a"]
+    assert await probe_pair(src, dst, protocol="TCP", port=80)
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    await cluster.apply_policy(
+        {
+            "metadata": {"namespace": "x", "name": "latency"},
+            "spec": {"podSelector": {"matchLabels": {"pod": "a"}}, "policyTypes": ["Ingress"]},
+        }
+    )
+    blocked_after = None
+    while loop.time() - start < 15:
+        sock_ok = await _connect_once(src, ips["x/a"])
+        if not sock_ok:
+            blocked_after = loop.time() - start
+            break
+        await asyncio.sleep(0.02)
+    print(f"\nenforcement latency (API write -> new connection refused): {blocked_after}")
+    assert blocked_after is not None, "policy never enforced"
+    await cluster.delete_policy("x", "latency")
+    start = loop.time()
+    while loop.time() - start < 15:
+        if await _connect_once(src, ips["x/a"]):
+            break
+    print(f"un-enforcement latency: {loop.time() - start:.3f}s")
 
 
-def _params() -> list[Any]:
-    out = []
-    for v in VARIANTS:
-        params, subset = v.values
-        for case in _cases(subset):
-            out.append(pytest.param(params, case, id=f"{v.id}-{case.label}"))
-    return out
+async def _connect_once(src: Any, ip: str) -> bool:
+    import socket
+
+    sock = await netns.socket_in(src.netns_path, socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        async with asyncio.timeout(0.3):
+            await asyncio.get_running_loop().sock_connect(sock, (ip, 80))
+            return True
+    except (OSError, TimeoutError):
+        return False
+    finally:
+        sock.close()
+
+
+async def _no_stale_flows(cluster: LabCluster) -> None:
+    """After every case (all policies deleted) no node keeps a policy-specific flow."""
+    await cluster.settle()
+    for node in cluster.lab.nodes:
+        path = netns.netns_path(cluster.lab.spec.node(node).netns)
+
+        def get() -> list[dict[str, Any]]:
+            url = f"http://127.0.0.1:{AGENT_API_PORT}/ovsflows?category=network_policy"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                data: list[dict[str, Any]] = json.loads(resp.read())
+                return data
+
+        flows = await netns.run_in(path, get)
+        specific = [
+            f["flow"]
+            for f in flows
+            if "conj" in f["flow"] or "actions=drop" in f["flow"] or "ct_label=" in f["flow"]
+        ]
+        assert not specific, f"{node} kept policy flows:\n" + "\n".join(specific)
+        assert flows, f"{node}: the fixed policy flows are missing"
 
 
 @pytest.mark.asyncio(loop_scope="module")
-@pytest.mark.parametrize(("cluster", "case"), _params(), indirect=["cluster"])
+@pytest.mark.parametrize("cluster", VARIANTS, indirect=True, scope="module")
+@pytest.mark.parametrize("case", [*CASES, *CHECKS], ids=[c.label for c in CASES] + list(CHECKS))
 async def test_conformance(cluster: LabCluster, case: Any) -> None:
+    if not isinstance(case, str) and cluster.subset is not None and case.id not in cluster.subset:
+        pytest.skip("not in this variant's CI subset (ANTREA_CONFORMANCE_FULL=1 runs all)")
+    if case == "no-stale-flows":
+        await cluster.reset()
+        await _no_stale_flows(cluster)
+        return
+    if case == "enforcement-latency":
+        await cluster.reset()
+        try:
+            await _enforcement_latency(cluster)
+        finally:
+            await cluster.reset()
+        return
     await cluster.reset()
     try:
         failures = await caselib.run_case(case, cluster)
