@@ -109,7 +109,9 @@ class OfCtl:
 
     async def delete_flows(self, flow_filter: str) -> None:
         """Non-strict delete (e.g. a cookie/mask filter: every flow of one round)."""
-        await self._run(["ovs-ofctl", "-O", "OpenFlow15", "del-flows", self.target, flow_filter])
+        await self._run(
+            ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "del-flows", self.target, flow_filter]
+        )
 
     async def flow_counts(self) -> dict[int, int]:
         """Number of flows per table (one dump, no stats)."""

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -150,11 +151,13 @@ class PodConfigurator:
     async def _add(
         self, req: Request, undo: list[Callable[[], Awaitable[object]]]
     ) -> dict[str, Any]:
+        steps = _Steps()
         try:
             alloc = await self.ipam.allocate(req.container_id, req.ifname)
         except IPAMError as exc:
             raise CniError(IPAM_FAILURE, "IP allocation failed", str(exc)) from exc
         undo.append(lambda: self.ipam.release(req.container_id, req.ifname))
+        steps.mark("ipam")
 
         host_name = host_interface_name(req.pod_name or req.container_id, req.container_id)
         # A leftover host link of an earlier, interrupted attempt would block the new one.
@@ -178,6 +181,7 @@ class PodConfigurator:
                 CONFIG_INTERFACE_FAILURE, "failed to configure the pod interface", repr(exc)
             ) from exc
         undo.append(lambda: asyncio.to_thread(netlink.delete_link, host_name))
+        steps.mark("veth")
 
         cfg = InterfaceConfig(
             container_id=req.container_id,
@@ -203,6 +207,7 @@ class PodConfigurator:
         if ofport <= 0:
             raise CniError(CONFIG_INTERFACE_FAILURE, f"OVS port {host_name} got no ofport")
         cfg = dataclasses.replace(cfg, ofport=ofport)
+        steps.mark("ovsdb")
 
         owner = pod_owner(req.container_id)
         flows = self.builder().pod_flows(PodPort(ofport, alloc.ip, veth.pod_mac))
@@ -213,6 +218,7 @@ class PodConfigurator:
                 CONFIG_INTERFACE_FAILURE, "failed to install the pod flows", repr(exc)
             ) from exc
         undo.append(lambda: self.writer.submit(owner, None))
+        steps.mark("flows")
 
         self.store.add(cfg)
         undo.append(lambda: _async(self.store.delete, req.container_id))
@@ -227,6 +233,7 @@ class PodConfigurator:
             ip=str(alloc.ip),
             ofport=ofport,
             interface=host_name,
+            ms=steps.ms,
         )
         return self.result_for(cfg, host_mac=veth.host_mac)
 
@@ -310,3 +317,16 @@ class PodConfigurator:
 
 async def _async(fn: Callable[..., object], *args: object) -> object:
     return fn(*args)
+
+
+class _Steps:
+    """Milliseconds per ADD step, for the canonical log line."""
+
+    def __init__(self) -> None:
+        self._last = time.perf_counter()
+        self.ms: dict[str, float] = {}
+
+    def mark(self, name: str) -> None:
+        now = time.perf_counter()
+        self.ms[name] = round((now - self._last) * 1000, 1)
+        self._last = now

@@ -70,7 +70,11 @@ class OfctlBundleTransport:
         if not add and not modify and not delete:
             return
         doc = render_bundle(add=add, modify=modify, delete=delete).encode()
-        argv = [self.ofctl, "-O", "OpenFlow15", "--bundle", "add-flows", self.target, "-"]
+        # --no-names: otherwise OpenFlow 1.5 ovs-ofctl fetches every port and table name
+        # first (several extra round trips, ~4x the cost of a small bundle).
+        argv = [
+            self.ofctl, "-O", "OpenFlow15", "--no-names", "--bundle", "add-flows", self.target, "-",
+        ]  # fmt: skip
         start = time.perf_counter()
         proc = await asyncio.create_subprocess_exec(
             *argv,
