@@ -74,7 +74,16 @@ from antrea.ovs import ovsconfig
 from antrea.ovs.errors import OvsError
 from antrea.ovs.openflow.bundle import OfctlBundleTransport, mgmt_target
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, Owner
-from antrea.ovs.openflow.cookie import Category, cookie_round, make_cookie, round_filter
+from antrea.ovs.openflow.cookie import (
+    CATEGORY_MASK,
+    CATEGORY_SHIFT,
+    ROUND_MASK,
+    ROUND_SHIFT,
+    Category,
+    cookie_round,
+    make_cookie,
+    round_filter,
+)
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsctl import OfCtl
@@ -345,6 +354,9 @@ class Agent:
         return desired
 
     async def _start_policy(self) -> None:
+        if not self.cfg.enableNetworkPolicy:
+            self.policy_ready.set()
+            return
         try:
             module = importlib.import_module("antrea.agent.networkpolicy")
         except ModuleNotFoundError:
@@ -381,26 +393,50 @@ class Agent:
 
     # -- rounds and OVS restarts -------------------------------------------------------
     async def _finish_round(self) -> None:
+        """Delete older rounds once everything is re-installed, then persist the round.
+
+        If the policy realization is not ready in time, only the previous rounds' non-policy
+        flows go (pod and node flows were all re-installed at start); their policy flows stay
+        until the policy is realized, so a slow controller never opens isolated pods.
+        """
+        if self.node_routes is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.node_routes.synced.wait(), 30)
         try:
             await asyncio.wait_for(self.policy_ready.wait(), self.cfg.policyReadyTimeout)
         except TimeoutError:
             log.warning("policy_not_ready_in_time", timeout=self.cfg.policyReadyTimeout)
-        if self.node_routes is not None:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.node_routes.synced.wait(), 30)
+            keep = {Category.NETWORK_POLICY}
+            filters = [
+                round_category_filter(r, c)
+                for r in sorted(self.previous_rounds)
+                for c in Category
+                if c not in keep
+            ]
+            await self._delete_with_retry(filters)
+            await self.policy_ready.wait()
+        await self._delete_with_retry([round_filter(r) for r in sorted(self.previous_rounds)])
+        log.info("stale_rounds_deleted", rounds=sorted(self.previous_rounds))
+        self.previous_rounds.clear()
         while True:
             try:
-                for r in sorted(self.previous_rounds):
-                    await self.ofctl.delete_flows(round_filter(r))
-                    log.info("stale_round_deleted", round=r)
-                self.previous_rounds.clear()
                 await persist_round(self.cfg, self.ovsdb, self.round_num)
-                self.round_persisted = True
-                log.info("flow_round_persisted", round=self.round_num)
-                return
+                break
             except OvsError as exc:
-                log.warning("stale_round_delete_failed", error=str(exc))
+                log.warning("round_persist_failed", error=str(exc))
                 await asyncio.sleep(2)
+        self.round_persisted = True
+        log.info("flow_round_persisted", round=self.round_num)
+
+    async def _delete_with_retry(self, filters: list[str]) -> None:
+        for flt in filters:
+            while True:
+                try:
+                    await self.ofctl.delete_flows(flt)
+                    break
+                except OvsError as exc:
+                    log.warning("stale_flows_delete_failed", filter=flt, error=str(exc))
+                    await asyncio.sleep(2)
 
     async def _watch_ovs(self) -> None:
         while True:
@@ -498,6 +534,12 @@ class Agent:
             with contextlib.suppress(Exception):
                 await self.api_client.close()
         log.info("agent_stopped", node=self.node_name)
+
+
+def round_category_filter(round_num: int, category: Category) -> str:
+    """A flow filter selecting the flows of one round AND one category."""
+    value = ((round_num & 0xFFFF) << ROUND_SHIFT) | (int(category) << CATEGORY_SHIFT)
+    return f"cookie={value:#x}/{ROUND_MASK | CATEGORY_MASK:#x}"
 
 
 async def _guard(coro: Coroutine[Any, Any, Any], name: str) -> None:

@@ -50,6 +50,8 @@ class AgentConfig:
     # CNI ADD waits (up to 30 s, then "try again later") for the initial NetworkPolicy sync, so
     # that no pod starts before the policies selecting it are realized (Antrea's behaviour).
     waitForPolicyOnAdd: bool = False
+    # false: run pod networking only (no NetworkPolicy realization; tests of the pod network).
+    enableNetworkPolicy: bool = True
     # Seconds to wait for the policy controller's initial sync before deleting the previous
     # round's flows (Antrea waits for its NP/pod/route installers the same way).
     policyReadyTimeout: float = 30.0

@@ -402,10 +402,13 @@ class NodeHandle:
 class AgentLab:
     """N nodes (netns + private OVS + br-phy on a shared underlay) running real agents."""
 
-    def __init__(self, base: Path, *, nodes: int = 2, encap: str = "vxlan") -> None:
+    def __init__(
+        self, base: Path, *, nodes: int = 2, encap: str = "vxlan", network_policy: bool = False
+    ) -> None:
         self.base = base
         self.tag = uuid.uuid4().hex[:6]
         self.encap = encap
+        self.network_policy = network_policy
         self.kube = FakeKube()
         self.underlay = f"at{self.tag}-ul"
         self.nodes: list[NodeHandle] = []
@@ -469,6 +472,7 @@ class AgentLab:
                 "policyReadyTimeout": 2,
                 "ovsCheckInterval": 1,
                 "disableTXChecksumOffload": True,
+                "enableNetworkPolicy": self.network_policy,
                 "transportInterface": "br-phy",
             }
 
