@@ -120,6 +120,16 @@ class Lab:
 OWNER_FILE = "test-owner"
 
 
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
 def _start_time(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
@@ -147,7 +157,8 @@ def sweep_stale_test_labs() -> list[str]:
 def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
     """A fresh lab for the duration of the block; always downed, even on failure."""
     need_lab_prerequisites()
-    name = f"e2e{os.getpid() % 10000}n{next(_counter)}"
+    # The whole pid (base 36), so concurrent test processes never share a name.
+    name = f"e2e{_base36(os.getpid())}n{next(_counter)}"
     sweep_stale_test_labs()
     lifecycle.down(name)
     cni = params.cni or default_cni()
