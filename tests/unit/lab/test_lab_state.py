@@ -96,3 +96,24 @@ def test_table_marks_connected_and_blocked() -> None:
     lines = render_table(doc).splitlines()
     assert lines[2].split() == ["x/a", ".", "X"]
     assert lines[3].split() == ["x/b", ".", "."]
+
+
+def test_workload_serves_each_tcp_udp_port_once_and_skips_sctp() -> None:
+    from antrea.lab.workload import PortSpec, ports_of
+
+    pod = {
+        "spec": {
+            "containers": [
+                {"ports": [{"containerPort": 80}, {"containerPort": 80, "protocol": "UDP"}]},
+                {
+                    "ports": [
+                        {"containerPort": 80, "protocol": "TCP"},
+                        {"containerPort": 9, "protocol": "SCTP"},
+                    ]
+                },
+                {"name": "no-ports"},
+            ]
+        }
+    }
+    assert ports_of(pod) == [PortSpec(80, "TCP"), PortSpec(80, "UDP")]
+    assert ports_of({"spec": {}}) == []
