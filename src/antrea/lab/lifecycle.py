@@ -309,6 +309,7 @@ def status(spec: LabSpec) -> dict[str, Any]:
                 if spec.cni != "antrea"
                 else bool(agent and topology.pid_alive(agent)),
                 "networkReady": network_ready(node),
+                "pods": len(list(node.sandbox_dir.glob("*.json"))),
                 "netnsExists": netns.netns_path(node.netns).exists(),
             }
         )
