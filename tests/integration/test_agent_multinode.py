@@ -129,6 +129,12 @@ def test_l2_within_node_routed_between_nodes(make_lab: object, encap: str) -> No
             for dst in pods:
                 if src is not dst:
                     assert _tcp(src, dst), f"tcp {src.name} -> {dst.name} ({encap})"
+        # the node itself reaches pods of the other node (kubelet probes, host-network pods),
+        # and pods reach the other node's address
+        n1.run(["ping", "-c", "1", "-W", "1", c.ip])
+        assert n1.run(["ping", "-c", "2", "-W", "2", c.ip]).returncode == 0
+        a.exec("ping", "-c", "1", "-W", "1", n2.ip)
+        assert a.exec("ping", "-c", "2", "-W", "2", n2.ip).returncode == 0
         routes = n1.run(["ip", "route"]).stdout
         if encap == "none":
             assert "10.244.2.0/24 via 172.30.0.2 dev br-phy" in routes

@@ -245,6 +245,7 @@ class Agent:
             encap=cfg.encap,
             gateway_dev=cfg.hostGateway,
             transport_dev=self.transport_dev,
+            local_pod_cidr=node.pod_cidr,
         )
         api = self.node_api
         self.add_task(watch_nodes(api, self.node_routes.handle), "node_watch")

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import structlog
 from pyroute2 import IPRoute
 
+from antrea.agent import iptables
 from antrea.agent.kube import NodeEvent, NodeEventKind, NodeInfo
 from antrea.agent.openflow.pipeline import FlowBuilder
 from antrea.ovs.openflow.client import CoalescingWriter
@@ -82,6 +83,7 @@ class NodeRouteController:
         encap: bool,
         gateway_dev: str,
         transport_dev: str,
+        local_pod_cidr: ipaddress.IPv4Network | None = None,
     ) -> None:
         self.node_name = node_name
         self.writer = writer
@@ -90,6 +92,8 @@ class NodeRouteController:
         self.gateway_dev = gateway_dev
         self.transport_dev = transport_dev
         self.nodes: dict[str, NodeInfo] = {}
+        self.local_pod_cidr = local_pod_cidr
+        self._snat_cidrs: frozenset[ipaddress.IPv4Network] | None = None
         self.synced = asyncio.Event()
         self._lock = asyncio.Lock()
 
@@ -110,6 +114,7 @@ class NodeRouteController:
                 for node in remote.values():
                     await self._ensure(node)
                 await self._remove_stale_routes()
+                await self._sync_snat()
                 self.synced.set()
                 return
             for node in event.nodes:
@@ -119,6 +124,23 @@ class NodeRouteController:
                     await self._remove(node.name)
                 else:
                     await self._ensure(node)
+            await self._sync_snat()
+
+    async def _sync_snat(self, *, force: bool = False) -> None:
+        """Keep ANTREA-POSTROUTING in step with the set of pod CIDRs."""
+        if self.local_pod_cidr is None:
+            return
+        cidrs = frozenset(n.pod_cidr for n in self.nodes.values() if n.pod_cidr is not None)
+        if cidrs == self._snat_cidrs and not force:
+            return
+        ok = await asyncio.to_thread(
+            iptables.sync_masquerade,
+            pod_cidr=self.local_pod_cidr,
+            gateway=self.gateway_dev,
+            pod_cidrs=cidrs,
+        )
+        if ok:
+            self._snat_cidrs = cidrs
 
     async def _ensure(self, node: NodeInfo) -> None:
         old = self.nodes.get(node.name)
@@ -168,6 +190,7 @@ class NodeRouteController:
 
     async def reinstall_routes(self) -> None:
         """Re-add host routes (after gw0 was re-created by a restarted ovs-vswitchd)."""
+        await self._sync_snat(force=True)
         for node in list(self.nodes.values()):
             spec = self.route_for(node)
             if spec is not None:
