@@ -20,6 +20,8 @@ See docs/design/controlplane-protocol.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
 import ssl
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -45,6 +47,7 @@ RESOURCES = {
     "appliedtogroups": Kind.APPLIED_TO_GROUP,
 }
 INITIAL_CHUNK = 256 * 1024
+STREAM_SNDBUF = 256 * 1024
 
 
 class Authenticator(Protocol):
@@ -160,6 +163,13 @@ class ControllerServer:
             headers={"Content-Type": STREAM_CONTENT_TYPE, "Cache-Control": "no-store"}
         )
         resp.enable_chunked_encoding()
+        sock = request.transport.get_extra_info("socket") if request.transport else None
+        if sock is not None:
+            # The per-watcher frame queue is the buffer that matters: a small kernel send buffer
+            # bounds memory per agent and lets a stalled agent overflow its queue (and be
+            # dropped) after ~STREAM_SNDBUF bytes rather than after megabytes of autotuning.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
         try:
             await resp.prepare(request)
             await self._write_initial(resp, initial)
