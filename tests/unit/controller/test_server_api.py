@@ -284,3 +284,15 @@ async def test_a_watcher_that_stops_reading_is_dropped_not_the_others(env: Env) 
             got += sum(1 for e in dec.feed(chunk) if e.message != "heartbeat")
     assert disp.stats.watchers_dropped == 1
     stuck.close()
+
+
+async def test_metrics_need_a_valid_token(env: Env) -> None:
+    from prometheus_client import CollectorRegistry, Gauge
+    from prometheus_client.aiohttp import make_aiohttp_handler
+
+    registry = CollectorRegistry()
+    Gauge("antrea_controller_test_gauge", "test", registry=registry).set(3)
+    env.server.metrics_handler = make_aiohttp_handler(registry)
+    assert (await call(env, "GET", "/metrics", None))[0] == 401
+    status, body = await call(env, "GET", "/metrics", "t-n2")
+    assert status == 200 and b"antrea_controller_test_gauge 3.0" in body
