@@ -44,6 +44,7 @@ log = structlog.get_logger(__name__)
 
 ENDPOINTS_NAME = "antrea"
 ENDPOINTS_RECHECK = 10.0
+BURST_GRACE = 5.0  # a stream may lag behind one large compiler batch for this long
 
 
 async def node_internal_ip(kube: KubeResources, node: str) -> str | None:
@@ -112,7 +113,9 @@ class ControllerCandidate:
         self.store = self.compiler.store
         self.metrics = ControllerMetrics()
         self.dispatcher = Dispatcher(
-            self.store, on_drop=lambda w: self.metrics.watchers_dropped.inc()
+            self.store,
+            burst_grace=BURST_GRACE,
+            on_drop=lambda w: self.metrics.watchers_dropped.inc(),
         )
         self.status = StatusAggregator()
         self.auth = TokenAuthenticator(kube)

@@ -49,6 +49,9 @@ DEFAULT_MAX_QUEUE = 1000
 FRAME_CACHE_IDLE = 30.0
 """Seconds without a new watcher after which the shared snapshot-frame cache is dropped."""
 
+BURST_FACTOR = 50
+"""With a burst grace, a queue may briefly hold up to this many times ``max_queue`` frames."""
+
 HEARTBEAT_MESSAGE = "heartbeat"
 """``BOOKMARK`` frames with this message only keep the connection alive; clients drop them."""
 
@@ -104,28 +107,49 @@ def members_on(group: AppliedToGroup, node: str) -> AppliedToGroup:
 
 @dataclass(eq=False)
 class Watcher:
-    """One connected agent stream: a bounded queue of encoded frames."""
+    """One connected agent stream: a bounded queue of encoded frames.
+
+    ``max_queue`` is the bound a watcher must keep up with. With ``burst_grace`` > 0 a queue
+    may exceed it for that long (one compiler batch can emit thousands of frames before any
+    writer runs; that is not a slow agent), up to ``BURST_FACTOR * max_queue``; a watcher
+    still above the bound when the grace period ends is dropped. With 0, exceeding it drops.
+    """
 
     node: str
     identity: str
     max_queue: int = DEFAULT_MAX_QUEUE
     id: int = 0
+    burst_grace: float = 0.0
     queue: deque[bytes] = field(default_factory=deque)
     closed: bool = False
     close_reason: str = ""
     frames_sent: int = 0
+    over_since: float | None = None  # loop time when the queue first went over max_queue
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def push(self, frame: bytes) -> bool:
-        """Queue one frame; False (and the watcher is closed) when the queue is full."""
+        """Queue one frame; False (and the watcher is closed) when it cannot keep up."""
         if self.closed:
             return False
-        if len(self.queue) >= self.max_queue:
-            self.close("slow")
-            return False
+        n = len(self.queue)
+        if n >= self.max_queue:
+            if self.burst_grace <= 0 or n >= self.max_queue * BURST_FACTOR:
+                self.close("slow")
+                return False
+            if self.over_since is None:
+                self.over_since = time.monotonic()
         self.queue.append(frame)
         self._wake.set()
         return True
+
+    def overdue(self, now: float) -> bool:
+        """Still over the bound after the grace period (the writer is not keeping up)."""
+        if self.over_since is None:
+            return False
+        if len(self.queue) < self.max_queue:
+            self.over_since = None
+            return False
+        return now - self.over_since >= self.burst_grace
 
     def close(self, reason: str) -> None:
         if not self.closed:
@@ -144,6 +168,7 @@ class Watcher:
                 return []
         frames = list(self.queue)
         self.queue.clear()
+        self.over_since = None
         self.frames_sent += len(frames)
         return frames
 
@@ -163,10 +188,12 @@ class Dispatcher:
         store: StoreLike,
         *,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        burst_grace: float = 0.0,
         on_drop: Callable[[Watcher], None] | None = None,
     ) -> None:
         self.store = store
         self.max_queue = max_queue
+        self.burst_grace = burst_grace
         self.on_drop = on_drop
         self.rv = 0
         self.stats = DispatcherStats()
@@ -192,7 +219,13 @@ class Dispatcher:
 
     def register(self, node: str, identity: str = "") -> tuple[Watcher, list[bytes]]:
         """Enroll a watcher for ``node``: (watcher, initial frames = snapshot + BOOKMARK)."""
-        w = Watcher(node=node, identity=identity, max_queue=self.max_queue, id=next(self._ids))
+        w = Watcher(
+            node=node,
+            identity=identity,
+            max_queue=self.max_queue,
+            id=next(self._ids),
+            burst_grace=self.burst_grace,
+        )
         initial = list(self.snapshot_frames(node))
         self._by_node.setdefault(node, set()).add(w)
         log.info("watcher_registered", node=node, watcher=w.id, objects=len(initial) - 1)
@@ -290,6 +323,9 @@ class Dispatcher:
             for w in list(self._by_node.get(node, ())):
                 self.stats.frames_queued += 1
                 if not w.push(frame):
+                    self._drop(w)
+                elif w.over_since is not None and w.overdue(time.monotonic()):
+                    w.close("slow")
                     self._drop(w)
 
     def _drop(self, w: Watcher) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -280,3 +281,41 @@ def test_applied_to_group_patch_limits_fanout_to_touched_nodes() -> None:
     )
     assert [e.type for e in drain(w3)] == [EventType.ADDED]
     assert drain(w1) == [] and drain(w2) == []
+
+
+def burst_setup(grace: float) -> tuple[FakeStore, Dispatcher]:
+    store = FakeStore()
+    disp = Dispatcher(store, max_queue=10, burst_grace=grace)
+    store.listeners.append(disp.on_change)
+    return store, disp
+
+
+async def test_a_burst_is_tolerated_when_the_writer_catches_up() -> None:
+    store, disp = burst_setup(grace=0.2)
+    w, _ = disp.register("n1")
+    for i in range(300):  # one compiler batch: 30x the bound before any writer runs
+        store.put(Kind.NETWORK_POLICY, policy(f"np{i}"), {"n1"})
+    assert not w.closed and len(w.queue) == 300
+    assert len(await w.next_frames(0)) == 300  # the writer drains it
+    await asyncio.sleep(0.3)
+    store.put(Kind.NETWORK_POLICY, policy("after"), {"n1"})
+    assert not w.closed and disp.stats.watchers_dropped == 0
+
+
+async def test_a_watcher_still_behind_after_the_grace_period_is_dropped() -> None:
+    store, disp = burst_setup(grace=0.05)
+    w, _ = disp.register("n1")
+    for i in range(20):
+        store.put(Kind.NETWORK_POLICY, policy(f"np{i}"), {"n1"})
+    assert not w.closed
+    await asyncio.sleep(0.1)
+    store.put(Kind.NETWORK_POLICY, policy("late"), {"n1"})
+    assert w.closed and w.close_reason == "slow" and disp.watchers == []
+
+
+def test_the_burst_allowance_has_a_hard_cap() -> None:
+    store, disp = burst_setup(grace=60)
+    w, _ = disp.register("n1")
+    for i in range(10 * 50 + 1):
+        store.put(Kind.NETWORK_POLICY, policy(f"np{i}"), {"n1"})
+    assert w.closed and disp.stats.watchers_dropped == 1
