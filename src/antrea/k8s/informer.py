@@ -445,8 +445,9 @@ class Informer:
         async with self._lock:
             if etype in ("ADDED", "MODIFIED"):
                 prev = self._items.get(key)
-                self._items[key] = obj
-                await self._deliver(prev, obj)
+                if prev is None or not _same_version(prev, obj):  # else a replay: ignore
+                    self._items[key] = obj
+                    await self._deliver(prev, obj)
             elif etype == "DELETED":
                 prev = self._items.pop(key, None)
                 if prev is not None:

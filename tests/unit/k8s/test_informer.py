@@ -210,6 +210,7 @@ async def test_duplicates_are_suppressed(fake_kube: Any, api: Any) -> None:
         await inf._handle_event({"type": "MODIFIED", "object": obj})
         await inf._handle_event({"type": "DELETED", "object": {"metadata": {"name": "zz"}}})
         assert rec.names() == [("add", "default/a")]
+        assert inf.get("default", "a") is not obj  # the cached (listed) object stays
     finally:
         await inf.stop()
 
