@@ -229,3 +229,57 @@ class OvsdbClient:
         if isinstance(version, list):  # optional column: empty set when unset
             version = version[0] if version else ""
         return str(version or "")
+
+
+class TransactionBatcher:
+    """Merge transactions submitted while one is in flight into ONE ovs-vsctl invocation.
+
+    Every port change makes ovs-vswitchd reconfigure the bridge, and ``ovs-vsctl`` waits for
+    that; concurrent CNI ADDs would otherwise queue behind each other's reconfigurations. The
+    merged transaction is atomic: if it fails, its parts are retried one by one so that only
+    the faulty one fails (the same split-and-retry as the flow writer).
+    """
+
+    def __init__(self, client: OvsdbClient) -> None:
+        self.client = client
+        self._pending: list[tuple[list[Command], asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.invocations = 0
+
+    async def transact(self, commands: Sequence[Command]) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((list(commands), fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                self.invocations += 1
+                await self.client.transact([c for cmds, _ in batch for c in cmds])
+            except Exception as exc:
+                if len(batch) == 1:
+                    _settle(batch[0][1], exc)
+                    continue
+                for cmds, fut in batch:
+                    try:
+                        self.invocations += 1
+                        await self.client.transact(cmds)
+                    except Exception as part_exc:
+                        _settle(fut, part_exc)
+                    else:
+                        _settle(fut, None)
+                continue
+            for _, fut in batch:
+                _settle(fut, None)
+
+
+def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)

@@ -24,6 +24,7 @@ class FakeOvsdb:
         self.ports: dict[str, dict[str, Any]] = {}
         self.next_ofport = 3
         self.fail_add = False
+        self.ignore_requests = False
 
     async def transact(self, commands: list[Any], *, wait: bool = True) -> str:
         for c in commands:
@@ -33,6 +34,10 @@ class FakeOvsdb:
                     raise RuntimeError("ovsdb down")
                 self.ports[args[2]] = {"ofport": self.next_ofport}
                 self.next_ofport += 1
+            elif args[0] == "set" and not self.ignore_requests:
+                for a in args:
+                    if a.startswith("ofport_request="):
+                        self.ports[args[2]]["ofport"] = int(a.split("=")[1])
             elif args[0] == "del-port":
                 self.ports.pop(args[2], None)
         return ""
@@ -141,3 +146,18 @@ async def test_gc_keeps_valid_attachments_only(tmp_path: Path, links: set[str]) 
     assert [c.container_id for c in pods.store.list()] == ["keep"]
     assert [a.container_id for a in ipam.allocations()] == ["keep"]
     assert len(ovsdb.ports) == 1
+
+
+async def test_ofport_is_requested_and_flows_follow_the_real_one(
+    tmp_path: Path, links: set[str]
+) -> None:
+    """Flows go in with the requested ofport; if OVS picked another, they are re-stated."""
+    pods, ovsdb, t, _ = make(tmp_path)
+    await pods.add(req("c1"))
+    assert pods.store.get("c1").ofport == 3  # type: ignore[union-attr]
+    ovsdb.ignore_requests = True
+    ovsdb.next_ofport = 40
+    await pods.add(req("c2"))
+    assert pods.store.get("c2").ofport == 40  # type: ignore[union-attr]
+    classifier = [f.match.in_port for f in t.table(0)]
+    assert sorted(classifier) == [3, 40]

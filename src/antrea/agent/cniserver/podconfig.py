@@ -33,9 +33,13 @@ from antrea.cni.errors import (
 )
 from antrea.ovs import ovsconfig
 from antrea.ovs.openflow.client import CoalescingWriter
+from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.ovsconfig import OvsdbClient
 
 log = structlog.get_logger(__name__)
+
+
+FIRST_POD_OFPORT = 3
 
 
 def parse_cni_args(args: str) -> dict[str, str]:
@@ -92,6 +96,9 @@ class PodConfigurator:
         self.mtu = mtu
         self.disable_tx_checksum = disable_tx_checksum
         self._locks: dict[str, asyncio.Lock] = {}
+        self._reserved: set[int] = set()  # ofports requested by ADDs in flight
+        # Concurrent ADDs/DELs share one ovs-vsctl invocation (one bridge reconfiguration).
+        self.ovsdb_batch = ovsconfig.TransactionBatcher(ovsdb)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -183,6 +190,9 @@ class PodConfigurator:
         undo.append(lambda: asyncio.to_thread(netlink.delete_link, host_name))
         steps.mark("veth")
 
+        # The ofport is chosen here (ofport_request), so the pod's flows can be installed
+        # while ovs-vswitchd adds the port, instead of after it.
+        ofport = self._reserve_ofport()
         cfg = InterfaceConfig(
             container_id=req.container_id,
             pod_name=req.pod_name,
@@ -191,34 +201,38 @@ class PodConfigurator:
             container_ifname=req.ifname,
             ip=alloc.ip,
             mac=veth.pod_mac,
-            ofport=-1,
+            ofport=ofport,
             netns=req.netns,
         )
-        try:
-            await self.ovsdb.transact(
-                ovsconfig.add_port(self.bridge, host_name, external_ids=cfg.external_ids())
-            )
-        except Exception as exc:
-            raise CniError(
-                CONFIG_INTERFACE_FAILURE, "failed to add the OVS port", repr(exc)
-            ) from exc
-        undo.append(lambda: self.ovsdb.transact([ovsconfig.del_port(self.bridge, host_name)]))
-        ofport = await self.ovsdb.interface_ofport(host_name)
-        if ofport <= 0:
-            raise CniError(CONFIG_INTERFACE_FAILURE, f"OVS port {host_name} got no ofport")
-        cfg = dataclasses.replace(cfg, ofport=ofport)
-        steps.mark("ovsdb")
-
         owner = pod_owner(req.container_id)
-        flows = self.builder().pod_flows(PodPort(ofport, alloc.ip, veth.pod_mac))
-        try:
-            await self.writer.submit(owner, flows)
-        except Exception as exc:
-            raise CniError(
-                CONFIG_INTERFACE_FAILURE, "failed to install the pod flows", repr(exc)
-            ) from exc
+        undo.append(lambda: _async(self._reserved.discard, ofport))
+        undo.append(lambda: self.ovsdb_batch.transact([ovsconfig.del_port(self.bridge, host_name)]))
         undo.append(lambda: self.writer.submit(owner, None))
-        steps.mark("flows")
+        port_cmds = ovsconfig.add_port(
+            self.bridge, host_name, ofport_request=ofport, external_ids=cfg.external_ids()
+        )
+        port_res, flows_res = await asyncio.gather(
+            self.ovsdb_batch.transact(port_cmds),
+            self.writer.submit(owner, self._pod_flows(cfg)),
+            return_exceptions=True,
+        )
+        if isinstance(port_res, BaseException):
+            raise CniError(
+                CONFIG_INTERFACE_FAILURE, "failed to add the OVS port", repr(port_res)
+            ) from port_res
+        if isinstance(flows_res, BaseException):
+            raise CniError(
+                CONFIG_INTERFACE_FAILURE, "failed to install the pod flows", repr(flows_res)
+            ) from flows_res
+        actual = await self.ovsdb.interface_ofport(host_name)
+        if actual <= 0:
+            raise CniError(CONFIG_INTERFACE_FAILURE, f"OVS port {host_name} got no ofport")
+        if actual != ofport:  # the number was taken after all: re-state the flows
+            log.warning("ofport_request_not_honoured", requested=ofport, ofport=actual)
+            cfg = dataclasses.replace(cfg, ofport=actual)
+            await self.writer.submit(owner, self._pod_flows(cfg))
+        self._reserved.discard(ofport)
+        steps.mark("ovs")
 
         self.store.add(cfg)
         undo.append(lambda: _async(self.store.delete, req.container_id))
@@ -231,11 +245,23 @@ class PodConfigurator:
             pod=cfg.pod_key,
             container_id=req.container_id,
             ip=str(alloc.ip),
-            ofport=ofport,
+            ofport=cfg.ofport,
             interface=host_name,
             ms=steps.ms,
         )
         return self.result_for(cfg, host_mac=veth.host_mac)
+
+    def _reserve_ofport(self) -> int:
+        """The lowest free port number above the fixed ones (tun0 = 1, gw0 = 2)."""
+        used = {c.ofport for c in self.store.list()} | self._reserved
+        n = FIRST_POD_OFPORT
+        while n in used:
+            n += 1
+        self._reserved.add(n)
+        return n
+
+    def _pod_flows(self, cfg: InterfaceConfig) -> list[Flow]:
+        return self.builder().pod_flows(PodPort(cfg.ofport, cfg.ip, cfg.mac))
 
     # -- DEL -----------------------------------------------------------------------------
     async def delete(self, req: Request) -> None:
@@ -253,7 +279,7 @@ class PodConfigurator:
     ) -> None:
         """Flows, port, veth, address and store entry of one container; each step idempotent."""
         await self.writer.submit(pod_owner(container_id), None)
-        await self.ovsdb.transact([ovsconfig.del_port(self.bridge, host_name)])
+        await self.ovsdb_batch.transact([ovsconfig.del_port(self.bridge, host_name)])
         await asyncio.to_thread(netlink.delete_link, host_name)
         await self.ipam.release(container_id)
         cfg = self.store.delete(container_id)
