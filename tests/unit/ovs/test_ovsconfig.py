@@ -72,3 +72,31 @@ def test_decode_ovsdb_json() -> None:
         "type": "internal",
     }
     assert rows[1]["ofport"] == [] and rows[1]["options"] == {"key": "flow"}
+
+
+async def test_batcher_merges_concurrent_transactions_and_isolates_failures() -> None:
+    import asyncio
+
+    from antrea.ovs.errors import VsctlError
+
+    runs: list[list[str]] = []
+
+    class Client:
+        async def transact(self, commands: list[ovsconfig.Command], *, wait: bool = True) -> str:
+            runs.append([str(c) for c in commands])
+            if any("bad" in str(c) for c in commands):
+                raise VsctlError(["ovs-vsctl"], 1, "no such port")
+            return ""
+
+    b = ovsconfig.TransactionBatcher(Client())  # type: ignore[arg-type]
+    await asyncio.gather(*(b.transact([ovsconfig.del_port("br", f"p{i}")]) for i in range(5)))
+    assert len(runs) <= 2  # the first alone, the other four merged
+    runs.clear()
+    results = await asyncio.gather(
+        b.transact([ovsconfig.del_port("br", "x")]),
+        b.transact([ovsconfig.del_port("br", "bad")]),
+        b.transact([ovsconfig.del_port("br", "y")]),
+        return_exceptions=True,
+    )
+    assert results[0] is None and results[2] is None
+    assert isinstance(results[1], VsctlError)
