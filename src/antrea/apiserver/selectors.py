@@ -92,8 +92,9 @@ class Requirement:
 def make_requirement(key: str, op: Op, values: Iterable[str] = ()) -> Requirement:
     """Validate like ``labels.NewRequirement`` and build a normalized `Requirement`."""
     vals = sorted(set(values))
-    for msg in is_qualified_name(key):
-        raise SelectorError(f"key: Invalid value: {_quote(key)}: {msg}")
+    key_errs = is_qualified_name(key)
+    if key_errs:
+        raise SelectorError(f"key: Invalid value: {_quote(key)}: {'; '.join(key_errs)}")
     if op in (Op.IN, Op.NOT_IN):
         if not vals:
             raise SelectorError(
@@ -124,8 +125,11 @@ def make_requirement(key: str, op: Op, values: Iterable[str] = ()) -> Requiremen
             ) from None
     if op not in (Op.GT, Op.LT):
         for i, value in enumerate(vals):
-            for msg in is_valid_label_value(value):
-                raise SelectorError(f"values[{i}][{key}]: Invalid value: {_quote(value)}: {msg}")
+            value_errs = is_valid_label_value(value)
+            if value_errs:
+                raise SelectorError(
+                    f"values[{i}][{key}]: Invalid value: {_quote(value)}: {'; '.join(value_errs)}"
+                )
     if op is Op.DOUBLE_EQUALS:
         op = Op.EQUALS  # same meaning; one spelling keeps the normalized form canonical
     return Requirement(key, op, tuple(vals))
@@ -237,8 +241,10 @@ class _Parser:
             self.pos += 1
         return tok
 
-    def fail(self, found: str, expected: str) -> SelectorError:
-        return SelectorError(f"unable to parse requirement: found '{found}', expected: {expected}")
+    def fail(self, found: str, expected: str, *, in_requirement: bool = True) -> SelectorError:
+        """Upstream prefixes errors raised while parsing one requirement, not between them."""
+        prefix = "unable to parse requirement: " if in_requirement else ""
+        return SelectorError(f"{prefix}found '{found}', expected: {expected}")
 
     def parse(self) -> LabelSelector:
         reqs: list[Requirement] = []
@@ -248,16 +254,16 @@ class _Parser:
         while True:
             tok, lit = self.peek()
             if tok not in (_Tok.IDENT, _Tok.BANG):
-                raise self.fail(lit, "!, identifier, or 'end of string'")
+                raise self.fail(lit, "!, identifier, or 'end of string'", in_requirement=False)
             reqs.append(self.requirement())
             tok, lit = self.take()
             if tok is _Tok.END:
                 return LabelSelector.of(reqs)
             if tok is not _Tok.COMMA:
-                raise self.fail(lit, "',' or 'end of string'")
+                raise self.fail(lit, "',' or 'end of string'", in_requirement=False)
             tok, lit = self.peek()
             if tok not in (_Tok.IDENT, _Tok.BANG):
-                raise self.fail(lit, "identifier after ','")
+                raise self.fail(lit, "identifier after ','", in_requirement=False)
 
     def requirement(self) -> Requirement:
         negate = False
@@ -270,9 +276,7 @@ class _Parser:
         key = lit
         nxt, _ = self.peek()
         if negate or nxt in (_Tok.END, _Tok.COMMA):
-            if negate and nxt not in (_Tok.END, _Tok.COMMA):
-                _, found = self.peek()
-                raise self.fail(found, "',' or 'end of string'")
+            # "!a" ends the requirement whatever follows; the caller checks for ',' or the end.
             return _checked(key, Op.DOES_NOT_EXIST if negate else Op.EXISTS, ())
         tok, lit = self.take()
         ops = {
