@@ -83,7 +83,11 @@ class NetworkPolicyController:
     # -- consumers ------------------------------------------------------------------------
 
     def subscribe(self, listener: Listener) -> None:
-        """Call ``listener`` for every change, synchronously, after the store is updated."""
+        """Call ``listener`` for every change, synchronously, after the store is updated.
+
+        Each listener receives a flush's changes in order; if it raises, the error is logged and
+        it misses the rest of that flush (other listeners are unaffected).
+        """
         self._listeners.append(listener)
 
     def unsubscribe(self, listener: Listener) -> None:
@@ -152,6 +156,8 @@ class NetworkPolicyController:
             compiled = compile_policy(np, self._grouping)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             meta = np.get("metadata", {})
+            # Only possible for objects the API server would refuse; a previous version of the
+            # policy, if any, stays in force.
             log.warning(
                 "network_policy_rejected",
                 namespace=meta.get("namespace"),
@@ -340,11 +346,12 @@ class NetworkPolicyController:
             self._grouping.destroy(g)
         changes += policy_deletes
         changes += group_deletes
-        listeners = self._listeners
-        if listeners:
-            for change in changes:
-                for listener in listeners:
+        for listener in self._listeners:
+            try:
+                for change in changes:
                     listener(change)
+            except Exception:  # a consumer's bug must not desynchronize the others
+                log.exception("change_listener_failed", listener=repr(listener))
 
     def _publish_view(
         self,
