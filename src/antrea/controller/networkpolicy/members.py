@@ -53,8 +53,9 @@ def _named_ports(spec: dict[str, Any]) -> tuple[NamedPort, ...]:
     for container in spec.get("containers") or ():
         for port in container.get("ports") or ():
             name = port.get("name")
-            if name:
+            number = port.get("containerPort")
+            if name and isinstance(number, int):
                 proto = _PROTOCOLS.get(port.get("protocol") or "TCP")
                 if proto is not None:
-                    found.append(NamedPort(name, proto, int(port["containerPort"])))
+                    found.append(NamedPort(name, proto, number))
     return tuple(found) if found else ()
