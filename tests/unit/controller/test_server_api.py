@@ -256,8 +256,9 @@ async def test_a_watcher_that_stops_reading_is_dropped_not_the_others(env: Env) 
     ):
         while len(disp.watchers) < 2:
             await asyncio.sleep(0.01)
-        for w in disp.watchers:
-            w.max_queue = 200  # (kernel and TLS buffers absorb ~2 MB before the queue grows)
+        stuck_w, reader_w = sorted(disp.watchers, key=lambda w: w.id)
+        stuck_w.max_queue = 200  # (kernel and TLS buffers absorb ~2 MB before the queue grows)
+        reader_w.max_queue = 1_000_000  # the reader shares the test's loop: never "slow" here
 
         @dataclass(frozen=True)
         class Change:
@@ -282,7 +283,7 @@ async def test_a_watcher_that_stops_reading_is_dropped_not_the_others(env: Env) 
             chunk = await asyncio.wait_for(resp.content.readany(), 10)
             assert chunk, f"the reading watcher was closed after {got} frames"
             got += sum(1 for e in dec.feed(chunk) if e.message != "heartbeat")
-    assert disp.stats.watchers_dropped == 1
+    assert disp.stats.watchers_dropped == 1 and stuck_w.closed and not reader_w.closed
     stuck.close()
 
 
