@@ -13,6 +13,7 @@ agent would delete flows for objects not yet computed), so the server refuses st
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -92,6 +93,9 @@ class Inputs:
             marker = asyncio.Event()
             self.queue.put_nowait(marker)
             await marker.wait()
+            # The initial state is long-lived: move it out of the collector's way so later
+            # full collections do not traverse it (GC pauses were the p99 of pod updates).
+            gc.freeze()
             self.synced.set()
             log.info("inputs_synced", events=self.processed)
 
