@@ -268,6 +268,7 @@ class LocalCluster:
             round_num=1,
             ofport_of=self.ofports.get,
             install_miss_flows=True,
+            settle=self.revalidate,
             gateway_ip=GW_IP,
             gateway_mark=FROM_GATEWAY.match(),
         )
@@ -278,6 +279,12 @@ class LocalCluster:
         self.agent.handle(WatchEvent(EventType.BOOKMARK))
         self._worker = asyncio.create_task(self.agent.run(self._never()))
         await self.settle()
+
+    async def revalidate(self) -> None:
+        await asyncio.to_thread(
+            self.ovs.run,
+            ["ovs-appctl", "-t", f"{self.ovs.rundir}/ovs-vswitchd.ctl", "revalidator/wait"],
+        )
 
     async def _never(self) -> AsyncIterator[WatchEvent]:
         await asyncio.Event().wait()

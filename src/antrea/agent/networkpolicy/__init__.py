@@ -55,6 +55,7 @@ class PolicyAgent:
             gateway_ip=gw_ip,
             gateway_mark=FROM_GATEWAY.match(),
             on_bundle=self.metrics.observe_bundle,
+            settle=self._revalidate,
         )
         self.client: Any = None
         self.controller = NetworkPolicyController(
@@ -101,6 +102,10 @@ class PolicyAgent:
             for o in self.agent.flow_client.owners()
             if isinstance(o, tuple) and o and str(o[0]).startswith("np-")
         ]
+
+    async def _revalidate(self) -> None:
+        """Wait until the datapath's cached flows reflect the new tables."""
+        await self.agent.ofctl.appctl("revalidator/wait")
 
     async def dump_policy_flows(self) -> list[DumpedFlow]:
         flows: list[DumpedFlow] = await self.agent.ofctl.dump_flows(

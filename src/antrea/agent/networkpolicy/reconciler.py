@@ -21,7 +21,7 @@ every other change lands.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -90,6 +90,7 @@ class PolicyReconciler:
         allocator: ConjIDAllocator | None = None,
         on_bundle: BundleObserver | None = None,
         install_miss_flows: bool = False,
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self.round_num = round_num
@@ -99,6 +100,7 @@ class PolicyReconciler:
         self.ids = allocator or ConjIDAllocator()
         self.on_bundle = on_bundle
         self.install_miss_flows = install_miss_flows
+        self.settle = settle
         self.realized: dict[str, RealizedRule] = {}
         self.conj_rule: dict[int, str] = {}  # conj id -> rule id (kept while the ID cools down)
         self._matches: dict[MatchKey, dict[int, tuple[int, int]]] = {}
@@ -175,6 +177,13 @@ class PolicyReconciler:
         for owner, exc in failures.items():
             for rid in blame.get(owner, ()):
                 result.failed[rid] = f"{_owner_text(owner)}: {exc}"
+        if self.settle is not None and (result.bundles or failures):
+            # The datapath keeps forwarding with its cached megaflows until the revalidators
+            # have seen the new tables: wait for that, so "realized" means enforced.
+            try:
+                await self.settle()
+            except Exception as exc:
+                log.warning("datapath_settle_failed", error=str(exc))
         result.seconds = time.perf_counter() - start
         if result.failed:
             log.warning("policy_rules_failed", rules=sorted(result.failed), owners=len(failures))

@@ -53,6 +53,7 @@ class FakeOfctl:
     def __init__(self, rt: RecordingTransport) -> None:
         self.rt = rt
         self.traced: list[str] = []
+        self.appctl_calls: list[tuple[str, ...]] = []
 
     async def dump_flows(self, flow_filter: str = "", *, stats: bool = True) -> list[DumpedFlow]:
         from antrea.ovs.openflow.render import render_flow
@@ -65,6 +66,10 @@ class FakeOfctl:
             if parsed is not None:
                 out.append(parsed)
         return out
+
+    async def appctl(self, *args: str) -> str:
+        self.appctl_calls.append(args)
+        return ""
 
     async def trace(self, flow: str) -> str:
         self.traced.append(flow)
@@ -116,6 +121,7 @@ async def test_hook_end_to_end() -> None:
         assert [(s.policy, s.generation, s.realized) for s in client.statuses] == [("p1", 1, True)]
         assert all((f.cookie >> 48) == 3 for f in rt.flows.values())  # the agent's round
         assert not any(f.priority == 0 for f in rt.flows.values())  # misses are the pipeline's
+        assert ("revalidator/wait",) in agent.ofctl.appctl_calls  # realized = enforced
 
         async with TestClient(TestServer(agent.app)) as http:
             resp = await http.get("/networkpolicies")
