@@ -278,9 +278,11 @@ class PodConfigurator:
         self, container_id: str, host_name: str, *, netns: str = ""
     ) -> None:
         """Flows, port, veth, address and store entry of one container; each step idempotent."""
-        await self.writer.submit(pod_owner(container_id), None)
-        await self.ovsdb_batch.transact([ovsconfig.del_port(self.bridge, host_name)])
-        await asyncio.to_thread(netlink.delete_link, host_name)
+        await asyncio.gather(
+            self.writer.submit(pod_owner(container_id), None),
+            self.ovsdb_batch.transact([ovsconfig.del_port(self.bridge, host_name)]),
+            asyncio.to_thread(netlink.delete_link, host_name),
+        )
         await self.ipam.release(container_id)
         cfg = self.store.delete(container_id)
         log.info(
