@@ -232,8 +232,11 @@ def test_vswitchd_restart_is_detected_and_flows_replayed(
     b = lab.add_pod(n, "x", "b")
     _wait(lambda: n.api("/agentinfo")["roundPersisted"])
     before = sorted(n.dump_flows())
+    # as start scripts do: keep the datapath until the agent has restored its flows
+    n.vsctl("set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true")
     n.restart_vswitchd()
     _wait(lambda: sorted(n.dump_flows()) == before, timeout=20)
+    _wait(lambda: "flow-restore-wait" not in n.vsctl("get", "Open_vSwitch", ".", "other_config"))
     _wait(lambda: "10.244.1.1/24" in n.run(["ip", "-4", "-o", "addr", "show", "gw0"]).stdout)
     assert a.exec("ping", "-c", "2", "-W", "2", b.ip).returncode == 0
     assert a.exec("ping", "-c", "2", "-W", "2", "10.244.1.1").returncode == 0

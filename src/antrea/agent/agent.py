@@ -55,7 +55,7 @@ from prometheus_client import CollectorRegistry
 
 from antrea.agent import netlink
 from antrea.agent.apiserver import AgentMetrics, build_app
-from antrea.agent.bridge import init_bridge, next_round, persist_round
+from antrea.agent.bridge import flow_restore_complete, init_bridge, next_round, persist_round
 from antrea.agent.cniserver.podconfig import PodConfigurator, pod_owner
 from antrea.agent.cniserver.server import CNIMetrics, CNIServer
 from antrea.agent.config import TUNNEL_OVERHEAD, AgentConfig
@@ -237,6 +237,7 @@ class Agent:
 
         plan = await self.flow_client.sync(self._base_flows())
         log.info("pipeline_installed", flows=len(plan.add), round=self.round_num)
+        await flow_restore_complete(self.ovsdb)
 
         self.node_routes = NodeRouteController(
             node_name=self.node_name,
@@ -472,6 +473,7 @@ class Agent:
                         self.flow_builder().pod_flows(PodPort(moved.ofport, moved.ip, moved.mac)),
                     )
         n = await self.flow_client.replay()
+        await flow_restore_complete(self.ovsdb)
         self.replays += 1
         if self.node_routes is not None:
             await self.node_routes.reinstall_routes()

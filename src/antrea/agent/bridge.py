@@ -94,6 +94,18 @@ def next_round(previous: int) -> int:
     return previous % 0xFFFF + 1
 
 
+async def flow_restore_complete(ovsdb: OvsdbClient) -> None:
+    """Clear ``other_config:flow-restore-wait`` (set by start scripts before ovs-vswitchd starts).
+
+    With the flag, a (re)started ovs-vswitchd keeps its datapath flows and forwards nothing new
+    until the agent has put its OpenFlow flows back; the agent clears it once they are in.
+    Removing an absent key is a no-op.
+    """
+    await ovsdb.transact(
+        [ovsconfig.remove_other_config("Open_vSwitch", ".", "flow-restore-wait")], wait=False
+    )
+
+
 async def persist_round(cfg: AgentConfig, ovsdb: OvsdbClient, round_num: int) -> None:
     await ovsdb.transact(
         [ovsconfig.set_bridge_external_ids(cfg.ovsBridge, {ROUND_KEY: str(round_num)})]
