@@ -324,6 +324,10 @@ class PodConfigurator:
                 raise CniError(CHECK_INTERFACE_FAILURE, f"default route via {gw} not found")
         if not await asyncio.to_thread(netlink.link_exists, cfg.interface_name):
             raise CniError(CHECK_INTERFACE_FAILURE, f"host interface {cfg.interface_name} missing")
+        if await self.ovsdb.interface_ofport(cfg.interface_name) != cfg.ofport:
+            raise CniError(
+                CHECK_INTERFACE_FAILURE, f"OVS port {cfg.interface_name} missing or renumbered"
+            )
 
     # -- GC ------------------------------------------------------------------------------
     async def gc(self, req: Request) -> None:
