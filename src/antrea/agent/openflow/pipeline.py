@@ -108,11 +108,10 @@ TABLES = (
     CONNTRACK_COMMIT,
     OUTPUT,
 )
-TABLE_NAMES = {t.id: t.name for t in TABLES}
-POLICY_TABLES = (EGRESS_RULE.id, EGRESS_DEFAULT.id, INGRESS_RULE.id, INGRESS_DEFAULT.id)
-
 # A table no feature uses; a flow there tells whether ovs-vswitchd still holds our flows.
 CANARY_TABLE = 250
+TABLE_NAMES = {t.id: t.name for t in TABLES} | {CANARY_TABLE: "Canary"}
+POLICY_TABLES = (EGRESS_RULE.id, EGRESS_DEFAULT.id, INGRESS_RULE.id, INGRESS_DEFAULT.id)
 
 PRIORITY_HIGH = 210
 PRIORITY_NORMAL = 200
