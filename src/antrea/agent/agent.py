@@ -209,7 +209,15 @@ class Agent:
         assert node.pod_cidr is not None and node.gateway_ip is not None
         log.info("node_read", node=node.name, pod_cidr=str(node.pod_cidr), ip=str(node.internal_ip))
 
-        bridge = await init_bridge(cfg, self.ovsdb)
+        delay = 0.5
+        while True:  # OVS may still be starting: wait for it rather than exit
+            try:
+                bridge = await init_bridge(cfg, self.ovsdb)
+                break
+            except OvsError as exc:
+                log.warning("bridge_init_failed_retrying", error=str(exc)[:300])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
         self.ovs_version = await self._ovs_version()
         await self._configure_host(node)
 
