@@ -55,7 +55,13 @@ from prometheus_client import CollectorRegistry
 
 from antrea.agent import netlink
 from antrea.agent.apiserver import AgentMetrics, build_app
-from antrea.agent.bridge import flow_restore_complete, init_bridge, next_round, persist_round
+from antrea.agent.bridge import (
+    BridgeState,
+    flow_restore_complete,
+    init_bridge,
+    next_round,
+    persist_round,
+)
 from antrea.agent.cniserver.podconfig import PodConfigurator, pod_owner
 from antrea.agent.cniserver.server import CNIMetrics, CNIServer
 from antrea.agent.config import TUNNEL_OVERHEAD, AgentConfig
@@ -209,15 +215,7 @@ class Agent:
         assert node.pod_cidr is not None and node.gateway_ip is not None
         log.info("node_read", node=node.name, pod_cidr=str(node.pod_cidr), ip=str(node.internal_ip))
 
-        delay = 0.5
-        while True:  # OVS may still be starting: wait for it rather than exit
-            try:
-                bridge = await init_bridge(cfg, self.ovsdb)
-                break
-            except OvsError as exc:
-                log.warning("bridge_init_failed_retrying", error=str(exc)[:300])
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+        bridge = await self._init_bridge()
         self.ovs_version = await self._ovs_version()
         await self._configure_host(node)
 
@@ -284,6 +282,16 @@ class Agent:
         self.add_task(self._finish_round(), "round_cleanup")
         self.add_task(self._watch_ovs(), "ovs_canary")
         log.info("agent_started", node=self.node_name, round=self.round_num, mtu=self.mtu)
+
+    async def _init_bridge(self) -> BridgeState:
+        delay = 0.5
+        while True:  # OVS may still be starting: wait for it rather than exit
+            try:
+                return await init_bridge(self.cfg, self.ovsdb)
+            except OvsError as exc:
+                log.warning("bridge_init_failed_retrying", error=str(exc)[:300])
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _ovs_version(self) -> str:
         version = await self.ovsdb.ovs_version()
