@@ -78,30 +78,33 @@ def create_pod_veth(
     """Create the veth pair from inside the pod's namespace and configure the pod end.
 
     The host end is created directly in the agent's namespace (``net_ns_fd``), named like
-    Antrea's; the pod end gets ``ip``, ``mtu`` and a default route via ``gateway``.
+    Antrea's; the pod end gets ``ip``, ``mtu`` and a default route via ``gateway``. A leftover
+    host end of an interrupted earlier attempt is deleted first.
     """
-    with in_netns(netns) as home_fd, IPRoute() as ipr:
-        if ipr.link_lookup(ifname=ifname):
-            raise FileExistsError(f"interface {ifname} already exists in {netns}")
-        ipr.link(
-            "add",
-            ifname=ifname,
-            kind="veth",
-            mtu=mtu,
-            peer={"ifname": host_name, "mtu": mtu, "net_ns_fd": home_fd},
-        )
-        idx = ipr.link_lookup(ifname=ifname)[0]
-        ipr.addr("add", index=idx, address=str(ip.ip), prefixlen=ip.network.prefixlen)
-        if disable_tx_checksum:
-            ethtool.disable_tx_checksum(ifname)
-        ipr.link("set", index=idx, state="up")
-        ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
-        pod_mac = str(ipr.get_links(idx)[0].get("address"))
-    quiet_host_port(host_name)
-    with IPRoute() as ipr:
-        hidx = ipr.link_lookup(ifname=host_name)[0]
-        ipr.link("set", index=hidx, state="up")
-        host_mac = str(ipr.get_links(hidx)[0].get("address"))
+    with IPRoute() as host:  # bound to the agent's namespace for the whole call
+        for old in host.link_lookup(ifname=host_name):
+            host.link("del", index=old)
+        with in_netns(netns) as home_fd, IPRoute() as ipr:
+            if ipr.link_lookup(ifname=ifname):
+                raise FileExistsError(f"interface {ifname} already exists in {netns}")
+            ipr.link(
+                "add",
+                ifname=ifname,
+                kind="veth",
+                mtu=mtu,
+                peer={"ifname": host_name, "mtu": mtu, "net_ns_fd": home_fd},
+            )
+            idx = ipr.link_lookup(ifname=ifname)[0]
+            ipr.addr("add", index=idx, address=str(ip.ip), prefixlen=ip.network.prefixlen)
+            if disable_tx_checksum:
+                ethtool.disable_tx_checksum(ifname)
+            ipr.link("set", index=idx, state="up")
+            ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
+            pod_mac = str(ipr.get_links(idx)[0].get("address"))
+        quiet_host_port(host_name)
+        hidx = host.link_lookup(ifname=host_name)[0]
+        host.link("set", index=hidx, state="up")
+        host_mac = str(host.get_links(hidx)[0].get("address"))
     return VethResult(host_mac=host_mac, pod_mac=pod_mac, pod_ifindex=idx)
 
 

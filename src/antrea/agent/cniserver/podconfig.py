@@ -167,8 +167,6 @@ class PodConfigurator:
         steps.mark("ipam")
 
         host_name = host_interface_name(req.pod_name or req.container_id, req.container_id)
-        # A leftover host link of an earlier, interrupted attempt would block the new one.
-        await asyncio.to_thread(netlink.delete_link, host_name)
         ip_if = ipaddress.IPv4Interface(f"{alloc.ip}/{self.ipam.cidr.prefixlen}")
         try:
             veth = await asyncio.to_thread(
