@@ -97,6 +97,7 @@ class PodConfigurator:
         self.disable_tx_checksum = disable_tx_checksum
         self._locks: dict[str, asyncio.Lock] = {}
         self._reserved: set[int] = set()  # ofports requested by ADDs in flight
+        self._background: set[asyncio.Task[None]] = set()
         # Concurrent ADDs/DELs share one ovs-vsctl invocation (one bridge reconfiguration).
         self.ovsdb_batch = ovsconfig.TransactionBatcher(ovsdb)
 
@@ -234,10 +235,16 @@ class PodConfigurator:
 
         self.store.add(cfg)
         undo.append(lambda: _async(self.store.delete, req.container_id))
-        with contextlib.suppress(Exception):
-            await asyncio.to_thread(
-                netlink.send_gratuitous_arp, req.netns, req.ifname, veth.pod_mac, alloc.ip
+        # Gratuitous ARP in the background: the result does not depend on it.
+        garp = asyncio.create_task(
+            _quietly(
+                asyncio.to_thread(
+                    netlink.send_gratuitous_arp, req.netns, req.ifname, veth.pod_mac, alloc.ip
+                )
             )
+        )
+        self._background.add(garp)
+        garp.add_done_callback(self._background.discard)
         log.info(
             "pod_network_added",
             pod=cfg.pod_key,
@@ -343,6 +350,11 @@ class PodConfigurator:
         for alloc in self.ipam.allocations():
             if alloc.container_id not in valid_ids:
                 await self.ipam.release(alloc.container_id)
+
+
+async def _quietly(aw: Awaitable[object]) -> None:
+    with contextlib.suppress(Exception):
+        await aw
 
 
 async def _async(fn: Callable[..., object], *args: object) -> object:
