@@ -432,23 +432,33 @@ async def throughput(node: Node, n_rules: int, seconds: int) -> dict[str, Any]:
     srv = iperf_server(server_ns)
     results: dict[str, Any] = {}
     try:
-        rec = PolicyReconciler(
-            client,
-            round_num=1,
-            ofport_of={PodReference("b", "server"): 11}.get,
-            install_miss_flows=True,
-        )
+        ofports = {PodReference("bench", f"pod{p}"): 100 + p for p in range(TARGET_PODS)}
+        ofports[PodReference("b", "server")] = 11
+        rec = PolicyReconciler(client, round_num=1, ofport_of=ofports.get, install_miss_flows=True)
         ctl = NetworkPolicyController(node_name="bench", reconciler=rec)
         ctl.handle(BOOKMARK)
         await ctl.realize_dirty()
         results["gbps_0_rules"] = await _iperf(client_ns, ips["server"], seconds, srv)
         srv = iperf_server(server_ns)
-        rng = random.Random(11)
-        rules = [ingress(blocks=[IPBlock(random_cidr(rng))]) for _ in range(n_rules - 1)]
-        rules.append(ingress(blocks=[IPBlock(f"{ips['client']}/32")]))
-        ctl.handle(added(AppliedToGroup("atg", frozenset({member("b", "server", ips["server"])}))))
-        for i in range(0, len(rules), RULES_PER_POLICY):
-            ctl.handle(added(policy(f"np{i}", rules[i : i + RULES_PER_POLICY], ["atg"])))
+        # the same shape as the latency runs: rules spread over 50 target pods, the server
+        # being one of them; one more rule lets the client reach the server
+        objs = policy_objects(n_rules - 1)
+        server = member("b", "server", ips["server"])
+        for o in objs:
+            is_server_group = isinstance(o, AppliedToGroup) and o.name == "atg-0"
+            ctl.handle(
+                added(AppliedToGroup("atg-0", frozenset({server})) if is_server_group else o)
+            )
+        ctl.handle(
+            added(
+                policy(
+                    "allow-client",
+                    [ingress(blocks=[IPBlock(f"{ips['client']}/32")])],
+                    ["atg-0"],
+                    namespace="b",
+                )
+            )
+        )
         await ctl.realize_dirty()
         results["flows_with_rules"] = node.flow_count(bridge)
         results[f"gbps_{n_rules}_rules"] = await _iperf(client_ns, ips["server"], seconds, srv)

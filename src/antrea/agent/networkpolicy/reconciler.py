@@ -186,7 +186,13 @@ class PolicyReconciler:
                 log.warning("datapath_settle_failed", error=str(exc))
         result.seconds = time.perf_counter() - start
         if result.failed:
-            log.warning("policy_rules_failed", rules=sorted(result.failed), owners=len(failures))
+            failed = sorted(result.failed)
+            log.warning(
+                "policy_rules_failed",
+                count=len(failed),
+                rules=failed[:10],
+                owners=[_owner_text(o) for o in list(failures)[:5]],
+            )
         return result
 
     def _update_rule(
