@@ -1,0 +1,1 @@
+"""The agent end of the CNI socket (server.py) and what each CNI command does (podconfig.py)."""
