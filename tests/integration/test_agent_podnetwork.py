@@ -281,3 +281,29 @@ def test_addresses_leaked_by_a_crash_are_released_at_start(
     n.start_agent()
     n.wait_ready()
     assert sorted(p.name for p in ipam_dir.iterdir() if p.name[0].isdigit()) == [pod.ip]
+
+
+def test_labs_of_killed_test_processes_are_swept(tmp_path: Path) -> None:
+    """A lab whose owning process died is removed by the next lab's start (netns, OVS)."""
+    _need_root()
+    from antrea.agent.testing import REGISTRY, sweep_stale_labs
+
+    lab = AgentLab(tmp_path / "lab", nodes=1)
+    try:
+        lab.start()
+        entry = REGISTRY / f"{lab.tag}.json"
+        doc = json.loads(entry.read_text())
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        doc["owner"] = dead.pid
+        entry.write_text(json.dumps(doc))
+        ovs_pids = lab.nodes[0].ovs.pids()
+        assert ovs_pids
+        assert lab.tag in sweep_stale_labs()
+        netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True)
+        assert lab.tag not in netns.stdout
+        for pid in ovs_pids:
+            stat = Path(f"/proc/{pid}/stat")
+            assert not stat.exists() or ") Z " in stat.read_text()
+    finally:
+        lab.stop()

@@ -10,6 +10,7 @@ be reached at 127.0.0.1 from processes in that namespace.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -432,12 +433,25 @@ class AgentLab:
     def _ip(self, *argv: str) -> None:
         subprocess.run(["ip", *argv], check=True, capture_output=True)
 
+    def _register(self) -> None:
+        """Record what this lab owns, so a later run can clean up after a killed test process."""
+        REGISTRY.mkdir(parents=True, exist_ok=True)
+        doc = {
+            "owner": os.getpid(),
+            "netns": self._netns,
+            "ovs": [str(n.ovs.rundir) for n in self.nodes],
+            "agents": [str(n.config_path) for n in self.nodes],
+        }
+        (REGISTRY / f"{self.tag}.json").write_text(json.dumps(doc))
+
     def _add_netns(self, name: str) -> None:
-        self._ip("netns", "add", name)
         self._netns.append(name)
+        self._register()
+        self._ip("netns", "add", name)
         self._ip("-n", name, "link", "set", "lo", "up")
 
     def start(self) -> None:
+        sweep_stale_labs()
         self._add_netns(self.underlay)
         self._ip("-n", self.underlay, "link", "add", "br0", "type", "bridge")
         self._ip("-n", self.underlay, "link", "set", "br0", "up")
@@ -512,3 +526,61 @@ class AgentLab:
                     pass
         for ns in reversed(self._netns):
             subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        (REGISTRY / f"{self.tag}.json").unlink(missing_ok=True)
+
+
+REGISTRY = Path("/var/run/antrea-agentlab")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _agent_pids(config_paths: list[str]) -> list[int]:
+    """Pids of agent processes started with one of these (lab-private) config files."""
+    wanted = {p.encode() for p in config_paths}
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agent" in argv and wanted & set(argv):
+            pids.append(int(proc.name))
+    return pids
+
+
+def sweep_stale_labs() -> list[str]:
+    """Remove labs whose owning test process died without cleaning up (e.g. SIGKILLed).
+
+    Only what the registry file of such a lab names is touched: its agents and OVS daemons by
+    pid (from the recorded pids and pid files), its namespaces by name.
+    """
+    removed: list[str] = []
+    if not REGISTRY.is_dir():
+        return removed
+    for entry in REGISTRY.glob("*.json"):
+        try:
+            doc = json.loads(entry.read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(int(doc.get("owner", 0))):
+            continue
+        for pid in _agent_pids(doc.get("agents") or []):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        for rundir in doc.get("ovs") or []:
+            OvsSandbox(rundir=Path(rundir)).stop()
+        for ns in reversed(doc.get("netns") or []):
+            subprocess.run(["ip", "netns", "del", ns], check=False, capture_output=True)
+        entry.unlink(missing_ok=True)
+        removed.append(entry.stem)
+    return removed
