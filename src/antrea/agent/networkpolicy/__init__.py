@@ -13,7 +13,9 @@ See docs/design/networkpolicy-agent.md.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -21,6 +23,7 @@ import structlog
 from antrea.agent.networkpolicy.api import add_routes, build_trace_flow
 from antrea.agent.networkpolicy.controller import STREAM_RESTART, NetworkPolicyController
 from antrea.agent.networkpolicy.metrics import PolicyMetrics
+from antrea.agent.networkpolicy.persist import StateWriter, load_events
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.networkpolicy.stats import StatsCollector
 from antrea.apis.controlplane.codec import EventType, WatchEvent
@@ -29,6 +32,8 @@ from antrea.ovs.openflow.cookie import Category, category_filter
 from antrea.ovs.ovsctl import DumpedFlow
 
 log = structlog.get_logger(__name__)
+
+FALLBACK_AFTER_S = 5.0
 
 __all__ = ["NetworkPolicyController", "PolicyAgent", "PolicyReconciler", "start"]
 
@@ -64,6 +69,15 @@ class PolicyAgent:
         self.stats: StatsCollector | None = StatsCollector(
             self.dump_policy_flows, self.reconciler.rule_of_conj
         )
+        cfg = getattr(agent, "cfg", None)
+        self.state_file: Path | None = (
+            Path(cfg.stateDir) / "networkpolicy" / "state.msgpack" if cfg is not None else None
+        )
+        self.writer = (
+            StateWriter(self.state_file, self.controller.cache) if self.state_file else None
+        )
+        self.real_events = 0
+        self.used_fallback = False
 
     # -- interface store ------------------------------------------------------------------
     def _index(self, c: Any) -> None:
@@ -138,9 +152,13 @@ class PolicyAgent:
             local_dst = next((v for v in self._iface_macs.values() if v[2] == destination), None)
             dst_mac = local_dst[1] if local_dst is not None else gw_mac
         return build_trace_flow(
-            src_ofport=src[0], src_mac=src[1], src_ip=src[2], dst_ip=dst_ip, dst_mac=dst_mac,
+            src_ofport=src[0],
+            src_mac=src[1],
+            src_ip=src[2],
+            dst_ip=dst_ip,
+            dst_mac=dst_mac,
             extra=extra,
-        )  # fmt: skip
+        )
 
     def _known_ip(self, ref: PodReference) -> str | None:
         cache = self.controller.cache
@@ -162,6 +180,12 @@ class PolicyAgent:
 
     async def _track(self, events: AsyncIterator[WatchEvent]) -> AsyncIterator[WatchEvent]:
         async for ev in events:
+            self.real_events += 1
+            if self.real_events == 1 and self.used_fallback and ev.message != STREAM_RESTART:
+                # the persisted state was realized: the first real state is a resync of it
+                yield WatchEvent(EventType.ERROR, message=STREAM_RESTART)
+            if self.writer is not None and ev.type is not EventType.ERROR:
+                self.writer.changed()
             if ev.type is EventType.BOOKMARK:
                 self.agent.controller_connected = True
             elif ev.type is EventType.ERROR and ev.message == STREAM_RESTART:
@@ -171,6 +195,21 @@ class PolicyAgent:
                 if forget is not None and ev.kind is not None and str(ev.kind) == "NetworkPolicy":
                     forget(ev.object.name)
             yield ev
+
+    async def fallback(self, after: float = FALLBACK_AFTER_S) -> None:
+        """Realize the persisted state if the controller says nothing for `after` seconds."""
+        await asyncio.sleep(after)
+        if self.real_events or self.state_file is None:
+            return
+        events = await asyncio.to_thread(load_events, self.state_file)
+        if not events or self.real_events:
+            return
+        log.warning(
+            "policy_fallback_to_persisted_state", path=str(self.state_file), objects=len(events) - 1
+        )
+        self.used_fallback = True
+        for ev in events:
+            self.controller.handle(ev)
 
     async def mark_ready(self) -> None:
         await self.controller.ready.wait()
@@ -198,6 +237,9 @@ def start(agent: Any, *, client: Any = None) -> PolicyAgent:
     add_routes(agent.app, pa)
     agent.add_task(pa.run(client.events), "networkpolicy_stream")
     agent.add_task(pa.mark_ready(), "networkpolicy_ready")
+    agent.add_task(pa.fallback(), "networkpolicy_fallback")
+    if pa.writer is not None:
+        agent.add_task(pa.writer.run(), "networkpolicy_persist")
     agent.network_policy = pa
     log.info("network_policy_realization_attached", node=agent.node_name)
     return pa

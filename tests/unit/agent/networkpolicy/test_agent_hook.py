@@ -167,3 +167,74 @@ async def test_hook_end_to_end() -> None:
         for t in agent.tasks:
             t.cancel()
         await asyncio.gather(*agent.tasks, return_exceptions=True)
+
+
+class QueueClient(FakeClient):
+    def __init__(self) -> None:
+        super().__init__([])
+        self.q: asyncio.Queue[WatchEvent] = asyncio.Queue()
+
+    async def events(self) -> AsyncIterator[WatchEvent]:
+        while True:
+            yield await self.q.get()
+
+
+async def test_persisted_state_is_the_fallback_until_the_controller_answers(tmp_path: Any) -> None:
+    """Restart without a controller: the last state is realized; the real stream then resyncs."""
+    from antrea.agent.networkpolicy.persist import snapshot_bytes, write_atomic
+
+    # what a previous run received: p1 (x/a from y/b) and p-old
+    first = FakeClient([])
+    rt0 = RecordingTransport()
+    a0 = fake_agent(rt0)
+    a0.cfg = SimpleNamespace(stateDir=str(tmp_path))
+    pa0 = start(a0, client=first)
+    for ev in [
+        added(AddressGroup("ag", frozenset({YB}))),
+        added(AppliedToGroup("atg", frozenset({A}))),
+        added(policy("p1", [ingress(groups=["ag"])], ["atg"])),
+        added(policy("p-old", [ingress(groups=["ag"], services=[tcp(81)])], ["atg"])),
+        BOOKMARK,
+    ]:
+        pa0.controller.handle(ev)
+    await pa0.controller.wait_idle()
+    assert pa0.state_file is not None
+    write_atomic(pa0.state_file, snapshot_bytes(pa0.controller.cache))
+    for t in a0.tasks:
+        t.cancel()
+    await asyncio.gather(*a0.tasks, return_exceptions=True)
+
+    rt = RecordingTransport()
+    agent = fake_agent(rt)
+    agent.cfg = SimpleNamespace(stateDir=str(tmp_path))
+    agent.interface_store.add(
+        InterfaceConfig("c1", "a", "x", "a-1", "eth0", ipaddress.IPv4Address("10.244.1.10"),
+                        "02:00:00:00:00:0a", 3)
+    )  # fmt: skip
+    client = QueueClient()
+    pa = start(agent, client=client)
+    try:
+        await pa.fallback(after=0.01)
+        await asyncio.wait_for(agent.policy_ready.wait(), 5)
+        assert set(pa.controller.cache.policies) == {"p1", "p-old"}
+        assert len(rt.table(100)) == 1  # x/a isolated from the persisted state
+        assert not agent.controller_connected
+        # the controller answers: p-old is gone
+        for ev in [
+            added(AddressGroup("ag", frozenset({YB}))),
+            added(AppliedToGroup("atg", frozenset({A}))),
+            added(policy("p1", [ingress(groups=["ag"])], ["atg"])),
+            BOOKMARK,
+        ]:
+            client.q.put_nowait(ev)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if agent.controller_connected and "p-old" not in pa.controller.cache.policies:
+                break
+        await pa.controller.wait_idle()
+        assert set(pa.controller.cache.policies) == {"p1"}
+        assert not any(f.match.tp_dst == 81 for f in rt.flows.values())
+    finally:
+        for t in agent.tasks:
+            t.cancel()
+        await asyncio.gather(*agent.tasks, return_exceptions=True)
