@@ -204,7 +204,9 @@ def encode_event(ev: WatchEvent) -> bytes:
 def event_from_map(v: Any) -> WatchEvent:
     try:
         if not isinstance(v, dict) or v.get("v") != WIRE_VERSION:
-            raise DecodeError(f"unsupported frame version: {v.get('v') if isinstance(v, dict) else v!r}")
+            raise DecodeError(
+                f"unsupported frame version: {v.get('v') if isinstance(v, dict) else v!r}"
+            )
         etype = EventType(v["type"])
         kind = Kind(v["kind"]) if v["kind"] else None
         obj = object_from_map(kind, v["object"]) if v["object"] is not None and kind else None
@@ -231,7 +233,9 @@ class FrameDecoder:
     """Incremental decoder for a byte stream of frames (feed chunks, iterate events)."""
 
     def __init__(self) -> None:
-        self._unpacker = msgpack.Unpacker(raw=False, strict_map_key=False, max_buffer_size=256 << 20)
+        self._unpacker = msgpack.Unpacker(
+            raw=False, strict_map_key=False, max_buffer_size=256 << 20
+        )
 
     def feed(self, chunk: bytes) -> Iterator[WatchEvent]:
         self._unpacker.feed(chunk)
@@ -241,8 +245,14 @@ class FrameDecoder:
 
 def encode_status(st: NetworkPolicyNodeStatus) -> bytes:
     out: bytes = msgpack.packb(
-        {"v": WIRE_VERSION, "policy": st.policy, "node": st.node, "gen": st.generation,
-         "realized": st.realized, "msg": st.message},
+        {
+            "v": WIRE_VERSION,
+            "policy": st.policy,
+            "node": st.node,
+            "gen": st.generation,
+            "realized": st.realized,
+            "msg": st.message,
+        },
         use_bin_type=True,
     )
     return out
