@@ -80,6 +80,7 @@ class NetworkPolicyController:
         self._retry_delay: dict[str, float] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
         self._first_event_at: float | None = None
+        self._inflight: set[str] = set()  # taken from the dirty set, bundle not confirmed yet
 
     # -- stream ---------------------------------------------------------------------------
     async def run(self, events: AsyncIterator[WatchEvent]) -> None:
@@ -168,6 +169,7 @@ class NetworkPolicyController:
     async def realize_dirty(self) -> BatchResult:
         first = not self.ready.is_set()
         dirty = self.cache.take_dirty()
+        self._inflight = dirty
         batch: dict[str, CompletedRule | None] = {}
         for rid in dirty:
             if rid not in self.cache.rules:
@@ -186,12 +188,17 @@ class NetworkPolicyController:
             gc.disable()
         try:
             result = await self.reconciler.reconcile(batch, with_base=first)
+        except BaseException:
+            self.cache.dirty |= dirty  # not realized: keep them for the next attempt
+            self._inflight = set()
+            raise
         finally:
             if pause_gc:
                 gc.enable()
         if first and pause_gc:
             gc.freeze()
         self.last_batch = result
+        self._inflight = set()
         for rid in batch:
             if rid in result.failed:
                 self.rule_errors[rid] = result.failed[rid]
@@ -244,16 +251,21 @@ class NetworkPolicyController:
         if policy is None:
             return None
         errors = []
-        complete = True
+        pending = waiting = False
         for cr in self.cache.rules_of(name):
             if cr.id in self.rule_errors:
                 errors.append(f"rule {cr.index} ({cr.id}): {self.rule_errors[cr.id]}")
+            elif cr.id in self._inflight or cr.id in self.cache.dirty:
+                pending = True
             elif cr.id not in self.reconciler.realized:
-                complete = False
-        ok = complete and not errors
+                waiting = True
+        ok = not (errors or pending or waiting)
         if ok:
             self.realized_generation[name] = policy.generation
-        msg = "; ".join(errors) if errors else ("" if complete else "waiting for groups")
+        if errors:
+            msg = "; ".join(errors)
+        else:
+            msg = "realizing" if pending else "waiting for groups" if waiting else ""
         return PolicyState(policy, ok, self.realized_generation.get(name), msg)
 
     def _update_status(self) -> None:
