@@ -1,25 +1,27 @@
-"""Self-signed CA and serving certificate for the embedded API server.
+"""Self-signed CA and serving certificate for the embedded API server, kept in files.
 
-ECDSA P-256 keys: generated in milliseconds (the lab starts a server per run) and accepted
-by Go's and Python's TLS stacks alike. The serving certificate is reissued whenever the set
-of requested subject alternative names changes, so adding ``--extra-san`` just works.
+The X.509 work is `antrea.util.pki`; this module decides what lives where. The serving
+certificate is reissued whenever the set of requested subject alternative names changes (so
+adding ``--extra-san`` just works), when it nears expiry, or when the CA changed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from antrea.util import pki
 
 DEFAULT_DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
 DEFAULT_IPS = ("127.0.0.1", "::1")
+_CA_NAME = "antrea-apiserver-ca"
+_SERVING_NAME = "antrea-apiserver"
+_SERVING_DAYS = 825
+_RENEW_BEFORE = dt.timedelta(days=30)
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,91 +31,22 @@ class ServingCerts:
     key_pem: bytes
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
-def _new_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "antrea-apiserver-ca")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=3650))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _sans(extra: tuple[str, ...]) -> list[x509.GeneralName]:
-    names: list[x509.GeneralName] = []
-    seen: set[str] = set()
-    for value in (*DEFAULT_IPS, *DEFAULT_DNS_NAMES, *extra):
-        if value in seen:
-            continue
-        seen.add(value)
-        try:
-            names.append(x509.IPAddress(ipaddress.ip_address(value)))
-        except ValueError:
-            names.append(x509.DNSName(value))
-    return names
-
-
 def _issue(
     ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, sans: list[x509.GeneralName]
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "antrea-apiserver")]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=825))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+    return pki.issue_serving(ca, ca_key, sans, common_name=_SERVING_NAME, days=_SERVING_DAYS)
+
+
+def _load_or_create_ca(cert_dir: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    ca_crt, ca_key_path = cert_dir / "ca.crt", cert_dir / "ca.key"
+    if ca_crt.exists() and ca_key_path.exists():
+        return pki.load_cert(ca_crt.read_bytes()), pki.load_ec_key(
+            ca_key_path.read_bytes(), str(ca_key_path)
         )
-        .sign(ca_key, hashes.SHA256())
-    )
-    return cert, key
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
+    ca, ca_key = pki.new_ca(_CA_NAME)
+    pki.write_private(ca_key_path, pki.key_pem(ca_key))
+    ca_crt.write_bytes(pki.cert_pem(ca))
+    return ca, ca_key
 
 
 def ensure_certs(cert_dir: Path | None, *, extra_sans: tuple[str, ...] = ()) -> ServingCerts:
@@ -122,48 +55,20 @@ def ensure_certs(cert_dir: Path | None, *, extra_sans: tuple[str, ...] = ()) -> 
     With ``cert_dir=None`` everything lives in memory only (a throw-away server).
     Files: ``ca.crt``, ``ca.key``, ``apiserver.crt``, ``apiserver.key``.
     """
-    wanted = _sans(extra_sans)
+    wanted = pki.general_names((*DEFAULT_IPS, *DEFAULT_DNS_NAMES, *extra_sans))
     if cert_dir is None:
-        ca, ca_key = _new_ca()
+        ca, ca_key = pki.new_ca(_CA_NAME)
         cert, key = _issue(ca, ca_key, wanted)
-        return ServingCerts(
-            ca.public_bytes(serialization.Encoding.PEM),
-            cert.public_bytes(serialization.Encoding.PEM),
-            _key_pem(key),
-        )
+        return ServingCerts(pki.cert_pem(ca), pki.cert_pem(cert), pki.key_pem(key))
     cert_dir.mkdir(parents=True, exist_ok=True)
-    ca_crt, ca_key_path = cert_dir / "ca.crt", cert_dir / "ca.key"
-    if ca_crt.exists() and ca_key_path.exists():
-        ca = x509.load_pem_x509_certificate(ca_crt.read_bytes())
-        loaded = serialization.load_pem_private_key(ca_key_path.read_bytes(), password=None)
-        if not isinstance(loaded, ec.EllipticCurvePrivateKey):
-            raise ValueError(f"{ca_key_path}: expected an EC private key")
-        ca_key = loaded
-    else:
-        ca, ca_key = _new_ca()
-        _write_private(ca_key_path, _key_pem(ca_key))
-        ca_crt.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    ca, ca_key = _load_or_create_ca(cert_dir)
     srv_crt, srv_key = cert_dir / "apiserver.crt", cert_dir / "apiserver.key"
     if srv_crt.exists() and srv_key.exists():
-        current = x509.load_pem_x509_certificate(srv_crt.read_bytes())
-        try:
-            have = set(
-                current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            )
-        except x509.ExtensionNotFound:
-            have = set()
-        fresh = current.not_valid_after_utc > dt.datetime.now(dt.UTC) + dt.timedelta(days=30)
-        if set(wanted) <= have and fresh and current.issuer == ca.subject:
-            return ServingCerts(
-                ca.public_bytes(serialization.Encoding.PEM),
-                srv_crt.read_bytes(),
-                srv_key.read_bytes(),
-            )
+        current = pki.load_cert(srv_crt.read_bytes())
+        fresh = current.not_valid_after_utc > dt.datetime.now(dt.UTC) + _RENEW_BEFORE
+        if set(wanted) <= pki.subject_alt_names(current) and fresh and current.issuer == ca.subject:
+            return ServingCerts(pki.cert_pem(ca), srv_crt.read_bytes(), srv_key.read_bytes())
     cert, key = _issue(ca, ca_key, wanted)
-    _write_private(srv_key, _key_pem(key))
-    srv_crt.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return ServingCerts(
-        ca.public_bytes(serialization.Encoding.PEM),
-        cert.public_bytes(serialization.Encoding.PEM),
-        _key_pem(key),
-    )
+    pki.write_private(srv_key, pki.key_pem(key))
+    srv_crt.write_bytes(pki.cert_pem(cert))
+    return ServingCerts(pki.cert_pem(ca), pki.cert_pem(cert), pki.key_pem(key))

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import socket
 import ssl
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from antrea.apiserver.rest import ResourceHandlers
 from antrea.apiserver.routing import GroupVersionPath, parse_path
 from antrea.apiserver.store import Store
 from antrea.apiserver.wire import json_response
+from antrea.util.pki import server_ssl_context
 
 log = structlog.get_logger(__name__)
 
@@ -48,16 +48,8 @@ _VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DE
 
 
 def _ssl_context(certs: ServingCerts) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.set_alpn_protocols(["http/1.1"])
-    # load_cert_chain only reads files: hand it short-lived private temporary ones.
-    with tempfile.TemporaryDirectory(prefix="antrea-apiserver-") as tmp:
-        cert, key = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-        cert.write_bytes(certs.cert_pem + certs.ca_pem)
-        key.touch(mode=0o600)
-        key.write_bytes(certs.key_pem)
-        ctx.load_cert_chain(cert, key)
-    return ctx
+    # The serving certificate followed by its CA: the full chain goes out in the handshake.
+    return server_ssl_context(certs.cert_pem + certs.ca_pem, certs.key_pem, alpn=["http/1.1"])
 
 
 class APIServer:

@@ -11,18 +11,12 @@ own addresses. The CA certificate (never the key) is published in ConfigMap
 from __future__ import annotations
 
 import base64
-import datetime as dt
-import ipaddress
 import ssl
-import tempfile
 from pathlib import Path
 
 import structlog
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from antrea.util import pki
 from antrea.util.kuberest import Conflict, KubeResources, ns_path
 
 log = structlog.get_logger(__name__)
@@ -32,77 +26,24 @@ CA_CONFIGMAP = "antrea-ca"
 SERVICE_DNS = ("antrea.kube-system.svc", "antrea.kube-system.svc.cluster.local", "localhost")
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def generate_ca(common_name: str = "antrea-ca", days: int = 3650) -> tuple[bytes, bytes]:
     """A new self-signed CA: (certificate PEM, private key PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    cert, key = pki.new_ca(common_name, days)
+    return pki.cert_pem(cert), pki.key_pem(key)
 
 
 def issue_serving_cert(
     ca_cert_pem: bytes, ca_key_pem: bytes, hosts: list[str], days: int = 365
 ) -> tuple[bytes, bytes]:
     """A server certificate for ``hosts`` (IPs or DNS names) signed by the CA."""
-    ca_cert = x509.load_pem_x509_certificate(ca_cert_pem)
-    ca_key = serialization.load_pem_private_key(ca_key_pem, password=None)
-    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
-        raise ValueError("unsupported CA key type")
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = []
-    for h in dict.fromkeys(hosts):
-        try:
-            sans.append(x509.IPAddress(ipaddress.ip_address(h)))
-        except ValueError:
-            sans.append(x509.DNSName(h))
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "antrea-controller")]))
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
+    cert, key = pki.issue_serving(
+        pki.load_cert(ca_cert_pem),
+        pki.load_ec_key(ca_key_pem),
+        pki.general_names(hosts),
+        common_name="antrea-controller",
+        days=days,
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _key_pem(key)
+    return pki.cert_pem(cert), pki.key_pem(key)
 
 
 async def ensure_ca(kube: KubeResources, namespace: str = "kube-system") -> tuple[bytes, bytes]:
@@ -171,17 +112,10 @@ async def read_ca(kube: KubeResources, namespace: str = "kube-system") -> bytes 
 def server_ssl_context(
     cert_pem: bytes, key_pem: bytes, directory: Path | None = None
 ) -> ssl.SSLContext:
-    """An SSL server context (the ssl module only loads chains from files, so write them 0600)."""
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    with tempfile.TemporaryDirectory(dir=directory) as tmp:
-        cert_file, key_file = Path(tmp) / "tls.crt", Path(tmp) / "tls.key"
-        cert_file.write_bytes(cert_pem)
-        key_file.touch(mode=0o600)
-        key_file.write_bytes(key_pem)
-        ctx.load_cert_chain(cert_file, key_file)
-    return ctx
+    """An SSL server context for the controller's serving certificate."""
+    return pki.server_ssl_context(cert_pem, key_pem, directory)
 
 
 def client_ssl_context(ca_pem: bytes) -> ssl.SSLContext:
     """A client context that trusts only the controller CA (hostname checked against SANs)."""
-    return ssl.create_default_context(cadata=ca_pem.decode())
+    return pki.client_ssl_context(ca_pem)
