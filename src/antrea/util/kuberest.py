@@ -10,6 +10,19 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from antrea.k8s.client import bearer_token, load_kubeconfig_client
+
+__all__ = [
+    "JSON",
+    "ApiClientResources",
+    "Conflict",
+    "KubeError",
+    "KubeResources",
+    "bearer_token",
+    "load_api_client",
+    "ns_path",
+]
+
 JSON = dict[str, Any]
 
 
@@ -86,23 +99,10 @@ class ApiClientResources:
         return await self._call("PUT", path, body) or {}
 
 
-def bearer_token(api_client: Any) -> str | None:
-    """The bearer token a kubernetes-asyncio client authenticates with, if it uses one."""
-    keys = api_client.configuration.api_key or {}
-    value = keys.get("BearerToken") or keys.get("authorization")
-    if not value:
-        return None
-    text = str(value)
-    return text[7:] if text.lower().startswith("bearer ") else text
-
-
 async def load_api_client(kubeconfig: str | None) -> Any:
-    """An ``ApiClient`` from a kubeconfig file, or in-cluster config when ``kubeconfig`` is None."""
-    from kubernetes_asyncio import client, config
+    """An ``ApiClient`` from a kubeconfig file, or in-cluster config when ``kubeconfig`` is None.
 
-    conf = client.Configuration()
-    if kubeconfig:
-        await config.load_kube_config(config_file=kubeconfig, client_configuration=conf)
-    else:
-        config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
-    return client.ApiClient(configuration=conf)
+    A coroutine for its callers' convenience; the work is `antrea.k8s.client`'s (one kubeconfig
+    reader for the whole code base), which must run with the event loop running.
+    """
+    return load_kubeconfig_client(kubeconfig or None)
