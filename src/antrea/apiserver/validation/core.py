@@ -230,6 +230,33 @@ def validate_node(obj: JSON, old: JSON | None) -> list[FieldError]:
     return errs
 
 
+def _validate_named_port(
+    port: JSON, path: str, *, several: bool, seen: set[str] | None = None
+) -> list[FieldError]:
+    """Name, number and protocol of a Service or Endpoints port.
+
+    A name is required once there are several ports; with ``seen`` (Service ports) names must
+    also be unique.
+    """
+    errs: list[FieldError] = []
+    name = port.get("name") or ""
+    if several and not name:
+        errs.append(required(f"{path}.name", ""))
+    elif name:
+        errs.extend(invalid(f"{path}.name", name, m) for m in is_dns1123_label(str(name)))
+        if seen is not None:
+            if name in seen:
+                errs.append(duplicate(f"{path}.name", name))
+            seen.add(name)
+    num = int_value(port.get("port"))
+    if num is None:
+        errs.append(required(f"{path}.port", ""))
+    else:
+        errs.extend(invalid(f"{path}.port", num, m) for m in is_valid_port_num(num))
+    errs.extend(_protocol(port.get("protocol"), f"{path}.protocol"))
+    return errs
+
+
 def validate_service(obj: JSON, old: JSON | None) -> list[FieldError]:
     errs: list[FieldError] = []
     spec = as_dict(obj.get("spec"))
@@ -244,20 +271,7 @@ def validate_service(obj: JSON, old: JSON | None) -> list[FieldError]:
     names: set[str] = set()
     for i, port in dicts(ports):
         ppath = f"spec.ports[{i}]"
-        name = port.get("name") or ""
-        if len(ports) > 1 and not name:
-            errs.append(required(f"{ppath}.name", ""))
-        elif name:
-            errs.extend(invalid(f"{ppath}.name", name, m) for m in is_dns1123_label(str(name)))
-            if name in names:
-                errs.append(duplicate(f"{ppath}.name", name))
-            names.add(name)
-        num = int_value(port.get("port"))
-        if num is None:
-            errs.append(required(f"{ppath}.port", ""))
-        else:
-            errs.extend(invalid(f"{ppath}.port", num, m) for m in is_valid_port_num(num))
-        errs.extend(_protocol(port.get("protocol"), f"{ppath}.protocol"))
+        errs.extend(_validate_named_port(port, ppath, several=len(ports) > 1, seen=names))
         target = port.get("targetPort")
         if isinstance(target, str):
             errs.extend(
@@ -287,31 +301,17 @@ def validate_endpoints(obj: JSON, old: JSON | None) -> list[FieldError]:
     errs: list[FieldError] = []
     for i, subset in dicts(as_list(obj.get("subsets"))):
         spath = f"subsets[{i}]"
-        addrs = as_list(subset.get("addresses")) + as_list(subset.get("notReadyAddresses"))
-        for j, addr in enumerate(as_list(subset.get("addresses"))):
-            ip = as_dict(addr).get("ip") or ""
-            errs.extend(invalid(f"{spath}.addresses[{j}].ip", ip, m) for m in is_valid_ip(str(ip)))
-        for j, addr in enumerate(as_list(subset.get("notReadyAddresses"))):
-            ip = as_dict(addr).get("ip") or ""
-            errs.extend(
-                invalid(f"{spath}.notReadyAddresses[{j}].ip", ip, m) for m in is_valid_ip(str(ip))
-            )
-        if not addrs:
+        any_address = False
+        for key in ("addresses", "notReadyAddresses"):
+            for j, addr in enumerate(as_list(subset.get(key))):
+                any_address = True
+                ip = as_dict(addr).get("ip") or ""
+                errs.extend(invalid(f"{spath}.{key}[{j}].ip", ip, m) for m in is_valid_ip(str(ip)))
+        if not any_address:
             errs.append(required(f"{spath}", "must specify `addresses` or `notReadyAddresses`"))
         ports = as_list(subset.get("ports"))
         for j, port in dicts(ports):
-            ppath = f"{spath}.ports[{j}]"
-            name = port.get("name") or ""
-            if len(ports) > 1 and not name:
-                errs.append(required(f"{ppath}.name", ""))
-            elif name:
-                errs.extend(invalid(f"{ppath}.name", name, m) for m in is_dns1123_label(str(name)))
-            num = int_value(port.get("port"))
-            if num is None:
-                errs.append(required(f"{ppath}.port", ""))
-            else:
-                errs.extend(invalid(f"{ppath}.port", num, m) for m in is_valid_port_num(num))
-            errs.extend(_protocol(port.get("protocol"), f"{ppath}.protocol"))
+            errs.extend(_validate_named_port(port, f"{spath}.ports[{j}]", several=len(ports) > 1))
     return errs
 
 
