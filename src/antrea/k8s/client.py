@@ -5,7 +5,8 @@ themselves up, before any await. It reads the kubeconfig itself rather than thro
 ``kubernetes_asyncio.config.load_kube_config`` (a coroutine) and supports what our deployments
 use: a server URL, a bearer token (inline or ``tokenFile``), CA data or file, client
 certificate data or files, ``tls-server-name`` and ``insecure-skip-tls-verify``. Exec and auth
-provider plugins are not supported (no cluster we target needs them).
+provider plugins are not supported (no cluster we target needs them). `read_kubeconfig` is that
+reader on its own, for clients that do not use kubernetes-asyncio (the lab's aiohttp client).
 
 kubernetes-asyncio needs file paths for certificates, so inline data is written to private
 temporary files removed at exit. ``ApiClient`` opens an aiohttp session, so these functions must
@@ -18,6 +19,7 @@ import atexit
 import base64
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +43,10 @@ def _cleanup() -> None:
 atexit.register(_cleanup)
 
 
-def _data_file(data_b64: str, suffix: str) -> str:
+def _data_file(data: bytes, suffix: str) -> str:
     fd, path = tempfile.mkstemp(prefix="antrea-kube-", suffix=suffix)
     with os.fdopen(fd, "wb") as f:
-        f.write(base64.b64decode(data_b64))
+        f.write(data)
     _TEMP_FILES.append(path)
     return path
 
@@ -57,15 +59,55 @@ def _named(entries: Any, name: str, what: str) -> dict[str, Any]:
     raise KubeconfigError(f"{what} {name!r} not found in kubeconfig")
 
 
+@dataclass(frozen=True, slots=True)
+class Material:
+    """A certificate or key given inline (``*-data``) or as a file (resolved path)."""
+
+    data: bytes | None = None
+    path: str | None = None
+
+    def read(self) -> bytes:
+        if self.data is not None:
+            return self.data
+        assert self.path is not None
+        return Path(self.path).read_bytes()
+
+    def as_file(self, suffix: str) -> str:
+        """A path to the material (inline data goes to a private temporary file)."""
+        if self.path is not None:
+            return self.path
+        assert self.data is not None
+        return _data_file(self.data, suffix)
+
+
+@dataclass(frozen=True, slots=True)
+class KubeconfigContext:
+    """What one kubeconfig context says about reaching and authenticating to its server."""
+
+    server: str
+    ca: Material | None = None
+    client_cert: Material | None = None
+    client_key: Material | None = None
+    token: str | None = None
+    insecure_skip_tls_verify: bool = False
+    tls_server_name: str | None = None
+
+
 def _resolve(base: Path, path: str) -> str:
     p = Path(path)
     return str(p if p.is_absolute() else base / p)
 
 
-def configuration_from_kubeconfig(path: str | Path, *, context: str | None = None) -> Any:
-    """A ``kubernetes_asyncio.client.Configuration`` for ``path``'s (current) context."""
-    from kubernetes_asyncio.client import Configuration
+def _material(section: dict[str, Any], key: str, base: Path) -> Material | None:
+    if section.get(f"{key}-data"):
+        return Material(data=base64.b64decode(section[f"{key}-data"]))
+    if section.get(key):
+        return Material(path=_resolve(base, section[key]))
+    return None
 
+
+def read_kubeconfig(path: str | Path, *, context: str | None = None) -> KubeconfigContext:
+    """The server, TLS material and credentials of ``path``'s (current) context."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -85,33 +127,42 @@ def configuration_from_kubeconfig(path: str | Path, *, context: str | None = Non
     user = _named(raw.get("users"), str(ctx.get("user")), "user") if ctx.get("user") else {}
     if "exec" in user or "auth-provider" in user:
         raise KubeconfigError(f"{path}: exec and auth-provider users are not supported")
-
-    conf = Configuration()
     server = cluster.get("server")
     if not server:
         raise KubeconfigError(f"{path}: cluster has no server")
-    conf.host = str(server).rstrip("/")
-    if cluster.get("certificate-authority-data"):
-        conf.ssl_ca_cert = _data_file(cluster["certificate-authority-data"], ".crt")
-    elif cluster.get("certificate-authority"):
-        conf.ssl_ca_cert = _resolve(base, cluster["certificate-authority"])
-    if cluster.get("insecure-skip-tls-verify"):
-        conf.verify_ssl = False
-    if cluster.get("tls-server-name"):
-        conf.tls_server_name = cluster["tls-server-name"]
     token = user.get("token")
     if not token and user.get("tokenFile"):
         token = Path(_resolve(base, user["tokenFile"])).read_text().strip()
-    if token:
-        conf.api_key = {"BearerToken": f"Bearer {token}"}
-    if user.get("client-certificate-data"):
-        conf.cert_file = _data_file(user["client-certificate-data"], ".crt")
-    elif user.get("client-certificate"):
-        conf.cert_file = _resolve(base, user["client-certificate"])
-    if user.get("client-key-data"):
-        conf.key_file = _data_file(user["client-key-data"], ".key")
-    elif user.get("client-key"):
-        conf.key_file = _resolve(base, user["client-key"])
+    return KubeconfigContext(
+        server=str(server).rstrip("/"),
+        ca=_material(cluster, "certificate-authority", base),
+        client_cert=_material(user, "client-certificate", base),
+        client_key=_material(user, "client-key", base),
+        token=str(token) if token else None,
+        insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify")),
+        tls_server_name=cluster.get("tls-server-name") or None,
+    )
+
+
+def configuration_from_kubeconfig(path: str | Path, *, context: str | None = None) -> Any:
+    """A ``kubernetes_asyncio.client.Configuration`` for ``path``'s (current) context."""
+    from kubernetes_asyncio.client import Configuration
+
+    kc = read_kubeconfig(path, context=context)
+    conf = Configuration()
+    conf.host = kc.server
+    if kc.ca is not None:
+        conf.ssl_ca_cert = kc.ca.as_file(".crt")
+    if kc.insecure_skip_tls_verify:
+        conf.verify_ssl = False
+    if kc.tls_server_name:
+        conf.tls_server_name = kc.tls_server_name
+    if kc.token:
+        conf.api_key = {"BearerToken": f"Bearer {kc.token}"}
+    if kc.client_cert is not None:
+        conf.cert_file = kc.client_cert.as_file(".crt")
+    if kc.client_key is not None:
+        conf.key_file = kc.client_key.as_file(".key")
     return conf
 
 

@@ -9,10 +9,8 @@ every `antrea lab` command).
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,6 @@ from typing import Any
 
 import aiohttp
 import structlog
-import yaml
 
 log = structlog.get_logger(__name__)
 
@@ -50,57 +47,27 @@ class Kubeconfig:
 
     @classmethod
     def load(cls, path: Path | str) -> Kubeconfig:
-        path = Path(path)
-        raw: dict[str, Any] = yaml.safe_load(path.read_text())
-        ctx_name = raw.get("current-context")
-        contexts = {c["name"]: c["context"] for c in raw.get("contexts") or []}
-        ctx = contexts.get(ctx_name) if ctx_name else next(iter(contexts.values()), None)
-        if ctx is None:
-            raise ValueError(f"{path}: no usable context")
-        cluster = next(c["cluster"] for c in raw["clusters"] if c["name"] == ctx["cluster"])
-        user: dict[str, Any] = next(
-            (u.get("user") or {} for u in raw.get("users") or [] if u["name"] == ctx.get("user")),
-            {},
-        )
-        base = path.parent
+        from antrea.k8s.client import read_kubeconfig
 
-        def material(key: str, src: dict[str, Any]) -> bytes | None:
-            if src.get(f"{key}-data"):
-                return base64.b64decode(str(src[f"{key}-data"]))
-            if src.get(key):
-                return (base / str(src[key])).read_bytes()
-            return None
-
-        server: str = cluster["server"]
+        kc = read_kubeconfig(path)
         sslctx: ssl.SSLContext | bool = False
-        if server.startswith("https"):
-            if cluster.get("insecure-skip-tls-verify"):
+        if kc.server.startswith("https"):
+            if kc.insecure_skip_tls_verify:
                 sslctx = ssl.create_default_context()
                 sslctx.check_hostname = False
                 sslctx.verify_mode = ssl.CERT_NONE
             else:
-                ca = material("certificate-authority", cluster)
+                ca = kc.ca.read() if kc.ca is not None else None
                 sslctx = ssl.create_default_context(cadata=ca.decode() if ca else None)
-            cert = material("client-certificate", user)
-            key = material("client-key", user)
-            if cert and key:
-                with (
-                    tempfile.NamedTemporaryFile("wb") as cf,
-                    tempfile.NamedTemporaryFile("wb") as kf,
-                ):
-                    cf.write(cert)
-                    cf.flush()
-                    kf.write(key)
-                    kf.flush()
-                    sslctx.load_cert_chain(cf.name, kf.name)
-        token = user.get("token")
-        if not token and user.get("tokenFile"):
-            token = (base / user["tokenFile"]).read_text().strip()
+            if kc.client_cert is not None and kc.client_key is not None:
+                from antrea.util.pki import load_cert_chain_pem  # cryptography: only if needed
+
+                load_cert_chain_pem(sslctx, kc.client_cert.read(), kc.client_key.read())
         return cls(
-            server=server.rstrip("/"),
-            token=token,
+            server=kc.server,
+            token=kc.token,
             ssl=sslctx,
-            server_name=cluster.get("tls-server-name"),
+            server_name=kc.tls_server_name,
         )
 
 
