@@ -2,10 +2,10 @@
 
 `ovs-vsctl` executes every command of one invocation (``-- cmd1 -- cmd2 ...``) in a single
 OVSDB transaction, so building a list of `Command` values and running them together gives the
-atomicity of ovsdbapp's transactions without a JSON-RPC client of our own. Why not a JSON-RPC
-client: the agent changes OVSDB a handful of times per pod (one transaction per CNI ADD/DEL), a
-~5 ms process is noise next to netlink and flow programming, and `ovs-vsctl` already implements
-the schema's semantics (ofport_request, waiting for ovs-vswitchd to apply a change, --may-exist).
+atomicity of ovsdbapp's transactions. That serves start-up and the rare changes. The per-pod
+operations of CNI ADD/DEL are on the hot path: a forked ``ovs-vsctl`` costs several ms of CPU
+each on a 2-CPU node, so `OvsdbClient` sends those over a held JSON-RPC connection
+(`antrea.ovs.ovsdb`), still one transaction per operation, with ``ovs-vsctl`` as the fallback.
 
 Reads use ``--format=json`` and decode OVSDB's typed values (``["map", ...]``, ``["set", ...]``).
 """
@@ -13,7 +13,9 @@ Reads use ``--format=json`` and decode OVSDB's typed values (``["map", ...]``, `
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +23,7 @@ from typing import Any
 import structlog
 
 from antrea.ovs.errors import VsctlError
+from antrea.ovs.ovsdb import OvsdbConnection, OvsdbUnavailable
 
 log = structlog.get_logger(__name__)
 
@@ -133,13 +136,87 @@ class InterfaceRow:
 
 
 class OvsdbClient:
-    """Runs transactions and queries against one OVSDB (``unix:<rundir>/db.sock``)."""
+    """Runs transactions and queries against one OVSDB (``unix:<rundir>/db.sock``).
 
-    def __init__(self, db: str, *, vsctl: str = "ovs-vsctl", timeout: int = 10) -> None:
+    Generic transactions run through ``ovs-vsctl``. The per-pod operations (`attach_port`,
+    `remove_port`, `interface_ofport`) use a held JSON-RPC connection (`antrea.ovs.ovsdb`)
+    when the database is a unix socket, and fall back to ``ovs-vsctl`` whenever that
+    connection is unavailable; either way one operation is one OVSDB transaction.
+    """
+
+    RPC_RETRY_S = 5.0
+
+    def __init__(
+        self, db: str, *, vsctl: str = "ovs-vsctl", timeout: int = 10, rpc: bool = True
+    ) -> None:
         self.db = db
         self.vsctl = vsctl
         self.timeout = timeout
         self.errors = 0
+        self.rpc: OvsdbConnection | None = (
+            OvsdbConnection(db.removeprefix("unix:"), timeout=timeout)
+            if rpc and db.startswith("unix:")
+            else None
+        )
+        self._rpc_retry_at = 0.0
+        # Concurrent ovs-vsctl transactions (the fallback path) share one invocation.
+        self.batcher = TransactionBatcher(self)
+
+    async def _connection(self) -> OvsdbConnection | None:
+        conn = self.rpc
+        if conn is None:
+            return None
+        if conn.connected:
+            return conn
+        now = time.monotonic()
+        if now < self._rpc_retry_at:
+            return None
+        try:
+            await conn.connect()
+        except OvsdbUnavailable as exc:
+            self._rpc_retry_at = now + self.RPC_RETRY_S
+            log.info("ovsdb_rpc_unavailable_using_vsctl", error=str(exc))
+            return None
+        return conn
+
+    async def close(self) -> None:
+        if self.rpc is not None:
+            await self.rpc.close()
+
+    # -- per-pod operations (JSON-RPC, ovs-vsctl fallback) --------------------------------
+    async def attach_port(
+        self,
+        bridge: str,
+        port: str,
+        *,
+        ofport_request: int | None = None,
+        external_ids: Mapping[str, str] | None = None,
+    ) -> int:
+        """Add `port` (``--may-exist``) with its Interface settings in ONE transaction and
+        return its ofport once ovs-vswitchd attached it (-1: it could not)."""
+        conn = await self._connection()
+        if conn is not None:
+            try:
+                return await conn.add_port(
+                    bridge, port, ofport_request=ofport_request, external_ids=external_ids
+                )
+            except OvsdbUnavailable as exc:
+                log.info("ovsdb_rpc_fallback", op="add-port", port=port, reason=str(exc))
+        await self.batcher.transact(
+            add_port(bridge, port, ofport_request=ofport_request, external_ids=external_ids)
+        )
+        return await self._vsctl_interface_ofport(port)
+
+    async def remove_port(self, bridge: str, port: str) -> None:
+        """``--if-exists del-port``: idempotent."""
+        conn = await self._connection()
+        if conn is not None:
+            try:
+                await conn.del_port(bridge, port)
+                return
+            except OvsdbUnavailable as exc:
+                log.info("ovsdb_rpc_fallback", op="del-port", port=port, reason=str(exc))
+        await self.batcher.transact([del_port(bridge, port)])
 
     async def _run(self, argv: list[str]) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -220,6 +297,13 @@ class OvsdbClient:
         return out
 
     async def interface_ofport(self, name: str) -> int:
+        conn = await self._connection()
+        if conn is not None:
+            with contextlib.suppress(OvsdbUnavailable):
+                return await conn.interface_ofport(name)
+        return await self._vsctl_interface_ofport(name)
+
+    async def _vsctl_interface_ofport(self, name: str) -> int:
         rows = await self.interfaces([name])
         return rows[0].ofport if rows else -1
 

@@ -20,27 +20,36 @@ from antrea.ovs.openflow.testing import RecordingTransport
 
 
 class FakeOvsdb:
+    """The per-pod operations of `OvsdbClient` (one transaction each)."""
+
     def __init__(self) -> None:
         self.ports: dict[str, dict[str, Any]] = {}
         self.next_ofport = 3
         self.fail_add = False
         self.ignore_requests = False
+        self.transactions = 0
 
-    async def transact(self, commands: list[Any], *, wait: bool = True) -> str:
-        for c in commands:
-            args = [a for a in c.args if not a.startswith("--")]
-            if args[0] == "add-port":
-                if self.fail_add:
-                    raise RuntimeError("ovsdb down")
-                self.ports[args[2]] = {"ofport": self.next_ofport}
-                self.next_ofport += 1
-            elif args[0] == "set" and not self.ignore_requests:
-                for a in args:
-                    if a.startswith("ofport_request="):
-                        self.ports[args[2]]["ofport"] = int(a.split("=")[1])
-            elif args[0] == "del-port":
-                self.ports.pop(args[2], None)
-        return ""
+    async def attach_port(
+        self,
+        bridge: str,
+        port: str,
+        *,
+        ofport_request: int | None = None,
+        external_ids: dict[str, str] | None = None,
+    ) -> int:
+        if self.fail_add:
+            raise RuntimeError("ovsdb down")
+        self.transactions += 1
+        if ofport_request is not None and not self.ignore_requests:
+            ofport = ofport_request
+        else:
+            ofport, self.next_ofport = self.next_ofport, self.next_ofport + 1
+        self.ports[port] = {"ofport": ofport, "external_ids": dict(external_ids or {})}
+        return ofport
+
+    async def remove_port(self, bridge: str, port: str) -> None:
+        self.transactions += 1
+        self.ports.pop(port, None)
 
     async def interface_ofport(self, name: str) -> int:
         return int(self.ports.get(name, {}).get("ofport", -1))

@@ -31,7 +31,6 @@ from antrea.cni.errors import (
     UNKNOWN_CONTAINER,
     CniError,
 )
-from antrea.ovs import ovsconfig
 from antrea.ovs.openflow.client import CoalescingWriter
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.ovsconfig import OvsdbClient
@@ -98,8 +97,6 @@ class PodConfigurator:
         self._locks: dict[str, asyncio.Lock] = {}
         self._reserved: set[int] = set()  # ofports requested by ADDs in flight
         self._background: set[asyncio.Task[None]] = set()
-        # Concurrent ADDs/DELs share one ovs-vsctl invocation (one bridge reconfiguration).
-        self.ovsdb_batch = ovsconfig.TransactionBatcher(ovsdb)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -205,13 +202,14 @@ class PodConfigurator:
         )
         owner = pod_owner(req.container_id)
         undo.append(lambda: _async(self._reserved.discard, ofport))
-        undo.append(lambda: self.ovsdb_batch.transact([ovsconfig.del_port(self.bridge, host_name)]))
+        undo.append(lambda: self.ovsdb.remove_port(self.bridge, host_name))
         undo.append(lambda: self.writer.submit(owner, None))
-        port_cmds = ovsconfig.add_port(
-            self.bridge, host_name, ofport_request=ofport, external_ids=cfg.external_ids()
-        )
+        # One OVSDB transaction (port + Interface settings) that returns once ovs-vswitchd
+        # attached the port, and the flows bundle, side by side.
         port_res, flows_res = await asyncio.gather(
-            self.ovsdb_batch.transact(port_cmds),
+            self.ovsdb.attach_port(
+                self.bridge, host_name, ofport_request=ofport, external_ids=cfg.external_ids()
+            ),
             self.writer.submit(owner, self._pod_flows(cfg)),
             return_exceptions=True,
         )
@@ -223,7 +221,7 @@ class PodConfigurator:
             raise CniError(
                 CONFIG_INTERFACE_FAILURE, "failed to install the pod flows", repr(flows_res)
             ) from flows_res
-        actual = await self.ovsdb.interface_ofport(host_name)
+        actual = port_res
         if actual <= 0:
             raise CniError(CONFIG_INTERFACE_FAILURE, f"OVS port {host_name} got no ofport")
         if actual != ofport:  # the number was taken after all: re-state the flows
@@ -285,7 +283,7 @@ class PodConfigurator:
         """Flows, port, veth, address and store entry of one container; each step idempotent."""
         await asyncio.gather(
             self.writer.submit(pod_owner(container_id), None),
-            self.ovsdb_batch.transact([ovsconfig.del_port(self.bridge, host_name)]),
+            self.ovsdb.remove_port(self.bridge, host_name),
             asyncio.to_thread(netlink.delete_link, host_name),
         )
         await self.ipam.release(container_id)
