@@ -15,6 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from antrea.util import pki
+from antrea.util.atomicfile import write_private
 
 DEFAULT_DNS_NAMES = ("localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc")
 DEFAULT_IPS = ("127.0.0.1", "::1")
@@ -44,7 +45,7 @@ def _load_or_create_ca(cert_dir: Path) -> tuple[x509.Certificate, ec.EllipticCur
             ca_key_path.read_bytes(), str(ca_key_path)
         )
     ca, ca_key = pki.new_ca(_CA_NAME)
-    pki.write_private(ca_key_path, pki.key_pem(ca_key))
+    write_private(ca_key_path, pki.key_pem(ca_key))
     ca_crt.write_bytes(pki.cert_pem(ca))
     return ca, ca_key
 
@@ -69,6 +70,6 @@ def ensure_certs(cert_dir: Path | None, *, extra_sans: tuple[str, ...] = ()) -> 
         if set(wanted) <= pki.subject_alt_names(current) and fresh and current.issuer == ca.subject:
             return ServingCerts(pki.cert_pem(ca), srv_crt.read_bytes(), srv_key.read_bytes())
     cert, key = _issue(ca, ca_key, wanted)
-    pki.write_private(srv_key, pki.key_pem(key))
+    write_private(srv_key, pki.key_pem(key))
     srv_crt.write_bytes(pki.cert_pem(cert))
     return ServingCerts(pki.cert_pem(ca), pki.cert_pem(cert), pki.key_pem(key))

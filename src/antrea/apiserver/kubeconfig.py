@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import yaml
+
+from antrea.util.atomicfile import write_private
 
 
 def render_kubeconfig(
@@ -43,8 +44,4 @@ def render_kubeconfig(
 def write_kubeconfig(path: Path, text: str) -> None:
     """Write atomically with mode 0600 (it holds a bearer token)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    tmp.replace(path)
+    write_private(path, text)

@@ -20,11 +20,11 @@ import os
 import py_compile
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import antrea
 from antrea.cni.versions import SUPPORTED_VERSIONS, parse
+from antrea.util.atomicfile import write_atomic
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -39,22 +39,6 @@ CHAINED_PLUGINS: tuple[tuple[str, dict[str, bool]], ...] = (
 )
 # Every libcni since 1.0 parses results up to this version; newer ones go in ``cniVersions``.
 _BROADLY_UNDERSTOOD = "1.0.0"
-
-
-def _atomic_write(path: Path, data: bytes, mode: int) -> None:
-    """Write ``data`` to ``path`` so that readers see the old or the new file, never a part."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def package_root() -> Path:
@@ -95,7 +79,7 @@ def install_plugin(bin_dir: Path, name: str = "antrea", *, python: str | None = 
     _precompile(root)
     target = bin_dir / name
     source = launcher_source(python=python or sys.executable, root=root)
-    _atomic_write(target, source.encode(), 0o755)
+    write_atomic(target, source, mode=0o755, fsync=True)
     return target
 
 
@@ -199,5 +183,5 @@ def write_conflist(
     conf_dir = Path(conf_dir)
     conf_dir.mkdir(parents=True, exist_ok=True)
     target = conf_dir / CONFLIST_NAME
-    _atomic_write(target, (json.dumps(doc, indent=2) + "\n").encode(), 0o644)
+    write_atomic(target, json.dumps(doc, indent=2) + "\n", fsync=True)
     return target

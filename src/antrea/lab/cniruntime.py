@@ -24,6 +24,8 @@ from typing import Any
 
 import structlog
 
+from antrea.util.atomicfile import write_atomic
+
 log = structlog.get_logger(__name__)
 
 CONF_SUFFIXES = (".conflist", ".conf", ".json")
@@ -196,9 +198,7 @@ class CniRuntime:
             "cniArgs": [list(a) for a in att.args],
             "result": result,
         }
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(doc))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(doc))
 
     def _find_plugin(self, kind: str) -> Path:
         for d in self.bin_dirs:

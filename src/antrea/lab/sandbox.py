@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from antrea.lab.state import LabSpec, netns_prefix
+from antrea.util.atomicfile import write_atomic
 
 
 @dataclass(slots=True)
@@ -38,9 +39,7 @@ class Sandbox:
     def save(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"{self.uid}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self)))
-        tmp.replace(path)
+        write_atomic(path, json.dumps(asdict(self)))
 
     def remove(self, directory: Path) -> None:
         (directory / f"{self.uid}.json").unlink(missing_ok=True)

@@ -17,6 +17,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from antrea.util.atomicfile import write_atomic
+
 LAB_ROOT_ENV = "ANTREA_LAB_ROOT"
 DEFAULT_ROOT = Path("/var/run/antrea-lab")
 NETNS_DIR = Path("/var/run/netns")
@@ -198,9 +200,7 @@ class LabSpec:
         return [n.name for n in self.nodes]
 
     def save(self) -> None:
-        tmp = self.spec_file.with_suffix(".tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        tmp.replace(self.spec_file)
+        write_atomic(self.spec_file, json.dumps(asdict(self), indent=2) + "\n")
 
     @classmethod
     def load(cls, path: Path) -> LabSpec:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
 import ssl
 import tempfile
 from collections.abc import Iterable
@@ -23,6 +22,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from antrea.util.atomicfile import write_private
 
 # Backdate validity a little so a peer whose clock lags slightly still accepts a fresh cert.
 _CLOCK_SKEW = dt.timedelta(minutes=5)
@@ -139,15 +140,6 @@ def subject_alt_names(cert: x509.Certificate) -> set[x509.GeneralName]:
         return set(cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value)
     except x509.ExtensionNotFound:
         return set()
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Atomically write ``data`` readable by the owner only (never briefly world-readable)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
 
 
 def load_cert_chain_pem(
