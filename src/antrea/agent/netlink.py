@@ -74,8 +74,10 @@ def create_pod_veth(
     gateway: ipaddress.IPv4Address,
     mtu: int,
     disable_tx_checksum: bool = False,
+    pod_mac: str | None = None,
 ) -> VethResult:
-    """Create the veth pair from inside the pod's namespace and configure the pod end.
+    """Create the veth pair from inside the pod's namespace and configure the pod end
+    (with `pod_mac` when given, so callers can use the MAC before the link exists).
 
     The host end is created directly in the agent's namespace (``net_ns_fd``), named like
     Antrea's; the pod end gets ``ip``, ``mtu`` and a default route via ``gateway``. A leftover
@@ -87,25 +89,30 @@ def create_pod_veth(
         with in_netns(netns) as home_fd, IPRoute() as ipr:
             if ipr.link_lookup(ifname=ifname):
                 raise FileExistsError(f"interface {ifname} already exists in {netns}")
-            ipr.link(
-                "add",
-                ifname=ifname,
-                kind="veth",
-                mtu=mtu,
-                peer={"ifname": host_name, "mtu": mtu, "net_ns_fd": home_fd},
-            )
+            link: dict[str, object] = {"ifname": ifname, "kind": "veth", "mtu": mtu}
+            if pod_mac:
+                link["address"] = pod_mac
+            ipr.link("add", **link, peer={"ifname": host_name, "mtu": mtu, "net_ns_fd": home_fd})
             idx = ipr.link_lookup(ifname=ifname)[0]
             ipr.addr("add", index=idx, address=str(ip.ip), prefixlen=ip.network.prefixlen)
             if disable_tx_checksum:
                 ethtool.disable_tx_checksum(ifname)
             ipr.link("set", index=idx, state="up")
             ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
-            pod_mac = str(ipr.get_links(idx)[0].get("address"))
+            if not pod_mac:
+                pod_mac = str(ipr.get_links(idx)[0].get("address"))
         quiet_host_port(host_name)
         hidx = host.link_lookup(ifname=host_name)[0]
         host.link("set", index=hidx, state="up")
         host_mac = str(host.get_links(hidx)[0].get("address"))
     return VethResult(host_mac=host_mac, pod_mac=pod_mac, pod_ifindex=idx)
+
+
+def random_mac() -> str:
+    """A random locally administered unicast MAC (what the kernel gives a new veth)."""
+    b = bytearray(os.urandom(6))
+    b[0] = (b[0] & 0xFE) | 0x02
+    return ":".join(f"{x:02x}" for x in b)
 
 
 def quiet_host_port(name: str) -> None:
@@ -137,6 +144,41 @@ def delete_link(name: str) -> bool:
             if exc.code != 19:  # ENODEV: raced with the kernel removing it
                 raise
         return True
+
+
+def delete_links(names: list[str]) -> int:
+    """Delete several links of the agent's namespace in ONE kernel unregister batch.
+
+    Removing a net device waits for an RCU grace period (~15 ms here), under the RTNL lock, so
+    deleting N veths one by one costs N grace periods. Links tagged with one (random) device
+    group and deleted by group share a single one. Idempotent; returns how many were deleted.
+    """
+    with IPRoute() as ipr:
+        found = [i for name in names for i in ipr.link_lookup(ifname=name)]
+        if len(found) <= 1:
+            for idx in found:
+                _del_index(ipr, idx)
+            return len(found)
+        group = 0x7A000000 | int.from_bytes(os.urandom(3), "big")
+        tagged = 0
+        for idx in found:
+            try:
+                ipr.link("set", index=idx, group=group)
+                tagged += 1
+            except NetlinkError as exc:
+                if exc.code != 19:  # ENODEV: already gone
+                    raise
+        if tagged:
+            ipr.link("del", index=0, group=group)
+        return tagged
+
+
+def _del_index(ipr: IPRoute, idx: int) -> None:
+    try:
+        ipr.link("del", index=idx)
+    except NetlinkError as exc:
+        if exc.code != 19:  # ENODEV: raced with the kernel removing it
+            raise
 
 
 def delete_pod_link(netns: str, ifname: str) -> bool:

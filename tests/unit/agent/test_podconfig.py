@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from pathlib import Path
 from typing import Any
@@ -62,10 +63,21 @@ def links(monkeypatch: pytest.MonkeyPatch) -> set[str]:
     def create(**kw: Any) -> netlink.VethResult:
         existing.add(kw["host_name"])
         n = len(existing)
-        return netlink.VethResult(f"02:00:00:00:00:{n:02x}", f"0a:00:00:00:00:{n:02x}", 2)
+        if kw.get("netns") == "/var/run/netns/gone":
+            existing.discard(kw["host_name"])
+            raise netlink.NetnsGone(kw["netns"])
+        pod_mac = kw.get("pod_mac") or f"0a:00:00:00:00:{n:02x}"
+        return netlink.VethResult(f"02:00:00:00:00:{n:02x}", pod_mac, 2)
 
     monkeypatch.setattr(netlink, "create_pod_veth", create)
     monkeypatch.setattr(netlink, "delete_link", lambda n: existing.discard(n) or True)
+
+    def delete_links(names: list[str]) -> int:
+        gone = [n for n in names if n in existing]
+        existing.difference_update(names)
+        return len(gone)
+
+    monkeypatch.setattr(netlink, "delete_links", delete_links)
     monkeypatch.setattr(netlink, "link_exists", lambda n: n in existing)
     monkeypatch.setattr(netlink, "send_gratuitous_arp", lambda *a: None)
     return existing
@@ -170,3 +182,31 @@ async def test_ofport_is_requested_and_flows_follow_the_real_one(
     assert pods.store.get("c2").ofport == 40  # type: ignore[union-attr]
     classifier = [f.match.in_port for f in t.table(0)]
     assert sorted(classifier) == [3, 40]
+
+
+async def test_flows_use_the_chosen_mac_and_a_failed_veth_rolls_them_back(
+    tmp_path: Path, links: set[str]
+) -> None:
+    """The pod MAC is picked before the veth, so the flows go in alongside; if the veth
+    cannot be made, the flows, address and ofport reservation are undone."""
+    pods, ovsdb, t, ipam = make(tmp_path)
+    result = await pods.add(req("c1"))
+    mac = result["interfaces"][1]["mac"]
+    assert int(mac.split(":")[0], 16) & 0x03 == 0x02  # locally administered unicast
+    assert any(f.match.dl_src == mac for f in t.table(10))
+    gone = Request("ADD", "c2", "/var/run/netns/gone", "eth0", {}, {})
+    with pytest.raises(CniError) as err:
+        await pods.add(gone)
+    assert err.value.code == CONFIG_INTERFACE_FAILURE
+    assert [a.container_id for a in ipam.allocations()] == ["c1"]
+    assert len(t.table(0)) == 1 and list(ovsdb.ports) == [pods.store.get("c1").interface_name]  # type: ignore[union-attr]
+    assert pods._reserved == set()
+
+
+async def test_concurrent_dels_share_link_deletions(tmp_path: Path, links: set[str]) -> None:
+    pods, ovsdb, t, ipam = make(tmp_path)
+    for i in range(6):
+        await pods.add(req(f"c{i}"))
+    await asyncio.gather(*(pods.delete(req(f"c{i}", command="DEL")) for i in range(6)))
+    assert links == set() and ovsdb.ports == {} and ipam.allocations() == [] and t.flows == {}
+    assert pods._links.batches < 6

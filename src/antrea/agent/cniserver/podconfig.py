@@ -97,6 +97,7 @@ class PodConfigurator:
         self._locks: dict[str, asyncio.Lock] = {}
         self._reserved: set[int] = set()  # ofports requested by ADDs in flight
         self._background: set[asyncio.Task[None]] = set()
+        self._links = LinkReaper()
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -166,6 +167,27 @@ class PodConfigurator:
 
         host_name = host_interface_name(req.pod_name or req.container_id, req.container_id)
         ip_if = ipaddress.IPv4Interface(f"{alloc.ip}/{self.ipam.cidr.prefixlen}")
+        # The agent picks the pod MAC and the ofport (ofport_request), so the pod's flows
+        # depend on nothing that is still to be created: their bundle is installed while the
+        # veth is made and ovs-vswitchd attaches the port, instead of after both.
+        pod_mac = netlink.random_mac()
+        ofport = self._reserve_ofport()
+        cfg = InterfaceConfig(
+            container_id=req.container_id,
+            pod_name=req.pod_name,
+            pod_namespace=req.pod_namespace,
+            interface_name=host_name,
+            container_ifname=req.ifname,
+            ip=alloc.ip,
+            mac=pod_mac,
+            ofport=ofport,
+            netns=req.netns,
+        )
+        owner = pod_owner(req.container_id)
+        undo.append(lambda: _async(self._reserved.discard, ofport))
+        flows = asyncio.ensure_future(self.writer.submit(owner, self._pod_flows(cfg)))
+        undo.append(lambda: self.writer.submit(owner, None))
+        undo.append(lambda: _quietly(flows))  # first let the install finish, then undo it
         try:
             veth = await asyncio.to_thread(
                 netlink.create_pod_veth,
@@ -176,6 +198,7 @@ class PodConfigurator:
                 gateway=self.ipam.gateway,
                 mtu=self.mtu,
                 disable_tx_checksum=self.disable_tx_checksum,
+                pod_mac=pod_mac,
             )
         except netlink.NetnsGone as exc:
             raise CniError(CONFIG_INTERFACE_FAILURE, f"netns {req.netns} does not exist") from exc
@@ -186,31 +209,14 @@ class PodConfigurator:
         undo.append(lambda: asyncio.to_thread(netlink.delete_link, host_name))
         steps.mark("veth")
 
-        # The ofport is chosen here (ofport_request), so the pod's flows can be installed
-        # while ovs-vswitchd adds the port, instead of after it.
-        ofport = self._reserve_ofport()
-        cfg = InterfaceConfig(
-            container_id=req.container_id,
-            pod_name=req.pod_name,
-            pod_namespace=req.pod_namespace,
-            interface_name=host_name,
-            container_ifname=req.ifname,
-            ip=alloc.ip,
-            mac=veth.pod_mac,
-            ofport=ofport,
-            netns=req.netns,
-        )
-        owner = pod_owner(req.container_id)
-        undo.append(lambda: _async(self._reserved.discard, ofport))
         undo.append(lambda: self.ovsdb.remove_port(self.bridge, host_name))
-        undo.append(lambda: self.writer.submit(owner, None))
         # One OVSDB transaction (port + Interface settings) that returns once ovs-vswitchd
-        # attached the port, and the flows bundle, side by side.
+        # attached the port; the flows bundle has been on its way since before the veth.
         port_res, flows_res = await asyncio.gather(
             self.ovsdb.attach_port(
                 self.bridge, host_name, ofport_request=ofport, external_ids=cfg.external_ids()
             ),
-            self.writer.submit(owner, self._pod_flows(cfg)),
+            flows,
             return_exceptions=True,
         )
         if isinstance(port_res, BaseException):
@@ -282,9 +288,8 @@ class PodConfigurator:
     ) -> None:
         """Flows, port, veth, address and store entry of one container; each step idempotent."""
         await asyncio.gather(
-            self.writer.submit(pod_owner(container_id), None),
-            self.ovsdb.remove_port(self.bridge, host_name),
-            asyncio.to_thread(netlink.delete_link, host_name),
+            self._remove_flows_and_port(container_id, host_name),
+            self._links.delete(host_name),
         )
         await self.ipam.release(container_id)
         cfg = self.store.delete(container_id)
@@ -294,6 +299,12 @@ class PodConfigurator:
             pod=cfg.pod_key if cfg else "",
             interface=host_name,
         )
+
+    async def _remove_flows_and_port(self, container_id: str, host_name: str) -> None:
+        # Flows first: removing a port keeps ovs-vswitchd's main loop busy for a while
+        # (userspace datapath), and a bundle sent meanwhile waits behind it.
+        await self.writer.submit(pod_owner(container_id), None)
+        await self.ovsdb.remove_port(self.bridge, host_name)
 
     # -- CHECK ---------------------------------------------------------------------------
     async def check(self, req: Request) -> None:
@@ -348,6 +359,54 @@ class PodConfigurator:
         for alloc in self.ipam.allocations():
             if alloc.container_id not in valid_ids:
                 await self.ipam.release(alloc.container_id)
+
+
+class LinkReaper:
+    """Deletes host veths; deletions asked for while one runs go in ONE kernel batch.
+
+    Each veth deletion costs an RCU grace period under the RTNL lock, so concurrent DELs used
+    to queue behind each other; `netlink.delete_links` lets a batch share one. If a batch
+    fails, its links are deleted one by one so that only the faulty one reports the error.
+    """
+
+    def __init__(self) -> None:
+        self._pending: list[tuple[str, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self.batches = 0
+
+    async def delete(self, name: str) -> None:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((name, fut))
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._drain())
+        await fut
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            self.batches += 1
+            try:
+                await asyncio.to_thread(netlink.delete_links, [n for n, _ in batch])
+            except Exception:
+                for name, fut in batch:
+                    try:
+                        await asyncio.to_thread(netlink.delete_link, name)
+                    except Exception as exc:
+                        _settle(fut, exc)
+                    else:
+                        _settle(fut, None)
+                continue
+            for _, fut in batch:
+                _settle(fut, None)
+
+
+def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+    if fut.done():
+        return
+    if exc is None:
+        fut.set_result(None)
+    else:
+        fut.set_exception(exc)
 
 
 async def _quietly(aw: Awaitable[object]) -> None:
