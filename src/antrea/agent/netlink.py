@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import ipaddress
 import os
 import socket
@@ -83,28 +84,39 @@ def create_pod_veth(
     Antrea's; the pod end gets ``ip``, ``mtu`` and a default route via ``gateway``. A leftover
     host end of an interrupted earlier attempt is deleted first.
     """
+    # Both MACs are ours (random, like the kernel's) and the pod end is created up: fewer
+    # netlink round trips, each of which costs pyroute2 CPU time on the agent's node.
+    pod_mac = pod_mac or random_mac()
+    host_mac = random_mac()
     with IPRoute() as host:  # bound to the agent's namespace for the whole call
         for old in host.link_lookup(ifname=host_name):
             host.link("del", index=old)
         with in_netns(netns) as home_fd, IPRoute() as ipr:
-            if ipr.link_lookup(ifname=ifname):
-                raise FileExistsError(f"interface {ifname} already exists in {netns}")
-            link: dict[str, object] = {"ifname": ifname, "kind": "veth", "mtu": mtu}
-            if pod_mac:
-                link["address"] = pod_mac
-            ipr.link("add", **link, peer={"ifname": host_name, "mtu": mtu, "net_ns_fd": home_fd})
+            peer = {"ifname": host_name, "mtu": mtu, "net_ns_fd": home_fd, "address": host_mac}
+            try:
+                ipr.link(
+                    "add",
+                    ifname=ifname,
+                    kind="veth",
+                    mtu=mtu,
+                    address=pod_mac,
+                    state="up",
+                    peer=peer,
+                )
+            except NetlinkError as exc:
+                if exc.code == errno.EEXIST:
+                    raise FileExistsError(
+                        f"interface {ifname} already exists in {netns} (or {host_name} here)"
+                    ) from exc
+                raise
             idx = ipr.link_lookup(ifname=ifname)[0]
             ipr.addr("add", index=idx, address=str(ip.ip), prefixlen=ip.network.prefixlen)
             if disable_tx_checksum:
                 ethtool.disable_tx_checksum(ifname)
-            ipr.link("set", index=idx, state="up")
             ipr.route("add", dst="0.0.0.0/0", gateway=str(gateway), oif=idx)
-            if not pod_mac:
-                pod_mac = str(ipr.get_links(idx)[0].get("address"))
         quiet_host_port(host_name)
         hidx = host.link_lookup(ifname=host_name)[0]
         host.link("set", index=hidx, state="up")
-        host_mac = str(host.get_links(hidx)[0].get("address"))
     return VethResult(host_mac=host_mac, pod_mac=pod_mac, pod_ifindex=idx)
 
 
