@@ -222,3 +222,28 @@ async def test_client_uses_the_connection_when_there_is_one(server: FakeServer) 
         assert client.rpc is not None and client.rpc.transactions == 4
     finally:
         await client.close()
+
+
+async def test_client_reconnects_after_ovsdb_server_restarts(tmp_path: Path) -> None:
+    """A lost session is replaced on the next operation; meanwhile nothing hangs."""
+    path = tmp_path / "db.sock"
+    first = FakeServer(path)
+    await first.start()
+    client = ovsconfig.OvsdbClient(f"unix:{path}")
+    try:
+        assert await client.attach_port("br-int", "pod-1", ofport_request=3) == 3
+        await first.stop()
+        path.unlink(missing_ok=True)
+        for _ in range(100):  # the reader notices EOF
+            if client.rpc is None or not client.rpc.connected:
+                break
+            await asyncio.sleep(0.01)
+        second = FakeServer(path)
+        await second.start()
+        try:
+            assert await client.attach_port("br-int", "pod-2", ofport_request=4) == 4
+            assert list(second.ports) == ["pod-2"]
+        finally:
+            await second.stop()
+    finally:
+        await client.close()
