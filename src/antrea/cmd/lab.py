@@ -174,6 +174,10 @@ def _exec(args: argparse.Namespace) -> int:
         node = spec.node(args.target)
         target_ns = node.netns
     env.update(node.env())
+    # antctl and antrea live next to the interpreter running us (a venv's bin dir may not be on
+    # the caller's PATH): put it first so `antrea lab exec NODE -- antctl ...` just works.
+    bindir = os.path.dirname(sys.executable)
+    env["PATH"] = f"{bindir}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
     full = netns.exec_argv(target_ns, argv)
     sys.stdout.flush()
     os.execvpe(full[0], full, env)
