@@ -33,6 +33,7 @@ import json
 import os
 import random
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -226,6 +227,187 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
 async def _never() -> Any:
     await asyncio.Event().wait()
     yield None  # pragma: no cover
+
+
+# -- 1b. latency from the Kubernetes API write -------------------------------------------------
+# A clause flow shared by more than ~4,000 conjunctions no longer fits one OpenFlow message
+# (64 KiB), so one policy cannot apply 5,000+ rules to one pod: the rules are split over the
+# fewest policies of API_RULES_PER_POLICY rules, each selecting its own pod.
+API_RULES_PER_POLICY = 2500
+API_NAMESPACE = "bench"
+API_TIMEOUT = 300.0
+API_SETTLE = 5.0
+
+
+def api_cidr(rng: random.Random) -> str:
+    plen = rng.randint(16, 32)
+    return str(ipaddress.IPv4Network((rng.getrandbits(32), plen), strict=False))
+
+
+def api_shape(n_rules: int, seed: int = 11) -> list[list[str]]:
+    """The CIDRs of each policy: ceil(n / API_RULES_PER_POLICY) policies, one pod each."""
+    rng = random.Random(seed)
+    cidrs = [api_cidr(rng) for _ in range(n_rules)]
+    step = API_RULES_PER_POLICY
+    return [cidrs[i : i + step] for i in range(0, n_rules, step)]
+
+
+def api_policy(index: int, cidrs: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": f"bench-{index}", "namespace": API_NAMESPACE},
+        "spec": {
+            "podSelector": {"matchLabels": {"pod": f"p{index}"}},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"ipBlock": {"cidr": c}}]} for c in cidrs],
+        },
+    }
+
+
+async def api_expected_flows(shape: list[list[str]]) -> int:
+    """How many flows the agent adds for these policies (same code, recorded, not installed)."""
+    from antrea.agent.networkpolicy.cache import RuleCache
+    from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+    from antrea.agent.networkpolicy.testing import added, ingress, member
+    from antrea.agent.networkpolicy.testing import policy as cp_policy
+    from antrea.apis.controlplane.types import AppliedToGroup, IPBlock, PodReference
+    from antrea.ovs.openflow.client import FlowClient
+    from antrea.ovs.openflow.testing import RecordingTransport
+
+    objs: list[Any] = []
+    for i, cidrs in enumerate(shape):
+        pod = member(API_NAMESPACE, f"p{i}", f"10.244.1.{i + 10}")
+        objs.append(AppliedToGroup(f"atg-{i}", frozenset({pod})))
+        rules = [ingress(blocks=[IPBlock(c)]) for c in cidrs]
+        objs.append(cp_policy(f"np-{i}", rules, [f"atg-{i}"], namespace=API_NAMESPACE))
+    ofports = {PodReference(API_NAMESPACE, f"p{i}"): 10 + i for i in range(len(shape))}
+    rt = RecordingTransport()
+    rec = PolicyReconciler(
+        FlowClient(rt), round_num=1, ofport_of=ofports.get, gateway_ip="10.244.1.1"
+    )
+    cache = RuleCache()
+    for o in objs:
+        cache.apply(added(o))
+    await rec.reconcile({r: cache.completed(r) for r in cache.take_dirty()})
+    base = {f.key for f in rec.base_flows()}
+    return sum(1 for k in rt.flows if k not in base)
+
+
+def ovs_flow_count(env: dict[str, str]) -> int:
+    """All flows on the node's br-int, via one cheap aggregate request (no dump)."""
+    out = subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow15", "dump-aggregate", "br-int"],
+        env=env, capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return int(out.split("flow_count=")[1].split()[0])
+
+
+async def _wait_count(env: dict[str, str], target: int, start: float) -> tuple[float, int, bool]:
+    """Poll until br-int holds `target` flows; (seconds since start, count, reached).
+
+    If the count settles elsewhere (no change for API_SETTLE s), report the time of the last
+    change instead, marked not reached, so a mismatch in the expected count shows up.
+    """
+    first = last = await asyncio.to_thread(ovs_flow_count, env)
+    last_change = time.perf_counter()
+    while True:
+        count = await asyncio.to_thread(ovs_flow_count, env)
+        now = time.perf_counter()
+        if count == target:
+            return now - start, count, True
+        if count != last:
+            last, last_change = count, now
+        elif count != first and now - last_change > API_SETTLE:
+            return last_change - start, count, False
+        if now - start > API_TIMEOUT:
+            return now - start, count, False
+        await asyncio.sleep(0.02)
+
+
+async def api_realize_once(spec: Any, env: dict[str, str], n_rules: int) -> dict[str, Any]:
+    from antrea.lab.kube import KubeClient
+
+    shape = api_shape(n_rules)
+    expected = await api_expected_flows(shape)
+    bodies = [api_policy(i, cidrs) for i, cidrs in enumerate(shape)]
+    path = f"/apis/networking.k8s.io/v1/namespaces/{API_NAMESPACE}/networkpolicies"
+    baseline = ovs_flow_count(env)
+    async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
+        start = time.perf_counter()
+        await asyncio.gather(*(client.create(path, b) for b in bodies))
+        written = time.perf_counter() - start
+        seconds, count, reached = await _wait_count(env, baseline + expected, start)
+        for b in bodies:
+            await client.delete(f"{path}/{b['metadata']['name']}")
+        await _wait_count(env, baseline, time.perf_counter())
+    return {
+        "rules": n_rules,
+        "policies": len(bodies),
+        "api_seconds": round(seconds, 3),
+        "api_write_seconds": round(written, 3),
+        "api_flows_added": count - baseline,
+        "api_flows_expected": expected,
+        "api_complete": reached,
+        "request_bytes": sum(len(json.dumps(b)) for b in bodies),
+    }
+
+
+async def api_measure(spec: Any, sizes: list[int]) -> list[dict[str, Any]]:
+    """Namespace + pods on node1 first (outside the clock), then one measured run per size."""
+    from antrea.lab import model as labmodel
+    from antrea.lab.kube import KubeClient
+
+    n_pods = max((n + API_RULES_PER_POLICY - 1) // API_RULES_PER_POLICY for n in sizes)
+    m = labmodel.Model(
+        namespaces=(API_NAMESPACE,),
+        pods=tuple(f"p{i}" for i in range(n_pods)),
+        ports=(80,),
+        protocols=("TCP",),
+        nodes=("node1",),
+    )
+    async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
+        await labmodel.create(client, m)
+        await labmodel.wait_running(client, m.keys, timeout=120)
+    env = dict(os.environ, **spec.node("node1").env())
+    runs = [await api_realize_once(spec, env, n) for n in sizes]
+    runs[-1]["single_policy_accepted"] = await api_single_policy_accepted(spec, max(sizes))
+    return runs
+
+
+async def api_single_policy_accepted(spec: Any, n_rules: int) -> bool:
+    """Would the API server take all n rules in ONE object? (It selects no pod: never realized.)"""
+    from antrea.lab.kube import ApiError, KubeClient
+
+    body = api_policy(0, [c for cidrs in api_shape(n_rules) for c in cidrs])
+    body["metadata"]["name"] = "bench-single"
+    body["spec"]["podSelector"] = {"matchLabels": {"pod": "none"}}
+    path = f"/apis/networking.k8s.io/v1/namespaces/{API_NAMESPACE}/networkpolicies"
+    async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
+        try:
+            created = await client.create(path, body)
+        except ApiError as exc:
+            print(f"one {n_rules}-rule policy rejected: {exc}", file=sys.stderr)
+            return False
+        ok = len(created["spec"]["ingress"]) == n_rules
+        await client.delete(f"{path}/bench-single")
+    return ok
+
+
+def api_bench(sizes: list[int]) -> list[dict[str, Any]]:
+    """A private 1-node lab (default CNI: our agent + controller), always taken down."""
+    import uvloop
+
+    from antrea.lab import lifecycle
+    from antrea.lab.defaults import default_cni
+
+    name = f"rz{os.getpid() % 10**8}"
+    lifecycle.down(name)
+    try:
+        spec = lifecycle.up(name=name, nodes=1, cni=default_cni())
+        return uvloop.run(api_measure(spec, sizes))
+    finally:
+        lifecycle.down(name)
 
 
 # -- 2. flow count vs cross product -----------------------------------------------------------
@@ -534,6 +716,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def add_api_runs(report: dict[str, Any], api_runs: list[dict[str, Any]]) -> None:
+    """Merge the API-clocked runs into `runs` (by size) and the top level (largest size)."""
+    by_size = {r["rules"]: r for r in report["runs"]}
+    for a in api_runs:
+        r = by_size[a["rules"]]
+        r.update(a)
+        r["api_ratio"] = round(a["api_seconds"] / r["floor_seconds"], 2)
+        print(
+            f"{a['rules']} rules from the API write: {a['api_seconds']:.3f} s "
+            f"(floor {r['floor_seconds']:.3f} s, ratio {r['api_ratio']}), "
+            f"{a['api_flows_added']}/{a['api_flows_expected']} flows, "
+            f"{a['policies']} policies",
+            file=sys.stderr,
+        )
+    last = by_size[report["rules"]]
+    for key in ("api_seconds", "api_ratio", "api_complete", "policies", "single_policy_accepted"):
+        report[key] = last[key]
+    report["api_clock"] = "before the NetworkPolicy create requests -> flows in the node's OVS"
+
+
 def main() -> int:
     _use_project_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -541,6 +743,9 @@ def main() -> int:
     parser.add_argument("--throughput-rules", type=int, default=10000)
     parser.add_argument("--iperf-seconds", type=int, default=3)
     parser.add_argument("--no-throughput", action="store_true")
+    parser.add_argument(
+        "--no-api", action="store_true", help="skip the lab run clocked from the API write"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("needs root (network namespaces, OVS)", file=sys.stderr)
@@ -550,7 +755,11 @@ def main() -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     import uvloop
 
+    # SIGTERM unwinds like Ctrl-C, so the OVS sandbox and the lab are always taken down.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = uvloop.run(run(args))
+    if not args.no_api:
+        add_api_runs(report, api_bench([r["rules"] for r in report["runs"]]))
     print(json.dumps(report))
     return 0
 
