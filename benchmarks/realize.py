@@ -11,6 +11,14 @@ Usage (root): ``python benchmarks/realize.py [--rules N] [--throughput-rules 100
    planning, one ``ovs-ofctl --bundle``). The installed flow count is verified with a dump.
    The floor: the very same flows (rendered once, outside the clock) installed on a fresh
    bridge by ONE raw ``ovs-ofctl -O OpenFlow15 --bundle add-flows``. ``ratio`` = ours / floor.
+   From the API write (default; ``--no-api`` skips it): a private 1-node lab (our agent, the
+   controller in ``antrea daemon``), namespace ``bench`` with pods on node1 created first, then
+   the same number of random-CIDR (/16../32) ingress rules written as Kubernetes NetworkPolicies
+   (``from: [{ipBlock: {cidr}}]``) in the fewest objects of 2,500 rules, one pod each (a flow
+   shared by more than ~4,000 conjunctions exceeds OpenFlow's 64 KiB message), all created
+   concurrently. Clock: from just before the create requests to br-int holding exactly the
+   baseline plus the flows the agent code computes for those rules (polled every 20 ms with
+   ``ovs-ofctl dump-aggregate``). ``api_ratio`` = api_seconds / the floor of the same size.
 2. Flow count against the naive cross product for a policy set with many peers, targets and
    ports (conjunctive encoding: sum of the sets, not their product).
 3. TCP throughput (iperf3, 3 s) between two pods on the bridge with 0 and with
@@ -18,8 +26,9 @@ Usage (root): ``python benchmarks/realize.py [--rules N] [--throughput-rules 100
    the client), as a ratio.
 
 The last line is one JSON object with at least ``rules``, ``seconds``, ``floor_seconds``,
-``ratio``, ``flows`` (the largest run), plus ``runs`` (every size), ``flow_count`` and
-``throughput``.
+``ratio``, ``flows`` (the largest run), plus ``runs`` (every size), ``flow_count``,
+``throughput`` and, from the lab, ``api_seconds``, ``api_ratio``, ``api_complete``,
+``policies``, ``single_policy_accepted`` (largest run; per size in ``runs``).
 """
 
 from __future__ import annotations
