@@ -312,25 +312,30 @@ def ovs_flow_count(env: dict[str, str]) -> int:
     return int(out.split("flow_count=")[1].split()[0])
 
 
-async def _wait_count(env: dict[str, str], target: int, start: float) -> tuple[float, int, bool]:
-    """Poll until br-int holds `target` flows; (seconds since start, count, reached).
+async def _wait_count(
+    env: dict[str, str], target: int, start: float
+) -> tuple[float, int, bool, list[list[float]]]:
+    """Poll until br-int holds `target` flows: (seconds since start, count, reached, steps).
 
+    `steps` are [seconds, flows added] at every change seen, showing how many bundles landed.
     If the count settles elsewhere (no change for API_SETTLE s), report the time of the last
     change instead, marked not reached, so a mismatch in the expected count shows up.
     """
     first = last = await asyncio.to_thread(ovs_flow_count, env)
     last_change = time.perf_counter()
+    steps: list[list[float]] = []
     while True:
         count = await asyncio.to_thread(ovs_flow_count, env)
         now = time.perf_counter()
-        if count == target:
-            return now - start, count, True
         if count != last:
             last, last_change = count, now
-        elif count != first and now - last_change > API_SETTLE:
-            return last_change - start, count, False
+            steps.append([round(now - start, 3), count - first])
+        if count == target:
+            return now - start, count, True, steps
+        if count != first and now - last_change > API_SETTLE:
+            return last_change - start, count, False, steps
         if now - start > API_TIMEOUT:
-            return now - start, count, False
+            return now - start, count, False, steps
         await asyncio.sleep(0.02)
 
 
@@ -346,7 +351,7 @@ async def api_realize_once(spec: Any, env: dict[str, str], n_rules: int) -> dict
         start = time.perf_counter()
         await asyncio.gather(*(client.create(path, b) for b in bodies))
         written = time.perf_counter() - start
-        seconds, count, reached = await _wait_count(env, baseline + expected, start)
+        seconds, count, reached, steps = await _wait_count(env, baseline + expected, start)
         for b in bodies:
             await client.delete(f"{path}/{b['metadata']['name']}")
         await _wait_count(env, baseline, time.perf_counter())
@@ -358,6 +363,7 @@ async def api_realize_once(spec: Any, env: dict[str, str], n_rules: int) -> dict
         "api_flows_added": count - baseline,
         "api_flows_expected": expected,
         "api_complete": reached,
+        "api_steps": steps,
         "request_bytes": sum(len(json.dumps(b)) for b in bodies),
     }
 
