@@ -770,7 +770,10 @@ def main() -> int:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
     import uvloop
 
-    # SIGTERM unwinds like Ctrl-C, so the OVS sandbox and the lab are always taken down.
+    # Ctrl-C and SIGTERM unwind as SystemExit wherever they land (asyncio's own Ctrl-C handling
+    # only cancels the main task, which a running step may absorb), so the `finally` blocks
+    # always take the OVS sandbox and the lab down.
+    signal.signal(signal.SIGINT, lambda *_: sys.exit(130))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     report = uvloop.run(run(args))
     if not args.no_api:
