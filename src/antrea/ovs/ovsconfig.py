@@ -24,6 +24,7 @@ import structlog
 
 from antrea.ovs.errors import VsctlError
 from antrea.ovs.ovsdb import OvsdbConnection, OvsdbUnavailable
+from antrea.util.aio import settle
 
 log = structlog.get_logger(__name__)
 
@@ -345,25 +346,16 @@ class TransactionBatcher:
                 await self.client.transact([c for cmds, _ in batch for c in cmds])
             except Exception as exc:
                 if len(batch) == 1:
-                    _settle(batch[0][1], exc)
+                    settle(batch[0][1], exc)
                     continue
                 for cmds, fut in batch:
                     try:
                         self.invocations += 1
                         await self.client.transact(cmds)
                     except Exception as part_exc:
-                        _settle(fut, part_exc)
+                        settle(fut, part_exc)
                     else:
-                        _settle(fut, None)
+                        settle(fut, None)
                 continue
             for _, fut in batch:
-                _settle(fut, None)
-
-
-def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(exc)
+                settle(fut, None)

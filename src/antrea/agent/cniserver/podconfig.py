@@ -34,6 +34,7 @@ from antrea.cni.errors import (
 from antrea.ovs.openflow.client import CoalescingWriter
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.ovsconfig import OvsdbClient
+from antrea.util.aio import settle
 
 log = structlog.get_logger(__name__)
 
@@ -392,21 +393,12 @@ class LinkReaper:
                     try:
                         await asyncio.to_thread(netlink.delete_link, name)
                     except Exception as exc:
-                        _settle(fut, exc)
+                        settle(fut, exc)
                     else:
-                        _settle(fut, None)
+                        settle(fut, None)
                 continue
             for _, fut in batch:
-                _settle(fut, None)
-
-
-def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
-    if fut.done():
-        return
-    if exc is None:
-        fut.set_result(None)
-    else:
-        fut.set_exception(exc)
+                settle(fut, None)
 
 
 async def _quietly(aw: Awaitable[object]) -> None:
