@@ -14,6 +14,10 @@
 Heartbeat bookmarks (message "heartbeat") are swallowed here; a stream silent for longer than
 ``idle_timeout`` is considered dead (the leader's netns may vanish without a TCP reset).
 
+``on_disconnect`` (if set) is called every time a connection is lost or a connection attempt
+fails, at once and before the backoff: the consumer learns the stream is down during an outage,
+not only when a later reconnect succeeds (the agent's ``controllerConnected``).
+
 `report_status` remembers the latest status per policy and re-sends them all after each
 reconnect, so a new leader learns the realization state without waiting for policy changes.
 """
@@ -120,6 +124,7 @@ class ControlPlaneClient:
         self.connect_timeout = connect_timeout
         self.endpoint: tuple[str, int] | None = None
         self.connected = False
+        self.on_disconnect: Callable[[], None] | None = None
         self.connections = 0
         self.last_error = ""
         self._ssl: ssl.SSLContext | None = None
@@ -187,6 +192,8 @@ class ControlPlaneClient:
                 ) as exc:
                     self.last_error = str(exc) or type(exc).__name__
                 self.connected = False
+                if self.on_disconnect is not None:
+                    self.on_disconnect()
                 delay = backoff * (0.5 + random.random() / 2)
                 log.info(
                     "controller_stream_reconnecting",

@@ -254,3 +254,38 @@ async def test_mirror_applies_restart_and_patches(ctl: Controller, tmp_path: Any
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await client.close()
+
+
+async def test_on_disconnect_fires_during_an_outage_not_at_the_next_connect(
+    ctl: Controller, tmp_path: Any
+) -> None:
+    """The consumer learns the stream is down while the controller is away (agentinfo's
+    controllerConnected), and the reconnect then brings a full state."""
+    client = ControlPlaneClient(
+        "n1", kube=kube_for(ctl), token="tok-n1", backoff_initial=0.05, backoff_max=0.2
+    )
+    lost = asyncio.Event()
+    client.on_disconnect = lost.set
+    it = client.events().__aiter__()
+    try:
+        (bookmark,) = await take(it, 1)
+        assert bookmark.type is EventType.BOOKMARK and not lost.is_set()
+        await ctl.server.stop()
+        pending = asyncio.ensure_future(anext(it))
+        await asyncio.wait_for(lost.wait(), 10)  # the controller is still down
+        assert not client.connected and not pending.done()
+        fresh = Controller(tmp_path)
+        fresh.port = ctl.port
+        fresh.ca, fresh.ssl = ctl.ca, ctl.ssl
+        lost.clear()
+        await fresh.start()
+        try:
+            restart = await asyncio.wait_for(pending, 10)
+            (bookmark,) = await take(it, 1)
+            assert restart.message == STREAM_RESTART and bookmark.type is EventType.BOOKMARK
+            assert client.connected
+        finally:
+            await fresh.server.stop()
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+        await client.close()

@@ -234,6 +234,9 @@ def start(agent: Any, *, client: Any = None) -> PolicyAgent:
 
         client = ControlPlaneClient(agent.node_name, agent.api_client)
     pa.client = client
+    if hasattr(client, "on_disconnect"):
+        # the stream is down (outage, failover): agentinfo says so now, not at the next connect
+        client.on_disconnect = lambda: setattr(agent, "controller_connected", False)
     add_routes(agent.app, pa)
     agent.add_task(pa.run(client.events), "networkpolicy_stream")
     agent.add_task(pa.mark_ready(), "networkpolicy_ready")

@@ -238,3 +238,36 @@ async def test_persisted_state_is_the_fallback_until_the_controller_answers(tmp_
         for t in agent.tasks:
             t.cancel()
         await asyncio.gather(*agent.tasks, return_exceptions=True)
+
+
+async def test_controller_connected_follows_the_stream_through_an_outage() -> None:
+    """True once a snapshot is complete, False as soon as the client loses the stream (not at
+    the next reconnect), True again after the resync's BOOKMARK."""
+    from antrea.agent.controlplane_client import STREAM_RESTART
+    from antrea.apis.controlplane.codec import EventType
+
+    class DroppingClient(QueueClient):
+        on_disconnect: Any = None
+
+    rt = RecordingTransport()
+    agent = fake_agent(rt)
+    client = DroppingClient()
+    start(agent, client=client)
+    try:
+        client.q.put_nowait(BOOKMARK)
+        await asyncio.wait_for(agent.policy_ready.wait(), 5)
+        assert agent.controller_connected
+        assert client.on_disconnect is not None
+        client.on_disconnect()  # the connection broke; the client is backing off
+        assert not agent.controller_connected
+        client.q.put_nowait(WatchEvent(EventType.ERROR, message=STREAM_RESTART))
+        client.q.put_nowait(BOOKMARK)
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if agent.controller_connected:
+                break
+        assert agent.controller_connected
+    finally:
+        for t in agent.tasks:
+            t.cancel()
+        await asyncio.gather(*agent.tasks, return_exceptions=True)
