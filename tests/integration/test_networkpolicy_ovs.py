@@ -35,7 +35,7 @@ from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import AppliedToGroup, ControlPlaneObject, Kind, PodReference
 from antrea.controller.networkpolicy import NetworkPolicyController as Compiler
 from antrea.lab import netns as labnetns
-from antrea.lab.probe import Target, probe_matrix
+from antrea.lab.probe import Target, probe_matrix, probe_pair
 from antrea.lab.workload import PortSpec, Workload
 from antrea.ovs.openflow import (
     Ct,
@@ -467,3 +467,112 @@ async def test_flows_read_like_antrea(cluster: LocalCluster) -> None:
     got = await cluster.probe("TCP", 80)
     assert not got[("x/b", "x/a")] and got[("y/b", "x/a")]
     await cluster.reset()
+
+
+# -- no size ceiling ------------------------------------------------------------------------
+# A clause flow carries at most MAX_CONJUNCTIONS_PER_FLOW conjunction actions (one OpenFlow
+# message); beyond that the reconciler spreads conjunctions over priority bands of the table.
+
+
+def _cidr_rules(n: int, port: int | None = None) -> list[dict[str, Any]]:
+    """n ingress rules from distinct /32s of 172.16/12 (no pod there), optionally on TCP port."""
+    rules: list[dict[str, Any]] = []
+    for i in range(n):
+        rule: dict[str, Any] = {
+            "from": [{"ipBlock": {"cidr": f"172.{16 + (i >> 16)}.{(i >> 8) & 255}.{i & 255}/32"}}]
+        }
+        if port is not None:
+            rule["ports"] = [{"protocol": "TCP", "port": port}]
+        rules.append(rule)
+    return rules
+
+
+def _allow_from(name: str, target: str, peer: str, port: int) -> dict[str, Any]:
+    """A policy admitting pod `peer` ("ns/name") to pod `target` on one TCP port."""
+    ns, pod = target.split("/")
+    peer_ns, peer_pod = peer.split("/")
+    return {
+        "metadata": {"namespace": ns, "name": name},
+        "spec": {
+            "podSelector": {"matchLabels": {"pod": pod}},
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {"ns": peer_ns}},
+                                   "podSelector": {"matchLabels": {"pod": peer_pod}}}],
+                         "ports": [{"protocol": "TCP", "port": port}]}],
+        },
+    }  # fmt: skip
+
+
+def _target(cluster: LocalCluster, key: str) -> Target:
+    return Target(key, f"/var/run/netns/{cluster.pod_netns(key)}", cluster.ips[key])
+
+
+async def _reachable(cluster: LocalCluster, src: str, dst: str, port: int) -> bool:
+    return await probe_pair(_target(cluster, src), _target(cluster, dst), protocol="TCP", port=port)
+
+
+def _clause_priorities(cluster: LocalCluster, needle: str) -> set[int]:
+    out = set()
+    for line in cluster.dump(90):
+        if needle in line and "conjunction(" in line:
+            out.add(int(line.split("priority=")[1].split(",")[0]))
+    return out
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_one_pod_targeted_by_15000_rules(cluster: LocalCluster) -> None:
+    """15,000 rules on x/a: its reg1 clause is shared by 15,000 conjunctions (4 bands); a rule
+    added afterwards lands in the last band and is enforced with real packets."""
+    await cluster.reset()
+    try:
+        await cluster.apply_policy(
+            {
+                "metadata": {"namespace": "x", "name": "many"},
+                "spec": {
+                    "podSelector": {"matchLabels": {"pod": "a"}},
+                    "ingress": _cidr_rules(15000),
+                },
+            }
+        )
+        await cluster.settle()
+        assert cluster.agent is not None
+        reg1 = f"reg1={cluster.ofports[PodReference('x', 'a')]:#x} "
+        assert _clause_priorities(cluster, reg1) == {200, 199, 198, 197}
+        await cluster.apply_policy(_allow_from("yb", "x/a", "y/b", 80))
+        await cluster.settle()
+        assert _clause_priorities(cluster, f"nw_src={cluster.ips['y/b']} ") == {197}
+        assert await _reachable(cluster, "y/b", "x/a", 80)
+        assert not await _reachable(cluster, "x/b", "x/a", 80)
+        assert await _reachable(cluster, "x/b", "x/c", 80)  # not isolated
+    finally:
+        await cluster.reset()
+    assert not [line for line in cluster.dump(90) if "conjunction(" in line]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_5000_policies_share_one_port_clause(cluster: LocalCluster) -> None:
+    """5,000 policies admitting distinct peers on TCP 8080 to x/a: the shared tcp,tp_dst=8080
+    clause (and x/a's reg1 clause) carry 5,000 conjunctions, over two bands."""
+    await cluster.reset()
+    extra = Workload("x/a:8080", f"/var/run/netns/{cluster.pod_netns('x/a')}")
+    await extra.start([PortSpec(8080, "TCP")])
+    try:
+        rules = _cidr_rules(4999, port=8080)
+        for i, rule in enumerate(rules):
+            await cluster.apply_policy(
+                {
+                    "metadata": {"namespace": "x", "name": f"p{i}"},
+                    "spec": {"podSelector": {"matchLabels": {"pod": "a"}}, "ingress": [rule]},
+                }
+            )
+        await cluster.apply_policy(_allow_from("p-yb", "x/a", "y/b", 8080))
+        await cluster.settle()
+        assert cluster.agent is not None
+        assert len(cluster.agent.reconciler.realized) == 5000
+        assert _clause_priorities(cluster, "tcp,tp_dst=8080 ") == {200, 199}
+        assert await _reachable(cluster, "y/b", "x/a", 8080)
+        assert not await _reachable(cluster, "z/b", "x/a", 8080)
+        assert not await _reachable(cluster, "y/b", "x/a", 80)  # isolated, 80 not admitted
+    finally:
+        await extra.stop()
+        await cluster.reset()
+    assert not [line for line in cluster.dump(90) if "conjunction(" in line]

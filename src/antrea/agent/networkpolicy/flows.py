@@ -117,12 +117,27 @@ def conj_flows(round_num: int, d: t.DirectionTables, conj_id: int) -> list[Flow]
     ]
 
 
+# How many conjunction actions one clause flow carries at most. One NXAST_CONJUNCTION is 16
+# bytes and a flow mod must fit one OpenFlow message (64 KiB, inside a bundle-add message):
+# 4,000 actions plus the largest clause match (a masked IPv6 prefix) stay below that. Beyond it,
+# the reconciler puts conjunctions in lower priority bands of the same table.
+MAX_CONJUNCTIONS_PER_FLOW = 4000
+
+
 def match_flow(
-    round_num: int, table: int, match: Match, conjs: Iterable[tuple[int, int, int]]
+    round_num: int,
+    table: int,
+    match: Match,
+    conjs: Iterable[tuple[int, int, int]],
+    band: int = 0,
 ) -> Flow:
-    """One clause match flow carrying every conjunction that shares it (id, clause, n)."""
+    """One clause match flow carrying conjunctions that share it (id, clause, n).
+
+    ``band`` b puts it at priority ``PRIO_MATCH - b``: every clause flow of one conjunction is
+    in that conjunction's band, as OVS evaluates conjunctions per priority.
+    """
     actions = tuple(Conjunction(i, k, n) for i, k, n in sorted(conjs))
-    return Flow(table, t.PRIO_MATCH, match, actions, cookie(round_num))
+    return Flow(table, t.PRIO_MATCH - band, match, actions, cookie(round_num))
 
 
 def isolation_flow(round_num: int, table: int, match: Match) -> Flow:

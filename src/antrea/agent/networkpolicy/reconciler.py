@@ -12,6 +12,13 @@ handed to the `FlowClient`, as *owners*: a conjunction's action flows are owned 
 ``("np-iso", table, match)``. Changing one rule therefore rewrites only the clause flows whose
 conjunction lists change, never the flows of rules it shares them with.
 
+No size ceiling: a clause flow carries at most `MAX_CONJUNCTIONS_PER_FLOW` conjunction actions
+(one OpenFlow message is 64 KiB). Every conjunction lives in one *band* (priority
+``PRIO_MATCH - band`` of its rule table; OVS evaluates conjunctions per priority), chosen at
+allocation as the first band where each of its clause matches has room, so a match shared by
+more conjunctions is one flow per band, all owned by the same ``("np-match", ...)`` owner. IDs,
+action flows and counters do not depend on the band.
+
 Everything of a batch goes to the switch as ONE bundle. If OVS rejects it, the batch is bisected
 (log2 of its size extra bundles per bad owner, instead of one per owner) and the rules behind
 the rejected owners are reported as failed; those owners are retried with the next batch, and
@@ -21,7 +28,7 @@ every other change lands.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 import structlog
@@ -38,7 +45,7 @@ from antrea.agent.networkpolicy.conjunctions import (
     plan_rule,
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
-from antrea.agent.networkpolicy.tables import DirectionTables, tables_for
+from antrea.agent.networkpolicy.tables import MATCH_BANDS, DirectionTables, tables_for
 from antrea.apis.controlplane.types import Direction, PodReference
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.client import FlowClient, FlowOwnershipError
@@ -49,6 +56,10 @@ log = structlog.get_logger(__name__)
 Owner = Hashable
 BASE_OWNER = ("np-base",)
 MatchKey = tuple[int, Atom]
+
+
+class BandsExhausted(RuntimeError):
+    """Every priority band of a clause match is full (MATCH_BANDS x the per-flow cap)."""
 
 
 @dataclass
@@ -91,6 +102,7 @@ class PolicyReconciler:
         on_bundle: BundleObserver | None = None,
         install_miss_flows: bool = False,
         settle: Callable[[], Awaitable[None]] | None = None,
+        max_conjunctions_per_flow: int = fb.MAX_CONJUNCTIONS_PER_FLOW,
     ) -> None:
         self.client = client
         self.round_num = round_num
@@ -103,7 +115,10 @@ class PolicyReconciler:
         self.settle = settle
         self.realized: dict[str, RealizedRule] = {}
         self.conj_rule: dict[int, str] = {}  # conj id -> rule id (kept while the ID cools down)
+        self.band_cap = max_conjunctions_per_flow
         self._matches: dict[MatchKey, dict[int, tuple[int, int]]] = {}
+        self._band_load: dict[MatchKey, dict[int, int]] = {}  # match -> band -> conjunctions
+        self._conj_band: dict[int, int] = {}  # conjunctions outside band 0
         self._isolation: dict[MatchKey, set[str]] = {}
         self._conj_dir: dict[int, DirectionTables] = {}
         self._failed: dict[Owner, set[str]] = {}
@@ -151,11 +166,7 @@ class PolicyReconciler:
         for mk in touched_matches:
             owner: Owner = ("np-match", mk[0], mk[1])
             conjs = self._matches.get(mk)
-            desired[owner] = (
-                [fb.match_flow(self.round_num, mk[0], atom_match(mk[1]), _conj_actions(conjs))]
-                if conjs
-                else None
-            )
+            desired[owner] = self._match_flows(mk, conjs) if conjs else None
             blame.setdefault(owner, set()).update(
                 self.conj_rule[c] for c in (conjs or ()) if c in self.conj_rule
             )
@@ -232,7 +243,12 @@ class PolicyReconciler:
                 cid = self.ids.allocate()
                 self.conj_rule[cid] = rid
                 self._conj_dir[cid] = d
-                self._link(cid, want, d, touched_matches)
+                try:
+                    self._link(cid, want, d, touched_matches)
+                except BandsExhausted:
+                    self.ids.release(cid)
+                    self._conj_dir.pop(cid, None)
+                    raise
                 desired[("np-conj", cid)] = fb.conj_flows(self.round_num, d, cid)
                 blame.setdefault(("np-conj", cid), set()).add(rid)
                 new.conjs[key] = RealizedConj(cid, want)
@@ -259,43 +275,92 @@ class PolicyReconciler:
         else:
             self.realized[rid] = new
 
+    def _match_flows(self, mk: MatchKey, conjs: dict[int, tuple[int, int]]) -> list[Flow]:
+        """The clause flows of one match: one per band in use."""
+        by_band: dict[int, list[tuple[int, int, int]]] = {}
+        band_of = self._conj_band
+        for cid, (k, n) in conjs.items():
+            by_band.setdefault(band_of.get(cid, 0), []).append((cid, k, n))
+        match = atom_match(mk[1])
+        return [
+            fb.match_flow(self.round_num, mk[0], match, acts, band)
+            for band, acts in sorted(by_band.items())
+        ]
+
+    def _choose_band(self, keys: Iterable[MatchKey], first: int = 0) -> int:
+        """The first band from `first` where every match in `keys` has room for one more."""
+        loads = [load for load in map(self._band_load.get, keys) if load is not None]
+        cap = self.band_cap
+        for band in range(first, MATCH_BANDS):
+            if all(load.get(band, 0) < cap for load in loads):
+                return band
+        raise BandsExhausted(f"more than {MATCH_BANDS * cap} conjunctions share one clause match")
+
+    def _add_member(self, mk: MatchKey, cid: int, k: int, n: int, band: int) -> None:
+        entry = self._matches.setdefault(mk, {})
+        if cid not in entry:
+            load = self._band_load.setdefault(mk, {})
+            load[band] = load.get(band, 0) + 1
+        entry[cid] = (k, n)
+
+    def _remove_member(self, mk: MatchKey, cid: int) -> None:
+        entry = self._matches.get(mk)
+        if entry is None or entry.pop(cid, None) is None:
+            return
+        if not entry:
+            del self._matches[mk]
+            self._band_load.pop(mk, None)
+            return
+        load = self._band_load[mk]
+        band = self._conj_band.get(cid, 0)
+        left = load.get(band, 0) - 1
+        if left > 0:
+            load[band] = left
+        else:
+            load.pop(band, None)
+
     def _link(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
         n = cl.n_clauses
-        for k, matches in cl.numbered():
-            for m in matches:
-                mk = (d.rule_table, m)
-                self._matches.setdefault(mk, {})[cid] = (k, n)
-                touched.add(mk)
+        table = d.rule_table
+        members = [((table, m), k) for k, matches in cl.numbered() for m in matches]
+        band = self._choose_band(mk for mk, _ in members)
+        if band:
+            self._conj_band[cid] = band
+        for mk, k in members:
+            self._add_member(mk, cid, k, n, band)
+            touched.add(mk)
 
     def _unlink(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
         for _, matches in cl.numbered():
             for m in matches:
                 mk = (d.rule_table, m)
-                entry = self._matches.get(mk)
-                if entry is not None:
-                    entry.pop(cid, None)
-                    if not entry:
-                        del self._matches[mk]
+                self._remove_member(mk, cid)
                 touched.add(mk)
+        self._conj_band.pop(cid, None)
 
     def _relink(
         self, cid: int, was: Clauses, want: Clauses, d: DirectionTables, touched: set[MatchKey]
     ) -> None:
         old = {(k, m) for k, ms in was.numbered() for m in ms}
         new = {(k, m) for k, ms in want.numbered() for m in ms}
+        before = {m for _, m in old}
+        joining = [(d.rule_table, m) for _, m in new - old if m not in before]
+        band = self._conj_band.get(cid, 0)
+        if joining and self._choose_band(joining, band) != band:
+            # no room in its band for a new match: move the whole conjunction (same bundle)
+            self._unlink(cid, was, d, touched)
+            self._link(cid, want, d, touched)
+            return
         still = {m for _, m in new}
         n = want.n_clauses
         for _, m in old - new:
             mk = (d.rule_table, m)
-            entry = self._matches.get(mk)
-            if entry is not None and m not in still:
-                entry.pop(cid, None)
-                if not entry:
-                    del self._matches[mk]
+            if m not in still:
+                self._remove_member(mk, cid)
             touched.add(mk)
         for k, m in new - old:
             mk = (d.rule_table, m)
-            self._matches.setdefault(mk, {})[cid] = (k, n)
+            self._add_member(mk, cid, k, n, band)
             touched.add(mk)
 
     def _desired_of(self, owner: Owner) -> list[Flow] | None:
@@ -309,16 +374,9 @@ class PolicyReconciler:
             d = self._conj_dir.get(cid)
             return fb.conj_flows(self.round_num, d, cid) if d is not None else None
         if owner[0] == "np-match":
-            conjs = self._matches.get((owner[1], owner[2]))
-            return (
-                [
-                    fb.match_flow(
-                        self.round_num, owner[1], atom_match(owner[2]), _conj_actions(conjs)
-                    )
-                ]
-                if conjs
-                else None
-            )
+            mk = (owner[1], owner[2])
+            conjs = self._matches.get(mk)
+            return self._match_flows(mk, conjs) if conjs else None
         if owner[0] == "np-iso":
             holders = self._isolation.get((owner[1], owner[2]))
             return (
@@ -357,10 +415,6 @@ class PolicyReconciler:
             if self.on_bundle is not None:
                 self.on_bundle(ops, time.perf_counter() - start, True)
         return {}
-
-
-def _conj_actions(conjs: dict[int, tuple[int, int]] | None) -> list[tuple[int, int, int]]:
-    return [(cid, k, n) for cid, (k, n) in (conjs or {}).items()]
 
 
 def _owner_text(owner: Owner) -> str:

@@ -30,9 +30,11 @@ POLICY_TABLES = (EGRESS_RULE, EGRESS_DEFAULT, INGRESS_RULE, INGRESS_DEFAULT)
 PRIO_STALE_SYN = 212  # a SYN reusing a dead connection's 5-tuple is re-evaluated as new
 PRIO_METRIC = 211  # per-rule established-packet counters, above the generic bypass
 PRIO_BYPASS = 210  # ct_state=-new+est / -new+rel, gateway (kubelet probes)
-PRIO_MATCH = 200  # conjunction clause flows
+PRIO_MATCH = 200  # conjunction clause flows (band 0; band b is priority PRIO_MATCH - b)
 PRIO_ISOLATION = 200  # default-table drops
-PRIO_ACTION = 190  # conj_id=N action flows
+PRIO_ACTION = 190  # conj_id=N action flows (any priority works: they match conj_id only)
+PRIO_MATCH_LOWEST = 101  # the lowest clause band; nothing else lives in 101..199 of a rule table
+MATCH_BANDS = PRIO_MATCH - PRIO_MATCH_LOWEST + 1
 PRIO_MISS = 0
 
 TARGET_REG = 1
