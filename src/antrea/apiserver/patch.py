@@ -20,6 +20,17 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
+from antrea.apiserver.limits import (
+    MAX_DEPTH,
+    MAX_JSON_PATCH_COPY_BYTES,
+    MAX_JSON_PATCH_OPERATIONS,
+    ShapeError,
+    check_json,
+    depth_of,
+)
+
 JSON = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
@@ -158,8 +169,9 @@ def apply_patch(obj: JSON, body: bytes, content_type: str, *, kind: str) -> JSON
             + (f", {STRATEGIC_MERGE_PATCH}" if strategic_merge_supported(kind) else ""),
         )
     try:
-        patch = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError) as exc:
+        patch = orjson.loads(body or b"null")
+        check_json(patch)
+    except (orjson.JSONDecodeError, ShapeError) as exc:
         raise PatchError(400, f"error decoding patch: {exc}") from None
     if media == JSON_PATCH:
         result = json_patch(obj, patch)
@@ -173,6 +185,10 @@ def apply_patch(obj: JSON, body: bytes, content_type: str, *, kind: str) -> JSON
         result = strategic_merge_patch(obj, patch, kind=kind)
     if not isinstance(result, dict):
         raise PatchError(422, "the patched object is not a JSON object")
+    try:
+        check_json(result)
+    except ShapeError as exc:
+        raise PatchError(422, f"the patched object cannot be stored: {exc}") from None
     return result
 
 
@@ -208,7 +224,7 @@ def _pointer(path: Any) -> list[str]:
 def _index(container: list[Any], token: str, *, allow_end: bool) -> int:
     if allow_end and token == "-":
         return len(container)
-    if not token.isdigit() or (token.startswith("0") and token != "0"):
+    if not (token.isascii() and token.isdigit()) or (token.startswith("0") and token != "0"):
         raise PatchError(422, f"invalid array index: {token!r}")
     idx = int(token)
     limit = len(container) if allow_end else len(container) - 1
@@ -296,7 +312,14 @@ def json_patch(obj: Any, ops: Any) -> Any:
     """RFC 6902 JSON patch (add, remove, replace, move, copy, test); returns a new value."""
     if not isinstance(ops, list) or not all(isinstance(op, dict) for op in ops):
         raise PatchError(400, "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
+    if len(ops) > MAX_JSON_PATCH_OPERATIONS:
+        raise PatchError(
+            413,
+            f"The allowed maximum operations in a JSON patch is {MAX_JSON_PATCH_OPERATIONS}, "
+            f"got {len(ops)}",
+        )
     doc = copy.deepcopy(obj)
+    copied = 0
     for op in ops:
         name = op.get("op")
         path = op.get("path")
@@ -314,7 +337,18 @@ def json_patch(obj: Any, ops: Any) -> Any:
             doc, value = _remove(doc, op.get("from"))
             doc = _add(doc, path, value)
         elif name == "copy":
-            doc = _add(doc, path, copy.deepcopy(_get(doc, op.get("from"))))
+            value = _get(doc, op.get("from"))
+            # Copies are the one way a small patch builds a huge object: budget them, and
+            # keep the result within the depth every stored object must respect.
+            copied += len(orjson.dumps(value))
+            if copied > MAX_JSON_PATCH_COPY_BYTES:
+                raise PatchError(
+                    422,
+                    f"Unable to copy, would exceed limit of {MAX_JSON_PATCH_COPY_BYTES} bytes",
+                )
+            if len(_pointer(path)) + depth_of(value) > MAX_DEPTH:
+                raise PatchError(422, f"Unable to copy, exceeded max depth of {MAX_DEPTH}")
+            doc = _add(doc, path, copy.deepcopy(value))
         elif name == "test":
             if not _json_equal(_get(doc, path), op["value"]):
                 raise PatchError(422, f"testing value {path} failed: test failed")

@@ -14,12 +14,12 @@ from typing import Any
 
 import orjson
 import structlog
-import yaml
 from aiohttp import web
 
 from antrea.apiserver import crd, crschema, errors, fields, reviews, strategy
 from antrea.apiserver.auth import AllowAuthenticated, Authorizer, Identity, TokenAuthenticator
 from antrea.apiserver.deletion import Deletions
+from antrea.apiserver.limits import read_body
 from antrea.apiserver.patch import PatchError, apply_patch, strategic_merge_supported
 from antrea.apiserver.resources import Registry, ResourceType
 from antrea.apiserver.routing import ResourcePath
@@ -28,7 +28,7 @@ from antrea.apiserver.store import Predicate, Store, name_of, namespace_of
 from antrea.apiserver.tables import to_table
 from antrea.apiserver.validation import field_errors_to_status, validate
 from antrea.apiserver.watch import serve_watch, versioned
-from antrea.apiserver.wire import json_response, read_object
+from antrea.apiserver.wire import decode_yaml, json_response, read_object, read_value
 
 log = structlog.get_logger(__name__)
 
@@ -69,10 +69,7 @@ def _apply_body(request: web.Request, body: bytes) -> JSON:
     """The configuration of a server-side apply request (YAML or JSON)."""
     if not request.query.get("fieldManager"):
         raise errors.bad_request("PATCH /apply requests require fieldManager")
-    try:
-        obj = yaml.safe_load(body)
-    except yaml.YAMLError as exc:
-        raise errors.bad_request(f"error decoding YAML: {exc}") from None
+    obj = decode_yaml(body)
     if not isinstance(obj, dict) or not isinstance(obj.setdefault("metadata", {}), dict):
         raise errors.bad_request("the applied configuration must be an object with metadata")
     return obj
@@ -474,7 +471,7 @@ class ResourceHandlers:
     ) -> web.Response:
         # Read the body before looking at the stored object: from here to the store write
         # nothing awaits, so no other write can slip in between (no lost updates).
-        body = await request.read()
+        body = await read_body(request)
         content_type = request.content_type
         old = self.store.get(rt.key, ns, name)
         if content_type == APPLY_PATCH:
@@ -503,6 +500,7 @@ class ResourceHandlers:
         except PatchError as exc:
             reason = {
                 400: "BadRequest",
+                413: "RequestEntityTooLarge",
                 415: "UnsupportedMediaType",
                 422: "Invalid",
                 409: "Conflict",
@@ -599,15 +597,10 @@ class ResourceHandlers:
     # -- delete -----------------------------------------------------------------------------
 
     async def _delete_options(self, request: web.Request) -> JSON:
-        raw = await request.read()
-        opts: JSON = {}
-        if raw.strip():
-            try:
-                loaded = orjson.loads(raw)
-            except orjson.JSONDecodeError as exc:
-                raise errors.bad_request(f"error decoding DeleteOptions: {exc}") from None
-            if isinstance(loaded, dict):
-                opts = loaded
+        loaded = await read_value(request, optional=True)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise errors.bad_request("DeleteOptions must be a JSON object")
+        opts: JSON = loaded or {}
         grace_q = request.query.get("gracePeriodSeconds")
         if grace_q is not None:
             try:

@@ -13,13 +13,14 @@ from aiohttp import web
 
 from antrea.apiserver import strategy
 from antrea.apiserver.auth import Authorizer, Identity, RequestAttributes, TokenAuthenticator
+from antrea.apiserver.limits import read_body
 from antrea.apiserver.wire import json_response, read_object
 
 JSON = dict[str, Any]
 
 
 async def self_subject_review(request: web.Request, identity: Identity) -> web.Response:
-    await request.read()
+    await read_body(request)
     user = {"username": identity.user, "uid": identity.uid, "groups": list(identity.groups)}
     return json_response(
         {

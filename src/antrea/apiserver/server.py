@@ -32,6 +32,7 @@ from antrea.apiserver.auth import (
 )
 from antrea.apiserver.certs import ServingCerts, ensure_certs
 from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
+from antrea.apiserver.limits import MAX_REQUEST_BODY_BYTES
 from antrea.apiserver.persistence import Persistence
 from antrea.apiserver.resources import Registry
 from antrea.apiserver.rest import ResourceHandlers
@@ -197,7 +198,7 @@ class APIServer:
             self._persistence.start(self.store)
         self.handlers.bootstrap()
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_events())
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await self._runner.setup()

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 
 from antrea.apiserver import errors
+from antrea.apiserver.limits import encode_stored
 
 JSON = dict[str, Any]
 Key = tuple[str, str]  # (group, resource)
@@ -198,12 +199,18 @@ class Store:
         return self.rv
 
     def put(self, key: Key, obj: JSON, *, old: JSON | None) -> Event:
-        """Store ``obj`` (a fresh dict) as a create (old is None) or an update."""
-        rv = self._next_rv()
+        """Store ``obj`` (a fresh dict) as a create (old is None) or an update.
+
+        The object is encoded before anything changes: one that cannot be served back (or is
+        over `limits.MAX_OBJECT_BYTES`) raises an `errors.APIError` and is not stored.
+        """
+        rv = self.rv + 1
         obj["metadata"]["resourceVersion"] = str(rv)
+        raw = encode_stored(obj)
+        self.rv = rv
         ns, name = namespace_of(obj), name_of(obj)
         self._objects.setdefault(key, {}).setdefault(ns, {})[name] = obj
-        event = Event(ADDED if old is None else MODIFIED, rv, key, obj, old)
+        event = Event(ADDED if old is None else MODIFIED, rv, key, obj, old, raw)
         self._publish(event)
         return event
 
