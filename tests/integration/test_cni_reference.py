@@ -2,21 +2,28 @@
 
 Both are driven the way a runtime drives them (environment + config on stdin) on identical
 inputs; only the plugin-specific part of the config differs (``type``, the bridge's settings).
-Every case fails during validation, so the reference never touches the network. The agent is
-not running: any case that got past our validation would answer 11 and fail the comparison.
+Every case fails during validation, so the reference never touches the network. Ours runs as
+both executables: the Python ``antrea-cni`` with no agent at all (any case that got past its
+validation would answer 11 and fail the comparison), and the C shim, which forwards everything
+to the agent's CNI front end (here with no pod side: a case that got past validation would
+fail with 999).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from antrea.cni.install import install_plugin
+from antrea.agent.cniserver.server import CNIServer
+from antrea.cni.install import install_plugin, install_python_plugin
 
 pytestmark = pytest.mark.root
 
@@ -31,13 +38,13 @@ ENV = {
 }
 
 
-def _ours(version: Any, tmp: Path) -> dict[str, Any]:
+def _ours(version: Any, socket: str) -> dict[str, Any]:
     return {
         "cniVersion": version,
         "name": "test",
         "type": "antrea",
         "ipam": {"type": "host-local"},
-        "cniSocket": str(tmp / "no-agent.sock"),
+        "cniSocket": socket,
     }
 
 
@@ -85,13 +92,39 @@ def _run(exe: Path, env: dict[str, str], stdin: bytes) -> tuple[int, dict[str, A
     return proc.returncode, doc
 
 
-@pytest.fixture(scope="module")
-def ours(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture(scope="module", params=["c", "python"])
+def ours(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Path, str]]:
+    """(executable, the cniSocket to configure)."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     if not os.access(REF_DIR / "bridge", os.X_OK):
         pytest.skip("needs the reference CNI plugins (containernetworking-plugins)")
-    return install_plugin(tmp_path_factory.mktemp("bin"))
+    if request.param == "python":
+        yield install_python_plugin(tmp_path_factory.mktemp("bin")), "/tmp/antrea-no-agent.sock"
+        return
+    socket = f"/tmp/antrea-cni-ref-{os.getpid()}.sock"
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def up() -> CNIServer:
+        ready = asyncio.Event()
+        ready.set()
+        server = CNIServer(socket_path=socket, pods=None, ready=ready)  # type: ignore[arg-type]
+        await server.start()
+        return server
+
+    server = asyncio.run_coroutine_threadsafe(up(), loop).result(10)
+    try:
+        yield install_plugin(tmp_path_factory.mktemp("bin"), socket=socket), socket
+    finally:
+        asyncio.run_coroutine_threadsafe(server.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        if os.path.exists(socket):
+            os.unlink(socket)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -99,18 +132,19 @@ def test_same_error_code_as_reference(ours, tmp_path, case):
     _, env_change, change, code = case
     env = {k: v for k, v in {**ENV, **env_change}.items() if v is not None}
     stdins = []
-    for build in (_ours, _reference):
+    exe, socket = ours
+    for build in (lambda v: _ours(v, socket), lambda v: _reference(v, tmp_path)):
         if isinstance(change, bytes):
             stdins.append(change)
             continue
-        conf = build(change.get("cniVersion", "1.0.0"), tmp_path)
+        conf = build(change.get("cniVersion", "1.0.0"))
         for key, value in change.items():
             if value is None:
                 conf.pop(key)
             else:
                 conf[key] = value
         stdins.append(json.dumps(conf).encode())
-    _, mine = _run(ours, env, stdins[0])
+    _, mine = _run(exe, env, stdins[0])
     _, ref = _run(REF_DIR / "bridge", env, stdins[1])
     assert (mine["code"], ref["code"]) == (code, code), (mine, ref)
     assert not (tmp_path / "hl").exists()  # the reference never got as far as allocating
@@ -118,7 +152,7 @@ def test_same_error_code_as_reference(ours, tmp_path, case):
 
 def test_version_lists_agree_on_the_common_versions(ours):
     outs = []
-    for exe in (ours, REF_DIR / "bridge"):
+    for exe in (ours[0], REF_DIR / "bridge"):
         proc = subprocess.run(
             [exe], env={"CNI_COMMAND": "VERSION"}, input=b'{"cniVersion":"1.0.0"}',
             capture_output=True, check=True,

@@ -392,7 +392,9 @@ class Agent:
         try:
             from antrea.cni.install import install_plugin, write_conflist
 
-            await asyncio.to_thread(install_plugin, Path(self.cfg.cniBinDir))
+            await asyncio.to_thread(
+                lambda: install_plugin(Path(self.cfg.cniBinDir), socket=self.cfg.cniSocket)
+            )
             await asyncio.to_thread(
                 lambda: write_conflist(
                     Path(self.cfg.cniConfDir), mtu=self.mtu, socket=self.cfg.cniSocket

@@ -1,11 +1,14 @@
 """Installing the plugin on a node: the executable in the CNI bin dir, the conflist in the conf dir.
 
-This is what Antrea's ``install-cni`` init container does. The executable is a three-line
-launcher that runs the plugin with the current interpreter in isolated mode without ``site``
-(``-I -S``): no virtualenv ``.pth`` processing, no user site, no environment-driven imports, so a
-start costs about as much as a bare interpreter. The package directory is put on ``sys.path``
-explicitly instead; the launcher is therefore tied to this checkout/installation (re-run the
-install after moving it, as the agent does at every start).
+This is what Antrea's ``install-cni`` init container does. The executable is the static C shim
+(``shim/antrea-cni.c``, built by ``bin/build-cni``): it needs nothing on the host, and the copy
+gets the agent's socket baked in as its default (used when the config names none it can use).
+Where the built shim is looked for: ``$ANTREA_CNI_SHIM``, then ``shim/antrea-cni`` in this
+package (``bin/setup`` builds it there), then ``<sys.prefix>/lib/antrea/antrea-cni`` (the
+image). In a source checkout with ``musl-gcc`` a missing shim is built on first use.
+
+``install_python_plugin`` still writes the Python ``antrea-cni`` as a launcher that runs the
+current interpreter in isolated mode without ``site`` (``-I -S``), tied to this installation.
 
 The conflist mirrors Antrea's shape (``antrea`` with ``ipam: host-local``, then ``portmap`` and
 ``bandwidth``), but a chained plugin is only listed when its executable is in the bin dir, since
@@ -31,6 +34,11 @@ if TYPE_CHECKING:
     from typing import Any
 
 CONFLIST_NAME = "10-antrea.conflist"
+SHIM_NAME = "antrea-cni"
+SHIM_ENV = "ANTREA_CNI_SHIM"
+# The shim's patchable default socket: this marker, then a NUL-terminated path (antrea-cni.c).
+SOCKET_SLOT_MARKER = b"@@ANTREA-CNI-DEFAULT-SOCKET@@"
+SOCKET_SLOT_BYTES = 108
 NETWORK_NAME = "antrea"
 # Chained after antrea, as in Antrea's conflist: (type, capabilities).
 CHAINED_PLUGINS: tuple[tuple[str, dict[str, bool]], ...] = (
@@ -65,12 +73,92 @@ def _precompile(root: Path) -> None:
             py_compile.compile(str(file), doraise=True)
 
 
-def install_plugin(bin_dir: Path, name: str = "antrea", *, python: str | None = None) -> Path:
-    """Write the plugin executable ``bin_dir/name`` atomically and return its path.
+def shim_candidates() -> list[Path]:
+    """Where the built C executable may be, in order."""
+    out = []
+    if os.environ.get(SHIM_ENV):
+        out.append(Path(os.environ[SHIM_ENV]))
+    out.append(Path(__file__).resolve().parent / "shim" / SHIM_NAME)
+    out.append(Path(sys.prefix) / "lib" / "antrea" / SHIM_NAME)
+    return out
+
+
+def _build_in_checkout() -> tuple[Path | None, str]:
+    """In a source checkout (bin/build-cni beside src/), build the shim into the package."""
+    script = package_root().parent / "bin" / "build-cni"
+    if not script.is_file():
+        return None, "not a source checkout"
+    out_dir = Path(__file__).resolve().parent / "shim"
+    proc = subprocess.run(
+        ["bash", str(script), str(out_dir)], capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        return None, proc.stderr.strip()[-500:]
+    return out_dir / SHIM_NAME, ""
+
+
+def find_shim() -> Path:
+    """The built C executable; raises FileNotFoundError naming where it was looked for."""
+    candidates = shim_candidates()
+    for path in candidates:
+        if os.access(path, os.X_OK):
+            return path
+    built, why = (None, f"${SHIM_ENV} is set") if os.environ.get(SHIM_ENV) else _build_in_checkout()
+    if built is not None:
+        return built
+    where = ", ".join(str(p) for p in candidates)
+    raise FileNotFoundError(
+        f"antrea-cni executable not found (looked in {where}; building it: {why}); "
+        "run bin/build-cni"
+    )
+
+
+def with_default_socket(image: bytes, socket: str) -> bytes:
+    """The shim's bytes with ``socket`` as the default it connects to."""
+    start = image.find(SOCKET_SLOT_MARKER)
+    if start < 0 or image.find(SOCKET_SLOT_MARKER, start + 1) >= 0:
+        raise ValueError("not an antrea-cni shim: no (or more than one) default socket slot")
+    path = socket.encode()
+    if not path or len(path) >= SOCKET_SLOT_BYTES or b"\0" in path:
+        raise ValueError(f"socket path {socket!r} does not fit the shim's slot")
+    at = start + len(SOCKET_SLOT_MARKER)
+    slot = path + b"\0" * (SOCKET_SLOT_BYTES - len(path))
+    return image[:at] + slot + image[at + SOCKET_SLOT_BYTES :]
+
+
+def install_plugin(
+    bin_dir: Path,
+    name: str = "antrea",
+    *,
+    socket: str | None = None,
+    shim: Path | None = None,
+) -> Path:
+    """Copy the C executable to ``bin_dir/name`` atomically and return its path.
 
     Args:
         bin_dir: the runtime's CNI bin dir (``/opt/cni/bin`` on a node); created if missing.
         name: the executable name, i.e. the ``type`` in the conflist.
+        socket: the agent's socket, baked in as the default (else /var/run/antrea/cni.sock).
+        shim: the built executable (default: `find_shim`).
+    """
+    bin_dir = Path(bin_dir)
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    image = (shim or find_shim()).read_bytes()
+    if socket:
+        image = with_default_socket(image, socket)
+    target = bin_dir / name
+    write_atomic(target, image, mode=0o755, fsync=True)
+    return target
+
+
+def install_python_plugin(
+    bin_dir: Path, name: str = "antrea", *, python: str | None = None
+) -> Path:
+    """Write the Python ``antrea-cni`` as ``bin_dir/name`` (a launcher; needs this Python).
+
+    Args:
+        bin_dir: where to put it; created if missing.
+        name: the executable name.
         python: interpreter for the shebang; defaults to the running one.
     """
     bin_dir = Path(bin_dir)

@@ -21,10 +21,11 @@ from antrea.cni.errors import (
     INTERNAL,
     IO_FAILURE,
     PLUGIN_NOT_AVAILABLE,
+    TRY_AGAIN_LATER,
     UNKNOWN_RPC_ERROR,
     CniError,
 )
-from antrea.cni.request import parse_request, read_command
+from antrea.cni.request import Request, parse_request, read_command
 from antrea.cni.versions import LATEST, SUPPORTED_VERSIONS
 
 TYPE_CHECKING = False
@@ -33,17 +34,30 @@ if TYPE_CHECKING:
     from typing import Any, BinaryIO, TextIO
 
 
-class _Stdin:
-    """Reads stdin at most once and remembers the config's version for error messages."""
+class Stdin:
+    """The config on stdin, read at most once; remembers its version for error messages.
 
-    def __init__(self, stream: BinaryIO) -> None:
+    Either a stream (the executable) or bytes already read (the agent's side of the C shim,
+    which also passes on the shim's "too large" and "read error" findings).
+    """
+
+    def __init__(
+        self,
+        stream: BinaryIO | None = None,
+        *,
+        data: bytes | None = None,
+        error: CniError | None = None,
+    ) -> None:
         self._stream = stream
-        self.data: bytes | None = None
+        self.data: bytes | None = data
+        self._error = error
 
     def read(self) -> bytes:
+        if self._error is not None:
+            raise self._error
         if self.data is None:
             try:
-                self.data = self._stream.read()
+                self.data = self._stream.read() if self._stream is not None else b""
             except OSError as exc:
                 raise CniError(
                     IO_FAILURE, f"failed to read network config from stdin: {exc}"
@@ -55,7 +69,7 @@ class _Stdin:
         if self.data:
             try:
                 config = json.loads(self.data)
-            except ValueError:
+            except (ValueError, RecursionError, MemoryError):
                 return LATEST
             version = config.get("cniVersion") if isinstance(config, dict) else None
             if version in SUPPORTED_VERSIONS:
@@ -63,15 +77,36 @@ class _Stdin:
         return LATEST
 
 
-def _print(out: TextIO, obj: dict[str, Any]) -> None:
-    out.write(json.dumps(obj, indent=4))
-    out.write("\n")
-    out.flush()
+class Answer:
+    """What the runtime gets: the exit status and the text for stdout."""
+
+    __slots__ = ("rc", "stdout")
+
+    def __init__(self, rc: int, stdout: str) -> None:
+        self.rc = rc
+        self.stdout = stdout
 
 
-def _version_info(stdin: _Stdin, stream: BinaryIO) -> dict[str, Any]:
+def _render(obj: dict[str, Any]) -> str:
+    return json.dumps(obj, indent=4) + "\n"
+
+
+def error_answer(err: CniError, version: str) -> Answer:
+    return Answer(1, _render(err.to_json(version)))
+
+
+def internal_error(exc: BaseException) -> Answer:
+    """A bug reaches the runtime as a CNI error (999), never as a traceback on its stdout."""
+    try:
+        text = repr(exc)
+    except Exception:  # a repr that fails (or recurses) must not hide the error
+        text = type(exc).__name__
+    return error_answer(CniError(INTERNAL, f"internal error in antrea-cni: {text[:1000]}"), LATEST)
+
+
+def _version_info(stdin: Stdin, stream: BinaryIO | None) -> dict[str, Any]:
     """VERSION needs only CNI_COMMAND; its stdin is optional and never an error."""
-    if not stream.isatty():
+    if stream is None or not stream.isatty():
         try:
             stdin.read()
         except CniError:
@@ -88,33 +123,64 @@ def _agent_result(raw: dict[str, Any]) -> dict[str, Any]:
         ) from None
 
 
-def run(environ: Mapping[str, str], stdin_stream: BinaryIO, out: TextIO) -> int:
-    """One invocation: returns the exit status, having printed the result or the error."""
-    stdin = _Stdin(stdin_stream)
+def begin(
+    environ: Mapping[str, str], stdin: Stdin, stream: BinaryIO | None = None
+) -> Request | Answer:
+    """Validate one invocation: the Request to execute, or the final Answer (VERSION, errors).
+
+    Shared by this executable (which then asks the agent) and the agent's side of the C shim
+    (which executes the request itself): one implementation of every CNI rule and error code.
+    """
     try:
         command = read_command(environ)
         if command == "VERSION":
-            _print(out, _version_info(stdin, stdin_stream))
-            return 0
-        req = parse_request(command, environ, stdin.read)
-        if command == "STATUS":
-            # Without an agent the plugin cannot add pods: that is STATUS's "not available".
-            call_agent(req, unavailable_code=PLUGIN_NOT_AVAILABLE)
-        elif command == "ADD":
-            result = _agent_result(call_agent(req))
-            _print(out, results.to_version(result, req.cni_version))
-        else:
-            call_agent(req)
-        return 0
+            return Answer(0, _render(_version_info(stdin, stream)))
+        return parse_request(command, environ, stdin.read)
     except CniError as err:
-        _print(out, err.to_json(stdin.version()))
-        return 1
-    except Exception as exc:  # a bug here must still reach the runtime as a CNI error
-        import traceback
+        return error_answer(err, stdin.version())
+    except Exception as exc:
+        return internal_error(exc)
 
-        traceback.print_exc(file=sys.stderr)
-        _print(out, CniError(INTERNAL, f"internal error in antrea-cni: {exc!r}").to_json(LATEST))
-        return 1
+
+def finish(req: Request, outcome: dict[str, Any] | CniError, stdin: Stdin) -> Answer:
+    """The Answer for the agent's result (1.1.0-shaped) or error, in the runtime's version."""
+    try:
+        if isinstance(outcome, CniError):
+            raise outcome
+        if req.command != "ADD":
+            return Answer(0, "")
+        result = _agent_result(outcome)
+        return Answer(0, _render(results.to_version(result, req.cni_version)))
+    except CniError as err:
+        return error_answer(err, stdin.version())
+    except Exception as exc:
+        return internal_error(exc)
+
+
+def run(environ: Mapping[str, str], stdin_stream: BinaryIO, out: TextIO) -> int:
+    """One invocation: returns the exit status, having printed the result or the error."""
+    stdin = Stdin(stdin_stream)
+    answer = begin(environ, stdin, stdin_stream)
+    if isinstance(answer, Request):
+        answer = _ask_agent(answer, stdin)
+    try:
+        out.write(answer.stdout)
+        out.flush()
+    except (OSError, ValueError):
+        pass  # the runtime closed our stdout: nobody is left to tell
+    return answer.rc
+
+
+def _ask_agent(req: Request, stdin: Stdin) -> Answer:
+    # Without an agent the plugin cannot add pods: that is STATUS's "not available".
+    unavailable = PLUGIN_NOT_AVAILABLE if req.command == "STATUS" else TRY_AGAIN_LATER
+    try:
+        outcome: dict[str, Any] | CniError = call_agent(req, unavailable_code=unavailable)
+    except CniError as err:
+        outcome = err
+    except Exception as exc:
+        return internal_error(exc)
+    return finish(req, outcome, stdin)
 
 
 def _environ() -> dict[str, str]:
@@ -126,7 +192,18 @@ def _environ() -> dict[str, str]:
 
 
 def main() -> int:
-    return run(_environ(), sys.stdin.buffer, sys.stdout)
+    try:
+        return run(_environ(), sys.stdin.buffer, sys.stdout)
+    except BaseException as exc:  # the last line of defence: never a traceback
+        if isinstance(exc, SystemExit | KeyboardInterrupt):
+            raise
+        answer = internal_error(exc)
+        try:
+            sys.stdout.write(answer.stdout)
+            sys.stdout.flush()
+        except (OSError, ValueError):
+            pass
+        return answer.rc
 
 
 if __name__ == "__main__":

@@ -31,6 +31,29 @@ MAX_MESSAGE_BYTES = 4 << 20
 AGENT_COMMANDS = ("ADD", "DEL", "CHECK", "STATUS", "GC")
 
 
+def request_fields(
+    *,
+    command: str,
+    container_id: str,
+    netns: str,
+    ifname: str,
+    args: str,
+    path: str,
+    config: dict[str, Any],
+) -> dict[str, Any]:
+    """The request object (what ``decode_request`` returns on the agent's side)."""
+    return {
+        "version": PROTOCOL_VERSION,
+        "command": command,
+        "containerID": container_id,
+        "netns": netns,
+        "ifname": ifname,
+        "args": args,
+        "path": path,
+        "config": config,
+    }
+
+
 def encode_request(
     *,
     command: str,
@@ -41,21 +64,16 @@ def encode_request(
     path: str,
     config: dict[str, Any],
 ) -> bytes:
-    return (
-        json.dumps(
-            {
-                "version": PROTOCOL_VERSION,
-                "command": command,
-                "containerID": container_id,
-                "netns": netns,
-                "ifname": ifname,
-                "args": args,
-                "path": path,
-                "config": config,
-            },
-        ).encode()
-        + b"\n"
+    fields = request_fields(
+        command=command,
+        container_id=container_id,
+        netns=netns,
+        ifname=ifname,
+        args=args,
+        path=path,
+        config=config,
     )
+    return json.dumps(fields).encode() + b"\n"
 
 
 def decode_request(line: bytes) -> dict[str, Any]:

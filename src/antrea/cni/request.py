@@ -44,6 +44,12 @@ _IFNAMSIZ = 16
 # The IPAM types whose semantics the agent implements (it allocates from the Node's podCIDR).
 SUPPORTED_IPAM_TYPES = ("host-local",)
 VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+# A CNI config is a few levels deep; deeper input is refused before anything recurses over it.
+MAX_CONFIG_DEPTH = 100
+# Longer than any runtime waits; also keeps the value a usable socket timeout.
+MAX_TIMEOUT_SECONDS = 86400
+# sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH_BYTES = 107
 
 
 class Request:
@@ -150,6 +156,13 @@ def decode_config(stdin: bytes) -> dict[str, Any]:
         config = json.loads(stdin)
     except (ValueError, UnicodeDecodeError) as exc:
         raise CniError(DECODING_FAILURE, f"error unmarshalling network config: {exc}") from None
+    except (RecursionError, MemoryError):
+        config = _TOO_DEEP  # deeper than the decoder goes: certainly deeper than our limit
+    if config is _TOO_DEEP or _depth(config) > MAX_CONFIG_DEPTH:
+        raise CniError(
+            DECODING_FAILURE,
+            f"error unmarshalling network config: nested more than {MAX_CONFIG_DEPTH} levels deep",
+        )
     if not isinstance(config, dict):
         raise CniError(
             DECODING_FAILURE,
@@ -157,6 +170,27 @@ def decode_config(stdin: bytes) -> dict[str, Any]:
             f"got {type(config).__name__}",
         )
     return config
+
+
+_TOO_DEEP = object()
+
+
+def _depth(value: object) -> int:
+    """How deeply objects and arrays nest in ``value`` (iteratively: no recursion limit)."""
+    deepest = 0
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        deepest = max(deepest, level)
+        if level <= MAX_CONFIG_DEPTH:
+            stack.extend((child, level + 1) for child in children)
+    return deepest
 
 
 def config_version(config: Mapping[str, Any]) -> str:
@@ -207,10 +241,28 @@ def _check_plugin_fields(config: Mapping[str, Any]) -> None:
     socket = config.get("cniSocket", DEFAULT_SOCKET)
     if not isinstance(socket, str) or not socket:
         raise CniError(INVALID_NETWORK_CONFIG, "invalid cniSocket: must be a non-empty string")
-    timeout = config.get("cniTimeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+    try:
+        encoded = socket.encode("utf-8")
+    except UnicodeEncodeError:
         raise CniError(
-            INVALID_NETWORK_CONFIG, "invalid cniTimeoutSeconds: must be a positive number"
+            INVALID_NETWORK_CONFIG, "invalid cniSocket: not a valid UTF-8 path", repr(socket)
+        ) from None
+    if b"\0" in encoded or len(encoded) > MAX_SOCKET_PATH_BYTES:
+        raise CniError(
+            INVALID_NETWORK_CONFIG,
+            f"invalid cniSocket: a unix socket path has at most {MAX_SOCKET_PATH_BYTES} bytes "
+            "and no NUL",
+            repr(socket),
+        )
+    timeout = config.get("cniTimeoutSeconds", DEFAULT_TIMEOUT_SECONDS)
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, int | float)
+        or not 0 < timeout <= MAX_TIMEOUT_SECONDS
+    ):
+        raise CniError(
+            INVALID_NETWORK_CONFIG,
+            f"invalid cniTimeoutSeconds: must be a number of seconds in (0, {MAX_TIMEOUT_SECONDS}]",
         )
 
 

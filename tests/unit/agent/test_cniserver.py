@@ -19,11 +19,14 @@ class FakePods:
     def __init__(self) -> None:
         self.calls: list[Request] = []
 
-    async def add(self, req: Request) -> dict[str, Any]:
+    async def add(self, req: Request, confirm: Any = None) -> dict[str, Any]:
         self.calls.append(req)
         if req.container_id == "bad":
             raise CniError(IPAM_FAILURE, "IP allocation failed", "exhausted")
-        return {"cniVersion": "1.1.0", "ips": [{"address": "10.244.1.2/24"}]}
+        result = {"cniVersion": "1.1.0", "ips": [{"address": "10.244.1.2/24"}]}
+        if confirm is not None:
+            await confirm(result)
+        return result
 
     async def delete(self, req: Request) -> None:
         self.calls.append(req)

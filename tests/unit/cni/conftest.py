@@ -1,12 +1,21 @@
 """Fixtures that drive the installed plugin executable the way a container runtime does.
 
-``plugin`` is the real launcher written by ``install_plugin`` (so the tests also cover the
-``-IS`` start-up path), run with a minimal environment and the config on stdin. ``agent`` is an
-in-test unix-socket server speaking the agent protocol, which records every request.
+Every plugin test runs against both executables (``plugin_kind``):
+
+- ``c``: the static C shim as ``install_plugin`` installs it, talking to ``agent``, which is the
+  agent's real CNI front end (``antrea.agent.cniserver.server.CNIServer``: every CNI rule and
+  error code) with the test's ``responder`` in place of the pod work;
+- ``python``: the Python ``antrea-cni`` launcher (``install_python_plugin``, so the tests also
+  cover its ``-IS`` start-up path), talking to an in-test server speaking protocol version 1.
+
+Either way the test sees the same thing: the executable's stdout and exit status, and in
+``agent.requests`` each request as the agent's pod side receives it (protocol-1 shape).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import json
 import os
 import socket
@@ -20,7 +29,9 @@ from typing import Any
 
 import pytest
 
-from antrea.cni.install import install_plugin
+from antrea.agent.cniserver.server import CNIServer
+from antrea.cni import protocol
+from antrea.cni.install import find_shim, install_plugin, install_python_plugin
 
 # A 1.1.0-shaped ADD result using every field some version knows about.
 FULL_RESULT: dict[str, Any] = {
@@ -94,6 +105,65 @@ class FakeAgent:
         self.responder = lambda _req: body + b"\n"
 
 
+_writer: contextvars.ContextVar[asyncio.StreamWriter] = contextvars.ContextVar("writer")
+
+
+class _RespondingServer(CNIServer):
+    """The agent's CNI front end with `ShimAgent.responder` in place of PodConfigurator."""
+
+    fake: ShimAgent
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        _writer.set(writer)
+        await super()._handle(reader, writer)
+
+    async def dispatch(self, raw: dict[str, Any], confirm: Any = None) -> dict[str, Any]:
+        req = json.loads(json.dumps(raw))  # as a protocol-1 agent would have decoded it
+        self.fake.requests.append(req)
+        answer = await asyncio.to_thread(self.fake.responder, req)
+        if answer is None:  # hang up without answering, as the protocol-1 fake does
+            _writer.get().transport.abort()
+            await asyncio.sleep(3600)
+        result = protocol.decode_response(answer.rstrip(b"\n"))
+        if confirm is not None:
+            await confirm(result)
+        return result
+
+
+@dataclass
+class ShimAgent(FakeAgent):
+    """What the C executable talks to: the agent's front end answering from `responder`."""
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _thread: threading.Thread | None = None
+    _cni: _RespondingServer | None = None
+
+    def start(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._thread = threading.Thread(target=loop.run_forever, daemon=True)
+        self._thread.start()
+
+        async def up() -> _RespondingServer:
+            ready = asyncio.Event()
+            ready.set()
+            server = _RespondingServer(socket_path=self.path, pods=None, ready=ready)  # type: ignore[arg-type]
+            server.fake = self
+            await server.start()
+            return server
+
+        self._cni = asyncio.run_coroutine_threadsafe(up(), loop).result(10)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._cni is not None:
+            asyncio.run_coroutine_threadsafe(self._cni.stop(), self._loop).result(10)
+            self._loop.call_soon_threadsafe(self._loop.stop)
+        if self._thread is not None:
+            self._thread.join(10)
+        if os.path.exists(self.path):
+            os.unlink(self.path)
+
+
 @dataclass
 class Run:
     rc: int
@@ -114,16 +184,37 @@ class Run:
         return code
 
 
+@pytest.fixture(params=["c", "python"], scope="session")
+def plugin_kind(request: pytest.FixtureRequest) -> str:
+    kind: str = request.param
+    return kind
+
+
 @pytest.fixture(scope="session")
-def plugin_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return install_plugin(tmp_path_factory.mktemp("cni-bin"))
+def python_plugin_exe(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return install_python_plugin(tmp_path_factory.mktemp("cni-bin"))
+
+
+@pytest.fixture(scope="session")
+def shim_exe() -> Path:
+    return find_shim()
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> Iterator[FakeAgent]:
+def plugin_exe(
+    plugin_kind: str, python_plugin_exe: Path, shim_exe: Path, agent: FakeAgent, tmp_path: Path
+) -> Path:
+    """The executable under test; the C one as installed for this test's agent socket."""
+    if plugin_kind == "python":
+        return python_plugin_exe
+    return install_plugin(tmp_path / "cni-bin", socket=agent.path, shim=shim_exe)
+
+
+@pytest.fixture
+def agent(plugin_kind: str, tmp_path: Path) -> Iterator[FakeAgent]:
     # Unix socket paths are limited to 108 bytes; pytest's tmp_path can be longer.
     short = Path(f"/tmp/antrea-cni-test-{os.getpid()}-{id(tmp_path):x}.sock")
-    fake = FakeAgent(path=str(short))
+    fake = ShimAgent(path=str(short)) if plugin_kind == "c" else FakeAgent(path=str(short))
     fake.start()
     try:
         yield fake

@@ -19,12 +19,16 @@ def _fake_plugin(bin_dir: Path, name: str, body: str) -> None:
     path.chmod(0o755)
 
 
-def test_install_plugin_writes_an_isolated_launcher(tmp_path):
+def test_install_plugin_copies_the_static_executable(tmp_path):
+    """What lands in the CNI bin dir is the C shim: a static ELF, no interpreter line."""
     exe = install.install_plugin(tmp_path / "bin")
     assert exe == tmp_path / "bin" / "antrea"
     assert exe.stat().st_mode & stat.S_IXUSR
-    first = exe.read_text().splitlines()[0]
-    assert first.startswith("#!/") and first.endswith(" -IS")
+    head = exe.read_bytes()[:20]
+    assert head.startswith(b"\x7fELF")
+    proc = subprocess.run(["file", "-b", str(exe)], capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        assert "statically linked" in proc.stdout or "static-pie" in proc.stdout, proc.stdout
 
 
 def test_installed_plugin_runs_with_an_empty_environment(tmp_path):
@@ -37,10 +41,55 @@ def test_installed_plugin_runs_with_an_empty_environment(tmp_path):
     assert json.loads(proc.stdout)["supportedVersions"][-1] == "1.1.0"
 
 
+def test_installed_plugin_runs_in_an_empty_root(tmp_path):
+    """Nothing on the host is needed: it runs chrooted into a directory holding only itself."""
+    root = tmp_path / "root"
+    install.install_plugin(root / "opt" / "cni" / "bin")
+    if os.geteuid() != 0:
+        pytest.skip("chroot needs root")
+
+    def enter() -> None:
+        os.chroot(root)
+        os.chdir("/")
+
+    proc = subprocess.run(
+        ["/opt/cni/bin/antrea"],
+        preexec_fn=enter,
+        env={"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_NETNS": "/x", "CNI_IFNAME": "e"},
+        input=b'{"cniVersion": "1.0.0", "name": "n", "type": "antrea"}',
+        capture_output=True,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == 11 and "/var/run/antrea/cni.sock" in doc["msg"]
+
+
+def test_install_bakes_the_agent_socket_in_as_default(tmp_path):
+    sock = "/run/antrea-test/agent.sock"
+    exe = install.install_plugin(tmp_path / "bin", socket=sock)
+    proc = subprocess.run(
+        [exe], env={"CNI_COMMAND": "STATUS"}, input=b"{}", capture_output=True, check=False
+    )
+    doc = json.loads(proc.stdout)
+    assert doc["code"] == 50 and sock in doc["msg"]
+
+
+def test_install_refuses_a_socket_the_slot_cannot_hold(tmp_path):
+    with pytest.raises(ValueError, match="does not fit"):
+        install.install_plugin(tmp_path, socket="/" + "x" * 120)
+
+
 def test_install_is_idempotent_and_leaves_no_temporaries(tmp_path):
     install.install_plugin(tmp_path)
     install.install_plugin(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["antrea"]
+
+
+def test_python_plugin_is_an_isolated_launcher(tmp_path):
+    exe = install.install_python_plugin(tmp_path / "bin")
+    first = exe.read_text().splitlines()[0]
+    assert first.startswith("#!/") and first.endswith(" -IS")
 
 
 def test_isolated_launcher_ignores_pythonpath(tmp_path):
@@ -48,7 +97,7 @@ def test_isolated_launcher_ignores_pythonpath(tmp_path):
     shadow = tmp_path / "shadow" / "antrea"
     shadow.mkdir(parents=True)
     (shadow / "__init__.py").write_text("raise SystemExit(42)\n")
-    exe = install.install_plugin(tmp_path / "bin")
+    exe = install.install_python_plugin(tmp_path / "bin")
     env = {"CNI_COMMAND": "VERSION", "PYTHONPATH": str(shadow.parent)}
     proc = subprocess.run([exe], env=env, input=b"{}", capture_output=True, check=False)
     assert proc.returncode == 0

@@ -28,6 +28,7 @@ from antrea.cni.errors import (
     CONFIG_INTERFACE_FAILURE,
     INVALID_NETWORK_CONFIG,
     IPAM_FAILURE,
+    TRY_AGAIN_LATER,
     UNKNOWN_CONTAINER,
     CniError,
 )
@@ -40,6 +41,19 @@ log = structlog.get_logger(__name__)
 
 
 FIRST_POD_OFPORT = 3
+
+# Delivers an ADD's result to the runtime; False when the runtime is no longer there to take it.
+Confirm = Callable[[dict[str, Any]], Awaitable[bool]]
+
+
+class RequestAbandoned(CniError):
+    """The runtime gave up on an ADD before taking its result; the ADD was rolled back."""
+
+    def __init__(self, container_id: str) -> None:
+        super().__init__(
+            TRY_AGAIN_LATER,
+            f"the runtime gave up on the ADD of container {container_id}; it was rolled back",
+        )
 
 
 def parse_cni_args(args: str) -> dict[str, str]:
@@ -132,7 +146,12 @@ class PodConfigurator:
             "dns": {},
         }
 
-    async def add(self, req: Request) -> dict[str, Any]:
+    async def add(self, req: Request, confirm: Confirm | None = None) -> dict[str, Any]:
+        """Attach the pod; with ``confirm``, keep the attachment only if the result is delivered.
+
+        Cancellation (the runtime went away) and a failed ``confirm`` roll back every step, as a
+        failure does: the runtime never finds an address, veth or OVS port it did not get.
+        """
         async with self._lock(req.container_id):
             existing = self.store.get(req.container_id)
             if existing is not None:
@@ -146,13 +165,18 @@ class PodConfigurator:
                 )
             undo: list[Callable[[], Awaitable[object]]] = []
             try:
-                return await self._add(req, undo)
-            except BaseException:
+                result = await self._add(req, undo)
+                if confirm is not None and not await confirm(result):
+                    raise RequestAbandoned(req.container_id)
+                return result
+            except BaseException as exc:
+                if isinstance(exc, RequestAbandoned | asyncio.CancelledError):
+                    log.warning("cni_add_rolled_back", container_id=req.container_id)
                 for step in reversed(undo):
                     try:
                         await step()
-                    except Exception as exc:
-                        log.warning("cni_add_rollback_step_failed", error=repr(exc))
+                    except (Exception, asyncio.CancelledError) as step_exc:
+                        log.warning("cni_add_rollback_step_failed", error=repr(step_exc))
                 raise
 
     async def _add(
@@ -189,8 +213,10 @@ class PodConfigurator:
         flows = asyncio.ensure_future(self.writer.submit(owner, self._pod_flows(cfg)))
         undo.append(lambda: self.writer.submit(owner, None))
         undo.append(lambda: _quietly(flows))  # first let the install finish, then undo it
-        try:
-            veth = await asyncio.to_thread(
+        # The thread cannot be cancelled: if the ADD is (the runtime gave up), the undo waits
+        # for it to finish and then removes whatever it created.
+        making = asyncio.ensure_future(
+            asyncio.to_thread(
                 netlink.create_pod_veth,
                 netns=req.netns,
                 ifname=req.ifname,
@@ -201,13 +227,21 @@ class PodConfigurator:
                 disable_tx_checksum=self.disable_tx_checksum,
                 pod_mac=pod_mac,
             )
+        )
+
+        async def remove_veth() -> None:
+            await _quietly(making)
+            await asyncio.to_thread(netlink.delete_link, host_name)
+
+        undo.append(remove_veth)
+        try:
+            veth = await asyncio.shield(making)
         except netlink.NetnsGone as exc:
             raise CniError(CONFIG_INTERFACE_FAILURE, f"netns {req.netns} does not exist") from exc
         except Exception as exc:
             raise CniError(
                 CONFIG_INTERFACE_FAILURE, "failed to configure the pod interface", repr(exc)
             ) from exc
-        undo.append(lambda: asyncio.to_thread(netlink.delete_link, host_name))
         steps.mark("veth")
 
         undo.append(lambda: self.ovsdb.remove_port(self.bridge, host_name))
@@ -217,7 +251,7 @@ class PodConfigurator:
             self.ovsdb.attach_port(
                 self.bridge, host_name, ofport_request=ofport, external_ids=cfg.external_ids()
             ),
-            flows,
+            asyncio.shield(flows),  # a cancelled ADD still waits for it in the undo
             return_exceptions=True,
         )
         if isinstance(port_res, BaseException):
@@ -402,7 +436,7 @@ class LinkReaper:
 
 
 async def _quietly(aw: Awaitable[object]) -> None:
-    with contextlib.suppress(Exception):
+    with contextlib.suppress(Exception, asyncio.CancelledError):
         await aw
 
 
