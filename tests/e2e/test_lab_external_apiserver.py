@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from antrea.lab import lifecycle, state
+from antrea.lab.kube import KubeClient
 from antrea.lab.testing import KUBECTL, Lab, need_lab_prerequisites
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
@@ -56,5 +57,16 @@ async def test_lab_on_an_existing_api_server(external: Path) -> None:
         out = lab.exec_node("node2", str(KUBECTL), "get", "pods", "-A", "-o", "json").stdout
         assert len(json.loads(out)["items"]) == 9
     finally:
-        lifecycle.down(name)
+        removed = lifecycle.down(name)
     assert not (state.lab_root() / name).exists()
+    # Nothing the lab wrote stays in the server: Nodes, Leases, the pods that ran on the lab's
+    # kubelets, the namespaces it created.
+    assert {"node node1", "node node2", "namespace x"} <= set(removed)
+    async with KubeClient.from_kubeconfig(external) as c:
+        assert (await c.list("/api/v1/nodes"))["items"] == []
+        assert (await c.list("/api/v1/pods"))["items"] == []
+        leases = await c.list("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases")
+        assert (leases.get("items") or []) == []
+        for ns in ("x", "y", "z"):
+            obj = await c.get_or_none(f"/api/v1/namespaces/{ns}")
+            assert obj is None or obj["metadata"].get("deletionTimestamp"), ns

@@ -32,6 +32,17 @@ def register(subparsers: Any) -> None:
         "--kubeconfig", default=None, help="use this API server instead of the embedded one"
     )
     up.add_argument("--no-wait", action="store_true", help="do not wait for the node network")
+    up.add_argument("--kubernetes", choices=("embedded", "real"), default="embedded",
+                    help="embedded API server and kubelets, or real kube-apiserver, etcd, "
+                    "controller-manager, scheduler, containerd and kubelets (no CNI installed: "
+                    "then `kubectl apply -f deploy/antrea.yml`)")  # fmt: skip
+    up.add_argument(
+        "--k8s-bin",
+        default=None,
+        metavar="DIR",
+        help="--kubernetes real: directory of kube-apiserver, kube-controller-manager, "
+        "kube-scheduler, kubelet (default: the PATH)",
+    )
 
     cmd("down", "stop a lab and remove everything it created", _down)
     st = cmd("status", "show a lab's nodes and processes", _status)
@@ -67,6 +78,11 @@ def register(subparsers: Any) -> None:
     demo = cmd("demo", "2-node lab, pods, matrix, a NetworkPolicy, matrix again", _demo)
     demo.add_argument("--cni", choices=("antrea", "reference"), default=None)
     demo.add_argument("--down", action="store_true", help="tear the lab down at the end")
+
+    fw = sub.add_parser("forward")  # internal: the real lab's host -> API server forwarder
+    fw.add_argument("--name", required=True)
+    fw.add_argument("--port", type=int, required=True)
+    fw.set_defaults(func=_forward)
 
     sup = sub.add_parser("supervise")  # internal: no help, so not listed
     sup.add_argument("--name", required=True)
@@ -104,8 +120,14 @@ def _up(args: argparse.Namespace) -> int:
         pod_cidr=args.pod_cidr,
         kubeconfig=args.kubeconfig,
         wait_network=not args.no_wait,
+        kubernetes=args.kubernetes,
+        k8s_bin=args.k8s_bin,
     )
-    print(f"lab {spec.name!r} is up: {len(spec.nodes)} nodes, {spec.cni} CNI")
+    if spec.kubernetes == "real":
+        print(f"lab {spec.name!r} is up: {len(spec.nodes)} nodes, real Kubernetes "
+              f"({spec.k8s_bin}), no CNI yet: kubectl apply -f deploy/antrea.yml")  # fmt: skip
+    else:
+        print(f"lab {spec.name!r} is up: {len(spec.nodes)} nodes, {spec.cni} CNI")
     print(f"kubeconfig: {spec.kubeconfig}")
     print(f"  export KUBECONFIG={spec.kubeconfig}")
     return 0
@@ -164,6 +186,18 @@ def _exec(args: argparse.Namespace) -> int:
     if not argv:
         argv = [os.environ.get("SHELL", "/bin/bash")]
     env = dict(os.environ)
+    if "/" in args.target and spec.kubernetes == "real":
+        from antrea.lab.realk8s.pods import find_pod
+
+        found = find_pod(spec, args.target)
+        if found is None:
+            return _fail(f"no running pod {args.target} in lab {spec.name!r}")
+        node_name, path = found
+        env.update(spec.node(node_name).env())
+        env["PATH"] = f"{os.path.dirname(sys.executable)}:{env.get('PATH', '/usr/bin:/bin')}"
+        full = ["nsenter", f"--net={path}", *argv]
+        sys.stdout.flush()
+        os.execvpe(full[0], full, env)
     if "/" in args.target:
         sb = sandbox.find(spec, args.target)
         if sb is None:
@@ -274,6 +308,16 @@ def _demo(args: argparse.Namespace) -> int:
     from antrea.lab.demo import run_demo
 
     return run_demo(name=args.name or "demo", cni=args.cni or default_cni(), teardown=args.down)
+
+
+def _forward(args: argparse.Namespace) -> int:
+    import uvloop
+
+    from antrea.lab import state
+    from antrea.lab.realk8s import forward
+
+    uvloop.run(forward.run(state.load(args.name), args.port))
+    return 0
 
 
 def _supervise(args: argparse.Namespace) -> int:

@@ -18,6 +18,7 @@ from pathlib import Path
 import uvloop
 
 from antrea.lab import lifecycle, model, state
+from antrea.lab.external import record_namespaces
 from antrea.lab.kube import KubeClient
 from antrea.lab.probe import lab_targets, probe_matrix, render_table
 from antrea.lab.state import CniMode, LabError
@@ -63,7 +64,7 @@ async def _matrix(spec: state.LabSpec) -> str:
 
 async def _populate(spec: state.LabSpec, m: model.Model) -> None:
     async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
-        await model.create(client, m)
+        record_namespaces(spec.path, await model.create(client, m))
         await model.wait_running(client, m.keys, timeout=120)
 
 

@@ -31,6 +31,7 @@ from antrea.lab.state import (
     CONTROLLER_API_PORT,
     CniMode,
     EncapMode,
+    KubeMode,
     LabError,
     LabSpec,
     NodeSpec,
@@ -71,7 +72,13 @@ def up(
     pod_cidr: str = "10.244.0.0/16",
     kubeconfig: str | None = None,
     wait_network: bool = True,
+    kubernetes: KubeMode = "embedded",
+    k8s_bin: str | None = None,
 ) -> LabSpec:
+    if kubernetes == "real":
+        if kubeconfig:
+            raise LabError("--kubernetes real runs its own API server: drop --kubeconfig")
+        return up_real(name=name, nodes=nodes, pod_cidr=pod_cidr, k8s_bin=k8s_bin)
     if kubeconfig:
         kubeconfig = str(Path(kubeconfig).resolve())
         if not Path(kubeconfig).is_file():
@@ -85,19 +92,7 @@ def up(
             f"lab {name!r} already exists ({spec.path}); use it, or `antrea lab down --name {name}`"
         )
     check_prerequisites(cni)
-    leftovers = netns.list_netns(netns_prefix(name))
-    if leftovers:
-        raise LabError(
-            f"lab {name!r} has leftover namespaces ({', '.join(leftovers)}): "
-            f"run `antrea lab down --name {name}` first"
-        )
-    lab_root().mkdir(parents=True, exist_ok=True)
-    try:
-        spec.path.mkdir(parents=True)  # parents: another lab's down may rmdir the root
-    except FileExistsError:
-        raise LabError(
-            f"lab {name!r} already exists ({spec.path}); use it, or `antrea lab down --name {name}`"
-        ) from None
+    claim(spec)
     try:
         spec.save()
         try:
@@ -124,6 +119,54 @@ def up(
         down(name)
         raise
     log.info("lab_up", lab=name, nodes=nodes, cni=cni, kubeconfig=str(spec.kubeconfig))
+    return spec
+
+
+def claim(spec: LabSpec) -> None:
+    """Create the lab's directory atomically: two `up`s of one name cannot both get it."""
+    name = spec.name
+    leftovers = netns.list_netns(netns_prefix(name))
+    if leftovers:
+        raise LabError(
+            f"lab {name!r} has leftover namespaces ({', '.join(leftovers)}): "
+            f"run `antrea lab down --name {name}` first"
+        )
+    lab_root().mkdir(parents=True, exist_ok=True)
+    try:
+        spec.path.mkdir(parents=True)  # parents: another lab's down may rmdir the root
+    except FileExistsError:
+        raise LabError(
+            f"lab {name!r} already exists ({spec.path}); use it, or `antrea lab down --name {name}`"
+        ) from None
+
+
+def up_real(*, name: str, nodes: int, pod_cidr: str, k8s_bin: str | None) -> LabSpec:
+    """A lab on real Kubernetes binaries (see `antrea.lab.realk8s.lifecycle`)."""
+    from antrea.lab.realk8s import binaries
+    from antrea.lab.realk8s import lifecycle as real
+
+    spec = plan(name=name, nodes=nodes, cni="antrea", encap="vxlan", pod_cidr=pod_cidr)
+    if spec.path.exists():
+        raise LabError(
+            f"lab {name!r} already exists ({spec.path}); use it, or `antrea lab down --name {name}`"
+        )
+    if os.geteuid() != 0:
+        raise LabError("the lab needs root (network namespaces, containers): run it with sudo")
+    bins = binaries.find(k8s_bin)
+    spec.kubernetes, spec.k8s_bin = "real", bins.directory
+    claim(spec)
+    try:
+        spec.save()
+        try:
+            real.build(spec, bins)
+        except subprocess.CalledProcessError as exc:
+            cmd = " ".join(map(str, exc.cmd))
+            raise LabError(f"wiring the lab failed: {cmd}: {(exc.stderr or '').strip()}") from exc
+    except BaseException:
+        log.warning("lab_up_failed", lab=name)
+        down(name)
+        raise
+    log.info("lab_up", lab=name, nodes=nodes, kubernetes="real", kubeconfig=str(spec.kubeconfig))
     return spec
 
 
@@ -255,7 +298,9 @@ def down(name: str) -> list[str]:
     validate_name(name)
     root = lab_root() / name
     removed: list[str] = []
+    removed += forget_external(root)
     topology.stop_pidfile(root / "supervisor.pid", expect="supervise", timeout=10.0)
+    removed += real_teardown(root, name)
     nodes_dir = root / "nodes"
     node_dirs = sorted(nodes_dir.iterdir()) if nodes_dir.is_dir() else []
     for d in node_dirs:
@@ -277,21 +322,59 @@ def down(name: str) -> list[str]:
     return removed
 
 
+def real_teardown(root: Path, name: str) -> list[str]:
+    marks = [root / "control", root / "forward.pid", *(root / "nodes").glob("*/run.sh")]
+    if not any(m.exists() for m in marks):
+        return []
+    from antrea.lab.realk8s.lifecycle import teardown
+
+    return teardown(root, name)
+
+
+def forget_external(root: Path) -> list[str]:
+    """External API server: delete what the lab wrote there (its Nodes and their pods)."""
+    try:
+        spec = LabSpec.load(root / "lab.json")
+    except (OSError, ValueError, TypeError, KeyError):
+        return []
+    if not spec.external_kubeconfig or spec.kubernetes != "embedded":
+        return []
+    from antrea.lab.external import forget
+
+    return forget(spec)
+
+
 def status(spec: LabSpec) -> dict[str, Any]:
     """Process and readiness facts about a lab (no API calls: works when the API is down)."""
-    sup = topology.read_pid(spec.supervisor_pidfile)
+    real = spec.kubernetes == "real"
+    # A real lab has no supervisor: its host-side process is the API forwarder.
+    sup = topology.read_pid(spec.path / "forward.pid" if real else spec.supervisor_pidfile)
     doc: dict[str, Any] = {
         "name": spec.name,
+        "kubernetes": spec.kubernetes,
         "dir": spec.dir,
         "cni": spec.cni,
         "encap": spec.encap,
         "kubeconfig": str(spec.kubeconfig),
         "apiserver": "external"
         if spec.external_kubeconfig
-        else f"https://127.0.0.1:{spec.api_port}",
+        else f"https://127.0.0.1:{spec.api_port}",  # real: the forwarder's port
         "supervisor": {"pid": sup, "running": bool(sup and topology.pid_alive(sup))},
         "nodes": [],
     }
+    if real:
+        from antrea.lab.realk8s import control
+
+        pids = {c: topology.read_pid(control.pidfile(spec, c)) for c in control.COMPONENTS}
+        pids["runtime"] = None
+        doc["components"] = {
+            c: bool(p and topology.pid_alive(p)) for c, p in pids.items() if c != "runtime"
+        }
+        for node in spec.nodes:
+            pid = topology.read_pid(node.path / "runtime.pid")
+            doc["components"][f"{node.name}/containerd+kubelet"] = bool(
+                pid and topology.pid_alive(pid)
+            )
     for node in spec.nodes:
         ovs = {
             p: topology.read_pid(node.ovs_dir / f"{p}.pid")

@@ -87,11 +87,13 @@ class Model:
         return {s: dict.fromkeys(self.keys, True) for s in self.keys}
 
 
-async def create(client: KubeClient, model: Model) -> None:
-    """Create the namespaces and pods (existing ones are kept)."""
+async def create(client: KubeClient, model: Model) -> list[str]:
+    """Create the namespaces and pods (existing ones are kept); returns the namespaces created."""
+    created: list[str] = []
     for ns in model.namespaces:
         try:
             await client.create("/api/v1/namespaces", model.namespace_object(ns))
+            created.append(ns)
         except ApiError as exc:
             if exc.status != 409:
                 raise
@@ -102,6 +104,7 @@ async def create(client: KubeClient, model: Model) -> None:
         except ApiError as exc:
             if exc.status != 409:
                 raise
+    return created
 
 
 async def wait_running(

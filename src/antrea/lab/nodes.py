@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from antrea.lab.cniruntime import NoNetworkConfig, load_network
+from antrea.lab.external import record_namespaces
 from antrea.lab.kube import ApiError, KubeClient, Obj
 from antrea.lab.kubelet import now
 from antrea.lab.state import NodeSpec
@@ -131,6 +132,7 @@ async def renew_lease(client: KubeClient, node: NodeSpec) -> None:
     try:
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}
         await client.create("/api/v1/namespaces", ns)
+        record_namespaces(node.path.parent.parent, [LEASE_NAMESPACE])
     except ApiError as exc:
         if exc.status != 409:
             raise

@@ -103,7 +103,8 @@ async def lab_targets(
     """
     from antrea.lab import sandbox
 
-    boxes = sandbox.load_all(spec)
+    real = getattr(spec, "kubernetes", "embedded") == "real"
+    boxes = {} if real else sandbox.load_all(spec)
     pods = (await client.list("/api/v1/pods")).get("items") or []
     out: list[Target] = []
     for pod in pods:
@@ -112,10 +113,18 @@ async def lab_targets(
             continue
         if (pod.get("spec") or {}).get("hostNetwork") or md.get("deletionTimestamp"):
             continue
-        sb = boxes.get(md.get("uid", ""))
-        if st.get("phase") != "Running" or not st.get("podIP") or sb is None:
+        if st.get("phase") != "Running" or not st.get("podIP"):
             continue
-        out.append(
-            Target(key=f"{md['namespace']}/{md['name']}", netns_path=sb.netns_path, ip=st["podIP"])
-        )
+        if real:
+            from antrea.lab.realk8s.node import cgroup_root
+            from antrea.lab.realk8s.pods import pod_netns_path
+
+            node = (pod.get("spec") or {}).get("nodeName") or ""
+            path = pod_netns_path([cgroup_root(spec.name, node)], md.get("uid", ""))
+        else:
+            sb = boxes.get(md.get("uid", ""))
+            path = None if sb is None else sb.netns_path
+        if path is None:
+            continue
+        out.append(Target(key=f"{md['namespace']}/{md['name']}", netns_path=path, ip=st["podIP"]))
     return out

@@ -31,6 +31,9 @@ AGENT_API_PORT = 10350
 CONTROLLER_API_PORT = 10349
 
 CniMode = Literal["antrea", "reference"]
+# embedded: our API server and small kubelets (the supervisor); real: kube-apiserver, etcd,
+# kube-controller-manager, kube-scheduler and per node containerd + kubelet (lab/realk8s/).
+KubeMode = Literal["embedded", "real"]
 EncapMode = Literal["vxlan", "geneve", "none"]
 
 
@@ -154,6 +157,8 @@ class LabSpec:
     external_kubeconfig: str | None
     nodes: list[NodeSpec] = field(default_factory=list)
     api_port: int = 0
+    kubernetes: KubeMode = "embedded"
+    k8s_bin: str = ""  # real mode: the directory the Kubernetes binaries were taken from
 
     @property
     def path(self) -> Path:

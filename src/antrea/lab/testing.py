@@ -23,6 +23,7 @@ import pytest
 from antrea.lab import lifecycle, netns, state
 from antrea.lab import model as labmodel
 from antrea.lab.defaults import default_cni
+from antrea.lab.external import record_namespaces
 from antrea.lab.kube import KubeClient
 from antrea.lab.probe import lab_targets, probe_matrix
 
@@ -107,7 +108,7 @@ class Lab:
     async def create_model(self, m: labmodel.Model | None = None) -> labmodel.Model:
         m = m or self.model()
         async with self.client() as c:
-            await labmodel.create(c, m)
+            record_namespaces(self.spec.path, await labmodel.create(c, m))
             await labmodel.wait_running(c, m.keys, timeout=120)
         return m
 

@@ -109,7 +109,8 @@ def start_ovs(node: NodeSpec) -> None:
     )
 
 
-def build_node(spec: LabSpec, node: NodeSpec) -> None:
+def wire_node(spec: LabSpec, node: NodeSpec) -> None:
+    """The node's namespace and its wire to the underlay (eth0 <-> node<i> on br0); no address."""
     ns = node.netns
     for sub in ("cni/net.d", "cni/bin", "cni-cache", "sandboxes", "antrea", "ipam"):
         (node.path / sub).mkdir(parents=True, exist_ok=True)
@@ -124,6 +125,11 @@ def build_node(spec: LabSpec, node: NodeSpec) -> None:
     # Both ends feed or come from OVS's AF_PACKET sockets: full checksums (see ethtool.py).
     netns.call_in(netns.netns_path(spec.underlay_netns), lambda: disable_tx_checksum(node.name))
     netns.call_in(netns.netns_path(ns), lambda: disable_tx_checksum("eth0"))
+
+
+def build_node(spec: LabSpec, node: NodeSpec) -> None:
+    ns = node.netns
+    wire_node(spec, node)
     start_ovs(node)
     vsctl(
         node,
@@ -144,6 +150,17 @@ def add_reference_routes(spec: LabSpec) -> None:
                 continue
             _ip(node.netns, "route", "replace", other.pod_cidr, "via", other.underlay_ip,
                 "dev", "br-phy")  # fmt: skip
+
+
+def build_plain_node(spec: LabSpec, node: NodeSpec) -> None:
+    """A node as a real cluster's machine: the underlay address on eth0, no OVS of the lab's.
+
+    The real-Kubernetes mode uses it: there the CNI's own DaemonSet brings OVS to the node.
+    """
+    wire_node(spec, node)
+    prefix = spec.underlay_cidr.split("/")[1]
+    _ip(node.netns, "addr", "add", f"{node.underlay_ip}/{prefix}", "dev", "eth0")
+    _ip(node.netns, "link", "set", "eth0", "up")
 
 
 def build(spec: LabSpec) -> None:

@@ -1,0 +1,1 @@
+"""The real-Kubernetes lab mode: `antrea lab up --kubernetes real` (see docs/design/lab.md)."""
