@@ -23,6 +23,7 @@ from antrea.apiserver.server import APIServer
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ControllerCandidate
 from antrea.controller.distribution import iter_store, members_on
+from antrea.lab import identities
 from antrea.util.kuberest import ApiClientResources, load_api_client
 
 NODES = ("node1", "node2")
@@ -48,8 +49,15 @@ class Cluster:
 
     async def start(self) -> None:
         await self.api.start()
+        # Agents run as the manifest's antrea-agent ServiceAccount, one bound token per node.
+        self.api.ensure_objects(identities.manifest_identity_objects())
         for n in NODES:
-            self.api.add_token(f"tok-{n}", user=f"system:node:{n}", groups=["system:nodes"])
+            self.api.add_token(
+                f"tok-{n}",
+                user=identities.serviceaccount_user(identities.AGENT_SA),
+                groups=identities.serviceaccount_groups(),
+                extra={identities.NODE_NAME_EXTRA: [n]},
+            )
             self.api.write_kubeconfig(self.tmp / f"{n}.kubeconfig", token=f"tok-{n}", user=n)
         self.api.write_kubeconfig(self.tmp / "admin.kubeconfig")
         self.admin = await self.client("admin")

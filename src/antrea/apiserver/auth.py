@@ -1,9 +1,8 @@
 """Bearer-token authentication from a static token file, and the authorization seam.
 
 The token file has kube-apiserver's ``--token-auth-file`` format: CSV lines
-``token,user,uid,"group1,group2"``. Authorization is "every authenticated identity may do
-everything" for now; it sits behind the `Authorizer` protocol so an RBAC-like policy can be
-slotted in without touching the handlers.
+``token,user,uid,"group1,group2"``. Authorization is behind the `Authorizer` protocol;
+the server's is `antrea.apiserver.authz.Authorization` (Node + RBAC).
 """
 
 from __future__ import annotations
@@ -23,6 +22,8 @@ class Identity:
     user: str
     uid: str = ""
     groups: tuple[str, ...] = field(default=())
+    # Extra attributes (a bound ServiceAccount token's node name, as TokenReview reports it).
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = field(default=())
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,7 +44,7 @@ class Authorizer(Protocol):
 
 
 class AllowAuthenticated:
-    """Every authenticated identity may do anything (what the lab needs today)."""
+    """Every authenticated identity may do anything (for tests that need no authorization)."""
 
     def authorize(self, identity: Identity, attrs: RequestAttributes) -> bool:
         return AUTHENTICATED in identity.groups
@@ -95,7 +96,12 @@ class TokenAuthenticator:
             return None
         if AUTHENTICATED in ident.groups:
             return ident
-        return Identity(user=ident.user, uid=ident.uid, groups=(*ident.groups, AUTHENTICATED))
+        return Identity(
+            user=ident.user,
+            uid=ident.uid,
+            groups=(*ident.groups, AUTHENTICATED),
+            extra=ident.extra,
+        )
 
     def authenticate_header(self, header: str | None) -> Identity | None:
         if not header:

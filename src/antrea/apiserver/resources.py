@@ -242,6 +242,23 @@ BUILTINS: tuple[ResourceType, ...] = (
         verbs=("create",),
         virtual=True,
     ),
+    *(
+        ResourceType(
+            group="authorization.k8s.io",
+            version="v1",
+            resource=resource,
+            kind=kind,
+            namespaced=namespaced,
+            singular=kind.lower(),
+            verbs=("create",),
+            virtual=True,
+        )
+        for resource, kind, namespaced in (
+            ("subjectaccessreviews", "SubjectAccessReview", False),
+            ("localsubjectaccessreviews", "LocalSubjectAccessReview", True),
+            ("selfsubjectrulesreviews", "SelfSubjectRulesReview", False),
+        )
+    ),
     ResourceType(
         group="authentication.k8s.io",
         version="v1",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import copy
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -115,6 +116,12 @@ class ResourceHandlers:
         self.authenticator = authenticator
         self.bookmark_interval = bookmark_interval
         self.deletions = Deletions(store=store, registry=registry)
+        # Authorization's hooks (`antrea.apiserver.authz`): checks on writes that need the
+        # object (RBAC escalation, node restriction), and the access reviews.
+        self.admit: Callable[[str, str, JSON, JSON | None], None] | None = None
+        self.access_reviews: (
+            Callable[[web.Request, str, str, Identity], Awaitable[web.Response]] | None
+        ) = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -157,6 +164,8 @@ class ResourceHandlers:
                 raise errors.method_not_allowed()
             if rt.resource == "selfsubjectreviews":
                 return await reviews.self_subject_review(request, identity)
+            if rt.group == "authorization.k8s.io" and self.access_reviews is not None:
+                return await self.access_reviews(request, rt.resource, ns or "", identity)
             if rt.resource == "selfsubjectaccessreviews":
                 return await reviews.self_access_review(request, identity, self.authorizer)
             return await reviews.token_review(request, self.authenticator)
@@ -308,6 +317,8 @@ class ResourceHandlers:
 
     def _validate(self, rt: ResourceType, obj: JSON, old: JSON | None) -> None:
 
+        if self.admit is not None:
+            self.admit(rt.group, rt.resource, obj, old)
         errs = validate(rt.group, rt.kind, obj, old)
         if rt.custom and rt.schema is not None:
             errs.extend(crschema.validate(rt.schema, obj))

@@ -74,7 +74,12 @@ async def token_review(request: web.Request, authenticator: TokenAuthenticator) 
     else:
         status = {
             "authenticated": True,
-            "user": {"username": ident.user, "uid": ident.uid, "groups": list(ident.groups)},
+            "user": {
+                "username": ident.user,
+                "uid": ident.uid,
+                "groups": list(ident.groups),
+                **({"extra": {k: list(v) for k, v in ident.extra}} if ident.extra else {}),
+            },
             "audiences": spec.get("audiences") or [],
         }
     return json_response(

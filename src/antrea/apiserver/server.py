@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import socket
 import ssl
 from collections.abc import Sequence
@@ -20,9 +21,8 @@ import orjson
 import structlog
 from aiohttp import web
 
-from antrea.apiserver import discovery, errors
+from antrea.apiserver import authz, discovery, errors
 from antrea.apiserver.auth import (
-    AllowAuthenticated,
     Authorizer,
     Identity,
     RequestAttributes,
@@ -30,13 +30,14 @@ from antrea.apiserver.auth import (
     format_token_line,
     new_token,
 )
+from antrea.apiserver.authz import reviews as access_reviews
 from antrea.apiserver.certs import ServingCerts, ensure_certs
 from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
 from antrea.apiserver.limits import MAX_REQUEST_BODY_BYTES
 from antrea.apiserver.persistence import Persistence
 from antrea.apiserver.resources import Registry
 from antrea.apiserver.rest import ResourceHandlers
-from antrea.apiserver.routing import GroupVersionPath, parse_path
+from antrea.apiserver.routing import GroupVersionPath, ResourcePath, parse_path
 from antrea.apiserver.store import Store
 from antrea.apiserver.wire import json_response
 from antrea.util.pki import server_ssl_context
@@ -45,7 +46,6 @@ log = structlog.get_logger(__name__)
 
 ADMIN = Identity(user="admin", uid="admin", groups=("system:masters",))
 _HEALTH = ("/healthz", "/livez", "/readyz")
-_VERBS = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}
 
 
 def _ssl_context(certs: ServingCerts) -> ssl.SSLContext:
@@ -95,7 +95,9 @@ class APIServer:
         self.store = Store(history=history, watch_queue=watch_queue)
         self.registry = Registry()
         self.authenticator = TokenAuthenticator()
-        self.authorizer: Authorizer = authorizer or AllowAuthenticated()
+        # Node + RBAC (kube-apiserver's --authorization-mode=Node,RBAC); tests may pass another.
+        self.authorization = authz.Authorization(self.store)
+        self.authorizer: Authorizer = authorizer or self.authorization
         self.handlers = ResourceHandlers(
             store=self.store,
             registry=self.registry,
@@ -103,6 +105,8 @@ class APIServer:
             authorizer=self.authorizer,
             bookmark_interval=bookmark_interval,
         )
+        self.handlers.admit = self.authorization.admit
+        self.handlers.access_reviews = self._access_review
         self._persistence: Persistence | None = None
         self._runner: web.AppRunner | None = None
         self._sites: list[web.BaseSite] = []
@@ -156,10 +160,50 @@ class APIServer:
         write_kubeconfig(path, self.kubeconfig(**kwargs))
 
     def add_token(
-        self, token: str, *, user: str, uid: str = "", groups: Sequence[str] = ()
+        self,
+        token: str,
+        *,
+        user: str,
+        uid: str = "",
+        groups: Sequence[str] = (),
+        extra: dict[str, Sequence[str]] | None = None,
     ) -> None:
         """Accept another bearer token from now on (not written to the token file)."""
-        self.authenticator.add(token, Identity(user=user, uid=uid, groups=tuple(groups)))
+        extras = tuple((k, tuple(v)) for k, v in sorted((extra or {}).items()))
+        self.authenticator.add(
+            token, Identity(user=user, uid=uid, groups=tuple(groups), extra=extras)
+        )
+
+    def ensure_objects(self, objects: Sequence[tuple[tuple[str, str], dict[str, object]]]) -> None:
+        """Create or reset objects as the server itself (bootstrap RBAC, the lab's manifest).
+
+        An existing object is replaced unless it is annotated
+        ``rbac.authorization.kubernetes.io/autoupdate: "false"``.
+        """
+        for key, raw in objects:
+            rt = self.registry.any_version(*key)
+            if rt is None:
+                raise ValueError(f"unknown resource {key}")
+            obj = copy.deepcopy(dict(raw))
+            meta = obj.setdefault("metadata", {})
+            assert isinstance(meta, dict)
+            ns = str(meta.get("namespace") or "") if rt.namespaced else ""
+            old = self.store.get(rt.key, ns, str(meta.get("name", "")))
+            if old is None:
+                self.handlers.create(rt, obj, ns)
+                continue
+            annotations = old["metadata"].get("annotations") or {}
+            if annotations.get(authz.defaults.AUTOUPDATE) == "false":
+                continue
+            meta.pop("resourceVersion", None)
+            self.handlers.update(rt, obj, old)
+
+    async def _access_review(
+        self, request: web.Request, resource: str, namespace: str, identity: Identity
+    ) -> web.Response:
+        return await access_reviews.handle(
+            request, resource, namespace, identity, self.authorization
+        )
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -197,6 +241,7 @@ class APIServer:
             self.store.compacted_rv = rv
             self._persistence.start(self.store)
         self.handlers.bootstrap()
+        self.ensure_objects(self.authorization.default_objects())
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_events())
         app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)
@@ -271,6 +316,13 @@ class APIServer:
         identity = self.authenticator.authenticate_header(request.headers.get("Authorization"))
         if identity is None:
             raise errors.unauthorized()
+        authz.CURRENT_IDENTITY.set(identity)
+        target = parse_path(path)
+        if not isinstance(target, ResourcePath):
+            attrs = authz.non_resource_attributes(request.method, path)
+            allowed, reason = self.authorizer_decide(identity, attrs)
+            if not allowed:
+                raise authz.forbidden(identity, attrs, reason)
         if path == "/version":
             return json_response(discovery.KUBERNETES_VERSION)
         if path == "/":
@@ -288,7 +340,6 @@ class APIServer:
             if group is None:
                 raise errors.resource_not_found(path)
             return json_response(group)
-        target = parse_path(path)
         if target is None:
             raise errors.resource_not_found(path)
         if isinstance(target, GroupVersionPath):
@@ -296,39 +347,16 @@ class APIServer:
             if doc is None:
                 raise errors.resource_not_found(path)
             return json_response(doc)
-        verb = _VERBS.get(request.method, request.method.lower())
-        if request.method == "GET" and (
-            target.name is None or target.watch or request.query.get("watch")
-        ):
-            verb = (
-                "watch" if target.watch or request.query.get("watch") in ("1", "true") else "list"
-            )
-        elif request.method == "DELETE" and target.name is None:
-            verb = "deletecollection"
-        attrs = RequestAttributes(
-            verb=verb,
-            group=target.group,
-            resource=target.resource,
-            subresource=target.subresource,
-            namespace=target.namespace or "",
-            name=target.name or "",
-            path=path,
-        )
-        if not self.authorizer.authorize(identity, attrs):
-            where = (
-                f' in the namespace "{attrs.namespace}"'
-                if attrs.namespace
-                else " at the cluster scope"
-            )
-            raise errors.forbidden(
-                f"{errors.qualified(target.resource, target.group)} is forbidden: "
-                f'User "{identity.user}" '
-                f'cannot {verb} resource "{target.resource}" in API group "{target.group}"{where}',
-                group=target.group,
-                resource=target.resource,
-                name=target.name or "",
-            )
+        attrs = authz.resource_attributes(request.method, target, request.query, path)
+        allowed, reason = self.authorizer_decide(identity, attrs)
+        if not allowed:
+            raise authz.forbidden(identity, attrs, reason)
         return await self.handlers.handle(request, target, identity)
+
+    def authorizer_decide(self, identity: Identity, attrs: RequestAttributes) -> tuple[bool, str]:
+        if isinstance(self.authorizer, authz.Authorization):
+            return self.authorizer.decide(identity, attrs)
+        return self.authorizer.authorize(identity, attrs), ""
 
     def _openapi(self, path: str) -> web.Response:
         if path.rstrip("/") == "/openapi/v3":

@@ -75,6 +75,17 @@ def _has_policy_agent() -> bool:
     return hasattr(module, "start")
 
 
+def _agent_kubeconfig(config_path: str | None) -> str | None:
+    """The agent's identity (``kubeconfig``); the controller's is ``controllerKubeconfig``."""
+    import yaml
+
+    if not config_path:
+        return None
+    raw = yaml.safe_load(Path(config_path).read_text()) or {}
+    value = raw.get("kubeconfig") if isinstance(raw, dict) else None
+    return str(value) if value else None
+
+
 async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -> None:
     import structlog
 
@@ -99,7 +110,8 @@ async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -
         if agent_coro is not None:
             tg.create_task(agent_coro)
         if mirror:
-            tg.create_task(run_stub_agent(ccfg.node_name, ccfg.kubeconfig, ccfg.state_dir))
+            agent_kubeconfig = _agent_kubeconfig(config_path)
+            tg.create_task(run_stub_agent(ccfg.node_name, agent_kubeconfig, ccfg.state_dir))
         if controller:
             tg.create_task(_keep_running("controller", lambda: run_controller(ccfg)))
 

@@ -1,7 +1,9 @@
 """Controller configuration: the keys it needs from the shared agent/daemon YAML (contracts).
 
 The daemon reads one file for both roles, so the controller accepts the agent's format and
-ignores what it does not use. Controller-only keys (all optional): ``controllerBindAddress``
+ignores what it does not use. Controller-only keys (all optional): ``controllerKubeconfig`` (the
+controller's own identity when it shares the file with an agent; default ``kubeconfig``),
+``controllerBindAddress``
 (default 0.0.0.0), ``controllerAddress`` (the address published in Endpoints; default: the
 Node's InternalIP), ``leaseDurationSeconds``/``renewDeadlineSeconds``/``retryPeriodSeconds``.
 """
@@ -35,7 +37,8 @@ def config_from_dict(raw: dict[str, Any]) -> ControllerConfig:
     node = raw.get("nodeName") or os.environ.get("NODE_NAME") or socket.gethostname()
     return ControllerConfig(
         node_name=str(node),
-        kubeconfig=raw.get("kubeconfig") or None,
+        # `antrea daemon` shares the agent's file: the controller has its own identity.
+        kubeconfig=raw.get("controllerKubeconfig") or raw.get("kubeconfig") or None,
         controller_api_port=int(raw.get("controllerAPIPort", 10349)),
         lease_namespace=str(raw.get("leaseNamespace", "kube-system")),
         state_dir=str(raw.get("stateDir", "/var/run/antrea")),

@@ -4,8 +4,9 @@ Embedded (default): the supervisor runs ``antrea.apiserver`` in-process and serv
 on 127.0.0.1:<free port> for the host (kubectl, `antrea lab probe`) and on
 <underlay .1>:6443 inside the underlay namespace for the nodes. The second listening socket is
 created inside the underlay namespace (see `antrea.lab.netns`) and handed to the server.
-Identities follow the contracts: an admin token (``system:masters``) for the host and one
-``system:node:<node>`` token per node, in a kube-apiserver style ``--token-auth-file``.
+Identities: an admin token (``system:masters``) for the host and one ``system:node:<node>``
+token per node in a kube-apiserver style ``--token-auth-file``; the agents and controllers run
+as the manifest's ServiceAccounts (`antrea.lab.identities`).
 
 External (``--kubeconfig``): nodes cannot reach the host's loopback or routes, so the supervisor
 listens on <underlay .1>:6443 and forwards raw TCP (TLS stays end to end) to the real server;
@@ -27,7 +28,7 @@ from urllib.parse import urlsplit
 import structlog
 import yaml
 
-from antrea.lab import netns
+from antrea.lab import identities, netns
 from antrea.lab.state import UNDERLAY_API_PORT, LabSpec
 
 log = structlog.get_logger(__name__)
@@ -106,6 +107,18 @@ async def start_embedded(spec: LabSpec) -> Stop:
         extra_sans=(spec.underlay_api_ip,),
     )
     await server.start()
+    # The manifest's ServiceAccounts and RBAC, and a token per node for each ServiceAccount.
+    server.ensure_objects(identities.manifest_identity_objects())
+    sa_tokens = identities.serviceaccount_tokens(spec)
+    for node in spec.nodes:
+        for sa, token in sa_tokens[node.name].items():
+            server.add_token(
+                token,
+                user=identities.serviceaccount_user(sa),
+                uid=f"{sa}@{node.name}",
+                groups=identities.serviceaccount_groups(),
+                extra={identities.NODE_NAME_EXTRA: [node.name]},
+            )
     spec.api_port = server.port
     under_sock = await asyncio.to_thread(
         listen_socket, spec.underlay_api_ip, UNDERLAY_API_PORT, in_netns=spec.underlay_netns
@@ -127,14 +140,17 @@ async def start_embedded(spec: LabSpec) -> Stop:
         ),
     )
     for node in spec.nodes:
-        user = f"system:node:{node.name}"
-        text = render_kubeconfig(
-            server=f"https://{spec.underlay_api_ip}:{UNDERLAY_API_PORT}",
-            ca_pem=ca,
-            token=tokens[user],
-            user=user,
-        )
-        write_kubeconfig(node.kubeconfig, text)
+        for sa, path in (
+            (identities.AGENT_SA, node.kubeconfig),
+            (identities.CONTROLLER_SA, node.controller_kubeconfig),
+        ):
+            text = render_kubeconfig(
+                server=f"https://{spec.underlay_api_ip}:{UNDERLAY_API_PORT}",
+                ca_pem=ca,
+                token=sa_tokens[node.name][sa],
+                user=sa,
+            )
+            write_kubeconfig(path, text)
     log.info(
         "lab_apiserver_started",
         port=spec.api_port,
@@ -184,6 +200,7 @@ async def start_forwarder(spec: LabSpec) -> Stop:
     write_kubeconfig(spec.path / "admin-underlay.kubeconfig", text)
     for node in spec.nodes:
         write_kubeconfig(node.kubeconfig, text)
+        write_kubeconfig(node.controller_kubeconfig, text)
 
     async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

@@ -213,6 +213,7 @@ def agent_config(spec: LabSpec, node: NodeSpec) -> dict[str, Any]:
     return {
         "nodeName": node.name,
         "kubeconfig": str(node.kubeconfig),
+        "controllerKubeconfig": str(node.controller_kubeconfig),
         "ovsBridge": "br-int",
         "ovsDatapathType": "netdev",
         "ovsRunDir": str(node.ovs_dir),

@@ -99,6 +99,11 @@ class NodeSpec:
         return self.path / "kubeconfig"
 
     @property
+    def controller_kubeconfig(self) -> Path:
+        """The controller candidate's identity (antrea-controller), next to the agent's."""
+        return self.path / "controller.kubeconfig"
+
+    @property
     def agent_config(self) -> Path:
         return self.path / "antrea-agent.yaml"
 
