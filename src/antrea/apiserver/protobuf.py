@@ -106,6 +106,10 @@ KINDS: dict[tuple[str, str], Schema] = {
             False,
         ),
     },
+    ("authorization.k8s.io/v1", "SelfSubjectRulesReview"): {
+        1: ("metadata", OBJECT_META, False),
+        2: ("spec", {1: ("namespace", "string", False)}, False),
+    },
     ("v1", "Namespace"): {
         1: ("metadata", OBJECT_META, False),
         2: ("spec", {1: ("finalizers", "string", True)}, False),
