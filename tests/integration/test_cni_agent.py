@@ -233,3 +233,155 @@ def test_chain_with_reference_portmap_and_bandwidth(
     _run_chain(node, conflist, "DEL", pod, result)
     _run_chain(node, conflist, "DEL", pod, result)
     assert bench.pod_address(pod) == ""
+
+
+# -- a runtime that gives up: nothing may be completed behind its back ---------------------
+
+
+def _node_state(node: Any) -> dict[str, Any]:
+    """What an ADD leaves on a node: links, OVS ports, pod flows, IPAM reservations."""
+    rundir = node.workdir / "ovs"
+
+    def out(*argv: str) -> str:
+        return subprocess.run(
+            ["ip", "netns", "exec", node.netns, *argv], capture_output=True, text=True, check=True
+        ).stdout
+
+    ipam = node.workdir / "agent-state" / "ipam"
+    return {
+        "links": sorted(
+            line.split(":")[1].strip().split("@")[0]
+            for line in out("ip", "-o", "link", "show").splitlines()
+        ),
+        "ports": sorted(
+            out("ovs-vsctl", f"--db=unix:{rundir}/db.sock", "list-ports", "br-int").split()
+        ),
+        "flows": sorted(
+            out("ovs-ofctl", "--no-stats", "dump-flows", f"unix:{rundir}/br-int.mgmt").splitlines()
+        ),
+        "ipam": sorted(
+            p.read_text() for p in ipam.rglob("*") if p.is_file() and p.name[0].isdigit()
+        ),
+    }
+
+
+def _settled_state(node: Any, want: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
+    """The node's state once it equals ``want``, or as it is after ``timeout``."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        state = _node_state(node)
+        if state == want or time.monotonic() > deadline:
+            return state
+        time.sleep(0.1)
+
+
+def _shim_request(node: Any, pod: Any) -> bytes:
+    import json
+
+    from antrea.cni import shimproto
+
+    env = {
+        "CNI_COMMAND": "ADD",
+        "CNI_CONTAINERID": pod.container_id,
+        "CNI_NETNS": f"/var/run/netns/{pod.netns}",
+        "CNI_IFNAME": "eth0",
+        "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=gaveup;K8S_POD_NAME={pod.name}",
+    }
+    return shimproto.encode_request(env, json.dumps(node.plugin_config()).encode())
+
+
+def _agent_log_since(node: Any, mark: int) -> str:
+    with (node.workdir / "agent.log").open("rb") as f:
+        f.seek(mark)
+        return f.read().decode(errors="replace")
+
+
+def test_add_the_runtime_gave_up_on_is_rolled_back(node: Any, pods: list[str]) -> None:
+    """The plugin times out (code 11) while the agent is mid-ADD: the agent rolls it back.
+
+    Driven through the real executable with a cniTimeoutSeconds shorter than an ADD; each
+    timeout lands at a different point of the ADD (IPAM, veth, OVS port, flows).
+    """
+    import json
+
+    ours = _plugins(node)[0]
+    before = _node_state(node)
+    mark = (node.workdir / "agent.log").stat().st_size
+    for i, timeout in enumerate((0.002, 0.005, 0.01, 0.02)):
+        ours.config = dict(node.plugin_config(), cniTimeoutSeconds=timeout)
+        (pod,) = bench.make_pods(f"{node.prefix}-gaveup{i}", 1, pods)
+        proc = _call(node, ours, "ADD", pod)
+        if proc.returncode == 0:  # the ADD beat the timeout: the runtime has it, so it stays
+            ours.config = node.plugin_config()
+            assert _call(node, ours, "DEL", pod).returncode == 0
+            continue
+        err = json.loads(proc.stdout)
+        assert err["code"] == 11 and "timed out" in err["msg"], err
+        assert _settled_state(node, before) == before, f"leftovers after a {timeout}s timeout"
+        assert bench.pod_address(pod) == ""
+    assert "cni_add_rolled_back" in _agent_log_since(node, mark)
+    # The runtime retries: the same container gets a working attachment.
+    ours.config = node.plugin_config()
+    (pod,) = bench.make_pods(f"{node.prefix}-gaveup-retry", 1, pods)
+    assert _call(node, ours, "ADD", pod).returncode == 0
+    assert bench.pod_address(pod)
+    assert _call(node, ours, "DEL", pod).returncode == 0
+    assert _settled_state(node, before) == before
+
+
+def test_add_answer_not_acknowledged_is_rolled_back(node: Any, pods: list[str]) -> None:
+    """The plugin's deadline passes just as the answer arrives: it does not acknowledge it (and
+    reports 11), so the agent must not keep the attachment although the ADD itself finished."""
+    import socket
+
+    before = _node_state(node)
+    (pod,) = bench.make_pods(f"{node.prefix}-noack", 1, pods)
+    mark = (node.workdir / "agent.log").stat().st_size
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(node.cni_socket))
+        sock.sendall(_shim_request(node, pod))
+        answer = b""
+        while b"\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, "agent closed without answering"
+            answer += chunk
+        header, _, body = answer.partition(b"\n")
+        status, length = (int(x) for x in header.split())
+        while len(body) < length:
+            body += sock.recv(65536)
+        assert status == 0, body
+        assert b"10.244.1." in body  # the ADD completed ...
+    # ... but was never acknowledged: it is undone.
+    assert _settled_state(node, before) == before
+    assert bench.pod_address(pod) == ""
+    assert "cni_add_rolled_back" in _agent_log_since(node, mark)
+
+
+def test_add_acknowledged_is_kept(node: Any, pods: list[str]) -> None:
+    """The same exchange with the acknowledgement keeps the pod (the rollback is not blind)."""
+    import socket
+
+    from antrea.cni import shimproto
+
+    (pod,) = bench.make_pods(f"{node.prefix}-ack", 1, pods)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(30)
+        sock.connect(str(node.cni_socket))
+        sock.sendall(_shim_request(node, pod))
+        answer = b""
+        while b"\n" not in answer:
+            answer += sock.recv(65536)
+        header, _, body = answer.partition(b"\n")
+        status, length = (int(x) for x in header.split())
+        while len(body) < length:
+            body += sock.recv(65536)
+        sock.sendall(shimproto.ACK)
+        assert sock.recv(1) == b""  # the agent closes once it has the acknowledgement
+    assert status == 0
+    address = bench.pod_address(pod)
+    assert address and address in body.decode()
+    ours = _plugins(node)[0]
+    assert _call(node, ours, "DEL", pod).returncode == 0
