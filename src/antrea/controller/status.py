@@ -18,6 +18,7 @@ class PolicyStatus:
     current: int
     desired: int
     failed: tuple[str, ...] = ()  # nodes reporting realized=False for this generation
+    messages: tuple[tuple[str, str], ...] = ()  # (node, message) of those reports
 
     @property
     def phase(self) -> str:
@@ -49,6 +50,7 @@ class StatusAggregator:
         per_node = self._by_policy.get(policy, {})
         current = 0
         failed = []
+        messages = []
         for node in span:
             st = per_node.get(node)
             if st is None or st.generation < generation:
@@ -57,7 +59,8 @@ class StatusAggregator:
                 current += 1
             else:
                 failed.append(node)
-        return PolicyStatus(current, len(span), tuple(sorted(failed)))
+                messages.append((node, st.message))
+        return PolicyStatus(current, len(span), tuple(sorted(failed)), tuple(sorted(messages)))
 
     def node_reports(self, policy: str) -> dict[str, NetworkPolicyNodeStatus]:
         return dict(self._by_policy.get(policy, {}))

@@ -97,6 +97,11 @@ def object_json(
                 "currentNodesRealized": status.current,
                 "desiredNodesRealized": status.desired,
                 **({"failedNodes": list(status.failed)} if status.failed else {}),
+                **(
+                    {"failures": [{"node": n, "message": m} for n, m in status.messages]}
+                    if status.messages
+                    else {}
+                ),
             }
         return out
     kind = "AddressGroup" if isinstance(obj, AddressGroup) else "AppliedToGroup"

@@ -64,7 +64,10 @@ class PolicyAgent:
         )
         self.client: Any = None
         self.controller = NetworkPolicyController(
-            node_name=agent.node_name, reconciler=self.reconciler, report_status=self._report
+            node_name=agent.node_name,
+            reconciler=self.reconciler,
+            report_status=self._report,
+            on_batch=self.metrics.observe_batch,
         )
         self.stats: StatsCollector | None = StatsCollector(
             self.dump_policy_flows, self.reconciler.rule_of_conj

@@ -97,6 +97,7 @@ async def policy_json(pa: PolicyAgent, policy: NetworkPolicy) -> dict[str, Any]:
         "generation": policy.generation,
         "realizedGeneration": state.realized_generation if state else None,
         "realized": bool(state and state.realized),
+        "phase": state.phase if state else "Realizing",
         "message": state.message if state else "",
         "localPods": sorted(local),
         "rules": rules,

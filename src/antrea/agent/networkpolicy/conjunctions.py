@@ -143,7 +143,8 @@ def resolve_services(
 def service_atoms(key: ServicesKey) -> frozenset[Atom]:
     if key is None:
         return frozenset()
-    return frozenset(a for s in sorted(key) for a in s.atoms())
+    # A set, not a sorted list: services mixing `port=None` and numbers do not order.
+    return frozenset(a for s in key for a in s.atoms())
 
 
 def _member_prefixes(m: GroupMember) -> list[str]:
@@ -175,6 +176,22 @@ def address_atoms(prefixes: Iterable[str], *, field: str) -> frozenset[Atom]:
 
 def ofport_atom(ofport: int) -> Atom:
     return ("reg1", ofport)
+
+
+def isolation_atoms(
+    rule: CompletedRule, ofport_of: Callable[[PodReference], int | None]
+) -> frozenset[Atom]:
+    """The drop atoms of a rule alone: what a rule that cannot be planned still installs.
+
+    Deliberately independent of the conjunction planning (no services, no peers), so a rule
+    whose planning fails keeps its applied-to pods isolated.
+    """
+    if rule.direction is Direction.IN:
+        ports = (ofport_of(t.pod) for t in rule.targets)
+        return frozenset(ofport_atom(p) for p in ports if p is not None)
+    return frozenset(
+        ("nw_src", p) for t in rule.targets for p in _member_prefixes(t) if p != ANY_PREFIX
+    )
 
 
 def plan_rule(rule: CompletedRule, ofport_of: Callable[[PodReference], int | None]) -> RulePlan:

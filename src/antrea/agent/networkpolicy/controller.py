@@ -49,6 +49,11 @@ class PolicyState:
     realized: bool
     realized_generation: int | None
     message: str
+    failed: bool = False  # a rule could not be realized: its pods are kept isolated
+
+    @property
+    def phase(self) -> str:
+        return "Failed" if self.failed else "Realized" if self.realized else "Realizing"
 
 
 class NetworkPolicyController:
@@ -187,7 +192,7 @@ class NetworkPolicyController:
         if pause_gc:
             gc.disable()
         try:
-            result = await self.reconciler.reconcile(batch, with_base=first)
+            result = await self._reconcile_contained(batch, first)
         except BaseException:
             self.cache.dirty |= dirty  # not realized: keep them for the next attempt
             self._inflight = set()
@@ -234,6 +239,49 @@ class NetworkPolicyController:
         self._update_status()
         return result
 
+    async def _reconcile_contained(
+        self, batch: dict[str, CompletedRule | None], first: bool
+    ) -> BatchResult:
+        """Reconcile `batch`; a crash is narrowed down to the rules causing it.
+
+        The reconciler already contains planning and switch failures per rule; this is the
+        last line for anything else: the batch is split in halves until the crashing rules
+        are alone, those get their isolation flows only (and are reported failed), and every
+        other rule is realized. One bad rule never stops the node's realization.
+        """
+        try:
+            return await self.reconciler.reconcile(batch, with_base=first)
+        except Exception as exc:
+            if len(batch) <= 1:
+                return await self._isolate_crashed(batch, first, exc)
+            log.exception("policy_batch_crashed", rules=len(batch))
+        items = list(batch.items())
+        mid = len(items) // 2
+        a = await self._reconcile_contained(dict(items[:mid]), first)
+        b = await self._reconcile_contained(dict(items[mid:]), False)
+        # The crashed attempt may have updated the indexes of rules it never sent: resend.
+        return _merge(_merge(a, b), await self.reconciler.resync())
+
+    async def _isolate_crashed(
+        self, batch: dict[str, CompletedRule | None], first: bool, exc: Exception
+    ) -> BatchResult:
+        rid = next(iter(batch), None)
+        log.error("policy_rule_realization_crashed", rule=rid, exc_info=exc)
+        if not batch:
+            raise exc
+        reason = f"realization crashed: {type(exc).__name__}: {exc}"
+        try:
+            result = await self.reconciler.reconcile(
+                batch, with_base=first, isolate_only=frozenset(batch)
+            )
+        except Exception:
+            log.exception("policy_rule_isolation_crashed", rule=rid)
+            result = BatchResult(rules=len(batch))
+        for r in batch:
+            result.failed[r] = reason
+            result.failed_stage[r] = "crash"
+        return _merge(result, await self.reconciler.resync())
+
     def _schedule_retry(self, rid: str) -> None:
         delay = min(self._retry_delay.get(rid, RETRY_MIN_S / 2) * 2, RETRY_MAX_S)
         self._retry_delay[rid] = delay
@@ -266,7 +314,7 @@ class NetworkPolicyController:
             msg = "; ".join(errors)
         else:
             msg = "realizing" if pending else "waiting for groups" if waiting else ""
-        return PolicyState(policy, ok, self.realized_generation.get(name), msg)
+        return PolicyState(policy, ok, self.realized_generation.get(name), msg, bool(errors))
 
     def _update_status(self) -> None:
         names, self._status_dirty = self._status_dirty, set()
@@ -300,3 +348,16 @@ class NetworkPolicyController:
             await self.report_status(status)
         except Exception as exc:  # the client re-sends all statuses after reconnecting
             log.warning("policy_status_report_failed", policy=status.policy, error=str(exc))
+
+
+def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
+    return BatchResult(
+        rules=a.rules + b.rules,
+        flows_added=a.flows_added + b.flows_added,
+        flows_modified=a.flows_modified + b.flows_modified,
+        flows_deleted=a.flows_deleted + b.flows_deleted,
+        bundles=a.bundles + b.bundles,
+        seconds=a.seconds + b.seconds,
+        failed={**a.failed, **b.failed},
+        failed_stage={**a.failed_stage, **b.failed_stage},
+    )

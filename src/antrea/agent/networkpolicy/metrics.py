@@ -10,7 +10,11 @@ read from the live state at scrape time). Ours, in Prometheus conventions:
   take one such bundle (plan + ``ovs-ofctl --bundle``);
 - ``antrea_agent_networkpolicy_bundle_errors_total`` (counter): bundles the switch rejected
   (upstream ``antrea_agent_ovs_flow_ops_error_count``);
-- ``antrea_agent_networkpolicy_rule_errors`` (gauge): rules whose flows are currently rejected;
+- ``antrea_agent_networkpolicy_rule_errors`` (gauge): rules that currently cannot be realized
+  (kept isolated);
+- ``antrea_agent_networkpolicy_rule_failures_total{stage}`` (counter): rule realizations that
+  failed, by stage: ``plan`` (the planner raised), ``apply`` (the switch refused or the renderer
+  could not render its flows), ``crash`` (anything else); each failed rule kept its isolation;
 - ``antrea_agent_networkpolicy_flows`` (gauge): flows owned by the policy realization;
 - ``antrea_agent_networkpolicy_initial_sync_duration_seconds`` (gauge): first stream event to
   the initial policy set realized.
@@ -54,7 +58,7 @@ class _Live(Collector):
         )
         yield GaugeMetricFamily(
             "antrea_agent_networkpolicy_rule_errors",
-            "Rules whose flows the switch currently rejects.",
+            "Rules that currently cannot be realized (their pods are kept isolated).",
             value=s["rule_errors"],
         )
         yield GaugeMetricFamily(
@@ -89,7 +93,18 @@ class PolicyMetrics:
             "Policy bundles rejected by the switch.",
             registry=registry,
         )
+        self.rule_failures = Counter(
+            "antrea_agent_networkpolicy_rule_failures",
+            "Rule realizations that failed (the rule's pods were kept isolated), by stage.",
+            ["stage"],
+            registry=registry,
+        )
         registry.register(_Live(read))
+
+    def observe_batch(self, result: Any) -> None:
+        """Count the failed rules of one realization batch (`BatchResult`)."""
+        for rid in result.failed:
+            self.rule_failures.labels(result.failed_stage.get(rid, "apply")).inc()
 
     def observe_bundle(self, ops: int, seconds: float, ok: bool) -> None:
         if ok:

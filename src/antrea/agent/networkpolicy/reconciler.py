@@ -42,6 +42,7 @@ from antrea.agent.networkpolicy.conjunctions import (
     ServicesKey,
     atom_match,
     atom_text,
+    isolation_atoms,
     plan_rule,
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
@@ -84,6 +85,11 @@ class BatchResult:
     bundles: int = 0
     seconds: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)  # rule id -> error
+    failed_stage: dict[str, str] = field(default_factory=dict)  # rule id -> "plan" | "apply"
+
+
+class RuleRealizationError(RuntimeError):
+    """A rule could not be realized (its isolation flows are kept)."""
 
 
 BundleObserver = Callable[[int, float, bool], None]  # (flow operations, seconds, ok)
@@ -144,10 +150,22 @@ class PolicyReconciler:
 
     # -- reconciliation -------------------------------------------------------------------
     async def reconcile(
-        self, rules: Mapping[str, CompletedRule | None], *, with_base: bool = False
+        self,
+        rules: Mapping[str, CompletedRule | None],
+        *,
+        with_base: bool = False,
+        isolate_only: frozenset[str] = frozenset(),
     ) -> BatchResult:
-        """Make the flows of `rules` (None = rule gone) right, in one bundle."""
+        """Make the flows of `rules` (None = rule gone) right, in one bundle.
+
+        Fails closed, per rule: a rule whose planning raises, or whose flows the switch
+        refuses (or the renderer cannot render), falls back to its isolation (drop) flows
+        alone and is reported in `BatchResult.failed`; every other rule is realized.
+        `isolate_only` forces that fallback (the controller's last resort for a rule whose
+        realization crashed).
+        """
         start = time.perf_counter()
+        result = BatchResult(rules=len(rules))
         desired: dict[Owner, list[Flow] | None] = {}
         blame: dict[Owner, set[str]] = {}
         if with_base:
@@ -155,39 +173,41 @@ class PolicyReconciler:
         touched_matches: set[MatchKey] = set()
         touched_iso: set[MatchKey] = set()
         for rid, completed in rules.items():
-            self._update_rule(
-                rid,
-                completed,
-                desired=desired,
-                blame=blame,
-                touched_matches=touched_matches,
-                touched_iso=touched_iso,
-            )
-        for mk in touched_matches:
-            owner: Owner = ("np-match", mk[0], mk[1])
-            conjs = self._matches.get(mk)
-            desired[owner] = self._match_flows(mk, conjs) if conjs else None
-            blame.setdefault(owner, set()).update(
-                self.conj_rule[c] for c in (conjs or ()) if c in self.conj_rule
-            )
-        for mk in touched_iso:
-            iso_owner: Owner = ("np-iso", mk[0], mk[1])
-            holders = self._isolation.get(mk)
-            desired[iso_owner] = (
-                [fb.isolation_flow(self.round_num, mk[0], atom_match(mk[1]))] if holders else None
-            )
-            blame.setdefault(iso_owner, set()).update(holders or ())
+            plan = self._plan(rid, completed, result, forced=rid in isolate_only)
+            cache_rule = completed.rule if completed is not None else None
+            try:
+                self._update_rule(
+                    rid,
+                    cache_rule,
+                    plan,
+                    desired=desired,
+                    blame=blame,
+                    touched_matches=touched_matches,
+                    touched_iso=touched_iso,
+                )
+            except Exception as exc:  # e.g. BandsExhausted: this rule only, isolation kept
+                assert completed is not None and plan is not None
+                _fail(result, rid, "plan", f"cannot link: {type(exc).__name__}: {exc}")
+                log.warning("policy_rule_link_failed", rule=rid, error=str(exc))
+                self._update_rule(
+                    rid,
+                    cache_rule,
+                    RulePlan({}, plan.isolated),
+                    desired=desired,
+                    blame=blame,
+                    touched_matches=touched_matches,
+                    touched_iso=touched_iso,
+                )
+        self._touched_owners(desired, blame, touched_matches, touched_iso, set(rules))
         for owner, rids in list(self._failed.items()):  # retry what the switch refused before
             if owner not in desired:
                 desired[owner] = self._desired_of(owner)
             blame.setdefault(owner, set()).update(rids)
 
-        result = BatchResult(rules=len(rules))
         failures = await self._submit(desired, result)
+        if failures:
+            failures = await self._withdraw(failures, blame, result)
         self._failed = {o: blame.get(o, set()) for o in failures}
-        for owner, exc in failures.items():
-            for rid in blame.get(owner, ()):
-                result.failed[rid] = f"{_owner_text(owner)}: {exc}"
         if self.settle is not None and (result.bundles or failures):
             # The datapath keeps forwarding with its cached megaflows until the revalidators
             # have seen the new tables: wait for that, so "realized" means enforced.
@@ -206,10 +226,134 @@ class PolicyReconciler:
             )
         return result
 
+    async def resync(self) -> BatchResult:
+        """Sync every policy owner to what the indexes say (after a crash left a batch
+        half-applied to the indexes: their flows would otherwise never be sent)."""
+        owners: set[Owner] = {
+            o for o in self.client.owners() if isinstance(o, tuple) and str(o[0]).startswith("np-")
+        }
+        owners |= {("np-match", t, a) for t, a in self._matches}
+        owners |= {("np-iso", t, a) for t, a in self._isolation}
+        owners |= {("np-conj", c) for c in self._conj_dir}
+        desired: dict[Owner, list[Flow] | None] = {}
+        for o in owners:
+            try:
+                desired[o] = self._desired_of(o)
+            except Exception:  # left as installed (a drop flow is never removed this way)
+                log.exception("policy_owner_resync_failed", owner=str(o))
+        result = BatchResult()
+        failures = await self._submit(desired, result)
+        for o in failures:
+            self._failed.setdefault(o, set())
+        return result
+
+    def _plan(
+        self, rid: str, completed: CompletedRule | None, result: BatchResult, *, forced: bool
+    ) -> RulePlan | None:
+        """The rule's plan (None: the rule is gone); planning crashes are contained here."""
+        if completed is None:
+            return None
+        try:
+            if forced:
+                raise RuleRealizationError("realization crashed; isolation only")
+            plan = plan_rule(completed, self.ofport_of)
+            for cl in plan.conjunctions.values():  # every atom must make a Match
+                for _, atoms in cl.numbered():
+                    for a in atoms:
+                        atom_match(a)
+            return plan
+        except Exception as exc:
+            result.failed[rid] = f"planning failed: {type(exc).__name__}: {exc}"
+            result.failed_stage[rid] = "plan"
+            log.warning(
+                "policy_rule_planning_failed",
+                rule=rid,
+                policy=completed.rule.policy,
+                error=f"{type(exc).__name__}: {exc}",
+                exc_info=not forced,
+            )
+        try:
+            iso = isolation_atoms(completed, self.ofport_of)
+            for a in iso:
+                atom_match(a)
+        except Exception:
+            log.exception("policy_rule_isolation_failed", rule=rid)
+            old = self.realized.get(rid)
+            iso = old.isolated if old is not None else frozenset()
+        return RulePlan({}, iso)
+
+    def _touched_owners(
+        self,
+        desired: dict[Owner, list[Flow] | None],
+        blame: dict[Owner, set[str]],
+        touched_matches: set[MatchKey],
+        touched_iso: set[MatchKey],
+        batch: set[str],
+    ) -> None:
+        for mk in touched_matches:
+            owner: Owner = ("np-match", mk[0], mk[1])
+            conjs = self._matches.get(mk)
+            desired[owner] = self._match_flows(mk, conjs) if conjs else None
+            users = {self.conj_rule[c] for c in (conjs or ()) if c in self.conj_rule}
+            # A shared flow that changed in this batch is blamed on this batch's rules using
+            # it, not on the rules that already had it installed.
+            blame.setdefault(owner, set()).update((users & batch) or users)
+        for mk in touched_iso:
+            iso_owner: Owner = ("np-iso", mk[0], mk[1])
+            holders = self._isolation.get(mk)
+            desired[iso_owner] = (
+                [fb.isolation_flow(self.round_num, mk[0], atom_match(mk[1]))] if holders else None
+            )
+            blame.setdefault(iso_owner, set()).update(holders or ())
+
+    async def _withdraw(
+        self,
+        failures: dict[Owner, Exception],
+        blame: dict[Owner, set[str]],
+        result: BatchResult,
+    ) -> dict[Owner, Exception]:
+        """Fail closed: the rules behind refused flows keep their isolation and nothing else.
+
+        A rule with only part of its flows installed could allow less than it should (a
+        missing clause member) or more (a peer flow that could not be deleted): withdraw its
+        conjunctions so it allows nothing, keep its drop flows, and retry it later.
+        """
+        desired: dict[Owner, list[Flow] | None] = {}
+        touched_matches: set[MatchKey] = set()
+        touched_iso: set[MatchKey] = set()
+        rids = {rid for o in failures for rid in blame.get(o, ())}
+        for rid in sorted(rids):
+            if rid not in result.failed:
+                result.failed[rid] = "; ".join(
+                    f"{_owner_text(o)}: {exc}"
+                    for o, exc in failures.items()
+                    if rid in blame.get(o, ())
+                )
+                result.failed_stage[rid] = "apply"
+            realized = self.realized.get(rid)
+            if realized is None or not realized.conjs:
+                continue
+            self._update_rule(
+                rid,
+                realized.rule,
+                RulePlan({}, realized.isolated),
+                desired=desired,
+                blame=blame,
+                touched_matches=touched_matches,
+                touched_iso=touched_iso,
+            )
+        self._touched_owners(desired, blame, touched_matches, touched_iso, rids)
+        for owner in failures:
+            if owner not in desired:
+                desired[owner] = self._desired_of(owner)
+        log.warning("policy_rules_withdrawn", rules=sorted(rids)[:10], count=len(rids))
+        return await self._submit(desired, result)
+
     def _update_rule(
         self,
         rid: str,
-        completed: CompletedRule | None,
+        cache_rule: CacheRule | None,
+        plan: RulePlan | None,
         *,
         desired: dict[Owner, list[Flow] | None],
         blame: dict[Owner, set[str]],
@@ -217,45 +361,68 @@ class PolicyReconciler:
         touched_iso: set[MatchKey],
     ) -> None:
         old = self.realized.get(rid)
-        plan = (
-            plan_rule(completed, self.ofport_of)
-            if completed is not None
-            else RulePlan({}, frozenset())
-        )
-        cache_rule = completed.rule if completed is not None else (old.rule if old else None)
+        gone = plan is None
+        if plan is None:
+            plan = RulePlan({}, frozenset())
+        cache_rule = cache_rule or (old.rule if old else None)
         if cache_rule is None:
             return  # never realized, still gone
         d = tables_for(cache_rule.direction)
         new = RealizedRule(cache_rule)
         old_conjs = old.conjs if old else {}
-        for key in old_conjs.keys() | plan.conjunctions.keys():
-            was = old_conjs.get(key)
-            want = plan.conjunctions.get(key)
-            if want is None:
-                assert was is not None
-                self._unlink(was.conj_id, was.clauses, d, touched_matches)
-                self.ids.release(was.conj_id)
-                self._conj_dir.pop(was.conj_id, None)
-                desired[("np-conj", was.conj_id)] = None
-                blame.setdefault(("np-conj", was.conj_id), set()).add(rid)
-                continue
-            if was is None:
-                cid = self.ids.allocate()
-                self.conj_rule[cid] = rid
-                self._conj_dir[cid] = d
-                try:
+        created: list[tuple[int, Clauses]] = []
+        try:
+            for key in old_conjs.keys() | plan.conjunctions.keys():
+                was = old_conjs.get(key)
+                want = plan.conjunctions.get(key)
+                if want is None:
+                    assert was is not None
+                    self._drop_conj(
+                        rid,
+                        was.conj_id,
+                        [was.clauses],
+                        d=d,
+                        desired=desired,
+                        blame=blame,
+                        touched=touched_matches,
+                    )
+                    continue
+                if was is None:
+                    cid = self.ids.allocate()
+                    self.conj_rule[cid] = rid
+                    self._conj_dir[cid] = d
+                    created.append((cid, want))
                     self._link(cid, want, d, touched_matches)
-                except BandsExhausted:
-                    self.ids.release(cid)
-                    self._conj_dir.pop(cid, None)
-                    raise
-                desired[("np-conj", cid)] = fb.conj_flows(self.round_num, d, cid)
-                blame.setdefault(("np-conj", cid), set()).add(rid)
-                new.conjs[key] = RealizedConj(cid, want)
-                continue
-            if was.clauses != want:
-                self._relink(was.conj_id, was.clauses, want, d, touched_matches)
-            new.conjs[key] = RealizedConj(was.conj_id, want)
+                    desired[("np-conj", cid)] = fb.conj_flows(self.round_num, d, cid)
+                    blame.setdefault(("np-conj", cid), set()).add(rid)
+                    new.conjs[key] = RealizedConj(cid, want)
+                    continue
+                if was.clauses != want:
+                    self._relink(was.conj_id, was.clauses, want, d, touched_matches)
+                new.conjs[key] = RealizedConj(was.conj_id, want)
+        except Exception:
+            # Leave the rule with no conjunction at all (never half-linked), its isolation as
+            # it was; the caller falls back to an isolation-only plan.
+            for key, was in old_conjs.items():
+                sets = [was.clauses] + (
+                    [plan.conjunctions[key]] if key in plan.conjunctions else []
+                )
+                self._drop_conj(
+                    rid,
+                    was.conj_id,
+                    sets,
+                    d=d,
+                    desired=desired,
+                    blame=blame,
+                    touched=touched_matches,
+                )
+            for cid, want in created:
+                self._drop_conj(
+                    rid, cid, [want], d=d, desired=desired, blame=blame, touched=touched_matches
+                )
+            if old is not None:
+                self.realized[rid] = RealizedRule(cache_rule, {}, old.isolated)
+            raise
         old_iso = old.isolated if old else frozenset()
         for m in old_iso - plan.isolated:
             mk = (d.default_table, m)
@@ -270,10 +437,28 @@ class PolicyReconciler:
             self._isolation.setdefault(mk, set()).add(rid)
             touched_iso.add(mk)
         new.isolated = plan.isolated
-        if completed is None:
+        if gone:
             self.realized.pop(rid, None)
         else:
             self.realized[rid] = new
+
+    def _drop_conj(
+        self,
+        rid: str,
+        cid: int,
+        clause_sets: list[Clauses],
+        *,
+        d: DirectionTables,
+        desired: dict[Owner, list[Flow] | None],
+        blame: dict[Owner, set[str]],
+        touched: set[MatchKey],
+    ) -> None:
+        for cl in clause_sets:
+            self._unlink(cid, cl, d, touched)
+        self.ids.release(cid)
+        self._conj_dir.pop(cid, None)
+        desired[("np-conj", cid)] = None
+        blame.setdefault(("np-conj", cid), set()).add(rid)
 
     def _match_flows(self, mk: MatchKey, conjs: dict[int, tuple[int, int]]) -> list[Flow]:
         """The clause flows of one match: one per band in use."""
@@ -394,7 +579,11 @@ class PolicyReconciler:
         start = time.perf_counter()
         try:
             plan = await self.client.sync(desired)
-        except (BundleRejected, FlowOwnershipError) as exc:
+        except Exception as exc:
+            # Refused by the switch, or not even renderable: either way it is contained to
+            # the owners that cause it (bisection), never to the whole batch.
+            if not isinstance(exc, BundleRejected | FlowOwnershipError):
+                log.warning("policy_bundle_crashed", error=f"{type(exc).__name__}: {exc}")
             if self.on_bundle is not None:
                 self.on_bundle(0, time.perf_counter() - start, False)
             if len(desired) == 1:
@@ -415,6 +604,11 @@ class PolicyReconciler:
             if self.on_bundle is not None:
                 self.on_bundle(ops, time.perf_counter() - start, True)
         return {}
+
+
+def _fail(result: BatchResult, rid: str, stage: str, reason: str) -> None:
+    result.failed.setdefault(rid, reason)
+    result.failed_stage.setdefault(rid, stage)
 
 
 def _owner_text(owner: Owner) -> str:
