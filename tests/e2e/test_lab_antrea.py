@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import pytest
 
 from antrea.lab import lifecycle, topology
 from antrea.lab.nodes import network_ready
-from antrea.lab.testing import Lab, LabParams
+from antrea.lab.testing import KUBECTL, Lab, LabParams
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
@@ -48,3 +50,88 @@ async def test_restart_agent_replaces_the_process_and_pods_stay_connected(lab: L
         assert doc["matrix"] == m.all_connected()
     finally:
         await lab.reset_model(m)
+
+
+DENIED = "Error from server (Forbidden): "
+AGENT_USER = "system:serviceaccount:kube-system:antrea-agent"
+NETPOL = """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: rbac-probe, namespace: default}
+spec: {podSelector: {}}
+"""
+
+
+@pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
+async def test_agent_identity_is_confined_and_the_controller_runs_as_its_own(lab: Lab) -> None:
+    """From inside node1, with the agent's kubeconfig: no Secret of kube-system, no writes to
+    policies, Endpoints `antrea`, the controller Lease or bindings; the controller (its own
+    kubeconfig) elected itself and published Endpoints and the CA, which the agent cannot."""
+    node = lab.spec.node("node1")
+
+    def as_identity(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = [str(KUBECTL), "--kubeconfig", kubeconfig, "--request-timeout=10s", *args]
+        return lab.exec_node("node1", *argv, check=False)
+
+    agent, controller = str(node.kubeconfig), str(node.controller_kubeconfig)
+    who = as_identity(agent, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}")
+    assert who.stdout == AGENT_USER, who.stderr
+    # The controller (running as antrea-controller) did its job: leader, Endpoints, CA.
+    lab.kubectl("get", "lease", "antrea-controller", "-n", "kube-system")
+    lab.kubectl("get", "endpoints", "antrea", "-n", "kube-system")
+    secrets = lab.kubectl("get", "secrets", "-n", "kube-system", "-o", "name").split()
+    assert "secret/antrea-controller-ca" in secrets
+    for s in secrets:
+        name = s.split("/", 1)[1]
+        proc = as_identity(agent, "get", "secret", name, "-n", "kube-system", "-o", "yaml")
+        assert proc.returncode != 0 and "ca.key" not in proc.stdout
+        assert proc.stderr.strip() == (
+            f'{DENIED}secrets "{name}" is forbidden: User "{AGENT_USER}" cannot get resource '
+            '"secrets" in API group "" in the namespace "kube-system"'
+        )
+    listing = as_identity(agent, "get", "secrets", "-n", "kube-system")
+    assert listing.returncode != 0 and 'cannot list resource "secrets"' in listing.stderr
+    lab.kubectl("apply", "-f", "-", input=NETPOL)
+    try:
+        manifest = node.path / "rbac-probe.yaml"
+        manifest.write_text(NETPOL.replace("rbac-probe", "rbac-probe2"))
+        # --raw where kubectl would GET first (the agent may not read policies or Leases).
+        netpol = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies/rbac-probe"
+        lease = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/antrea-controller"
+        same = node.path / "rbac-probe-same.yaml"
+        same.write_text(NETPOL)
+        lease_file = node.path / "rbac-probe-lease.json"
+        lease_file.write_text(lab.kubectl("get", "--raw", lease))
+        patch = ("--type=merge", "-p", '{"metadata":{"annotations":{"x":"y"}}}')
+        endpoints = ("endpoints", "antrea", "-n", "kube-system")
+        crb = ("clusterrolebinding", "takeover", "--clusterrole=cluster-admin")
+        for args, verb, resource in (
+            (("create", "-f", str(manifest)), "create", "networkpolicies"),
+            (("replace", "--raw", netpol, "-f", str(same)), "update", "networkpolicies"),
+            (("delete", "--raw", netpol), "delete", "networkpolicies"),
+            (("patch", *endpoints, *patch), "patch", "endpoints"),
+            (("delete", *endpoints), "delete", "endpoints"),
+            (("replace", "--raw", lease, "-f", str(lease_file)), "update", "leases"),
+            (("delete", "--raw", lease), "delete", "leases"),
+            (("create", *crb, f"--user={AGENT_USER}"), "create", "clusterrolebindings"),
+        ):
+            proc = as_identity(agent, *args)
+            assert proc.returncode != 0, args
+            assert f'User "{AGENT_USER}" cannot {verb} resource "{resource}"' in proc.stderr, (
+                args,
+                proc.stderr,
+            )
+        lab.kubectl("get", "networkpolicy", "rbac-probe", "-n", "default")  # still there
+    finally:
+        lab.kubectl("delete", "networkpolicy", "rbac-probe", "-n", "default", "--ignore-not-found")
+    # kubectl auth can-i answers from the same rules.
+    for kubeconfig, args, answer in (
+        (agent, ("get", "pods"), "yes"),
+        (agent, ("get", "secret/antrea-controller-ca", "-n", "kube-system"), "no"),
+        (agent, ("create", "clusterrolebindings"), "no"),
+        (controller, ("get", "secret/antrea-controller-ca", "-n", "kube-system"), "yes"),
+        (controller, ("get", "secret/other", "-n", "kube-system"), "no"),
+        (controller, ("update", "endpoints/antrea", "-n", "kube-system"), "yes"),
+        (controller, ("update", "leases/antrea-controller", "-n", "kube-system"), "yes"),
+    ):
+        proc = as_identity(kubeconfig, "auth", "can-i", *args)
+        assert proc.stdout.strip() == answer, (kubeconfig, args, proc.stdout, proc.stderr)
