@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from antrea.apiserver import crd, crschema, errors, fields, reviews, strategy
+from antrea.apiserver import crd, crschema, decoding, errors, reviews, strategy
 from antrea.apiserver.auth import AllowAuthenticated, Authorizer, Identity, TokenAuthenticator
 from antrea.apiserver.deletion import Deletions
 from antrea.apiserver.limits import read_body
@@ -46,24 +46,11 @@ NAMESPACE_MISMATCH = (
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 
 
-def _field_warnings(request: web.Request, rt: ResourceType, obj: JSON) -> list[str]:
-    """Apply ``fieldValidation``: Strict fails on unknown fields, Warn (the default) warns."""
-    mode = request.query.get("fieldValidation", "Warn")
-    if mode == "Ignore":
-        return []
-    if rt.custom:
-        unknown = crschema.unknown_fields(rt.schema, obj) if rt.schema is not None else []
-    else:
-        unknown = fields.unknown_fields(rt.group, rt.kind, obj)
-    if not unknown:
-        return []
-    if mode == "Strict":
-        listed = ", ".join(f'unknown field "{u}"' for u in unknown)
-        raise errors.bad_request(
-            f'{rt.kind} in version "{rt.version}" cannot be handled as a {rt.kind}: '
-            f"strict decoding error: {listed}"
-        )
-    return [f'unknown field "{u}"' for u in unknown]
+def _field_warnings(
+    request: web.Request, rt: ResourceType, obj: JSON, *, patch: bool = False
+) -> list[str]:
+    """Decode checks (`decoding.check_body`) under the request's ``fieldValidation``."""
+    return decoding.check_body(rt, obj, request.query.get("fieldValidation", "Warn"), patch=patch)
 
 
 def _apply_body(request: web.Request, body: bytes) -> JSON:
@@ -535,7 +522,7 @@ class ResourceHandlers:
         patched["apiVersion"] = rt.group_version
         if sub == "finalize":
             sub = ""
-        warnings = _field_warnings(request, rt, patched)
+        warnings = _field_warnings(request, rt, patched, patch=True)
         result, _ = self.update(rt, patched, old, sub=sub, dry_run=_dry_run(request))
         return json_response(versioned(rt, result), warnings=warnings)
 

@@ -855,14 +855,15 @@ async def test_slow_patch_body_loses_no_update(api: Client) -> None:
     ],
 )
 async def test_undecodable_bodies_are_bad_requests(api: Client, body: JSON) -> None:
-    """Wrongly typed fields are a 400 (as the real server's decoder says), never a 500."""
+    """Wrongly typed fields are a 400 (as the real server's decoder says), never a 500; a
+    patch whose result cannot be decoded is a 422 (upstream's "Invalid" on the patch)."""
     status, err = await api.req("POST", PODS, body)
     assert status == 400 and err["reason"] == "BadRequest", err
     await api.req("POST", PODS, pod("ok"))
     status, err = await api.req(
         "PATCH", PODS + "/ok", {"spec": "x"}, ctype="application/merge-patch+json"
     )
-    assert status == 400
+    assert status == 422 and err["reason"] == "Invalid", err
 
 
 async def test_restart_keeps_crds_and_pending_deletions(tmp_path: Any) -> None:
