@@ -157,7 +157,7 @@ def finish(req: Request, outcome: dict[str, Any] | CniError, stdin: Stdin) -> An
         return internal_error(exc)
 
 
-def run(environ: Mapping[str, str], stdin_stream: BinaryIO, out: TextIO) -> int:
+def run(environ: Mapping[str, str], stdin_stream: BinaryIO | None, out: TextIO) -> int:
     """One invocation: returns the exit status, having printed the result or the error."""
     stdin = Stdin(stdin_stream)
     answer = begin(environ, stdin, stdin_stream)
@@ -166,8 +166,8 @@ def run(environ: Mapping[str, str], stdin_stream: BinaryIO, out: TextIO) -> int:
     try:
         out.write(answer.stdout)
         out.flush()
-    except (OSError, ValueError):
-        pass  # the runtime closed our stdout: nobody is left to tell
+    except (OSError, ValueError, AttributeError):
+        pass  # the runtime closed (or never gave us) stdout: nobody is left to tell
     return answer.rc
 
 
@@ -193,7 +193,8 @@ def _environ() -> dict[str, str]:
 
 def main() -> int:
     try:
-        return run(_environ(), sys.stdin.buffer, sys.stdout)
+        # sys.stdin is None when the runtime gave us no fd 0: an empty config.
+        return run(_environ(), sys.stdin.buffer if sys.stdin is not None else None, sys.stdout)
     except BaseException as exc:  # the last line of defence: never a traceback
         if isinstance(exc, SystemExit | KeyboardInterrupt):
             raise
@@ -201,7 +202,7 @@ def main() -> int:
         try:
             sys.stdout.write(answer.stdout)
             sys.stdout.flush()
-        except (OSError, ValueError):
+        except (OSError, ValueError, AttributeError):
             pass
         return answer.rc
 

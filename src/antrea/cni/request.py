@@ -44,6 +44,9 @@ _IFNAMSIZ = 16
 # The IPAM types whose semantics the agent implements (it allocates from the Node's podCIDR).
 SUPPORTED_IPAM_TYPES = ("host-local",)
 VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+# A CNI config is a few KiB (the agent's protocols carry at most this much of it).
+MAX_CONFIG_BYTES = 4 << 20
+CONFIG_TOO_LARGE = f"error unmarshalling network config: larger than {MAX_CONFIG_BYTES >> 20} MiB"
 # A CNI config is a few levels deep; deeper input is refused before anything recurses over it.
 MAX_CONFIG_DEPTH = 100
 # Longer than any runtime waits; also keeps the value a usable socket timeout.
@@ -152,6 +155,8 @@ def check_cni_args(args: str) -> None:
 
 def decode_config(stdin: bytes) -> dict[str, Any]:
     """Parse stdin as a JSON object; anything else is code 6 (failed to decode content)."""
+    if len(stdin) > MAX_CONFIG_BYTES:
+        raise CniError(DECODING_FAILURE, CONFIG_TOO_LARGE)
     try:
         config = json.loads(stdin)
     except (ValueError, UnicodeDecodeError) as exc:

@@ -22,8 +22,10 @@ completed behind the runtime's back. Standard library only, like the rest of ``a
 
 from __future__ import annotations
 
+from antrea.cni.request import MAX_CONFIG_BYTES
+
 MAGIC = b"ANTREA-CNI/2 "
-MAX_STDIN_BYTES = 4 << 20
+MAX_STDIN_BYTES = MAX_CONFIG_BYTES  # MAX_STDIN in antrea-cni.c
 MAX_ENV_BYTES = 1 << 20
 MAX_HEADER_BYTES = 128
 FLAG_STDIN_TOO_LARGE = 1

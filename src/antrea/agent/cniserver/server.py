@@ -41,6 +41,7 @@ from antrea.cni.errors import (
     TRY_AGAIN_LATER,
     CniError,
 )
+from antrea.cni.request import CONFIG_TOO_LARGE
 
 log = structlog.get_logger(__name__)
 
@@ -165,11 +166,7 @@ class CNIServer:
         if flags & shimproto.FLAG_STDIN_READ_ERROR:
             error = CniError(IO_FAILURE, "failed to read network config from stdin")
         elif flags & shimproto.FLAG_STDIN_TOO_LARGE:
-            limit = shimproto.MAX_STDIN_BYTES >> 20
-            error = CniError(
-                DECODING_FAILURE,
-                f"error unmarshalling network config: larger than {limit} MiB",
-            )
+            error = CniError(DECODING_FAILURE, CONFIG_TOO_LARGE)
         stdin = plugin.Stdin(data=data, error=error)
         begun = plugin.begin(environ, stdin)
         if isinstance(begun, plugin.Answer):

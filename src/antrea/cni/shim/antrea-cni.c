@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -571,7 +572,7 @@ static int parse_answer_header(const char *p, size_t n, int *status, size_t *len
 static int call_agent(const char *path, double timeout, const struct buf *req, struct buf *answer,
                       int *status, size_t *body, struct failure *f) {
     double deadline = now() + timeout;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         fail(f, NULL, "cannot create a socket to reach the antrea agent: %s", strerror(errno));
         return -1;
@@ -580,22 +581,25 @@ static int call_agent(const char *path, double timeout, const struct buf *req, s
     memset(&addr, 0, sizeof addr);
     addr.sun_family = AF_UNIX;
     memcpy(addr.sun_path, path, strlen(path)); /* length checked by the caller */
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
-        int err = errno;
-        if (err == EAGAIN || err == EINPROGRESS) {
-            /* The listen backlog is full: wait for room until the deadline. */
-            int r = wait_fd(fd, POLLOUT, deadline);
-            socklen_t sl = sizeof err;
-            if (r == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) == 0 && err == 0) {
-                goto connected;
-            }
-            if (r == 0) {
-                fail(f, NULL, "timed out connecting to the antrea agent on unix socket %s", path);
-                close(fd);
-                return -1;
-            }
+    /*
+     * A unix connect waits (blocking, up to SO_SNDTIMEO) while the agent's listen backlog is
+     * full; a non-blocking one would fail at once with EAGAIN.
+     */
+    for (;;) {
+        double left = deadline - now();
+        struct timeval tv = {0, 1000};
+        if (left > 0) {
+            tv.tv_sec = (time_t)left;
+            tv.tv_usec = (suseconds_t)((left - (double)tv.tv_sec) * 1e6);
+            if (tv.tv_sec == 0 && tv.tv_usec == 0) tv.tv_usec = 1;
         }
-        if (err == ENOENT)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        if (connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0) break;
+        int err = errno;
+        if (err == EINTR && now() < deadline) continue;
+        if (err == EAGAIN || err == EINPROGRESS || err == EINTR)
+            fail(f, NULL, "timed out connecting to the antrea agent on unix socket %s", path);
+        else if (err == ENOENT)
             fail(f, "start antrea-agent (or check cniSocket in the CNI config) and retry",
                  "antrea agent is not running: unix socket %s does not exist", path);
         else if (err == ECONNREFUSED)
@@ -607,7 +611,7 @@ static int call_agent(const char *path, double timeout, const struct buf *req, s
         close(fd);
         return -1;
     }
-connected:;
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
     size_t sent = 0;
     while (sent < req->len) {
         ssize_t w = send(fd, req->p + sent, req->len - sent, MSG_NOSIGNAL);
