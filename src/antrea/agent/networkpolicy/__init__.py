@@ -22,6 +22,7 @@ import structlog
 
 from antrea.agent.networkpolicy.api import add_routes, build_trace_flow
 from antrea.agent.networkpolicy.controller import STREAM_RESTART, NetworkPolicyController
+from antrea.agent.networkpolicy.ids import installed_conj_ids
 from antrea.agent.networkpolicy.metrics import PolicyMetrics
 from antrea.agent.networkpolicy.persist import StateWriter, load_events
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
@@ -81,6 +82,7 @@ class PolicyAgent:
         )
         self.real_events = 0
         self.used_fallback = False
+        self.ids_reserved = asyncio.Event()
 
     # -- interface store ------------------------------------------------------------------
     def _index(self, c: Any) -> None:
@@ -177,8 +179,31 @@ class PolicyAgent:
         return out
 
     # -- the stream -----------------------------------------------------------------------
+    async def reserve_installed_ids(self) -> set[int]:
+        """Reserve the conjunction IDs the switch still holds (a previous round's) so this
+        round never shares one with them; nothing is realized before this is done (retried
+        until the switch answers: meanwhile the previous round's flows keep enforcing)."""
+        if self.ids_reserved.is_set():
+            return set()
+        delay = 0.2
+        flows: list[DumpedFlow] = []
+        while True:
+            try:
+                flows = await self.dump_policy_flows()
+                break
+            except Exception as exc:
+                log.warning("policy_installed_ids_read_failed", error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        ids = installed_conj_ids((f.match, f.actions) for f in flows)
+        self.reconciler.ids.reserve(ids)
+        self.ids_reserved.set()
+        log.info("policy_previous_conj_ids_reserved", count=len(ids), max=max(ids, default=0))
+        return ids
+
     async def run(self, events: Callable[[], AsyncIterator[WatchEvent]]) -> None:
         """Consume the stream (reconnections are the client's business) until cancelled."""
+        await self.reserve_installed_ids()
         await self.controller.run(self._track(events()))
 
     async def _track(self, events: AsyncIterator[WatchEvent]) -> AsyncIterator[WatchEvent]:
@@ -202,6 +227,7 @@ class PolicyAgent:
     async def fallback(self, after: float = FALLBACK_AFTER_S) -> None:
         """Realize the persisted state if the controller says nothing for `after` seconds."""
         await asyncio.sleep(after)
+        await self.ids_reserved.wait()
         if self.real_events or self.state_file is None:
             return
         events = await asyncio.to_thread(load_events, self.state_file)

@@ -3,16 +3,35 @@
 IDs are small integers shared by both directions (one allocator, like Antrea's). A released ID
 is not reused for `delay` seconds: stats collected from flow dumps and traces taken just before
 a rule went away can still be attributed to the rule that owned the ID.
+
+Rounds never mix: a restarted agent installs its flows next to the previous round's until
+those are deleted, and OVS combines clause flows by ``conj_id`` whatever their cookie. So the
+IDs still installed (read back from the switch at start, `installed_conj_ids`) are *reserved*:
+never handed out by this allocator. Otherwise an old clause flow ``nw_src=A ->
+conjunction(1,1/2)`` and a new one ``reg1=5 -> conjunction(1,2/2)`` would allow A to pod 5,
+which neither version of the policy allows.
 """
 
 from __future__ import annotations
 
 import heapq
+import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 MAX_CONJ_ID = 0xFFFFFFFF
+_CONJ_ACTION = re.compile(r"conjunction\((\d+),")
+_CONJ_MATCH = re.compile(r"conj_id=(\d+)")
+
+
+def installed_conj_ids(flows: Iterable[tuple[str, str]]) -> set[int]:
+    """Every conjunction ID used by dumped flows, given as (match, actions) texts."""
+    out: set[int] = set()
+    for match, actions in flows:
+        out.update(int(m) for m in _CONJ_ACTION.findall(actions))
+        out.update(int(m) for m in _CONJ_MATCH.findall(match))
+    return out
 
 
 class ConjIDAllocator:
@@ -23,18 +42,26 @@ class ConjIDAllocator:
         self._free: list[int] = []  # min-heap of reusable IDs
         self._cooling: deque[tuple[float, int]] = deque()
         self.in_use: set[int] = set()
+        self.reserved: set[int] = set()  # still installed by a previous round: never handed out
+
+    def reserve(self, ids: Iterable[int]) -> None:
+        """Never hand out these IDs (the previous round's, still in the switch)."""
+        self.reserved.update(i for i in ids if i not in self.in_use)
 
     def allocate(self) -> int:
         now = self.clock()
         while self._cooling and self._cooling[0][0] <= now:
             heapq.heappush(self._free, self._cooling.popleft()[1])
-        if self._free:
-            i = heapq.heappop(self._free)
-        else:
-            if self._next > MAX_CONJ_ID:
-                raise RuntimeError("conjunction IDs exhausted")
-            i = self._next
-            self._next += 1
+        while True:
+            if self._free:
+                i = heapq.heappop(self._free)
+            else:
+                if self._next > MAX_CONJ_ID:
+                    raise RuntimeError("conjunction IDs exhausted")
+                i = self._next
+                self._next += 1
+            if i not in self.reserved:
+                break
         self.in_use.add(i)
         return i
 

@@ -22,6 +22,7 @@ from antrea.apis.controlplane.types import (
     Protocol,
     Service,
 )
+from antrea.ovs.openflow.flow import Flow
 
 
 def member(
@@ -117,3 +118,34 @@ def _kind(obj: ControlPlaneObject) -> Kind:
 async def feed(events: Iterable[WatchEvent]) -> AsyncIterator[WatchEvent]:
     for ev in events:
         yield ev
+
+
+def flows_allow(
+    flows: Iterable[Flow],
+    *,
+    src_ip: str,
+    dst_ip: str,
+    dst_ofport: int | None,
+    proto: str,
+    port: int,
+    src_local: bool = True,
+) -> bool:
+    """Whether the policy tables in `flows` let a new connection through (`ovs.openflow.sim`).
+
+    Egress (table 50 -> 70) is checked when the source is a local pod, ingress (90 -> 105,
+    with reg1 = the destination's ofport) when the destination is one (`dst_ofport`).
+    """
+    from antrea.agent.networkpolicy import tables as t
+    from antrea.ovs.openflow.sim import FlowTables, Packet
+
+    sim = FlowTables(flows, t.POLICY_TABLES)
+    if src_local:
+        v = sim.run(t.EGRESS_RULE, Packet(proto, src_ip, dst_ip, port))
+        if v.dropped or v.table != t.L3_FORWARDING:
+            return False
+    if dst_ofport is not None:
+        pkt = Packet(proto, src_ip, dst_ip, port, regs={t.TARGET_REG: dst_ofport})
+        v = sim.run(t.INGRESS_RULE, pkt)
+        if v.dropped or v.table != t.CT_COMMIT:
+            return False
+    return True
