@@ -316,6 +316,8 @@ class APIServer:
         identity = self.authenticator.authenticate_header(request.headers.get("Authorization"))
         if identity is None:
             raise errors.unauthorized()
+        if isinstance(self.authorizer, authz.Authorization):
+            identity = self.authorizer.impersonate(identity, request.headers)
         authz.CURRENT_IDENTITY.set(identity)
         target = parse_path(path)
         if not isinstance(target, ResourcePath):

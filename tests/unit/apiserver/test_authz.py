@@ -33,10 +33,18 @@ class As:
         self.session = session
 
     async def req(
-        self, method: str, path: str, body: Any = None, *, ctype: str = "application/json"
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        ctype: str = "application/json",
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, JSON]:
         data = None if body is None else orjson.dumps(body)
-        headers = {"Content-Type": ctype} if body is not None else {}
+        headers = dict(headers or {})
+        if body is not None:
+            headers["Content-Type"] = ctype
         async with self.session.request(method, path, data=data, headers=headers) as resp:
             raw = await resp.read()
             return resp.status, orjson.loads(raw) if raw.startswith(b"{") else {}
@@ -494,3 +502,25 @@ async def test_default_roles_are_bootstrapped_and_restored(
     assert (await c["dev"].req("GET", "/version"))[0] == 200  # system:public-info-viewer
     server.server.ensure_objects(server.server.authorization.default_objects())
     assert (await c["dev"].req("GET", "/apis"))[0] == 200
+
+
+async def test_impersonation_needs_the_impersonate_verb(
+    cluster: tuple[Cluster, dict[str, As]],
+) -> None:
+    """``kubectl --as``: the admin may act as the agent (and is then refused like it); nobody
+    without ``impersonate`` may."""
+    _, c = cluster
+    as_agent = {"Impersonate-User": AGENT}
+    status, body = await c["admin"].req("GET", f"{SECRETS}/x", headers=as_agent)
+    assert_forbidden(status, body, AGENT, "get", "secrets")
+    status, body = await c["admin"].req("GET", "/api/v1/pods", headers=as_agent)
+    assert status == 200  # the agent's role via its ServiceAccount groups and binding
+    status, body = await c["dev"].req("GET", "/api/v1/pods", headers=as_agent)
+    assert_forbidden(status, body, "dev", "impersonate", "serviceaccounts")
+    as_master = {"Impersonate-User": "dev", "Impersonate-Group": "system:masters"}
+    status, body = await c["agent"].req("GET", "/api/v1/secrets", headers=as_master)
+    assert_forbidden(status, body, AGENT, "impersonate", "users")
+    status, _ = await c["admin"].req(
+        "GET", "/api/v1/pods", headers={"Impersonate-Group": "system:masters"}
+    )
+    assert status == 400

@@ -14,6 +14,7 @@ Modules: `rules` (rule matching and coverage), `rbac` (bindings -> rules, from t
 from __future__ import annotations
 
 import contextvars
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import unquote
 
@@ -103,6 +104,18 @@ def forbidden(identity: Identity, attrs: RequestAttributes, reason: str = "") ->
     return errors.forbidden(message, group=attrs.group, resource=attrs.resource, name=attrs.name)
 
 
+SA_PREFIX = "system:serviceaccount:"
+
+
+def _impersonation_attrs(user: str) -> RequestAttributes:
+    if user.startswith(SA_PREFIX) and user.count(":") == 3:
+        _, _, ns, name = user.split(":")
+        return RequestAttributes(
+            verb="impersonate", resource="serviceaccounts", namespace=ns, name=name
+        )
+    return RequestAttributes(verb="impersonate", resource="users", name=user)
+
+
 class Authorization:
     """The server's authorizer (``authorize``/``decide``) and RBAC write admission (``admit``)."""
 
@@ -141,6 +154,57 @@ class Authorization:
         allowed, reason = self.decide(identity, attrs)
         if not allowed:
             raise forbidden(identity, attrs, reason)
+
+    def impersonate(self, identity: Identity, headers: Mapping[str, str]) -> Identity:
+        """Apply ``Impersonate-*`` headers (``kubectl --as/--as-group``), as kube-apiserver does:
+        each impersonated user, group, uid and extra needs the ``impersonate`` verb on it."""
+        user = headers.get("Impersonate-User")
+        groups = [v for k, v in headers.items() if k.lower() == "impersonate-group"]
+        uid = headers.get("Impersonate-Uid")
+        extra_prefix = "impersonate-extra-"
+        extras: dict[str, list[str]] = {}
+        for k, v in headers.items():
+            if k.lower().startswith(extra_prefix):
+                extras.setdefault(unquote(k[len(extra_prefix) :]).lower(), []).append(v)
+        if user is None:
+            if groups or uid or extras:
+                raise errors.bad_request(
+                    "requested impersonation of groups, uid or extra without impersonating a user"
+                )
+            return identity
+        checks = [_impersonation_attrs(user)]
+        checks += [RequestAttributes(verb="impersonate", resource="groups", name=g) for g in groups]
+        if uid:
+            checks.append(
+                RequestAttributes(
+                    verb="impersonate", group="authentication.k8s.io", resource="uids", name=uid
+                )
+            )
+        for key, values in extras.items():
+            checks += [
+                RequestAttributes(
+                    verb="impersonate",
+                    group="authentication.k8s.io",
+                    resource="userextras",
+                    subresource=key,
+                    name=v,
+                )
+                for v in values
+            ]
+        for attrs in checks:
+            self.check(identity, attrs)
+        all_groups = list(groups)
+        if user.startswith(SA_PREFIX) and user.count(":") == 3:
+            ns = user.split(":")[2]
+            all_groups += ["system:serviceaccounts", f"system:serviceaccounts:{ns}"]
+        if user != "system:anonymous" and "system:authenticated" not in all_groups:
+            all_groups.append("system:authenticated")
+        return Identity(
+            user=user,
+            uid=uid or "",
+            groups=tuple(dict.fromkeys(all_groups)),
+            extra=tuple((k, tuple(v)) for k, v in sorted(extras.items())),
+        )
 
     def rules_for(self, identity: Identity, namespace: str) -> list[PolicyRule]:
         return self.rbac.rules_for(identity, namespace)
