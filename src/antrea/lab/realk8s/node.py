@@ -60,6 +60,12 @@ def hierarchies() -> list[Path]:
                   and (p / "cgroup.procs").exists())  # fmt: skip
 
 
+def all_hierarchies() -> list[Path]:
+    """The v1 hierarchies and, on a hybrid host, the v2 ``unified`` one (runc writes there too)."""
+    unified = CGROUP_FS / "unified"
+    return hierarchies() + ([unified] if (unified / "cgroup.procs").exists() else [])
+
+
 def create_cgroup_root(root: str) -> None:
     for h in hierarchies():
         d = h / root.lstrip("/")
@@ -71,7 +77,7 @@ def create_cgroup_root(root: str) -> None:
 
 def cgroup_pids(root: str) -> set[int]:
     pids: set[int] = set()
-    for h in hierarchies():
+    for h in all_hierarchies():
         base = h / root.lstrip("/")
         if not base.is_dir():
             continue
@@ -97,7 +103,7 @@ def remove_cgroup_root(root: str, *, timeout: float = 15.0) -> list[int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
-    for h in hierarchies():
+    for h in all_hierarchies():
         base = h / root.lstrip("/")
         if not base.is_dir():
             continue

@@ -1,0 +1,203 @@
+"""The real-Kubernetes lab: `antrea lab up --kubernetes real` on real binaries.
+
+Runs whenever kube-apiserver, kube-controller-manager, kube-scheduler and kubelet are found
+($ANTREA_K8S_BIN, else the PATH, else /opt/kubernetes/bin); otherwise every test here is skipped
+with a message naming what is missing. One module-scoped 2-node cluster serves all tests; the
+last test takes it down and checks that nothing is left (namespaces, processes, mounts,
+cgroups, files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from antrea.lab import lifecycle, netns, state
+from antrea.lab.realk8s import binaries
+from antrea.lab.realk8s.node import CGROUP_FS, cgroup_root
+from antrea.lab.testing import (
+    KUBECTL,
+    OWNER_FILE,
+    _base36,
+    _start_time,
+    sweep_stale_test_labs,
+)
+
+pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.realk8s]
+
+NAME = f"rk{_base36(os.getpid())}"[:12]
+
+
+def _k8s_bin_or_skip() -> str | None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    where = binaries.search_dir()
+    missing = binaries.missing_kubernetes(where)
+    if missing:
+        searched = where or "the PATH"
+        msg = (
+            f"REAL KUBERNETES SUITE SKIPPED: {', '.join(missing)} not found in {searched} "
+            f"(looked in ${binaries.ENV_K8S_BIN}, else the PATH, else {binaries.FALLBACK_K8S_BIN})"
+        )
+        warnings.warn(msg, stacklevel=1)
+        pytest.skip(msg)
+    tools = binaries.missing_host_tools()
+    if tools:
+        pytest.skip(f"REAL KUBERNETES SUITE SKIPPED: missing {', '.join(tools)} (bash bin/setup)")
+    return where
+
+
+class RealLab:
+    def __init__(self, spec: state.LabSpec, kubectl: str) -> None:
+        self.spec = spec
+        self.kubectl_bin = kubectl
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        proc = subprocess.run(
+            [self.kubectl_bin, f"--kubeconfig={self.spec.kubeconfig}", *args],
+            capture_output=True, text=True, input=input, timeout=120, check=False,
+        )  # fmt: skip
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def get(self, *args: str) -> dict[str, object]:
+        doc: dict[str, object] = json.loads(self.kubectl("get", *args, "-o", "json"))
+        return doc
+
+    def wait(self, what: str, predicate: object, timeout: float = 120.0) -> None:
+        assert callable(predicate)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                if predicate():
+                    return
+            except (AssertionError, KeyError, ValueError):
+                pass
+            assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f}s"
+            time.sleep(1)
+
+
+@pytest.fixture(scope="module")
+def real() -> Iterator[RealLab]:
+    k8s_bin = _k8s_bin_or_skip()
+    sweep_stale_test_labs()
+    lifecycle.down(NAME)
+    try:
+        spec = lifecycle.up(name=NAME, nodes=2, kubernetes="real", k8s_bin=k8s_bin)
+        me = os.getpid()  # a later session sweeps this lab if this process dies
+        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
+        bins = binaries.find(k8s_bin)
+        yield RealLab(spec, bins.kubectl or str(KUBECTL))
+    finally:
+        lifecycle.down(NAME)
+
+
+def _ready(node: dict[str, object]) -> str:
+    conds = (node.get("status") or {}).get("conditions") or []  # type: ignore[attr-defined]
+    return next((c["status"] for c in conds if c["type"] == "Ready"), "Unknown")
+
+
+def test_nodes_register_with_pod_cidrs_and_wait_for_a_cni(real: RealLab) -> None:
+    nodes = real.get("nodes")["items"]
+    assert isinstance(nodes, list)
+    assert sorted(n["metadata"]["name"] for n in nodes) == ["node1", "node2"]
+
+    def cidrs() -> bool:
+        items = real.get("nodes")["items"]
+        assert isinstance(items, list)
+        return all(n["spec"].get("podCIDR") for n in items)
+
+    real.wait("node IPAM assigned podCIDRs", cidrs, 60)
+    for n in real.get("nodes")["items"]:  # type: ignore[attr-defined]
+        assert n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.")
+        addrs = {a["type"]: a["address"] for a in n["status"]["addresses"]}
+        assert addrs["InternalIP"] == real.spec.node(n["metadata"]["name"]).underlay_ip
+        # No CNI installed yet: NotReady, as any new cluster.
+        assert _ready(n) == "False"
+
+
+HOSTNET_POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet, namespace: default}
+spec:
+  nodeName: node2
+  hostNetwork: true
+  tolerations: [{operator: Exists}]
+  terminationGracePeriodSeconds: 0
+  containers:
+    - name: serve
+      image: registry.k8s.io/e2e-test-images/agnhost:2.43
+      imagePullPolicy: IfNotPresent
+      command: [/agnhost, serve-hostname]
+      args: [--tcp, --http=false, --port=18080]
+"""
+
+
+def test_a_host_network_pod_runs_and_answers_exec_and_logs(real: RealLab) -> None:
+    real.kubectl("apply", "-f", "-", input=HOSTNET_POD)
+    real.wait("hostnet Running", lambda: real.get("pod", "hostnet")["status"]["phase"] == "Running")  # type: ignore[index]
+    # The real kubelet started it in node2's network namespace: it serves on node2's address.
+    node2 = real.spec.node("node2")
+    out = netns.run(netns.exec_argv(node2.netns, ["nc", "-w", "2", node2.underlay_ip, "18080"]),
+                    check=False).stdout  # fmt: skip
+    assert out.strip() == socket.gethostname()  # hostNetwork: the host's UTS namespace too
+    # exec and logs go API server -> kubelet (InternalIP), authenticated with the lab's CA.
+    assert real.kubectl("exec", "hostnet", "--", "/bin/sh", "-c", "echo ok").strip() == "ok"
+    real.kubectl("logs", "hostnet")
+    real.kubectl("delete", "pod", "hostnet", "--wait=true", "--timeout=60s")
+
+
+def test_lab_verbs_work_on_a_real_lab(real: RealLab) -> None:
+    run = [sys.executable, "-m", "antrea.cmd.antrea", "lab"]
+    out = subprocess.run([*run, "kubeconfig", "--name", NAME], capture_output=True, text=True,
+                         check=True).stdout  # fmt: skip
+    assert out.strip() == str(real.spec.kubeconfig)
+    doc = json.loads(subprocess.run([*run, "status", "--name", NAME, "-o", "json"],
+                                    capture_output=True, text=True, check=True).stdout)  # fmt: skip
+    assert doc["kubernetes"] == "real"
+    assert all(doc["components"].values()), doc["components"]
+    ip = subprocess.run([*run, "exec", "--name", NAME, "node1", "--", "ip", "-br", "addr"],
+                        capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert real.spec.node("node1").underlay_ip in ip
+
+
+def _lab_pids(spec: state.LabSpec) -> list[int]:
+    """Live processes whose command line names the lab's directory."""
+    out = []
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            cmd = (p / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            stat = (p / "stat").read_text()
+        except OSError:
+            continue
+        if spec.dir in cmd and stat.rsplit(") ", 1)[1][:1] != "Z":
+            out.append(int(p.name))
+    return out
+
+
+def test_down_leaves_nothing(real: RealLab) -> None:
+    spec = real.spec
+    roots = [cgroup_root(spec.name, n) for n in spec.node_names()]
+    assert any((CGROUP_FS / "pids" / r.lstrip("/")).is_dir() for r in roots)
+    assert _lab_pids(spec)
+    lifecycle.down(spec.name)
+    assert netns.list_netns(state.netns_prefix(spec.name)) == []
+    assert _lab_pids(spec) == []
+    assert not spec.path.exists()
+    for h in CGROUP_FS.iterdir():  # every hierarchy, v2 "unified" too
+        for r in roots:
+            assert not (h / r.lstrip("/")).exists(), f"cgroup {h / r.lstrip('/')} left"
+    assert spec.dir not in Path("/proc/self/mountinfo").read_text()
