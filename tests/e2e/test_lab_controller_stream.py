@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from antrea.lab import topology
+from antrea.lab import lifecycle, topology
 from antrea.lab.testing import Lab, LabParams
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
@@ -211,16 +211,17 @@ def test_streams_follow_span_and_survive_leader_failover(lab: Lab) -> None:
         leader = lease_holder(lab)
         assert leader in lab.nodes
         node = lab.spec.node(leader)
-        pid = topology.read_pid(node.agent_pidfile)
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 60
-        while lease_holder(lab) in ("", leader):
-            assert time.monotonic() < deadline, "no takeover"
-            time.sleep(0.5)
-        survivors = [n for n in lab.nodes if n != leader]
-        lab.kubectl("-n", "cp", "label", "pod", "p0", "app=db", "--overwrite")
-        converge(lab, survivors)
+        with lifecycle.holding_agent(node):  # keep it down: the supervisor would restart it
+            pid = topology.read_pid(node.agent_pidfile)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+            while lease_holder(lab) in ("", leader):
+                assert time.monotonic() < deadline, "no takeover"
+                time.sleep(0.5)
+            survivors = [n for n in lab.nodes if n != leader]
+            lab.kubectl("-n", "cp", "label", "pod", "p0", "app=db", "--overwrite")
+            converge(lab, survivors)
         lab.restart_agent(leader)
         converge(lab, lab.nodes)
     finally:

@@ -135,14 +135,15 @@ def _kill_agent_under_traffic(lab: Lab, ip_c: str, stop: Path) -> None:
         procs.append(ping)
         time.sleep(1)
         node = lab.spec.node("node1")
-        pid = topology.read_pid(node.agent_pidfile)
-        assert pid is not None
-        os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 10
-        while topology.pid_alive(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(1)
-        lifecycle.start_agent(lab.spec, node)
+        with lifecycle.holding_agent(node):  # the supervisor would restart it at once
+            pid = topology.read_pid(node.agent_pidfile)
+            assert pid is not None
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 10
+            while topology.pid_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(1)
+            lifecycle.start_agent(lab.spec, node)
         info: dict[str, object] = {}
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:

@@ -11,12 +11,16 @@ still runs inside) and removes the lab directory.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +29,7 @@ import yaml
 
 from antrea.lab import netns, topology
 from antrea.lab.cniruntime import reference_conflist
+from antrea.lab.daemons import read_restarts
 from antrea.lab.nodes import network_ready
 from antrea.lab.state import (
     AGENT_API_PORT,
@@ -266,12 +271,45 @@ def stop_agent(node: NodeSpec, *, timeout: float = 10.0) -> None:
     node.agent_pidfile.unlink(missing_ok=True)
 
 
+def agent_lock_path(node: NodeSpec) -> Path:
+    return node.path / "agent.lock"
+
+
+_held: dict[Path, tuple[int, int]] = {}  # lock -> (fd, depth) held by this process
+_held_guard = threading.Lock()
+
+
+@contextlib.contextmanager
+def holding_agent(node: NodeSpec) -> Iterator[None]:
+    """Hold the node's agent lock: the supervisor leaves the agent alone meanwhile (it does not
+    restart one that is gone). `restart-agent` holds it while it works; a test holds it to keep
+    an agent down on purpose. Re-entrant within one process."""
+    path = agent_lock_path(node)
+    with _held_guard:
+        fd, depth = _held.get(path, (-1, 0))
+        if not depth:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        _held[path] = (fd, depth + 1)
+    try:
+        if not depth:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        with _held_guard:
+            fd, depth = _held.pop(path)
+            if depth > 1:
+                _held[path] = (fd, depth - 1)
+            else:
+                os.close(fd)  # releases the lock
+
+
 def restart_agent(spec: LabSpec, node_name: str) -> int:
     node = spec.node(node_name)
     if spec.cni != "antrea":
         raise LabError(f"lab {spec.name!r} runs the reference CNI: there is no agent to restart")
-    stop_agent(node)
-    return start_agent(spec, node)
+    with holding_agent(node):
+        stop_agent(node)
+        return start_agent(spec, node)
 
 
 def wait_for_network(spec: LabSpec, timeout: float = NETWORK_READY_TIMEOUT) -> None:
@@ -392,6 +430,7 @@ def status(spec: LabSpec) -> dict[str, Any]:
                 "agent": None
                 if spec.cni != "antrea"
                 else bool(agent and topology.pid_alive(agent)),
+                "restarts": read_restarts(node),
                 "networkReady": network_ready(node),
                 "pods": len(list(node.sandbox_dir.glob("*.json"))),
                 "netnsExists": netns.netns_path(node.netns).exists(),

@@ -2,9 +2,9 @@
 
 It hosts the API endpoint (embedded server or forwarder), registers the Node objects and keeps
 them Ready, and runs the scheduler and one kubelet per node, fed by a single pod watch. Pod
-workloads are served from this process too. It does NOT start or restart agents: those are
-separate processes owned by `antrea lab up` / `antrea lab restart-agent`, so a test that kills
-an agent sees exactly what it did.
+workloads are served from this process too. Like a DaemonSet, it keeps each node's
+ovsdb-server, ovs-vswitchd and agent running: one that dies is started again with backoff
+(`antrea.lab.daemons`); agents are first started by `antrea lab up`.
 
 Readiness is signalled by writing ``<lab>/ready``; SIGTERM stops it cleanly (sandboxes stay:
 `antrea lab down` removes namespaces wholesale, and a restarted supervisor adopts them).
@@ -19,7 +19,7 @@ import signal
 
 import structlog
 
-from antrea.lab import apihost, nodes
+from antrea.lab import apihost, daemons, nodes
 from antrea.lab.kube import KubeClient, Obj, list_watch
 from antrea.lab.kubelet import Kubelet
 from antrea.lab.scheduler import Scheduler
@@ -88,6 +88,7 @@ async def run(spec: LabSpec) -> None:
                 asyncio.create_task(nodes.heartbeat(client, n), name=f"heartbeat:{n.name}")
                 for n in spec.nodes
             )
+            tasks.append(asyncio.create_task(daemons.supervise(spec), name="daemons"))
             for t in tasks:
                 t.add_done_callback(_guard)
             await synced.wait()

@@ -6,7 +6,8 @@ Layout (lab ``L``, N nodes)::
                               ports node1..nodeN  (veth peers of each node's eth0)
     netns antrea-L-node<i>:   ovsdb-server + ovs-vswitchd (userspace datapath, run dir
                               <lab>/nodes/node<i>/ovs), bridge br-phy holding eth0 and the node
-                              address 172.30.0.(10+i)/24; ip_forward on
+                              address 172.30.0.(10+i)/24; ip_forward on; the kernel never
+                              answers ARP on eth0 (an OVS port): one MAC per node address
 
 The node address sits on br-phy rather than on eth0 because userspace tunnels must leave through
 an OVS bridge that owns the underlay address (see docs/design/lab.md); the reference CNI mode
@@ -64,8 +65,26 @@ def start_ovs(node: NodeSpec) -> None:
     """ovsdb-server and ovs-vswitchd for one node, inside its namespace, private run dir."""
     d = node.ovs_dir
     d.mkdir(parents=True, exist_ok=True)
-    env = ovs_env(node)
-    netns.run(["ovsdb-tool", "create", str(d / "conf.db"), str(OVS_SCHEMA)], env=env)
+    netns.run(["ovsdb-tool", "create", str(d / "conf.db"), str(OVS_SCHEMA)], env=ovs_env(node))
+    start_ovsdb(node)
+    vsctl(node, "--no-wait", "init")
+    # Several vswitchds share two cores: keep each one's thread count small.
+    vsctl(
+        node,
+        "--no-wait",
+        "set",
+        "Open_vSwitch",
+        ".",
+        "other_config:n-handler-threads=1",
+        "other_config:n-revalidator-threads=1",
+        f"external_ids:hostname={node.name}",
+    )
+    start_vswitchd(node)
+
+
+def start_ovsdb(node: NodeSpec) -> None:
+    """ovsdb-server on the node's existing database (also how the supervisor restarts it)."""
+    d = node.ovs_dir
     netns.run(
         netns.exec_argv(
             node.netns,
@@ -79,20 +98,13 @@ def start_ovs(node: NodeSpec) -> None:
                 str(d / "conf.db"),
             ],
         ),
-        env=env,
+        env=ovs_env(node),
     )
-    vsctl(node, "--no-wait", "init")
-    # Several vswitchds share two cores: keep each one's thread count small.
-    vsctl(
-        node,
-        "--no-wait",
-        "set",
-        "Open_vSwitch",
-        ".",
-        "other_config:n-handler-threads=1",
-        "other_config:n-revalidator-threads=1",
-        f"external_ids:hostname={node.name}",
-    )
+
+
+def start_vswitchd(node: NodeSpec) -> None:
+    """ovs-vswitchd (returns once it runs: --detach); also how the supervisor restarts it."""
+    d = node.ovs_dir
     netns.run(
         netns.exec_argv(
             node.netns,
@@ -105,7 +117,7 @@ def start_ovs(node: NodeSpec) -> None:
                 "--no-chdir",
             ],
         ),
-        env=env,
+        env=ovs_env(node),
     )
 
 
@@ -122,6 +134,12 @@ def wire_node(spec: LabSpec, node: NodeSpec) -> None:
     _ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", node.name, "netns",
         spec.underlay_netns)  # fmt: skip
     _ip(spec.underlay_netns, "link", "set", node.name, "master", "br0", "up")
+    # eth0 belongs to OVS (a br-phy port), yet the node's kernel still receives every frame on
+    # it (OVS reads it with AF_PACKET) and would answer ARP for the node address with eth0's MAC
+    # as well as br-phy's: two MACs for one address on the underlay ("ARP flux"), and a peer's
+    # tunnel neighbour cache that learns eth0's MAC blackholes all tunnel traffic to this node.
+    # arp_ignore=8: the kernel never answers ARP received on eth0.
+    netns.run(netns.exec_argv(ns, ["sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=8"]))
     # Both ends feed or come from OVS's AF_PACKET sockets: full checksums (see ethtool.py).
     netns.call_in(netns.netns_path(spec.underlay_netns), lambda: disable_tx_checksum(node.name))
     netns.call_in(netns.netns_path(ns), lambda: disable_tx_checksum("eth0"))
