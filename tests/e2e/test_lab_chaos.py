@@ -56,12 +56,17 @@ def record(r: chaos.Result) -> dict[str, object]:
     return fig
 
 
-def check(r: chaos.Result, *, known_leak: str = "") -> None:
+def check(r: chaos.Result, *, known_leak: str = "", policy_changed: bool = False) -> None:
+    """No forbidden connection; cross-node traffic back within 5 s of the return; the
+    policy-allowed path too (when the policy changed meanwhile it is new traffic, realized by
+    the restarted agent: it only has to come)."""
     fig = record(r)
+    bounded = [chaos.CROSS_NODE] if policy_changed else [chaos.CROSS_NODE, chaos.V2_ALLOWED]
     for path in (chaos.CROSS_NODE, chaos.V2_ALLOWED):
         back = r.back_after_return(path)
         assert back is not None, f"{path} never came back: {fig}"
-        assert back <= BACK_WITHIN_S, f"{path} back {back:.2f}s after the return: {fig}"
+        if path in bounded:
+            assert back <= BACK_WITHIN_S, f"{path} back {back:.2f}s after the return: {fig}"
     if known_leak and any(r.forbidden_successes().values()):
         pytest.xfail(f"{known_leak}: {r.forbidden_successes()}")
     assert r.forbidden_successes() == dict.fromkeys(chaos.FORBIDDEN, 0), fig
@@ -78,7 +83,7 @@ def test_agent_killed_and_policy_changed_while_down(clab: tuple[Lab, list[ProbeP
     r = chaos.agent_restart(lab.spec, lab.kubectl, paths)
     assert r.lost(chaos.CROSS_NODE) == 0, r.figures()  # hitless
     assert r.notes["stale_flows"] == 0, r.figures()
-    check(r, known_leak=AGENT_RESTART_LEAK)
+    check(r, known_leak=AGENT_RESTART_LEAK, policy_changed=True)
 
 
 def test_ovs_vswitchd_killed(clab: tuple[Lab, list[ProbePath]]) -> None:
