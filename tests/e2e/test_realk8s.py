@@ -22,11 +22,13 @@ from pathlib import Path
 import pytest
 
 from antrea.lab import lifecycle, netns, state
+from antrea.lab.cniruntime import reference_conflist
 from antrea.lab.realk8s import binaries
 from antrea.lab.realk8s.node import CGROUP_FS, cgroup_root
 from antrea.lab.testing import (
     KUBECTL,
     OWNER_FILE,
+    Lab,
     _base36,
     _start_time,
     sweep_stale_test_labs,
@@ -170,6 +172,44 @@ def test_lab_verbs_work_on_a_real_lab(real: RealLab) -> None:
     ip = subprocess.run([*run, "exec", "--name", NAME, "node1", "--", "ip", "-br", "addr"],
                         capture_output=True, text=True, check=True).stdout  # fmt: skip
     assert real.spec.node("node1").underlay_ip in ip
+
+
+def _install_reference_cni(real: RealLab) -> None:
+    """What a node provisioner would do with the reference plugins: bridge + host-local on each
+    node's kcm-assigned podCIDR, and routes to the other nodes' podCIDRs."""
+    nodes = {n["metadata"]["name"]: n for n in real.get("nodes")["items"]}  # type: ignore[attr-defined]
+    for node in real.spec.nodes:
+        cidr = nodes[node.name]["spec"]["podCIDR"]
+        conf = reference_conflist(node_pod_cidr=cidr, ipam_dir=node.path / "ipam")
+        (node.path / "host/etc/cni/net.d/10-lab-bridge.conflist").write_text(json.dumps(conf))
+        for other in real.spec.nodes:
+            if other is not node:
+                other_cidr = nodes[other.name]["spec"]["podCIDR"]
+                netns.run(["ip", "-n", node.netns, "route", "replace", other_cidr, "via",
+                           other.underlay_ip, "dev", "eth0"])  # fmt: skip
+
+
+async def test_model_pods_run_on_real_kubelets_and_the_lab_probe_sees_them(real: RealLab) -> None:
+    """Real pods (workload image, local pause image) through a CNI, probed by `antrea lab`."""
+    _install_reference_cni(real)
+    real.wait("nodes Ready", lambda: all(_ready(n) == "True" for n in real.get("nodes")["items"]))  # type: ignore[attr-defined]
+    lab = Lab(real.spec)
+    m = await lab.create_model()
+    try:
+        for port, proto in ((80, "TCP"), (81, "UDP")):
+            doc = await lab.probe(port=port, protocol=proto, namespaces=["x", "y", "z"])
+            assert doc["matrix"] == m.all_connected(), (port, proto)
+        run = [sys.executable, "-m", "antrea.cmd.antrea", "lab", "exec", "--name", NAME]
+        pod_ip = real.get("pod", "-n", "x", "a")["status"]["podIP"]  # type: ignore[index]
+        out = subprocess.run([*run, "x/a", "--", "ip", "-4", "-br", "addr"], capture_output=True,
+                             text=True, check=True).stdout  # fmt: skip
+        assert f"{pod_ip}/" in out
+        assert (
+            real.kubectl("exec", "-n", "y", "b", "-c", "cont-80-tcp", "--", "hostname").strip()
+            == "b"
+        )
+    finally:
+        await lab.reset_model(m)
 
 
 def _lab_pids(spec: state.LabSpec) -> list[int]:

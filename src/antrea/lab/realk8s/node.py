@@ -249,7 +249,7 @@ state = "{d / "state"}"
         for path in HOST_MASKS:
             self.host_dir(path).mkdir(parents=True, exist_ok=True)
         cni_bin = self.host_dir("/opt/cni/bin")
-        for plugin in ("loopback", "host-local", "portmap"):
+        for plugin in ("loopback", "host-local", "portmap", "bridge"):
             if (REFERENCE_CNI_DIR / plugin).exists():
                 shutil.copy2(REFERENCE_CNI_DIR / plugin, cni_bin / plugin)
         (self.dir / "sysctl").mkdir(exist_ok=True)
