@@ -76,6 +76,7 @@ from antrea.agent.openflow.pipeline import (
     NodeConfig,
     PodPort,
 )
+from antrea.agent.secureapi import SecureAPI
 from antrea.ovs import ovsconfig
 from antrea.ovs.errors import OvsError
 from antrea.ovs.openflow.bundle import OfctlBundleTransport, mgmt_target
@@ -169,6 +170,8 @@ class Agent:
         self.cni_server: CNIServer | None = None
         self.app: web.Application = build_app(self)
         self._runner: web.AppRunner | None = None
+        self.secure_api: SecureAPI | None = None
+        self.ovs_seen_at: float | None = None  # last time the OVS canary check answered
         self._tasks: list[asyncio.Task[Any]] = []
 
     # -- helpers for extensions ----------------------------------------------------------
@@ -209,11 +212,15 @@ class Agent:
         if self.node_api is None:
             from antrea.util.kuberest import load_api_client
 
-            self.api_client = await load_api_client(cfg.kubeconfig or None)
+            self.api_client = await load_api_client(
+                cfg.kubeconfig or None, server=cfg.kubeAPIServerOverride or None
+            )
             self.node_api = ApiClientNodeAPI(self.api_client)
         node = self.node = await self._own_node()
         assert node.pod_cidr is not None and node.gateway_ip is not None
         log.info("node_read", node=node.name, pod_cidr=str(node.pod_cidr), ip=str(node.internal_ip))
+        # Early, so that kubelet's liveness probe answers while the rest starts (readyz: not yet).
+        await self._start_secure_api(node)
 
         bridge = await self._init_bridge()
         self.ovs_version = await self._ovs_version()
@@ -279,6 +286,7 @@ class Agent:
         self.ready.set()
         await self._install_cni()
         await self._start_api()
+        self.ovs_seen_at = time.monotonic()
         self.add_task(self._finish_round(), "round_cleanup")
         self.add_task(self._watch_ovs(), "ovs_canary")
         log.info("agent_started", node=self.node_name, round=self.round_num, mtu=self.mtu)
@@ -411,6 +419,49 @@ class Agent:
         await site.start()
         log.info("agent_api_started", port=self.cfg.apiPort)
 
+    async def _start_secure_api(self, node: NodeInfo) -> None:
+        """HTTPS /livez, /readyz, /metrics on the node address (agent/secureapi.py)."""
+        bind = self.cfg.secureAPIBindAddress
+        if bind == "none" or self.api_client is None:
+            return
+        host = bind or (str(node.internal_ip) if node.internal_ip else "")
+        if not host:
+            log.warning("secure_api_disabled_no_node_address", node=self.node_name)
+            return
+        from antrea.agent.apiserver import metrics_handler
+        from antrea.agent.secureapi import AccessReviewer
+        from antrea.controller.auth import TokenAuthenticator
+        from antrea.util.health import Check
+        from antrea.util.kuberest import ApiClientResources
+
+        kube = ApiClientResources(self.api_client)
+        self.secure_api = SecureAPI(
+            livez=[Check("ping", lambda: None), Check("background-tasks", self._tasks_alive)],
+            readyz=[
+                Check("agent-started", lambda: None if self.ready.is_set() else "starting"),
+                Check("ovs-connection", self._ovs_connected),
+                Check("background-tasks", self._tasks_alive),
+            ],
+            metrics=lambda request: metrics_handler(self),
+            authenticator=TokenAuthenticator(kube),
+            reviewer=AccessReviewer(kube),
+        )
+        await self.secure_api.start(
+            host, self.cfg.apiPort, [host, self.node_name, "localhost", "127.0.0.1"]
+        )
+
+    def _tasks_alive(self) -> str | None:
+        dead = [t.get_name() for t in self._tasks if t.done() and not t.cancelled()]
+        return f"stopped: {', '.join(dead)}" if dead else None
+
+    def _ovs_connected(self) -> str | None:
+        if self.ovs_seen_at is None:
+            return "not checked yet"
+        age = time.monotonic() - self.ovs_seen_at
+        if age > max(3 * self.cfg.ovsCheckInterval, 10.0):
+            return f"ovs-vswitchd has not answered for {age:.0f}s"
+        return None
+
     # -- rounds and OVS restarts -------------------------------------------------------
     async def _finish_round(self) -> None:
         """Delete older rounds once everything is re-installed, then persist the round.
@@ -465,6 +516,7 @@ class Agent:
                 canary = await self.ofctl.dump_flows(f"table={CANARY_TABLE}", stats=False)
             except OvsError:
                 continue  # ovs-vswitchd down or restarting: check again later
+            self.ovs_seen_at = time.monotonic()
             if not canary:
                 log.warning("ovs_flows_lost_replaying")
                 try:
@@ -551,6 +603,8 @@ class Agent:
             await self.cni_server.stop()
         if self._runner is not None:
             await self._runner.cleanup()
+        if self.secure_api is not None:
+            await self.secure_api.stop()
         if self.api_client is not None:
             with contextlib.suppress(Exception):
                 await self.api_client.close()

@@ -1,5 +1,7 @@
 """The agent's local HTTP API (127.0.0.1:apiPort in the node's namespace): antctl and /metrics.
 
+Operators and Prometheus use the HTTPS endpoints on the node address instead (secureapi.py).
+
 Routes: ``GET /podinterfaces``, ``/agentinfo``, ``/ovsflows`` (filters: ``table``, ``pod``
 as ns/name, ``category``, ``cookie``) and ``/metrics`` (Prometheus text). Other agent parts add
 routes to `Agent.app` before it starts (the NetworkPolicy realization adds its own).
@@ -150,7 +152,11 @@ def _flow_mentions(f: DumpedFlow, ofport: int, ip: str, mac: str) -> bool:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    agent = request.app[AGENT_KEY]
+    return await metrics_handler(request.app[AGENT_KEY])
+
+
+async def metrics_handler(agent: Agent) -> web.Response:
+    """The Prometheus text of the agent's registry (also served by agent/secureapi.py)."""
     await agent.refresh_metrics()
     body = generate_latest(agent.registry)
     resp = web.Response(body=body)

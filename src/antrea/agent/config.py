@@ -29,6 +29,8 @@ class ConfigError(ValueError):
 class AgentConfig:
     nodeName: str = ""
     kubeconfig: str = ""
+    # The API server URL to use instead of the in-cluster one (clusters without kube-proxy).
+    kubeAPIServerOverride: str = ""
     ovsBridge: str = "br-int"
     ovsDatapathType: str = "system"
     ovsRunDir: str = "/var/run/openvswitch"
@@ -42,6 +44,9 @@ class AgentConfig:
     cniBinDir: str = "/opt/cni/bin"
     stateDir: str = "/var/run/antrea"
     apiPort: int = 10350
+    # The HTTPS operator endpoints (/livez, /readyz, /metrics; agent/secureapi.py) listen on
+    # the node's InternalIP at apiPort; "" = that address, "none" = do not serve them.
+    secureAPIBindAddress: str = ""
     controllerAPIPort: int = 10349
     leaseNamespace: str = "kube-system"
     # Antrea's option for datapaths that do not complete partial checksums (the userspace one):

@@ -1,11 +1,12 @@
 """Controller configuration: the keys it needs from the shared agent/daemon YAML (contracts).
 
 The daemon reads one file for both roles, so the controller accepts the agent's format and
-ignores what it does not use. Controller-only keys (all optional): ``controllerKubeconfig`` (the
-controller's own identity when it shares the file with an agent; default ``kubeconfig``),
-``controllerBindAddress``
-(default 0.0.0.0), ``controllerAddress`` (the address published in Endpoints; default: the
-Node's InternalIP), ``leaseDurationSeconds``/``renewDeadlineSeconds``/``retryPeriodSeconds``.
+ignores what it does not use. ``kubeAPIServerOverride``: the API server URL to use instead of
+the in-cluster one (clusters without kube-proxy). Controller-only keys (all optional):
+``controllerKubeconfig`` (the controller's own identity when it shares the file with an agent;
+default ``kubeconfig``), ``controllerBindAddress`` (default 0.0.0.0), ``controllerAddress`` (the
+address published in Endpoints; default: the Node's InternalIP),
+``leaseDurationSeconds``/``renewDeadlineSeconds``/``retryPeriodSeconds``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import yaml
 class ControllerConfig:
     node_name: str
     kubeconfig: str | None = None
+    kube_api_server_override: str | None = None
     controller_api_port: int = 10349
     lease_namespace: str = "kube-system"
     state_dir: str = "/var/run/antrea"
@@ -39,6 +41,7 @@ def config_from_dict(raw: dict[str, Any]) -> ControllerConfig:
         node_name=str(node),
         # `antrea daemon` shares the agent's file: the controller has its own identity.
         kubeconfig=raw.get("controllerKubeconfig") or raw.get("kubeconfig") or None,
+        kube_api_server_override=raw.get("kubeAPIServerOverride") or None,
         controller_api_port=int(raw.get("controllerAPIPort", 10349)),
         lease_namespace=str(raw.get("leaseNamespace", "kube-system")),
         state_dir=str(raw.get("stateDir", "/var/run/antrea")),

@@ -31,6 +31,7 @@ from antrea.controller.leader import LeaderElector, LeaseTimings
 from antrea.controller.metrics import ControllerMetrics, LiveState
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
+from antrea.util.health import Check
 from antrea.util.kuberest import (
     JSON,
     ApiClientResources,
@@ -142,6 +143,12 @@ class ControllerCandidate:
             serving=self.serving,
             info=self.info,
             metrics_handler=self._metrics_handler(),
+            livez=[Check("ping", lambda: None), Check("roles", self._roles_running)],
+            readyz=[
+                Check("inputs-synced", self._inputs_synced),
+                Check("leader-election", self._election_state),
+                Check("roles", self._roles_running),
+            ],
         )
         self.metrics.bind(
             LiveState(
@@ -153,6 +160,8 @@ class ControllerCandidate:
             )
         )
         self._leader_task: asyncio.Task[None] | None = None
+        self._roles: list[asyncio.Task[None]] = []
+        self.published_at: float | None = None  # last successful CA + Endpoints publication
 
     # authenticator facade: counts cache misses in metrics
     async def authenticate(self, token: str) -> Any:
@@ -203,6 +212,28 @@ class ControllerCandidate:
             "startTime": self.started_at,
         }
 
+    # --- health (controller API /livez, /readyz) ------------------------------------------
+
+    def _roles_running(self) -> str | None:
+        dead = [t.get_name() for t in self._roles if t.done()]
+        return f"stopped: {', '.join(dead)}" if dead else None
+
+    def _inputs_synced(self) -> str | None:
+        return None if self.inputs.synced.is_set() else "informers not synced yet"
+
+    def _election_state(self) -> str | None:
+        """Leader: Endpoints published recently. Standby: it sees a leader (hot standby)."""
+        if self.leading:
+            if self.published_at is None:
+                return "leading, Endpoints not published yet"
+            age = time.monotonic() - self.published_at
+            if age > 3 * ENDPOINTS_RECHECK:
+                return f"leading, Endpoints not confirmed for {age:.0f}s"
+            return None
+        if not self.elector.leader:
+            return "no leader observed yet"
+        return None
+
     # --- leadership ----------------------------------------------------------------------
 
     async def _on_started_leading(self) -> None:
@@ -211,6 +242,7 @@ class ControllerCandidate:
 
     async def _on_stopped_leading(self) -> None:
         self.leading = False
+        self.published_at = None
         if self._leader_task is not None:
             self._leader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -230,6 +262,7 @@ class ControllerCandidate:
                     log.info(
                         "controller_endpoint_published", address=self.advertise, port=self.port
                     )
+                self.published_at = time.monotonic()
             except KubeError as exc:
                 log.warning("leader_publish_failed", error=str(exc))
                 await asyncio.sleep(1.0)
@@ -261,8 +294,10 @@ class ControllerCandidate:
         self.port = await self.server.start(self.cfg.bind_address, self.port, ssl_ctx)
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self.inputs.run())
-                tg.create_task(self.elector.run())
+                self._roles = [
+                    tg.create_task(self.inputs.run(), name="informers"),
+                    tg.create_task(self.elector.run(), name="leader-election"),
+                ]
         finally:
             await self.server.stop()
 
@@ -271,7 +306,7 @@ async def run_controller(cfg: ControllerConfig) -> None:
     """Run one controller candidate until cancelled."""
     from antrea.util.kuberest import load_api_client
 
-    api_client = await load_api_client(cfg.kubeconfig)
+    api_client = await load_api_client(cfg.kubeconfig, server=cfg.kube_api_server_override)
     try:
         cand = ControllerCandidate(cfg, ApiClientResources(api_client), api_client)
         log.info(

@@ -2,7 +2,9 @@
 
 Routes (all JSON except the stream and status bodies, which are msgpack):
 
-- ``GET  /healthz`` - no authentication.
+- ``GET  /healthz``, ``/livez``, ``/readyz`` - no authentication (kubelet's probes); /livez and
+  /readyz report the candidate's named checks (util/health.py): ready means synced and either
+  leading with its Endpoints published or standing by behind a live leader.
 - ``GET  /apis/controlplane.antrea.io/v1beta2/watch?nodeName=N`` - chunked msgpack frames: the
   node's objects (``ADDED``), a ``BOOKMARK``, then deltas and periodic heartbeat bookmarks.
   Node identities may watch only their own node; 503 on a standby or before the inputs synced.
@@ -23,7 +25,7 @@ import asyncio
 import contextlib
 import socket
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import structlog
@@ -35,6 +37,7 @@ from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
 from antrea.controller.status import StatusAggregator
 from antrea.controller.views import object_json
+from antrea.util.health import Check, report
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +70,8 @@ class ControllerServer:
         serving: Callable[[], str | None],
         info: Callable[[], dict[str, Any]],
         metrics_handler: Callable[[web.Request], Awaitable[web.StreamResponse]] | None = None,
+        livez: Sequence[Check] = (),
+        readyz: Sequence[Check] = (),
         heartbeat: float = 5.0,
         write_timeout: float = 10.0,
     ) -> None:
@@ -77,6 +82,8 @@ class ControllerServer:
         self.serving = serving  # None when ready to serve streams, else the reason why not
         self.info = info
         self.metrics_handler = metrics_handler
+        self.livez_checks = list(livez)
+        self.readyz_checks = list(readyz)
         self.heartbeat = heartbeat
         self.write_timeout = write_timeout
         self._runner: web.AppRunner | None = None
@@ -87,6 +94,8 @@ class ControllerServer:
     def build_app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/livez", self.livez)
+        app.router.add_get("/readyz", self.readyz)
         app.router.add_get(f"{CONTROLPLANE}/watch", self.watch)
         app.router.add_post(f"{CONTROLPLANE}/networkpolicies/status", self.post_status)
         app.router.add_get(CONTROLPLANE + "/{resource}", self.list_objects)
@@ -138,6 +147,12 @@ class ControllerServer:
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.Response(text="ok")
+
+    async def livez(self, request: web.Request) -> web.Response:
+        return report(self.livez_checks, "verbose" in request.query)
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        return report(self.readyz_checks, "verbose" in request.query)
 
     async def metrics(self, request: web.Request) -> web.StreamResponse:
         await self._identity(request)

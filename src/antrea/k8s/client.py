@@ -179,18 +179,31 @@ def incluster_configuration() -> Any:
     return conf
 
 
-def load_kubeconfig_client(kubeconfig: str | None, *, context: str | None = None) -> Any:
+def load_kubeconfig_client(
+    kubeconfig: str | None, *, context: str | None = None, server: str | None = None
+) -> Any:
     """A ``kubernetes_asyncio.client.ApiClient`` for ``kubeconfig``, or in-cluster when None.
 
+    ``server`` (Antrea's ``kubeAPIServerOverride``) replaces the API server URL, keeping the
+    credentials and CA: in a pod on a cluster without kube-proxy the ``kubernetes`` Service
+    address is not reachable, so the agent and controller talk to the API server directly.
     Call it from a coroutine (the client's aiohttp session binds to the running loop), and
     ``await client.close()`` when done.
     """
+    import os
+
     from kubernetes_asyncio.client import ApiClient
 
     if kubeconfig:
         conf = configuration_from_kubeconfig(kubeconfig, context=context)
     else:
+        if server and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+            # load_incluster_config insists on the Service variables even when overridden.
+            os.environ["KUBERNETES_SERVICE_HOST"] = "kubernetes.default.svc"
+            os.environ.setdefault("KUBERNETES_SERVICE_PORT", "443")
         conf = incluster_configuration()
+    if server:
+        conf.host = server.rstrip("/")
     return ApiClient(configuration=conf)
 
 

@@ -99,10 +99,10 @@ class ApiClientResources:
         return await self._call("PUT", path, body) or {}
 
 
-async def load_api_client(kubeconfig: str | None) -> Any:
+async def load_api_client(kubeconfig: str | None, *, server: str | None = None) -> Any:
     """An ``ApiClient`` from a kubeconfig file, or in-cluster config when ``kubeconfig`` is None.
 
     A coroutine for its callers' convenience; the work is `antrea.k8s.client`'s (one kubeconfig
     reader for the whole code base), which must run with the event loop running.
     """
-    return load_kubeconfig_client(kubeconfig or None)
+    return load_kubeconfig_client(kubeconfig or None, server=server or None)
