@@ -125,7 +125,8 @@ async def test_agent_identity_is_confined_and_the_controller_runs_as_its_own(lab
         lab.kubectl("delete", "networkpolicy", "rbac-probe", "-n", "default", "--ignore-not-found")
     # kubectl auth can-i answers from the same rules.
     for kubeconfig, args, answer in (
-        (agent, ("get", "pods"), "yes"),
+        (agent, ("list", "pods"), "yes"),  # its node's pods, by field selector
+        (agent, ("get", "pods"), "no"),
         (agent, ("get", "secret/antrea-controller-ca", "-n", "kube-system"), "no"),
         (agent, ("create", "clusterrolebindings"), "no"),
         (controller, ("get", "secret/antrea-controller-ca", "-n", "kube-system"), "yes"),

@@ -30,7 +30,7 @@ def main(args: argparse.Namespace) -> int:
     from antrea.cni.install import install_plugin, write_conflist
 
     try:
-        exe = install_plugin(Path(args.bin_dir))
+        exe = install_plugin(Path(args.bin_dir), socket=args.cni_socket)
         conf = write_conflist(
             Path(args.conf_dir), mtu=0, socket=args.cni_socket, bin_dir=Path(args.bin_dir)
         )

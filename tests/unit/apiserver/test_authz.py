@@ -220,7 +220,7 @@ async def test_agent_is_refused_policy_endpoint_lease_and_binding_writes(
     status, _ = await agent.req(
         "GET", "/api/v1/namespaces/kube-system/configmaps?fieldSelector=metadata.name%3Dantrea-ca"
     )
-    assert status == 200  # resourceNames apply to a list by name, as in kube-apiserver
+    assert status == 403  # the agent's Role grants only get on antrea-ca (what its code does)
     assert (await agent.req("GET", "/api/v1/namespaces/kube-system/configmaps"))[0] == 403
     # Discovery and version are open to every authenticated identity (system:discovery).
     for path in ("/version", "/api", "/apis", "/api/v1"):
@@ -238,8 +238,11 @@ async def test_controller_can_do_its_job_and_only_read_its_own_secret(
     assert (await ctl.req("PUT", f"{ENDPOINTS}/antrea", endpoints()))[0] == 200
     assert (await ctl.req("POST", LEASES, lease("antrea-controller")))[0] == 201
     assert (await ctl.req("GET", f"{LEASES}/antrea-controller"))[0] == 200
-    for path in ("/api/v1/pods", "/api/v1/namespaces", "/api/v1/nodes", NETPOLS):
+    for path in ("/api/v1/pods", "/api/v1/namespaces", NETPOLS):
         assert (await ctl.req("GET", path))[0] == 200, path
+    # Nodes: only its own Node's address (get), as tests/unit/deploy/test_rbac_grants.py records.
+    assert (await ctl.req("GET", "/api/v1/nodes/n1"))[0] in (200, 404)
+    assert (await ctl.req("GET", "/api/v1/nodes"))[0] == 403
     review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview"}
     status, out = await ctl.req(
         "POST",
@@ -432,14 +435,15 @@ async def test_access_reviews_answer_from_rbac(cluster: tuple[Cluster, dict[str,
         },
     }
     path = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
-    status, out = await c["controller"].req("POST", path, sar)
+    # The agent asks (its HTTPS /metrics authorizes callers with SubjectAccessReviews).
+    status, out = await c["agent"].req("POST", path, sar)
     assert status == 201 and out["status"]["allowed"] is False
     sar["spec"]["user"] = CONTROLLER
-    status, out = await c["controller"].req("POST", path, sar)
+    status, out = await c["agent"].req("POST", path, sar)
     assert out["status"]["allowed"] is True
-    assert 'ClusterRoleBinding "antrea-controller"' in out["status"]["reason"]
-    assert (await c["agent"].req("POST", path, sar))[0] == 403  # the agent may not ask
-    status, out = await c["controller"].req("POST", path, {"spec": {"user": "x"}})
+    assert 'RoleBinding "kube-system/antrea-controller"' in out["status"]["reason"]
+    assert (await c["controller"].req("POST", path, sar))[0] == 403  # the controller may not ask
+    status, out = await c["agent"].req("POST", path, {"spec": {"user": "x"}})
     assert status == 422
     self_path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
     ssar = {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}}
@@ -460,7 +464,7 @@ async def test_access_reviews_answer_from_rbac(cluster: tuple[Cluster, dict[str,
     status, out = await c["agent"].req("POST", rules_path, {"spec": {"namespace": "kube-system"}})
     assert status == 201
     assert {
-        "verbs": ["get", "watch", "list"],
+        "verbs": ["get"],
         "apiGroups": [""],
         "resources": ["configmaps"],
         "resourceNames": ["antrea-ca"],
