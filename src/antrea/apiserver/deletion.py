@@ -18,6 +18,8 @@ from antrea.apiserver.resources import Registry, ResourceType
 from antrea.apiserver.store import Store, name_of, namespace_of
 
 log = structlog.get_logger(__name__)
+# A deletionTimestamp at most ~100 years ahead (datetime ends at year 9999).
+MAX_GRACE_TIMER = 100 * 365 * 86400
 
 JSON = dict[str, Any]
 NS_KEY = ("", "namespaces")
@@ -78,7 +80,8 @@ class Deletions:
                 return obj
         new = dict(obj)
         new["metadata"] = dict(meta)
-        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=grace)
+        # Any int64 grace period is accepted; the timer saturates at MAX_GRACE_TIMER.
+        when = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=min(grace, MAX_GRACE_TIMER))
         new["metadata"]["deletionTimestamp"] = strategy.format_time(when)
         new["metadata"]["deletionGracePeriodSeconds"] = grace
         self.store.put(rt.key, new, old=obj)

@@ -17,7 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from antrea.apiserver import crd, crschema, decoding, errors, reviews, strategy
+from antrea.apiserver import crd, crschema, decoding, errors, query, reviews, strategy, typecheck
 from antrea.apiserver.auth import AllowAuthenticated, Authorizer, Identity, TokenAuthenticator
 from antrea.apiserver.deletion import Deletions
 from antrea.apiserver.limits import read_body
@@ -50,7 +50,7 @@ def _field_warnings(
     request: web.Request, rt: ResourceType, obj: JSON, *, patch: bool = False
 ) -> list[str]:
     """Decode checks (`decoding.check_body`) under the request's ``fieldValidation``."""
-    return decoding.check_body(rt, obj, request.query.get("fieldValidation", "Warn"), patch=patch)
+    return decoding.check_body(rt, obj, query.field_validation(request), patch=patch)
 
 
 def _apply_body(request: web.Request, body: bytes) -> JSON:
@@ -63,16 +63,12 @@ def _apply_body(request: web.Request, body: bytes) -> JSON:
     return obj
 
 
-def _bool(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true", "yes")
-
-
 def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
 def _dry_run(request: web.Request) -> bool:
-    return bool(request.query.get("dryRun"))
+    return query.dry_run(request)
 
 
 def _encode_continue(ns: str, name: str) -> str:
@@ -170,7 +166,7 @@ class ResourceHandlers:
             raise errors.method_not_allowed()
 
         if method == "GET":
-            watch = target.watch or _bool(request.query.get("watch"))
+            watch = target.watch or query.flag(request, "watch")
             if target.name is None or watch:
                 if rt.namespaced and target.name is not None and ns is None:
                     raise errors.resource_not_found(request.path)
@@ -274,8 +270,7 @@ class ResourceHandlers:
         if token:
             after = _decode_continue(token)
             items = [o for o in items if (namespace_of(o), name_of(o)) > after]
-        limit_s = request.query.get("limit")
-        limit = int(limit_s) if limit_s and limit_s.isdigit() else 0
+        limit = query.int64(request, "limit") or 0
         if limit > 0 and len(items) > limit:
             rest = len(items) - limit
             items = items[:limit]
@@ -599,13 +594,16 @@ class ResourceHandlers:
         if loaded is not None and not isinstance(loaded, dict):
             raise errors.bad_request("DeleteOptions must be a JSON object")
         opts: JSON = loaded or {}
-        grace_q = request.query.get("gracePeriodSeconds")
+        mismatches = typecheck.check("V1DeleteOptions", opts, prune=True).mismatches
+        if mismatches:
+            raise errors.bad_request(f"error decoding DeleteOptions: {mismatches[0].message()}")
+        grace_q = query.int64(request, "gracePeriodSeconds")
         if grace_q is not None:
-            try:
-                opts["gracePeriodSeconds"] = int(grace_q)
-            except ValueError:
-                raise errors.bad_request("invalid gracePeriodSeconds") from None
-        if request.query.get("dryRun"):
+            opts["gracePeriodSeconds"] = grace_q
+        for value in opts.get("dryRun") or ():
+            if value != "All":
+                raise errors.bad_request(f'dryRun: Unsupported value: "{value}"')
+        if query.dry_run(request):
             opts["dryRun"] = ["All"]
         return opts
 

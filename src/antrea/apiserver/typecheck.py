@@ -167,7 +167,7 @@ def _scalar_ok(t: _Type, value: Any) -> bool:
     if k == "bool":
         return isinstance(value, bool)
     if k == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
+        return isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63
     if k == "float":
         return isinstance(value, int | float) and not isinstance(value, bool)
     if k == "time":

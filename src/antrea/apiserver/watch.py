@@ -20,17 +20,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from antrea.apiserver import errors
+from antrea.apiserver import errors, query
 from antrea.apiserver.resources import ResourceType
 from antrea.apiserver.store import Event, Predicate, Store
 from antrea.apiserver.tables import to_table
 
 JSON = dict[str, Any]
 Encoder = Callable[[str, Event], bytes]
-
-
-def _bool(value: str | None) -> bool:
-    return value is not None and value.lower() in ("1", "true", "yes")
 
 
 def versioned(rt: ResourceType, obj: JSON) -> JSON:
@@ -89,20 +85,15 @@ async def serve_watch(
 ) -> web.StreamResponse:
     q = request.query
     rv_param = q.get("resourceVersion", "")
-    send_initial = _bool(q.get("sendInitialEvents"))
-    bookmarks = _bool(q.get("allowWatchBookmarks"))
+    send_initial = query.flag(request, "sendInitialEvents")
+    bookmarks = query.flag(request, "allowWatchBookmarks")
     since: int | None = None
     if rv_param not in ("", "0") and not send_initial:
-        try:
-            since = int(rv_param)
-        except ValueError:
-            raise errors.bad_request(f'invalid resource version "{rv_param}"') from None
-    try:
-        timeout = (
-            float(q["timeoutSeconds"]) if q.get("timeoutSeconds") else random.uniform(1800, 3600)
-        )
-    except ValueError:
-        raise errors.bad_request("invalid timeoutSeconds") from None
+        if not (rv_param.isascii() and rv_param.isdigit()):
+            raise errors.bad_request(f'invalid resource version "{rv_param}"')
+        since = int(rv_param)
+    timeout_s = query.int64(request, "timeoutSeconds")
+    timeout = float(timeout_s) if timeout_s else random.uniform(1800, 3600)
 
     response = web.StreamResponse(
         status=200,

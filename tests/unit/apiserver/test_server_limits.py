@@ -267,3 +267,65 @@ async def test_patch_array_index_must_be_ascii_digits(api: Api) -> None:
     ops = [{"op": "replace", "path": "/spec/ingress/²", "value": {}}]
     status, _ = await api.send("PATCH", f"{NP}/p", ops, ctype="application/json-patch+json")
     assert status == 422
+
+
+# -- query parameters ----------------------------------------------------------------------
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "limit=²",
+        "limit=٣",
+        "limit=1_0",
+        "limit=%201",
+        "limit=99999999999999999999",
+        "watch=1&timeoutSeconds=1e300",
+        "watch=1&timeoutSeconds=²",
+        "watch=1&resourceVersion=²",
+    ],
+)
+async def test_malformed_integer_parameters_are_400(api: Api, query: str) -> None:
+    status, body = await api.send("GET", f"{PODS}?{query}")
+    assert status == 400, body
+    assert body["reason"] == "BadRequest"
+
+
+async def test_boolean_parameters_read_as_upstream(api: Api) -> None:
+    """Only absent, ``0`` and ``false`` are false: ``?watch=yes`` is a watch."""
+    async with api.session.get(f"{PODS}?watch=yes&timeoutSeconds=1") as resp:
+        assert resp.status == 200
+        assert resp.headers.get("Transfer-Encoding") == "chunked"
+    status, body = await api.send("GET", f"{PODS}?watch=FALSE")
+    assert status == 200 and body["kind"] == "PodList"
+
+
+async def test_huge_but_valid_integers_are_served(api: Api) -> None:
+    big = 2**63 - 1
+    async with api.session.get(f"{PODS}?watch=1&timeoutSeconds={big}") as resp:
+        assert resp.status == 200
+    pod = {
+        "metadata": {"name": "p"},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+    }
+    assert (await api.send("POST", PODS, pod))[0] == 201
+    status, body = await api.send("DELETE", f"{PODS}/p?gracePeriodSeconds={big}")
+    assert status == 200, body
+    assert body["metadata"]["deletionGracePeriodSeconds"] == big
+    for bad in ("99999999999999999999", "²", "1.5"):
+        status, body = await api.send("DELETE", f"{PODS}/p?gracePeriodSeconds={bad}")
+        assert status == 400, body
+    status, body = await api.send("DELETE", f"{PODS}/p", {"gracePeriodSeconds": "x"})
+    assert status == 400, body
+    status, body = await api.send("DELETE", f"{PODS}/p", {"gracePeriodSeconds": 2**63})
+    assert status == 400, body
+    assert (await api.send("DELETE", f"{PODS}/p?gracePeriodSeconds=0"))[0] == 200
+
+
+@pytest.mark.parametrize("query", ["dryRun=Some", "fieldValidation=Loose"])
+async def test_unsupported_option_values_are_422(api: Api, query: str) -> None:
+    status, body = await api.send("POST", f"{NP}?{query}", netpol("p"))
+    assert status == 422 and body["reason"] == "Invalid", body
+    await api.assert_servable(NP, set())

@@ -29,6 +29,7 @@ from antrea.apiserver.authz.rbac import (
     RBACAuthorizer,
 )
 from antrea.apiserver.authz.rules import PolicyRule, Request, rules_from_json, uncovered
+from antrea.apiserver.query import is_true
 from antrea.apiserver.routing import ResourcePath
 from antrea.apiserver.store import Store
 
@@ -48,7 +49,7 @@ def resource_attributes(
     verb = {"GET": "get", "POST": "create", "PUT": "update", "PATCH": "patch"}.get(
         method, method.lower()
     )
-    watch = target.watch or query.get("watch") in ("1", "true")
+    watch = target.watch or is_true(query.get("watch"))
     name = target.name or ""
     if method == "GET" and (target.name is None or watch):
         verb = "watch" if watch else "list"
