@@ -71,7 +71,13 @@ def register(subparsers: Any) -> None:
     cc = cmd("cni-check", "run CNI CHECK for a pod, as a runtime would", _cni_check)
     cc.add_argument("pod", help="NS/POD")
 
-    lg = cmd("logs", "print a node agent's log, or the supervisor's (`supervisor`)", _logs)
+    lg = cmd(
+        "logs",
+        "print a node agent's log, or the supervisor's (`supervisor`); real labs: "
+        "NODE[/kubelet|/containerd] or kube-apiserver, etcd, kube-controller-manager, "
+        "kube-scheduler",
+        _logs,
+    )
     lg.add_argument("component", help="NODE or supervisor")
     lg.add_argument("--tail", type=int, default=0, help="only the last N lines")
 
@@ -153,6 +159,13 @@ def _status(args: argparse.Namespace) -> int:
         print(json.dumps(doc, indent=2))
         return 0
     sup = doc["supervisor"]
+    if doc["kubernetes"] == "real":
+        print(f"lab {doc['name']}: real Kubernetes, apiserver={doc['apiserver']} (forwarded)")
+        print(f"  kubeconfig {doc['kubeconfig']}")
+        for comp, up in doc["components"].items():
+            print(f"  {comp:28} {'running' if up else 'NOT RUNNING'}")
+        print(f"  forwarder {'running' if sup['running'] else 'NOT RUNNING'} (pid {sup['pid']})")
+        return 0 if sup["running"] and all(doc["components"].values()) else 1
     print(f"lab {doc['name']}: cni={doc['cni']} encap={doc['encap']} apiserver={doc['apiserver']}")
     print(f"  supervisor pid {sup['pid']} {'running' if sup['running'] else 'NOT RUNNING'}")
     print(f"  kubeconfig {doc['kubeconfig']}")
@@ -244,11 +257,19 @@ def _logs(args: argparse.Namespace) -> int:
     from antrea.lab import state
 
     spec = state.load(args.name)
-    path = (
-        spec.supervisor_log
-        if args.component == "supervisor"
-        else spec.node(args.component).agent_log
-    )
+    if spec.kubernetes == "real":
+        # NODE[/kubelet|/containerd] or a control-plane component (kube-apiserver, etcd, ...)
+        node, _, what = args.component.partition("/")
+        if node in spec.node_names():
+            path = spec.node(node).path / f"{what or 'kubelet'}.log"
+        else:
+            path = spec.path / "control" / f"{args.component}.log"
+    else:
+        path = (
+            spec.supervisor_log
+            if args.component == "supervisor"
+            else spec.node(args.component).agent_log
+        )
     try:
         lines = path.read_text(errors="replace").splitlines()
     except FileNotFoundError:
