@@ -49,8 +49,8 @@ from antrea.ovs.openflow import (
     Normal,
     OutputReg,
 )
-from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.ovs.sandbox import OvsSandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "netpol"))
@@ -261,7 +261,9 @@ class LocalCluster:
                 self.compiler.add_namespace(nsobj)
             for pod in self.pods.values():
                 self.compiler.add_pod(pod)
-        self.client = FlowClient(OfctlBundleTransport(ovs.ofctl_target("br-int")))
+        # the agent's default transport: one held OpenFlow 1.5 connection
+        self.transport = OpenFlowTransport(ovs.ofctl_target("br-int"))
+        self.client = FlowClient(self.transport)
         await self.client.sync({"test-pipeline": pipeline(pod_ports, gw_mac)})
         reconciler = PolicyReconciler(
             self.client,
@@ -299,6 +301,8 @@ class LocalCluster:
                 pass
         for w in self.workloads:
             await w.stop()
+        if getattr(self, "transport", None) is not None:
+            await self.transport.close()
 
     # -- caselib.Cluster ------------------------------------------------------------------
     async def pod_ips(self) -> dict[str, str]:

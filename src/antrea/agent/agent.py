@@ -79,7 +79,7 @@ from antrea.agent.openflow.pipeline import (
 from antrea.agent.secureapi import SecureAPI
 from antrea.ovs import ovsconfig
 from antrea.ovs.errors import OvsError
-from antrea.ovs.openflow.bundle import OfctlBundleTransport, mgmt_target
+from antrea.ovs.openflow.bundle import FlowTransport, OfctlBundleTransport, mgmt_target
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, Owner
 from antrea.ovs.openflow.cookie import (
     CATEGORY_MASK,
@@ -92,6 +92,7 @@ from antrea.ovs.openflow.cookie import (
     round_filter,
 )
 from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsctl import OfCtl
 
@@ -101,7 +102,7 @@ log = structlog.get_logger(__name__)
 class MeteredTransport:
     """The bundle transport with duration/size histograms and an error count."""
 
-    def __init__(self, inner: OfctlBundleTransport, metrics: AgentMetrics) -> None:
+    def __init__(self, inner: FlowTransport, metrics: AgentMetrics) -> None:
         self.inner = inner
         self.metrics = metrics
         self.errors = 0
@@ -145,7 +146,13 @@ class Agent:
         )
         self.registry = CollectorRegistry()
         self.metrics = AgentMetrics(self.registry)
-        self.transport = MeteredTransport(OfctlBundleTransport(self.ofctl.target), self.metrics)
+        inner: FlowTransport
+        if cfg.flowTransport == "ofctl":
+            inner = OfctlBundleTransport(self.ofctl.target)
+        else:
+            # a held OpenFlow connection; when ovs-vswitchd restarts, check the canary at once
+            inner = OpenFlowTransport(self.ofctl.target, on_reconnect=self._check_ovs)
+        self.transport = MeteredTransport(inner, self.metrics)
         self.flow_client = FlowClient(self.transport)
         self.writer = CoalescingWriter(self.flow_client)
         self.interface_store = InterfaceStore()
@@ -512,17 +519,21 @@ class Agent:
     async def _watch_ovs(self) -> None:
         while True:
             await asyncio.sleep(self.cfg.ovsCheckInterval)
+            await self._check_ovs()
+
+    async def _check_ovs(self) -> None:
+        """Replay every flow if ovs-vswitchd lost them (its canary flow is gone)."""
+        try:
+            canary = await self.ofctl.dump_flows(f"table={CANARY_TABLE}", stats=False)
+        except OvsError:
+            return  # ovs-vswitchd down or restarting: check again later
+        self.ovs_seen_at = time.monotonic()
+        if not canary and self.node is not None:  # (before init the first sync installs all)
+            log.warning("ovs_flows_lost_replaying")
             try:
-                canary = await self.ofctl.dump_flows(f"table={CANARY_TABLE}", stats=False)
-            except OvsError:
-                continue  # ovs-vswitchd down or restarting: check again later
-            self.ovs_seen_at = time.monotonic()
-            if not canary:
-                log.warning("ovs_flows_lost_replaying")
-                try:
-                    await self.replay()
-                except Exception as exc:
-                    log.warning("flow_replay_failed", error=repr(exc))
+                await self.replay()
+            except Exception as exc:
+                log.warning("flow_replay_failed", error=repr(exc))
 
     async def replay(self) -> None:
         """After ovs-vswitchd lost its tables: gateway, pod ofports, every flow, host routes."""

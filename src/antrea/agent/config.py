@@ -17,6 +17,7 @@ import yaml
 ENCAP_MODES = ("encap", "noEncap")
 TUNNEL_TYPES = ("vxlan", "geneve")
 DATAPATH_TYPES = ("system", "netdev")
+FLOW_TRANSPORTS = ("native", "ofctl")
 # Outer Ethernet + IPv4 + UDP + VXLAN/Geneve(base) headers, as Antrea subtracts them.
 TUNNEL_OVERHEAD = {"vxlan": 50, "geneve": 50}
 
@@ -62,6 +63,9 @@ class AgentConfig:
     policyReadyTimeout: float = 30.0
     # Seconds between checks that ovs-vswitchd still holds our flows (canary flow).
     ovsCheckInterval: float = 2.0
+    # How flow bundles reach the bridge: "native" (one held OpenFlow 1.5 connection, binary
+    # flow mods) or "ofctl" (one `ovs-ofctl --bundle` process per bundle; the fallback).
+    flowTransport: str = "native"
 
     @property
     def encap(self) -> bool:
@@ -108,6 +112,8 @@ def from_mapping(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"trafficEncapMode: must be one of {ENCAP_MODES}")
     if cfg.tunnelType not in TUNNEL_TYPES:
         raise ConfigError(f"tunnelType: must be one of {TUNNEL_TYPES}")
+    if cfg.flowTransport not in FLOW_TRANSPORTS:
+        raise ConfigError(f"flowTransport: must be one of {FLOW_TRANSPORTS}")
     if cfg.ovsDatapathType not in DATAPATH_TYPES:
         raise ConfigError(f"ovsDatapathType: must be one of {DATAPATH_TYPES}")
     if not 0 < cfg.apiPort < 65536:

@@ -1,9 +1,11 @@
 """The one interface through which flow changes reach a switch.
 
 `FlowTransport.bundle` applies a batch of adds, modifies and deletes as ONE atomic OpenFlow
-bundle. The real implementation pipes the rendered batch into a single
-``ovs-ofctl -O OpenFlow15 --bundle add-flows TARGET -`` process (never one process per flow):
-each line carries its own operation, so mixed batches are one transaction.
+bundle. Two implementations: `antrea.ovs.openflow.native.OpenFlowTransport` (the agent's
+default: one held OpenFlow 1.5 connection, flow mods encoded in binary by `wire`) and
+`OfctlBundleTransport` here (the fallback and reference), which pipes the rendered batch into a
+single ``ovs-ofctl -O OpenFlow15 --bundle add-flows TARGET -`` process (never one process per
+flow): each line carries its own operation, so mixed batches are one transaction.
 """
 
 from __future__ import annotations
