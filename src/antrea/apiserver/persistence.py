@@ -1,11 +1,13 @@
 """Optional durability for the in-memory store: a snapshot plus an append-only change log.
 
-Every committed event is appended (as one JSON line) to an in-memory buffer that a background
-task writes to ``changes.log`` every few milliseconds, so handlers never wait for the disk.
-Start-up loads ``snapshot.json``, replays the log (a torn last line from a crash is ignored),
-and immediately compacts both into a fresh snapshot. A clean shutdown flushes, compacts and
-fsyncs, so nothing acknowledged before it is lost; a crash loses at most the last flush
-interval. The resourceVersion counter continues from the highest persisted value.
+Every committed event is appended (as one JSON line) to an in-memory buffer. A background task
+writes the buffer to ``changes.log`` and ``fdatasync``s it in a worker thread; writes that
+arrive meanwhile form the next batch (group commit), so the disk is synced once per batch, not
+once per write. A request that wrote waits (`wait_durable`) until its resourceVersion is on
+disk before it is answered: nothing is acknowledged that a crash (even SIGKILL or a power cut)
+could lose. Start-up loads ``snapshot.json``, replays the log (a torn last line from a crash
+is ignored), and immediately compacts both into a fresh snapshot. A clean shutdown flushes,
+compacts and fsyncs. The resourceVersion counter continues from the highest persisted value.
 """
 
 from __future__ import annotations
@@ -29,16 +31,23 @@ LOG = "changes.log"
 COMPACT_AFTER = 200_000
 
 
+class PersistError(OSError):
+    """The change log could not be written: the write was not made durable."""
+
+
 class Persistence:
-    def __init__(self, data_dir: Path, *, flush_interval: float = 0.02) -> None:
+    def __init__(self, data_dir: Path) -> None:
         self.dir = data_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self._buffer: list[bytes] = []
+        self._buffer_rv = 0  # highest resourceVersion in the buffer
         self._log_lines = 0
-        self._flush_interval = flush_interval
         self._task: asyncio.Task[None] | None = None
         self._log_file: Any = None
         self._pending = asyncio.Event()
+        self._closing = False
+        self.durable_rv = 0  # everything up to here is on disk
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
 
     # -- start-up ------------------------------------------------------------------------
 
@@ -74,6 +83,7 @@ class Persistence:
         self._log_file = open(self.dir / LOG, "ab")  # noqa: SIM115 - lives as long as the server
         store.on_commit.append(self.record)
         self._store = store
+        self.durable_rv = store.rv
         self._task = asyncio.get_running_loop().create_task(self._flusher())
 
     # -- running -------------------------------------------------------------------------
@@ -83,29 +93,72 @@ class Persistence:
         # Reuse the event's serialization (watchers share it) instead of encoding again.
         head = orjson.dumps([event.rv, event.type, group, resource])
         self._buffer.append(head[:-1] + b"," + event.raw() + b"]")
+        self._buffer_rv = max(self._buffer_rv, event.rv)
         self._pending.set()
 
-    def _flush(self) -> None:
-        if not self._buffer or self._log_file is None:
+    async def wait_durable(self, rv: int) -> None:
+        """Return once every event up to ``rv`` is on disk; raise `PersistError` if the
+        write failed."""
+        if rv <= self.durable_rv:
             return
+        if self._task is None:
+            raise PersistError("the change log is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((rv, future))
+        await asyncio.shield(future)
+
+    def _take(self) -> tuple[bytes, int]:
         data = b"\n".join(self._buffer) + b"\n"
         self._log_lines += len(self._buffer)
         self._buffer.clear()
+        return data, self._buffer_rv
+
+    def _write(self, data: bytes) -> None:
+        """Append and sync (in a worker thread: the event loop keeps serving)."""
         self._log_file.write(data)
         self._log_file.flush()
-        if self._log_lines >= COMPACT_AFTER:
-            self._write_snapshot(self._store)
+        os.fdatasync(self._log_file.fileno())
+
+    def _settle(self, rv: int, error: BaseException | None) -> None:
+        if error is None:
+            self.durable_rv = max(self.durable_rv, rv)
+        keep: list[tuple[int, asyncio.Future[None]]] = []
+        for want, future in self._waiters:
+            if future.done():
+                continue
+            if error is not None:
+                future.set_exception(PersistError(str(error)))
+            elif want <= self.durable_rv:
+                future.set_result(None)
+            else:
+                keep.append((want, future))
+        self._waiters = keep
+
+    def _flush(self) -> None:
+        """Write and sync the buffer now, synchronously (start-up, shutdown, tests)."""
+        if not self._buffer or self._log_file is None:
+            return
+        data, rv = self._take()
+        self._write(data)
+        self._settle(rv, None)
 
     async def _flusher(self) -> None:
         while True:
-            # Sleep until something was recorded, then a little longer to batch a burst.
             await self._pending.wait()
-            await asyncio.sleep(self._flush_interval)
             self._pending.clear()
-            try:
-                self._flush()
-            except OSError as exc:
-                log.error("apiserver_persist_failed", error=str(exc))
+            if self._buffer and self._log_file is not None:
+                data, rv = self._take()
+                try:
+                    await asyncio.to_thread(self._write, data)
+                except OSError as exc:
+                    log.error("apiserver_persist_failed", error=str(exc))
+                    self._settle(rv, exc)
+                else:
+                    self._settle(rv, None)
+                if self._log_lines >= COMPACT_AFTER:
+                    self._write_snapshot(self._store)
+            if self._closing and not self._buffer:
+                return
 
     def _write_snapshot(self, store: Store) -> None:
         objects: list[list[Any]] = []
@@ -133,11 +186,14 @@ class Persistence:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+        self._settle(store.rv, None)
 
     async def close(self) -> None:
         """Flush, compact and fsync: a clean shutdown loses nothing."""
         if self._task is not None:
-            self._task.cancel()
+            # Let an in-flight batch finish (it holds the log file), then stop.
+            self._closing = True
+            self._pending.set()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

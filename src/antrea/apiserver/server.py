@@ -34,7 +34,7 @@ from antrea.apiserver.authz import reviews as access_reviews
 from antrea.apiserver.certs import ServingCerts, ensure_certs
 from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
 from antrea.apiserver.limits import MAX_REQUEST_BODY_BYTES
-from antrea.apiserver.persistence import Persistence
+from antrea.apiserver.persistence import Persistence, PersistError
 from antrea.apiserver.resources import Registry
 from antrea.apiserver.rest import ResourceHandlers
 from antrea.apiserver.routing import GroupVersionPath, ResourcePath, parse_path
@@ -299,15 +299,26 @@ class APIServer:
     # -- requests ---------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse
         try:
-            return await self._dispatch(request)
+            response = await self._dispatch(request)
         except errors.APIError as exc:
-            return json_response(exc.body, status=exc.code)
+            response = json_response(exc.body, status=exc.code)
         except (asyncio.CancelledError, ConnectionError):
             raise
         except Exception as exc:
             log.exception("apiserver_request_failed", method=request.method, path=request.path)
-            return json_response(errors.internal(str(exc)).body, status=500)
+            response = json_response(errors.internal(str(exc)).body, status=500)
+        if request.method != "GET" and self._persistence is not None:
+            # Nothing is acknowledged before it is durable: wait until everything committed
+            # so far (this request's writes included) is synced to the data directory.
+            try:
+                await self._persistence.wait_durable(self.store.rv)
+            except PersistError as exc:
+                response = json_response(
+                    errors.internal(f"the write could not be persisted: {exc}").body, status=500
+                )
+        return response
 
     async def _dispatch(self, request: web.Request) -> web.StreamResponse:
         path = request.path
