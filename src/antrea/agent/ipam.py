@@ -1,11 +1,16 @@
 """Node-local IPAM: addresses of the Node's ``spec.podCIDR``, persisted like host-local.
 
 One file per allocated address under ``<stateDir>/ipam/<cidr>/<ip>`` holding
-``<containerID>\\n<ifname>``, created with O_EXCL: an allocation is durable the moment ADD
+``<containerID>\\n<ifname>``, created with O_EXCL: an allocation is on file the moment ADD
 returns it, so an agent restart keeps it, and a crash between allocation and port creation leaves
-a file that start-up reconciliation releases. The first host address is the gateway's and is
-never handed out; allocation continues after the last reserved address (host-local's
-round-robin) so a just-released address is not immediately reused by another pod.
+a file that start-up reconciliation releases. Like host-local, the file is not fsync'd: an agent
+crash keeps the page cache, and a machine crash takes every pod (and its network namespace)
+with it, so the reservations it could lose belong to containers that no longer exist (an fsync
+on the event loop used to cost several milliseconds of every CNI ADD on a busy disk).
+
+The first host address is the gateway's and is never handed out; allocation continues after the
+last reserved address (host-local's round-robin) so a just-released address is not immediately
+reused by another pod.
 
 Concurrency: all callers are coroutines of one agent process; an asyncio lock serialises the
 scan-and-create, and O_EXCL makes a double allocation impossible even across processes.
@@ -78,7 +83,6 @@ class IPAM:
             return False
         try:
             os.write(fd, f"{container_id}\n{ifname}".encode())
-            os.fsync(fd)
         finally:
             os.close(fd)
         return True
