@@ -123,6 +123,18 @@ async def test_agent_identity_is_confined_and_the_controller_runs_as_its_own(lab
         lab.kubectl("get", "networkpolicy", "rbac-probe", "-n", "default")  # still there
     finally:
         lab.kubectl("delete", "networkpolicy", "rbac-probe", "-n", "default", "--ignore-not-found")
+    # The lab kubelet acts as the node (system:node:node1), which the Node authorizer confines.
+    kubelet = ("--kubeconfig", str(node.kubelet_kubeconfig))
+    assert lab.kubectl(
+        *kubelet, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}"
+    ) == ("system:node:node1")
+    lab.kubectl("get", "lease", "node1", "-n", "kube-node-lease")  # its heartbeat
+    proc = subprocess.run(
+        [str(KUBECTL), *kubelet, "label", "node", "node2", "rbac-probe=x"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "node 'node1' cannot modify node 'node2'" in proc.stderr, proc.stderr
     # kubectl auth can-i answers from the same rules.
     for kubeconfig, args, answer in (
         (agent, ("list", "pods"), "yes"),  # its node's pods, by field selector

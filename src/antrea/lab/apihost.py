@@ -140,6 +140,11 @@ async def start_embedded(spec: LabSpec) -> Stop:
         ),
     )
     for node in spec.nodes:
+        user = f"system:node:{node.name}"
+        text = render_kubeconfig(
+            server=f"https://127.0.0.1:{spec.api_port}", ca_pem=ca, token=tokens[user], user=user
+        )
+        write_kubeconfig(node.kubelet_kubeconfig, text)
         for sa, path in (
             (identities.AGENT_SA, node.kubeconfig),
             (identities.CONTROLLER_SA, node.controller_kubeconfig),

@@ -99,6 +99,11 @@ class NodeSpec:
         return self.path / "kubeconfig"
 
     @property
+    def kubelet_kubeconfig(self) -> Path:
+        """The node's own identity (system:node:<n>) for the lab kubelet, from the host."""
+        return self.path / "kubelet.kubeconfig"
+
+    @property
     def controller_kubeconfig(self) -> Path:
         """The controller candidate's identity (antrea-controller), next to the agent's."""
         return self.path / "controller.kubeconfig"

@@ -75,17 +75,31 @@ async def run(spec: LabSpec) -> None:
     spec.save()  # records the API port chosen
     tasks: list[asyncio.Task[None]] = []
     try:
-        async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
+        async with contextlib.AsyncExitStack() as clients:
+            client = await clients.enter_async_context(KubeClient.from_kubeconfig(spec.kubeconfig))
+            # Each node's kubelet and heartbeat act as the node (system:node:<n>, confined by
+            # the Node authorizer) on the embedded server; the scheduler and the shared pod
+            # watch are control plane (admin). On an external server: its credentials.
+            node_client = {n.name: client for n in spec.nodes}
+            if not spec.external_kubeconfig:
+                for n in spec.nodes:
+                    node_client[n.name] = await clients.enter_async_context(
+                        KubeClient.from_kubeconfig(n.kubelet_kubeconfig)
+                    )
             for node in spec.nodes:
-                await nodes.register(client, node)
-            kubelets = {n.name: Kubelet(spec=spec, node=n, client=client) for n in spec.nodes}
+                await nodes.register(node_client[node.name], node)
+            kubelets = {
+                n.name: Kubelet(spec=spec, node=n, client=node_client[n.name]) for n in spec.nodes
+            }
             scheduler = Scheduler(client=client, nodes=spec.nodes)
             dispatch = Dispatcher(scheduler, kubelets)
             synced = asyncio.Event()
             watch = list_watch(client, "/api/v1/pods", dispatch, synced=synced)
             tasks.append(asyncio.create_task(watch, name="pods"))
             tasks.extend(
-                asyncio.create_task(nodes.heartbeat(client, n), name=f"heartbeat:{n.name}")
+                asyncio.create_task(
+                    nodes.heartbeat(node_client[n.name], n), name=f"heartbeat:{n.name}"
+                )
                 for n in spec.nodes
             )
             tasks.append(asyncio.create_task(daemons.supervise(spec), name="daemons"))
