@@ -160,6 +160,17 @@ def test_a_host_network_pod_runs_and_answers_exec_and_logs(real: RealLab) -> Non
     real.kubectl("delete", "pod", "hostnet", "--wait=true", "--timeout=60s")
 
 
+def test_the_manifest_passes_a_server_side_dry_run_without_warnings(real: RealLab) -> None:
+    manifest = Path(__file__).resolve().parents[2] / "deploy" / "antrea.yml"
+    proc = subprocess.run(
+        [real.kubectl_bin, f"--kubeconfig={real.spec.kubeconfig}", "apply", "--dry-run=server",
+         "-f", str(manifest)], capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.strip() == "", proc.stderr  # no warning (deprecations, unknown fields)
+    assert "daemonset.apps/antrea-agent created (server dry run)" in proc.stdout
+
+
 def test_lab_verbs_work_on_a_real_lab(real: RealLab) -> None:
     run = [sys.executable, "-m", "antrea.cmd.antrea", "lab"]
     out = subprocess.run([*run, "kubeconfig", "--name", NAME], capture_output=True, text=True,

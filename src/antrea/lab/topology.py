@@ -134,12 +134,6 @@ def wire_node(spec: LabSpec, node: NodeSpec) -> None:
     _ip(ns, "link", "add", "eth0", "type", "veth", "peer", "name", node.name, "netns",
         spec.underlay_netns)  # fmt: skip
     _ip(spec.underlay_netns, "link", "set", node.name, "master", "br0", "up")
-    # eth0 belongs to OVS (a br-phy port), yet the node's kernel still receives every frame on
-    # it (OVS reads it with AF_PACKET) and would answer ARP for the node address with eth0's MAC
-    # as well as br-phy's: two MACs for one address on the underlay ("ARP flux"), and a peer's
-    # tunnel neighbour cache that learns eth0's MAC blackholes all tunnel traffic to this node.
-    # arp_ignore=8: the kernel never answers ARP received on eth0.
-    netns.run(netns.exec_argv(ns, ["sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=8"]))
     # Both ends feed or come from OVS's AF_PACKET sockets: full checksums (see ethtool.py).
     netns.call_in(netns.netns_path(spec.underlay_netns), lambda: disable_tx_checksum(node.name))
     netns.call_in(netns.netns_path(ns), lambda: disable_tx_checksum("eth0"))
@@ -148,6 +142,12 @@ def wire_node(spec: LabSpec, node: NodeSpec) -> None:
 def build_node(spec: LabSpec, node: NodeSpec) -> None:
     ns = node.netns
     wire_node(spec, node)
+    # eth0 belongs to OVS (a br-phy port), yet the node's kernel still receives every frame on
+    # it (OVS reads it with AF_PACKET) and would answer ARP for the node address with eth0's MAC
+    # as well as br-phy's: two MACs for one address on the underlay ("ARP flux"), and a peer's
+    # tunnel neighbour cache that learns eth0's MAC blackholes all tunnel traffic to this node.
+    # arp_ignore=8: the kernel never answers ARP received on eth0.
+    netns.run(netns.exec_argv(ns, ["sysctl", "-qw", "net.ipv4.conf.eth0.arp_ignore=8"]))
     start_ovs(node)
     vsctl(
         node,
