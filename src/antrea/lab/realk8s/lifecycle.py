@@ -16,6 +16,7 @@ import ssl
 import subprocess
 import sys
 import time
+import tomllib
 import urllib.request
 from pathlib import Path
 
@@ -38,15 +39,45 @@ def forward_pidfile(lab_dir: Path) -> Path:
     return lab_dir / "forward.pid"
 
 
+def checkout_root() -> Path | None:
+    """The source checkout this package runs from (it has bin/build-image), if any."""
+    root = Path(__file__).resolve().parents[4]
+    return root if (root / "bin" / "build-image").is_file() else None
+
+
+def checkout_archive(root: Path) -> Path:
+    """Where `bin/build-image` writes the image by default: dist/antrea-<version>.oci.tar."""
+    with (root / "pyproject.toml").open("rb") as f:
+        version = tomllib.load(f)["project"]["version"]
+    return root / "dist" / f"antrea-{version}.oci.tar"
+
+
 def antrea_image_archives() -> list[Path]:
-    """The antrea image archive(s) to import into every node: $ANTREA_IMAGE_ARCHIVE (os.pathsep
-    separated)."""
+    """The antrea image archive(s) to import into every node.
+
+    ``$ANTREA_IMAGE_ARCHIVE`` (``os.pathsep``-separated) if set; else, from a source checkout,
+    the archive `bin/build-image` writes, built first if it is missing; else none (with a
+    warning: the manifest's pods then cannot start).
+    """
     value = os.environ.get(IMAGE_ARCHIVE_ENV, "")
-    out = [Path(v) for v in value.split(os.pathsep) if v]
-    for p in out:
-        if not p.is_file():
-            raise LabError(f"${IMAGE_ARCHIVE_ENV}: {p}: no such file")
-    return out
+    if value:
+        out = [Path(v) for v in value.split(os.pathsep) if v]
+        for p in out:
+            if not p.is_file():
+                raise LabError(f"${IMAGE_ARCHIVE_ENV}: {p}: no such file")
+        return out
+    root = checkout_root()
+    if root is None:
+        log.warning("lab_real_no_antrea_image", hint=f"set ${IMAGE_ARCHIVE_ENV}")
+        return []
+    archive = checkout_archive(root)
+    if not archive.is_file():
+        log.info("lab_real_building_image", archive=str(archive))
+        proc = subprocess.run(["bash", str(root / "bin" / "build-image"), "-o", str(archive)],
+                              cwd=root, capture_output=True, text=True, check=False)  # fmt: skip
+        if proc.returncode != 0 or not archive.is_file():
+            raise LabError(f"bin/build-image failed:\n{proc.stderr.strip()[-3000:]}")
+    return [archive]
 
 
 def start_forwarder(spec: LabSpec, port: int) -> None:
