@@ -445,6 +445,23 @@ async def test_access_reviews_answer_from_rbac(cluster: tuple[Cluster, dict[str,
     assert (await c["controller"].req("POST", path, sar))[0] == 403  # the controller may not ask
     status, out = await c["agent"].req("POST", path, {"spec": {"user": "x"}})
     assert status == 422
+    local = "/apis/authorization.k8s.io/v1/namespaces/kube-system/localsubjectaccessreviews"
+    local_sar = {
+        "spec": {
+            "user": CONTROLLER,
+            "groups": identities.serviceaccount_groups(),
+            "resourceAttributes": {
+                "verb": "get",
+                "resource": "secrets",
+                "namespace": "kube-system",
+                "name": "other",
+            },
+        }
+    }
+    status, out = await c["admin"].req("POST", local, local_sar)
+    assert status == 201 and out["status"]["allowed"] is False
+    local_sar["spec"]["resourceAttributes"]["namespace"] = "default"
+    assert (await c["admin"].req("POST", local, local_sar))[0] == 422
     self_path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
     ssar = {"spec": {"resourceAttributes": {"verb": "list", "resource": "pods"}}}
     assert (await c["agent"].req("POST", self_path, ssar))[1]["status"]["allowed"] is True
