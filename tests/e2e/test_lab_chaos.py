@@ -118,3 +118,4 @@ def test_apiserver_restarted(clab: tuple[Lab, list[ProbePath]]) -> None:
     status = json.loads(lab.antrea("status", "-o", "json").stdout)
     restarts = {n["name"]: n["restarts"] for n in status["nodes"]}
     assert restarts["node2"].get("ovs-vswitchd") == 1 and restarts["node2"].get("agent"), restarts
+    assert "ovs-vswitchd=1" in lab.antrea("status").stdout

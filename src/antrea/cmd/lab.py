@@ -169,13 +169,16 @@ def _status(args: argparse.Namespace) -> int:
     print(f"lab {doc['name']}: cni={doc['cni']} encap={doc['encap']} apiserver={doc['apiserver']}")
     print(f"  supervisor pid {sup['pid']} {'running' if sup['running'] else 'NOT RUNNING'}")
     print(f"  kubeconfig {doc['kubeconfig']}")
-    print(f"  {'NODE':8} {'IP':14} {'POD CIDR':16} {'OVS':5} {'AGENT':6} {'PODS':5} NETWORK")
+    print(f"  {'NODE':8} {'IP':14} {'POD CIDR':16} {'OVS':5} {'AGENT':6} {'PODS':5} "
+          f"{'NETWORK':9} RESTARTS")  # fmt: skip
     for n in doc["nodes"]:
         agent = "-" if n["agent"] is None else ("up" if n["agent"] else "down")
         ovs = "up" if n["ovs"] else "down"
         net = "ready" if n["networkReady"] else "not ready"
+        restarts = ",".join(f"{k}={v}" for k, v in sorted(n.get("restarts", {}).items())) or "-"
         print(
-            f"  {n['name']:8} {n['ip']:14} {n['podCIDR']:16} {ovs:5} {agent:6} {n['pods']:<5} {net}"
+            f"  {n['name']:8} {n['ip']:14} {n['podCIDR']:16} {ovs:5} {agent:6} {n['pods']:<5} "
+            f"{net:9} {restarts}"
         )
     return 0 if sup["running"] else 1
 
