@@ -171,8 +171,9 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
     from antrea.apis.controlplane.codec import FrameDecoder
     from antrea.apis.controlplane.types import PodReference
-    from antrea.ovs.openflow.bundle import OfctlBundleTransport, render_bundle
+    from antrea.ovs.openflow.bundle import render_bundle
     from antrea.ovs.openflow.client import FlowClient
+    from antrea.ovs.openflow.native import OpenFlowTransport
 
     objs = policy_objects(n_rules)
     data = frames(objs)
@@ -180,7 +181,8 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
     bridge = f"br-r{n_rules}"
     target = node.add_bridge(bridge)
     try:
-        client = FlowClient(OfctlBundleTransport(target))
+        transport = OpenFlowTransport(target)  # the agent's transport
+        client = FlowClient(transport)
         rec = PolicyReconciler(
             client,
             round_num=1,
@@ -201,6 +203,7 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
         await ctl.ready.wait()
         seconds = time.perf_counter() - start
         worker.cancel()
+        await transport.close()
         installed = node.flow_count(bridge)
         flows = client.installed()
         assert installed >= len(flows), (installed, len(flows))

@@ -213,7 +213,7 @@ async def test_bundle_is_atomic_and_errors_name_the_flow(bridges: OvsSandbox) ->
             await nat.bundle(add=[*good[:25], bad, *good[25:]])
         assert "goto_table:3" in str(err.value) and "priority=101" in str(err.value)
         assert count(bridges, "br-nat") == 0  # nothing of the bundle applied
-        # a flow too big for one OpenFlow message is refused before anything is sent
+        # a flow too big for one OpenFlow message is refused, and the bundle discarded
         huge = Flow(10, 102, Match(proto="ip"), tuple(Conjunction(i, 1, 2) for i in range(1, 5000)))
         with pytest.raises(BundleRejected, match="exceeds one OpenFlow message"):
             await nat.bundle(add=[*good, huge])

@@ -6,9 +6,10 @@ opened on first use and kept. Each `bundle` call is ONE atomic OpenFlow bundle, 
 process or text on the way:
 
 1. ``BUNDLE_CONTROL OPEN`` (atomic, ordered), one ``BUNDLE_ADD_MESSAGE`` per flow mod (deletes,
-   then modifies, then adds; each with its own xid), then a barrier;
+   then modifies, then adds; each with its own xid; written in chunks as they are encoded, so
+   the switch parses while we encode), then a barrier;
 2. if the switch refused any message (each error carries the xid of its message, mapped back to
-   the flow), the bundle is discarded and `BundleRejected` names the offending flows; otherwise
+   the flow) or a flow cannot be encoded (too big for one message), the bundle is discarded and `BundleRejected` names the offending flows; otherwise
    ``COMMIT`` and its reply (a commit-time error is mapped the same way).
 
 The connection is lost when ovs-vswitchd restarts: the next call reconnects (a few retries with
@@ -25,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import structlog
 
@@ -54,8 +55,15 @@ from antrea.ovs.openflow.wire import (
 log = structlog.get_logger(__name__)
 
 ReconnectHook = Callable[[], Awaitable[None]]
-# numbers the messages of one bundle from a base xid; returns them and what each is about
-Builder = Callable[[int], tuple[list[bytes], Sequence[object]]]
+# The messages of one bundle, numbered from a base xid, each with what it is about (for
+# errors). A generator: encoding is streamed to the switch, which works on the first chunk
+# while the next is encoded.
+Builder = Callable[[int], Iterator[tuple[bytes, object]]]
+CHUNK = 256  # messages per write
+
+
+class _Refused(Exception):
+    """A message of the bundle cannot be encoded (the text names it)."""
 
 
 class OpenFlowError(Exception):
@@ -220,28 +228,24 @@ class OpenFlowTransport:
         if not add and not modify and not delete:
             return
 
-        def build(base: int) -> tuple[list[bytes], Sequence[object]]:
-            msgs: list[bytes] = []
-            whats: list[str] = []
+        def build(base: int) -> Iterator[tuple[bytes, object]]:
+            xid = base
             for cmd, groups in (
                 (GroupCommand.DELETE, delete),
                 (GroupCommand.MODIFY, modify),
                 (GroupCommand.ADD, add),
             ):
                 for g in groups:
-                    msgs.append(group_mod(g, cmd, base + len(msgs)))
-                    whats.append(f"group {cmd.name.lower()} {g}")
-            return msgs, whats
+                    yield group_mod(g, cmd, xid), f"group {cmd.name.lower()} {g}"
+                    xid += 1
 
         await self._transact(build, f"{len(add) + len(modify) + len(delete)} group mods")
 
     def _flow_messages(
         self, add: Sequence[Flow], modify: Sequence[Flow], delete: Sequence[Flow]
     ) -> Builder:
-        def build(base: int) -> tuple[list[bytes], Sequence[object]]:
+        def build(base: int) -> Iterator[tuple[bytes, object]]:
             enc = self.encoder.flow_mod
-            msgs: list[bytes] = []
-            order: list[Flow] = []
             xid = base
             for cmd, flows in (
                 (FlowModCommand.DELETE_STRICT, delete),
@@ -250,14 +254,11 @@ class OpenFlowTransport:
             ):
                 for f in flows:
                     try:
-                        msgs.append(enc(f, cmd, xid))
+                        msg = enc(f, cmd, xid)
                     except (EncodeError, ValueError, KeyError) as exc:
-                        raise BundleRejected(
-                            ["openflow", self.target], None, f"{exc}: {_describe(f)}"
-                        ) from exc
+                        raise _Refused(f"{exc}: {_describe(f)}") from exc
+                    yield msg, f
                     xid += 1
-                order.extend(flows)
-            return msgs, order
 
         return build
 
@@ -296,23 +297,43 @@ class OpenFlowTransport:
         bundle_id = next(self._bundle_id)
         x_open = next(self._xid)
         base = next(self._xid)
-        msgs, items = build(base)
-        # reserve the xids of every message (they were numbered base, base+1, ...)
-        self._xid = itertools.count(base + len(msgs) + 1)
-        x_barrier = next(self._xid)
         self._errors = {}
         opened = self._expect(x_open)
-        fenced = self._expect(x_barrier)
+        items: list[object] = []
         out = [bundle_control(x_open, bundle_id, BundleCtrl.OPEN_REQUEST)]
-        for i, m in enumerate(msgs):
+        refused: str | None = None
+        xid = base
+        messages = build(base)
+        while True:
             try:
-                out.append(bundle_add(base + i, bundle_id, m))
-            except EncodeError as exc:
-                raise BundleRejected(
-                    ["openflow", self.target], None, f"{exc}: {_describe(items[i])}"
-                ) from exc
-        out.append(barrier(x_barrier))
-        await self._send(b"".join(out))
+                for inner, item in messages:
+                    items.append(item)
+                    out.append(bundle_add(xid, bundle_id, inner))
+                    xid += 1
+                    if len(out) >= CHUNK:
+                        break
+                else:
+                    break
+            except _Refused as exc:
+                refused = str(exc)
+                break
+            except EncodeError as exc:  # the bundle-add around the last message
+                refused = f"{exc}: {_describe(items[-1])}"
+                break
+            finally:
+                if out:
+                    await self._send(b"".join(out))
+                    out = []
+        # reserve the xids used (the lock keeps other requests out meanwhile)
+        self._xid = itertools.count(xid + 1)
+        if refused is not None:
+            await self._discard(bundle_id)
+            opened.cancel()
+            self._waiters.pop(x_open, None)
+            raise BundleRejected(["openflow", self.target], None, refused)
+        x_barrier = next(self._xid)
+        fenced = self._expect(x_barrier)
+        await self._send(barrier(x_barrier))
         try:
             await opened
         except OpenFlowError as exc:
@@ -322,13 +343,7 @@ class OpenFlowTransport:
         await fenced
         failed = self._failures(base, items)
         if failed:
-            x_discard = next(self._xid)
-            discarded = self._expect(x_discard)
-            await self._send(bundle_control(x_discard, bundle_id, BundleCtrl.DISCARD_REQUEST))
-            try:
-                await discarded
-            except OpenFlowError:
-                pass  # already gone
+            await self._discard(bundle_id)
             raise BundleRejected(["openflow", self.target], None, "; ".join(failed))
         x_commit = next(self._xid)
         committed = self._expect(x_commit)
@@ -338,6 +353,15 @@ class OpenFlowTransport:
         except OpenFlowError as exc:
             failed = self._failures(base, items) or [f"bundle commit: {exc}"]
             raise BundleRejected(["openflow", self.target], None, "; ".join(failed)) from exc
+
+    async def _discard(self, bundle_id: int) -> None:
+        x_discard = next(self._xid)
+        discarded = self._expect(x_discard)
+        await self._send(bundle_control(x_discard, bundle_id, BundleCtrl.DISCARD_REQUEST))
+        try:
+            await discarded
+        except OpenFlowError:
+            pass  # already gone
 
     def _failures(self, base: int, items: Sequence[object]) -> list[str]:
         out = []

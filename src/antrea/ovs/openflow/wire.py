@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
+from typing import Any
 
 from antrea.ovs.openflow.flow import (
     Action,
@@ -106,24 +108,32 @@ NXM0 = 0x0000
 NXM1 = 0x0001
 
 
-@dataclass(frozen=True, slots=True)
 class Field:
-    cls: int
-    code: int
-    size: int
+    """One OXM/NXM field; its TLV headers are packed once."""
+
+    __slots__ = ("cls", "code", "full", "hdr", "hdr_masked", "size")
+
+    def __init__(self, cls: int, code: int, size: int) -> None:
+        self.cls = cls
+        self.code = code
+        self.size = size
+        self.full = (1 << (8 * size)) - 1
+        self.hdr = struct.pack("!I", self.header())
+        self.hdr_masked = struct.pack("!I", self.header(True))
+
+    def __repr__(self) -> str:
+        return f"Field({self.cls:#x}, {self.code}, {self.size})"
 
     def header(self, masked: bool = False) -> int:
         size = self.size * 2 if masked else self.size
         return (self.cls << 16) | (self.code << 9) | (int(masked) << 8) | size
 
     def tlv(self, value: int, mask: int | None = None) -> bytes:
-        full = (1 << (8 * self.size)) - 1
-        if mask is not None and mask & full == full:
-            mask = None
-        if mask is None:
-            return struct.pack("!I", self.header()) + (value & full).to_bytes(self.size, "big")
+        full = self.full
+        if mask is None or mask & full == full:
+            return self.hdr + (value & full).to_bytes(self.size, "big")
         return (
-            struct.pack("!I", self.header(True))
+            self.hdr_masked
             + (value & mask & full).to_bytes(self.size, "big")
             + (mask & full).to_bytes(self.size, "big")
         )
@@ -157,10 +167,13 @@ CT_MARK = Field(NXM1, 107, 4)
 CT_LABEL = Field(NXM1, 108, 16)
 
 
+REGS = [Field(NXM1, n, 4) for n in range(16)]
+
+
 def reg_field(n: int) -> Field:
     if not 0 <= n <= 15:
         raise EncodeError(f"no register {n}")
-    return Field(NXM1, n, 4)
+    return REGS[n]
 
 
 # NXM names as `Move` spells them
@@ -212,6 +225,20 @@ TCP_FLAG_BITS = {
 }  # fmt: skip
 
 
+def _proto_tlvs() -> dict[tuple[str, bool], bytes]:
+    """eth_type (+ ip_proto) TLVs of each `Match.proto`, for IPv4 and IPv6 addresses."""
+    out: dict[tuple[str, bool], bytes] = {}
+    for v6 in (False, True):
+        ip = ETH_TYPES["ipv6" if v6 else "ip"]
+        out[("ip", v6)] = ETH_TYPE.tlv(ip)
+        out[("ipv6", v6)] = ETH_TYPE.tlv(ETH_TYPES["ipv6"])
+        out[("arp", v6)] = ETH_TYPE.tlv(ETH_TYPES["arp"])
+        for name, num in IP_PROTOS.items():
+            proto = 58 if v6 and name == "icmp" else num
+            out[(name, v6)] = ETH_TYPE.tlv(ip) + IP_PROTO.tlv(proto)
+    return out
+
+
 def _mac(text: str) -> int:
     return int(text.replace(":", ""), 16)
 
@@ -225,8 +252,19 @@ def _value(f: Field, text: str) -> int:
     return int(text, 0)
 
 
+_V4_MASKS = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
+
+
 def _prefix(value: object) -> tuple[int, int | None, bool]:
     """(address, mask or None, is_ipv6) of an nw_src/nw_dst value."""
+    if type(value) is str and ":" not in value:  # "10.0.0.0/8", "10.0.0.1": the common case
+        addr, _, plen = value.partition("/")
+        n = int(plen) if plen else 32
+        a = int.from_bytes(socket.inet_pton(socket.AF_INET, addr), "big")
+        if n == 32:
+            return a, None, False
+        mask = _V4_MASKS[n]
+        return a & mask, mask, False
     if isinstance(value, ipaddress.IPv4Address | ipaddress.IPv6Address):
         return int(value), None, value.version == 6
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
@@ -246,6 +284,11 @@ def _ct_state(s: CtState) -> tuple[int, int]:
             if v:
                 value |= bit
     return value, mask
+
+
+@lru_cache(maxsize=256)
+def _ct_state_tlv(s: CtState) -> bytes:
+    return CT_STATE.tlv(*_ct_state(s))
 
 
 def _tcp_flags(text: str) -> tuple[int, int]:
@@ -274,21 +317,14 @@ def encode_match_fields(m: Match) -> bytes:
     if m.dl_src is not None:
         out.append(ETH_SRC.tlv(_mac(m.dl_src)))
     proto = m.proto
-    ipv6 = proto == "ipv6"
-    for addr_value in (m.nw_src, m.nw_dst):
-        if addr_value is not None and _prefix(addr_value)[2]:
-            ipv6 = True
+    src = None if m.nw_src is None else _prefix(m.nw_src)
+    dst = None if m.nw_dst is None else _prefix(m.nw_dst)
+    ipv6 = proto == "ipv6" or (src is not None and src[2]) or (dst is not None and dst[2])
     if proto is not None:
-        if proto in ETH_TYPES:
-            eth = ETH_TYPES[proto]
-            if proto == "ip" and ipv6:
-                eth = ETH_TYPES["ipv6"]
-            out.append(ETH_TYPE.tlv(eth))
-        elif proto in IP_PROTOS:
-            out.append(ETH_TYPE.tlv(ETH_TYPES["ipv6" if ipv6 else "ip"]))
-            out.append(IP_PROTO.tlv(IP_PROTOS[proto] if not (ipv6 and proto == "icmp") else 58))
-        else:
+        head = _PROTO_TLVS.get((proto, ipv6))
+        if head is None:
             raise EncodeError(f"unknown protocol {proto!r}")
+        out.append(head)
     regs: dict[int, tuple[int, int]] = {}
     for r in m.regs:
         v, mk = regs.get(r.reg, (0, 0))
@@ -297,7 +333,7 @@ def encode_match_fields(m: Match) -> bytes:
     for reg, (v, mk) in regs.items():
         out.append(reg_field(reg).tlv(v, mk))
     if m.ct_state is not None:
-        out.append(CT_STATE.tlv(*_ct_state(m.ct_state)))
+        out.append(_ct_state_tlv(m.ct_state))
     if m.ct_mark is not None:
         out.append(CT_MARK.tlv(*m.ct_mark))
     if m.ct_label is not None:
@@ -308,12 +344,10 @@ def encode_match_fields(m: Match) -> bytes:
         out.append(TUN_ID.tlv(m.tun_id))
     if m.tun_dst is not None:
         out.append(TUN_IPV4_DST.tlv(*_prefix(m.tun_dst)[:2]))
-    if m.nw_src is not None:
-        addr, mask, v6 = _prefix(m.nw_src)
-        out.append((IPV6_SRC if v6 else IPV4_SRC).tlv(addr, mask))
-    if m.nw_dst is not None:
-        addr, mask, v6 = _prefix(m.nw_dst)
-        out.append((IPV6_DST if v6 else IPV4_DST).tlv(addr, mask))
+    if src is not None:
+        out.append((IPV6_SRC if src[2] else IPV4_SRC).tlv(src[0], src[1]))
+    if dst is not None:
+        out.append((IPV6_DST if dst[2] else IPV4_DST).tlv(dst[0], dst[1]))
     if m.arp_op is not None:
         out.append(ARP_OP.tlv(m.arp_op))
     if m.arp_spa is not None:
@@ -325,14 +359,17 @@ def encode_match_fields(m: Match) -> bytes:
     if m.tp_src is not None or m.tp_dst is not None:
         if proto not in TP_FIELDS:
             raise EncodeError(f"transport ports need tcp, udp or sctp, not {proto!r}")
-        src, dst = TP_FIELDS[proto]
+        tp_src, tp_dst = TP_FIELDS[proto]
         if m.tp_src is not None:
-            out.append(src.tlv(m.tp_src))
+            out.append(tp_src.tlv(m.tp_src))
         if m.tp_dst is not None:
-            out.append(dst.tlv(m.tp_dst, m.tp_dst_mask))
+            out.append(tp_dst.tlv(m.tp_dst, m.tp_dst_mask))
     if m.tcp_flags is not None:
         out.append(TCP_FLAGS.tlv(*_tcp_flags(m.tcp_flags)))
     return b"".join(out)
+
+
+_PROTO_TLVS = _proto_tlvs()
 
 
 def _pad8(data: bytes) -> bytes:
@@ -384,67 +421,99 @@ def _set_field(f: Field, value: int, mask: int | None = None) -> bytes:
     return _pad8(struct.pack("!HH", OFPAT_SET_FIELD, (4 + len(tlv) + 7) // 8 * 8) + tlv)
 
 
+def _output(a: Output) -> bytes:
+    port = a.port
+    if isinstance(port, str):
+        port = PORTS[port.upper()] if not port.isdigit() else int(port)
+    return _OUTPUT.pack(OFPAT_OUTPUT, 16, port, 0)
+
+
+def _load(a: LoadReg) -> bytes:
+    bits = _bits(a.start, a.end)
+    return _set_field(reg_field(a.reg), (a.value << a.start) & bits, bits)
+
+
+def _setfield(a: SetField) -> bytes:
+    f = SET_FIELDS.get(a.field)
+    if f is None:
+        raise EncodeError(f"set_field to unknown field {a.field!r}")
+    return _set_field(f, _value(f, a.value))
+
+
+def _move(a: Move) -> bytes:
+    src, src_ofs, n_bits = _subfield(a.src)
+    dst, dst_ofs, dst_bits = _subfield(a.dst)
+    if n_bits != dst_bits:
+        raise EncodeError(f"move {a.src}->{a.dst}: {n_bits} bits into {dst_bits}")
+    return struct.pack(
+        "!HHHHH2xII4x", OFPAT_COPY_FIELD, 24, n_bits, src_ofs, dst_ofs,
+        src.header(), dst.header(),
+    )  # fmt: skip
+
+
+def _ct(a: Ct) -> bytes:
+    nested = b""
+    if a.nat:
+        nested += _nx(NXAST_NAT, struct.pack("!2xHH", 0, 0))
+    nested += encode_actions(a.exec_)
+    table = 0xFF if a.table is None else a.table
+    body = struct.pack("!HIHB3xH", int(a.commit), 0, a.zone or 0, table, 0)
+    return _nx(NXAST_CT, body + nested)
+
+
+_OUTPUT = struct.Struct("!HHIH6x")
+_CONJ = struct.Struct("!HHIHBBI")
+_RESUBMIT = struct.Struct("!HHIHHB3x")
+_NORMAL = _OUTPUT.pack(OFPAT_OUTPUT, 16, PORTS["NORMAL"], 0)
+_ENCODERS: dict[type, Callable[[Any], bytes]] = {
+    Conjunction: lambda a: _CONJ.pack(
+        0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION, a.clause - 1, a.n_clauses, a.conj_id
+    ),
+    Output: _output,
+    Normal: lambda a: _NORMAL,
+    OutputReg: lambda a: _nx(
+        NXAST_OUTPUT_REG, struct.pack("!HIH6x", 31, reg_field(a.reg).header(), 0)
+    ),
+    Resubmit: lambda a: _RESUBMIT.pack(
+        0xFFFF, 16, NX_VENDOR, NXAST_RESUBMIT_TABLE, 0xFFF8, a.table
+    ),
+    LoadReg: _load,
+    SetField: _setfield,
+    Move: _move,
+    DecTTL: lambda a: struct.pack("!HH4x", OFPAT_DEC_NW_TTL, 8),
+    CtClear: lambda a: _nx(NXAST_CT_CLEAR, bytes(6)),
+    Ct: _ct,
+    Drop: lambda a: b"",
+}
+
+
 def encode_action(a: Action) -> bytes:
-    if isinstance(a, Conjunction):
-        return _nx(NXAST_CONJUNCTION, struct.pack("!BBI", a.clause - 1, a.n_clauses, a.conj_id))
-    if isinstance(a, Output):
-        port = a.port
-        if isinstance(port, str):
-            port = PORTS[port.upper()] if not port.isdigit() else int(port)
-        return struct.pack("!HHIH6x", OFPAT_OUTPUT, 16, port, 0)
-    if isinstance(a, Normal):
-        return struct.pack("!HHIH6x", OFPAT_OUTPUT, 16, PORTS["NORMAL"], 0)
-    if isinstance(a, OutputReg):
-        return _nx(NXAST_OUTPUT_REG, struct.pack("!HIH6x", 31, reg_field(a.reg).header(), 0))
-    if isinstance(a, Resubmit):
-        return _nx(NXAST_RESUBMIT_TABLE, struct.pack("!HB3x", 0xFFF8, a.table))
-    if isinstance(a, LoadReg):
-        bits = _bits(a.start, a.end)
-        return _set_field(reg_field(a.reg), (a.value << a.start) & bits, bits)
-    if isinstance(a, SetField):
-        f = SET_FIELDS.get(a.field)
-        if f is None:
-            raise EncodeError(f"set_field to unknown field {a.field!r}")
-        return _set_field(f, _value(f, a.value))
-    if isinstance(a, Move):
-        src, src_ofs, n_bits = _subfield(a.src)
-        dst, dst_ofs, dst_bits = _subfield(a.dst)
-        if n_bits != dst_bits:
-            raise EncodeError(f"move {a.src}->{a.dst}: {n_bits} bits into {dst_bits}")
-        return struct.pack(
-            "!HHHHH2xII4x", OFPAT_COPY_FIELD, 24, n_bits, src_ofs, dst_ofs,
-            src.header(), dst.header(),
-        )  # fmt: skip
-    if isinstance(a, DecTTL):
-        return struct.pack("!HH4x", OFPAT_DEC_NW_TTL, 8)
-    if isinstance(a, CtClear):
-        return _nx(NXAST_CT_CLEAR, bytes(6))
-    if isinstance(a, Ct):
-        nested = b""
-        if a.nat:
-            nested += _nx(NXAST_NAT, struct.pack("!2xHH", 0, 0))
-        nested += encode_actions(a.exec_)
-        table = 0xFF if a.table is None else a.table
-        body = struct.pack("!HIHB3xH", int(a.commit), 0, a.zone or 0, table, 0)
-        return _nx(NXAST_CT, body + nested)
-    if isinstance(a, Drop):
-        return b""
-    raise EncodeError(f"no OpenFlow encoding for {a!r}")
+    enc = _ENCODERS.get(type(a))
+    if enc is None:
+        raise EncodeError(f"no OpenFlow encoding for {a!r}")
+    return enc(a)
 
 
 def encode_actions(actions: Iterable[Action]) -> bytes:
-    return b"".join(encode_action(a) for a in actions)
+    encoders = _ENCODERS
+    try:
+        return b"".join([encoders[type(a)](a) for a in actions])
+    except KeyError:
+        for a in actions:
+            encode_action(a)  # raises EncodeError naming the action
+        raise
 
 
 def encode_instructions(actions: Sequence[Action]) -> bytes:
     """Apply-actions (if any) then goto_table (if any): what OVS expects."""
     goto: GotoTable | None = None
-    apply: list[Action] = []
-    for a in actions:
-        if isinstance(a, GotoTable):
-            goto = a
-        else:
-            apply.append(a)
+    apply: Sequence[Action] = actions
+    if actions and type(actions[-1]) is GotoTable:  # the usual place
+        goto = actions[-1]
+        apply = actions[:-1]
+    if any(type(a) is GotoTable for a in apply):
+        goto = next(a for a in reversed(apply) if isinstance(a, GotoTable))
+        apply = [a for a in apply if not isinstance(a, GotoTable)]
     out = b""
     body = encode_actions(apply)
     if len(body) > MAX_MESSAGE - 128:
@@ -516,7 +585,7 @@ class FlowEncoder:
             instructions = b""
             cookie = 0
         else:
-            instructions = _instructions(flow.actions)
+            instructions = encode_instructions(flow.actions)
             cookie = flow.cookie if command is FlowModCommand.ADD else 0
         length = _FLOW_MOD.size + len(match) + len(instructions)
         if length > MAX_MESSAGE:
@@ -530,11 +599,6 @@ class FlowEncoder:
             NO_BUFFER, PORT_ANY, GROUP_ANY, 0, 0,
         )  # fmt: skip
         return fixed + match + instructions
-
-
-@lru_cache(maxsize=1 << 16)
-def _instructions(actions: tuple[Action, ...]) -> bytes:
-    return encode_instructions(actions)
 
 
 # -- groups -----------------------------------------------------------------------------------
