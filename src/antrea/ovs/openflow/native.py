@@ -9,8 +9,9 @@ process or text on the way:
    then modifies, then adds; each with its own xid; written in chunks as they are encoded, so
    the switch parses while we encode), then a barrier;
 2. if the switch refused any message (each error carries the xid of its message, mapped back to
-   the flow) or a flow cannot be encoded (too big for one message), the bundle is discarded and `BundleRejected` names the offending flows; otherwise
-   ``COMMIT`` and its reply (a commit-time error is mapped the same way).
+   the flow) or a flow cannot be encoded (too big for one message), the bundle is discarded
+   and `BundleRejected` names the offending flows; otherwise ``COMMIT`` and its reply (a
+   commit-time error is mapped the same way).
 
 The connection is lost when ovs-vswitchd restarts: the next call reconnects (a few retries with
 backoff) and resends the whole bundle, which is safe because every operation in it is
