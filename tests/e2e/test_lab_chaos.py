@@ -23,10 +23,6 @@ from antrea.lab.testing import Lab, LabParams, lab_session
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
 BACK_WITHIN_S = 5.0  # the issue's bound, from the component's return
-# Issue 9 item 3 (branch failclosed): the restarted agent reuses conjunction ids while the old
-# round's clause flows are still installed; ~0.6 s of mixed rounds lets forbidden connections
-# through. Non-strict xfail of that one assertion until the fix is on main.
-AGENT_RESTART_LEAK = "conjunction ids reused across an agent restart (issue 9 item 3)"
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +52,7 @@ def record(r: chaos.Result) -> dict[str, object]:
     return fig
 
 
-def check(r: chaos.Result, *, known_leak: str = "", policy_changed: bool = False) -> None:
+def check(r: chaos.Result, *, policy_changed: bool = False) -> None:
     """No forbidden connection; cross-node traffic back within 5 s of the return; the
     policy-allowed path too (when the policy changed meanwhile it is new traffic, realized by
     the restarted agent: it only has to come)."""
@@ -67,8 +63,6 @@ def check(r: chaos.Result, *, known_leak: str = "", policy_changed: bool = False
         assert back is not None, f"{path} never came back: {fig}"
         if path in bounded:
             assert back <= BACK_WITHIN_S, f"{path} back {back:.2f}s after the return: {fig}"
-    if known_leak and any(r.forbidden_successes().values()):
-        pytest.xfail(f"{known_leak}: {r.forbidden_successes()}")
     assert r.forbidden_successes() == dict.fromkeys(chaos.FORBIDDEN, 0), fig
 
 
@@ -83,7 +77,7 @@ def test_agent_killed_and_policy_changed_while_down(clab: tuple[Lab, list[ProbeP
     r = chaos.agent_restart(lab.spec, lab.kubectl, paths)
     assert r.lost(chaos.CROSS_NODE) == 0, r.figures()  # hitless
     assert r.notes["stale_flows"] == 0, r.figures()
-    check(r, known_leak=AGENT_RESTART_LEAK, policy_changed=True)
+    check(r, policy_changed=True)
 
 
 def test_ovs_vswitchd_killed(clab: tuple[Lab, list[ProbePath]]) -> None:
