@@ -223,12 +223,26 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
         path.unlink()
     finally:
         node.del_bridge(floor_bridge)
+    # the same flows through the agent's native transport alone (no planning): its floor
+    native_bridge = f"br-n{n_rules}"
+    native_target = node.add_bridge(native_bridge)
+    try:
+        fresh = [f.with_cookie(f.cookie) for f in flows]  # keys and encodings not yet computed
+        native = OpenFlowTransport(native_target)
+        await native.bundle(add=[])  # nothing: connects lazily below
+        t0 = time.perf_counter()
+        await native.bundle(add=fresh)
+        native_s = time.perf_counter() - t0
+        await native.close()
+    finally:
+        node.del_bridge(native_bridge)
     return {
         "rules": n_rules,
         "seconds": round(seconds, 3),
         "reconcile_seconds": round(bundle_s, 3),
         "floor_seconds": round(floor, 3),
         "ratio": round(seconds / floor, 2),
+        "native_transport_seconds": round(native_s, 3),
         "flows": len(flows),
         "flows_in_ovs": installed,
         "floor_flows_in_ovs": floor_installed,

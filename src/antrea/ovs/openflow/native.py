@@ -106,6 +106,8 @@ class OpenFlowTransport:
         self._bundle_id = itertools.count(1)
         self._lock = asyncio.Lock()
         self._hooks: set[asyncio.Task[None]] = set()
+        self._redial: asyncio.Task[None] | None = None
+        self._closed = False
 
     # -- connection -----------------------------------------------------------------------
     @property
@@ -163,6 +165,10 @@ class OpenFlowTransport:
                     fut.set_result((mtype, body))
         except (asyncio.IncompleteReadError, OSError) as e:
             exc = ConnectionError(f"{self.target}: {e!r}")
+            # ovs-vswitchd went away (restart): reconnect in the background, so the reconnect
+            # hook (flow replay) runs as soon as it is back, not only at the next bundle
+            if not self._closed and self._redial is None:
+                self._redial = asyncio.create_task(self._reconnect())
         except asyncio.CancelledError:
             exc = ConnectionError(f"{self.target}: closed")
             raise
@@ -180,7 +186,28 @@ class OpenFlowTransport:
             self._writer.close()
         self._reader = self._writer = self._task = None
 
+    async def _reconnect(self) -> None:
+        delay = 0.05
+        try:
+            while not self._closed:
+                await asyncio.sleep(delay)
+                async with self._lock:
+                    if self.connected or self._closed:
+                        return
+                    try:
+                        self._drop()
+                        await self._connect()
+                        return
+                    except (ConnectionError, OSError, TimeoutError, OpenFlowError) as exc:
+                        log.debug("openflow_redial_failed", target=self.target, error=repr(exc))
+                delay = min(delay * 2, 2.0)
+        finally:
+            self._redial = None
+
     async def close(self) -> None:
+        self._closed = True
+        if self._redial is not None:
+            self._redial.cancel()
         task = self._task
         self._drop()
         if task is not None:
