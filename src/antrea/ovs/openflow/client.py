@@ -68,23 +68,34 @@ class FlowClient:
     # -- planning -------------------------------------------------------------------------
     def plan(self, desired: Desired) -> Plan:
         plan = Plan()
+        add, modify = plan.add, plan.modify
         claimed: dict[FlowKey, Owner] = {}
+        claim = claimed.setdefault
+        holder_of = self._key_owner.get
+        installed = self._by_owner.get
         for owner, flows in desired.items():
-            old = self._by_owner.get(owner, {})
+            old = installed(owner)
             new: dict[FlowKey, Flow] = {} if flows is None else {f.key: f for f in flows}
             for key, flow in new.items():
-                holder = self._key_owner.get(key)
-                if (holder is not None and holder != owner and holder not in desired) or (
-                    claimed.setdefault(key, owner) != owner
+                holder = holder_of(key)
+                if (
+                    holder is not None
+                    and holder is not owner
+                    and holder != owner
+                    and holder not in desired
                 ):
                     raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
-                prev = old.get(key)
+                first = claim(key, owner)
+                if first is not owner and first != owner:
+                    raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {first!r}")
+                prev = old.get(key) if old else None
                 if prev is None or prev.cookie != flow.cookie:
-                    plan.add.append(flow)
+                    add.append(flow)
                 elif prev.actions != flow.actions:
-                    plan.modify.append(flow)
-            # a key moving between two owners of this plan is neither added nor deleted twice
-            plan.delete.extend(f for k, f in old.items() if k not in new)
+                    modify.append(flow)
+            if old:
+                # a key moving between two owners of this plan is neither added nor deleted twice
+                plan.delete.extend(f for k, f in old.items() if k not in new)
             plan.owners[owner] = new if flows is not None else None
         if plan.delete:
             plan.delete = [f for f in plan.delete if f.key not in claimed]
