@@ -186,7 +186,8 @@ class Agent:
         return make_cookie(self.round_num, category, object_id)
 
     def add_task(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
-        task = asyncio.create_task(_guard(coro, name or getattr(coro, "__name__", "task")))
+        name = name or getattr(coro, "__name__", "task")
+        task = asyncio.create_task(_guard(coro, name), name=name)
         self._tasks.append(task)
         return task
 
@@ -458,7 +459,13 @@ class Agent:
         )
 
     def _tasks_alive(self) -> str | None:
-        dead = [t.get_name() for t in self._tasks if t.done() and not t.cancelled()]
+        # A task that failed; one-shot tasks (round_cleanup, networkpolicy_ready) that returned
+        # are fine: counting them kept a healthy agent unready forever on a real kubelet.
+        dead = [
+            t.get_name()
+            for t in self._tasks
+            if t.done() and not t.cancelled() and t.exception() is not None
+        ]
         return f"stopped: {', '.join(dead)}" if dead else None
 
     def _ovs_connected(self) -> str | None:

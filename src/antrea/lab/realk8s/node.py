@@ -226,6 +226,10 @@ state = "{d / "state"}"
         for path in HOST_MASKS:
             lines.append(f"mkdir -p {q(path)} && mount --bind {q(str(self.host_dir(path)))} "
                          f"{q(path)}")  # fmt: skip
+        # As on a systemd host: "/" is a shared mount here (a new peer group, private to this
+        # namespace), so containers can ask for HostToContainer propagation (the CNI's
+        # /var/run/netns). On this host "/" is private, and the copy unshare made is too.
+        lines.append("mount --make-rshared /")
         for key in SYSCTL_MASKS:
             src = self.dir / "sysctl" / key.replace("/", ".")
             lines.append(f"mount --bind {q(str(src))} /proc/sys/{key}")
