@@ -17,7 +17,17 @@ import orjson
 import structlog
 from aiohttp import web
 
-from antrea.apiserver import crd, crschema, decoding, errors, query, reviews, strategy, typecheck
+from antrea.apiserver import (
+    crd,
+    crschema,
+    decoding,
+    errors,
+    query,
+    reviews,
+    services,
+    strategy,
+    typecheck,
+)
 from antrea.apiserver.auth import AllowAuthenticated, Authorizer, Identity, TokenAuthenticator
 from antrea.apiserver.deletion import Deletions
 from antrea.apiserver.limits import read_body
@@ -37,6 +47,7 @@ JSON = dict[str, Any]
 NS_KEY = ("", "namespaces")
 POD_KEY = ("", "pods")
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
+SERVICES_KEY = ("", "services")
 APPLY_PATCH = "application/apply-patch+yaml"
 SMP = "application/strategic-merge-patch+json"
 MERGE_PATCH = "application/merge-patch+json"
@@ -98,6 +109,8 @@ class ResourceHandlers:
         self.registry = registry
         self.authenticator = authenticator
         self.bookmark_interval = bookmark_interval
+        # --service-cluster-ip-range / --service-node-port-range (set by the server).
+        self.service_network = services.ServiceNetwork.parse()
         self.deletions = Deletions(store=store, registry=registry)
         # Authorization's hooks (`antrea.apiserver.authz`): checks on writes that need the
         # object (RBAC escalation, node restriction), and the access reviews.
@@ -388,8 +401,8 @@ class ResourceHandlers:
             self._check_namespace_open(rt, ns, name)
         if self.store.get(rt.key, ns, name) is not None:
             raise errors.already_exists(group=rt.group, resource=rt.resource, name=name)
-        if rt.key == ("", "services"):
-            strategy.allocate_cluster_ip(obj, self._used_cluster_ips())
+        if rt.key == SERVICES_KEY:
+            self._allocate_service(obj, None)
         if dry_run:
             return obj
         self.store.put(rt.key, obj, old=None)
@@ -397,11 +410,14 @@ class ResourceHandlers:
             self.registry.register_crd(obj)
         return obj
 
-    def _used_cluster_ips(self) -> set[str]:
-        used: set[str] = set()
-        for svc in self.store.list(("", "services")):
-            used.update((svc.get("spec") or {}).get("clusterIPs") or ())
-        return used
+    def _allocate_service(self, obj: JSON, old: JSON | None) -> None:
+        others = [
+            s
+            for s in self.store.list(SERVICES_KEY)
+            if old is None or s["metadata"].get("uid") != old["metadata"].get("uid")
+        ]
+        ips, ports = services.used_addresses(others)
+        services.allocate(obj, self.service_network, ips, ports, old=old)
 
     # -- update / patch ---------------------------------------------------------------------
 
@@ -441,6 +457,8 @@ class ResourceHandlers:
         if rt.custom and rt.schema is not None:
             new = crschema.prune_and_default(rt.schema, new)
         new = strategy.prepare_update(rt, new, old, subresource=sub)
+        if rt.key == SERVICES_KEY and sub != "status":
+            self._allocate_service(new, old)
         if rt.key == CRD_KEY and sub != "status":
             crd.check_crd(new)
             new["status"] = crd.crd_status(new, old.get("status"), strategy.now_rfc3339())

@@ -21,7 +21,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from antrea.apiserver import authz, discovery, errors
+from antrea.apiserver import authz, discovery, errors, services
 from antrea.apiserver.auth import (
     Authorizer,
     Identity,
@@ -65,6 +65,11 @@ class APIServer:
         cert_dir: where the CA and serving certificate live (default ``<data_dir>/pki``).
         extra_sans: additional IPs/DNS names for the serving certificate.
         history: how many recent events watches can resume from before getting 410.
+        service_cidr, service_node_port_range: where Services get their ClusterIP and
+            NodePorts (ValueError when invalid).
+        advertise_address: (IP, port) at which pods reach this server: the endpoint of the
+            ``default/kubernetes`` Service, kept as kube-apiserver keeps it. None: no such
+            Service.
     """
 
     def __init__(
@@ -81,8 +86,13 @@ class APIServer:
         bookmark_interval: float = 10.0,
         authorizer: Authorizer | None = None,
         event_ttl: float = 3600.0,
+        service_cidr: str = services.DEFAULT_SERVICE_CIDR,
+        service_node_port_range: str = services.DEFAULT_NODE_PORT_RANGE,
+        advertise_address: tuple[str, int] | None = None,
     ) -> None:
         self.event_ttl = event_ttl
+        self.service_network = services.ServiceNetwork.parse(service_cidr, service_node_port_range)
+        self.advertise_address = advertise_address
         self._sweeper: asyncio.Task[None] | None = None
         self._port = port
         self.bind_address = bind_address
@@ -106,6 +116,7 @@ class APIServer:
             bookmark_interval=bookmark_interval,
         )
         self.handlers.admit = self.authorization.admit
+        self.handlers.service_network = self.service_network
         self.handlers.access_reviews = self._access_review
         self._persistence: Persistence | None = None
         self._runner: web.AppRunner | None = None
@@ -242,6 +253,10 @@ class APIServer:
             self._persistence.start(self.store)
         self.handlers.bootstrap()
         self.ensure_objects(self.authorization.default_objects())
+        if self.advertise_address is not None:
+            self.ensure_objects(
+                services.kubernetes_objects(self.service_network, *self.advertise_address)
+            )
         self._sweeper = asyncio.get_running_loop().create_task(self._sweep_events())
         app = web.Application(client_max_size=MAX_REQUEST_BODY_BYTES)
         app.router.add_route("*", "/{tail:.*}", self._handle)

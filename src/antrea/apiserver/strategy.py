@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import ipaddress
 import secrets
 import uuid
 from typing import Any
@@ -257,48 +256,6 @@ _DEFAULTS = {
     ("networking.k8s.io", "NetworkPolicy"): _networkpolicy_defaults,
     ("apiextensions.k8s.io", "CustomResourceDefinition"): _crd_defaults,
 }
-
-
-def allocate_cluster_ip(obj: JSON, used: set[str], *, cidr: str = "10.96.0.0/16") -> None:
-    """Give a ClusterIP Service the next free address of the service CIDR."""
-    spec = obj.get("spec") or {}
-    if spec.get("type", "ClusterIP") == "ExternalName":
-        return
-    wanted = spec.get("clusterIP")
-    if wanted is not None and not isinstance(wanted, str):
-        return  # validation reports it
-    if wanted == "None":
-        spec.setdefault("clusterIPs", ["None"])
-        return
-    if wanted:
-        if wanted in used:
-            raise errors.invalid(
-                group="",
-                kind="Service",
-                name=obj["metadata"]["name"],
-                message=f'Service "{obj["metadata"]["name"]}" is invalid: spec.clusterIPs: '
-                f'Invalid value: []string{{"{wanted}"}}: failed to allocate IP {wanted}: '
-                "provided IP is already allocated",
-                causes=[
-                    {
-                        "reason": "FieldValueInvalid",
-                        "field": "spec.clusterIPs",
-                        "message": f"failed to allocate IP {wanted}: already allocated",
-                    }
-                ],
-            )
-        spec["clusterIPs"] = [wanted]
-        return
-    net = ipaddress.ip_network(cidr)
-    for host in net.hosts():
-        if int(host) - int(net.network_address) < 10 and str(host) != str(net.network_address + 1):
-            continue  # keep the low range free for static assignment, like upstream
-        ip = str(host)
-        if ip not in used:
-            spec["clusterIP"] = ip
-            spec["clusterIPs"] = [ip]
-            return
-    raise errors.internal("service CIDR exhausted")
 
 
 # -- update --------------------------------------------------------------------------------

@@ -105,6 +105,8 @@ async def start_embedded(spec: LabSpec) -> Stop:
         cert_dir=spec.apiserver_dir / "pki",
         token_auth_file=spec.token_file,
         extra_sans=(spec.underlay_api_ip,),
+        # Pods reach the server through the `default/kubernetes` Service -> the underlay.
+        advertise_address=(spec.underlay_api_ip, UNDERLAY_API_PORT),
     )
     await server.start()
     # The manifest's ServiceAccounts and RBAC, and a token per node for each ServiceAccount.

@@ -20,6 +20,7 @@ import signal
 import structlog
 
 from antrea.lab import apihost, daemons, nodes
+from antrea.lab.endpointslices import EndpointSliceController
 from antrea.lab.kube import KubeClient, Obj, list_watch
 from antrea.lab.kubelet import Kubelet
 from antrea.lab.scheduler import Scheduler
@@ -31,8 +32,14 @@ log = structlog.get_logger(__name__)
 class Dispatcher:
     """Routes events of the one all-pods watch to the scheduler and the node kubelets."""
 
-    def __init__(self, scheduler: Scheduler, kubelets: dict[str, Kubelet]) -> None:
+    def __init__(
+        self,
+        scheduler: Scheduler,
+        kubelets: dict[str, Kubelet],
+        endpointslices: EndpointSliceController | None = None,
+    ) -> None:
         self.scheduler = scheduler
+        self.endpointslices = endpointslices
         self.kubelets = kubelets
         self.node_of: dict[str, str] = {}
         self.present: set[str] = set()
@@ -42,6 +49,8 @@ class Dispatcher:
         key = f"{md.get('namespace')}/{md.get('name')}"
         node = (pod.get("spec") or {}).get("nodeName") or ""
         self.scheduler.observe(kind, pod)
+        if self.endpointslices is not None:
+            await self.endpointslices.on_pod(kind, pod)
         if kind == "DELETED":
             self.present.discard(key)
             node = node or self.node_of.pop(key, "")
@@ -92,7 +101,23 @@ async def run(spec: LabSpec) -> None:
                 n.name: Kubelet(spec=spec, node=n, client=node_client[n.name]) for n in spec.nodes
             }
             scheduler = Scheduler(client=client, nodes=spec.nodes)
-            dispatch = Dispatcher(scheduler, kubelets)
+            # A real cluster's kube-controller-manager keeps EndpointSlices; the embedded
+            # server needs ours.
+            eps = None if spec.external_kubeconfig else EndpointSliceController(client=client)
+            dispatch = Dispatcher(scheduler, kubelets, eps)
+            if eps is not None:
+                tasks += [
+                    asyncio.create_task(eps.run(), name="endpointslices"),
+                    asyncio.create_task(
+                        list_watch(client, "/api/v1/services", eps.on_service), name="services"
+                    ),
+                    asyncio.create_task(
+                        list_watch(
+                            client, "/apis/discovery.k8s.io/v1/endpointslices", eps.on_slice
+                        ),
+                        name="endpointslice-watch",
+                    ),
+                ]
             synced = asyncio.Event()
             watch = list_watch(client, "/api/v1/pods", dispatch, synced=synced)
             tasks.append(asyncio.create_task(watch, name="pods"))
