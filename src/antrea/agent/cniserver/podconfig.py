@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import dataclasses
 import ipaddress
+import os
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -54,6 +55,24 @@ class RequestAbandoned(CniError):
             TRY_AGAIN_LATER,
             f"the runtime gave up on the ADD of container {container_id}; it was rolled back",
         )
+
+
+# Where deploy/antrea.yml mounts the host's /var/run/netns (and /proc) in the agent container.
+HOST_ROOT = "/host"
+
+
+def host_netns_path(path: str) -> str:
+    """The runtime's netns path as this process sees it.
+
+    A runtime passes its own path (``/var/run/netns/cni-...``); in the agent container the host's
+    directory is mounted under ``/host`` (as upstream Antrea's agent does). A path that exists
+    as given (the agent as a host process, the lab) or exists nowhere (DEL after the sandbox is
+    gone) is kept.
+    """
+    if not path or os.path.exists(path) or not path.startswith("/"):
+        return path
+    inside = HOST_ROOT + path
+    return inside if os.path.exists(inside) else path
 
 
 def parse_cni_args(args: str) -> dict[str, str]:

@@ -30,6 +30,7 @@ from antrea.agent.cniserver.podconfig import (
     PodConfigurator,
     Request,
     RequestAbandoned,
+    host_netns_path,
     parse_cni_args,
 )
 from antrea.cni import plugin, protocol, shimproto
@@ -210,7 +211,7 @@ class CNIServer:
         req = Request(
             command=str(raw["command"]),
             container_id=str(raw.get("containerID", "")),
-            netns=str(raw.get("netns", "")),
+            netns=host_netns_path(str(raw.get("netns", ""))),
             ifname=str(raw.get("ifname", "")) or "eth0",
             args=parse_cni_args(str(raw.get("args", ""))),
             config=dict(raw.get("config") or {}),
