@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -257,7 +258,7 @@ class _Exchange:
         self,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        encode: Any,
+        encode: Callable[[dict[str, Any] | CniError], bytes],
         *,
         acknowledges: bool,
         timeout: float,
