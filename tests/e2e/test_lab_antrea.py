@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
+import yaml
 
 from antrea.lab import lifecycle, topology
 from antrea.lab.nodes import network_ready
@@ -148,3 +153,60 @@ async def test_agent_identity_is_confined_and_the_controller_runs_as_its_own(lab
     ):
         proc = as_identity(kubeconfig, "auth", "can-i", *args)
         assert proc.stdout.strip() == answer, (kubeconfig, args, proc.stdout, proc.stderr)
+
+
+def _token(kubeconfig: Path) -> str:
+    doc = yaml.safe_load(kubeconfig.read_text())
+    return str(doc["users"][0]["user"]["token"])
+
+
+def _promtool_check(text: str) -> None:
+    proc = subprocess.run(
+        ["promtool", "check", "metrics"], input=text, capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
+async def test_operator_endpoints_over_https_and_metrics_pass_promtool(lab: Lab) -> None:
+    """The agent's HTTPS /livez and /readyz answer anyone, its /metrics only a token that the
+    API server's TokenReview accepts and whose SubjectAccessReview allows `get /metrics`; the
+    agent's and the controller's metrics pass `promtool check metrics`."""
+    if shutil.which("promtool") is None:
+        pytest.fail("promtool missing: bash bin/setup installs Debian's prometheus package")
+    node = lab.spec.node("node1")
+    ip = node.underlay_ip
+
+    def curl(url: str, token: str | None = None) -> tuple[str, str]:
+        auth = ["-H", f"Authorization: Bearer {token}"] if token else []
+        out = lab.exec_node(
+            "node1", "curl", "-sk", "-m", "10", "-w", "\n%{http_code}", *auth, url
+        ).stdout
+        body, _, code = out.rpartition("\n")
+        return code, body.strip()
+
+    base = f"https://{ip}:10350"
+    assert curl(f"{base}/livez") == ("200", "ok")
+    for _ in range(100):
+        if curl(f"{base}/readyz")[0] == "200":
+            break
+        await asyncio.sleep(0.2)
+    assert "[+]ovs-connection ok" in curl(f"{base}/readyz?verbose")[1]
+    assert curl(f"{base}/metrics")[0] == "401"
+    assert curl(f"{base}/metrics", "not-a-token")[0] == "401"
+    agent_token = _token(node.kubeconfig)  # valid, but RBAC gives it no /metrics
+    code, body = curl(f"{base}/metrics", agent_token)
+    assert code == "403" and "may not get path" in body
+    code, body = curl(f"{base}/metrics", _token(lab.spec.kubeconfig))  # system:masters
+    assert code == "200" and "antrea_agent_ovs_installed_flows" in body
+    _promtool_check(body + "\n")
+    # The controller's metrics (any authenticated identity), from the node that leads.
+    leader = json.loads(
+        lab.kubectl("get", "lease", "antrea-controller", "-n", "kube-system", "-o", "json")
+    )["spec"]["holderIdentity"]
+    leader_ip = lab.spec.node(leader).underlay_ip
+    code, body = curl(f"https://{leader_ip}:10349/metrics", agent_token)
+    assert code == "200" and "antrea_controller" in body
+    _promtool_check(body + "\n")
+    code, body = curl(f"https://{leader_ip}:10349/readyz?verbose")
+    assert code == "200" and "[+]leader-election ok" in body

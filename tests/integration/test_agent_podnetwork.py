@@ -131,8 +131,8 @@ def test_cni_add_check_del(node: tuple[AgentLab, NodeHandle]) -> None:
     pods = n.api("/podinterfaces")
     assert [p["podName"] for p in pods] == ["nginx6db9"]
     metrics = n.api("/metrics")
-    assert "antrea_agent_local_pod_count 1.0" in metrics
-    assert 'antrea_agent_ovs_flow_count{table_id="80",table_name="L2ForwardingCalc"}' in metrics
+    assert "antrea_agent_local_pods 1.0" in metrics
+    assert 'antrea_agent_ovs_flows{table_id="80",table_name="L2ForwardingCalc"}' in metrics
     assert "antrea_agent_ovs_bundle_duration_seconds_count" in metrics
     assert 'antrea_agent_cni_requests_total{command="ADD",result="success"}' in metrics
 

@@ -33,18 +33,18 @@ class AgentMetrics:
 
     def __init__(self, registry: Any) -> None:
         self.flow_count = Gauge(
-            "antrea_agent_ovs_flow_count",
+            "antrea_agent_ovs_flows",
             "Flows installed in an OVS table of the bridge.",
             ["table_id", "table_name"],
             registry=registry,
         )
         self.total_flows = Gauge(
-            "antrea_agent_ovs_total_flow_count",
+            "antrea_agent_ovs_installed_flows",
             "Flows installed in all OVS tables of the bridge.",
             registry=registry,
         )
         self.local_pods = Gauge(
-            "antrea_agent_local_pod_count",
+            "antrea_agent_local_pods",
             "Pods on this node attached to the pod network.",
             registry=registry,
         )

@@ -1,7 +1,7 @@
 """Prometheus metrics of the policy realization, registered in the agent's registry.
 
-Upstream names where they exist (antrea.md §5): ``antrea_agent_ingress_networkpolicy_rule_count``,
-``antrea_agent_egress_networkpolicy_rule_count``, ``antrea_agent_networkpolicy_count`` (gauges,
+Upstream names where they exist (antrea.md §5): ``antrea_agent_ingress_networkpolicy_rules``,
+``antrea_agent_egress_networkpolicy_rules``, ``antrea_agent_networkpolicies`` (gauges,
 read from the live state at scrape time). Ours, in Prometheus conventions:
 
 - ``antrea_agent_networkpolicy_bundle_flow_operations`` (histogram): flow adds+modifies+deletes
@@ -42,17 +42,17 @@ class _Live(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         s = self.read()
         yield GaugeMetricFamily(
-            "antrea_agent_ingress_networkpolicy_rule_count",
+            "antrea_agent_ingress_networkpolicy_rules",
             "Ingress NetworkPolicy rules realized on this node.",
             value=s["rules"].get(Direction.IN, 0),
         )
         yield GaugeMetricFamily(
-            "antrea_agent_egress_networkpolicy_rule_count",
+            "antrea_agent_egress_networkpolicy_rules",
             "Egress NetworkPolicy rules realized on this node.",
             value=s["rules"].get(Direction.OUT, 0),
         )
         yield GaugeMetricFamily(
-            "antrea_agent_networkpolicy_count",
+            "antrea_agent_networkpolicies",
             "NetworkPolicies received for this node.",
             value=s["policies"],
         )

@@ -147,7 +147,7 @@ async def test_hook_end_to_end() -> None:
             assert (await resp.json())[0]["groupMembers"][0]["ips"] == ["10.244.2.20"]
 
         text = generate_latest(agent.registry).decode()
-        assert "antrea_agent_ingress_networkpolicy_rule_count 1.0" in text
+        assert "antrea_agent_ingress_networkpolicy_rules 1.0" in text
         assert "antrea_agent_networkpolicy_bundle_flow_operations_count 1.0" in text
 
         # a pod attached later is picked up through the interface store
