@@ -41,6 +41,7 @@ import ipaddress
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import socket
@@ -124,6 +125,12 @@ class Node:
         self.ovs.start()
         self.pods: list[str] = []
 
+    def vswitchd_cpu(self) -> float:
+        """CPU seconds (user + system) ovs-vswitchd has used so far."""
+        pid = self.ovs.pids()[0]
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def add_bridge(self, name: str) -> str:
         self.ovs.vsctl("add-br", name, "--", "set", "bridge", name, "datapath_type=netdev")
         return self.ovs.ofctl_target(name)
@@ -193,6 +200,7 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
         ctl = NetworkPolicyController(node_name="bench", reconciler=rec)
         worker = asyncio.create_task(ctl.run(_never()))
         await asyncio.sleep(0)
+        cpu0, ovs0 = time.process_time(), node.vswitchd_cpu()
         start = time.perf_counter()
         decoder = FrameDecoder()
         chunk = 1 << 16
@@ -202,6 +210,8 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
             await asyncio.sleep(0)
         await ctl.ready.wait()
         seconds = time.perf_counter() - start
+        cpu = time.process_time() - cpu0
+        ovs_cpu = node.vswitchd_cpu() - ovs0
         worker.cancel()
         await transport.close()
         installed = node.flow_count(bridge)
@@ -218,7 +228,11 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
         with tempfile.NamedTemporaryFile("w", suffix=".flows", delete=False) as fh:
             fh.write(render_bundle(add=flows))
             path = Path(fh.name)
+        ofctl0, fovs0 = resource.getrusage(resource.RUSAGE_CHILDREN), node.vswitchd_cpu()
         floor = node.ofctl_bundle(floor_bridge, path)
+        ofctl1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        floor_ofctl_cpu = (ofctl1.ru_utime - ofctl0.ru_utime) + (ofctl1.ru_stime - ofctl0.ru_stime)
+        floor_ovs_cpu = node.vswitchd_cpu() - fovs0
         floor_installed = node.flow_count(floor_bridge)
         path.unlink()
     finally:
@@ -243,6 +257,14 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
         "floor_seconds": round(floor, 3),
         "ratio": round(seconds / floor, 2),
         "native_transport_seconds": round(native_s, 3),
+        # CPU seconds, much less sensitive to other load than wall time: the agent process
+        # and ovs-vswitchd during ours; ovs-ofctl (+ `ip netns exec`) and ovs-vswitchd for
+        # the floor
+        "cpu_seconds": round(cpu, 3),
+        "vswitchd_cpu_seconds": round(ovs_cpu, 3),
+        "floor_ofctl_cpu_seconds": round(floor_ofctl_cpu, 3),
+        "floor_vswitchd_cpu_seconds": round(floor_ovs_cpu, 3),
+        "cpu_ratio": round((cpu + ovs_cpu) / max(floor_ofctl_cpu + floor_ovs_cpu, 1e-9), 2),
         "flows": len(flows),
         "flows_in_ovs": installed,
         "floor_flows_in_ovs": floor_installed,

@@ -511,18 +511,21 @@ def encode_instructions(actions: Sequence[Action]) -> bytes:
     if actions and type(actions[-1]) is GotoTable:  # the usual place
         goto = actions[-1]
         apply = actions[:-1]
-    if any(type(a) is GotoTable for a in apply):
+    if GotoTable in map(type, apply):
         goto = next(a for a in reversed(apply) if isinstance(a, GotoTable))
         apply = [a for a in apply if not isinstance(a, GotoTable)]
-    out = b""
     body = encode_actions(apply)
-    if len(body) > MAX_MESSAGE - 128:
-        raise EncodeError(f"{len(body)} bytes of actions: exceeds one OpenFlow message")
-    if body:
-        out += struct.pack("!HH4x", OFPIT_APPLY_ACTIONS, 8 + len(body)) + body
+    n = len(body)
+    if n > MAX_MESSAGE - 128:
+        raise EncodeError(f"{n} bytes of actions: exceeds one OpenFlow message")
+    out = _APPLY.pack(OFPIT_APPLY_ACTIONS, 8 + n) + body if n else b""
     if goto is not None:
-        out += struct.pack("!HHB3x", OFPIT_GOTO_TABLE, 8, goto.table)
+        out += _GOTO[goto.table]
     return out
+
+
+_APPLY = struct.Struct("!HH4x")
+_GOTO = [struct.pack("!HHB3x", OFPIT_GOTO_TABLE, 8, table) for table in range(256)]
 
 
 # -- messages ---------------------------------------------------------------------------------
