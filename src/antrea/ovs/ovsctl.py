@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import subprocess
 from dataclasses import dataclass, field
 
 from antrea.ovs.errors import OfctlError
@@ -87,14 +88,14 @@ class OfCtl:
         self.errors = 0
 
     async def _run(self, argv: list[str]) -> str:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-        )
-        out, err = await proc.communicate()
+        # From a worker thread (vfork): the event loop's spawn forks the whole agent and blocks
+        # the loop until the child has exec'd, stalling CNI requests in flight (the agent
+        # runs the canary dump every few seconds).
+        proc = await asyncio.to_thread(subprocess.run, argv, capture_output=True, check=False)
         if proc.returncode != 0:
             self.errors += 1
-            raise OfctlError(argv, proc.returncode, err.decode(errors="replace"))
-        return out.decode()
+            raise OfctlError(argv, proc.returncode, proc.stderr.decode(errors="replace"))
+        return str(proc.stdout.decode())
 
     async def dump_flows(self, flow_filter: str = "", *, stats: bool = True) -> list[DumpedFlow]:
         argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names"]
