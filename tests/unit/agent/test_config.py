@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from antrea.agent.config import ConfigError, load_config
+from antrea.agent.config import ConfigError, from_mapping, load_config
 
 
 def test_defaults_and_overrides(tmp_path: Path) -> None:
@@ -43,3 +43,10 @@ def test_invalid_values_are_rejected(tmp_path: Path, text: str) -> None:
 def test_no_file_means_defaults() -> None:
     cfg = load_config(None)
     assert cfg.ovsBridge == "br-int" and cfg.cniSocket == "/var/run/antrea/cni.sock"
+
+
+def test_flow_transport_is_native_by_default_and_validated() -> None:
+    assert from_mapping({"nodeName": "n"}).flowTransport == "native"
+    assert from_mapping({"nodeName": "n", "flowTransport": "ofctl"}).flowTransport == "ofctl"
+    with pytest.raises(ConfigError, match="flowTransport"):
+        from_mapping({"nodeName": "n", "flowTransport": "grpc"})
