@@ -359,25 +359,33 @@ def leader_kill(spec: LabSpec, kubectl: Kubectl, paths: list[ProbePath]) -> Resu
     leader = lease_holder(kubectl)
     node = spec.node(leader)
     survivor = next(n for n in spec.nodes if n.name != leader)
-    done = False
+    deadline = time.monotonic() + 60
+    while agent_info(survivor).get("controllerConnected") is not True:  # a steady start
+        assert time.monotonic() < deadline, f"{survivor.name}: {agent_info(survivor)}"
+        time.sleep(0.2)
+    done = threading.Event()
     samples: list[tuple[float, Any]] = []
     sampler = threading.Thread(
-        target=sample_connected, args=(survivor, samples, lambda: done), daemon=True
+        target=sample_connected, args=(survivor, samples, done.is_set), daemon=True
     )
-    with probing(paths) as p:
-        sampler.start()
-        with lifecycle.holding_agent(node):
-            injected = time.monotonic()
-            old = kill_pidfile(node.agent_pidfile)
-            time.sleep(3)
-        returned = wait_new_pid(node.agent_pidfile, old, "daemon")
-        deadline = time.monotonic() + 60
-        while not (samples and samples[-1][1] is True and samples[-1][0] > returned):
-            assert time.monotonic() < deadline, f"{survivor.name} never reconnected: {samples}"
-            time.sleep(0.1)
-        series = finish(p, returned=returned, until_back=[V2_ALLOWED, CROSS_NODE])
-    done = True
-    sampler.join(10)
+    try:
+        with probing(paths) as p:
+            sampler.start()
+            time.sleep(0.5)
+            with lifecycle.holding_agent(node):
+                injected = time.monotonic()
+                old = kill_pidfile(node.agent_pidfile)
+                time.sleep(3)
+            returned = wait_new_pid(node.agent_pidfile, old, "daemon")
+            deadline = time.monotonic() + 60
+            while not (samples and samples[-1][1] is True and samples[-1][0] > returned):
+                assert time.monotonic() < deadline, f"{survivor.name} never reconnected: {samples}"
+                time.sleep(0.1)
+            series = finish(p, returned=returned, until_back=[V2_ALLOWED, CROSS_NODE])
+    finally:
+        done.set()
+        if sampler.is_alive():
+            sampler.join(10)
     r = Result(f"leader controller SIGKILL ({leader}, down 3 s)", injected, returned, series)
     # during the outage (before the leader's node is back), not only at the reconnect
     down = [t for t, c in samples if c is False and injected <= t <= returned]
