@@ -12,11 +12,16 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import shutil
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from antrea.agent.networkpolicy import flows as npflows
 from antrea.agent.networkpolicy import tables as npt
@@ -170,6 +175,24 @@ def count(ovs: OvsSandbox, bridge: str) -> int:
     return sum(1 for line in lines if line != "priority=0 actions=NORMAL")  # a new bridge's
 
 
+@pytest.fixture(scope="module")
+def bridges_once(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OvsSandbox]:
+    """Two bridges on one OVS for the whole module (hypothesis examples reuse them)."""
+    if os.geteuid() != 0 or shutil.which("ovs-vswitchd") is None:
+        pytest.skip("needs root and Open vSwitch")
+    netns = f"antrea-test-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", netns], check=True)
+    sandbox = OvsSandbox(rundir=tmp_path_factory.mktemp("ovs"), netns=netns)
+    try:
+        sandbox.start()
+        for br in ("br-ref", "br-nat"):
+            sandbox.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
+        yield sandbox
+    finally:
+        sandbox.stop()
+        subprocess.run(["ip", "netns", "del", netns], check=False)
+
+
 @pytest.fixture
 def bridges(ovs: OvsSandbox) -> OvsSandbox:
     for br in ("br-ref", "br-nat"):
@@ -308,3 +331,103 @@ async def test_group_mods(bridges: OvsSandbox) -> None:
         assert [g for g in groups("br-nat") if "group_id=7" in g] == []
     finally:
         await nat.close()
+
+
+# -- random flows, both ways ------------------------------------------------------------------
+_IP4 = st.integers(1, 2**32 - 2).map(lambda v: str(ipaddress.IPv4Address(v)))
+_NETS = st.tuples(st.integers(0, 2**32 - 1), st.integers(1, 32)).map(
+    lambda t: ipaddress.ip_network((t[0] >> (32 - t[1]) << (32 - t[1]), t[1]))
+)
+_MAC = st.integers(0, 2**48 - 1).map(lambda v: ":".join(f"{b:02x}" for b in v.to_bytes(6, "big")))
+_REG = st.tuples(st.integers(0, 15), st.integers(0, 31)).flatmap(
+    lambda t: st.tuples(
+        st.just(t[0]), st.just(t[1]), st.integers(t[1], 31)
+    ).flatmap(lambda u: st.integers(0, 2 ** (u[2] - u[1] + 1) - 1).map(
+        lambda v: RegMatch(u[0], v, u[1], u[2])))
+)  # fmt: skip
+_CT = st.builds(
+    CtState,
+    new=st.none() | st.booleans(),
+    est=st.none() | st.booleans(),
+    inv=st.none() | st.booleans(),
+    trk=st.none() | st.booleans(),
+)
+
+
+@st.composite
+def _match(draw: st.DrawFn) -> Match:
+    proto = draw(st.sampled_from([None, "ip", "tcp", "udp", "sctp", "arp", "icmp"]))
+    ip = proto in ("ip", "tcp", "udp", "sctp", "icmp")
+    tp = proto in ("tcp", "udp", "sctp")
+    mask = draw(st.none() | st.sampled_from([0xFFF0, 0xFF00, 0xC000]))
+    return Match(
+        proto=proto,
+        in_port=draw(st.none() | st.integers(1, 60000)),
+        dl_src=draw(st.none() | _MAC),
+        dl_dst=draw(st.none() | _MAC),
+        regs=tuple({r.reg: r for r in draw(st.lists(_REG, max_size=3))}.values()),
+        ct_state=draw(st.none() | _CT) if ip else None,
+        ct_mark=draw(st.none() | st.tuples(st.integers(0, 255), st.just(0xFF))),
+        conj_id=draw(st.none() | st.integers(1, 2**32 - 1)) if ip else None,
+        tun_id=draw(st.none() | st.integers(1, 2**40)),
+        nw_src=draw(st.none() | _NETS | _IP4) if ip else None,
+        nw_dst=draw(st.none() | _NETS) if ip else None,
+        arp_op=draw(st.none() | st.integers(1, 2)) if proto == "arp" else None,
+        arp_tpa=draw(st.none() | _IP4) if proto == "arp" else None,
+        tp_src=draw(st.none() | st.integers(1, 65535)) if tp else None,
+        tp_dst=(draw(st.integers(0, 65535)) & (mask or 0xFFFF)) if tp else None,
+        tp_dst_mask=mask if tp else None,
+        tcp_flags=draw(st.none() | st.sampled_from(["+syn-ack", "+rst", "-fin+psh"]))
+        if proto == "tcp"
+        else None,
+    )
+
+
+_ACTIONS = st.lists(
+    st.one_of(
+        st.builds(Conjunction, st.integers(1, 2**32 - 1), st.just(1), st.just(2)),
+        st.builds(Output, st.integers(1, 60000) | st.sampled_from(["IN_PORT", "LOCAL"])),
+        st.builds(LoadReg, st.integers(0, 15), st.integers(0, 255), st.just(8), st.just(15)),
+        st.builds(Resubmit, st.integers(0, 254)),
+        st.builds(SetField, st.just("eth_dst"), _MAC),
+        st.just(CtClear()),
+        st.just(DecTTL()),
+    ),
+    max_size=4,
+)
+
+
+@given(st.lists(st.tuples(_match(), _ACTIONS, st.booleans()), min_size=1, max_size=25))
+@settings(max_examples=15, deadline=None)
+def test_random_flows_install_the_same_both_ways(
+    bridges_once: OvsSandbox, flows: list[tuple[Match, list[object], bool]]
+) -> None:
+    """Random matches and actions: what OVS holds is the same through both transports."""
+    batch: dict[object, Flow] = {}
+    for i, (match, actions, goto) in enumerate(flows):
+        acts = tuple(a for a in actions if not isinstance(a, Conjunction)) or tuple(actions)
+        if any(isinstance(a, Conjunction) for a in acts):
+            acts = tuple(a for a in acts if isinstance(a, Conjunction))  # conjunction only
+        elif goto:
+            acts = (*acts, GotoTable(200))
+        f = Flow(10, 100 + i, match, acts, cookie=i)
+        batch[f.key] = f
+
+    async def run() -> None:
+        for br in ("br-ref", "br-nat"):
+            ofctl(bridges_once, "del-flows", bridges_once.ofctl_target(br))
+        ref = OfctlBundleTransport(bridges_once.ofctl_target("br-ref"))
+        nat = OpenFlowTransport(bridges_once.ofctl_target("br-nat"))
+        try:
+            try:
+                await ref.bundle(add=list(batch.values()))
+            except BundleRejected:
+                with pytest.raises(BundleRejected):  # refused by one way: refused by both
+                    await nat.bundle(add=list(batch.values()))
+                return
+            await nat.bundle(add=list(batch.values()))
+        finally:
+            await nat.close()
+        assert diff(bridges_once) == ""
+
+    asyncio.run(run())
