@@ -96,3 +96,12 @@ def test_missing_pod_namespace_is_netns_gone(namespaces: tuple[str, str]) -> Non
     node, _ = namespaces
     with pytest.raises(netlink.NetnsGone):
         _create(node, "antrea-no-such-netns", "antrea-t-1", "10.77.0.5/24")
+
+
+def test_delete_link_is_idempotent_and_takes_the_pod_end(namespaces: tuple[str, str]) -> None:
+    node, pod = namespaces
+    _create(node, pod, "antrea-t-1", "10.77.0.5/24")
+    with netlink.in_netns(f"/var/run/netns/{node}"):
+        assert netlink.delete_link("antrea-t-1") is True
+        assert netlink.delete_link("antrea-t-1") is False
+    assert "eth0" not in {link["ifname"] for link in _ip(pod, "link", "show")}

@@ -1,7 +1,8 @@
 """Netlink work of the agent: veths into pod namespaces, routes, gratuitous ARP.
 
-Everything here is synchronous pyroute2 (its asyncio classes break under uvloop) and meant to
-run in a worker thread (`asyncio.to_thread`). Entering a pod's network namespace uses setns(2)
+Everything here is synchronous -- pyroute2 (its asyncio classes break under uvloop), and for
+the CNI hot path (pod veth creation, link deletion) the hand-encoded `antrea.agent.rtnl` --
+and meant to run in a worker thread (`asyncio.to_thread`). Entering a pod's network namespace uses setns(2)
 on the *calling thread only* (network namespaces are per thread), and always switches back in a
 `finally`, so pool threads never stay in a pod's namespace.
 """
@@ -19,7 +20,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pyroute2 import IPRoute
-from pyroute2.netlink.exceptions import NetlinkError
 
 from antrea.agent import rtnl
 from antrea.util import ethtool
@@ -151,16 +151,16 @@ def quiet_host_port(name: str) -> None:
 
 def delete_link(name: str) -> bool:
     """Delete a link of the agent's namespace (its veth peer goes with it). Idempotent."""
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=name)
-        if not idx:
-            return False
+    idx = rtnl.link_index(name)
+    if idx is None:
+        return False
+    with rtnl.Rtnl() as nl:
         try:
-            ipr.link("del", index=idx[0])
-        except NetlinkError as exc:
-            if exc.code != 19:  # ENODEV: raced with the kernel removing it
+            nl.delete_link(idx)
+        except rtnl.NetlinkError as exc:
+            if exc.errno != errno.ENODEV:  # raced with the kernel removing it
                 raise
-        return True
+    return True
 
 
 def delete_links(names: list[str]) -> int:
@@ -170,32 +170,28 @@ def delete_links(names: list[str]) -> int:
     deleting N veths one by one costs N grace periods. Links tagged with one (random) device
     group and deleted by group share a single one. Idempotent; returns how many were deleted.
     """
-    with IPRoute() as ipr:
-        found = [i for name in names for i in ipr.link_lookup(ifname=name)]
+    found = [i for i in (rtnl.link_index(name) for name in names) if i is not None]
+    with rtnl.Rtnl() as nl:
         if len(found) <= 1:
             for idx in found:
-                _del_index(ipr, idx)
+                try:
+                    nl.delete_link(idx)
+                except rtnl.NetlinkError as exc:
+                    if exc.errno != errno.ENODEV:
+                        raise
             return len(found)
         group = 0x7A000000 | int.from_bytes(os.urandom(3), "big")
         tagged = 0
         for idx in found:
             try:
-                ipr.link("set", index=idx, group=group)
+                nl.set_group(idx, group)
                 tagged += 1
-            except NetlinkError as exc:
-                if exc.code != 19:  # ENODEV: already gone
+            except rtnl.NetlinkError as exc:
+                if exc.errno != errno.ENODEV:  # already gone
                     raise
         if tagged:
-            ipr.link("del", index=0, group=group)
+            nl.delete_group(group)
         return tagged
-
-
-def _del_index(ipr: IPRoute, idx: int) -> None:
-    try:
-        ipr.link("del", index=idx)
-    except NetlinkError as exc:
-        if exc.code != 19:  # ENODEV: raced with the kernel removing it
-            raise
 
 
 def delete_pod_link(netns: str, ifname: str) -> bool:
