@@ -2,9 +2,9 @@
 
 Everything here is synchronous -- pyroute2 (its asyncio classes break under uvloop), and for
 the CNI hot path (pod veth creation, link deletion) the hand-encoded `antrea.agent.rtnl` --
-and meant to run in a worker thread (`asyncio.to_thread`). Entering a pod's network namespace uses setns(2)
-on the *calling thread only* (network namespaces are per thread), and always switches back in a
-`finally`, so pool threads never stay in a pod's namespace.
+and meant to run in a worker thread (`asyncio.to_thread`). Entering a pod's network namespace
+uses setns(2) on the *calling thread only* (network namespaces are per thread), and always
+switches back in a `finally`, so pool threads never stay in a pod's namespace.
 """
 
 from __future__ import annotations
