@@ -4,7 +4,8 @@ Builds the real image (debootstrap root cached in $ANTREA_IMAGE_CACHE, so only t
 on a machine downloads Debian packages), checks the layout and every digest, what the layers
 hold (OVS, iptables, iproute2, the venv, a static CNI executable), the config's entrypoint, then
 `ctr images import` into a containerd started for the test (own root, state and socket) and runs
-the image once: `antrea --help`, `antrea install-cni` and the CNI executable's VERSION answer.
+the image once: `antrea --help`, `antrea install-cni` and the CNI executable's VERSION answer;
+skopeo (podman's image library) loads it as an OCI archive and as a docker archive by its tag.
 """
 
 from __future__ import annotations
@@ -111,6 +112,24 @@ def test_layers_hold_the_datapath_tools_the_venv_and_a_static_cni_executable(
     shim = members["opt/antrea/lib/antrea/antrea-cni"]
     assert shim.mode & 0o111
     assert is_static_elf(read_from_layer(archive, project, shim.name))
+
+
+def test_podman_and_docker_formats_load_with_every_layer(archive: Path, tmp_path: Path) -> None:
+    """skopeo reads the archive through the same library as `podman load`: as an OCI archive
+    and as a docker archive by its tag (what `docker load` reads), copying every blob."""
+    _need("skopeo")
+    for n, source in enumerate((f"oci-archive:{archive}", f"docker-archive:{archive}:{REF}")):
+        dest = tmp_path / f"copy{n}"
+        proc = subprocess.run(
+            ["skopeo", "copy", "-q", source, f"dir:{dest}"],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+        )
+        assert proc.returncode == 0, (source, proc.stderr[-2000:])
+        manifest = json.loads((dest / "manifest.json").read_text())
+        assert len(manifest["layers"]) == 2, source
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-ROLES = ("apiserver", "lab", "agent", "controller", "daemon", "installcni")
+ROLES = ("apiserver", "lab", "agent", "controller", "daemon", "installcni", "manifest")
 
 
 def build_parser() -> argparse.ArgumentParser:

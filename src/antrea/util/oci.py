@@ -147,6 +147,7 @@ class ImageConfig:
 
 def config_json(cfg: ImageConfig, layers: Sequence[Layer]) -> dict[str, Any]:
     return {
+        "created": "1970-01-01T00:00:00Z",  # fixed: the same tree gives the same image digest
         "architecture": cfg.architecture,
         "os": cfg.os,
         "config": {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -11,6 +9,7 @@ from typing import Any
 import yaml
 
 from antrea.agent.config import DATAPATH_TYPES, from_mapping
+from antrea.cmd import manifest
 from antrea.controller.config import config_from_dict
 
 MANIFEST = Path(__file__).resolve().parents[3] / "deploy" / "antrea.yml"
@@ -61,10 +60,7 @@ PYPROJECT = MANIFEST.parents[1] / "pyproject.toml"
 
 def config_checksum() -> str:
     """sha256 of the antrea-config ConfigMap's data (keys sorted, compact JSON)."""
-    data = by_kind("ConfigMap")["antrea-config"]["data"]
-    return hashlib.sha256(
-        json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
+    return manifest.config_checksum(by_kind("ConfigMap")["antrea-config"]["data"])
 
 
 def workloads() -> list[dict[str, Any]]:
@@ -80,7 +76,10 @@ def test_pods_roll_when_the_config_changes() -> None:
     want = config_checksum()
     for w in workloads():
         got = w["spec"]["template"]["metadata"]["annotations"].get("checksum/config")
-        assert got == want, f"{w['metadata']['name']}: set checksum/config to {want}"
+        assert got == want, (
+            f"{w['metadata']['name']}: checksum/config should be {want} "
+            "(`antrea manifest -f deploy/antrea.yml` prints the manifest with it)"
+        )
 
 
 def test_images_carry_the_project_version_and_are_not_pulled_when_present() -> None:
@@ -165,3 +164,22 @@ def test_datapath_and_api_server_override_options_parse() -> None:
         ).kube_api_server_override
         == "https://a:6443"
     )
+
+
+def test_manifest_command_sets_the_options_and_rolls_the_pods() -> None:
+    text = MANIFEST.read_text()
+    assert manifest.render(text) == text  # no option: unchanged (checksums already right)
+    out = manifest.render(text, datapath="netdev", kube_api_server="https://172.30.0.1:6443")
+    got = {d["metadata"]["name"]: d for d in yaml.safe_load_all(out) if d}
+    data = got["antrea-config"]["data"]
+    agent = from_mapping(yaml.safe_load(data["antrea-agent.conf"]))
+    assert agent.ovsDatapathType == "netdev" and agent.disableTXChecksumOffload
+    assert agent.kubeAPIServerOverride == "https://172.30.0.1:6443"
+    ctrl = config_from_dict(yaml.safe_load(data["antrea-controller.conf"]))
+    assert ctrl.kube_api_server_override == "https://172.30.0.1:6443"
+    want = manifest.config_checksum(data)
+    assert want != config_checksum()
+    for name in ("antrea-agent", "antrea-controller"):
+        annotations = got[name]["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["checksum/config"] == want
+    assert "# system: the openvswitch kernel module" in out  # comments kept
