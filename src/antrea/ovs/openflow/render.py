@@ -8,6 +8,7 @@ starting with its operation (``add``, ``modify_strict`` or ``delete_strict``).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from functools import lru_cache
 
 from antrea.ovs.openflow.flow import (
     Action,
@@ -43,6 +44,7 @@ def _render_reg(m: RegMatch) -> str:
     return f"reg{m.reg}={m.value << m.start:#x}/{_bits_mask(m.start, m.end):#x}"
 
 
+@lru_cache(maxsize=256)
 def render_ct_state(s: CtState) -> str:
     out = []
     for flag in _CT_FLAGS:
