@@ -97,6 +97,18 @@ SEEDS: dict[str, tuple[str, JSON]] = {
         "/api/v1/namespaces/default/services",
         {"metadata": {"name": "s"}, "spec": {"selector": {"a": "b"}, "ports": [{"port": 80}]}},
     ),
+    "crd": ("/apis/apiextensions.k8s.io/v1/customresourcedefinitions", CRD),
+    "lease": (
+        "/apis/coordination.k8s.io/v1/namespaces/default/leases",
+        {"metadata": {"name": "l"}, "spec": {"holderIdentity": "x", "leaseDurationSeconds": 15}},
+    ),
+    "clusterrole": (
+        "/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        {
+            "metadata": {"name": "fuzz-reader"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+    ),
     "gadget": (
         "/apis/fuzz.example.com/v1/namespaces/default/gadgets",
         {
@@ -119,6 +131,7 @@ CTYPES = [
     "text/plain",
     "",
 ]
+TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"
 PARAMS = [
     "limit",
     "continue",
@@ -132,6 +145,7 @@ PARAMS = [
     "dryRun",
     "fieldValidation",
     "fieldManager",
+    "includeObject",
     "propagationPolicy",
     "sendInitialEvents",
     "resourceVersionMatch",
@@ -272,13 +286,15 @@ class Server:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout=60)
 
     def request(
-        self, method: str, path: str, body: bytes | None = None, ctype: str = ""
+        self, method: str, path: str, body: bytes | None = None, ctype: str = "", accept: str = ""
     ) -> tuple[int, bytes]:
         conn = http.client.HTTPSConnection("127.0.0.1", self.api.port, context=self.ctx, timeout=20)
         try:
             headers = dict(self.headers)
             if ctype:
                 headers["Content-Type"] = ctype
+            if accept:
+                headers["Accept"] = accept
             conn.request(method, path, body=body, headers=headers)
             resp = conn.getresponse()
             if resp.getheader("Transfer-Encoding") == "chunked" and method == "GET":
@@ -297,13 +313,6 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     srv = Server(tmp_path_factory.mktemp("fuzz") / "data")
-    status, _ = srv.request(
-        "POST",
-        "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
-        orjson.dumps(CRD),
-        "application/json",
-    )
-    assert status == 201
     for base, seed in SEEDS.values():
         status, body = srv.request("POST", base, orjson.dumps(seed), "application/json")
         assert status == 201, body
@@ -367,14 +376,17 @@ def test_reads_never_fail_with_500(server: Server, data: st.DataObject) -> None:
     query = data.draw(queries)
     query.setdefault("timeoutSeconds", "1")
     qs = "&".join(f"{quote(k)}={quote(v)}" for k, v in query.items())
-    status, payload = server.request("GET", f"{target}?{qs}")
+    accept = data.draw(st.sampled_from(["", TABLE]))
+    status, payload = server.request("GET", f"{target}?{qs}", accept=accept)
     _check(status, payload)
 
 
 def test_store_is_servable_and_readable_afterwards(server: Server, tmp_path: Path) -> None:
     """Runs after the fuzzing (file order): every resource lists, watches and persists."""
-    for base, _seed in SEEDS.values():
+    for kind, (base, _seed) in SEEDS.items():
         status, payload = server.request("GET", base)
+        if kind == "gadget" and status == 404:
+            continue  # the fuzzed CRD may no longer serve v1
         assert status == 200, payload[:300]
         for item in orjson.loads(payload)["items"]:
             name = quote(item["metadata"]["name"], safe="")
