@@ -28,6 +28,14 @@ if [ -s "$out" ]; then
 fi
 command -v debootstrap >/dev/null || { echo "rootfs: debootstrap is not installed (bin/setup installs it)" >&2; exit 1; }
 mkdir -p "$cache"
+# One debootstrap at a time per cache (concurrent builds share the .deb cache); a build that
+# waited finds the root made by the other.
+exec 9>"$cache/.rootfs.lock"
+flock 9
+if [ -s "$out" ]; then
+  echo "$out"
+  exit 0
+fi
 work=$(mktemp -d "$cache/root.XXXXXX")
 cleanup() {
   for m in proc sys dev/pts dev; do umount -l "$work/root/$m" 2>/dev/null || true; done

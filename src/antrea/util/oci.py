@@ -19,6 +19,7 @@ import hashlib
 import io
 import json
 import os
+import secrets
 import shutil
 import tarfile
 from collections.abc import Iterable, Sequence
@@ -96,7 +97,8 @@ def _walk(root: Path, tops: list[str] | None) -> Iterable[str]:
 
 def gzip_layer(tar_path: Path, out: Path) -> None:
     """Compress a layer tar reproducibly (no file name or time in the gzip header)."""
-    tmp = out.with_name(out.name + ".part")
+    # A unique temporary name: concurrent builds may compress the same cached base layer.
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
     with (
         tar_path.open("rb") as src,
         tmp.open("wb") as raw,
