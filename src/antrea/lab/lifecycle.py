@@ -362,10 +362,11 @@ def down(name: str) -> list[str]:
 
 
 def real_teardown(root: Path, name: str) -> list[str]:
+    from antrea.lab.realk8s.lifecycle import leftover_cgroup_roots, teardown
+
     marks = [root / "control", root / "forward.pid", *(root / "nodes").glob("*/run.sh")]
-    if not any(m.exists() for m in marks):
+    if not any(m.exists() for m in marks) and not leftover_cgroup_roots(name):
         return []
-    from antrea.lab.realk8s.lifecycle import teardown
 
     return teardown(root, name)
 

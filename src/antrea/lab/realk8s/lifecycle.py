@@ -26,7 +26,7 @@ from antrea.apiserver.kubeconfig import write_kubeconfig
 from antrea.lab import topology
 from antrea.lab.apihost import pick_port
 from antrea.lab.realk8s import binaries, control, images, pki
-from antrea.lab.realk8s.node import RealNode, stop_node
+from antrea.lab.realk8s.node import RealNode, all_hierarchies, remove_cgroup_root, stop_node
 from antrea.lab.state import UNDERLAY_API_PORT, LabError, LabSpec
 
 log = structlog.get_logger(__name__)
@@ -169,6 +169,14 @@ def build(spec: LabSpec, bins: binaries.Binaries) -> LabSpec:
     return spec
 
 
+def leftover_cgroup_roots(lab_name: str) -> list[str]:
+    """``/antrea-lab-<lab>-<node>`` cgroup roots that exist in any hierarchy."""
+    found: set[str] = set()
+    for h in all_hierarchies():
+        found.update(f"/{p.name}" for p in h.glob(f"antrea-lab-{lab_name}-*") if p.is_dir())
+    return sorted(found)
+
+
 def teardown(lab_dir: Path, lab_name: str) -> list[str]:
     """Stop the real parts of a lab (idempotent; a no-op for an embedded lab)."""
     removed: list[str] = []
@@ -179,6 +187,13 @@ def teardown(lab_dir: Path, lab_name: str) -> list[str]:
             if survivors:
                 log.warning("lab_real_node_survivors", node=d.name, pids=survivors)
             removed.append(f"{d.name} runtime")
+    # Cgroups are named after the lab, not its directory: also those of a lab whose directory
+    # is already gone (a run killed half-way, or a removed $ANTREA_LAB_ROOT).
+    for root in leftover_cgroup_roots(lab_name):
+        survivors = remove_cgroup_root(root)
+        if survivors:
+            log.warning("lab_real_cgroup_survivors", cgroup=root, pids=survivors)
+        removed.append(f"cgroup {root}")
     if (lab_dir / "control").is_dir():
         control.stop(lab_dir)
         removed.append("control plane")
