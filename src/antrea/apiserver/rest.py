@@ -39,7 +39,13 @@ from antrea.apiserver.store import Predicate, Store, name_of, namespace_of
 from antrea.apiserver.tables import to_table
 from antrea.apiserver.validation import field_errors_to_status, validate
 from antrea.apiserver.watch import serve_watch, versioned
-from antrea.apiserver.wire import decode_yaml, json_response, read_object, read_value
+from antrea.apiserver.wire import (
+    DECODE_AS,
+    decode_yaml,
+    json_response,
+    read_object,
+    read_value,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -158,6 +164,9 @@ class ResourceHandlers:
         if rt.virtual:
             if method != "POST" or target.name is not None:
                 raise errors.method_not_allowed()
+            # Review bodies are decoded like any other: `wire.read_object` type-checks them.
+            model = typecheck.model_for(rt.group, rt.version, rt.kind)
+            request[DECODE_AS] = (rt.kind, rt.version, model)
             if rt.resource == "selfsubjectreviews":
                 return await reviews.self_subject_review(request, identity)
             if rt.group == "authorization.k8s.io" and self.access_reviews is not None:

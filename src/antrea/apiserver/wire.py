@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from antrea.apiserver import errors, protobuf, yamlbody
+from antrea.apiserver import errors, protobuf, typecheck, yamlbody
 from antrea.apiserver.limits import ShapeError, check_json, read_body
 
 JSON = dict[str, Any]
@@ -21,6 +21,8 @@ JSON_MEDIA = "application/json"
 YAML_MEDIA = "application/yaml"
 PROTOBUF_MEDIA = "application/vnd.kubernetes.protobuf"
 BODY_MEDIA_TYPES = (JSON_MEDIA, YAML_MEDIA, PROTOBUF_MEDIA)
+# Request key: (kind, version, typecheck model) a body is decoded as (review resources).
+DECODE_AS = web.RequestKey("antrea.decode_as", tuple[str, str, str | None])
 
 
 def json_response(
@@ -96,6 +98,15 @@ async def read_object(request: web.Request) -> JSON:
     obj = await read_value(request)
     if not isinstance(obj, dict):
         raise errors.bad_request("the request body must be a JSON object")
+    decode_as = request.get(DECODE_AS)
+    if decode_as is not None and decode_as[2] is not None:
+        kind, version, model = decode_as
+        mismatches = typecheck.check(model, obj, prune=True).mismatches
+        if mismatches:
+            raise errors.bad_request(
+                f'{kind} in version "{version}" cannot be handled as a {kind}: '
+                f"{mismatches[0].message()}"
+            )
     meta = obj.setdefault("metadata", {})
     if not isinstance(meta, dict):
         raise errors.bad_request("metadata must be an object")

@@ -246,3 +246,20 @@ def test_every_field_of_every_served_kind_is_type_checked(
 def test_every_served_kind_has_a_type_table() -> None:
     for rt in SERVED:
         assert typecheck.model_for(rt.group, rt.version, rt.kind) is not None, rt.kind
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/apis/authentication.k8s.io/v1/tokenreviews", {"spec": {"token": 5}}),
+        ("/apis/authentication.k8s.io/v1/tokenreviews", {"spec": {"audiences": "x"}}),
+        (
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            {"spec": {"resourceAttributes": {"verb": ["get"]}}},
+        ),
+        ("/apis/authorization.k8s.io/v1/subjectaccessreviews", {"spec": {"groups": "x"}}),
+    ],
+)
+async def test_review_bodies_are_type_checked(api: Api, path: str, body: JSON) -> None:
+    status, answer = await api.send("POST", path, body)
+    assert status == 400 and answer["reason"] == "BadRequest", answer
