@@ -194,6 +194,38 @@ def test_accepting_but_silent_agent_times_out_with_code_11(plugin_exe, agent, tm
         os.unlink(path)
 
 
+def _serve_once(path: str, answer: bytes) -> Any:
+    """A one-connection server at ``path`` that reads the request and sends ``answer``."""
+    import threading
+
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(1)
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(answer)
+        conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+def test_only_the_announced_bytes_reach_stdout(tmp_path, shim_exe):
+    path = f"/tmp/antrea-cni-extra-{os.getpid()}.sock"
+    server, thread = _serve_once(path, b"0 3\n{}\nTRAILING GARBAGE")
+    try:
+        exe = install_plugin(tmp_path, socket=path, shim=shim_exe)
+        proc = _run(exe, _benv(CNI_COMMAND="DEL"), json.dumps(_config(path)).encode(), timeout=10)
+        assert proc.returncode == 0 and proc.stdout == b"{}\n"
+    finally:
+        thread.join(5)
+        server.close()
+        os.unlink(path)
+
+
 @pytest.mark.parametrize(
     "answer",
     [b"", b"0", b"0 5\nab", b"x 1\n{", b"300 2\n{}", b"1 99999999999\n", b"0 -1\n", b"\n" * 10],
