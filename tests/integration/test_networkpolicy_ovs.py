@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import copy
 import fcntl
 import os
 import shutil
@@ -580,3 +581,101 @@ async def test_5000_policies_share_one_port_clause(cluster: LocalCluster) -> Non
         await extra.stop()
         await cluster.reset()
     assert not [line for line in cluster.dump(90) if "conjunction(" in line]
+
+
+# -- fail closed, per rule (issue 9) ----------------------------------------------------------
+POISON = "10.66.66.0/24"
+
+
+def _poisoned(name: str) -> dict[str, Any]:
+    """x/a admits x/b — plus a peer whose realization the test makes fail."""
+    return {
+        "metadata": {"namespace": "x", "name": name},
+        "spec": {
+            "podSelector": {"matchLabels": {"pod": "a"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"pod": "b"}}},
+                                  {"ipBlock": {"cidr": POISON}}]}],
+        },
+    }  # fmt: skip
+
+
+DENY_Y = {"metadata": {"namespace": "y", "name": "deny-all"},
+          "spec": {"podSelector": {}, "policyTypes": ["Ingress"]}}  # fmt: skip
+
+
+async def _check_failed_closed(cluster: LocalCluster, name: str, stage: str, why: str) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from antrea.agent.networkpolicy.metrics import PolicyMetrics
+
+    assert cluster.agent is not None
+    registry = CollectorRegistry()
+    metrics = PolicyMetrics(registry, dict)
+    cluster.agent.on_batch = metrics.observe_batch
+    try:
+        await cluster.apply_policy(_poisoned(name))
+        await cluster.settle()
+        # its pod keeps its isolation: nothing reaches x/a, not even what the rule allows
+        assert not await _reachable(cluster, "x/b", "x/a", 80)
+        assert not await _reachable(cluster, "y/a", "x/a", 80)
+        assert await _reachable(cluster, "x/b", "x/c", 80)  # other pods untouched
+        ofport = cluster.ofports[PodReference("x", "a")]
+        assert any(f"reg1={ofport:#x} actions=drop" in x for x in cluster.dump(100))
+        uid = cluster.policies[("x", name)]["metadata"]["uid"]
+        state = cluster.agent.policy_state(uid)
+        assert state is not None and state.phase == "Failed" and why in state.message, state
+        count = registry.get_sample_value(
+            "antrea_agent_networkpolicy_rule_failures_total", {"stage": stage}
+        )
+        assert count is not None and count >= 1
+        # a policy created afterwards, elsewhere, is enforced
+        await cluster.apply_policy(copy.deepcopy(DENY_Y))
+        await cluster.settle()
+        assert not await _reachable(cluster, "x/b", "y/b", 80)
+        assert not await _reachable(cluster, "z/a", "y/c", 80)
+        assert await _reachable(cluster, "y/a", "z/b", 80)
+        deny_uid = cluster.policies[("y", "deny-all")]["metadata"]["uid"]
+        assert cluster.agent.policy_state(deny_uid).phase == "Realized"  # type: ignore[union-attr]
+    finally:
+        cluster.agent.on_batch = None
+        await cluster.reset()
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_rule_whose_planning_crashes_fails_closed(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from antrea.agent.networkpolicy import reconciler as reconciler_mod
+
+    real = reconciler_mod.plan_rule
+
+    def plan_rule(rule: Any, ofport_of: Any) -> Any:
+        if any(b.cidr == POISON for b in rule.peer_blocks):
+            raise TypeError("injected planner failure")
+        return real(rule, ofport_of)
+
+    await cluster.reset()
+    monkeypatch.setattr(reconciler_mod, "plan_rule", plan_rule)
+    await _check_failed_closed(cluster, "poisoned-plan", "plan", "injected planner failure")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_rule_the_switch_refuses_fails_closed(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OVS itself refuses one clause flow (a goto_table backwards): the bundle is bisected, the
+    rule's other flows are withdrawn, its pod stays isolated."""
+    from antrea.agent.networkpolicy import reconciler as reconciler_mod
+    from antrea.ovs.openflow.flow import GotoTable
+
+    real = reconciler_mod.fb.match_flow
+
+    def match_flow(round_num: int, table: int, match: Any, conjs: Any, band: int = 0) -> Any:
+        flow = real(round_num, table, match, conjs, band)
+        if str(match.nw_src) == POISON:
+            return flow.with_actions((GotoTable(10),))  # OVS: "goto_table to earlier table"
+        return flow
+
+    await cluster.reset()
+    monkeypatch.setattr(reconciler_mod.fb, "match_flow", match_flow)
+    await _check_failed_closed(cluster, "poisoned-ovs", "apply", "np-match")

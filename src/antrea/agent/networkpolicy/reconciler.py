@@ -204,9 +204,21 @@ class PolicyReconciler:
                 desired[owner] = self._desired_of(owner)
             blame.setdefault(owner, set()).update(rids)
 
-        failures = await self._submit(desired, result)
+        failures = await self._submit(desired, result, bisect=False)
         if failures:
-            failures = await self._withdraw(failures, blame, result)
+            # Find the refused owners with the new conjunctions' action flows held back: a
+            # conjunction allows nothing without its `conj_id` flow, so no rule is ever
+            # half-installed *and* active while the batch is bisected.
+            held: dict[Owner, list[Flow] | None] = {
+                o: f for o, f in desired.items() if f is not None and _is_conj_owner(o)
+            }
+            rest = {o: f for o, f in desired.items() if o not in held}
+            failures = await self._submit(rest, result)
+            for _ in range(3):
+                if not failures and not held:
+                    break
+                failures = await self._withdraw(failures, blame, result, held)
+                held = {}
         self._failed = {o: blame.get(o, set()) for o in failures}
         if self.settle is not None and (result.bundles or failures):
             # The datapath keeps forwarding with its cached megaflows until the revalidators
@@ -311,6 +323,7 @@ class PolicyReconciler:
         failures: dict[Owner, Exception],
         blame: dict[Owner, set[str]],
         result: BatchResult,
+        held: dict[Owner, list[Flow] | None],
     ) -> dict[Owner, Exception]:
         """Fail closed: the rules behind refused flows keep their isolation and nothing else.
 
@@ -343,10 +356,11 @@ class PolicyReconciler:
                 touched_iso=touched_iso,
             )
         self._touched_owners(desired, blame, touched_matches, touched_iso, rids)
-        for owner in failures:
+        for owner in [*failures, *held]:  # held: the action flows of the rules left standing
             if owner not in desired:
                 desired[owner] = self._desired_of(owner)
-        log.warning("policy_rules_withdrawn", rules=sorted(rids)[:10], count=len(rids))
+        if rids:
+            log.warning("policy_rules_withdrawn", rules=sorted(rids)[:10], count=len(rids))
         return await self._submit(desired, result)
 
     def _update_rule(
@@ -572,7 +586,7 @@ class PolicyReconciler:
         return None
 
     async def _submit(
-        self, desired: dict[Owner, list[Flow] | None], result: BatchResult
+        self, desired: dict[Owner, list[Flow] | None], result: BatchResult, *, bisect: bool = True
     ) -> dict[Owner, Exception]:
         if not desired:
             return {}
@@ -586,6 +600,8 @@ class PolicyReconciler:
                 log.warning("policy_bundle_crashed", error=f"{type(exc).__name__}: {exc}")
             if self.on_bundle is not None:
                 self.on_bundle(0, time.perf_counter() - start, False)
+            if not bisect:
+                return dict.fromkeys(desired, exc)
             if len(desired) == 1:
                 owner = next(iter(desired))
                 log.warning("policy_flows_rejected", owner=_owner_text(owner), error=str(exc))
@@ -604,6 +620,10 @@ class PolicyReconciler:
             if self.on_bundle is not None:
                 self.on_bundle(ops, time.perf_counter() - start, True)
         return {}
+
+
+def _is_conj_owner(owner: Owner) -> bool:
+    return isinstance(owner, tuple) and len(owner) == 2 and owner[0] == "np-conj"
 
 
 def _fail(result: BatchResult, rid: str, stage: str, reason: str) -> None:
