@@ -242,6 +242,7 @@ async def test_bundle_is_atomic_and_errors_name_the_flow(bridges: OvsSandbox) ->
             await nat.bundle(add=[*good, huge])
         assert count(bridges, "br-nat") == 0
         await nat.bundle(add=good)  # the connection is still fine
+        await nat.barrier()
         assert count(bridges, "br-nat") == 50
         assert nat.connects == 1
     finally:
