@@ -150,13 +150,15 @@ class Persistence:
                 data, rv = self._take()
                 try:
                     await asyncio.to_thread(self._write, data)
-                except OSError as exc:
+                    if self._log_lines >= COMPACT_AFTER:
+                        self._write_snapshot(self._store)
+                except Exception as exc:
+                    # The batch is not durable: its writers are answered 500, never left
+                    # waiting, and the flusher goes on with the next batch.
                     log.error("apiserver_persist_failed", error=str(exc))
                     self._settle(rv, exc)
                 else:
                     self._settle(rv, None)
-                if self._log_lines >= COMPACT_AFTER:
-                    self._write_snapshot(self._store)
             if self._closing and not self._buffer:
                 return
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from antrea.apiserver import errors
-from antrea.apiserver.persistence import LOG, Persistence
+from antrea.apiserver.persistence import LOG, Persistence, PersistError
 from antrea.apiserver.store import Store
 
 JSON = dict[str, Any]
@@ -123,3 +124,38 @@ def test_watch_from_a_future_version_is_gone() -> None:
     with pytest.raises(errors.APIError) as exc:
         store.watch(KEY, namespace=None, name=None, predicate=None, since=2)
     assert exc.value.code == 410
+
+
+@pytest.mark.parametrize(
+    "failure", [OSError(28, "No space left on device"), ValueError("I/O on closed file")]
+)
+async def test_writes_wait_for_the_sync_and_hear_of_a_failed_one(
+    tmp_path: Path, failure: Exception
+) -> None:
+    """`wait_durable` returns only once the change log holds the event; a failed write is
+    reported to its writer (never a hang) and the next batch is written normally."""
+    store = Store()
+    p = Persistence(tmp_path)
+    p.load()
+    p.start(store)
+    try:
+        store.put(KEY, obj("a"), old=None)
+        assert p.durable_rv < store.rv
+        await asyncio.wait_for(p.wait_durable(store.rv), 5)
+        assert b'"a"' in (tmp_path / LOG).read_bytes()
+
+        real_write = p._write
+
+        def failing(data: bytes) -> None:
+            raise failure
+
+        p._write = failing  # type: ignore[method-assign]
+        store.put(KEY, obj("b"), old=None)
+        with pytest.raises(PersistError):
+            await asyncio.wait_for(p.wait_durable(store.rv), 5)
+        p._write = real_write  # type: ignore[method-assign]
+        store.put(KEY, obj("c"), old=None)
+        await asyncio.wait_for(p.wait_durable(store.rv), 5)
+        assert b'"c"' in (tmp_path / LOG).read_bytes()
+    finally:
+        await p.close()
