@@ -38,11 +38,11 @@ from antrea.lab.testing import (
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.realk8s]
 
-NAME = f"ra{_base36(os.getpid())}"[:12]
+NAME = f"ra{_base36(os.getpid())}"[:10]
 MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "antrea.yml"
 
 
-def lab_manifest(spec: state.LabSpec) -> str:
+def lab_manifest(spec: state.LabSpec, encap_mode: str = "encap") -> str:
     """deploy/antrea.yml with the lab's ConfigMap options: netdev datapath, API override."""
     docs = list(yaml.safe_load_all(MANIFEST.read_text()))
     override = f"https://{spec.underlay_api_ip}:{UNDERLAY_API_PORT}"
@@ -50,7 +50,7 @@ def lab_manifest(spec: state.LabSpec) -> str:
         if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "antrea-config":
             agent = yaml.safe_load(doc["data"]["antrea-agent.conf"])
             agent.update(ovsDatapathType="netdev", disableTXChecksumOffload=True,
-                         kubeAPIServerOverride=override)  # fmt: skip
+                         kubeAPIServerOverride=override, trafficEncapMode=encap_mode)  # fmt: skip
             doc["data"]["antrea-agent.conf"] = yaml.safe_dump(agent, sort_keys=False)
             ctrl = yaml.safe_load(doc["data"]["antrea-controller.conf"])
             ctrl["kubeAPIServerOverride"] = override
@@ -59,8 +59,8 @@ def lab_manifest(spec: state.LabSpec) -> str:
 
 
 class Cluster:
-    def __init__(self, spec: state.LabSpec, kubectl: str) -> None:
-        self.spec, self.kubectl_bin, self.lab = spec, kubectl, Lab(spec)
+    def __init__(self, spec: state.LabSpec, kubectl: str, mode: str) -> None:
+        self.spec, self.kubectl_bin, self.lab, self.mode = spec, kubectl, Lab(spec), mode
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
         proc = subprocess.run(
@@ -105,8 +105,10 @@ def _all_running_ready(pods: list[dict[str, Any]]) -> bool:
     return bool(pods) and all(p["status"]["phase"] == "Running" and ready(p) for p in pods)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[Cluster]:
+@pytest.fixture(scope="module", params=["encap", "noEncap"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    mode: str = request.param
+    name = f"{NAME}{mode[0]}"
     if os.geteuid() != 0:
         pytest.skip("needs root")
     where = binaries.search_dir()
@@ -120,16 +122,16 @@ def cluster() -> Iterator[Cluster]:
     ):
         pytest.skip("REAL KUBERNETES SUITE SKIPPED: no antrea image (bin/build-image is missing)")
     sweep_stale_test_labs()
-    lifecycle.down(NAME)
+    lifecycle.down(name)
     try:
-        spec = lifecycle.up(name=NAME, nodes=2, kubernetes="real", k8s_bin=where)
+        spec = lifecycle.up(name=name, nodes=2, kubernetes="real", k8s_bin=where)
         me = os.getpid()
         (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
-        c = Cluster(spec, binaries.find(where).kubectl or str(KUBECTL))
-        c.kubectl("apply", "-f", "-", input=lab_manifest(spec))
+        c = Cluster(spec, binaries.find(where).kubectl or str(KUBECTL), mode)
+        c.kubectl("apply", "-f", "-", input=lab_manifest(spec, mode))
         yield c
     finally:
-        lifecycle.down(NAME)
+        lifecycle.down(name)
 
 
 def test_agents_and_controller_run_and_nodes_become_ready(cluster: Cluster) -> None:
@@ -160,6 +162,11 @@ spec:
     metadata: {labels: {app: web}}
     spec:
       terminationGracePeriodSeconds: 0
+      topologySpreadConstraints:  # two per node: same-node and cross-node pairs
+        - maxSkew: 1
+          topologyKey: kubernetes.io/hostname
+          whenUnsatisfiable: DoNotSchedule
+          labelSelector: {matchLabels: {app: web}}
       containers:
         - name: serve
           image: registry.k8s.io/e2e-test-images/agnhost:2.43
@@ -189,8 +196,10 @@ def test_a_deployment_is_scheduled_started_and_networked_by_antrea(cluster: Clus
     assert cluster.kubectl("exec", name, "--", "hostname").strip() == name
     for node in cluster.spec.node_names():
         show = cluster.in_agent(node, "ovs-vsctl", "show")
-        assert "Bridge br-int" in show and "Port gw0" in show and "Port tun0" in show
-        assert "type: vxlan" in show and "remote_ip=flow" in show and "key=flow" in show
+        assert "Bridge br-int" in show and "Port gw0" in show
+        if cluster.mode == "encap":
+            assert "Port tun0" in show and "type: vxlan" in show
+            assert "remote_ip=flow" in show and "key=flow" in show
         for p in pods:  # one port per pod, named as Antrea names them (<pod name[:8]>-<hash>)
             if p["spec"]["nodeName"] == node:
                 assert f"Port {p['metadata']['name'][:8]}-" in show
@@ -211,6 +220,22 @@ def test_pods_on_one_node_reach_each_other_through_ovs(cluster: Cluster) -> None
     same, blocked = _pairs(cluster, doc)
     assert len(doc["pods"]) == 4 and same
     assert not (same & blocked), f"same-node pairs blocked: {sorted(same & blocked)}"
+
+
+def test_pods_on_different_nodes_reach_each_other(
+    cluster: Cluster, request: pytest.FixtureRequest
+) -> None:
+    if cluster.mode == "encap":
+        # The userspace datapath sends tunnel packets only through an OVS bridge that owns the
+        # underlay address; the agent does not yet move the node's uplink into OVS (upstream's
+        # connectUplinkToOVSBridge), so encap across nodes needs that first.
+        request.applymarker(pytest.mark.xfail(strict=True, reason="netdev encap: no OVS uplink"))
+    doc = asyncio.run(cluster.lab.probe(port=80, namespaces=["default"]))
+    same, blocked = _pairs(cluster, doc)
+    where = {s for pair in same for s in pair}
+    cross = {(s, d) for s in doc["pods"] for d in doc["pods"] if s != d} - same
+    assert where and cross, "the Deployment must span both nodes"
+    assert not (cross & blocked), f"cross-node pairs blocked: {sorted(cross & blocked)}"
 
 
 POLICY = """
