@@ -51,6 +51,7 @@ class Cluster:
         await self.api.start()
         # Agents run as the manifest's antrea-agent ServiceAccount, one bound token per node.
         self.api.ensure_objects(identities.manifest_identity_objects())
+        self.api.ensure_objects(identities.manifest_crd_objects())
         for n in NODES:
             self.api.add_token(
                 f"tok-{n}",

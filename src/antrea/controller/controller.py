@@ -31,6 +31,7 @@ from antrea.controller.leader import LeaderElector, LeaseTimings
 from antrea.controller.metrics import ControllerMetrics, LiveState
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
+from antrea.controller.tiers import ensure_static_tiers
 from antrea.util.health import Check
 from antrea.util.kuberest import (
     JSON,
@@ -253,8 +254,12 @@ class ControllerCandidate:
     async def _leader_duties(self) -> None:
         """Publish the CA and our endpoint, and keep the endpoint pointing at us."""
         ns = self.cfg.lease_namespace
+        tiers_done = False
         while True:
             try:
+                if not tiers_done:
+                    await ensure_static_tiers(self.kube)
+                    tiers_done = True
                 await certs.publish_ca(self.kube, self.ca_cert, ns)
                 if await publish_endpoints(
                     self.kube, ns, self.advertise, self.port, self.cfg.node_name

@@ -39,6 +39,12 @@ RESOURCES = (
     Resource("node", "/api/v1/nodes"),
     Resource("pod", "/api/v1/pods"),
     Resource("network_policy", "/apis/networking.k8s.io/v1/networkpolicies"),
+    # Antrea-native policies (crd.antrea.io, deploy/antrea.yml) and what they reference.
+    Resource("tier", "/apis/crd.antrea.io/v1beta1/tiers"),
+    Resource("cluster_group", "/apis/crd.antrea.io/v1beta1/clustergroups"),
+    Resource("group", "/apis/crd.antrea.io/v1beta1/groups"),
+    Resource("cluster_network_policy", "/apis/crd.antrea.io/v1beta1/clusternetworkpolicies"),
+    Resource("antrea_network_policy", "/apis/crd.antrea.io/v1beta1/networkpolicies"),
 )
 
 

@@ -111,6 +111,8 @@ async def start_embedded(spec: LabSpec) -> Stop:
     await server.start()
     # The manifest's ServiceAccounts and RBAC, and a token per node for each ServiceAccount.
     server.ensure_objects(identities.manifest_identity_objects())
+    # The manifest's CRDs (Antrea-native policies), as `kubectl apply` would install them.
+    server.ensure_objects(identities.manifest_crd_objects())
     sa_tokens = identities.serviceaccount_tokens(spec)
     for node in spec.nodes:
         for sa, token in sa_tokens[node.name].items():

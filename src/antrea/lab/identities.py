@@ -43,6 +43,8 @@ _KINDS = {
     ("rbac.authorization.k8s.io/v1", "Role"): ("rbac.authorization.k8s.io", "roles"),
     ("rbac.authorization.k8s.io/v1", "RoleBinding"): ("rbac.authorization.k8s.io", "rolebindings"),
 }
+_CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 
 class ManifestError(RuntimeError):
@@ -70,6 +72,19 @@ def manifest_identity_objects(path: Path = MANIFEST) -> list[tuple[tuple[str, st
     if not any(k[1] == "clusterrolebindings" for k, _ in objects):
         raise ManifestError(f"{path} binds no ClusterRole")
     return objects
+
+
+def manifest_crd_objects(path: Path = MANIFEST) -> list[tuple[tuple[str, str], JSON]]:
+    """The manifest's CustomResourceDefinitions (the Antrea-native policy API)."""
+    try:
+        docs = list(yaml.safe_load_all(path.read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"cannot read the CRDs of {path}: {exc}") from exc
+    return [
+        (CRD_KEY, d)
+        for d in docs
+        if isinstance(d, dict) and (str(d.get("apiVersion")), str(d.get("kind"))) == _CRD
+    ]
 
 
 def serviceaccount_user(name: str, namespace: str = NAMESPACE) -> str:

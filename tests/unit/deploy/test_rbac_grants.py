@@ -30,6 +30,7 @@ from antrea.controller import controller as controller_mod
 from antrea.controller.auth import Identity, TokenAuthenticator
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ControllerCandidate
+from antrea.lab import identities
 from antrea.util.kuberest import ApiClientResources, KubeError, load_api_client, ns_path
 
 REPO = Path(__file__).resolve().parents[3]
@@ -44,6 +45,7 @@ API_CALLERS = {
     "controller/certs.py": "controller",
     "controller/controller.py": "controller",
     "controller/leader.py": "controller",
+    "controller/tiers.py": "controller",
     "k8s/informer.py": "controller",
     "util/kuberest.py": "both",
 }
@@ -176,6 +178,7 @@ def test_every_module_calling_the_api_is_driven_here() -> None:
 async def api(tmp_path: Path) -> Any:
     server = APIServer(port=0)
     await server.start()
+    server.ensure_objects(identities.manifest_crd_objects())  # as `kubectl apply` installs them
     server.write_kubeconfig(tmp_path / "admin.kubeconfig")
     clients: list[Any] = []
 
@@ -238,7 +241,7 @@ async def test_controller_grants_match_its_calls(api: Any, monkeypatch: pytest.M
         await eventually(cand.inputs.synced.is_set, "informers")
         watching = len(cand.inputs.informers)  # the resources the compiler consumes
         await eventually(
-            lambda: len({r.resource for r in log if r.verb == "watch"}) == watching,
+            lambda: len({(r.group, r.resource) for r in log if r.verb == "watch"}) == watching,
             f"watches ({sorted(set(map(str, log)))})",
         )
         assert await cand.authenticate("no-such-token") is None  # an agent's token review

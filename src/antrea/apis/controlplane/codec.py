@@ -39,6 +39,7 @@ from antrea.apis.controlplane.types import (
     NetworkPolicyRule,
     PodReference,
     Protocol,
+    RuleAction,
     Service,
 )
 
@@ -119,9 +120,11 @@ def _rule_to(r: NetworkPolicyRule) -> dict[str, Any]:
         "to": _peer_to(r.to),
         "svc": None
         if r.services is None
-        else [[str(s.protocol), s.port, s.end_port] for s in r.services],
+        else [[str(s.protocol), s.port, s.end_port, s.icmp_type, s.icmp_code] for s in r.services],
         "name": r.name,
         "prio": r.priority,
+        "act": None if r.action is None else str(r.action),
+        "ratg": list(r.applied_to_groups),
     }
 
 
@@ -131,10 +134,18 @@ def _rule_from(v: dict[str, Any]) -> NetworkPolicyRule:
         direction=Direction(v["dir"]),
         from_=_peer_from(v["from"]),
         to=_peer_from(v["to"]),
-        services=None if svc is None else tuple(Service(Protocol(s[0]), s[1], s[2]) for s in svc),
+        services=None if svc is None else tuple(_service_from(s) for s in svc),
         name=v["name"],
         priority=v["prio"],
+        action=None if v.get("act") is None else RuleAction(v["act"]),
+        applied_to_groups=tuple(v.get("ratg") or ()),
     )
+
+
+def _service_from(s: list[Any]) -> Service:
+    icmp_type = s[3] if len(s) > 3 else None
+    icmp_code = s[4] if len(s) > 4 else None
+    return Service(Protocol(s[0]), s[1], s[2], icmp_type, icmp_code)
 
 
 def object_to_map(obj: ControlPlaneObject) -> dict[str, Any]:
@@ -147,6 +158,8 @@ def object_to_map(obj: ControlPlaneObject) -> dict[str, Any]:
             "rules": [_rule_to(r) for r in obj.rules],
             "atg": list(obj.applied_to_groups),
             "gen": obj.generation,
+            "tp": obj.tier_priority,
+            "pp": obj.priority,
         }
     return {"name": obj.name, "members": _members_to(obj.members)}
 
@@ -159,6 +172,8 @@ def object_from_map(kind: Kind, v: dict[str, Any]) -> ControlPlaneObject:
             rules=tuple(_rule_from(r) for r in v["rules"]),
             applied_to_groups=tuple(v["atg"]),
             generation=v["gen"],
+            tier_priority=v.get("tp"),
+            priority=v.get("pp"),
         )
     if kind is Kind.ADDRESS_GROUP:
         return AddressGroup(v["name"], _members_from(v["members"]))

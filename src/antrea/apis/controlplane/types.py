@@ -32,6 +32,16 @@ class Protocol(StrEnum):
     TCP = "TCP"
     UDP = "UDP"
     SCTP = "SCTP"
+    ICMP = "ICMP"
+
+
+class RuleAction(StrEnum):
+    """Actions of Antrea-native rules (a Kubernetes NetworkPolicy rule has none: Allow)."""
+
+    ALLOW = "Allow"
+    DROP = "Drop"
+    REJECT = "Reject"
+    PASS = "Pass"
 
 
 class Kind(StrEnum):
@@ -76,6 +86,8 @@ class Service:
     protocol: Protocol = Protocol.TCP
     port: int | str | None = None
     end_port: int | None = None
+    icmp_type: int | None = None  # ICMP only; None = any
+    icmp_code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +107,10 @@ class NetworkPolicyRule:
     services: tuple[Service, ...] | None = None
     name: str = ""
     priority: int = -1
+    # Antrea-native rules only: the action (None for a Kubernetes NetworkPolicy rule) and a
+    # rule-level appliedTo that replaces the policy's.
+    action: RuleAction | None = None
+    applied_to_groups: tuple[str, ...] = ()
 
     def peer(self) -> NetworkPolicyPeer:
         """The remote side of the rule: ``from_`` for ingress, ``to`` for egress."""
@@ -103,7 +119,7 @@ class NetworkPolicyRule:
 
 @dataclass(frozen=True, slots=True)
 class NetworkPolicyReference:
-    type: str  # "K8sNetworkPolicy"
+    type: str  # K8sNetworkPolicy | AntreaClusterNetworkPolicy | AntreaNetworkPolicy
     namespace: str
     name: str
     uid: str
@@ -116,6 +132,13 @@ class NetworkPolicy:
     rules: tuple[NetworkPolicyRule, ...]
     applied_to_groups: tuple[str, ...]
     generation: int = 0
+    # Antrea-native policies only (None for a Kubernetes NetworkPolicy): the tier's priority
+    # and the policy's own priority. Rules are evaluated by (tier, priority, rule position).
+    tier_priority: int | None = None
+    priority: float | None = None
+
+    def is_antrea_native(self) -> bool:
+        return self.tier_priority is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,13 @@ from antrea.apis.controlplane.types import (
     NetworkPolicy,
 )
 from antrea.controller.networkpolicy.compile import CompiledPolicy, compile_policy
+from antrea.controller.networkpolicy.compile_antrea import (
+    AntreaContext,
+    InvalidAntreaPolicy,
+    compile_antrea_policy,
+    fail_closed_policy,
+    uses_self,
+)
 from antrea.controller.networkpolicy.grouping import Grouping, SelectorGroup, add_ref, drop_ref
 from antrea.controller.networkpolicy.members import pod_member
 from antrea.controller.networkpolicy.store import EMPTY_SPAN, Change, ComputedStore, Span
@@ -79,6 +86,12 @@ class NetworkPolicyController:
         self._dirty_policies: set[str] = set()  # compiled, recompiled or deleted
         self._ref_dirty: set[SelectorGroup] = set()  # references changed
         self._deleted: dict[str, _Policy] = {}  # deleted since the last flush, by UID
+        # Antrea-native policies by UID (raw objects: recompiled when a Tier, a group or, for
+        # `namespaces: {match: Self}`, the namespace set changes), and what they depend on.
+        self._antrea: dict[str, dict[str, Any]] = {}
+        self.antrea_ctx = AntreaContext(namespaces={})
+        self._ns_names: dict[str, None] = {}
+        self.antrea_errors: dict[str, str] = {}  # UID -> why it is realized fail closed
 
     # -- consumers ------------------------------------------------------------------------
 
@@ -139,6 +152,9 @@ class NetworkPolicyController:
     def add_namespace(self, namespace: dict[str, Any]) -> None:
         meta = namespace["metadata"]
         self._grouping.upsert_namespace(meta["name"], meta.get("labels"))
+        if meta["name"] not in self._ns_names:
+            self._ns_names[meta["name"]] = None
+            self._namespace_set_changed()
         self._changed()
 
     def update_namespace(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
@@ -146,7 +162,15 @@ class NetworkPolicyController:
 
     def delete_namespace(self, namespace: dict[str, Any]) -> None:
         self._grouping.remove_namespace(namespace["metadata"]["name"])
+        if self._ns_names.pop(namespace["metadata"]["name"], 0) is None:
+            self._namespace_set_changed()
         self._changed()
+
+    def _namespace_set_changed(self) -> None:
+        self.antrea_ctx.namespaces = self._ns_names
+        for uid, obj in self._antrea.items():
+            if uses_self(obj):
+                self._compile_antrea(uid, obj)
 
     # -- network policies -----------------------------------------------------------------
 
@@ -166,6 +190,9 @@ class NetworkPolicyController:
             )
             self._changed()  # groups the failed compilation created are collected
             return
+        self._install(uid, compiled)
+
+    def _install(self, uid: str, compiled: CompiledPolicy) -> None:
         state = self._policies.get(uid)
         old: CompiledPolicy | None = None
         if state is None:
@@ -194,6 +221,105 @@ class NetworkPolicyController:
             self._dirty_policies.add(uid)
             self._deleted[uid] = state
         self._changed()
+
+    # -- Antrea-native policies, tiers, groups ---------------------------------------------
+
+    def add_cluster_network_policy(self, obj: dict[str, Any]) -> None:
+        uid: str = obj["metadata"]["uid"]
+        self._antrea[uid] = obj
+        self._compile_antrea(uid, obj)
+        self._changed()
+
+    def update_cluster_network_policy(
+        self, old: dict[str, Any] | None, new: dict[str, Any]
+    ) -> None:
+        if old is not None and old["metadata"]["uid"] != new["metadata"]["uid"]:
+            self.delete_network_policy(old)
+        self.add_cluster_network_policy(new)
+
+    def delete_cluster_network_policy(self, obj: dict[str, Any]) -> None:
+        uid = obj["metadata"]["uid"]
+        self._antrea.pop(uid, None)
+        self.antrea_errors.pop(uid, None)
+        self.delete_network_policy(obj)
+
+    # The namespaced Antrea NetworkPolicy: the same code (scope comes from metadata.namespace).
+    add_antrea_network_policy = add_cluster_network_policy
+    update_antrea_network_policy = update_cluster_network_policy
+    delete_antrea_network_policy = delete_cluster_network_policy
+
+    def _compile_antrea(self, uid: str, obj: dict[str, Any]) -> None:
+        compiled: CompiledPolicy | None
+        try:
+            compiled = compile_antrea_policy(obj, self._grouping, self.antrea_ctx)
+            self.antrea_errors.pop(uid, None)
+        except (InvalidAntreaPolicy, KeyError, TypeError, ValueError, AttributeError) as exc:
+            meta = obj.get("metadata", {})
+            self.antrea_errors[uid] = str(exc)
+            log.warning(
+                "antrea_policy_invalid",
+                namespace=meta.get("namespace"),
+                name=meta.get("name"),
+                error=str(exc),
+            )
+            try:
+                compiled = fail_closed_policy(obj, self._grouping, self.antrea_ctx)
+            except Exception:
+                log.exception("antrea_policy_fail_closed_failed", name=meta.get("name"))
+                compiled = None
+        if compiled is None:
+            state = self._policies.pop(uid, None)
+            if state is not None:
+                self._reference(uid, state.compiled, None)
+                self._dirty_policies.add(uid)
+                self._deleted[uid] = state
+            return
+        self._install(uid, compiled)
+
+    def _recompile_antrea(self) -> None:
+        for uid, obj in self._antrea.items():
+            self._compile_antrea(uid, obj)
+        self._changed()
+
+    def add_tier(self, tier: dict[str, Any]) -> None:
+        prio = (tier.get("spec") or {}).get("priority")
+        name = tier["metadata"]["name"]
+        if isinstance(prio, int) and not isinstance(prio, bool):
+            self.antrea_ctx.tiers[name] = prio
+        else:
+            self.antrea_ctx.tiers.pop(name, None)
+        self._recompile_antrea()
+
+    def update_tier(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        self.add_tier(new)
+
+    def delete_tier(self, tier: dict[str, Any]) -> None:
+        self.antrea_ctx.tiers.pop(tier["metadata"]["name"], None)
+        self._recompile_antrea()
+
+    def add_cluster_group(self, group: dict[str, Any]) -> None:
+        self.antrea_ctx.cluster_groups[group["metadata"]["name"]] = group.get("spec") or {}
+        self._recompile_antrea()
+
+    def update_cluster_group(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        self.add_cluster_group(new)
+
+    def delete_cluster_group(self, group: dict[str, Any]) -> None:
+        self.antrea_ctx.cluster_groups.pop(group["metadata"]["name"], None)
+        self._recompile_antrea()
+
+    def add_group(self, group: dict[str, Any]) -> None:
+        meta = group["metadata"]
+        self.antrea_ctx.groups[(meta.get("namespace", ""), meta["name"])] = group.get("spec") or {}
+        self._recompile_antrea()
+
+    def update_group(self, old: dict[str, Any] | None, new: dict[str, Any]) -> None:
+        self.add_group(new)
+
+    def delete_group(self, group: dict[str, Any]) -> None:
+        meta = group["metadata"]
+        self.antrea_ctx.groups.pop((meta.get("namespace", ""), meta["name"]), None)
+        self._recompile_antrea()
 
     # -- computation ----------------------------------------------------------------------
 
