@@ -26,6 +26,7 @@ from antrea.agent.networkpolicy.testing import (
 from antrea.apis.controlplane.types import PodReference
 from antrea.ovs.openflow import Conjunction
 from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.sim import FlowTables, Packet
 from antrea.ovs.openflow.testing import RecordingTransport
 
 PODS = [member("x", f"p{i}", f"10.244.1.{10 + i}") for i in range(3)]
@@ -116,7 +117,7 @@ def test_bands_match_the_unbounded_encoding(
 ) -> None:
     """Any add/change/delete sequence: the banded flows carry exactly the conjunctions of the
     unbounded encoding (same IDs, clauses, action flows), each flow within the cap, every
-    conjunction at one priority."""
+    conjunction at one priority, and packets (simulated lookups) get the same verdicts."""
 
     async def run() -> None:
         small, big = Env(cap=2), Env(cap=10**6)
@@ -140,6 +141,16 @@ def test_bands_match_the_unbounded_encoding(
                 env.clause_flows()
             assert small.clause_flows() == big.clause_flows()
             assert small.others() == big.others()
+        # and packets see the same policy: every peer to every pod, on each port
+        for ip in [*PEER_IPS, "10.9.9.9"]:
+            for pod, ofport in enumerate(OFPORTS.values()):
+                for port in (80, 8080, 9):
+                    pkt = Packet("tcp", ip, f"10.244.1.{10 + pod}", port, regs={1: ofport})
+                    got = [
+                        FlowTables(env.rt.flows.values(), (90, 100)).run(90, pkt)
+                        for env in (small, big)
+                    ]
+                    assert (got[0].dropped, got[0].table) == (got[1].dropped, got[1].table)
         for old in live.values():
             for env in (small, big):
                 env.cache.apply(deleted(old))  # type: ignore[arg-type]
