@@ -323,3 +323,82 @@ def test_server_side_apply(server: Server, tmp_path: Path) -> None:
     server.kubectl("apply", "--server-side", "-f", str(manifest))
     cm = json.loads(server.kubectl("get", "cm", "c", "-n", "ssa", "-o", "json").stdout)
     assert cm["data"] == {"k": "v2"}
+
+
+LIST = """\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Namespace
+  metadata: {{name: {ns}}}
+- apiVersion: networking.k8s.io/v1
+  kind: NetworkPolicy
+  metadata: {{name: np1, namespace: {ns}}}
+  spec:
+    podSelector: {{}}
+    {extra}ingress:
+    - from: [{{podSelector: {{matchLabels: {{a: b}}}}}}]
+      ports: [{{port: 80, protocol: TCP}}]
+"""
+
+
+def test_apply_list_validated_against_openapi_v2(server: Server, tmp_path: Path) -> None:
+    """A `kind: List` is validated client-side against /openapi/v2 (protobuf), then applied
+    item by item; an unknown field inside an item is caught by that validation."""
+    manifest = tmp_path / "list.yaml"
+    manifest.write_text(LIST.format(ns="listns", extra=""))
+    out = server.kubectl("apply", "-f", str(manifest)).stdout
+    assert "namespace/listns created" in out and "np1 created" in out
+    assert "np1 unchanged" in server.kubectl("apply", "-f", str(manifest)).stdout
+    manifest.write_text(LIST.format(ns="listns", extra="bogus: 1\n    "))
+    bad = server.kubectl("apply", "-f", str(manifest), check=False)
+    assert bad.returncode != 0
+    assert 'unknown field "bogus"' in bad.stderr and "NetworkPolicySpec" in bad.stderr
+    manifest.write_text(LIST.format(ns="listns", extra=""))
+    out = server.kubectl("apply", "--server-side", "-f", str(manifest)).stdout
+    assert "np1 serverside-applied" in out
+
+
+def test_explain_builtin_and_custom(server: Server, tmp_path: Path) -> None:
+    out = server.kubectl("explain", "networkpolicy.spec.ingress").stdout
+    assert (
+        "KIND:       NetworkPolicy" in out and "FIELD: ingress <[]NetworkPolicyIngressRule>" in out
+    )
+    assert "from\t<[]NetworkPolicyPeer>" in out and "ports\t<[]NetworkPolicyPort>" in out
+    assert "ingress is a list of ingress rules" in out
+    ports = server.kubectl("explain", "networkpolicy.spec.ingress.ports").stdout
+    assert "endPort\t<integer>" in ports and "protocol\t<string>" in ports
+    assert (
+        "<integer>" in server.kubectl("explain", "pod.spec.containers.ports.containerPort").stdout
+    )
+    crd = tmp_path / "crd.yaml"
+    crd.write_text("""\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata: {name: widgets.example.org}
+spec:
+  group: example.org
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            description: The widget's desired state.
+            properties:
+              size: {type: integer, description: How big the widget is.}
+""")
+    server.kubectl("apply", "-f", str(crd))
+    try:
+        out = server.kubectl("explain", "widgets.spec").stdout
+        assert "KIND:       Widget" in out and "size\t<integer>" in out
+        assert "How big the widget is." in out
+    finally:
+        server.kubectl("delete", "crd", "widgets.example.org")

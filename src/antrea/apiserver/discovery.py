@@ -1,13 +1,14 @@
-"""Discovery documents (`/version`, `/api`, `/apis`, group/version resource lists) and a
-minimal OpenAPI v3 index.
+"""Discovery documents (`/version`, `/api`, `/apis`, group/version resource lists) and the
+OpenAPI v3 documents (schemas from `openapi`).
 
-Why OpenAPI at all: ``kubectl apply`` validates with ``--validate=strict`` by default. It asks
+Why the PATCH paths: ``kubectl apply`` validates with ``--validate=strict`` by default. It asks
 the server's OpenAPI v3 document whether the PATCH operation of the object's kind accepts the
-``fieldValidation`` query parameter; if it does, validation is left to the server. If no
-document can be fetched, kubectl fails before sending anything. So every served kind gets a
-PATCH path with that parameter. The documents deliberately do not advertise strategic merge
+``fieldValidation`` query parameter; if it does, validation is left to the server (for a
+``kind: List`` it validates client-side against the v2 definitions). Every served kind gets
+a PATCH path with that parameter. The documents deliberately do not advertise strategic merge
 patch, which makes kubectl compute its patch from its compiled-in types (built-in kinds) or as
-a JSON merge patch (custom resources), exactly as it does against servers without schemas.
+a JSON merge patch (custom resources). Schemas (``components.schemas``, each served kind
+tagged with ``x-kubernetes-group-version-kind``) are what ``kubectl explain`` reads.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from antrea.apiserver import openapi
 from antrea.apiserver.resources import Registry, ResourceType
 
 JSON = dict[str, Any]
@@ -102,7 +104,17 @@ def resource_list(registry: Registry, group: str, version: str) -> JSON | None:
 
 
 def root_paths(registry: Registry) -> JSON:
-    paths = ["/api", "/api/v1", "/apis", "/healthz", "/livez", "/openapi/v3", "/readyz", "/version"]
+    paths = [
+        "/api",
+        "/api/v1",
+        "/apis",
+        "/healthz",
+        "/livez",
+        "/openapi/v2",
+        "/openapi/v3",
+        "/readyz",
+        "/version",
+    ]
     for group, versions in _ordered_groups(registry):
         paths.append(f"/apis/{group}")
         paths.extend(f"/apis/{group}/{v}" for v in versions)
@@ -149,18 +161,22 @@ def openapi_v3_doc(registry: Registry, group: str, version: str) -> JSON | None:
             },
             "responses": {"200": {"description": "OK"}},
         }
+        ok: JSON = {"description": "OK"}
+        ref = openapi.kind_ref(rt)
+        if ref is not None:
+            ok["content"] = {"application/json": {"schema": {"$ref": ref}}}
         get = {
             "operationId": f"read{rt.kind}",
             "x-kubernetes-action": "get",
             "x-kubernetes-group-version-kind": gvk,
-            "responses": {"200": {"description": "OK"}},
+            "responses": {"200": ok},
         }
         paths[_item_path(rt)] = {"get": get, "patch": patch}
     return {
         "openapi": "3.0.0",
         "info": {"title": "Kubernetes", "version": KUBERNETES_VERSION["gitVersion"]},
         "paths": paths,
-        "components": {"schemas": {}},
+        "components": {"schemas": openapi.components(registry, group, version)},
     }
 
 

@@ -21,7 +21,7 @@ import orjson
 import structlog
 from aiohttp import web
 
-from antrea.apiserver import authz, discovery, errors, services
+from antrea.apiserver import authz, discovery, errors, openapi, openapi_pb, services
 from antrea.apiserver.auth import (
     Authorizer,
     Identity,
@@ -46,6 +46,7 @@ log = structlog.get_logger(__name__)
 
 ADMIN = Identity(user="admin", uid="admin", groups=("system:masters",))
 _HEALTH = ("/healthz", "/livez", "/readyz")
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
 
 
 def _ssl_context(certs: ServingCerts) -> ssl.SSLContext:
@@ -361,7 +362,7 @@ class APIServer:
         if path in ("/apis", "/apis/"):
             return json_response(discovery.api_group_list(self.registry))
         if path.startswith("/openapi/"):
-            return self._openapi(path)
+            return self._openapi(path, request.headers.get("Accept", ""))
         parts = [p for p in path.split("/") if p]
         if len(parts) == 2 and parts[0] == "apis":
             group = discovery.api_group(self.registry, parts[1])
@@ -386,7 +387,13 @@ class APIServer:
             return self.authorizer.decide(identity, attrs)
         return self.authorizer.authorize(identity, attrs), ""
 
-    def _openapi(self, path: str) -> web.Response:
+    def _openapi(self, path: str, accept: str = "") -> web.Response:
+        if path.rstrip("/") == "/openapi/v2":
+            v2 = openapi.swagger_v2(self.registry, discovery.KUBERNETES_VERSION["gitVersion"])
+            if "protobuf" in accept:
+                body = openapi_pb.encode_document(v2)
+                return web.Response(body=body, content_type=OPENAPI_V2_PROTOBUF)
+            return web.Response(body=orjson.dumps(v2), content_type="application/json")
         if path.rstrip("/") == "/openapi/v3":
             return json_response(discovery.openapi_v3_index(self.registry))
         if path.startswith("/openapi/v3/"):

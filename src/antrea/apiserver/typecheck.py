@@ -223,3 +223,15 @@ def check(model: str, obj: Any, *, prune: bool = False, path: str = "") -> Resul
     result.mismatches.sort(key=lambda m: m.path)
     result.unknown.sort()
     return result
+
+
+FieldType = _Type
+
+
+def model_fields(model: str) -> dict[str, _Type]:
+    """JSON field name -> type of one generated model (the table `check` decodes against)."""
+    return _fields(model)
+
+
+def field_type(model: str, json_name: str) -> _Type:
+    return _fields(model)[json_name]
