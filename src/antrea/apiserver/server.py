@@ -46,7 +46,8 @@ log = structlog.get_logger(__name__)
 
 ADMIN = Identity(user="admin", uid="admin", groups=("system:masters",))
 _HEALTH = ("/healthz", "/livez", "/readyz")
-OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2@v1.0+protobuf"
+# The v2 protobuf content type as kube-apiserver answers it (Go's mime parser rejects "@").
+OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
 
 def _ssl_context(certs: ServingCerts) -> ssl.SSLContext:
