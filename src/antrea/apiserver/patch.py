@@ -16,7 +16,6 @@ missing path).
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -451,76 +450,142 @@ def _item_key(item: Any, keys: tuple[str, ...]) -> tuple[Any, ...] | None:
     return tuple(item.get(k, _KEY_DEFAULTS.get(k)) for k in keys)
 
 
-def _find(items: list[Any], item: JSON, keys: tuple[str, ...]) -> int:
-    """Index of the element of ``items`` matching ``item`` by merge key, or -1."""
-    want = _item_key(item, keys)
-    if want is None:
+def _hkey(value: Any) -> str | bytes | tuple[str | bytes, ...]:
+    """A hashable identity with JSON equality (``true`` is not ``1``): strings stand for
+    themselves, anything else is its canonical JSON (bytes, never equal to a string)."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, tuple):
+        return tuple(_hkey(v) for v in value)  # type: ignore[misc]
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+
+
+_GONE = object()
+
+
+class _KeyedList:
+    """A list merged by merge key, indexed so each patch item costs O(1), not O(len).
+
+    Large lists (3 MiB of finalizers or ports) against a large patch would otherwise take
+    minutes; matching follows upstream's rules: the full merge key, or, when the patch item
+    omits a secondary key (kubectl sends ``containerPort`` alone in deletions), the primary.
+    """
+
+    def __init__(self, items: list[Any], keys: tuple[str, ...]) -> None:
+        self.keys = keys
+        self.items: list[Any] = []
+        self.full: dict[Any, list[int]] = {}
+        self.primary: dict[Any, list[int]] = {}
+        for item in items:
+            self.append(item)
+
+    def append(self, item: Any) -> None:
+        i = len(self.items)
+        self.items.append(item)
+        key = _item_key(item, self.keys)
+        if key is not None:
+            self.full.setdefault(_hkey(key), []).append(i)
+            self.primary.setdefault(_hkey(item[self.keys[0]]), []).append(i)
+
+    def _live(self, positions: list[int]) -> list[int]:
+        return [i for i in positions if self.items[i] is not _GONE]
+
+    def _partial(self, item: JSON) -> bool:
+        return len(self.keys) > 1 and not all(k in item for k in self.keys[1:])
+
+    def find(self, item: JSON) -> int:
+        """Position of the first element matching ``item``, or -1."""
+        want = _item_key(item, self.keys)
+        if want is None:
+            return -1
+        full = self._live(self.full.get(_hkey(want), []))
+        if full:
+            return full[0]
+        if self._partial(item):
+            primary = self._live(self.primary.get(_hkey(item[self.keys[0]]), []))
+            if primary:
+                return primary[0]
         return -1
-    for i, cand in enumerate(items):
-        if _item_key(cand, keys) == want:
-            return i
-    if len(keys) > 1 and not all(k in item for k in keys[1:]):
-        # The patch omitted a secondary key (kubectl sends containerPort alone in deletions):
-        # fall back to the primary key, as upstream's single merge key does.
-        for i, cand in enumerate(items):
-            if isinstance(cand, dict) and cand.get(keys[0]) == item[keys[0]]:
-                return i
-    return -1
+
+    def delete(self, item: JSON) -> None:
+        """Remove every element matching ``item`` by full key (or primary, if partial)."""
+        want = _item_key(item, self.keys)
+        if want is None:
+            return
+        doomed = self._live(self.full.get(_hkey(want), []))
+        if self._partial(item):
+            doomed += self._live(self.primary.get(_hkey(item[self.keys[0]]), []))
+        for i in doomed:
+            self.items[i] = _GONE
+
+    def result(self) -> list[Any]:
+        return [item for item in self.items if item is not _GONE]
 
 
 def _merge_list_value(original: list[Any], patch: list[Any], meta: _F) -> list[Any]:
     replace = any(isinstance(p, dict) and p.get(_DIRECTIVE) == "replace" for p in patch)
     if replace:
         return [_strip(p) for p in patch if not (isinstance(p, dict) and _DIRECTIVE in p)]
-    out = list(original)
     if not meta.key:
         # A merged list of primitives: set union, original order first.
+        out = list(original)
+        seen = {_hkey(o) for o in out}
         for p in patch:
             if isinstance(p, dict) and _DIRECTIVE in p:
                 continue
-            if p not in out:
+            key = _hkey(p)
+            if key not in seen:
+                seen.add(key)
                 out.append(p)
         return out
+    merged = _KeyedList(original, meta.key)
     for p in patch:
         if not isinstance(p, dict):
             raise PatchError(400, f"invalid patch: list item {p!r} is not an object")
         directive = p.get(_DIRECTIVE)
         if directive == "delete":
-            out = [o for o in out if _find([o], p, meta.key) < 0]
+            merged.delete(p)
             continue
         if directive not in (None, "merge"):
             raise PatchError(400, f"Unknown patch type: {directive} in list item: {p}")
         if meta.key[0] not in p:
             raise PatchError(400, f"map: {p} does not contain declared merge key: {meta.key[0]}")
-        idx = _find(out, p, meta.key)
+        idx = merged.find(p)
         sub = meta.sub
-        if idx >= 0 and isinstance(out[idx], dict):
-            out[idx] = _merge_map(out[idx], p, sub)
+        if idx >= 0 and isinstance(merged.items[idx], dict):
+            merged.items[idx] = _merge_map(merged.items[idx], p, sub)
         else:
-            out.append(_merge_map({}, p, sub))
-    return out
+            merged.append(_merge_map({}, p, sub))
+    return merged.result()
 
 
 def _order(items: list[Any], order: list[Any], keys: tuple[str, ...]) -> list[Any]:
     """Apply ``$setElementOrder``: listed items in that order, others stay after their
-    original predecessor."""
+    original predecessor (in one pass: lists may be long)."""
 
     def ident(item: Any) -> Any:
         if keys and isinstance(item, dict):
-            return json.dumps(_item_key(item, keys), sort_keys=True)
-        return json.dumps(item, sort_keys=True)
+            return _hkey(_item_key(item, keys))
+        return _hkey(item)
 
     rank = {ident(o): i for i, o in enumerate(order)}
-    listed = sorted((it for it in items if ident(it) in rank), key=lambda it: rank[ident(it)])
-    out = list(listed)
-    prev: Any = None
-    for it in items:
-        if ident(it) in rank:
-            prev = it
-            continue
-        pos = 0 if prev is None else next(i for i, o in enumerate(out) if o is prev) + 1
-        while pos < len(out) and ident(out[pos]) not in rank:
-            pos += 1
-        out.insert(pos, it)
-        prev = it
+    head: list[Any] = []  # unlisted items before the first listed one
+    after: dict[int, list[Any]] = {}  # listed item's position -> unlisted items following it
+    listed: list[int] = []
+    last: int | None = None
+    for i, it in enumerate(items):
+        key = ident(it)
+        if key in rank:
+            last = i
+            listed.append(i)
+            after[i] = []
+        elif last is None:
+            head.append(it)
+        else:
+            after[last].append(it)
+    listed.sort(key=lambda i: rank[ident(items[i])])
+    out = head
+    for i in listed:
+        out.append(items[i])
+        out.extend(after[i])
     return out

@@ -384,3 +384,78 @@ def test_patch_never_crashes(body: Any, ctype: str) -> None:
     else:
         assert isinstance(out, dict)
     assert before == POD
+
+
+# -- indexed list merge: same results as the straightforward quadratic merge ------------------
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from antrea.apiserver import patch as patch_module  # noqa: E402
+
+_KEYS = ("containerPort", "protocol")
+
+
+def _naive_key(item: Any) -> Any:
+    if not isinstance(item, dict) or _KEYS[0] not in item:
+        return None
+    return tuple(item.get(k, "TCP" if k == "protocol" else None) for k in _KEYS)
+
+
+def _naive_find(items: list[Any], item: Any) -> int:
+    want = _naive_key(item)
+    if want is None:
+        return -1
+    for i, cand in enumerate(items):
+        if _naive_key(cand) == want:
+            return i
+    if "protocol" not in item:
+        for i, cand in enumerate(items):
+            if isinstance(cand, dict) and cand.get(_KEYS[0]) == item[_KEYS[0]]:
+                return i
+    return -1
+
+
+def _naive_merge(original: list[Any], patch: list[Any]) -> list[Any]:
+    out = list(original)
+    for p in patch:
+        if p.get("$patch") == "delete":
+            out = [o for o in out if _naive_find([o], p) < 0]
+            continue
+        idx = _naive_find(out, p)
+        if idx >= 0:
+            out[idx] = {**out[idx], **p}
+        else:
+            out.append(dict(p))
+    return out
+
+
+_port = st.fixed_dictionaries(
+    {"containerPort": st.integers(1, 4)},
+    optional={"protocol": st.sampled_from(["TCP", "UDP"]), "name": st.sampled_from(["a", "b"])},
+)
+_patch_item = _port | _port.map(lambda p: {**p, "$patch": "delete"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_port, max_size=8), st.lists(_patch_item, max_size=8))
+def test_indexed_keyed_merge_matches_the_quadratic_one(
+    original: list[dict[str, Any]], patch: list[dict[str, Any]]
+) -> None:
+    meta = patch_module._merge_list(_KEYS)
+    got = patch_module._merge_list_value([dict(o) for o in original], patch, meta)
+    assert got == _naive_merge(original, patch)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(["a", "b", "c", 1, True, 1.0]), max_size=8),
+    st.lists(st.sampled_from(["a", "b", "d", 1, True, 2]), max_size=8),
+)
+def test_indexed_primitive_merge_is_a_json_set_union(original: list[Any], patch: list[Any]) -> None:
+    got = patch_module._merge_list_value(list(original), patch, patch_module._PRIMITIVE_SET)
+    assert got[: len(original)] == original
+    added = got[len(original) :]
+    for p in patch:
+        assert any(patch_module._json_equal(p, g) for g in got)
+    assert len({patch_module._hkey(a) for a in added}) == len(added)
