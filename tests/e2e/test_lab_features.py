@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 
 import pytest
 
@@ -207,3 +208,34 @@ async def test_pods_wait_for_the_node_network(lab: Lab) -> None:
     finally:
         if parked.exists():
             parked.rename(conf)
+
+
+def test_kubectl_logs_exec_events(lab: Lab) -> None:
+    """kubectl logs shows what the pod's workload served, exec runs in the pod's network
+    namespace (exit codes kept), and the kubelet's events show in get events / describe."""
+    body = json.loads(json.dumps(POD))
+    body["metadata"]["name"] = "streams"
+    lab.kubectl("apply", "-f", "-", input=json.dumps(body))
+    try:
+        lab.kubectl("wait", "--for=condition=Ready", "pod/streams", "--timeout=60s")
+        ip = json.loads(lab.kubectl("get", "pod", "streams", "-o", "json"))["status"]["podIP"]
+        addrs = lab.kubectl("exec", "streams", "--", "ip", "-4", "-o", "addr", "show", "eth0")
+        assert f"inet {ip}/" in addrs
+        banner = lab.kubectl(
+            "exec", "streams", "--", "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/8080; cat <&3"
+        )
+        assert banner.strip() == "default/streams"
+        failed = subprocess.run(
+            [str(KUBECTL), "exec", "streams", "--", "sh", "-c", "echo oops >&2; exit 3"],
+            env=lab.env(), capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert failed.returncode == 3 and "oops" in failed.stderr
+        logs = lab.kubectl("logs", "streams").splitlines()
+        assert any(line.endswith("listening on :8080/TCP") for line in logs)
+        assert any("tcp 127.0.0.1:" in line and "-> :8080 answered" in line for line in logs)
+        assert len(lab.kubectl("logs", "streams", "--tail=1").splitlines()) == 1
+        events = lab.kubectl("get", "events", "--field-selector", "involvedObject.name=streams")
+        assert "Started" in events and "Started container c" in events
+        assert "Started container c" in lab.kubectl("describe", "pod", "streams")
+    finally:
+        lab.kubectl("delete", "pod", "streams", "--wait=false")

@@ -85,6 +85,24 @@ class ResourceType:
                     "verbs": ["create"],
                 }
             )
+            entries.append(
+                {
+                    "name": "pods/exec",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "PodExecOptions",
+                    "verbs": ["create", "get"],
+                }
+            )
+            entries.append(
+                {
+                    "name": "pods/log",
+                    "singularName": "",
+                    "namespaced": True,
+                    "kind": "Pod",
+                    "verbs": ["get"],
+                }
+            )
         return entries
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import dataclasses
 import socket
 import ssl
 from collections.abc import Sequence
@@ -21,7 +22,15 @@ import orjson
 import structlog
 from aiohttp import web
 
-from antrea.apiserver import authz, discovery, errors, openapi, openapi_pb, services
+from antrea.apiserver import (
+    authz,
+    discovery,
+    errors,
+    openapi,
+    openapi_pb,
+    podstreams,
+    services,
+)
 from antrea.apiserver.auth import (
     Authorizer,
     Identity,
@@ -46,6 +55,7 @@ log = structlog.get_logger(__name__)
 
 ADMIN = Identity(user="admin", uid="admin", groups=("system:masters",))
 _HEALTH = ("/healthz", "/livez", "/readyz")
+_STREAMS = ("log", "exec")
 # The v2 protobuf content type as kube-apiserver answers it (Go's mime parser rejects "@").
 OPENAPI_V2_PROTOBUF = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
 
@@ -105,6 +115,8 @@ class APIServer:
         )
         self.extra_sans = tuple(extra_sans)
         self.store = Store(history=history, watch_queue=watch_queue)
+        # Who runs the pods, for pods/log and pods/exec (the lab registers its kubelets).
+        self.pod_runtime: podstreams.PodRuntime | None = None
         self.registry = Registry()
         self.authenticator = TokenAuthenticator()
         # Node + RBAC (kube-apiserver's --authorization-mode=Node,RBAC); tests may pass another.
@@ -378,9 +390,22 @@ class APIServer:
                 raise errors.resource_not_found(path)
             return json_response(doc)
         attrs = authz.resource_attributes(request.method, target, request.query, path)
+        streaming = (
+            target.group == "" and target.resource == "pods" and target.subresource in _STREAMS
+        )
+        if streaming and target.subresource == "exec":
+            # Opening a command stream is "create pods/exec", also over a WebSocket GET.
+            attrs = dataclasses.replace(attrs, verb="create")
         allowed, reason = self.authorizer_decide(identity, attrs)
         if not allowed:
             raise authz.forbidden(identity, attrs, reason)
+        if streaming and target.namespace and target.name:
+            if request.method != "GET" and target.subresource == "log":
+                raise errors.method_not_allowed()
+            stream = podstreams.logs if target.subresource == "log" else podstreams.exec_
+            return await stream(
+                self.pod_runtime, self.store, request, target.namespace, target.name
+            )
         return await self.handlers.handle(request, target, identity)
 
     def authorizer_decide(self, identity: Identity, attrs: RequestAttributes) -> tuple[bool, str]:

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import structlog
 import yaml
 
+from antrea.apiserver.podstreams import PodRuntime
 from antrea.lab import identities, netns
 from antrea.lab.state import UNDERLAY_API_PORT, LabSpec
 
@@ -91,8 +92,9 @@ def pick_port() -> int:
     return 0
 
 
-async def start_embedded(spec: LabSpec) -> Stop:
-    """Run the embedded API server for the lab; write the host and node kubeconfigs."""
+async def start_embedded(spec: LabSpec, pod_runtime: PodRuntime | None = None) -> Stop:
+    """Run the embedded API server for the lab; write the host and node kubeconfigs.
+    ``pod_runtime`` answers ``pods/log`` and ``pods/exec`` (the lab's kubelets)."""
     from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
     from antrea.apiserver.server import APIServer
 
@@ -108,6 +110,7 @@ async def start_embedded(spec: LabSpec) -> Stop:
         # Pods reach the server through the `default/kubernetes` Service -> the underlay.
         advertise_address=(spec.underlay_api_ip, UNDERLAY_API_PORT),
     )
+    server.pod_runtime = pod_runtime
     await server.start()
     # The manifest's ServiceAccounts and RBAC, and a token per node for each ServiceAccount.
     server.ensure_objects(identities.manifest_identity_objects())

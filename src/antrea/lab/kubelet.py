@@ -123,6 +123,10 @@ class Kubelet:
         log.warning("pod_sync_failed", node=self.node.name, pod=key, error=message)
         if pod is None or (pod.get("metadata") or {}).get("deletionTimestamp"):
             return
+        await self._event(pod, "Warning", "FailedCreatePodSandBox", message)
+
+    async def _event(self, pod: Obj, type_: str, reason: str, message: str) -> None:
+        """Record an Event about ``pod`` as a kubelet does (source kubelet/<node>)."""
         md = pod["metadata"]
         ts = now()
         event = {
@@ -137,9 +141,9 @@ class Kubelet:
                 "namespace": md["namespace"],
                 "uid": md.get("uid"),
             },
-            "reason": "FailedCreatePodSandBox",
+            "reason": reason,
             "message": message[:1024],
-            "type": "Warning",
+            "type": type_,
             "source": {"component": "kubelet", "host": self.node.name},
             "reportingComponent": "kubelet",
             "reportingInstance": self.node.name,
@@ -150,7 +154,7 @@ class Kubelet:
         try:
             await self.client.create(f"/api/v1/namespaces/{md['namespace']}/events", event)
         except Exception as err:
-            log.debug("event_not_recorded", pod=key, error=str(err))
+            log.debug("event_not_recorded", pod=f"{md['namespace']}/{md['name']}", error=str(err))
 
     def _requeue(self, key: str, pod: Obj | None) -> None:
         self._retry.pop(key, None)
@@ -229,6 +233,8 @@ class Kubelet:
         self.sandboxes[sb.key] = sb
         await self._start_workload(sb, pod)
         log.info("pod_started", node=self.node.name, pod=sb.key, ip=sb.ip)
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            await self._event(pod, "Normal", "Started", f"Started container {c.get('name')}")
         return sb
 
     async def _start_workload(self, sb: Sandbox, pod: Obj) -> None:

@@ -23,6 +23,7 @@ from antrea.lab import apihost, daemons, nodes
 from antrea.lab.endpointslices import EndpointSliceController
 from antrea.lab.kube import KubeClient, Obj, list_watch
 from antrea.lab.kubelet import Kubelet
+from antrea.lab.podio import LabPodRuntime
 from antrea.lab.scheduler import Scheduler
 from antrea.lab.state import LabSpec
 
@@ -77,10 +78,11 @@ async def run(spec: LabSpec) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
+    pod_io = LabPodRuntime()  # kubectl logs/exec, once the kubelets exist
     if spec.external_kubeconfig:
         stop_api = await apihost.start_forwarder(spec)
     else:
-        stop_api = await apihost.start_embedded(spec)
+        stop_api = await apihost.start_embedded(spec, pod_runtime=pod_io)
     spec.save()  # records the API port chosen
     tasks: list[asyncio.Task[None]] = []
     try:
@@ -100,6 +102,7 @@ async def run(spec: LabSpec) -> None:
             kubelets = {
                 n.name: Kubelet(spec=spec, node=n, client=node_client[n.name]) for n in spec.nodes
             }
+            pod_io.kubelets = kubelets
             scheduler = Scheduler(client=client, nodes=spec.nodes)
             # A real cluster's kube-controller-manager keeps EndpointSlices; the embedded
             # server needs ours.

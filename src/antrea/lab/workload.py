@@ -6,12 +6,17 @@ serves it from then on. That costs a few file descriptors per pod instead of a ~
 process per pod (measured: a process per pod would dominate a 27-pod lab's memory and start-up).
 
 TCP: accept, write one line ``<ns>/<pod>\\n`` and close. UDP: echo the datagram back.
-SCTP is skipped: this kernel has no SCTP sockets.
+SCTP is skipped: this kernel has no SCTP sockets. Each pod keeps its last `LOG_LINES` log
+lines (what it listens on, every connection or datagram it answered: a probe's trace),
+which ``kubectl logs`` reads through the API server (`antrea.lab.podio`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
+import datetime as dt
+import functools
 import socket
 from dataclasses import dataclass, field
 from typing import Any, cast
@@ -21,6 +26,8 @@ import structlog
 from antrea.lab import netns
 
 log = structlog.get_logger(__name__)
+
+LOG_LINES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,9 +48,15 @@ def ports_of(pod: dict[str, Any]) -> list[PortSpec]:
     return sorted(seen.values(), key=lambda s: (s.port, s.protocol))
 
 
+def _stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 class _Echo(asyncio.DatagramProtocol):
-    def __init__(self) -> None:
+    def __init__(self, record: collections.deque[str], port: int) -> None:
         self.transport: asyncio.DatagramTransport | None = None
+        self.record = record
+        self.port = port
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.DatagramTransport, transport)
@@ -51,6 +64,9 @@ class _Echo(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
         if self.transport is not None:
             self.transport.sendto(data, addr)
+            self.record.append(
+                f"{_stamp()} udp {addr[0]}:{addr[1]} -> :{self.port} echoed {len(data)} bytes"
+            )
 
 
 @dataclass(slots=True)
@@ -61,12 +77,18 @@ class Workload:
     netns_path: str
     servers: list[asyncio.Server] = field(default_factory=list)
     transports: list[asyncio.BaseTransport] = field(default_factory=list)
+    lines: collections.deque[str] = field(
+        default_factory=lambda: collections.deque(maxlen=LOG_LINES)
+    )
 
     async def start(self, ports: list[PortSpec]) -> None:
         loop = asyncio.get_running_loop()
         banner = f"{self.pod}\n".encode()
 
         async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            peer = writer.get_extra_info("peername") or ("?", 0)
+            port = (writer.get_extra_info("sockname") or ("", 0))[1]
+            self.lines.append(f"{_stamp()} tcp {peer[0]}:{peer[1]} -> :{port} answered")
             try:
                 writer.write(banner)
                 await writer.drain()
@@ -85,8 +107,11 @@ class Workload:
                     sock.listen(128)
                     self.servers.append(await asyncio.start_server(answer, sock=sock))
                 else:
-                    transport, _ = await loop.create_datagram_endpoint(_Echo, sock=sock)
+                    transport, _ = await loop.create_datagram_endpoint(
+                        functools.partial(_Echo, self.lines, spec.port), sock=sock
+                    )
                     self.transports.append(transport)
+                self.lines.append(f"{_stamp()} listening on :{spec.port}/{spec.protocol}")
             except OSError:
                 sock.close()
                 log.warning(
