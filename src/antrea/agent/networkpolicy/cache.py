@@ -61,6 +61,9 @@ class CacheRule:
     rule: NetworkPolicyRule
     applied_to_groups: tuple[str, ...]
     index: int  # position in the policy, for display only
+    # Antrea-native rules: the policy's tier and priority (order of evaluation).
+    tier_priority: int | None = None
+    policy_priority: float | None = None
 
     @property
     def direction(self) -> Direction:
@@ -156,8 +159,17 @@ class RuleCache:
     def set_policy(self, policy: NetworkPolicy) -> None:
         new: dict[str, CacheRule] = {}
         for i, r in enumerate(policy.rules):
-            rid = rule_id(policy.name, r, policy.applied_to_groups)
-            new.setdefault(rid, CacheRule(rid, policy.name, r, policy.applied_to_groups, i))
+            atgs = r.applied_to_groups or policy.applied_to_groups
+            if policy.tier_priority is None:
+                rid = rule_id(policy.name, r, atgs)
+                new.setdefault(rid, CacheRule(rid, policy.name, r, atgs, i))
+                continue
+            # An Antrea-native rule's place in the order is part of its identity.
+            rid = rule_id(f"{policy.name}|{policy.tier_priority}|{policy.priority!r}", r, atgs)
+            new.setdefault(
+                rid,
+                CacheRule(rid, policy.name, r, atgs, i, policy.tier_priority, policy.priority),
+            )
         old_ids = self._policy_rules.get(policy.name, set())
         for rid in old_ids - new.keys():
             self._drop_rule(rid)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from antrea.agent.networkpolicy import antrea_native
 from antrea.agent.networkpolicy import flows as fb
 from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
 from antrea.agent.networkpolicy.conjunctions import (
@@ -109,6 +110,7 @@ class PolicyReconciler:
         install_miss_flows: bool = False,
         settle: Callable[[], Awaitable[None]] | None = None,
         max_conjunctions_per_flow: int = fb.MAX_CONJUNCTIONS_PER_FLOW,
+        reject: antrea_native.RejectAction | None = None,
     ) -> None:
         self.client = client
         self.round_num = round_num
@@ -128,6 +130,14 @@ class PolicyReconciler:
         self._isolation: dict[MatchKey, set[str]] = {}
         self._conj_dir: dict[int, DirectionTables] = {}
         self._failed: dict[Owner, set[str]] = {}
+        # Antrea-native rules: own tables and priorities, same IDs, same bundles.
+        self.native = antrea_native.NativeRealizer(
+            round_num=round_num,
+            ids=self.ids,
+            conj_rule=self.conj_rule,
+            ofport_of=ofport_of,
+            reject=reject,
+        )
 
     # -- queries --------------------------------------------------------------------------
     def rule_of_conj(self, conj_id: int) -> str | None:
@@ -141,12 +151,19 @@ class PolicyReconciler:
 
     # -- base flows -----------------------------------------------------------------------
     def base_flows(self) -> list[Flow]:
-        return fb.base_flows(
+        out = fb.base_flows(
             self.round_num,
             gateway_ip=self.gateway_ip,
             gateway_mark=self.gateway_mark,
             with_miss=self.install_miss_flows,
         )
+        out += antrea_native.base_flows(
+            self.round_num,
+            gateway_ip=self.gateway_ip,
+            gateway_mark=self.gateway_mark,
+            with_miss=self.install_miss_flows,
+        )
+        return out
 
     # -- reconciliation -------------------------------------------------------------------
     async def reconcile(
@@ -172,7 +189,25 @@ class PolicyReconciler:
             desired[BASE_OWNER] = self.base_flows()
         touched_matches: set[MatchKey] = set()
         touched_iso: set[MatchKey] = set()
+        native = {
+            rid: c
+            for rid, c in rules.items()
+            if (c is not None and antrea_native.is_native(c.rule))
+            or (c is None and rid in self.native.rules)
+        }
+        if native:
+            native_failed: dict[str, str] = {}
+            self.native.update(native, desired=desired, blame=blame, failed=native_failed)
+            for rid in isolate_only & native.keys():
+                desired[(antrea_native.OWNER, rid)] = self.native.fail_closed(
+                    rid, "realization crashed; drops only"
+                )
+                native_failed.setdefault(rid, "realization crashed; drops only")
+            for rid, reason in native_failed.items():
+                _fail(result, rid, "plan", reason)
         for rid, completed in rules.items():
+            if rid in native:
+                continue
             plan = self._plan(rid, completed, result, forced=rid in isolate_only)
             cache_rule = completed.rule if completed is not None else None
             try:
@@ -247,6 +282,7 @@ class PolicyReconciler:
         owners |= {("np-match", t, a) for t, a in self._matches}
         owners |= {("np-iso", t, a) for t, a in self._isolation}
         owners |= {("np-conj", c) for c in self._conj_dir}
+        owners |= self.native.owners()
         desired: dict[Owner, list[Flow] | None] = {}
         for o in owners:
             try:
@@ -356,6 +392,9 @@ class PolicyReconciler:
                 touched_iso=touched_iso,
             )
         self._touched_owners(desired, blame, touched_matches, touched_iso, rids)
+        for owner, exc in failures.items():
+            if isinstance(owner, tuple) and owner[0] == antrea_native.OWNER:
+                desired[owner] = self.native.fail_closed(owner[1], f"flows refused: {exc}")
         for owner in [*failures, *held]:  # held: the action flows of the rules left standing
             if owner not in desired:
                 desired[owner] = self._desired_of(owner)
@@ -568,6 +607,8 @@ class PolicyReconciler:
             return None
         if owner == BASE_OWNER:
             return self.base_flows()
+        if owner[0] == antrea_native.OWNER:
+            return self.native.desired_of(owner[1])
         if owner[0] == "np-conj":
             cid = owner[1]
             d = self._conj_dir.get(cid)

@@ -18,14 +18,23 @@ from dataclasses import dataclass
 
 from antrea.apis.controlplane.types import Direction
 
+ANTREA_EGRESS_RULE = 45  # Antrea-native rules (antrea_native.py), before the Kubernetes ones
 EGRESS_RULE = 50
 EGRESS_DEFAULT = 60
 L3_FORWARDING = 70
+ANTREA_INGRESS_RULE = 85
 INGRESS_RULE = 90
 INGRESS_DEFAULT = 100
 CT_COMMIT = 105
 
-POLICY_TABLES = (EGRESS_RULE, EGRESS_DEFAULT, INGRESS_RULE, INGRESS_DEFAULT)
+POLICY_TABLES = (
+    ANTREA_EGRESS_RULE,
+    EGRESS_RULE,
+    EGRESS_DEFAULT,
+    ANTREA_INGRESS_RULE,
+    INGRESS_RULE,
+    INGRESS_DEFAULT,
+)
 
 PRIO_STALE_SYN = 212  # a SYN reusing a dead connection's 5-tuple is re-evaluated as new
 PRIO_METRIC = 211  # per-rule established-packet counters, above the generic bypass

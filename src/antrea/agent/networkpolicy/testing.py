@@ -139,13 +139,18 @@ def flows_allow(
     from antrea.ovs.openflow.sim import FlowTables, Packet
 
     sim = FlowTables(flows, t.POLICY_TABLES)
+    # Antrea-native tables first when the flows have them (standalone: they have misses).
+    first_out = t.ANTREA_EGRESS_RULE if sim.by_table.get(t.ANTREA_EGRESS_RULE) else t.EGRESS_RULE
+    first_in = (
+        t.ANTREA_INGRESS_RULE if sim.by_table.get(t.ANTREA_INGRESS_RULE) else t.INGRESS_RULE
+    )
     if src_local:
-        v = sim.run(t.EGRESS_RULE, Packet(proto, src_ip, dst_ip, port))
+        v = sim.run(first_out, Packet(proto, src_ip, dst_ip, port))
         if v.dropped or v.table != t.L3_FORWARDING:
             return False
     if dst_ofport is not None:
         pkt = Packet(proto, src_ip, dst_ip, port, regs={t.TARGET_REG: dst_ofport})
-        v = sim.run(t.INGRESS_RULE, pkt)
+        v = sim.run(first_in, pkt)
         if v.dropped or v.table != t.CT_COMMIT:
             return False
     return True

@@ -82,11 +82,13 @@ SPOOF_GUARD = Table(10, "SpoofGuard", Miss.DROP)
 ARP_RESPONDER = Table(20, "ARPResponder", Miss.DROP)
 CONNTRACK = Table(30, "ConntrackZone", Miss.NEXT, 31)
 CONNTRACK_STATE = Table(31, "ConntrackState", Miss.NEXT, 40)
-DNAT = Table(40, "DNAT", Miss.NEXT, 50)
+DNAT = Table(40, "DNAT", Miss.NEXT, 45)
+ANTREA_EGRESS_RULE = Table(45, "AntreaPolicyEgressRule", Miss.NEXT, 50)
 EGRESS_RULE = Table(50, "EgressRule", Miss.NEXT, 60)
 EGRESS_DEFAULT = Table(60, "EgressDefaultRule", Miss.NEXT, 70)
 L3_FORWARDING = Table(70, "L3Forwarding", Miss.NEXT, 80)
-L2_FORWARDING_CALC = Table(80, "L2ForwardingCalc", Miss.NEXT, 90)
+L2_FORWARDING_CALC = Table(80, "L2ForwardingCalc", Miss.NEXT, 85)
+ANTREA_INGRESS_RULE = Table(85, "AntreaPolicyIngressRule", Miss.NEXT, 90)
 INGRESS_RULE = Table(90, "IngressRule", Miss.NEXT, 100)
 INGRESS_DEFAULT = Table(100, "IngressDefaultRule", Miss.NEXT, 105)
 CONNTRACK_COMMIT = Table(105, "ConntrackCommit", Miss.NEXT, 110)
@@ -99,10 +101,12 @@ TABLES = (
     CONNTRACK,
     CONNTRACK_STATE,
     DNAT,
+    ANTREA_EGRESS_RULE,
     EGRESS_RULE,
     EGRESS_DEFAULT,
     L3_FORWARDING,
     L2_FORWARDING_CALC,
+    ANTREA_INGRESS_RULE,
     INGRESS_RULE,
     INGRESS_DEFAULT,
     CONNTRACK_COMMIT,
@@ -111,7 +115,14 @@ TABLES = (
 # A table no feature uses; a flow there tells whether ovs-vswitchd still holds our flows.
 CANARY_TABLE = 250
 TABLE_NAMES = {t.id: t.name for t in TABLES} | {CANARY_TABLE: "Canary"}
-POLICY_TABLES = (EGRESS_RULE.id, EGRESS_DEFAULT.id, INGRESS_RULE.id, INGRESS_DEFAULT.id)
+POLICY_TABLES = (
+    ANTREA_EGRESS_RULE.id,
+    EGRESS_RULE.id,
+    EGRESS_DEFAULT.id,
+    ANTREA_INGRESS_RULE.id,
+    INGRESS_RULE.id,
+    INGRESS_DEFAULT.id,
+)
 
 PRIORITY_HIGH = 210
 PRIORITY_NORMAL = 200
@@ -351,7 +362,7 @@ def l2_forward_calc_flow(mac: str, ofport: int, cookie: int) -> Flow:
         L2_FORWARDING_CALC.id,
         PRIORITY_NORMAL,
         Match(dl_dst=mac),
-        (TARGET_OFPORT.load(ofport), PORT_FOUND.load(), GotoTable(INGRESS_RULE.id)),
+        (TARGET_OFPORT.load(ofport), PORT_FOUND.load(), GotoTable(ANTREA_INGRESS_RULE.id)),
         cookie,
     )
 
