@@ -17,16 +17,13 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from antrea.lab import lifecycle, state
-from antrea.lab.realk8s import binaries
+from antrea.lab.realk8s import binaries, install
 from antrea.lab.realk8s import lifecycle as real_lifecycle
-from antrea.lab.state import UNDERLAY_API_PORT
 from antrea.lab.testing import (
     KUBECTL,
     OWNER_FILE,
@@ -39,23 +36,6 @@ from antrea.lab.testing import (
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.realk8s]
 
 NAME = f"ra{_base36(os.getpid())}"[:10]
-MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "antrea.yml"
-
-
-def lab_manifest(spec: state.LabSpec, encap_mode: str = "encap") -> str:
-    """deploy/antrea.yml with the lab's ConfigMap options: netdev datapath, API override."""
-    docs = list(yaml.safe_load_all(MANIFEST.read_text()))
-    override = f"https://{spec.underlay_api_ip}:{UNDERLAY_API_PORT}"
-    for doc in docs:
-        if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "antrea-config":
-            agent = yaml.safe_load(doc["data"]["antrea-agent.conf"])
-            agent.update(ovsDatapathType="netdev", disableTXChecksumOffload=True,
-                         kubeAPIServerOverride=override, trafficEncapMode=encap_mode)  # fmt: skip
-            doc["data"]["antrea-agent.conf"] = yaml.safe_dump(agent, sort_keys=False)
-            ctrl = yaml.safe_load(doc["data"]["antrea-controller.conf"])
-            ctrl["kubeAPIServerOverride"] = override
-            doc["data"]["antrea-controller.conf"] = yaml.safe_dump(ctrl, sort_keys=False)
-    return yaml.safe_dump_all([d for d in docs if d], sort_keys=False)
 
 
 class Cluster:
@@ -128,7 +108,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
         me = os.getpid()
         (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
         c = Cluster(spec, binaries.find(where).kubectl or str(KUBECTL), mode)
-        c.kubectl("apply", "-f", "-", input=lab_manifest(spec, mode))
+        c.kubectl("apply", "-f", "-", input=install.lab_manifest(spec, encap_mode=mode))
         yield c
     finally:
         lifecycle.down(name)

@@ -172,3 +172,42 @@ def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
         lifecycle.down(name)
         leftovers = netns.list_netns(state.netns_prefix(name))
         assert not leftovers, f"lab {name} left namespaces behind: {leftovers}"
+
+
+@contextlib.contextmanager
+def real_lab_session(*, nodes: int = 2, encap_mode: str = "encap", tag: str = "r") -> Iterator[Lab]:
+    """A real-Kubernetes lab with antrea applied from deploy/antrea.yml; always downed.
+
+    Skips (loudly) without root, the Kubernetes binaries ($ANTREA_K8S_BIN, the PATH,
+    /opt/kubernetes/bin) or the host tools, or without a way to get the antrea image.
+    """
+    import warnings
+
+    from antrea.lab.realk8s import binaries, install
+    from antrea.lab.realk8s import lifecycle as real
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    where = binaries.search_dir()
+    missing = binaries.missing_kubernetes(where) + binaries.missing_host_tools()
+    if missing:
+        msg = (f"REAL KUBERNETES TESTS SKIPPED: missing {', '.join(missing)} (looked in "
+               f"{where or 'the PATH'}; ${binaries.ENV_K8S_BIN}, else the PATH, else "
+               f"{binaries.FALLBACK_K8S_BIN})")  # fmt: skip
+        warnings.warn(msg, stacklevel=2)
+        pytest.skip(msg)
+    if not os.environ.get(real.IMAGE_ARCHIVE_ENV) and real.checkout_root() is None:
+        pytest.skip("REAL KUBERNETES TESTS SKIPPED: no antrea image (no bin/build-image)")
+    name = f"{tag}{_base36(os.getpid())}n{next(_counter)}"[:12]
+    sweep_stale_test_labs()
+    lifecycle.down(name)
+    try:
+        spec = lifecycle.up(name=name, nodes=nodes, kubernetes="real", k8s_bin=where)
+        me = os.getpid()
+        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
+        install.install(spec, binaries.find(where).kubectl or str(KUBECTL), encap_mode=encap_mode)
+        yield Lab(spec)
+    finally:
+        lifecycle.down(name)
+        leftovers = netns.list_netns(state.netns_prefix(name))
+        assert not leftovers, f"lab {name} left namespaces behind: {leftovers}"
