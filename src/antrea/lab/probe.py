@@ -5,11 +5,18 @@ source pod's network namespace and connects to the destination pod's IP: TCP con
 send and wait for the echo. A pair is connected when one of 3 tries succeeds within 1 s, the
 way the upstream NetworkPolicy conformance tests probe. All pairs run concurrently (bounded),
 so a fully blocked 9x9 matrix takes about 3 s.
+
+Each pair also gets a verdict (``verdicts`` in the JSON, `R` in the table): ``connected``,
+``rejected`` when no try connected and one was actively refused within the timeout (a TCP RST:
+ECONNREFUSED; an ICMP destination-unreachable, e.g. the administratively-prohibited answer of a
+Reject rule: ECONNREFUSED/EHOSTUNREACH/ENETUNREACH/EACCES on the socket), else ``dropped`` (no
+answer).
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +26,11 @@ from antrea.lab import netns
 TRIES = 3
 TIMEOUT = 1.0
 CONCURRENCY = 128
+CONNECTED, DROPPED, REJECTED = "connected", "dropped", "rejected"
+# Errors that mean something answered "no" (TCP RST or ICMP unreachable), not silence.
+_REFUSALS = frozenset(
+    {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES, errno.EPERM}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,7 +40,7 @@ class Target:
     ip: str
 
 
-async def _try_once(src: Target, dst: Target, protocol: str, port: int) -> bool:
+async def _try_once(src: Target, dst: Target, protocol: str, port: int) -> str:
     loop = asyncio.get_running_loop()
     kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
     sock = await netns.socket_in(src.netns_path, socket.AF_INET, kind)
@@ -39,21 +51,31 @@ async def _try_once(src: Target, dst: Target, protocol: str, port: int) -> bool:
                 payload = f"probe {src.key}".encode()
                 await loop.sock_sendall(sock, payload)
                 reply = await loop.sock_recv(sock, 2048)
-                return reply == payload
-            return True
-    except (OSError, TimeoutError):
-        return False
+                return CONNECTED if reply == payload else DROPPED
+            return CONNECTED
+    except TimeoutError:
+        return DROPPED
+    except OSError as exc:
+        return REJECTED if exc.errno in _REFUSALS else DROPPED
     finally:
         sock.close()
 
 
-async def probe_pair(src: Target, dst: Target, *, protocol: str, port: int) -> bool:
+async def probe_pair_verdict(src: Target, dst: Target, *, protocol: str, port: int) -> str:
+    """connected if a try connects, else rejected if a try was refused, else dropped."""
+    seen: set[str] = set()
     for attempt in range(TRIES):
-        if await _try_once(src, dst, protocol, port):
-            return True
+        outcome = await _try_once(src, dst, protocol, port)
+        if outcome == CONNECTED:
+            return CONNECTED
+        seen.add(outcome)
         if attempt + 1 < TRIES:
             await asyncio.sleep(0.1)
-    return False
+    return REJECTED if REJECTED in seen else DROPPED
+
+
+async def probe_pair(src: Target, dst: Target, *, protocol: str, port: int) -> bool:
+    return await probe_pair_verdict(src, dst, protocol=protocol, port=port) == CONNECTED
 
 
 async def probe_matrix(targets: list[Target], *, protocol: str, port: int) -> dict[str, Any]:
@@ -64,31 +86,41 @@ async def probe_matrix(targets: list[Target], *, protocol: str, port: int) -> di
     targets = sorted(targets, key=lambda t: t.key)
     gate = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(src: Target, dst: Target) -> tuple[str, str, bool]:
+    async def one(src: Target, dst: Target) -> tuple[str, str, str]:
         async with gate:
-            return src.key, dst.key, await probe_pair(src, dst, protocol=protocol, port=port)
+            v = await probe_pair_verdict(src, dst, protocol=protocol, port=port)
+            return src.key, dst.key, v
 
     results = await asyncio.gather(*(one(s, d) for s in targets for d in targets))
-    matrix: dict[str, dict[str, bool]] = {t.key: {} for t in targets}
-    for src_key, dst_key, ok in results:
-        matrix[src_key][dst_key] = ok
+    verdicts: dict[str, dict[str, str]] = {t.key: {} for t in targets}
+    for src_key, dst_key, v in results:
+        verdicts[src_key][dst_key] = v
     return {
         "protocol": protocol,
         "port": port,
         "pods": [t.key for t in targets],
-        "matrix": {s: {d: matrix[s][d] for d in matrix} for s in matrix},
+        "matrix": {s: {d: verdicts[s][d] == CONNECTED for d in verdicts} for s in verdicts},
+        "verdicts": {s: {d: verdicts[s][d] for d in verdicts} for s in verdicts},
     }
 
 
 def render_table(doc: dict[str, Any]) -> str:
-    """Upstream's truth-table layout: rows are sources, columns destinations, `.` / `X`."""
+    """Upstream's truth-table layout: rows are sources, columns destinations, `.` / `X` / `R`."""
     pods: list[str] = doc["pods"]
     width = max([len(p) for p in pods] + [4])
-    lines = [f"{doc['protocol']}/{doc['port']}  (rows: from, columns: to; . connected, X blocked)"]
+    lines = [
+        f"{doc['protocol']}/{doc['port']}  "
+        "(rows: from, columns: to; . connected, X dropped, R rejected)"
+    ]
     lines.append(" " * width + " " + " ".join(p.rjust(width) for p in pods))
+    verdicts = doc.get("verdicts") or {}
     for src in pods:
         row = doc["matrix"][src]
-        cells = " ".join(("." if row[dst] else "X").rjust(width) for dst in pods)
+        vrow = verdicts.get(src) or {}
+        cells = " ".join(
+            ("." if row[dst] else "R" if vrow.get(dst) == REJECTED else "X").rjust(width)
+            for dst in pods
+        )
         lines.append(src.ljust(width) + " " + cells)
     return "\n".join(lines)
 

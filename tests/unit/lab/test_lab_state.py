@@ -117,3 +117,19 @@ def test_workload_serves_each_tcp_udp_port_once_and_skips_sctp() -> None:
     }
     assert ports_of(pod) == [PortSpec(80, "TCP"), PortSpec(80, "UDP")]
     assert ports_of({"spec": {}}) == []
+
+
+def test_table_marks_rejected_cells_r() -> None:
+    doc = {
+        "protocol": "TCP",
+        "port": 80,
+        "pods": ["x/a", "x/b"],
+        "matrix": {"x/a": {"x/a": True, "x/b": False}, "x/b": {"x/a": False, "x/b": True}},
+        "verdicts": {
+            "x/a": {"x/a": "connected", "x/b": "rejected"},
+            "x/b": {"x/a": "dropped", "x/b": "connected"},
+        },
+    }
+    lines = render_table(doc).splitlines()
+    assert lines[2].split() == ["x/a", ".", "R"]
+    assert lines[3].split() == ["x/b", "X", "."]
