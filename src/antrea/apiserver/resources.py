@@ -287,6 +287,21 @@ BUILTINS: tuple[ResourceType, ...] = (
         verbs=("create",),
         virtual=True,
     ),
+    *(
+        ResourceType(
+            group="admissionregistration.k8s.io",
+            version="v1",
+            resource=resource,
+            kind=kind,
+            namespaced=False,
+            singular=kind.lower(),
+            categories=("api-extensions",),
+        )
+        for resource, kind in (
+            ("validatingwebhookconfigurations", "ValidatingWebhookConfiguration"),
+            ("mutatingwebhookconfigurations", "MutatingWebhookConfiguration"),
+        )
+    ),
     ResourceType(
         group="apiextensions.k8s.io",
         version="v1",

@@ -39,6 +39,7 @@ from antrea.apiserver.store import Predicate, Store, name_of, namespace_of
 from antrea.apiserver.tables import to_table
 from antrea.apiserver.validation import field_errors_to_status, validate
 from antrea.apiserver.watch import serve_watch, versioned
+from antrea.apiserver.webhooks import Attributes, Webhooks
 from antrea.apiserver.wire import (
     DECODE_AS,
     decode_yaml,
@@ -61,6 +62,12 @@ NAMESPACE_MISMATCH = (
     "the namespace of the provided object does not match the namespace sent on the request"
 )
 DEFAULT_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+IDENTITY = web.RequestKey("antrea.identity", Identity)
+ADMISSION_RETRIES = 5
+
+
+class _Raced(Exception):
+    """The stored object changed while admission webhooks were deciding on an update."""
 
 
 def _field_warnings(
@@ -124,6 +131,8 @@ class ResourceHandlers:
         self.access_reviews: (
             Callable[[web.Request, str, str, Identity], Awaitable[web.Response]] | None
         ) = None
+        # Dynamic admission (admission webhooks); None: no webhook is ever called.
+        self.webhooks: Webhooks | None = None
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -161,6 +170,7 @@ class ResourceHandlers:
             raise errors.resource_not_found(request.path)
         ns = target.namespace if rt.namespaced else ""
         method = request.method
+        request[IDENTITY] = identity
         if rt.virtual:
             if method != "POST" or target.name is not None:
                 raise errors.method_not_allowed()
@@ -368,10 +378,85 @@ class ResourceHandlers:
     async def _create(self, request: web.Request, rt: ResourceType, ns: str) -> web.Response:
         obj = self._normalize_body(rt, await read_object(request), ns)
         warnings = _field_warnings(request, rt, obj)
-        created = self.create(rt, obj, ns, dry_run=_dry_run(request))
+        created = await self._admitted_create(request, rt, obj, ns)
         return json_response(created, status=201, warnings=warnings)
 
+    # -- admission --------------------------------------------------------------------------
+
+    def _hooked(self) -> bool:
+        return self.webhooks is not None and self.webhooks.configured()
+
+    def _attrs(
+        self, request: web.Request, op: str, rt: ResourceType, *, sub: str, ns: str, name: str
+    ) -> Attributes:
+        return Attributes(
+            operation=op,
+            rt=rt,
+            subresource=sub,
+            namespace=ns,
+            name=name,
+            identity=request.get(IDENTITY),
+            dry_run=_dry_run(request),
+        )
+
+    async def _admitted_create(
+        self, request: web.Request, rt: ResourceType, obj: JSON, ns: str
+    ) -> JSON:
+        """Create through the admission webhooks: mutate, prepare, validate, commit."""
+        dry_run = _dry_run(request)
+        if self.webhooks is None or not self._hooked():
+            return self.create(rt, obj, ns, dry_run=dry_run)
+        attrs = self._attrs(
+            request, "CREATE", rt, sub="", ns=ns, name=obj["metadata"].get("name") or ""
+        )
+        obj = self._normalize_body(rt, await self.webhooks.mutate(attrs, obj, None), ns)
+        prepared = self.prepare_create(rt, obj, ns)
+        attrs = self._attrs(request, "CREATE", rt, sub="", ns=ns, name=prepared["metadata"]["name"])
+        await self.webhooks.validate(attrs, prepared, None)
+        return self.commit_create(rt, prepared, ns, dry_run=dry_run)
+
+    async def _admitted_update(
+        self,
+        request: web.Request,
+        rt: ResourceType,
+        new: JSON,
+        old: JSON,
+        *,
+        sub: str,
+    ) -> tuple[JSON, bool]:
+        """Update through the admission webhooks; raises `_Raced` if ``old`` was replaced."""
+        dry_run = _dry_run(request)
+        if self.webhooks is None or not self._hooked():
+            return self.update(rt, new, old, sub=sub, dry_run=dry_run)
+        meta = old["metadata"]
+        ns, name = meta.get("namespace") or "", meta["name"]
+        attrs = self._attrs(request, "UPDATE", rt, sub=sub, ns=ns, name=name)
+        new = self._normalize_body(rt, await self.webhooks.mutate(attrs, new, old), ns)
+        new["metadata"]["name"] = name
+        prepared = self.prepare_update(rt, new, old, sub=sub)
+        if strategy.unchanged(prepared, old):
+            return old, False
+        await self.webhooks.validate(attrs, prepared, old)
+        if self.store.get(rt.key, ns, name) is not old:
+            raise _Raced()
+        return self.commit_update(rt, prepared, old, dry_run=dry_run)
+
+    async def _admit_delete(self, request: web.Request, rt: ResourceType, obj: JSON) -> None:
+        if self.webhooks is None or not self._hooked():
+            return
+        meta = obj["metadata"]
+        attrs = self._attrs(
+            request, "DELETE", rt, sub="", ns=meta.get("namespace") or "", name=meta["name"]
+        )
+        await self.webhooks.validate(attrs, None, obj)
+
+    # -- create -----------------------------------------------------------------------------
+
     def create(self, rt: ResourceType, obj: JSON, ns: str, *, dry_run: bool = False) -> JSON:
+        return self.commit_create(rt, self.prepare_create(rt, obj, ns), ns, dry_run=dry_run)
+
+    def prepare_create(self, rt: ResourceType, obj: JSON, ns: str) -> JSON:
+        """The object as it would be created (defaults, checks, validation), nothing stored."""
         strategy.check_shape(rt, obj)
         meta = obj["metadata"]
         if not meta.get("name"):
@@ -398,7 +483,6 @@ class ResourceHandlers:
                         }
                     ],
                 )
-        name = meta["name"]
         if rt.custom and rt.schema is not None:
             obj = crschema.prune_and_default(rt.schema, obj)
         obj = strategy.prepare_create(rt, obj)
@@ -406,6 +490,10 @@ class ResourceHandlers:
             crd.check_crd(obj)
             obj["status"] = crd.crd_status(obj, None, strategy.now_rfc3339())
         self._validate(rt, obj, None)
+        return obj
+
+    def commit_create(self, rt: ResourceType, obj: JSON, ns: str, *, dry_run: bool = False) -> JSON:
+        name = obj["metadata"]["name"]
         if rt.namespaced:
             self._check_namespace_open(rt, ns, name)
         if self.store.get(rt.key, ns, name) is not None:
@@ -441,15 +529,24 @@ class ResourceHandlers:
                 f"the name of the object ({body_name}) does not match the name on the URL ({name})"
             )
         obj["metadata"]["name"] = name
-        old = self.store.get(rt.key, ns, name)
-        if old is None:
-            if rt.create_on_update and not sub:
-                created_obj = self.create(rt, obj, ns, dry_run=_dry_run(request))
-                return json_response(created_obj, status=201, warnings=warnings)
-            raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
         if sub == "finalize":
             sub = ""
-        result, created = self.update(rt, obj, old, sub=sub, dry_run=_dry_run(request))
+        for _ in range(ADMISSION_RETRIES):
+            old = self.store.get(rt.key, ns, name)
+            if old is None:
+                if rt.create_on_update and not sub:
+                    created_obj = await self._admitted_create(request, rt, obj, ns)
+                    return json_response(created_obj, status=201, warnings=warnings)
+                raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
+            try:
+                result, created = await self._admitted_update(
+                    request, rt, copy.deepcopy(obj), old, sub=sub
+                )
+                break
+            except _Raced:
+                continue
+        else:
+            raise errors.conflict(group=rt.group, resource=rt.resource, name=name)
         return json_response(
             versioned(rt, result), status=201 if created else 200, warnings=warnings
         )
@@ -458,6 +555,12 @@ class ResourceHandlers:
         self, rt: ResourceType, new: JSON, old: JSON, *, sub: str = "", dry_run: bool = False
     ) -> tuple[JSON, bool]:
         """Optimistic-concurrency update of ``old`` with the client's ``new`` (a private dict)."""
+        return self.commit_update(
+            rt, self.prepare_update(rt, new, old, sub=sub), old, dry_run=dry_run
+        )
+
+    def prepare_update(self, rt: ResourceType, new: JSON, old: JSON, *, sub: str = "") -> JSON:
+        """``new`` as it would replace ``old`` (checks and validation done), nothing stored."""
         strategy.check_shape(rt, new)
         name = old["metadata"]["name"]
         wanted_rv = new["metadata"].get("resourceVersion")
@@ -472,6 +575,11 @@ class ResourceHandlers:
             crd.check_crd(new)
             new["status"] = crd.crd_status(new, old.get("status"), strategy.now_rfc3339())
         self._validate(rt, new, old)
+        return new
+
+    def commit_update(
+        self, rt: ResourceType, new: JSON, old: JSON, *, dry_run: bool = False
+    ) -> tuple[JSON, bool]:
         if strategy.unchanged(new, old):
             return old, False
         if dry_run:
@@ -490,8 +598,19 @@ class ResourceHandlers:
         self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str
     ) -> web.Response:
         # Read the body before looking at the stored object: from here to the store write
-        # nothing awaits, so no other write can slip in between (no lost updates).
+        # nothing awaits (unless admission webhooks are called; then a write that slipped in
+        # meanwhile makes the patch start over from the new object, as kube-apiserver does).
         body = await read_body(request)
+        for _ in range(ADMISSION_RETRIES):
+            try:
+                return await self._patch_once(request, rt, ns, name, sub=sub, body=body)
+            except _Raced:
+                continue
+        raise errors.conflict(group=rt.group, resource=rt.resource, name=name)
+
+    async def _patch_once(
+        self, request: web.Request, rt: ResourceType, ns: str, name: str, *, sub: str, body: bytes
+    ) -> web.Response:
         content_type = request.content_type
         old = self.store.get(rt.key, ns, name)
         if content_type == APPLY_PATCH:
@@ -506,7 +625,7 @@ class ResourceHandlers:
                         f"name on the URL ({name})"
                     )
                 warnings = _field_warnings(request, rt, obj)
-                created = self.create(rt, obj, ns, dry_run=_dry_run(request))
+                created = await self._admitted_create(request, rt, obj, ns)
                 return json_response(versioned(rt, created), status=201, warnings=warnings)
             # Approximation without managedFields: merge the applied configuration into the
             # live object the way a strategic merge patch (built-in kinds) or JSON merge
@@ -545,7 +664,7 @@ class ResourceHandlers:
         if sub == "finalize":
             sub = ""
         warnings = _field_warnings(request, rt, patched, patch=True)
-        result, _ = self.update(rt, patched, old, sub=sub, dry_run=_dry_run(request))
+        result, _ = await self._admitted_update(request, rt, patched, old, sub=sub)
         return json_response(versioned(rt, result), warnings=warnings)
 
     async def _bind(
@@ -662,6 +781,13 @@ class ResourceHandlers:
                 f"{pre['resourceVersion']}, "
                 f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
             )
+        if self._hooked():
+            await self._admit_delete(request, rt, obj)
+            current = self.store.get(rt.key, ns, name)
+            if current is None:
+                raise errors.not_found(group=rt.group, resource=rt.resource, name=name)
+            if current is not obj:
+                raise errors.conflict(group=rt.group, resource=rt.resource, name=name)
         if opts.get("dryRun"):
             return json_response(versioned(rt, obj))
         grace = opts.get("gracePeriodSeconds")
@@ -679,6 +805,8 @@ class ResourceHandlers:
         grace = opts.get("gracePeriodSeconds")
         deleted: list[JSON] = []
         for obj in items:
+            if self._hooked():
+                await self._admit_delete(request, rt, obj)
             if opts.get("dryRun"):
                 deleted.append(obj)
                 continue

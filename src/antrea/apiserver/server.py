@@ -48,6 +48,7 @@ from antrea.apiserver.resources import Registry
 from antrea.apiserver.rest import ResourceHandlers
 from antrea.apiserver.routing import GroupVersionPath, ResourcePath, parse_path
 from antrea.apiserver.store import Store
+from antrea.apiserver.webhooks import Dialer, Webhooks
 from antrea.apiserver.wire import json_response
 from antrea.util.pki import server_ssl_context
 
@@ -82,6 +83,8 @@ class APIServer:
         advertise_address: (IP, port) at which pods reach this server: the endpoint of the
             ``default/kubernetes`` Service, kept as kube-apiserver keeps it. None: no such
             Service.
+        webhook_dial: how admission webhooks are connected to (`webhooks.Dialer`); default
+            a plain TCP connection from this process's network namespace.
     """
 
     def __init__(
@@ -101,6 +104,7 @@ class APIServer:
         service_cidr: str = services.DEFAULT_SERVICE_CIDR,
         service_node_port_range: str = services.DEFAULT_NODE_PORT_RANGE,
         advertise_address: tuple[str, int] | None = None,
+        webhook_dial: Dialer | None = None,
     ) -> None:
         self.event_ttl = event_ttl
         self.service_network = services.ServiceNetwork.parse(service_cidr, service_node_port_range)
@@ -132,6 +136,8 @@ class APIServer:
         self.handlers.admit = self.authorization.admit
         self.handlers.service_network = self.service_network
         self.handlers.access_reviews = self._access_review
+        self.webhooks = Webhooks(self.store, webhook_dial)
+        self.handlers.webhooks = self.webhooks
         self._persistence: Persistence | None = None
         self._runner: web.AppRunner | None = None
         self._sites: list[web.BaseSite] = []

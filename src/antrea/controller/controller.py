@@ -23,6 +23,7 @@ import structlog
 
 from antrea.apis.controlplane.types import Kind
 from antrea.controller import certs
+from antrea.controller.admission.webhook import AdmissionHandlers, KubeLookup
 from antrea.controller.auth import TokenAuthenticator
 from antrea.controller.config import ControllerConfig
 from antrea.controller.distribution import KIND_ORDER, Dispatcher, object_counts
@@ -145,6 +146,7 @@ class ControllerCandidate:
             info=self.info,
             metrics_handler=self._metrics_handler(),
             livez=[Check("ping", lambda: None), Check("roles", self._roles_running)],
+            admission=AdmissionHandlers(KubeLookup(kube)),
             readyz=[
                 Check("inputs-synced", self._inputs_synced),
                 Check("leader-election", self._election_state),

@@ -15,6 +15,8 @@ Routes (all JSON except the stream and status bodies, which are msgpack):
   includes that node.
 - ``GET  /apis/system.antrea.io/v1beta1/controllerinfo`` - admin.
 - ``GET  /metrics`` - any authenticated identity.
+- ``POST /validate/...``, ``/mutate/...`` - admission webhooks (admission/webhook.py), called
+  by the API server without credentials.
 
 See docs/design/controlplane-protocol.md.
 """
@@ -33,6 +35,7 @@ from aiohttp import web
 
 from antrea.apis.controlplane.codec import DecodeError, decode_status
 from antrea.apis.controlplane.types import Kind, NetworkPolicy
+from antrea.controller.admission.webhook import AdmissionHandlers
 from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
 from antrea.controller.status import StatusAggregator
@@ -74,6 +77,7 @@ class ControllerServer:
         readyz: Sequence[Check] = (),
         heartbeat: float = 5.0,
         write_timeout: float = 10.0,
+        admission: AdmissionHandlers | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.store = store
@@ -86,6 +90,7 @@ class ControllerServer:
         self.readyz_checks = list(readyz)
         self.heartbeat = heartbeat
         self.write_timeout = write_timeout
+        self.admission = admission
         self._runner: web.AppRunner | None = None
         self._streams: set[asyncio.Task[Any]] = set()
 
@@ -102,6 +107,8 @@ class ControllerServer:
         app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
         app.router.add_get(f"{SYSTEM}/controllerinfo", self.controllerinfo)
         app.router.add_get("/metrics", self.metrics)
+        if self.admission is not None:
+            self.admission.add_routes(app)
         return app
 
     async def start(self, host: str, port: int, ssl_context: ssl.SSLContext | None) -> int:

@@ -1,0 +1,1 @@
+"""Admission webhooks for the Antrea-native policy objects (validation and defaults)."""
