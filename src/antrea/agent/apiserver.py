@@ -19,6 +19,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from antrea.agent.openflow.pipeline import TABLE_NAMES
 from antrea.ovs.openflow.cookie import Category, category_filter
 from antrea.ovs.ovsctl import DumpedFlow
+from antrea.util import logging as logutil
 
 if TYPE_CHECKING:
     from antrea.agent.agent import Agent
@@ -165,6 +166,17 @@ async def metrics_handler(agent: Agent) -> web.Response:
     return resp
 
 
+async def loglevel(request: web.Request) -> web.Response:
+    """GET: the agent's log level; PUT ?level=L: change it now (antctl log-level)."""
+    if request.method == "PUT":
+        try:
+            logutil.set_level(request.query.get("level", ""))
+        except ValueError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        log.info("log_level_changed", level=logutil.get_level())
+    return web.json_response({"level": logutil.get_level()})
+
+
 async def healthz(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     return web.Response(text="ok" if agent.ready.is_set() else "starting")
@@ -178,6 +190,8 @@ def build_app(agent: Agent) -> web.Application:
     app.router.add_get("/ovsflows", ovsflows)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/loglevel", loglevel)
+    app.router.add_put("/loglevel", loglevel)
     return app
 
 

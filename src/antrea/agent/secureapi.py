@@ -56,11 +56,26 @@ class AccessReviewer:
         self.negative_ttl = negative_ttl
         self.clock = clock
         self.max_entries = max_entries
-        self._cache: dict[tuple[str, frozenset[str], str, str], tuple[float, bool]] = {}
+        self._cache: dict[
+            tuple[str, frozenset[str], str, tuple[tuple[str, str], ...]], tuple[float, bool]
+        ] = {}
         self.reviews = 0
 
     async def allowed(self, identity: Identity, verb: str, path: str) -> bool:
-        key = (identity.user, identity.groups, verb, path)
+        return await self._review(identity, "nonResourceAttributes", {"path": path, "verb": verb})
+
+    async def allowed_resource(
+        self, identity: Identity, verb: str, group: str, resource: str, name: str = ""
+    ) -> bool:
+        """May `identity` do `verb` on `resource` of API `group` (antctl on the controller:
+        ``controlplane.antrea.io`` and ``system.antrea.io``)?"""
+        attrs = {"verb": verb, "group": group, "resource": resource}
+        if name:
+            attrs["name"] = name
+        return await self._review(identity, "resourceAttributes", attrs)
+
+    async def _review(self, identity: Identity, field: str, attrs: dict[str, str]) -> bool:
+        key = (identity.user, identity.groups, field, tuple(sorted(attrs.items())))
         hit = self._cache.get(key)
         now = self.clock()
         if hit is not None and hit[0] > now:
@@ -69,11 +84,7 @@ class AccessReviewer:
         body = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
-            "spec": {
-                "user": identity.user,
-                "groups": sorted(identity.groups),
-                "nonResourceAttributes": {"path": path, "verb": verb},
-            },
+            "spec": {"user": identity.user, "groups": sorted(identity.groups), field: attrs},
         }
         out = await self.kube.create(SUBJECTACCESSREVIEWS, body)
         allowed = bool((out.get("status") or {}).get("allowed"))

@@ -5,9 +5,10 @@ Antrea's controller does; results are cached briefly (positive and negative) so 
 reconnecting agents costs one review per token, and concurrent lookups of one token share a
 single request.
 
-Authorization is fixed, not RBAC: a node identity (``system:node:<n>``, or a ServiceAccount
-token bound to a pod on node ``<n>``) may watch and report status only for node ``<n>``;
-members of ``system:masters`` are admins (antctl).
+Authorization: a node identity (``system:node:<n>``, or a ServiceAccount token bound to a pod
+on node ``<n>``) may watch and report status only for node ``<n>``; operator requests (antctl)
+are allowed for ``system:masters`` and otherwise by a SubjectAccessReview against RBAC
+(``controller/server.py``, the ``antctl`` ClusterRole in deploy/antrea.yml).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from antrea.agent.secureapi import AccessReviewer
 from antrea.apis.controlplane.codec import DecodeError, decode_status
 from antrea.apis.controlplane.types import Kind, NetworkPolicy
 from antrea.controller.admission.webhook import AdmissionHandlers
@@ -40,6 +41,7 @@ from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
 from antrea.controller.status import StatusAggregator
 from antrea.controller.views import object_json
+from antrea.util import logging as logutil
 from antrea.util.health import Check, report
 
 log = structlog.get_logger(__name__)
@@ -93,6 +95,8 @@ class ControllerServer:
         self.admission = admission
         self._runner: web.AppRunner | None = None
         self._streams: set[asyncio.Task[Any]] = set()
+        kube = getattr(authenticator, "kube", None)
+        self.reviewer = AccessReviewer(kube) if kube is not None else None
 
     # --- app -----------------------------------------------------------------------------
 
@@ -106,6 +110,8 @@ class ControllerServer:
         app.router.add_get(CONTROLPLANE + "/{resource}", self.list_objects)
         app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
         app.router.add_get(f"{SYSTEM}/controllerinfo", self.controllerinfo)
+        app.router.add_get(f"{SYSTEM}/loglevel", self.loglevel)
+        app.router.add_put(f"{SYSTEM}/loglevel", self.loglevel)
         app.router.add_get("/metrics", self.metrics)
         if self.admission is not None:
             self.admission.add_routes(app)
@@ -144,11 +150,29 @@ class ControllerServer:
             raise _error(web.HTTPUnauthorized, "invalid token")
         return ident
 
-    async def _admin(self, request: web.Request) -> Identity:
+    async def _admin(
+        self, request: web.Request, verb: str = "", group: str = "", resource: str = ""
+    ) -> Identity:
+        """An operator request (antctl): ``system:masters``, or whoever RBAC allows ``verb``
+        on ``resource`` of ``group`` (a SubjectAccessReview, cached briefly)."""
         ident = await self._identity(request)
-        if not ident.is_admin:
-            raise _error(web.HTTPForbidden, f"user {ident.user!r} is not an admin")
-        return ident
+        if ident.is_admin:
+            return ident
+        if not verb:
+            verb, group, resource = _operator_attributes(request)
+        name = request.match_info.get("name", "")
+        if self.reviewer is not None:
+            try:
+                allowed = await self.reviewer.allowed_resource(ident, verb, group, resource, name)
+            except Exception as exc:
+                log.warning("subject_access_review_failed", error=str(exc))
+                raise _error(web.HTTPServiceUnavailable, "cannot review the access") from exc
+            if allowed:
+                return ident
+        raise _error(
+            web.HTTPForbidden,
+            f'user "{ident.user}" cannot {verb} resource "{resource}" in API group "{group}"',
+        )
 
     # --- handlers ------------------------------------------------------------------------
 
@@ -269,8 +293,30 @@ class ControllerServer:
         return web.json_response(self._view(kind, got[0], frozenset(got[1])))
 
     async def controllerinfo(self, request: web.Request) -> web.Response:
-        await self._admin(request)
+        await self._admin(request, "get", "system.antrea.io", "controllerinfos")
         return web.json_response(self.info())
+
+    async def loglevel(self, request: web.Request) -> web.Response:
+        """GET: the controller's log level; PUT ?level=L: change it now (antctl log-level)."""
+        if request.method == "PUT":
+            await self._admin(request, "update", "system.antrea.io", "loglevels")
+            try:
+                logutil.set_level(request.query.get("level", ""))
+            except ValueError as exc:
+                raise _error(web.HTTPBadRequest, str(exc)) from None
+            log.info("log_level_changed", level=logutil.get_level())
+        else:
+            await self._admin(request, "get", "system.antrea.io", "loglevels")
+        return web.json_response({"level": logutil.get_level()})
+
+
+def _operator_attributes(request: web.Request) -> tuple[str, str, str]:
+    """(verb, group, resource) of an operator GET/PUT: /apis/<group>/<version>/<resource>[/name]."""
+    parts = [p for p in request.path.split("/") if p]
+    group = parts[1] if len(parts) > 1 else ""
+    resource = parts[3] if len(parts) > 3 else ""
+    verb = "update" if request.method == "PUT" else "get" if len(parts) > 4 else "list"
+    return verb, group, resource
 
 
 def _resource(request: web.Request) -> Kind:

@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from antrea.agent.secureapi import AccessReviewer
 from antrea.apis.controlplane.codec import EventType, FrameDecoder, encode_status
 from antrea.apis.controlplane.types import (
     AppliedToGroup,
@@ -28,6 +29,7 @@ from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
+from antrea.util import logging as logutil
 
 TOKENS = {
     "t-admin": Identity("admin", frozenset({"system:masters"})),
@@ -297,3 +299,61 @@ async def test_metrics_need_a_valid_token(env: Env) -> None:
     assert (await call(env, "GET", "/metrics", None))[0] == 401
     status, body = await call(env, "GET", "/metrics", "t-n2")
     assert status == 200 and b"antrea_controller_test_gauge 3.0" in body
+
+
+class FakeKube:
+    """Answers SubjectAccessReviews like RBAC with one binding: "viewer" may list and get
+    controlplane.antrea.io networkpolicies and update system.antrea.io loglevels."""
+
+    def __init__(self) -> None:
+        self.reviews: list[dict[str, Any]] = []
+
+    async def create(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+        assert path == "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+        spec = body["spec"]
+        self.reviews.append(spec)
+        attrs = spec.get("resourceAttributes") or {}
+        grants = {
+            ("controlplane.antrea.io", "networkpolicies", "list"),
+            ("controlplane.antrea.io", "networkpolicies", "get"),
+            ("system.antrea.io", "loglevels", "update"),
+            ("system.antrea.io", "loglevels", "get"),
+        }
+        allowed = spec["user"] == "viewer" and (
+            (attrs.get("group"), attrs.get("resource"), attrs.get("verb")) in grants
+        )
+        return {"status": {"allowed": allowed}}
+
+
+async def test_operators_are_authorized_by_subject_access_review(env: Env) -> None:
+    """Not a fixed group: whoever RBAC allows (SubjectAccessReview) may use the operator API."""
+    kube = FakeKube()
+    TOKENS["t-viewer"] = Identity("viewer", frozenset({"system:authenticated"}))
+    env.server.reviewer = AccessReviewer(kube)  # type: ignore[arg-type]
+    try:
+        path = "/apis/controlplane.antrea.io/v1beta2/networkpolicies"
+        assert (await call(env, "GET", path, "t-viewer"))[0] == 200
+        assert (await call(env, "GET", path + "/uid-1", "t-viewer"))[0] == 200
+        assert (await call(env, "GET", path, "t-other"))[0] == 403
+        assert kube.reviews[0]["resourceAttributes"] == {
+            "verb": "list",
+            "group": "controlplane.antrea.io",
+            "resource": "networkpolicies",
+        }
+        assert kube.reviews[1]["resourceAttributes"]["name"] == "uid-1"
+        groups = "/apis/controlplane.antrea.io/v1beta2/addressgroups"
+        status, body = await call(env, "GET", groups, "t-viewer")
+        assert status == 403 and 'cannot list resource "addressgroups"' in body["message"]
+        info = "/apis/system.antrea.io/v1beta1/controllerinfo"
+        assert (await call(env, "GET", info, "t-viewer"))[0] == 403
+        level = "/apis/system.antrea.io/v1beta1/loglevel"
+        assert (await call(env, "PUT", level + "?level=debug", "t-other"))[0] == 403
+        assert await call(env, "PUT", level + "?level=debug", "t-viewer") == (
+            200,
+            {"level": "debug"},
+        )
+        assert (await call(env, "PUT", level + "?level=loud", "t-viewer"))[0] == 400
+        assert await call(env, "GET", level, "t-admin") == (200, {"level": "debug"})
+    finally:
+        del TOKENS["t-viewer"]
+        logutil.set_level("info")

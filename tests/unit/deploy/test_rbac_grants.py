@@ -245,6 +245,10 @@ async def test_controller_grants_match_its_calls(api: Any, monkeypatch: pytest.M
             f"watches ({sorted(set(map(str, log)))})",
         )
         assert await cand.authenticate("no-such-token") is None  # an agent's token review
+        # antctl users who are not system:masters: a SubjectAccessReview against RBAC.
+        await AccessReviewer(ApiClientResources(api_client)).allowed_resource(
+            Identity("someone"), "list", "controlplane.antrea.io", "networkpolicies"
+        )
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
