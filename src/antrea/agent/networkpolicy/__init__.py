@@ -26,10 +26,12 @@ from antrea.agent.networkpolicy.ids import installed_conj_ids
 from antrea.agent.networkpolicy.metrics import PolicyMetrics
 from antrea.agent.networkpolicy.persist import StateWriter, load_events
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+from antrea.agent.networkpolicy.reject import RejectResponder
 from antrea.agent.networkpolicy.stats import StatsCollector
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus, PodReference
 from antrea.ovs.openflow.cookie import Category, category_filter
+from antrea.ovs.openflow.flow import Output
 from antrea.ovs.ovsctl import DumpedFlow
 
 log = structlog.get_logger(__name__)
@@ -54,6 +56,15 @@ class PolicyAgent:
         node = getattr(agent, "node", None)
         gw_ip = str(node.gateway_ip) if node is not None and node.gateway_ip else None
         self.metrics = PolicyMetrics(agent.registry, self._live)
+        # Reject rules: packets go to the controller; the agent answers (reject.py).
+        target = str(getattr(getattr(agent, "ofctl", None), "target", "") or "")
+        self.reject: RejectResponder | None = None
+        if target.startswith("unix:"):
+            self.reject = RejectResponder(
+                target,
+                is_pod_port=lambda p: p in self._pod_ports(),
+                gateway_mac=lambda: getattr(agent, "gateway_mac", None) or None,
+            )
         self.reconciler = PolicyReconciler(
             agent.flow_client,
             round_num=agent.round_num,
@@ -62,6 +73,7 @@ class PolicyAgent:
             gateway_mark=FROM_GATEWAY.match(),
             on_bundle=self.metrics.observe_bundle,
             settle=self._revalidate,
+            reject=(lambda _d: (Output("CONTROLLER"),)) if self.reject is not None else None,
         )
         self.client: Any = None
         self.controller = NetworkPolicyController(
@@ -83,6 +95,9 @@ class PolicyAgent:
         self.real_events = 0
         self.used_fallback = False
         self.ids_reserved = asyncio.Event()
+
+    def _pod_ports(self) -> set[int]:
+        return set(self.ofports.values())
 
     # -- interface store ------------------------------------------------------------------
     def _index(self, c: Any) -> None:
@@ -272,6 +287,8 @@ def start(agent: Any, *, client: Any = None) -> PolicyAgent:
     agent.add_task(pa.fallback(), "networkpolicy_fallback")
     if pa.writer is not None:
         agent.add_task(pa.writer.run(), "networkpolicy_persist")
+    if pa.reject is not None:
+        agent.add_task(pa.reject.run(), "networkpolicy_reject")
     agent.network_policy = pa
     log.info("network_policy_realization_attached", node=agent.node_name)
     return pa

@@ -141,9 +141,7 @@ def flows_allow(
     sim = FlowTables(flows, t.POLICY_TABLES)
     # Antrea-native tables first when the flows have them (standalone: they have misses).
     first_out = t.ANTREA_EGRESS_RULE if sim.by_table.get(t.ANTREA_EGRESS_RULE) else t.EGRESS_RULE
-    first_in = (
-        t.ANTREA_INGRESS_RULE if sim.by_table.get(t.ANTREA_INGRESS_RULE) else t.INGRESS_RULE
-    )
+    first_in = t.ANTREA_INGRESS_RULE if sim.by_table.get(t.ANTREA_INGRESS_RULE) else t.INGRESS_RULE
     if src_local:
         v = sim.run(first_out, Packet(proto, src_ip, dst_ip, port))
         if v.dropped or v.table != t.L3_FORWARDING:

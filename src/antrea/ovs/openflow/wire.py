@@ -425,7 +425,8 @@ def _output(a: Output) -> bytes:
     port = a.port
     if isinstance(port, str):
         port = PORTS[port.upper()] if not port.isdigit() else int(port)
-    return _OUTPUT.pack(OFPAT_OUTPUT, 16, port, 0)
+    # To the controller: the whole packet (ovs-ofctl's `output:CONTROLLER` default).
+    return _OUTPUT.pack(OFPAT_OUTPUT, 16, port, 0xFFFF if port == PORTS["CONTROLLER"] else 0)
 
 
 def _load(a: LoadReg) -> bytes:
