@@ -73,9 +73,7 @@ def test_udp_gets_icmp_admin_prohibited_quoting_the_datagram() -> None:
 
 def test_packet_in_round_trip_and_where_the_reply_goes() -> None:
     frame = _tcp(0x02, 1)
-    match = wire.encode_match(
-        __import__("antrea.ovs.openflow.flow", fromlist=["Match"]).Match(in_port=5)
-    )
+    match = wire.encode_match(Match(in_port=5))
     cookie = make_cookie(3, Category.NETWORK_POLICY, 9)
     body = struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, 85, cookie) + match + b"\0\0" + frame
     assert parse_packet_in(body) == (cookie, 5, frame)
