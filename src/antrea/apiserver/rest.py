@@ -670,6 +670,7 @@ class ResourceHandlers:
     async def _bind(
         self, request: web.Request, rt: ResourceType, ns: str, name: str
     ) -> web.Response:
+        request[DECODE_AS] = ("Binding", "v1", "V1Binding")
         body = await read_object(request)
         target = body.get("target") or {}
         node = target.get("name") if isinstance(target, dict) else None

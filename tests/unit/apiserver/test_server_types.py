@@ -258,6 +258,8 @@ def test_every_served_kind_has_a_type_table() -> None:
             {"spec": {"resourceAttributes": {"verb": ["get"]}}},
         ),
         ("/apis/authorization.k8s.io/v1/subjectaccessreviews", {"spec": {"groups": "x"}}),
+        ("/api/v1/namespaces/default/pods/p/binding", {"target": {"name": 5}}),
+        ("/api/v1/namespaces/default/pods/p/binding", {"target": "n1"}),
     ],
 )
 async def test_review_bodies_are_type_checked(api: Api, path: str, body: JSON) -> None:
