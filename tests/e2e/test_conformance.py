@@ -10,6 +10,12 @@ Variants:
   egress named port, pod relabel, cross-namespace, egress ipBlocks).
 - ``ANTREA_CONFORMANCE_FULL=1``: every case in all four variants (2/3 nodes x encap/noEncap).
 
+Antrea-native cases (/work/shared/netpol-cases-antrea and tests/e2e/netpol/cases-antrea: Tiers,
+ClusterNetworkPolicies, Antrea NetworkPolicies, groups; ids prefixed ``antrea-``) run in the
+same labs: every one on the default 2-node VXLAN lab, `ANTREA_SUBSET` (Reject, Pass with Self,
+tiers, baseline) on the other CI variants. Their matrices tell dropped (X) from rejected (R):
+the probe's verdicts are compared, not just connected or not.
+
 After each step the test waits until every node's agent reports the policies' current
 generation realized (its local API, read from inside the node's namespace), then ~1 s for
 group-only changes (relabels) that do not bump a generation.
@@ -41,9 +47,20 @@ import caselib
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
 FULL = os.environ.get("ANTREA_CONFORMANCE_FULL") == "1"
-CASES = caselib.all_cases()
-SUBSET = {"002", "014", "017", "027", "035", "103", "108", "111", "113"}
+CASES = caselib.all_cases() + caselib.antrea_cases()
+ANTREA_SUBSET = {"antrea-011", "antrea-015", "antrea-022", "antrea-104", "antrea-105"}
+SUBSET = {"002", "014", "017", "027", "035", "103", "108", "111", "113"} | ANTREA_SUBSET
 NP_PATH = "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"
+CRD = "/apis/crd.antrea.io/v1beta1"
+# Antrea-native kinds a case may apply: (collection path, namespaced), in deletion order.
+ANTREA_KINDS = {
+    "ClusterNetworkPolicy": (f"{CRD}/clusternetworkpolicies", False),
+    "NetworkPolicy": (CRD + "/namespaces/{ns}/networkpolicies", True),
+    "ClusterGroup": (f"{CRD}/clustergroups", False),
+    "Group": (CRD + "/namespaces/{ns}/groups", True),
+    "Tier": (f"{CRD}/tiers", False),
+}
+STATIC_TIERS = {"emergency", "securityops", "networkops", "platform", "application", "baseline"}
 GROUP_SETTLE_S = 1.0
 
 
@@ -78,6 +95,9 @@ class LabCluster:
         name = policy["metadata"]["name"]
         path = NP_PATH.format(ns=ns)
         body = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", **policy}
+        if str(policy.get("apiVersion", "")).startswith("crd.antrea.io/"):
+            collection, namespaced = ANTREA_KINDS[policy["kind"]]
+            path = collection.format(ns=ns) if namespaced else collection
         old = await self.client.get_or_none(f"{path}/{name}")
         if old is None:
             await self.client.create(path, body)
@@ -133,10 +153,11 @@ class LabCluster:
             await asyncio.sleep(0.2)
         await asyncio.sleep(GROUP_SETTLE_S)
 
-    async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool]:
+    async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool | str]:
         targets = await lab_targets(self.lab.spec, self.client, namespaces=["x", "y", "z"])
         doc = await probe_matrix(targets, protocol=protocol, port=port)
-        return {(s, d): ok for s, row in doc["matrix"].items() for d, ok in row.items()}
+        marks = {"connected": ".", "dropped": "X", "rejected": "R"}
+        return {(s, d): marks[v] for s, row in doc["verdicts"].items() for d, v in row.items()}
 
     async def remember_labels(self) -> None:
         for ns in ("x", "y", "z"):
@@ -150,6 +171,17 @@ class LabCluster:
     async def reset(self) -> None:
         for ns, name in await self.list_policies():
             await self.delete_policy(ns, name)
+        for kind, (collection, namespaced) in ANTREA_KINDS.items():
+            paths = (
+                [collection.format(ns=n) for n in ("x", "y", "z")] if namespaced else [collection]
+            )
+            for path in paths:
+                items = (await self.client.list(path)).get("items") or []
+                for obj in items:
+                    name = obj["metadata"]["name"]
+                    if kind == "Tier" and name in STATIC_TIERS:
+                        continue
+                    await self.client.delete(f"{path}/{name}")
         for ns, want in self.ns_original.items():
             obj = await self.client.get(f"/api/v1/namespaces/{ns}")
             have = obj["metadata"].get("labels") or {}

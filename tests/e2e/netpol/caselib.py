@@ -29,8 +29,18 @@ def _shared_cases_dir() -> Path:
     return beside_repo if beside_repo.is_dir() else Path("/work/shared/netpol-cases")
 
 
+def _shared_antrea_cases_dir() -> Path:
+    if env := os.environ.get("NETPOL_ANTREA_CASES_DIR"):
+        return Path(env)
+    return SHARED_CASES.parent / "netpol-cases-antrea"
+
+
 SHARED_CASES = _shared_cases_dir()
 OWN_CASES = Path(__file__).parent / "cases"
+# Antrea-native policy cases (ClusterNetworkPolicy, Antrea NetworkPolicy, Tier, groups).
+SHARED_ANTREA_CASES = _shared_antrea_cases_dir()
+OWN_ANTREA_CASES = Path(__file__).parent / "cases-antrea"
+ANTREA_ID_PREFIX = "antrea-"
 ORDER = ["x/a", "x/b", "x/c", "y/a", "y/b", "y/c", "z/a", "z/b", "z/c"]
 PROBEABLE = {"TCP", "UDP"}  # no SCTP sockets in this kernel
 
@@ -40,6 +50,8 @@ class Expect:
     protocol: str
     port: int
     matrix: dict[tuple[str, str], bool]
+    # "." connected, "X" dropped, "R" rejected (Antrea-native cases tell the last two apart)
+    marks: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -66,19 +78,25 @@ class Case:
         return f"{self.id}-{self.slug}"
 
 
-def _matrix(e: dict[str, Any]) -> dict[tuple[str, str], bool]:
+def _marks(e: dict[str, Any]) -> dict[tuple[str, str], str]:
     rows = e["matrix"]
     if len(rows) != 9 or any(len(r) != 9 for r in rows):
         raise ValueError("matrix must be 9x9")
-    return {(ORDER[i], ORDER[j]): rows[i][j] == "." for i in range(9) for j in range(9)}
+    if any(c not in ".XR" for r in rows for c in r):
+        raise ValueError("matrix marks are . X R")
+    return {(ORDER[i], ORDER[j]): rows[i][j] for i in range(9) for j in range(9)}
 
 
-def load_case(path: Path) -> Case:
+def _matrix(e: dict[str, Any]) -> dict[tuple[str, str], bool]:
+    return {k: v == "." for k, v in _marks(e).items()}
+
+
+def load_case(path: Path, id_prefix: str = "") -> Case:
     doc = yaml.safe_load(path.read_text())
     if doc.get("schema") != "netpol-case/v1":
         raise ValueError(f"{path}: not a netpol-case/v1 document")
     case = Case(
-        id=str(doc["id"]),
+        id=id_prefix + str(doc["id"]),
         slug=str(doc.get("slug", path.stem)),
         name=str(doc.get("name", "")),
         path=path,
@@ -97,7 +115,7 @@ def load_case(path: Path) -> Case:
                 relabel_pods=list(relabel.get("pods") or []),
                 relabel_namespaces=list(relabel.get("namespaces") or []),
                 expect=[
-                    Expect(str(e["protocol"]).upper(), int(e["port"]), _matrix(e))
+                    Expect(str(e["protocol"]).upper(), int(e["port"]), _matrix(e), _marks(e))
                     for e in s.get("expect") or []
                 ],
             )
@@ -105,12 +123,18 @@ def load_case(path: Path) -> Case:
     return case
 
 
-def load_cases(*dirs: Path) -> list[Case]:
+def load_cases(*dirs: Path, id_prefix: str = "") -> list[Case]:
     out: list[Case] = []
     for d in dirs:
         if d.is_dir():
-            out.extend(load_case(p) for p in sorted(d.glob("*.yaml")))
+            out.extend(load_case(p, id_prefix) for p in sorted(d.glob("*.yaml")))
     return out
+
+
+def antrea_cases() -> list[Case]:
+    if not SHARED_ANTREA_CASES.is_dir() and os.environ.get("CI"):
+        raise FileNotFoundError(f"shared Antrea-native cases not found at {SHARED_ANTREA_CASES}")
+    return load_cases(SHARED_ANTREA_CASES, OWN_ANTREA_CASES, id_prefix=ANTREA_ID_PREFIX)
 
 
 def all_cases() -> list[Case]:
@@ -157,32 +181,50 @@ class Cluster(Protocol):
     async def settle(self) -> None:
         """Return once the changes made so far are realized (or long enough has passed)."""
 
-    async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool]: ...
+    async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool | str]:
+        """Per pair: connected (bool), or its mark ("." connected, "X" dropped, "R" rejected)."""
 
     async def reset(self) -> None:
         """Back to the model's initial state: no policies, original labels."""
 
 
+_WORDS = {".": "allowed", "X": "dropped", "R": "rejected"}
+
+
+def _mark(v: bool | str | None) -> str:
+    if isinstance(v, str):
+        return v
+    return "." if v else "X"
+
+
 def compare(
-    expect: Expect, got: dict[tuple[str, str], bool], *, ignore_loopback: bool
+    expect: Expect, got: dict[tuple[str, str], bool | str], *, ignore_loopback: bool
 ) -> list[str]:
+    """Mismatches. With marks on both sides, dropped and rejected are told apart."""
     out = []
     for (src, dst), want in sorted(expect.matrix.items()):
         if ignore_loopback and src == dst:
             continue
         have = got.get((src, dst))
-        if have != want:
+        want_mark = expect.marks.get((src, dst), _mark(want))
+        if isinstance(have, str):
+            ok = have == want_mark
+            have_word = _WORDS.get(have, have)
+            want_word = _WORDS[want_mark]
+        else:
+            ok = have == want
+            have_word = "allowed" if have else "denied"
+            want_word = "allowed" if want else "denied"
+        if not ok:
             out.append(
-                f"{expect.protocol}/{expect.port} {src} -> {dst}: expected "
-                f"{'allowed' if want else 'denied'}, got {'allowed' if have else 'denied'}"
+                f"{expect.protocol}/{expect.port} {src} -> {dst}: expected {want_word}, "
+                f"got {have_word}"
             )
     return out
 
 
-def render(matrix: dict[tuple[str, str], bool]) -> str:
-    return "\n".join(
-        "".join("." if matrix.get((s, d)) else "X" for d in ORDER) + f"  {s}" for s in ORDER
-    )
+def render(matrix: dict[tuple[str, str], bool | str]) -> str:
+    return "\n".join("".join(_mark(matrix.get((s, d))) for d in ORDER) + f"  {s}" for s in ORDER)
 
 
 async def run_case(
