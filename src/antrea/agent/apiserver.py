@@ -3,12 +3,18 @@
 Operators and Prometheus use the HTTPS endpoints on the node address instead (secureapi.py).
 
 Routes: ``GET /podinterfaces``, ``/agentinfo``, ``/ovsflows`` (filters: ``table``, ``pod``
-as ns/name, ``category``, ``cookie``) and ``/metrics`` (Prometheus text). Other agent parts add
-routes to `Agent.app` before it starts (the NetworkPolicy realization adds its own).
+as ns/name, ``category``, ``cookie``), ``/metrics`` (Prometheus text), ``GET|PUT /loglevel``
+(``antctl log-level``), ``/config`` and ``/debug/tasks`` (``antctl supportbundle``). Other
+agent parts add routes to `Agent.app` before it starts (the NetworkPolicy realization adds
+its own).
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
+import io
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -177,6 +183,27 @@ async def loglevel(request: web.Request) -> web.Response:
     return web.json_response({"level": logutil.get_level()})
 
 
+async def config(request: web.Request) -> web.Response:
+    """The agent's effective configuration (antctl supportbundle)."""
+    agent = request.app[AGENT_KEY]
+    return web.json_response(dataclasses.asdict(agent.cfg), dumps=_dumps)
+
+
+async def tasks(request: web.Request) -> web.Response:
+    """Every asyncio task with its stack: the goroutine dump of this process."""
+    out = io.StringIO()
+    current = asyncio.all_tasks()
+    out.write(f"{len(current)} tasks\n")
+    for task in sorted(current, key=lambda t: t.get_name()):
+        out.write(f"\n--- {task.get_name()} {task!r}\n")
+        task.print_stack(file=out)
+    return web.Response(text=out.getvalue())
+
+
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, default=str)
+
+
 async def healthz(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     return web.Response(text="ok" if agent.ready.is_set() else "starting")
@@ -191,6 +218,8 @@ def build_app(agent: Agent) -> web.Application:
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/loglevel", loglevel)
+    app.router.add_get("/config", config)
+    app.router.add_get("/debug/tasks", tasks)
     app.router.add_put("/loglevel", loglevel)
     return app
 

@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     from antrea.antctl import controller_cmds
 
     controller_cmds.register(get_sub, top, common_parent())
+    from antrea.antctl import ops_cmds
+
+    ops_cmds.register(top, common_parent())
     try:
         agent_cmds = importlib.import_module("antrea.antctl.agent_cmds")
     except ModuleNotFoundError as exc:

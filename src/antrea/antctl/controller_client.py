@@ -28,7 +28,7 @@ def kubeconfig_path(explicit: str | None) -> str | None:
 
 
 def _get_in_netns(
-    netns: str, url: str, headers: dict[str, str], ctx: ssl.SSLContext
+    netns: str, url: str, headers: dict[str, str], ctx: ssl.SSLContext, method: str = "GET"
 ) -> tuple[int, Any]:
     """GET ``url`` from inside network namespace ``netns`` (a worker thread enters it).
 
@@ -46,7 +46,7 @@ def _get_in_netns(
     def fetch() -> tuple[int, bytes]:
         conn = http.client.HTTPSConnection(u.hostname or "", u.port or 443, context=ctx, timeout=15)
         try:
-            conn.request("GET", u.path + (f"?{u.query}" if u.query else ""), headers=headers)
+            conn.request(method, u.path + (f"?{u.query}" if u.query else ""), headers=headers)
             resp = conn.getresponse()
             return resp.status, resp.read()
         finally:
@@ -70,6 +70,9 @@ class ControllerClient:
         self.netns = netns
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return await self.request("GET", path, params)
+
+    async def request(self, method: str, path: str, params: dict[str, str] | None = None) -> Any:
         import aiohttp
 
         from antrea.agent.controlplane_client import discover_endpoint, fetch_ca
@@ -111,7 +114,7 @@ class ControllerClient:
                 url = base + path + (f"?{urlencode(params)}" if params else "")
                 try:
                     status, body = await asyncio.to_thread(
-                        _get_in_netns, self.netns, url, headers, ctx
+                        _get_in_netns, self.netns, url, headers, ctx, method
                     )
                 except (OSError, ValueError) as exc:
                     raise AntctlError(f"controller {base} (netns {self.netns}): {exc}") from exc
@@ -122,7 +125,8 @@ class ControllerClient:
             try:
                 async with (
                     aiohttp.ClientSession() as s,
-                    s.get(
+                    s.request(
+                        method,
                         base + path,
                         params=params,
                         headers=headers,

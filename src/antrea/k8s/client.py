@@ -4,8 +4,9 @@
 themselves up, before any await. It reads the kubeconfig itself rather than through
 ``kubernetes_asyncio.config.load_kube_config`` (a coroutine) and supports what our deployments
 use: a server URL, a bearer token (inline or ``tokenFile``), CA data or file, client
-certificate data or files, ``tls-server-name`` and ``insecure-skip-tls-verify``. Exec and auth
-provider plugins are not supported (no cluster we target needs them). `read_kubeconfig` is that
+certificate data or files, ``tls-server-name``, ``insecure-skip-tls-verify`` and ``exec``
+credential plugins (what EKS, GKE and AKS kubeconfigs use; `exec_credential`). Auth-provider
+users (removed from kubectl) are not supported. `read_kubeconfig` is that
 reader on its own, for clients that do not use kubernetes-asyncio (the lab's aiohttp client).
 
 kubernetes-asyncio needs file paths for certificates, so inline data is written to private
@@ -125,11 +126,15 @@ def read_kubeconfig(path: str | Path, *, context: str | None = None) -> Kubeconf
     ctx = _named(raw.get("contexts"), str(ctx_name), "context")
     cluster = _named(raw.get("clusters"), str(ctx.get("cluster")), "cluster")
     user = _named(raw.get("users"), str(ctx.get("user")), "user") if ctx.get("user") else {}
-    if "exec" in user or "auth-provider" in user:
-        raise KubeconfigError(f"{path}: exec and auth-provider users are not supported")
+    if "auth-provider" in user:
+        raise KubeconfigError(f"{path}: auth-provider users are not supported (use exec)")
     server = cluster.get("server")
     if not server:
         raise KubeconfigError(f"{path}: cluster has no server")
+    if "exec" in user:
+        if not isinstance(user["exec"], dict):
+            raise KubeconfigError(f"{path}: exec must be a mapping")
+        user = {**user, **exec_credential(user["exec"], base, str(server), cluster)}
     token = user.get("token")
     if not token and user.get("tokenFile"):
         token = Path(_resolve(base, user["tokenFile"])).read_text().strip()
@@ -142,6 +147,75 @@ def read_kubeconfig(path: str | Path, *, context: str | None = None) -> Kubeconf
         insecure_skip_tls_verify=bool(cluster.get("insecure-skip-tls-verify")),
         tls_server_name=cluster.get("tls-server-name") or None,
     )
+
+
+EXEC_API_VERSIONS = ("client.authentication.k8s.io/v1", "client.authentication.k8s.io/v1beta1")
+
+
+def exec_credential(
+    spec: dict[str, Any], base: Path, server: str, cluster: dict[str, Any]
+) -> dict[str, Any]:
+    """Run a kubeconfig ``exec`` credential plugin as kubectl does; the user fields it yields
+    (``token``, or ``client-certificate-data``/``client-key-data``).
+
+    The plugin gets ``KUBERNETES_EXEC_INFO`` (an ExecCredential with the cluster when
+    ``provideClusterInfo``), the configured ``env`` and ``args``, and must print an
+    ExecCredential of the same ``apiVersion``. The credential is fetched once per load (antctl
+    and the lab are short-lived; no refresh on expiry).
+    """
+    import json
+    import subprocess
+
+    api_version = str(spec.get("apiVersion") or "")
+    if api_version not in EXEC_API_VERSIONS:
+        raise KubeconfigError(f"exec plugin apiVersion {api_version!r} is not supported")
+    command = str(spec.get("command") or "")
+    if not command:
+        raise KubeconfigError("exec plugin has no command")
+    if "/" in command and not Path(command).is_absolute():
+        command = _resolve(base, command)
+    info: dict[str, Any] = {
+        "apiVersion": api_version,
+        "kind": "ExecCredential",
+        "spec": {"interactive": False},
+    }
+    if spec.get("provideClusterInfo"):
+        info["spec"]["cluster"] = {
+            "server": server,
+            "certificate-authority-data": cluster.get("certificate-authority-data"),
+            "insecure-skip-tls-verify": bool(cluster.get("insecure-skip-tls-verify")),
+        }
+    env = dict(os.environ, KUBERNETES_EXEC_INFO=json.dumps(info))
+    env.update({str(e["name"]): str(e["value"]) for e in spec.get("env") or ()})
+    try:
+        proc = subprocess.run(
+            [command, *map(str, spec.get("args") or ())],
+            env=env, capture_output=True, timeout=60, check=False,
+        )  # fmt: skip
+    except OSError as exc:
+        hint = spec.get("installHint") or ""
+        raise KubeconfigError(f"exec plugin {command}: {exc}. {hint}".strip()) from exc
+    if proc.returncode != 0:
+        err = proc.stderr.decode(errors="replace").strip()
+        raise KubeconfigError(f"exec plugin {command} failed (exit {proc.returncode}): {err}")
+    try:
+        cred = json.loads(proc.stdout)
+        status = cred["status"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KubeconfigError(f"exec plugin {command}: not an ExecCredential: {exc}") from exc
+    if cred.get("apiVersion") != api_version:
+        raise KubeconfigError(f"exec plugin {command} answered apiVersion {cred.get('apiVersion')}")
+    out: dict[str, Any] = {}
+    if status.get("token"):
+        out["token"] = str(status["token"])
+    if status.get("clientCertificateData") and status.get("clientKeyData"):
+        out["client-certificate-data"] = base64.b64encode(
+            str(status["clientCertificateData"]).encode()
+        ).decode()
+        out["client-key-data"] = base64.b64encode(str(status["clientKeyData"]).encode()).decode()
+    if not out:
+        raise KubeconfigError(f"exec plugin {command} returned no token or client certificate")
+    return out
 
 
 def configuration_from_kubeconfig(path: str | Path, *, context: str | None = None) -> Any:

@@ -149,6 +149,7 @@ class NodeSpec:
             "ANTREA_CONFIG": str(self.agent_config),
             "ANTREA_AGENT_API": f"http://127.0.0.1:{AGENT_API_PORT}",
             "ANTCTL_AGENT_ADDR": f"127.0.0.1:{AGENT_API_PORT}",
+            "ANTREA_LOG_DIR": str(self.path),  # agent.log (antctl supportbundle)
         }
 
 

@@ -77,7 +77,31 @@ def test_lab_client_insecure_and_plain_http(tmp_path: Path) -> None:
     assert Kubeconfig.load(_write(tmp_path, {"server": "http://h:1"}, {"token": "t"})).ssl is False
 
 
-def test_lab_client_rejects_exec_users(tmp_path: Path) -> None:
+def test_exec_credential_plugins(tmp_path: Path) -> None:
+    """An exec user runs its plugin as kubectl does (KUBERNETES_EXEC_INFO, env, args) and uses
+    the ExecCredential's token; a failing or malformed plugin is a clear error."""
+    plugin = tmp_path / "plugin.sh"
+    plugin.write_text(
+        "#!/bin/sh\n"
+        'case "$KUBERNETES_EXEC_INFO" in *https://h:1*) ;; *) exit 9 ;; esac\n'
+        'echo "{\\"apiVersion\\":\\"client.authentication.k8s.io/v1\\",'
+        '\\"kind\\":\\"ExecCredential\\",\\"status\\":{\\"token\\":\\"$TOK-$1\\"}}"\n'
+    )
+    plugin.chmod(0o755)
+    spec = {
+        "apiVersion": "client.authentication.k8s.io/v1",
+        "command": "./plugin.sh",
+        "args": ["x"],
+        "env": [{"name": "TOK", "value": "secret"}],
+        "provideClusterInfo": True,
+        "interactiveMode": "Never",
+    }
+    path = _write(tmp_path, {"server": "https://h:1"}, {"exec": spec})
+    assert read_kubeconfig(path).token == "secret-x"
+    assert Kubeconfig.load(path).token == "secret-x"
+    failing = _write(tmp_path, {"server": "https://other:1"}, {"exec": spec})
+    with pytest.raises(KubeconfigError, match="exit 9"):
+        read_kubeconfig(failing)
     path = _write(tmp_path, {"server": "https://h:1"}, {"exec": {"command": "x"}})
     with pytest.raises(KubeconfigError, match="exec"):
         Kubeconfig.load(path)
