@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -210,3 +211,91 @@ async def test_operator_endpoints_over_https_and_metrics_pass_promtool(lab: Lab)
     _promtool_check(body + "\n")
     code, body = curl(f"https://{leader_ip}:10349/readyz?verbose")
     assert code == "200" and "[+]leader-election ok" in body
+
+
+def _pod(name: str, node: str) -> str:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"nodeName": node, "containers": [{"name": "c", "image": "lab"}]},
+        }
+    )
+
+
+def _allocations(lab: Lab, ip: str) -> int:
+    log = lab.spec.node("node1").agent_log.read_text(errors="replace")
+    return sum(
+        1 for line in log.splitlines() if '"ip_allocated"' in line and f'"ip": "{ip}"' in line
+    )
+
+
+@pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
+async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
+    lab: Lab, tmp_path: Path
+) -> None:
+    """`antctl log-level` changes what the running agent logs (a CNI ADD's debug event shows
+    only while at debug); `antctl supportbundle` on a node collects flows, OVSDB, task dumps
+    and logs; `kubectl antrea` reaches the controller with an exec-credential kubeconfig."""
+    assert lab.exec_node("node1", "antctl", "log-level").stdout.strip() == "info"
+    ips = {}
+    try:
+        for name, level in (("ll-info", None), ("ll-debug", "debug"), ("ll-back", "info")):
+            if level:
+                out = lab.exec_node("node1", "antctl", "log-level", level).stdout
+                assert out.strip() == level
+            lab.kubectl("apply", "-f", "-", input=_pod(name, "node1"))
+            lab.kubectl("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=60s")
+            pod = json.loads(lab.kubectl("get", "pod", name, "-o", "json"))
+            ips[name] = pod["status"]["podIP"]
+        await asyncio.sleep(0.5)  # the agent's stderr reaches agent.log through a pipe
+        assert [_allocations(lab, ips[n]) for n in ("ll-info", "ll-debug", "ll-back")] == [0, 1, 0]
+    finally:
+        lab.exec_node("node1", "antctl", "log-level", "info", check=False)
+        for name in ("ll-info", "ll-debug", "ll-back"):
+            lab.kubectl("delete", "pod", name, "--wait=false", check=False)
+
+    out = lab.exec_node("node1", "antctl", "supportbundle", "-d", str(tmp_path)).stdout
+    (bundle,) = tmp_path.glob("node1-*.tar.gz")
+    with tarfile.open(bundle) as tar:
+        names = set(tar.getnames())
+
+        def text(name: str) -> str:
+            f = tar.extractfile(f"node1/{name}")
+            assert f is not None, name
+            return f.read().decode()
+
+        assert "priority=" in text("flows.txt") and "br-int" in text("ovs-vsctl-show.txt")
+        assert '"Open_vSwitch"' in text("ovsdb.json") or "Open_vSwitch" in text("ovsdb.json")
+        assert " tasks\n" in text("tasks.txt") and "antrea_agent" in text("metrics.prom")
+        assert "node1/logs/node1/agent.log" in names, (names, out)
+        assert text("errors.txt") == ""
+
+    # An exec credential plugin that hands out the admin token, used through `kubectl antrea`.
+    token = _token(lab.spec.kubeconfig)
+    plugin = tmp_path / "cred.sh"
+    plugin.write_text(
+        "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+        f'"kind":"ExecCredential","status":{{"token":"{token}"}}}}\'\n'
+    )
+    plugin.chmod(0o755)
+    kc = yaml.safe_load(lab.spec.kubeconfig.read_text())
+    kc["users"][0]["user"] = {
+        "exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(plugin)}
+    }
+    exec_kc = tmp_path / "exec.kubeconfig"
+    exec_kc.write_text(yaml.safe_dump(kc))
+    venv_bin = KUBECTL.parent
+    env = {"PATH": f"{venv_bin}:/usr/sbin:/usr/bin:/sbin:/bin", "KUBECONFIG": str(exec_kc)}
+    netns = lab.spec.node("node1").netns
+    proc = subprocess.run(
+        [str(KUBECTL), "antrea", "get", "controllerinfo", "--netns", netns, "-o", "json"],
+        env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["leader"]
+    assert "info" in subprocess.run(
+        [str(KUBECTL), "antrea", "log-level", "--netns", netns],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    ).stdout  # fmt: skip
