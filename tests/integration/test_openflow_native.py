@@ -49,8 +49,8 @@ from antrea.ovs.openflow import (
 )
 from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.groups import Bucket, Group, GroupType
 from antrea.ovs.openflow.native import OpenFlowTransport
-from antrea.ovs.openflow.wire import Bucket, Group, GroupType
 from antrea.ovs.sandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]

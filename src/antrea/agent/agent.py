@@ -47,7 +47,7 @@ import ipaddress
 import time
 from collections.abc import Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -92,9 +92,13 @@ from antrea.ovs.openflow.cookie import (
     round_filter,
 )
 from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsctl import OfCtl
+
+if TYPE_CHECKING:
+    from antrea.agent.proxy.proxier import Proxier
 
 log = structlog.get_logger(__name__)
 
@@ -113,13 +117,21 @@ class MeteredTransport:
         add: Sequence[Flow] = (),
         modify: Sequence[Flow] = (),
         delete: Sequence[Flow] = (),
+        set_groups: Sequence[Group] = (),
+        delete_groups: Sequence[Group] = (),
     ) -> None:
-        n = len(add) + len(modify) + len(delete)
+        n = len(add) + len(modify) + len(delete) + len(set_groups) + len(delete_groups)
         if not n:
             return
         start = time.perf_counter()
         try:
-            await self.inner.bundle(add=add, modify=modify, delete=delete)
+            await self.inner.bundle(
+                add=add,
+                modify=modify,
+                delete=delete,
+                set_groups=set_groups,
+                delete_groups=delete_groups,
+            )
         except OvsError:
             self.errors += 1
             raise
@@ -174,6 +186,7 @@ class Agent:
         self.ipam: IPAM | None = None
         self.pods: PodConfigurator | None = None
         self.node_routes: NodeRouteController | None = None
+        self.proxier: Proxier | None = None
         self.cni_server: CNIServer | None = None
         self.app: web.Application = build_app(self)
         self._runner: web.AppRunner | None = None
@@ -290,6 +303,7 @@ class Agent:
             policy_ready=self.policy_ready if cfg.waitForPolicyOnAdd else None,
         )
         await self._start_policy()
+        await self._start_proxy()
         await self.cni_server.start()
         self.ready.set()
         await self._install_cni()
@@ -403,6 +417,13 @@ class Agent:
         if inspect.isawaitable(result):
             await result
         log.info("network_policy_started")
+
+    async def _start_proxy(self) -> None:
+        if not self.cfg.antreaProxy or self.api_client is None:
+            return
+        from antrea.agent import proxy
+
+        self.proxier = await proxy.start(self)
 
     async def _install_cni(self) -> None:
         try:
@@ -560,6 +581,8 @@ class Agent:
                         pod_owner(moved.container_id),
                         self.flow_builder().pod_flows(PodPort(moved.ofport, moved.ip, moved.mac)),
                     )
+        if self.proxier is not None:  # groups first: replayed flows point at them
+            await self.proxier.replay_groups()
         n = await self.flow_client.replay()
         await flow_restore_complete(self.ovsdb)
         self.replays += 1

@@ -139,6 +139,15 @@ async def ovsflows(request: web.Request) -> web.Response:
     elif "cookie" in q:
         filters.append(f"cookie={q['cookie']}")
     flows = await agent.ofctl.dump_flows(",".join(filters))
+    if "service" in q:
+        from antrea.agent.proxy import matches
+
+        ns, _, name = q["service"].rpartition("/")
+        ns = ns or "default"
+        proxier = agent.proxier
+        if proxier is None or (ns, name) not in proxier.services:
+            raise web.HTTPNotFound(text=f"service {ns}/{name} is not known to AntreaProxy")
+        flows = [f for f in flows if matches(proxier, ns, name, f)]
     if "pod" in q:
         ns, _, name = q["pod"].rpartition("/")
         ifaces = agent.interface_store.by_pod(ns or "default", name)

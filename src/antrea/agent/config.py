@@ -6,6 +6,7 @@ file can also carry the controller's settings. Defaults mirror antrea-agent.conf
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import socket
 from dataclasses import dataclass, fields
@@ -66,6 +67,10 @@ class AgentConfig:
     # How flow bundles reach the bridge: "native" (one held OpenFlow 1.5 connection, binary
     # flow mods) or "ofctl" (one `ovs-ofctl --bundle` process per bundle; the fallback).
     flowTransport: str = "native"
+    # AntreaProxy: Services (ClusterIP, NodePort, affinity) in br-int; serviceCIDR gets a
+    # REJECT for Service ports without endpoints ("" = none).
+    antreaProxy: bool = True
+    serviceCIDR: str = "10.96.0.0/12"
 
     @property
     def encap(self) -> bool:
@@ -114,6 +119,11 @@ def from_mapping(data: dict[str, Any]) -> AgentConfig:
         raise ConfigError(f"tunnelType: must be one of {TUNNEL_TYPES}")
     if cfg.flowTransport not in FLOW_TRANSPORTS:
         raise ConfigError(f"flowTransport: must be one of {FLOW_TRANSPORTS}")
+    if cfg.serviceCIDR:
+        try:
+            ipaddress.IPv4Network(cfg.serviceCIDR)
+        except ValueError as exc:
+            raise ConfigError(f"serviceCIDR: {exc}") from None
     if cfg.ovsDatapathType not in DATAPATH_TYPES:
         raise ConfigError(f"ovsDatapathType: must be one of {DATAPATH_TYPES}")
     if not 0 < cfg.apiPort < 65536:

@@ -3,7 +3,7 @@
 Commands (Antrea's agent-mode antctl, docs/antctl.md):
 
 - ``get podinterface|pi [NAME] [-n NS]``
-- ``get ovsflows|of [-p POD -n NS | -N POLICY [-n NS] | -T TABLE]``
+- ``get ovsflows|of [-p POD -n NS | -N POLICY [-n NS] | -S SERVICE [-n NS] | -T TABLE]``
 - ``trace-packet -S NS/POD -D NS/POD|IP [-f FLOW]`` (``ovs-appctl ofproto/trace`` in the agent)
 - ``get agentinfo|ai``
 - ``get networkpolicy|appliedtogroup|addressgroup``: when ``ANTREA_AGENT_API`` is set (a node
@@ -144,7 +144,11 @@ def _ovsflows(args: argparse.Namespace) -> int:
         pod = ""
         if args.pod:
             pod = args.pod if "/" in args.pod else f"{args.namespace or 'default'}/{args.pod}"
-        data = agent_get(args, "/ovsflows", {"table": args.table, "pod": pod})
+        service = ""
+        if args.service:
+            ns = args.namespace or "default"
+            service = args.service if "/" in args.service else f"{ns}/{args.service}"
+        data = agent_get(args, "/ovsflows", {"table": args.table, "pod": pod, "service": service})
     return emit(data, args.output, FLOW_COLUMNS)
 
 
@@ -217,6 +221,7 @@ def register(get_sub: Any, top_sub: Any) -> None:
     p.add_argument("-p", "--pod", help="flows of a local pod (NAME with -n, or NS/NAME)")
     p.add_argument("-n", "--namespace", help="namespace of the pod or the policy")
     p.add_argument("-N", "--networkpolicy", help="flows realizing a NetworkPolicy (name)")
+    p.add_argument("-S", "--service", help="flows realizing a Service (NAME with -n, or NS/NAME)")
     p.add_argument("-T", "--table", help="table number or name (e.g. 90 or IngressRule)")
     p.set_defaults(func=_ovsflows)
 

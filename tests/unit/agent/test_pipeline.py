@@ -48,9 +48,16 @@ def test_every_table_has_a_miss_flow_and_policy_tables_pass_through() -> None:
 def test_conntrack_commit_only_after_ingress() -> None:
     """Table 30 tracks in zone 65520, 31 drops invalid, 105 commits new connections."""
     text = [render_flow(f) for f in builder().pipeline_flows()]
-    assert "table=30,priority=200,cookie=0x7000000000000,ip actions=ct(table=31,zone=65520)" in text
+    assert (
+        "table=30,priority=200,cookie=0x7000000000000,ip actions=ct(table=31,zone=65520,nat)"
+    ) in text
     assert any("table=31" in t and "ct_state=+inv+trk" in t and "actions=drop" in t for t in text)
-    commit = next(t for t in text if "table=105" in t and "+new+trk" in t)
+    commit = next(t for t in text if "table=105" in t and "+new+trk" in t and "ct_mark" not in t)
+    # service connections were committed with their DNAT in table 42: straight to output
+    assert any(
+        "table=105,priority=210" in t and "ct_mark=0x1/0x1" in t and "goto_table:110" in t
+        for t in text
+    )
     assert "ct(commit,zone=65520,exec(move:NXM_NX_REG5[]->NXM_NX_CT_LABEL[32..63]," in commit
     assert commit.endswith("goto_table:110")
     out = [f for f in builder().pipeline_flows() if f.table == 110 and f.priority == 200]
@@ -75,7 +82,7 @@ def test_pod_flows_enforce_port_mac_and_ip() -> None:
     assert "dl_dst=0a:00:00:00:00:02" in render_flow(l2)
     assert "set_field:0x3->reg1" in render_flow(l2) or "load:0x3->NXM_NX_REG1[]" in render_flow(l2)
     # from the tunnel: MACs rewritten, TTL decremented
-    l3 = next(f for f in flows if f.table == 70)
+    l3 = next(f for f in flows if f.table == 70 and f.match.regs)
     assert SetField("eth_dst", POD.mac) in l3.actions and SetField("eth_src", GW_MAC) in l3.actions
     assert FROM_TUNNEL.match() in l3.match.regs
     assert all(cookie_category(f.cookie) is Category.POD_CONNECTIVITY for f in flows)
@@ -83,7 +90,12 @@ def test_pod_flows_enforce_port_mac_and_ip() -> None:
 
 def test_no_tunnel_flows_in_noencap_mode() -> None:
     b = builder(encap=False)
-    assert not [f for f in b.pod_flows(POD) if f.table == 70]
+    assert not [
+        f for f in b.pod_flows(POD) if f.table == 70 and FROM_TUNNEL.match() in f.match.regs
+    ]
+    # a Service DNATed to the pod (sent to the gateway MAC) is delivered in both modes
+    (dnat,) = [f for f in b.pod_flows(POD) if f.table == 70]
+    assert dnat.match.dl_dst == GW_MAC and SetField("eth_dst", POD.mac) in dnat.actions
     assert (
         b.node_flows(
             pod_cidr=ipaddress.IPv4Network("10.244.2.0/24"),

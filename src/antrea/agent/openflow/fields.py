@@ -14,6 +14,10 @@ so that 0 keeps meaning "not set"):
 * ``reg5`` / ``reg6``  conjunction ID of the egress / ingress rule that allowed the packet (set by
   the policy tables); table 105 copies them into ct_label bits 32..63 / 0..31 when it commits.
 
+* ``reg3``         endpoint IPv4 address chosen for a Service connection (AntreaProxy).
+* ``reg4[0..15]``  endpoint port; ``reg4[16..18]`` endpoint selection state: 1 to select (set
+  by the session affinity miss), 2 selected (go DNAT), 3 selected, to learn (affinity).
+
 Conntrack: one zone (``CT_ZONE`` = 65520, 0xfff0) for all pod traffic.
 """
 
@@ -78,6 +82,16 @@ PORT_FOUND_FIELD = RegField(0, 16, 16)
 PORT_FOUND = RegMark(PORT_FOUND_FIELD, 1)
 
 TARGET_OFPORT = RegField(1, 0, 31)
+
+ENDPOINT_IP = RegField(3, 0, 31)
+ENDPOINT_PORT = RegField(4, 0, 15)
+EP_STATE = RegField(4, 16, 18)
+EP_TO_SELECT = RegMark(EP_STATE, 1)
+EP_SELECTED = RegMark(EP_STATE, 2)
+EP_TO_LEARN = RegMark(EP_STATE, 3)
+
+# ct_mark bit of connections DNATed to a Service endpoint (committed in table 42).
+SERVICE_CT_MARK = 0x1
 
 EGRESS_RULE_ID = RegField(5, 0, 31)
 INGRESS_RULE_ID = RegField(6, 0, 31)

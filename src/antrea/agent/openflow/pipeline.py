@@ -16,9 +16,12 @@ Packet walk (IPv4):
   0 classifier: mark source in reg0, pods/gateway -> 10, tunnel -> 30
   10 spoof guard: (in_port, MAC, IP) per pod; gateway unchecked; ARP -> 20, IP -> 30; miss drop
   20 ARP responder: answer remote gateway IPs with the global virtual MAC; other ARP NORMAL
-  30 conntrack: ct(table=31, zone=65520)
-  31 conntrack state: drop +inv; -> 40
-  40 service/DNAT: pass-through (kube-proxy handles Services on the host)
+  30 conntrack: ct(table=31, zone=65520, nat) (un-DNAT replies, re-DNAT established requests)
+  31 conntrack state: drop +inv; resubmit(,40) then -> 41
+  40 session affinity: learned (client, Service) -> endpoint; miss marks "select an endpoint"
+  41 service LB: new connections to a Service port -> its select group (AntreaProxy)
+  42 endpoint DNAT: ct(commit, nat(dst=endpoint)) -> 45; miss -> 45
+  45 Antrea-native egress rules (before 50)
   50 egress rules / 60 egress default: policy (pass-through without policy)
   70 L3 forwarding: remote pod subnets -> tunnel (tun_dst, MACs, dec_ttl); tunnel -> local pods
   80 L2 forwarding calc: dst MAC -> reg1 = ofport, reg0[16] = 1
@@ -36,6 +39,7 @@ from enum import Enum
 from antrea.agent.openflow.fields import (
     CT_ZONE,
     EGRESS_RULE_ID,
+    EP_TO_SELECT,
     FROM_GATEWAY,
     FROM_POD,
     FROM_TUNNEL,
@@ -43,6 +47,7 @@ from antrea.agent.openflow.fields import (
     GLOBAL_VIRTUAL_MAC,
     INGRESS_RULE_ID,
     PORT_FOUND,
+    SERVICE_CT_MARK,
     TARGET_OFPORT,
     TUNNEL_OFPORT,
 )
@@ -60,6 +65,7 @@ from antrea.ovs.openflow.flow import (
     Normal,
     Output,
     OutputReg,
+    Resubmit,
     SetField,
 )
 
@@ -82,7 +88,11 @@ SPOOF_GUARD = Table(10, "SpoofGuard", Miss.DROP)
 ARP_RESPONDER = Table(20, "ARPResponder", Miss.DROP)
 CONNTRACK = Table(30, "ConntrackZone", Miss.NEXT, 31)
 CONNTRACK_STATE = Table(31, "ConntrackState", Miss.NEXT, 40)
-DNAT = Table(40, "DNAT", Miss.NEXT, 45)
+# The service tables (AntreaProxy, `antrea.agent.proxy` owns their non-miss flows). 40 is
+# resubmitted to from 31 (learned flows cannot go on), whose miss then goes to 41.
+SESSION_AFFINITY = Table(40, "SessionAffinity", Miss.NEXT, None)
+SERVICE_LB = Table(41, "ServiceLB", Miss.NEXT, 42)
+ENDPOINT_DNAT = Table(42, "EndpointDNAT", Miss.NEXT, 45)
 ANTREA_EGRESS_RULE = Table(45, "AntreaPolicyEgressRule", Miss.NEXT, 50)
 EGRESS_RULE = Table(50, "EgressRule", Miss.NEXT, 60)
 EGRESS_DEFAULT = Table(60, "EgressDefaultRule", Miss.NEXT, 70)
@@ -100,7 +110,9 @@ TABLES = (
     ARP_RESPONDER,
     CONNTRACK,
     CONNTRACK_STATE,
-    DNAT,
+    SESSION_AFFINITY,
+    SERVICE_LB,
+    ENDPOINT_DNAT,
     ANTREA_EGRESS_RULE,
     EGRESS_RULE,
     EGRESS_DEFAULT,
@@ -168,8 +180,15 @@ class FlowBuilder:
         c = self.cookie(Category.DEFAULT)
         flows: list[Flow] = []
         for table in TABLES:
-            if table.miss is Miss.NEXT and table.next is not None:
-                actions: tuple[Action, ...] = (GotoTable(table.next),)
+            if table is CONNTRACK_STATE:
+                actions: tuple[Action, ...] = (
+                    Resubmit(SESSION_AFFINITY.id),
+                    GotoTable(SERVICE_LB.id),
+                )
+            elif table is SESSION_AFFINITY:
+                actions = (EP_TO_SELECT.load(),)
+            elif table.miss is Miss.NEXT and table.next is not None:
+                actions = (GotoTable(table.next),)
             else:
                 actions = (Drop(),)
             flows.append(Flow(table.id, PRIORITY_MISS, Match(), actions, c))
@@ -180,7 +199,7 @@ class FlowBuilder:
                 CONNTRACK.id,
                 PRIORITY_NORMAL,
                 Match(proto="ip"),
-                (Ct(table=CONNTRACK_STATE.id, zone=CT_ZONE),),
+                (Ct(table=CONNTRACK_STATE.id, zone=CT_ZONE, nat=True),),
                 c,
             ),
             Flow(
@@ -188,6 +207,18 @@ class FlowBuilder:
                 PRIORITY_NORMAL,
                 Match(proto="ip", ct_state=CtState(inv=True, trk=True)),
                 (Drop(),),
+                c,
+            ),
+            # Service connections were committed with their DNAT (table 42): not again.
+            Flow(
+                CONNTRACK_COMMIT.id,
+                PRIORITY_HIGH,
+                Match(
+                    proto="ip",
+                    ct_state=CtState(new=True, trk=True),
+                    ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
+                ),
+                (GotoTable(OUTPUT.id),),
                 c,
             ),
             # Commit only after the ingress checks: a dropped first packet creates no state.
@@ -307,6 +338,19 @@ class FlowBuilder:
                 c,
             ),
             l2_forward_calc_flow(pod.mac, pod.ofport, c),
+            # Sent to the gateway MAC but now for this pod (a Service DNATed to it): deliver.
+            Flow(
+                L3_FORWARDING.id,
+                PRIORITY_NORMAL,
+                Match(proto="ip", dl_dst=self.node.gateway_mac, nw_dst=ip),
+                (
+                    SetField("eth_src", self.node.gateway_mac),
+                    SetField("eth_dst", pod.mac),
+                    DecTTL(),
+                    GotoTable(L2_FORWARDING_CALC.id),
+                ),
+                c,
+            ),
         ]
         if self.node.encap:
             # From the tunnel (dst MAC is the virtual MAC): route to the pod on this node.

@@ -5,7 +5,13 @@ bundle. Two implementations: `antrea.ovs.openflow.native.OpenFlowTransport` (the
 default: one held OpenFlow 1.5 connection, flow mods encoded in binary by `wire`) and
 `OfctlBundleTransport` here (the fallback and reference), which pipes the rendered batch into a
 single ``ovs-ofctl -O OpenFlow15 --bundle add-flows TARGET -`` process (never one process per
-flow): each line carries its own operation, so mixed batches are one transaction.
+flow): each line carries its own operation, so mixed batches are one transaction. A batch with
+group mods goes through ``ovs-ofctl bundle TARGET -`` instead (lines prefixed ``flow`` or
+``group``), still one transaction.
+
+Order inside a bundle: groups set (add-or-modify, so that flows may point at them), flow
+deletes, modifies, adds, then group deletes (OVS removes the flows that still use a deleted
+group).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ import structlog
 
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.flow import Flow
-from antrea.ovs.openflow.render import render_add, render_delete, render_modify
+from antrea.ovs.openflow.groups import Group
+from antrea.ovs.openflow.render import render_add, render_delete, render_group, render_modify
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +40,8 @@ class FlowTransport(Protocol):
         add: Sequence[Flow] = (),
         modify: Sequence[Flow] = (),
         delete: Sequence[Flow] = (),
+        set_groups: Sequence[Group] = (),
+        delete_groups: Sequence[Group] = (),
     ) -> None:
         """Apply everything atomically or nothing (raises `BundleRejected`)."""
 
@@ -44,6 +53,24 @@ def render_bundle(
     lines = [render_delete(f) for f in delete]
     lines.extend(render_modify(f) for f in modify)
     lines.extend(render_add(f) for f in add)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render_mixed_bundle(
+    *,
+    add: Sequence[Flow] = (),
+    modify: Sequence[Flow] = (),
+    delete: Sequence[Flow] = (),
+    set_groups: Sequence[Group] = (),
+    delete_groups: Sequence[Group] = (),
+) -> str:
+    """The file of ``ovs-ofctl bundle``: group and flow mods, each line naming its kind."""
+    lines = [f"group add_or_mod {render_group(g)}" for g in set_groups]
+    lines.extend(f"flow {render_delete(f)}" for f in delete)
+    lines.extend(f"flow {render_modify(f)}" for f in modify)
+    lines.extend(f"flow {render_add(f)}" for f in add)
+    lines.extend(f"group delete group_id={g.group_id}" for g in delete_groups)
     lines.append("")
     return "\n".join(lines)
 
@@ -69,15 +96,28 @@ class OfctlBundleTransport:
         add: Sequence[Flow] = (),
         modify: Sequence[Flow] = (),
         delete: Sequence[Flow] = (),
+        set_groups: Sequence[Group] = (),
+        delete_groups: Sequence[Group] = (),
     ) -> None:
-        if not add and not modify and not delete:
+        if not add and not modify and not delete and not set_groups and not delete_groups:
             return
-        doc = render_bundle(add=add, modify=modify, delete=delete).encode()
         # --no-names: otherwise OpenFlow 1.5 ovs-ofctl fetches every port and table name
         # first (several extra round trips, ~4x the cost of a small bundle).
-        argv = [
-            self.ofctl, "-O", "OpenFlow15", "--no-names", "--bundle", "add-flows", self.target, "-",
-        ]  # fmt: skip
+        if set_groups or delete_groups:
+            doc = render_mixed_bundle(
+                add=add,
+                modify=modify,
+                delete=delete,
+                set_groups=set_groups,
+                delete_groups=delete_groups,
+            ).encode()
+            argv = [self.ofctl, "-O", "OpenFlow15", "--no-names", "bundle", self.target, "-"]
+        else:
+            doc = render_bundle(add=add, modify=modify, delete=delete).encode()
+            argv = [
+                self.ofctl, "-O", "OpenFlow15", "--no-names", "--bundle", "add-flows",
+                self.target, "-",
+            ]  # fmt: skip
         start = time.perf_counter()
         # Spawned from a worker thread: subprocess uses vfork there, while the event loop's
         # spawn forks the whole agent and blocks the loop until the child has exec'd -- on a

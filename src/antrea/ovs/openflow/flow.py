@@ -157,13 +157,50 @@ class Conjunction(Action):
 
 @dataclass(frozen=True, slots=True)
 class Ct(Action):
-    """``ct(commit?, table=?, zone=?, nat?, exec(...)?)``."""
+    """``ct(commit?, table=?, zone=?, nat?, exec(...)?)``.
+
+    ``nat_dst`` (IPv4 address and port, with ``commit``) is ``nat(dst=IP:PORT)``: DNAT of a new
+    connection; plain ``nat`` applies the NAT of the packet's existing connection (both ways).
+    """
 
     commit: bool = False
     table: int | None = None
     zone: int | None = None
     nat: bool = False
     exec_: tuple[Action, ...] = ()
+    nat_dst: tuple[str, int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutputGroup(Action):
+    """``group:<id>``: process the packet in an OpenFlow group (e.g. a select group)."""
+
+    group_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class LearnSpec:
+    """One part of a learned flow: ``dst=src`` (match: copy/compare a field) or ``load``."""
+
+    kind: str  # "match" (NXM_X[]=NXM_Y[] or NXM_X[]) or "load" (load:NXM_Y[]->NXM_X[])
+    dst: str  # NXM subfield, e.g. NXM_OF_IP_SRC[]
+    src: str | None = None  # NXM subfield; None: the same field as dst (match only)
+    value: int | None = None  # load an immediate value instead of src
+
+
+@dataclass(frozen=True, slots=True)
+class Learn(Action):
+    """``learn(table=,idle_timeout=,priority=,cookie=,delete_learned,eth_type,ip_proto,...)``."""
+
+    table: int
+    priority: int
+    idle_timeout: int
+    cookie: int
+    eth_type: int
+    ip_proto: int
+    specs: tuple[LearnSpec, ...]
+    hard_timeout: int = 0
+    delete_learned: bool = True
 
 
 class FlowKey(NamedTuple):

@@ -33,13 +33,13 @@ import structlog
 
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.render import render_flow
 from antrea.ovs.openflow.wire import (
     BundleCtrl,
     EncodeError,
     FlowEncoder,
     FlowModCommand,
-    Group,
     GroupCommand,
     MsgType,
     barrier,
@@ -237,13 +237,32 @@ class OpenFlowTransport:
         add: Sequence[Flow] = (),
         modify: Sequence[Flow] = (),
         delete: Sequence[Flow] = (),
+        set_groups: Sequence[Group] = (),
+        delete_groups: Sequence[Group] = (),
     ) -> None:
-        if not add and not modify and not delete:
+        if not add and not modify and not delete and not set_groups and not delete_groups:
             return
-        await self._transact(
-            self._flow_messages(add, modify, delete),
-            f"{len(add)} adds, {len(modify)} modifies, {len(delete)} deletes",
-        )
+        summary = f"{len(add)} adds, {len(modify)} modifies, {len(delete)} deletes"
+        if not set_groups and not delete_groups:
+            await self._transact(self._flow_messages(add, modify, delete), summary)
+            return
+        flows = self._flow_messages(add, modify, delete)
+
+        def build(base: int) -> Iterator[tuple[bytes, object]]:
+            # groups first (flows point at them), group deletes last
+            xid = base
+            for g in set_groups:
+                yield group_mod(g, GroupCommand.ADD_OR_MOD, xid), f"group add_or_mod {g}"
+                xid += 1
+            n = len(add) + len(modify) + len(delete)
+            yield from flows(xid)
+            xid += n
+            for g in delete_groups:
+                yield group_mod(g, GroupCommand.DELETE, xid), f"group delete {g}"
+                xid += 1
+
+        groups = f", {len(set_groups)} groups set, {len(delete_groups)} deleted"
+        await self._transact(build, summary + groups)
 
     async def groups(
         self,

@@ -20,16 +20,19 @@ from antrea.ovs.openflow.flow import (
     Drop,
     Flow,
     GotoTable,
+    Learn,
     LoadReg,
     Match,
     Move,
     Normal,
     Output,
+    OutputGroup,
     OutputReg,
     RegMatch,
     Resubmit,
     SetField,
 )
+from antrea.ovs.openflow.groups import Group, GroupType
 
 _CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk")
 
@@ -141,12 +144,49 @@ def render_action(a: Action) -> str:
             args.append(f"table={a.table}")
         if a.zone is not None:
             args.append(f"zone={a.zone}")
-        if a.nat:
+        if a.nat_dst is not None:
+            args.append(f"nat(dst={a.nat_dst[0]}:{a.nat_dst[1]})")
+        elif a.nat:
             args.append("nat")
         if a.exec_:
             args.append(f"exec({render_actions(a.exec_)})")
         return f"ct({','.join(args)})"
+    if isinstance(a, OutputGroup):
+        return f"group:{a.group_id}"
+    if isinstance(a, Learn):
+        return render_learn(a)
     raise TypeError(f"unknown action {a!r}")
+
+
+def render_learn(a: Learn) -> str:
+    args = [f"table={a.table}"]
+    if a.idle_timeout:
+        args.append(f"idle_timeout={a.idle_timeout}")
+    if a.hard_timeout:
+        args.append(f"hard_timeout={a.hard_timeout}")
+    args += [f"priority={a.priority}", f"cookie={a.cookie:#x}"]
+    if a.delete_learned:
+        args.append("delete_learned")
+    args += [f"eth_type={a.eth_type:#x}", f"nw_proto={a.ip_proto}"]
+    for spec in a.specs:
+        if spec.kind == "load" and spec.value is not None:
+            args.append(f"load:{spec.value:#x}->{spec.dst}")
+        elif spec.kind == "load":
+            args.append(f"load:{spec.src}->{spec.dst}")
+        elif spec.src is None:
+            args.append(spec.dst)
+        else:
+            args.append(f"{spec.dst}={spec.src}")
+    return f"learn({','.join(args)})"
+
+
+def render_group(group: Group) -> str:
+    """A group as ``ovs-ofctl`` (OpenFlow 1.5) takes it: id, type, numbered buckets."""
+    text = f"group_id={group.group_id},type={group.type.name.lower()}"
+    for i, b in enumerate(group.buckets):
+        weight = f",weight:{b.weight or 1}" if group.type is GroupType.SELECT else ""
+        text += f",bucket=bucket_id:{i}{weight},actions={render_actions(b.actions)}"
+    return text
 
 
 def render_actions(actions: Iterable[Action]) -> str:

@@ -18,7 +18,6 @@ import re
 import socket
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
 from typing import Any
@@ -33,15 +32,18 @@ from antrea.ovs.openflow.flow import (
     Drop,
     Flow,
     GotoTable,
+    Learn,
     LoadReg,
     Match,
     Move,
     Normal,
     Output,
+    OutputGroup,
     OutputReg,
     Resubmit,
     SetField,
 )
+from antrea.ovs.openflow.groups import Group, GroupType
 
 OFP_VERSION = 0x06  # OpenFlow 1.5
 MAX_MESSAGE = 0xFFFF
@@ -211,6 +213,7 @@ SET_FIELDS: dict[str, Field] = {
     "nw_dst": IPV4_DST,
     "tun_dst": TUN_IPV4_DST,
     "tun_id": TUN_ID,
+    "ct_mark": CT_MARK,
     **{f"reg{i}": Field(NXM1, i, 4) for i in range(16)},
 }
 
@@ -394,6 +397,12 @@ NXAST_CONJUNCTION = 34
 NXAST_CT = 35
 NXAST_NAT = 36
 NXAST_CT_CLEAR = 43
+NXAST_LEARN = 16
+OFPAT_GROUP = 22
+NX_NAT_F_DST = 1 << 1
+NX_NAT_RANGE_IPV4_MIN = 1 << 0
+NX_NAT_RANGE_PROTO_MIN = 1 << 4
+NX_LEARN_F_DELETE_LEARNED = 1 << 1
 OFPIT_GOTO_TABLE = 1
 OFPIT_APPLY_ACTIONS = 4
 
@@ -454,12 +463,64 @@ def _move(a: Move) -> bytes:
 
 def _ct(a: Ct) -> bytes:
     nested = b""
-    if a.nat:
+    if a.nat_dst is not None:
+        ip, port = a.nat_dst
+        flags = NX_NAT_RANGE_IPV4_MIN | NX_NAT_RANGE_PROTO_MIN
+        nat = struct.pack("!2xHH", NX_NAT_F_DST, flags) + socket.inet_aton(ip)
+        nat += struct.pack("!H", port)
+        nested += _nx(NXAST_NAT, nat + bytes(-(10 + len(nat)) % 8))
+    elif a.nat:
         nested += _nx(NXAST_NAT, struct.pack("!2xHH", 0, 0))
     nested += encode_actions(a.exec_)
     table = 0xFF if a.table is None else a.table
     body = struct.pack("!HIHB3xH", int(a.commit), 0, a.zone or 0, table, 0)
     return _nx(NXAST_CT, body + nested)
+
+
+_LEARN_FIELDS = {
+    "NXM_OF_ETH_TYPE": Field(NXM0, 3, 2),
+    "NXM_OF_IP_PROTO": Field(NXM0, 6, 1),
+    "NXM_OF_TCP_DST": Field(NXM0, 10, 2),
+    "NXM_OF_UDP_DST": Field(NXM0, 12, 2),
+    "OXM_OF_SCTP_DST": TP_FIELDS["sctp"][1],
+}
+
+
+def _learn_field(text: str) -> tuple[Field, int, int]:
+    name = text.split("[", 1)[0]
+    f = _LEARN_FIELDS.get(name)
+    if f is not None:
+        return f, 0, f.size * 8
+    return _subfield(text)
+
+
+def _learn(a: Learn) -> bytes:
+    body = struct.pack(
+        "!HHHQHBxHH", a.idle_timeout, a.hard_timeout, a.priority, a.cookie,
+        NX_LEARN_F_DELETE_LEARNED if a.delete_learned else 0, a.table, 0, 0,
+    )  # fmt: skip
+    specs = b""
+    for f, value in ((_LEARN_FIELDS["NXM_OF_ETH_TYPE"], a.eth_type),
+                     (_LEARN_FIELDS["NXM_OF_IP_PROTO"], a.ip_proto)):  # fmt: skip
+        n_bits = f.size * 8
+        width = (n_bits + 15) // 16 * 2
+        specs += struct.pack("!H", (1 << 13) | n_bits) + value.to_bytes(width, "big")
+        specs += struct.pack("!IH", f.header(), 0)
+    for spec in a.specs:
+        dst, dst_ofs, n_bits = _learn_field(spec.dst)
+        if spec.value is not None:  # immediate load
+            width = (n_bits + 15) // 16 * 2
+            specs += struct.pack("!H", (1 << 13) | (1 << 11) | n_bits)
+            specs += spec.value.to_bytes(width, "big") + struct.pack("!IH", dst.header(), dst_ofs)
+            continue
+        src, src_ofs, src_bits = _learn_field(spec.src or spec.dst)
+        if src_bits != n_bits:
+            raise EncodeError(f"learn {spec}: {src_bits} bits into {n_bits}")
+        dst_type = 1 if spec.kind == "load" else 0
+        specs += struct.pack("!HIHIH", (dst_type << 11) | n_bits, src.header(), src_ofs,
+                             dst.header(), dst_ofs)  # fmt: skip
+    body += specs
+    return _nx(NXAST_LEARN, body + bytes(-(10 + len(body)) % 8))
 
 
 _OUTPUT = struct.Struct("!HHIH6x")
@@ -485,6 +546,8 @@ _ENCODERS: dict[type, Callable[[Any], bytes]] = {
     CtClear: lambda a: _nx(NXAST_CT_CLEAR, bytes(6)),
     Ct: _ct,
     Drop: lambda a: b"",
+    OutputGroup: lambda a: struct.pack("!HHI", OFPAT_GROUP, 8, a.group_id),
+    Learn: _learn,
 }
 
 
@@ -606,32 +669,11 @@ class FlowEncoder:
 
 
 # -- groups -----------------------------------------------------------------------------------
-class GroupType(IntEnum):
-    ALL = 0
-    SELECT = 1
-    INDIRECT = 2
-    FF = 3
-
-
 class GroupCommand(IntEnum):
     ADD = 0
     MODIFY = 1
     DELETE = 2
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    actions: tuple[Action, ...]
-    weight: int = 0  # select groups
-
-
-@dataclass(frozen=True, slots=True)
-class Group:
-    """An OpenFlow group (for example a Service's endpoints as select buckets)."""
-
-    group_id: int
-    type: GroupType
-    buckets: tuple[Bucket, ...] = ()
+    ADD_OR_MOD = 0x8000  # Open vSwitch extension (ovs-ofctl's add_or_mod)
 
 
 OFPGBP_WEIGHT = 0

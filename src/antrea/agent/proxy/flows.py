@@ -1,0 +1,167 @@
+"""AntreaProxy's flows and groups (tables 40-42 of the pipeline; docs/design/ovs-pipeline.md).
+
+Per Service port with endpoints (owner ``("service", ns, name, port name, protocol)``):
+
+* 41 ServiceLB, priority 200: a new connection to ClusterIP:port that still has to pick an
+  endpoint (``reg4[16..18]=1``) -> mark "selected" (or "to learn" with ClientIP affinity), then
+  the Service's select group. Each bucket of the group loads one endpoint (``reg3`` = IP,
+  ``reg4[0..15]`` = port) and resubmits to 41.
+* 41, priority 190 (affinity only): "to learn" -> ``learn`` a flow into table 40 (client IP,
+  ClusterIP, port -> the same endpoint, ``idle_timeout`` = the affinity timeout), mark
+  "selected", go to 42. Later connections of the client hit the learned flow in 40 (resubmitted
+  to from 31) and skip the group.
+* NodePort: the same flows for (node address, nodePort), from outside pods and the host.
+
+Shared (owner ``("proxy",)``): 41 priority 180: "selected" -> 42.
+Per endpoint (owner ``("endpoint", ip, port, protocol)``, shared by the Services using it):
+42 EndpointDNAT: ``ct(commit, zone, nat(dst=ip:port), exec(ct_mark=service))`` then 45, so the
+policy tables see the endpoint (after DNAT), and table 105 does not commit again.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+
+from antrea.agent.openflow.fields import (
+    CT_ZONE,
+    ENDPOINT_IP,
+    ENDPOINT_PORT,
+    EP_SELECTED,
+    EP_STATE,
+    EP_TO_LEARN,
+    EP_TO_SELECT,
+    SERVICE_CT_MARK,
+)
+from antrea.agent.openflow.pipeline import (
+    ANTREA_EGRESS_RULE,
+    ENDPOINT_DNAT,
+    PRIORITY_NORMAL,
+    SERVICE_LB,
+    SESSION_AFFINITY,
+)
+from antrea.agent.proxy.types import Endpoint, ServicePort
+from antrea.ovs.openflow.flow import (
+    Action,
+    Ct,
+    CtState,
+    Flow,
+    GotoTable,
+    Learn,
+    LearnSpec,
+    Match,
+    OutputGroup,
+    RegMatch,
+    Resubmit,
+    SetField,
+)
+from antrea.ovs.openflow.groups import Bucket, Group, GroupType
+
+PRIORITY_LEARN = 190
+PRIORITY_SELECTED = 180
+NEW = CtState(new=True, trk=True)
+# learn: field names per protocol for the learned flow's destination-port match
+_DST_PORT = {"tcp": "NXM_OF_TCP_DST[]", "udp": "NXM_OF_UDP_DST[]", "sctp": "OXM_OF_SCTP_DST[]"}
+_IP_PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
+
+
+def frontends(sp: ServicePort, node_ips: Sequence[ipaddress.IPv4Address]) -> list[tuple[str, int]]:
+    """(address, port) pairs the Service port answers on: ClusterIP, and NodePort per node IP."""
+    out = [(str(sp.cluster_ip), sp.port)]
+    if sp.node_port:
+        out += [(str(ip), sp.node_port) for ip in node_ips]
+    return out
+
+
+def service_flows(
+    sp: ServicePort,
+    group_id: int,
+    cookie: int,
+    *,
+    node_ips: Sequence[ipaddress.IPv4Address] = (),
+    learn_cookie: int = 0,
+) -> list[Flow]:
+    flows: list[Flow] = []
+    mark = EP_TO_LEARN if sp.affinity_timeout else EP_SELECTED
+    for addr, port in frontends(sp, node_ips):
+        match = Match(
+            proto=sp.proto, regs=(EP_TO_SELECT.match(),), ct_state=NEW, nw_dst=addr, tp_dst=port
+        )
+        flows.append(
+            Flow(
+                SERVICE_LB.id, PRIORITY_NORMAL, match, (mark.load(), OutputGroup(group_id)), cookie
+            )
+        )
+        if sp.affinity_timeout:
+            learn = Learn(
+                table=SESSION_AFFINITY.id,
+                priority=PRIORITY_NORMAL,
+                idle_timeout=sp.affinity_timeout,
+                cookie=learn_cookie or cookie,
+                eth_type=0x800,
+                ip_proto=_IP_PROTO[sp.proto],
+                specs=(
+                    LearnSpec("match", _DST_PORT[sp.proto]),
+                    LearnSpec("match", "NXM_OF_IP_DST[]"),
+                    LearnSpec("match", "NXM_OF_IP_SRC[]"),
+                    LearnSpec("load", ENDPOINT_IP.nxm(), ENDPOINT_IP.nxm()),
+                    LearnSpec("load", ENDPOINT_PORT.nxm(), ENDPOINT_PORT.nxm()),
+                    LearnSpec("load", EP_STATE.nxm(), value=EP_SELECTED.value),
+                ),
+            )
+            flows.append(
+                Flow(
+                    SERVICE_LB.id,
+                    PRIORITY_LEARN,
+                    Match(proto=sp.proto, regs=(EP_TO_LEARN.match(),), nw_dst=addr, tp_dst=port),
+                    (learn, EP_SELECTED.load(), GotoTable(ENDPOINT_DNAT.id)),
+                    cookie,
+                )
+            )
+    return flows
+
+
+def shared_flows(cookie: int) -> list[Flow]:
+    return [
+        Flow(
+            SERVICE_LB.id,
+            PRIORITY_SELECTED,
+            Match(regs=(EP_SELECTED.match(),)),
+            (GotoTable(ENDPOINT_DNAT.id),),
+            cookie,
+        )
+    ]
+
+
+def endpoint_flow(ep: Endpoint, proto: str, cookie: int) -> Flow:
+    actions: tuple[Action, ...] = (
+        Ct(
+            commit=True,
+            table=ANTREA_EGRESS_RULE.id,
+            zone=CT_ZONE,
+            nat_dst=(str(ep.ip), ep.port),
+            exec_=(SetField("ct_mark", f"{SERVICE_CT_MARK:#x}"),),
+        ),
+    )
+    # port (reg4[0..15]) and state (reg4[16..18]) as ONE match of reg4: ovs-ofctl keeps only
+    # the last of two matches on the same register.
+    state = EP_SELECTED.value << (EP_STATE.start - ENDPOINT_PORT.start)
+    reg4 = RegMatch(ENDPOINT_PORT.reg, state | ep.port, ENDPOINT_PORT.start, EP_STATE.end)
+    match = Match(proto=proto, regs=(ENDPOINT_IP.match(int(ep.ip)), reg4))
+    return Flow(ENDPOINT_DNAT.id, PRIORITY_NORMAL, match, actions, cookie)
+
+
+def service_group(group_id: int, endpoints: Iterable[Endpoint]) -> Group:
+    """A select group, one bucket per endpoint (sorted: the same set gives the same group)."""
+    buckets = tuple(
+        Bucket(
+            (
+                ENDPOINT_IP.load(int(ep.ip)),
+                ENDPOINT_PORT.load(ep.port),
+                Resubmit(SERVICE_LB.id),
+            ),
+            weight=100,
+        )
+        for ep in sorted(endpoints)
+    )
+    return Group(group_id, GroupType.SELECT, buckets)

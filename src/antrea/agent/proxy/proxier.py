@@ -1,0 +1,324 @@
+"""AntreaProxy: Services and EndpointSlices -> select groups and service flows.
+
+Level-triggered: watch events mark a Service dirty; one task syncs dirty Services. For each of
+its ports the proxier compares the wanted (endpoints, flags) with what it installed:
+
+* endpoints changed, still some: ONE bundle with the group modified (add-or-modify) -- the
+  Service's flows are not touched; endpoint DNAT flows of new endpoints are added before the
+  group points at them and flows of endpoints no Service uses any more go after;
+* first endpoints / last endpoint gone / port added, removed or changed: the Service's flows
+  are stated anew through the `CoalescingWriter` (the group is set before them and deleted
+  after them). A port without endpoints has no flows: its traffic goes on to the host
+  through gw0, whose REJECT rule (`reject`) refuses it at once.
+
+Groups are set with add-or-modify, so a restarted agent takes over the groups of its
+predecessor; after ovs-vswitchd lost its tables, `replay_groups` sets them all again before the
+agent replays the flows that point at them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import time
+from collections import Counter
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+
+import structlog
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Counter as PromCounter
+
+from antrea.agent.proxy import flows as pf
+from antrea.agent.proxy.types import (
+    JSON,
+    SERVICE_NAME_LABEL,
+    Endpoint,
+    ServicePort,
+    endpoints_of,
+    service_ports,
+)
+from antrea.ovs.openflow.bundle import FlowTransport
+from antrea.ovs.openflow.client import CoalescingWriter
+from antrea.ovs.openflow.cookie import Category
+from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.groups import Group, GroupType
+
+log = structlog.get_logger(__name__)
+
+SvcKey = tuple[str, str]  # namespace, name
+EpKey = tuple[str, int, str]  # ip, port, protocol
+
+
+def service_owner(sp: ServicePort) -> Hashable:
+    return ("service", *sp.key)
+
+
+def endpoint_owner(key: EpKey) -> Hashable:
+    return ("endpoint", *key)
+
+
+SHARED_OWNER = ("proxy",)
+
+
+@dataclass
+class Installed:
+    port: ServicePort
+    group_id: int
+    endpoints: frozenset[Endpoint]
+    has_flows: bool
+
+
+class ProxyMetrics:
+    """Upstream's names: antrea_proxy_sync_proxy_rules_*, antrea_proxy_total_*_*."""
+
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.sync_duration = Histogram(
+            "antrea_proxy_sync_proxy_rules_duration_seconds",
+            "SyncProxyRules duration of AntreaProxy in seconds",
+            registry=registry,
+        )
+        self.services_installed = Gauge(
+            "antrea_proxy_total_services_installed",
+            "The number of Services installed by AntreaProxy",
+            registry=registry,
+        )
+        self.endpoints_installed = Gauge(
+            "antrea_proxy_total_endpoints_installed",
+            "The number of Endpoints installed by AntreaProxy",
+            registry=registry,
+        )
+        self.services_updates = PromCounter(
+            "antrea_proxy_total_services_updates",
+            "The cumulative number of Service updates received",
+            registry=registry,
+        )
+        self.endpoints_updates = PromCounter(
+            "antrea_proxy_total_endpoints_updates",
+            "The cumulative number of Endpoint updates received",
+            registry=registry,
+        )
+
+
+class Proxier:
+    def __init__(
+        self,
+        *,
+        writer: CoalescingWriter,
+        transport: FlowTransport,
+        cookie: Callable[[Category, int], int],
+        node_name: str,
+        node_ips: tuple[ipaddress.IPv4Address, ...] = (),
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.writer = writer
+        self.transport = transport
+        self.cookie = cookie
+        self.node_name = node_name
+        self.node_ips = node_ips
+        self.metrics = ProxyMetrics(registry)
+        self.services: dict[SvcKey, list[ServicePort]] = {}
+        self.slices: dict[SvcKey, dict[str, JSON]] = {}
+        self.installed: dict[tuple[str, str, str, str], Installed] = {}
+        self.ep_refs: Counter[EpKey] = Counter()
+        self._group_ids: dict[tuple[str, str, str, str], int] = {}
+        self._free_ids: list[int] = []
+        self._next_id = 1
+        self._dirty: set[SvcKey] = set()
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()
+        self.synced = asyncio.Event()  # the initial lists were realized
+        self.last_sync: dict[SvcKey, float] = {}  # monotonic time a Service was last realized
+        # host side (service route, REJECT rule): again after ovs-vswitchd re-created gw0
+        self.host_setup: Callable[[], None] | None = None
+
+    # -- events ---------------------------------------------------------------------------
+    def _mark(self, key: SvcKey) -> None:
+        self._dirty.add(key)
+        self._wake.set()
+
+    def on_service(self, kind: str, obj: JSON) -> None:
+        md = obj.get("metadata") or {}
+        key = (str(md.get("namespace", "")), str(md.get("name", "")))
+        if kind == "DELETED":
+            self.services.pop(key, None)
+        else:
+            self.services[key] = service_ports(obj)
+        self.metrics.services_updates.inc()
+        self._mark(key)
+
+    def on_slice(self, kind: str, obj: JSON) -> None:
+        md = obj.get("metadata") or {}
+        svc = (md.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if not svc:
+            return
+        key = (str(md.get("namespace", "")), str(svc))
+        mine = self.slices.setdefault(key, {})
+        if kind == "DELETED":
+            mine.pop(str(md.get("name")), None)
+            if not mine:
+                self.slices.pop(key, None)
+        else:
+            mine[str(md.get("name"))] = obj
+        self.metrics.endpoints_updates.inc()
+        self._mark(key)
+
+    # -- loop -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self.sync_dirty()
+
+    async def sync_dirty(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        start = time.perf_counter()
+        failed: set[SvcKey] = set()
+        for key in sorted(dirty):
+            try:
+                await self.sync_service(key)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("service_sync_failed", service="/".join(key), error=repr(exc))
+                failed.add(key)
+        self.metrics.sync_duration.observe(time.perf_counter() - start)
+        if failed:
+            await asyncio.sleep(0.5)
+            for key in failed:
+                self._mark(key)
+
+    # -- realization ----------------------------------------------------------------------
+    def _group_id(self, key: tuple[str, str, str, str]) -> int:
+        gid = self._group_ids.get(key)
+        if gid is None:
+            if self._free_ids:
+                gid = self._free_ids.pop()
+            else:
+                gid = self._next_id
+                self._next_id += 1
+            self._group_ids[key] = gid
+        return gid
+
+    def _release_group(self, key: tuple[str, str, str, str]) -> None:
+        gid = self._group_ids.pop(key, None)
+        if gid is not None:
+            self._free_ids.append(gid)
+
+    def wanted_endpoints(self, sp: ServicePort, eps: frozenset[Endpoint]) -> frozenset[Endpoint]:
+        if sp.internal_local:
+            return frozenset(e for e in eps if e.node == self.node_name)
+        return eps
+
+    def _service_flows(self, sp: ServicePort, gid: int) -> list[Flow]:
+        cookie = self.cookie(Category.SERVICE, gid)
+        return pf.service_flows(sp, gid, cookie, node_ips=self.node_ips)
+
+    async def sync_service(self, key: SvcKey) -> None:
+        async with self._lock:
+            ports = self.services.get(key, [])
+            eps_by_port = endpoints_of(self.slices.get(key, {}).values())
+            wanted: dict[tuple[str, str, str, str], tuple[ServicePort, frozenset[Endpoint]]] = {}
+            for sp in ports:
+                eps = eps_by_port.get((sp.port_name, sp.protocol), frozenset())
+                wanted[sp.key] = (sp, self.wanted_endpoints(sp, eps))
+            mine = [k for k in self.installed if (k[0], k[1]) == key]
+            for pkey in mine:
+                if pkey not in wanted:
+                    await self._remove(pkey)
+            for sp, eps in wanted.values():
+                await self._apply(sp, eps)
+            self.last_sync[key] = time.monotonic()
+            self.metrics.services_installed.set(
+                sum(1 for i in self.installed.values() if i.has_flows)
+            )
+            self.metrics.endpoints_installed.set(
+                sum(len(i.endpoints) for i in self.installed.values())
+            )
+
+    def _ep_key(self, ep: Endpoint, sp: ServicePort) -> EpKey:
+        return (str(ep.ip), ep.port, sp.proto)
+
+    async def _ref_endpoints(self, sp: ServicePort, eps: frozenset[Endpoint]) -> None:
+        """Count references; add the DNAT flows of endpoints new to this node."""
+        new = []
+        for ep in eps:
+            k = self._ep_key(ep, sp)
+            self.ep_refs[k] += 1
+            if self.ep_refs[k] == 1:
+                new.append((k, ep))
+        for k, ep in new:
+            cookie = self.cookie(Category.SERVICE, 0)
+            await self.writer.submit(endpoint_owner(k), [pf.endpoint_flow(ep, sp.proto, cookie)])
+
+    async def _unref_endpoints(self, sp: ServicePort, eps: frozenset[Endpoint]) -> None:
+        for ep in eps:
+            k = self._ep_key(ep, sp)
+            self.ep_refs[k] -= 1
+            if self.ep_refs[k] <= 0:
+                del self.ep_refs[k]
+                await self.writer.submit(endpoint_owner(k), None)
+
+    async def _apply(self, sp: ServicePort, eps: frozenset[Endpoint]) -> None:
+        old = self.installed.get(sp.key)
+        if old is not None and old.port == sp and old.endpoints == eps:
+            return
+        gid = old.group_id if old is not None else self._group_id(sp.key)
+        added = eps - old.endpoints if old is not None else eps
+        removed = old.endpoints - eps if old is not None else frozenset()
+        await self._ref_endpoints(sp, frozenset(added))
+        if eps:
+            await self.transport.bundle(set_groups=[pf.service_group(gid, eps)])
+        want_flows = bool(eps)
+        if old is None or old.port != sp or old.has_flows != want_flows:
+            await self.writer.submit(
+                service_owner(sp), self._service_flows(sp, gid) if want_flows else None
+            )
+        if not eps and old is not None and old.has_flows:
+            await self.transport.bundle(delete_groups=[Group(gid, GroupType.SELECT)])
+        await self._unref_endpoints(sp, frozenset(removed))
+        self.installed[sp.key] = Installed(sp, gid, eps, want_flows)
+
+    async def _remove(self, pkey: tuple[str, str, str, str]) -> None:
+        inst = self.installed.pop(pkey)
+        if inst.has_flows:
+            await self.writer.submit(service_owner(inst.port), None)
+            await self.transport.bundle(delete_groups=[Group(inst.group_id, GroupType.SELECT)])
+        await self._unref_endpoints(inst.port, inst.endpoints)
+        self._release_group(pkey)
+
+    # -- restart / replay -----------------------------------------------------------------
+    def groups(self) -> list[Group]:
+        return [
+            pf.service_group(i.group_id, i.endpoints)
+            for i in self.installed.values()
+            if i.has_flows
+        ]
+
+    async def replay_groups(self) -> int:
+        """Set every group again (ovs-vswitchd lost them); before the flows are replayed."""
+        if self.host_setup is not None:
+            await asyncio.to_thread(self.host_setup)
+        async with self._lock:
+            groups = self.groups()
+            await self.transport.bundle(set_groups=groups)
+            return len(groups)
+
+    def flows_of_service(self, namespace: str, name: str) -> list[Flow]:
+        """The installed flows of a Service (for `antctl get ovsflows -S`)."""
+        out: list[Flow] = []
+        client = self.writer.client
+        for inst in self.installed.values():
+            if (inst.port.namespace, inst.port.name) != (namespace, name):
+                continue
+            out += client.flows_of(service_owner(inst.port))
+            for ep in inst.endpoints:
+                out += client.flows_of(endpoint_owner(self._ep_key(ep, inst.port)))
+        return out
+
+    def groups_of_service(self, namespace: str, name: str) -> list[Group]:
+        return [
+            pf.service_group(i.group_id, i.endpoints)
+            for i in self.installed.values()
+            if (i.port.namespace, i.port.name) == (namespace, name) and i.has_flows
+        ]

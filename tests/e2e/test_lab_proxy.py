@@ -1,0 +1,290 @@
+"""AntreaProxy end to end: Services of a 2-node lab (antrea CNI, VXLAN) answer from pods.
+
+One module-scoped lab; each test creates its own namespace and deletes it. Traffic is real:
+TCP connects (the lab's pods answer with ``<ns>/<pod>``) and UDP echoes from inside the client
+pods' network namespaces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from antrea.lab import netns, sandbox
+from antrea.lab.testing import Lab
+
+pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
+JSON = dict[str, Any]
+
+
+def pod(name: str, ns: str, node: str, labels: dict[str, str], ports: list[JSON]) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": node},
+            "containers": [{"name": "c", "image": "lab", "ports": ports}],
+        },
+    }
+
+
+def service(name: str, ns: str, ports: list[JSON], **spec: Any) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": {"app": name}, "ports": ports, **spec},
+    }
+
+
+async def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:
+    deadline = time.monotonic() + timeout
+    while not await predicate():
+        assert time.monotonic() < deadline, f"{what} not reached in {timeout}s"
+        await asyncio.sleep(0.2)
+
+
+def _netns(lab: Lab, key: str) -> str:
+    sb = sandbox.find(lab.spec, key)
+    assert sb is not None, key
+    return str(netns.netns_path(sb.netns))
+
+
+def tcp_get(lab: Lab, client: str, ip: str, port: int, timeout: float = 2.0) -> str:
+    """One TCP connect from the client pod: the answer line, or the error's name."""
+
+    def go() -> str:
+        try:
+            with socket.create_connection((ip, port), timeout=timeout) as s:
+                s.settimeout(timeout)
+                return s.recv(200).decode().strip()
+        except OSError as exc:
+            return type(exc).__name__
+
+    return netns.call_in(_netns(lab, client), go)
+
+
+def tcp_connect(lab: Lab, client: str, ip: str, port: int) -> str:
+    """"connected", or the error's name (for servers that do not speak first, like TLS)."""
+
+    def go() -> str:
+        try:
+            with socket.create_connection((ip, port), timeout=2.0):
+                return "connected"
+        except OSError as exc:
+            return type(exc).__name__
+
+    return netns.call_in(_netns(lab, client), go)
+
+
+def tcp_many(lab: Lab, client: str, ip: str, port: int, n: int) -> Counter[str]:
+    return Counter(tcp_get(lab, client, ip, port) for _ in range(n))
+
+
+def udp_echo(lab: Lab, client: str, ip: str, port: int) -> str:
+    def go() -> str:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2.0)
+            s.sendto(b"ping", (ip, port))
+            try:
+                return s.recv(100).decode()
+            except OSError as exc:
+                return type(exc).__name__
+
+    return netns.call_in(_netns(lab, client), go)
+
+
+class Env:
+    def __init__(self, lab: Lab, ns: str, client: Any) -> None:
+        self.lab = lab
+        self.ns = ns
+        self.c = client
+
+    async def pods(self, *pods: JSON) -> None:
+        for p in pods:
+            await self.c.create(f"/api/v1/namespaces/{self.ns}/pods", p)
+
+        async def ready() -> bool:
+            items = (await self.c.list(f"/api/v1/namespaces/{self.ns}/pods"))["items"]
+            names = {p["metadata"]["name"] for p in pods}
+            ok = {
+                i["metadata"]["name"]
+                for i in items
+                if i["status"].get("podIP")
+                and any(
+                    c["type"] == "Ready" and c["status"] == "True"
+                    for c in i["status"].get("conditions") or []
+                )
+            }
+            return names <= ok
+
+        await wait_for(ready, 60, "pods ready")
+
+    async def service(self, svc: JSON) -> str:
+        out = await self.c.create(f"/api/v1/namespaces/{self.ns}/services", svc)
+        return str(out["spec"]["clusterIP"])
+
+    async def endpoints(self, name: str) -> int:
+        path = f"/apis/discovery.k8s.io/v1/namespaces/{self.ns}/endpointslices"
+        items = (await self.c.list(path, labelSelector=f"kubernetes.io/service-name={name}"))[
+            "items"
+        ]
+        return sum(
+            1
+            for s in items
+            for e in s.get("endpoints") or []
+            if (e.get("conditions") or {}).get("ready")
+        )
+
+    async def delete_pod(self, name: str) -> None:
+        await self.c.delete(f"/api/v1/namespaces/{self.ns}/pods/{name}", grace_seconds=0)
+
+
+@pytest.fixture
+async def env(lab: Lab, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
+    ns = "svc-" + request.node.name.removeprefix("test_").replace("_", "-")[:40]
+    async with lab.client() as c:
+        await c.create("/api/v1/namespaces", {"metadata": {"name": ns}})
+        try:
+            yield Env(lab, ns, c)
+        finally:
+            await c.delete(f"/api/v1/namespaces/{ns}")
+
+
+HTTP = [{"name": "http", "containerPort": 8080}]
+
+
+async def test_kubernetes_service_answers_from_pods(env: Env) -> None:
+    svc = json.loads(env.lab.kubectl("get", "svc", "kubernetes", "-n", "default", "-o", "json"))
+    ip = svc["spec"]["clusterIP"]
+    await env.pods(pod("a", env.ns, "node1", {"app": "none"}, HTTP))
+
+    async def connects() -> bool:
+        return tcp_connect(env.lab, f"{env.ns}/a", ip, 443) == "connected"
+
+    await wait_for(connects, 30, "kubernetes Service reachable")
+
+
+async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
+    """3 backends (2 nodes), named targetPort: every client pod reaches all 3 in 100 tries;
+    scaling down drops the removed backend, down to none refuses at once, and back up works."""
+    ns = env.ns
+    backends = [
+        pod("web-1", ns, "node1", {"app": "web"}, HTTP),
+        pod("web-2", ns, "node2", {"app": "web"}, HTTP),
+        # a named targetPort resolving to another number in this pod
+        pod("web-3", ns, "node2", {"app": "web"}, [{"name": "http", "containerPort": 9090}]),
+    ]
+    clients = [pod("c1", ns, "node1", {}, []), pod("c2", ns, "node2", {}, [])]
+    await env.pods(*backends, *clients)
+    ip = await env.service(service("web", ns, [{"port": 80, "targetPort": "http"}]))
+
+    async def three() -> bool:
+        return await env.endpoints("web") == 3
+
+    await wait_for(three, 30, "3 endpoints")
+    want = {f"{ns}/web-1", f"{ns}/web-2", f"{ns}/web-3"}
+    for client in ("c1", "c2"):
+
+        async def all_reached(client: str = client) -> bool:
+            return set(tcp_many(env.lab, f"{ns}/{client}", ip, 80, 100)) == want
+
+        await wait_for(all_reached, 20, f"all 3 backends from {client}")
+
+    await env.delete_pod("web-2")
+
+    async def two() -> bool:
+        got = tcp_many(env.lab, f"{ns}/c1", ip, 80, 30)
+        return set(got) == {f"{ns}/web-1", f"{ns}/web-3"}
+
+    await wait_for(two, 10, "removed backend no longer reached")
+    await env.delete_pod("web-1")
+    await env.delete_pod("web-3")
+
+    async def refused() -> bool:
+        start = time.monotonic()
+        answer = tcp_get(env.lab, f"{ns}/c1", ip, 80, timeout=5)
+        return answer == "ConnectionRefusedError" and time.monotonic() - start < 1.0
+
+    await wait_for(refused, 10, "no endpoints: refused at once")
+    await env.pods(pod("web-4", ns, "node2", {"app": "web"}, HTTP))
+
+    async def back() -> bool:
+        return tcp_get(env.lab, f"{ns}/c1", ip, 80) == f"{ns}/web-4"
+
+    await wait_for(back, 10, "scaled up again")
+
+
+async def test_udp_service_and_client_ip_affinity(env: Env) -> None:
+    ns = env.ns
+    udp = [{"name": "dns", "containerPort": 5353, "protocol": "UDP"}]
+    await env.pods(
+        pod("dns-1", ns, "node1", {"app": "dns"}, udp),
+        pod("sticky-1", ns, "node1", {"app": "sticky"}, HTTP),
+        pod("sticky-2", ns, "node2", {"app": "sticky"}, HTTP),
+        pod("c", ns, "node1", {}, []),
+    )
+    dns = await env.service(
+        service("dns", ns, [{"port": 53, "targetPort": "dns", "protocol": "UDP"}])
+    )
+    sticky = await env.service(
+        service(
+            "sticky",
+            ns,
+            [{"port": 80, "targetPort": 8080}],
+            sessionAffinity="ClientIP",
+            sessionAffinityConfig={"clientIP": {"timeoutSeconds": 60}},
+        )
+    )
+
+    async def echoes() -> bool:
+        return udp_echo(env.lab, f"{ns}/c", dns, 53) == "ping"
+
+    await wait_for(echoes, 20, "UDP Service echo")
+
+    async def sticks() -> bool:
+        got = tcp_many(env.lab, f"{ns}/c", sticky, 80, 30)
+        return len(got) == 1 and next(iter(got)).startswith(f"{ns}/sticky-")
+
+    await wait_for(sticks, 20, "ClientIP affinity")
+
+
+async def test_policy_applies_to_service_traffic(env: Env) -> None:
+    """A NetworkPolicy admitting only b to the backends blocks c through the Service."""
+    ns = env.ns
+    await env.pods(
+        pod("api-1", ns, "node2", {"app": "api"}, HTTP),
+        pod("b", ns, "node1", {"role": "b"}, []),
+        pod("c", ns, "node1", {"role": "c"}, []),
+    )
+    ip = await env.service(service("api", ns, [{"port": 80, "targetPort": 8080}]))
+    policy = {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "only-b", "namespace": ns},
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "api"}},
+            "ingress": [{"from": [{"podSelector": {"matchLabels": {"role": "b"}}}]}],
+        },
+    }
+
+    async def reachable() -> bool:
+        return tcp_get(env.lab, f"{ns}/c", ip, 80) == f"{ns}/api-1"
+
+    await wait_for(reachable, 20, "Service reachable before the policy")
+    await env.c.create(f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies", policy)
+
+    async def isolated() -> bool:
+        c_gets = tcp_get(env.lab, f"{ns}/c", ip, 80, timeout=1)
+        b_gets = tcp_get(env.lab, f"{ns}/b", ip, 80)
+        return c_gets != f"{ns}/api-1" and b_gets == f"{ns}/api-1"
+
+    await wait_for(isolated, 20, "policy through the Service")

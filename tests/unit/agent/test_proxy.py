@@ -1,0 +1,176 @@
+"""AntreaProxy's realization logic against a recording transport (no switch)."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from collections.abc import Sequence
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from antrea.agent.proxy.proxier import Proxier
+from antrea.agent.proxy.types import Endpoint, endpoints_of, service_ports
+from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+from antrea.ovs.openflow.cookie import Category, cookie_category, make_cookie
+from antrea.ovs.openflow.flow import Flow, LoadReg, OutputGroup
+from antrea.ovs.openflow.groups import Group
+
+JSON = dict[str, Any]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.bundles: list[dict[str, list[Any]]] = []
+
+    async def bundle(
+        self,
+        *,
+        add: Sequence[Flow] = (),
+        modify: Sequence[Flow] = (),
+        delete: Sequence[Flow] = (),
+        set_groups: Sequence[Group] = (),
+        delete_groups: Sequence[Group] = (),
+    ) -> None:
+        self.bundles.append(
+            {
+                "add": list(add),
+                "modify": list(modify),
+                "delete": list(delete),
+                "set_groups": list(set_groups),
+                "delete_groups": list(delete_groups),
+            }
+        )
+
+
+def proxier() -> tuple[Proxier, Recorder]:
+    rec = Recorder()
+    writer = CoalescingWriter(FlowClient(rec))
+    p = Proxier(
+        writer=writer,
+        transport=rec,
+        cookie=lambda c, o=0: make_cookie(1, c, o),
+        node_name="n1",
+    )
+    return p, rec
+
+
+def svc(name: str = "web", **spec: Any) -> JSON:
+    return {
+        "metadata": {"namespace": "x", "name": name},
+        "spec": {
+            "clusterIP": "10.96.0.10",
+            "ports": [{"name": "http", "port": 80, "protocol": "TCP"}],
+            **spec,
+        },
+    }
+
+
+def eps_slice(*ips: str, name: str = "web-abc", node: str = "n2", port: int = 8080) -> JSON:
+    return {
+        "metadata": {
+            "namespace": "x",
+            "name": name,
+            "labels": {"kubernetes.io/service-name": "web"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": node} for ip in ips
+        ],
+        "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+    }
+
+
+def test_parse_skips_headless_and_reads_affinity() -> None:
+    assert service_ports(svc(clusterIP="None")) == []
+    (sp,) = service_ports(
+        svc(sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 5}})
+    )
+    assert sp.affinity_timeout == 5 and sp.proto == "tcp"
+    notready = eps_slice("10.244.1.2")
+    notready["endpoints"][0]["conditions"]["ready"] = False
+    assert endpoints_of([notready, eps_slice("10.244.1.3", name="b")]) == {
+        ("http", "TCP"): frozenset({Endpoint(ipaddress.IPv4Address("10.244.1.3"), 8080, "n2")})
+    }
+
+
+async def test_endpoint_changes_are_group_mods_only() -> None:
+    p, rec = proxier()
+    p.on_service("ADDED", svc())
+    await p.sync_dirty()
+    assert rec.bundles == []  # no endpoints: no flows (the host rejects), no group
+    p.on_slice("ADDED", eps_slice("10.244.1.2", "10.244.2.3"))
+    await p.sync_dirty()
+    flows = p.writer.client.flows_of(("service", "x", "web", "http", "TCP"))
+    assert [a for f in flows for a in f.actions if isinstance(a, OutputGroup)]
+    (group,) = [g for b in rec.bundles for g in b["set_groups"]]
+    assert len(group.buckets) == 2
+    # scale 2 -> 3 -> 1: one bundle each, only a group set (plus the new endpoint's DNAT flow)
+    for ips in (("10.244.1.2", "10.244.2.3", "10.244.3.4"), ("10.244.3.4",)):
+        rec.bundles.clear()
+        p.on_slice("MODIFIED", eps_slice(*ips))
+        await p.sync_dirty()
+        set_bundles = [b for b in rec.bundles if b["set_groups"]]
+        assert len(set_bundles) == 1 and len(set_bundles[0]["set_groups"][0].buckets) == len(ips)
+        service_flow_changes = [
+            f for b in rec.bundles for f in b["add"] + b["modify"] + b["delete"] if f.table == 41
+        ]
+        assert service_flow_changes == []
+        assert not any(b["delete_groups"] for b in rec.bundles)
+    dnat = [f for f in p.writer.client.installed() if f.table == 42]
+    assert len(dnat) == 1  # flows of endpoints nobody uses are gone
+    # last endpoint gone: the Service's flows go, then its group
+    rec.bundles.clear()
+    p.on_slice("DELETED", eps_slice())
+    await p.sync_dirty()
+    assert [
+        f for f in p.writer.client.installed() if f.table in (41, 42) and f.priority == 200
+    ] == []
+    assert rec.bundles[-1]["delete_groups"] or any(b["delete_groups"] for b in rec.bundles)
+
+
+async def test_internal_traffic_policy_local_keeps_local_endpoints() -> None:
+    p, rec = proxier()
+    p.on_service("ADDED", svc(internalTrafficPolicy="Local"))
+    s = eps_slice("10.244.1.2")
+    s["endpoints"].append(
+        {"addresses": ["10.244.1.9"], "conditions": {"ready": True}, "nodeName": "n1"}
+    )
+    p.on_slice("ADDED", s)
+    await p.sync_dirty()
+    (group,) = [g for b in rec.bundles for g in b["set_groups"]]
+    (bucket,) = group.buckets
+    assert LoadReg(3, int(ipaddress.IPv4Address("10.244.1.9"))) in bucket.actions
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.frozensets(st.integers(min_value=2, max_value=12), max_size=5), min_size=1, max_size=8
+    )
+)
+def test_any_sequence_of_endpoint_sets_ends_consistent(steps: list[frozenset[int]]) -> None:
+    """Whatever the order of changes, the installed state is that of the last set only."""
+
+    async def run() -> Proxier:
+        p, _ = proxier()
+        p.on_service("ADDED", svc())
+        for ips in steps:
+            p.on_slice("MODIFIED", eps_slice(*(f"10.244.1.{i}" for i in sorted(ips))))
+            await p.sync_dirty()
+        return p
+
+    p = asyncio.run(run())
+    last = steps[-1]
+    dnat = sorted(str(f.match.regs[0].value) for f in p.writer.client.installed() if f.table == 42)
+    want = sorted(str(int(ipaddress.IPv4Address(f"10.244.1.{i}"))) for i in last)
+    assert dnat == want
+    svc_flows = [f for f in p.writer.client.installed() if f.table == 41 and f.priority == 200]
+    assert len(svc_flows) == (1 if last else 0)
+    groups = p.groups()
+    assert len(groups) == (1 if last else 0)
+    if last:
+        assert len(groups[0].buckets) == len(last)
+    assert p.ep_refs == {(f"10.244.1.{i}", 8080, "tcp"): 1 for i in last}
+    assert all(cookie_category(f.cookie) is Category.SERVICE for f in p.writer.client.installed())
