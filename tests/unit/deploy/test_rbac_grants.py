@@ -274,4 +274,24 @@ async def test_agent_grants_match_its_calls(api: Any) -> None:
     await TokenAuthenticator(kube).authenticate("some-token")
     with contextlib.suppress(KubeError):  # the embedded server may not answer SARs
         await AccessReviewer(kube).allowed(Identity("system:serviceaccount:m:p"), "get", "/metrics")
+    # AntreaProxy: list + watch Services and EndpointSlices.
+    from antrea.agent.proxy.watch import ENDPOINTSLICES, SERVICES, list_watch
+
+    watches = [
+        asyncio.get_running_loop().create_task(
+            list_watch(api_client, path, lambda kind, obj: None, watch_timeout=1)
+        )
+        for path in (SERVICES, ENDPOINTSLICES)
+    ]
+    try:
+        await eventually(
+            lambda: (
+                {r.resource for r in log if r.verb == "watch"} >= {"services", "endpointslices"}
+            ),
+            "proxy watches",
+        )
+    finally:
+        for t in watches:
+            t.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
     check("antrea-agent", log)
