@@ -299,3 +299,60 @@ async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
         [str(KUBECTL), "antrea", "log-level", "--netns", netns],
         env=env, capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
+
+
+ACNP_UNKNOWN_TIER = """apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: adm-bad}
+spec:
+  priority: 5
+  tier: no-such-tier
+  appliedTo: [{podSelector: {}}]
+  ingress: [{action: Allow, from: [{podSelector: {}}]}]
+"""
+ACNP_OK = """apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: adm-ok}
+spec:
+  priority: 5
+  tier: adm-tier
+  appliedTo: [{podSelector: {matchLabels: {adm: x}}}]
+  ingress: [{action: Allow, from: [{podSelector: {}}]}]
+"""
+TIER = """apiVersion: crd.antrea.io/v1beta1
+kind: Tier
+metadata: {name: adm-tier}
+spec: {priority: 42}
+"""
+
+
+@pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
+async def test_admission_webhooks_of_the_controller(lab: Lab) -> None:
+    """The API server calls the leading controller's webhooks (Service antrea, caBundle
+    injected by the leader): an invalid policy is refused with its field and not stored, a
+    valid one gets its defaults, a referenced tier cannot be deleted."""
+
+    def both(*args: str, input: str | None = None) -> str:
+        proc = subprocess.run(
+            [str(KUBECTL), *args], env=lab.env(), capture_output=True, text=True, input=input,
+            timeout=60, check=False,
+        )  # fmt: skip
+        return proc.stdout + proc.stderr
+
+    lifecycle.wait_for_network(lab.spec)
+    try:
+        out = both("apply", "-f", "-", input=ACNP_UNKNOWN_TIER)
+        assert 'admission webhook "acnpvalidator.antrea.io" denied the request' in out, out
+        assert "spec.tier: tier no-such-tier does not exist" in out, out
+        out = both("get", "acnp", "adm-bad")
+        assert "NotFound" in out, out
+        lab.kubectl("apply", "-f", "-", input=TIER)
+        lab.kubectl("apply", "-f", "-", input=ACNP_OK)
+        rule = lab.kubectl("get", "acnp", "adm-ok", "-o", "jsonpath={.spec.ingress[0].name}")
+        assert rule.startswith("ingress-allow-"), rule
+        out = both("delete", "tier", "adm-tier")
+        assert "tier adm-tier is referenced by 1 Antrea ClusterNetworkPolicies" in out, out
+        assert "adm-tier" in lab.kubectl("get", "tiers", "adm-tier", "-o", "name")
+    finally:
+        lab.kubectl("delete", "acnp", "adm-ok", "--ignore-not-found", check=False)
+        lab.kubectl("delete", "tier", "adm-tier", "--ignore-not-found", check=False)

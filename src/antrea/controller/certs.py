@@ -6,6 +6,9 @@ Secret ``kube-system/antrea-controller-ca`` (create is atomic: a loser of the ra
 reads the winner's). Each candidate then issues itself a short-lived serving certificate for its
 own addresses. The CA certificate (never the key) is published in ConfigMap
 ``kube-system/antrea-ca`` key ``ca.crt``, which agents and antctl read to verify the server.
+The leader also injects it as the ``caBundle`` of every webhook of the admission webhook
+configurations (`WEBHOOK_CONFIGURATIONS`), so the API server can verify the controller when it
+calls the admission webhooks.
 """
 
 from __future__ import annotations
@@ -24,6 +27,12 @@ log = structlog.get_logger(__name__)
 CA_SECRET = "antrea-controller-ca"
 CA_CONFIGMAP = "antrea-ca"
 SERVICE_DNS = ("antrea.kube-system.svc", "antrea.kube-system.svc.cluster.local", "localhost")
+ADMISSION_GV = "/apis/admissionregistration.k8s.io/v1"
+# deploy/antrea.yml's admission webhook configurations, whose caBundle the leader keeps.
+WEBHOOK_CONFIGURATIONS = (
+    ("validatingwebhookconfigurations", "crdvalidator.antrea.io"),
+    ("mutatingwebhookconfigurations", "crdmutator.antrea.io"),
+)
 
 
 def generate_ca(common_name: str = "antrea-ca", days: int = 3650) -> tuple[bytes, bytes]:
@@ -99,6 +108,30 @@ async def publish_ca(
         cm["data"] = {**(cm.get("data") or {}), "ca.crt": text}
         await kube.replace(path, cm)
         log.info("controller_ca_published", configmap=f"{namespace}/{CA_CONFIGMAP}")
+
+
+async def inject_ca_bundle(kube: KubeResources, ca_cert_pem: bytes) -> int:
+    """Set ``caBundle`` of the webhooks of `WEBHOOK_CONFIGURATIONS` to the CA (a missing
+    configuration is skipped); returns how many configurations were updated."""
+    bundle = base64.b64encode(ca_cert_pem).decode()
+    updated = 0
+    for resource, name in WEBHOOK_CONFIGURATIONS:
+        path = f"{ADMISSION_GV}/{resource}/{name}"
+        config = await kube.get(path)
+        if config is None:
+            continue
+        hooks = [h for h in config.get("webhooks") or () if isinstance(h, dict)]
+        if all((h.get("clientConfig") or {}).get("caBundle") == bundle for h in hooks):
+            continue
+        config = dict(config)
+        config["webhooks"] = [
+            {**h, "clientConfig": {**(h.get("clientConfig") or {}), "caBundle": bundle}}
+            for h in hooks
+        ]
+        await kube.replace(path, config)
+        updated += 1
+        log.info("webhook_ca_injected", configuration=f"{resource}/{name}")
+    return updated
 
 
 async def read_ca(kube: KubeResources, namespace: str = "kube-system") -> bytes | None:

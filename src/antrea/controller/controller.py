@@ -259,10 +259,10 @@ class ControllerCandidate:
         tiers_done = False
         while True:
             try:
-                if not tiers_done:
-                    await ensure_static_tiers(self.kube)
-                    tiers_done = True
                 await certs.publish_ca(self.kube, self.ca_cert, ns)
+                # The API server reaches our admission webhooks through Endpoints antrea with
+                # this CA: both before the static tiers, whose creation is admitted by them.
+                await certs.inject_ca_bundle(self.kube, self.ca_cert)
                 if await publish_endpoints(
                     self.kube, ns, self.advertise, self.port, self.cfg.node_name
                 ):
@@ -270,6 +270,9 @@ class ControllerCandidate:
                         "controller_endpoint_published", address=self.advertise, port=self.port
                     )
                 self.published_at = time.monotonic()
+                if not tiers_done:
+                    await ensure_static_tiers(self.kube)
+                    tiers_done = True
             except KubeError as exc:
                 log.warning("leader_publish_failed", error=str(exc))
                 await asyncio.sleep(1.0)

@@ -20,6 +20,7 @@ import asyncio
 import base64
 import random
 import socket
+import ssl
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ import structlog
 import yaml
 
 from antrea.apiserver.podstreams import PodRuntime
+from antrea.apiserver.webhooks import Dialer
 from antrea.lab import identities, netns
 from antrea.lab.state import UNDERLAY_API_PORT, LabSpec
 
@@ -72,6 +74,30 @@ def listen_socket(host: str, port: int, *, in_netns: str | None = None) -> socke
     return netns.call_in(netns.netns_path(in_netns), make)
 
 
+def netns_dialer(name: str) -> Dialer:
+    """A `webhooks.Dialer` whose TCP connections leave from network namespace ``name``."""
+
+    async def dial(
+        host: str, port: int, ctx: ssl.SSLContext, server_hostname: str
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        def make() -> socket.socket:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.setblocking(False)
+            return s
+
+        sock = await asyncio.to_thread(netns.call_in, netns.netns_path(name), make)
+        try:
+            await asyncio.get_running_loop().sock_connect(sock, (host, port))
+            return await asyncio.open_connection(
+                sock=sock, ssl=ctx, server_hostname=server_hostname
+            )
+        except BaseException:
+            sock.close()
+            raise
+
+    return dial
+
+
 PORT_RANGE = (20000, 32000)  # below Linux's ephemeral range (32768-60999)
 
 
@@ -109,6 +135,9 @@ async def start_embedded(spec: LabSpec, pod_runtime: PodRuntime | None = None) -
         extra_sans=(spec.underlay_api_ip,),
         # Pods reach the server through the `default/kubernetes` Service -> the underlay.
         advertise_address=(spec.underlay_api_ip, UNDERLAY_API_PORT),
+        # Admission webhooks (the controller's, behind Service antrea) listen on node
+        # addresses: connect to them from the underlay, like a control plane there would.
+        webhook_dial=netns_dialer(spec.underlay_netns),
     )
     server.pod_runtime = pod_runtime
     await server.start()
@@ -116,6 +145,16 @@ async def start_embedded(spec: LabSpec, pod_runtime: PodRuntime | None = None) -
     server.ensure_objects(identities.manifest_identity_objects())
     # The manifest's CRDs (Antrea-native policies), as `kubectl apply` would install them.
     server.ensure_objects(identities.manifest_crd_objects())
+    # Service antrea and the admission webhook configurations: created once, never reset (the
+    # leading controller keeps their caBundle; the Service keeps its ClusterIP).
+    server.ensure_objects(
+        [
+            (key, obj)
+            for key, obj in identities.manifest_admission_objects()
+            if server.store.get(key, obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+            is None
+        ]
+    )
     sa_tokens = identities.serviceaccount_tokens(spec)
     for node in spec.nodes:
         for sa, token in sa_tokens[node.name].items():

@@ -87,6 +87,36 @@ def manifest_crd_objects(path: Path = MANIFEST) -> list[tuple[tuple[str, str], J
     ]
 
 
+_ADMISSION = {
+    ("v1", "Service"): ("", "services"),
+    ("admissionregistration.k8s.io/v1", "ValidatingWebhookConfiguration"): (
+        "admissionregistration.k8s.io",
+        "validatingwebhookconfigurations",
+    ),
+    ("admissionregistration.k8s.io/v1", "MutatingWebhookConfiguration"): (
+        "admissionregistration.k8s.io",
+        "mutatingwebhookconfigurations",
+    ),
+}
+
+
+def manifest_admission_objects(path: Path = MANIFEST) -> list[tuple[tuple[str, str], JSON]]:
+    """The manifest's Service ``antrea`` and admission webhook configurations (the API server
+    calls the controller's webhooks through them)."""
+    try:
+        docs = list(yaml.safe_load_all(path.read_text()))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ManifestError(f"cannot read the webhooks of {path}: {exc}") from exc
+    out: list[tuple[tuple[str, str], JSON]] = []
+    for d in docs:
+        if not isinstance(d, dict):
+            continue
+        key = _ADMISSION.get((str(d.get("apiVersion")), str(d.get("kind"))))
+        if key is not None:
+            out.append((key, d))
+    return out
+
+
 def serviceaccount_user(name: str, namespace: str = NAMESPACE) -> str:
     return f"system:serviceaccount:{namespace}:{name}"
 

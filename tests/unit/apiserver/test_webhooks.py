@@ -221,7 +221,7 @@ async def test_invalid_policy_refused_with_field_and_not_stored(env: Env) -> Non
     await register(env)
     bad = acnp("bad", priority=20000)
     status, body = await env.api.req("POST", f"{GV}/clusternetworkpolicies", bad)
-    assert status == 422, body
+    assert status == 400, body
     assert body["message"].startswith(
         'admission webhook "acnpvalidator.antrea.io" denied the request: spec.priority:'
     )
@@ -243,7 +243,7 @@ async def test_valid_policy_mutated_and_stored(env: Env) -> None:
         {"spec": {"tier": "nosuchtier"}},
         ctype="application/merge-patch+json",
     )
-    assert status == 422 and "spec.tier: tier nosuchtier does not exist" in body["message"]
+    assert status == 400 and "spec.tier: tier nosuchtier does not exist" in body["message"]
     status, body = await env.api.req("GET", f"{GV}/clusternetworkpolicies/ok")
     assert body["spec"]["tier"] == "application"
 
@@ -270,17 +270,17 @@ async def test_tier_rules_through_service_endpoints(env: Env) -> None:
     tiers = f"{GV}/tiers"
     assert (await env.api.req("POST", tiers, tier("t1", 10)))[0] == 201
     status, body = await env.api.req("POST", tiers, tier("t2", 10))
-    assert status == 422 and "overlaps with existing Tier t1" in body["message"]
+    assert status == 400 and "overlaps with existing Tier t1" in body["message"]
     assert (await env.api.req("GET", f"{tiers}/t2"))[0] == 404
     status, body = await env.api.req(
         "PATCH", f"{tiers}/t1", {"spec": {"priority": 11}}, ctype="application/merge-patch+json"
     )
-    assert status == 422 and "update to Tier priority is not allowed" in body["message"]
+    assert status == 400 and "update to Tier priority is not allowed" in body["message"]
     assert (await env.api.req("POST", f"{GV}/clusternetworkpolicies", acnp("p", tier="t1")))[
         0
     ] == 201
     status, body = await env.api.req("DELETE", f"{tiers}/t1")
-    assert status == 422
+    assert status == 400
     assert "tier t1 is referenced by 1 Antrea ClusterNetworkPolicies" in body["message"]
     assert (await env.api.req("GET", f"{tiers}/t1"))[0] == 200
     assert (await env.api.req("DELETE", f"{GV}/clusternetworkpolicies/p"))[0] == 200
@@ -334,6 +334,6 @@ async def test_group_mixing_fields_refused(env: Env) -> None:
         "spec": {"podSelector": {}, "ipBlocks": [{"cidr": "10.0.0.0/8"}]},
     }
     status, body = await env.api.req("POST", f"{GV}/clustergroups", cg)
-    assert status == 422 and "At most one of podSelector" in body["message"]
+    assert status == 400 and "At most one of podSelector" in body["message"]
     assert body["details"]["causes"][0]["field"] == "spec"
     assert (await env.api.req("GET", f"{GV}/clustergroups/g"))[0] == 404

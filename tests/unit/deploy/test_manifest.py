@@ -25,7 +25,13 @@ def by_kind(kind: str) -> dict[str, dict[str, Any]]:
 
 def test_every_object_is_namespaced_in_kube_system_or_cluster_scoped() -> None:
     # Roles live in kube-system; CRDs are cluster-scoped.
-    cluster_scoped = {"ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+    cluster_scoped = {
+        "ClusterRole",
+        "ClusterRoleBinding",
+        "CustomResourceDefinition",
+        "ValidatingWebhookConfiguration",
+        "MutatingWebhookConfiguration",
+    }
     for d in docs():
         assert {"apiVersion", "kind", "metadata"} <= d.keys()
         if d["kind"] not in cluster_scoped:

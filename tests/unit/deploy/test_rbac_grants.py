@@ -42,6 +42,7 @@ API_CALLERS = {
     "agent/kube.py": "agent",
     "agent/secureapi.py": "agent",
     "controller/auth.py": "both",
+    "controller/admission/webhook.py": "controller",
     "controller/certs.py": "controller",
     "controller/controller.py": "controller",
     "controller/leader.py": "controller",
@@ -179,6 +180,7 @@ async def api(tmp_path: Path) -> Any:
     server = APIServer(port=0)
     await server.start()
     server.ensure_objects(identities.manifest_crd_objects())  # as `kubectl apply` installs them
+    server.ensure_objects(identities.manifest_admission_objects())
     server.write_kubeconfig(tmp_path / "admin.kubeconfig")
     clients: list[Any] = []
 
@@ -237,6 +239,18 @@ async def test_controller_grants_match_its_calls(api: Any, monkeypatch: pytest.M
         await eventually(
             lambda: any(r.verb == "update" and r.resource == "configmaps" for r in log),
             "configmap update",
+        )
+        # The leader injected its CA into the webhook configurations (update) and the static
+        # tiers were created through its admission webhooks.
+        await eventually(
+            lambda: any(
+                r.verb == "update" and r.resource == "mutatingwebhookconfigurations" for r in log
+            ),
+            "caBundle injection",
+        )
+        await eventually(
+            lambda: sum(r.verb == "create" and r.resource == "tiers" for r in log) >= 6,
+            "static tiers",
         )
         await eventually(cand.inputs.synced.is_set, "informers")
         watching = len(cand.inputs.informers)  # the resources the compiler consumes

@@ -142,10 +142,11 @@ def response(uid: str, allowed: bool, **extra: Any) -> JSON:
 
 
 def refusal_status(kind: str, name: str, refusals: list[Refusal]) -> JSON:
+    # Like upstream: no code or reason of our own, so the API server answers 400 with
+    # 'admission webhook "..." denied the request: <field>: <reason>' (kubectl prints it as
+    # is); the causes carry the field paths for clients that read them.
     return {
         "status": "Failure",
-        "code": 422,
-        "reason": "Invalid",
         "message": "; ".join(str(r) for r in refusals),
         "details": {
             "name": name,

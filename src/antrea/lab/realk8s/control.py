@@ -76,6 +76,9 @@ def apiserver_argv(spec: LabSpec, bins: Binaries, p: Pki) -> list[str]:
         f"--service-cluster-ip-range={SERVICE_CIDR}",
         "--authorization-mode=Node,RBAC",
         "--enable-admission-plugins=NodeRestriction",
+        # Admission webhooks (antrea's, behind Service antrea) are called at the Service's
+        # endpoints: no Service proxy runs in the control plane's namespace.
+        "--enable-aggregator-routing=true",
         f"--kubelet-client-certificate={p.kubelet_client_crt}",
         f"--kubelet-client-key={p.kubelet_client_key}",
         "--kubelet-preferred-address-types=InternalIP,Hostname",
