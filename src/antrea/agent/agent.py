@@ -96,6 +96,7 @@ from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsctl import OfCtl
+from antrea.util.metrics import add_runtime_collectors
 
 if TYPE_CHECKING:
     from antrea.agent.proxy.proxier import Proxier
@@ -157,6 +158,7 @@ class Agent:
             mgmt_target(cfg.ovsBridge, cfg.ovsRunDir), bridge=cfg.ovsBridge, rundir=cfg.ovsRunDir
         )
         self.registry = CollectorRegistry()
+        add_runtime_collectors(self.registry)
         self.metrics = AgentMetrics(self.registry)
         inner: FlowTransport
         if cfg.flowTransport == "ofctl":

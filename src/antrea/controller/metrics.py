@@ -28,6 +28,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from antrea.apis.controlplane.types import Kind
+from antrea.util.metrics import add_runtime_collectors
 
 _PROCESSED = {
     Kind.NETWORK_POLICY: "network_policy",
@@ -87,6 +88,7 @@ class ControllerMetrics:
     def __init__(self) -> None:
         disable_created_metrics()  # type: ignore[no-untyped-call]  # process-wide: no *_created
         self.registry = CollectorRegistry(auto_describe=True)
+        add_runtime_collectors(self.registry)
         self.processing = Histogram(
             "antrea_controller_network_policy_processing_duration_seconds",
             "Time to apply one Kubernetes event to the computed policy state",

@@ -17,6 +17,7 @@ from antrea.agent.cniserver.server import CNIMetrics
 from antrea.agent.networkpolicy.metrics import PolicyMetrics
 from antrea.apis.controlplane.types import Direction
 from antrea.controller.metrics import ControllerMetrics
+from antrea.util.metrics import add_runtime_collectors
 
 
 def promtool(text: bytes) -> None:
@@ -50,4 +51,16 @@ def test_agent_metrics_pass_promtool() -> None:
 
 def test_controller_metrics_pass_promtool() -> None:
     m = ControllerMetrics()
-    promtool(generate_latest(m.registry))
+    text = generate_latest(m.registry)
+    assert b"process_resident_memory_bytes " in text and b"python_info{" in text
+    promtool(text)
+
+
+def test_runtime_collectors_pass_promtool() -> None:
+    """process_*, python_info and python_gc_* (what the agent and the controller add)."""
+    registry = CollectorRegistry()
+    add_runtime_collectors(registry)
+    text = generate_latest(registry)
+    for name in (b"process_cpu_seconds_total", b"process_open_fds", b"python_gc_objects_collected"):
+        assert name in text
+    promtool(text)
