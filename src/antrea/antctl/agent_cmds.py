@@ -89,6 +89,8 @@ AGENTINFO_COLUMNS = [
 def _realized(o: dict[str, Any]) -> str:
     if o.get("realized"):
         return f"gen {o.get('realizedGeneration')}"
+    if o.get("phase") == "Failed":
+        return f"Failed: {o.get('message')}"
     return o.get("message") or "pending"
 
 

@@ -26,7 +26,10 @@ def _realized(o: dict[str, Any]) -> str:
     st = o.get("status")
     if not st:
         return ""
-    return f"{st['currentNodesRealized']}/{st['desiredNodesRealized']}"
+    text = f"{st['currentNodesRealized']}/{st['desiredNodesRealized']}"
+    if st.get("phase") == "Failed":  # a rule cannot be realized there (its pods stay isolated)
+        text += f" Failed on {','.join(st.get('failedNodes') or [])}"
+    return text
 
 
 def _pods(o: dict[str, Any]) -> str:

@@ -308,3 +308,22 @@ def test_isolation_atoms_need_no_planning() -> None:
         frozenset({("reg1", 3), ("reg1", 4)}),
         frozenset({("nw_src", "10.244.1.10/32"), ("nw_src", "10.244.1.20/32")}),
     }
+
+
+def test_failed_status_reaches_the_controller_view_and_antctl() -> None:
+    from antrea.antctl.agent_cmds import _realized as agent_column
+    from antrea.antctl.controller_cmds import _realized as controller_column
+    from antrea.controller.status import StatusAggregator
+    from antrea.controller.views import object_json
+
+    agg = StatusAggregator()
+    why = "rule 0 (abc): planning failed: TypeError: boom"
+    agg.report(NetworkPolicyNodeStatus("p", "n1", 1, True, ""))
+    agg.report(NetworkPolicyNodeStatus("p", "n2", 1, False, why))
+    status = agg.status("p", 1, frozenset({"n1", "n2"}))
+    doc = object_json(policy("p", [], []), frozenset({"n1", "n2"}), status)
+    assert doc["status"]["phase"] == "Failed"
+    assert doc["status"]["failures"] == [{"node": "n2", "message": why}]
+    assert controller_column(doc) == "1/2 Failed on n2"
+    agent_doc = {"realized": False, "phase": "Failed", "message": why}
+    assert agent_column(agent_doc) == f"Failed: {why}"
