@@ -13,8 +13,9 @@ read from the live state at scrape time). Ours, in Prometheus conventions:
 - ``antrea_agent_networkpolicy_rule_errors`` (gauge): rules that currently cannot be realized
   (kept isolated);
 - ``antrea_agent_networkpolicy_rule_failures_total{stage}`` (counter): rule realizations that
-  failed, by stage: ``plan`` (the planner raised), ``apply`` (the switch refused or the renderer
-  could not render its flows), ``crash`` (anything else); each failed rule kept its isolation;
+  failed (one per failed attempt, retries included), by stage: ``plan`` (the planner raised),
+  ``apply`` (the switch refused or the renderer could not render its flows), ``crash``
+  (anything else); each failed rule kept its isolation;
 - ``antrea_agent_networkpolicy_flows`` (gauge): flows owned by the policy realization;
 - ``antrea_agent_networkpolicy_initial_sync_duration_seconds`` (gauge): first stream event to
   the initial policy set realized.
