@@ -82,6 +82,7 @@ class NetworkPolicyController:
         self._idle.set()
         self._status_dirty: set[str] = set()
         self._reported: dict[str, tuple[int, bool, str]] = {}
+        self._announced: set[str] = set()  # policies logged as realized at least once
         self._retry_delay: dict[str, float] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
         self._first_event_at: float | None = None
@@ -321,15 +322,21 @@ class NetworkPolicyController:
         for name in names:
             st = self.policy_state(name)
             if st is None:
-                self._reported.pop(name, None)
+                if self._reported.pop(name, None) is not None:
+                    log.info("policy_deleted", policy=name, node=self.node_name)
+                self._announced.discard(name)
                 self.realized_generation.pop(name, None)
                 continue
             key = (st.policy.generation, st.realized, st.message)
             if not st.realized and not st.message:
                 continue  # incomplete: nothing to say yet
-            if self._reported.get(name) == key:
+            previous = self._reported.get(name)
+            if previous == key:
                 continue
             self._reported[name] = key
+            _log_policy_event(st, name in self._announced, self.node_name)
+            if st.realized:
+                self._announced.add(name)
             status = NetworkPolicyNodeStatus(
                 policy=name,
                 node=self.node_name,
@@ -361,3 +368,22 @@ def _merge(a: BatchResult, b: BatchResult) -> BatchResult:
         failed={**a.failed, **b.failed},
         failed_stage={**a.failed_stage, **b.failed_stage},
     )
+
+
+def _log_policy_event(st: PolicyState, announced: bool, node: str) -> None:
+    """One structured event per policy outcome on this node: realized (first time), changed
+    (realized at a new generation), failed (a rule cannot be realized: its pods stay isolated),
+    or still in progress (debug)."""
+    ref = st.policy.source_ref
+    fields = {
+        "policy": st.policy.name,
+        "source": f"{ref.type}:{ref.namespace + '/' if ref.namespace else ''}{ref.name}",
+        "generation": st.policy.generation,
+        "node": node,
+    }
+    if st.realized:
+        log.info("policy_changed" if announced else "policy_realized", **fields)
+    elif st.failed:
+        log.warning("policy_failed", message=st.message, **fields)
+    else:
+        log.debug("policy_pending", message=st.message, **fields)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import structlog
+
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.networkpolicy.testing import (
@@ -189,3 +191,38 @@ async def test_incomplete_rule_waits_for_its_group() -> None:
     assert reports and reports[-1].realized
     q.put_nowait(None)
     await task
+
+
+async def test_policy_events_realized_changed_deleted() -> None:
+    """One structured log event per policy outcome on the node, with the policy and node."""
+    ctl, _, _ = make()
+    p1 = policy("p", [ingress(groups=["ag"])], ["atg"])
+    p2 = policy("p", [ingress(groups=["ag"])], ["atg"], generation=2)
+    with structlog.testing.capture_logs() as logs:
+        await ctl.run(
+            feed(
+                [
+                    added(AppliedToGroup("atg", frozenset({A}))),
+                    added(AddressGroup("ag", frozenset({YB}))),
+                    added(p1),
+                    BOOKMARK,
+                ]
+            )
+        )
+        await asyncio.sleep(0)
+        await ctl.run(feed([added(p2)]))
+        await asyncio.sleep(0)
+        await ctl.run(feed([deleted(p2)]))
+        await asyncio.sleep(0)
+    events = [
+        (e["event"], e.get("generation"), e["node"])
+        for e in logs
+        if e["event"].startswith("policy_") and e.get("policy") == "p"
+    ]
+    assert events == [
+        ("policy_realized", 1, "n1"),
+        ("policy_changed", 2, "n1"),
+        ("policy_deleted", None, "n1"),
+    ], events
+    realized = next(e for e in logs if e["event"] == "policy_realized")
+    assert realized["source"].startswith("K8sNetworkPolicy:") and realized["log_level"] == "info"
