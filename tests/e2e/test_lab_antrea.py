@@ -276,7 +276,7 @@ async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
     token = _token(lab.spec.kubeconfig)
     plugin = tmp_path / "cred.sh"
     plugin.write_text(
-        "#!/bin/sh\necho '{\"apiVersion\":\"client.authentication.k8s.io/v1\","
+        '#!/bin/sh\necho \'{"apiVersion":"client.authentication.k8s.io/v1",'
         f'"kind":"ExecCredential","status":{{"token":"{token}"}}}}\'\n'
     )
     plugin.chmod(0o755)
@@ -299,6 +299,33 @@ async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
         [str(KUBECTL), "antrea", "log-level", "--netns", netns],
         env=env, capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
+
+    # query endpoint: the policy applied to a labelled pod.
+    pod = json.loads(_pod("qe", "node1"))
+    pod["metadata"]["labels"] = {"app": "qe"}
+    lab.kubectl("apply", "-f", "-", input=json.dumps(pod))
+    qe_np = """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: qe-np, namespace: default}
+spec: {podSelector: {matchLabels: {app: qe}}}
+"""
+    lab.kubectl("apply", "-f", "-", input=qe_np)
+    try:
+        lab.kubectl("wait", "--for=condition=Ready", "pod/qe", "--timeout=60s")
+        for _ in range(100):
+            proc = subprocess.run(
+                [str(KUBECTL), "antrea", "query", "endpoint", "-n", "default", "-p", "qe",
+                 "--netns", netns, "-o", "json"],
+                env=env, capture_output=True, text=True, timeout=60, check=True,
+            )  # fmt: skip
+            applied = json.loads(proc.stdout)["endpoints"][0]["appliedPolicies"]
+            if applied:
+                break
+            await asyncio.sleep(0.2)
+        assert [p["name"] for p in applied] == ["qe-np"]
+    finally:
+        lab.kubectl("delete", "pod", "qe", "--wait=false", check=False)
+        lab.kubectl("delete", "networkpolicy", "qe-np", check=False)
 
 
 ACNP_UNKNOWN_TIER = """apiVersion: crd.antrea.io/v1beta1

@@ -43,6 +43,17 @@ def register(top_sub: Any, parent: argparse.ArgumentParser) -> None:
     p.add_argument("shell", choices=("bash", "zsh", "fish"))
     p.set_defaults(func=_completion)
 
+    p = top_sub.add_parser("query", help="ask the controller about an endpoint")
+    query_sub = p.add_subparsers(dest="query", metavar="QUERY", required=True)
+    q = query_sub.add_parser(
+        "endpoint",
+        parents=[parent],
+        help="the policies applied to a pod and the rules that select it as a peer",
+    )
+    q.add_argument("-n", "--namespace", default="default", help="pod namespace")
+    q.add_argument("-p", "--pod", required=True, help="pod name")
+    q.set_defaults(func=_query_endpoint)
+
     supportbundle.register(top_sub, parent)
 
 
@@ -73,6 +84,40 @@ def _log_level(args: argparse.Namespace) -> int:
         params = {"level": args.level} if args.level else None
         data = asyncio.run(client.request(method, f"{SYSTEM}/loglevel", params))
     print(data.get("level", ""))
+    return 0
+
+
+# -- query endpoint --------------------------------------------------------------------------
+
+
+def _policy(ref: dict[str, Any]) -> str:
+    where = f"{ref.get('namespace')}/" if ref.get("namespace") else ""
+    return f"{ref.get('type')}:{where}{ref.get('name')}"
+
+
+def _query_endpoint(args: argparse.Namespace) -> int:
+    from antrea.antctl.output import emit
+
+    client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+    data = asyncio.run(
+        client.get(
+            "/apis/controlplane.antrea.io/v1beta2/endpointqueries",
+            {"namespace": args.namespace, "pod": args.pod},
+        )
+    )
+    if args.output != "table":
+        return emit(data, args.output, [])
+    for ep in data.get("endpoints") or []:
+        print(f"Endpoint {ep['namespace']}/{ep['name']}")
+        print("Applied policies:")
+        for ref in ep.get("appliedPolicies") or []:
+            print(f"  {_policy(ref)}  uid={ref.get('uid')}")
+        for title, key in (("Ingress rules (pod as source)", "ingressSrcRules"),
+                           ("Egress rules (pod as destination)", "egressDstRules")):  # fmt: skip
+            print(f"{title}:")
+            for rule in ep.get(key) or []:
+                name = f" ({rule['ruleName']})" if rule.get("ruleName") else ""
+                print(f"  {_policy(rule['policyRef'])} rule {rule['ruleIndex']}{name}")
     return 0
 
 

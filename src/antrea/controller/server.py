@@ -36,6 +36,7 @@ from aiohttp import web
 from antrea.agent.secureapi import AccessReviewer
 from antrea.apis.controlplane.codec import DecodeError, decode_status
 from antrea.apis.controlplane.types import Kind, NetworkPolicy
+from antrea.controller import endpointquery
 from antrea.controller.admission.webhook import AdmissionHandlers
 from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
@@ -107,6 +108,7 @@ class ControllerServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get(f"{CONTROLPLANE}/watch", self.watch)
         app.router.add_post(f"{CONTROLPLANE}/networkpolicies/status", self.post_status)
+        app.router.add_get(f"{CONTROLPLANE}/endpointqueries", self.endpointquery)
         app.router.add_get(CONTROLPLANE + "/{resource}", self.list_objects)
         app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
         app.router.add_get(f"{SYSTEM}/controllerinfo", self.controllerinfo)
@@ -295,6 +297,15 @@ class ControllerServer:
     async def controllerinfo(self, request: web.Request) -> web.Response:
         await self._admin(request, "get", "system.antrea.io", "controllerinfos")
         return web.json_response(self.info())
+
+    async def endpointquery(self, request: web.Request) -> web.Response:
+        """?namespace=NS&pod=NAME: the policies applied to the pod and the rules naming it."""
+        await self._admin(request, "get", "controlplane.antrea.io", "endpointqueries")
+        pod = request.query.get("pod", "")
+        if not pod:
+            raise _error(web.HTTPBadRequest, "pod is required")
+        ns = request.query.get("namespace") or "default"
+        return web.json_response(endpointquery.query(self.store, ns, pod))
 
     async def loglevel(self, request: web.Request) -> web.Response:
         """GET: the controller's log level; PUT ?level=L: change it now (antctl log-level)."""

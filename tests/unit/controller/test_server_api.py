@@ -14,12 +14,14 @@ import pytest
 from antrea.agent.secureapi import AccessReviewer
 from antrea.apis.controlplane.codec import EventType, FrameDecoder, encode_status
 from antrea.apis.controlplane.types import (
+    AddressGroup,
     AppliedToGroup,
     Direction,
     GroupMember,
     Kind,
     NetworkPolicy,
     NetworkPolicyNodeStatus,
+    NetworkPolicyPeer,
     NetworkPolicyReference,
     NetworkPolicyRule,
     PodReference,
@@ -357,3 +359,38 @@ async def test_operators_are_authorized_by_subject_access_review(env: Env) -> No
     finally:
         del TOKENS["t-viewer"]
         logutil.set_level("info")
+
+
+async def test_endpoint_query(env: Env) -> None:
+    """`antctl query endpoint`: policies applied to the pod, rules naming it as a peer."""
+    y = GroupMember(PodReference("y", "b"), ("10.0.3.3",), "n2")
+    env.store.objs[(Kind.ADDRESS_GROUP, "ag-y")] = (
+        AddressGroup("ag-y", frozenset({y})),
+        frozenset({"n1"}),
+    )
+    env.store.objs[(Kind.NETWORK_POLICY, "uid-2")] = (
+        NetworkPolicy(
+            name="uid-2",
+            source_ref=NetworkPolicyReference("K8sNetworkPolicy", "default", "np2", "uid-2"),
+            rules=(
+                NetworkPolicyRule(Direction.OUT),
+                NetworkPolicyRule(Direction.IN, from_=NetworkPolicyPeer(address_groups=("ag-y",))),
+            ),
+            applied_to_groups=("atg1",),
+        ),
+        frozenset({"n1"}),
+    )
+    path = "/apis/controlplane.antrea.io/v1beta2/endpointqueries"
+    status, body = await call(env, "GET", path + "?namespace=default&pod=a", "t-admin")
+    assert status == 200
+    (ep,) = body["endpoints"]
+    assert [p["name"] for p in ep["appliedPolicies"]] == ["np1", "np2"]
+    assert ep["ingressSrcRules"] == [] and ep["egressDstRules"] == []
+    _, body = await call(env, "GET", path + "?namespace=y&pod=b", "t-admin")
+    (ep,) = body["endpoints"]
+    assert ep["appliedPolicies"] == []
+    assert [
+        (r["policyRef"]["name"], r["ruleIndex"], r["direction"]) for r in ep["ingressSrcRules"]
+    ] == [("np2", 1, "Ingress")]
+    assert (await call(env, "GET", path + "?pod=a", "t-other"))[0] == 403
+    assert (await call(env, "GET", path, "t-admin"))[0] == 400
