@@ -198,6 +198,11 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
             return set(tcp_many(env.lab, f"{ns}/{client}", ip, 80, 100)) == want
 
         await wait_for(all_reached, 20, f"all 3 backends from {client}")
+    # `antrea lab probe --service`: the probe document with the Service as the one column
+    doc = json.loads(env.lab.antrea("probe", "--service", f"{ns}/web", "-o", "json").stdout)
+    assert doc["columns"] == [f"{ns}/web"] and doc["port"] == 80
+    for client in ("c1", "c2"):
+        assert doc["matrix"][f"{ns}/{client}"] == {f"{ns}/web": True}
 
     await env.delete_pod("web-2")
 

@@ -54,8 +54,11 @@ def register(subparsers: Any) -> None:
     ex.add_argument("argv", nargs=argparse.REMAINDER, help="-- CMD...")
 
     pr = cmd("probe", "connectivity matrix between all pods", _probe)
-    pr.add_argument("--protocol", choices=("TCP", "UDP", "tcp", "udp"), default="TCP")
-    pr.add_argument("--port", type=int, default=80)
+    pr.add_argument("--protocol", choices=("TCP", "UDP", "tcp", "udp"), default=None)
+    pr.add_argument("--port", type=int, default=None, help="default 80 (Service: its first port)")
+    pr.add_argument(
+        "--service", default=None, help="NS/NAME: probe the Service's ClusterIP from every pod"
+    )
     pr.add_argument(
         "-n", "--namespaces", default=None, help="comma-separated namespaces to include"
     )
@@ -240,15 +243,30 @@ def _probe(args: argparse.Namespace) -> int:
 
     from antrea.lab import state
     from antrea.lab.kube import KubeClient
-    from antrea.lab.probe import lab_targets, probe_matrix, render_table
+    from antrea.lab.probe import (
+        lab_targets,
+        probe_matrix,
+        probe_service,
+        render_table,
+        service_frontend,
+    )
 
     spec = state.load(args.name)
     namespaces = args.namespaces.split(",") if args.namespaces else None
 
     async def go() -> dict[str, Any]:
+        ns, _, name = (args.service or "").rpartition("/")
+        key = f"{ns or 'default'}/{name}"
+        svc: dict[str, Any] = {}
         async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
             targets = await lab_targets(spec, client, namespaces=namespaces)
-        return await probe_matrix(targets, protocol=args.protocol.upper(), port=args.port)
+            if args.service:
+                svc = await client.get(f"/api/v1/namespaces/{key.replace('/', '/services/')}")
+        if args.service:
+            ip, port, proto = service_frontend(svc, args.port, args.protocol)
+            return await probe_service(targets, key, ip, protocol=proto, port=port)
+        protocol = (args.protocol or "TCP").upper()
+        return await probe_matrix(targets, protocol=protocol, port=args.port or 80)
 
     doc = uvloop.run(go())
     print(json.dumps(doc) if args.output == "json" else render_table(doc))

@@ -104,22 +104,65 @@ async def probe_matrix(targets: list[Target], *, protocol: str, port: int) -> di
     }
 
 
+def service_frontend(
+    svc: dict[str, Any], port: int | None, protocol: str | None
+) -> tuple[str, int, str]:
+    """(ClusterIP, port, protocol) to probe: the given port (else the Service's first one)."""
+    spec = svc.get("spec") or {}
+    ip = spec.get("clusterIP") or ""
+    if not ip or ip == "None":
+        raise ValueError("the Service has no ClusterIP (headless or ExternalName)")
+    ports = [p for p in spec.get("ports") or () if isinstance(p, dict)]
+    chosen = next((p for p in ports if port is None or p.get("port") == port), None)
+    if chosen is None:
+        raise ValueError(f"the Service has no port {port}")
+    proto = (protocol or str(chosen.get("protocol") or "TCP")).upper()
+    return str(ip), int(chosen["port"]), proto
+
+
+async def probe_service(
+    sources: list[Target], service: str, ip: str, *, protocol: str, port: int
+) -> dict[str, Any]:
+    """The probe document with the Service (``ns/name`` at its ClusterIP) as the one column."""
+    protocol = protocol.upper()
+    if protocol not in ("TCP", "UDP"):
+        raise ValueError(f"cannot probe {protocol}: only TCP and UDP (no SCTP in this kernel)")
+    sources = sorted(sources, key=lambda t: t.key)
+    dst = Target(service, "", ip)
+    gate = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(src: Target) -> tuple[str, str]:
+        async with gate:
+            return src.key, await probe_pair_verdict(src, dst, protocol=protocol, port=port)
+
+    verdicts = dict(await asyncio.gather(*(one(s) for s in sources)))
+    return {
+        "protocol": protocol,
+        "port": port,
+        "pods": [t.key for t in sources],
+        "columns": [service],
+        "matrix": {s: {service: v == CONNECTED} for s, v in verdicts.items()},
+        "verdicts": {s: {service: v} for s, v in verdicts.items()},
+    }
+
+
 def render_table(doc: dict[str, Any]) -> str:
     """Upstream's truth-table layout: rows are sources, columns destinations, `.` / `X` / `R`."""
     pods: list[str] = doc["pods"]
-    width = max([len(p) for p in pods] + [4])
+    columns: list[str] = doc.get("columns") or pods  # a Service probe: the Service only
+    width = max([len(p) for p in pods + columns] + [4])
     lines = [
         f"{doc['protocol']}/{doc['port']}  "
         "(rows: from, columns: to; . connected, X dropped, R rejected)"
     ]
-    lines.append(" " * width + " " + " ".join(p.rjust(width) for p in pods))
+    lines.append(" " * width + " " + " ".join(p.rjust(width) for p in columns))
     verdicts = doc.get("verdicts") or {}
     for src in pods:
         row = doc["matrix"][src]
         vrow = verdicts.get(src) or {}
         cells = " ".join(
             ("." if row[dst] else "R" if vrow.get(dst) == REJECTED else "X").rjust(width)
-            for dst in pods
+            for dst in columns
         )
         lines.append(src.ljust(width) + " " + cells)
     return "\n".join(lines)
