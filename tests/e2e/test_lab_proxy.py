@@ -73,7 +73,7 @@ def tcp_get(lab: Lab, client: str, ip: str, port: int, timeout: float = 2.0) -> 
 
 
 def tcp_connect(lab: Lab, client: str, ip: str, port: int) -> str:
-    """"connected", or the error's name (for servers that do not speak first, like TLS)."""
+    """ "connected", or the error's name (for servers that do not speak first, like TLS)."""
 
     def go() -> str:
         try:
@@ -204,6 +204,12 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
     for client in ("c1", "c2"):
         assert doc["matrix"][f"{ns}/{client}"] == {f"{ns}/web": True}
 
+    # hairpin: a backend reaching itself through the Service (SNATed, answered over OVS)
+    async def hairpin() -> bool:
+        got = tcp_many(env.lab, f"{ns}/web-1", ip, 80, 30)
+        return f"{ns}/web-1" in got and set(got) <= want
+
+    await wait_for(hairpin, 20, "hairpin")
     await env.delete_pod("web-2")
 
     async def two() -> bool:

@@ -94,7 +94,9 @@ def test_no_tunnel_flows_in_noencap_mode() -> None:
         f for f in b.pod_flows(POD) if f.table == 70 and FROM_TUNNEL.match() in f.match.regs
     ]
     # a Service DNATed to the pod (sent to the gateway MAC) is delivered in both modes
-    (dnat,) = [f for f in b.pod_flows(POD) if f.table == 70]
+    (dnat,) = [f for f in b.pod_flows(POD) if f.table == 70 and f.priority == 200]
+    (hairpin,) = [f for f in b.pod_flows(POD) if f.table == 70 and f.priority == 210]
+    assert hairpin.match.nw_src == hairpin.match.nw_dst == POD.ip
     assert dnat.match.dl_dst == GW_MAC and SetField("eth_dst", POD.mac) in dnat.actions
     assert (
         b.node_flows(

@@ -9,6 +9,7 @@ so that 0 keeps meaning "not set"):
   The policy tables match ``FROM_GATEWAY`` to let kubelet probes reach isolated pods.
 * ``reg0[16]``     "destination port found": set by L2 forwarding calculation (table 80) together
   with reg1; the output table (110) outputs only packets that have it.
+* ``reg0[17]``     hairpin: a pod reaching itself through a Service; output to IN_PORT.
 * ``reg1``         target ofport of the packet (``TARGET_OFPORT``); also the "to" match of ingress
   policy rules (``reg1=<pod ofport>``).
 * ``reg5`` / ``reg6``  conjunction ID of the egress / ingress rule that allowed the packet (set by
@@ -80,6 +81,11 @@ FROM_POD = RegMark(PKT_SOURCE, 3)
 
 PORT_FOUND_FIELD = RegField(0, 16, 16)
 PORT_FOUND = RegMark(PORT_FOUND_FIELD, 1)
+# reg0[17]: a Service connection from a pod to itself (hairpin): output back to IN_PORT.
+HAIRPIN = RegMark(RegField(0, 17, 17), 1)
+# reg0[16..17] both set: found and hairpin (one match of reg0: ovs-ofctl keeps only the last
+# of two matches on the same register)
+PORT_FOUND_HAIRPIN = RegMark(RegField(0, 16, 17), 3)
 
 TARGET_OFPORT = RegField(1, 0, 31)
 
@@ -89,6 +95,11 @@ EP_STATE = RegField(4, 16, 18)
 EP_TO_SELECT = RegMark(EP_STATE, 1)
 EP_SELECTED = RegMark(EP_STATE, 2)
 EP_TO_LEARN = RegMark(EP_STATE, 3)
+
+# Hairpin Service connections are SNATed to this address in their own zone, so that the pod
+# sees the connection come from elsewhere (and answers through OVS).
+SNAT_CT_ZONE = 0xFFF1  # 65521
+HAIRPIN_SNAT_IP = "169.254.0.252"
 
 # ct_mark bit of connections DNATed to a Service endpoint (committed in table 42).
 SERVICE_CT_MARK = 0x1

@@ -45,9 +45,13 @@ from antrea.agent.openflow.fields import (
     FROM_TUNNEL,
     GATEWAY_OFPORT,
     GLOBAL_VIRTUAL_MAC,
+    HAIRPIN,
+    HAIRPIN_SNAT_IP,
     INGRESS_RULE_ID,
     PORT_FOUND,
+    PORT_FOUND_HAIRPIN,
     SERVICE_CT_MARK,
+    SNAT_CT_ZONE,
     TARGET_OFPORT,
     TUNNEL_OFPORT,
 )
@@ -195,6 +199,15 @@ class FlowBuilder:
         flows += [
             # Other ARP (pod <-> pod, pod <-> gateway) is switched: pods of a node share an L2.
             Flow(ARP_RESPONDER.id, PRIORITY_LOW, Match(proto="arp"), (Normal(),), c),
+            # Replies of hairpin Service connections: un-SNAT in their zone first, then (back in
+            # this table, now tracked) the pod zone's un-DNAT.
+            Flow(
+                CONNTRACK.id,
+                PRIORITY_HIGH,
+                Match(proto="ip", ct_state=CtState(trk=False), nw_dst=HAIRPIN_SNAT_IP),
+                (HAIRPIN.load(), Ct(table=CONNTRACK.id, zone=SNAT_CT_ZONE, nat=True)),
+                c,
+            ),
             Flow(
                 CONNTRACK.id,
                 PRIORITY_NORMAL,
@@ -245,6 +258,14 @@ class FlowBuilder:
                 PRIORITY_NORMAL,
                 Match(regs=(PORT_FOUND.match(),)),
                 (OutputReg(TARGET_OFPORT.reg),),
+                c,
+            ),
+            # Hairpin: the target port is the input port (plain output to it does nothing).
+            Flow(
+                OUTPUT.id,
+                PRIORITY_HIGH,
+                Match(regs=(PORT_FOUND_HAIRPIN.match(),)),
+                (Output("IN_PORT"),),
                 c,
             ),
         ]
@@ -338,6 +359,29 @@ class FlowBuilder:
                 c,
             ),
             l2_forward_calc_flow(pod.mac, pod.ofport, c),
+            # A Service DNATed the pod's connection to itself (hairpin): SNAT it to a virtual
+            # address in its own zone, mark hairpin, and come back here.
+            Flow(
+                L3_FORWARDING.id,
+                PRIORITY_HIGH,
+                Match(
+                    proto="ip",
+                    ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
+                    nw_src=ip,
+                    nw_dst=ip,
+                ),
+                (
+                    HAIRPIN.load(),
+                    Ct(
+                        commit=True,
+                        table=L3_FORWARDING.id,
+                        zone=SNAT_CT_ZONE,
+                        nat_src=HAIRPIN_SNAT_IP,
+                        exec_=(SetField("ct_mark", f"{SERVICE_CT_MARK:#x}"),),
+                    ),
+                ),
+                c,
+            ),
             # Sent to the gateway MAC but now for this pod (a Service DNATed to it): deliver.
             Flow(
                 L3_FORWARDING.id,

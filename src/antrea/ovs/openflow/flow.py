@@ -160,7 +160,8 @@ class Ct(Action):
     """``ct(commit?, table=?, zone=?, nat?, exec(...)?)``.
 
     ``nat_dst`` (IPv4 address and port, with ``commit``) is ``nat(dst=IP:PORT)``: DNAT of a new
-    connection; plain ``nat`` applies the NAT of the packet's existing connection (both ways).
+    connection, ``nat_src`` (an IPv4 address) ``nat(src=IP)`` its SNAT; plain ``nat`` applies
+    the NAT of the packet's existing connection (both ways).
     """
 
     commit: bool = False
@@ -169,6 +170,7 @@ class Ct(Action):
     nat: bool = False
     exec_: tuple[Action, ...] = ()
     nat_dst: tuple[str, int] | None = None
+    nat_src: str | None = None  # nat(src=IP): SNAT of a new connection (with commit)
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,6 +146,8 @@ def render_action(a: Action) -> str:
             args.append(f"zone={a.zone}")
         if a.nat_dst is not None:
             args.append(f"nat(dst={a.nat_dst[0]}:{a.nat_dst[1]})")
+        elif a.nat_src is not None:
+            args.append(f"nat(src={a.nat_src})")
         elif a.nat:
             args.append("nat")
         if a.exec_:

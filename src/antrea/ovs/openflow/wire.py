@@ -399,6 +399,7 @@ NXAST_NAT = 36
 NXAST_CT_CLEAR = 43
 NXAST_LEARN = 16
 OFPAT_GROUP = 22
+NX_NAT_F_SRC = 1 << 0
 NX_NAT_F_DST = 1 << 1
 NX_NAT_RANGE_IPV4_MIN = 1 << 0
 NX_NAT_RANGE_PROTO_MIN = 1 << 4
@@ -468,6 +469,10 @@ def _ct(a: Ct) -> bytes:
         flags = NX_NAT_RANGE_IPV4_MIN | NX_NAT_RANGE_PROTO_MIN
         nat = struct.pack("!2xHH", NX_NAT_F_DST, flags) + socket.inet_aton(ip)
         nat += struct.pack("!H", port)
+        nested += _nx(NXAST_NAT, nat + bytes(-(10 + len(nat)) % 8))
+    elif a.nat_src is not None:
+        nat = struct.pack("!2xHH", NX_NAT_F_SRC, NX_NAT_RANGE_IPV4_MIN)
+        nat += socket.inet_aton(a.nat_src)
         nested += _nx(NXAST_NAT, nat + bytes(-(10 + len(nat)) % 8))
     elif a.nat:
         nested += _nx(NXAST_NAT, struct.pack("!2xHH", 0, 0))
