@@ -48,3 +48,48 @@ def expected_steps(
             }
         )
     return out
+
+
+def expected_antrea_steps(
+    case: Any, ips: dict[str, str] | None = None
+) -> list[dict[tuple[str, int], list[str]]]:
+    """Like `expected_steps` with Antrea-native objects too (`antrea_oracle`; . X R marks).
+
+    Objects are keyed by (kind, namespace, name): applying the same key replaces the object.
+    """
+    import antrea_oracle
+
+    m = oracle.Model(ips=dict(ips or DEFAULT_IPS))
+    objects: dict[tuple[str, str, str], dict[str, Any]] = {}
+    out = []
+    for step in case.steps:
+        if step.delete == "all":
+            objects = {k: v for k, v in objects.items() if k[0] != "NetworkPolicy/k8s"}
+        elif isinstance(step.delete, list):
+            for ns, name in step.delete:
+                objects.pop(("NetworkPolicy/k8s", ns, name), None)
+        for raw in step.apply:
+            p = caselib.substitute(copy.deepcopy(raw), m.ips)
+            kind = p.get("kind", "NetworkPolicy")
+            if not str(p.get("apiVersion", "")).startswith("crd.antrea.io/"):
+                kind = "NetworkPolicy/k8s"
+            objects[(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])] = p
+        for r in step.relabel_pods:
+            labels = m.pod_labels[r["pod"]]
+            for k in r.get("remove") or []:
+                labels.pop(k, None)
+            labels.update(r.get("set") or {})
+        for r in step.relabel_namespaces:
+            labels = m.ns_labels[r["namespace"]]
+            for k in r.get("remove") or []:
+                labels.pop(k, None)
+            labels.update(r.get("set") or {})
+        out.append(
+            {
+                (e.protocol, e.port): antrea_oracle.matrix(
+                    m, list(objects.values()), e.protocol, e.port
+                )
+                for e in step.expect
+            }
+        )
+    return out
