@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -239,6 +240,8 @@ async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
     only while at debug); `antctl supportbundle` on a node collects flows, OVSDB, task dumps
     and logs; `kubectl antrea` reaches the controller with an exec-credential kubeconfig."""
     assert lab.exec_node("node1", "antctl", "log-level").stdout.strip() == "info"
+    gates = lab.exec_node("node1", "antctl", "get", "featuregates").stdout
+    assert re.search(r"agent\s+AntreaProxy\s+Enabled\s+GA", gates), gates
     ips = {}
     try:
         for name, level in (("ll-info", None), ("ll-debug", "debug"), ("ll-back", "info")):

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     from antrea.antctl import ops_cmds
 
     ops_cmds.register(top, common_parent())
+    from antrea.antctl import featuregates
+
+    featuregates.register(get_sub, common_parent())
     try:
         agent_cmds = importlib.import_module("antrea.antctl.agent_cmds")
     except ModuleNotFoundError as exc:

@@ -77,7 +77,7 @@ class _Agent(BaseHTTPRequestHandler):
         routes: dict[str, object] = {
             "/loglevel": {"level": _Agent.level},
             "/agentinfo": {"nodeName": "nodeX"},
-            "/config": {"ovsBridge": "br-int"},
+            "/config": {"ovsBridge": "br-int", **getattr(_Agent, "config", {})},
             "/ovsflows": [{"flow": "table=0, priority=0 actions=drop"}],
         }
         if self.path in routes:
@@ -162,3 +162,20 @@ def test_kubectl_plugin_entry_point() -> None:
         check=True,
     )  # fmt: skip
     assert "complete -F _kubectl_antrea kubectl-antrea" in comp.stdout
+
+
+def test_featuregates_from_the_running_agent(
+    agent_api: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_Agent, "config", {"antreaProxy": False}, raising=False)
+    assert cli.main(["get", "featuregates", "-o", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    status = {(r["component"], r["name"]): r["status"] for r in rows}
+    assert status == {
+        ("agent", "AntreaPolicy"): "Enabled",
+        ("agent", "AntreaProxy"): "Disabled",
+        ("controller", "AntreaPolicy"): "Enabled",
+    }
+    assert cli.main(["get", "fg"]) == 0
+    header = capsys.readouterr().out.splitlines()[0].split()
+    assert header == ["COMPONENT", "FEATUREGATE", "STATUS", "VERSION", "CONFIG"]
