@@ -326,6 +326,14 @@ spec: {podSelector: {matchLabels: {app: qe}}}
                 break
             await asyncio.sleep(0.2)
         assert [p["name"] for p in applied] == ["qe-np"]
+        proc = subprocess.run(
+            [str(KUBECTL), "antrea", "query", "networkpolicyevaluation", "-S", "default/qe",
+             "-D", "default/qe", "--netns", netns, "-o", "json"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        answer = json.loads(proc.stdout)["response"]
+        assert (answer["direction"], answer["decision"]) == ("Ingress", "Drop")
+        assert [p["name"] for p in answer["isolatedBy"]] == ["qe-np"]
     finally:
         lab.kubectl("delete", "pod", "qe", "--wait=false", check=False)
         lab.kubectl("delete", "networkpolicy", "qe-np", check=False)

@@ -53,6 +53,15 @@ def register(top_sub: Any, parent: argparse.ArgumentParser) -> None:
     q.add_argument("-n", "--namespace", default="default", help="pod namespace")
     q.add_argument("-p", "--pod", required=True, help="pod name")
     q.set_defaults(func=_query_endpoint)
+    q = query_sub.add_parser(
+        "networkpolicyevaluation",
+        aliases=["npe"],
+        parents=[parent],
+        help="the policy rule that decides traffic from one pod to another",
+    )
+    q.add_argument("-S", "--source", required=True, help="source pod NAMESPACE/NAME")
+    q.add_argument("-D", "--destination", required=True, help="destination pod NAMESPACE/NAME")
+    q.set_defaults(func=_query_evaluation)
 
     supportbundle.register(top_sub, parent)
 
@@ -118,6 +127,29 @@ def _query_endpoint(args: argparse.Namespace) -> int:
             for rule in ep.get(key) or []:
                 name = f" ({rule['ruleName']})" if rule.get("ruleName") else ""
                 print(f"  {_policy(rule['policyRef'])} rule {rule['ruleIndex']}{name}")
+    return 0
+
+
+def _query_evaluation(args: argparse.Namespace) -> int:
+    from antrea.antctl.output import emit
+
+    def pod(value: str) -> str:
+        return value if "/" in value else f"default/{value}"
+
+    client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+    data = asyncio.run(
+        client.get(
+            "/apis/controlplane.antrea.io/v1beta2/networkpolicyevaluation",
+            {"source": pod(args.source), "destination": pod(args.destination)},
+        )
+    )
+    if args.output != "table":
+        return emit(data, args.output, [])
+    r = data["response"]
+    where = f"{_policy(r['policyRef'])} rule {r['ruleIndex']}" if r.get("policyRef") else ""
+    why = r.get("reason", "")
+    print(f"{data['source']} -> {data['destination']}: {r['decision']} ({r['direction']})")
+    print(f"  {where or why}")
     return 0
 
 

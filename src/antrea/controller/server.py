@@ -35,8 +35,8 @@ from aiohttp import web
 
 from antrea.agent.secureapi import AccessReviewer
 from antrea.apis.controlplane.codec import DecodeError, decode_status
-from antrea.apis.controlplane.types import Kind, NetworkPolicy
-from antrea.controller import endpointquery
+from antrea.apis.controlplane.types import Kind, NetworkPolicy, PodReference
+from antrea.controller import endpointquery, evaluation
 from antrea.controller.admission.webhook import AdmissionHandlers
 from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
@@ -109,6 +109,7 @@ class ControllerServer:
         app.router.add_get(f"{CONTROLPLANE}/watch", self.watch)
         app.router.add_post(f"{CONTROLPLANE}/networkpolicies/status", self.post_status)
         app.router.add_get(f"{CONTROLPLANE}/endpointqueries", self.endpointquery)
+        app.router.add_get(f"{CONTROLPLANE}/networkpolicyevaluation", self.networkpolicyevaluation)
         app.router.add_get(CONTROLPLANE + "/{resource}", self.list_objects)
         app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
         app.router.add_get(f"{SYSTEM}/controllerinfo", self.controllerinfo)
@@ -306,6 +307,17 @@ class ControllerServer:
             raise _error(web.HTTPBadRequest, "pod is required")
         ns = request.query.get("namespace") or "default"
         return web.json_response(endpointquery.query(self.store, ns, pod))
+
+    async def networkpolicyevaluation(self, request: web.Request) -> web.Response:
+        """?source=NS/POD&destination=NS/POD: the rule that decides that traffic."""
+        await self._admin(request, "get", "controlplane.antrea.io", "networkpolicyevaluation")
+        pods = []
+        for key in ("source", "destination"):
+            ns, _, name = request.query.get(key, "").rpartition("/")
+            if not name:
+                raise _error(web.HTTPBadRequest, f"{key} is required (NAMESPACE/POD)")
+            pods.append(PodReference(ns or "default", name))
+        return web.json_response(evaluation.evaluate(self.store, pods[0], pods[1]))
 
     async def loglevel(self, request: web.Request) -> web.Response:
         """GET: the controller's log level; PUT ?level=L: change it now (antctl log-level)."""
