@@ -398,3 +398,23 @@ def test_a_deleted_agent_pod_comes_back_and_a_cross_node_connection_survives(
     finally:
         sock.close()
         cluster.kubectl("delete", "pod", "echo", "--wait=false")
+
+
+def _lease_holder(cluster: Cluster) -> str:
+    lease = cluster.get("lease", "-n", "kube-system", "antrea-controller")
+    return str(lease["spec"].get("holderIdentity") or "")
+
+
+def test_the_other_controller_leads_when_the_leader_pod_is_deleted(cluster: Cluster) -> None:
+    if cluster.mode != "encap":
+        pytest.skip("checked once (encap cluster)")
+    _ensure_web(cluster)
+    leader = _lease_holder(cluster)
+    assert leader in cluster.spec.node_names()
+    pods = cluster.get("pods", "-n", "kube-system", "-l", "component=antrea-controller")["items"]
+    victim = next(p["metadata"]["name"] for p in pods if p["spec"]["nodeName"] == leader)
+    cluster.kubectl("delete", "pod", "-n", "kube-system", victim, "--wait=false")
+    cluster.wait("the other replica holds the lease",
+                 lambda: _lease_holder(cluster) not in ("", leader), 120)  # fmt: skip
+    # A policy change made after the failover is computed by the new leader and enforced.
+    test_a_network_policy_becomes_conjunction_flows_and_is_enforced(cluster)
