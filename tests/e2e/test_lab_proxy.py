@@ -299,3 +299,52 @@ async def test_policy_applies_to_service_traffic(env: Env) -> None:
         return c_gets != f"{ns}/api-1" and b_gets == f"{ns}/api-1"
 
     await wait_for(isolated, 20, "policy through the Service")
+
+
+def ns_tcp_get(netns_name: str, ip: str, port: int) -> str:
+    def go() -> str:
+        try:
+            with socket.create_connection((ip, port), timeout=2.0) as s:
+                s.settimeout(2.0)
+                return s.recv(200).decode().strip()
+        except OSError as exc:
+            return type(exc).__name__
+
+    return netns.call_in(str(netns.netns_path(netns_name)), go)
+
+
+async def test_node_port_cluster_and_local(env: Env) -> None:
+    """NodePort answers on every node from the underlay and from another node; with
+    externalTrafficPolicy Local only the node with the backend answers."""
+    ns = env.ns
+    spec = env.lab.spec
+    node1, node2 = spec.node("node1"), spec.node("node2")
+    await env.pods(pod("np-1", ns, "node2", {"app": "np"}, HTTP))
+    np_svc = await env.c.create(
+        f"/api/v1/namespaces/{ns}/services",
+        service("np", ns, [{"port": 80, "targetPort": 8080}], type="NodePort"),
+    )
+    local_body = service("np", ns, [{"port": 80, "targetPort": 8080}], type="NodePort")
+    local_body["metadata"]["name"] = "np-local"
+    local_body["spec"]["externalTrafficPolicy"] = "Local"
+    local_svc = await env.c.create(f"/api/v1/namespaces/{ns}/services", local_body)
+    port = np_svc["spec"]["ports"][0]["nodePort"]
+    lport = local_svc["spec"]["ports"][0]["nodePort"]
+    want = f"{ns}/np-1"
+
+    async def cluster_everywhere() -> bool:
+        return all(
+            ns_tcp_get(src, n.underlay_ip, port) == want
+            for src in (spec.underlay_netns, node2.netns)
+            for n in (node1, node2)
+        )
+
+    await wait_for(cluster_everywhere, 30, "NodePort (Cluster) from the underlay and node2")
+
+    async def local_only_on_node2() -> bool:
+        return (
+            ns_tcp_get(spec.underlay_netns, node2.underlay_ip, lport) == want
+            and ns_tcp_get(spec.underlay_netns, node1.underlay_ip, lport) != want
+        )
+
+    await wait_for(local_only_on_node2, 30, "NodePort (Local) only where the backend is")

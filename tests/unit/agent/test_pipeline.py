@@ -97,7 +97,7 @@ def test_no_tunnel_flows_in_noencap_mode() -> None:
     (dnat,) = [f for f in b.pod_flows(POD) if f.table == 70 and f.priority == 200]
     (hairpin,) = [f for f in b.pod_flows(POD) if f.table == 70 and f.priority == 210]
     assert hairpin.match.nw_src == hairpin.match.nw_dst == POD.ip
-    assert dnat.match.dl_dst == GW_MAC and SetField("eth_dst", POD.mac) in dnat.actions
+    assert dnat.match.ct_mark == (1, 1) and SetField("eth_dst", POD.mac) in dnat.actions
     assert (
         b.node_flows(
             pod_cidr=ipaddress.IPv4Network("10.244.2.0/24"),

@@ -382,11 +382,12 @@ class FlowBuilder:
                 ),
                 c,
             ),
-            # Sent to the gateway MAC but now for this pod (a Service DNATed to it): deliver.
+            # A Service connection DNATed to this pod: its packets were sent to the gateway's
+            # (or, from the host, the virtual) MAC: deliver.
             Flow(
                 L3_FORWARDING.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip", dl_dst=self.node.gateway_mac, nw_dst=ip),
+                Match(proto="ip", ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK), nw_dst=ip),
                 (
                     SetField("eth_src", self.node.gateway_mac),
                     SetField("eth_dst", pod.mac),

@@ -17,6 +17,7 @@ import structlog
 
 from antrea.agent.openflow.fields import GLOBAL_VIRTUAL_MAC
 from antrea.agent.proxy import flows as pf
+from antrea.agent.proxy.nodeport import sync_nodeports
 from antrea.agent.proxy.proxier import SHARED_OWNER, Proxier
 from antrea.agent.proxy.reject import sync_reject, sync_route
 from antrea.agent.proxy.watch import ENDPOINTSLICES, SERVICES, list_watch
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from antrea.agent.agent import Agent
 
 log = structlog.get_logger(__name__)
+NODEPORT_NET = ipaddress.IPv4Network(pf.NODEPORT_ROUTE)
 
 __all__ = ["Proxier", "matches", "start"]
 
@@ -49,9 +51,12 @@ async def start(agent: Agent) -> Proxier:
 
         def host_setup() -> None:
             sync_route(cidr, cfg.hostGateway, GLOBAL_VIRTUAL_MAC)
+            sync_route(NODEPORT_NET, cfg.hostGateway, GLOBAL_VIRTUAL_MAC)
             sync_reject(cidr, cfg.hostGateway)
+            sync_nodeports(proxier.nodeport_entries(), cfg.hostGateway)
 
         proxier.host_setup = host_setup
+        proxier.nodeport_sync = lambda entries: sync_nodeports(entries, cfg.hostGateway)
         await asyncio.to_thread(host_setup)
     services, slices = asyncio.Event(), asyncio.Event()
     agent.add_task(list_watch(agent.api_client, SERVICES, proxier.on_service, synced=services),

@@ -10,7 +10,9 @@ Per Service port with endpoints (owner ``("service", ns, name, port name, protoc
   ClusterIP, port -> the same endpoint, ``idle_timeout`` = the affinity timeout), mark
   "selected", go to 42. Later connections of the client hit the learned flow in 40 (resubmitted
   to from 31) and skip the group.
-* NodePort: the same flows for (node address, nodePort), from outside pods and the host.
+* NodePort: the same flows for (virtual NodePort address, nodePort): the host DNATs traffic to
+  its own addresses' nodePort there and routes it into gw0 (`nodeport`); for
+  externalTrafficPolicy Local with a group of the local endpoints only.
 
 Shared (owner ``("proxy",)``): 41 priority 180: "selected" -> 42.
 Per endpoint (owner ``("endpoint", ip, port, protocol)``, shared by the Services using it):
@@ -20,7 +22,6 @@ policy tables see the endpoint (after DNAT), and table 105 does not commit again
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Iterable, Sequence
 
 from antrea.agent.openflow.fields import (
@@ -65,25 +66,30 @@ _DST_PORT = {"tcp": "NXM_OF_TCP_DST[]", "udp": "NXM_OF_UDP_DST[]", "sctp": "OXM_
 _IP_PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
 
 
-def frontends(sp: ServicePort, node_ips: Sequence[ipaddress.IPv4Address]) -> list[tuple[str, int]]:
-    """(address, port) pairs the Service port answers on: ClusterIP, and NodePort per node IP."""
-    out = [(str(sp.cluster_ip), sp.port)]
+NODEPORT_CLUSTER_IP = "169.254.0.250"  # NodePort traffic DNATed here by the host (SNATed)
+NODEPORT_LOCAL_IP = "169.254.0.249"  # ... externalTrafficPolicy: Local (client IP kept)
+NODEPORT_ROUTE = "169.254.0.248/30"
+
+Frontend = tuple[str, int, int]  # address, port, group id
+
+
+def frontends(sp: ServicePort, group_id: int, local_group_id: int | None) -> list[Frontend]:
+    """Where the Service port answers: ClusterIP:port (its group) and, for a NodePort, the
+    host's virtual NodePort address:nodePort -- the local endpoints' group for
+    externalTrafficPolicy Local (None: no local endpoint, no NodePort frontend)."""
+    out = [(str(sp.cluster_ip), sp.port, group_id)]
     if sp.node_port:
-        out += [(str(ip), sp.node_port) for ip in node_ips]
+        if not sp.external_local:
+            out.append((NODEPORT_CLUSTER_IP, sp.node_port, group_id))
+        elif local_group_id is not None:
+            out.append((NODEPORT_LOCAL_IP, sp.node_port, local_group_id))
     return out
 
 
-def service_flows(
-    sp: ServicePort,
-    group_id: int,
-    cookie: int,
-    *,
-    node_ips: Sequence[ipaddress.IPv4Address] = (),
-    learn_cookie: int = 0,
-) -> list[Flow]:
+def service_flows(sp: ServicePort, fronts: Sequence[Frontend], cookie: int) -> list[Flow]:
     flows: list[Flow] = []
     mark = EP_TO_LEARN if sp.affinity_timeout else EP_SELECTED
-    for addr, port in frontends(sp, node_ips):
+    for addr, port, group_id in fronts:
         match = Match(
             proto=sp.proto, regs=(EP_TO_SELECT.match(),), ct_state=NEW, nw_dst=addr, tp_dst=port
         )
@@ -97,7 +103,7 @@ def service_flows(
                 table=SESSION_AFFINITY.id,
                 priority=PRIORITY_NORMAL,
                 idle_timeout=sp.affinity_timeout,
-                cookie=learn_cookie or cookie,
+                cookie=cookie,
                 eth_type=0x800,
                 ip_proto=_IP_PROTO[sp.proto],
                 specs=(

@@ -67,6 +67,19 @@ class Installed:
     group_id: int
     endpoints: frozenset[Endpoint]
     has_flows: bool
+    local_endpoints: frozenset[Endpoint] = frozenset()  # NodePort, externalTrafficPolicy Local
+
+    @property
+    def local_group_id(self) -> int | None:
+        return local_group(self.group_id) if self.local_endpoints else None
+
+
+def local_group(group_id: int) -> int:
+    """The group of a NodePort's local endpoints (externalTrafficPolicy: Local)."""
+    return group_id | LOCAL_GROUP_BIT
+
+
+LOCAL_GROUP_BIT = 1 << 30
 
 
 class ProxyMetrics:
@@ -131,6 +144,9 @@ class Proxier:
         self.last_sync: dict[SvcKey, float] = {}  # monotonic time a Service was last realized
         # host side (service route, REJECT rule): again after ovs-vswitchd re-created gw0
         self.host_setup: Callable[[], None] | None = None
+        # host NodePort DNAT rules, rewritten when the set of realized NodePorts changes
+        self.nodeport_sync: Callable[[set[tuple[str, int, bool]]], object] | None = None
+        self._nodeports: set[tuple[str, int, bool]] = set()
 
     # -- events ---------------------------------------------------------------------------
     def _mark(self, key: SvcKey) -> None:
@@ -182,6 +198,10 @@ class Proxier:
             except Exception as exc:
                 log.warning("service_sync_failed", service="/".join(key), error=repr(exc))
                 failed.add(key)
+        entries = self.nodeport_entries()
+        if entries != self._nodeports and self.nodeport_sync is not None:
+            await asyncio.to_thread(self.nodeport_sync, entries)
+            self._nodeports = entries
         self.metrics.sync_duration.observe(time.perf_counter() - start)
         if failed:
             await asyncio.sleep(0.5)
@@ -210,9 +230,19 @@ class Proxier:
             return frozenset(e for e in eps if e.node == self.node_name)
         return eps
 
-    def _service_flows(self, sp: ServicePort, gid: int) -> list[Flow]:
-        cookie = self.cookie(Category.SERVICE, gid)
-        return pf.service_flows(sp, gid, cookie, node_ips=self.node_ips)
+    def _service_flows(self, inst: Installed) -> list[Flow]:
+        cookie = self.cookie(Category.SERVICE, inst.group_id)
+        fronts = pf.frontends(inst.port, inst.group_id, inst.local_group_id)
+        return pf.service_flows(inst.port, fronts, cookie)
+
+    def nodeport_entries(self) -> set[tuple[str, int, bool]]:
+        """(protocol, nodePort, Local) of every NodePort with (local) endpoints."""
+        out = set()
+        for i in self.installed.values():
+            sp = i.port
+            if sp.node_port and i.has_flows and (not sp.external_local or i.local_endpoints):
+                out.add((sp.proto, sp.node_port, sp.external_local))
+        return out
 
     async def sync_service(self, key: SvcKey) -> None:
         async with self._lock:
@@ -261,39 +291,67 @@ class Proxier:
 
     async def _apply(self, sp: ServicePort, eps: frozenset[Endpoint]) -> None:
         old = self.installed.get(sp.key)
-        if old is not None and old.port == sp and old.endpoints == eps:
+        local: frozenset[Endpoint] = frozenset()
+        if sp.node_port and sp.external_local:
+            local = frozenset(e for e in eps if e.node == self.node_name)
+        if (
+            old is not None
+            and old.port == sp
+            and old.endpoints == eps
+            and old.local_endpoints == local
+        ):
             return
         gid = old.group_id if old is not None else self._group_id(sp.key)
         added = eps - old.endpoints if old is not None else eps
         removed = old.endpoints - eps if old is not None else frozenset()
         await self._ref_endpoints(sp, frozenset(added))
-        if eps:
-            await self.transport.bundle(set_groups=[pf.service_group(gid, eps)])
-        want_flows = bool(eps)
-        if old is None or old.port != sp or old.has_flows != want_flows:
+        groups = [pf.service_group(gid, eps)] if eps else []
+        if local:
+            groups.append(pf.service_group(local_group(gid), local))
+        if groups:
+            await self.transport.bundle(set_groups=groups)
+        new = Installed(sp, gid, eps, bool(eps), local if eps else frozenset())
+        fronts_changed = old is None or pf.frontends(
+            old.port, gid, old.local_group_id
+        ) != pf.frontends(sp, gid, new.local_group_id)
+        if old is None or old.port != sp or old.has_flows != new.has_flows or fronts_changed:
             await self.writer.submit(
-                service_owner(sp), self._service_flows(sp, gid) if want_flows else None
+                service_owner(sp), self._service_flows(new) if new.has_flows else None
             )
-        if not eps and old is not None and old.has_flows:
-            await self.transport.bundle(delete_groups=[Group(gid, GroupType.SELECT)])
+        stale = []
+        if old is not None and old.has_flows and not new.has_flows:
+            stale.append(Group(gid, GroupType.SELECT))
+        if old is not None and old.local_group_id is not None and new.local_group_id is None:
+            stale.append(Group(local_group(gid), GroupType.SELECT))
+        if stale:
+            await self.transport.bundle(delete_groups=stale)
         await self._unref_endpoints(sp, frozenset(removed))
-        self.installed[sp.key] = Installed(sp, gid, eps, want_flows)
+        self.installed[sp.key] = new
 
     async def _remove(self, pkey: tuple[str, str, str, str]) -> None:
         inst = self.installed.pop(pkey)
         if inst.has_flows:
             await self.writer.submit(service_owner(inst.port), None)
-            await self.transport.bundle(delete_groups=[Group(inst.group_id, GroupType.SELECT)])
+            stale = [Group(inst.group_id, GroupType.SELECT)]
+            if inst.local_group_id is not None:
+                stale.append(Group(inst.local_group_id, GroupType.SELECT))
+            await self.transport.bundle(delete_groups=stale)
         await self._unref_endpoints(inst.port, inst.endpoints)
         self._release_group(pkey)
 
     # -- restart / replay -----------------------------------------------------------------
     def groups(self) -> list[Group]:
-        return [
+        out = [
             pf.service_group(i.group_id, i.endpoints)
             for i in self.installed.values()
             if i.has_flows
         ]
+        out += [
+            pf.service_group(i.local_group_id, i.local_endpoints)
+            for i in self.installed.values()
+            if i.local_group_id is not None
+        ]
+        return out
 
     async def replay_groups(self) -> int:
         """Set every group again (ovs-vswitchd lost them); before the flows are replayed."""
