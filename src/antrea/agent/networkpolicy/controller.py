@@ -87,6 +87,10 @@ class NetworkPolicyController:
         self._status_tasks: set[asyncio.Task[None]] = set()
         self._first_event_at: float | None = None
         self._inflight: set[str] = set()  # taken from the dirty set, bundle not confirmed yet
+        # A batch whose successor is already waiting leaves the datapath wait (and so its
+        # status reports, which mean "enforced") to that successor: back-to-back batches do
+        # not each pay for it.
+        reconciler.defer_settle = lambda: bool(self.cache.dirty)
 
     # -- stream ---------------------------------------------------------------------------
     async def run(self, events: AsyncIterator[WatchEvent]) -> None:
@@ -169,6 +173,9 @@ class NetworkPolicyController:
                 log.exception("policy_realization_crashed")
                 await asyncio.sleep(RETRY_MIN_S)
                 self._wake.set()
+            if self.reconciler.unsettled and not self._wake.is_set():
+                await self.reconciler.settle_now()
+                self._update_status()
             if not self._wake.is_set() and not self.cache.dirty:
                 self._idle.set()
 
@@ -237,7 +244,8 @@ class NetworkPolicyController:
             )
         if self.on_batch is not None:
             self.on_batch(result)
-        self._update_status()
+        if not self.reconciler.unsettled:
+            self._update_status()
         return result
 
     async def _reconcile_contained(

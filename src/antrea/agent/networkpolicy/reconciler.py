@@ -121,6 +121,10 @@ class PolicyReconciler:
         self.on_bundle = on_bundle
         self.install_miss_flows = install_miss_flows
         self.settle = settle
+        # Asked after each bundle: true = more work is already waiting, so the datapath wait
+        # is left to the batch that follows (`unsettled` until then; see settle_now).
+        self.defer_settle: Callable[[], bool] | None = None
+        self.unsettled = False
         self.realized: dict[str, RealizedRule] = {}
         self.conj_rule: dict[int, str] = {}  # conj id -> rule id (kept while the ID cools down)
         self.band_cap = max_conjunctions_per_flow
@@ -164,6 +168,16 @@ class PolicyReconciler:
             with_miss=self.install_miss_flows,
         )
         return out
+
+    async def settle_now(self) -> None:
+        """Wait for the datapath to reflect every bundle sent so far (see `settle`)."""
+        self.unsettled = False
+        if self.settle is None:
+            return
+        try:
+            await self.settle()
+        except Exception as exc:
+            log.warning("datapath_settle_failed", error=str(exc))
 
     # -- reconciliation -------------------------------------------------------------------
     async def reconcile(
@@ -255,13 +269,14 @@ class PolicyReconciler:
                 failures = await self._withdraw(failures, blame, result, held)
                 held = {}
         self._failed = {o: blame.get(o, set()) for o in failures}
-        if self.settle is not None and (result.bundles or failures):
+        if self.settle is not None and (result.bundles or failures or self.unsettled):
             # The datapath keeps forwarding with its cached megaflows until the revalidators
-            # have seen the new tables: wait for that, so "realized" means enforced.
-            try:
-                await self.settle()
-            except Exception as exc:
-                log.warning("datapath_settle_failed", error=str(exc))
+            # have seen the new tables: wait for that, so "realized" means enforced. When more
+            # work is already waiting, the next batch's wait covers this one's flows too.
+            if self.defer_settle is not None and self.defer_settle():
+                self.unsettled = True
+            else:
+                await self.settle_now()
         result.seconds = time.perf_counter() - start
         if result.failed:
             failed = sorted(result.failed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import structlog
 
@@ -226,3 +227,39 @@ async def test_policy_events_realized_changed_deleted() -> None:
     ], events
     realized = next(e for e in logs if e["event"] == "policy_realized")
     assert realized["source"].startswith("K8sNetworkPolicy:") and realized["log_level"] == "info"
+
+
+async def test_back_to_back_batches_wait_for_the_datapath_once() -> None:
+    """A batch whose successor arrived during its bundle leaves the datapath wait to the
+    successor; statuses ("realized" = enforced) are reported only after that wait."""
+    ctl, rt, reports = make()
+    settles: list[tuple[int, int]] = []  # (bundles so far, reports so far) at each wait
+    later = added(policy("late", [ingress(groups=["ag0"], services=[tcp(81)])], ["atg"]))
+
+    async def settle() -> None:
+        settles.append((len(rt.bundles), len(reports)))
+
+    ctl.reconciler.settle = settle
+    plain_bundle = rt.bundle
+
+    async def bundle(**kw: object) -> None:
+        await plain_bundle(**kw)  # type: ignore[arg-type]
+        if len(rt.bundles) == 2:  # the first batch after the initial one is in flight
+            ctl.handle(later)
+
+    rt.bundle = bundle  # type: ignore[method-assign]
+
+    async def events() -> AsyncIterator[WatchEvent]:
+        for ev in [*initial(1), BOOKMARK]:
+            yield ev
+        await ctl.ready.wait()
+        yield added(policy("p1", [ingress(groups=["ag0"], services=[tcp(82)])], ["atg"]))
+
+    await ctl.run(events())
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert len(rt.bundles) == 3
+    # initial batch: settled; batch 2 (successor waiting): deferred; batch 3 settles both
+    assert settles == [(1, 0), (3, 1)]
+    assert not ctl.reconciler.unsettled
+    assert {r.policy for r in reports if r.realized} == {"p0", "p1", "late"}
