@@ -30,6 +30,7 @@ from antrea.controller.distribution import KIND_ORDER, Dispatcher, object_counts
 from antrea.controller.inputs import Inputs
 from antrea.controller.leader import LeaderElector, LeaseTimings
 from antrea.controller.metrics import ControllerMetrics, LiveState
+from antrea.controller.policystatus import PolicyStatusWriter
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
 from antrea.controller.tiers import ensure_static_tiers
@@ -137,6 +138,9 @@ class ControllerCandidate:
             on_stopped=self._on_stopped_leading,
         )
         self.compiler.subscribe(self._on_change)
+        # .status of Antrea-native policies, written while leading.
+        self.policy_status = PolicyStatusWriter(kube, self.store, self.status)
+        self.status.on_report = self.policy_status.mark
         self.server = ControllerServer(
             dispatcher=self.dispatcher,
             store=self.store,
@@ -163,6 +167,7 @@ class ControllerCandidate:
             )
         )
         self._leader_task: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
         self._roles: list[asyncio.Task[None]] = []
         self.published_at: float | None = None  # last successful CA + Endpoints publication
 
@@ -182,8 +187,11 @@ class ControllerCandidate:
     def _on_change(self, change: Any) -> None:
         self.dispatcher.on_change(change)
         self.metrics.processed[change.kind].inc()
-        if change.kind is Kind.NETWORK_POLICY and change.new is None:
-            self.status.forget(change.name)
+        if change.kind is Kind.NETWORK_POLICY:
+            if change.new is None:
+                self.status.forget(change.name)
+            else:
+                self.policy_status.mark(change.name)
 
     def serving(self) -> str | None:
         if not self.leading:
@@ -241,11 +249,18 @@ class ControllerCandidate:
 
     async def _on_started_leading(self) -> None:
         self.leading = True
-        self._leader_task = asyncio.get_running_loop().create_task(self._leader_duties())
+        loop = asyncio.get_running_loop()
+        self._leader_task = loop.create_task(self._leader_duties())
+        self._status_task = loop.create_task(self.policy_status.run())
 
     async def _on_stopped_leading(self) -> None:
         self.leading = False
         self.published_at = None
+        if self._status_task is not None:
+            self._status_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._status_task
+            self._status_task = None
         if self._leader_task is not None:
             self._leader_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

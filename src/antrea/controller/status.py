@@ -8,9 +8,14 @@ Reports from nodes outside the span are kept (the span may grow back) but not co
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+
+# What an agent reports (realized=False) while a policy is still on its way rather than failed
+# (agent/networkpolicy/controller.py `policy_state`).
+IN_PROGRESS = frozenset({"realizing", "waiting for groups"})
 
 
 @dataclass(frozen=True)
@@ -35,9 +40,13 @@ class PolicyStatus:
 class StatusAggregator:
     def __init__(self) -> None:
         self._by_policy: dict[str, dict[str, NetworkPolicyNodeStatus]] = {}
+        # Called with the policy's name after each report (the leader's status writer).
+        self.on_report: Callable[[str], None] | None = None
 
     def report(self, st: NetworkPolicyNodeStatus) -> None:
         self._by_policy.setdefault(st.policy, {})[st.node] = st
+        if self.on_report is not None:
+            self.on_report(st.policy)
 
     def forget(self, policy: str) -> None:
         self._by_policy.pop(policy, None)
@@ -57,6 +66,8 @@ class StatusAggregator:
                 continue
             if st.realized:
                 current += 1
+            elif st.message in IN_PROGRESS:
+                continue  # still on its way: realizing, not failed
             else:
                 failed.append(node)
                 messages.append((node, st.message))

@@ -46,6 +46,7 @@ API_CALLERS = {
     "controller/certs.py": "controller",
     "controller/controller.py": "controller",
     "controller/leader.py": "controller",
+    "controller/policystatus.py": "controller",
     "controller/tiers.py": "controller",
     "k8s/informer.py": "controller",
     "util/kuberest.py": "both",
@@ -252,6 +253,23 @@ async def test_controller_grants_match_its_calls(api: Any, monkeypatch: pytest.M
             lambda: sum(r.verb == "create" and r.resource == "tiers" for r in log) >= 6,
             "static tiers",
         )
+        # Antrea-native policies get their status written by the leader.
+        spec = {"priority": 1, "appliedTo": [{"podSelector": {}}], "ingress": []}
+        await admin.create(
+            "/apis/crd.antrea.io/v1beta1/clusternetworkpolicies",
+            {"apiVersion": "crd.antrea.io/v1beta1", "kind": "ClusterNetworkPolicy",
+             "metadata": {"name": "p"}, "spec": spec},
+        )  # fmt: skip
+        await admin.create(
+            "/apis/crd.antrea.io/v1beta1/namespaces/default/networkpolicies",
+            {"apiVersion": "crd.antrea.io/v1beta1", "kind": "NetworkPolicy",
+             "metadata": {"name": "p", "namespace": "default"}, "spec": spec},
+        )  # fmt: skip
+        for resource in ("clusternetworkpolicies/status", "networkpolicies/status"):
+            await eventually(
+                lambda r=resource: any(x.verb == "update" and x.resource == r for x in log),
+                f"{resource} update",
+            )
         await eventually(cand.inputs.synced.is_set, "informers")
         watching = len(cand.inputs.informers)  # the resources the compiler consumes
         await eventually(
