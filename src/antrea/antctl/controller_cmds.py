@@ -1,8 +1,17 @@
-"""Controller-side antctl commands: ``get networkpolicy|addressgroup|appliedtogroup|ci``.
+"""Controller-side antctl commands: ``get networkpolicy|addressgroup|appliedtogroup|ci|tier``.
 
 Tables follow Antrea's antctl columns where they exist (``NAME APPLIED-TO RULES SOURCE`` for
 policies, ``NAME PODS`` / ``NAME POD-IPS`` for groups), plus ``NODES-REALIZED`` (agents'
-reports, "2/2") and ``SPAN`` (the nodes an object is sent to).
+reports, "2/2") and ``SPAN`` (the nodes an object is sent to), and for policies upstream's
+``TIER-PRIORITY`` and ``PRIORITY`` (Antrea-native only).
+
+``get networkpolicy -T ACNP|ANNP|K8sNP`` keeps one kind of source; ``--sort-by
+effectivePriority`` lists policies in evaluation order: Antrea-native policies of the
+non-baseline tiers by tier priority then policy priority, then Kubernetes NetworkPolicies,
+then the baseline tier's.
+
+``get tier`` lists the Tiers (from the Kubernetes API) in priority order with the number of
+Antrea-native policies in each.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import argparse
 import asyncio
 from typing import Any
 
-from antrea.antctl.controller_client import ControllerClient
+from antrea.antctl.controller_client import AntctlError, ControllerClient, kubeconfig_path
 from antrea.antctl.output import Column, emit, summarize
 
 CONTROLPLANE = "/apis/controlplane.antrea.io/v1beta2"
@@ -51,6 +60,45 @@ NETWORKPOLICY_COLUMNS = [
     Column("SOURCE", _source),
     Column("NODES-REALIZED", _realized),
     Column("SPAN", _span),
+    Column("TIER-PRIORITY", lambda o: o.get("tierPriority")),
+    Column("PRIORITY", lambda o: o.get("priority")),
+]
+TYPES = {
+    "acnp": "AntreaClusterNetworkPolicy",
+    "annp": "AntreaNetworkPolicy",
+    "k8snp": "K8sNetworkPolicy",
+}
+BASELINE_TIER_PRIORITY = 253
+# Kubernetes NetworkPolicies are evaluated after every non-baseline tier, before baseline.
+K8S_NP_PLACE = BASELINE_TIER_PRIORITY - 0.5
+
+
+def effective_priority(o: dict[str, Any]) -> tuple[float, float, str, str]:
+    """Sort key: the order in which a policy's rules are evaluated."""
+    ref = o.get("sourceRef") or {}
+    tier = o.get("tierPriority")
+    prio = o.get("priority")
+    place = float(tier) if tier is not None else K8S_NP_PLACE
+    return (
+        place,
+        float(prio) if prio is not None else 0.0,
+        f"{ref.get('namespace', '')}/{ref.get('name', '')}",
+        o["metadata"]["name"],
+    )
+
+
+def _policy_type(value: str) -> str:
+    key = value.lower()
+    if key not in TYPES:
+        raise argparse.ArgumentTypeError(f"unknown policy type {value!r} (ACNP, ANNP or K8sNP)")
+    return TYPES[key]
+
+
+TIER_COLUMNS = [
+    Column("NAME", lambda o: o["name"]),
+    Column("PRIORITY", lambda o: o["priority"]),
+    Column("ACNPS", lambda o: o["acnps"]),
+    Column("ANNPS", lambda o: o["annps"]),
 ]
 APPLIEDTOGROUP_COLUMNS = [
     Column("NAME", lambda o: o["metadata"]["name"]),
@@ -95,6 +143,17 @@ def register(get_sub: Any, top_sub: Any, parent: argparse.ArgumentParser) -> Non
         p.add_argument("--node", help="only objects sent to this node (span)")
         if name == "networkpolicy":
             p.add_argument("-n", "--namespace", help="only policies from this namespace")
+            p.add_argument(
+                "-T",
+                "--type",
+                type=_policy_type,
+                help="only policies of this source type: ACNP, ANNP or K8sNP",
+            )
+            p.add_argument(
+                "--sort-by",
+                choices=["effectivePriority"],
+                help="effectivePriority: in evaluation order (tier, priority; K8s before baseline)",
+            )
         p.set_defaults(func=_get_objects, plural=plural, columns=columns)
     p = get_sub.add_parser(
         "controllerinfo",
@@ -103,6 +162,14 @@ def register(get_sub: Any, top_sub: Any, parent: argparse.ArgumentParser) -> Non
         help="controller status: leader, connected agents, object counts",
     )
     p.set_defaults(func=_get_controllerinfo)
+    p = get_sub.add_parser(
+        "tier",
+        aliases=["tiers", "tr"],
+        parents=[parent],
+        help="Tiers in priority order, with their Antrea-native policies",
+    )
+    p.add_argument("name", nargs="?", help="one tier")
+    p.set_defaults(func=_get_tiers)
 
 
 def _client(args: argparse.Namespace) -> ControllerClient:
@@ -123,7 +190,67 @@ def _get_objects(args: argparse.Namespace) -> int:
         ns = getattr(args, "namespace", None)
         if ns:
             data = [o for o in data if (o.get("sourceRef") or {}).get("namespace") == ns]
+        kind = getattr(args, "type", None)
+        if kind:
+            data = [o for o in data if (o.get("sourceRef") or {}).get("type") == kind]
+        if getattr(args, "sort_by", None) == "effectivePriority":
+            data.sort(key=effective_priority)
     return emit(data, args.output, args.columns)
+
+
+CRD_GV = "/apis/crd.antrea.io/v1beta1"
+
+
+async def list_tiers(kubeconfig: str | None) -> list[dict[str, Any]]:
+    """Tiers with the count of ACNPs/ANNPs in each (a policy without a tier is in
+    ``application``), by priority."""
+    from antrea.util.kuberest import ApiClientResources, KubeError, load_api_client
+
+    path = kubeconfig_path(kubeconfig)
+    if path is None:
+        raise AntctlError("no kubeconfig: use --kubeconfig or set KUBECONFIG")
+    client = await load_api_client(path)
+    try:
+        kube = ApiClientResources(client)
+        tiers = ((await kube.get(f"{CRD_GV}/tiers")) or {}).get("items") or []
+        acnps = ((await kube.get(f"{CRD_GV}/clusternetworkpolicies")) or {}).get("items") or []
+        annps = ((await kube.get(f"{CRD_GV}/networkpolicies")) or {}).get("items") or []
+    except KubeError as exc:
+        raise AntctlError(f"cannot list Tiers and Antrea-native policies: {exc}") from exc
+    finally:
+        await client.close()
+
+    return tier_rows(tiers, acnps, annps)
+
+
+def tier_rows(
+    tiers: list[dict[str, Any]], acnps: list[dict[str, Any]], annps: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    def count(policies: list[dict[str, Any]], tier: str) -> int:
+        return sum(
+            1 for p in policies if ((p.get("spec") or {}).get("tier") or "application") == tier
+        )
+
+    out = [
+        {
+            "name": t["metadata"]["name"],
+            "priority": (t.get("spec") or {}).get("priority"),
+            "acnps": count(acnps, t["metadata"]["name"]),
+            "annps": count(annps, t["metadata"]["name"]),
+        }
+        for t in tiers
+    ]
+    out.sort(key=lambda t: t["priority"] if isinstance(t["priority"], int) else 1 << 30)
+    return out
+
+
+def _get_tiers(args: argparse.Namespace) -> int:
+    data = asyncio.run(list_tiers(getattr(args, "kubeconfig", None)))
+    if args.name:
+        data = [t for t in data if t["name"] == args.name]
+        if not data:
+            raise AntctlError(f'tier "{args.name}" not found')
+    return emit(data, args.output, TIER_COLUMNS)
 
 
 def _get_controllerinfo(args: argparse.Namespace) -> int:

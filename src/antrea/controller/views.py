@@ -91,6 +91,9 @@ def object_json(
             "generation": obj.generation,
             "span": sorted(span),
         }
+        if obj.tier_priority is not None:  # Antrea-native: its place in the evaluation order
+            out["tierPriority"] = obj.tier_priority
+            out["priority"] = obj.priority
         if status is not None:
             out["status"] = {
                 "phase": status.phase,

@@ -83,7 +83,16 @@ def fake_get(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
 def test_get_networkpolicy_table(fake_get: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["get", "netpol"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split() == ["NAME", "APPLIED-TO", "RULES", "SOURCE", "NODES-REALIZED", "SPAN"]
+    assert lines[0].split() == [
+        "NAME",
+        "APPLIED-TO",
+        "RULES",
+        "SOURCE",
+        "NODES-REALIZED",
+        "SPAN",
+        "TIER-PRIORITY",
+        "PRIORITY",
+    ]
     assert lines[1].split() == [
         "uid-1",
         "atg-a",
@@ -91,6 +100,8 @@ def test_get_networkpolicy_table(fake_get: Any, capsys: pytest.CaptureFixture[st
         "K8sNetworkPolicy:default/web",
         "2/2",
         "node1,node2",
+        "<none>",
+        "<none>",
     ]
 
 
