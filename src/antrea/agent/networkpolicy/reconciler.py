@@ -247,7 +247,52 @@ class PolicyReconciler:
                     touched_matches=touched_matches,
                     touched_iso=touched_iso,
                 )
-        self._touched_owners(desired, blame, touched_matches, touched_iso, set(rules))
+        try:
+            failures = await self._send(
+                desired,
+                blame=blame,
+                touched_matches=touched_matches,
+                touched_iso=touched_iso,
+                batch=set(rules),
+                result=result,
+            )
+        except Exception:
+            # Crashed before the switch had this batch: its rules keep their drop flows and
+            # forget their conjunctions, so that a retry relinks (and re-fails) them from
+            # scratch instead of seeing "no change" (the controller resends from the indexes).
+            self._forget_conjunctions(rules)
+            raise
+        self._failed = {o: blame.get(o, set()) for o in failures}
+        if self.settle is not None and (result.bundles or failures or self.unsettled):
+            # The datapath keeps forwarding with its cached megaflows until the revalidators
+            # have seen the new tables: wait for that, so "realized" means enforced. When more
+            # work is already waiting, the next batch's wait covers this one's flows too.
+            if self.defer_settle is not None and self.defer_settle():
+                self.unsettled = True
+            else:
+                await self.settle_now()
+        result.seconds = time.perf_counter() - start
+        if result.failed:
+            failed = sorted(result.failed)
+            log.warning(
+                "policy_rules_failed",
+                count=len(failed),
+                rules=failed[:10],
+                owners=[_owner_text(o) for o in list(failures)[:5]],
+            )
+        return result
+
+    async def _send(
+        self,
+        desired: dict[Owner, list[Flow] | None],
+        *,
+        blame: dict[Owner, set[str]],
+        touched_matches: set[MatchKey],
+        touched_iso: set[MatchKey],
+        batch: set[str],
+        result: BatchResult,
+    ) -> dict[Owner, Exception]:
+        self._touched_owners(desired, blame, touched_matches, touched_iso, batch)
         for owner, rids in list(self._failed.items()):  # retry what the switch refused before
             if owner not in desired:
                 desired[owner] = self._desired_of(owner)
@@ -268,25 +313,28 @@ class PolicyReconciler:
                     break
                 failures = await self._withdraw(failures, blame, result, held)
                 held = {}
-        self._failed = {o: blame.get(o, set()) for o in failures}
-        if self.settle is not None and (result.bundles or failures or self.unsettled):
-            # The datapath keeps forwarding with its cached megaflows until the revalidators
-            # have seen the new tables: wait for that, so "realized" means enforced. When more
-            # work is already waiting, the next batch's wait covers this one's flows too.
-            if self.defer_settle is not None and self.defer_settle():
-                self.unsettled = True
-            else:
-                await self.settle_now()
-        result.seconds = time.perf_counter() - start
-        if result.failed:
-            failed = sorted(result.failed)
-            log.warning(
-                "policy_rules_failed",
-                count=len(failed),
-                rules=failed[:10],
-                owners=[_owner_text(o) for o in list(failures)[:5]],
-            )
-        return result
+        return failures
+
+    def _forget_conjunctions(self, rids: Iterable[str]) -> None:
+        scratch_desired: dict[Owner, list[Flow] | None] = {}
+        scratch_blame: dict[Owner, set[str]] = {}
+        touched: set[MatchKey] = set()
+        for rid in rids:
+            r = self.realized.get(rid)
+            if r is None or not r.conjs:
+                continue
+            d = tables_for(r.rule.direction)
+            for rc in r.conjs.values():
+                self._drop_conj(
+                    rid,
+                    rc.conj_id,
+                    [rc.clauses],
+                    d=d,
+                    desired=scratch_desired,
+                    blame=scratch_blame,
+                    touched=touched,
+                )
+            self.realized[rid] = RealizedRule(r.rule, {}, r.isolated)
 
     async def resync(self) -> BatchResult:
         """Sync every policy owner to what the indexes say (after a crash left a batch
@@ -319,12 +367,9 @@ class PolicyReconciler:
         try:
             if forced:
                 raise RuleRealizationError("realization crashed; isolation only")
-            plan = plan_rule(completed, self.ofport_of)
-            for cl in plan.conjunctions.values():  # every atom must make a Match
-                for _, atoms in cl.numbered():
-                    for a in atoms:
-                        atom_match(a)
-            return plan
+            # (Atoms are turned into matches later, in `_touched_owners`: one that cannot be
+            # is a crash of the batch, narrowed to its rule by the controller.)
+            return plan_rule(completed, self.ofport_of)
         except Exception as exc:
             result.failed[rid] = f"planning failed: {type(exc).__name__}: {exc}"
             result.failed_stage[rid] = "plan"

@@ -327,3 +327,39 @@ def test_failed_status_reaches_the_controller_view_and_antctl() -> None:
     assert controller_column(doc) == "1/2 Failed on n2"
     agent_doc = {"realized": False, "phase": "Failed", "message": why}
     assert agent_column(agent_doc) == f"Failed: {why}"
+
+
+async def test_a_flow_that_cannot_be_built_fails_only_its_rule(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An atom that cannot become a match crashes the batch when its clause flow is built;
+    the controller narrows that down to the rule, and resends what the crash left unsent."""
+    real = reconciler_mod.atom_match
+
+    def atom_match(atom: Any) -> Any:
+        if atom == ("nw_src", "10.99.0.0/16"):
+            raise ValueError("injected match bug")
+        return real(atom)
+
+    monkeypatch.setattr(reconciler_mod, "atom_match", atom_match)
+    env = Env()
+    objs: list[Any] = [
+        AppliedToGroup("atg-a", frozenset({A})),
+        AppliedToGroup("atg-b", frozenset({B})),
+    ]
+    for i in range(5):
+        objs.append(policy(f"g{i}", [ingress(blocks=[IPBlock(f"10.{i}.0.0/16")])], ["atg-b"]))
+    objs.append(policy("bad", [ingress(blocks=[IPBlock("10.99.0.0/16")])], ["atg-a"]))
+    for o in objs:
+        env.ctl.handle(added(o))
+    env.ctl.handle(BOOKMARK)
+    result: BatchResult = await env.ctl.realize_dirty()
+    for i in range(5):
+        assert has(env.rt, f"nw_src=10.{i}.0.0/16"), i
+    assert has(env.rt, "reg1=0x3 actions=drop") and not has(env.rt, "10.99.0.0")
+    assert not has(env.rt, "reg1=0x3 actions=conjunction")
+    assert list(result.failed_stage.values()) == ["crash"]
+    assert env.ctl.policy_state("bad").phase == "Failed"  # type: ignore[union-attr]
+    # and the next, unrelated change is realized normally
+    await env.feed(policy("later", [ingress(blocks=[IPBlock("10.7.0.0/16")])], ["atg-b"]))
+    assert has(env.rt, "nw_src=10.7.0.0/16")
