@@ -303,6 +303,17 @@ async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
         env=env, capture_output=True, text=True, timeout=60, check=True,
     ).stdout  # fmt: skip
 
+    subprocess.run(
+        [str(KUBECTL), "antrea", "supportbundle", "--controller", "--netns", netns,
+         "-d", str(tmp_path / "ctl")],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    (ctl_bundle,) = (tmp_path / "ctl").glob("controller-*.tar.gz")
+    with tarfile.open(ctl_bundle) as tar:
+        assert "controller/tasks.txt" in tar.getnames()
+        metrics = tar.extractfile("controller/metrics.prom")
+        assert metrics is not None and b"antrea_controller_is_leader" in metrics.read()
+
     # query endpoint: the policy applied to a labelled pod.
     pod = json.loads(_pod("qe", "node1"))
     pod["metadata"]["labels"] = {"app": "qe"}

@@ -11,9 +11,7 @@ its own).
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import io
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from antrea.agent.openflow.pipeline import TABLE_NAMES
 from antrea.ovs.openflow.cookie import Category, category_filter
 from antrea.ovs.ovsctl import DumpedFlow
 from antrea.util import logging as logutil
+from antrea.util.tasks import dump_tasks
 
 if TYPE_CHECKING:
     from antrea.agent.agent import Agent
@@ -200,13 +199,7 @@ async def config(request: web.Request) -> web.Response:
 
 async def tasks(request: web.Request) -> web.Response:
     """Every asyncio task with its stack: the goroutine dump of this process."""
-    out = io.StringIO()
-    current = asyncio.all_tasks()
-    out.write(f"{len(current)} tasks\n")
-    for task in sorted(current, key=lambda t: t.get_name()):
-        out.write(f"\n--- {task.get_name()} {task!r}\n")
-        task.print_stack(file=out)
-    return web.Response(text=out.getvalue())
+    return web.Response(text=dump_tasks())
 
 
 def _dumps(obj: object) -> str:

@@ -7,6 +7,7 @@ ConfigMap ``kube-system/antrea-ca``; ``--server https://HOST:PORT`` skips the En
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 from pathlib import Path
@@ -28,7 +29,13 @@ def kubeconfig_path(explicit: str | None) -> str | None:
 
 
 def _get_in_netns(
-    netns: str, url: str, headers: dict[str, str], ctx: ssl.SSLContext, method: str = "GET"
+    netns: str,
+    url: str,
+    headers: dict[str, str],
+    ctx: ssl.SSLContext,
+    method: str = "GET",
+    *,
+    raw: bool = False,
 ) -> tuple[int, Any]:
     """GET ``url`` from inside network namespace ``netns`` (a worker thread enters it).
 
@@ -53,6 +60,8 @@ def _get_in_netns(
             conn.close()
 
     status, body = call_in(netns_path(netns), fetch)
+    if raw and status == 200:
+        return status, body
     return status, json.loads(body or b"null")
 
 
@@ -72,7 +81,10 @@ class ControllerClient:
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         return await self.request("GET", path, params)
 
-    async def request(self, method: str, path: str, params: dict[str, str] | None = None) -> Any:
+    async def request(
+        self, method: str, path: str, params: dict[str, str] | None = None, *, raw: bool = False
+    ) -> Any:
+        """The JSON answer (the body's bytes with ``raw``) of one call to the controller."""
         import aiohttp
 
         from antrea.agent.controlplane_client import discover_endpoint, fetch_ca
@@ -114,7 +126,12 @@ class ControllerClient:
                 url = base + path + (f"?{urlencode(params)}" if params else "")
                 try:
                     status, body = await asyncio.to_thread(
-                        _get_in_netns, self.netns, url, headers, ctx, method
+                        functools.partial(_get_in_netns, raw=raw),
+                        self.netns,
+                        url,
+                        headers,
+                        ctx,
+                        method,
                     )
                 except (OSError, ValueError) as exc:
                     raise AntctlError(f"controller {base} (netns {self.netns}): {exc}") from exc
@@ -134,6 +151,8 @@ class ControllerClient:
                         timeout=aiohttp.ClientTimeout(total=15),
                     ) as resp,
                 ):
+                    if raw and resp.status == 200:
+                        return await resp.read()
                     body = await resp.json(content_type=None)
                     if resp.status != 200:
                         msg = body.get("message") if isinstance(body, dict) else body

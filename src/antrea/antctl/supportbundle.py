@@ -1,4 +1,6 @@
-"""``antctl supportbundle``: one tarball with what a support case needs from a node.
+"""``antctl supportbundle``: one tarball with what a support case needs from a node (or, with
+``--controller``, from the controller: its info, log level, task stacks, metrics and computed
+policies and groups, as ``controller-<UTC time>.tar.gz``).
 
 Run on a node (``antrea lab exec NODE -- antctl supportbundle``, or any shell with the agent's
 local API at ``$ANTREA_AGENT_API``). The archive ``<dir>/<node>-<UTC time>.tar.gz`` holds:
@@ -43,6 +45,11 @@ def register(top_sub: Any, parent: argparse.ArgumentParser) -> None:
     )
     p.add_argument("-d", "--dir", default=".", help="directory for the tarball (default .)")
     p.add_argument("--agent-api", help="agent API URL (default $ANTREA_AGENT_API)")
+    p.add_argument(
+        "--controller",
+        action="store_true",
+        help="the controller's bundle (info, log level, task stacks, metrics, computed objects)",
+    )
     p.set_defaults(func=_supportbundle)
 
 
@@ -128,6 +135,23 @@ def collect(base: str, out_dir: Path) -> tuple[Path, list[str]]:
 
 def _supportbundle(args: argparse.Namespace) -> int:
     from antrea.antctl.agent_cmds import _base
+
+    if args.controller:
+        import asyncio
+
+        from antrea.antctl.controller_client import ControllerClient
+
+        client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+        data = asyncio.run(
+            client.request("GET", "/apis/system.antrea.io/v1beta1/supportbundle", raw=True)
+        )
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        out = Path(args.dir)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"controller-{stamp}.tar.gz"
+        path.write_bytes(data)
+        print(f"supportbundle written to {path}")
+        return 0
 
     path, errors = collect(_base(args), Path(args.dir))
     print(f"supportbundle written to {path}")

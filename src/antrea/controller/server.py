@@ -25,8 +25,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
+import json
 import socket
 import ssl
+import tarfile
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -44,6 +48,7 @@ from antrea.controller.status import StatusAggregator
 from antrea.controller.views import object_json
 from antrea.util import logging as logutil
 from antrea.util.health import Check, report
+from antrea.util.tasks import dump_tasks
 
 log = structlog.get_logger(__name__)
 
@@ -114,6 +119,7 @@ class ControllerServer:
         app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
         app.router.add_get(f"{SYSTEM}/controllerinfo", self.controllerinfo)
         app.router.add_get(f"{SYSTEM}/loglevel", self.loglevel)
+        app.router.add_get(f"{SYSTEM}/supportbundle", self.supportbundle)
         app.router.add_put(f"{SYSTEM}/loglevel", self.loglevel)
         app.router.add_get("/metrics", self.metrics)
         if self.admission is not None:
@@ -319,6 +325,31 @@ class ControllerServer:
             pods.append(PodReference(ns or "default", name))
         return web.json_response(evaluation.evaluate(self.store, pods[0], pods[1]))
 
+    async def supportbundle(self, request: web.Request) -> web.Response:
+        """A tar.gz: controller info, log level, asyncio task stacks, metrics, and the computed
+        policies and groups (antctl supportbundle --controller)."""
+        await self._admin(request, "get", "system.antrea.io", "supportbundles")
+        files: dict[str, bytes] = {
+            "controllerinfo.json": json.dumps(self.info(), indent=2, default=str).encode(),
+            "loglevel.json": json.dumps({"level": logutil.get_level()}).encode(),
+            "tasks.txt": dump_tasks().encode(),
+        }
+        for kind, plural in RESOURCE_FILES.items():
+            items = [self._view(kind, obj, span) for obj, span in iter_store(self.store, kind)]
+            files[f"{plural}.json"] = json.dumps(items, indent=2, default=str).encode()
+        if self.metrics_handler is not None:
+            resp = await self.metrics_handler(request)
+            if isinstance(resp, web.Response) and isinstance(resp.body, bytes):
+                files["metrics.prom"] = resp.body
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            for name, data in files.items():
+                info = tarfile.TarInfo(f"controller/{name}")
+                info.size = len(data)
+                info.mtime = int(time.time())
+                tar.addfile(info, io.BytesIO(data))
+        return web.Response(body=buf.getvalue(), content_type="application/gzip")
+
     async def loglevel(self, request: web.Request) -> web.Response:
         """GET: the controller's log level; PUT ?level=L: change it now (antctl log-level)."""
         if request.method == "PUT":
@@ -331,6 +362,13 @@ class ControllerServer:
         else:
             await self._admin(request, "get", "system.antrea.io", "loglevels")
         return web.json_response({"level": logutil.get_level()})
+
+
+RESOURCE_FILES = {
+    Kind.NETWORK_POLICY: "networkpolicies",
+    Kind.ADDRESS_GROUP: "addressgroups",
+    Kind.APPLIED_TO_GROUP: "appliedtogroups",
+}
 
 
 def _operator_attributes(request: web.Request) -> tuple[str, str, str]:

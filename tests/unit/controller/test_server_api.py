@@ -394,3 +394,20 @@ async def test_endpoint_query(env: Env) -> None:
     ] == [("np2", 1, "Ingress")]
     assert (await call(env, "GET", path + "?pod=a", "t-other"))[0] == 403
     assert (await call(env, "GET", path, "t-admin"))[0] == 400
+
+
+async def test_controller_supportbundle(env: Env) -> None:
+    import io
+    import tarfile
+
+    path = "/apis/system.antrea.io/v1beta1/supportbundle"
+    assert (await call(env, "GET", path, "t-other"))[0] == 403
+    status, body = await call(env, "GET", path, "t-admin")
+    assert status == 200
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        names = set(tar.getnames())
+        tasks = tar.extractfile("controller/tasks.txt").read().decode()  # type: ignore[union-attr]
+        nps = tar.extractfile("controller/networkpolicies.json").read()  # type: ignore[union-attr]
+    assert {"controller/controllerinfo.json", "controller/loglevel.json"} <= names
+    assert " tasks\n" in tasks and "--- " in tasks
+    assert b'"uid-1"' in nps
