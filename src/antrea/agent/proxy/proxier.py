@@ -47,6 +47,7 @@ from antrea.ovs.openflow.groups import Group, GroupType
 log = structlog.get_logger(__name__)
 
 SvcKey = tuple[str, str]  # namespace, name
+PortKey = tuple[str, str, str, str]  # namespace, name, port name, protocol
 EpKey = tuple[str, int, str]  # ip, port, protocol
 
 
@@ -187,26 +188,30 @@ class Proxier:
             await self.sync_dirty()
 
     async def sync_dirty(self) -> None:
+        """Realize every dirty Service in a few bundles (see `_realize`); retry on failure."""
         dirty, self._dirty = self._dirty, set()
         start = time.perf_counter()
-        failed: set[SvcKey] = set()
-        for key in sorted(dirty):
-            try:
-                await self.sync_service(key)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("service_sync_failed", service="/".join(key), error=repr(exc))
-                failed.add(key)
+        try:
+            async with self._lock:
+                await self._realize(dirty)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("service_sync_failed", services=len(dirty), error=repr(exc))
+            await asyncio.sleep(0.5)
+            for key in dirty:
+                self._mark(key)
+            return
         entries = self.nodeport_entries()
         if entries != self._nodeports and self.nodeport_sync is not None:
             await asyncio.to_thread(self.nodeport_sync, entries)
             self._nodeports = entries
         self.metrics.sync_duration.observe(time.perf_counter() - start)
-        if failed:
-            await asyncio.sleep(0.5)
-            for key in failed:
-                self._mark(key)
+        now = time.monotonic()
+        for key in dirty:
+            self.last_sync[key] = now
+        self.metrics.services_installed.set(sum(1 for i in self.installed.values() if i.has_flows))
+        self.metrics.endpoints_installed.set(sum(len(i.endpoints) for i in self.installed.values()))
 
     # -- realization ----------------------------------------------------------------------
     def _group_id(self, key: tuple[str, str, str, str]) -> int:
@@ -246,98 +251,137 @@ class Proxier:
 
     async def sync_service(self, key: SvcKey) -> None:
         async with self._lock:
-            ports = self.services.get(key, [])
-            eps_by_port = endpoints_of(self.slices.get(key, {}).values())
-            wanted: dict[tuple[str, str, str, str], tuple[ServicePort, frozenset[Endpoint]]] = {}
-            for sp in ports:
-                eps = eps_by_port.get((sp.port_name, sp.protocol), frozenset())
-                wanted[sp.key] = (sp, self.wanted_endpoints(sp, eps))
-            mine = [k for k in self.installed if (k[0], k[1]) == key]
-            for pkey in mine:
-                if pkey not in wanted:
-                    await self._remove(pkey)
-            for sp, eps in wanted.values():
-                await self._apply(sp, eps)
-            self.last_sync[key] = time.monotonic()
-            self.metrics.services_installed.set(
-                sum(1 for i in self.installed.values() if i.has_flows)
-            )
-            self.metrics.endpoints_installed.set(
-                sum(len(i.endpoints) for i in self.installed.values())
-            )
+            await self._realize({key})
 
     def _ep_key(self, ep: Endpoint, sp: ServicePort) -> EpKey:
         return (str(ep.ip), ep.port, sp.proto)
 
-    async def _ref_endpoints(self, sp: ServicePort, eps: frozenset[Endpoint]) -> None:
-        """Count references; add the DNAT flows of endpoints new to this node."""
-        new = []
-        for ep in eps:
-            k = self._ep_key(ep, sp)
-            self.ep_refs[k] += 1
-            if self.ep_refs[k] == 1:
-                new.append((k, ep))
-        for k, ep in new:
-            cookie = self.cookie(Category.SERVICE, 0)
-            await self.writer.submit(endpoint_owner(k), [pf.endpoint_flow(ep, sp.proto, cookie)])
+    def _plan(self, keys: set[SvcKey]) -> tuple[list[Installed | None], dict[PortKey, Installed]]:
+        """(the old state of every port that changes, its new state by port key)."""
+        olds: list[Installed | None] = []
+        news: dict[PortKey, Installed] = {}
+        for key in keys:
+            eps_by_port = endpoints_of(self.slices.get(key, {}).values())
+            wanted: dict[PortKey, Installed] = {}
+            for sp in self.services.get(key, []):
+                eps = self.wanted_endpoints(
+                    sp, eps_by_port.get((sp.port_name, sp.protocol), frozenset())
+                )
+                local: frozenset[Endpoint] = frozenset()
+                if sp.node_port and sp.external_local and eps:
+                    local = frozenset(e for e in eps if e.node == self.node_name)
+                old = self.installed.get(sp.key)
+                if (
+                    old is not None
+                    and old.port == sp
+                    and old.endpoints == eps
+                    and old.local_endpoints == local
+                ):
+                    continue
+                gid = old.group_id if old is not None else self._group_id(sp.key)
+                wanted[sp.key] = Installed(sp, gid, eps, bool(eps), local)
+                olds.append(old)
+            for pkey, inst in self.installed.items():
+                if (
+                    (pkey[0], pkey[1]) == key
+                    and pkey not in wanted
+                    and not any(sp.key == pkey for sp in self.services.get(key, []))
+                ):
+                    olds.append(inst)  # port gone: new state None
+            news.update(wanted)
+        return olds, news
 
-    async def _unref_endpoints(self, sp: ServicePort, eps: frozenset[Endpoint]) -> None:
-        for ep in eps:
-            k = self._ep_key(ep, sp)
-            self.ep_refs[k] -= 1
-            if self.ep_refs[k] <= 0:
-                del self.ep_refs[k]
-                await self.writer.submit(endpoint_owner(k), None)
+    async def _realize(self, keys: set[SvcKey]) -> None:
+        """Bring the dirty Services' ports to their wanted state in at most five bundles:
 
-    async def _apply(self, sp: ServicePort, eps: frozenset[Endpoint]) -> None:
-        old = self.installed.get(sp.key)
-        local: frozenset[Endpoint] = frozenset()
-        if sp.node_port and sp.external_local:
-            local = frozenset(e for e in eps if e.node == self.node_name)
-        if (
-            old is not None
-            and old.port == sp
-            and old.endpoints == eps
-            and old.local_endpoints == local
-        ):
+        1. DNAT flows of endpoints new to the node; 2. every group set (add-or-modify);
+        3. the Service flows that change (a port's first endpoint, its last one, a changed
+        spec); 4. groups of ports without endpoints (any more) deleted; 5. DNAT flows of
+        endpoints no Service uses any more deleted. Steps 1/3/5 go through the CoalescingWriter
+        (concurrent submits, one bundle each); the caches are updated only when all succeeded,
+        and every step is idempotent, so a failure is retried from the same state.
+        """
+        olds, news = self._plan(keys)
+        if not olds:
             return
-        gid = old.group_id if old is not None else self._group_id(sp.key)
-        added = eps - old.endpoints if old is not None else eps
-        removed = old.endpoints - eps if old is not None else frozenset()
-        await self._ref_endpoints(sp, frozenset(added))
-        groups = [pf.service_group(gid, eps)] if eps else []
-        if local:
-            groups.append(pf.service_group(local_group(gid), local))
+        cookie0 = self.cookie(Category.SERVICE, 0)
+        delta: Counter[EpKey] = Counter()
+        proto_ep: dict[EpKey, tuple[Endpoint, str]] = {}
+        for old in olds:
+            if old is not None:
+                for ep in old.endpoints:
+                    delta[self._ep_key(ep, old.port)] -= 1
+        for new in news.values():
+            for ep in new.endpoints:
+                k = self._ep_key(ep, new.port)
+                delta[k] += 1
+                proto_ep[k] = (ep, new.port.proto)
+        ep_add = {
+            k: [pf.endpoint_flow(proto_ep[k][0], proto_ep[k][1], cookie0)]
+            for k, d in delta.items()
+            if d > 0 and self.ep_refs.get(k, 0) == 0
+        }
+        ep_del = [k for k, d in delta.items() if d < 0 and self.ep_refs.get(k, 0) + d <= 0]
+        await self._submit_all({endpoint_owner(k): f for k, f in ep_add.items()})
+
+        groups: list[Group] = []
+        for new in news.values():
+            if new.endpoints:
+                groups.append(pf.service_group(new.group_id, new.endpoints))
+            if new.local_group_id is not None:
+                groups.append(pf.service_group(new.local_group_id, new.local_endpoints))
         if groups:
             await self.transport.bundle(set_groups=groups)
-        new = Installed(sp, gid, eps, bool(eps), local if eps else frozenset())
-        fronts_changed = old is None or pf.frontends(
-            old.port, gid, old.local_group_id
-        ) != pf.frontends(sp, gid, new.local_group_id)
-        if old is None or old.port != sp or old.has_flows != new.has_flows or fronts_changed:
-            await self.writer.submit(
-                service_owner(sp), self._service_flows(new) if new.has_flows else None
+
+        svc_flows: dict[Hashable, list[Flow] | None] = {}
+        stale: list[Group] = []
+        for old in olds:
+            if old is None:
+                continue
+            nxt = news.get(old.port.key)
+            if (nxt is None or not nxt.has_flows) and old.has_flows:
+                svc_flows[service_owner(old.port)] = None
+                stale.append(Group(old.group_id, GroupType.SELECT))
+            if old.local_group_id is not None and (nxt is None or nxt.local_group_id is None):
+                stale.append(Group(old.local_group_id, GroupType.SELECT))
+        for new in news.values():
+            cur = self.installed.get(new.port.key)
+            same = (
+                cur is not None
+                and cur.port == new.port
+                and cur.has_flows == new.has_flows
+                and cur.local_group_id == new.local_group_id
             )
-        stale = []
-        if old is not None and old.has_flows and not new.has_flows:
-            stale.append(Group(gid, GroupType.SELECT))
-        if old is not None and old.local_group_id is not None and new.local_group_id is None:
-            stale.append(Group(local_group(gid), GroupType.SELECT))
+            if new.has_flows and not same:
+                svc_flows[service_owner(new.port)] = self._service_flows(new)
+        await self._submit_all(svc_flows)
         if stale:
             await self.transport.bundle(delete_groups=stale)
-        await self._unref_endpoints(sp, frozenset(removed))
-        self.installed[sp.key] = new
+        await self._submit_all(dict.fromkeys((endpoint_owner(k) for k in ep_del), None))
 
-    async def _remove(self, pkey: tuple[str, str, str, str]) -> None:
-        inst = self.installed.pop(pkey)
-        if inst.has_flows:
-            await self.writer.submit(service_owner(inst.port), None)
-            stale = [Group(inst.group_id, GroupType.SELECT)]
-            if inst.local_group_id is not None:
-                stale.append(Group(inst.local_group_id, GroupType.SELECT))
-            await self.transport.bundle(delete_groups=stale)
-        await self._unref_endpoints(inst.port, inst.endpoints)
-        self._release_group(pkey)
+        # all applied: the caches follow
+        for k, d in delta.items():
+            n = self.ep_refs.get(k, 0) + d
+            if n > 0:
+                self.ep_refs[k] = n
+            else:
+                self.ep_refs.pop(k, None)
+        for old in olds:
+            if old is not None and old.port.key not in news:
+                del self.installed[old.port.key]
+                self._release_group(old.port.key)
+        self.installed.update(news)
+
+    async def _submit_all(self, owners: dict[Hashable, list[Flow] | None]) -> None:
+        """State these owners' flows at once: the writer merges them into one bundle."""
+        if not owners:
+            return
+        results = await asyncio.gather(
+            *(self.writer.submit(o, f) for o, f in owners.items()), return_exceptions=True
+        )
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r
 
     # -- restart / replay -----------------------------------------------------------------
     def groups(self) -> list[Group]:

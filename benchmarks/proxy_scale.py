@@ -1,0 +1,199 @@
+"""AntreaProxy at scale: Services x endpoints realized in real OVS vs the raw bundle floor.
+
+Usage (root): ``python benchmarks/proxy_scale.py [--services 10000] [--endpoints 10]
+[--changes 200]``
+
+1. Realization: ``--services`` ClusterIP Services (TCP, one port, no affinity), each with an
+   EndpointSlice of ``--endpoints`` ready endpoints (distinct pod IPs on 40 nodes' pod CIDRs),
+   handed to the agent's `Proxier` as watch events (the objects are built outside the clock).
+   Clock: from the first event to every Service realized (groups set, endpoint DNAT and service
+   flows installed) in a private userspace OVS bridge through the agent's native OpenFlow
+   transport. Flows and groups are counted on the bridge afterwards (``dump-aggregate``,
+   ``dump-groups``). RSS: this process (the proxier and its caches) before and after.
+   The floor: the very same flows and groups (taken from the proxier, outside the clock) set on
+   a fresh bridge in ONE native bundle. ``ratio`` = ours / floor.
+2. Endpoint change: ``--changes`` times, one Service's slice loses one endpoint and gains
+   another (a new pod IP). Clock: from the EndpointSlice event reaching the proxier to the
+   switch acknowledging the bundle (group modified, new endpoint's DNAT flow added, old one
+   deleted). Median and p99. The API server and watch delivery are not in this clock.
+
+The last line is one JSON object: ``services``, ``endpoints_per_service``, ``seconds``,
+``floor_seconds``, ``ratio``, ``flows``, ``groups``, ``rss_mib`` (growth), ``change_median_ms``,
+``change_p99_ms``, ``changes``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _use_project_venv() -> None:
+    venv_python = REPO / ".venv" / "bin" / "python"
+    try:
+        import structlog  # noqa: F401
+    except ImportError:
+        if venv_python.exists() and Path(sys.executable) != venv_python:
+            os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
+        raise
+
+
+def rss_mib() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def service(i: int) -> dict[str, Any]:
+    ip = ipaddress.IPv4Address("10.96.0.0") + 10 + i
+    return {
+        "metadata": {"namespace": "bench", "name": f"s{i}"},
+        "spec": {"clusterIP": str(ip), "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]},
+    }
+
+
+def endpoint_ip(n: int) -> str:
+    node, host = divmod(n, 250)
+    return f"10.{244 + node // 256}.{node % 256}.{host + 2}"
+
+
+def eps_slice(i: int, ips: list[str]) -> dict[str, Any]:
+    return {
+        "metadata": {
+            "namespace": "bench",
+            "name": f"s{i}-x",
+            "labels": {"kubernetes.io/service-name": f"s{i}"},
+        },
+        "addressType": "IPv4",
+        "endpoints": [
+            {"addresses": [ip], "conditions": {"ready": True}, "nodeName": f"n{k % 40}"}
+            for k, ip in enumerate(ips)
+        ],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def count(ovs: Any, bridge: str) -> tuple[int, int]:
+    agg = ovs.run(["ovs-ofctl", "-O", "OpenFlow15", "dump-aggregate", ovs.ofctl_target(bridge)])
+    flows = int(agg.stdout.split("flow_count=")[1].split()[0])
+    groups = ovs.run(["ovs-ofctl", "-O", "OpenFlow15", "dump-groups", ovs.ofctl_target(bridge)])
+    return flows, sum(1 for line in groups.stdout.splitlines() if "group_id=" in line)
+
+
+async def run(args: argparse.Namespace, ovs: Any) -> dict[str, Any]:
+    from antrea.agent.proxy.proxier import Proxier
+    from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+    from antrea.ovs.openflow.cookie import make_cookie
+    from antrea.ovs.openflow.native import OpenFlowTransport
+
+    for br in ("br-int", "br-floor"):
+        ovs.vsctl("add-br", br, "--", "set", "bridge", br, "datapath_type=netdev")
+        ovs.run(["ovs-ofctl", "del-flows", ovs.ofctl_target(br)])
+    transport = OpenFlowTransport(ovs.ofctl_target("br-int"))
+    floor_t = OpenFlowTransport(ovs.ofctl_target("br-floor"))
+    try:
+        proxier = Proxier(
+            writer=CoalescingWriter(FlowClient(transport)),
+            transport=transport,
+            cookie=lambda c, o=0: make_cookie(1, c, o),
+            node_name="n0",
+        )
+        n, k = args.services, args.endpoints
+        svcs = [service(i) for i in range(n)]
+        slices = [eps_slice(i, [endpoint_ip(i * k + j) for j in range(k)]) for i in range(n)]
+        rss0 = rss_mib()
+        start = time.perf_counter()
+        for s in svcs:
+            proxier.on_service("ADDED", s)
+        for s in slices:
+            proxier.on_slice("ADDED", s)
+        await proxier.sync_dirty()
+        seconds = time.perf_counter() - start
+        rss1 = rss_mib()
+        flows, groups = count(ovs, "br-int")
+
+        all_flows = proxier.writer.client.installed()
+        all_groups = proxier.groups()
+        start = time.perf_counter()
+        await floor_t.bundle(add=all_flows, set_groups=all_groups)
+        floor = time.perf_counter() - start
+        floor_flows, floor_groups = count(ovs, "br-floor")
+        assert (floor_flows, floor_groups) == (flows, groups), (floor_flows, floor_groups)
+
+        lat: list[float] = []
+        fresh = n * k
+        for c in range(args.changes):
+            i = (c * 7919) % n
+            cur = [e["addresses"][0] for e in slices[i]["endpoints"]]
+            cur = cur[1:] + [endpoint_ip(fresh)]
+            fresh += 1
+            slices[i] = eps_slice(i, cur)
+            t0 = time.perf_counter()
+            proxier.on_slice("MODIFIED", slices[i])
+            await proxier.sync_dirty()
+            lat.append((time.perf_counter() - t0) * 1000)
+        lat.sort()
+        return {
+            "services": n,
+            "endpoints_per_service": k,
+            "seconds": round(seconds, 3),
+            "floor_seconds": round(floor, 3),
+            "ratio": round(seconds / floor, 2),
+            "flows": flows,
+            "groups": groups,
+            "rss_mib": round(rss1 - rss0, 1),
+            "maxrss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "changes": len(lat),
+            "change_median_ms": round(statistics.median(lat), 3),
+            "change_p99_ms": round(lat[min(len(lat) - 1, int(len(lat) * 0.99))], 3),
+        }
+    finally:
+        await transport.close()
+        await floor_t.close()
+
+
+def main() -> None:
+    _use_project_venv()
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    from antrea.ovs.sandbox import OvsSandbox
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--services", type=int, default=10000)
+    p.add_argument("--endpoints", type=int, default=10)
+    p.add_argument("--changes", type=int, default=200)
+    args = p.parse_args()
+    ns = f"pxbench-{uuid.uuid4().hex[:6]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        with tempfile.TemporaryDirectory(prefix="pxbench-") as tmp:
+            ovs = OvsSandbox(rundir=Path(tmp) / "ovs", netns=ns)
+            try:
+                ovs.start()
+                doc = asyncio.run(run(args, ovs))
+            finally:
+                ovs.stop()
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    print(json.dumps(doc))
+
+
+if __name__ == "__main__":
+    main()
