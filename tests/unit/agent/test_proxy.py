@@ -174,3 +174,12 @@ def test_any_sequence_of_endpoint_sets_ends_consistent(steps: list[frozenset[int
         assert len(groups[0].buckets) == len(last)
     assert p.ep_refs == {(f"10.244.1.{i}", 8080, "tcp"): 1 for i in last}
     assert all(cookie_category(f.cookie) is Category.SERVICE for f in p.writer.client.installed())
+    assert p._n_endpoints == len(last) and p._n_services == (1 if last else 0)
+
+    async def delete() -> None:
+        p.on_service("DELETED", svc())
+        await p.sync_dirty()
+
+    asyncio.run(delete())  # the Service goes: nothing of it is left
+    assert p.installed == {} and p.ep_refs == {} and p.writer.client.installed() == []
+    assert p.groups() == [] and p._n_services == 0 and p._n_endpoints == 0

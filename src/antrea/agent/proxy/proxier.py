@@ -139,6 +139,9 @@ class Proxier:
         self._free_ids: list[int] = []
         self._next_id = 1
         self._dirty: set[SvcKey] = set()
+        self._ports_of: dict[SvcKey, set[PortKey]] = {}  # installed ports per Service
+        self._n_services = 0  # installed ports with flows (the metric)
+        self._n_endpoints = 0
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
         self.synced = asyncio.Event()  # the initial lists were realized
@@ -210,8 +213,8 @@ class Proxier:
         now = time.monotonic()
         for key in dirty:
             self.last_sync[key] = now
-        self.metrics.services_installed.set(sum(1 for i in self.installed.values() if i.has_flows))
-        self.metrics.endpoints_installed.set(sum(len(i.endpoints) for i in self.installed.values()))
+        self.metrics.services_installed.set(self._n_services)
+        self.metrics.endpoints_installed.set(self._n_endpoints)
 
     # -- realization ----------------------------------------------------------------------
     def _group_id(self, key: tuple[str, str, str, str]) -> int:
@@ -367,21 +370,25 @@ class Proxier:
             else:
                 self.ep_refs.pop(k, None)
         for old in olds:
-            if old is not None and old.port.key not in news:
-                del self.installed[old.port.key]
-                self._release_group(old.port.key)
+            if old is not None:
+                self._n_services -= old.has_flows
+                self._n_endpoints -= len(old.endpoints)
+                if old.port.key not in news:
+                    pkey = old.port.key
+                    del self.installed[pkey]
+                    self._release_group(pkey)
+                    self._ports_of[(pkey[0], pkey[1])].discard(pkey)
+        for pkey, new in news.items():
+            self._n_services += new.has_flows
+            self._n_endpoints += len(new.endpoints)
+            self._ports_of.setdefault((pkey[0], pkey[1]), set()).add(pkey)
         self.installed.update(news)
 
     async def _submit_all(self, owners: dict[Hashable, list[Flow] | None]) -> None:
-        """State these owners' flows at once: the writer merges them into one bundle."""
-        if not owners:
-            return
-        results = await asyncio.gather(
-            *(self.writer.submit(o, f) for o, f in owners.items()), return_exceptions=True
-        )
-        for r in results:
-            if isinstance(r, BaseException):
-                raise r
+        """State these owners' flows at once: ONE bundle (`FlowClient.sync`, which serializes
+        with every other writer of the switch)."""
+        if owners:
+            await self.writer.client.sync(owners)
 
     # -- restart / replay -----------------------------------------------------------------
     def groups(self) -> list[Group]:
