@@ -1,15 +1,16 @@
 """AntreaProxy: Services and EndpointSlices -> select groups and service flows.
 
-Level-triggered: watch events mark a Service dirty; one task syncs dirty Services. For each of
-its ports the proxier compares the wanted (endpoints, flags) with what it installed:
+Level-triggered: watch events mark a Service dirty; one task realizes all dirty Services
+together (`_realize`: at most five bundles, whatever their number). For each port the proxier
+compares the wanted (endpoints, flags) with what it installed:
 
-* endpoints changed, still some: ONE bundle with the group modified (add-or-modify) -- the
-  Service's flows are not touched; endpoint DNAT flows of new endpoints are added before the
-  group points at them and flows of endpoints no Service uses any more go after;
+* endpoints changed, still some: the group is modified (add-or-modify) -- the Service's flows
+  are not touched; endpoint DNAT flows of new endpoints are added in the bundle before and flows
+  of endpoints no Service uses any more deleted in the bundle after;
 * first endpoints / last endpoint gone / port added, removed or changed: the Service's flows
-  are stated anew through the `CoalescingWriter` (the group is set before them and deleted
-  after them). A port without endpoints has no flows: its traffic goes on to the host
-  through gw0, whose REJECT rule (`reject`) refuses it at once.
+  are stated anew (the group is set before them and deleted after them). A port without
+  endpoints has no flows: its traffic goes on to the host through gw0, whose REJECT rule
+  (`reject`) refuses it at once.
 
 Groups are set with add-or-modify, so a restarted agent takes over the groups of its
 predecessor; after ovs-vswitchd lost its tables, `replay_groups` sets them all again before the
