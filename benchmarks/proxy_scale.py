@@ -141,7 +141,7 @@ async def run(args: argparse.Namespace, ovs: Any) -> dict[str, Any]:
         for c in range(args.changes):
             i = (c * 7919) % n
             cur = [e["addresses"][0] for e in slices[i]["endpoints"]]
-            cur = cur[1:] + [endpoint_ip(fresh)]
+            cur = [*cur[1:], endpoint_ip(fresh)]
             fresh += 1
             slices[i] = eps_slice(i, cur)
             t0 = time.perf_counter()
