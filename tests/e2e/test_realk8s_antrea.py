@@ -418,3 +418,63 @@ def test_the_other_controller_leads_when_the_leader_pod_is_deleted(cluster: Clus
                  lambda: _lease_holder(cluster) not in ("", leader), 120)  # fmt: skip
     # A policy change made after the failover is computed by the new leader and enforced.
     test_a_network_policy_becomes_conjunction_flows_and_is_enforced(cluster)
+
+
+def test_an_image_upgrade_rolls_node_by_node_and_keeps_connections(cluster: Cluster) -> None:
+    import socket
+    import threading
+
+    from antrea.lab import netns
+    from antrea.lab.realk8s.node import RealNode
+    from antrea.lab.realk8s.pods import find_pod
+
+    if cluster.mode != "encap":
+        pytest.skip("checked once (encap cluster)")
+    old = cluster.get("ds", "-n", "kube-system", "antrea-agent")
+    image = old["spec"]["template"]["spec"]["containers"][0]["image"]
+    new = f"{image}-rolled"
+    for n in cluster.spec.nodes:  # the "new release", imported as a user would: a new tag
+        rn = RealNode(cluster.spec, n)
+        subprocess.run(["ctr", "--address", str(rn.socket), "-n", "k8s.io", "images", "tag",
+                        f"docker.io/{image}", f"docker.io/{new}"], check=True,
+                       capture_output=True)  # fmt: skip
+    cluster.kubectl("apply", "-f", "-", input=ECHO_POD)
+    cluster.wait("echo Running", lambda: _all_running_ready([cluster.get("pod", "echo")]), 120)
+    echo_ip = cluster.get("pod", "echo")["status"]["podIP"]
+    src = next(p for p in _ensure_web(cluster) if p["spec"]["nodeName"] == "node2")
+    found = find_pod(cluster.spec, f"default/{src['metadata']['name']}")
+    assert found is not None
+    sock = netns.call_in(found[1], lambda: socket.create_connection((echo_ip, 9000), timeout=10))
+    unready_seen: list[int] = []
+    done = threading.Event()
+
+    def watch() -> None:  # how many agents are not Ready at once, all through the roll
+        while not done.is_set():
+            try:
+                pods = cluster.get("pods", "-n", "kube-system", "-l", "component=antrea-agent")
+                ready = [p for p in pods["items"] if _all_running_ready([p])]
+                unready_seen.append(len(cluster.spec.nodes) - len(ready))
+            except (AssertionError, ValueError):
+                pass
+            time.sleep(0.5)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    try:
+        sock.sendall(b"before\n")
+        assert sock.recv(64) == b"before\n"
+        watcher.start()
+        cluster.kubectl("set", "image", "-n", "kube-system", "ds/antrea-agent", f"*={new}")
+        cluster.kubectl("rollout", "status", "-n", "kube-system", "ds/antrea-agent",
+                        "--timeout=300s")  # fmt: skip
+        done.set()
+        watcher.join(10)
+        pods = cluster.get("pods", "-n", "kube-system", "-l", "component=antrea-agent")["items"]
+        assert all(c["image"].endswith(new) for p in pods for c in p["spec"]["containers"])
+        assert unready_seen and max(unready_seen) <= 1, unready_seen  # node by node
+        sock.settimeout(10)
+        sock.sendall(b"after\n")
+        assert sock.recv(64) == b"after\n"
+    finally:
+        done.set()
+        sock.close()
+        cluster.kubectl("delete", "pod", "echo", "--wait=false")
