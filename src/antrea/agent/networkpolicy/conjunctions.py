@@ -58,6 +58,8 @@ def atom_match(atom: Atom) -> Match:
         return Match(proto="ip", nw_dst=atom[1])
     if kind == "reg1":
         return Match(proto="ip", regs=(RegMatch(TARGET_REG, atom[1]),))
+    if kind == "icmp_tc":  # ICMP type (and code) of an Antrea-native rule
+        return Match(proto="icmp", icmp_type=atom[1], icmp_code=atom[2])
     proto, port, mask = atom
     if port is None:
         return Match(proto=proto)
@@ -74,11 +76,15 @@ def atom_text(atom: Atom) -> str:
 class ResolvedService:
     """A port match after named-port resolution; ``port is None`` = every port of ``proto``."""
 
-    proto: str  # tcp | udp | sctp
+    proto: str  # tcp | udp | sctp | icmp
     port: int | None = None
     end_port: int | None = None
+    icmp_type: int | None = None  # icmp only (port is None then)
+    icmp_code: int | None = None
 
     def atoms(self) -> list[Atom]:
+        if self.icmp_type is not None:
+            return [("icmp_tc", self.icmp_type, self.icmp_code)]
         if self.port is None:
             return [(self.proto, None, None)]
         if self.end_port is None or self.end_port <= self.port:
@@ -133,7 +139,7 @@ def resolve_services(
             if number is not None:
                 out.add(ResolvedService(proto, number))
         elif s.port is None:
-            out.add(ResolvedService(proto))
+            out.add(ResolvedService(proto, icmp_type=s.icmp_type, icmp_code=s.icmp_code))
         else:
             end = s.end_port if s.end_port is not None and s.end_port > s.port else None
             out.add(ResolvedService(proto, s.port, end))

@@ -68,6 +68,8 @@ class Match:
     tp_dst: int | None = None
     tp_dst_mask: int | None = None
     tcp_flags: str | None = None  # e.g. "+syn-ack" (needs proto tcp)
+    icmp_type: int | None = None  # needs proto icmp
+    icmp_code: int | None = None
 
 
 class Action:

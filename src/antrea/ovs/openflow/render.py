@@ -102,6 +102,10 @@ def render_match(m: Match) -> str:
             parts.append(f"tp_dst={m.tp_dst}")
     if m.tcp_flags is not None:
         parts.append(f"tcp_flags={m.tcp_flags}")
+    if m.icmp_type is not None:
+        parts.append(f"icmp_type={m.icmp_type}")
+    if m.icmp_code is not None:
+        parts.append(f"icmp_code={m.icmp_code}")
     return ",".join(parts)
 
 

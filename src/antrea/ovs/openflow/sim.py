@@ -57,6 +57,8 @@ class Packet:
     tcp_syn: bool = True
     tcp_ack: bool = False
     conj_id: int | None = None
+    icmp_type: int | None = None
+    icmp_code: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,10 @@ def matches(m: Match, p: Packet) -> bool:
         mask = 0xFFFF if m.tp_dst_mask is None else m.tp_dst_mask
         if (p.tp_dst & mask) != (m.tp_dst & mask):
             return False
+    if m.icmp_type is not None and m.icmp_type != p.icmp_type:
+        return False
+    if m.icmp_code is not None and m.icmp_code != p.icmp_code:
+        return False
     if m.tcp_flags is not None:
         have = {"syn": p.tcp_syn, "ack": p.tcp_ack}
         for sign, flag in _flags(m.tcp_flags):

@@ -153,6 +153,8 @@ TP_FIELDS = {
     "udp": (Field(OFB, 15, 2), Field(OFB, 16, 2)),
     "sctp": (Field(OFB, 17, 2), Field(OFB, 18, 2)),
 }
+ICMPV4_TYPE = Field(OFB, 19, 1)
+ICMPV4_CODE = Field(OFB, 20, 1)
 ARP_OP = Field(OFB, 21, 2)
 ARP_SPA = Field(OFB, 22, 4)
 ARP_TPA = Field(OFB, 23, 4)
@@ -369,6 +371,13 @@ def encode_match_fields(m: Match) -> bytes:
             out.append(tp_dst.tlv(m.tp_dst, m.tp_dst_mask))
     if m.tcp_flags is not None:
         out.append(TCP_FLAGS.tlv(*_tcp_flags(m.tcp_flags)))
+    if m.icmp_type is not None or m.icmp_code is not None:
+        if proto != "icmp":
+            raise EncodeError(f"icmp_type/icmp_code need icmp, not {proto!r}")
+        if m.icmp_type is not None:
+            out.append(ICMPV4_TYPE.tlv(m.icmp_type))
+        if m.icmp_code is not None:
+            out.append(ICMPV4_CODE.tlv(m.icmp_code))
     return b"".join(out)
 
 

@@ -190,3 +190,30 @@ def test_priority_space_keeps_order_and_uniqueness(values: list[int]) -> None:
     assert space.keys == sorted(inserted)
     assert prios == sorted(prios, reverse=True) and len(set(prios)) == len(prios)
     assert all(1 <= p <= 40 for p in prios)
+
+
+async def test_icmp_type_and_code_are_matched(env: Env) -> None:
+    from antrea.apis.controlplane.types import Protocol, Service
+    from antrea.ovs.openflow.sim import FlowTables, Packet
+
+    echo = Service(Protocol.ICMP, None, None, 8, 0)
+    env.load(
+        native(
+            "icmp",
+            [
+                (RuleAction.ALLOW, ingress(blocks=[ANY], services=[echo])),
+                (RuleAction.DROP, ingress(blocks=[ANY], services=[Service(Protocol.ICMP)])),
+            ],
+            ["atg-a"],
+        )
+    )
+    await env.sync()
+    sim = FlowTables(env.rt.flows.values(), t.POLICY_TABLES)
+
+    def verdict(icmp_type: int) -> object:
+        pkt = Packet("icmp", "10.244.3.10", "10.244.1.10", regs={t.TARGET_REG: 3},
+                     icmp_type=icmp_type, icmp_code=0)  # fmt: skip
+        return sim.run(t.ANTREA_INGRESS_RULE, pkt).table
+
+    assert verdict(8) == t.CT_COMMIT  # echo request: allowed by the first rule
+    assert verdict(13) is None  # timestamp: dropped by the second
