@@ -105,16 +105,21 @@ def test_peer_group_with_other_fields() -> None:
     )
 
 
-def test_namespaces_with_namespace_selector_and_in_annp() -> None:
+def test_namespaces_field() -> None:
     peer = {"namespaces": {"match": "Self"}, "namespaceSelector": {}}
     rule = {"name": "r", "action": "Allow", "from": [peer]}
     assert (
         "cannot be set at the same time"
         in refusals(acnp(ingress=[rule]))["spec.ingress[0].from[0]"]
     )
+    # In an Antrea NetworkPolicy `namespaces: {match: Self}` means the policy's namespace.
     rule = {"name": "r", "action": "Allow", "from": [{"namespaces": {"match": "Self"}}]}
-    got = refusals(acnp(ingress=[rule]), cluster=False)
-    assert "only be set in ClusterNetworkPolicies" in got["spec.ingress[0].from[0].namespaces"]
+    assert refusals(acnp(ingress=[rule]), cluster=False) == {}
+    rule = {"name": "r", "action": "Allow", "from": [{"namespaces": {"match": "Other"}}]}
+    assert (
+        "match must be"
+        in refusals(acnp(ingress=[rule]))["spec.ingress[0].from[0].namespaces.match"]
+    )
 
 
 def test_end_port_rules() -> None:

@@ -302,12 +302,6 @@ def _check_peer(path: str, peer: JSON, *, egress: bool, cluster: bool) -> list[R
     namespaces = peer.get("namespaces")
     if namespaces is not None:
         ns = _dict(namespaces)
-        if not cluster:
-            out.append(
-                Refusal(
-                    f"{path}.namespaces", "namespaces can only be set in ClusterNetworkPolicies"
-                )
-            )
         criteria = [k for k in ("match", "sameLabels") if _set(ns.get(k))]
         if len(criteria) > 1:
             out.append(
