@@ -240,6 +240,8 @@ async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
     only while at debug); `antctl supportbundle` on a node collects flows, OVSDB, task dumps
     and logs; `kubectl antrea` reaches the controller with an exec-credential kubeconfig."""
     assert lab.exec_node("node1", "antctl", "log-level").stdout.strip() == "info"
+    version = lab.exec_node("node1", "antctl", "version").stdout
+    assert re.search(r"^agentVersion: \S+", version, re.M), version
     gates = lab.exec_node("node1", "antctl", "get", "featuregates").stdout
     assert re.search(r"agent\s+AntreaProxy\s+Enabled\s+GA", gates), gates
     ips = {}
@@ -298,6 +300,11 @@ async def test_antctl_log_level_supportbundle_plugin_and_exec_credentials(
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["leader"]
+    proc = subprocess.run(
+        [str(KUBECTL), "antrea", "version", "--netns", netns],
+        env=env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    assert re.search(r"^controllerVersion: \S+", proc.stdout, re.M), proc.stdout
     assert "info" in subprocess.run(
         [str(KUBECTL), "antrea", "log-level", "--netns", netns],
         env=env, capture_output=True, text=True, timeout=60, check=True,

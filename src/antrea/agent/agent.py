@@ -97,6 +97,7 @@ from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsctl import OfCtl
 from antrea.util.metrics import add_runtime_collectors
+from antrea.util.version import package_version
 
 if TYPE_CHECKING:
     from antrea.agent.proxy.proxier import Proxier
@@ -597,6 +598,7 @@ class Agent:
         node = self.node
         return {
             "nodeName": self.node_name,
+            "version": package_version(),
             "podCIDR": str(node.pod_cidr) if node and node.pod_cidr else "",
             "nodeIP": str(node.internal_ip) if node and node.internal_ip else "",
             "gatewayIP": str(node.gateway_ip) if node and node.gateway_ip else "",

@@ -50,13 +50,30 @@ def common_parent() -> argparse.ArgumentParser:
 
 
 def _version(args: argparse.Namespace) -> int:
-    from importlib.metadata import PackageNotFoundError, version
+    """antctl's version, then (unless ``--client``) the agent's on a node, else the
+    controller's, as upstream prints them."""
+    from antrea.util.version import package_version
+
+    print(f"antctlVersion: {package_version()}")
+    if args.client:
+        return 0
+    from antrea.antctl.agent_cmds import agent_get, agent_mode
 
     try:
-        v = version("antrea")
-    except PackageNotFoundError:
-        v = "unknown"
-    print(f"antctlVersion: {v}")
+        if agent_mode() or getattr(args, "agent_api", None):
+            info = agent_get(args, "/agentinfo")
+            print(f"agentVersion: {info.get('version', 'unknown')}")
+        else:
+            import asyncio
+
+            from antrea.antctl.controller_client import ControllerClient
+
+            client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+            info = asyncio.run(client.get("/apis/system.antrea.io/v1beta1/controllerinfo"))
+            print(f"controllerVersion: {info.get('version', 'unknown')}")
+    except AntctlError as exc:
+        print(f"error: server version unavailable: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -65,7 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="antctl", description=__doc__.splitlines()[0], parents=[common_parent()]
     )
     top = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    v = top.add_parser("version", help="show the antctl version", parents=[common_parent()])
+    v = top.add_parser(
+        "version", help="show antctl's and the server's versions", parents=[common_parent()]
+    )
+    v.add_argument("--client", action="store_true", help="antctl's version only")
+    v.add_argument("--agent-api", help="agent API URL (default $ANTREA_AGENT_API)")
     v.set_defaults(func=_version)
     get = top.add_parser("get", help="show computed objects and component state")
     get_sub = get.add_subparsers(dest="resource", metavar="RESOURCE", required=True)

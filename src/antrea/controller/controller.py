@@ -43,6 +43,7 @@ from antrea.util.kuberest import (
     KubeResources,
     ns_path,
 )
+from antrea.util.version import package_version
 
 log = structlog.get_logger(__name__)
 
@@ -208,6 +209,7 @@ class ControllerCandidate:
             "kind": "AntreaControllerInfo",
             "metadata": {"name": "antrea-controller"},
             "nodeName": self.cfg.node_name,
+            "version": package_version(),
             "leader": self.elector.leader,
             "isLeader": self.leading,
             "serving": self.serving() is None,

@@ -76,7 +76,7 @@ class _Agent(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         routes: dict[str, object] = {
             "/loglevel": {"level": _Agent.level},
-            "/agentinfo": {"nodeName": "nodeX"},
+            "/agentinfo": {"nodeName": "nodeX", "version": "9.9.9"},
             "/config": {"ovsBridge": "br-int", **getattr(_Agent, "config", {})},
             "/ovsflows": [{"flow": "table=0, priority=0 actions=drop"}],
         }
@@ -154,7 +154,11 @@ def test_kubectl_plugin_entry_point() -> None:
     assert plugin.exists(), "kubectl-antrea missing: bash bin/setup installs the entry points"
     env = {"PATH": f"{venv_bin}:/usr/bin:/bin", "HOME": "/tmp"}
     out = subprocess.run(
-        [str(kubectl), "antrea", "version"], capture_output=True, text=True, env=env, check=True
+        [str(kubectl), "antrea", "version", "--client"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     assert out.stdout.startswith("antctlVersion: ")
     comp = subprocess.run(
@@ -179,3 +183,11 @@ def test_featuregates_from_the_running_agent(
     assert cli.main(["get", "fg"]) == 0
     header = capsys.readouterr().out.splitlines()[0].split()
     assert header == ["COMPONENT", "FEATUREGATE", "STATUS", "VERSION", "CONFIG"]
+
+
+def test_version_on_a_node(agent_api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["version"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("antctlVersion: ") and out[1] == "agentVersion: 9.9.9"
+    assert cli.main(["version", "--client"]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 1
