@@ -103,15 +103,23 @@ def remove_cgroup_root(root: str, *, timeout: float = 15.0) -> list[int]:
             except ProcessLookupError:
                 pass
         time.sleep(0.1)
-    for h in all_hierarchies():
-        base = h / root.lstrip("/")
-        if not base.is_dir():
-            continue
-        for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
-            try:
-                Path(dirpath).rmdir()
-            except OSError:
-                pass
+    # A killed task keeps its cgroup busy until the kernel has finished its exit: retry the
+    # removal (deepest first) for a little while rather than leave empty cgroups behind.
+    rm_deadline = time.monotonic() + 10.0
+    while True:
+        left = False
+        for h in all_hierarchies():
+            base = h / root.lstrip("/")
+            if not base.is_dir():
+                continue
+            for dirpath, _dirs, _files in sorted(os.walk(base), key=lambda t: -len(t[0])):
+                try:
+                    Path(dirpath).rmdir()
+                except OSError:
+                    left = True
+        if not left or time.monotonic() > rm_deadline:
+            break
+        time.sleep(0.2)
     return sorted(p for p in cgroup_pids(root) if topology.pid_alive(p))
 
 
