@@ -216,7 +216,7 @@ if FULL:
         for e in ("vxlan", "none")
     ]
 VARIANTS.append(REAL)
-CHECKS = ("enforcement-latency", "no-stale-flows")
+CHECKS = ("enforcement-latency", "no-stale-flows", "antrea-api")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -311,6 +311,71 @@ async def _no_stale_flows(cluster: LabCluster) -> None:
         assert flows, f"{node}: the fixed policy flows are missing"
 
 
+async def _table(cluster: LabCluster, path: str) -> dict[str, Any]:
+    """The server-side table `kubectl get` prints (columns and cells)."""
+    c = cluster.client
+    async with c.session.get(
+        c.config.server + path,
+        headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+        server_hostname=c.config.server_name,
+    ) as resp:
+        assert resp.status == 200, await resp.text()
+        data: dict[str, Any] = await resp.json()
+        return data
+
+
+async def _eventually(check: Any, what: str, timeout: float = 40.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, f"timed out: {what}"
+        await asyncio.sleep(0.5)
+
+
+async def _antrea_api(cluster: LabCluster) -> None:
+    """The CRDs print upstream's columns; static Tiers exist; a referenced Tier stays."""
+    tiers = await _table(cluster, f"{CRD}/tiers")
+    names = [col["name"] for col in tiers["columnDefinitions"]]
+    assert names[:2] == ["Name", "Priority"] and "Age" in names
+    prio = {row["cells"][0]: row["cells"][1] for row in tiers["rows"]}
+    assert {k: prio[k] for k in STATIC_TIERS} == {
+        "emergency": 50, "securityops": 100, "networkops": 150, "platform": 200,
+        "application": 250, "baseline": 253,
+    }  # fmt: skip
+    acnps = await _table(cluster, f"{CRD}/clusternetworkpolicies")
+    assert [col["name"] for col in acnps["columnDefinitions"]] == [
+        "Name", "Tier", "Priority", "Desired Nodes", "Current Nodes", "Age"
+    ]  # fmt: skip
+    client = cluster.client
+    tier_path = f"{CRD}/tiers/in-use"
+    await client.create(f"{CRD}/tiers", {"apiVersion": "crd.antrea.io/v1beta1", "kind": "Tier",
+                                         "metadata": {"name": "in-use"},
+                                         "spec": {"priority": 99}})  # fmt: skip
+    await client.create(
+        f"{CRD}/clusternetworkpolicies",
+        {"apiVersion": "crd.antrea.io/v1beta1", "kind": "ClusterNetworkPolicy",
+         "metadata": {"name": "uses-tier"},
+         "spec": {"priority": 1, "tier": "in-use",
+                  "appliedTo": [{"podSelector": {"matchLabels": {"pod": "nobody"}}}],
+                  "ingress": [{"action": "Drop"}]}},
+    )  # fmt: skip
+
+    async def finalized() -> bool:
+        obj = await client.get(tier_path)
+        return bool(obj["metadata"].get("finalizers"))
+
+    await _eventually(finalized, "the referenced tier's finalizer")
+    await client.delete(tier_path)
+    obj = await client.get(tier_path)  # still there: a policy references it
+    assert obj["metadata"].get("deletionTimestamp")
+    await client.delete(f"{CRD}/clusternetworkpolicies/uses-tier")
+
+    async def gone() -> bool:
+        return await client.get_or_none(tier_path) is None
+
+    await _eventually(gone, "the tier deleted once unreferenced")
+
+
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("cluster", VARIANTS, indirect=True, scope="module")
 @pytest.mark.parametrize("case", [*CASES, *CHECKS], ids=[c.label for c in CASES] + list(CHECKS))
@@ -320,6 +385,12 @@ async def test_conformance(cluster: LabCluster, case: Any) -> None:
     if case == "no-stale-flows":
         await cluster.reset()
         await _no_stale_flows(cluster)
+        return
+    if case == "antrea-api":
+        if cluster.subset is not None or cluster.lab.spec.kubernetes == "real":
+            pytest.skip("checked on the default lab")
+        await cluster.reset()
+        await _antrea_api(cluster)
         return
     if case == "enforcement-latency":
         await cluster.reset()

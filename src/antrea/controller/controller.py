@@ -33,7 +33,7 @@ from antrea.controller.metrics import ControllerMetrics, LiveState
 from antrea.controller.policystatus import PolicyStatusWriter
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
-from antrea.controller.tiers import ensure_static_tiers
+from antrea.controller.tiers import ensure_static_tiers, sync_tier_finalizers
 from antrea.util.health import Check
 from antrea.util.kuberest import (
     JSON,
@@ -287,6 +287,7 @@ class ControllerCandidate:
                         "controller_endpoint_published", address=self.advertise, port=self.port
                     )
                 self.published_at = time.monotonic()
+                await self._sync_tiers()
                 if not tiers_done:
                     await ensure_static_tiers(self.kube)
                     tiers_done = True
@@ -295,6 +296,14 @@ class ControllerCandidate:
                 await asyncio.sleep(1.0)
                 continue
             await asyncio.sleep(ENDPOINTS_RECHECK)
+
+    async def _sync_tiers(self) -> None:
+        """Referenced (and static) Tiers carry a finalizer: they cannot be deleted."""
+        ctx = getattr(self.compiler, "antrea_ctx", None)
+        referenced = getattr(self.compiler, "referenced_tiers", None)
+        if ctx is None or referenced is None or not self.inputs.synced.is_set():
+            return
+        await sync_tier_finalizers(self.kube, list(ctx.tiers), referenced())
 
     # --- lifecycle -----------------------------------------------------------------------
 

@@ -276,6 +276,15 @@ class NetworkPolicyController:
             return
         self._install(uid, compiled)
 
+    def referenced_tiers(self) -> set[str]:
+        """Names of the Tiers the Antrea-native policies name (the default: application)."""
+        out: set[str] = set()
+        for obj in self._antrea.values():
+            tier = (obj.get("spec") or {}).get("tier") or "application"
+            if isinstance(tier, str):
+                out.add(tier)
+        return out
+
     def _recompile_antrea(self) -> None:
         for uid, obj in self._antrea.items():
             self._compile_antrea(uid, obj)
