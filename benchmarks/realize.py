@@ -16,9 +16,10 @@ Usage (root): ``python benchmarks/realize.py [--rules N] [--throughput-rules 100
    the same number of random-CIDR (/16../32) ingress rules written as Kubernetes NetworkPolicies
    (``from: [{ipBlock: {cidr}}]``) in the fewest objects of 2,500 rules, one pod each (the
    shape of the first runs, kept for comparability; any number of rules per pod is realized
-   since the priority bands), all created concurrently. Clock: from just before the create requests to br-int holding exactly the
-   baseline plus the flows the agent code computes for those rules (polled every 20 ms with
-   ``ovs-ofctl dump-aggregate``). ``api_ratio`` = api_seconds / the floor of the same size.
+   since the priority bands), all created concurrently. Clock: from just before the create
+   requests to br-int holding exactly the baseline plus the flows the agent code computes for
+   those rules (polled every 20 ms with ``ovs-ofctl dump-aggregate``). ``api_ratio`` =
+   api_seconds / the floor of the same size.
 2. Flow count against the naive cross product for a policy set with many peers, targets and
    ports (conjunctive encoding: sum of the sets, not their product).
 3. TCP throughput (iperf3, 3 s) between two pods on the bridge with 0 and with
