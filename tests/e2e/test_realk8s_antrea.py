@@ -190,6 +190,25 @@ def test_a_deployment_is_scheduled_started_and_networked_by_antrea(cluster: Clus
                 assert f"Port {p['metadata']['name'][:8]}-" in show
 
 
+def test_arping_answers_on_the_same_node_not_across_nodes(cluster: Cluster) -> None:
+    """Pods of one node share its L2 segment through br-int; other nodes are a routed hop."""
+    pods = _ensure_web(cluster)
+    src = pods[0]
+    same = next(p for p in pods[1:] if p["spec"]["nodeName"] == src["spec"]["nodeName"])
+    other = next(p for p in pods if p["spec"]["nodeName"] != src["spec"]["nodeName"])
+
+    def arping(ip: str) -> int:
+        proc = subprocess.run(
+            [cluster.kubectl_bin, f"--kubeconfig={cluster.spec.kubeconfig}", "exec",
+             src["metadata"]["name"], "--", "arping", "-c", "1", "-w", "2", "-I", "eth0", ip],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        return proc.returncode
+
+    assert arping(same["status"]["podIP"]) == 0
+    assert arping(other["status"]["podIP"]) != 0
+
+
 def _pairs(
     cluster: Cluster, doc: dict[str, Any]
 ) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
