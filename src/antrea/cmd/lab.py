@@ -49,6 +49,15 @@ def register(subparsers: Any) -> None:
     st.add_argument("-o", "--output", choices=("table", "json"), default="table")
     cmd("kubeconfig", "print the path of the lab's kubeconfig", _kubeconfig)
 
+    mf = cmd(
+        "manifest",
+        "print deploy/antrea.yml with a real lab's ConfigMap options (netdev datapath, "
+        "kubeAPIServerOverride): `antrea lab manifest | kubectl apply -f -`",
+        _manifest,
+    )
+    mf.add_argument("-f", "--file", default=None, help="the manifest (default: deploy/antrea.yml)")
+    mf.add_argument("--encap-mode", choices=("encap", "noEncap"), default="encap")
+
     ex = cmd("exec", "run a command in a pod's (NS/POD) or a node's (NODE) namespace", _exec)
     ex.add_argument("target", help="NS/POD or NODE")
     ex.add_argument("argv", nargs=argparse.REMAINDER, help="-- CMD...")
@@ -191,6 +200,21 @@ def _kubeconfig(args: argparse.Namespace) -> int:
     from antrea.lab import state
 
     print(state.load(args.name).kubeconfig)
+    return 0
+
+
+@_guard
+def _manifest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from antrea.lab import state
+    from antrea.lab.realk8s import install
+
+    spec = state.load(args.name)
+    path = Path(args.file) if args.file else install.MANIFEST
+    if not path.is_file():
+        return _fail(f"{path}: no such file (pass -f deploy/antrea.yml)")
+    sys.stdout.write(install.lab_manifest(spec, encap_mode=args.encap_mode, manifest=path))
     return 0
 
 
