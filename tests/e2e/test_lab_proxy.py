@@ -1,6 +1,7 @@
-"""AntreaProxy end to end: Services of a 2-node lab (antrea CNI, VXLAN) answer from pods.
+"""AntreaProxy end to end: Services of a 2-node lab (antrea CNI) answer from pods.
 
-One module-scoped lab; each test creates its own namespace and deletes it. Traffic is real:
+One module-scoped lab per mode (VXLAN encap, then noEncap); each test creates its own
+namespace and deletes it. Traffic is real:
 TCP connects (the lab's pods answer with ``<ns>/<pod>``) and UDP echoes from inside the client
 pods' network namespaces.
 """
@@ -18,10 +19,16 @@ from typing import Any
 import pytest
 
 from antrea.lab import netns, sandbox
-from antrea.lab.testing import Lab
+from antrea.lab.testing import Lab, LabParams, lab_session
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 JSON = dict[str, Any]
+
+
+@pytest.fixture(scope="module", params=["vxlan", "none"], ids=["encap", "noEncap"])
+def lab(request: pytest.FixtureRequest) -> Any:
+    with lab_session(LabParams(nodes=2, encap=request.param)) as handle:
+        yield handle
 
 
 def pod(name: str, ns: str, node: str, labels: dict[str, str], ports: list[JSON]) -> JSON:
@@ -150,7 +157,8 @@ class Env:
 
 @pytest.fixture
 async def env(lab: Lab, request: pytest.FixtureRequest) -> AsyncIterator[Env]:
-    ns = "svc-" + request.node.name.removeprefix("test_").replace("_", "-")[:40]
+    name = request.node.originalname.removeprefix("test_").replace("_", "-")
+    ns = ("svc-" + name)[:50].rstrip("-")
     async with lab.client() as c:
         await c.create("/api/v1/namespaces", {"metadata": {"name": ns}})
         try:
@@ -322,6 +330,10 @@ async def test_node_port_cluster_and_local(env: Env) -> None:
     externalTrafficPolicy Local only the node with the backend answers."""
     ns = env.ns
     spec = env.lab.spec
+    if spec.encap == "none":
+        # Known gap: in noEncap a remote endpoint answers gw0's address straight to the
+        # node's stack, around br-int, so the reply is never un-DNATed (docs: ovs-pipeline.md).
+        pytest.skip("NodePort to a remote endpoint is not implemented in noEncap mode")
     node1, node2 = spec.node("node1"), spec.node("node2")
     await env.pods(pod("np-1", ns, "node2", {"app": "np"}, HTTP))
     np_svc = await env.c.create(
