@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -412,3 +413,75 @@ async def test_admission_webhooks_of_the_controller(lab: Lab) -> None:
     finally:
         lab.kubectl("delete", "acnp", "adm-ok", "--ignore-not-found", check=False)
         lab.kubectl("delete", "tier", "adm-tier", "--ignore-not-found", check=False)
+
+
+@pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
+async def test_audit_log_one_line_per_denied_connection_attempt(lab: Lab) -> None:
+    """A Kubernetes NetworkPolicy in a Namespace annotated
+    networkpolicy.antrea.io/enable-logging=true: every new connection its isolation drops is
+    one np.log line on the destination's node (a SYN and its retransmission: one attempt)."""
+    ns = f"audit-{os.getpid()}"
+    manifest = f"""apiVersion: v1
+kind: Namespace
+metadata:
+  name: {ns}
+  annotations: {{networkpolicy.antrea.io/enable-logging: "true"}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: srv, namespace: {ns}, labels: {{app: srv}}}}
+spec:
+  nodeName: node2
+  containers: [{{name: c, image: lab, ports: [{{containerPort: 80}}]}}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: cli, namespace: {ns}}}
+spec:
+  nodeName: node1
+  containers: [{{name: c, image: lab}}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: deny-srv, namespace: {ns}}}
+spec: {{podSelector: {{matchLabels: {{app: srv}}}}, policyTypes: [Ingress]}}
+"""
+    log_file = lab.spec.node("node2").path / "networkpolicy" / "np.log"
+
+    def lines() -> list[str]:
+        text = log_file.read_text() if log_file.exists() else ""
+        return [ln for ln in text.splitlines() if f"K8sNetworkPolicy:{ns}/deny-srv" in ln]
+
+    def attempt(ip: str) -> bool:
+        script = f"timeout 2 bash -c 'exec 3<>/dev/tcp/{ip}/80 && cat <&3'"
+        return lab.kubectl("exec", "-n", ns, "cli", "--", "bash", "-c", script, check=False) != ""
+
+    lab.kubectl("apply", "-f", "-", input=manifest)
+    try:
+        for pod in ("srv", "cli"):
+            lab.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+        ip = json.loads(lab.kubectl("get", "pod", "-n", ns, "srv", "-o", "json"))["status"]["podIP"]
+        for _ in range(30):  # until the policy is realized: connections fail
+            if not attempt(ip):
+                break
+        else:
+            pytest.fail("the deny policy never took effect")
+        await asyncio.sleep(3.5)  # what is pending is flushed (idle 2.5 s)
+        before = len(lines())
+        assert before >= 1
+        for _ in range(3):
+            assert not attempt(ip)
+        await asyncio.sleep(3.5)
+        new = lines()[before:]
+        assert len(new) == 3, new
+        src = json.loads(lab.kubectl("get", "pod", "-n", ns, "cli", "-o", "json"))["status"]
+        for line in new:
+            f = line.split(" ")
+            assert f[2:8] == [
+                "IngressDefaultRule", f"K8sNetworkPolicy:{ns}/deny-srv", "<nil>", "Drop", "<nil>",
+                f"{ns}/srv",
+            ], line  # fmt: skip
+            assert (f[8], f[10], f[11], f[12]) == (src["podIP"], ip, "80", "TCP"), line
+        assert len({ln.split(" ")[9] for ln in new}) == 3  # three source ports
+    finally:
+        lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -42,7 +42,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import structlog
+
+log = structlog.get_logger(__name__)
+
 ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, 0x8100
+OFPT_PACKET_IN, OFPT_SET_CONFIG = 10, 9
 PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP"}
 NIL = "<nil>"
 
@@ -242,3 +247,93 @@ class AuditLogger:
             for handler in self._logger.handlers:
                 handler.close()
             self._logger = None
+
+
+Resolver = Callable[[int, PacketInfo], RuleInfo | None]
+
+
+class AuditListener:
+    """Receives the packet-ins of logged flows on its own OpenFlow connection to the bridge's
+    management socket and records them in an `AuditLogger`.
+
+    ``accept(cookie)`` says whether a packet-in's cookie is a logged flow's;
+    ``resolve(table_id, packet)`` names the rule behind it (None: not logged any more).
+    """
+
+    def __init__(
+        self,
+        target: str,
+        logger: AuditLogger,
+        *,
+        accept: Callable[[int], bool],
+        resolve: Resolver,
+    ) -> None:
+        self.path = target[len("unix:") :] if target.startswith("unix:") else target
+        self.logger = logger
+        self.accept = accept
+        self.resolve = resolve
+        self.received = 0
+
+    def handle(self, body: bytes) -> None:
+        """One OpenFlow 1.5 packet-in body (after the header)."""
+        from antrea.agent.networkpolicy.reject import parse_packet_in
+
+        if len(body) < 16:
+            return
+        table = body[7]
+        parsed = parse_packet_in(body)
+        if parsed is None:
+            return
+        cookie, _in_port, frame = parsed
+        if not self.accept(cookie):
+            return
+        pkt = parse_frame(frame)
+        if pkt is None:
+            return
+        rule = self.resolve(table, pkt)
+        if rule is not None:
+            self.received += 1
+            self.logger.record(rule, pkt)
+
+    async def run(self) -> None:
+        """Serve (and flush the logger) until cancelled, reconnecting to ovs-vswitchd."""
+        flusher = asyncio.create_task(self.logger.run(), name="audit-log-flush")
+        delay = 0.2
+        try:
+            while True:
+                try:
+                    await self._serve()
+                    delay = 0.2
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    log.debug("audit_listener_disconnected", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        finally:
+            flusher.cancel()
+            await asyncio.gather(flusher, return_exceptions=True)
+
+    async def _serve(self) -> None:
+        from antrea.ovs.openflow import wire
+
+        reader, writer = await asyncio.open_unix_connection(self.path, limit=1 << 20)
+        try:
+            writer.write(wire.hello(1))
+            # A service connection gets packet-ins only with a non-zero miss_send_len.
+            writer.write(wire.header(OFPT_SET_CONFIG, 12, 2) + struct.pack("!HH", 0, 0xFFFF))
+            await writer.drain()
+            log.info("audit_listener_connected", target=self.path, log=str(self.logger.path))
+            while True:
+                hdr = await reader.readexactly(8)
+                _, mtype, length, xid = wire.parse_header(hdr)
+                body = await reader.readexactly(length - 8) if length > 8 else b""
+                if mtype == wire.MsgType.ECHO_REQUEST:
+                    writer.write(wire.echo_reply(xid, body))
+                elif mtype == OFPT_PACKET_IN:
+                    try:
+                        self.handle(body)
+                    except Exception:
+                        log.exception("audit_packet_in_failed")
+        finally:
+            writer.close()

@@ -70,6 +70,8 @@ class AgentConfig:
     # AntreaProxy: Services (ClusterIP, NodePort, affinity) in br-int; serviceCIDR gets a
     # REJECT for Service ports without endpoints ("" = none).
     antreaProxy: bool = True
+    # NetworkPolicy audit log (agent/auditlog.py); empty: no audit logging.
+    networkPolicyAuditLog: str = "/var/log/antrea/networkpolicy/np.log"
     serviceCIDR: str = "10.96.0.0/12"
 
     @property

@@ -236,6 +236,8 @@ def agent_config(spec: LabSpec, node: NodeSpec) -> dict[str, Any]:
         "leaseNamespace": "kube-system",
         # Antrea's option for datapaths without TX checksum offload (the userspace one).
         "disableTXChecksumOffload": True,
+        # NetworkPolicy audit log: per node here (/var/log/antrea/networkpolicy/np.log upstream).
+        "networkPolicyAuditLog": str(node.path / "networkpolicy" / "np.log"),
     }
 
 

@@ -395,3 +395,21 @@ def test_many_policies_sharing_groups_then_removed() -> None:
     c.delete_network_policy(policies[-1])
     assert all(not objs for objs in snapshot(c).values())
     assert mirror.objects == snapshot(c)
+
+
+def test_namespace_logging_annotation_marks_every_rule(c: NetworkPolicyController) -> None:
+    """networkpolicy.antrea.io/enable-logging: "true" on the Namespace logs its Kubernetes
+    policies' rules (their isolation included); changing it recompiles them."""
+    c.add_network_policy(policy("prod", "deny", {"podSelector": {}}))
+    c.add_network_policy(policy("dev", "other", {"podSelector": {}}))
+    c.flush()
+    assert [r.enable_logging for r in _np(c, "uid-prod-deny").rules] == [False]
+    annotated = namespace("prod", env="prod", team="a")
+    annotated["metadata"]["annotations"] = {"networkpolicy.antrea.io/enable-logging": "true"}
+    c.update_namespace(None, annotated)
+    c.flush()
+    assert [r.enable_logging for r in _np(c, "uid-prod-deny").rules] == [True]
+    assert [r.enable_logging for r in _np(c, "uid-dev-other").rules] == [False]
+    c.update_namespace(annotated, namespace("prod", env="prod", team="a"))
+    c.flush()
+    assert [r.enable_logging for r in _np(c, "uid-prod-deny").rules] == [False]

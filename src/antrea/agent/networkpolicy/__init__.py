@@ -20,6 +20,9 @@ from typing import Any
 
 import structlog
 
+from antrea.agent.auditlog import AuditListener, AuditLogger, PacketInfo, RuleInfo
+from antrea.agent.networkpolicy import flows as fb
+from antrea.agent.networkpolicy import tables
 from antrea.agent.networkpolicy.api import add_routes, build_trace_flow
 from antrea.agent.networkpolicy.controller import STREAM_RESTART, NetworkPolicyController
 from antrea.agent.networkpolicy.ids import installed_conj_ids
@@ -29,8 +32,8 @@ from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.networkpolicy.reject import RejectResponder
 from antrea.agent.networkpolicy.stats import StatsCollector
 from antrea.apis.controlplane.codec import EventType, WatchEvent
-from antrea.apis.controlplane.types import NetworkPolicyNodeStatus, PodReference
-from antrea.ovs.openflow.cookie import Category, category_filter
+from antrea.apis.controlplane.types import Direction, NetworkPolicyNodeStatus, PodReference
+from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, category_filter, cookie_category
 from antrea.ovs.openflow.flow import Output
 from antrea.ovs.ovsctl import DumpedFlow
 
@@ -64,6 +67,19 @@ class PolicyAgent:
                 target,
                 is_pod_port=lambda p: p in self._pod_ports(),
                 gateway_mac=lambda: getattr(agent, "gateway_mac", None) or None,
+            )
+        # Audit logging of logged isolation drops (agent/auditlog.py, np.log).
+        self.audit: AuditListener | None = None
+        audit_path = str(getattr(getattr(agent, "cfg", None), "networkPolicyAuditLog", "") or "")
+        if target.startswith("unix:") and audit_path:
+            self.audit = AuditListener(
+                target,
+                AuditLogger(Path(audit_path)),
+                accept=lambda c: (
+                    c & OBJECT_MASK == fb.AUDIT_OBJECT_ID
+                    and cookie_category(c) is Category.NETWORK_POLICY
+                ),
+                resolve=self._audit_rule,
             )
         self.reconciler = PolicyReconciler(
             agent.flow_client,
@@ -100,6 +116,46 @@ class PolicyAgent:
         return set(self.ofports.values())
 
     # -- interface store ------------------------------------------------------------------
+    def _audit_rule(self, table: int, pkt: PacketInfo) -> RuleInfo | None:
+        """The logged Kubernetes NetworkPolicy isolating the pod a dropped packet was for
+        (ingress: its destination; egress: its source)."""
+        if table == tables.INGRESS.default_table:
+            direction, ip, name = Direction.IN, pkt.dst_ip, "IngressDefaultRule"
+        elif table == tables.EGRESS.default_table:
+            direction, ip, name = Direction.OUT, pkt.src_ip, "EgressDefaultRule"
+        else:
+            return None
+        cache = self.controller.cache
+        pod: PodReference | None = None
+        for members in cache.applied_to_groups.values():
+            pod = next((m.pod for m in members if ip in m.ips), None)
+            if pod is not None:
+                break
+        if pod is None:
+            return None
+        refs = []
+        for rule in cache.rules.values():
+            if not rule.rule.enable_logging or rule.rule.direction is not direction:
+                continue
+            if not any(
+                m.pod == pod
+                for g in rule.applied_to_groups
+                for m in cache.applied_to_groups.get(g, ())
+            ):
+                continue
+            policy = cache.policies.get(rule.policy)
+            if policy is not None:
+                r = policy.source_ref
+                refs.append(f"{r.type}:{r.namespace + '/' if r.namespace else ''}{r.name}")
+        if not refs:
+            return None
+        return RuleInfo(
+            table=name,
+            policy=sorted(refs)[0],
+            disposition="Drop",
+            applied_to=f"{pod.namespace}/{pod.name}",
+        )
+
     def _index(self, c: Any) -> None:
         ref = PodReference(c.pod_namespace, c.pod_name)
         self.ofports[ref] = c.ofport
@@ -289,6 +345,8 @@ def start(agent: Any, *, client: Any = None) -> PolicyAgent:
         agent.add_task(pa.writer.run(), "networkpolicy_persist")
     if pa.reject is not None:
         agent.add_task(pa.reject.run(), "networkpolicy_reject")
+    if pa.audit is not None:
+        agent.add_task(pa.audit.run(), "networkpolicy_audit")
     agent.network_policy = pa
     log.info("network_policy_realization_attached", node=agent.node_name)
     return pa

@@ -15,7 +15,7 @@ import ipaddress
 from collections.abc import Iterable
 
 from antrea.agent.networkpolicy import tables as t
-from antrea.ovs.openflow.cookie import Category, make_cookie
+from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, make_cookie
 from antrea.ovs.openflow.flow import (
     Conjunction,
     CtClear,
@@ -25,6 +25,7 @@ from antrea.ovs.openflow.flow import (
     GotoTable,
     LoadReg,
     Match,
+    Output,
     RegMatch,
     Resubmit,
 )
@@ -140,5 +141,17 @@ def match_flow(
     return Flow(table, t.PRIO_MATCH - band, match, actions, cookie(round_num))
 
 
-def isolation_flow(round_num: int, table: int, match: Match) -> Flow:
+# Cookie object id of isolation flows that also send the packet to the agent's audit log
+# (packet-in; reject.py leaves these alone).
+AUDIT_OBJECT_ID = OBJECT_MASK
+
+
+def isolation_flow(round_num: int, table: int, match: Match, *, log: bool = False) -> Flow:
+    """The drop of an isolated pod's traffic that no rule allowed; with ``log`` the packet goes
+    to the agent first (audit log, agent/auditlog.py) and is dropped there."""
+    if log:
+        return Flow(
+            table, t.PRIO_ISOLATION, match, (Output("CONTROLLER"),),
+            cookie(round_num, AUDIT_OBJECT_ID),
+        )  # fmt: skip
     return Flow(table, t.PRIO_ISOLATION, match, (Drop(),), cookie(round_num))

@@ -132,6 +132,7 @@ class PolicyReconciler:
         self._band_load: dict[MatchKey, dict[int, int]] = {}  # match -> band -> conjunctions
         self._conj_band: dict[int, int] = {}  # conjunctions outside band 0
         self._isolation: dict[MatchKey, set[str]] = {}
+        self._logged: set[str] = set()  # rules with audit logging (their isolation is logged)
         self._conj_dir: dict[int, DirectionTables] = {}
         self._failed: dict[Owner, set[str]] = {}
         # Antrea-native rules: own tables and priorities, same IDs, same bundles.
@@ -409,9 +410,7 @@ class PolicyReconciler:
         for mk in touched_iso:
             iso_owner: Owner = ("np-iso", mk[0], mk[1])
             holders = self._isolation.get(mk)
-            desired[iso_owner] = (
-                [fb.isolation_flow(self.round_num, mk[0], atom_match(mk[1]))] if holders else None
-            )
+            desired[iso_owner] = self._iso_flows(mk, holders)
             blame.setdefault(iso_owner, set()).update(holders or ())
 
     async def _withdraw(
@@ -552,8 +551,13 @@ class PolicyReconciler:
         new.isolated = plan.isolated
         if gone:
             self.realized.pop(rid, None)
+            self._logged.discard(rid)
         else:
             self.realized[rid] = new
+            if cache_rule.rule.enable_logging:
+                self._logged.add(rid)
+            else:
+                self._logged.discard(rid)
 
     def _drop_conj(
         self,
@@ -661,6 +665,12 @@ class PolicyReconciler:
             self._add_member(mk, cid, k, n, band)
             touched.add(mk)
 
+    def _iso_flows(self, mk: MatchKey, holders: set[str] | None) -> list[Flow] | None:
+        if not holders:
+            return None
+        log = not holders.isdisjoint(self._logged)
+        return [fb.isolation_flow(self.round_num, mk[0], atom_match(mk[1]), log=log)]
+
     def _desired_of(self, owner: Owner) -> list[Flow] | None:
         """Current desired flows of one owner, rebuilt from the indexes."""
         if not isinstance(owner, tuple) or not owner:
@@ -678,12 +688,7 @@ class PolicyReconciler:
             conjs = self._matches.get(mk)
             return self._match_flows(mk, conjs) if conjs else None
         if owner[0] == "np-iso":
-            holders = self._isolation.get((owner[1], owner[2]))
-            return (
-                [fb.isolation_flow(self.round_num, owner[1], atom_match(owner[2]))]
-                if holders
-                else None
-            )
+            return self._iso_flows((owner[1], owner[2]), self._isolation.get((owner[1], owner[2])))
         return None
 
     async def _submit(

@@ -30,8 +30,9 @@ from collections.abc import Callable
 
 import structlog
 
+from antrea.agent.networkpolicy.flows import AUDIT_OBJECT_ID
 from antrea.ovs.openflow import wire
-from antrea.ovs.openflow.cookie import Category
+from antrea.ovs.openflow.cookie import OBJECT_MASK, Category
 from antrea.ovs.openflow.flow import Match, Output, Resubmit, SetField
 
 log = structlog.get_logger(__name__)
@@ -169,6 +170,8 @@ class RejectResponder:
     def reply_message(self, cookie: int, in_port: int, frame: bytes) -> bytes | None:
         if (cookie >> _COOKIE_CATEGORY_SHIFT) & 0xFF != Category.NETWORK_POLICY:
             return None
+        if cookie & OBJECT_MASK == AUDIT_OBJECT_ID:
+            return None  # a logged isolation drop: for the audit log, not answered
         reply = reject_reply(frame)
         if reply is None:
             return None

@@ -125,6 +125,7 @@ def _rule_to(r: NetworkPolicyRule) -> dict[str, Any]:
         "prio": r.priority,
         "act": None if r.action is None else str(r.action),
         "ratg": list(r.applied_to_groups),
+        **({"log": True} if r.enable_logging else {}),
     }
 
 
@@ -139,6 +140,7 @@ def _rule_from(v: dict[str, Any]) -> NetworkPolicyRule:
         priority=v["prio"],
         action=None if v.get("act") is None else RuleAction(v["act"]),
         applied_to_groups=tuple(v.get("ratg") or ()),
+        enable_logging=bool(v.get("log")),
     )
 
 

@@ -111,6 +111,9 @@ class NetworkPolicyRule:
     # rule-level appliedTo that replaces the policy's.
     action: RuleAction | None = None
     applied_to_groups: tuple[str, ...] = ()
+    # Audit logging (agent/auditlog.py): Antrea-native ``enableLogging``, or every rule of a
+    # Kubernetes NetworkPolicy whose Namespace has networkpolicy.antrea.io/enable-logging=true.
+    enable_logging: bool = False
 
     def peer(self) -> NetworkPolicyPeer:
         """The remote side of the rule: ``from_`` for ingress, ``to`` for egress."""

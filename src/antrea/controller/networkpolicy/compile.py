@@ -23,6 +23,7 @@ Semantics (Kubernetes NetworkPolicy, as upstream Antrea compiles it):
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, NamedTuple
 from typing import Protocol as TypingProtocol
 
@@ -64,7 +65,14 @@ class CompiledPolicy(NamedTuple):
     address: tuple[SelectorGroup, ...]  # distinct, in order of first use
 
 
-def compile_policy(np: dict[str, Any], resolver: GroupResolver) -> CompiledPolicy:
+LOGGING_ANNOTATION = "networkpolicy.antrea.io/enable-logging"
+
+
+def compile_policy(
+    np: dict[str, Any], resolver: GroupResolver, *, enable_logging: bool = False
+) -> CompiledPolicy:
+    """``enable_logging``: the policy's Namespace has `LOGGING_ANNOTATION` "true" (every rule
+    and the isolation it creates are audit-logged)."""
     meta = np["metadata"]
     spec = np.get("spec") or {}
     namespace: str = meta.get("namespace", "")
@@ -98,6 +106,8 @@ def compile_policy(np: dict[str, Any], resolver: GroupResolver) -> CompiledPolic
                 rules.append(NetworkPolicyRule(Direction.OUT, NO_PEER, peer, services))
         else:
             rules.append(DENY_ALL_OUT)
+    if enable_logging:
+        rules = [dataclasses.replace(r, enable_logging=True) for r in rules]
     policy = NetworkPolicy(
         name=uid,
         source_ref=NetworkPolicyReference(SOURCE_TYPE, namespace, meta.get("name", ""), uid),

@@ -39,7 +39,11 @@ from antrea.apis.controlplane.types import (
     Kind,
     NetworkPolicy,
 )
-from antrea.controller.networkpolicy.compile import CompiledPolicy, compile_policy
+from antrea.controller.networkpolicy.compile import (
+    LOGGING_ANNOTATION,
+    CompiledPolicy,
+    compile_policy,
+)
 from antrea.controller.networkpolicy.compile_antrea import (
     AntreaContext,
     InvalidAntreaPolicy,
@@ -91,6 +95,10 @@ class NetworkPolicyController:
         self._antrea: dict[str, dict[str, Any]] = {}
         self.antrea_ctx = AntreaContext(namespaces={})
         self._ns_names: dict[str, None] = {}
+        # Kubernetes NetworkPolicies by UID (raw: recompiled when their Namespace's audit
+        # logging annotation changes) and the namespaces that have it.
+        self._k8s_raw: dict[str, dict[str, Any]] = {}
+        self._ns_logging: dict[str, bool] = {}
         self.antrea_errors: dict[str, str] = {}  # UID -> why it is realized fail closed
 
     # -- consumers ------------------------------------------------------------------------
@@ -152,6 +160,10 @@ class NetworkPolicyController:
     def add_namespace(self, namespace: dict[str, Any]) -> None:
         meta = namespace["metadata"]
         self._grouping.upsert_namespace(meta["name"], meta.get("labels"))
+        logged = (meta.get("annotations") or {}).get(LOGGING_ANNOTATION) == "true"
+        if self._ns_logging.get(meta["name"], False) != logged:
+            self._ns_logging[meta["name"]] = logged
+            self._recompile_k8s(meta["name"])
         if meta["name"] not in self._ns_names:
             self._ns_names[meta["name"]] = None
             self._namespace_set_changed()
@@ -162,6 +174,7 @@ class NetworkPolicyController:
 
     def delete_namespace(self, namespace: dict[str, Any]) -> None:
         self._grouping.remove_namespace(namespace["metadata"]["name"])
+        self._ns_logging.pop(namespace["metadata"]["name"], None)
         if self._ns_names.pop(namespace["metadata"]["name"], 0) is None:
             self._namespace_set_changed()
         self._changed()
@@ -174,10 +187,20 @@ class NetworkPolicyController:
 
     # -- network policies -----------------------------------------------------------------
 
+    def _recompile_k8s(self, namespace: str) -> None:
+        """The namespace's logging annotation changed: its policies' rules change."""
+        for np in list(self._k8s_raw.values()):
+            if (np.get("metadata") or {}).get("namespace") == namespace:
+                self.add_network_policy(np)
+
     def add_network_policy(self, np: dict[str, Any]) -> None:
         try:
             uid: str = np["metadata"]["uid"]
-            compiled = compile_policy(np, self._grouping)
+            ns = np["metadata"].get("namespace", "")
+            compiled = compile_policy(
+                np, self._grouping, enable_logging=self._ns_logging.get(ns, False)
+            )
+            self._k8s_raw[uid] = np
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             meta = np.get("metadata", {})
             # Only possible for objects the API server would refuse; a previous version of the
@@ -215,6 +238,7 @@ class NetworkPolicyController:
 
     def delete_network_policy(self, np: dict[str, Any]) -> None:
         uid = np["metadata"]["uid"]
+        self._k8s_raw.pop(uid, None)
         state = self._policies.pop(uid, None)
         if state is not None:
             self._reference(uid, state.compiled, None)
