@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from antrea.lab import netns, sandbox
+from antrea.lab.state import AGENT_API_PORT
 from antrea.lab.testing import Lab, LabParams, lab_session
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
@@ -211,6 +212,27 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
     assert doc["columns"] == [f"{ns}/web"] and doc["port"] == 80
     for client in ("c1", "c2"):
         assert doc["matrix"][f"{ns}/{client}"] == {f"{ns}/web": True}
+
+    # `antctl get ovsflows -S`: the Service's flows (group, DNAT to each endpoint)
+    out = env.lab.exec_node("node1", "antctl", "get", "ovsflows", "-S", f"{ns}/web", "-o", "json")
+    text = out.stdout
+    assert f"nw_dst={ip}" in text and "group:" in text
+    for port in ("8080", "9090"):
+        assert f":{port})" in text  # nat(dst=<endpoint>:<port>)
+    # antrea_proxy_* metrics, as upstream names them, on the agent's local API
+    url = f"http://127.0.0.1:{AGENT_API_PORT}/metrics"
+    metrics = env.lab.exec_node(
+        "node1",
+        "python3",
+        "-c",
+        f"import urllib.request as u; print(u.urlopen('{url}').read().decode())",
+    ).stdout
+    installed = [
+        line for line in metrics.splitlines()
+        if line.startswith("antrea_proxy_total_endpoints_installed ")
+    ]  # fmt: skip
+    assert installed and float(installed[0].split()[1]) >= 3
+    assert "antrea_proxy_sync_proxy_rules_duration_seconds_count" in metrics
 
     # hairpin: a backend reaching itself through the Service (SNATed, answered over OVS)
     async def hairpin() -> bool:
