@@ -36,7 +36,7 @@ import pytest
 import pytest_asyncio
 
 from antrea.lab import netns
-from antrea.lab.kube import KubeClient
+from antrea.lab.kube import ApiError, KubeClient
 from antrea.lab.probe import lab_targets, probe_matrix
 from antrea.lab.state import AGENT_API_PORT
 from antrea.lab.testing import Lab, LabParams
@@ -332,6 +332,14 @@ async def _eventually(check: Any, what: str, timeout: float = 40.0) -> None:
         await asyncio.sleep(0.5)
 
 
+async def _try_delete(client: KubeClient, path: str) -> bool:
+    try:
+        await client.delete(path)
+        return True
+    except ApiError:
+        return False
+
+
 async def _antrea_api(cluster: LabCluster) -> None:
     """The CRDs print upstream's columns; static Tiers exist; a referenced Tier stays."""
     tiers = await _table(cluster, f"{CRD}/tiers")
@@ -365,10 +373,18 @@ async def _antrea_api(cluster: LabCluster) -> None:
         return bool(obj["metadata"].get("finalizers"))
 
     await _eventually(finalized, "the referenced tier's finalizer")
-    await client.delete(tier_path)
+    # Refused by the admission webhook when it is registered; else kept by the finalizer.
+    try:
+        await client.delete(tier_path)
+        refused = False
+    except ApiError as exc:
+        assert "referenced" in str(exc), exc
+        refused = True
     obj = await client.get(tier_path)  # still there: a policy references it
-    assert obj["metadata"].get("deletionTimestamp")
+    assert refused or obj["metadata"].get("deletionTimestamp")
     await client.delete(f"{CRD}/clusternetworkpolicies/uses-tier")
+    if refused:
+        await _eventually(lambda: _try_delete(client, tier_path), "deleting the unused tier")
 
     async def gone() -> bool:
         return await client.get_or_none(tier_path) is None

@@ -25,12 +25,13 @@ Priorities (`PrioritySpace`): a new rule takes a priority between its neighbours
 or a fixed step from the last one at the ends); when its neighbours have no free priority
 between them, the nearest run of rules on one side shifts by one to open a slot. Those rules'
 flows are rewritten in the same bundle as the insertion (one atomic change); no other rule's
-flows are touched. Tables 45/85 use priorities 1,000..60,000; baseline rules 1..199.
+flows are touched. A batch of many new rules (the initial state) is spread evenly over the
+range instead. Tables 45/85 use priorities 1,000..60,000; baseline rules 1..198.
 
-Fail closed: a rule whose planning raises, whose priority space is exhausted, or whose flows
-the switch refuses is replaced by drop flows for its applied-to pods at its own priority
-(`reg1=<ofport>` ingress / ``nw_src=<pod IP>`` egress), so traffic it should have dropped
-stays dropped and its pods are isolated by it.
+Fail closed: a rule whose planning raises or whose flows the switch refuses is replaced by drop
+flows for its applied-to pods at its own priority (`reg1=<ofport>` ingress / ``nw_src=<pod
+IP>`` egress); one that gets no priority (the range is full) drops the same at the top of its
+table. Traffic it should have dropped stays dropped and its pods are isolated by it.
 """
 
 from __future__ import annotations
@@ -75,10 +76,12 @@ OWNER = "np-anp"  # ("np-anp", rule id): every flow of one Antrea-native rule
 BASELINE_TIER_PRIORITY = 253
 
 NATIVE_LO, NATIVE_HI = 1000, 60000
-BASELINE_LO, BASELINE_HI = 1, t.PRIO_ISOLATION - 1
+# hi + 1 of a table is where a rule without a priority drops (fail closed, above all rules)
+BASELINE_LO, BASELINE_HI = 1, t.PRIO_ISOLATION - 2
 PRIO_NATIVE_STALE_SYN = 64002
 PRIO_NATIVE_BYPASS = 64001
 INITIAL_STEP = 16
+REBALANCE_BATCH = 64  # a batch adding more keys than this (and than the table holds) spreads all
 
 RuleKey = tuple[int, float, int, str, str]  # tier, policy priority, position, policy, rule id
 RejectAction = Callable[[Direction], tuple[Action, ...]]
@@ -98,6 +101,17 @@ class PrioritySpace:
 
     def __len__(self) -> int:
         return len(self.keys)
+
+    def rebalance(self, new: list[RuleKey]) -> set[RuleKey]:
+        """Add ``new`` and spread every key evenly over the range; returns the keys moved."""
+        keys = sorted(set(self.keys) | set(new))
+        if len(keys) > self.hi - self.lo + 1:
+            raise PrioritySpaceExhausted(f"{len(keys)} rules for {self.lo}..{self.hi}")
+        step = (self.hi - self.lo + 1) // (len(keys) + 1)
+        old = self.prio
+        self.keys = keys
+        self.prio = {k: self.hi - (i + 1) * step for i, k in enumerate(keys)}
+        return {k for k in keys if old.get(k) != self.prio[k]}
 
     def remove(self, key: RuleKey) -> None:
         if self.prio.pop(key, None) is not None:
@@ -236,7 +250,9 @@ class NativeRealizer:
     ) -> None:
         """Diff these native rules against what is realized; fill ``desired`` for the bundle."""
         rerender: set[str] = set()
-        for rid in sorted(rules):  # deterministic priority assignment within a batch
+        placed: dict[int, list[RuleKey]] = {}  # table -> keys needing a priority
+        planned: list[tuple[NativeRule, CompletedRule]] = []
+        for rid in sorted(rules):
             completed = rules[rid]
             old = self.rules.get(rid)
             if completed is None:
@@ -255,18 +271,14 @@ class NativeRealizer:
                     self._forget(cur)
                 cur = NativeRule(rule, table, key)
                 self.rules[rid] = cur
-                try:
-                    for k in self._space(table).insert(key):
-                        rerender.add(k[4])
-                except PrioritySpaceExhausted as exc:
-                    log.warning("antrea_policy_priority_exhausted", rule=rid, table=table)
-                    failed[rid] = str(exc)
-                    del self.rules[rid]
-                    desired[(OWNER, rid)] = None  # its pods fall back to the next tables
-                    continue
+                placed.setdefault(table, []).append(key)
             cur.rule = rule
+            planned.append((cur, completed))
+        for table, keys in placed.items():
+            rerender |= self._place(table, sorted(keys), failed)
+        for cur, completed in planned:
             self._plan(cur, completed, failed)
-            rerender.add(rid)
+            rerender.add(cur.rule.id)
         for rid in rerender:
             r = self.rules.get(rid)
             if r is None:
@@ -274,7 +286,35 @@ class NativeRealizer:
             desired[(OWNER, rid)] = self.flows(r)
             blame.setdefault((OWNER, rid), set()).add(rid)
 
+    def _place(self, table: int, keys: list[RuleKey], failed: dict[str, str]) -> set[str]:
+        """Priorities for new keys; returns the rule IDs whose priority is new or moved.
+
+        Many keys at once (the initial state, a large batch) spread the whole table evenly;
+        a few are placed one by one between their neighbours (shifting the shortest run when
+        there is no room), so unrelated rules keep their priorities.
+        """
+        space = self._space(table)
+        if len(keys) > max(REBALANCE_BATCH, len(space)):
+            try:
+                return {k[4] for k in space.rebalance(keys)}
+            except PrioritySpaceExhausted:
+                pass  # more rules than priorities: place what fits, fail the rest closed
+        moved: set[str] = set()
+        for key in keys:
+            try:
+                moved |= {k[4] for k in space.insert(key)}
+            except PrioritySpaceExhausted as exc:
+                log.warning("antrea_policy_priority_exhausted", rule=key[4], table=table)
+                failed[key[4]] = f"{exc}: its pods drop everything at the top of the table"
+                self.rules[key[4]].failed = failed[key[4]]
+                moved.add(key[4])
+        return moved
+
     def _plan(self, r: NativeRule, completed: CompletedRule, failed: dict[str, str]) -> None:
+        if r.key not in self._space(r.table).prio:  # no priority left: drops only, on top
+            self._release(r, keep=set())
+            r.fail_atoms = isolation_atoms(completed, self.ofport_of)
+            return
         try:
             plan = plan_rule(completed, self.ofport_of)
             for cl in plan.conjunctions.values():
@@ -328,7 +368,11 @@ class NativeRealizer:
         return self.flows(r) if r is not None else None
 
     def flows(self, r: NativeRule) -> list[Flow]:
-        prio = self._space(r.table).prio[r.key]
+        prio = self._space(r.table).prio.get(r.key)
+        if prio is None:  # no priority left (PrioritySpaceExhausted): fail closed, on top
+            top = self._space(r.table).hi + 1
+            c = fb.cookie(self.round_num)
+            return [Flow(r.table, top, atom_match(a), (Drop(),), c) for a in sorted(r.fail_atoms)]
         c = fb.cookie(self.round_num)
         if r.failed:
             return [Flow(r.table, prio, atom_match(a), (Drop(),), c) for a in sorted(r.fail_atoms)]

@@ -7,6 +7,7 @@ reconciler installed, so the tests check what the flows do.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Iterable
 
 import pytest
@@ -217,3 +218,27 @@ async def test_icmp_type_and_code_are_matched(env: Env) -> None:
 
     assert verdict(8) == t.CT_COMMIT  # echo request: allowed by the first rule
     assert verdict(13) is None  # timestamp: dropped by the second
+
+
+async def test_no_priority_left_fails_closed_at_the_top(env: Env) -> None:
+    env.rec.native.spaces[t.ANTREA_INGRESS_RULE] = PrioritySpace(1000, 1001)
+    allow_b = ingress(groups=["ag-b"])
+    for i in range(3):
+        env.load(native(f"p{i}", [(RuleAction.ALLOW, allow_b)], ["atg-a"], prio=1 + i))
+    result = await env.sync()
+    assert len(result.failed) == 1  # type: ignore[attr-defined]
+    drops = [f for f in env.rt.table(t.ANTREA_INGRESS_RULE) if f.priority == 1002]
+    assert drops and all(a.__class__.__name__ == "Drop" for f in drops for a in f.actions)
+    assert not env.allows("10.244.1.20")  # a rule that cannot be placed never opens anything
+
+
+def test_a_large_batch_is_spread_evenly() -> None:
+    space = PrioritySpace(1000, 60000)
+    keys = [(250, float(i), 0, "p", f"r{i}") for i in range(1000)]
+    moved = space.rebalance(keys)
+    assert moved == set(keys)
+    prios = [space.prio[k] for k in space.keys]
+    gaps = {a - b for a, b in itertools.pairwise(prios)}
+    assert gaps == {58}  # (60000 - 1000 + 1) // 1001
+    # One more key in the middle moves nothing else.
+    assert space.insert((250, 499.5, 0, "q", "new")) == {(250, 499.5, 0, "q", "new")}
