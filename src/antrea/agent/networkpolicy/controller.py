@@ -314,7 +314,7 @@ class NetworkPolicyController:
                 errors.append(f"rule {cr.index} ({cr.id}): {self.rule_errors[cr.id]}")
             elif cr.id in self._inflight or cr.id in self.cache.dirty:
                 pending = True
-            elif cr.id not in self.reconciler.realized:
+            elif not self.reconciler.is_realized(cr.id):
                 waiting = True
         ok = not (errors or pending or waiting)
         if ok:

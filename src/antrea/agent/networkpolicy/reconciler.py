@@ -145,6 +145,11 @@ class PolicyReconciler:
         )
 
     # -- queries --------------------------------------------------------------------------
+    def is_realized(self, rid: str) -> bool:
+        """Whether rule ``rid`` has flows: a Kubernetes rule's conjunctions or an
+        Antrea-native rule's own flows."""
+        return rid in self.realized or rid in self.native.rules
+
     def rule_of_conj(self, conj_id: int) -> str | None:
         return self.conj_rule.get(conj_id)
 

@@ -263,3 +263,26 @@ async def test_back_to_back_batches_wait_for_the_datapath_once() -> None:
     assert settles == [(1, 0), (3, 1)]
     assert not ctl.reconciler.unsettled
     assert {r.policy for r in reports if r.realized} == {"p0", "p1", "late"}
+
+
+async def test_antrea_native_policy_reports_realized() -> None:
+    """An Antrea-native policy's rules live in the native realizer, not the conjunction
+    table: once realized, the agent reports it realized (not 'waiting for groups')."""
+    import dataclasses
+
+    from antrea.apis.controlplane.types import RuleAction
+
+    ctl, _, reports = make()
+    rule = dataclasses.replace(
+        ingress(groups=["ag"]), name="r0", priority=0, action=RuleAction.DROP
+    )
+    p = dataclasses.replace(policy("acnp", [rule], ["atg"]), tier_priority=250, priority=1.0)
+    evs = [
+        BOOKMARK,
+        added(AppliedToGroup("atg", frozenset({A}))),
+        added(AddressGroup("ag", frozenset({YB}))),
+        added(p),
+    ]
+    await ctl.run(feed(evs))
+    await asyncio.sleep(0)
+    assert [(r.policy, r.realized, r.message) for r in reports][-1] == ("acnp", True, "")
