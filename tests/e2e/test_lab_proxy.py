@@ -240,6 +240,13 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
         return f"{ns}/web-1" in got and set(got) <= want
 
     await wait_for(hairpin, 20, "hairpin")
+    web2 = (await env.c.get(f"/api/v1/namespaces/{ns}/pods/web-2"))["status"]["podIP"]
+
+    def conntrack_to_web2() -> bool:  # node1's entries of c1's connections through the Service
+        dump = env.lab.exec_node("node1", "ovs-appctl", "dpctl/dump-conntrack", "zone=65520").stdout
+        return f"dst={ip}," in dump and f"reply=(src={web2}," in dump
+
+    assert conntrack_to_web2()  # c1's (TIME_WAIT) connections through the Service to web-2
     await env.delete_pod("web-2")
 
     async def two() -> bool:
@@ -247,6 +254,7 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
         return set(got) == {f"{ns}/web-1", f"{ns}/web-3"}
 
     await wait_for(two, 10, "removed backend no longer reached")
+    assert not conntrack_to_web2()  # connections to the removed endpoint were ended
     await env.delete_pod("web-1")
     await env.delete_pod("web-3")
 

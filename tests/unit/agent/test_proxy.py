@@ -183,3 +183,36 @@ def test_any_sequence_of_endpoint_sets_ends_consistent(steps: list[frozenset[int
     asyncio.run(delete())  # the Service goes: nothing of it is left
     assert p.installed == {} and p.ep_refs == {} and p.writer.client.installed() == []
     assert p.groups() == [] and p._n_services == 0 and p._n_endpoints == 0
+
+
+def test_stale_conntrack_entries_are_picked_by_service_and_endpoint() -> None:
+    from antrea.agent.proxy.conntrack import stale_tuples
+
+    dump = (
+        "tcp,orig=(src=10.244.1.2,dst=10.96.0.11,sport=33442,dport=80),reply=(src=10.244.2.2,"
+        "dst=10.244.1.2,sport=8080,dport=33442),zone=65520,mark=1,protoinfo=(state=TIME_WAIT)\n"
+        "tcp,orig=(src=10.244.1.2,dst=10.244.2.2,sport=40000,dport=8080),reply=(src=10.244.2.2,"
+        "dst=10.244.1.2,sport=8080,dport=40000),zone=65520,protoinfo=(state=ESTABLISHED)\n"
+    )
+    stale = {("tcp", "10.96.0.11", 80, "10.244.2.2", 8080)}
+    assert stale_tuples(dump, stale) == [
+        "ct_nw_src=10.244.1.2,ct_nw_dst=10.96.0.11,ct_nw_proto=6,ct_tp_src=33442,ct_tp_dst=80"
+    ]  # the direct connection to the pod is kept
+    assert stale_tuples(dump, {("udp", "10.96.0.11", 80, "10.244.2.2", 8080)}) == []
+
+
+async def test_removed_endpoints_connections_are_flushed() -> None:
+    p, _ = proxier()
+    flushed: list[set[Any]] = []
+
+    async def flush(stale: set[Any]) -> None:
+        flushed.append(stale)
+
+    p.flush_conntrack = flush
+    p.on_service("ADDED", svc())
+    p.on_slice("ADDED", eps_slice("10.244.1.2", "10.244.2.3"))
+    await p.sync_dirty()
+    assert flushed == []
+    p.on_slice("MODIFIED", eps_slice("10.244.1.2"))
+    await p.sync_dirty()
+    assert flushed == [{("tcp", "10.96.0.10", 80, "10.244.2.3", 8080)}]

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from antrea.agent.openflow.fields import GLOBAL_VIRTUAL_MAC
+from antrea.agent.openflow.fields import CT_ZONE, GLOBAL_VIRTUAL_MAC
 from antrea.agent.proxy import flows as pf
+from antrea.agent.proxy.conntrack import flush_stale
 from antrea.agent.proxy.nodeport import sync_nodeports
 from antrea.agent.proxy.proxier import SHARED_OWNER, Proxier
 from antrea.agent.proxy.reject import sync_reject, sync_route
@@ -45,6 +46,7 @@ async def start(agent: Agent) -> Proxier:
         node_ips=node_ips,
         registry=agent.registry,
     )
+    proxier.flush_conntrack = lambda stale: flush_stale(agent.ofctl.appctl, CT_ZONE, stale)
     await agent.writer.submit(SHARED_OWNER, pf.shared_flows(agent.cookie(Category.SERVICE)))
     if cfg.serviceCIDR:
         cidr = ipaddress.IPv4Network(cfg.serviceCIDR)

@@ -23,7 +23,7 @@ import asyncio
 import ipaddress
 import time
 from collections import Counter
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass
 
 import structlog
@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
 from antrea.agent.proxy import flows as pf
+from antrea.agent.proxy.conntrack import Stale
 from antrea.agent.proxy.types import (
     JSON,
     SERVICE_NAME_LABEL,
@@ -152,6 +153,8 @@ class Proxier:
         # host NodePort DNAT rules, rewritten when the set of realized NodePorts changes
         self.nodeport_sync: Callable[[set[tuple[str, int, bool]]], object] | None = None
         self._nodeports: set[tuple[str, int, bool]] = set()
+        # ends connections to endpoints a Service lost (`conntrack.flush_stale`)
+        self.flush_conntrack: Callable[[set[Stale]], Awaitable[object]] | None = None
 
     # -- events ---------------------------------------------------------------------------
     def _mark(self, key: SvcKey) -> None:
@@ -384,6 +387,20 @@ class Proxier:
             self._n_endpoints += len(new.endpoints)
             self._ports_of.setdefault((pkey[0], pkey[1]), set()).add(pkey)
         self.installed.update(news)
+        if self.flush_conntrack is not None:
+            gone: set[Stale] = set()
+            for old in olds:
+                if old is None:
+                    continue
+                nxt = news.get(old.port.key)
+                sp = old.port
+                for ep in old.endpoints - (nxt.endpoints if nxt is not None else frozenset()):
+                    gone.add((sp.proto, str(sp.cluster_ip), sp.port, str(ep.ip), ep.port))
+            if gone:
+                try:
+                    await self.flush_conntrack(gone)
+                except Exception as exc:  # the datapath is right already; log only
+                    log.warning("conntrack_flush_failed", error=repr(exc))
 
     async def _submit_all(self, owners: dict[Hashable, list[Flow] | None]) -> None:
         """State these owners' flows at once: ONE bundle (`FlowClient.sync`, which serializes
