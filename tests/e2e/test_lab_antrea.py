@@ -485,3 +485,45 @@ spec: {{podSelector: {{matchLabels: {{app: srv}}}}, policyTypes: [Ingress]}}
         assert len({ln.split(" ")[9] for ln in new}) == 3  # three source ports
     finally:
         lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+ACNP_STATUS = """apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: status-probe}
+spec:
+  priority: 7
+  appliedTo: [{namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: x}}}]
+  ingress: [{action: Allow, from: [{podSelector: {}}]}]
+"""
+
+
+@pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
+async def test_antrea_policy_status_converges_to_realized(lab: Lab) -> None:
+    """The leader writes .status from the agents' reports: Realized on every node hosting an
+    applied-to pod, for the object's current generation."""
+    m = await lab.create_model()
+    try:
+        nodes = {
+            p["spec"]["nodeName"]
+            for p in json.loads(lab.kubectl("get", "pods", "-n", "x", "-o", "json"))["items"]
+        }
+        lab.kubectl("apply", "-f", "-", input=ACNP_STATUS)
+        want = {
+            "phase": "Realized",
+            "currentNodesRealized": len(nodes),
+            "desiredNodesRealized": len(nodes),
+        }
+        got: dict[str, object] = {}
+        for _ in range(120):
+            obj = json.loads(lab.kubectl("get", "acnp", "status-probe", "-o", "json"))
+            got = obj.get("status") or {}
+            if {k: got.get(k) for k in want} == want and got.get(
+                "observedGeneration"
+            ) == obj["metadata"]["generation"]:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"status {got}, want {want}")
+    finally:
+        lab.kubectl("delete", "acnp", "status-probe", "--ignore-not-found", check=False)
+        await lab.reset_model(m)
