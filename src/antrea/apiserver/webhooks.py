@@ -106,12 +106,10 @@ def _rule_matches(rule: JSON, attrs: Attributes) -> bool:
         return False
     res, sub = attrs.rt.resource, attrs.subresource
     for want in rule.get("resources") or []:
+        # kube-apiserver's matcher: "*" is every resource but no subresource, "x/*" and
+        # "*/*" include the resource itself as well as its subresources.
         w_res, _, w_sub = str(want).partition("/")
-        if w_res not in ("*", res):
-            continue
-        if not sub and not w_sub:
-            return True
-        if sub and w_sub in ("*", sub):
+        if w_res in ("*", res) and w_sub in ("*", sub):
             return True
     return False
 

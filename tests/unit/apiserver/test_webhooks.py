@@ -337,3 +337,71 @@ async def test_group_mixing_fields_refused(env: Env) -> None:
     assert status == 400 and "At most one of podSelector" in body["message"]
     assert body["details"]["causes"][0]["field"] == "spec"
     assert (await env.api.req("GET", f"{GV}/clustergroups/g"))[0] == 404
+
+
+async def test_timeout_fails_closed_or_is_ignored(env: Env) -> None:
+    """A webhook slower than timeoutSeconds: 500 under Fail (nothing stored), skipped under
+    Ignore."""
+    import asyncio
+
+    async def slow(request: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.json_response({})
+
+    app = web.Application()
+    app.router.add_post("/slow", slow)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    ca, ca_key = certs.generate_ca()
+    cert, key = certs.issue_serving_cert(ca, ca_key, ["127.0.0.1"])
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=certs.server_ssl_context(cert, key))
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        for policy, want in (("Fail", 500), ("Ignore", 201)):
+            h = hook("slow.example.com", "/slow", ["tiers"], ca, f"https://127.0.0.1:{port}",
+                     policy=policy)  # fmt: skip
+            h["timeoutSeconds"] = 1
+            cfg = {
+                "apiVersion": "admissionregistration.k8s.io/v1",
+                "kind": "ValidatingWebhookConfiguration",
+                "metadata": {"name": f"slow-{policy.lower()}"},
+                "webhooks": [h],
+            }
+            assert (await env.api.req("POST", VWC, cfg))[0] == 201
+            status, body = await env.api.req("POST", f"{GV}/tiers", tier(f"t-{policy.lower()}", 7))
+            assert status == want, body
+            if want == 500:
+                assert "context deadline exceeded" in body["message"]
+                assert (await env.api.req("GET", f"{GV}/tiers/t-fail"))[0] == 404
+            assert (await env.api.req("DELETE", f"{VWC}/slow-{policy.lower()}"))[0] == 200
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("rule", "sub", "matches"),
+    [
+        ({"resources": ["tiers"]}, "", True),
+        ({"resources": ["tiers"]}, "status", False),
+        ({"resources": ["tiers/status"]}, "status", True),
+        ({"resources": ["*"]}, "status", False),
+        ({"resources": ["*/*"]}, "status", True),
+        ({"resources": ["*/*"]}, "", True),
+        ({"resources": ["tiers/*"]}, "", True),
+        ({"resources": ["tiers"], "scope": "Namespaced"}, "", False),
+        ({"resources": ["tiers"], "operations": ["DELETE"]}, "", False),
+        ({"resources": ["tiers"], "apiVersions": ["v1alpha1"]}, "", False),
+    ],
+)
+def test_rule_matching(rule: JSON, sub: str, matches: bool) -> None:
+    from antrea.apiserver.resources import ResourceType
+    from antrea.apiserver.webhooks import Attributes, _rule_matches
+
+    rt = ResourceType(
+        group="crd.antrea.io", version="v1beta1", resource="tiers", kind="Tier",
+        namespaced=False, singular="tier",
+    )  # fmt: skip
+    full = {"operations": ["CREATE"], "apiGroups": ["crd.antrea.io"], "apiVersions": ["*"], **rule}
+    attrs = Attributes("CREATE", rt, sub, "", "t", None, False)
+    assert _rule_matches(full, attrs) is matches
