@@ -483,6 +483,40 @@ spec: {{podSelector: {{matchLabels: {{app: srv}}}}, policyTypes: [Ingress]}}
             ], line  # fmt: skip
             assert (f[8], f[10], f[11], f[12]) == (src["podIP"], ip, "80", "TCP"), line
         assert len({ln.split(" ")[9] for ln in new}) == 3  # three source ports
+        # A logged rule that allows: one Allow line per new connection, none for its packets.
+        allow = f"""apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {{name: allow-cli, namespace: {ns}}}
+spec:
+  podSelector: {{matchLabels: {{app: srv}}}}
+  ingress: [{{from: [{{podSelector: {{}}}}], ports: [{{port: 80, protocol: TCP}}]}}]
+"""
+        lab.kubectl("apply", "-f", "-", input=allow)
+        for _ in range(30):
+            if attempt(ip):
+                break
+        else:
+            pytest.fail("the allow policy never took effect")
+        await asyncio.sleep(3.5)
+
+        def allowed() -> list[str]:
+            text = log_file.read_text()
+            return [ln for ln in text.splitlines() if f"K8sNetworkPolicy:{ns}/allow-cli" in ln]
+
+        before = len(allowed())
+        assert before >= 1
+        for _ in range(2):
+            assert attempt(ip)
+        await asyncio.sleep(3.5)
+        new = allowed()[before:]
+        assert len(new) == 2, new
+        for line in new:
+            f = line.split(" ")
+            assert f[2:8] == [
+                "IngressRule", f"K8sNetworkPolicy:{ns}/allow-cli", "<nil>", "Allow", "<nil>",
+                f"{ns}/srv",
+            ], line  # fmt: skip
+            assert line.endswith("[1 packets in 0s]"), line
     finally:
         lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 

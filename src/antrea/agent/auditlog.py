@@ -249,15 +249,16 @@ class AuditLogger:
             self._logger = None
 
 
-Resolver = Callable[[int, PacketInfo], RuleInfo | None]
+Resolver = Callable[[int, int, PacketInfo], RuleInfo | None]
 
 
 class AuditListener:
     """Receives the packet-ins of logged flows on its own OpenFlow connection to the bridge's
     management socket and records them in an `AuditLogger`.
 
-    ``accept(cookie)`` says whether a packet-in's cookie is a logged flow's;
-    ``resolve(table_id, packet)`` names the rule behind it (None: not logged any more).
+    ``accept(cookie, table_id)`` says whether a packet-in comes from a logged flow;
+    ``resolve(table_id, cookie, packet)`` names the rule behind it (None: not logged any
+    more).
     """
 
     def __init__(
@@ -265,7 +266,7 @@ class AuditListener:
         target: str,
         logger: AuditLogger,
         *,
-        accept: Callable[[int], bool],
+        accept: Callable[[int, int], bool],
         resolve: Resolver,
     ) -> None:
         self.path = target[len("unix:") :] if target.startswith("unix:") else target
@@ -285,12 +286,12 @@ class AuditListener:
         if parsed is None:
             return
         cookie, _in_port, frame = parsed
-        if not self.accept(cookie):
+        if not self.accept(cookie, table):
             return
         pkt = parse_frame(frame)
         if pkt is None:
             return
-        rule = self.resolve(table, pkt)
+        rule = self.resolve(table, cookie, pkt)
         if rule is not None:
             self.received += 1
             self.logger.record(rule, pkt)

@@ -75,9 +75,12 @@ class PolicyAgent:
             self.audit = AuditListener(
                 target,
                 AuditLogger(Path(audit_path)),
-                accept=lambda c: (
-                    c & OBJECT_MASK == fb.AUDIT_OBJECT_ID
-                    and cookie_category(c) is Category.NETWORK_POLICY
+                accept=lambda c, table: (
+                    cookie_category(c) is Category.NETWORK_POLICY
+                    and (
+                        c & OBJECT_MASK == fb.AUDIT_OBJECT_ID
+                        or table in (tables.INGRESS_RULE, tables.EGRESS_RULE)
+                    )
                 ),
                 resolve=self._audit_rule,
             )
@@ -116,15 +119,21 @@ class PolicyAgent:
         return set(self.ofports.values())
 
     # -- interface store ------------------------------------------------------------------
-    def _audit_rule(self, table: int, pkt: PacketInfo) -> RuleInfo | None:
-        """The logged Kubernetes NetworkPolicy isolating the pod a dropped packet was for
-        (ingress: its destination; egress: its source)."""
-        if table == tables.INGRESS.default_table:
-            direction, ip, name = Direction.IN, pkt.dst_ip, "IngressDefaultRule"
-        elif table == tables.EGRESS.default_table:
-            direction, ip, name = Direction.OUT, pkt.src_ip, "EgressDefaultRule"
-        else:
+    def _audit_rule(self, table: int, cookie: int, pkt: PacketInfo) -> RuleInfo | None:
+        """The logged rule behind a packet-in: a Kubernetes rule that allowed a new connection
+        (rule tables: the conjunction in the cookie), or the logged Kubernetes policy whose
+        isolation dropped it (default tables). The pod is the destination (ingress) or the
+        source (egress)."""
+        names = {
+            tables.INGRESS.default_table: (Direction.IN, "IngressDefaultRule"),
+            tables.EGRESS.default_table: (Direction.OUT, "EgressDefaultRule"),
+            tables.INGRESS_RULE: (Direction.IN, "IngressRule"),
+            tables.EGRESS_RULE: (Direction.OUT, "EgressRule"),
+        }
+        if table not in names:
             return None
+        direction, name = names[table]
+        ip = pkt.dst_ip if direction is Direction.IN else pkt.src_ip
         cache = self.controller.cache
         pod: PodReference | None = None
         for members in cache.applied_to_groups.values():
@@ -133,26 +142,38 @@ class PolicyAgent:
                 break
         if pod is None:
             return None
+        if table in (tables.INGRESS_RULE, tables.EGRESS_RULE):
+            rid = self.reconciler.conj_rule.get(cookie & OBJECT_MASK)
+            rule = cache.rules.get(rid) if rid is not None else None
+            if rule is None or not rule.rule.enable_logging:
+                return None
+            candidates = [rule]
+            disposition = "Allow"
+        else:
+            candidates = [
+                r
+                for r in cache.rules.values()
+                if r.rule.enable_logging
+                and r.rule.direction is direction
+                and any(
+                    m.pod == pod
+                    for g in r.applied_to_groups
+                    for m in cache.applied_to_groups.get(g, ())
+                )
+            ]
+            disposition = "Drop"
         refs = []
-        for rule in cache.rules.values():
-            if not rule.rule.enable_logging or rule.rule.direction is not direction:
-                continue
-            if not any(
-                m.pod == pod
-                for g in rule.applied_to_groups
-                for m in cache.applied_to_groups.get(g, ())
-            ):
-                continue
-            policy = cache.policies.get(rule.policy)
+        for r in candidates:
+            policy = cache.policies.get(r.policy)
             if policy is not None:
-                r = policy.source_ref
-                refs.append(f"{r.type}:{r.namespace + '/' if r.namespace else ''}{r.name}")
+                ref = policy.source_ref
+                refs.append(f"{ref.type}:{ref.namespace + '/' if ref.namespace else ''}{ref.name}")
         if not refs:
             return None
         return RuleInfo(
             table=name,
             policy=sorted(refs)[0],
-            disposition="Drop",
+            disposition=disposition,
             applied_to=f"{pod.namespace}/{pod.name}",
         )
 

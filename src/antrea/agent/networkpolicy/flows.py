@@ -96,16 +96,21 @@ def base_flows(
     return out
 
 
-def conj_flows(round_num: int, d: t.DirectionTables, conj_id: int) -> list[Flow]:
-    """The action flow of one conjunction plus its established-packets counter."""
+def conj_flows(
+    round_num: int, d: t.DirectionTables, conj_id: int, *, log: bool = False
+) -> list[Flow]:
+    """The action flow of one conjunction plus its established-packets counter. With ``log``
+    (an audit-logged rule) the action flow also copies the packet to the agent: only new
+    connections get there (established ones take the bypass above)."""
     c = cookie(round_num, conj_id)
     label = (conj_id << d.label_shift, LABEL_MASK << d.label_shift)
+    copy = (Output("CONTROLLER"),) if log else ()
     return [
         Flow(
             d.rule_table,
             t.PRIO_ACTION,
             Match(proto="ip", conj_id=conj_id),
-            (LoadReg(d.conj_reg, conj_id), GotoTable(d.allow_goto)),
+            (LoadReg(d.conj_reg, conj_id), *copy, GotoTable(d.allow_goto)),
             c,
         ),
         Flow(

@@ -485,6 +485,7 @@ class PolicyReconciler:
         if cache_rule is None:
             return  # never realized, still gone
         d = tables_for(cache_rule.direction)
+        logged = cache_rule.rule.enable_logging
         new = RealizedRule(cache_rule)
         old_conjs = old.conjs if old else {}
         created: list[tuple[int, Clauses]] = []
@@ -510,7 +511,7 @@ class PolicyReconciler:
                     self._conj_dir[cid] = d
                     created.append((cid, want))
                     self._link(cid, want, d, touched_matches)
-                    desired[("np-conj", cid)] = fb.conj_flows(self.round_num, d, cid)
+                    desired[("np-conj", cid)] = fb.conj_flows(self.round_num, d, cid, log=logged)
                     blame.setdefault(("np-conj", cid), set()).add(rid)
                     new.conjs[key] = RealizedConj(cid, want)
                     continue
@@ -687,7 +688,11 @@ class PolicyReconciler:
         if owner[0] == "np-conj":
             cid = owner[1]
             d = self._conj_dir.get(cid)
-            return fb.conj_flows(self.round_num, d, cid) if d is not None else None
+            if d is None:
+                return None
+            return fb.conj_flows(
+                self.round_num, d, cid, log=self.conj_rule.get(cid) in self._logged
+            )
         if owner[0] == "np-match":
             mk = (owner[1], owner[2])
             conjs = self._matches.get(mk)

@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import structlog
 
+from antrea.agent.networkpolicy import tables as t
 from antrea.agent.networkpolicy.flows import AUDIT_OBJECT_ID
 from antrea.ovs.openflow import wire
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category
@@ -219,6 +220,8 @@ class RejectResponder:
                     continue
                 if mtype != OFPT_PACKET_IN:
                     continue
+                if len(body) > 7 and body[7] in (t.INGRESS_RULE, t.EGRESS_RULE):
+                    continue  # Kubernetes rules never reject: an audit-logged rule's copy
                 parsed = parse_packet_in(body)
                 if parsed is None or not self._allowed():
                     continue
