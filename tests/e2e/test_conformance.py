@@ -216,7 +216,7 @@ if FULL:
         for e in ("vxlan", "none")
     ]
 VARIANTS.append(REAL)
-CHECKS = ("enforcement-latency", "no-stale-flows", "antrea-api")
+CHECKS = ("enforcement-latency", "no-stale-flows", "antrea-api", "priority-reassignment")
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -392,6 +392,68 @@ async def _antrea_api(cluster: LabCluster) -> None:
     await _eventually(gone, "the tier deleted once unreferenced")
 
 
+def _acnp(name: str, prio: float, rule: dict[str, Any]) -> dict[str, Any]:
+    return {"apiVersion": "crd.antrea.io/v1beta1", "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": name},
+            "spec": {"priority": prio,
+                     "appliedTo": [{"podSelector": {"matchLabels": {"pod": "a"}},
+                                    "namespaceSelector": {"matchLabels": {"ns": "x"}}}],
+                     "ingress": [rule]}}  # fmt: skip
+
+
+async def _priority_reassignment(cluster: LabCluster) -> None:
+    """Policies inserted until the Allow rule y/b -> x/a must move to a new OpenFlow priority:
+    new connections it allows, opened every 20 ms meanwhile, never fail (one bundle)."""
+    targets = {
+        t.key: t
+        for t in await lab_targets(cluster.lab.spec, cluster.client, namespaces=["x", "y", "z"])
+    }
+    src, dst = targets["y/b"], targets["x/a"]
+    path = f"{CRD}/clusternetworkpolicies"
+    from_yb = {"podSelector": {"matchLabels": {"pod": "b"}},
+               "namespaceSelector": {"matchLabels": {"ns": "y"}}}  # fmt: skip
+    await cluster.client.create(path, _acnp("allow-yb", 1, {"action": "Allow", "from": [from_yb]}))
+    await cluster.client.create(path, _acnp("drop-all", 100, {"action": "Drop"}))
+    await cluster.settle()
+    from antrea.lab.probe import probe_pair
+
+    assert await probe_pair(src, dst, protocol="TCP", port=80)
+    results: list[bool] = []
+    stop = asyncio.Event()
+
+    async def connect_loop() -> None:
+        while not stop.is_set():
+            results.append(await _connect_once(src, dst.ip))
+            await asyncio.sleep(0.02)
+
+    task = asyncio.get_running_loop().create_task(connect_loop())
+    try:
+        # Each lands between allow-yb and the previous one: the gap halves until none is left.
+        for n, prio in enumerate((50, 25, 12, 6, 3, 2)):
+            from_z = {"namespaceSelector": {"matchLabels": {"ns": "z"}}}
+            await cluster.client.create(
+                path, _acnp(f"between-{n}", prio, {"action": "Drop", "from": [from_z]})
+            )
+            await cluster.settle()
+    finally:
+        stop.set()
+        await task
+    assert len(results) > 20 and all(results), f"{results.count(False)} of {len(results)} failed"
+    flows = []
+    for node in cluster.lab.nodes:
+        npath = netns.netns_path(cluster.lab.spec.node(node).netns)
+
+        def get() -> list[dict[str, Any]]:
+            url = f"http://127.0.0.1:{AGENT_API_PORT}/ovsflows?category=network_policy"
+            with urllib.request.urlopen(url, timeout=5) as resp:
+                data: list[dict[str, Any]] = json.loads(resp.read())
+                return data
+
+        flows += [f["flow"] for f in await netns.run_in(npath, get)]
+    # The first rule placed (allow-yb, at the middle of 1,000..60,000) had to move up by one.
+    assert any("table=85" in f and "priority=30501" in f for f in flows), "no reassignment"
+
+
 @pytest.mark.asyncio(loop_scope="module")
 @pytest.mark.parametrize("cluster", VARIANTS, indirect=True, scope="module")
 @pytest.mark.parametrize("case", [*CASES, *CHECKS], ids=[c.label for c in CASES] + list(CHECKS))
@@ -401,6 +463,15 @@ async def test_conformance(cluster: LabCluster, case: Any) -> None:
     if case == "no-stale-flows":
         await cluster.reset()
         await _no_stale_flows(cluster)
+        return
+    if case == "priority-reassignment":
+        if cluster.subset is not None or cluster.lab.spec.kubernetes == "real":
+            pytest.skip("checked on the default lab")
+        await cluster.reset()
+        try:
+            await _priority_reassignment(cluster)
+        finally:
+            await cluster.reset()
         return
     if case == "antrea-api":
         if cluster.subset is not None or cluster.lab.spec.kubernetes == "real":
