@@ -11,9 +11,9 @@ field path (messages as upstream's OpenAPI validator words them). ``oneOf``/``an
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
+from antrea.apiserver import regex
 from antrea.apiserver.validation import FieldError, invalid, not_supported, required
 
 JSON = dict[str, Any]
@@ -159,12 +159,8 @@ def validate(
                 )
             )
         pattern = schema.get("pattern")
-        if isinstance(pattern, str):
-            try:
-                if re.search(pattern, value) is None:
-                    errs.append(invalid(label, value, f"{label} in body should match '{pattern}'"))
-            except re.error:
-                pass
+        if isinstance(pattern, str) and regex.matches(pattern, value) is False:
+            errs.append(invalid(label, value, f"{label} in body should match '{pattern}'"))
     if isinstance(value, int | float) and not isinstance(value, bool):
         if "minimum" in schema:
             lo = schema["minimum"]
