@@ -227,14 +227,9 @@ def test_pods_on_one_node_reach_each_other_through_ovs(cluster: Cluster) -> None
     assert not (same & blocked), f"same-node pairs blocked: {sorted(same & blocked)}"
 
 
-def test_pods_on_different_nodes_reach_each_other(
-    cluster: Cluster, request: pytest.FixtureRequest
-) -> None:
-    if cluster.mode == "encap":
-        # The userspace datapath sends tunnel packets only through an OVS bridge that owns the
-        # underlay address; the agent does not yet move the node's uplink into OVS (upstream's
-        # connectUplinkToOVSBridge), so encap across nodes needs that first.
-        request.applymarker(pytest.mark.xfail(strict=True, reason="netdev encap: no OVS uplink"))
+def test_pods_on_different_nodes_reach_each_other(cluster: Cluster) -> None:
+    # In encap the agent first moved each node's uplink and address to a netdev br-phy
+    # (agent/uplink.py): userspace tunnels leave only through a bridge owning that address.
     _ensure_web(cluster)
     doc = asyncio.run(cluster.lab.probe(port=80, namespaces=["default"]))
     same, blocked = _pairs(cluster, doc)
@@ -389,8 +384,7 @@ def test_a_deleted_agent_pod_comes_back_and_a_cross_node_connection_survives(
     from antrea.lab import netns
     from antrea.lab.realk8s.pods import find_pod
 
-    if cluster.mode != "noEncap":
-        pytest.skip("needs cross-node connectivity (noEncap here)")
+    # In encap the new agent finds the uplink already in br-phy (uplink.py, idempotent).
     cluster.kubectl("apply", "-f", "-", input=ECHO_POD)
     cluster.wait("echo Running", lambda: _all_running_ready([cluster.get("pod", "echo")]), 120)
     echo_ip = cluster.get("pod", "echo")["status"]["podIP"]

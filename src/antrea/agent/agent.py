@@ -53,7 +53,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from antrea.agent import netlink
+from antrea.agent import netlink, uplink
 from antrea.agent.apiserver import AgentMetrics, build_app
 from antrea.agent.bridge import (
     BridgeState,
@@ -184,6 +184,8 @@ class Agent:
         self.mtu = 0
         self.gateway_mac = ""
         self.transport_dev = ""
+        # What connect_uplink moved to the uplink bridge (given back at stop), if anything.
+        self.moved_uplink: uplink.UplinkConfig | None = None
         self.node: NodeInfo | None = None
         self.builder: FlowBuilder | None = None
         self.ipam: IPAM | None = None
@@ -340,6 +342,9 @@ class Agent:
         cfg = self.cfg
         assert node.pod_cidr is not None and node.gateway_ip is not None
         transport_mtu = 1500
+        if cfg.uplink_bridge and not cfg.transportInterface and node.internal_ip is not None:
+            moved = await uplink.connect_uplink(self.ovsdb, cfg.uplink_bridge, node.internal_ip)
+            self.moved_uplink = moved or self.moved_uplink
         if cfg.transportInterface:
             self.transport_dev = cfg.transportInterface
             found_mtu = await asyncio.to_thread(netlink.interface_mtu, self.transport_dev)
@@ -653,6 +658,13 @@ class Agent:
         if self.api_client is not None:
             with contextlib.suppress(Exception):
                 await self.api_client.close()
+        if self.moved_uplink is not None:
+            try:
+                await asyncio.to_thread(
+                    uplink.release_uplink, self.moved_uplink, self.cfg.uplink_bridge
+                )
+            except Exception as exc:
+                log.warning("uplink_release_failed", error=repr(exc))
         log.info("agent_stopped", node=self.node_name)
 
 

@@ -41,6 +41,10 @@ class AgentConfig:
     trafficEncapMode: str = "encap"
     defaultMTU: int = 0
     transportInterface: str = ""
+    # The netdev bridge that takes the node's uplink and address (agent/uplink.py): userspace
+    # tunnels leave only through an OVS bridge owning the underlay address. "auto": "br-phy"
+    # with ovsDatapathType netdev and encap, else none; "none": never; else that bridge name.
+    uplinkBridge: str = "auto"
     cniSocket: str = "/var/run/antrea/cni.sock"
     cniConfDir: str = "/etc/cni/net.d"
     cniBinDir: str = "/opt/cni/bin"
@@ -77,6 +81,13 @@ class AgentConfig:
     @property
     def encap(self) -> bool:
         return self.trafficEncapMode == "encap"
+
+    @property
+    def uplink_bridge(self) -> str:
+        """The bridge `uplinkBridge` resolves to ("" = do not connect the uplink)."""
+        if self.uplinkBridge == "auto":
+            return "br-phy" if self.ovsDatapathType == "netdev" and self.encap else ""
+        return "" if self.uplinkBridge in ("", "none") else self.uplinkBridge
 
     @property
     def db_target(self) -> str:
