@@ -466,8 +466,7 @@ class Agent:
             log.warning("secure_api_disabled_no_node_address", node=self.node_name)
             return
         from antrea.agent.apiserver import metrics_handler
-        from antrea.agent.secureapi import AccessReviewer
-        from antrea.controller.auth import TokenAuthenticator
+        from antrea.k8s.reviews import AccessReviewer, TokenAuthenticator
         from antrea.util.health import Check
         from antrea.util.kuberest import ApiClientResources
 

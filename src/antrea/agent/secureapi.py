@@ -22,76 +22,19 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-import time
 from collections.abc import Awaitable, Callable, Sequence
 
 import structlog
 from aiohttp import web
 
-from antrea.controller.auth import Identity, TokenAuthenticator
+from antrea.k8s.reviews import AccessReviewer, Identity, TokenAuthenticator
 from antrea.util import pki
 from antrea.util.health import Check, report
-from antrea.util.kuberest import KubeError, KubeResources
+from antrea.util.kuberest import KubeError
 
 log = structlog.get_logger(__name__)
 
-SUBJECTACCESSREVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
 ALWAYS_ALLOWED = ("/livez", "/readyz")
-
-
-class AccessReviewer:
-    """SubjectAccessReview client: may `identity` do `verb` on the non-resource `path`?"""
-
-    def __init__(
-        self,
-        kube: KubeResources,
-        *,
-        ttl: float = 10.0,
-        negative_ttl: float = 2.0,
-        clock: Callable[[], float] = time.monotonic,
-        max_entries: int = 10_000,
-    ) -> None:
-        self.kube = kube
-        self.ttl = ttl
-        self.negative_ttl = negative_ttl
-        self.clock = clock
-        self.max_entries = max_entries
-        self._cache: dict[
-            tuple[str, frozenset[str], str, tuple[tuple[str, str], ...]], tuple[float, bool]
-        ] = {}
-        self.reviews = 0
-
-    async def allowed(self, identity: Identity, verb: str, path: str) -> bool:
-        return await self._review(identity, "nonResourceAttributes", {"path": path, "verb": verb})
-
-    async def allowed_resource(
-        self, identity: Identity, verb: str, group: str, resource: str, name: str = ""
-    ) -> bool:
-        """May `identity` do `verb` on `resource` of API `group` (antctl on the controller:
-        ``controlplane.antrea.io`` and ``system.antrea.io``)?"""
-        attrs = {"verb": verb, "group": group, "resource": resource}
-        if name:
-            attrs["name"] = name
-        return await self._review(identity, "resourceAttributes", attrs)
-
-    async def _review(self, identity: Identity, field: str, attrs: dict[str, str]) -> bool:
-        key = (identity.user, identity.groups, field, tuple(sorted(attrs.items())))
-        hit = self._cache.get(key)
-        now = self.clock()
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        self.reviews += 1
-        body = {
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
-            "spec": {"user": identity.user, "groups": sorted(identity.groups), field: attrs},
-        }
-        out = await self.kube.create(SUBJECTACCESSREVIEWS, body)
-        allowed = bool((out.get("status") or {}).get("allowed"))
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
-        self._cache[key] = (self.clock() + (self.ttl if allowed else self.negative_ttl), allowed)
-        return allowed
 
 
 class SecureAPI:

@@ -24,7 +24,6 @@ import structlog
 from antrea.apis.controlplane.types import Kind
 from antrea.controller import certs
 from antrea.controller.admission.webhook import AdmissionHandlers, KubeLookup
-from antrea.controller.auth import TokenAuthenticator
 from antrea.controller.config import ControllerConfig
 from antrea.controller.distribution import KIND_ORDER, Dispatcher, object_counts
 from antrea.controller.inputs import Inputs
@@ -34,6 +33,7 @@ from antrea.controller.policystatus import PolicyStatusWriter
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
 from antrea.controller.tiers import ensure_static_tiers, sync_tier_finalizers
+from antrea.k8s.reviews import TokenAuthenticator
 from antrea.util.health import Check
 from antrea.util.kuberest import (
     JSON,

@@ -37,15 +37,14 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
-from antrea.agent.secureapi import AccessReviewer
 from antrea.apis.controlplane.codec import DecodeError, decode_status
 from antrea.apis.controlplane.types import Kind, NetworkPolicy, PodReference
 from antrea.controller import endpointquery, evaluation
 from antrea.controller.admission.webhook import AdmissionHandlers
-from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
 from antrea.controller.status import StatusAggregator
 from antrea.controller.views import object_json
+from antrea.k8s.reviews import AccessReviewer, Identity
 from antrea.util import logging as logutil
 from antrea.util.health import Check, report
 from antrea.util.tasks import dump_tasks

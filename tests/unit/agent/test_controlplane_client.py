@@ -21,10 +21,10 @@ from antrea.apis.controlplane.types import (
     PodReference,
 )
 from antrea.controller import certs
-from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
+from antrea.k8s.reviews import Identity
 from antrea.util.kuberest import JSON
 
 

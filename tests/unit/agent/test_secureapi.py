@@ -12,8 +12,14 @@ import pytest
 from aiohttp import web
 from cryptography import x509
 
-from antrea.agent.secureapi import SUBJECTACCESSREVIEWS, AccessReviewer, SecureAPI
-from antrea.controller.auth import TOKENREVIEWS, Identity, TokenAuthenticator
+from antrea.agent.secureapi import SecureAPI
+from antrea.k8s.reviews import (
+    SUBJECTACCESSREVIEWS,
+    TOKENREVIEWS,
+    AccessReviewer,
+    Identity,
+    TokenAuthenticator,
+)
 from antrea.util.health import Check
 from antrea.util.kuberest import JSON, KubeError
 

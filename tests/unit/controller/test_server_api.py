@@ -11,7 +11,6 @@ from typing import Any
 import aiohttp
 import pytest
 
-from antrea.agent.secureapi import AccessReviewer
 from antrea.apis.controlplane.codec import EventType, FrameDecoder, encode_status
 from antrea.apis.controlplane.types import (
     AddressGroup,
@@ -27,10 +26,10 @@ from antrea.apis.controlplane.types import (
     PodReference,
 )
 from antrea.controller import certs
-from antrea.controller.auth import Identity
 from antrea.controller.distribution import Dispatcher
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
+from antrea.k8s.reviews import AccessReviewer, Identity
 from antrea.util import logging as logutil
 
 TOKENS = {

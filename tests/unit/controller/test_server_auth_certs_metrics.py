@@ -13,11 +13,11 @@ from prometheus_client import generate_latest
 
 from antrea.apis.controlplane.types import Kind
 from antrea.controller import certs
-from antrea.controller.auth import TokenAuthenticator
 from antrea.controller.config import ControllerConfig, config_from_dict
 from antrea.controller.controller import ControllerCandidate, publish_endpoints
 from antrea.controller.inputs import Inputs
 from antrea.controller.networkpolicy import NetworkPolicyController
+from antrea.k8s.reviews import TokenAuthenticator
 from antrea.util.kuberest import JSON, Conflict, KubeError
 
 

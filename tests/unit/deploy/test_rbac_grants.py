@@ -24,12 +24,11 @@ import yaml
 
 from antrea.agent import controlplane_client
 from antrea.agent.kube import ApiClientNodeAPI
-from antrea.agent.secureapi import AccessReviewer
 from antrea.apiserver.server import APIServer
 from antrea.controller import controller as controller_mod
-from antrea.controller.auth import Identity, TokenAuthenticator
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ControllerCandidate
+from antrea.k8s.reviews import AccessReviewer, Identity, TokenAuthenticator
 from antrea.lab import identities
 from antrea.util.kuberest import ApiClientResources, KubeError, load_api_client, ns_path
 
@@ -40,8 +39,7 @@ NS = "kube-system"
 API_CALLERS = {
     "agent/controlplane_client.py": "agent",
     "agent/kube.py": "agent",
-    "agent/secureapi.py": "agent",
-    "controller/auth.py": "both",
+    "k8s/reviews.py": "both",
     "controller/admission/webhook.py": "controller",
     "controller/certs.py": "controller",
     "controller/controller.py": "controller",

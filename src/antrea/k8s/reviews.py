@@ -1,14 +1,20 @@
-"""Who is calling the controller API: bearer tokens checked by TokenReview, then a tiny policy.
+"""Who is calling: bearer tokens checked by TokenReview, permissions by SubjectAccessReview.
 
-Authentication is delegated to the Kubernetes API (``authentication.k8s.io/v1`` TokenReview), as
-Antrea's controller does; results are cached briefly (positive and negative) so that a burst of
-reconnecting agents costs one review per token, and concurrent lookups of one token share a
-single request.
+Both Antrea roles serve HTTPS to callers they do not know (the controller to agents and antctl,
+the agent's operator endpoints to Prometheus and kubelet) and delegate, as Kubernetes components
+do, to the Kubernetes API:
 
-Authorization: a node identity (``system:node:<n>``, or a ServiceAccount token bound to a pod
-on node ``<n>``) may watch and report status only for node ``<n>``; operator requests (antctl)
-are allowed for ``system:masters`` and otherwise by a SubjectAccessReview against RBAC
-(``controller/server.py``, the ``antctl`` ClusterRole in deploy/antrea.yml).
+- authentication (``authentication.k8s.io/v1`` TokenReview, `TokenAuthenticator`): results are
+  cached briefly (positive and negative) so that a burst of reconnecting agents costs one review
+  per token, and concurrent lookups of one token share a single request;
+- authorization (``authorization.k8s.io/v1`` SubjectAccessReview, `AccessReviewer`): may this
+  identity do this verb on this resource or non-resource URL, answered from RBAC and cached.
+
+The controller's own node rule (a node identity, ``system:node:<n>`` or a ServiceAccount token
+bound to a pod on node ``<n>``, may watch and report status only for node ``<n>``) is
+`Identity.may_act_for_node`; operator requests (antctl) are allowed for ``system:masters`` and
+otherwise by a SubjectAccessReview (``controller/server.py``, the ``antctl`` ClusterRole in
+deploy/antrea.yml).
 """
 
 from __future__ import annotations
@@ -124,3 +130,61 @@ class TokenAuthenticator:
             frozenset(user.get("groups") or ()),
             node_claim=str(claims[0]) if len(claims) == 1 else None,
         )
+
+
+SUBJECTACCESSREVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+
+
+class AccessReviewer:
+    """SubjectAccessReview client: may `identity` do `verb` on the non-resource `path`?"""
+
+    def __init__(
+        self,
+        kube: KubeResources,
+        *,
+        ttl: float = 10.0,
+        negative_ttl: float = 2.0,
+        clock: Callable[[], float] = time.monotonic,
+        max_entries: int = 10_000,
+    ) -> None:
+        self.kube = kube
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self._cache: dict[
+            tuple[str, frozenset[str], str, tuple[tuple[str, str], ...]], tuple[float, bool]
+        ] = {}
+        self.reviews = 0
+
+    async def allowed(self, identity: Identity, verb: str, path: str) -> bool:
+        return await self._review(identity, "nonResourceAttributes", {"path": path, "verb": verb})
+
+    async def allowed_resource(
+        self, identity: Identity, verb: str, group: str, resource: str, name: str = ""
+    ) -> bool:
+        """May `identity` do `verb` on `resource` of API `group` (antctl on the controller:
+        ``controlplane.antrea.io`` and ``system.antrea.io``)?"""
+        attrs = {"verb": verb, "group": group, "resource": resource}
+        if name:
+            attrs["name"] = name
+        return await self._review(identity, "resourceAttributes", attrs)
+
+    async def _review(self, identity: Identity, field: str, attrs: dict[str, str]) -> bool:
+        key = (identity.user, identity.groups, field, tuple(sorted(attrs.items())))
+        hit = self._cache.get(key)
+        now = self.clock()
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        self.reviews += 1
+        body = {
+            "apiVersion": "authorization.k8s.io/v1",
+            "kind": "SubjectAccessReview",
+            "spec": {"user": identity.user, "groups": sorted(identity.groups), field: attrs},
+        }
+        out = await self.kube.create(SUBJECTACCESSREVIEWS, body)
+        allowed = bool((out.get("status") or {}).get("allowed"))
+        if len(self._cache) >= self.max_entries:
+            self._cache.clear()
+        self._cache[key] = (self.clock() + (self.ttl if allowed else self.negative_ttl), allowed)
+        return allowed
