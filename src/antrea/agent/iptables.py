@@ -53,10 +53,17 @@ def sync_masquerade(
     pod_cidrs: Iterable[ipaddress.IPv4Network],
 ) -> bool:
     """Install the chain and the jump to it (idempotent). False if iptables is unavailable."""
+    doc = masquerade_rules(pod_cidr=pod_cidr, gateway=gateway, pod_cidrs=pod_cidrs)
+    return apply_chain(doc, table="nat", parent="POSTROUTING", chain=CHAIN, insert=False)
+
+
+def apply_chain(doc: str, *, table: str, parent: str, chain: str, insert: bool) -> bool:
+    """Load `doc` (an ``iptables-restore`` document that rewrites `chain`) atomically, then make
+    sure `parent` jumps to `chain` once (``-I`` first when `insert`, else ``-A``). Idempotent;
+    False, with a warning, when iptables is missing or refuses."""
     if shutil.which("iptables-restore") is None or shutil.which("iptables") is None:
         log.warning("iptables_unavailable", reason="no iptables-restore on PATH")
         return False
-    doc = masquerade_rules(pod_cidr=pod_cidr, gateway=gateway, pod_cidrs=pod_cidrs)
     proc = subprocess.run(
         ["iptables-restore", "--noflush", "-w", "5"],
         input=doc,
@@ -67,10 +74,12 @@ def sync_masquerade(
     if proc.returncode != 0:
         log.warning("iptables_restore_failed", stderr=proc.stderr.strip()[:500])
         return False
-    jump = ["POSTROUTING", "-m", "comment", "--comment", "antrea", "-j", CHAIN]
-    base = ["iptables", "-w", "5", "-t", "nat"]
+    jump = [parent, "-m", "comment", "--comment", "antrea", "-j", chain]
+    base = ["iptables", "-w", "5", "-t", table]
     if subprocess.run([*base, "-C", *jump], capture_output=True, check=False).returncode != 0:
-        add = subprocess.run([*base, "-A", *jump], capture_output=True, text=True, check=False)
+        add = subprocess.run(
+            [*base, "-I" if insert else "-A", *jump], capture_output=True, text=True, check=False
+        )
         if add.returncode != 0:
             log.warning("iptables_jump_failed", stderr=add.stderr.strip()[:500])
             return False

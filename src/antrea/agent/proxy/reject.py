@@ -11,10 +11,11 @@ Rewritten as a whole with ``iptables-restore --noflush``.
 from __future__ import annotations
 
 import ipaddress
-import shutil
 import subprocess
 
 import structlog
+
+from antrea.agent.iptables import apply_chain
 
 log = structlog.get_logger(__name__)
 
@@ -55,24 +56,5 @@ def sync_route(service_cidr: ipaddress.IPv4Network, gateway: str, virtual_mac: s
 
 def sync_reject(service_cidr: ipaddress.IPv4Network, gateway: str) -> bool:
     """Install the chain and the jump from FORWARD (idempotent). False when iptables fails."""
-    if shutil.which("iptables-restore") is None:
-        log.warning("iptables_unavailable", reason="no iptables-restore on PATH")
-        return False
-    proc = subprocess.run(
-        ["iptables-restore", "--noflush", "-w", "5"],
-        input=reject_rules(service_cidr, gateway),
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        log.warning("iptables_restore_failed", stderr=proc.stderr.strip()[:500])
-        return False
-    jump = ["FORWARD", "-m", "comment", "--comment", "antrea", "-j", CHAIN]
-    base = ["iptables", "-w", "5", "-t", "filter"]
-    if subprocess.run([*base, "-C", *jump], capture_output=True, check=False).returncode != 0:
-        add = subprocess.run([*base, "-I", *jump], capture_output=True, text=True, check=False)
-        if add.returncode != 0:
-            log.warning("iptables_jump_failed", stderr=add.stderr.strip()[:500])
-            return False
-    return True
+    doc = reject_rules(service_cidr, gateway)
+    return apply_chain(doc, table="filter", parent="FORWARD", chain=CHAIN, insert=True)
