@@ -23,12 +23,16 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import structlog
 
 from antrea.util.kuberest import KubeError, KubeResources
 
 log = structlog.get_logger(__name__)
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 NODE_USER_PREFIX = "system:node:"
 SERVICEACCOUNT_PREFIX = "system:serviceaccount:"
@@ -62,6 +66,39 @@ class Identity:
         return self.is_admin or self.node == node
 
 
+class ReviewCache(Generic[K, V]):
+    """Review answers kept briefly: `ttl` seconds for a yes, `negative_ttl` for a no (so a
+    revoked permission or token is seen soon, a burst of callers costs one review); cleared
+    whole when it reaches `max_entries`."""
+
+    def __init__(
+        self,
+        *,
+        ttl: float,
+        negative_ttl: float,
+        clock: Callable[[], float],
+        max_entries: int,
+    ) -> None:
+        self.ttl = ttl
+        self.negative_ttl = negative_ttl
+        self.clock = clock
+        self.max_entries = max_entries
+        self._entries: dict[K, tuple[float, V]] = {}
+
+    def get(self, key: K) -> tuple[bool, V | None]:
+        """(True, answer) while a cached answer is fresh, else (False, None)."""
+        hit = self._entries.get(key)
+        if hit is not None and hit[0] > self.clock():
+            return True, hit[1]
+        return False, None
+
+    def put(self, key: K, value: V) -> None:
+        if len(self._entries) >= self.max_entries:
+            self._entries.clear()
+        ttl = self.ttl if value else self.negative_ttl
+        self._entries[key] = (self.clock() + ttl, value)
+
+
 class TokenAuthenticator:
     """Bearer token -> `Identity` (None when the token is not valid)."""
 
@@ -75,19 +112,16 @@ class TokenAuthenticator:
         max_entries: int = 10_000,
     ) -> None:
         self.kube = kube
-        self.ttl = ttl
-        self.negative_ttl = negative_ttl
-        self.clock = clock
-        self.max_entries = max_entries
-        self._cache: dict[str, tuple[float, Identity | None]] = {}
+        self._cache: ReviewCache[str, Identity | None] = ReviewCache(
+            ttl=ttl, negative_ttl=negative_ttl, clock=clock, max_entries=max_entries
+        )
         self._inflight: dict[str, asyncio.Future[Identity | None]] = {}
         self.reviews = 0
 
     async def authenticate(self, token: str) -> Identity | None:
-        now = self.clock()
-        hit = self._cache.get(token)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        fresh, cached = self._cache.get(token)
+        if fresh:
+            return cached
         fut = self._inflight.get(token)
         if fut is not None:
             return await asyncio.shield(fut)
@@ -102,9 +136,7 @@ class TokenAuthenticator:
             raise
         finally:
             del self._inflight[token]
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
-        self._cache[token] = (self.clock() + (self.ttl if ident else self.negative_ttl), ident)
+        self._cache.put(token, ident)
         return ident
 
     async def _review(self, token: str) -> Identity | None:
@@ -133,6 +165,7 @@ class TokenAuthenticator:
 
 
 SUBJECTACCESSREVIEWS = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+_AccessKey = tuple[str, frozenset[str], str, tuple[tuple[str, str], ...]]
 
 
 class AccessReviewer:
@@ -148,13 +181,9 @@ class AccessReviewer:
         max_entries: int = 10_000,
     ) -> None:
         self.kube = kube
-        self.ttl = ttl
-        self.negative_ttl = negative_ttl
-        self.clock = clock
-        self.max_entries = max_entries
-        self._cache: dict[
-            tuple[str, frozenset[str], str, tuple[tuple[str, str], ...]], tuple[float, bool]
-        ] = {}
+        self._cache: ReviewCache[_AccessKey, bool] = ReviewCache(
+            ttl=ttl, negative_ttl=negative_ttl, clock=clock, max_entries=max_entries
+        )
         self.reviews = 0
 
     async def allowed(self, identity: Identity, verb: str, path: str) -> bool:
@@ -172,10 +201,9 @@ class AccessReviewer:
 
     async def _review(self, identity: Identity, field: str, attrs: dict[str, str]) -> bool:
         key = (identity.user, identity.groups, field, tuple(sorted(attrs.items())))
-        hit = self._cache.get(key)
-        now = self.clock()
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        fresh, cached = self._cache.get(key)
+        if fresh:
+            return bool(cached)
         self.reviews += 1
         body = {
             "apiVersion": "authorization.k8s.io/v1",
@@ -184,7 +212,5 @@ class AccessReviewer:
         }
         out = await self.kube.create(SUBJECTACCESSREVIEWS, body)
         allowed = bool((out.get("status") or {}).get("allowed"))
-        if len(self._cache) >= self.max_entries:
-            self._cache.clear()
-        self._cache[key] = (self.clock() + (self.ttl if allowed else self.negative_ttl), allowed)
+        self._cache.put(key, allowed)
         return allowed
