@@ -134,22 +134,33 @@ class ApiClientNodeAPI:
         return out if isinstance(out, dict) else None
 
     async def list_nodes(self) -> tuple[list[JSON], str]:
-        out = await self._get("/api/v1/nodes") or {}
-        items = list(out.get("items") or [])
-        return items, str((out.get("metadata") or {}).get("resourceVersion", ""))
+        return await self.list_objects("/api/v1/nodes")
 
     async def list_pods_on_node(self, node: str) -> list[JSON]:
         out = await self._get("/api/v1/pods", [("fieldSelector", f"spec.nodeName={node}")])
         return list((out or {}).get("items") or [])
 
     async def watch_nodes(self, resource_version: str) -> AsyncIterator[tuple[str, JSON]]:
+        async for event in self.watch("/api/v1/nodes", resource_version):
+            yield event
+
+    async def list_objects(self, path: str) -> tuple[list[JSON], str]:
+        """Every object of the collection at `path`, and the list's resourceVersion."""
+        out = await self._get(path) or {}
+        items = list(out.get("items") or [])
+        return items, str((out.get("metadata") or {}).get("resourceVersion", ""))
+
+    async def watch(self, path: str, resource_version: str) -> AsyncIterator[tuple[str, JSON]]:
+        """(type, object) of one watch of the collection at `path` from `resource_version`,
+        bookmarks included; ends at the server's timeout. ``410 Gone`` raises `WatchExpired`,
+        any other failure `KubeAPIError`."""
         query: list[tuple[str, Any]] = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
             ("allowWatchBookmarks", "true"),
             ("timeoutSeconds", self.watch_timeout),
         ]
-        raw = await self._raw("/api/v1/nodes", query, self.watch_timeout + 30)
+        raw = await self._raw(path, query, self.watch_timeout + 30)
         try:
             if raw.status == 410:
                 raise WatchExpired()

@@ -1,6 +1,7 @@
 """List-watch of Services and EndpointSlices over the agent's kubernetes-asyncio ApiClient.
 
-The informer pattern of `antrea.agent.kube.watch_nodes`: list (replayed as ADDED, plus DELETED
+The informer pattern of `antrea.agent.kube.watch_nodes`, over the same list and watch calls
+(`ApiClientNodeAPI.list_objects` and `.watch`): list (replayed as ADDED, plus DELETED
 for objects gone since the previous list), then watch from the list's resourceVersion; re-list
 on ``410 Gone`` or a broken stream. Plain JSON, no typed models.
 """
@@ -8,13 +9,12 @@ on ``410 Gone`` or a broken stream. Plain JSON, no typed models.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
 import structlog
 
-from antrea.agent.kube import ApiClientNodeAPI, KubeAPIError, WatchExpired
+from antrea.agent.kube import ApiClientNodeAPI, WatchExpired
 
 log = structlog.get_logger(__name__)
 
@@ -40,9 +40,8 @@ async def list_watch(
     known: dict[str, dict[str, Any]] = {}
     while True:
         try:
-            listing = await raw_api._get(path) or {}
-            rv = str((listing.get("metadata") or {}).get("resourceVersion", ""))
-            fresh = {_key(o): o for o in listing.get("items") or []}
+            items, rv = await raw_api.list_objects(path)
+            fresh = {_key(o): o for o in items}
             for k in [k for k in known if k not in fresh]:
                 handler("DELETED", known.pop(k))
             for k, o in fresh.items():
@@ -50,45 +49,18 @@ async def list_watch(
                 known[k] = o
             if synced is not None:
                 synced.set()
-            while True:
-                query: list[tuple[str, Any]] = [
-                    ("watch", "true"),
-                    ("resourceVersion", rv),
-                    ("allowWatchBookmarks", "true"),
-                    ("timeoutSeconds", watch_timeout),
-                ]
-                raw = await raw_api._raw(path, query, watch_timeout + 30)
-                try:
-                    if raw.status == 410:
-                        raise WatchExpired()
-                    if not 200 <= raw.status < 300:
-                        body = (await raw.read()).decode(errors="replace")[:500]
-                        raise KubeAPIError(raw.status, body)
-                    while True:
-                        line = await raw.content.readline()
-                        if not line:
-                            break
-                        if not line.strip():
-                            continue
-                        ev = json.loads(line)
-                        typ = str(ev.get("type", ""))
-                        obj = ev.get("object") or {}
-                        if typ == "ERROR":
-                            if obj.get("code") == 410:
-                                raise WatchExpired()
-                            raise KubeAPIError(int(obj.get("code") or 0), str(obj.get("message")))
-                        new_rv = (obj.get("metadata") or {}).get("resourceVersion")
-                        if new_rv:
-                            rv = str(new_rv)
-                        if typ == "BOOKMARK":
-                            continue
-                        if typ == "DELETED":
-                            known.pop(_key(obj), None)
-                        else:
-                            known[_key(obj)] = obj
-                        handler(typ, obj)
-                finally:
-                    raw.release()
+            while True:  # a watch ends at its timeout: continue from the last version seen
+                async for typ, obj in raw_api.watch(path, rv):
+                    new_rv = (obj.get("metadata") or {}).get("resourceVersion")
+                    if new_rv:
+                        rv = str(new_rv)
+                    if typ == "BOOKMARK":
+                        continue
+                    if typ == "DELETED":
+                        known.pop(_key(obj), None)
+                    else:
+                        known[_key(obj)] = obj
+                    handler(typ, obj)
         except asyncio.CancelledError:
             raise
         except WatchExpired:
