@@ -360,10 +360,6 @@ async def test_node_port_cluster_and_local(env: Env) -> None:
     externalTrafficPolicy Local only the node with the backend answers."""
     ns = env.ns
     spec = env.lab.spec
-    if spec.encap == "none":
-        # Known gap: in noEncap a remote endpoint answers gw0's address straight to the
-        # node's stack, around br-int, so the reply is never un-DNATed (docs: ovs-pipeline.md).
-        pytest.skip("NodePort to a remote endpoint is not implemented in noEncap mode")
     node1, node2 = spec.node("node1"), spec.node("node2")
     await env.pods(pod("np-1", ns, "node2", {"app": "np"}, HTTP))
     np_svc = await env.c.create(

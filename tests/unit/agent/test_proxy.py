@@ -10,12 +10,15 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from antrea.agent.proxy.flows import NODEPORT_SNAT_IP, noencap_flows
+from antrea.agent.proxy.nodeport import nodeport_rules
 from antrea.agent.proxy.proxier import Proxier
 from antrea.agent.proxy.types import Endpoint, endpoints_of, service_ports
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
 from antrea.ovs.openflow.cookie import Category, cookie_category, make_cookie
 from antrea.ovs.openflow.flow import Flow, LoadReg, OutputGroup
 from antrea.ovs.openflow.groups import Group
+from antrea.ovs.openflow.render import render_add
 
 JSON = dict[str, Any]
 
@@ -216,3 +219,21 @@ async def test_removed_endpoints_connections_are_flushed() -> None:
     p.on_slice("MODIFIED", eps_slice("10.244.1.2"))
     await p.sync_dirty()
     assert flushed == [{("tcp", "10.96.0.10", 80, "10.244.2.3", 8080)}]
+
+
+def test_nodeport_noencap_snats_to_a_routed_virtual_address() -> None:
+    """encap masquerades NodePort (Cluster) traffic to gw0's address; noEncap SNATs it to the
+    virtual 169.254.0.251 (routed into gw0, so a remote endpoint's reply crosses br-int) and
+    masquerades that address to the node's on the way out to the underlay."""
+    entries = [("tcp", 30080, False), ("tcp", 30081, True)]
+    encap = nodeport_rules(entries, "gw0", encap=True)
+    assert "-d 169.254.0.250 -j MASQUERADE" in encap and NODEPORT_SNAT_IP not in encap
+    noencap = nodeport_rules(entries, "gw0", encap=False)
+    assert f"-j SNAT --to-source {NODEPORT_SNAT_IP}" in noencap
+    assert f"-s {NODEPORT_SNAT_IP}/32 ! -o gw0 -j MASQUERADE" in noencap
+    assert "-d 169.254.0.250 -j MASQUERADE" not in noencap
+    assert ipaddress.IPv4Address(NODEPORT_SNAT_IP) in ipaddress.IPv4Network("169.254.0.248/30")
+    (flow,) = noencap_flows("02:00:00:00:00:01", 1)
+    text = render_add(flow)
+    assert "table=70" in text and "dl_dst=aa:bb:cc:dd:ee:ff" in text
+    assert "set_field:02:00:00:00:00:01->eth_dst" in text and "goto_table:80" in text

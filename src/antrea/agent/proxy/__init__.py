@@ -47,7 +47,10 @@ async def start(agent: Agent) -> Proxier:
         registry=agent.registry,
     )
     proxier.flush_conntrack = lambda stale: flush_stale(agent.ofctl.appctl, CT_ZONE, stale)
-    await agent.writer.submit(SHARED_OWNER, pf.shared_flows(agent.cookie(Category.SERVICE)))
+    shared = pf.shared_flows(agent.cookie(Category.SERVICE))
+    if not cfg.encap:
+        shared += pf.noencap_flows(agent.gateway_mac, agent.cookie(Category.SERVICE))
+    await agent.writer.submit(SHARED_OWNER, shared)
     if cfg.serviceCIDR:
         cidr = ipaddress.IPv4Network(cfg.serviceCIDR)
 
@@ -55,10 +58,10 @@ async def start(agent: Agent) -> Proxier:
             sync_route(cidr, cfg.hostGateway, GLOBAL_VIRTUAL_MAC)
             sync_route(NODEPORT_NET, cfg.hostGateway, GLOBAL_VIRTUAL_MAC)
             sync_reject(cidr, cfg.hostGateway)
-            sync_nodeports(proxier.nodeport_entries(), cfg.hostGateway)
+            sync_nodeports(proxier.nodeport_entries(), cfg.hostGateway, cfg.encap)
 
         proxier.host_setup = host_setup
-        proxier.nodeport_sync = lambda entries: sync_nodeports(entries, cfg.hostGateway)
+        proxier.nodeport_sync = lambda entries: sync_nodeports(entries, cfg.hostGateway, cfg.encap)
         await asyncio.to_thread(host_setup)
     services, slices = asyncio.Event(), asyncio.Event()
     agent.add_task(list_watch(agent.api_client, SERVICES, proxier.on_service, synced=services),

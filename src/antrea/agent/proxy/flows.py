@@ -14,7 +14,10 @@ Per Service port with endpoints (owner ``("service", ns, name, port name, protoc
   its own addresses' nodePort there and routes it into gw0 (`nodeport`); for
   externalTrafficPolicy Local with a group of the local endpoints only.
 
-Shared (owner ``("proxy",)``): 41 priority 180: "selected" -> 42.
+Shared (owner ``("proxy",)``): 41 priority 180: "selected" -> 42. noEncap only
+(`noencap_flows`): 70 priority 190, a Service connection from the host (gw0, to the virtual MAC)
+whose endpoint is not a local pod (a remote endpoint's request, and its un-DNATed reply): back
+out gw0 (``IN_PORT``, with gw0's MAC) for the host to route over the underlay.
 Per endpoint (owner ``("endpoint", ip, port, protocol)``, shared by the Services using it):
 42 EndpointDNAT: ``ct(commit, zone, nat(dst=ip:port), exec(ct_mark=service))`` then 45, so the
 policy tables see the endpoint (after DNAT), and table 105 does not commit again.
@@ -32,11 +35,16 @@ from antrea.agent.openflow.fields import (
     EP_STATE,
     EP_TO_LEARN,
     EP_TO_SELECT,
+    FROM_GATEWAY,
+    GLOBAL_VIRTUAL_MAC,
+    HAIRPIN,
     SERVICE_CT_MARK,
 )
 from antrea.agent.openflow.pipeline import (
     ANTREA_EGRESS_RULE,
     ENDPOINT_DNAT,
+    L2_FORWARDING_CALC,
+    L3_FORWARDING,
     PRIORITY_NORMAL,
     SERVICE_LB,
     SESSION_AFFINITY,
@@ -68,7 +76,9 @@ _IP_PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
 
 NODEPORT_CLUSTER_IP = "169.254.0.250"  # NodePort traffic DNATed here by the host (SNATed)
 NODEPORT_LOCAL_IP = "169.254.0.249"  # ... externalTrafficPolicy: Local (client IP kept)
+NODEPORT_SNAT_IP = "169.254.0.251"  # noEncap: Cluster traffic SNATed here by the host
 NODEPORT_ROUTE = "169.254.0.248/30"
+PRIORITY_NOENCAP_REMOTE = 190
 
 Frontend = tuple[str, int, int]  # address, port, group id
 
@@ -137,6 +147,25 @@ def shared_flows(cookie: int) -> list[Flow]:
             cookie,
         )
     ]
+
+
+def noencap_flows(gateway_mac: str, cookie: int) -> list[Flow]:
+    """noEncap: br-int has no tunnel; a host Service connection (NodePort) DNATed to an endpoint
+    on another node goes back to the host (IN_PORT) with gw0's MAC, and so does its reply once
+    un-DNATed. Local pods' flows (priority 200, ``nw_dst=<pod IP>``) take precedence."""
+    match = Match(
+        proto="ip",
+        regs=(FROM_GATEWAY.match(),),
+        ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
+        dl_dst=GLOBAL_VIRTUAL_MAC,
+    )
+    actions = (
+        SetField("eth_src", GLOBAL_VIRTUAL_MAC),
+        SetField("eth_dst", gateway_mac),
+        HAIRPIN.load(),
+        GotoTable(L2_FORWARDING_CALC.id),
+    )
+    return [Flow(L3_FORWARDING.id, PRIORITY_NOENCAP_REMOTE, match, actions, cookie)]
 
 
 def endpoint_flow(ep: Endpoint, proto: str, cookie: int) -> Flow:
