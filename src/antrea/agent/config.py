@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from antrea.errors import AntreaError
+
 ENCAP_MODES = ("encap", "noEncap")
 TUNNEL_TYPES = ("vxlan", "geneve")
 DATAPATH_TYPES = ("system", "netdev")
@@ -23,7 +25,7 @@ FLOW_TRANSPORTS = ("native", "ofctl")
 TUNNEL_OVERHEAD = {"vxlan": 50, "geneve": 50}
 
 
-class ConfigError(ValueError):
+class ConfigError(AntreaError, ValueError):
     """The configuration file is unreadable or holds an invalid value."""
 
 

@@ -41,6 +41,7 @@ from antrea.apis.controlplane.codec import (
     encode_status,
 )
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+from antrea.errors import AntreaError
 from antrea.util.kuberest import (
     ApiClientResources,
     KubeError,
@@ -59,7 +60,7 @@ ENDPOINTS_NAME = "antrea"
 CA_CONFIGMAP = "antrea-ca"
 
 
-class StreamError(Exception):
+class StreamError(AntreaError):
     """The current connection failed; the client reconnects."""
 
 

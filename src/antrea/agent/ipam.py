@@ -27,12 +27,14 @@ from pathlib import Path
 
 import structlog
 
+from antrea.errors import AntreaError
+
 log = structlog.get_logger(__name__)
 
 _LAST = "last_reserved_ip"
 
 
-class IPAMError(Exception):
+class IPAMError(AntreaError):
     """Allocation failed (e.g. the range is exhausted)."""
 
 

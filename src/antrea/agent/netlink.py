@@ -22,13 +22,14 @@ from dataclasses import dataclass
 from pyroute2 import IPRoute
 
 from antrea.agent import rtnl
+from antrea.errors import AntreaError
 from antrea.util import ethtool
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-class NetnsGone(Exception):
+class NetnsGone(AntreaError):
     """The pod's network namespace no longer exists."""
 
 

@@ -18,6 +18,8 @@ import os
 import socket
 import struct
 
+from antrea.errors import AntreaError
+
 NETLINK_ROUTE = 0
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -56,7 +58,7 @@ _RTMSG = struct.Struct("=BBBBBBBBI")
 _RTATTR = struct.Struct("=HH")
 
 
-class NetlinkError(OSError):
+class NetlinkError(AntreaError, OSError):
     """The kernel refused a request (``errno`` is its error)."""
 
 

@@ -13,8 +13,10 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from antrea.errors import AntreaError
 
-class AntctlError(Exception):
+
+class AntctlError(AntreaError):
     """A failure to report to the user (exit code 1), no traceback."""
 
 

@@ -7,6 +7,8 @@ the same number Antrea would have used.
 
 from __future__ import annotations
 
+from antrea.errors import AntreaError
+
 # Spec codes (SPEC.md "Error" section).
 INCOMPATIBLE_CNI_VERSION = 1
 UNSUPPORTED_FIELD = 2
@@ -30,7 +32,7 @@ INCOMPATIBLE_API_VERSION = 202
 INTERNAL = 999
 
 
-class CniError(Exception):
+class CniError(AntreaError):
     """A failure to report to the runtime as ``{"code", "msg", "details"}`` on stdout."""
 
     def __init__(self, code: int, msg: str, details: str = "") -> None:

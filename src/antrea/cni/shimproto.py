@@ -23,6 +23,7 @@ completed behind the runtime's back. Standard library only, like the rest of ``a
 from __future__ import annotations
 
 from antrea.cni.request import MAX_CONFIG_BYTES
+from antrea.errors import AntreaError
 
 MAGIC = b"ANTREA-CNI/2 "
 MAX_STDIN_BYTES = MAX_CONFIG_BYTES  # MAX_STDIN in antrea-cni.c
@@ -33,7 +34,7 @@ FLAG_STDIN_READ_ERROR = 2
 ACK = b"A"
 
 
-class ShimProtocolError(ValueError):
+class ShimProtocolError(AntreaError, ValueError):
     """The bytes are not this protocol."""
 
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from antrea.errors import AntreaError
 
-class OvsError(Exception):
+
+class OvsError(AntreaError):
     """Root of OVS errors."""
 
 

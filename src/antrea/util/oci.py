@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from antrea.errors import AntreaError
+
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
@@ -270,7 +272,7 @@ class Verified:
     layer_digests: list[str]
 
 
-class ArchiveError(ValueError):
+class ArchiveError(AntreaError, ValueError):
     """The archive is not a valid OCI image layout (or a blob does not match its digest)."""
 
 

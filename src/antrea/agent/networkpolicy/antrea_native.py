@@ -56,6 +56,7 @@ from antrea.agent.networkpolicy.conjunctions import (
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
 from antrea.apis.controlplane.types import Direction, PodReference, RuleAction
+from antrea.errors import AntreaError
 from antrea.ovs.openflow.flow import (
     Action,
     Conjunction,
@@ -87,7 +88,7 @@ RuleKey = tuple[int, float, int, str, str]  # tier, policy priority, position, p
 RejectAction = Callable[[Direction], tuple[Action, ...]]
 
 
-class PrioritySpaceExhausted(RuntimeError):
+class PrioritySpaceExhausted(AntreaError, RuntimeError):
     """No OpenFlow priority is left in the table for one more rule."""
 
 

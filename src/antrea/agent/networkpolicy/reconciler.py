@@ -49,6 +49,7 @@ from antrea.agent.networkpolicy.conjunctions import (
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
 from antrea.agent.networkpolicy.tables import MATCH_BANDS, DirectionTables, tables_for
 from antrea.apis.controlplane.types import Direction, PodReference
+from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.client import FlowClient, FlowOwnershipError
 from antrea.ovs.openflow.flow import Flow, RegMatch
@@ -60,7 +61,7 @@ BASE_OWNER = ("np-base",)
 MatchKey = tuple[int, Atom]
 
 
-class BandsExhausted(RuntimeError):
+class BandsExhausted(AntreaError, RuntimeError):
     """Every priority band of a clause match is full (MATCH_BANDS x the per-flow cap)."""
 
 
@@ -89,7 +90,7 @@ class BatchResult:
     failed_stage: dict[str, str] = field(default_factory=dict)  # rule id -> "plan" | "apply"
 
 
-class RuleRealizationError(RuntimeError):
+class RuleRealizationError(AntreaError, RuntimeError):
     """A rule could not be realized (its isolation flows are kept)."""
 
 

@@ -42,11 +42,12 @@ from antrea.apis.controlplane.types import (
     RuleAction,
     Service,
 )
+from antrea.errors import AntreaError
 
 WIRE_VERSION = 1
 
 
-class DecodeError(ValueError):
+class DecodeError(AntreaError, ValueError):
     """A frame that is not valid version-1 control-plane msgpack."""
 
 

@@ -55,6 +55,7 @@ from antrea.controller.networkpolicy.compile import (
     GroupResolver,
 )
 from antrea.controller.networkpolicy.grouping import SelectorGroup
+from antrea.errors import AntreaError
 
 ACNP = "AntreaClusterNetworkPolicy"
 ANNP = "AntreaNetworkPolicy"
@@ -74,7 +75,7 @@ _ACTIONS = {a.value: a for a in RuleAction}
 _PORT_PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
 
 
-class InvalidAntreaPolicy(ValueError):
+class InvalidAntreaPolicy(AntreaError, ValueError):
     """The policy cannot be compiled as written; ``field`` is its path."""
 
     def __init__(self, field_path: str, message: str) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
+from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.bundle import FlowTransport
 from antrea.ovs.openflow.flow import Flow, FlowKey
@@ -30,7 +31,7 @@ Owner = Hashable
 Desired = Mapping[Owner, Iterable[Flow] | None]
 
 
-class FlowOwnershipError(ValueError):
+class FlowOwnershipError(AntreaError, ValueError):
     """Two owners want a flow with the same key: a programming error in a flow builder."""
 
 

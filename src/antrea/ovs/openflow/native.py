@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 
 import structlog
 
+from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.openflow.groups import Group
@@ -63,11 +64,11 @@ Builder = Callable[[int], Iterator[tuple[bytes, object]]]
 CHUNK = 256  # messages per write
 
 
-class _Refused(Exception):
+class _Refused(AntreaError):
     """A message of the bundle cannot be encoded (the text names it)."""
 
 
-class OpenFlowError(Exception):
+class OpenFlowError(AntreaError):
     def __init__(self, etype: int, code: int, data: bytes = b"") -> None:
         self.etype = etype
         self.code = code

@@ -22,6 +22,7 @@ from enum import IntEnum
 from functools import lru_cache
 from typing import Any
 
+from antrea.errors import AntreaError
 from antrea.ovs.openflow.flow import (
     Action,
     Conjunction,
@@ -100,7 +101,7 @@ _BUNDLE_CTRL = struct.Struct("!BBHIIHH")
 _BUNDLE_ADD = struct.Struct("!BBHIIHH")
 
 
-class EncodeError(ValueError):
+class EncodeError(AntreaError, ValueError):
     """A flow cannot be expressed in one OpenFlow message (too big, unknown field...)."""
 
 
