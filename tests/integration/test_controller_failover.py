@@ -23,8 +23,8 @@ from antrea.apiserver.server import APIServer
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ControllerCandidate
 from antrea.controller.distribution import iter_store, members_on
+from antrea.k8s.resources import ApiClientResources, load_api_client
 from antrea.lab import identities
-from antrea.util.kuberest import ApiClientResources, load_api_client
 
 NODES = ("node1", "node2")
 

@@ -236,7 +236,7 @@ class Agent:
     async def start(self) -> None:
         cfg = self.cfg
         if self.node_api is None:
-            from antrea.util.kuberest import load_api_client
+            from antrea.k8s.resources import load_api_client
 
             self.api_client = await load_api_client(
                 cfg.kubeconfig or None, server=cfg.kubeAPIServerOverride or None
@@ -466,9 +466,9 @@ class Agent:
             log.warning("secure_api_disabled_no_node_address", node=self.node_name)
             return
         from antrea.agent.apiserver import metrics_handler
+        from antrea.k8s.resources import ApiClientResources
         from antrea.k8s.reviews import AccessReviewer, TokenAuthenticator
         from antrea.util.health import Check
-        from antrea.util.kuberest import ApiClientResources
 
         kube = ApiClientResources(self.api_client)
         self.secure_api = SecureAPI(

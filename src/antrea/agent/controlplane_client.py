@@ -42,7 +42,7 @@ from antrea.apis.controlplane.codec import (
 )
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
 from antrea.errors import AntreaError
-from antrea.util.kuberest import (
+from antrea.k8s.resources import (
     ApiClientResources,
     KubeError,
     KubeResources,
@@ -388,7 +388,7 @@ async def fetch_snapshot(
 ) -> dict[str, Any]:
     """What the controller sends ``node`` right now: {kind: {name: wire map}} up to the BOOKMARK."""
     from antrea.apis.controlplane.codec import object_to_map
-    from antrea.util.kuberest import load_api_client
+    from antrea.k8s.resources import load_api_client
 
     api_client = await load_api_client(kubeconfig)
     client = ControlPlaneClient(node, api_client, backoff_initial=0.2, backoff_max=1.0)

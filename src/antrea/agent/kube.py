@@ -19,6 +19,8 @@ from typing import Any, Protocol
 
 import structlog
 
+from antrea.k8s.errors import KubeError, WatchExpired, status_error
+
 log = structlog.get_logger(__name__)
 
 JSON = dict[str, Any]
@@ -78,16 +80,6 @@ class NodeEvent:
     nodes: tuple[NodeInfo, ...]
 
 
-class KubeAPIError(Exception):
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-
-
-class WatchExpired(Exception):
-    """410 Gone: the resourceVersion is too old; re-list."""
-
-
 class NodeAPI(Protocol):
     async def get_node(self, name: str) -> JSON | None: ...
 
@@ -124,7 +116,7 @@ class ApiClientNodeAPI:
             if raw.status == 404:
                 return None
             if not 200 <= raw.status < 300:
-                raise KubeAPIError(raw.status, body.decode(errors="replace")[:500])
+                raise status_error(raw.status, body)
             return json.loads(body)
         finally:
             raw.release()
@@ -153,7 +145,7 @@ class ApiClientNodeAPI:
     async def watch(self, path: str, resource_version: str) -> AsyncIterator[tuple[str, JSON]]:
         """(type, object) of one watch of the collection at `path` from `resource_version`,
         bookmarks included; ends at the server's timeout. ``410 Gone`` raises `WatchExpired`,
-        any other failure `KubeAPIError`."""
+        any other failure `KubeError`."""
         query: list[tuple[str, Any]] = [
             ("watch", "true"),
             ("resourceVersion", resource_version),
@@ -162,10 +154,8 @@ class ApiClientNodeAPI:
         ]
         raw = await self._raw(path, query, self.watch_timeout + 30)
         try:
-            if raw.status == 410:
-                raise WatchExpired()
             if not 200 <= raw.status < 300:
-                raise KubeAPIError(raw.status, (await raw.read()).decode(errors="replace")[:500])
+                raise status_error(raw.status, await raw.read())
             while True:
                 line = await raw.content.readline()
                 if not line:
@@ -178,7 +168,7 @@ class ApiClientNodeAPI:
                 if typ == "ERROR":
                     if obj.get("code") == 410:
                         raise WatchExpired()
-                    raise KubeAPIError(int(obj.get("code") or 0), str(obj.get("message")))
+                    raise KubeError(int(obj.get("code") or 0), str(obj.get("message")))
                 yield typ, obj
         finally:
             raw.release()

@@ -27,10 +27,10 @@ from collections.abc import Awaitable, Callable, Sequence
 import structlog
 from aiohttp import web
 
+from antrea.k8s.resources import KubeError
 from antrea.k8s.reviews import AccessReviewer, Identity, TokenAuthenticator
 from antrea.util import pki
 from antrea.util.health import Check, report
-from antrea.util.kuberest import KubeError
 
 log = structlog.get_logger(__name__)
 

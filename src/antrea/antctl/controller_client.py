@@ -90,7 +90,7 @@ class ControllerClient:
         import aiohttp
 
         from antrea.agent.controlplane_client import discover_endpoint, fetch_ca
-        from antrea.util.kuberest import (
+        from antrea.k8s.resources import (
             ApiClientResources,
             KubeError,
             bearer_token,

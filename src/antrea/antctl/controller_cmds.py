@@ -204,7 +204,7 @@ CRD_GV = "/apis/crd.antrea.io/v1beta1"
 async def list_tiers(kubeconfig: str | None) -> list[dict[str, Any]]:
     """Tiers with the count of ACNPs/ANNPs in each (a policy without a tier is in
     ``application``), by priority."""
-    from antrea.util.kuberest import ApiClientResources, KubeError, load_api_client
+    from antrea.k8s.resources import ApiClientResources, KubeError, load_api_client
 
     path = kubeconfig_path(kubeconfig)
     if path is None:

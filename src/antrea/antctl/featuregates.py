@@ -68,7 +68,7 @@ def register(get_sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 async def _from_configmap(kubeconfig: str | None) -> dict[str, Any]:
-    from antrea.util.kuberest import ApiClientResources, KubeError, load_api_client
+    from antrea.k8s.resources import ApiClientResources, KubeError, load_api_client
 
     path = kubeconfig_path(kubeconfig)
     if path is None:

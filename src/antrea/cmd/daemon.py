@@ -39,7 +39,7 @@ async def run_stub_agent(node: str, kubeconfig: str | None, state_dir: str) -> N
     import structlog
 
     from antrea.agent.controlplane_client import ControlPlaneClient, StreamMirror
-    from antrea.util.kuberest import load_api_client
+    from antrea.k8s.resources import load_api_client
 
     structlog.get_logger(__name__).info("stub_agent_started", node=node)
     api_client = await load_api_client(kubeconfig)

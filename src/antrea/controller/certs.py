@@ -19,8 +19,8 @@ from pathlib import Path
 
 import structlog
 
+from antrea.k8s.resources import Conflict, KubeResources, ns_path
 from antrea.util import pki
-from antrea.util.kuberest import Conflict, KubeResources, ns_path
 
 log = structlog.get_logger(__name__)
 

@@ -33,9 +33,7 @@ from antrea.controller.policystatus import PolicyStatusWriter
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
 from antrea.controller.tiers import ensure_static_tiers, sync_tier_finalizers
-from antrea.k8s.reviews import TokenAuthenticator
-from antrea.util.health import Check
-from antrea.util.kuberest import (
+from antrea.k8s.resources import (
     JSON,
     ApiClientResources,
     Conflict,
@@ -43,6 +41,8 @@ from antrea.util.kuberest import (
     KubeResources,
     ns_path,
 )
+from antrea.k8s.reviews import TokenAuthenticator
+from antrea.util.health import Check
 from antrea.util.version import package_version
 
 log = structlog.get_logger(__name__)
@@ -340,7 +340,7 @@ class ControllerCandidate:
 
 async def run_controller(cfg: ControllerConfig) -> None:
     """Run one controller candidate until cancelled."""
-    from antrea.util.kuberest import load_api_client
+    from antrea.k8s.resources import load_api_client
 
     api_client = await load_api_client(cfg.kubeconfig, server=cfg.kube_api_server_override)
     try:

@@ -28,7 +28,7 @@ from typing import Any
 
 import structlog
 
-from antrea.util.kuberest import JSON, Conflict, KubeError, KubeResources, ns_path
+from antrea.k8s.resources import JSON, Conflict, KubeError, KubeResources, ns_path
 
 log = structlog.get_logger(__name__)
 

@@ -28,7 +28,7 @@ import structlog
 
 from antrea.apis.controlplane.types import Kind, NetworkPolicy
 from antrea.controller.status import StatusAggregator
-from antrea.util.kuberest import KubeError, KubeResources
+from antrea.k8s.resources import KubeError, KubeResources
 
 log = structlog.get_logger(__name__)
 

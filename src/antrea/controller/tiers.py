@@ -12,7 +12,7 @@ from collections.abc import Iterable
 import structlog
 
 from antrea.controller.networkpolicy.compile_antrea import STATIC_TIERS
-from antrea.util.kuberest import Conflict, KubeResources
+from antrea.k8s.resources import Conflict, KubeResources
 
 log = structlog.get_logger(__name__)
 

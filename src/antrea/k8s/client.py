@@ -26,11 +26,21 @@ from typing import Any
 
 import yaml
 
+from antrea.k8s.errors import KubeconfigError
+
+__all__ = [
+    "KubeconfigContext",
+    "KubeconfigError",
+    "Material",
+    "bearer_token",
+    "configuration_from_kubeconfig",
+    "exec_credential",
+    "incluster_configuration",
+    "load_kubeconfig_client",
+    "read_kubeconfig",
+]
+
 _TEMP_FILES: list[str] = []
-
-
-class KubeconfigError(ValueError):
-    """The kubeconfig is missing, malformed or uses an unsupported authentication method."""
 
 
 def _cleanup() -> None:

@@ -29,6 +29,8 @@ from typing import Any
 import aiohttp
 import structlog
 
+from antrea.k8s.errors import KubeError, WatchExpired, status_error
+
 try:
     import orjson
 
@@ -45,18 +47,6 @@ ListFunc = Callable[..., Awaitable[Any]]
 AddHandler = Callable[[JSON], Any]
 UpdateHandler = Callable[[JSON, JSON], Any]
 DeleteHandler = Callable[[JSON], Any]
-
-
-class WatchExpired(Exception):
-    """410 Gone: the resourceVersion we asked for is no longer available; re-list."""
-
-
-class ApiStatusError(Exception):
-    """The API server answered a list or watch with an error status."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
 
 
 def object_key(obj: JSON) -> str:
@@ -429,8 +419,9 @@ class Informer:
         if etype == "ERROR":
             code = obj.get("code")
             if code == 410:
-                raise WatchExpired(obj.get("message", "Gone"))
-            raise ApiStatusError(int(code or 500), str(obj.get("message", "")))
+                raise WatchExpired(message=str(obj.get("message", "Gone")))
+            reason = str(obj.get("reason") or "")
+            raise KubeError(int(code or 500), str(obj.get("message", "")), reason)
         rv = _rv(obj)
         if etype == "BOOKMARK":
             if rv:
@@ -498,18 +489,8 @@ class Informer:
 
 
 def _check_status(status: int, body: bytes) -> None:
-    if 200 <= status < 300:
-        return
-    message = body[:500].decode("utf-8", "replace")
-    try:
-        decoded = _loads(body)
-        if isinstance(decoded, dict):
-            message = str(decoded.get("message", message))
-    except ValueError:
-        pass
-    if status == 410:
-        raise WatchExpired(message)
-    raise ApiStatusError(status, message)
+    if not 200 <= status < 300:
+        raise status_error(status, body)
 
 
 def path_list_func(api_client: Any, path: str) -> ListFunc:

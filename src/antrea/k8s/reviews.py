@@ -27,7 +27,7 @@ from typing import Generic, TypeVar
 
 import structlog
 
-from antrea.util.kuberest import KubeError, KubeResources
+from antrea.k8s.resources import KubeError, KubeResources
 
 log = structlog.get_logger(__name__)
 

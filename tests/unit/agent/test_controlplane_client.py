@@ -24,8 +24,8 @@ from antrea.controller import certs
 from antrea.controller.distribution import Dispatcher
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
+from antrea.k8s.resources import JSON
 from antrea.k8s.reviews import Identity
-from antrea.util.kuberest import JSON
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from aiohttp import web
 from cryptography import x509
 
 from antrea.agent.secureapi import SecureAPI
+from antrea.k8s.resources import JSON, KubeError
 from antrea.k8s.reviews import (
     SUBJECTACCESSREVIEWS,
     TOKENREVIEWS,
@@ -21,7 +22,6 @@ from antrea.k8s.reviews import (
     TokenAuthenticator,
 )
 from antrea.util.health import Check
-from antrea.util.kuberest import JSON, KubeError
 
 PROMETHEUS_SA = "system:serviceaccount:monitoring:prometheus"
 

@@ -8,8 +8,8 @@ import time
 
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ENDPOINTS_RECHECK, ControllerCandidate
+from antrea.k8s.resources import JSON
 from antrea.util.health import report
-from antrea.util.kuberest import JSON
 
 
 class NoKube:

@@ -10,7 +10,7 @@ import random
 from typing import Any
 
 from antrea.controller.leader import LeaderElector, LeaseTimings
-from antrea.util.kuberest import JSON, Conflict, KubeError
+from antrea.k8s.resources import JSON, Conflict, KubeError
 
 LEASE = "/apis/coordination.k8s.io/v1/namespaces/kube-system/leases/antrea-controller"
 

@@ -13,7 +13,7 @@ from antrea.apis.controlplane.types import (
 )
 from antrea.controller.policystatus import PolicyStatusWriter
 from antrea.controller.status import StatusAggregator
-from antrea.util.kuberest import Conflict
+from antrea.k8s.resources import Conflict
 
 JSON = dict[str, Any]
 ACNP_PATH = "/apis/crd.antrea.io/v1beta1/clusternetworkpolicies/p"

@@ -17,8 +17,8 @@ from antrea.controller.config import ControllerConfig, config_from_dict
 from antrea.controller.controller import ControllerCandidate, publish_endpoints
 from antrea.controller.inputs import Inputs
 from antrea.controller.networkpolicy import NetworkPolicyController
+from antrea.k8s.resources import JSON, Conflict, KubeError
 from antrea.k8s.reviews import TokenAuthenticator
-from antrea.util.kuberest import JSON, Conflict, KubeError
 
 
 class FakeKube:

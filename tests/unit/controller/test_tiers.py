@@ -12,7 +12,7 @@ from antrea.controller.tiers import (
     ensure_static_tiers,
     sync_tier_finalizers,
 )
-from antrea.util.kuberest import Conflict
+from antrea.k8s.resources import Conflict
 
 
 class FakeKube:

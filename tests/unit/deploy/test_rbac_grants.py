@@ -28,9 +28,9 @@ from antrea.apiserver.server import APIServer
 from antrea.controller import controller as controller_mod
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ControllerCandidate
+from antrea.k8s.resources import ApiClientResources, KubeError, load_api_client, ns_path
 from antrea.k8s.reviews import AccessReviewer, Identity, TokenAuthenticator
 from antrea.lab import identities
-from antrea.util.kuberest import ApiClientResources, KubeError, load_api_client, ns_path
 
 REPO = Path(__file__).resolve().parents[3]
 MANIFEST = REPO / "deploy" / "antrea.yml"
@@ -47,7 +47,7 @@ API_CALLERS = {
     "controller/policystatus.py": "controller",
     "controller/tiers.py": "controller",
     "k8s/informer.py": "controller",
-    "util/kuberest.py": "both",
+    "k8s/resources.py": "both",
 }
 NAMES = {"endpoints": "antrea", "configmaps": "antrea-ca"}
 CALL_SITE = re.compile(r"call_api\(|kube\.(get|create|replace)\(")

@@ -14,7 +14,8 @@ from typing import Any
 
 import structlog
 
-from antrea.agent.kube import ApiClientNodeAPI, WatchExpired
+from antrea.agent.kube import ApiClientNodeAPI
+from antrea.k8s.errors import WatchExpired
 
 log = structlog.get_logger(__name__)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from antrea.k8s.client import bearer_token, load_kubeconfig_client
+from antrea.k8s.errors import Conflict, KubeError, status_error
 
 __all__ = [
     "JSON",
@@ -24,18 +25,6 @@ __all__ = [
 ]
 
 JSON = dict[str, Any]
-
-
-class KubeError(Exception):
-    """A Kubernetes API call failed with an HTTP status (0 when the server was not reached)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(f"{status}: {message}")
-        self.status = status
-
-
-class Conflict(KubeError):
-    """409: the object exists (create) or its resourceVersion is stale (replace)."""
 
 
 class KubeResources(Protocol):
@@ -83,8 +72,8 @@ class ApiClientResources:
         except ApiException as exc:
             if exc.status == 404 and method == "GET":
                 return None
-            cls = Conflict if exc.status == 409 else KubeError
-            raise cls(int(exc.status or 0), str(exc.reason)) from exc
+            text = exc.body if isinstance(exc.body, (bytes, str)) and exc.body else str(exc.reason)
+            raise status_error(int(exc.status or 0), text) from exc
         except (OSError, TimeoutError) as exc:
             raise KubeError(0, repr(exc)) from exc
         return out if isinstance(out, dict) else {}
