@@ -13,9 +13,6 @@ from antrea.errors import AntreaError
 PENDING = (
     "antrea.lab.",
     "antrea.apiserver.",
-    "antrea.k8s.",
-    "antrea.agent.kube",
-    "antrea.util.kuberest",
 )
 
 

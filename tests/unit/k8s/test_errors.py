@@ -1,4 +1,4 @@
-"""One error tree for every Kubernetes client: statuses map to the right class, all are AntreaErrors."""
+"""One error tree for Kubernetes clients: statuses map to the right class; all are AntreaErrors."""
 
 from __future__ import annotations
 
