@@ -1,9 +1,9 @@
-"""AntreaProxy end to end: Services of a 2-node lab (antrea CNI) answer from pods.
+"""AntreaProxy end to end: Services of 2- and 3-node labs (antrea CNI) answer from pods.
 
-One module-scoped lab per mode (VXLAN encap, then noEncap); each test creates its own
-namespace and deletes it. Traffic is real:
-TCP connects (the lab's pods answer with ``<ns>/<pod>``) and UDP echoes from inside the client
-pods' network namespaces.
+One module-scoped lab per variant (2 and 3 nodes, VXLAN encap and noEncap), each variant its own
+xdist group so a parallel run gives each lab one worker; each test creates its own namespace and
+deletes it. Traffic is real: TCP connects (the lab's pods answer with ``<ns>/<pod>``) and UDP
+echoes from inside the client pods' network namespaces.
 """
 
 from __future__ import annotations
@@ -26,9 +26,21 @@ pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 JSON = dict[str, Any]
 
 
-@pytest.fixture(scope="module", params=["vxlan", "none"], ids=["encap", "noEncap"])
+def _variant(nodes: int, encap: str) -> Any:
+    mode = "encap" if encap == "vxlan" else "noEncap"
+    return pytest.param(
+        LabParams(nodes=nodes, encap=encap),  # type: ignore[arg-type]
+        id=f"{nodes}node-{mode}",
+        marks=pytest.mark.xdist_group(f"svc-{nodes}node-{encap}"),
+    )
+
+
+VARIANTS = [_variant(n, e) for n in (2, 3) for e in ("vxlan", "none")]
+
+
+@pytest.fixture(scope="module", params=VARIANTS)
 def lab(request: pytest.FixtureRequest) -> Any:
-    with lab_session(LabParams(nodes=2, encap=request.param)) as handle:
+    with lab_session(request.param) as handle:
         yield handle
 
 
@@ -182,17 +194,21 @@ async def test_kubernetes_service_answers_from_pods(env: Env) -> None:
     await wait_for(connects, 30, "kubernetes Service reachable")
 
 
-async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
-    """3 backends (2 nodes), named targetPort: every client pod reaches all 3 in 100 tries;
-    scaling down drops the removed backend, down to none refuses at once, and back up works."""
+async def test_cluster_ip_spreads_over_backends_on_every_node(env: Env) -> None:
+    """3 backends (on 3 different nodes in the 3-node lab), named targetPort: a client pod on
+    every node reaches all 3 in 100 tries; scaling down drops the removed backend, down to none
+    refuses at once, and back up works."""
     ns = env.ns
+    nodes = env.lab.nodes
+    third = nodes[2] if len(nodes) > 2 else "node2"
     backends = [
         pod("web-1", ns, "node1", {"app": "web"}, HTTP),
         pod("web-2", ns, "node2", {"app": "web"}, HTTP),
         # a named targetPort resolving to another number in this pod
-        pod("web-3", ns, "node2", {"app": "web"}, [{"name": "http", "containerPort": 9090}]),
+        pod("web-3", ns, third, {"app": "web"}, [{"name": "http", "containerPort": 9090}]),
     ]
-    clients = [pod("c1", ns, "node1", {}, []), pod("c2", ns, "node2", {}, [])]
+    client_names = [f"c{i + 1}" for i in range(len(nodes))]
+    clients = [pod(c, ns, n, {}, []) for c, n in zip(client_names, nodes, strict=True)]
     await env.pods(*backends, *clients)
     ip = await env.service(service("web", ns, [{"port": 80, "targetPort": "http"}]))
 
@@ -201,7 +217,8 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
 
     await wait_for(three, 30, "3 endpoints")
     want = {f"{ns}/web-1", f"{ns}/web-2", f"{ns}/web-3"}
-    for client in ("c1", "c2"):
+    # every pod on every node: the clients and the backends (which hairpin for their own turn)
+    for client in [*client_names, "web-1", "web-2", "web-3"]:
 
         async def all_reached(client: str = client) -> bool:
             return set(tcp_many(env.lab, f"{ns}/{client}", ip, 80, 100)) == want
@@ -210,7 +227,7 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
     # `antrea lab probe --service`: the probe document with the Service as the one column
     doc = json.loads(env.lab.antrea("probe", "--service", f"{ns}/web", "-o", "json").stdout)
     assert doc["columns"] == [f"{ns}/web"] and doc["port"] == 80
-    for client in ("c1", "c2"):
+    for client in client_names:
         assert doc["matrix"][f"{ns}/{client}"] == {f"{ns}/web": True}
 
     # `antctl get ovsflows -S`: the Service's flows (group, DNAT to each endpoint)
@@ -264,7 +281,7 @@ async def test_cluster_ip_spreads_over_backends_on_both_nodes(env: Env) -> None:
         return answer == "ConnectionRefusedError" and time.monotonic() - start < 1.0
 
     await wait_for(refused, 10, "no endpoints: refused at once")
-    await env.pods(pod("web-4", ns, "node2", {"app": "web"}, HTTP))
+    await env.pods(pod("web-4", ns, nodes[-1], {"app": "web"}, HTTP))
 
     async def back() -> bool:
         return tcp_get(env.lab, f"{ns}/c1", ip, 80) == f"{ns}/web-4"
@@ -356,11 +373,12 @@ def ns_tcp_get(netns_name: str, ip: str, port: int) -> str:
 
 
 async def test_node_port_cluster_and_local(env: Env) -> None:
-    """NodePort answers on every node from the underlay and from another node; with
-    externalTrafficPolicy Local only the node with the backend answers."""
+    """NodePort answers on every node from the underlay and from every node (the backend's and
+    the others); with externalTrafficPolicy Local only the node with the backend answers."""
     ns = env.ns
     spec = env.lab.spec
-    node1, node2 = spec.node("node1"), spec.node("node2")
+    nodes = [spec.node(n) for n in env.lab.nodes]
+    backend_node = spec.node("node2")
     await env.pods(pod("np-1", ns, "node2", {"app": "np"}, HTTP))
     np_svc = await env.c.create(
         f"/api/v1/namespaces/{ns}/services",
@@ -373,20 +391,18 @@ async def test_node_port_cluster_and_local(env: Env) -> None:
     port = np_svc["spec"]["ports"][0]["nodePort"]
     lport = local_svc["spec"]["ports"][0]["nodePort"]
     want = f"{ns}/np-1"
+    sources = [spec.underlay_netns, *(n.netns for n in nodes)]
 
     async def cluster_everywhere() -> bool:
-        return all(
-            ns_tcp_get(src, n.underlay_ip, port) == want
-            for src in (spec.underlay_netns, node2.netns)
-            for n in (node1, node2)
-        )
+        return all(ns_tcp_get(src, n.underlay_ip, port) == want for src in sources for n in nodes)
 
-    await wait_for(cluster_everywhere, 30, "NodePort (Cluster) from the underlay and node2")
+    await wait_for(cluster_everywhere, 30, "NodePort (Cluster) from the underlay and every node")
 
     async def local_only_on_node2() -> bool:
-        return (
-            ns_tcp_get(spec.underlay_netns, node2.underlay_ip, lport) == want
-            and ns_tcp_get(spec.underlay_netns, node1.underlay_ip, lport) != want
+        return ns_tcp_get(spec.underlay_netns, backend_node.underlay_ip, lport) == want and all(
+            ns_tcp_get(spec.underlay_netns, n.underlay_ip, lport) != want
+            for n in nodes
+            if n is not backend_node
         )
 
     await wait_for(local_only_on_node2, 30, "NodePort (Local) only where the backend is")
