@@ -287,8 +287,7 @@ class Agent:
             transport_dev=self.transport_dev,
             local_pod_cidr=node.pod_cidr,
         )
-        api = self.node_api
-        self.add_task(watch_nodes(api, self.node_routes.handle), "node_watch")
+        self.add_task(watch_nodes(self.api_client, self.node_routes.handle), "node_watch")
 
         self.pods = PodConfigurator(
             bridge=cfg.ovsBridge,

@@ -47,6 +47,8 @@ ListFunc = Callable[..., Awaitable[Any]]
 AddHandler = Callable[[JSON], Any]
 UpdateHandler = Callable[[JSON, JSON], Any]
 DeleteHandler = Callable[[JSON], Any]
+SyncHandler = Callable[[list[JSON]], Any]
+EventHandler = Callable[[str, JSON], Any]
 
 
 def object_key(obj: JSON) -> str:
@@ -94,6 +96,7 @@ class _Handler:
     on_add: AddHandler | None
     on_update: UpdateHandler | None
     on_delete: DeleteHandler | None
+    on_sync: SyncHandler | None
     is_async: dict[str, bool] = field(default_factory=dict)
 
 
@@ -179,12 +182,18 @@ class Informer:
         on_add: AddHandler | None = None,
         on_update: UpdateHandler | None = None,
         on_delete: DeleteHandler | None = None,
+        on_sync: SyncHandler | None = None,
     ) -> None:
-        """Register callbacks (plain functions or coroutine functions); before `start`."""
+        """Register callbacks (plain functions or coroutine functions); before `start`.
+
+        ``on_sync(objects)`` runs after every list (the first and each re-list) has been
+        delivered, with every cached object: the place for a full reconcile.
+        """
         if self._task is not None:
             raise RuntimeError("add handlers before starting the informer")
-        h = _Handler(on_add, on_update, on_delete)
-        for kind, fn in (("add", on_add), ("update", on_update), ("delete", on_delete)):
+        h = _Handler(on_add, on_update, on_delete, on_sync)
+        fns = (("add", on_add), ("update", on_update), ("delete", on_delete), ("sync", on_sync))
+        for kind, fn in fns:
             h.is_async[kind] = fn is not None and inspect.iscoroutinefunction(fn)
         self._handlers.append(h)
 
@@ -359,6 +368,7 @@ class Informer:
                     else:
                         await self._deliver(prev, obj)
             self.resource_version = rv
+            await self._emit_sync()
         self._log.info("informer_listed", objects=len(items), resource_version=rv, relist=not first)
         self.has_synced.set()
 
@@ -474,8 +484,14 @@ class Informer:
             if h.on_delete is not None:
                 await self._call_handler("delete", h.is_async["delete"], h.on_delete, obj)
 
+    async def _emit_sync(self) -> None:
+        for h in self._handlers:
+            if h.on_sync is not None:
+                objs = [*self._items.values()]
+                await self._call_handler("sync", h.is_async["sync"], h.on_sync, objs)
+
     async def _call_handler(
-        self, kind: str, is_async: bool, fn: Callable[..., Any], *args: JSON
+        self, kind: str, is_async: bool, fn: Callable[..., Any], *args: Any
     ) -> None:
         try:
             if is_async:
@@ -485,7 +501,38 @@ class Informer:
         except asyncio.CancelledError:
             raise
         except Exception:
-            self._log.exception("informer_handler_failed", handler=kind, key=object_key(args[-1]))
+            key = object_key(args[-1]) if isinstance(args[-1], dict) else None
+            self._log.exception("informer_handler_failed", handler=kind, key=key)
+
+
+def add_event_handler(
+    informer: Informer, handler: EventHandler, *, synced: asyncio.Event | None = None
+) -> None:
+    """Deliver the informer's changes as watch-style ``handler(type, object)`` calls.
+
+    ``type`` is ``ADDED``, ``MODIFIED`` or ``DELETED`` (a re-list's diff arrives the same way);
+    ``handler`` may be a plain or a coroutine function. ``synced`` is set after the first list.
+    """
+    if inspect.iscoroutinefunction(handler):
+
+        async def on_add(obj: JSON) -> None:
+            await handler("ADDED", obj)
+
+        async def on_update(old: JSON, new: JSON) -> None:
+            await handler("MODIFIED", new)
+
+        async def on_delete(obj: JSON) -> None:
+            await handler("DELETED", obj)
+
+        informer.add_handler(on_add=on_add, on_update=on_update, on_delete=on_delete)
+    else:
+        informer.add_handler(
+            on_add=lambda obj: handler("ADDED", obj),
+            on_update=lambda old, new: handler("MODIFIED", new),
+            on_delete=lambda obj: handler("DELETED", obj),
+        )
+    if synced is not None:
+        informer.add_handler(on_sync=lambda objs: synced.set())
 
 
 def _check_status(status: int, body: bytes) -> None:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from antrea.agent import controlplane_client
-from antrea.agent.kube import ApiClientNodeAPI
+from antrea.agent.kube import ApiClientNodeAPI, NodeEvent, node_informer
 from antrea.apiserver.server import APIServer
 from antrea.controller import controller as controller_mod
 from antrea.controller.config import ControllerConfig
@@ -46,7 +46,7 @@ API_CALLERS = {
     "controller/leader.py": "controller",
     "controller/policystatus.py": "controller",
     "controller/tiers.py": "controller",
-    "k8s/informer.py": "controller",
+    "k8s/informer.py": "both",
     "k8s/resources.py": "both",
 }
 NAMES = {"endpoints": "antrea", "configmaps": "antrea-ca"}
@@ -289,12 +289,21 @@ async def test_agent_grants_match_its_calls(api: Any) -> None:
     _, client = api
     log: list[Request] = []
     api_client = recording(await client(), log)
-    nodes = ApiClientNodeAPI(api_client, watch_timeout=1)
+    nodes = ApiClientNodeAPI(api_client)
     assert await nodes.get_node("n1") is not None
-    _, rv = await nodes.list_nodes()
     await nodes.list_pods_on_node("n1")
-    async for _ in nodes.watch_nodes(rv):
-        break
+
+    async def on_nodes(event: NodeEvent) -> None:
+        pass
+
+    node_watch = node_informer(api_client, on_nodes, watch_timeout=1)
+    node_watch.start()
+    try:
+        await eventually(
+            lambda: any(r.resource == "nodes" for r in log if r.verb == "watch"), "node watch"
+        )
+    finally:
+        await node_watch.stop()
     kube = ApiClientResources(api_client)
     with contextlib.suppress(controlplane_client.StreamError):
         await controlplane_client.discover_endpoint(kube)

@@ -182,6 +182,7 @@ async def fake_kube() -> AsyncIterator[FakeKube]:
     app = web.Application()
     app.router.add_get("/api/v1/pods", fake.handle)
     app.router.add_get("/api/v1/namespaces/{ns}/pods", fake.handle)
+    app.router.add_get("/api/v1/nodes", fake.handle)  # same objects: for the agent's Node adapter
     runner = web.AppRunner(app, shutdown_timeout=0.1)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
