@@ -16,16 +16,23 @@ same labs: every one on the default 2-node VXLAN lab, `ANTREA_SUBSET` (Reject, P
 tiers, baseline) on the other CI variants. Their matrices tell dropped (X) from rejected (R):
 the probe's verdicts are compared, not just connected or not.
 
-After each step the test waits until every node's agent reports the policies' current
-generation realized (its local API, read from inside the node's namespace), then ~1 s for
-group-only changes (relabels) that do not bump a generation.
+After each step the test waits until the cluster is settled (`LabCluster.pending`): every policy
+in the API is compiled by the controller at its current generation and realized at that
+generation by the agent of every node of its span (the controller's, read from inside a node);
+nothing deleted is held anywhere. Then ~1 s for group-only changes (relabels) that do not bump
+a generation. A wrong cell fails with diagnostics (`LabCluster.diagnose`): the pair probed
+again, the settle outcome, both nodes' policies, policy flows and conjunction IDs, and the
+pair's conntrack entries and datapath flows.
 """
 
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import os
+import re
+import ssl
 import sys
 import urllib.request
 from collections.abc import AsyncIterator
@@ -62,6 +69,24 @@ ANTREA_KINDS = {
 }
 STATIC_TIERS = {"emergency", "securityops", "networkops", "platform", "application", "baseline"}
 GROUP_SETTLE_S = 1.0
+CONTROLPLANE = "/apis/controlplane.antrea.io/v1beta2"
+# Every policy kind settle waits for, listed across namespaces.
+POLICY_COLLECTIONS = {
+    "NetworkPolicy": "/apis/networking.k8s.io/v1/networkpolicies",
+    "ClusterNetworkPolicy": f"{CRD}/clusternetworkpolicies",
+    "Antrea NetworkPolicy": f"{CRD}/networkpolicies",
+}
+
+
+def _flow_text(flow: str) -> str:
+    """A dumped flow without its volatile fields (cookie kept: it names the conjunction)."""
+    return re.sub(r" ?(duration|n_bytes|idle_age|hard_age)=[^,]*,", "", flow)
+
+
+def _ref(p: dict[str, Any]) -> str:
+    ref = p.get("sourceRef") or {}
+    where = f"{ref['namespace']}/" if ref.get("namespace") else ""
+    return f"{ref.get('type', '?')} {where}{ref.get('name', p['metadata']['name'])}"
 
 
 class LabCluster:
@@ -73,6 +98,8 @@ class LabCluster:
         self.ns_original: dict[str, dict[str, str]] = {}
         self.pod_original: dict[str, dict[str, str]] = {}
         self.subset: set[str] | None = None
+        self._controller: tuple[str, int, ssl.SSLContext] | None = None
+        self.last_settle = ""
 
     async def pod_ips(self) -> dict[str, str]:
         pods = (await self.client.list("/api/v1/pods")).get("items") or []
@@ -123,35 +150,224 @@ class LabCluster:
     async def relabel_namespace(self, ns: str, set_: dict[str, str], remove: list[str]) -> None:
         await self._relabel(f"/api/v1/namespaces/{ns}", set_, remove)
 
-    async def _agent_policies(self, node: str) -> list[dict[str, Any]]:
-        path = netns.netns_path(self.lab.spec.node(node).netns)
+    def _netns(self, node: str) -> Path:
+        return netns.netns_path(self.lab.spec.node(node).netns)
 
-        def get() -> list[dict[str, Any]]:
-            url = f"http://127.0.0.1:{AGENT_API_PORT}/networkpolicies"
+    async def _agent_get(self, node: str, path: str) -> Any:
+        """A GET on one node's agent API (from inside the node's namespace)."""
+
+        def get() -> Any:
+            url = f"http://127.0.0.1:{AGENT_API_PORT}{path}"
             with urllib.request.urlopen(url, timeout=5) as resp:
-                data: list[dict[str, Any]] = json.loads(resp.read())
-                return data
+                return json.loads(resp.read())
 
-        return await netns.run_in(path, get)
+        return await netns.run_in(self._netns(node), get)
+
+    async def _agent_policies(self, node: str) -> list[dict[str, Any]]:
+        data: list[dict[str, Any]] = await self._agent_get(node, "/networkpolicies")
+        return data
+
+    async def _controller_policies(self) -> dict[str, dict[str, Any]]:
+        """The controller's internal policies by name (the source's UID), with their span.
+
+        Asked from inside the first node (the controller listens on a node address), at the
+        leader found in Endpoints kube-system/antrea, trusting ConfigMap kube-system/antrea-ca.
+        """
+        if self._controller is None:
+            ep = await self.client.get("/api/v1/namespaces/kube-system/endpoints/antrea")
+            subset = (ep.get("subsets") or [{}])[0]
+            host = subset["addresses"][0]["ip"]
+            ports = subset.get("ports") or []
+            port = next((p["port"] for p in ports if p.get("name") == "https"), ports[0]["port"])
+            cm = await self.client.get("/api/v1/namespaces/kube-system/configmaps/antrea-ca")
+            ctx = ssl.create_default_context(cadata=cm["data"]["ca.crt"])
+            self._controller = (str(host), int(port), ctx)
+        host, port, ctx = self._controller
+        token = self.client.config.token
+
+        def get() -> Any:
+            conn = http.client.HTTPSConnection(host, port, context=ctx, timeout=5)
+            try:
+                headers = {"Authorization": f"Bearer {token}"} if token else {}
+                conn.request("GET", f"{CONTROLPLANE}/networkpolicies", headers=headers)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status != 200:
+                    raise OSError(f"controller: HTTP {resp.status}: {body[:200]!r}")
+                return json.loads(body)
+            finally:
+                conn.close()
+
+        try:
+            data = await netns.run_in(self._netns(self.lab.nodes[0]), get)
+        except OSError:
+            self._controller = None  # rediscover (a new leader) next time
+            raise
+        return {p["metadata"]["name"]: p for p in data.get("items") or []}
+
+    async def _api_policies(self) -> dict[str, tuple[str, int]]:
+        """Every policy in the API, K8s and Antrea-native: UID -> (description, generation)."""
+        out: dict[str, tuple[str, int]] = {}
+        for kind, path in POLICY_COLLECTIONS.items():
+            for obj in (await self.client.list(path)).get("items") or []:
+                md = obj["metadata"]
+                where = f"{md['namespace']}/" if md.get("namespace") else ""
+                out[md["uid"]] = (f"{kind} {where}{md['name']}", int(md.get("generation") or 0))
+        return out
+
+    async def pending(self) -> list[str]:
+        """Why the cluster is not settled yet (empty: settled).
+
+        Settled means: every policy in the API (Kubernetes and Antrea-native) is compiled by
+        the controller at its current generation, and realized at that generation by the agent
+        of every node of its span (the nodes hosting a pod it applies to); no agent and not the
+        controller still holds a policy deleted from the API, and no agent holds a policy
+        outside its span. A policy an agent has not received yet, or a delete it has not seen
+        yet, therefore holds the settle (the agents' own views alone would not).
+        """
+        api = await self._api_policies()
+        ctrl = await self._controller_policies()
+        nodes = list(self.lab.nodes)
+        views = await asyncio.gather(*(self._agent_policies(n) for n in nodes))
+        out: list[str] = []
+        for uid, (what, gen) in sorted(api.items(), key=lambda kv: kv[1]):
+            p = ctrl.get(uid)
+            if p is None:
+                out.append(f"{what}: not compiled by the controller yet")
+            elif p.get("generation") != gen:
+                out.append(f"{what}: controller at generation {p.get('generation')}, API {gen}")
+        for uid, p in ctrl.items():
+            if uid not in api:
+                out.append(f"controller still holds deleted {_ref(p)}")
+        for node, view in zip(nodes, views, strict=True):
+            held = {p["metadata"]["name"]: p for p in view}
+            want = {
+                uid
+                for uid, p in ctrl.items()
+                if uid in api and p.get("generation") == api[uid][1] and node in p.get("span", ())
+            }
+            for uid in sorted(want):
+                what, gen = api[uid]
+                a = held.get(uid)
+                if a is None:
+                    out.append(f"{node}: {what} not received")
+                elif a.get("generation") != gen:
+                    out.append(f"{node}: {what} at generation {a.get('generation')}, API {gen}")
+                elif not a.get("realized") or a.get("realizedGeneration") != gen:
+                    msg = a.get("message") or a.get("phase") or ""
+                    out.append(f"{node}: {what} not realized at generation {gen} ({msg})")
+            for uid, a in held.items():
+                if uid not in api:
+                    out.append(f"{node}: still holds deleted {_ref(a)}")
+                elif uid in ctrl and node not in (ctrl[uid].get("span") or ()):
+                    out.append(f"{node}: still holds {api[uid][0]} (not in its span)")
+        return out
 
     async def settle(self, timeout: float = 15.0) -> None:
+        """Until `pending` is empty (or `timeout`), then ~1 s for group-only changes."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        start = loop.time()
         while True:
             try:
-                views = await asyncio.gather(*(self._agent_policies(n) for n in self.lab.nodes))
-                pending = [
-                    p["sourceRef"]["name"]
-                    for v in views
-                    for p in v
-                    if not p["realized"] or p["realizedGeneration"] != p["generation"]
-                ]
-            except OSError as exc:
-                pending = [str(exc)]
-            if not pending or loop.time() > deadline:
+                pending = await self.pending()
+            except (OSError, ApiError, KeyError, IndexError, ValueError) as exc:
+                pending = [f"{type(exc).__name__}: {exc}"]
+            if not pending or loop.time() - start > timeout:
                 break
-            await asyncio.sleep(0.2)
+            await asyncio.sleep(0.1)
+        waited = loop.time() - start
+        self.last_settle = (
+            f"settled in {waited:.2f}s"
+            if not pending
+            else f"NOT settled after {waited:.1f}s: " + "; ".join(pending[:10])
+        )
+        if pending:
+            print(f"\nwarning: {self.last_settle}")
         await asyncio.sleep(GROUP_SETTLE_S)
+
+    async def diagnose(
+        self, expect: Any, got: dict[tuple[str, str], bool | str], ignore_loopback: bool
+    ) -> str:
+        """What a wrong cell needs to be understood from the CI log alone: the pair probed
+        again, the settle outcome, and for up to 3 pairs the policies and policy flows
+        (conjunction IDs) of both nodes and the pair's conntrack entries."""
+        pairs = [
+            (s, d)
+            for (s, d), want in sorted(expect.matrix.items())
+            if not (ignore_loopback and s == d)
+            and caselib.mark_of(got.get((s, d))) != expect.marks.get((s, d), caselib.mark_of(want))
+        ]
+        out = [f"diagnostics (last settle: {self.last_settle or 'none'}):"]
+        try:
+            pods = (await self.client.list("/api/v1/pods")).get("items") or []
+            where = {
+                f"{p['metadata']['namespace']}/{p['metadata']['name']}": (
+                    (p.get("spec") or {}).get("nodeName") or "?",
+                    (p.get("status") or {}).get("podIP") or "?",
+                )
+                for p in pods
+            }
+            targets = {
+                t.key: t
+                for t in await lab_targets(self.lab.spec, self.client, namespaces=["x", "y", "z"])
+            }
+            from antrea.lab.probe import probe_pair_verdict
+
+            for s, d in pairs[:6]:
+                again = await probe_pair_verdict(
+                    targets[s], targets[d], protocol=expect.protocol, port=expect.port
+                )
+                out.append(
+                    f"  {s} ({'@'.join(where.get(s, ('?', '?')))}) -> "
+                    f"{d} ({'@'.join(where.get(d, ('?', '?')))}): probed again: {again}"
+                )
+            try:
+                pending = await self.pending()
+                out.append("  settle now: " + ("; ".join(pending[:10]) or "settled"))
+            except Exception as exc:
+                out.append(f"  settle now: {type(exc).__name__}: {exc}")
+            nodes: list[str] = []
+            for s, d in pairs[:3]:
+                for key in (d, s):
+                    n = where.get(key, ("?", "?"))[0]
+                    if n in self.lab.nodes and n not in nodes:
+                        nodes.append(n)
+            ips = [(where[s][1], where[d][1]) for s, d in pairs[:3] if s in where and d in where]
+            for n in nodes:
+                out += await self._node_diagnostics(n, ips)
+        except Exception as exc:  # diagnostics never hide the failure itself
+            out.append(f"  (diagnostics failed: {type(exc).__name__}: {exc})")
+        return "\n".join(out)
+
+    async def _node_diagnostics(self, node: str, pairs: list[tuple[str, str]]) -> list[str]:
+        """One node's policies (conjunction IDs), policy flows, and the conntrack entries and
+        datapath flows of the given (source IP, destination IP) pairs, either direction."""
+        out = [f"  node {node}:"]
+        for p in await self._agent_policies(node):
+            conjs = [c for r in p.get("rules") or () for c in r.get("conjunctions") or ()]
+            out.append(
+                f"    policy {_ref(p)} gen={p.get('generation')} "
+                f"realized={p.get('realized')}@{p.get('realizedGeneration')} conj_ids={conjs}"
+            )
+        flows = await self._agent_get(node, "/ovsflows?category=network_policy")
+        out += [f"    flow {_flow_text(f['flow'])}" for f in flows][:150]
+
+        def about_pair(line: str) -> bool:
+            return any(
+                (f"src={a}" in line and f"dst={b}" in line)
+                or (f"src={b}" in line and f"dst={a}" in line)
+                for a, b in pairs
+            )
+
+        env = dict(os.environ, **self.lab.spec.node(node).env())
+        for argv in (["ovs-appctl", "dpctl/dump-conntrack"], ["ovs-appctl", "dpctl/dump-flows"]):
+            proc = await asyncio.create_subprocess_exec(
+                *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+            )
+            text = (await proc.communicate())[0].decode(errors="replace")
+            lines = [ln.strip() for ln in text.splitlines() if about_pair(ln)]
+            out += [f"    {argv[1]} {ln}" for ln in lines[:40]] or [f"    {argv[1]}: none"]
+        return out
 
     async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool | str]:
         targets = await lab_targets(self.lab.spec, self.client, namespaces=["x", "y", "z"])

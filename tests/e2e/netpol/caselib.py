@@ -191,7 +191,8 @@ class Cluster(Protocol):
 _WORDS = {".": "allowed", "X": "dropped", "R": "rejected"}
 
 
-def _mark(v: bool | str | None) -> str:
+def mark_of(v: bool | str | None) -> str:
+    """A probe cell as a matrix mark (``.``, ``X``, ``R``)."""
     if isinstance(v, str):
         return v
     return "." if v else "X"
@@ -206,7 +207,7 @@ def compare(
         if ignore_loopback and src == dst:
             continue
         have = got.get((src, dst))
-        want_mark = expect.marks.get((src, dst), _mark(want))
+        want_mark = expect.marks.get((src, dst), mark_of(want))
         if isinstance(have, str):
             ok = have == want_mark
             have_word = _WORDS.get(have, have)
@@ -224,7 +225,7 @@ def compare(
 
 
 def render(matrix: dict[tuple[str, str], bool | str]) -> str:
-    return "\n".join("".join(_mark(matrix.get((s, d))) for d in ORDER) + f"  {s}" for s in ORDER)
+    return "\n".join("".join(mark_of(matrix.get((s, d))) for d in ORDER) + f"  {s}" for s in ORDER)
 
 
 async def run_case(
@@ -258,8 +259,15 @@ async def run_case(
             got = await cluster.probe(e.protocol, e.port)
             bad = compare(e, got, ignore_loopback=case.ignore_loopback)
             if bad:
+                # A cluster may explain a wrong matrix (flows, conntrack), right away.
+                diagnose = getattr(cluster, "diagnose", None)
+                notes = await diagnose(e, got, case.ignore_loopback) if diagnose else ""
                 failures.append(
                     f"{case.label} step {n} ({step.description or 'no description'}) "
-                    f"{e.protocol}/{e.port}:\n  " + "\n  ".join(bad) + "\n" + render(got)
+                    f"{e.protocol}/{e.port}:\n  "
+                    + "\n  ".join(bad)
+                    + "\n"
+                    + render(got)
+                    + (f"\n{notes}" if notes else "")
                 )
     return failures
