@@ -7,14 +7,18 @@ import json
 import os
 import re
 import shutil
+import socket
+import struct
 import subprocess
 import tarfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from antrea.lab import lifecycle, topology
+from antrea.lab import lifecycle, netns, topology
 from antrea.lab.nodes import network_ready
 from antrea.lab.testing import KUBECTL, Lab, LabParams
 
@@ -561,3 +565,199 @@ async def test_antrea_policy_status_converges_to_realized(lab: Lab) -> None:
     finally:
         lab.kubectl("delete", "acnp", "status-probe", "--ignore-not-found", check=False)
         await lab.reset_model(m)
+
+
+def _pod_netns(lab: Lab, key: str) -> Path:
+    from antrea.lab import sandbox
+
+    sb = sandbox.find(lab.spec, key)
+    assert sb is not None, key
+    return netns.netns_path(sb.netns)
+
+
+async def _node_flows(lab: Lab, node: str) -> list[str]:
+    import urllib.request
+
+    from antrea.lab.state import AGENT_API_PORT
+
+    def get() -> list[str]:
+        url = f"http://127.0.0.1:{AGENT_API_PORT}/ovsflows?category=network_policy"
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return [f["flow"] for f in json.loads(resp.read())]
+
+    return await netns.run_in(netns.netns_path(lab.spec.node(node).netns), get)
+
+
+def _prios(flows: list[str], table: int, needle: str) -> set[int]:
+    out = set()
+    for f in flows:
+        m = re.search(rf"table={table}, .*priority=(\d+),", f)
+        if m and needle in f:
+            out.add(int(m.group(1)))
+    return out
+
+
+def _total_retrans(s: socket.socket) -> int:
+    """tcp_info.tcpi_total_retrans (linux/tcp.h: the u32 at offset 100)."""
+    info = s.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int(struct.unpack_from("I", info, 100)[0])
+
+
+def _acnp_yaml(name: str, prio: float, ns: str, action: str, peer: str | None) -> str:
+    src = (
+        f"from: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}, "
+        f"podSelector: {{matchLabels: {{app: {peer}}}}}}}]"
+        if peer
+        else ""
+    )
+    rule = f"{{action: {action}, name: r-{name}{', ' + src if src else ''}}}"
+    return f"""apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {{name: {name}}}
+spec:
+  priority: {prio}
+  appliedTo: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}},
+               podSelector: {{matchLabels: {{app: srv}}}}}}]
+  ingress: [{rule}]
+---
+"""
+
+
+async def test_priority_reassignment_keeps_a_long_lived_connection(lab: Lab) -> None:
+    """Drop policies inserted between an Allow (cli -> srv) and a Drop-all until the Allow rule
+    has to move to another OpenFlow priority (one bundle): a TCP connection cli -> srv opened
+    before, streaming a request/response every 5 ms throughout, gets every answer in order,
+    is never reset and retransmits nothing (no packet lost either way); new connections opened
+    every 20 ms meanwhile all succeed. The inserted policies drop another pod (unrelated)."""
+    ns = f"reassign-{os.getpid()}"
+    pods = "".join(
+        f"""apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}
+spec:
+  nodeName: {node}
+  containers: [{{name: c, image: lab, ports: [{{containerPort: 80}}]}}]
+---
+"""
+        for name, node in (("srv", "node2"), ("cli", "node1"), ("other", "node1"))
+    )
+    lab.kubectl("create", "namespace", ns)
+    names: list[str] = []
+    stop = threading.Event()
+    try:
+        lab.kubectl("apply", "-f", "-", input=pods)
+        for pod in ("srv", "cli", "other"):
+            lab.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+        ips = {
+            p["metadata"]["name"]: p["status"]["podIP"]
+            for p in json.loads(lab.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
+        }
+        srv_ip, cli_ip, other_ip = ips["srv"], ips["cli"], ips["other"]
+        names += ["ra-allow", "ra-drop"]
+        lab.kubectl(
+            "apply", "-f", "-",
+            input=_acnp_yaml("ra-allow", 1, ns, "Allow", "cli")
+            + _acnp_yaml("ra-drop", 100, ns, "Drop", None),
+        )  # fmt: skip
+        cli_ns, srv_ns = _pod_netns(lab, f"{ns}/cli"), _pod_netns(lab, f"{ns}/srv")
+
+        def connect(src: Path) -> bool:
+            def go() -> bool:
+                try:
+                    with socket.create_connection((srv_ip, 80), timeout=1.0) as s:
+                        return s.recv(100).decode().strip() == f"{ns}/srv"
+                except OSError:
+                    return False
+
+            return netns.call_in(src, go)
+
+        other_ns = _pod_netns(lab, f"{ns}/other")
+        for _ in range(100):  # realized: cli allowed, other dropped
+            if connect(cli_ns) and not connect(other_ns):
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail("the Allow/Drop policies never took effect")
+        allow_before = _prios(await _node_flows(lab, "node2"), 85, f"nw_src={cli_ip}")
+        assert len(allow_before) == 1, allow_before
+
+        # The long-lived connection (a server of our own in srv's netns).
+        listener = netns.call_in(srv_ns, lambda: socket.create_server((srv_ip, 7070)))
+        client = netns.call_in(cli_ns, lambda: socket.create_connection((srv_ip, 7070), 5))
+        conn, _ = listener.accept()
+        listener.close()
+        errors: list[str] = []
+        rounds = [0]
+
+        def echo() -> None:
+            try:
+                while data := conn.recv(64):
+                    conn.sendall(data)
+            except OSError as exc:
+                errors.append(f"server: {exc!r}")
+
+        def stream() -> None:
+            client.settimeout(5.0)
+            seq = 0
+            try:
+                while not stop.is_set():
+                    client.sendall(struct.pack("!Q", seq))
+                    got = b""
+                    while len(got) < 8:
+                        chunk = client.recv(8 - len(got))
+                        if not chunk:
+                            raise ConnectionResetError("closed by the peer")
+                        got += chunk
+                    if struct.unpack("!Q", got)[0] != seq:
+                        raise AssertionError(f"answer {got!r} to request {seq}")
+                    seq += 1
+                    rounds[0] = seq
+                    time.sleep(0.005)
+            except (OSError, AssertionError) as exc:
+                errors.append(f"client: {exc!r}")
+
+        new_conns: list[bool] = []
+
+        def connect_loop() -> None:
+            while not stop.is_set():
+                new_conns.append(connect(cli_ns))
+                time.sleep(0.02)
+
+        threads = [threading.Thread(target=f, daemon=True) for f in (echo, stream, connect_loop)]
+        for th in threads:
+            th.start()
+        await asyncio.sleep(0.5)
+        retrans0 = (_total_retrans(client), _total_retrans(conn))
+        # Each lands between ra-allow and the previous one: the gap halves until none is left.
+        for n, prio in enumerate((50, 25, 12, 6, 3, 2)):
+            name = f"ra-between-{n}"
+            names.append(name)
+            lab.kubectl("apply", "-f", "-", input=_acnp_yaml(name, prio, ns, "Drop", "other"))
+            for _ in range(100):  # realized on node2: one more priority dropping `other`
+                flows = await _node_flows(lab, "node2")
+                if len(_prios(flows, 85, f"nw_src={other_ip}")) == n + 1:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail(f"{name} never realized")
+        await asyncio.sleep(0.5)
+        stop.set()
+        threads[1].join(10)
+        threads[2].join(10)
+        retrans1 = (_total_retrans(client), _total_retrans(conn))
+        client.close()
+        threads[0].join(10)
+        conn.close()
+        allow_after = _prios(await _node_flows(lab, "node2"), 85, f"nw_src={cli_ip}")
+        assert allow_after and allow_after != allow_before, "the Allow rule never moved"
+        assert not errors, errors
+        assert rounds[0] > 50, rounds
+        assert retrans1 == retrans0, f"retransmissions (client, server): {retrans0} -> {retrans1}"
+        assert len(new_conns) > 20 and all(new_conns), (
+            f"{new_conns.count(False)} of {len(new_conns)} new connections failed"
+        )
+    finally:
+        stop.set()
+        for name in names:
+            lab.kubectl("delete", "acnp", name, "--ignore-not-found", check=False)
+        lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
