@@ -24,7 +24,7 @@ import structlog
 
 from antrea.ovs.errors import VsctlError
 from antrea.ovs.ovsdb import OvsdbConnection, OvsdbUnavailable
-from antrea.util.aio import settle
+from antrea.util.batcher import Batcher
 
 log = structlog.get_logger(__name__)
 
@@ -160,8 +160,10 @@ class OvsdbClient:
             else None
         )
         self._rpc_retry_at = 0.0
-        # Concurrent ovs-vsctl transactions (the fallback path) share one invocation.
-        self.batcher = TransactionBatcher(self)
+        # Concurrent ovs-vsctl transactions (the fallback path) share one invocation: every
+        # port change makes ovs-vswitchd reconfigure the bridge, and ovs-vsctl waits for that.
+        # The merged transaction is atomic; if it fails, its parts are retried one by one.
+        self.batcher: Batcher[list[Command]] = Batcher(self._transact_merged)
 
     async def _connection(self) -> OvsdbConnection | None:
         conn = self.rpc
@@ -203,7 +205,7 @@ class OvsdbClient:
                 )
             except OvsdbUnavailable as exc:
                 log.info("ovsdb_rpc_fallback", op="add-port", port=port, reason=str(exc))
-        await self.batcher.transact(
+        await self.batcher.submit(
             add_port(bridge, port, ofport_request=ofport_request, external_ids=external_ids)
         )
         return await self._vsctl_interface_ofport(port)
@@ -217,7 +219,10 @@ class OvsdbClient:
                 return
             except OvsdbUnavailable as exc:
                 log.info("ovsdb_rpc_fallback", op="del-port", port=port, reason=str(exc))
-        await self.batcher.transact([del_port(bridge, port)])
+        await self.batcher.submit([del_port(bridge, port)])
+
+    async def _transact_merged(self, parts: list[list[Command]]) -> None:
+        await self.transact([c for cmds in parts for c in cmds])
 
     async def _run(self, argv: list[str]) -> str:
         proc = await asyncio.create_subprocess_exec(
@@ -314,48 +319,3 @@ class OvsdbClient:
         if isinstance(version, list):  # optional column: empty set when unset
             version = version[0] if version else ""
         return str(version or "")
-
-
-class TransactionBatcher:
-    """Merge transactions submitted while one is in flight into ONE ovs-vsctl invocation.
-
-    Every port change makes ovs-vswitchd reconfigure the bridge, and ``ovs-vsctl`` waits for
-    that; concurrent CNI ADDs would otherwise queue behind each other's reconfigurations. The
-    merged transaction is atomic: if it fails, its parts are retried one by one so that only
-    the faulty one fails (the same split-and-retry as the flow writer).
-    """
-
-    def __init__(self, client: OvsdbClient) -> None:
-        self.client = client
-        self._pending: list[tuple[list[Command], asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.invocations = 0
-
-    async def transact(self, commands: Sequence[Command]) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((list(commands), fut))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await fut
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                self.invocations += 1
-                await self.client.transact([c for cmds, _ in batch for c in cmds])
-            except Exception as exc:
-                if len(batch) == 1:
-                    settle(batch[0][1], exc)
-                    continue
-                for cmds, fut in batch:
-                    try:
-                        self.invocations += 1
-                        await self.client.transact(cmds)
-                    except Exception as part_exc:
-                        settle(fut, part_exc)
-                    else:
-                        settle(fut, None)
-                continue
-            for _, fut in batch:
-                settle(fut, None)

@@ -88,14 +88,15 @@ async def test_batcher_merges_concurrent_transactions_and_isolates_failures() ->
                 raise VsctlError(["ovs-vsctl"], 1, "no such port")
             return ""
 
-    b = ovsconfig.TransactionBatcher(Client())  # type: ignore[arg-type]
-    await asyncio.gather(*(b.transact([ovsconfig.del_port("br", f"p{i}")]) for i in range(5)))
+    b = ovsconfig.OvsdbClient("tcp:127.0.0.1:1", rpc=False)
+    b.transact = Client().transact  # type: ignore[method-assign]
+    await asyncio.gather(*(b.batcher.submit([ovsconfig.del_port("br", f"p{i}")]) for i in range(5)))
     assert len(runs) <= 2  # the first alone, the other four merged
     runs.clear()
     results = await asyncio.gather(
-        b.transact([ovsconfig.del_port("br", "x")]),
-        b.transact([ovsconfig.del_port("br", "bad")]),
-        b.transact([ovsconfig.del_port("br", "y")]),
+        b.batcher.submit([ovsconfig.del_port("br", "x")]),
+        b.batcher.submit([ovsconfig.del_port("br", "bad")]),
+        b.batcher.submit([ovsconfig.del_port("br", "y")]),
         return_exceptions=True,
     )
     assert results[0] is None and results[2] is None

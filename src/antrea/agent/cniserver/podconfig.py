@@ -36,7 +36,7 @@ from antrea.cni.errors import (
 from antrea.ovs.openflow.client import CoalescingWriter
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.ovsconfig import OvsdbClient
-from antrea.util.aio import settle
+from antrea.util.batcher import Batcher
 
 log = structlog.get_logger(__name__)
 
@@ -131,7 +131,7 @@ class PodConfigurator:
         self._locks: dict[str, asyncio.Lock] = {}
         self._reserved: set[int] = set()  # ofports requested by ADDs in flight
         self._background: set[asyncio.Task[None]] = set()
-        self._links = LinkReaper()
+        self._links: Batcher[str] = Batcher(_delete_links)
 
     def _lock(self, container_id: str) -> asyncio.Lock:
         return self._locks.setdefault(container_id, asyncio.Lock())
@@ -343,7 +343,7 @@ class PodConfigurator:
         """Flows, port, veth, address and store entry of one container; each step idempotent."""
         await asyncio.gather(
             self._remove_flows_and_port(container_id, host_name),
-            self._links.delete(host_name),
+            self._links.submit(host_name),
         )
         await self.ipam.release(container_id)
         cfg = self.store.delete(container_id)
@@ -415,43 +415,14 @@ class PodConfigurator:
                 await self.ipam.release(alloc.container_id)
 
 
-class LinkReaper:
-    """Deletes host veths; deletions asked for while one runs go in ONE kernel batch.
+async def _delete_links(names: list[str]) -> None:
+    """Delete host veths in ONE kernel batch (`netlink.delete_links`).
 
     Each veth deletion costs an RCU grace period under the RTNL lock, so concurrent DELs used
-    to queue behind each other; `netlink.delete_links` lets a batch share one. If a batch
-    fails, its links are deleted one by one so that only the faulty one reports the error.
+    to queue behind each other; the batcher gives a batch one, and when a batch fails deletes
+    its links one by one so that only the faulty one reports the error.
     """
-
-    def __init__(self) -> None:
-        self._pending: list[tuple[str, asyncio.Future[None]]] = []
-        self._task: asyncio.Task[None] | None = None
-        self.batches = 0
-
-    async def delete(self, name: str) -> None:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((name, fut))
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await fut
-
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, []
-            self.batches += 1
-            try:
-                await asyncio.to_thread(netlink.delete_links, [n for n, _ in batch])
-            except Exception:
-                for name, fut in batch:
-                    try:
-                        await asyncio.to_thread(netlink.delete_link, name)
-                    except Exception as exc:
-                        settle(fut, exc)
-                    else:
-                        settle(fut, None)
-                continue
-            for _, fut in batch:
-                settle(fut, None)
+    await asyncio.to_thread(netlink.delete_links, names)
 
 
 async def _quietly(aw: Awaitable[object]) -> None:

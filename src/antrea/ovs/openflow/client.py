@@ -7,9 +7,10 @@ actions changed modified in place (counters kept), keys whose cookie changed re-
 is updated only after the switch accepted the bundle, so a rejected bundle leaves both the switch
 and the cache as they were.
 
-`CoalescingWriter` sits on top: changes submitted while a bundle is in flight are merged into
-the next one. If a merged bundle is rejected, it is retried owner by owner so that only the
-offending owner fails (Felix's split-and-retry), and everybody else's change still lands.
+`CoalescingWriter` sits on top (`antrea.util.batcher`): changes submitted while a bundle is in
+flight are merged into the next one. If a merged bundle is rejected, it is retried owner by owner
+so that only the offending owner fails (Felix's split-and-retry), and everybody else's change
+still lands.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.bundle import FlowTransport
 from antrea.ovs.openflow.flow import Flow, FlowKey
+from antrea.util.batcher import Batcher
 
 log = structlog.get_logger(__name__)
 
@@ -134,54 +136,38 @@ class FlowClient:
 
 
 class CoalescingWriter:
-    """Merge changes that arrive while a bundle is in flight into the next bundle."""
+    """Merge changes that arrive while a bundle is in flight into the next bundle.
+
+    One `antrea.util.batcher.Batcher` keyed by owner: a newer change of an owner replaces its
+    pending one; a rejected merged bundle is split owner by owner.
+    """
 
     def __init__(self, client: FlowClient) -> None:
         self.client = client
-        self._pending: dict[Owner, Iterable[Flow] | None] = {}
-        self._waiters: dict[Owner, list[asyncio.Future[None]]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self.bundles = 0
+        self._batcher: Batcher[tuple[Owner, list[Flow] | None]] = Batcher(
+            self._sync, split=_owner_fault
+        )
+
+    @property
+    def bundles(self) -> int:
+        """Bundles the switch accepted."""
+        return self._batcher.applied
 
     async def submit(self, owner: Owner, flows: Iterable[Flow] | None) -> None:
         """Set `owner`'s flows; returns when they are in the switch (raises if rejected)."""
-        self._pending[owner] = list(flows) if flows is not None else None
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(owner, []).append(fut)
-        if self._task is None or self._task.done():
-            self._task = asyncio.create_task(self._drain())
-        await fut
+        await self._batcher.submit((owner, list(flows) if flows is not None else None), key=owner)
 
-    async def _drain(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending, {}
-            waiters = {o: self._waiters.pop(o, []) for o in batch}
-            results = await self._apply(batch)
-            for owner, futs in waiters.items():
-                exc = results.get(owner)
-                for fut in futs:
-                    if fut.done():
-                        continue
-                    if exc is None:
-                        fut.set_result(None)
-                    else:
-                        fut.set_exception(exc)
-
-    async def _apply(self, batch: dict[Owner, Iterable[Flow] | None]) -> dict[Owner, Exception]:
+    async def _sync(self, batch: list[tuple[Owner, list[Flow] | None]]) -> None:
         try:
-            await self.client.sync(batch)
-            self.bundles += 1
-            return {}
+            await self.client.sync(dict(batch))
         except (BundleRejected, FlowOwnershipError) as exc:
-            if len(batch) == 1:
-                return dict.fromkeys(batch, exc)
-        log.info("bundle_split_for_retry", owners=len(batch))
-        failures: dict[Owner, Exception] = {}
-        for owner, flows in batch.items():
-            try:
-                await self.client.sync({owner: flows})
-                self.bundles += 1
-            except (BundleRejected, FlowOwnershipError) as exc:
-                log.warning("owner_flows_rejected", owner=str(owner), error=str(exc))
-                failures[owner] = exc
-        return failures
+            if len(batch) > 1:
+                log.info("bundle_split_for_retry", owners=len(batch))
+            else:
+                log.warning("owner_flows_rejected", owner=str(batch[0][0]), error=str(exc))
+            raise
+
+
+def _owner_fault(exc: BaseException) -> bool:
+    """A rejection one owner's flows may cause: worth retrying owner by owner."""
+    return isinstance(exc, (BundleRejected, FlowOwnershipError))
