@@ -1,7 +1,10 @@
-"""The agent's configuration file (YAML, Antrea's key names where they exist).
+"""The agent's configuration schema (YAML, Antrea's key names where they exist).
 
-The same file drives `antrea agent` and `antrea daemon`; unknown keys are ignored so that one
-file can also carry the controller's settings. Defaults mirror antrea-agent.conf.
+The same file drives `antrea agent` and `antrea daemon` (which also reads the controller's keys
+from it, `antrea.controller.config`). A key neither role knows is ignored with one structured
+``config_unknown_keys`` warning (`antrea.util.config`). Defaults mirror antrea-agent.conf.
+``featureGates`` (upstream's map of gate name to bool): ``AntreaProxy`` is the gate of
+``antreaProxy``; other gates are reported as unknown.
 """
 
 from __future__ import annotations
@@ -9,13 +12,22 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import yaml
+from antrea.util.config import (
+    ConfigError,
+    as_bool,
+    as_float,
+    as_int,
+    as_str,
+    read_mapping,
+    warn_unknown_keys,
+)
 
-from antrea.errors import AntreaError
+__all__ = ["AgentConfig", "ConfigError", "from_mapping", "load_config"]
 
 ENCAP_MODES = ("encap", "noEncap")
 TUNNEL_TYPES = ("vxlan", "geneve")
@@ -24,9 +36,8 @@ FLOW_TRANSPORTS = ("native", "ofctl")
 # Outer Ethernet + IPv4 + UDP + VXLAN/Geneve(base) headers, as Antrea subtracts them.
 TUNNEL_OVERHEAD = {"vxlan": 50, "geneve": 50}
 
-
-class ConfigError(AntreaError, ValueError):
-    """The configuration file is unreadable or holds an invalid value."""
+# Upstream feature gates this implementation has, and the key each one switches.
+FEATURE_GATES = {"AntreaProxy": "antreaProxy"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,26 +113,33 @@ class AgentConfig:
 
 def _coerce(name: str, default: Any, value: Any) -> Any:
     if isinstance(default, bool):
-        if isinstance(value, str):
-            return value.strip().lower() in ("true", "yes", "1", "on")
-        return bool(value)
+        return as_bool(name, value)
     if isinstance(default, int):
-        try:
-            return int(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{name}: expected an integer, got {value!r}") from exc
+        return as_int(name, value)
     if isinstance(default, float):
-        try:
-            return float(value)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"{name}: expected a number, got {value!r}") from exc
-    return "" if value is None else str(value)
+        return as_float(name, value)
+    return as_str(name, value)
 
 
-def from_mapping(data: dict[str, Any]) -> AgentConfig:
-    """Build and validate an `AgentConfig` from a parsed YAML mapping."""
+AGENT_KEYS = frozenset(f.name for f in fields(AgentConfig)) | {"featureGates"}
+
+
+def from_mapping(data: dict[str, Any], *, also_known: Iterable[str] = ()) -> AgentConfig:
+    """Build and validate an `AgentConfig` from a parsed YAML mapping.
+
+    Keys outside the schema (and outside `also_known`: the controller's, when the daemon reads
+    one file for both roles) are ignored with a warning.
+    """
+    warn_unknown_keys(data, AGENT_KEYS | set(also_known), role="agent")
     base = AgentConfig()
     values: dict[str, Any] = {}
+    gates = data.get("featureGates") or {}
+    if not isinstance(gates, dict):
+        raise ConfigError("featureGates: expected a mapping of gate name to true/false")
+    warn_unknown_keys(gates, FEATURE_GATES, role="agent", section="featureGates")
+    for gate, key in FEATURE_GATES.items():
+        if gate in gates:
+            values[key] = as_bool(f"featureGates.{gate}", gates[gate])
     for f in fields(AgentConfig):
         if f.name in data:
             values[f.name] = _coerce(f.name, getattr(base, f.name), data[f.name])
@@ -148,18 +166,6 @@ def from_mapping(data: dict[str, Any]) -> AgentConfig:
     return cfg
 
 
-def load_config(path: str | Path | None) -> AgentConfig:
+def load_config(path: str | Path | None, *, also_known: Iterable[str] = ()) -> AgentConfig:
     """Read the YAML file at `path` (an empty file, or no path, means all defaults)."""
-    if path is None:
-        return from_mapping({})
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return from_mapping(data)
+    return from_mapping(read_mapping(path), also_known=also_known)

@@ -39,8 +39,14 @@ def run_until_signalled(coro: Coroutine[Any, Any, None]) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from antrea.controller.config import load_controller_config
+    import sys
+
+    from antrea.controller.config import ConfigError, load_controller_config
     from antrea.controller.controller import run_controller
 
-    cfg = load_controller_config(args.config)
+    try:
+        cfg = load_controller_config(args.config)
+    except ConfigError as exc:
+        print(f"antrea controller: {exc}", file=sys.stderr)
+        return 2
     return run_until_signalled(run_controller(cfg))

@@ -1,16 +1,15 @@
 """`antrea daemon --config FILE`: the agent and a controller candidate in one process.
 
-This is what the lab runs on every node. With ``--agent-stub``, or when the agent is missing,
-the agent side is only a `StreamMirror` that logs what the controller sends (and dumps it to
-``<stateDir>/controlplane-view.json``). When the agent exists but does not realize policies
-yet (no ``antrea.agent.networkpolicy.start``), the mirror runs next to it.
+This is what the lab runs on every node. One file configures both roles (each role's schema
+ignores the other's keys; a key neither knows gets one ``config_unknown_keys`` warning). With
+``--agent-stub`` the agent side is only a `StreamMirror` that logs what the controller sends (and
+dumps it to ``<stateDir>/controlplane-view.json``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib
 from pathlib import Path
 from typing import Any
 
@@ -66,52 +65,26 @@ async def _keep_running(what: str, factory: Any, delay: float = 5.0) -> None:
             await asyncio.sleep(delay)
 
 
-def _has_policy_agent() -> bool:
-    """Whether the agent realizes policies (and so consumes the controller stream itself)."""
-    try:
-        module = importlib.import_module("antrea.agent.networkpolicy")
-    except ModuleNotFoundError:
-        return False
-    return hasattr(module, "start")
-
-
-def _agent_kubeconfig(config_path: str | None) -> str | None:
-    """The agent's identity (``kubeconfig``); the controller's is ``controllerKubeconfig``."""
-    import yaml
-
-    if not config_path:
-        return None
-    raw = yaml.safe_load(Path(config_path).read_text()) or {}
-    value = raw.get("kubeconfig") if isinstance(raw, dict) else None
-    return str(value) if value else None
-
-
 async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -> None:
     import structlog
 
-    from antrea.controller.config import load_controller_config
+    from antrea.agent.agent import run_agent
+    from antrea.agent.config import AGENT_KEYS, from_mapping
+    from antrea.controller.config import CONTROLLER_KEYS, config_from_dict
     from antrea.controller.controller import run_controller
+    from antrea.util.config import read_mapping, warn_unknown_keys
 
     log = structlog.get_logger(__name__)
-    ccfg = load_controller_config(config_path)
-    agent_coro: Any = None
-    if not stub:
-        try:
-            agent_mod = importlib.import_module("antrea.agent.agent")
-            config_mod = importlib.import_module("antrea.agent.config")
-        except ModuleNotFoundError as exc:
-            log.warning("policy_agent_unavailable_using_stub", missing=exc.name)
-        else:
-            agent_coro = agent_mod.run_agent(config_mod.load_config(config_path))
-    mirror = agent_coro is None or not _has_policy_agent()
-    if mirror:
-        log.info("controlplane_stream_mirror_enabled", reason="no policy agent")
+    raw = read_mapping(config_path)
+    warn_unknown_keys(raw, AGENT_KEYS | set(CONTROLLER_KEYS), role="daemon")
+    ccfg = config_from_dict(raw, also_known=raw)
     async with asyncio.TaskGroup() as tg:
-        if agent_coro is not None:
-            tg.create_task(agent_coro)
-        if mirror:
-            agent_kubeconfig = _agent_kubeconfig(config_path)
-            tg.create_task(run_stub_agent(ccfg.node_name, agent_kubeconfig, ccfg.state_dir))
+        if stub:
+            log.info("controlplane_stream_mirror_enabled", reason="agent stub")
+            kubeconfig = str(raw.get("kubeconfig") or "") or None
+            tg.create_task(run_stub_agent(ccfg.node_name, kubeconfig, ccfg.state_dir))
+        else:
+            tg.create_task(run_agent(from_mapping(raw, also_known=raw)))
         if controller:
             tg.create_task(_keep_running("controller", lambda: run_controller(ccfg)))
 
