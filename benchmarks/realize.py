@@ -59,7 +59,6 @@ REPO = Path(__file__).resolve().parents[1]
 SIZES = (5000, 10000, 15000)
 TARGET_PODS = 50
 RULES_PER_POLICY = 10
-CT_ZONE = 0xFFF0
 
 
 def _use_project_venv() -> None:
@@ -542,55 +541,21 @@ def tx_checksum_off(netns: str, ifname: str) -> None:
     labnetns.call_in(f"/var/run/netns/{netns}", off)
 
 
-def minimal_pipeline(pods: list[tuple[int, str]]) -> list[Any]:
-    from antrea.ovs.openflow import (
-        Ct,
-        CtState,
-        Drop,
-        Flow,
-        GotoTable,
-        LoadReg,
-        Match,
-        Move,
-        Normal,
-        OutputReg,
-        RegMatch,
-    )
+def node_pipeline(pods: list[tuple[int, str, str]]) -> list[Any]:
+    """The agent's own pipeline (noEncap, no gateway traffic) for pods (ofport, IP, MAC),
+    built by the agent's `FlowBuilder`: policy tables see what they see on a node."""
+    from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
 
-    found = RegMatch(0, 1, 16, 16)
-    flows = [
-        Flow(0, 300, Match(proto="arp"), (Normal(),)),
-        Flow(0, 190, Match(proto="ip"), (GotoTable(30),)),
-        Flow(30, 200, Match(proto="ip"), (Ct(table=31, zone=CT_ZONE),)),
-        Flow(31, 200, Match(proto="ip", ct_state=CtState(inv=True, trk=True)), (Drop(),)),
-        Flow(31, 0, Match(), (GotoTable(50),)),
-        Flow(70, 0, Match(), (GotoTable(80),)),
-        Flow(80, 0, Match(), (GotoTable(90),)),
-        Flow(
-            105,
-            200,
-            Match(proto="ip", ct_state=CtState(new=True, trk=True)),
-            (
-                Ct(
-                    commit=True,
-                    zone=CT_ZONE,
-                    exec_=(Move("NXM_NX_REG6[]", "NXM_NX_CT_LABEL[0..31]"),),
-                ),
-                GotoTable(110),
-            ),
-        ),
-        Flow(105, 0, Match(), (GotoTable(110),)),
-        Flow(110, 200, Match(regs=(found,)), (OutputReg(1),)),
-    ]
-    for ofport, mac in pods:
-        flows.append(
-            Flow(
-                80,
-                200,
-                Match(dl_dst=mac),
-                (LoadReg(1, ofport), LoadReg(0, 1, 16, 16), GotoTable(90)),
-            )
-        )
+    node = NodeConfig(
+        pod_cidr=ipaddress.IPv4Network("10.244.1.0/24"),
+        gateway_ip=ipaddress.IPv4Address("10.244.1.1"),
+        gateway_mac="02:00:0a:f4:01:01",
+        encap=False,
+    )
+    builder = FlowBuilder(node, round_num=1)
+    flows = builder.pipeline_flows()
+    for ofport, ip, mac in pods:
+        flows += builder.pod_flows(PodPort(ofport, ipaddress.IPv4Address(ip), mac))
     return flows
 
 
@@ -623,7 +588,7 @@ async def throughput(node: Node, n_rules: int, seconds: int) -> dict[str, Any]:
         return {"skipped": "iperf3 not installed"}
     bridge = "br-tput"
     target = node.add_bridge(bridge)
-    ports: list[tuple[int, str]] = []
+    ports: list[tuple[int, str, str]] = []
     ips = {}
     for i, name in enumerate(("client", "server")):
         pns = f"{node.netns}-{name}"
@@ -662,17 +627,17 @@ async def throughput(node: Node, n_rules: int, seconds: int) -> dict[str, Any]:
             host_if,
             f"ofport_request={ofport}",
         )
-        ports.append((ofport, mac))
+        ports.append((ofport, ip, mac))
         ips[name] = ip
     client = FlowClient(OfctlBundleTransport(target))
-    await client.sync({"pipeline": minimal_pipeline(ports)})
+    await client.sync({"pipeline": node_pipeline(ports)})
     server_ns, client_ns = f"{node.netns}-server", f"{node.netns}-client"
     srv = iperf_server(server_ns)
     results: dict[str, Any] = {}
     try:
         ofports = {PodReference("bench", f"pod{p}"): 100 + p for p in range(TARGET_PODS)}
         ofports[PodReference("b", "server")] = 11
-        rec = PolicyReconciler(client, round_num=1, ofport_of=ofports.get, install_miss_flows=True)
+        rec = PolicyReconciler(client, round_num=1, ofport_of=ofports.get)
         ctl = NetworkPolicyController(node_name="bench", reconciler=rec)
         ctl.handle(BOOKMARK)
         await ctl.realize_dirty()

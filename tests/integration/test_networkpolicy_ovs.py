@@ -15,6 +15,7 @@ import array
 import asyncio
 import copy
 import fcntl
+import ipaddress
 import os
 import shutil
 import socket
@@ -31,7 +32,8 @@ import pytest_asyncio
 
 from antrea.agent.networkpolicy.controller import NetworkPolicyController as AgentPolicies
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-from antrea.agent.openflow.fields import FROM_GATEWAY, FROM_POD, PORT_FOUND
+from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
+from antrea.agent.openflow.pipeline import FROM_GATEWAY
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import AppliedToGroup, ControlPlaneObject, Kind, PodReference
 from antrea.controller.networkpolicy import NetworkPolicyController as Compiler
@@ -39,16 +41,7 @@ from antrea.lab import netns as labnetns
 from antrea.lab.probe import Target, probe_matrix, probe_pair
 from antrea.lab.workload import PortSpec, Workload
 from antrea.ovs.openflow import (
-    Ct,
-    CtState,
-    Drop,
     Flow,
-    GotoTable,
-    LoadReg,
-    Match,
-    Move,
-    Normal,
-    OutputReg,
 )
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.native import OpenFlowTransport
@@ -63,7 +56,6 @@ NODE = "n1"
 GW_IP = "10.244.1.1"
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")
-CT_ZONE = 0xFFF0
 SIOCETHTOOL = 0x8946
 ETHTOOL_STXCSUM = 0x17
 
@@ -88,45 +80,18 @@ def tx_checksum_off(netns_name: str, ifname: str) -> None:
     labnetns.call_in(f"/var/run/netns/{netns_name}", off)
 
 
-def pipeline(pods: dict[str, tuple[int, str]], gw_mac: str) -> list[Flow]:
-    """Tables around the policy tables; everything on one L2 segment."""
-    flows = [
-        Flow(0, 300, Match(proto="arp"), (Normal(),)),
-        Flow(0, 200, Match(proto="ip", in_port=2), (FROM_GATEWAY.load(), GotoTable(30))),
-        Flow(0, 190, Match(proto="ip"), (FROM_POD.load(), GotoTable(30))),
-        Flow(30, 200, Match(proto="ip"), (Ct(table=31, zone=CT_ZONE),)),
-        Flow(31, 200, Match(proto="ip", ct_state=CtState(inv=True, trk=True)), (Drop(),)),
-        Flow(31, 0, Match(), (GotoTable(50),)),
-        Flow(70, 0, Match(), (GotoTable(80),)),
-        Flow(80, 0, Match(), (GotoTable(90),)),
-        Flow(
-            105,
-            200,
-            Match(proto="ip", ct_state=CtState(new=True, trk=True)),
-            (
-                Ct(
-                    commit=True,
-                    zone=CT_ZONE,
-                    exec_=(
-                        Move("NXM_NX_REG6[]", "NXM_NX_CT_LABEL[0..31]"),
-                        Move("NXM_NX_REG5[]", "NXM_NX_CT_LABEL[32..63]"),
-                    ),
-                ),
-                GotoTable(110),
-            ),
-        ),
-        Flow(105, 0, Match(), (GotoTable(110),)),
-        Flow(110, 200, Match(regs=(PORT_FOUND.match(),)), (OutputReg(1),)),
-    ]
-    for ofport, mac in [*pods.values(), (2, gw_mac)]:
-        flows.append(
-            Flow(
-                80,
-                200,
-                Match(dl_dst=mac),
-                (LoadReg(1, ofport), PORT_FOUND.load(), GotoTable(90)),
-            )
-        )
+def pipeline(pods: dict[str, tuple[int, str, str]], gw_mac: str) -> list[Flow]:
+    """The agent's pipeline (noEncap: everything on one L2 segment), built by its builder."""
+    node = NodeConfig(
+        pod_cidr=ipaddress.IPv4Network(f"{GW_IP}/24", strict=False),
+        gateway_ip=ipaddress.IPv4Address(GW_IP),
+        gateway_mac=gw_mac,
+        encap=False,
+    )
+    builder = FlowBuilder(node, round_num=1)
+    flows = builder.pipeline_flows() + builder.gateway_flows()
+    for ofport, ip, mac in pods.values():
+        flows += builder.pod_flows(PodPort(ofport, ipaddress.IPv4Address(ip), mac))
     return flows
 
 
@@ -206,7 +171,7 @@ class LocalCluster:
             ["ip", "netns", "exec", node, "cat", "/sys/class/net/gw0/address"],
             check=True, capture_output=True, text=True,
         ).stdout.strip()  # fmt: skip
-        pod_ports: dict[str, tuple[int, str]] = {}
+        pod_ports: dict[str, tuple[int, str, str]] = {}
         for i, key in enumerate(f"{ns}/{p}" for ns in NAMESPACES for p in PODS):
             ns, name = key.split("/")
             pns = self.pod_netns(key)
@@ -226,7 +191,7 @@ class LocalCluster:
             ofport = 10 + i
             ovs.vsctl("add-port", "br-int", host_if, "--", "set", "interface", host_if,
                       f"ofport_request={ofport}")  # fmt: skip
-            pod_ports[key] = (ofport, mac)
+            pod_ports[key] = (ofport, ip, mac)
             self.ips[key] = ip
             self.ofports[PodReference(ns, name)] = ofport
             w = Workload(key, f"/var/run/netns/{pns}")
@@ -270,7 +235,6 @@ class LocalCluster:
             self.client,
             round_num=1,
             ofport_of=self.ofports.get,
-            install_miss_flows=True,
             settle=self.revalidate,
             gateway_ip=GW_IP,
             gateway_mark=FROM_GATEWAY.match(),

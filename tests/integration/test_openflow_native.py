@@ -24,9 +24,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from antrea.agent.networkpolicy import flows as npflows
-from antrea.agent.networkpolicy import tables as npt
-from antrea.agent.openflow.fields import FROM_GATEWAY
-from antrea.agent.openflow.pipeline import FlowBuilder, NodeConfig, PodPort
+from antrea.agent.openflow import pipeline as npt
+from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
+from antrea.agent.openflow.pipeline import FROM_GATEWAY
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow import (
     Conjunction,

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from antrea.agent.openflow.pipeline import FlowBuilder, NodeConfig
+from antrea.agent.openflow.builder import FlowBuilder, NodeConfig
 from antrea.agent.proxy import flows as pf
 from antrea.agent.proxy.types import Endpoint, ServicePort
 from antrea.ovs.openflow.bundle import OfctlBundleTransport

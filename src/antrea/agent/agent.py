@@ -69,13 +69,8 @@ from antrea.agent.interfacestore import InterfaceStore, from_external_ids
 from antrea.agent.ipam import IPAM
 from antrea.agent.kube import ApiClientNodeAPI, NodeAPI, NodeInfo, node_info, watch_nodes
 from antrea.agent.noderoute import NodeRouteController
-from antrea.agent.openflow.pipeline import (
-    CANARY_TABLE,
-    TABLE_NAMES,
-    FlowBuilder,
-    NodeConfig,
-    PodPort,
-)
+from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
+from antrea.agent.openflow.pipeline import CANARY_TABLE, TABLE_NAMES
 from antrea.agent.secureapi import SecureAPI
 from antrea.ovs import ovsconfig
 from antrea.ovs.errors import OvsError

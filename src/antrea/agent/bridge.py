@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import structlog
 
 from antrea.agent.config import AgentConfig
-from antrea.agent.openflow.fields import GATEWAY_OFPORT, TUNNEL_OFPORT
+from antrea.agent.openflow.pipeline import GATEWAY_OFPORT, TUNNEL_OFPORT
 from antrea.ovs import ovsconfig
 from antrea.ovs.ovsconfig import OvsdbClient
 

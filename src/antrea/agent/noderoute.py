@@ -21,7 +21,7 @@ from pyroute2 import IPRoute
 
 from antrea.agent import iptables
 from antrea.agent.kube import NodeEvent, NodeEventKind, NodeInfo
-from antrea.agent.openflow.pipeline import FlowBuilder
+from antrea.agent.openflow.builder import FlowBuilder
 from antrea.ovs.openflow.client import CoalescingWriter
 
 log = structlog.get_logger(__name__)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from antrea.agent.openflow import builder as ob
 from antrea.agent.openflow import pipeline as p
-from antrea.agent.openflow.fields import (
+from antrea.agent.openflow.pipeline import (
     FROM_GATEWAY,
     FROM_POD,
     FROM_TUNNEL,
@@ -20,17 +21,17 @@ from antrea.ovs.openflow.render import render_flow
 from antrea.ovs.openflow.testing import RecordingTransport
 
 GW_MAC = "02:00:00:00:00:01"
-POD = p.PodPort(ofport=3, ip=ipaddress.IPv4Address("10.244.1.2"), mac="0a:00:00:00:00:02")
+POD = ob.PodPort(ofport=3, ip=ipaddress.IPv4Address("10.244.1.2"), mac="0a:00:00:00:00:02")
 
 
-def builder(*, encap: bool = True, round_num: int = 7) -> p.FlowBuilder:
-    node = p.NodeConfig(
+def builder(*, encap: bool = True, round_num: int = 7) -> ob.FlowBuilder:
+    node = ob.NodeConfig(
         pod_cidr=ipaddress.IPv4Network("10.244.1.0/24"),
         gateway_ip=ipaddress.IPv4Address("10.244.1.1"),
         gateway_mac=GW_MAC,
         encap=encap,
     )
-    return p.FlowBuilder(node, round_num=round_num)
+    return ob.FlowBuilder(node, round_num=round_num)
 
 
 def test_every_table_has_a_miss_flow_and_policy_tables_pass_through() -> None:

@@ -22,7 +22,6 @@ import structlog
 
 from antrea.agent.auditlog import AuditListener, AuditLogger, PacketInfo, RuleInfo
 from antrea.agent.networkpolicy import flows as fb
-from antrea.agent.networkpolicy import tables
 from antrea.agent.networkpolicy.api import add_routes, build_trace_flow
 from antrea.agent.networkpolicy.controller import STREAM_RESTART, NetworkPolicyController
 from antrea.agent.networkpolicy.ids import installed_conj_ids
@@ -31,6 +30,7 @@ from antrea.agent.networkpolicy.persist import StateWriter, load_events
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.networkpolicy.reject import RejectResponder
 from antrea.agent.networkpolicy.stats import StatsCollector
+from antrea.agent.openflow import pipeline
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import Direction, NetworkPolicyNodeStatus, PodReference
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, category_filter, cookie_category
@@ -54,8 +54,6 @@ class PolicyAgent:
         for c in agent.interface_store.list():
             self._index(c)
         agent.interface_store.add_listener(self._on_interface)
-        from antrea.agent.openflow.fields import FROM_GATEWAY
-
         node = getattr(agent, "node", None)
         gw_ip = str(node.gateway_ip) if node is not None and node.gateway_ip else None
         self.metrics = PolicyMetrics(agent.registry, self._live)
@@ -79,7 +77,7 @@ class PolicyAgent:
                     cookie_category(c) is Category.NETWORK_POLICY
                     and (
                         c & OBJECT_MASK == fb.AUDIT_OBJECT_ID
-                        or table in (tables.INGRESS_RULE, tables.EGRESS_RULE)
+                        or table in (pipeline.INGRESS_RULE, pipeline.EGRESS_RULE)
                     )
                 ),
                 resolve=self._audit_rule,
@@ -89,7 +87,7 @@ class PolicyAgent:
             round_num=agent.round_num,
             ofport_of=self.ofports.get,
             gateway_ip=gw_ip,
-            gateway_mark=FROM_GATEWAY.match(),
+            gateway_mark=pipeline.FROM_GATEWAY.match(),
             on_bundle=self.metrics.observe_bundle,
             settle=self._revalidate,
             reject=(lambda _d: (Output("CONTROLLER"),)) if self.reject is not None else None,
@@ -124,11 +122,11 @@ class PolicyAgent:
         (rule tables: the conjunction in the cookie), or the logged Kubernetes policy whose
         isolation dropped it (default tables). The pod is the destination (ingress) or the
         source (egress)."""
-        names = {
-            tables.INGRESS.default_table: (Direction.IN, "IngressDefaultRule"),
-            tables.EGRESS.default_table: (Direction.OUT, "EgressDefaultRule"),
-            tables.INGRESS_RULE: (Direction.IN, "IngressRule"),
-            tables.EGRESS_RULE: (Direction.OUT, "EgressRule"),
+        names: dict[int, tuple[Direction, str]] = {
+            pipeline.INGRESS.default_table: (Direction.IN, "IngressDefaultRule"),
+            pipeline.EGRESS.default_table: (Direction.OUT, "EgressDefaultRule"),
+            pipeline.INGRESS_RULE: (Direction.IN, "IngressRule"),
+            pipeline.EGRESS_RULE: (Direction.OUT, "EgressRule"),
         }
         if table not in names:
             return None
@@ -142,7 +140,7 @@ class PolicyAgent:
                 break
         if pod is None:
             return None
-        if table in (tables.INGRESS_RULE, tables.EGRESS_RULE):
+        if table in (pipeline.INGRESS_RULE, pipeline.EGRESS_RULE):
             rid = self.reconciler.conj_rule.get(cookie & OBJECT_MASK)
             rule = cache.rules.get(rid) if rid is not None else None
             if rule is None or not rule.rule.enable_logging:

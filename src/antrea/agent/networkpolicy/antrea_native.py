@@ -44,7 +44,6 @@ from dataclasses import dataclass, field
 import structlog
 
 from antrea.agent.networkpolicy import flows as fb
-from antrea.agent.networkpolicy import tables as t
 from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
 from antrea.agent.networkpolicy.conjunctions import (
     Atom,
@@ -55,6 +54,7 @@ from antrea.agent.networkpolicy.conjunctions import (
     plan_rule,
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
+from antrea.agent.openflow import pipeline as p
 from antrea.apis.controlplane.types import Direction, PodReference, RuleAction
 from antrea.errors import AntreaError
 from antrea.ovs.openflow.flow import (
@@ -64,7 +64,6 @@ from antrea.ovs.openflow.flow import (
     Drop,
     Flow,
     GotoTable,
-    LoadReg,
     Match,
     RegMatch,
     Resubmit,
@@ -78,7 +77,7 @@ BASELINE_TIER_PRIORITY = 253
 
 NATIVE_LO, NATIVE_HI = 1000, 60000
 # hi + 1 of a table is where a rule without a priority drops (fail closed, above all rules)
-BASELINE_LO, BASELINE_HI = 1, t.PRIO_ISOLATION - 2
+BASELINE_LO, BASELINE_HI = 1, p.PRIO_ISOLATION - 2
 PRIO_NATIVE_STALE_SYN = 64002
 PRIO_NATIVE_BYPASS = 64001
 INITIAL_STEP = 16
@@ -191,10 +190,10 @@ def is_native(rule: CacheRule) -> bool:
 
 
 def rule_table(rule: CacheRule) -> int:
-    d = t.tables_for(rule.direction)
+    d = p.tables_for(rule.direction)
     if rule.tier_priority == BASELINE_TIER_PRIORITY:
         return d.default_table
-    return t.ANTREA_EGRESS_RULE if rule.direction is Direction.OUT else t.ANTREA_INGRESS_RULE
+    return p.ANTREA_EGRESS_RULE if rule.direction is Direction.OUT else p.ANTREA_INGRESS_RULE
 
 
 def rule_key(rule: CacheRule) -> RuleKey:
@@ -230,7 +229,7 @@ class NativeRealizer:
     def _space(self, table: int) -> PrioritySpace:
         space = self.spaces.get(table)
         if space is None:
-            baseline = table in (t.EGRESS_DEFAULT, t.INGRESS_DEFAULT)
+            baseline = table in (p.EGRESS_DEFAULT, p.INGRESS_DEFAULT)
             space = self.spaces[table] = (
                 PrioritySpace(BASELINE_LO, BASELINE_HI, step=2)
                 if baseline
@@ -399,10 +398,10 @@ class NativeRealizer:
         return out
 
     def _actions(self, rule: CacheRule, cid: int) -> tuple[Action, ...]:
-        d = t.tables_for(rule.direction)
+        d = p.tables_for(rule.direction)
         action = rule.rule.action
         if action is RuleAction.ALLOW:
-            return (LoadReg(d.conj_reg, cid), GotoTable(d.allow_goto))
+            return (d.conj_reg.load(cid), GotoTable(d.allow_goto))
         if action is RuleAction.PASS:
             return (GotoTable(d.rule_table),)
         if action is RuleAction.REJECT and self.reject is not None:
@@ -425,7 +424,7 @@ def base_flows(
     """
     c = fb.cookie(round_num)
     out: list[Flow] = []
-    for table, d in ((t.ANTREA_EGRESS_RULE, t.EGRESS), (t.ANTREA_INGRESS_RULE, t.INGRESS)):
+    for table, d in ((p.ANTREA_EGRESS_RULE, p.EGRESS), (p.ANTREA_INGRESS_RULE, p.INGRESS)):
         out.append(
             Flow(
                 table,
@@ -441,16 +440,16 @@ def base_flows(
                      (GotoTable(d.allow_goto),), c)
             )  # fmt: skip
         if with_miss:  # standalone users (the agent's pipeline owns these)
-            out.append(Flow(table, t.PRIO_MISS, Match(), (GotoTable(d.rule_table),), c))
+            out.append(Flow(table, p.PRIO_MISS, Match(), (GotoTable(d.rule_table),), c))
     if gateway_ip is not None or gateway_mark is not None:
         regs = (gateway_mark,) if gateway_mark is not None else ()
         src = ipaddress.ip_network(gateway_ip) if gateway_ip is not None else None
         out.append(
             Flow(
-                t.ANTREA_INGRESS_RULE,
+                p.ANTREA_INGRESS_RULE,
                 PRIO_NATIVE_BYPASS,
                 Match(proto="ip", regs=regs, nw_src=src),
-                (GotoTable(t.CT_COMMIT),),
+                (GotoTable(p.CONNTRACK_COMMIT),),
                 c,
             )
         )

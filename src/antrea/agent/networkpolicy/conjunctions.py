@@ -30,7 +30,7 @@ from typing import Any
 
 from antrea.agent.networkpolicy import addresses
 from antrea.agent.networkpolicy.cache import CompletedRule
-from antrea.agent.networkpolicy.tables import TARGET_REG
+from antrea.agent.openflow.pipeline import TARGET_OFPORT
 from antrea.apis.controlplane.types import (
     Direction,
     GroupMember,
@@ -39,7 +39,7 @@ from antrea.apis.controlplane.types import (
     PodReference,
     Service,
 )
-from antrea.ovs.openflow.flow import Match, RegMatch
+from antrea.ovs.openflow.flow import Match
 
 Atom = tuple[Any, ...]
 ANY: Atom = ("ip",)
@@ -57,7 +57,7 @@ def atom_match(atom: Atom) -> Match:
     if kind == "nw_dst":
         return Match(proto="ip", nw_dst=atom[1])
     if kind == "reg1":
-        return Match(proto="ip", regs=(RegMatch(TARGET_REG, atom[1]),))
+        return Match(proto="ip", regs=(TARGET_OFPORT.match(atom[1]),))
     if kind == "icmp_tc":  # ICMP type (and code) of an Antrea-native rule
         return Match(proto="icmp", icmp_type=atom[1], icmp_code=atom[2])
     proto, port, mask = atom

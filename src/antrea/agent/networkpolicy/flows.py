@@ -14,7 +14,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 
-from antrea.agent.networkpolicy import tables as t
+from antrea.agent.openflow import pipeline as p
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, make_cookie
 from antrea.ovs.openflow.flow import (
     Conjunction,
@@ -23,7 +23,6 @@ from antrea.ovs.openflow.flow import (
     Drop,
     Flow,
     GotoTable,
-    LoadReg,
     Match,
     Output,
     RegMatch,
@@ -55,14 +54,14 @@ def base_flows(
     """
     c = cookie(round_num)
     out: list[Flow] = []
-    for d in (t.EGRESS, t.INGRESS):
+    for d in (p.EGRESS, p.INGRESS):
         # A TCP SYN that conntrack files under an old connection (same 5-tuple still in
         # TIME_WAIT: the userspace datapath reports it -new+est) is a new connection: forget its
         # conntrack state and evaluate the rules again; untracked, it is not committed later.
         out.append(
             Flow(
                 d.rule_table,
-                t.PRIO_STALE_SYN,
+                p.PRIO_STALE_SYN,
                 Match(proto="tcp", ct_state=EST, tcp_flags="+syn-ack"),
                 (CtClear(), Resubmit(d.rule_table)),
                 c,
@@ -72,24 +71,24 @@ def base_flows(
             out.append(
                 Flow(
                     d.rule_table,
-                    t.PRIO_BYPASS,
+                    p.PRIO_BYPASS,
                     Match(proto="ip", ct_state=state),
                     (GotoTable(d.allow_goto),),
                     c,
                 )
             )
         if with_miss:  # the agent's pipeline owns the miss flows; standalone users want them
-            out.append(Flow(d.rule_table, t.PRIO_MISS, Match(), (GotoTable(d.default_table),), c))
-            out.append(Flow(d.default_table, t.PRIO_MISS, Match(), (GotoTable(d.allow_goto),), c))
+            out.append(Flow(d.rule_table, p.PRIO_MISS, Match(), (GotoTable(d.default_table),), c))
+            out.append(Flow(d.default_table, p.PRIO_MISS, Match(), (GotoTable(d.allow_goto),), c))
     if gateway_ip is not None or gateway_mark is not None:
         regs = (gateway_mark,) if gateway_mark is not None else ()
         src = ipaddress.ip_network(gateway_ip) if gateway_ip is not None else None
         out.append(
             Flow(
-                t.INGRESS_RULE,
-                t.PRIO_BYPASS,
+                p.INGRESS_RULE,
+                p.PRIO_BYPASS,
                 Match(proto="ip", regs=regs, nw_src=src),
-                (GotoTable(t.CT_COMMIT),),
+                (GotoTable(p.CONNTRACK_COMMIT),),
                 c,
             )
         )
@@ -97,7 +96,7 @@ def base_flows(
 
 
 def conj_flows(
-    round_num: int, d: t.DirectionTables, conj_id: int, *, log: bool = False
+    round_num: int, d: p.DirectionTables, conj_id: int, *, log: bool = False
 ) -> list[Flow]:
     """The action flow of one conjunction plus its established-packets counter. With ``log``
     (an audit-logged rule) the action flow also copies the packet to the agent: only new
@@ -108,14 +107,14 @@ def conj_flows(
     return [
         Flow(
             d.rule_table,
-            t.PRIO_ACTION,
+            p.PRIO_ACTION,
             Match(proto="ip", conj_id=conj_id),
-            (LoadReg(d.conj_reg, conj_id), *copy, GotoTable(d.allow_goto)),
+            (d.conj_reg.load(conj_id), *copy, GotoTable(d.allow_goto)),
             c,
         ),
         Flow(
             d.rule_table,
-            t.PRIO_METRIC,
+            p.PRIO_METRIC,
             Match(proto="ip", ct_state=EST, ct_label=label),
             (GotoTable(d.allow_goto),),
             c,
@@ -143,7 +142,7 @@ def match_flow(
     in that conjunction's band, as OVS evaluates conjunctions per priority.
     """
     actions = tuple(Conjunction(i, k, n) for i, k, n in sorted(conjs))
-    return Flow(table, t.PRIO_MATCH - band, match, actions, cookie(round_num))
+    return Flow(table, p.PRIO_MATCH - band, match, actions, cookie(round_num))
 
 
 # Cookie object id of isolation flows that also send the packet to the agent's audit log
@@ -156,7 +155,7 @@ def isolation_flow(round_num: int, table: int, match: Match, *, log: bool = Fals
     to the agent first (audit log, agent/auditlog.py) and is dropped there."""
     if log:
         return Flow(
-            table, t.PRIO_ISOLATION, match, (Output("CONTROLLER"),),
+            table, p.PRIO_ISOLATION, match, (Output("CONTROLLER"),),
             cookie(round_num, AUDIT_OBJECT_ID),
         )  # fmt: skip
-    return Flow(table, t.PRIO_ISOLATION, match, (Drop(),), cookie(round_num))
+    return Flow(table, p.PRIO_ISOLATION, match, (Drop(),), cookie(round_num))

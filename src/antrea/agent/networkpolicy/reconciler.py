@@ -47,7 +47,7 @@ from antrea.agent.networkpolicy.conjunctions import (
     plan_rule,
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
-from antrea.agent.networkpolicy.tables import MATCH_BANDS, DirectionTables, tables_for
+from antrea.agent.openflow.pipeline import MATCH_BANDS, DirectionTables, tables_for
 from antrea.apis.controlplane.types import Direction, PodReference
 from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected

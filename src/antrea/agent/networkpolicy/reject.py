@@ -30,8 +30,8 @@ from collections.abc import Callable
 
 import structlog
 
-from antrea.agent.networkpolicy import tables as t
 from antrea.agent.networkpolicy.flows import AUDIT_OBJECT_ID
+from antrea.agent.openflow import pipeline as p
 from antrea.ovs.openflow import wire
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category
 from antrea.ovs.openflow.flow import Match, Output, Resubmit, SetField
@@ -220,7 +220,7 @@ class RejectResponder:
                     continue
                 if mtype != OFPT_PACKET_IN:
                     continue
-                if len(body) > 7 and body[7] in (t.INGRESS_RULE, t.EGRESS_RULE):
+                if len(body) > 7 and body[7] in (p.INGRESS_RULE, p.EGRESS_RULE):
                     continue  # Kubernetes rules never reject: an audit-logged rule's copy
                 parsed = parse_packet_in(body)
                 if parsed is None or not self._allowed():

@@ -135,20 +135,20 @@ def flows_allow(
     Egress (table 50 -> 70) is checked when the source is a local pod, ingress (90 -> 105,
     with reg1 = the destination's ofport) when the destination is one (`dst_ofport`).
     """
-    from antrea.agent.networkpolicy import tables as t
+    from antrea.agent.openflow import pipeline as p
     from antrea.ovs.openflow.sim import FlowTables, Packet
 
-    sim = FlowTables(flows, t.POLICY_TABLES)
+    sim = FlowTables(flows, p.POLICY_TABLES)
     # Antrea-native tables first when the flows have them (standalone: they have misses).
-    first_out = t.ANTREA_EGRESS_RULE if sim.by_table.get(t.ANTREA_EGRESS_RULE) else t.EGRESS_RULE
-    first_in = t.ANTREA_INGRESS_RULE if sim.by_table.get(t.ANTREA_INGRESS_RULE) else t.INGRESS_RULE
+    first_out = p.ANTREA_EGRESS_RULE if sim.by_table.get(p.ANTREA_EGRESS_RULE) else p.EGRESS_RULE
+    first_in = p.ANTREA_INGRESS_RULE if sim.by_table.get(p.ANTREA_INGRESS_RULE) else p.INGRESS_RULE
     if src_local:
         v = sim.run(first_out, Packet(proto, src_ip, dst_ip, port))
-        if v.dropped or v.table != t.L3_FORWARDING:
+        if v.dropped or v.table != p.L3_FORWARDING:
             return False
     if dst_ofport is not None:
-        pkt = Packet(proto, src_ip, dst_ip, port, regs={t.TARGET_REG: dst_ofport})
+        pkt = Packet(proto, src_ip, dst_ip, port, regs={p.TARGET_OFPORT.reg: dst_ofport})
         v = sim.run(first_in, pkt)
-        if v.dropped or v.table != t.CT_COMMIT:
+        if v.dropped or v.table != p.CONNTRACK_COMMIT:
             return False
     return True

@@ -1,18 +1,13 @@
-"""The pod-networking pipeline of br-int: tables, their miss behaviour, and flow builders.
+"""The br-int pipeline, named once: tables, registers, marks, priorities and fixed values.
 
-Tables are numbered as in early Antrea (v0.2+, with conntrack commit in 105). Read
-docs/design/ovs-pipeline.md for a table-by-table walk with real dump-flows excerpts.
+This module is the single source of truth of the pipeline's layout. Every flow owner (the
+pipeline's own flows in `builder`, NetworkPolicy realization, AntreaProxy, node routes, tests
+and benchmarks) takes its table numbers, register fields and priorities from here; nothing else
+spells them as bare numbers. docs/design/ovs-pipeline.md walks the tables with real dump-flows
+excerpts.
 
-How to add a flow: write a small builder here that returns ``list[Flow]`` built from the named
-tables and `fields` marks (never bare numbers elsewhere), give it to the `FlowClient` under the
-owner that produces it ("pipeline", ("gateway",), ("pod", container_id), ("node", name)). The
-owner's complete flow set is stated at once; the client sends one bundle of deltas.
+Tables are numbered as in early Antrea (v0.2+, with conntrack commit in 105)::
 
-Ownership across helpers: tables 50, 60, 90 and 100 belong to the NetworkPolicy realization
-(cookie category NETWORK_POLICY), except their priority-0 miss flows (goto the next table),
-which this module installs so the pipeline passes traffic when no policy exists.
-
-Packet walk (IPv4):
   0 classifier: mark source in reg0, pods/gateway -> 10, tunnel -> 30
   10 spoof guard: (in_port, MAC, IP) per pod; gateway unchecked; ARP -> 20, IP -> 30; miss drop
   20 ARP responder: answer remote gateway IPs with the global virtual MAC; other ARP NORMAL
@@ -25,90 +20,100 @@ Packet walk (IPv4):
   50 egress rules / 60 egress default: policy (pass-through without policy)
   70 L3 forwarding: remote pod subnets -> tunnel (tun_dst, MACs, dec_ttl); tunnel -> local pods
   80 L2 forwarding calc: dst MAC -> reg1 = ofport, reg0[16] = 1
+  85 Antrea-native ingress rules (before 90)
   90 ingress rules / 100 ingress default: policy (pass-through without policy)
   105 conntrack commit: ct(commit, zone=65520) for +new+trk, rule IDs (reg5/reg6) -> ct_label
   110 output: output:reg1 if reg0[16]; miss drop
+
+Register layout (same roles as Antrea v0.1.1; values of the source mark as in current Antrea,
+so that 0 keeps meaning "not set"):
+
+* ``reg0[0..15]``  packet source, set by the classifier (table 0): 1 = tunnel (``FROM_TUNNEL``),
+  2 = gateway gw0 (``FROM_GATEWAY``), 3 = local pod (``FROM_POD``). The policy tables match
+  ``FROM_GATEWAY`` to let kubelet probes reach isolated pods.
+* ``reg0[16]``     "destination port found": set by L2 forwarding calculation (table 80) together
+  with reg1; the output table (110) outputs only packets that have it.
+* ``reg0[17]``     hairpin: a pod reaching itself through a Service; output to IN_PORT.
+* ``reg1``         target ofport of the packet (``TARGET_OFPORT``); also the "to" match of
+  ingress policy rules (``reg1=<pod ofport>``).
+* ``reg3``         endpoint IPv4 address chosen for a Service connection (AntreaProxy).
+* ``reg4[0..15]``  endpoint port; ``reg4[16..18]`` endpoint selection state: 1 to select (set
+  by the session affinity miss), 2 selected (go DNAT), 3 selected, to learn (affinity).
+* ``reg5`` / ``reg6``  conjunction ID of the egress / ingress rule that allowed the packet (set
+  by the policy tables); table 105 copies them into ct_label bits 32..63 / 0..31 at commit.
+
+Conntrack: one zone (``CT_ZONE`` = 65520, 0xfff0) for all pod traffic.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import dataclass
 from enum import Enum
+from typing import Final
 
-from antrea.agent.openflow.fields import (
-    CT_ZONE,
-    EGRESS_RULE_ID,
-    EP_TO_SELECT,
-    FROM_GATEWAY,
-    FROM_POD,
-    FROM_TUNNEL,
-    GATEWAY_OFPORT,
-    GLOBAL_VIRTUAL_MAC,
-    HAIRPIN,
-    HAIRPIN_SNAT_IP,
-    INGRESS_RULE_ID,
-    PORT_FOUND,
-    PORT_FOUND_HAIRPIN,
-    SERVICE_CT_MARK,
-    SNAT_CT_ZONE,
-    TARGET_OFPORT,
-    TUNNEL_OFPORT,
-)
-from antrea.ovs.openflow.cookie import Category, make_cookie
-from antrea.ovs.openflow.flow import (
-    Action,
-    Ct,
-    CtState,
-    DecTTL,
-    Drop,
-    Flow,
-    GotoTable,
-    Match,
-    Move,
-    Normal,
-    Output,
-    OutputReg,
-    Resubmit,
-    SetField,
-)
+from antrea.apis.controlplane.types import Direction
+from antrea.ovs.openflow.flow import LoadReg, RegMatch
 
 
+# -- tables -----------------------------------------------------------------------------------
 class Miss(Enum):
     NEXT = "next"
     DROP = "drop"
 
 
-@dataclass(frozen=True, slots=True)
-class Table:
-    id: int
+class Table(int):
+    """A table of the pipeline: its number (the value, usable wherever a table id is), its
+    name as in Antrea, and what its priority-0 miss flow does."""
+
     name: str
     miss: Miss
-    next: int | None = None  # the table a NEXT miss goes to
+    next: int | None  # the table a NEXT miss goes to
+
+    def __new__(cls, id_: int, name: str, miss: Miss, next_: int | None = None) -> Table:
+        self = super().__new__(cls, id_)
+        self.name = name
+        self.miss = miss
+        self.next = next_
+        return self
+
+    @property
+    def id(self) -> int:
+        return int(self)
+
+    def __repr__(self) -> str:
+        return f"Table({int(self)}, {self.name!r})"
+
+    __str__ = int.__repr__
 
 
-CLASSIFIER = Table(0, "Classification", Miss.DROP)
-SPOOF_GUARD = Table(10, "SpoofGuard", Miss.DROP)
-ARP_RESPONDER = Table(20, "ARPResponder", Miss.DROP)
-CONNTRACK = Table(30, "ConntrackZone", Miss.NEXT, 31)
-CONNTRACK_STATE = Table(31, "ConntrackState", Miss.NEXT, 40)
+CLASSIFIER: Final = Table(0, "Classification", Miss.DROP)
+SPOOF_GUARD: Final = Table(10, "SpoofGuard", Miss.DROP)
+ARP_RESPONDER: Final = Table(20, "ARPResponder", Miss.DROP)
+CONNTRACK: Final = Table(30, "ConntrackZone", Miss.NEXT, 31)
+CONNTRACK_STATE: Final = Table(31, "ConntrackState", Miss.NEXT, 40)
 # The service tables (AntreaProxy, `antrea.agent.proxy` owns their non-miss flows). 40 is
 # resubmitted to from 31 (learned flows cannot go on), whose miss then goes to 41.
-SESSION_AFFINITY = Table(40, "SessionAffinity", Miss.NEXT, None)
-SERVICE_LB = Table(41, "ServiceLB", Miss.NEXT, 42)
-ENDPOINT_DNAT = Table(42, "EndpointDNAT", Miss.NEXT, 45)
-ANTREA_EGRESS_RULE = Table(45, "AntreaPolicyEgressRule", Miss.NEXT, 50)
-EGRESS_RULE = Table(50, "EgressRule", Miss.NEXT, 60)
-EGRESS_DEFAULT = Table(60, "EgressDefaultRule", Miss.NEXT, 70)
-L3_FORWARDING = Table(70, "L3Forwarding", Miss.NEXT, 80)
-L2_FORWARDING_CALC = Table(80, "L2ForwardingCalc", Miss.NEXT, 85)
-ANTREA_INGRESS_RULE = Table(85, "AntreaPolicyIngressRule", Miss.NEXT, 90)
-INGRESS_RULE = Table(90, "IngressRule", Miss.NEXT, 100)
-INGRESS_DEFAULT = Table(100, "IngressDefaultRule", Miss.NEXT, 105)
-CONNTRACK_COMMIT = Table(105, "ConntrackCommit", Miss.NEXT, 110)
-OUTPUT = Table(110, "Output", Miss.DROP)
+SESSION_AFFINITY: Final = Table(40, "SessionAffinity", Miss.NEXT, None)
+SERVICE_LB: Final = Table(41, "ServiceLB", Miss.NEXT, 42)
+ENDPOINT_DNAT: Final = Table(42, "EndpointDNAT", Miss.NEXT, 45)
+# The policy tables: 45/85 Antrea-native rules (`antrea.agent.networkpolicy.antrea_native`),
+# 50/60/90/100 Kubernetes NetworkPolicy (`antrea.agent.networkpolicy`), which owns their flows
+# except the priority-0 misses (installed by the pipeline so traffic passes without policy).
+ANTREA_EGRESS_RULE: Final = Table(45, "AntreaPolicyEgressRule", Miss.NEXT, 50)
+EGRESS_RULE: Final = Table(50, "EgressRule", Miss.NEXT, 60)
+EGRESS_DEFAULT: Final = Table(60, "EgressDefaultRule", Miss.NEXT, 70)
+L3_FORWARDING: Final = Table(70, "L3Forwarding", Miss.NEXT, 80)
+L2_FORWARDING_CALC: Final = Table(80, "L2ForwardingCalc", Miss.NEXT, 85)
+ANTREA_INGRESS_RULE: Final = Table(85, "AntreaPolicyIngressRule", Miss.NEXT, 90)
+INGRESS_RULE: Final = Table(90, "IngressRule", Miss.NEXT, 100)
+INGRESS_DEFAULT: Final = Table(100, "IngressDefaultRule", Miss.NEXT, 105)
+CONNTRACK_COMMIT: Final = Table(105, "ConntrackCommit", Miss.NEXT, 110)
+OUTPUT: Final = Table(110, "Output", Miss.DROP)
+# A table no feature uses; a flow there tells whether ovs-vswitchd still holds our flows.
+CANARY: Final = Table(250, "Canary", Miss.DROP)
+CANARY_TABLE: Final = CANARY
 
-TABLES = (
+TABLES: Final = (
     CLASSIFIER,
     SPOOF_GUARD,
     ARP_RESPONDER,
@@ -128,349 +133,141 @@ TABLES = (
     CONNTRACK_COMMIT,
     OUTPUT,
 )
-# A table no feature uses; a flow there tells whether ovs-vswitchd still holds our flows.
-CANARY_TABLE = 250
-TABLE_NAMES = {t.id: t.name for t in TABLES} | {CANARY_TABLE: "Canary"}
-POLICY_TABLES = (
-    ANTREA_EGRESS_RULE.id,
-    EGRESS_RULE.id,
-    EGRESS_DEFAULT.id,
-    ANTREA_INGRESS_RULE.id,
-    INGRESS_RULE.id,
-    INGRESS_DEFAULT.id,
+TABLE_NAMES: Final = {t.id: t.name for t in (*TABLES, CANARY)}
+POLICY_TABLES: Final = (
+    ANTREA_EGRESS_RULE,
+    EGRESS_RULE,
+    EGRESS_DEFAULT,
+    ANTREA_INGRESS_RULE,
+    INGRESS_RULE,
+    INGRESS_DEFAULT,
 )
 
-PRIORITY_HIGH = 210
-PRIORITY_NORMAL = 200
-PRIORITY_LOW = 190
-PRIORITY_MISS = 0
+# -- priorities -------------------------------------------------------------------------------
+PRIORITY_HIGH: Final = 210
+PRIORITY_NORMAL: Final = 200
+PRIORITY_LOW: Final = 190
+PRIORITY_MISS: Final = 0
 
-IPv4Net = ipaddress.IPv4Network
-IPv4Addr = ipaddress.IPv4Address
+# The policy tables (50/60/90/100; the Antrea-native tables 45/85 share the bypasses).
+PRIO_STALE_SYN: Final = 212  # a SYN reusing a dead connection's 5-tuple is re-evaluated as new
+PRIO_METRIC: Final = 211  # per-rule established-packet counters, above the generic bypass
+PRIO_BYPASS: Final = PRIORITY_HIGH  # ct_state=-new+est / -new+rel, gateway (kubelet probes)
+PRIO_MATCH: Final = PRIORITY_NORMAL  # conjunction clause flows (band b: PRIO_MATCH - b)
+PRIO_ISOLATION: Final = PRIORITY_NORMAL  # default-table drops
+PRIO_ACTION: Final = PRIORITY_LOW  # conj_id=N action flows (they match conj_id only)
+PRIO_MATCH_LOWEST: Final = 101  # the lowest clause band; nothing else in 101..199 of a rule table
+MATCH_BANDS: Final = PRIO_MATCH - PRIO_MATCH_LOWEST + 1
+PRIO_MISS: Final = PRIORITY_MISS
+
+
+# -- registers --------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RegField:
+    """Bits ``[start, end]`` of register ``reg``."""
+
+    reg: int
+    start: int
+    end: int
+
+    def match(self, value: int) -> RegMatch:
+        return RegMatch(self.reg, value, self.start, self.end)
+
+    def load(self, value: int) -> LoadReg:
+        return LoadReg(self.reg, value, self.start, self.end)
+
+    def nxm(self) -> str:
+        """The field as an NXM reference, e.g. ``NXM_NX_REG5[]`` (for move actions)."""
+        if self.start == 0 and self.end == 31:
+            return f"NXM_NX_REG{self.reg}[]"
+        return f"NXM_NX_REG{self.reg}[{self.start}..{self.end}]"
 
 
 @dataclass(frozen=True, slots=True)
-class NodeConfig:
-    """What the flow builders need to know about this node."""
+class RegMark:
+    """A named value of a register field."""
 
-    pod_cidr: IPv4Net
-    gateway_ip: IPv4Addr
-    gateway_mac: str
-    encap: bool = True
+    field: RegField
+    value: int
+
+    def match(self) -> RegMatch:
+        return self.field.match(self.value)
+
+    def load(self) -> LoadReg:
+        return self.field.load(self.value)
 
 
+PKT_SOURCE: Final = RegField(0, 0, 15)
+FROM_TUNNEL: Final = RegMark(PKT_SOURCE, 1)
+FROM_GATEWAY: Final = RegMark(PKT_SOURCE, 2)
+FROM_POD: Final = RegMark(PKT_SOURCE, 3)
+
+PORT_FOUND_FIELD: Final = RegField(0, 16, 16)
+PORT_FOUND: Final = RegMark(PORT_FOUND_FIELD, 1)
+# reg0[17]: a Service connection from a pod to itself (hairpin): output back to IN_PORT.
+HAIRPIN: Final = RegMark(RegField(0, 17, 17), 1)
+# reg0[16..17] both set: found and hairpin (one match of reg0: ovs-ofctl keeps only the last
+# of two matches on the same register)
+PORT_FOUND_HAIRPIN: Final = RegMark(RegField(0, 16, 17), 3)
+
+TARGET_OFPORT: Final = RegField(1, 0, 31)
+
+ENDPOINT_IP: Final = RegField(3, 0, 31)
+ENDPOINT_PORT: Final = RegField(4, 0, 15)
+EP_STATE: Final = RegField(4, 16, 18)
+EP_TO_SELECT: Final = RegMark(EP_STATE, 1)
+EP_SELECTED: Final = RegMark(EP_STATE, 2)
+EP_TO_LEARN: Final = RegMark(EP_STATE, 3)
+
+EGRESS_RULE_ID: Final = RegField(5, 0, 31)
+INGRESS_RULE_ID: Final = RegField(6, 0, 31)
+
+# -- ports, addresses, conntrack --------------------------------------------------------------
+# Fixed OpenFlow port numbers (ofport_request), as in Antrea.
+TUNNEL_OFPORT: Final = 1
+GATEWAY_OFPORT: Final = 2
+
+# Destination MAC of every packet sent through the tunnel, and the MAC the ARP responder
+# answers with for remote gateways (Antrea's globalVirtualMAC).
+GLOBAL_VIRTUAL_MAC: Final = "aa:bb:cc:dd:ee:ff"
+
+CT_ZONE: Final = 0xFFF0  # 65520
+# Hairpin Service connections are SNATed to this address in their own zone, so that the pod
+# sees the connection come from elsewhere (and answers through OVS).
+SNAT_CT_ZONE: Final = 0xFFF1  # 65521
+HAIRPIN_SNAT_IP: Final = "169.254.0.252"
+
+# ct_mark bit of connections DNATed to a Service endpoint (committed in table 42).
+SERVICE_CT_MARK: Final = 0x1
+# ct_label bits of the rule IDs committed by table 105 (EGRESS_RULE_ID / INGRESS_RULE_ID).
+EGRESS_LABEL_SHIFT: Final = 32
+INGRESS_LABEL_SHIFT: Final = 0
+
+
+# -- the policy tables per direction ----------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class PodPort:
-    """A local pod's attachment, as the pod flows need it."""
+class DirectionTables:
+    """The tables and registers of one policy direction.
 
-    ofport: int
-    ip: IPv4Addr
-    mac: str
+    An allowed packet jumps *over* its direction's default table: egress to 70 (L3
+    forwarding), ingress to 105 (conntrack commit), so a new connection is committed only
+    after the ingress checks.
+    """
 
-
-class FlowBuilder:
-    """Builds this node's flows; every cookie carries the agent's current round."""
-
-    def __init__(self, node: NodeConfig, *, round_num: int) -> None:
-        self.node = node
-        self.round_num = round_num
-
-    def cookie(self, category: Category, object_id: int = 0) -> int:
-        return make_cookie(self.round_num, category, object_id)
-
-    # -- the fixed part of the pipeline ----------------------------------------------------
-    def pipeline_flows(self) -> list[Flow]:
-        """Miss flows of every table plus conntrack, commit and output (owner "pipeline")."""
-        c = self.cookie(Category.DEFAULT)
-        flows: list[Flow] = []
-        for table in TABLES:
-            if table is CONNTRACK_STATE:
-                actions: tuple[Action, ...] = (
-                    Resubmit(SESSION_AFFINITY.id),
-                    GotoTable(SERVICE_LB.id),
-                )
-            elif table is SESSION_AFFINITY:
-                actions = (EP_TO_SELECT.load(),)
-            elif table.miss is Miss.NEXT and table.next is not None:
-                actions = (GotoTable(table.next),)
-            else:
-                actions = (Drop(),)
-            flows.append(Flow(table.id, PRIORITY_MISS, Match(), actions, c))
-        flows += [
-            # Other ARP (pod <-> pod, pod <-> gateway) is switched: pods of a node share an L2.
-            Flow(ARP_RESPONDER.id, PRIORITY_LOW, Match(proto="arp"), (Normal(),), c),
-            # Replies of hairpin Service connections: un-SNAT in their zone first, then (back in
-            # this table, now tracked) the pod zone's un-DNAT.
-            Flow(
-                CONNTRACK.id,
-                PRIORITY_HIGH,
-                Match(proto="ip", ct_state=CtState(trk=False), nw_dst=HAIRPIN_SNAT_IP),
-                (HAIRPIN.load(), Ct(table=CONNTRACK.id, zone=SNAT_CT_ZONE, nat=True)),
-                c,
-            ),
-            Flow(
-                CONNTRACK.id,
-                PRIORITY_NORMAL,
-                Match(proto="ip"),
-                (Ct(table=CONNTRACK_STATE.id, zone=CT_ZONE, nat=True),),
-                c,
-            ),
-            Flow(
-                CONNTRACK_STATE.id,
-                PRIORITY_NORMAL,
-                Match(proto="ip", ct_state=CtState(inv=True, trk=True)),
-                (Drop(),),
-                c,
-            ),
-            # Service connections were committed with their DNAT (table 42): not again.
-            Flow(
-                CONNTRACK_COMMIT.id,
-                PRIORITY_HIGH,
-                Match(
-                    proto="ip",
-                    ct_state=CtState(new=True, trk=True),
-                    ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
-                ),
-                (GotoTable(OUTPUT.id),),
-                c,
-            ),
-            # Commit only after the ingress checks: a dropped first packet creates no state.
-            # The rule IDs the policy tables left in reg5/reg6 go into ct_label (per-rule stats).
-            Flow(
-                CONNTRACK_COMMIT.id,
-                PRIORITY_NORMAL,
-                Match(proto="ip", ct_state=CtState(new=True, trk=True)),
-                (
-                    Ct(
-                        commit=True,
-                        zone=CT_ZONE,
-                        exec_=(
-                            Move(EGRESS_RULE_ID.nxm(), "NXM_NX_CT_LABEL[32..63]"),
-                            Move(INGRESS_RULE_ID.nxm(), "NXM_NX_CT_LABEL[0..31]"),
-                        ),
-                    ),
-                    GotoTable(OUTPUT.id),
-                ),
-                c,
-            ),
-            Flow(
-                OUTPUT.id,
-                PRIORITY_NORMAL,
-                Match(regs=(PORT_FOUND.match(),)),
-                (OutputReg(TARGET_OFPORT.reg),),
-                c,
-            ),
-            # Hairpin: the target port is the input port (plain output to it does nothing).
-            Flow(
-                OUTPUT.id,
-                PRIORITY_HIGH,
-                Match(regs=(PORT_FOUND_HAIRPIN.match(),)),
-                (Output("IN_PORT"),),
-                c,
-            ),
-        ]
-        return flows
-
-    def canary_flow(self) -> Flow:
-        return Flow(CANARY_TABLE, PRIORITY_MISS, Match(), (Drop(),), self.cookie(Category.DEFAULT))
-
-    def gateway_flows(self) -> list[Flow]:
-        """Classifier, spoof guard, L3 and L2 flows of gw0 (owner "gateway")."""
-        c = self.cookie(Category.POD_CONNECTIVITY)
-        node = self.node
-        flows = [
-            Flow(
-                CLASSIFIER.id,
-                PRIORITY_NORMAL,
-                Match(in_port=GATEWAY_OFPORT),
-                (FROM_GATEWAY.load(), GotoTable(SPOOF_GUARD.id)),
-                c,
-            ),
-            # The host may use any source address (node IP, service traffic): unchecked.
-            Flow(
-                SPOOF_GUARD.id,
-                PRIORITY_NORMAL,
-                Match(proto="ip", in_port=GATEWAY_OFPORT),
-                (GotoTable(CONNTRACK.id),),
-                c,
-            ),
-            Flow(
-                SPOOF_GUARD.id,
-                PRIORITY_NORMAL,
-                Match(proto="arp", in_port=GATEWAY_OFPORT),
-                (GotoTable(ARP_RESPONDER.id),),
-                c,
-            ),
-            l2_forward_calc_flow(node.gateway_mac, GATEWAY_OFPORT, c),
-        ]
-        if node.encap:
-            # Remote pods reaching this node's host (e.g. probes answered by the gateway).
-            flows.append(
-                Flow(
-                    L3_FORWARDING.id,
-                    PRIORITY_NORMAL,
-                    Match(proto="ip", regs=(FROM_TUNNEL.match(),), nw_dst=node.gateway_ip),
-                    (SetField("eth_dst", node.gateway_mac), GotoTable(L2_FORWARDING_CALC.id)),
-                    c,
-                )
-            )
-        return flows
-
-    def tunnel_flows(self) -> list[Flow]:
-        """Classifier and L2 flows of tun0 (owner "tunnel"; encap mode only)."""
-        c = self.cookie(Category.POD_CONNECTIVITY)
-        return [
-            # Traffic from other nodes was checked by their spoof guard: straight to conntrack.
-            Flow(
-                CLASSIFIER.id,
-                PRIORITY_NORMAL,
-                Match(in_port=TUNNEL_OFPORT),
-                (FROM_TUNNEL.load(), GotoTable(CONNTRACK.id)),
-                c,
-            ),
-            l2_forward_calc_flow(GLOBAL_VIRTUAL_MAC, TUNNEL_OFPORT, c),
-        ]
-
-    # -- per local pod -----------------------------------------------------------------
-    def pod_flows(self, pod: PodPort) -> list[Flow]:
-        """Everything one local pod needs (owner ("pod", container_id))."""
-        c = self.cookie(Category.POD_CONNECTIVITY, pod.ofport)
-        ip = pod.ip
-        flows = [
-            Flow(
-                CLASSIFIER.id,
-                PRIORITY_LOW,
-                Match(in_port=pod.ofport),
-                (FROM_POD.load(), GotoTable(SPOOF_GUARD.id)),
-                c,
-            ),
-            Flow(
-                SPOOF_GUARD.id,
-                PRIORITY_NORMAL,
-                Match(proto="ip", in_port=pod.ofport, dl_src=pod.mac, nw_src=ip),
-                (GotoTable(CONNTRACK.id),),
-                c,
-            ),
-            Flow(
-                SPOOF_GUARD.id,
-                PRIORITY_NORMAL,
-                Match(proto="arp", in_port=pod.ofport, arp_spa=str(ip), arp_sha=pod.mac),
-                (GotoTable(ARP_RESPONDER.id),),
-                c,
-            ),
-            l2_forward_calc_flow(pod.mac, pod.ofport, c),
-            # A Service DNATed the pod's connection to itself (hairpin): SNAT it to a virtual
-            # address in its own zone, mark hairpin, and come back here.
-            Flow(
-                L3_FORWARDING.id,
-                PRIORITY_HIGH,
-                Match(
-                    proto="ip",
-                    ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
-                    nw_src=ip,
-                    nw_dst=ip,
-                ),
-                (
-                    HAIRPIN.load(),
-                    Ct(
-                        commit=True,
-                        table=L3_FORWARDING.id,
-                        zone=SNAT_CT_ZONE,
-                        nat_src=HAIRPIN_SNAT_IP,
-                        exec_=(SetField("ct_mark", f"{SERVICE_CT_MARK:#x}"),),
-                    ),
-                ),
-                c,
-            ),
-            # A Service connection DNATed to this pod: its packets were sent to the gateway's
-            # (or, from the host, the virtual) MAC: deliver.
-            Flow(
-                L3_FORWARDING.id,
-                PRIORITY_NORMAL,
-                Match(proto="ip", ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK), nw_dst=ip),
-                (
-                    SetField("eth_src", self.node.gateway_mac),
-                    SetField("eth_dst", pod.mac),
-                    DecTTL(),
-                    GotoTable(L2_FORWARDING_CALC.id),
-                ),
-                c,
-            ),
-        ]
-        if self.node.encap:
-            # From the tunnel (dst MAC is the virtual MAC): route to the pod on this node.
-            flows.append(
-                Flow(
-                    L3_FORWARDING.id,
-                    PRIORITY_NORMAL,
-                    Match(proto="ip", regs=(FROM_TUNNEL.match(),), nw_dst=ip),
-                    (
-                        SetField("eth_src", self.node.gateway_mac),
-                        SetField("eth_dst", pod.mac),
-                        DecTTL(),
-                        GotoTable(L2_FORWARDING_CALC.id),
-                    ),
-                    c,
-                )
-            )
-        return flows
-
-    # -- per remote node ---------------------------------------------------------------
-    def node_flows(
-        self, *, pod_cidr: IPv4Net, gateway_ip: IPv4Addr, node_ip: IPv4Addr
-    ) -> list[Flow]:
-        """Flows for one remote node (owner ("node", name)); none in noEncap mode.
-
-        noEncap traffic leaves through gw0 (L2 calc sends gateway-MAC traffic there) and the
-        node's routing table carries it to the remote node.
-        """
-        if not self.node.encap:
-            return []
-        c = self.cookie(Category.NODE_ROUTE)
-        return [
-            arp_responder_flow(gateway_ip, GLOBAL_VIRTUAL_MAC, c),
-            Flow(
-                L3_FORWARDING.id,
-                PRIORITY_NORMAL,
-                Match(proto="ip", nw_dst=pod_cidr),
-                (
-                    DecTTL(),
-                    SetField("eth_src", self.node.gateway_mac),
-                    SetField("eth_dst", GLOBAL_VIRTUAL_MAC),
-                    SetField("tun_dst", str(node_ip)),
-                    GotoTable(L2_FORWARDING_CALC.id),
-                ),
-                c,
-            ),
-        ]
+    rule_table: Table
+    default_table: Table
+    allow_goto: Table  # where an allowed packet goes (past the default table)
+    conj_reg: RegField  # the allowing rule's conjunction ID (-> ct_label at commit)
+    label_shift: int  # the rule's bits in ct_label
 
 
-def l2_forward_calc_flow(mac: str, ofport: int, cookie: int) -> Flow:
-    """dst MAC -> reg1 = ofport, reg0[16] = 1 (the "dmac" table)."""
-    return Flow(
-        L2_FORWARDING_CALC.id,
-        PRIORITY_NORMAL,
-        Match(dl_dst=mac),
-        (TARGET_OFPORT.load(ofport), PORT_FOUND.load(), GotoTable(ANTREA_INGRESS_RULE.id)),
-        cookie,
-    )
+EGRESS: Final = DirectionTables(
+    EGRESS_RULE, EGRESS_DEFAULT, L3_FORWARDING, EGRESS_RULE_ID, EGRESS_LABEL_SHIFT
+)
+INGRESS: Final = DirectionTables(
+    INGRESS_RULE, INGRESS_DEFAULT, CONNTRACK_COMMIT, INGRESS_RULE_ID, INGRESS_LABEL_SHIFT
+)
 
 
-def arp_responder_flow(ip: IPv4Addr, mac: str, cookie: int) -> Flow:
-    """Answer ARP requests for `ip` with `mac`, sending the reply back where it came from."""
-    return Flow(
-        ARP_RESPONDER.id,
-        PRIORITY_NORMAL,
-        Match(proto="arp", arp_op=1, arp_tpa=str(ip)),
-        (
-            Move("NXM_OF_ETH_SRC[]", "NXM_OF_ETH_DST[]"),
-            SetField("eth_src", mac),
-            SetField("arp_op", "2"),
-            Move("NXM_NX_ARP_SHA[]", "NXM_NX_ARP_THA[]"),
-            SetField("arp_sha", mac),
-            Move("NXM_OF_ARP_SPA[]", "NXM_OF_ARP_TPA[]"),
-            SetField("arp_spa", str(ip)),
-            Output("IN_PORT"),
-        ),
-        cookie,
-    )
+def tables_for(direction: Direction) -> DirectionTables:
+    return INGRESS if direction is Direction.IN else EGRESS

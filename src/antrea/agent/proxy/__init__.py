@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from antrea.agent.openflow.fields import CT_ZONE, GLOBAL_VIRTUAL_MAC
+from antrea.agent.openflow.pipeline import CT_ZONE, GLOBAL_VIRTUAL_MAC
 from antrea.agent.proxy import flows as pf
 from antrea.agent.proxy.conntrack import flush_stale
 from antrea.agent.proxy.nodeport import sync_nodeports

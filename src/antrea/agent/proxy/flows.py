@@ -27,8 +27,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from antrea.agent.openflow.fields import (
+from antrea.agent.openflow.pipeline import (
+    ANTREA_EGRESS_RULE,
     CT_ZONE,
+    ENDPOINT_DNAT,
     ENDPOINT_IP,
     ENDPOINT_PORT,
     EP_SELECTED,
@@ -38,14 +40,10 @@ from antrea.agent.openflow.fields import (
     FROM_GATEWAY,
     GLOBAL_VIRTUAL_MAC,
     HAIRPIN,
-    SERVICE_CT_MARK,
-)
-from antrea.agent.openflow.pipeline import (
-    ANTREA_EGRESS_RULE,
-    ENDPOINT_DNAT,
     L2_FORWARDING_CALC,
     L3_FORWARDING,
     PRIORITY_NORMAL,
+    SERVICE_CT_MARK,
     SERVICE_LB,
     SESSION_AFFINITY,
 )

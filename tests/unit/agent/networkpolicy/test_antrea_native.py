@@ -14,7 +14,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.agent.networkpolicy import tables as t
 from antrea.agent.networkpolicy.antrea_native import PrioritySpace, PrioritySpaceExhausted
 from antrea.agent.networkpolicy.cache import RuleCache
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
@@ -30,6 +29,7 @@ from antrea.agent.networkpolicy.testing import (
     policy,
     tcp,
 )
+from antrea.agent.openflow import pipeline as t
 from antrea.apis.controlplane.types import (
     NetworkPolicy,
     NetworkPolicyRule,
@@ -212,11 +212,11 @@ async def test_icmp_type_and_code_are_matched(env: Env) -> None:
     sim = FlowTables(env.rt.flows.values(), t.POLICY_TABLES)
 
     def verdict(icmp_type: int) -> object:
-        pkt = Packet("icmp", "10.244.3.10", "10.244.1.10", regs={t.TARGET_REG: 3},
+        pkt = Packet("icmp", "10.244.3.10", "10.244.1.10", regs={t.TARGET_OFPORT.reg: 3},
                      icmp_type=icmp_type, icmp_code=0)  # fmt: skip
         return sim.run(t.ANTREA_INGRESS_RULE, pkt).table
 
-    assert verdict(8) == t.CT_COMMIT  # echo request: allowed by the first rule
+    assert verdict(8) == t.CONNTRACK_COMMIT  # echo request: allowed by the first rule
     assert verdict(13) is None  # timestamp: dropped by the second
 
 

@@ -8,7 +8,6 @@ from collections import defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from antrea.agent.networkpolicy import tables as t
 from antrea.agent.networkpolicy.cache import RuleCache
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.networkpolicy.testing import (
@@ -23,6 +22,7 @@ from antrea.agent.networkpolicy.testing import (
     policy,
     tcp,
 )
+from antrea.agent.openflow import pipeline as t
 from antrea.apis.controlplane.types import PodReference
 from antrea.ovs.openflow import Conjunction
 from antrea.ovs.openflow.client import FlowClient

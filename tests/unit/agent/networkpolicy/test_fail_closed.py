@@ -241,7 +241,7 @@ async def test_any_crash_in_the_batch_is_narrowed_to_its_rule(
 async def test_a_rule_that_cannot_be_linked_fails_alone() -> None:
     """More conjunctions on one clause match than every priority band holds: the last rule
     fails (isolated), the others stay, and nothing of it is left half-linked."""
-    from antrea.agent.networkpolicy.tables import MATCH_BANDS
+    from antrea.agent.openflow.pipeline import MATCH_BANDS
 
     env = Env()
     env.rec.band_cap = 1

@@ -1,0 +1,132 @@
+"""Flow building without a switch: the Python half of NetworkPolicy realization, by stage.
+
+Usage: ``.venv/bin/python benchmarks/flow_build.py [--rules 15000] [--repeat 7]`` (no root, no
+OVS). The policy set is `realize.py`'s (N ingress rules with one random CIDR peer each, 10 rules
+per policy, 50 local target pods). Stages, each timed ``--repeat`` times (median reported):
+
+- ``realize``: the objects handed to the agent's `NetworkPolicyController` until the initial
+  batch is realized: rule cache, conjunction planning, flow values, `FlowClient` diff, on a
+  transport that keeps the bundle and does nothing else;
+- ``keys``: `Flow.key` of every flow of that bundle, from fresh copies (match values copied too,
+  so nothing cached is reused), and a dict indexed by them (what the flow client does);
+- ``render``: the ovs-ofctl ``add`` line of every flow (fresh copies);
+- ``encode``: the OpenFlow 1.5 flow mod of every flow with a fresh `FlowEncoder` (fresh copies).
+
+Ends with one JSON line: ``rules``, ``flows``, ``<stage>_median_s``, ``<stage>_runs_s``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import statistics
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from realize import TARGET_PODS, policy_objects
+
+
+class KeepTransport:
+    """A `FlowTransport` that only keeps what it is given."""
+
+    def __init__(self) -> None:
+        self.added: list[Any] = []
+
+    async def bundle(
+        self, *, add: Sequence[Any] = (), modify: Sequence[Any] = (), delete: Sequence[Any] = ()
+    ) -> None:
+        self.added.extend(add)
+
+
+async def _never() -> AsyncIterator[Any]:
+    await asyncio.Event().wait()
+    yield None  # pragma: no cover
+
+
+async def realize(objs: list[Any]) -> tuple[float, list[Any]]:
+    from antrea.agent.networkpolicy.controller import NetworkPolicyController
+    from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+    from antrea.agent.networkpolicy.testing import BOOKMARK, added
+    from antrea.apis.controlplane.types import PodReference
+    from antrea.ovs.openflow.client import FlowClient
+
+    ofports = {PodReference("bench", f"pod{p}"): 100 + p for p in range(TARGET_PODS)}
+    transport = KeepTransport()
+    rec = PolicyReconciler(
+        FlowClient(transport),
+        round_num=1,
+        ofport_of=ofports.get,
+        gateway_ip="10.244.1.1",
+        install_miss_flows=True,
+    )
+    ctl = NetworkPolicyController(node_name="bench", reconciler=rec)
+    worker = asyncio.create_task(ctl.run(_never()))
+    await asyncio.sleep(0)
+    events = [added(o) for o in objs] + [BOOKMARK]
+    start = time.perf_counter()
+    for ev in events:
+        ctl.handle(ev)
+    await ctl.ready.wait()
+    seconds = time.perf_counter() - start
+    worker.cancel()
+    return seconds, transport.added
+
+
+def fresh(flows: list[Any]) -> list[Any]:
+    from antrea.ovs.openflow.flow import Flow
+
+    return [Flow(f.table, f.priority, replace(f.match), f.actions, f.cookie) for f in flows]
+
+
+def timed(fn: Callable[[], object]) -> float:
+    gc.collect()
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rules", type=int, default=15000)
+    parser.add_argument("--repeat", type=int, default=7)
+    args = parser.parse_args()
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    from antrea.ovs.openflow.render import render_add
+    from antrea.ovs.openflow.wire import FlowEncoder, FlowModCommand
+
+    objs = policy_objects(args.rules)
+    runs: dict[str, list[float]] = {"realize": [], "keys": [], "render": [], "encode": []}
+    flows: list[Any] = []
+    for _ in range(args.repeat):
+        gc.collect()
+        seconds, flows = asyncio.run(realize(objs))
+        runs["realize"].append(seconds)
+
+        batch = fresh(flows)
+        runs["keys"].append(timed(lambda b=batch: {f.key: f for f in b}))
+        batch = fresh(flows)
+        runs["render"].append(timed(lambda b=batch: [render_add(f) for f in b]))
+        batch = fresh(flows)
+        enc = FlowEncoder()
+        runs["encode"].append(
+            timed(lambda b=batch, e=enc: [e.flow_mod(f, FlowModCommand.ADD, 1) for f in b])
+        )
+    report: dict[str, Any] = {"rules": args.rules, "flows": len(flows)}
+    for stage, values in runs.items():
+        report[f"{stage}_median_s"] = round(statistics.median(values), 4)
+        report[f"{stage}_runs_s"] = [round(v, 4) for v in values]
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
