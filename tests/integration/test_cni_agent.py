@@ -210,7 +210,7 @@ def test_chain_with_reference_portmap_and_bandwidth(
     installer writes when the reference plugins are present (and in older versions)."""
     import json
 
-    from antrea.cni.install import write_conflist
+    from antrea.agent.cniserver.install import write_conflist
 
     path = write_conflist(
         tmp_path,
@@ -280,7 +280,7 @@ def _settled_state(node: Any, want: dict[str, Any], timeout: float = 10.0) -> di
 def _shim_request(node: Any, pod: Any) -> bytes:
     import json
 
-    from antrea.cni import shimproto
+    from antrea.apis.cni import shimproto
 
     env = {
         "CNI_COMMAND": "ADD",
@@ -364,7 +364,7 @@ def test_add_acknowledged_is_kept(node: Any, pods: list[str]) -> None:
     """The same exchange with the acknowledgement keeps the pod (the rollback is not blind)."""
     import socket
 
-    from antrea.cni import shimproto
+    from antrea.apis.cni import shimproto
 
     (pod,) = bench.make_pods(f"{node.prefix}-ack", 1, pods)
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from antrea.agent.cniserver.install import install_plugin, install_python_plugin
 from antrea.agent.cniserver.server import CNIServer
-from antrea.cni.install import install_plugin, install_python_plugin
 
 pytestmark = pytest.mark.root
 

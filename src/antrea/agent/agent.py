@@ -429,7 +429,7 @@ class Agent:
 
     async def _install_cni(self) -> None:
         try:
-            from antrea.cni.install import install_plugin, write_conflist
+            from antrea.agent.cniserver.install import install_plugin, write_conflist
 
             await asyncio.to_thread(
                 lambda: install_plugin(Path(self.cfg.cniBinDir), socket=self.cfg.cniSocket)

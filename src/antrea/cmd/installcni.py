@@ -1,9 +1,10 @@
 """`antrea install-cni`: what the DaemonSet's install-cni init container runs.
 
 Puts the CNI executable in the host's CNI bin dir and the conflist in its conf dir (both
-atomically, through `antrea.cni.install`, exactly as the agent re-does at every start), so the
-node's runtime finds a network plugin as soon as the agent answers on its socket. The conflist
-carries no MTU yet (the agent rewrites it with the MTU it computed when it starts).
+atomically, through `antrea.agent.cniserver.install`, exactly as the agent re-does at every
+start), so the node's runtime finds a network plugin as soon as the agent answers on its
+socket. The conflist carries no MTU yet (the agent rewrites it with the MTU it computed when
+it starts).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def main(args: argparse.Namespace) -> int:
     import sys
     from pathlib import Path
 
-    from antrea.cni.install import install_plugin, write_conflist
+    from antrea.agent.cniserver.install import install_plugin, write_conflist
 
     try:
         exe = install_plugin(Path(args.bin_dir), socket=args.cni_socket)

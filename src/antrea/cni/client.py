@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import _socket
 
-from antrea.cni import protocol
-from antrea.cni.errors import TRY_AGAIN_LATER, UNKNOWN_RPC_ERROR, CniError
+from antrea.apis.cni import protocol
+from antrea.apis.cni.errors import TRY_AGAIN_LATER, UNKNOWN_RPC_ERROR, CniError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
-    from antrea.cni.request import Request
+    from antrea.apis.cni.request import Request
 
 
 def call_agent(req: Request, *, unavailable_code: int = TRY_AGAIN_LATER) -> dict[str, Any]:

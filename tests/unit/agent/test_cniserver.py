@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 
 from antrea.agent.cniserver.podconfig import Request, RequestAbandoned, parse_cni_args
 from antrea.agent.cniserver.server import CNIMetrics, CNIServer
-from antrea.cni import protocol, shimproto
-from antrea.cni.errors import IPAM_FAILURE, CniError
+from antrea.apis.cni import protocol, shimproto
+from antrea.apis.cni.errors import IPAM_FAILURE, CniError
 
 
 class FakePods:

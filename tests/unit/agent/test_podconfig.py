@@ -15,7 +15,7 @@ from antrea.agent.cniserver.podconfig import PodConfigurator, Request
 from antrea.agent.interfacestore import InterfaceStore
 from antrea.agent.ipam import IPAM
 from antrea.agent.openflow.builder import FlowBuilder, NodeConfig
-from antrea.cni.errors import CONFIG_INTERFACE_FAILURE, CniError
+from antrea.apis.cni.errors import CONFIG_INTERFACE_FAILURE, CniError
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
 from antrea.ovs.openflow.testing import RecordingTransport
 

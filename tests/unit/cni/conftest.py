@@ -29,9 +29,9 @@ from typing import Any
 
 import pytest
 
+from antrea.agent.cniserver.install import find_shim, install_plugin, install_python_plugin
 from antrea.agent.cniserver.server import CNIServer
-from antrea.cni import protocol
-from antrea.cni.install import find_shim, install_plugin, install_python_plugin
+from antrea.apis.cni import protocol
 
 # A 1.1.0-shaped ADD result using every field some version knows about.
 FULL_RESULT: dict[str, Any] = {

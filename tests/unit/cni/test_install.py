@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from antrea.cni import install
+from antrea.agent.cniserver import install
 
 
 def _fake_plugin(bin_dir: Path, name: str, body: str) -> None:

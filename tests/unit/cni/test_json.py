@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.cni import _json
+from antrea.apis.cni import _json
 
 values = st.recursive(
     st.none()

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antrea.cni.install import install_plugin
+from antrea.agent.cniserver.install import install_plugin
 
 from .conftest import BASE_ENV, FULL_RESULT
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from antrea.cni import protocol
-from antrea.cni.errors import CniError
+from antrea.apis.cni import protocol
+from antrea.apis.cni.errors import CniError
 
 
 def _request(**change):

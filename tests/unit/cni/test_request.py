@@ -7,7 +7,7 @@ import re
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.cni.request import valid_id
+from antrea.apis.cni.request import valid_id
 
 SPEC_ID = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.\-]*")
 ALPHABET = st.sampled_from("aZ09_.-/: \t\nä\x00")

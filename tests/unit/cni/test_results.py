@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from antrea.cni import results
-from antrea.cni.errors import CniError
-from antrea.cni.versions import SUPPORTED_VERSIONS
+from antrea.apis.cni import results
+from antrea.apis.cni.errors import CniError
+from antrea.apis.cni.versions import SUPPORTED_VERSIONS
 
 
 @pytest.mark.parametrize("version", SUPPORTED_VERSIONS)

@@ -24,7 +24,7 @@ from antrea.agent import netlink
 from antrea.agent.interfacestore import InterfaceConfig, InterfaceStore, host_interface_name
 from antrea.agent.ipam import IPAM, IPAMError
 from antrea.agent.openflow.builder import FlowBuilder, PodPort
-from antrea.cni.errors import (
+from antrea.apis.cni.errors import (
     CHECK_INTERFACE_FAILURE,
     CONFIG_INTERFACE_FAILURE,
     INVALID_NETWORK_CONFIG,

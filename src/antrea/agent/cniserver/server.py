@@ -1,9 +1,9 @@
 """The agent end of the CNI socket. Two clients speak to it, one request per connection:
 
-- the C executable (``antrea.cni.shimproto``, "antrea-cni/2"): it forwards the raw ``CNI_*``
-  environment and stdin; this side applies every CNI rule (``antrea.cni.plugin.begin`` /
+- the C executable (``antrea.apis.cni.shimproto``, "antrea-cni/2"): it forwards the raw ``CNI_*``
+  environment and stdin; this side applies every CNI rule (``antrea.apis.cni.invocation.begin`` /
   ``finish``, the code the Python plugin runs) and answers with the exit status and stdout;
-- the Python ``antrea-cni`` (``antrea.cni.protocol``, version 1): it validated the invocation
+- the Python ``antrea-cni`` (``antrea.apis.cni.protocol``, version 1): it validated the invocation
   itself and sends one JSON request line; the answer is one JSON line.
 
 Either way the command runs through `PodConfigurator`. ADD waits for the agent to be ready
@@ -34,8 +34,8 @@ from antrea.agent.cniserver.podconfig import (
     host_netns_path,
     parse_cni_args,
 )
-from antrea.cni import plugin, protocol, shimproto
-from antrea.cni.errors import (
+from antrea.apis.cni import invocation, protocol, shimproto
+from antrea.apis.cni.errors import (
     DECODING_FAILURE,
     INTERNAL,
     IO_FAILURE,
@@ -43,7 +43,7 @@ from antrea.cni.errors import (
     TRY_AGAIN_LATER,
     CniError,
 )
-from antrea.cni.request import CONFIG_TOO_LARGE
+from antrea.apis.cni.request import CONFIG_TOO_LARGE
 
 log = structlog.get_logger(__name__)
 
@@ -169,9 +169,9 @@ class CNIServer:
             error = CniError(IO_FAILURE, "failed to read network config from stdin")
         elif flags & shimproto.FLAG_STDIN_TOO_LARGE:
             error = CniError(DECODING_FAILURE, CONFIG_TOO_LARGE)
-        stdin = plugin.Stdin(data=data, error=error)
-        begun = plugin.begin(environ, stdin)
-        if isinstance(begun, plugin.Answer):
+        stdin = invocation.Stdin(data=data, error=error)
+        begun = invocation.begin(environ, stdin)
+        if isinstance(begun, invocation.Answer):
             writer.write(shimproto.encode_answer(begun.rc, begun.stdout))
             await writer.drain()
             return environ.get("CNI_COMMAND", "UNKNOWN")[:16], "error" if begun.rc else "success"
@@ -187,7 +187,7 @@ class CNIServer:
         )
 
         def encode(outcome: dict[str, Any] | CniError) -> bytes:
-            answer = plugin.finish(req, outcome, stdin)
+            answer = invocation.finish(req, outcome, stdin)
             return shimproto.encode_answer(answer.rc, answer.stdout)
 
         exchange = _Exchange(reader, writer, encode, acknowledges=True, timeout=req.timeout)

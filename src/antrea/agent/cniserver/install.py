@@ -3,9 +3,10 @@
 This is what Antrea's ``install-cni`` init container does. The executable is the static C shim
 (``shim/antrea-cni.c``, built by ``bin/build-cni``): it needs nothing on the host, and the copy
 gets the agent's socket baked in as its default (used when the config names none it can use).
-Where the built shim is looked for: ``$ANTREA_CNI_SHIM``, then ``shim/antrea-cni`` in this
-package (``bin/setup`` builds it there), then ``<sys.prefix>/lib/antrea/antrea-cni`` (the
-image). In a source checkout with ``musl-gcc`` a missing shim is built on first use.
+Where the built shim is looked for: ``$ANTREA_CNI_SHIM``, then ``shim/antrea-cni`` in the
+``antrea.cni`` package (``bin/setup`` builds it there), then
+``<sys.prefix>/lib/antrea/antrea-cni`` (the image). In a source checkout with ``musl-gcc`` a
+missing shim is built on first use.
 
 ``install_python_plugin`` still writes the Python ``antrea-cni`` as a launcher that runs the
 current interpreter in isolated mode without ``site`` (``-I -S``), tied to this installation.
@@ -26,7 +27,7 @@ import sys
 from pathlib import Path
 
 import antrea
-from antrea.cni.versions import SUPPORTED_VERSIONS, parse
+from antrea.apis.cni.versions import SUPPORTED_VERSIONS, parse
 from antrea.util.atomicfile import write_atomic
 
 TYPE_CHECKING = False
@@ -36,6 +37,8 @@ if TYPE_CHECKING:
 CONFLIST_NAME = "10-antrea.conflist"
 SHIM_NAME = "antrea-cni"
 SHIM_ENV = "ANTREA_CNI_SHIM"
+# Where bin/setup builds the shim: beside its source, in the `antrea.cni` package.
+SHIM_DIR = Path(antrea.__file__).resolve().parent / "cni" / "shim"
 # The shim's patchable default socket: this marker, then a NUL-terminated path (antrea-cni.c).
 SOCKET_SLOT_MARKER = b"@@ANTREA-CNI-DEFAULT-SOCKET@@"
 SOCKET_SLOT_BYTES = 108
@@ -57,7 +60,7 @@ def package_root() -> Path:
 def launcher_source(*, python: str, root: Path) -> str:
     return (
         f"#!{python} -IS\n"
-        "# antrea-cni launcher written by antrea.cni.install: runs the stdlib-only plugin.\n"
+        "# antrea-cni launcher written by the antrea agent: runs the stdlib-only plugin.\n"
         "import sys\n"
         f"sys.path.insert(0, {str(root)!r})\n"
         "from antrea.cni.plugin import main\n"
@@ -67,7 +70,12 @@ def launcher_source(*, python: str, root: Path) -> str:
 
 def _precompile(root: Path) -> None:
     """Byte-compile the modules the plugin imports, so no run ever pays for compiling them."""
-    files = [root / "antrea" / "__init__.py", *sorted((root / "antrea" / "cni").glob("*.py"))]
+    files = [
+        root / "antrea" / "__init__.py",
+        root / "antrea" / "apis" / "__init__.py",
+        *sorted((root / "antrea" / "apis" / "cni").glob("*.py")),
+        *sorted((root / "antrea" / "cni").glob("*.py")),
+    ]
     for file in files:
         with contextlib.suppress(OSError, py_compile.PyCompileError):
             py_compile.compile(str(file), doraise=True)
@@ -78,7 +86,7 @@ def shim_candidates() -> list[Path]:
     out = []
     if os.environ.get(SHIM_ENV):
         out.append(Path(os.environ[SHIM_ENV]))
-    out.append(Path(__file__).resolve().parent / "shim" / SHIM_NAME)
+    out.append(SHIM_DIR / SHIM_NAME)
     out.append(Path(sys.prefix) / "lib" / "antrea" / SHIM_NAME)
     return out
 
@@ -88,7 +96,7 @@ def _build_in_checkout() -> tuple[Path | None, str]:
     script = package_root().parent / "bin" / "build-cni"
     if not script.is_file():
         return None, "not a source checkout"
-    out_dir = Path(__file__).resolve().parent / "shim"
+    out_dir = SHIM_DIR
     proc = subprocess.run(
         ["bash", str(script), str(out_dir)], capture_output=True, text=True, check=False
     )

@@ -1,7 +1,8 @@
 """The wire format between the C executable (``shim/antrea-cni.c``) and the agent.
 
 The shim forwards the invocation unparsed and relays the answer; every CNI rule is applied by
-the agent (``antrea.cni.plugin.begin``/``finish``, the same code the Python ``antrea-cni`` runs).
+the agent (``antrea.apis.cni.invocation.begin``/``finish``, the same code the Python
+``antrea-cni`` runs).
 
 Request (shim -> agent)::
 
@@ -17,12 +18,12 @@ Answer (agent -> shim)::
 Then the shim sends ``ACK`` (``b"A"``) once it holds the whole answer within its deadline, and
 only then prints it. The agent keeps an ADD only when acknowledged: an ADD whose shim went
 away first (the runtime's timeout, code 11, or a killed plugin) is rolled back, so nothing is
-completed behind the runtime's back. Standard library only, like the rest of ``antrea.cni``.
+completed behind the runtime's back. Standard library only, like the rest of ``antrea.apis.cni``.
 """
 
 from __future__ import annotations
 
-from antrea.cni.request import MAX_CONFIG_BYTES
+from antrea.apis.cni.request import MAX_CONFIG_BYTES
 from antrea.errors import AntreaError
 
 MAGIC = b"ANTREA-CNI/2 "

@@ -15,8 +15,8 @@ standard library only because the plugin imports it.
 
 from __future__ import annotations
 
-from antrea.cni import _json as json
-from antrea.cni.errors import UNKNOWN_RPC_ERROR, CniError
+from antrea.apis.cni import _json as json
+from antrea.apis.cni.errors import UNKNOWN_RPC_ERROR, CniError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ their result type predates chaining, and no runtime that can run Antrea still us
 
 from __future__ import annotations
 
-from antrea.cni.errors import INCOMPATIBLE_CNI_VERSION, CniError
+from antrea.apis.cni.errors import INCOMPATIBLE_CNI_VERSION, CniError
 
 SUPPORTED_VERSIONS = ("0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0")
 LATEST = SUPPORTED_VERSIONS[-1]

@@ -9,16 +9,16 @@ the agent, so a broken invocation never costs an agent round trip.
 
 from __future__ import annotations
 
-from antrea.cni import _json as json
-from antrea.cni import results, versions
-from antrea.cni.errors import (
+from antrea.apis.cni import _json as json
+from antrea.apis.cni import results, versions
+from antrea.apis.cni.errors import (
     DECODING_FAILURE,
     INVALID_ENVIRONMENT_VARIABLES,
     INVALID_NETWORK_CONFIG,
     UNSUPPORTED_FIELD,
     CniError,
 )
-from antrea.cni.protocol import DEFAULT_SOCKET, DEFAULT_TIMEOUT_SECONDS
+from antrea.apis.cni.protocol import DEFAULT_SOCKET, DEFAULT_TIMEOUT_SECONDS
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ it in the 1.1.0 shape.
 
 from __future__ import annotations
 
-from antrea.cni.errors import INVALID_NETWORK_CONFIG, CniError
-from antrea.cni.versions import LATEST
+from antrea.apis.cni.errors import INVALID_NETWORK_CONFIG, CniError
+from antrea.apis.cni.versions import LATEST
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
