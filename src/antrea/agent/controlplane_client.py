@@ -40,6 +40,16 @@ from antrea.apis.controlplane.codec import (
     WatchEvent,
     encode_status,
 )
+from antrea.apis.controlplane.names import (
+    CA_CONFIGMAP,
+    CA_CONFIGMAP_KEY,
+    ENDPOINTS_NAME,
+    ENDPOINTS_PORT_NAME,
+    HEARTBEAT_MESSAGE,
+    NAMESPACE,
+    STATUS_PATH,
+    WATCH_PATH,
+)
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
 from antrea.errors import AntreaError
 from antrea.k8s.resources import (
@@ -52,25 +62,20 @@ from antrea.k8s.resources import (
 
 log = structlog.get_logger(__name__)
 
-WATCH_PATH = "/apis/controlplane.antrea.io/v1beta2/watch"
-STATUS_PATH = "/apis/controlplane.antrea.io/v1beta2/networkpolicies/status"
 STREAM_RESTART = "stream-restart"
-HEARTBEAT_MESSAGE = "heartbeat"
-ENDPOINTS_NAME = "antrea"
-CA_CONFIGMAP = "antrea-ca"
 
 
 class StreamError(AntreaError):
     """The current connection failed; the client reconnects."""
 
 
-async def discover_endpoint(kube: KubeResources, namespace: str = "kube-system") -> tuple[str, int]:
+async def discover_endpoint(kube: KubeResources, namespace: str = NAMESPACE) -> tuple[str, int]:
     """The leader's (address, port) from Endpoints ``<namespace>/antrea`` (port named https)."""
     ep = await kube.get(ns_path("v1", namespace, "endpoints", ENDPOINTS_NAME))
     for subset in (ep or {}).get("subsets") or []:
         addresses = subset.get("addresses") or []
         ports = subset.get("ports") or []
-        port = next((p["port"] for p in ports if p.get("name") == "https"), None)
+        port = next((p["port"] for p in ports if p.get("name") == ENDPOINTS_PORT_NAME), None)
         if port is None and ports:
             port = ports[0].get("port")
         if addresses and port:
@@ -78,11 +83,11 @@ async def discover_endpoint(kube: KubeResources, namespace: str = "kube-system")
     raise StreamError(f"no controller endpoint in Endpoints {namespace}/{ENDPOINTS_NAME}")
 
 
-async def fetch_ca(kube: KubeResources, namespace: str = "kube-system") -> bytes:
+async def fetch_ca(kube: KubeResources, namespace: str = NAMESPACE) -> bytes:
     cm = await kube.get(ns_path("v1", namespace, "configmaps", CA_CONFIGMAP))
-    text = ((cm or {}).get("data") or {}).get("ca.crt")
+    text = ((cm or {}).get("data") or {}).get(CA_CONFIGMAP_KEY)
     if not text:
-        raise StreamError(f"no ca.crt in ConfigMap {namespace}/{CA_CONFIGMAP}")
+        raise StreamError(f"no {CA_CONFIGMAP_KEY} in ConfigMap {namespace}/{CA_CONFIGMAP}")
     return str(text).encode()
 
 

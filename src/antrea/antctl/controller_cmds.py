@@ -22,8 +22,9 @@ from typing import Any
 
 from antrea.antctl.controller_client import AntctlError, ControllerClient, kubeconfig_path
 from antrea.antctl.output import Column, emit, summarize
+from antrea.apis.controlplane import names
 
-CONTROLPLANE = "/apis/controlplane.antrea.io/v1beta2"
+CONTROLPLANE = names.PATH
 
 
 def _source(o: dict[str, Any]) -> str:

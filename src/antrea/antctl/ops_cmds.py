@@ -21,8 +21,9 @@ import urllib.request
 from typing import Any
 
 from antrea.antctl.controller_client import AntctlError, ControllerClient
+from antrea.apis.controlplane import names
 
-SYSTEM = "/apis/system.antrea.io/v1beta1"
+SYSTEM = names.SYSTEM_PATH
 LEVELS = ("debug", "info", "warning", "error", "critical")
 
 
@@ -110,7 +111,7 @@ def _query_endpoint(args: argparse.Namespace) -> int:
     client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
     data = asyncio.run(
         client.get(
-            "/apis/controlplane.antrea.io/v1beta2/endpointqueries",
+            names.ENDPOINT_QUERIES_PATH,
             {"namespace": args.namespace, "pod": args.pod},
         )
     )
@@ -139,7 +140,7 @@ def _query_evaluation(args: argparse.Namespace) -> int:
     client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
     data = asyncio.run(
         client.get(
-            "/apis/controlplane.antrea.io/v1beta2/networkpolicyevaluation",
+            names.EVALUATION_PATH,
             {"source": pod(args.source), "destination": pod(args.destination)},
         )
     )

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import structlog
 
+from antrea.apis.controlplane.names import CA_CONFIGMAP, CA_CONFIGMAP_KEY
 from antrea.k8s.resources import Conflict, KubeResources, ns_path
 from antrea.util import pki
 
 log = structlog.get_logger(__name__)
 
 CA_SECRET = "antrea-controller-ca"
-CA_CONFIGMAP = "antrea-ca"
 SERVICE_DNS = ("antrea.kube-system.svc", "antrea.kube-system.svc.cluster.local", "localhost")
 ADMISSION_GV = "/apis/admissionregistration.k8s.io/v1"
 # deploy/antrea.yml's admission webhook configurations, whose caBundle the leader keeps.
@@ -95,7 +95,7 @@ async def publish_ca(
             "apiVersion": "v1",
             "kind": "ConfigMap",
             "metadata": {"name": CA_CONFIGMAP, "namespace": namespace},
-            "data": {"ca.crt": text},
+            "data": {CA_CONFIGMAP_KEY: text},
         }
         try:
             await kube.create(ns_path("v1", namespace, "configmaps"), body)
@@ -103,9 +103,9 @@ async def publish_ca(
             return
         log.info("controller_ca_published", configmap=f"{namespace}/{CA_CONFIGMAP}")
         return
-    if (cm.get("data") or {}).get("ca.crt") != text:
+    if (cm.get("data") or {}).get(CA_CONFIGMAP_KEY) != text:
         cm = dict(cm)
-        cm["data"] = {**(cm.get("data") or {}), "ca.crt": text}
+        cm["data"] = {**(cm.get("data") or {}), CA_CONFIGMAP_KEY: text}
         await kube.replace(path, cm)
         log.info("controller_ca_published", configmap=f"{namespace}/{CA_CONFIGMAP}")
 

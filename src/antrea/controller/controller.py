@@ -21,6 +21,7 @@ from typing import Any
 
 import structlog
 
+from antrea.apis.controlplane.names import ENDPOINTS_NAME, ENDPOINTS_PORT_NAME
 from antrea.apis.controlplane.types import Kind
 from antrea.controller import certs
 from antrea.controller.admission.webhook import AdmissionHandlers, KubeLookup
@@ -47,7 +48,6 @@ from antrea.util.version import package_version
 
 log = structlog.get_logger(__name__)
 
-ENDPOINTS_NAME = "antrea"
 ENDPOINTS_RECHECK = 10.0
 BURST_GRACE = 5.0  # a stream may lag behind one large compiler batch for this long
 
@@ -68,7 +68,7 @@ def endpoints_body(namespace: str, address: str, port: int, node: str) -> JSON:
         "subsets": [
             {
                 "addresses": [{"ip": address, "nodeName": node}],
-                "ports": [{"name": "https", "port": port, "protocol": "TCP"}],
+                "ports": [{"name": ENDPOINTS_PORT_NAME, "port": port, "protocol": "TCP"}],
             }
         ],
     }

@@ -33,6 +33,7 @@ from typing import Any, Protocol
 import structlog
 
 from antrea.apis.controlplane.codec import EventType, WatchEvent, encode_event
+from antrea.apis.controlplane.names import HEARTBEAT_MESSAGE
 from antrea.apis.controlplane.types import (
     AddressGroup,
     AddressGroupPatch,
@@ -51,9 +52,6 @@ FRAME_CACHE_IDLE = 30.0
 
 BURST_FACTOR = 50
 """With a burst grace, a queue may briefly hold up to this many times ``max_queue`` frames."""
-
-HEARTBEAT_MESSAGE = "heartbeat"
-"""``BOOKMARK`` frames with this message only keep the connection alive; clients drop them."""
 
 KIND_ORDER = (Kind.ADDRESS_GROUP, Kind.APPLIED_TO_GROUP, Kind.NETWORK_POLICY)
 """Snapshot order: groups before the policies that reference them."""

@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
+from antrea.apis.controlplane import names
 from antrea.apis.controlplane.codec import DecodeError, decode_status
 from antrea.apis.controlplane.types import Kind, NetworkPolicy, PodReference
 from antrea.controller import endpointquery, evaluation
@@ -51,9 +52,9 @@ from antrea.util.tasks import dump_tasks
 
 log = structlog.get_logger(__name__)
 
-CONTROLPLANE = "/apis/controlplane.antrea.io/v1beta2"
-SYSTEM = "/apis/system.antrea.io/v1beta1"
-STREAM_CONTENT_TYPE = "application/vnd.antrea.controlplane.v1+msgpack"
+CONTROLPLANE = names.PATH
+SYSTEM = names.SYSTEM_PATH
+STREAM_CONTENT_TYPE = names.STREAM_CONTENT_TYPE
 RESOURCES = {
     "networkpolicies": Kind.NETWORK_POLICY,
     "addressgroups": Kind.ADDRESS_GROUP,
@@ -110,10 +111,10 @@ class ControllerServer:
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/livez", self.livez)
         app.router.add_get("/readyz", self.readyz)
-        app.router.add_get(f"{CONTROLPLANE}/watch", self.watch)
-        app.router.add_post(f"{CONTROLPLANE}/networkpolicies/status", self.post_status)
-        app.router.add_get(f"{CONTROLPLANE}/endpointqueries", self.endpointquery)
-        app.router.add_get(f"{CONTROLPLANE}/networkpolicyevaluation", self.networkpolicyevaluation)
+        app.router.add_get(names.WATCH_PATH, self.watch)
+        app.router.add_post(names.STATUS_PATH, self.post_status)
+        app.router.add_get(names.ENDPOINT_QUERIES_PATH, self.endpointquery)
+        app.router.add_get(names.EVALUATION_PATH, self.networkpolicyevaluation)
         app.router.add_get(CONTROLPLANE + "/{resource}", self.list_objects)
         app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
         app.router.add_get(f"{SYSTEM}/controllerinfo", self.controllerinfo)

@@ -1,0 +1,32 @@
+"""The names both ends of the control plane agree on: paths, messages and Kubernetes objects.
+
+The controller serves these paths and publishes these objects; the agent and antctl read them.
+Each is defined here once, so the two sides cannot drift apart
+(docs/design/controlplane-protocol.md).
+"""
+
+from __future__ import annotations
+
+GROUP_VERSION = "controlplane.antrea.io/v1beta2"
+PATH = f"/apis/{GROUP_VERSION}"
+"""The control-plane API group on the controller's HTTPS server."""
+WATCH_PATH = f"{PATH}/watch"
+"""``GET ?nodeName=N``: the node's msgpack watch stream."""
+STATUS_PATH = f"{PATH}/networkpolicies/status"
+"""``POST``: one node's realization status (msgpack)."""
+ENDPOINT_QUERIES_PATH = f"{PATH}/endpointqueries"
+EVALUATION_PATH = f"{PATH}/networkpolicyevaluation"
+SYSTEM_PATH = "/apis/system.antrea.io/v1beta1"
+STREAM_CONTENT_TYPE = "application/vnd.antrea.controlplane.v1+msgpack"
+
+HEARTBEAT_MESSAGE = "heartbeat"
+"""``BOOKMARK`` frames with this message only keep the connection alive; clients drop them."""
+
+NAMESPACE = "kube-system"
+"""Where the objects below live (the default; both roles take it from their configuration)."""
+ENDPOINTS_NAME = "antrea"
+"""Endpoints ``<namespace>/antrea``: the leader's address, port named ``https``."""
+ENDPOINTS_PORT_NAME = "https"
+CA_CONFIGMAP = "antrea-ca"
+"""ConfigMap ``<namespace>/antrea-ca``: the CA that signs the controller's serving certificate."""
+CA_CONFIGMAP_KEY = "ca.crt"
