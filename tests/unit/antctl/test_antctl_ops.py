@@ -185,6 +185,33 @@ def test_featuregates_from_the_running_agent(
     assert header == ["COMPONENT", "FEATUREGATE", "STATUS", "VERSION", "CONFIG"]
 
 
+def test_featuregates_defaults_are_the_agents() -> None:
+    """antctl reads the configuration as data: its defaults must be the agent's."""
+    from antrea.agent.config import AgentConfig
+    from antrea.antctl.featuregates import FEATURES
+
+    defaults = AgentConfig()
+    for f in FEATURES:
+        if f.key:
+            assert getattr(defaults, f.key) is f.default, f.key
+
+
+def test_featuregates_reject_a_non_boolean_switch() -> None:
+    from antrea.antctl.controller_client import AntctlError
+    from antrea.antctl.featuregates import feature_gates
+
+    assert {r["status"] for r in feature_gates({})} == {"Enabled"}
+    gated = {
+        (r["name"], r["component"]): r["status"]
+        for r in feature_gates({"featureGates": {"AntreaProxy": False}})
+    }
+    assert gated[("AntreaProxy", "agent")] == "Disabled"
+    both = feature_gates({"antreaProxy": True, "featureGates": {"AntreaProxy": False}})
+    assert {r["name"]: r["status"] for r in both}["AntreaProxy"] == "Enabled"
+    with pytest.raises(AntctlError, match="antreaProxy must be a boolean"):
+        feature_gates({"antreaProxy": "yes"})
+
+
 def test_version_on_a_node(agent_api: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["version"]) == 0
     out = capsys.readouterr().out.splitlines()
