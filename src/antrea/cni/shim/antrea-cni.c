@@ -20,7 +20,7 @@
  *   acknowledgement as "the runtime gave up" and rolls an ADD back.
  *
  * Which socket: the config's top-level "cniSocket" when it is a usable string, else the default
- * baked into this file at install time (antrea.cni.install patches DEFAULT_SOCKET_SLOT).
+ * baked into this file at install time (antrea.agent.cniserver.install patches DEFAULT_SOCKET_SLOT).
  * Timeout: the config's "cniTimeoutSeconds" when it is a number in (0, 86400], else 60 s.
  */
 #define _GNU_SOURCE
@@ -47,7 +47,7 @@
 #define MAX_DEPTH 1000                /* nesting the shim's own JSON scan accepts */
 
 #define SLOT_MARKER "@@ANTREA-CNI-DEFAULT-SOCKET@@"
-/* Patched in place by antrea.cni.install (marker, then a NUL-terminated path of at most 107 bytes). */
+/* Patched in place by the agent's install (marker, then a NUL-terminated path of at most 107 bytes). */
 char DEFAULT_SOCKET_SLOT[sizeof(SLOT_MARKER) - 1 + 108] __attribute__((used)) =
     SLOT_MARKER "/var/run/antrea/cni.sock";
 
