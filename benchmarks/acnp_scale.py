@@ -43,12 +43,12 @@ ACTIONS = ("Allow", "Drop", "Reject")
 
 
 def acnp(index: int, tier: int, prio: float, n_rules: int, rng: random.Random) -> Any:
-    from antrea.agent.networkpolicy.testing import IPBlock, ingress
     from antrea.apis.controlplane.types import (
         NetworkPolicy,
         NetworkPolicyReference,
         RuleAction,
     )
+    from antrea.testbed.controlplane import IPBlock, ingress
 
     rules = tuple(
         dataclasses.replace(
@@ -73,7 +73,7 @@ def acnp(index: int, tier: int, prio: float, n_rules: int, rng: random.Random) -
 
 def objects(n_policies: int, n_rules: int, seed: int = 13) -> tuple[list[Any], list[Any]]:
     """(AppliedToGroups + policies, the policies of the middle tier sorted by priority)."""
-    from antrea.agent.networkpolicy.testing import AppliedToGroup, member
+    from antrea.testbed.controlplane import AppliedToGroup, member
 
     rng = random.Random(seed)
     objs: list[Any] = [
@@ -95,11 +95,11 @@ def objects(n_policies: int, n_rules: int, seed: int = 13) -> tuple[list[Any], l
 async def measure(node: realize.Node, n_policies: int, n_rules: int) -> dict[str, Any]:
     from antrea.agent.networkpolicy.controller import NetworkPolicyController
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-    from antrea.agent.networkpolicy.testing import added
     from antrea.apis.controlplane.codec import FrameDecoder
     from antrea.apis.controlplane.types import PodReference
     from antrea.ovs.openflow.client import FlowClient
     from antrea.ovs.openflow.native import OpenFlowTransport
+    from antrea.testbed.controlplane import added
 
     objs, middle = objects(n_policies, n_rules)
     data = realize.frames(objs)

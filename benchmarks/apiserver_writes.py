@@ -1,4 +1,4 @@
-"""Durable write cost of the embedded API server (`antrea.apiserver`, with a data directory).
+"""Durable write cost of the embedded API server (`antrea.testbed.apiserver`, with a data dir).
 
     .venv/bin/python benchmarks/apiserver_writes.py [--sequential 300] [--writers 16] [--each 100]
 
@@ -21,8 +21,8 @@ from typing import Any
 
 import aiohttp
 
-from antrea.apiserver import persistence
-from antrea.apiserver.server import APIServer
+from antrea.testbed.apiserver import persistence
+from antrea.testbed.apiserver.server import APIServer
 
 CM = "/api/v1/namespaces/default/configmaps"
 

@@ -1,4 +1,4 @@
-"""Cost of one authorization decision in the embedded API server (`antrea.apiserver.authz`).
+"""Cost of one authorization decision in the embedded API server (`antrea.testbed.apiserver.authz`).
 
     .venv/bin/python benchmarks/authz.py [--decisions 20000]
 
@@ -15,9 +15,9 @@ import asyncio
 import json
 import time
 
-from antrea.apiserver.auth import Identity, RequestAttributes
-from antrea.apiserver.server import APIServer
-from antrea.lab import identities
+from antrea.testbed.apiserver.auth import Identity, RequestAttributes
+from antrea.testbed.apiserver.server import APIServer
+from antrea.testbed.lab import identities
 
 
 async def run(decisions: int) -> dict[str, object]:

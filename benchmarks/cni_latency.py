@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from antrea.agent.cniserver.install import install_plugin  # noqa: E402
-from antrea.ovs.sandbox import OvsSandbox  # noqa: E402
+from antrea.testbed.ovssandbox import OvsSandbox  # noqa: E402
 
 REF_BIN = Path("/usr/lib/cni")
 KUBECTL = Path(sys.executable).parent / "kubectl"

@@ -2,9 +2,9 @@
 
 Usage (root): ``python benchmarks/faults.py [--runs 3] [--faults agent,vswitchd,...] [--keep]``
 
-Brings up a private 2-node antrea lab, creates the `antrea.lab.chaos` workload (src, other on
-node1; srv, free on node2; policy ``guard``) and runs each fault ``--runs`` times, probing
-every 20 ms (`antrea.lab.prober`: a TCP connect per path, 0.5 s timeout):
+Brings up a private 2-node antrea lab, creates the `antrea.testbed.lab.chaos` workload
+(src, other on node1; srv, free on node2; policy ``guard``) and runs each fault ``--runs``
+times, probing every 20 ms (`antrea.testbed.lab.prober`: a TCP connect per path, 0.5 s timeout):
 
 - ``agent``: SIGKILL node2's agent, switch the policy v1 -> v2 while it is down (3 s), the
   supervisor restarts it;
@@ -48,7 +48,7 @@ def _reexec_in_venv() -> None:
 
 def inventory(spec: Any) -> dict[str, int]:
     """What the lab holds now: namespaces, veths/ports in the nodes, processes in its netns."""
-    from antrea.lab import netns, state, topology
+    from antrea.testbed.lab import netns, state, topology
 
     names = netns.list_netns(state.netns_prefix(spec.name))
     doc = {"netns": len(names)}
@@ -114,10 +114,10 @@ def summarize(results: list[dict[str, Any]]) -> list[str]:
 def main() -> int:
     _reexec_in_venv()
     sys.path.insert(0, str(REPO / "src"))
-    from antrea.lab import chaos, lifecycle
-    from antrea.lab import model as labmodel
-    from antrea.lab.kube import KubeClient
-    from antrea.lab.testing import KUBECTL
+    from antrea.testbed.lab import chaos, lifecycle
+    from antrea.testbed.lab import model as labmodel
+    from antrea.testbed.lab.kube import KubeClient
+    from antrea.testbed.lab.testing import KUBECTL
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--runs", type=int, default=3)

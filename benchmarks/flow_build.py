@@ -53,9 +53,9 @@ async def _never() -> AsyncIterator[Any]:
 async def realize(objs: list[Any]) -> tuple[float, list[Any]]:
     from antrea.agent.networkpolicy.controller import NetworkPolicyController
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-    from antrea.agent.networkpolicy.testing import BOOKMARK, added
     from antrea.apis.controlplane.types import PodReference
     from antrea.ovs.openflow.client import FlowClient
+    from antrea.testbed.controlplane import BOOKMARK, added
 
     ofports = {PodReference("bench", f"pod{p}"): 100 + p for p in range(TARGET_PODS)}
     transport = KeepTransport()

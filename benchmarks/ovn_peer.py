@@ -361,7 +361,7 @@ class Ours:
         from antrea.controller.networkpolicy import NetworkPolicyController
         from antrea.ovs.openflow.client import FlowClient
         from antrea.ovs.openflow.native import OpenFlowTransport
-        from antrea.ovs.sandbox import OvsSandbox
+        from antrea.testbed.ovssandbox import OvsSandbox
 
         self.netns = f"ourpeer-{uuid.uuid4().hex[:6]}"
         sh("ip", "netns", "add", self.netns)

@@ -12,7 +12,7 @@ Usage (root): ``python benchmarks/proxy_scale.py [--services 10000] [--endpoints
    ``dump-groups``). RSS: this process (the proxier and its caches) before and after.
    The floor: the very same flows and groups (taken from the proxier, outside the clock) set on
    a fresh bridge in ONE native bundle. ``ratio`` = ours / floor.
-2. Endpoint change, from the API: an embedded API server (`antrea.apiserver`, in this
+2. Endpoint change, from the API: an embedded API server (`antrea.testbed.apiserver`, in this
    process) holds the EndpointSlices of the Services to be changed, and the proxier watches
    EndpointSlices through it with the agent's own list-watch (`antrea.agent.proxy.watch`) and
    sync loop (`Proxier.run`), on top of the 10,000 Services realized in step 1. ``--changes``
@@ -183,9 +183,9 @@ async def api_changes(
     import aiohttp
 
     from antrea.agent.proxy.watch import ENDPOINTSLICES, list_watch
-    from antrea.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
-    from antrea.apiserver.server import APIServer
     from antrea.k8s.client import load_kubeconfig_client
+    from antrea.testbed.apiserver.kubeconfig import render_kubeconfig, write_kubeconfig
+    from antrea.testbed.apiserver.server import APIServer
 
     n, k = args.services, args.endpoints
     targets = sorted({(c * 7919) % n for c in range(args.changes)})
@@ -286,7 +286,7 @@ def main() -> None:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    from antrea.ovs.sandbox import OvsSandbox
+    from antrea.testbed.ovssandbox import OvsSandbox
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--services", type=int, default=10000)

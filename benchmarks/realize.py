@@ -84,7 +84,7 @@ def random_cidr(rng: random.Random) -> str:
 
 def policy_objects(n_rules: int, seed: int = 7) -> list[Any]:
     """AppliedToGroups (one local pod each) and policies of 10 random-CIDR ingress rules."""
-    from antrea.agent.networkpolicy.testing import AppliedToGroup, IPBlock, ingress, member, policy
+    from antrea.testbed.controlplane import AppliedToGroup, IPBlock, ingress, member, policy
 
     rng = random.Random(seed)
     objs: list[Any] = []
@@ -105,8 +105,8 @@ def policy_objects(n_rules: int, seed: int = 7) -> list[Any]:
 
 
 def frames(objs: list[Any]) -> bytes:
-    from antrea.agent.networkpolicy.testing import BOOKMARK, added
     from antrea.apis.controlplane.codec import encode_event
+    from antrea.testbed.controlplane import BOOKMARK, added
 
     return b"".join(encode_event(added(o)) for o in objs) + encode_event(BOOKMARK)
 
@@ -116,7 +116,7 @@ class Node:
     """A netns with a private OVS; bridges are created per run."""
 
     def __init__(self, workdir: Path) -> None:
-        from antrea.ovs.sandbox import OvsSandbox
+        from antrea.testbed.ovssandbox import OvsSandbox
 
         self.netns = f"antrea-bench-{uuid.uuid4().hex[:6]}"
         sh("ip", "netns", "add", self.netns)
@@ -318,11 +318,11 @@ async def api_expected_flows(shape: list[list[str]]) -> int:
     """How many flows the agent adds for these policies (same code, recorded, not installed)."""
     from antrea.agent.networkpolicy.cache import RuleCache
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-    from antrea.agent.networkpolicy.testing import added, ingress, member
-    from antrea.agent.networkpolicy.testing import policy as cp_policy
     from antrea.apis.controlplane.types import AppliedToGroup, IPBlock, PodReference
     from antrea.ovs.openflow.client import FlowClient
-    from antrea.ovs.openflow.testing import RecordingTransport
+    from antrea.testbed.controlplane import added, ingress, member
+    from antrea.testbed.controlplane import policy as cp_policy
+    from antrea.testbed.openflow import RecordingTransport
 
     objs: list[Any] = []
     for i, cidrs in enumerate(shape):
@@ -380,7 +380,7 @@ async def _wait_count(
 
 
 async def api_realize_once(spec: Any, env: dict[str, str], n_rules: int) -> dict[str, Any]:
-    from antrea.lab.kube import KubeClient
+    from antrea.testbed.lab.kube import KubeClient
 
     shape = api_shape(n_rules)
     expected = await api_expected_flows(shape)
@@ -410,8 +410,8 @@ async def api_realize_once(spec: Any, env: dict[str, str], n_rules: int) -> dict
 
 async def api_measure(spec: Any, sizes: list[int]) -> list[dict[str, Any]]:
     """Namespace + pods on node1 first (outside the clock), then one measured run per size."""
-    from antrea.lab import model as labmodel
-    from antrea.lab.kube import KubeClient
+    from antrea.testbed.lab import model as labmodel
+    from antrea.testbed.lab.kube import KubeClient
 
     n_pods = max((n + API_RULES_PER_POLICY - 1) // API_RULES_PER_POLICY for n in sizes)
     m = labmodel.Model(
@@ -432,7 +432,7 @@ async def api_measure(spec: Any, sizes: list[int]) -> list[dict[str, Any]]:
 
 async def api_single_policy_accepted(spec: Any, n_rules: int) -> bool:
     """Would the API server take all n rules in ONE object? (It selects no pod: never realized.)"""
-    from antrea.lab.kube import ApiError, KubeClient
+    from antrea.testbed.lab.kube import ApiError, KubeClient
 
     body = api_policy(0, [c for cidrs in api_shape(n_rules) for c in cidrs])
     body["metadata"]["name"] = "bench-single"
@@ -453,8 +453,8 @@ def api_bench(sizes: list[int]) -> list[dict[str, Any]]:
     """A private 1-node lab (default CNI: our agent + controller), always taken down."""
     import uvloop
 
-    from antrea.lab import lifecycle
-    from antrea.lab.defaults import default_cni
+    from antrea.testbed.lab import lifecycle
+    from antrea.testbed.lab.defaults import default_cni
 
     name = f"rz{os.getpid() % 10**8}"
     lifecycle.down(name)
@@ -470,7 +470,9 @@ async def flow_count() -> dict[str, Any]:
     """One namespace-wide policy: 200 peer pods x 100 local targets x 8 ports, 3 rules."""
     from antrea.agent.networkpolicy.cache import RuleCache
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-    from antrea.agent.networkpolicy.testing import (
+    from antrea.apis.controlplane.types import PodReference
+    from antrea.ovs.openflow.client import FlowClient
+    from antrea.testbed.controlplane import (
         AddressGroup,
         AppliedToGroup,
         added,
@@ -480,9 +482,7 @@ async def flow_count() -> dict[str, Any]:
         policy,
         tcp,
     )
-    from antrea.apis.controlplane.types import PodReference
-    from antrea.ovs.openflow.client import FlowClient
-    from antrea.ovs.openflow.testing import RecordingTransport
+    from antrea.testbed.openflow import RecordingTransport
 
     peers = frozenset(
         member("peer", f"p{i}", f"10.245.{i // 250}.{i % 250 + 1}") for i in range(200)
@@ -530,7 +530,7 @@ ETHTOOL_STXCSUM = 0x17
 
 
 def tx_checksum_off(netns: str, ifname: str) -> None:
-    from antrea.lab import netns as labnetns
+    from antrea.testbed.lab import netns as labnetns
 
     def off() -> None:
         value = array.array("B", struct.pack("II", ETHTOOL_STXCSUM, 0))
@@ -571,7 +571,10 @@ def iperf_server(netns: str) -> subprocess.Popen[bytes]:
 async def throughput(node: Node, n_rules: int, seconds: int) -> dict[str, Any]:
     from antrea.agent.networkpolicy.controller import NetworkPolicyController
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-    from antrea.agent.networkpolicy.testing import (
+    from antrea.apis.controlplane.types import PodReference
+    from antrea.ovs.openflow.bundle import OfctlBundleTransport
+    from antrea.ovs.openflow.client import FlowClient
+    from antrea.testbed.controlplane import (
         BOOKMARK,
         AppliedToGroup,
         IPBlock,
@@ -580,9 +583,6 @@ async def throughput(node: Node, n_rules: int, seconds: int) -> dict[str, Any]:
         member,
         policy,
     )
-    from antrea.apis.controlplane.types import PodReference
-    from antrea.ovs.openflow.bundle import OfctlBundleTransport
-    from antrea.ovs.openflow.client import FlowClient
 
     if shutil.which("iperf3") is None:
         return {"skipped": "iperf3 not installed"}

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from antrea.lab.testing import Lab, LabParams, lab_session
+from antrea.testbed.lab.testing import Lab, LabParams, lab_session
 
 __all__ = ["Lab", "LabParams", "lab_session"]
 

@@ -42,11 +42,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from antrea.lab import netns
-from antrea.lab.kube import ApiError, KubeClient
-from antrea.lab.probe import lab_targets, probe_matrix
-from antrea.lab.state import AGENT_API_PORT
-from antrea.lab.testing import Lab, LabParams
+from antrea.testbed.lab import netns
+from antrea.testbed.lab.kube import ApiError, KubeClient
+from antrea.testbed.lab.probe import lab_targets, probe_matrix
+from antrea.testbed.lab.state import AGENT_API_PORT
+from antrea.testbed.lab.testing import Lab, LabParams
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "netpol"))
 import caselib
@@ -311,7 +311,7 @@ class LabCluster:
                 t.key: t
                 for t in await lab_targets(self.lab.spec, self.client, namespaces=["x", "y", "z"])
             }
-            from antrea.lab.probe import probe_pair_verdict
+            from antrea.testbed.lab.probe import probe_pair_verdict
 
             for s, d in pairs[:6]:
                 again = await probe_pair_verdict(
@@ -438,7 +438,7 @@ CHECKS = ("enforcement-latency", "no-stale-flows", "antrea-api", "priority-reass
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def cluster(request: pytest.FixtureRequest) -> AsyncIterator[LabCluster]:
     """One lab per variant, shared by all its cases (pytest groups the tests by variant)."""
-    from antrea.lab.testing import lab_session, real_lab_session
+    from antrea.testbed.lab.testing import lab_session, real_lab_session
 
     params, subset = request.param
     session = (
@@ -462,7 +462,7 @@ async def _enforcement_latency(cluster: LabCluster) -> None:
         t.key: t
         for t in await lab_targets(cluster.lab.spec, cluster.client, namespaces=["x", "y", "z"])
     }
-    from antrea.lab.probe import probe_pair
+    from antrea.testbed.lab.probe import probe_pair
 
     src, dst = targets["y/b"], targets["x/a"]
     assert await probe_pair(src, dst, protocol="TCP", port=80)
@@ -631,7 +631,7 @@ async def _priority_reassignment(cluster: LabCluster) -> None:
     await cluster.client.create(path, _acnp("allow-yb", 1, {"action": "Allow", "from": [from_yb]}))
     await cluster.client.create(path, _acnp("drop-all", 100, {"action": "Drop"}))
     await cluster.settle()
-    from antrea.lab.probe import probe_pair
+    from antrea.testbed.lab.probe import probe_pair
 
     assert await probe_pair(src, dst, protocol="TCP", port=80)
     results: list[bool] = []

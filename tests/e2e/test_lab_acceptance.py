@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import lifecycle, netns, state
-from antrea.lab.testing import Lab, need_lab_prerequisites
+from antrea.testbed.lab import lifecycle, netns, state
+from antrea.testbed.lab.testing import Lab, need_lab_prerequisites
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from antrea.lab import lifecycle, netns, topology
-from antrea.lab.nodes import network_ready
-from antrea.lab.testing import KUBECTL, Lab, LabParams
+from antrea.testbed.lab import lifecycle, netns, topology
+from antrea.testbed.lab.nodes import network_ready
+from antrea.testbed.lab.testing import KUBECTL, Lab, LabParams
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
@@ -568,7 +568,7 @@ async def test_antrea_policy_status_converges_to_realized(lab: Lab) -> None:
 
 
 def _pod_netns(lab: Lab, key: str) -> Path:
-    from antrea.lab import sandbox
+    from antrea.testbed.lab import sandbox
 
     sb = sandbox.find(lab.spec, key)
     assert sb is not None, key
@@ -578,7 +578,7 @@ def _pod_netns(lab: Lab, key: str) -> Path:
 async def _node_flows(lab: Lab, node: str) -> list[str]:
     import urllib.request
 
-    from antrea.lab.state import AGENT_API_PORT
+    from antrea.testbed.lab.state import AGENT_API_PORT
 
     def get() -> list[str]:
         url = f"http://127.0.0.1:{AGENT_API_PORT}/ovsflows?category=network_policy"

@@ -2,7 +2,7 @@
 connection allowed by neither the old nor the new policy ever passes (probed every 20 ms), the
 allowed ones recover, and cross-node traffic is back within 5 s of the component's return.
 
-One module-scoped lab; the workload and the scenarios are `antrea.lab.chaos` (also run by
+One module-scoped lab; the workload and the scenarios are `antrea.testbed.lab.chaos` (also run by
 benchmarks/faults.py, which prints the figures of docs/reliability.md). Figures are printed
 (`-s`) and appended to $ANTREA_FAULT_FIGURES when set.
 """
@@ -16,9 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from antrea.lab import chaos
-from antrea.lab.prober import Path as ProbePath
-from antrea.lab.testing import Lab, LabParams, lab_session
+from antrea.testbed.lab import chaos
+from antrea.testbed.lab.prober import Path as ProbePath
+from antrea.testbed.lab.testing import Lab, LabParams, lab_session
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
@@ -32,7 +32,7 @@ def clab() -> Iterator[tuple[Lab, list[ProbePath]]]:
         async def setup() -> list[ProbePath]:
             async with lab.client() as c:
                 await chaos.create_workload(c, lab.spec)
-                from antrea.lab import model as labmodel
+                from antrea.testbed.lab import model as labmodel
 
                 await labmodel.wait_running(
                     c, [f"{chaos.NS}/{n}" for n in ("src", "other", "srv", "free")], timeout=120

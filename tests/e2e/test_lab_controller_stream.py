@@ -19,8 +19,8 @@ from typing import Any
 
 import pytest
 
-from antrea.lab import lifecycle, topology
-from antrea.lab.testing import Lab, LabParams
+from antrea.testbed.lab import lifecycle, topology
+from antrea.testbed.lab.testing import Lab, LabParams
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import lifecycle, state
-from antrea.lab.kube import KubeClient
-from antrea.lab.testing import KUBECTL, Lab, need_lab_prerequisites
+from antrea.testbed.lab import lifecycle, state
+from antrea.testbed.lab.kube import KubeClient
+from antrea.testbed.lab.testing import KUBECTL, Lab, need_lab_prerequisites
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 

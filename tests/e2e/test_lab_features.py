@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from antrea.lab import netns, sandbox
-from antrea.lab.testing import KUBECTL, Lab, LabParams, lab_session
+from antrea.testbed.lab import netns, sandbox
+from antrea.testbed.lab.testing import KUBECTL, Lab, LabParams, lab_session
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import lifecycle, netns, state, topology
-from antrea.lab.testing import need_lab_prerequisites
+from antrea.testbed.lab import lifecycle, netns, state, topology
+from antrea.testbed.lab.testing import need_lab_prerequisites
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 
@@ -60,7 +60,7 @@ def test_down_after_a_crash(tmp_path: Path) -> None:
 def test_labs_of_dead_test_processes_are_swept() -> None:
     """A test process killed before its teardown leaves a lab; the next session removes it."""
     need_lab_prerequisites()
-    from antrea.lab.testing import OWNER_FILE, sweep_stale_test_labs
+    from antrea.testbed.lab.testing import OWNER_FILE, sweep_stale_test_labs
 
     name = "e2eorphan"
     lifecycle.down(name)

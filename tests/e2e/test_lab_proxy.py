@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from antrea.lab import netns, sandbox
-from antrea.lab.state import AGENT_API_PORT
-from antrea.lab.testing import Lab, LabParams, lab_session
+from antrea.testbed.lab import netns, sandbox
+from antrea.testbed.lab.state import AGENT_API_PORT
+from antrea.testbed.lab.testing import Lab, LabParams, lab_session
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 JSON = dict[str, Any]

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from antrea.agent.interfacestore import host_interface_name
-from antrea.lab import lifecycle, topology
-from antrea.lab import model as labmodel
-from antrea.lab.testing import Lab, LabParams
+from antrea.testbed.lab import lifecycle, topology
+from antrea.testbed.lab import model as labmodel
+from antrea.testbed.lab.testing import Lab, LabParams
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs, pytest.mark.lab]
 

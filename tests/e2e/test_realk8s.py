@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import lifecycle, netns, state
-from antrea.lab.cniruntime import reference_conflist
-from antrea.lab.realk8s import binaries
-from antrea.lab.realk8s.node import CGROUP_FS, cgroup_root
-from antrea.lab.testing import (
+from antrea.testbed.lab import lifecycle, netns, state
+from antrea.testbed.lab.cniruntime import reference_conflist
+from antrea.testbed.lab.realk8s import binaries
+from antrea.testbed.lab.realk8s.node import CGROUP_FS, cgroup_root
+from antrea.testbed.lab.testing import (
     KUBECTL,
     OWNER_FILE,
     Lab,

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from antrea.lab import lifecycle, state
-from antrea.lab.realk8s import binaries, install
-from antrea.lab.realk8s import lifecycle as real_lifecycle
-from antrea.lab.testing import (
+from antrea.testbed.lab import lifecycle, state
+from antrea.testbed.lab.realk8s import binaries, install
+from antrea.testbed.lab.realk8s import lifecycle as real_lifecycle
+from antrea.testbed.lab.testing import (
     KUBECTL,
     OWNER_FILE,
     Lab,
@@ -302,7 +302,7 @@ def _https_get(cluster: Cluster, node: str, path: str, token: str | None) -> tup
     import urllib.error
     import urllib.request
 
-    from antrea.lab import netns
+    from antrea.testbed.lab import netns
 
     n = cluster.spec.node(node)
     ctx = ssl.create_default_context()
@@ -381,8 +381,8 @@ def test_a_deleted_agent_pod_comes_back_and_a_cross_node_connection_survives(
 ) -> None:
     import socket
 
-    from antrea.lab import netns
-    from antrea.lab.realk8s.pods import find_pod
+    from antrea.testbed.lab import netns
+    from antrea.testbed.lab.realk8s.pods import find_pod
 
     if cluster.mode != "noEncap":
         # Passes in encap too (the agent gives eth0 its address back at SIGTERM and the new one
@@ -441,9 +441,9 @@ def test_an_image_upgrade_rolls_node_by_node_and_keeps_connections(cluster: Clus
     import socket
     import threading
 
-    from antrea.lab import netns
-    from antrea.lab.realk8s.node import RealNode
-    from antrea.lab.realk8s.pods import find_pod
+    from antrea.testbed.lab import netns
+    from antrea.testbed.lab.realk8s.node import RealNode
+    from antrea.testbed.lab.realk8s.pods import find_pod
 
     if cluster.mode != "encap":
         pytest.skip("checked once (encap cluster)")

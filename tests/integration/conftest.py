@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from antrea.ovs.sandbox import OvsSandbox
+from antrea.testbed.ovssandbox import OvsSandbox
 
 
 def _need_root_and_ovs() -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from antrea.agent.testing import AgentLab, PodHandle
+from antrea.testbed.fakekube import AgentLab, PodHandle
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from antrea.agent.interfacestore import host_interface_name
-from antrea.agent.testing import AgentLab, NodeHandle
+from antrea.testbed.fakekube import AgentLab, NodeHandle
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
@@ -286,7 +286,7 @@ def test_addresses_leaked_by_a_crash_are_released_at_start(
 def test_labs_of_killed_test_processes_are_swept(tmp_path: Path) -> None:
     """A lab whose owning process died is removed by the next lab's start (netns, OVS)."""
     _need_root()
-    from antrea.agent.testing import REGISTRY, sweep_stale_labs
+    from antrea.testbed.fakekube import REGISTRY, sweep_stale_labs
 
     lab = AgentLab(tmp_path / "lab", nodes=1)
     try:

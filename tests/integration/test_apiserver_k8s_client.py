@@ -11,7 +11,7 @@ import pytest
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from antrea.apiserver.server import APIServer
+from antrea.testbed.apiserver.server import APIServer
 
 
 @pytest.fixture

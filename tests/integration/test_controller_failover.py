@@ -19,12 +19,12 @@ import pytest
 
 from antrea.agent.controlplane_client import ControlPlaneClient, StreamMirror
 from antrea.apis.controlplane.types import AppliedToGroup, Kind
-from antrea.apiserver.server import APIServer
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ControllerCandidate
 from antrea.controller.distribution import iter_store, members_on
 from antrea.k8s.resources import ApiClientResources, load_api_client
-from antrea.lab import identities
+from antrea.testbed.apiserver.server import APIServer
+from antrea.testbed.lab import identities
 
 NODES = ("node1", "node2")
 

@@ -19,9 +19,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from antrea.apiserver.server import APIServer
 from antrea.controller.inputs import Inputs, Resource
 from antrea.k8s.client import load_kubeconfig_client
+from antrea.testbed.apiserver.server import APIServer
 
 JSON = dict[str, Any]
 NP = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies"

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client
 
-from antrea.apiserver.server import APIServer
 from antrea.k8s.client import load_kubeconfig_client
 from antrea.k8s.informer import Informer, object_key
+from antrea.testbed.apiserver.server import APIServer
 
 JSON = dict[str, Any]
 HISTORY = 8

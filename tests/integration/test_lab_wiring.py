@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import lifecycle, netns, state, topology, workload
-from antrea.lab.cniruntime import CniError, CniRuntime, first_ipv4, reference_conflist
-from antrea.lab.kubelet import attachment
-from antrea.lab.probe import Target, probe_matrix
-from antrea.lab.sandbox import Sandbox
+from antrea.testbed.lab import lifecycle, netns, state, topology, workload
+from antrea.testbed.lab.cniruntime import CniError, CniRuntime, first_ipv4, reference_conflist
+from antrea.testbed.lab.kubelet import attachment
+from antrea.testbed.lab.probe import Target, probe_matrix
+from antrea.testbed.lab.sandbox import Sandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 

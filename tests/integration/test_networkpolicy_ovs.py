@@ -37,15 +37,15 @@ from antrea.agent.openflow.pipeline import FROM_GATEWAY
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import AppliedToGroup, ControlPlaneObject, Kind, PodReference
 from antrea.controller.networkpolicy import NetworkPolicyController as Compiler
-from antrea.lab import netns as labnetns
-from antrea.lab.probe import Target, probe_matrix, probe_pair
-from antrea.lab.workload import PortSpec, Workload
 from antrea.ovs.openflow import (
     Flow,
 )
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.native import OpenFlowTransport
-from antrea.ovs.sandbox import OvsSandbox
+from antrea.testbed.lab import netns as labnetns
+from antrea.testbed.lab.probe import Target, probe_matrix, probe_pair
+from antrea.testbed.lab.workload import PortSpec, Workload
+from antrea.testbed.ovssandbox import OvsSandbox
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e" / "netpol"))
 import caselib

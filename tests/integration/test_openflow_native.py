@@ -51,7 +51,7 @@ from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.groups import Bucket, Group, GroupType
 from antrea.ovs.openflow.native import OpenFlowTransport
-from antrea.ovs.sandbox import OvsSandbox
+from antrea.testbed.ovssandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 

@@ -10,7 +10,7 @@ from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow import Conjunction, Drop, Flow, GotoTable, Match, Output, RegMatch
 from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
-from antrea.ovs.sandbox import OvsSandbox
+from antrea.testbed.ovssandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 

@@ -12,7 +12,7 @@ import pytest
 
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsdb import OvsdbConnection, OvsdbUnavailable
-from antrea.ovs.sandbox import OvsSandbox
+from antrea.testbed.ovssandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 

@@ -19,7 +19,7 @@ from antrea.agent.proxy import flows as pf
 from antrea.agent.proxy.types import Endpoint, ServicePort
 from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.native import OpenFlowTransport
-from antrea.ovs.sandbox import OvsSandbox
+from antrea.testbed.ovssandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 IP = ipaddress.IPv4Address

@@ -11,8 +11,8 @@ from antrea.errors import AntreaError
 
 # Packages still being moved by another change; they join the check once it lands.
 PENDING = (
-    "antrea.lab.",
-    "antrea.apiserver.",
+    "antrea.testbed.lab.",
+    "antrea.testbed.apiserver.",
 )
 
 

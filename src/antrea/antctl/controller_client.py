@@ -48,7 +48,7 @@ def _get_in_netns(
     import json
     from urllib.parse import urlsplit
 
-    from antrea.lab.netns import call_in, netns_path
+    from antrea.testbed.lab.netns import call_in, netns_path
 
     u = urlsplit(url)
 

@@ -50,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
     import structlog
     import uvloop
 
-    from antrea.apiserver.server import APIServer
+    from antrea.testbed.apiserver.server import APIServer
 
     log = structlog.get_logger("antrea.cmd.apiserver")
 

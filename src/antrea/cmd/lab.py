@@ -114,7 +114,7 @@ def _fail(msg: str) -> int:
 
 def _guard(fn: Any) -> Any:
     def wrapper(args: argparse.Namespace) -> int:
-        from antrea.lab.state import LabError
+        from antrea.testbed.lab.state import LabError
 
         try:
             rc: int = fn(args)
@@ -127,8 +127,8 @@ def _guard(fn: Any) -> Any:
 
 @_guard
 def _up(args: argparse.Namespace) -> int:
-    from antrea.lab import lifecycle
-    from antrea.lab.defaults import default_cni
+    from antrea.testbed.lab import lifecycle
+    from antrea.testbed.lab.defaults import default_cni
 
     spec = lifecycle.up(
         name=args.name or "lab",
@@ -154,8 +154,8 @@ def _up(args: argparse.Namespace) -> int:
 
 @_guard
 def _down(args: argparse.Namespace) -> int:
-    from antrea.lab import lifecycle
-    from antrea.lab.state import resolve_name
+    from antrea.testbed.lab import lifecycle
+    from antrea.testbed.lab.state import resolve_name
 
     name = resolve_name(args.name)
     removed = lifecycle.down(name)
@@ -165,7 +165,7 @@ def _down(args: argparse.Namespace) -> int:
 
 @_guard
 def _status(args: argparse.Namespace) -> int:
-    from antrea.lab import lifecycle, state
+    from antrea.testbed.lab import lifecycle, state
 
     doc = lifecycle.status(state.load(args.name))
     if args.output == "json":
@@ -198,7 +198,7 @@ def _status(args: argparse.Namespace) -> int:
 
 @_guard
 def _kubeconfig(args: argparse.Namespace) -> int:
-    from antrea.lab import state
+    from antrea.testbed.lab import state
 
     print(state.load(args.name).kubeconfig)
     return 0
@@ -208,8 +208,8 @@ def _kubeconfig(args: argparse.Namespace) -> int:
 def _manifest(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from antrea.lab import state
-    from antrea.lab.realk8s import install
+    from antrea.testbed.lab import state
+    from antrea.testbed.lab.realk8s import install
 
     spec = state.load(args.name)
     path = Path(args.file) if args.file else install.MANIFEST
@@ -221,7 +221,7 @@ def _manifest(args: argparse.Namespace) -> int:
 
 @_guard
 def _exec(args: argparse.Namespace) -> int:
-    from antrea.lab import netns, sandbox, state
+    from antrea.testbed.lab import netns, sandbox, state
 
     spec = state.load(args.name)
     argv = list(args.argv)
@@ -231,7 +231,7 @@ def _exec(args: argparse.Namespace) -> int:
         argv = [os.environ.get("SHELL", "/bin/bash")]
     env = dict(os.environ)
     if "/" in args.target and spec.kubernetes == "real":
-        from antrea.lab.realk8s.pods import find_pod
+        from antrea.testbed.lab.realk8s.pods import find_pod
 
         found = find_pod(spec, args.target)
         if found is None:
@@ -266,9 +266,9 @@ def _exec(args: argparse.Namespace) -> int:
 def _probe(args: argparse.Namespace) -> int:
     import uvloop
 
-    from antrea.lab import state
-    from antrea.lab.kube import KubeClient
-    from antrea.lab.probe import (
+    from antrea.testbed.lab import state
+    from antrea.testbed.lab.kube import KubeClient
+    from antrea.testbed.lab.probe import (
         lab_targets,
         probe_matrix,
         probe_service,
@@ -300,7 +300,7 @@ def _probe(args: argparse.Namespace) -> int:
 
 @_guard
 def _logs(args: argparse.Namespace) -> int:
-    from antrea.lab import state
+    from antrea.testbed.lab import state
 
     spec = state.load(args.name)
     if spec.kubernetes == "real":
@@ -326,7 +326,7 @@ def _logs(args: argparse.Namespace) -> int:
 
 @_guard
 def _restart_agent(args: argparse.Namespace) -> int:
-    from antrea.lab import lifecycle, state
+    from antrea.testbed.lab import lifecycle, state
 
     pid = lifecycle.restart_agent(state.load(args.name), args.node)
     print(f"agent on {args.node} restarted (pid {pid})")
@@ -335,7 +335,7 @@ def _restart_agent(args: argparse.Namespace) -> int:
 
 @_guard
 def _restart_sup(args: argparse.Namespace) -> int:
-    from antrea.lab import lifecycle, state
+    from antrea.testbed.lab import lifecycle, state
 
     lifecycle.restart_supervisor(state.load(args.name))
     print("lab supervisor restarted")
@@ -348,9 +348,9 @@ def _cni_check(args: argparse.Namespace) -> int:
 
     import uvloop
 
-    from antrea.lab import sandbox, state
-    from antrea.lab.cniruntime import CniError, CniRuntime
-    from antrea.lab.kubelet import REFERENCE_CNI_DIR, attachment
+    from antrea.testbed.lab import sandbox, state
+    from antrea.testbed.lab.cniruntime import CniError, CniRuntime
+    from antrea.testbed.lab.kubelet import REFERENCE_CNI_DIR, attachment
 
     spec = state.load(args.name)
     sb = sandbox.find(spec, args.pod)
@@ -371,8 +371,8 @@ def _cni_check(args: argparse.Namespace) -> int:
 
 @_guard
 def _demo(args: argparse.Namespace) -> int:
-    from antrea.lab.defaults import default_cni
-    from antrea.lab.demo import run_demo
+    from antrea.testbed.lab.defaults import default_cni
+    from antrea.testbed.lab.demo import run_demo
 
     return run_demo(name=args.name or "demo", cni=args.cni or default_cni(), teardown=args.down)
 
@@ -380,8 +380,8 @@ def _demo(args: argparse.Namespace) -> int:
 def _forward(args: argparse.Namespace) -> int:
     import uvloop
 
-    from antrea.lab import state
-    from antrea.lab.realk8s import forward
+    from antrea.testbed.lab import state
+    from antrea.testbed.lab.realk8s import forward
 
     uvloop.run(forward.run(state.load(args.name), args.port))
     return 0
@@ -390,7 +390,7 @@ def _forward(args: argparse.Namespace) -> int:
 def _supervise(args: argparse.Namespace) -> int:
     import uvloop
 
-    from antrea.lab import state, supervisor
+    from antrea.testbed.lab import state, supervisor
 
     spec = state.load(args.name)
     uvloop.run(supervisor.run(spec))

@@ -9,9 +9,9 @@ import pytest
 from antrea.agent import noderoute
 from antrea.agent.kube import NodeEvent, NodeEventKind, node_info
 from antrea.agent.openflow.builder import FlowBuilder, NodeConfig
-from antrea.agent.testing import node_object
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.fakekube import node_object
+from antrea.testbed.openflow import RecordingTransport
 
 
 def make(

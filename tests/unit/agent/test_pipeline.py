@@ -18,7 +18,7 @@ from antrea.ovs.openflow import GotoTable, OutputReg, SetField
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.cookie import Category, cookie_category, cookie_round
 from antrea.ovs.openflow.render import render_flow
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 GW_MAC = "02:00:00:00:00:01"
 POD = ob.PodPort(ofport=3, ip=ipaddress.IPv4Address("10.244.1.2"), mac="0a:00:00:00:00:02")

@@ -17,7 +17,7 @@ from antrea.agent.ipam import IPAM
 from antrea.agent.openflow.builder import FlowBuilder, NodeConfig
 from antrea.apis.cni.errors import CONFIG_INTERFACE_FAILURE, CniError
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 
 class FakeOvsdb:

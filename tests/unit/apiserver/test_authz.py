@@ -11,8 +11,8 @@ import aiohttp
 import orjson
 import pytest
 
-from antrea.apiserver.server import APIServer
-from antrea.lab import identities
+from antrea.testbed.apiserver.server import APIServer
+from antrea.testbed.lab import identities
 
 JSON = dict[str, Any]
 AGENT = identities.serviceaccount_user("antrea-agent")

@@ -13,7 +13,13 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from antrea.apiserver.authz.rules import PolicyRule, Request, rule_allows, rules_allow, uncovered
+from antrea.testbed.apiserver.authz.rules import (
+    PolicyRule,
+    Request,
+    rule_allows,
+    rules_allow,
+    uncovered,
+)
 
 VERBS = ("get", "list", "create", "delete", "escalate")
 GROUPS = ("", "apps", "rbac.authorization.k8s.io")

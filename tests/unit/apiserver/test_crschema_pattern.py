@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.apiserver import crschema, regex
+from antrea.testbed.apiserver import crschema, regex
 
 SCHEMA = {"type": "object", "properties": {"name": {"type": "string", "pattern": "^(a+)+$"}}}
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from antrea.apiserver import openapi, openapi_pb, typecheck
-from antrea.apiserver.resources import Registry
+from antrea.testbed.apiserver import openapi, openapi_pb, typecheck
+from antrea.testbed.apiserver.resources import Registry
 
 CRD = {
     "metadata": {"name": "widgets.example.org"},

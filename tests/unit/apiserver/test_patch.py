@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antrea.apiserver.patch import PatchError, apply_patch, merge_patch
+from antrea.testbed.apiserver.patch import PatchError, apply_patch, merge_patch
 
 SMP = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
@@ -391,7 +391,7 @@ def test_patch_never_crashes(body: Any, ctype: str) -> None:
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from antrea.apiserver import patch as patch_module  # noqa: E402
+from antrea.testbed.apiserver import patch as patch_module  # noqa: E402
 
 _KEYS = ("containerPort", "protocol")
 

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.apiserver.selectors import (
+from antrea.testbed.apiserver.selectors import (
     EVERYTHING,
     SelectorError,
     label_selector_from_dict,

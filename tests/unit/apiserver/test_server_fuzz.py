@@ -12,7 +12,7 @@ import aiohttp
 import orjson
 import pytest
 
-from antrea.apiserver.server import APIServer
+from antrea.testbed.apiserver.server import APIServer
 
 JSON = dict[str, Any]
 

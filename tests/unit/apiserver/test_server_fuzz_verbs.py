@@ -23,8 +23,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antrea.apiserver.persistence import Persistence
-from antrea.apiserver.server import APIServer
+from antrea.testbed.apiserver.persistence import Persistence
+from antrea.testbed.apiserver.server import APIServer
 
 JSON = dict[str, Any]
 

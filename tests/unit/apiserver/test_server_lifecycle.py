@@ -12,9 +12,9 @@ import aiohttp
 import yaml
 from cryptography import x509
 
-from antrea.apiserver.auth import parse_token_csv
-from antrea.apiserver.certs import ensure_certs
-from antrea.apiserver.server import APIServer
+from antrea.testbed.apiserver.auth import parse_token_csv
+from antrea.testbed.apiserver.certs import ensure_certs
+from antrea.testbed.apiserver.server import APIServer
 
 
 async def _get(url: str, ca: bytes, token: str) -> tuple[int, dict[str, object]]:

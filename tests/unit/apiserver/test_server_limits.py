@@ -17,10 +17,10 @@ import aiohttp
 import orjson
 import pytest
 
-from antrea.apiserver import errors
-from antrea.apiserver.limits import MAX_DEPTH, MAX_REQUEST_BODY_BYTES
-from antrea.apiserver.server import APIServer
-from antrea.apiserver.store import Store
+from antrea.testbed.apiserver import errors
+from antrea.testbed.apiserver.limits import MAX_DEPTH, MAX_REQUEST_BODY_BYTES
+from antrea.testbed.apiserver.server import APIServer
+from antrea.testbed.apiserver.store import Store
 
 JSON = dict[str, Any]
 NP = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies"

@@ -19,9 +19,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from antrea.apiserver import decoding, errors, typecheck
-from antrea.apiserver.resources import BUILTINS, ResourceType
-from antrea.apiserver.server import APIServer
+from antrea.testbed.apiserver import decoding, errors, typecheck
+from antrea.testbed.apiserver.resources import BUILTINS, ResourceType
+from antrea.testbed.apiserver.server import APIServer
 
 JSON = dict[str, Any]
 NP = "/apis/networking.k8s.io/v1/namespaces/default/networkpolicies"

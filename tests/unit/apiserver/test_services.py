@@ -10,9 +10,9 @@ import aiohttp
 import orjson
 import pytest
 
-from antrea.apiserver import errors
-from antrea.apiserver.server import APIServer
-from antrea.apiserver.services import ServiceNetwork, allocate, used_addresses
+from antrea.testbed.apiserver import errors
+from antrea.testbed.apiserver.server import APIServer
+from antrea.testbed.apiserver.services import ServiceNetwork, allocate, used_addresses
 
 JSON = dict[str, Any]
 SVCS = "/api/v1/namespaces/default/services"

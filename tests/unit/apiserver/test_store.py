@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from antrea.apiserver import errors
-from antrea.apiserver.persistence import LOG, Persistence, PersistError
-from antrea.apiserver.store import Store
+from antrea.testbed.apiserver import errors
+from antrea.testbed.apiserver.persistence import LOG, Persistence, PersistError
+from antrea.testbed.apiserver.store import Store
 
 JSON = dict[str, Any]
 KEY = ("", "pods")

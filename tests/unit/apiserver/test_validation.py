@@ -9,12 +9,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.apiserver.validation import (
+from antrea.k8s.names import is_valid_port_name
+from antrea.testbed.apiserver.validation import (
     FieldError,
     field_errors_to_status,
     validate,
 )
-from antrea.k8s.names import is_valid_port_name
 
 NP = "networking.k8s.io"
 

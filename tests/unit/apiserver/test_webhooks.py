@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from antrea.apiserver.server import APIServer
 from antrea.controller import certs
 from antrea.controller.admission.webhook import AdmissionHandlers, KubeLookup
+from antrea.testbed.apiserver.server import APIServer
 
 from .test_server_api import Client, _client
 
@@ -395,8 +395,8 @@ async def test_timeout_fails_closed_or_is_ignored(env: Env) -> None:
     ],
 )
 def test_rule_matching(rule: JSON, sub: str, matches: bool) -> None:
-    from antrea.apiserver.resources import ResourceType
-    from antrea.apiserver.webhooks import Attributes, _rule_matches
+    from antrea.testbed.apiserver.resources import ResourceType
+    from antrea.testbed.apiserver.webhooks import Attributes, _rule_matches
 
     rt = ResourceType(
         group="crd.antrea.io", version="v1beta1", resource="tiers", kind="Tier",

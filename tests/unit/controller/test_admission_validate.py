@@ -295,7 +295,7 @@ policy = st.builds(
 def test_generated_valid_policies_admitted_after_defaults(obj: JSON) -> None:
     """Every well-formed generated policy, with the mutating webhook's defaults, is admitted;
     the defaults are idempotent (a second pass changes nothing)."""
-    from antrea.apiserver.patch import json_patch
+    from antrea.testbed.apiserver.patch import json_patch
 
     obj = json_patch(obj, mutate.policy_patch(obj))
     assert mutate.policy_patch(obj) == []
@@ -306,7 +306,7 @@ def test_generated_valid_policies_admitted_after_defaults(obj: JSON) -> None:
 @given(policy, st.sampled_from(["priority", "tier", "dup", "both", "except"]))
 def test_generated_broken_policies_refused(obj: JSON, breakage: str) -> None:
     """Breaking a valid policy in one known way is refused, naming the broken field."""
-    from antrea.apiserver.patch import json_patch
+    from antrea.testbed.apiserver.patch import json_patch
 
     obj = json_patch(obj, mutate.policy_patch(obj))
     spec = obj["spec"]

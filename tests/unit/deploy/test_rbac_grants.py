@@ -24,13 +24,13 @@ import yaml
 
 from antrea.agent import controlplane_client
 from antrea.agent.kube import ApiClientNodeAPI, NodeEvent, node_informer
-from antrea.apiserver.server import APIServer
 from antrea.controller import controller as controller_mod
 from antrea.controller.config import ControllerConfig
 from antrea.controller.controller import ControllerCandidate
 from antrea.k8s.resources import ApiClientResources, KubeError, load_api_client, ns_path
 from antrea.k8s.reviews import AccessReviewer, Identity, TokenAuthenticator
-from antrea.lab import identities
+from antrea.testbed.apiserver.server import APIServer
+from antrea.testbed.lab import identities
 
 REPO = Path(__file__).resolve().parents[3]
 MANIFEST = REPO / "deploy" / "antrea.yml"

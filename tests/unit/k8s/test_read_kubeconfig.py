@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from antrea.k8s.client import KubeconfigError, read_kubeconfig
-from antrea.lab.kube import Kubeconfig
+from antrea.testbed.lab.kube import Kubeconfig
 from antrea.util import pki
 
 

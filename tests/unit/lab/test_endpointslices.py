@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from antrea.lab.endpointslices import desired_slices
+from antrea.testbed.lab.endpointslices import desired_slices
 
 JSON = dict[str, Any]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab.cniruntime import (
+from antrea.testbed.lab.cniruntime import (
     Attachment,
     CniError,
     CniRuntime,

@@ -1,5 +1,5 @@
-"""`antrea.lab.daemons`: a gone daemon is restarted with doubling backoff, an agent never while
-its lock is held or before it was first started; real child processes (`sleep`)."""
+"""`antrea.testbed.lab.daemons`: a gone daemon is restarted with doubling backoff, an agent
+never while its lock is held or before it was first started; real child processes (`sleep`)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import daemons, lifecycle
-from antrea.lab.state import NodeSpec
+from antrea.testbed.lab import daemons, lifecycle
+from antrea.testbed.lab.state import NodeSpec
 
 
 def node(tmp_path: Path) -> NodeSpec:

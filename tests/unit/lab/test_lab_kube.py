@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from antrea.lab.kube import KubeClient, Kubeconfig, list_watch
+from antrea.testbed.lab.kube import KubeClient, Kubeconfig, list_watch
 
 
 def pod(name: str, rv: int) -> dict[str, Any]:

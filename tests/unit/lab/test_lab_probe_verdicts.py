@@ -7,8 +7,8 @@ import socket
 
 import pytest
 
-from antrea.lab import probe
-from antrea.lab.probe import Target
+from antrea.testbed.lab import probe
+from antrea.testbed.lab.probe import Target
 
 
 @pytest.mark.root

@@ -1,5 +1,5 @@
-"""`antrea.lab.prober.Series` (when a path was back for good, its outage) and a real `Prober`
-run against a local listener and a closed port."""
+"""`antrea.testbed.lab.prober.Series` (when a path was back for good, its outage) and a real
+`Prober` run against a local listener and a closed port."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.lab.prober import Attempt, Path, Prober, Series
+from antrea.testbed.lab.prober import Attempt, Path, Prober, Series
 
 
 def series(oks: list[bool]) -> Series:

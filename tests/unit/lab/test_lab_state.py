@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import model, state
-from antrea.lab.nodes import node_object
-from antrea.lab.probe import render_table
-from antrea.lab.scheduler import pick_node
+from antrea.testbed.lab import model, state
+from antrea.testbed.lab.nodes import node_object
+from antrea.testbed.lab.probe import render_table
+from antrea.testbed.lab.scheduler import pick_node
 
 
 def test_plan_carves_node_subnets_and_addresses(
@@ -99,7 +99,7 @@ def test_table_marks_connected_and_blocked() -> None:
 
 
 def test_workload_serves_each_tcp_udp_port_once_and_skips_sctp() -> None:
-    from antrea.lab.workload import PortSpec, ports_of
+    from antrea.testbed.lab.workload import PortSpec, ports_of
 
     pod = {
         "spec": {

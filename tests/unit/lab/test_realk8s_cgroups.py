@@ -8,8 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab import lifecycle
-from antrea.lab.realk8s.node import all_hierarchies, cgroup_pids, cgroup_root, create_cgroup_root
+from antrea.testbed.lab import lifecycle
+from antrea.testbed.lab.realk8s.node import (
+    all_hierarchies,
+    cgroup_pids,
+    cgroup_root,
+    create_cgroup_root,
+)
 
 pytestmark = [pytest.mark.root]
 

@@ -26,7 +26,7 @@ def test_missing_binaries_are_named_and_nothing_is_created(tmp_path: Path) -> No
 def test_lab_manifest_sets_the_real_labs_configmap_options(tmp_path: Path) -> None:
     import yaml
 
-    from antrea.lab import state
+    from antrea.testbed.lab import state
 
     env = dict(os.environ, ANTREA_LAB_ROOT=str(tmp_path))
     os.environ["ANTREA_LAB_ROOT"] = str(tmp_path)

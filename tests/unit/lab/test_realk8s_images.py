@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from antrea.lab.realk8s import images, programs
-from antrea.lab.realk8s.binaries import BUSYBOX
+from antrea.testbed.lab.realk8s import images, programs
+from antrea.testbed.lab.realk8s.binaries import BUSYBOX
 
 
 def _need_toolchain() -> None:

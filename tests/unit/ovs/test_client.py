@@ -9,7 +9,7 @@ import pytest
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow import Drop, Flow, GotoTable, Match, Normal, RegMatch
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, FlowOwnershipError
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 
 def f(port: int, action: object = None, cookie: int = 0) -> Flow:

@@ -14,7 +14,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from antrea.agent.interfacestore import InterfaceConfig, InterfaceStore
 from antrea.agent.networkpolicy import start
-from antrea.agent.networkpolicy.testing import (
+from antrea.apis.controlplane.codec import WatchEvent
+from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+from antrea.ovs.ovsctl import DumpedFlow
+from antrea.testbed.controlplane import (
     BOOKMARK,
     AddressGroup,
     AppliedToGroup,
@@ -24,11 +28,7 @@ from antrea.agent.networkpolicy.testing import (
     policy,
     tcp,
 )
-from antrea.apis.controlplane.codec import WatchEvent
-from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
-from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
-from antrea.ovs.openflow.testing import RecordingTransport
-from antrea.ovs.ovsctl import DumpedFlow
+from antrea.testbed.openflow import RecordingTransport
 
 A = member("x", "a", "10.244.1.10")
 YB = member("y", "b", "10.244.2.20")

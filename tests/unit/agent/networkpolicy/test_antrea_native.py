@@ -17,7 +17,15 @@ from hypothesis import strategies as st
 from antrea.agent.networkpolicy.antrea_native import PrioritySpace, PrioritySpaceExhausted
 from antrea.agent.networkpolicy.cache import RuleCache
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-from antrea.agent.networkpolicy.testing import (
+from antrea.agent.openflow import pipeline as t
+from antrea.apis.controlplane.types import (
+    NetworkPolicy,
+    NetworkPolicyRule,
+    PodReference,
+    RuleAction,
+)
+from antrea.ovs.openflow.client import FlowClient
+from antrea.testbed.controlplane import (
     ANY,
     AddressGroup,
     AppliedToGroup,
@@ -29,15 +37,7 @@ from antrea.agent.networkpolicy.testing import (
     policy,
     tcp,
 )
-from antrea.agent.openflow import pipeline as t
-from antrea.apis.controlplane.types import (
-    NetworkPolicy,
-    NetworkPolicyRule,
-    PodReference,
-    RuleAction,
-)
-from antrea.ovs.openflow.client import FlowClient
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 A = member("x", "a", "10.244.1.10")
 B = member("x", "b", "10.244.1.20")

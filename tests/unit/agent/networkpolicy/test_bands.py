@@ -10,7 +10,12 @@ from hypothesis import strategies as st
 
 from antrea.agent.networkpolicy.cache import RuleCache
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-from antrea.agent.networkpolicy.testing import (
+from antrea.agent.openflow import pipeline as t
+from antrea.apis.controlplane.types import PodReference
+from antrea.ovs.openflow import Conjunction
+from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.sim import FlowTables, Packet
+from antrea.testbed.controlplane import (
     AddressGroup,
     AppliedToGroup,
     IPBlock,
@@ -22,12 +27,7 @@ from antrea.agent.networkpolicy.testing import (
     policy,
     tcp,
 )
-from antrea.agent.openflow import pipeline as t
-from antrea.apis.controlplane.types import PodReference
-from antrea.ovs.openflow import Conjunction
-from antrea.ovs.openflow.client import FlowClient
-from antrea.ovs.openflow.sim import FlowTables, Packet
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 PODS = [member("x", f"p{i}", f"10.244.1.{10 + i}") for i in range(3)]
 OFPORTS = {PodReference("x", f"p{i}"): 3 + i for i in range(3)}

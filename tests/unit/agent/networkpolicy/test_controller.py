@@ -9,7 +9,15 @@ import structlog
 
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-from antrea.agent.networkpolicy.testing import (
+from antrea.apis.controlplane.codec import EventType, WatchEvent
+from antrea.apis.controlplane.types import (
+    AddressGroupPatch,
+    Kind,
+    NetworkPolicyNodeStatus,
+    PodReference,
+)
+from antrea.ovs.openflow.client import FlowClient
+from antrea.testbed.controlplane import (
     BOOKMARK,
     RESTART,
     AddressGroup,
@@ -22,15 +30,7 @@ from antrea.agent.networkpolicy.testing import (
     policy,
     tcp,
 )
-from antrea.apis.controlplane.codec import EventType, WatchEvent
-from antrea.apis.controlplane.types import (
-    AddressGroupPatch,
-    Kind,
-    NetworkPolicyNodeStatus,
-    PodReference,
-)
-from antrea.ovs.openflow.client import FlowClient
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 A = member("x", "a", "10.244.1.10")
 B = member("x", "b", "10.244.1.20")

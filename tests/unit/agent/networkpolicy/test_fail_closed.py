@@ -16,7 +16,11 @@ from antrea.agent.networkpolicy.cache import CompletedRule, RuleCache
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
 from antrea.agent.networkpolicy.metrics import PolicyMetrics
 from antrea.agent.networkpolicy.reconciler import BatchResult, PolicyReconciler
-from antrea.agent.networkpolicy.testing import (
+from antrea.apis.controlplane.types import NetworkPolicyNodeStatus, PodReference, Protocol, Service
+from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.render import render_flow
+from antrea.testbed.controlplane import (
     BOOKMARK,
     AddressGroup,
     AppliedToGroup,
@@ -29,11 +33,7 @@ from antrea.agent.networkpolicy.testing import (
     tcp,
     udp,
 )
-from antrea.apis.controlplane.types import NetworkPolicyNodeStatus, PodReference, Protocol, Service
-from antrea.ovs.openflow.client import FlowClient
-from antrea.ovs.openflow.flow import Flow
-from antrea.ovs.openflow.render import render_flow
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 A = member("x", "a", "10.244.1.10")
 B = member("y", "b", "10.244.1.20")

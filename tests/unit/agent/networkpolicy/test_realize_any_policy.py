@@ -29,15 +29,15 @@ from hypothesis import strategies as st
 
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-from antrea.agent.networkpolicy.testing import BOOKMARK, flows_allow
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import AppliedToGroup, ControlPlaneObject, Kind, PodReference
-from antrea.apiserver import typecheck
-from antrea.apiserver.strategy import _networkpolicy_defaults
-from antrea.apiserver.validation import validate
 from antrea.controller.networkpolicy import NetworkPolicyController as Compiler
 from antrea.ovs.openflow.client import FlowClient
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.apiserver import typecheck
+from antrea.testbed.apiserver.strategy import _networkpolicy_defaults
+from antrea.testbed.apiserver.validation import validate
+from antrea.testbed.controlplane import BOOKMARK, flows_allow
+from antrea.testbed.openflow import RecordingTransport
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "e2e" / "netpol"))
 import oracle

@@ -8,7 +8,10 @@ import pytest
 
 from antrea.agent.networkpolicy.cache import RuleCache
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-from antrea.agent.networkpolicy.testing import (
+from antrea.apis.controlplane.types import PodReference
+from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.render import render_flow
+from antrea.testbed.controlplane import (
     ANY,
     AddressGroup,
     AppliedToGroup,
@@ -21,10 +24,7 @@ from antrea.agent.networkpolicy.testing import (
     tcp,
     udp,
 )
-from antrea.apis.controlplane.types import PodReference
-from antrea.ovs.openflow.client import FlowClient
-from antrea.ovs.openflow.render import render_flow
-from antrea.ovs.openflow.testing import RecordingTransport
+from antrea.testbed.openflow import RecordingTransport
 
 OFPORTS = {("x", "a"): 3, ("x", "b"): 4, ("x", "c"): 5}
 

@@ -16,7 +16,12 @@ from antrea.agent.interfacestore import InterfaceConfig, InterfaceStore
 from antrea.agent.networkpolicy import start
 from antrea.agent.networkpolicy.ids import ConjIDAllocator, installed_conj_ids
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-from antrea.agent.networkpolicy.testing import (
+from antrea.apis.controlplane.codec import WatchEvent
+from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+from antrea.ovs.openflow.render import render_flow
+from antrea.ovs.ovsctl import DumpedFlow, parse_flow_line
+from antrea.testbed.controlplane import (
     BOOKMARK,
     AppliedToGroup,
     IPBlock,
@@ -26,12 +31,7 @@ from antrea.agent.networkpolicy.testing import (
     member,
     policy,
 )
-from antrea.apis.controlplane.codec import WatchEvent
-from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
-from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
-from antrea.ovs.openflow.render import render_flow
-from antrea.ovs.openflow.testing import RecordingTransport
-from antrea.ovs.ovsctl import DumpedFlow, parse_flow_line
+from antrea.testbed.openflow import RecordingTransport
 
 A = member("x", "a", "10.244.1.10")
 B = member("x", "b", "10.244.1.20")

@@ -1,0 +1,1 @@
+"""antrea.testbed.apiserver."""

@@ -1,0 +1,145 @@
+"""Network namespaces from Python: per-thread setns, sockets created inside a namespace.
+
+A socket belongs to the network namespace that was current for the thread that created it, and
+keeps it for life. So one process (the lab supervisor, or `antrea lab probe`) can serve or
+probe hundreds of pod namespaces: a worker thread briefly enters the target namespace, creates
+the socket and comes back; asyncio then drives the socket from the event loop thread. setns(2)
+for CLONE_NEWNET is per-thread, so the event loop's own namespace never changes.
+
+Python 3.11 has no ``os.setns``; the libc call is made through ctypes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import ctypes.util
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TypeVar
+
+from antrea.testbed.lab.state import NETNS_DIR
+
+CLONE_NEWNET = 0x40000000
+T = TypeVar("T")
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_executor: ThreadPoolExecutor | None = None
+_executor_lock = threading.Lock()
+
+
+def netns_path(name: str) -> Path:
+    return NETNS_DIR / name
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+@contextmanager
+def entered(path: Path | str) -> Iterator[None]:
+    """Run the body with the *calling thread* inside the network namespace at ``path``."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        target = os.open(str(path), os.O_RDONLY)
+        try:
+            _setns(target)
+        finally:
+            os.close(target)
+        try:
+            yield
+        finally:
+            _setns(own)
+    finally:
+        os.close(own)
+
+
+def call_in(path: Path | str, fn: Callable[[], T]) -> T:
+    """Call ``fn`` in the namespace at ``path`` (synchronously, in the calling thread)."""
+    with entered(path):
+        return fn()
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="netns")
+        return _executor
+
+
+async def run_in(path: Path | str, fn: Callable[[], T]) -> T:
+    """Await ``fn`` run inside the namespace at ``path`` on a worker thread."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), call_in, path, fn)
+
+
+async def socket_in(path: Path | str, family: int, kind: int) -> socket.socket:
+    """A non-blocking socket that lives in the namespace at ``path``."""
+
+    def make() -> socket.socket:
+        s = socket.socket(family, kind)
+        s.setblocking(False)
+        return s
+
+    return await run_in(path, make)
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    check: bool = True,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run a command, capturing output; raise with its stderr when it fails and ``check``."""
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, env=env, input=input, check=False
+    )
+    if check and proc.returncode != 0:
+        raise subprocess.CalledProcessError(
+            proc.returncode, list(argv), output=proc.stdout, stderr=proc.stderr
+        )
+    return proc
+
+
+def exec_argv(netns: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` wrapped to run inside ``netns`` (``ip netns exec`` also mounts its /sys)."""
+    return ["ip", "netns", "exec", netns, *argv]
+
+
+def list_netns(prefix: str) -> list[str]:
+    if not NETNS_DIR.is_dir():
+        return []
+    return sorted(p.name for p in NETNS_DIR.iterdir() if p.name.startswith(prefix))
+
+
+def add(name: str) -> None:
+    run(["ip", "netns", "add", name])
+
+
+def delete(name: str) -> None:
+    """Kill every process still inside the namespace, then remove it (idempotent)."""
+    if not netns_path(name).exists():
+        return
+    pids = run(["ip", "netns", "pids", name], check=False).stdout.split()
+    for pid in pids:
+        try:
+            os.kill(int(pid), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+    run(["ip", "netns", "del", name], check=False)
+    if netns_path(name).exists():  # busy mount: lazily detach and remove the file
+        run(["umount", "-l", str(netns_path(name))], check=False)
+        try:
+            netns_path(name).unlink()
+        except FileNotFoundError:
+            pass

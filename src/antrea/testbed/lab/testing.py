@@ -1,0 +1,213 @@
+"""Test helpers for a running lab (used by tests/e2e and the conformance suite).
+
+`lab_session(LabParams(...))` brings a lab up and always takes it down; `Lab` wraps the running
+lab: API client, in-process probe, kubectl, `antrea lab` sub-commands, the e2e model. Shipped in
+the package, like aiohttp's test_utils, so every test tree imports one implementation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from antrea.testbed.lab import lifecycle, netns, state
+from antrea.testbed.lab import model as labmodel
+from antrea.testbed.lab.defaults import default_cni
+from antrea.testbed.lab.external import record_namespaces
+from antrea.testbed.lab.kube import KubeClient
+from antrea.testbed.lab.probe import lab_targets, probe_matrix
+
+KUBECTL = Path(sys.executable).parent / "kubectl"
+_counter = itertools.count(1)
+
+
+@dataclass(frozen=True)
+class LabParams:
+    nodes: int = 2
+    cni: state.CniMode | None = None  # None: the lab default (antrea.testbed.lab.defaults)
+    encap: state.EncapMode = "vxlan"
+
+
+def need_lab_prerequisites() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for tool in ("ovs-vswitchd", "ovsdb-server", "ip"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"needs {tool} (bash bin/setup installs it)")
+
+
+class Lab:
+    """A running lab and the handful of things tests do with it."""
+
+    def __init__(self, spec: state.LabSpec) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.kubeconfig = spec.kubeconfig
+        self.nodes = spec.node_names()
+
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[KubeClient]:
+        async with KubeClient.from_kubeconfig(self.kubeconfig) as c:
+            yield c
+
+    async def probe(
+        self, *, protocol: str = "TCP", port: int = 80, namespaces: list[str] | None = None
+    ) -> dict[str, Any]:
+        """The `antrea lab probe -o json` document, computed in-process."""
+        async with self.client() as c:
+            targets = await lab_targets(self.spec, c, namespaces=namespaces)
+        return await probe_matrix(targets, protocol=protocol, port=port)
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, KUBECONFIG=str(self.kubeconfig))
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        proc = subprocess.run(
+            [str(KUBECTL), *args], env=self.env(), capture_output=True, text=True, input=input,
+            timeout=60, check=False,
+        )  # fmt: skip
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {proc.stderr}")
+        return proc.stdout
+
+    def antrea(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run `antrea lab <args> --name <this lab>` as a user would."""
+        argv = [sys.executable, "-m", "antrea.cmd.antrea", "lab", args[0], "--name", self.name]
+        argv += args[1:]
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"antrea lab {' '.join(args)} failed: {proc.stderr}")
+        return proc
+
+    def exec_pod(
+        self, key: str, *argv: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.antrea("exec", key, "--", *argv, check=check)
+
+    def exec_node(
+        self, node: str, *argv: str, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return self.antrea("exec", node, "--", *argv, check=check)
+
+    def restart_agent(self, node: str) -> int:
+        return lifecycle.restart_agent(self.spec, node)
+
+    def model(self) -> labmodel.Model:
+        return labmodel.Model(nodes=self.nodes)
+
+    async def create_model(self, m: labmodel.Model | None = None) -> labmodel.Model:
+        m = m or self.model()
+        async with self.client() as c:
+            record_namespaces(self.spec.path, await labmodel.create(c, m))
+            await labmodel.wait_running(c, m.keys, timeout=120)
+        return m
+
+    async def reset_model(self, m: labmodel.Model | None = None) -> None:
+        m = m or self.model()
+        async with self.client() as c:
+            await labmodel.delete(c, m)
+
+
+OWNER_FILE = "test-owner"
+
+
+def _base36(n: int) -> str:
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        n, r = divmod(n, 36)
+        out = digits[r] + out
+        if not n:
+            return out
+
+
+def _start_time(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+
+
+def sweep_stale_test_labs() -> list[str]:
+    """Remove labs left by test processes that died without running their teardown."""
+    removed = []
+    for name in state.running_labs():
+        owner = state.lab_root() / name / OWNER_FILE
+        try:
+            pid_text, started = owner.read_text().split()
+        except (OSError, ValueError):
+            continue
+        pid = int(pid_text)
+        if _start_time(pid) != started:  # the owner is gone (or its pid was reused)
+            lifecycle.down(name)
+            removed.append(name)
+    return removed
+
+
+@contextlib.contextmanager
+def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
+    """A fresh lab for the duration of the block; always downed, even on failure."""
+    need_lab_prerequisites()
+    # The whole pid (base 36), so concurrent test processes never share a name.
+    name = f"e2e{_base36(os.getpid())}n{next(_counter)}"
+    sweep_stale_test_labs()
+    lifecycle.down(name)
+    cni = params.cni or default_cni()
+    try:
+        spec = lifecycle.up(name=name, nodes=params.nodes, cni=cni, encap=params.encap)
+        me = os.getpid()
+        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
+        yield Lab(spec)
+    finally:
+        lifecycle.down(name)
+        leftovers = netns.list_netns(state.netns_prefix(name))
+        assert not leftovers, f"lab {name} left namespaces behind: {leftovers}"
+
+
+@contextlib.contextmanager
+def real_lab_session(*, nodes: int = 2, encap_mode: str = "encap", tag: str = "r") -> Iterator[Lab]:
+    """A real-Kubernetes lab with antrea applied from deploy/antrea.yml; always downed.
+
+    Skips (loudly) without root, the Kubernetes binaries ($ANTREA_K8S_BIN, the PATH,
+    /opt/kubernetes/bin) or the host tools, or without a way to get the antrea image.
+    """
+    import warnings
+
+    from antrea.testbed.lab.realk8s import binaries, install
+    from antrea.testbed.lab.realk8s import lifecycle as real
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    where = binaries.search_dir()
+    missing = binaries.missing_kubernetes(where) + binaries.missing_host_tools()
+    if missing:
+        msg = (f"REAL KUBERNETES TESTS SKIPPED: missing {', '.join(missing)} (looked in "
+               f"{where or 'the PATH'}; ${binaries.ENV_K8S_BIN}, else the PATH, else "
+               f"{binaries.FALLBACK_K8S_BIN})")  # fmt: skip
+        warnings.warn(msg, stacklevel=2)
+        pytest.skip(msg)
+    if not os.environ.get(real.IMAGE_ARCHIVE_ENV) and real.checkout_root() is None:
+        pytest.skip("REAL KUBERNETES TESTS SKIPPED: no antrea image (no bin/build-image)")
+    name = f"{tag}{_base36(os.getpid())}n{next(_counter)}"[:12]
+    sweep_stale_test_labs()
+    lifecycle.down(name)
+    try:
+        spec = lifecycle.up(name=name, nodes=nodes, kubernetes="real", k8s_bin=where)
+        me = os.getpid()
+        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
+        install.install(spec, binaries.find(where).kubectl or str(KUBECTL), encap_mode=encap_mode)
+        yield Lab(spec)
+    finally:
+        lifecycle.down(name)
+        leftovers = netns.list_netns(state.netns_prefix(name))
+        assert not leftovers, f"lab {name} left namespaces behind: {leftovers}"
