@@ -16,8 +16,8 @@ from antrea.controller.networkpolicy.selectors import (
     group_key_text,
     group_name,
     group_text,
-    selector_key,
 )
+from antrea.k8s.labels import normalize_selector
 
 
 def test_equivalent_selectors_normalize_equal() -> None:
@@ -28,24 +28,29 @@ def test_equivalent_selectors_normalize_equal() -> None:
             {"key": "app", "operator": "In", "values": ["web"]},
         ]
     }
-    assert selector_key(a) == selector_key(b)
-    assert selector_key(None) == selector_key({}) == selector_key({"matchLabels": {}}) == ()
+    assert normalize_selector(a) == normalize_selector(b)
+    assert (
+        normalize_selector(None)
+        == normalize_selector({})
+        == normalize_selector({"matchLabels": {}})
+        == ()
+    )
 
 
 def test_values_order_does_not_matter() -> None:
     a = {"matchExpressions": [{"key": "k", "operator": "NotIn", "values": ["b", "a"]}]}
     b = {"matchExpressions": [{"key": "k", "operator": "NotIn", "values": ["a", "b"]}]}
-    assert selector_key(a) == selector_key(b)
+    assert normalize_selector(a) == normalize_selector(b)
 
 
 def test_unknown_operator_matches_nothing() -> None:
-    sel = Selector(selector_key({"matchExpressions": [{"key": "k", "operator": "Gt"}]}))
+    sel = Selector(normalize_selector({"matchExpressions": [{"key": "k", "operator": "Gt"}]}))
     assert not sel.matches({"k": "1"})
     assert not sel.matches({})
 
 
 def test_group_name_is_uuid5_of_the_canonical_text() -> None:
-    sel = Selector(selector_key({"matchLabels": {"a": 'b"é'}}))
+    sel = Selector(normalize_selector({"matchLabels": {"a": 'b"é'}}))
     text = group_text('ns"', sel, None)
     assert text == group_key_text('ns"', sel.key, None)
     assert text == '["ns\\"",[["a","In",["b\\"é"]]],null]'
@@ -55,7 +60,7 @@ def test_group_name_is_uuid5_of_the_canonical_text() -> None:
 
 def test_index_key_prefers_the_narrowest_in() -> None:
     sel = Selector(
-        selector_key(
+        normalize_selector(
             {
                 "matchExpressions": [
                     {"key": "x", "operator": "Exists"},
@@ -69,7 +74,9 @@ def test_index_key_prefers_the_narrowest_in() -> None:
     assert sel.index_values == ("1",)
     assert (
         Selector(
-            selector_key({"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["1"]}]})
+            normalize_selector(
+                {"matchExpressions": [{"key": "x", "operator": "NotIn", "values": ["1"]}]}
+            )
         ).index_key
         is None
     )
@@ -101,7 +108,7 @@ def selectors(draw: st.DrawFn) -> dict[str, Any]:
 def test_compiled_matcher_agrees_with_the_definition(
     sel: dict[str, Any], labels: dict[str, str]
 ) -> None:
-    compiled = Selector(selector_key(sel))
+    compiled = Selector(normalize_selector(sel))
     assert compiled.matches(labels) is matches(sel, labels)
     if compiled.matches(labels) and compiled.index_key is not None:
         assert compiled.index_key in labels  # the index never hides a match
@@ -111,4 +118,4 @@ def test_compiled_matcher_agrees_with_the_definition(
 
 @pytest.mark.parametrize("raw", [None, {}, {"matchLabels": None}])
 def test_empty_selectors_match_everything(raw: Any) -> None:
-    assert Selector(selector_key(raw)).matches({"any": "thing"})
+    assert Selector(normalize_selector(raw)).matches({"any": "thing"})

@@ -23,14 +23,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from antrea.apis.controlplane.types import GroupMember
-from antrea.controller.networkpolicy.selectors import (
-    Labels,
-    Selector,
-    SelectorKey,
-    group_name,
-    group_text,
-    selector_key,
-)
+from antrea.controller.networkpolicy.selectors import Selector, SelectorKey, group_name, group_text
+from antrea.k8s.labels import Labels, normalize_selector
 
 GroupKey = tuple[str, Selector, Selector | None]
 LARGE_GROUP = 64  # members from which a group counts its members per node
@@ -262,7 +256,7 @@ class Grouping:
     # -- selectors and groups -------------------------------------------------------------
 
     def selector(self, raw: dict[str, Any] | None) -> Selector:
-        key = selector_key(raw)
+        key = normalize_selector(raw)
         sel = self._selectors.get(key)
         if sel is None:
             sel = self._selectors[key] = Selector(key)

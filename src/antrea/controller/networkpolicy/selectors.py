@@ -1,13 +1,13 @@
-"""Kubernetes LabelSelectors, normalized and compiled into fast matchers.
+"""Interned LabelSelectors of the compiler, and the group names derived from them.
 
-A selector arrives as the decoded JSON of a ``metav1.LabelSelector``
-(``{"matchLabels": {...}, "matchExpressions": [...]}``). We normalize it into a sorted tuple of
-requirements so that selectors that mean the same thing compare equal (``matchLabels: {a: b}`` is
-the requirement ``a In (b)``), which is what lets identical selectors in different policies share
-one group. The normalized form is also what the group name is derived from (see `group_name`).
+A selector arrives as the decoded JSON of a ``metav1.LabelSelector``; `antrea.k8s.labels`
+normalizes it (`normalize_selector`: ``matchLabels: {a: b}`` is the requirement ``a In (b)``,
+values and requirements sorted) so that selectors that mean the same thing compare equal, which
+is what lets identical selectors in different policies share one group. The normalized form is
+also what the group name is derived from (see `group_name`).
 
 Matching is on the hot path (every pod event, every new group scans its scope), so each selector
-is compiled once into the cheapest test for its shape, and the controller interns selectors so
+is compiled once (`antrea.k8s.labels.compile_matcher`), and the controller interns selectors so
 that one object exists per distinct selector.
 """
 
@@ -15,95 +15,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from json.encoder import encode_basestring as _encode_string
-from typing import Any
 
-IN = "In"
-NOT_IN = "NotIn"
-EXISTS = "Exists"
-DOES_NOT_EXIST = "DoesNotExist"
-INVALID = (
-    "Invalid"  # an unknown operator: the selector matches nothing, like the API would refuse it
+from antrea.k8s.labels import (
+    EXISTS,
+    IN,
+    Labels,
+    Requirement,
+    compile_matcher,
 )
+from antrea.k8s.labels import Requirements as SelectorKey
 
-Requirement = tuple[str, str, tuple[str, ...]]
-SelectorKey = tuple[Requirement, ...]
-Labels = Mapping[str, str]
+__all__ = [
+    "GROUP_NAME_NAMESPACE_HEX",
+    "Selector",
+    "SelectorKey",
+    "group_key_text",
+    "group_name",
+    "group_text",
+]
 
 # The UUIDv5 namespace of group names: a fixed, arbitrary value of this project.
 _GROUP_NAME_NAMESPACE = bytes.fromhex("7c1f4e9a3b6d4f0e9a5b2c8d1e0f3a47")
-
-
-def selector_key(selector: Mapping[str, Any] | None) -> SelectorKey:
-    """Normalized requirements of a LabelSelector dict; ``None`` and ``{}`` select everything."""
-    if not selector:
-        return ()
-    reqs: list[Requirement] = []
-    match_labels = selector.get("matchLabels")
-    if match_labels:
-        for key, value in match_labels.items():
-            reqs.append((key, IN, (str(value),)))
-    expressions = selector.get("matchExpressions")
-    if expressions:
-        for expr in expressions:
-            op = expr.get("operator")
-            key = expr.get("key", "")
-            if op in (IN, NOT_IN):
-                reqs.append((key, op, tuple(sorted({str(v) for v in expr.get("values") or ()}))))
-            elif op in (EXISTS, DOES_NOT_EXIST):
-                reqs.append((key, op, ()))
-            else:
-                reqs.append((key, INVALID, (str(op),)))
-    if len(reqs) == 1:
-        return (reqs[0],)
-    return tuple(sorted(set(reqs)))
-
-
-def _compile(reqs: SelectorKey) -> Callable[[Labels], bool]:
-    """The cheapest matcher for a requirement list (closures over constants, no per-call setup)."""
-    if not reqs:
-        return lambda labels: True
-    if any(op == INVALID for _, op, _ in reqs):
-        return lambda labels: False
-    if len(reqs) == 1:
-        key, op, values = reqs[0]
-        if op == IN and len(values) == 1:
-            only = values[0]
-            return lambda labels: labels.get(key) == only
-        if op == IN:
-            allowed = frozenset(values)
-            return lambda labels: labels.get(key) in allowed
-        if op == EXISTS:
-            return lambda labels: key in labels
-        if op == DOES_NOT_EXIST:
-            return lambda labels: key not in labels
-    if all(op == IN and len(values) == 1 for _, op, values in reqs):
-        pairs = tuple((key, values[0]) for key, _, values in reqs)
-
-        def match_all_equal(labels: Labels) -> bool:
-            return all(labels.get(key) == value for key, value in pairs)
-
-        return match_all_equal
-    checks = tuple((key, op, frozenset(values)) for key, op, values in reqs)
-
-    def match_general(labels: Labels) -> bool:
-        for key, op, values in checks:
-            value = labels.get(key)
-            if op == IN:
-                if value is None or value not in values:
-                    return False
-            elif op == NOT_IN:
-                if value is not None and value in values:
-                    return False
-            elif op == EXISTS:
-                if value is None:
-                    return False
-            elif value is not None:  # DoesNotExist
-                return False
-        return True
-
-    return match_general
 
 
 class Selector:
@@ -120,7 +54,7 @@ class Selector:
     def __init__(self, key: SelectorKey) -> None:
         self.key = key
         self.text = _requirements_text(key)
-        self.matches: Callable[[Labels], bool] = _compile(key)
+        self.matches: Callable[[Labels], bool] = compile_matcher(key)
         self.refs = 0
         self.index_key: str | None = None
         self.index_values: tuple[str, ...] | None = None
@@ -159,7 +93,7 @@ def group_key_text(namespace: str, pod: SelectorKey, ns: SelectorKey | None) -> 
     ``namespace`` is the policy namespace for a pod-only peer (or an applied-to selector) and
     ``""`` when a namespaceSelector is present; ``ns_reqs`` is ``null`` when there is no
     namespaceSelector. Requirements are ``[key, operator, [values...]]`` sorted as in
-    `selector_key`; matchLabels become ``In`` requirements.
+    `normalize_selector`; matchLabels become ``In`` requirements.
     """
     return json.dumps(
         [namespace, [list(r) for r in pod], None if ns is None else [list(r) for r in ns]],
