@@ -92,6 +92,7 @@ from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsctl import OfCtl
 from antrea.util.metrics import add_runtime_collectors
+from antrea.util.supervisor import Supervisor
 from antrea.util.version import package_version
 
 if TYPE_CHECKING:
@@ -192,17 +193,14 @@ class Agent:
         self._runner: web.AppRunner | None = None
         self.secure_api: SecureAPI | None = None
         self.ovs_seen_at: float | None = None  # last time the OVS canary check answered
-        self._tasks: list[asyncio.Task[Any]] = []
+        self.tasks = Supervisor("agent")
 
     # -- helpers for extensions ----------------------------------------------------------
     def cookie(self, category: Category, object_id: int = 0) -> int:
         return make_cookie(self.round_num, category, object_id)
 
     def add_task(self, coro: Coroutine[Any, Any, Any], name: str = "") -> asyncio.Task[Any]:
-        name = name or getattr(coro, "__name__", "task")
-        task = asyncio.create_task(_guard(coro, name), name=name)
-        self._tasks.append(task)
-        return task
+        return self.tasks.spawn(name or getattr(coro, "__name__", "task"), coro)
 
     def flow_builder(self) -> FlowBuilder:
         assert self.builder is not None, "agent not started"
@@ -483,11 +481,7 @@ class Agent:
     def _tasks_alive(self) -> str | None:
         # A task that failed; one-shot tasks (round_cleanup, networkpolicy_ready) that returned
         # are fine: counting them kept a healthy agent unready forever on a real kubelet.
-        dead = [
-            t.get_name()
-            for t in self._tasks
-            if t.done() and not t.cancelled() and t.exception() is not None
-        ]
+        dead = self.tasks.failed()
         return f"stopped: {', '.join(dead)}" if dead else None
 
     def _ovs_connected(self) -> str | None:
@@ -637,11 +631,7 @@ class Agent:
     # -- shutdown ------------------------------------------------------------------------
     async def stop(self) -> None:
         """Stop serving; flows, ports and routes stay (pods keep their connectivity)."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await self.tasks.stop()
         if self.cni_server is not None:
             await self.cni_server.stop()
         if self._runner is not None:
@@ -665,17 +655,6 @@ def round_category_filter(round_num: int, category: Category) -> str:
     """A flow filter selecting the flows of one round AND one category."""
     value = ((round_num & 0xFFFF) << ROUND_SHIFT) | (int(category) << CATEGORY_SHIFT)
     return f"cookie={value:#x}/{ROUND_MASK | CATEGORY_MASK:#x}"
-
-
-async def _guard(coro: Coroutine[Any, Any, Any], name: str) -> None:
-    """Run a background task; log when it fails or ends unexpectedly (kopf's guard)."""
-    try:
-        await coro
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("agent_task_failed", task=name)
-        raise
 
 
 async def run_agent(cfg: AgentConfig) -> None:

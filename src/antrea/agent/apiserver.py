@@ -24,7 +24,7 @@ from antrea.agent.openflow.pipeline import TABLE_NAMES
 from antrea.ovs.openflow.cookie import Category, category_filter
 from antrea.ovs.ovsctl import DumpedFlow
 from antrea.util import logging as logutil
-from antrea.util.tasks import dump_tasks
+from antrea.util.supervisor import dump_tasks
 
 if TYPE_CHECKING:
     from antrea.agent.agent import Agent

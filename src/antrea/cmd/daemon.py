@@ -13,6 +13,10 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from antrea.util.supervisor import Backoff, keep_running
+
+CONTROLLER_RESTART = Backoff(initial=5.0, maximum=5.0)
+
 
 def register(subparsers: Any) -> None:
     p = subparsers.add_parser(
@@ -51,20 +55,6 @@ async def run_stub_agent(node: str, kubeconfig: str | None, state_dir: str) -> N
         await api_client.close()
 
 
-async def _keep_running(what: str, factory: Any, delay: float = 5.0) -> None:
-    """Restart a failed role instead of taking the agent (and pod networking) down with it."""
-    import structlog
-
-    log = structlog.get_logger(__name__)
-    while True:
-        try:
-            await factory()
-            return
-        except Exception:
-            log.exception("role_failed_restarting", role=what, delay=delay)
-            await asyncio.sleep(delay)
-
-
 async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -> None:
     import structlog
 
@@ -86,7 +76,10 @@ async def run_daemon(config_path: str | None, *, stub: bool, controller: bool) -
         else:
             tg.create_task(run_agent(from_mapping(raw, also_known=raw)))
         if controller:
-            tg.create_task(_keep_running("controller", lambda: run_controller(ccfg)))
+            # A failing candidacy is restarted; it never takes the agent (pod networking) down.
+            tg.create_task(
+                keep_running("controller", lambda: run_controller(ccfg), CONTROLLER_RESTART)
+            )
 
 
 def main(args: argparse.Namespace) -> int:

@@ -15,7 +15,6 @@ creates it), each candidate issues itself a serving certificate for its advertis
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import Any
 
@@ -44,6 +43,7 @@ from antrea.k8s.resources import (
 )
 from antrea.k8s.reviews import TokenAuthenticator
 from antrea.util.health import Check
+from antrea.util.supervisor import Supervisor
 from antrea.util.version import package_version
 
 log = structlog.get_logger(__name__)
@@ -167,8 +167,8 @@ class ControllerCandidate:
                 is_leader=lambda: self.leading,
             )
         )
-        self._leader_task: asyncio.Task[None] | None = None
-        self._status_task: asyncio.Task[None] | None = None
+        # What runs only while leading (started and cancelled with the leadership).
+        self.leader_tasks = Supervisor("controller-leader")
         self._roles: list[asyncio.Task[None]] = []
         self.published_at: float | None = None  # last successful CA + Endpoints publication
 
@@ -251,23 +251,13 @@ class ControllerCandidate:
 
     async def _on_started_leading(self) -> None:
         self.leading = True
-        loop = asyncio.get_running_loop()
-        self._leader_task = loop.create_task(self._leader_duties())
-        self._status_task = loop.create_task(self.policy_status.run())
+        self.leader_tasks.spawn("leader-duties", self._leader_duties())
+        self.leader_tasks.spawn("policy-status", self.policy_status.run())
 
     async def _on_stopped_leading(self) -> None:
         self.leading = False
         self.published_at = None
-        if self._status_task is not None:
-            self._status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._status_task
-            self._status_task = None
-        if self._leader_task is not None:
-            self._leader_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._leader_task
-            self._leader_task = None
+        await self.leader_tasks.stop()
         self.dispatcher.close_all("leadership lost")
 
     async def _leader_duties(self) -> None:

@@ -48,7 +48,7 @@ from antrea.controller.views import object_json
 from antrea.k8s.reviews import AccessReviewer, Identity
 from antrea.util import logging as logutil
 from antrea.util.health import Check, report
-from antrea.util.tasks import dump_tasks
+from antrea.util.supervisor import dump_tasks
 
 log = structlog.get_logger(__name__)
 
