@@ -52,12 +52,12 @@ from antrea.apis.controlplane.names import (
 )
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
 from antrea.errors import AntreaError
+from antrea.k8s.lookup import config_map_value, endpoints_address
 from antrea.k8s.resources import (
     ApiClientResources,
     KubeError,
     KubeResources,
     bearer_token,
-    ns_path,
 )
 
 log = structlog.get_logger(__name__)
@@ -71,24 +71,17 @@ class StreamError(AntreaError):
 
 async def discover_endpoint(kube: KubeResources, namespace: str = NAMESPACE) -> tuple[str, int]:
     """The leader's (address, port) from Endpoints ``<namespace>/antrea`` (port named https)."""
-    ep = await kube.get(ns_path("v1", namespace, "endpoints", ENDPOINTS_NAME))
-    for subset in (ep or {}).get("subsets") or []:
-        addresses = subset.get("addresses") or []
-        ports = subset.get("ports") or []
-        port = next((p["port"] for p in ports if p.get("name") == ENDPOINTS_PORT_NAME), None)
-        if port is None and ports:
-            port = ports[0].get("port")
-        if addresses and port:
-            return str(addresses[0]["ip"]), int(port)
-    raise StreamError(f"no controller endpoint in Endpoints {namespace}/{ENDPOINTS_NAME}")
+    found = await endpoints_address(kube, namespace, ENDPOINTS_NAME, port_name=ENDPOINTS_PORT_NAME)
+    if found is None:
+        raise StreamError(f"no controller endpoint in Endpoints {namespace}/{ENDPOINTS_NAME}")
+    return found
 
 
 async def fetch_ca(kube: KubeResources, namespace: str = NAMESPACE) -> bytes:
-    cm = await kube.get(ns_path("v1", namespace, "configmaps", CA_CONFIGMAP))
-    text = ((cm or {}).get("data") or {}).get(CA_CONFIGMAP_KEY)
+    text = await config_map_value(kube, namespace, CA_CONFIGMAP, CA_CONFIGMAP_KEY)
     if not text:
         raise StreamError(f"no {CA_CONFIGMAP_KEY} in ConfigMap {namespace}/{CA_CONFIGMAP}")
-    return str(text).encode()
+    return text.encode()
 
 
 def _host(address: str) -> str:

@@ -13,6 +13,7 @@ import ssl
 from pathlib import Path
 from typing import Any
 
+from antrea.apis.controlplane.names import NAMESPACE
 from antrea.errors import AntreaError
 
 
@@ -48,7 +49,7 @@ def _get_in_netns(
     import json
     from urllib.parse import urlsplit
 
-    from antrea.testbed.lab.netns import call_in, netns_path
+    from antrea.util.netns import call_in, netns_path
 
     u = urlsplit(url)
 
@@ -72,7 +73,7 @@ class ControllerClient:
         self,
         kubeconfig: str | None,
         server: str | None = None,
-        namespace: str = "kube-system",
+        namespace: str = NAMESPACE,
         netns: str | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig_path(kubeconfig)
@@ -89,7 +90,8 @@ class ControllerClient:
         """The JSON answer (the body's bytes with ``raw``) of one call to the controller."""
         import aiohttp
 
-        from antrea.agent.controlplane_client import discover_endpoint, fetch_ca
+        from antrea.apis.controlplane import names
+        from antrea.k8s.lookup import config_map_value, endpoints_address
         from antrea.k8s.resources import (
             ApiClientResources,
             KubeError,
@@ -107,17 +109,34 @@ class ControllerClient:
             raise AntctlError(f"invalid kubeconfig {self.kubeconfig}: {exc}") from exc
         try:
             kube = ApiClientResources(api_client)
+            ns = self.namespace
             try:
-                ca = await fetch_ca(kube, self.namespace)
-                if self.server:
-                    base = self.server.rstrip("/")
-                else:
-                    host, port = await discover_endpoint(kube, self.namespace)
-                    base = f"https://{f'[{host}]' if ':' in host else host}:{port}"
+                ca_text = await config_map_value(
+                    kube, ns, names.CA_CONFIGMAP, names.CA_CONFIGMAP_KEY
+                )
+                found = None
+                if not self.server:
+                    found = await endpoints_address(
+                        kube, ns, names.ENDPOINTS_NAME, port_name=names.ENDPOINTS_PORT_NAME
+                    )
             except KubeError as exc:
                 raise AntctlError(f"cannot reach the Kubernetes API: {exc}") from exc
-            except Exception as exc:  # StreamError: nothing published yet
-                raise AntctlError(f"cannot find the controller: {exc}") from exc
+            if ca_text is None:
+                raise AntctlError(
+                    f"cannot find the controller: no {names.CA_CONFIGMAP_KEY} in ConfigMap "
+                    f"{ns}/{names.CA_CONFIGMAP}"
+                )
+            ca = ca_text.encode()
+            if self.server:
+                base = self.server.rstrip("/")
+            elif found is None:
+                raise AntctlError(
+                    f"cannot find the controller: no controller endpoint in Endpoints "
+                    f"{ns}/{names.ENDPOINTS_NAME}"
+                )
+            else:
+                host, port = found
+                base = f"https://{f'[{host}]' if ':' in host else host}:{port}"
             token = bearer_token(api_client)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             ctx = ssl.create_default_context(cadata=ca.decode())

@@ -37,9 +37,9 @@ MANIFEST = REPO / "deploy" / "antrea.yml"
 NS = "kube-system"
 # Modules that call the Kubernetes API, and which role's run below exercises them.
 API_CALLERS = {
-    "agent/controlplane_client.py": "agent",
     "agent/kube.py": "agent",
     "k8s/reviews.py": "both",
+    "k8s/lookup.py": "agent",
     "controller/admission/webhook.py": "controller",
     "controller/certs.py": "controller",
     "controller/controller.py": "controller",
