@@ -1,8 +1,15 @@
 """Conjunction ID allocation.
 
-IDs are small integers shared by both directions (one allocator, like Antrea's). A released ID
-is not reused for `delay` seconds: stats collected from flow dumps and traces taken just before
-a rule went away can still be attributed to the rule that owned the ID.
+IDs are small integers shared by both directions (one allocator, like Antrea's).
+
+A released ID is *unconfirmed* until the reconciler `confirm`s that the switch holds no flow
+carrying it any more: it knows that after a batch in which the switch accepted every change and
+nothing refused earlier is still waiting for a retry. Until then the ID is not handed out: a
+clause flow of a deleted rule that the switch refused to delete (``nw_src=A ->
+conjunction(1,1/2)``) would otherwise join a new rule that got ID 1 (``reg1=5 ->
+conjunction(1,2/2)`` and its ``conj_id=1`` action flow) and let A reach pod 5, which no policy
+allows. A confirmed ID still waits `delay` seconds: stats collected from flow dumps and traces
+taken just before a rule went away can still be attributed to the rule that owned the ID.
 
 Rounds never mix: a restarted agent installs its flows next to the previous round's until
 those are deleted, and OVS combines clause flows by ``conj_id`` whatever their cookie. So the
@@ -43,6 +50,7 @@ class ConjIDAllocator:
         self._cooling: deque[tuple[float, int]] = deque()
         self.in_use: set[int] = set()
         self.reserved: set[int] = set()  # still installed by a previous round: never handed out
+        self.unconfirmed: set[int] = set()  # released; flows carrying it may still be installed
 
     def reserve(self, ids: Iterable[int]) -> None:
         """Never hand out these IDs (the previous round's, still in the switch)."""
@@ -66,9 +74,17 @@ class ConjIDAllocator:
         return i
 
     def release(self, i: int) -> None:
+        """The rule is done with `i`; it is reusable once `confirm`ed (and cooled down)."""
         if i in self.in_use:
             self.in_use.discard(i)
-            self._cooling.append((self.clock() + self.delay, i))
+            self.unconfirmed.add(i)
+
+    def confirm(self) -> None:
+        """No flow carrying a released ID is left in the switch: start their cool-down."""
+        if self.unconfirmed:
+            until = self.clock() + self.delay
+            self._cooling.extend((until, i) for i in sorted(self.unconfirmed))
+            self.unconfirmed.clear()
 
     def cooling(self) -> set[int]:
         return {i for _, i in self._cooling}

@@ -136,6 +136,9 @@ class PolicyReconciler:
         self._logged: set[str] = set()  # rules with audit logging (their isolation is logged)
         self._conj_dir: dict[int, DirectionTables] = {}
         self._failed: dict[Owner, set[str]] = {}
+        # A batch crashed before the switch had it: owners may hold flows the indexes forgot
+        # (conjunction IDs among them) until `resync` has sent every owner again.
+        self._unsynced = False
         # Antrea-native rules: own tables and priorities, same IDs, same bundles.
         self.native = antrea_native.NativeRealizer(
             round_num=round_num,
@@ -268,8 +271,10 @@ class PolicyReconciler:
             # forget their conjunctions, so that a retry relinks (and re-fails) them from
             # scratch instead of seeing "no change" (the controller resends from the indexes).
             self._forget_conjunctions(rules)
+            self._unsynced = True
             raise
         self._failed = {o: blame.get(o, set()) for o in failures}
+        self._confirm_ids()
         if self.settle is not None and (result.bundles or failures or self.unsettled):
             # The datapath keeps forwarding with its cached megaflows until the revalidators
             # have seen the new tables: wait for that, so "realized" means enforced. When more
@@ -363,7 +368,17 @@ class PolicyReconciler:
         failures = await self._submit(desired, result)
         for o in failures:
             self._failed.setdefault(o, set())
+        if not failures:
+            self._unsynced = False
+        self._confirm_ids()
         return result
+
+    def _confirm_ids(self) -> None:
+        """Released conjunction IDs become reusable only when no flow carrying one can be
+        left in the switch: nothing refused is waiting for a retry and no crash left owners
+        unsynced (see `ids`)."""
+        if not self._failed and not self._unsynced:
+            self.ids.confirm()
 
     def _plan(
         self, rid: str, completed: CompletedRule | None, result: BatchResult, *, forced: bool

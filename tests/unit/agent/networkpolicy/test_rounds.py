@@ -164,6 +164,7 @@ def test_reserved_ids_are_never_handed_out() -> None:
     got = [ids.allocate() for _ in range(3)]
     assert got == [3, 5, 6]
     ids.release(3)
+    ids.confirm()
     assert ids.allocate() == 3
 
 
