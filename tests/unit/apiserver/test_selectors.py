@@ -1,4 +1,5 @@
-"""Label and field selectors behave like kube-apiserver's."""
+"""Label selectors (`antrea.k8s.labels`) and the API server's field selectors behave like
+kube-apiserver's."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.testbed.apiserver.selectors import (
+from antrea.k8s.labels import (
     EVERYTHING,
     SelectorError,
     label_selector_from_dict,
-    parse_field_selector,
     parse_label_selector,
 )
+from antrea.testbed.apiserver.selectors import parse_field_selector
 
 LABELS = {"app": "web", "tier": "front", "version": "3", "env": ""}
 

@@ -17,6 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from antrea.k8s.labels import parse_label_selector
 from antrea.testbed.apiserver import (
     crd,
     crschema,
@@ -39,11 +40,7 @@ from antrea.testbed.apiserver.limits import read_body
 from antrea.testbed.apiserver.patch import PatchError, apply_patch, strategic_merge_supported
 from antrea.testbed.apiserver.resources import Registry, ResourceType
 from antrea.testbed.apiserver.routing import ResourcePath
-from antrea.testbed.apiserver.selectors import (
-    SelectorError,
-    parse_field_selector,
-    parse_label_selector,
-)
+from antrea.testbed.apiserver.selectors import SelectorError, parse_field_selector
 from antrea.testbed.apiserver.store import Predicate, Store, name_of, namespace_of
 from antrea.testbed.apiserver.tables import to_table
 from antrea.testbed.apiserver.validation import field_errors_to_status, validate

@@ -42,11 +42,11 @@ from urllib.parse import urlsplit
 import orjson
 import structlog
 
+from antrea.k8s.labels import SelectorError, label_selector_from_dict
 from antrea.testbed.apiserver import errors
 from antrea.testbed.apiserver.auth import Identity
 from antrea.testbed.apiserver.patch import PatchError, json_patch
 from antrea.testbed.apiserver.resources import ResourceType
-from antrea.testbed.apiserver.selectors import SelectorError, label_selector_from_dict
 from antrea.testbed.apiserver.store import Store
 
 log = structlog.get_logger(__name__)

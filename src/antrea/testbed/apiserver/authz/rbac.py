@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from antrea.k8s.labels import SelectorError, label_selector_from_dict
 from antrea.testbed.apiserver.auth import Identity
 from antrea.testbed.apiserver.authz.rules import PolicyRule, Request, rule_allows, rules_from_json
-from antrea.testbed.apiserver.selectors import SelectorError, label_selector_from_dict
 from antrea.testbed.apiserver.store import Store
 
 JSON = dict[str, Any]
