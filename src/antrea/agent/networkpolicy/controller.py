@@ -309,10 +309,13 @@ class NetworkPolicyController:
             return None
         errors = []
         pending = waiting = False
+        # Realized means enforced: not before the datapath wait covering the last bundle
+        # returned (a batch may leave that wait to its successor: `unsettled` until then).
+        unsettled = self.reconciler.unsettled
         for cr in self.cache.rules_of(name):
             if cr.id in self.rule_errors:
                 errors.append(f"rule {cr.index} ({cr.id}): {self.rule_errors[cr.id]}")
-            elif cr.id in self._inflight or cr.id in self.cache.dirty:
+            elif cr.id in self._inflight or cr.id in self.cache.dirty or unsettled:
                 pending = True
             elif not self.reconciler.is_realized(cr.id):
                 waiting = True

@@ -180,14 +180,17 @@ class PolicyReconciler:
         return out
 
     async def settle_now(self) -> None:
-        """Wait for the datapath to reflect every bundle sent so far (see `settle`)."""
-        self.unsettled = False
+        """Wait for the datapath to reflect every bundle sent so far (see `settle`);
+        `unsettled` stays set until the wait has returned."""
         if self.settle is None:
+            self.unsettled = False
             return
         try:
             await self.settle()
         except Exception as exc:
             log.warning("datapath_settle_failed", error=str(exc))
+        finally:
+            self.unsettled = False
 
     # -- reconciliation -------------------------------------------------------------------
     async def reconcile(

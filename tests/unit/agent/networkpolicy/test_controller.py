@@ -286,3 +286,41 @@ async def test_antrea_native_policy_reports_realized() -> None:
     await ctl.run(feed(evs))
     await asyncio.sleep(0)
     assert [(r.policy, r.realized, r.message) for r in reports][-1] == ("acnp", True, "")
+
+
+async def test_agent_view_says_realized_only_after_the_datapath_wait() -> None:
+    """The agent's own view (its API, what the conformance settle reads) never calls a policy
+    realized before the datapath wait that covers its bundle has returned, deferred or not."""
+    ctl, rt, _ = make()
+    seen: list[tuple[str, bool]] = []
+    later = added(policy("late", [ingress(groups=["ag0"], services=[tcp(81)])], ["atg"]))
+
+    def realized(name: str) -> bool:
+        st = ctl.policy_state(name)
+        return st is not None and st.realized
+
+    async def settle() -> None:
+        seen.append(("wait", realized("p1") or realized("late")))
+
+    ctl.reconciler.settle = settle
+    plain_bundle = rt.bundle
+
+    async def bundle(**kw: object) -> None:
+        await plain_bundle(**kw)  # type: ignore[arg-type]
+        if len(rt.bundles) == 2:  # batch 2 (p1) in flight: its successor arrives
+            ctl.handle(later)
+        if len(rt.bundles) == 3:  # batch 3 in flight, batch 2's wait deferred to it
+            seen.append(("bundle 3", realized("p1")))
+
+    rt.bundle = bundle  # type: ignore[method-assign]
+
+    async def events() -> AsyncIterator[WatchEvent]:
+        for ev in [*initial(1), BOOKMARK]:
+            yield ev
+        await ctl.ready.wait()
+        yield added(policy("p1", [ingress(groups=["ag0"], services=[tcp(82)])], ["atg"]))
+
+    await ctl.run(events())
+    assert len(rt.bundles) == 3
+    assert seen == [("wait", False), ("bundle 3", False), ("wait", False)]
+    assert realized("p1") and realized("late")
