@@ -761,3 +761,105 @@ spec:
         for name in names:
             lab.kubectl("delete", "acnp", name, "--ignore-not-found", check=False)
         lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+async def test_antrea_native_rule_logging(lab: Lab) -> None:
+    """``enableLogging`` / ``logLabel`` on an ACNP's rules: one np.log line per new connection
+    attempt on the applied-to pod's node, with the policy, rule name, action, OpenFlow priority
+    and label. The packet-in reason tells the reject responder's packets from the log's: the
+    logged Allow is not answered with a reset, the logged Reject still is."""
+    ns = f"nplog-{os.getpid()}"
+    pods = "".join(
+        f"""apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}, labels: {{app: {name}}}}}
+spec:
+  nodeName: {node}
+  containers: [{{name: c, image: lab, ports: [{{containerPort: 80}}]}}]
+---
+"""
+        for name, node in (("srv", "node2"), ("ok", "node1"), ("rej", "node1"), ("drp", "node2"))
+    )
+
+    def peer(app: str) -> str:
+        return (
+            f"[{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}, "
+            f"podSelector: {{matchLabels: {{app: {app}}}}}}}]"
+        )
+
+    acnp = f"""apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {{name: {ns}}}
+spec:
+  priority: 5
+  appliedTo: [{{namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}},
+               podSelector: {{matchLabels: {{app: srv}}}}}}]
+  ingress:
+  - {{name: let-ok, action: Allow, from: {peer("ok")}, enableLogging: true, logLabel: lbl-ok}}
+  - {{name: no-rej, action: Reject, from: {peer("rej")}, enableLogging: true, logLabel: lbl-rej}}
+  - {{name: no-drp, action: Drop, from: {peer("drp")}, enableLogging: true}}
+"""
+    log_file = lab.spec.node("node2").path / "networkpolicy" / "np.log"
+    policy = f"AntreaClusterNetworkPolicy:{ns}"
+
+    def lines() -> list[str]:
+        text = log_file.read_text() if log_file.exists() else ""
+        return [ln for ln in text.splitlines() if f" {policy} " in ln]
+
+    lab.kubectl("create", "namespace", ns)
+    try:
+        lab.kubectl("apply", "-f", "-", input=pods)
+        for pod in ("srv", "ok", "rej", "drp"):
+            lab.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+        ips = {
+            p["metadata"]["name"]: p["status"]["podIP"]
+            for p in json.loads(lab.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
+        }
+        lab.kubectl("apply", "-f", "-", input=acnp)
+
+        def attempt(src: str) -> str:
+            def go() -> str:
+                try:
+                    with socket.create_connection((ips["srv"], 80), timeout=2.0) as s:
+                        s.settimeout(2.0)
+                        return s.recv(100).decode().strip()
+                except OSError as exc:
+                    return type(exc).__name__
+
+            return netns.call_in(_pod_netns(lab, f"{ns}/{src}"), go)
+
+        want = {"ok": f"{ns}/srv", "rej": "ConnectionRefusedError", "drp": "TimeoutError"}
+        for _ in range(60):  # realized
+            if all(attempt(src) == w for src, w in want.items()):
+                break
+            await asyncio.sleep(0.5)
+        else:
+            pytest.fail(f"the policy never took effect: { {s: attempt(s) for s in want} }")
+        await asyncio.sleep(3.5)  # what is pending is flushed (idle 2.5 s)
+        before = len(lines())
+        for _ in range(2):
+            for src, w in want.items():
+                assert attempt(src) == w, src
+        await asyncio.sleep(3.5)
+        new = lines()[before:]
+        by_rule: dict[str, list[list[str]]] = {}
+        for line in new:
+            f = line.split(" ")
+            by_rule.setdefault(f[4], []).append(f)
+        assert sorted(by_rule) == ["let-ok", "no-drp", "no-rej"], new
+        for rule, action, src, label in (
+            ("let-ok", "Allow", "ok", "lbl-ok"),
+            ("no-rej", "Reject", "rej", "lbl-rej"),
+            ("no-drp", "Drop", "drp", "<nil>"),
+        ):
+            got = by_rule[rule]
+            assert len(got) == 2, (rule, new)  # one line per connection attempt
+            assert len({f[9] for f in got}) == 2  # two source ports
+            for f in got:
+                assert f[2:4] == ["AntreaPolicyIngressRule", policy], f
+                assert f[5] == action and f[6].isdigit() and f[7] == f"{ns}/srv", f
+                assert (f[8], f[10], f[11], f[12]) == (ips[src], ips["srv"], "80", "TCP"), f
+                assert f[14] == label, f
+    finally:
+        lab.kubectl("delete", "acnp", ns, "--ignore-not-found", check=False)
+        lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)

@@ -256,7 +256,8 @@ class AuditListener:
     """Receives the packet-ins of logged flows on its own OpenFlow connection to the bridge's
     management socket and records them in an `AuditLogger`.
 
-    ``accept(cookie, table_id)`` says whether a packet-in comes from a logged flow;
+    ``accept(cookie, table_id, reason)`` says whether a packet-in comes from a logged flow
+    (``reason``: the packet-in reason a policy flow loaded into reg0, `reject.packet_in_reason`);
     ``resolve(table_id, cookie, packet)`` names the rule behind it (None: not logged any
     more).
     """
@@ -266,7 +267,7 @@ class AuditListener:
         target: str,
         logger: AuditLogger,
         *,
-        accept: Callable[[int, int], bool],
+        accept: Callable[[int, int, int], bool],
         resolve: Resolver,
     ) -> None:
         self.path = target[len("unix:") :] if target.startswith("unix:") else target
@@ -277,7 +278,7 @@ class AuditListener:
 
     def handle(self, body: bytes) -> None:
         """One OpenFlow 1.5 packet-in body (after the header)."""
-        from antrea.agent.networkpolicy.reject import parse_packet_in
+        from antrea.agent.networkpolicy.reject import packet_in_reason, parse_packet_in
 
         if len(body) < 16:
             return
@@ -286,7 +287,7 @@ class AuditListener:
         if parsed is None:
             return
         cookie, _in_port, frame = parsed
-        if not self.accept(cookie, table):
+        if not self.accept(cookie, table, packet_in_reason(body)):
             return
         pkt = parse_frame(frame)
         if pkt is None:

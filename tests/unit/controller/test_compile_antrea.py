@@ -245,3 +245,29 @@ def test_tier_changes_recompile(c: NetworkPolicyController) -> None:
     assert "uid--p" not in c.antrea_errors and _np(c, "uid--p").tier_priority == 20
     c.delete_cluster_network_policy(acnp("p", spec))
     assert c.store.get(Kind.NETWORK_POLICY, "uid--p") is None
+
+
+def test_enable_logging_and_log_label_reach_the_rule_and_the_wire(
+    c: NetworkPolicyController,
+) -> None:
+    c.add_cluster_network_policy(
+        acnp(
+            "logged",
+            {
+                "priority": 3,
+                "appliedTo": [A_PODS],
+                "ingress": [
+                    {"name": "l", "action": "Drop", "enableLogging": True, "logLabel": "lab-1"},
+                    {"name": "n", "action": "Allow"},
+                ],
+                "egress": [{"name": "e", "action": "Reject", "enableLogging": True}],
+            },
+        )
+    )
+    np = _np(c, "uid--logged")
+    assert [(r.name, r.enable_logging, r.log_label) for r in np.rules] == [
+        ("l", True, "lab-1"),
+        ("n", False, ""),
+        ("e", True, ""),
+    ]
+    assert object_from_map(Kind.NETWORK_POLICY, object_to_map(np)) == np

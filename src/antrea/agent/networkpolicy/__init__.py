@@ -54,6 +54,8 @@ class PolicyAgent:
         for c in agent.interface_store.list():
             self._index(c)
         agent.interface_store.add_listener(self._on_interface)
+        from antrea.agent.openflow.pipeline import PACKET_IN_LOG
+
         node = getattr(agent, "node", None)
         gw_ip = str(node.gateway_ip) if node is not None and node.gateway_ip else None
         self.metrics = PolicyMetrics(agent.registry, self._live)
@@ -73,11 +75,12 @@ class PolicyAgent:
             self.audit = AuditListener(
                 target,
                 AuditLogger(Path(audit_path)),
-                accept=lambda c, table: (
+                accept=lambda c, table, reason: (
                     cookie_category(c) is Category.NETWORK_POLICY
                     and (
                         c & OBJECT_MASK == fb.AUDIT_OBJECT_ID
                         or table in (pipeline.INGRESS_RULE, pipeline.EGRESS_RULE)
+                        or bool(reason & PACKET_IN_LOG)
                     )
                 ),
                 resolve=self._audit_rule,
@@ -128,6 +131,9 @@ class PolicyAgent:
             pipeline.INGRESS_RULE: (Direction.IN, "IngressRule"),
             pipeline.EGRESS_RULE: (Direction.OUT, "EgressRule"),
         }
+        native = self._audit_native_rule(table, cookie, pkt)
+        if native is not None:
+            return native
         if table not in names:
             return None
         direction, name = names[table]
@@ -173,6 +179,46 @@ class PolicyAgent:
             policy=sorted(refs)[0],
             disposition=disposition,
             applied_to=f"{pod.namespace}/{pod.name}",
+        )
+
+    def _applied_pod(self, direction: Direction, pkt: PacketInfo) -> PodReference | None:
+        """The local pod a rule of that direction applied to: destination (ingress), source."""
+        ip = pkt.dst_ip if direction is Direction.IN else pkt.src_ip
+        for members in self.controller.cache.applied_to_groups.values():
+            pod = next((m.pod for m in members if ip in m.ips), None)
+            if pod is not None:
+                return pod
+        return None
+
+    def _audit_native_rule(self, table: int, cookie: int, pkt: PacketInfo) -> RuleInfo | None:
+        """An Antrea-native rule with ``enableLogging`` whose action flow (its conjunction in
+        the cookie) sent the packet: policy, rule name, action, OpenFlow priority, logLabel."""
+        names: dict[int, str] = {
+            pipeline.ANTREA_INGRESS_RULE: "AntreaPolicyIngressRule",
+            pipeline.ANTREA_EGRESS_RULE: "AntreaPolicyEgressRule",
+            pipeline.INGRESS.default_table: "IngressDefaultRule",  # baseline tier
+            pipeline.EGRESS.default_table: "EgressDefaultRule",
+        }
+        if table not in names or cookie & OBJECT_MASK == fb.AUDIT_OBJECT_ID:
+            return None
+        cache = self.controller.cache
+        rid = self.reconciler.conj_rule.get(cookie & OBJECT_MASK)
+        rule = cache.rules.get(rid) if rid is not None else None
+        if rule is None or rule.rule.action is None or not rule.rule.enable_logging:
+            return None
+        policy = cache.policies.get(rule.policy)
+        pod = self._applied_pod(rule.direction, pkt)
+        if policy is None or pod is None:
+            return None
+        ref = policy.source_ref
+        return RuleInfo(
+            table=names[table],
+            policy=f"{ref.type}:{ref.namespace + '/' if ref.namespace else ''}{ref.name}",
+            disposition=str(rule.rule.action),
+            rule_name=rule.rule.name,
+            priority=self.reconciler.native.priority_of(rule.id),
+            applied_to=f"{pod.namespace}/{pod.name}",
+            label=rule.rule.log_label,
         )
 
     def _index(self, c: Any) -> None:

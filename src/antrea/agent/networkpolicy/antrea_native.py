@@ -18,6 +18,11 @@ takes the highest-priority conjunction that completes. Its action flow (``conj_i
 | Reject | the agent's reject action (`RejectAction`), else drop |
 | Pass | goto the Kubernetes rule table (50 / 90) |
 
+``enableLogging``: the action flow also sends the packet to the agent (``output:CONTROLLER``
+after loading the packet-in reason "log" into reg0[18..19]; a logged Drop does only that), so
+the audit log (agent/auditlog.py) writes one line per new connection; a Reject loads "reject"
+(plus "log" when logged), which is what the reject responder answers.
+
 A miss falls through to the Kubernetes rule table. Nothing here isolates a pod: an Antrea-native
 policy never does by itself.
 
@@ -65,6 +70,7 @@ from antrea.ovs.openflow.flow import (
     Flow,
     GotoTable,
     Match,
+    Output,
     RegMatch,
     Resubmit,
 )
@@ -397,16 +403,29 @@ class NativeRealizer:
             out.append(Flow(r.table, prio, atom_match(a), actions, c))
         return out
 
+    def priority_of(self, rid: str) -> int | None:
+        """The OpenFlow priority of a realized rule (None: unknown or without one)."""
+        r = self.rules.get(rid)
+        return self._space(r.table).prio.get(r.key) if r is not None else None
+
     def _actions(self, rule: CacheRule, cid: int) -> tuple[Action, ...]:
+        """The action flow's actions. ``enableLogging``: the packet also goes to the agent
+        (``output:CONTROLLER``) with the packet-in reason "log" in reg0 (only new connections
+        reach it: established ones take the bypass); a Reject carries "reject" (and "log")."""
         d = p.tables_for(rule.direction)
         action = rule.rule.action
+        logged = rule.rule.enable_logging
+        copy: tuple[Action, ...] = (
+            (p.PACKET_IN_REASON.load(p.PACKET_IN_LOG), Output("CONTROLLER")) if logged else ()
+        )
         if action is RuleAction.ALLOW:
-            return (d.conj_reg.load(cid), GotoTable(d.allow_goto))
+            return (d.conj_reg.load(cid), *copy, GotoTable(d.allow_goto))
         if action is RuleAction.PASS:
-            return (GotoTable(d.rule_table),)
+            return (*copy, GotoTable(d.rule_table))
         if action is RuleAction.REJECT and self.reject is not None:
-            return self.reject(rule.direction)
-        return (Drop(),)
+            reason = p.PACKET_IN_REJECT | (p.PACKET_IN_LOG if logged else 0)
+            return (p.PACKET_IN_REASON.load(reason), *self.reject(rule.direction))
+        return copy or (Drop(),)
 
 
 def base_flows(

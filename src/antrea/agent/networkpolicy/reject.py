@@ -11,6 +11,10 @@ rejected destination:
 * anything else (UDP, SCTP, ICMP): ICMP destination unreachable, code 13 (communication
   administratively prohibited), quoting the IP header and 8 bytes, as upstream.
 
+Only packet-ins whose reason (reg0[18..19], `pipeline.PACKET_IN_REASON`, carried in the
+packet-in's match) says "reject" are answered: the copies audit-logged rules send to the agent
+(reason "log", or none for Kubernetes rules and isolation drops) are the audit log's.
+
 Where it goes: a packet that came from a local pod (egress reject, or ingress reject between
 two pods of this node) is answered straight to that pod's port (its conntrack never saw the
 connection committed). Otherwise (from the tunnel or the gateway: the client is on another
@@ -131,6 +135,34 @@ def parse_packet_in(body: bytes) -> tuple[int, int, bytes] | None:
     return cookie, in_port, body[start:]
 
 
+def packet_in_reason(body: bytes) -> int:
+    """The packet-in "custom reason" a policy flow loaded into reg0[18..19] before sending the
+    packet to the agent (`pipeline.PACKET_IN_REASON`; 0: none). The packet-in's match carries the
+    packet's non-zero registers: reg0 as NXM_NX_REG0 (class 0x0001, field 0), or inside
+    OXM_OF_PKT_REG0 (class 0x8001, field 0: reg0 is the upper half of xreg0)."""
+    if len(body) < 20:
+        return 0
+    mtype, mlen = struct.unpack("!HH", body[16:20])
+    if mtype != 1:
+        return 0
+    oxms = body[20 : 16 + mlen]
+    i = 0
+    reg0: int | None = None
+    while i + 4 <= len(oxms):
+        cls, fld, length = struct.unpack("!HBB", oxms[i : i + 4])
+        value = oxms[i + 4 : i + 4 + length]
+        if cls == 0x0001 and fld >> 1 == 0 and len(value) >= 4:
+            reg0 = struct.unpack("!I", value[:4])[0]
+        elif cls == 0x8001 and fld >> 1 == 0 and len(value) >= 8:
+            reg0 = struct.unpack("!Q", value[:8])[0] >> 32
+        i += 4 + length
+    if reg0 is None:
+        return 0
+    return (reg0 >> p.PACKET_IN_REASON.start) & (
+        (1 << (p.PACKET_IN_REASON.end - p.PACKET_IN_REASON.start + 1)) - 1
+    )
+
+
 def packet_out(xid: int, frame: bytes, actions: tuple[object, ...]) -> bytes:
     acts = wire.encode_actions(actions)  # type: ignore[arg-type]
     match = wire.encode_match(Match(in_port=OFPP_CONTROLLER))
@@ -222,6 +254,8 @@ class RejectResponder:
                     continue
                 if len(body) > 7 and body[7] in (p.INGRESS_RULE, p.EGRESS_RULE):
                     continue  # Kubernetes rules never reject: an audit-logged rule's copy
+                if not packet_in_reason(body) & p.PACKET_IN_REJECT:
+                    continue  # a copy for the audit log (an Antrea-native logged rule)
                 parsed = parse_packet_in(body)
                 if parsed is None or not self._allowed():
                     continue

@@ -34,6 +34,8 @@ so that 0 keeps meaning "not set"):
 * ``reg0[16]``     "destination port found": set by L2 forwarding calculation (table 80) together
   with reg1; the output table (110) outputs only packets that have it.
 * ``reg0[17]``     hairpin: a pod reaching itself through a Service; output to IN_PORT.
+* ``reg0[18..19]`` packet-in reason of a policy flow's ``output:CONTROLLER``: 1 audit log,
+  2 reject, 3 both (``PACKET_IN_REASON``).
 * ``reg1``         target ofport of the packet (``TARGET_OFPORT``); also the "to" match of
   ingress policy rules (``reg1=<pod ofport>``).
 * ``reg3``         endpoint IPv4 address chosen for a Service connection (AntreaProxy).
@@ -209,6 +211,13 @@ HAIRPIN: Final = RegMark(RegField(0, 17, 17), 1)
 # reg0[16..17] both set: found and hairpin (one match of reg0: ovs-ofctl keeps only the last
 # of two matches on the same register)
 PORT_FOUND_HAIRPIN: Final = RegMark(RegField(0, 16, 17), 3)
+
+# reg0[18..19]: why a policy flow sends a packet to the agent, its packet-in "custom reason" (as
+# upstream's CustomReasonField): the packet-in carries the registers, so the reject responder and
+# the audit log tell their packets apart (agent/networkpolicy/reject.py, agent/auditlog.py).
+PACKET_IN_REASON: Final = RegField(0, 18, 19)
+PACKET_IN_LOG: Final = 1  # audit-logged rule (Allow, Drop, Pass): log it
+PACKET_IN_REJECT: Final = 2  # Reject rule: answer it (with PACKET_IN_LOG: and log it)
 
 TARGET_OFPORT: Final = RegField(1, 0, 31)
 

@@ -127,6 +127,7 @@ def _rule_to(r: NetworkPolicyRule) -> dict[str, Any]:
         "act": None if r.action is None else str(r.action),
         "ratg": list(r.applied_to_groups),
         **({"log": True} if r.enable_logging else {}),
+        **({"logl": r.log_label} if r.log_label else {}),
     }
 
 
@@ -142,6 +143,7 @@ def _rule_from(v: dict[str, Any]) -> NetworkPolicyRule:
         action=None if v.get("act") is None else RuleAction(v["act"]),
         applied_to_groups=tuple(v.get("ratg") or ()),
         enable_logging=bool(v.get("log")),
+        log_label=str(v.get("logl") or ""),
     )
 
 

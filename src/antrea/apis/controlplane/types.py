@@ -114,6 +114,7 @@ class NetworkPolicyRule:
     # Audit logging (agent/auditlog.py): Antrea-native ``enableLogging``, or every rule of a
     # Kubernetes NetworkPolicy whose Namespace has networkpolicy.antrea.io/enable-logging=true.
     enable_logging: bool = False
+    log_label: str = ""  # Antrea-native ``logLabel``: the audit line's label field
 
     def peer(self) -> NetworkPolicyPeer:
         """The remote side of the rule: ``from_`` for ingress, ``to`` for egress."""

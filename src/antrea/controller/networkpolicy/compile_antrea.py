@@ -33,7 +33,7 @@ from __future__ import annotations
 import ipaddress
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from antrea.apis.controlplane.types import (
@@ -170,9 +170,11 @@ def compile_antrea_policy(
                     )
             elif not policy_at:
                 raise InvalidAntreaPolicy(f"{path}.appliedTo", "required without spec.appliedTo")
-            rules.extend(
-                c.rule(raw, direction=direction, index=i, path=path, rule_at=rule_at, tp=tp)
-            )
+            compiled = c.rule(raw, direction=direction, index=i, path=path, rule_at=rule_at, tp=tp)
+            if raw.get("enableLogging"):  # audit log (agent/auditlog.py), with its label
+                label = str(raw.get("logLabel") or "")
+                compiled = [replace(r, enable_logging=True, log_label=label) for r in compiled]
+            rules.extend(compiled)
     if not policy_at and not any_rule_at:
         raise InvalidAntreaPolicy("spec.appliedTo", "required")
     policy_atgs = c.applied_to(policy_at, "spec.appliedTo") if policy_at else ()

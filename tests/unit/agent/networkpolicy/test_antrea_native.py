@@ -242,3 +242,41 @@ def test_a_large_batch_is_spread_evenly() -> None:
     assert gaps == {58}  # (60000 - 1000 + 1) // 1001
     # One more key in the middle moves nothing else.
     assert space.insert((250, 499.5, 0, "q", "new")) == {(250, 499.5, 0, "q", "new")}
+
+
+async def test_logged_rules_send_new_connections_to_the_agent_with_their_reason() -> None:
+    """enableLogging: the action flow also outputs to the controller after loading the
+    packet-in reason "log" into reg0[18..19] (a logged Drop does only that); a Reject loads
+    "reject" (3 = reject and log when logged), which is what the reject responder answers."""
+    from antrea.agent.openflow.pipeline import PACKET_IN_REASON
+    from antrea.ovs.openflow.flow import Drop, GotoTable, LoadReg, Output
+
+    env = Env()
+    env.rec = PolicyReconciler(
+        FlowClient(env.rt), round_num=1, ofport_of=ofport_of, install_miss_flows=True,
+        reject=lambda _d: (Output("CONTROLLER"),),
+    )  # fmt: skip
+    logged = dataclasses.replace(ingress(groups=["ag-z"]), enable_logging=True, log_label="l")
+    plain = ingress(groups=["ag-b"])
+    env.load(native("p", [(RuleAction.ALLOW, logged), (RuleAction.DROP, logged),
+                          (RuleAction.REJECT, logged), (RuleAction.REJECT, plain),
+                          (RuleAction.DROP, plain)], ["atg-a"]))  # fmt: skip
+    await env.sync()
+    actions = sorted(
+        (f.priority, f.actions)
+        for f in env.rt.table(t.ANTREA_INGRESS_RULE)
+        if f.match.conj_id is not None
+    )
+    assert len(actions) == 5
+    reason = [
+        next((a.value for a in acts if isinstance(a, LoadReg) and a.reg == PACKET_IN_REASON.reg
+              and a.start == PACKET_IN_REASON.start), None)
+        for _, acts in reversed(actions)  # highest priority first: rule order
+    ]  # fmt: skip
+    assert reason == [1, 1, 3, 2, None]
+    to_agent = [any(isinstance(a, Output) for a in acts) for _, acts in reversed(actions)]
+    assert to_agent == [True, True, True, True, False]
+    drops = [any(isinstance(a, Drop) for a in acts) for _, acts in reversed(actions)]
+    assert drops == [False, False, False, False, True]
+    allow = next(acts for _, acts in reversed(actions))
+    assert allow[-1] == GotoTable(105)  # the logged Allow goes on past the copy (e2e: allows)

@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 from antrea.agent.networkpolicy.reject import (
     RejectResponder,
     _checksum,
+    packet_in_reason,
     parse_packet_in,
     reject_reply,
 )
+from antrea.agent.openflow.pipeline import PACKET_IN_LOG, PACKET_IN_REASON, PACKET_IN_REJECT
 from antrea.ovs.openflow import wire
 from antrea.ovs.openflow.cookie import Category, make_cookie
 from antrea.ovs.openflow.flow import Match
@@ -87,3 +89,27 @@ def test_packet_in_round_trip_and_where_the_reply_goes() -> None:
     assert len(remote) > len(local)  # set eth_dst + resubmit(,70) instead of output
     # Only NetworkPolicy flows are answered.
     assert r.reply_message(make_cookie(3, Category.SERVICE), 5, frame) is None
+
+
+def _packet_in(oxms: bytes, frame: bytes) -> bytes:
+    match = struct.pack("!HH", 1, 4 + len(oxms)) + oxms
+    match += b"\0" * (-len(match) % 8)
+    return struct.pack("!IHBBQ", 0xFFFFFFFF, len(frame), 1, 85, 0) + match + b"\0\0" + frame
+
+
+def test_packet_in_reason_read_from_reg0_in_either_encoding() -> None:
+    """reg0[18..19] of the packet-in's match: NXM_NX_REG0, or the upper half of
+    OXM_OF_PKT_REG0 (xreg0); absent (registers zero) is no reason."""
+    frame = _tcp(0x02, 1)
+    in_port = struct.pack("!HBBI", 0x8000, 0, 4, 5)
+    for reason in (1, 2, 3):
+        reg0 = (reason << PACKET_IN_REASON.start) | 0x2  # and the packet-source mark
+        nxm = struct.pack("!HBBI", 0x0001, 0, 4, reg0)
+        xreg = struct.pack("!HBBQ", 0x8001, 0, 8, (reg0 << 32) | 0xFFFF)
+        assert packet_in_reason(_packet_in(in_port + nxm, frame)) == reason
+        assert packet_in_reason(_packet_in(xreg + in_port, frame)) == reason
+        assert parse_packet_in(_packet_in(in_port + nxm, frame)) == (0, 5, frame)
+    assert packet_in_reason(_packet_in(in_port, frame)) == 0
+    other_reg = struct.pack("!HBBI", 0x0001, 2, 4, 0xFFFFFFFF)  # reg1
+    assert packet_in_reason(_packet_in(in_port + other_reg, frame)) == 0
+    assert PACKET_IN_REJECT & 3 and not PACKET_IN_REJECT & PACKET_IN_LOG
