@@ -6,6 +6,9 @@
 - ``GET /networkpolicyflows?name=&namespace=``: the flows realizing one policy (one dump);
 - ``GET /ovstracing?source=ns/pod&destination=ns/pod|IP[&flow=tcp,tp_dst=80]``: the
   ``ofproto/trace`` of a packet from a local pod (antctl trace-packet).
+
+Policies and groups are the shared control-plane views (`antrea.apis.controlplane.views`, the
+controller's too) with this agent's own fields added.
 """
 
 from __future__ import annotations
@@ -17,48 +20,15 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from antrea.agent.networkpolicy.conjunctions import atom_text
-from antrea.apis.controlplane.types import (
-    GroupMember,
-    NetworkPolicy,
-    NetworkPolicyPeer,
-    NetworkPolicyRule,
-    PodReference,
-)
+from antrea.apis.controlplane import views
+from antrea.apis.controlplane.types import NetworkPolicy, PodReference
+from antrea.apis.controlplane.views import rule_json
 
 if TYPE_CHECKING:
     from antrea.agent.networkpolicy import PolicyAgent
 
 POLICY_AGENT: web.AppKey[PolicyAgent] = web.AppKey("networkpolicy")
 _PROTO = re.compile(r"^(ip|tcp|udp|sctp|icmp)(,|$)")
-
-
-def _peer_json(p: NetworkPolicyPeer) -> dict[str, Any]:
-    return {
-        "addressGroups": list(p.address_groups),
-        "ipBlocks": [{"cidr": b.cidr, "except": list(b.except_)} for b in p.ip_blocks],
-    }
-
-
-def _rule_json(r: NetworkPolicyRule) -> dict[str, Any]:
-    return {
-        "direction": str(r.direction),
-        "from": _peer_json(r.from_),
-        "to": _peer_json(r.to),
-        "services": None
-        if r.services is None
-        else [
-            {"protocol": str(s.protocol), "port": s.port, "endPort": s.end_port} for s in r.services
-        ],
-    }
-
-
-def _member_json(m: GroupMember) -> dict[str, Any]:
-    return {
-        "pod": {"namespace": m.pod.namespace, "name": m.pod.name},
-        "ips": list(m.ips),
-        "node": m.node,
-        "ports": [{"name": p.name, "protocol": str(p.protocol), "port": p.port} for p in m.ports],
-    }
 
 
 async def policy_json(pa: PolicyAgent, policy: NetworkPolicy) -> dict[str, Any]:
@@ -70,7 +40,7 @@ async def policy_json(pa: PolicyAgent, policy: NetworkPolicy) -> dict[str, Any]:
         realized = ctl.reconciler.realized.get(cr.id)
         rules.append(
             {
-                **_rule_json(cr.rule),
+                **rule_json(cr.rule),
                 "id": cr.id,
                 "index": cr.index,
                 "realized": realized is not None and cr.id not in ctl.rule_errors,
@@ -81,20 +51,11 @@ async def policy_json(pa: PolicyAgent, policy: NetworkPolicy) -> dict[str, Any]:
                 "stats": stats[cr.id].to_json() if cr.id in stats else None,
             }
         )
-    ref = policy.source_ref
     local: set[str] = set()
     for g in policy.applied_to_groups:
         local |= {f"{m.pod.namespace}/{m.pod.name}" for m in ctl.cache.applied_to_groups.get(g, ())}
     return {
-        "metadata": {"name": policy.name},
-        "sourceRef": {
-            "type": ref.type,
-            "namespace": ref.namespace,
-            "name": ref.name,
-            "uid": ref.uid,
-        },
-        "appliedToGroups": list(policy.applied_to_groups),
-        "generation": policy.generation,
+        **views.policy_json(policy),
         "realizedGeneration": state.realized_generation if state else None,
         "realized": bool(state and state.realized),
         "phase": state.phase if state else "Realizing",
@@ -131,13 +92,7 @@ async def appliedtogroups(request: web.Request) -> web.Response:
     pa = request.app[POLICY_AGENT]
     groups = pa.controller.cache.applied_to_groups
     return web.json_response(
-        [
-            {
-                "metadata": {"name": n},
-                "groupMembers": [_member_json(m) for m in sorted(ms, key=_key)],
-            }
-            for n, ms in sorted(groups.items())
-        ]
+        [views.group_json("AppliedToGroup", n, ms) for n, ms in sorted(groups.items())]
     )
 
 
@@ -145,18 +100,8 @@ async def addressgroups(request: web.Request) -> web.Response:
     pa = request.app[POLICY_AGENT]
     groups = pa.controller.cache.address_groups
     return web.json_response(
-        [
-            {
-                "metadata": {"name": n},
-                "groupMembers": [_member_json(m) for m in sorted(ms, key=_key)],
-            }
-            for n, ms in sorted(groups.items())
-        ]
+        [views.group_json("AddressGroup", n, ms) for n, ms in sorted(groups.items())]
     )
-
-
-def _key(m: GroupMember) -> tuple[str, str]:
-    return (m.pod.namespace, m.pod.name)
 
 
 def _normalize(match: str) -> set[str]:
