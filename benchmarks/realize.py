@@ -432,7 +432,8 @@ async def api_measure(spec: Any, sizes: list[int]) -> list[dict[str, Any]]:
 
 async def api_single_policy_accepted(spec: Any, n_rules: int) -> bool:
     """Would the API server take all n rules in ONE object? (It selects no pod: never realized.)"""
-    from antrea.testbed.lab.kube import ApiError, KubeClient
+    from antrea.k8s.errors import KubeError
+    from antrea.testbed.lab.kube import KubeClient
 
     body = api_policy(0, [c for cidrs in api_shape(n_rules) for c in cidrs])
     body["metadata"]["name"] = "bench-single"
@@ -441,7 +442,7 @@ async def api_single_policy_accepted(spec: Any, n_rules: int) -> bool:
     async with KubeClient.from_kubeconfig(spec.kubeconfig) as client:
         try:
             created = await client.create(path, body)
-        except ApiError as exc:
+        except KubeError as exc:
             print(f"one {n_rules}-rule policy rejected: {exc}", file=sys.stderr)
             return False
         ok = len(created["spec"]["ingress"]) == n_rules

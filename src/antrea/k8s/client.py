@@ -7,7 +7,8 @@ use: a server URL, a bearer token (inline or ``tokenFile``), CA data or file, cl
 certificate data or files, ``tls-server-name``, ``insecure-skip-tls-verify`` and ``exec``
 credential plugins (what EKS, GKE and AKS kubeconfigs use; `exec_credential`). Auth-provider
 users (removed from kubectl) are not supported. `read_kubeconfig` is that
-reader on its own, for clients that do not use kubernetes-asyncio (the lab's aiohttp client).
+reader on its own, for clients that do not use kubernetes-asyncio (the lab's aiohttp client,
+which takes its TLS settings from `KubeconfigContext.ssl_context`).
 
 kubernetes-asyncio needs file paths for certificates, so inline data is written to private
 temporary files removed at exit. ``ApiClient`` opens an aiohttp session, so these functions must
@@ -19,6 +20,7 @@ from __future__ import annotations
 import atexit
 import base64
 import os
+import ssl
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +38,7 @@ __all__ = [
     "configuration_from_kubeconfig",
     "exec_credential",
     "incluster_configuration",
+    "kubeconfig_sections",
     "load_kubeconfig_client",
     "read_kubeconfig",
 ]
@@ -103,6 +106,23 @@ class KubeconfigContext:
     insecure_skip_tls_verify: bool = False
     tls_server_name: str | None = None
 
+    def ssl_context(self) -> ssl.SSLContext | bool:
+        """TLS settings for an aiohttp client of this server (False for plain http)."""
+        if not self.server.startswith("https"):
+            return False
+        if self.insecure_skip_tls_verify:
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        else:
+            ca = self.ca.read() if self.ca is not None else None
+            ctx = ssl.create_default_context(cadata=ca.decode() if ca else None)
+        if self.client_cert is not None and self.client_key is not None:
+            from antrea.util.pki import load_cert_chain_pem  # cryptography: only if needed
+
+            load_cert_chain_pem(ctx, self.client_cert.read(), self.client_key.read())
+        return ctx
+
 
 def _resolve(base: Path, path: str) -> str:
     p = Path(path)
@@ -117,6 +137,26 @@ def _material(section: dict[str, Any], key: str, base: Path) -> Material | None:
     return None
 
 
+def kubeconfig_sections(
+    raw: dict[str, Any], path: str | Path, *, context: str | None = None
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The context, cluster and user mappings of a parsed kubeconfig's (current) context.
+
+    They are the document's own dicts (a caller may rewrite them); the user is ``{}`` when the
+    context names none. ``path`` is for messages.
+    """
+    ctx_name = context or raw.get("current-context")
+    if not ctx_name:
+        contexts = raw.get("contexts") or []
+        if len(contexts) != 1:
+            raise KubeconfigError(f"{path}: no current-context")
+        ctx_name = contexts[0].get("name")
+    ctx = _named(raw.get("contexts"), str(ctx_name), "context")
+    cluster = _named(raw.get("clusters"), str(ctx.get("cluster")), "cluster")
+    user = _named(raw.get("users"), str(ctx.get("user")), "user") if ctx.get("user") else {}
+    return ctx, cluster, user
+
+
 def read_kubeconfig(path: str | Path, *, context: str | None = None) -> KubeconfigContext:
     """The server, TLS material and credentials of ``path``'s (current) context."""
     path = Path(path)
@@ -127,15 +167,7 @@ def read_kubeconfig(path: str | Path, *, context: str | None = None) -> Kubeconf
     if not isinstance(raw, dict):
         raise KubeconfigError(f"{path}: not a kubeconfig")
     base = path.resolve().parent
-    ctx_name = context or raw.get("current-context")
-    if not ctx_name:
-        contexts = raw.get("contexts") or []
-        if len(contexts) != 1:
-            raise KubeconfigError(f"{path}: no current-context")
-        ctx_name = contexts[0].get("name")
-    ctx = _named(raw.get("contexts"), str(ctx_name), "context")
-    cluster = _named(raw.get("clusters"), str(ctx.get("cluster")), "cluster")
-    user = _named(raw.get("users"), str(ctx.get("user")), "user") if ctx.get("user") else {}
+    _, cluster, user = kubeconfig_sections(raw, path, context=context)
     if "auth-provider" in user:
         raise KubeconfigError(f"{path}: auth-provider users are not supported (use exec)")
     server = cluster.get("server")

@@ -494,10 +494,9 @@ class Informer:
         self, kind: str, is_async: bool, fn: Callable[..., Any], *args: Any
     ) -> None:
         try:
-            if is_async:
-                await fn(*args)
-            else:
-                fn(*args)
+            out = fn(*args)
+            if is_async or inspect.isawaitable(out):  # also callables returning awaitables
+                await out
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -511,26 +510,13 @@ def add_event_handler(
     """Deliver the informer's changes as watch-style ``handler(type, object)`` calls.
 
     ``type`` is ``ADDED``, ``MODIFIED`` or ``DELETED`` (a re-list's diff arrives the same way);
-    ``handler`` may be a plain or a coroutine function. ``synced`` is set after the first list.
+    ``handler`` may be a plain or an async callable. ``synced`` is set after the first list.
     """
-    if inspect.iscoroutinefunction(handler):
-
-        async def on_add(obj: JSON) -> None:
-            await handler("ADDED", obj)
-
-        async def on_update(old: JSON, new: JSON) -> None:
-            await handler("MODIFIED", new)
-
-        async def on_delete(obj: JSON) -> None:
-            await handler("DELETED", obj)
-
-        informer.add_handler(on_add=on_add, on_update=on_update, on_delete=on_delete)
-    else:
-        informer.add_handler(
-            on_add=lambda obj: handler("ADDED", obj),
-            on_update=lambda old, new: handler("MODIFIED", new),
-            on_delete=lambda obj: handler("DELETED", obj),
-        )
+    informer.add_handler(  # the informer awaits what an async ``handler`` returns
+        on_add=lambda obj: handler("ADDED", obj),
+        on_update=lambda old, new: handler("MODIFIED", new),
+        on_delete=lambda obj: handler("DELETED", obj),
+    )
     if synced is not None:
         informer.add_handler(on_sync=lambda objs: synced.set())
 
@@ -540,37 +526,63 @@ def _check_status(status: int, body: bytes) -> None:
         raise status_error(status, body)
 
 
+_QUERY_NAMES = {
+    "label_selector": "labelSelector",
+    "field_selector": "fieldSelector",
+    "resource_version": "resourceVersion",
+    "allow_watch_bookmarks": "allowWatchBookmarks",
+    "timeout_seconds": "timeoutSeconds",
+    "watch": "watch",
+    "limit": "limit",
+    "_continue": "continue",
+}
+
+
+def _query(kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+    """The list/watch query of a ``list_func`` call's kubernetes-asyncio keyword arguments."""
+    query = []
+    for key, value in kwargs.items():
+        if key in _QUERY_NAMES and value is not None:
+            text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+            query.append((_QUERY_NAMES[key], text))
+    return query
+
+
 def path_list_func(api_client: Any, path: str) -> ListFunc:
-    """A ``list_func`` for any collection path (custom resources, ``/apis/g/v/plural``).
+    """A ``list_func`` for any collection path (custom resources, ``/apis/g/v/plural``) over a
+    kubernetes-asyncio ``ApiClient``.
 
     With an informer ``namespace``, ``path`` may contain ``{namespace}``.
     """
 
     async def list_func(*args: str, **kwargs: Any) -> Any:
         url = path.format(namespace=args[0]) if args else path
-        names = {
-            "label_selector": "labelSelector",
-            "field_selector": "fieldSelector",
-            "resource_version": "resourceVersion",
-            "allow_watch_bookmarks": "allowWatchBookmarks",
-            "timeout_seconds": "timeoutSeconds",
-            "watch": "watch",
-            "limit": "limit",
-            "_continue": "continue",
-        }
-        query = []
-        for key, value in kwargs.items():
-            if key in names and value is not None:
-                text = ("true" if value else "false") if isinstance(value, bool) else value
-                query.append((names[key], text))
         return await api_client.call_api(
             url,
             "GET",
-            query_params=query,
+            query_params=_query(kwargs),
             header_params={"Accept": "application/json"},
             auth_settings=["BearerToken"],
             _preload_content=False,
             _request_timeout=kwargs.get("_request_timeout"),
+        )
+
+    return list_func
+
+
+def session_list_func(
+    session: aiohttp.ClientSession, url: str, *, server_hostname: str | None = None
+) -> ListFunc:
+    """A ``list_func`` for the collection at ``url`` over a plain aiohttp session (which holds
+    the credentials and TLS settings); ``url`` may contain ``{namespace}``."""
+
+    async def list_func(*args: str, **kwargs: Any) -> Any:
+        return await session.get(
+            url.format(namespace=args[0]) if args else url,
+            params=_query(kwargs),
+            headers={"Accept": "application/json"},
+            timeout=kwargs.get("_request_timeout"),
+            server_hostname=server_hostname,
         )
 
     return list_func

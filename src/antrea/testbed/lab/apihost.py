@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 import structlog
 import yaml
 
+from antrea.k8s.client import kubeconfig_sections
 from antrea.testbed.apiserver.podstreams import PodRuntime
 from antrea.testbed.apiserver.webhooks import Dialer
 from antrea.testbed.lab import identities, netns
@@ -222,9 +223,7 @@ async def start_embedded(spec: LabSpec, pod_runtime: PodRuntime | None = None) -
 def node_kubeconfig_for_external(kubeconfig: Path, forwarder: str) -> tuple[str, tuple[str, int]]:
     """Node kubeconfig text pointing at the forwarder, and the real server's (host, port)."""
     doc: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
-    ctx_name = doc.get("current-context")
-    ctx = next(c["context"] for c in doc["contexts"] if c["name"] == ctx_name or not ctx_name)
-    cluster = next(c["cluster"] for c in doc["clusters"] if c["name"] == ctx["cluster"])
+    _, cluster, _ = kubeconfig_sections(doc, kubeconfig)
     url = urlsplit(cluster["server"])
     host = url.hostname or "127.0.0.1"
     port = url.port or (443 if url.scheme == "https" else 80)

@@ -21,7 +21,9 @@ from typing import Any
 
 import structlog
 
-from antrea.testbed.lab.kube import ApiError, KubeClient, Obj, key_of
+from antrea.k8s.errors import KubeError
+from antrea.k8s.informer import object_key
+from antrea.testbed.lab.kube import KubeClient, Obj
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +90,7 @@ def desired_slices(service: Obj, pods: list[Obj]) -> dict[str, Obj]:
         return {}
     svc_ports = [p for p in spec.get("ports") or () if isinstance(p, dict)]
     groups: dict[tuple[tuple[str, int, str], ...], list[Obj]] = {}
-    for pod in sorted(pods, key=key_of):
+    for pod in sorted(pods, key=object_key):
         pmd = pod.get("metadata") or {}
         if pmd.get("namespace") != md["namespace"]:
             continue
@@ -153,7 +155,7 @@ class EndpointSliceController:
         self._wake.set()
 
     async def on_service(self, kind: str, svc: Obj) -> None:
-        key = key_of(svc)
+        key = object_key(svc)
         if kind == "DELETED":
             self.services.pop(key, None)
         else:
@@ -161,7 +163,7 @@ class EndpointSliceController:
         self._mark(key)
 
     async def on_pod(self, kind: str, pod: Obj) -> None:
-        key = key_of(pod)
+        key = object_key(pod)
         old = self.pods.pop(key, None)
         if kind != "DELETED":
             self.pods[key] = pod
@@ -220,7 +222,7 @@ class EndpointSliceController:
             if cur is None:
                 try:
                     await self.client.create(base, obj)
-                except ApiError as exc:
+                except KubeError as exc:
                     if exc.status != 409:
                         raise
                     await self.client.merge_patch(f"{base}/{name}", _patch_of(obj))
@@ -229,7 +231,7 @@ class EndpointSliceController:
         for name in [n for n in have if n not in want]:
             try:
                 await self.client.delete(f"{base}/{name}")
-            except ApiError as exc:
+            except KubeError as exc:
                 if exc.status != 404:
                     raise
 

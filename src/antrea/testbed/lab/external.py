@@ -17,7 +17,8 @@ from pathlib import Path
 
 import structlog
 
-from antrea.testbed.lab.kube import ApiError, KubeClient
+from antrea.k8s.errors import KubeError
+from antrea.testbed.lab.kube import KubeClient
 from antrea.testbed.lab.state import LabSpec
 
 log = structlog.get_logger(__name__)
@@ -89,7 +90,7 @@ def forget(spec: LabSpec) -> list[str]:
     def work() -> None:
         try:
             result.extend(asyncio.run(asyncio.wait_for(_forget(spec), FORGET_TIMEOUT)))
-        except (ApiError, OSError, TimeoutError, ValueError) as exc:
+        except (KubeError, OSError, TimeoutError, ValueError) as exc:
             log.warning("lab_forget_external_failed", lab=spec.name, error=repr(exc))
 
     t = threading.Thread(target=work, name="lab-forget", daemon=True)

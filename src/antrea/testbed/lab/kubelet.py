@@ -21,6 +21,8 @@ from typing import Any
 
 import structlog
 
+from antrea.k8s.errors import KubeError
+from antrea.k8s.informer import object_key
 from antrea.testbed.lab import netns, workload
 from antrea.testbed.lab.cniruntime import (
     Attachment,
@@ -29,7 +31,7 @@ from antrea.testbed.lab.cniruntime import (
     NoNetworkConfig,
     first_ipv4,
 )
-from antrea.testbed.lab.kube import ApiError, KubeClient, Obj, key_of
+from antrea.testbed.lab.kube import KubeClient, Obj
 from antrea.testbed.lab.sandbox import Sandbox, load_dir
 from antrea.testbed.lab.state import LabSpec, NodeSpec
 from antrea.util.ethtool import disable_tx_checksum
@@ -83,7 +85,7 @@ class Kubelet:
     # --- event intake ---------------------------------------------------------------------
     def observe(self, kind: str, pod: Obj) -> None:
         """Record the newest state of a pod bound to this node and make sure a worker runs."""
-        key = key_of(pod)
+        key = object_key(pod)
         self._latest[key] = None if kind == "DELETED" else pod
         self._kick(key)
 
@@ -313,7 +315,7 @@ class Kubelet:
         }
         try:
             await self.client.merge_patch(_pod_path(pod) + "/status", {"status": status})
-        except ApiError as exc:
+        except KubeError as exc:
             if exc.status != 404:
                 raise
 

@@ -15,7 +15,8 @@ import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from antrea.testbed.lab.kube import ApiError, KubeClient, Obj
+from antrea.k8s.errors import KubeError
+from antrea.testbed.lab.kube import KubeClient, Obj
 
 NAMESPACES = ("x", "y", "z")
 PODS = ("a", "b", "c")
@@ -94,14 +95,14 @@ async def create(client: KubeClient, model: Model) -> list[str]:
         try:
             await client.create("/api/v1/namespaces", model.namespace_object(ns))
             created.append(ns)
-        except ApiError as exc:
+        except KubeError as exc:
             if exc.status != 409:
                 raise
     for key in model.keys:
         ns, pod = key.split("/")
         try:
             await client.create(f"/api/v1/namespaces/{ns}/pods", model.pod_object(ns, pod))
-        except ApiError as exc:
+        except KubeError as exc:
             if exc.status != 409:
                 raise
     return created

@@ -16,9 +16,10 @@ from typing import Any
 
 import structlog
 
+from antrea.k8s.errors import KubeError
 from antrea.testbed.lab.cniruntime import NoNetworkConfig, load_network
 from antrea.testbed.lab.external import record_namespaces
-from antrea.testbed.lab.kube import ApiError, KubeClient, Obj
+from antrea.testbed.lab.kube import KubeClient, Obj
 from antrea.testbed.lab.kubelet import now
 from antrea.testbed.lab.state import NodeSpec
 
@@ -97,7 +98,7 @@ async def register(client: KubeClient, node: NodeSpec) -> None:
     body = node_object(node)
     try:
         await client.create("/api/v1/nodes", body)
-    except ApiError as exc:
+    except KubeError as exc:
         if exc.status != 409:
             raise
         await client.merge_patch(f"/api/v1/nodes/{node.name}", {"metadata": body["metadata"]})
@@ -126,14 +127,14 @@ async def renew_lease(client: KubeClient, node: NodeSpec) -> None:
     try:
         await client.merge_patch(f"{path}/{node.name}", {"spec": spec})
         return
-    except ApiError as exc:
+    except KubeError as exc:
         if exc.status != 404:
             raise
     try:
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": LEASE_NAMESPACE}}
         await client.create("/api/v1/namespaces", ns)
         record_namespaces(node.path.parent.parent, [LEASE_NAMESPACE])
-    except ApiError as exc:
+    except KubeError as exc:
         if exc.status not in (403, 409):  # 403: a node identity may not create namespaces
             raise
     lease = {

@@ -11,7 +11,9 @@ import asyncio
 
 import structlog
 
-from antrea.testbed.lab.kube import ApiError, KubeClient, Obj, key_of
+from antrea.k8s.errors import KubeError
+from antrea.k8s.informer import object_key
+from antrea.testbed.lab.kube import KubeClient, Obj
 from antrea.testbed.lab.nodes import node_object
 from antrea.testbed.lab.state import NodeSpec
 
@@ -40,7 +42,7 @@ class Scheduler:
         self._tasks: set[asyncio.Task[None]] = set()
 
     def observe(self, kind: str, pod: Obj) -> None:
-        key = key_of(pod)
+        key = object_key(pod)
         node = (pod.get("spec") or {}).get("nodeName")
         if kind == "DELETED":
             self.bound.pop(key, None)
@@ -85,7 +87,7 @@ class Scheduler:
             }
             try:
                 await self.client.create(path + "/binding", binding)
-            except ApiError as exc:
+            except KubeError as exc:
                 if exc.status not in (404, 405):
                     raise
                 await self.client.merge_patch(path, {"spec": {"nodeName": node.name}})
