@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,13 @@ class KeepTransport:
         self.added: list[Any] = []
 
     async def bundle(
-        self, *, add: Sequence[Any] = (), modify: Sequence[Any] = (), delete: Sequence[Any] = ()
+        self,
+        *,
+        add: Sequence[Any] = (),
+        modify: Sequence[Any] = (),
+        delete: Sequence[Any] = (),
+        set_groups: Sequence[Any] = (),
+        delete_groups: Sequence[Any] = (),
     ) -> None:
         self.added.extend(add)
 
@@ -85,6 +92,22 @@ def fresh(flows: list[Any]) -> list[Any]:
     return [Flow(f.table, f.priority, replace(f.match), f.actions, f.cookie) for f in flows]
 
 
+def _keys(batch: list[Any]) -> object:
+    return {f.key: f for f in batch}
+
+
+def _render(batch: list[Any]) -> object:
+    from antrea.ovs.openflow.render import render_add
+
+    return [render_add(f) for f in batch]
+
+
+def _encode(batch: list[Any], enc: Any) -> object:
+    from antrea.ovs.openflow.wire import FlowModCommand
+
+    return [enc.flow_mod(f, FlowModCommand.ADD, 1) for f in batch]
+
+
 def timed(fn: Callable[[], object]) -> float:
     gc.collect()
     start = time.perf_counter()
@@ -100,8 +123,7 @@ def main() -> int:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
-    from antrea.ovs.openflow.render import render_add
-    from antrea.ovs.openflow.wire import FlowEncoder, FlowModCommand
+    from antrea.ovs.openflow.wire import FlowEncoder
 
     objs = policy_objects(args.rules)
     runs: dict[str, list[float]] = {"realize": [], "keys": [], "render": [], "encode": []}
@@ -112,14 +134,11 @@ def main() -> int:
         runs["realize"].append(seconds)
 
         batch = fresh(flows)
-        runs["keys"].append(timed(lambda b=batch: {f.key: f for f in b}))
+        runs["keys"].append(timed(partial(_keys, batch)))
         batch = fresh(flows)
-        runs["render"].append(timed(lambda b=batch: [render_add(f) for f in b]))
+        runs["render"].append(timed(partial(_render, batch)))
         batch = fresh(flows)
-        enc = FlowEncoder()
-        runs["encode"].append(
-            timed(lambda b=batch, e=enc: [e.flow_mod(f, FlowModCommand.ADD, 1) for f in b])
-        )
+        runs["encode"].append(timed(partial(_encode, batch, FlowEncoder())))
     report: dict[str, Any] = {"rules": args.rules, "flows": len(flows)}
     for stage, values in runs.items():
         report[f"{stage}_median_s"] = round(statistics.median(values), 4)

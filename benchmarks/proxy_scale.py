@@ -44,6 +44,7 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,7 +124,7 @@ async def run(args: argparse.Namespace, ovs: Any) -> dict[str, Any]:
         proxier = Proxier(
             writer=CoalescingWriter(FlowClient(transport)),
             transport=transport,
-            cookie=lambda c, o=0: make_cookie(1, c, o),
+            cookie=partial(make_cookie, 1),
             node_name="n0",
         )
         n, k = args.services, args.endpoints

@@ -471,7 +471,7 @@ async def flow_count() -> dict[str, Any]:
     """One namespace-wide policy: 200 peer pods x 100 local targets x 8 ports, 3 rules."""
     from antrea.agent.networkpolicy.cache import RuleCache
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
-    from antrea.apis.controlplane.types import PodReference
+    from antrea.apis.controlplane.types import ControlPlaneObject, PodReference
     from antrea.ovs.openflow.client import FlowClient
     from antrea.testbed.controlplane import (
         AddressGroup,
@@ -490,7 +490,7 @@ async def flow_count() -> dict[str, Any]:
     )
     targets = frozenset(member("app", f"t{i}", f"10.244.1.{i + 10}") for i in range(100))
     ports = [tcp(p) for p in (80, 443, 8080, 8443, 9090, 5432, 6379, 27017)]
-    objs = [
+    objs: list[ControlPlaneObject] = [
         AddressGroup("peers", peers),
         AppliedToGroup("targets", targets),
         policy(
@@ -697,7 +697,7 @@ async def _iperf(
     )
     srv.wait(timeout=10)
     doc = json.loads(out.stdout)
-    return round(doc["end"]["sum_received"]["bits_per_second"] / 1e9, 3)
+    return round(float(doc["end"]["sum_received"]["bits_per_second"]) / 1e9, 3)
 
 
 # -- main -----------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import tarfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -148,7 +149,7 @@ async def test_agent_identity_is_confined_and_the_controller_runs_as_its_own(lab
     assert proc.returncode != 0
     assert "node 'node1' cannot modify node 'node2'" in proc.stderr, proc.stderr
     # kubectl auth can-i answers from the same rules.
-    for kubeconfig, args, answer in (
+    for kubeconfig, can_i, answer in (
         (agent, ("list", "pods"), "yes"),  # its node's pods, by field selector
         (agent, ("get", "pods"), "no"),
         (agent, ("get", "secret/antrea-controller-ca", "-n", "kube-system"), "no"),
@@ -158,8 +159,8 @@ async def test_agent_identity_is_confined_and_the_controller_runs_as_its_own(lab
         (controller, ("update", "endpoints/antrea", "-n", "kube-system"), "yes"),
         (controller, ("update", "leases/antrea-controller", "-n", "kube-system"), "yes"),
     ):
-        proc = as_identity(kubeconfig, "auth", "can-i", *args)
-        assert proc.stdout.strip() == answer, (kubeconfig, args, proc.stdout, proc.stderr)
+        proc = as_identity(kubeconfig, "auth", "can-i", *can_i)
+        assert proc.stdout.strip() == answer, (kubeconfig, can_i, proc.stdout, proc.stderr)
 
 
 def _token(kubeconfig: Path) -> str:
@@ -338,6 +339,7 @@ spec: {podSelector: {matchLabels: {app: qe}}}
     lab.kubectl("apply", "-f", "-", input=qe_np)
     try:
         lab.kubectl("wait", "--for=condition=Ready", "pod/qe", "--timeout=60s")
+        applied: list[Any] = []
         for _ in range(100):
             proc = subprocess.run(
                 [str(KUBECTL), "antrea", "query", "endpoint", "-n", "default", "-p", "qe",

@@ -30,7 +30,7 @@ async def api(tmp_path: Path) -> AsyncIterator[tuple[APIServer, client.ApiClient
         await server.stop()
 
 
-def _cm(name: str, **labels: str) -> dict[str, Any]:
+def _cm(name: str, **labels: str) -> Any:  # a dict body (kubernetes-asyncio takes it as is)
     return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}}
 
 
@@ -73,7 +73,7 @@ async def test_leases_and_conflicts(api: tuple[APIServer, client.ApiClient]) -> 
     """Leader election's pattern: create, update with the read version; stale is 409."""
     _, api_client = api
     coord = client.CoordinationV1Api(api_client)
-    lease = {
+    lease: Any = {
         "apiVersion": "coordination.k8s.io/v1",
         "kind": "Lease",
         "metadata": {"name": "antrea-controller"},
@@ -92,7 +92,7 @@ async def test_leases_and_conflicts(api: tuple[APIServer, client.ApiClient]) -> 
 async def test_node_status_and_pod_binding(api: tuple[APIServer, client.ApiClient]) -> None:
     _, api_client = api
     core = client.CoreV1Api(api_client)
-    node = {
+    node: Any = {
         "apiVersion": "v1",
         "kind": "Node",
         "metadata": {"name": "node1"},
@@ -106,7 +106,7 @@ async def test_node_status_and_pod_binding(api: tuple[APIServer, client.ApiClien
     )
     got = await core.read_node("node1")
     assert got.status.conditions[0].type == "Ready" and got.spec.pod_cidr == "10.244.1.0/24"
-    pod = {
+    pod: Any = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "p"},

@@ -81,7 +81,7 @@ def _plugins(node: Any) -> list[Any]:
 def _call(node: Any, plugin: Any, command: str, pod: Any) -> subprocess.CompletedProcess[bytes]:
     """Run one operation in the node namespace; return the process whatever its outcome."""
     with bench.in_netns(node.netns):
-        return plugin.call(command, pod, check=False)[1]  # type: ignore[no-any-return]
+        return plugin.call(command, pod, check=False)[1]
 
 
 def test_runtime_scenarios_match_the_reference(node: Any, pods: list[str]) -> None:

@@ -28,7 +28,7 @@ async def until(cond: Callable[[], bool], timeout: float = 20.0) -> None:
             await asyncio.sleep(0.02)
 
 
-def _pod(name: str, **labels: str) -> JSON:
+def _pod(name: str, **labels: str) -> Any:  # a dict body (kubernetes-asyncio takes it as is)
     return {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -46,9 +46,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[APIServer, Any]]:
         server.write_kubeconfig(tmp_path / "admin.kubeconfig")
         api = load_kubeconfig_client(str(tmp_path / "admin.kubeconfig"))
         core = client.CoreV1Api(api)
-        await core.create_namespace(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
-        )
+        ns: Any = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}}
+        await core.create_namespace(ns)
         yield server, api
     finally:
         if api is not None:
@@ -96,7 +95,7 @@ async def test_informer_against_embedded_apiserver(cluster: tuple[APIServer, Any
         # 1. list
         await inf.wait_synced(20)
         assert events == [("add", "x/a", "1"), ("add", "x/b", "1"), ("add", "x/c", "1")]
-        assert inf.get("x", "a")["kind"] == "Pod"
+        assert (inf.get("x", "a") or {})["kind"] == "Pod"
         listed_rv = inf.resource_version
         assert listed_rv
 
@@ -122,15 +121,14 @@ async def test_informer_against_embedded_apiserver(cluster: tuple[APIServer, Any
         events.clear()
         gate.open.clear()
         server.store.close_watchers()
-        old_uid_c = inf.get("x", "c")["metadata"]["uid"]
+        old_uid_c = (inf.get("x", "c") or {})["metadata"]["uid"]
         await core.patch_namespaced_pod("a", "x", {"metadata": {"labels": {"v": "3"}}})
         await core.delete_namespaced_pod("b", "x", grace_period_seconds=0)
         await core.delete_namespaced_pod("c", "x", grace_period_seconds=0)
         await _create_when_gone(core, _pod("c", v="new"))
         for i in range(HISTORY + 2):  # churn elsewhere pushes our version out of the history
-            await core.create_namespaced_config_map(
-                "x", {"metadata": {"name": f"cm{i}"}, "data": {"k": "v"}}
-            )
+            cm: Any = {"metadata": {"name": f"cm{i}"}, "data": {"k": "v"}}
+            await core.create_namespaced_config_map("x", cm)
         gate.open.set()
         await until(lambda: inf.stats.relists >= 1 and len(events) >= 4)
         await asyncio.sleep(0.2)
@@ -143,7 +141,7 @@ async def test_informer_against_embedded_apiserver(cluster: tuple[APIServer, Any
             ]
         )
         assert events.index(("delete", "x/c", "1")) < events.index(("add", "x/c", "new"))
-        assert inf.get("x", "c")["metadata"]["uid"] != old_uid_c
+        assert (inf.get("x", "c") or {})["metadata"]["uid"] != old_uid_c
         assert sorted(inf.keys()) == ["x/a", "x/c"]
         assert inf.stats.lists == 2
 

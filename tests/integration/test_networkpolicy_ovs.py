@@ -319,7 +319,7 @@ class LocalCluster:
         await asyncio.sleep(0)
         await self.agent.wait_idle()
 
-    async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool]:
+    async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool | str]:
         targets = [
             Target(k, f"/var/run/netns/{self.pod_netns(k)}", ip) for k, ip in self.ips.items()
         ]
@@ -329,10 +329,10 @@ class LocalCluster:
     async def reset(self) -> None:
         for key in list(self.policies):
             await self.delete_policy(*key)
-        for key, pod in list(self.pods.items()):
-            if pod["metadata"]["labels"] != {"pod": key.split("/")[1]}:
+        for pod_key, pod in list(self.pods.items()):
+            if pod["metadata"]["labels"] != {"pod": pod_key.split("/")[1]}:
                 await self.relabel_pod(
-                    key, {"pod": key.split("/")[1]}, list(pod["metadata"]["labels"])
+                    pod_key, {"pod": pod_key.split("/")[1]}, list(pod["metadata"]["labels"])
                 )
         for ns, obj in list(self.namespaces.items()):
             want = {"ns": ns, "kubernetes.io/metadata.name": ns}
@@ -609,9 +609,10 @@ async def _check_failed_closed(cluster: LocalCluster, name: str, stage: str, why
 async def test_rule_whose_planning_crashes_fails_closed(
     cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from antrea.agent.networkpolicy import conjunctions
     from antrea.agent.networkpolicy import reconciler as reconciler_mod
 
-    real = reconciler_mod.plan_rule
+    real = conjunctions.plan_rule
 
     def plan_rule(rule: Any, ofport_of: Any) -> Any:
         if any(b.cidr == POISON for b in rule.peer_blocks):
@@ -629,10 +630,10 @@ async def test_rule_the_switch_refuses_fails_closed(
 ) -> None:
     """OVS itself refuses one clause flow (a goto_table backwards): the bundle is bisected, the
     rule's other flows are withdrawn, its pod stays isolated."""
-    from antrea.agent.networkpolicy import reconciler as reconciler_mod
+    from antrea.agent.networkpolicy import flows as fb
     from antrea.ovs.openflow.flow import GotoTable
 
-    real = reconciler_mod.fb.match_flow
+    real = fb.match_flow
 
     def match_flow(round_num: int, table: int, match: Any, conjs: Any, band: int = 0) -> Any:
         flow = real(round_num, table, match, conjs, band)
@@ -641,5 +642,5 @@ async def test_rule_the_switch_refuses_fails_closed(
         return flow
 
     await cluster.reset()
-    monkeypatch.setattr(reconciler_mod.fb, "match_flow", match_flow)
+    monkeypatch.setattr(fb, "match_flow", match_flow)
     await _check_failed_closed(cluster, "poisoned-ovs", "apply", "np-match")

@@ -29,6 +29,7 @@ from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
 from antrea.agent.openflow.pipeline import FROM_GATEWAY
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow import (
+    Action,
     Conjunction,
     Ct,
     CtClear,
@@ -401,7 +402,7 @@ _ACTIONS = st.lists(
 @given(st.lists(st.tuples(_match(), _ACTIONS, st.booleans()), min_size=1, max_size=25))
 @settings(max_examples=15, deadline=None)
 def test_random_flows_install_the_same_both_ways(
-    bridges_once: OvsSandbox, flows: list[tuple[Match, list[object], bool]]
+    bridges_once: OvsSandbox, flows: list[tuple[Match, list[Action], bool]]
 ) -> None:
     """Random matches and actions: what OVS holds is the same through both transports."""
     batch: dict[object, Flow] = {}

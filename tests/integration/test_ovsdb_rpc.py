@@ -74,7 +74,7 @@ async def test_port_lifecycle_over_json_rpc(ovs: OvsSandbox) -> None:
             conn.add_port("br-int", "h1", ofport_request=11),
             conn.add_port("br-int", "h2", ofport_request=12),
         )
-        assert got == [11, 12]
+        assert list(got) == [11, 12]
     finally:
         await conn.close()
 

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def namespaces() -> Iterator[tuple[str, str]]:
             subprocess.run(["ip", "netns", "del", name], check=False)
 
 
-def _ip(netns: str, *args: str) -> list[dict[str, object]]:
+def _ip(netns: str, *args: str) -> list[dict[str, Any]]:
     out = subprocess.run(
         ["ip", "-n", netns, "-j", *args], check=True, capture_output=True, text=True
     ).stdout
@@ -54,12 +55,12 @@ def test_pod_end_host_end_address_and_route(namespaces: tuple[str, str]) -> None
     assert isinstance(result, netlink.VethResult)
     (eth0,) = [link for link in _ip(pod, "link", "show") if link["ifname"] == "eth0"]
     assert eth0["address"] == "02:11:22:33:44:55" and eth0["mtu"] == 1450
-    assert "UP" in eth0["flags"]  # type: ignore[operator]
+    assert "UP" in eth0["flags"]
     assert eth0["ifindex"] == result.pod_ifindex
     (host,) = [link for link in _ip(node, "link", "show") if link["ifname"] == "antrea-t-1"]
     assert host["address"] == result.host_mac and host["mtu"] == 1450
-    assert "UP" in host["flags"]  # type: ignore[operator]
-    (addr,) = [a for a in _ip(pod, "addr", "show", "dev", "eth0")[0]["addr_info"]  # type: ignore[union-attr]
+    assert "UP" in host["flags"]
+    (addr,) = [a for a in _ip(pod, "addr", "show", "dev", "eth0")[0]["addr_info"]
                if a["family"] == "inet"]  # fmt: skip
     assert (addr["local"], addr["prefixlen"]) == ("10.77.0.5", 24)
     routes = _ip(pod, "route", "show", "default")

@@ -24,6 +24,26 @@ from antrea.apis.controlplane.types import (
 )
 from antrea.ovs.openflow.flow import Flow
 
+__all__ = [
+    "ANY",
+    "BOOKMARK",
+    "RESTART",
+    "AddressGroup",
+    "AppliedToGroup",
+    "IPBlock",
+    "added",
+    "deleted",
+    "egress",
+    "feed",
+    "flows_allow",
+    "ingress",
+    "member",
+    "modified",
+    "policy",
+    "tcp",
+    "udp",
+]
+
 
 def member(
     ns: str, name: str, ip: str, *ports: tuple[str, str, int], node: str = ""

@@ -6,17 +6,20 @@ from collections.abc import Sequence
 
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.flow import Flow, FlowKey
+from antrea.ovs.openflow.groups import Group
 
 
 class RecordingTransport:
     """A `FlowTransport` that keeps a switch table in memory and records every bundle.
 
     It enforces what OVS enforces: a modify or delete of a missing key is harmless, an add
-    replaces the flow with the same key. Set `reject` to make the next bundles fail.
+    replaces the flow with the same key; groups are added-or-modified and deleted by id. Set
+    `reject` to make the next bundles fail.
     """
 
     def __init__(self) -> None:
         self.flows: dict[FlowKey, Flow] = {}
+        self.groups: dict[int, Group] = {}
         self.bundles: list[tuple[list[Flow], list[Flow], list[Flow]]] = []
         self.reject: int = 0
 
@@ -26,11 +29,17 @@ class RecordingTransport:
         add: Sequence[Flow] = (),
         modify: Sequence[Flow] = (),
         delete: Sequence[Flow] = (),
+        set_groups: Sequence[Group] = (),
+        delete_groups: Sequence[Group] = (),
     ) -> None:
         if self.reject:
             self.reject -= 1
             raise BundleRejected(["fake"], 1, "rejected by test")
         self.bundles.append((list(add), list(modify), list(delete)))
+        for g in delete_groups:
+            self.groups.pop(g.group_id, None)
+        for g in set_groups:
+            self.groups[g.group_id] = g
         for f in delete:
             self.flows.pop(f.key, None)
         for f in modify:

@@ -101,9 +101,11 @@ class World:
         return bool(r.get("ports")) and oracle._ports_match(self.m, r["ports"], target, proto, port)
 
     # -- evaluation ---------------------------------------------------------------------------
-    def _rules(self, subject: str, kind: str) -> list[tuple[tuple[int, float, int], str]]:
-        """(order, action) of the Antrea-native rules applying to ``subject`` in ``kind``."""
-        out = []
+    def _rules(
+        self, subject: str, kind: str
+    ) -> list[tuple[tuple[int, float, int], tuple[dict[str, Any], str | None]]]:
+        """(order, (rule, scope)) of the Antrea-native rules applying to ``subject`` in ``kind``."""
+        out: list[tuple[tuple[int, float, int], dict[str, Any], str | None]] = []
         for o in self.antrea:
             if o["kind"] not in ("ClusterNetworkPolicy", "NetworkPolicy"):
                 continue
@@ -117,7 +119,7 @@ class World:
                 if self._applied(at, subject, scope):
                     out.append(((tier, float(spec["priority"]), i), r, scope))
         out.sort(key=lambda x: x[0])
-        return [(k, (r, s)) for k, r, s in out]  # type: ignore[misc]
+        return [(k, (r, s)) for k, r, s in out]
 
     def direction(self, subject: str, other: str, proto: str, port: int, kind: str) -> str:
         rules = self._rules(subject, kind)
@@ -125,7 +127,7 @@ class World:
         peer_key = "from" if kind == "Ingress" else "to"
 
         def first(baseline: bool) -> str | None:
-            for (tier, _, _), (r, scope) in rules:  # type: ignore[misc]
+            for (tier, _, _), (r, scope) in rules:
                 if (tier == BASELINE) != baseline:
                     continue
                 peers = r.get(peer_key) or []

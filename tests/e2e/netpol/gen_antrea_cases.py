@@ -227,7 +227,7 @@ CASES: list[dict[str, Any]] = [
 
 
 def _key(p: dict[str, Any]) -> str:
-    return p["kind"]
+    return str(p["kind"])
 
 
 def build(case: dict[str, Any]) -> dict[str, Any]:

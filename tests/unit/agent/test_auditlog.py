@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import struct
 from pathlib import Path
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -43,10 +44,10 @@ class Clock:
         return self.now
 
 
-def logger(tmp_path: Path, clock: Clock, **kw: object) -> AuditLogger:
+def logger(tmp_path: Path, clock: Clock, **kw: Any) -> AuditLogger:
     return AuditLogger(
         tmp_path / "networkpolicy" / "np.log", clock=clock, wall=lambda: 1_780_000_000.5, **kw
-    )  # type: ignore[arg-type]
+    )
 
 
 def lines(path: Path) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 from hypothesis import given, settings
@@ -53,7 +54,7 @@ def proxier() -> tuple[Proxier, Recorder]:
     p = Proxier(
         writer=writer,
         transport=rec,
-        cookie=lambda c, o=0: make_cookie(1, c, o),
+        cookie=partial(make_cookie, 1),
         node_name="n1",
     )
     return p, rec

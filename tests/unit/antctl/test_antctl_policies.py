@@ -75,12 +75,16 @@ def test_unknown_type_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> No
 
 
 def test_tier_rows_count_policies_and_sort() -> None:
-    tiers = [
+    tiers: list[dict[str, Any]] = [
         {"metadata": {"name": "application"}, "spec": {"priority": 250}},
         {"metadata": {"name": "emergency"}, "spec": {"priority": 50}},
         {"metadata": {"name": "mine"}, "spec": {"priority": 10}},
     ]
-    acnps = [{"spec": {"tier": "mine"}}, {"spec": {}}, {"spec": {"tier": "application"}}]
+    acnps: list[dict[str, Any]] = [
+        {"spec": {"tier": "mine"}},
+        {"spec": {}},
+        {"spec": {"tier": "application"}},
+    ]
     annps = [{"spec": {"tier": "emergency"}}]
     rows = controller_cmds.tier_rows(tiers, acnps, annps)
     assert rows == [

@@ -82,7 +82,7 @@ def test_roundtrip(ev: WatchEvent) -> None:
 def test_stream_decoder_handles_arbitrary_chunking() -> None:
     data = b"".join(encode_event(e) for e in EVENTS)
     dec = FrameDecoder()
-    got = []
+    got: list[WatchEvent] = []
     for i in range(0, len(data), 7):
         got.extend(dec.feed(data[i : i + 7]))
     assert got == EVENTS

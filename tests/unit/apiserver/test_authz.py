@@ -420,7 +420,7 @@ async def test_escalation_needs_the_permissions_or_escalate_and_bind(
 
 async def test_access_reviews_answer_from_rbac(cluster: tuple[Cluster, dict[str, As]]) -> None:
     _, c = cluster
-    sar = {
+    sar: dict[str, Any] = {
         "apiVersion": "authorization.k8s.io/v1",
         "kind": "SubjectAccessReview",
         "spec": {
@@ -447,7 +447,7 @@ async def test_access_reviews_answer_from_rbac(cluster: tuple[Cluster, dict[str,
     status, out = await c["agent"].req("POST", path, {"spec": {"user": "x"}})
     assert status == 422
     local = "/apis/authorization.k8s.io/v1/namespaces/kube-system/localsubjectaccessreviews"
-    local_sar = {
+    local_sar: dict[str, Any] = {
         "spec": {
             "user": CONTROLLER,
             "groups": identities.serviceaccount_groups(),

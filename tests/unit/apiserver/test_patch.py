@@ -265,7 +265,7 @@ def test_malformed_bodies() -> None:
 
 def test_merge_patch_rfc7386_examples() -> None:
     """The RFC 7386 appendix examples."""
-    cases = [
+    cases: list[tuple[dict[str, Any], Any, Any]] = [
         ({"a": "b"}, {"a": "c"}, {"a": "c"}),
         ({"a": "b"}, {"b": "c"}, {"a": "b", "b": "c"}),
         ({"a": "b"}, {"a": None}, {}),

@@ -530,7 +530,7 @@ async def test_namespaces_have_no_deletecollection(api: Client) -> None:
 
 async def test_token_review(api: Client) -> None:
     api.server.add_token("node1-token", user="system:node:node1", uid="n1", groups=["system:nodes"])
-    body = {
+    body: dict[str, Any] = {
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenReview",
         "spec": {"token": "node1-token"},

@@ -196,29 +196,30 @@ def wrongly_typed(draw: st.DrawFn) -> tuple[ResourceType, JSON, str]:
                 continue
             parent[key] = draw(st.sampled_from(_WRONG[sub.kind]))
             return rt, root, path
-        assert t.item is not None
+        item = t.item
+        assert item is not None
         if t.kind == "list":
             path += "[0]"
-            if t.item.kind in ("model", "list", "map") and draw(st.booleans()):
-                child = {} if t.item.kind != "list" else []
+            if item.kind in ("model", "list", "map") and draw(st.booleans()):
+                child = {} if item.kind != "list" else []
                 parent.append(child)
-                parent, t = child, t.item
+                parent, t = child, item
                 continue
-            if t.item.kind == "any":
+            if item.kind == "any":
                 parent.append(None)
                 return rt, root, ""
-            parent.append(draw(st.sampled_from(_WRONG[t.item.kind])))
+            parent.append(draw(st.sampled_from(_WRONG[item.kind])))
             return rt, root, path
         # map
         path += "[k]"
-        if t.item.kind in ("model", "list", "map") and draw(st.booleans()):
-            child = {} if t.item.kind != "list" else []
+        if item.kind in ("model", "list", "map") and draw(st.booleans()):
+            child = {} if item.kind != "list" else []
             parent["k"] = child
-            parent, t = child, t.item
+            parent, t = child, item
             continue
-        if t.item.kind == "any":
+        if item.kind == "any":
             return rt, root, ""
-        parent["k"] = draw(st.sampled_from(_WRONG[t.item.kind]))
+        parent["k"] = draw(st.sampled_from(_WRONG[item.kind]))
         return rt, root, path
 
 

@@ -218,7 +218,7 @@ def test_invalid_network_policy(spec: dict[str, Any], expected: str) -> None:
 
 def test_ipv6_except() -> None:
     """IPv6 blocks work; an except of another family is not a subset."""
-    ok = {
+    ok: dict[str, Any] = {
         "podSelector": {},
         "ingress": [{"from": [{"ipBlock": {"cidr": "fd00::/8", "except": ["fd00::/16"]}}]}],
     }
@@ -406,7 +406,7 @@ def test_other_kinds() -> None:
         "spec.ports[0].name: Required value",
         "spec.ports[1].port: Invalid value: 0: must be between 1 and 65535, inclusive",
     ]
-    ep = {
+    ep: dict[str, Any] = {
         "metadata": {"name": "antrea", "namespace": "kube-system"},
         "subsets": [
             {
@@ -429,7 +429,7 @@ def test_other_kinds() -> None:
     assert _msgs("coordination.k8s.io", "Lease", lease) == [
         "spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0"
     ]
-    crd = {
+    crd: dict[str, Any] = {
         "metadata": {"name": "widgets.example.com"},
         "spec": {
             "group": "example.com",

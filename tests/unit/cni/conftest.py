@@ -124,6 +124,7 @@ class _RespondingServer(CNIServer):
         if answer is None:  # hang up without answering, as the protocol-1 fake does
             _writer.get().transport.abort()
             await asyncio.sleep(3600)
+            raise AssertionError("unreachable: the connection was aborted")
         result = protocol.decode_response(answer.rstrip(b"\n"))
         if confirm is not None:
             await confirm(result)

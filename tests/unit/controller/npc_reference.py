@@ -34,7 +34,7 @@ Store = dict[Kind, dict[str, tuple[Any, frozenset[str]]]]
 
 
 def requirements(selector: dict[str, Any] | None) -> list[list[Any]]:
-    reqs = set()
+    reqs: set[tuple[str, str, tuple[str, ...]]] = set()
     for key, value in ((selector or {}).get("matchLabels") or {}).items():
         reqs.add((key, "In", (value,)))
     for expr in (selector or {}).get("matchExpressions") or []:

@@ -202,7 +202,7 @@ def test_empty_ports_mean_all(c: NetworkPolicyController, rule: Any) -> None:
 
 def test_members_carry_their_named_ports() -> None:
     c = NetworkPolicyController()
-    ports = [
+    ports: list[dict[str, Any]] = [
         {"name": "http", "containerPort": 8080},
         {"name": "dns", "containerPort": 53, "protocol": "UDP"},
         {"containerPort": 9999},

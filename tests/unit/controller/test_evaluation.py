@@ -62,7 +62,8 @@ DENY_IN = NetworkPolicyRule(Direction.IN)
 
 def ask(*objs: Any) -> dict[str, Any]:
     out: dict[str, Any] = evaluate(Store(*GROUPS, *objs), A.pod, B.pod)
-    return out["response"]
+    response: dict[str, Any] = out["response"]
+    return response
 
 
 def test_not_isolated_is_allowed_without_a_rule() -> None:

@@ -91,7 +91,7 @@ async def test_status_follows_reports_generation_and_failures() -> None:
         frozenset({"n1", "n2"}),
     )
     store.entries["u2"] = (policy("u2", "AntreaNetworkPolicy", "ns", "q", 2), frozenset({"n1"}))
-    writer = PolicyStatusWriter(kube, store, agg, interval=0.01)  # type: ignore[arg-type]
+    writer = PolicyStatusWriter(kube, store, agg, interval=0.01)
     agg.on_report = writer.mark
     task = asyncio.get_running_loop().create_task(writer.run())
     try:
@@ -131,7 +131,7 @@ async def test_k8s_policies_and_recreated_objects_are_left_alone() -> None:
     kube.objects[ACNP_PATH] = {"metadata": {"name": "p", "uid": "other", "generation": 1}}
     store.entries["u1"] = (policy("u1", "AntreaClusterNetworkPolicy", "", "p", 1), frozenset())
     store.entries["k"] = (policy("k", "K8sNetworkPolicy", "ns", "k", 1), frozenset())
-    writer = PolicyStatusWriter(kube, store, agg, interval=0.01)  # type: ignore[arg-type]
+    writer = PolicyStatusWriter(kube, store, agg, interval=0.01)
     task = asyncio.get_running_loop().create_task(writer.run())
     try:
         await asyncio.sleep(0.2)

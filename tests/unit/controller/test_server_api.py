@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from antrea.apis.controlplane.codec import EventType, FrameDecoder, encode_status
+from antrea.apis.controlplane.codec import EventType, FrameDecoder, WatchEvent, encode_status
 from antrea.apis.controlplane.types import (
     AddressGroup,
     AppliedToGroup,
@@ -149,7 +149,7 @@ async def test_watch_unavailable_when_not_serving(env: Env) -> None:
 async def test_node_watches_own_objects_with_heartbeats(env: Env) -> None:
     headers = {"Authorization": "Bearer t-n1"}
     dec = FrameDecoder()
-    events = []
+    events: list[WatchEvent] = []
     async with (
         aiohttp.ClientSession() as s,
         s.get(env.base + WATCH, params={"nodeName": "n1"}, headers=headers, ssl=env.ssl) as resp,

@@ -16,6 +16,7 @@ import contextlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,10 @@ def check(account: str, requests: list[Request]) -> None:
     assert not unused, f"{account} is granted what its code never does: {unused}"
 
 
+def _updated(log: list[Request], resource: str) -> bool:
+    return any(x.verb == "update" and x.resource == resource for x in log)
+
+
 async def eventually(cond: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
@@ -265,7 +270,7 @@ async def test_controller_grants_match_its_calls(api: Any, monkeypatch: pytest.M
         )  # fmt: skip
         for resource in ("clusternetworkpolicies/status", "networkpolicies/status"):
             await eventually(
-                lambda r=resource: any(x.verb == "update" and x.resource == r for x in log),
+                partial(_updated, log, resource),
                 f"{resource} update",
             )
         await eventually(cand.inputs.synced.is_set, "informers")

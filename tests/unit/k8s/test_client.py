@@ -102,7 +102,7 @@ def test_errors(tmp_path: Path) -> None:
     """Missing files, contexts and unsupported auth are reported clearly."""
     with pytest.raises(KubeconfigError):
         configuration_from_kubeconfig(tmp_path / "nope")
-    path = _write(tmp_path, {"exec": "x"})  # type: ignore[dict-item]
+    path = _write(tmp_path, {"exec": "x"})
     with pytest.raises(KubeconfigError, match="exec"):
         configuration_from_kubeconfig(path)
     path = _write(tmp_path, {"token": "t"})

@@ -68,7 +68,7 @@ async def test_list_then_watch(fake_kube: Any, api: Any) -> None:
     try:
         await inf.wait_synced(10)
         assert rec.names() == [("add", "default/a"), ("add", "default/b")]
-        assert inf.get("default", "a")["kind"] == "Pod"  # filled in from the list kind
+        assert (inf.get("default", "a") or {})["kind"] == "Pod"  # filled in from the list kind
         await fake_kube.add("c")
         await fake_kube.modify("a", app="z")
         await fake_kube.delete("b")
@@ -144,7 +144,7 @@ async def test_relist_on_410_synthesizes_delta(fake_kube: Any, api: Any, as_even
     inf.start()
     try:
         await inf.wait_synced(10)
-        old_uid_c = inf.get("default", "c")["metadata"]["uid"]
+        old_uid_c = (inf.get("default", "c") or {})["metadata"]["uid"]
         # Disconnect, change everything while away, and forget the history.
         fake_kube.watch_gate.clear()
         await fake_kube.close_watches()
@@ -165,7 +165,7 @@ async def test_relist_on_410_synthesizes_delta(fake_kube: Any, api: Any, as_even
             ("add", "default/c", {"v": "new"}),
             ("add", "default/e", {"v": "1"}),
         ]
-        assert inf.get("default", "c")["metadata"]["uid"] != old_uid_c
+        assert (inf.get("default", "c") or {})["metadata"]["uid"] != old_uid_c
         assert sorted(inf.keys()) == ["default/a", "default/c", "default/d", "default/e"]
         # and the watch continues from the re-list's version
         await fake_kube.delete("d")
@@ -388,10 +388,10 @@ async def test_randomized_disconnects_converge(fake_kube: Any, api: Any, seed: i
     seen_events: list[Any] = []
     orig = inf._handle_event
 
-    async def spy(ev: Any) -> None:
-        md = ev["object"].get("metadata", {})
-        seen_events.append((ev["type"], md.get("resourceVersion"), md.get("name")))
-        await orig(ev)
+    async def spy(event: Any) -> None:
+        md = event["object"].get("metadata", {})
+        seen_events.append((event["type"], md.get("resourceVersion"), md.get("name")))
+        await orig(event)
 
     inf._handle_event = spy  # type: ignore[method-assign]
     inf.start()

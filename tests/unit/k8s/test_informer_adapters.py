@@ -11,7 +11,13 @@ import pytest
 from kubernetes_asyncio import client
 
 from antrea.agent.kube import NodeEvent, NodeEventKind, node_informer
-from antrea.k8s.informer import Informer, add_event_handler, object_key, path_list_func
+from antrea.k8s.informer import (
+    EventHandler,
+    Informer,
+    add_event_handler,
+    object_key,
+    path_list_func,
+)
 
 JSON = dict[str, Any]
 
@@ -49,14 +55,14 @@ async def test_event_handler_sees_watch_types_and_relist_diffs(
     await fake_kube.add("b", v="1")
     seen: list[tuple[str, str]] = []
     syncs: list[list[str]] = []
-    if is_async:
 
-        async def handler(kind: str, obj: JSON) -> None:
-            seen.append((kind, object_key(obj)))
-    else:
+    async def async_handler(kind: str, obj: JSON) -> None:
+        seen.append((kind, object_key(obj)))
 
-        def handler(kind: str, obj: JSON) -> None:
-            seen.append((kind, object_key(obj)))
+    def sync_handler(kind: str, obj: JSON) -> None:
+        seen.append((kind, object_key(obj)))
+
+    handler: EventHandler = async_handler if is_async else sync_handler
 
     inf = Informer(
         path_list_func(api, "/api/v1/pods"), name="pods", backoff_initial=0.01, backoff_max=0.05

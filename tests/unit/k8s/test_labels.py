@@ -33,7 +33,7 @@ def selectors(draw: st.DrawFn) -> dict[str, Any]:
     """Valid metav1.LabelSelector dicts (what the API server admits)."""
     sel: dict[str, Any] = {}
     ml = draw(st.dictionaries(st.sampled_from(KEYS), st.sampled_from(VALUES), max_size=2))
-    if ml or draw(st.booleans()):
+    if bool(ml) or draw(st.booleans()):
         sel["matchLabels"] = ml
     exprs = []
     for _ in range(draw(st.integers(0, 3))):

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from antrea.testbed.lab.model import IMAGE
 from antrea.testbed.lab.realk8s import images, programs
 from antrea.testbed.lab.realk8s.binaries import BUSYBOX
 
@@ -86,6 +87,7 @@ def test_workload_program_serves_what_the_lab_probe_checks(tmp_path: Path) -> No
              _serve(binary, "--udp", "--http=false", f"--port={udp}")]  # fmt: skip
     try:
         deadline = time.monotonic() + 10
+        banner = b""
         while True:
             try:
                 with socket.create_connection(("127.0.0.1", tcp), timeout=1) as c:
@@ -136,7 +138,7 @@ def test_workload_image_carries_the_program_and_a_shell(tmp_path: Path) -> None:
         blobs = _blobs(tar)
         index = json.loads(tar.extractfile("index.json").read())  # type: ignore[union-attr]
     desc = index["manifests"][0]
-    assert desc["annotations"]["io.containerd.image.name"] == images.WORKLOAD_IMAGE
+    assert desc["annotations"]["io.containerd.image.name"] == IMAGE
     manifest = json.loads(blobs[desc["digest"]])
     layer = blobs[manifest["layers"][0]["digest"]]
     with tarfile.open(fileobj=io.BytesIO(layer)) as lt:

@@ -7,12 +7,12 @@ import asyncio
 import pytest
 
 from antrea.ovs.errors import BundleRejected
-from antrea.ovs.openflow import Drop, Flow, GotoTable, Match, Normal, RegMatch
+from antrea.ovs.openflow import Action, Drop, Flow, GotoTable, Match, Normal, RegMatch
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, FlowOwnershipError
 from antrea.testbed.openflow import RecordingTransport
 
 
-def f(port: int, action: object = None, cookie: int = 0) -> Flow:
+def f(port: int, action: Action | None = None, cookie: int = 0) -> Flow:
     return Flow(90, 200, Match(proto="ip", regs=(RegMatch(1, port),)), (action or Drop(),), cookie)
 
 
@@ -67,10 +67,10 @@ async def test_writer_coalesces_and_blames_the_bad_owner() -> None:
     assert len(t.bundles) <= 2 and len(t.flows) == 10
 
     class Picky(RecordingTransport):
-        async def bundle(self, *, add=(), modify=(), delete=()):  # type: ignore[no-untyped-def]
+        async def bundle(self, *, add=(), modify=(), delete=(), **groups):
             if any(isinstance(a, GotoTable) for fl in add for a in fl.actions):
                 raise BundleRejected(["fake"], 1, "bad goto")
-            await super().bundle(add=add, modify=modify, delete=delete)
+            await super().bundle(add=add, modify=modify, delete=delete, **groups)
 
     p = Picky()
     w = CoalescingWriter(FlowClient(p))

@@ -9,7 +9,7 @@ from antrea.ovs.openflow.sim import FlowTables, Packet
 
 
 def net(text: str) -> ipaddress.IPv4Network:
-    return ipaddress.ip_network(text)
+    return ipaddress.IPv4Network(text)
 
 
 def conj_table(*extra: Flow) -> FlowTables:

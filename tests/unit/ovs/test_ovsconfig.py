@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 import pytest
 
@@ -82,7 +83,9 @@ async def test_batcher_merges_concurrent_transactions_and_isolates_failures() ->
     runs: list[list[str]] = []
 
     class Client:
-        async def transact(self, commands: list[ovsconfig.Command], *, wait: bool = True) -> str:
+        async def transact(
+            self, commands: Sequence[ovsconfig.Command], *, wait: bool = True
+        ) -> str:
             runs.append([str(c) for c in commands])
             if any("bad" in str(c) for c in commands):
                 raise VsctlError(["ovs-vsctl"], 1, "no such port")

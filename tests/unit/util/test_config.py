@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -12,7 +14,7 @@ from antrea.controller.config import CONTROLLER_KEYS, ConfigError, config_from_d
 from antrea.util.config import ConfigError as SharedConfigError
 
 
-def _unknown(logs: list[dict[str, object]]) -> list[tuple[object, object, object]]:
+def _unknown(logs: list[MutableMapping[str, Any]]) -> list[tuple[object, object, object]]:
     return [
         (e["role"], e["section"], e["keys"]) for e in logs if e["event"] == "config_unknown_keys"
     ]

@@ -19,7 +19,7 @@ async def test_restarts_with_a_doubling_capped_delay_until_a_run_returns(
     async def sleep(delay: float) -> None:
         slept.append(delay)
 
-    monkeypatch.setattr(supervisor.asyncio, "sleep", sleep)
+    monkeypatch.setattr(asyncio, "sleep", sleep)  # the supervisor waits with asyncio.sleep
     runs: list[int] = []
 
     async def flaky() -> None:

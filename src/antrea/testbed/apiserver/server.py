@@ -15,7 +15,7 @@ import copy
 import dataclasses
 import socket
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import orjson
@@ -197,7 +197,7 @@ class APIServer:
         user: str,
         uid: str = "",
         groups: Sequence[str] = (),
-        extra: dict[str, Sequence[str]] | None = None,
+        extra: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
         """Accept another bearer token from now on (not written to the token file)."""
         extras = tuple((k, tuple(v)) for k, v in sorted((extra or {}).items()))

@@ -6,6 +6,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -86,7 +87,7 @@ def agent_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[tuple[str, dict[
         server.server_close()
 
 
-def test_podinterface(agent_api: list, capsys: pytest.CaptureFixture[str]) -> None:
+def test_podinterface(agent_api: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["get", "pi", "-n", "x"]) == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0].split() == [
@@ -96,7 +97,7 @@ def test_podinterface(agent_api: list, capsys: pytest.CaptureFixture[str]) -> No
     assert agent_api[-1] == ("/podinterfaces", {"namespace": ["x"]})
 
 
-def test_ovsflows_variants(agent_api: list, capsys: pytest.CaptureFixture[str]) -> None:
+def test_ovsflows_variants(agent_api: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["get", "of", "-p", "a", "-n", "x"]) == 0
     assert agent_api[-1] == ("/ovsflows", {"pod": ["x/a"]})
     assert cli.main(["get", "of", "-T", "IngressRule"]) == 0
@@ -106,7 +107,7 @@ def test_ovsflows_variants(agent_api: list, capsys: pytest.CaptureFixture[str]) 
     assert "conj_id=1" in capsys.readouterr().out
 
 
-def test_trace_packet(agent_api: list, capsys: pytest.CaptureFixture[str]) -> None:
+def test_trace_packet(agent_api: list[Any], capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["trace-packet", "-S", "x/a", "-D", "y/b", "-f", "tcp,tp_dst=80"]) == 0
     assert agent_api[-1] == (
         "/ovstracing",
@@ -115,7 +116,9 @@ def test_trace_packet(agent_api: list, capsys: pytest.CaptureFixture[str]) -> No
     assert "Datapath actions: 4" in capsys.readouterr().out
 
 
-def test_agentinfo_and_networkpolicy(agent_api: list, capsys: pytest.CaptureFixture[str]) -> None:
+def test_agentinfo_and_networkpolicy(
+    agent_api: list[Any], capsys: pytest.CaptureFixture[str]
+) -> None:
     assert cli.main(["get", "ai"]) == 0
     out = capsys.readouterr().out
     assert "node1" in out and "Healthy" in out and "connected" in out

@@ -22,6 +22,7 @@ from antrea.apis.controlplane.types import PodReference
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.render import render_flow
 from antrea.testbed.controlplane import (
     BOOKMARK,
@@ -58,12 +59,13 @@ class StuckTransport(RecordingTransport):
         add: Sequence[Flow] = (),
         modify: Sequence[Flow] = (),
         delete: Sequence[Flow] = (),
+        **groups: Sequence[Group],
     ) -> None:
         if self.stuck is not None and any(
             matches_src(f, self.stuck) for f in [*add, *modify, *delete]
         ):
             raise BundleRejected(["fake"], 1, f"refused: nw_src={self.stuck}")
-        await super().bundle(add=add, modify=modify, delete=delete)
+        await super().bundle(add=add, modify=modify, delete=delete, **groups)
 
 
 def matches_src(flow: Flow, ip: str) -> bool:

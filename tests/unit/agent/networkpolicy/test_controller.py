@@ -84,7 +84,7 @@ async def test_resync_keeps_right_flows_and_drops_stale_ones() -> None:
     ctl, rt, _ = make()
     q: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
 
-    async def stream():  # type: ignore[no-untyped-def]
+    async def stream():
         while (ev := await q.get()) is not None:
             yield ev
 
@@ -169,7 +169,7 @@ async def test_incomplete_rule_waits_for_its_group() -> None:
     ctl, _rt, reports = make()
     q: asyncio.Queue[WatchEvent | None] = asyncio.Queue()
 
-    async def stream():  # type: ignore[no-untyped-def]
+    async def stream():
         while (ev := await q.get()) is not None:
             yield ev
 

@@ -11,14 +11,22 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from antrea.agent.networkpolicy import conjunctions
 from antrea.agent.networkpolicy import reconciler as reconciler_mod
 from antrea.agent.networkpolicy.cache import CompletedRule, RuleCache
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
 from antrea.agent.networkpolicy.metrics import PolicyMetrics
 from antrea.agent.networkpolicy.reconciler import BatchResult, PolicyReconciler
-from antrea.apis.controlplane.types import NetworkPolicyNodeStatus, PodReference, Protocol, Service
+from antrea.apis.controlplane.types import (
+    ControlPlaneObject,
+    NetworkPolicyNodeStatus,
+    PodReference,
+    Protocol,
+    Service,
+)
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.render import render_flow
 from antrea.testbed.controlplane import (
     BOOKMARK,
@@ -90,7 +98,7 @@ class Env:
 
 def poison_planner(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the planner raise for any rule with the POISON ipBlock (an injected bug)."""
-    real = reconciler_mod.plan_rule
+    real = conjunctions.plan_rule
 
     def plan_rule(rule: CompletedRule, ofport_of: Any) -> Any:
         if any(b.cidr == POISON for b in rule.peer_blocks):
@@ -175,12 +183,17 @@ class RenderBomb(RecordingTransport):
     """A transport whose renderer blows up on one flow (a crash in the apply path)."""
 
     async def bundle(
-        self, *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
+        self,
+        *,
+        add: Sequence[Flow] = (),
+        modify: Sequence[Flow] = (),
+        delete: Sequence[Flow] = (),
+        **groups: Sequence[Group],
     ) -> None:
         for f in (*add, *modify):
             if "10.77.0.0/16" in render_flow(f):
                 raise ValueError("cannot render")
-        await super().bundle(add=add, modify=modify, delete=delete)
+        await super().bundle(add=add, modify=modify, delete=delete, **groups)
 
 
 async def test_render_crash_is_contained_to_its_rule() -> None:
@@ -220,7 +233,10 @@ async def test_any_crash_in_the_batch_is_narrowed_to_its_rule(
         return real(self, rid, completed, result, forced=forced)
 
     monkeypatch.setattr(PolicyReconciler, "_plan", plan)
-    objs = [AppliedToGroup("atg-a", frozenset({A})), AppliedToGroup("atg-b", frozenset({B}))]
+    objs: list[ControlPlaneObject] = [
+        AppliedToGroup("atg-a", frozenset({A})),
+        AppliedToGroup("atg-b", frozenset({B})),
+    ]
     for i in range(7):
         objs.append(policy(f"g{i}", [ingress(blocks=[IPBlock(f"10.{i}.0.0/16")])], ["atg-b"]))
     objs.append(policy("bad", [ingress(blocks=[IPBlock("10.99.0.0/16")])], ["atg-a"]))
@@ -272,12 +288,13 @@ async def test_rejected_flows_withdraw_the_rule_but_keep_isolation() -> None:
             add: Sequence[Flow] = (),
             modify: Sequence[Flow] = (),
             delete: Sequence[Flow] = (),
+            **groups: Sequence[Group],
         ) -> None:
             if any("10.9.9.9" in render_flow(f) for f in add):
                 from antrea.ovs.errors import BundleRejected
 
                 raise BundleRejected(["fake"], 1, "bad flow")
-            await super().bundle(add=add, modify=modify, delete=delete)
+            await super().bundle(add=add, modify=modify, delete=delete, **groups)
 
     env = Env(Picky())
     await env.feed(
@@ -334,7 +351,7 @@ async def test_a_flow_that_cannot_be_built_fails_only_its_rule(
 ) -> None:
     """An atom that cannot become a match crashes the batch when its clause flow is built;
     the controller narrows that down to the rule, and resends what the crash left unsent."""
-    real = reconciler_mod.atom_match
+    real = conjunctions.atom_match
 
     def atom_match(atom: Any) -> Any:
         if atom == ("nw_src", "10.99.0.0/16"):

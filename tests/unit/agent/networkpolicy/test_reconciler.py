@@ -213,12 +213,12 @@ async def test_everything_gone_leaves_only_base_flows(env: Env) -> None:
 
 async def test_rejected_owner_fails_its_rule_only(env: Env) -> None:
     class PickyTransport(RecordingTransport):
-        async def bundle(self, *, add=(), modify=(), delete=()):  # type: ignore[no-untyped-def]
+        async def bundle(self, *, add=(), modify=(), delete=(), **groups):
             if any("10.9.9.9" in render_flow(f) for f in add):
                 from antrea.ovs.errors import BundleRejected
 
                 raise BundleRejected(["fake"], 1, "bad flow")
-            await super().bundle(add=add, modify=modify, delete=delete)
+            await super().bundle(add=add, modify=modify, delete=delete, **groups)
 
     env.rt = PickyTransport()
     env.rec.client = FlowClient(env.rt)
