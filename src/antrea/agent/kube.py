@@ -10,14 +10,13 @@ after every (re)list as a `NodeEventKind.SYNC` event.
 from __future__ import annotations
 
 import ipaddress
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
-from antrea.k8s.errors import status_error
 from antrea.k8s.informer import Informer, path_list_func, strip_managed_fields
+from antrea.k8s.resources import ApiClientResources
 
 JSON = dict[str, Any]
 
@@ -83,38 +82,18 @@ class NodeAPI(Protocol):
 
 
 class ApiClientNodeAPI:
-    """`NodeAPI` over a kubernetes-asyncio ApiClient, speaking plain JSON."""
+    """`NodeAPI` over a kubernetes-asyncio ApiClient (`antrea.k8s.resources`), plain JSON."""
 
     def __init__(self, api_client: Any) -> None:
-        self.api_client = api_client
-
-    async def _get(self, path: str, query: list[tuple[str, Any]] | None = None) -> Any:
-        # _preload_content=False returns the raw aiohttp response, without a status check.
-        raw = await self.api_client.call_api(
-            path,
-            "GET",
-            query_params=query or [],
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=30,
-        )
-        try:
-            body = await raw.read()
-            if raw.status == 404:
-                return None
-            if not 200 <= raw.status < 300:
-                raise status_error(raw.status, body)
-            return json.loads(body)
-        finally:
-            raw.release()
+        self.kube = ApiClientResources(api_client, timeout=30)
 
     async def get_node(self, name: str) -> JSON | None:
-        out = await self._get(f"/api/v1/nodes/{name}")
-        return out if isinstance(out, dict) else None
+        return await self.kube.get(f"/api/v1/nodes/{name}")
 
     async def list_pods_on_node(self, node: str) -> list[JSON]:
-        out = await self._get("/api/v1/pods", [("fieldSelector", f"spec.nodeName={node}")])
+        out = await self.kube.get(
+            "/api/v1/pods", query=[("fieldSelector", f"spec.nodeName={node}")]
+        )
         return list((out or {}).get("items") or [])
 
 

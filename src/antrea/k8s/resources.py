@@ -55,13 +55,20 @@ class ApiClientResources:
         self.api_client = api_client
         self.timeout = timeout
 
-    async def _call(self, method: str, path: str, body: JSON | None = None) -> JSON | None:
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: JSON | None = None,
+        query: list[tuple[str, str]] | None = None,
+    ) -> JSON | None:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
             out = await self.api_client.call_api(
                 path,
                 method,
+                query_params=query or [],
                 header_params={"Accept": "application/json", "Content-Type": "application/json"},
                 body=body,
                 response_types_map={200: "object", 201: "object"},
@@ -78,8 +85,9 @@ class ApiClientResources:
             raise KubeError(0, repr(exc)) from exc
         return out if isinstance(out, dict) else {}
 
-    async def get(self, path: str) -> JSON | None:
-        return await self._call("GET", path)
+    async def get(self, path: str, *, query: list[tuple[str, str]] | None = None) -> JSON | None:
+        """The object (or list) at ``path``, with an optional query; None on 404."""
+        return await self._call("GET", path, query=query)
 
     async def create(self, collection: str, body: JSON) -> JSON:
         return await self._call("POST", collection, body) or {}
