@@ -10,7 +10,6 @@ switches back in a `finally`, so pool threads never stay in a pod's namespace.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import ipaddress
 import os
@@ -24,19 +23,11 @@ from pyroute2 import IPRoute
 from antrea.agent import rtnl
 from antrea.errors import AntreaError
 from antrea.util import ethtool
-
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from antrea.util.netns import setns
 
 
 class NetnsGone(AntreaError):
     """The pod's network namespace no longer exists."""
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, os.strerror(err))
 
 
 @contextlib.contextmanager
@@ -51,11 +42,11 @@ def in_netns(path: str) -> Iterator[int]:
         raise NetnsGone(path) from exc
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        _setns(target)
+        setns(target)
         try:
             yield home
         finally:
-            _setns(home)
+            setns(home)
     finally:
         os.close(home)
         os.close(target)

@@ -6,66 +6,40 @@ probe hundreds of pod namespaces: a worker thread briefly enters the target name
 the socket and comes back; asyncio then drives the socket from the event loop thread. setns(2)
 for CLONE_NEWNET is per-thread, so the event loop's own namespace never changes.
 
-Python 3.11 has no ``os.setns``; the libc call is made through ctypes.
+Entering a namespace is `antrea.util.netns` (``entered``, ``call_in``); this adds the worker
+pool, sockets and commands the lab needs on top.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import os
 import socket
 import subprocess
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
-from antrea.testbed.lab.state import NETNS_DIR
+from antrea.util.netns import NETNS_DIR, call_in, netns_path
 
-CLONE_NEWNET = 0x40000000
+__all__ = [  # call_in and netns_path are antrea.util.netns's, re-exported for the lab's modules
+    "add",
+    "call_in",
+    "delete",
+    "exec_argv",
+    "list_netns",
+    "netns_path",
+    "run",
+    "run_in",
+    "socket_in",
+]
+
 T = TypeVar("T")
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()
-
-
-def netns_path(name: str) -> Path:
-    return NETNS_DIR / name
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-@contextmanager
-def entered(path: Path | str) -> Iterator[None]:
-    """Run the body with the *calling thread* inside the network namespace at ``path``."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
-        target = os.open(str(path), os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
-        try:
-            yield
-        finally:
-            _setns(own)
-    finally:
-        os.close(own)
-
-
-def call_in(path: Path | str, fn: Callable[[], T]) -> T:
-    """Call ``fn`` in the namespace at ``path`` (synchronously, in the calling thread)."""
-    with entered(path):
-        return fn()
 
 
 def _pool() -> ThreadPoolExecutor:
