@@ -18,9 +18,10 @@ step described where it is implemented):
 
 The agent never deletes flows on exit: pods keep their connectivity while it restarts.
 
-Extension contract (used by the NetworkPolicy realization, ``antrea.agent.networkpolicy``):
-if that package exposes ``start(agent)`` (sync, or a coroutine function), it is called once the
-pipeline is installed and BEFORE the local API starts, with this `Agent`:
+Composition: the features are imported directly and the configuration decides which run
+(``enableNetworkPolicy``, ``antreaProxy``). Each takes a typed view of the agent
+(`antrea.agent.host`): NetworkPolicy realization ``networkpolicy.start(agent: PolicyHost)`` is
+called once the pipeline is installed and BEFORE the local API starts, and gets:
 
 - ``agent.app``: the aiohttp ``Application`` of the local API (add routes before it starts);
 - ``agent.registry``: the prometheus ``CollectorRegistry`` served at /metrics;
@@ -34,15 +35,13 @@ pipeline is installed and BEFORE the local API starts, with this `Agent`:
   the previous round's flows can be deleted (the agent waits ``policyReadyTimeout`` at most);
 - ``agent.controller_connected``: set it to reflect the controller stream (shown in agentinfo);
 - ``agent.add_task(coro)``: run a background task owned (and cancelled) by the agent.
-Without the package, ``policy_ready`` is set by the agent itself.
+With ``enableNetworkPolicy: false``, ``policy_ready`` is set by the agent itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
-import inspect
 import ipaddress
 import time
 from collections.abc import Coroutine, Sequence
@@ -53,7 +52,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from antrea.agent import netlink, uplink
+from antrea.agent import netlink, networkpolicy, proxy, uplink
 from antrea.agent.apiserver import AgentMetrics, build_app
 from antrea.agent.bridge import (
     BridgeState,
@@ -96,6 +95,7 @@ from antrea.util.supervisor import Supervisor
 from antrea.util.version import package_version
 
 if TYPE_CHECKING:
+    from antrea.agent.networkpolicy import PolicyAgent
     from antrea.agent.proxy.proxier import Proxier
 
 log = structlog.get_logger(__name__)
@@ -188,6 +188,7 @@ class Agent:
         self.pods: PodConfigurator | None = None
         self.node_routes: NodeRouteController | None = None
         self.proxier: Proxier | None = None
+        self.network_policy: PolicyAgent | None = None
         self.cni_server: CNIServer | None = None
         self.app: web.Application = build_app(self)
         self._runner: web.AppRunner | None = None
@@ -405,24 +406,12 @@ class Agent:
         if not self.cfg.enableNetworkPolicy:
             self.policy_ready.set()
             return
-        try:
-            module = importlib.import_module("antrea.agent.networkpolicy")
-        except ModuleNotFoundError:
-            module = None
-        start = getattr(module, "start", None) if module is not None else None
-        if start is None:
-            self.policy_ready.set()
-            return
-        result = start(self)
-        if inspect.isawaitable(result):
-            await result
+        self.network_policy = networkpolicy.start(self)
         log.info("network_policy_started")
 
     async def _start_proxy(self) -> None:
         if not self.cfg.antreaProxy or self.api_client is None:
             return
-        from antrea.agent import proxy
-
         self.proxier = await proxy.start(self)
 
     async def _install_cni(self) -> None:

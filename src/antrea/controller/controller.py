@@ -15,6 +15,7 @@ creates it), each candidate issues itself a serving certificate for its advertis
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from typing import Any
 
@@ -29,6 +30,7 @@ from antrea.controller.distribution import KIND_ORDER, Dispatcher, object_counts
 from antrea.controller.inputs import Inputs
 from antrea.controller.leader import LeaderElector, LeaseTimings
 from antrea.controller.metrics import ControllerMetrics, LiveState
+from antrea.controller.networkpolicy import Change, NetworkPolicyController
 from antrea.controller.policystatus import PolicyStatusWriter
 from antrea.controller.server import ControllerServer
 from antrea.controller.status import StatusAggregator
@@ -41,7 +43,7 @@ from antrea.k8s.resources import (
     KubeResources,
     ns_path,
 )
-from antrea.k8s.reviews import TokenAuthenticator
+from antrea.k8s.reviews import Identity, TokenAuthenticator
 from antrea.util.health import Check
 from antrea.util.supervisor import Supervisor
 from antrea.util.version import package_version
@@ -104,16 +106,13 @@ class ControllerCandidate:
         kube: KubeResources,
         api_client: Any,
         *,
-        compiler: Any | None = None,
+        compiler: NetworkPolicyController | None = None,
     ) -> None:
-        import importlib
-
         self.cfg = cfg
         self.kube = kube
         self.api_client = api_client
         if compiler is None:
-            module = importlib.import_module("antrea.controller.networkpolicy")
-            compiler = module.NetworkPolicyController()
+            compiler = NetworkPolicyController()
         self.compiler = compiler
         self.store = self.compiler.store
         self.metrics = ControllerMetrics()
@@ -173,7 +172,7 @@ class ControllerCandidate:
         self.published_at: float | None = None  # last successful CA + Endpoints publication
 
     # authenticator facade: counts cache misses in metrics
-    async def authenticate(self, token: str) -> Any:
+    async def authenticate(self, token: str) -> Identity | None:
         before = self.auth.reviews
         ident = await self.auth.authenticate(token)
         if self.auth.reviews > before:
@@ -185,7 +184,7 @@ class ControllerCandidate:
 
         return make_aiohttp_handler(self.metrics.registry)
 
-    def _on_change(self, change: Any) -> None:
+    def _on_change(self, change: Change) -> None:
         self.dispatcher.on_change(change)
         self.metrics.processed[change.kind].inc()
         if change.kind is Kind.NETWORK_POLICY:
@@ -297,7 +296,7 @@ class ControllerCandidate:
 
     # --- lifecycle -----------------------------------------------------------------------
 
-    async def _bootstrap_tls(self) -> Any:
+    async def _bootstrap_tls(self) -> ssl.SSLContext:
         ns = self.cfg.lease_namespace
         ca_key = b""
         while True:

@@ -28,12 +28,12 @@ import structlog
 
 from antrea.agent.cniserver.podconfig import (
     Confirm,
-    PodConfigurator,
     Request,
     RequestAbandoned,
     host_netns_path,
     parse_cni_args,
 )
+from antrea.agent.host import PodNetwork
 from antrea.apis.cni import invocation, protocol, shimproto
 from antrea.apis.cni.errors import (
     DECODING_FAILURE,
@@ -74,7 +74,7 @@ class CNIServer:
         self,
         *,
         socket_path: str,
-        pods: PodConfigurator,
+        pods: PodNetwork,
         ready: asyncio.Event,
         metrics: CNIMetrics | None = None,
         ready_timeout: float = 30.0,

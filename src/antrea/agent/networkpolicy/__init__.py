@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from antrea.agent.auditlog import AuditListener, AuditLogger, PacketInfo, RuleInfo
+from antrea.agent.host import PolicyHost
 from antrea.agent.networkpolicy import flows as fb
 from antrea.agent.networkpolicy.api import add_routes, build_trace_flow
 from antrea.agent.networkpolicy.controller import STREAM_RESTART, NetworkPolicyController
@@ -45,9 +46,9 @@ __all__ = ["NetworkPolicyController", "PolicyAgent", "PolicyReconciler", "start"
 
 
 class PolicyAgent:
-    """The policy realization attached to one running `Agent` (duck-typed: see agent.py)."""
+    """The policy realization attached to one running agent (its view: `PolicyHost`)."""
 
-    def __init__(self, agent: Any) -> None:
+    def __init__(self, agent: PolicyHost) -> None:
         self.agent = agent
         self.ofports: dict[PodReference, int] = {}
         self._iface_macs: dict[PodReference, tuple[int, str, str]] = {}
@@ -391,8 +392,8 @@ def _is_ip(text: str) -> bool:
     return True
 
 
-def start(agent: Any, *, client: Any = None) -> PolicyAgent:
-    """Attach the policy realization to a starting agent (the agent's extension hook)."""
+def start(agent: PolicyHost, *, client: Any = None) -> PolicyAgent:
+    """Attach the policy realization to a starting agent."""
     pa = PolicyAgent(agent)
     if client is None:
         from antrea.agent.controlplane_client import ControlPlaneClient
@@ -412,6 +413,5 @@ def start(agent: Any, *, client: Any = None) -> PolicyAgent:
         agent.add_task(pa.reject.run(), "networkpolicy_reject")
     if pa.audit is not None:
         agent.add_task(pa.audit.run(), "networkpolicy_audit")
-    agent.network_policy = pa
     log.info("network_policy_realization_attached", node=agent.node_name)
     return pa

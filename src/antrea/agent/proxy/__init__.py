@@ -26,7 +26,7 @@ from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, cookie_category
 from antrea.ovs.ovsctl import DumpedFlow
 
 if TYPE_CHECKING:
-    from antrea.agent.agent import Agent
+    from antrea.agent.host import ProxyHost
 
 log = structlog.get_logger(__name__)
 NODEPORT_NET = ipaddress.IPv4Network(pf.NODEPORT_ROUTE)
@@ -34,7 +34,7 @@ NODEPORT_NET = ipaddress.IPv4Network(pf.NODEPORT_ROUTE)
 __all__ = ["Proxier", "matches", "start"]
 
 
-async def start(agent: Agent) -> Proxier:
+async def start(agent: ProxyHost) -> Proxier:
     cfg = agent.cfg
     node = agent.node
     node_ips = tuple(ip for ip in [node.internal_ip] if ip is not None) if node else ()
