@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from antrea.errors import AntreaError
+
 JSON = dict[str, Any]
 
 
@@ -51,7 +53,7 @@ def success_status(*, name: str, group: str, resource: str, uid: str = "") -> JS
     }
 
 
-class APIError(Exception):
+class APIError(AntreaError):
     """An error with a ready `Status` body; handlers raise it, the middleware renders it."""
 
     def __init__(self, body: JSON) -> None:

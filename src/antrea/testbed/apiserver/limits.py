@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from antrea.errors import AntreaError
 from antrea.testbed.apiserver import errors
 
 MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024
@@ -54,7 +55,7 @@ async def read_body(request: web.Request) -> bytes:
     return b"".join(chunks)
 
 
-class ShapeError(ValueError):
+class ShapeError(AntreaError, ValueError):
     """A decoded value that is not plain JSON within `MAX_DEPTH`."""
 
 

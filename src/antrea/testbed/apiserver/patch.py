@@ -21,6 +21,7 @@ from typing import Any
 
 import orjson
 
+from antrea.errors import AntreaError
 from antrea.testbed.apiserver.limits import (
     MAX_DEPTH,
     MAX_JSON_PATCH_COPY_BYTES,
@@ -38,7 +39,7 @@ STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 
 
-class PatchError(Exception):
+class PatchError(AntreaError):
     """A patch the server refuses; ``code`` is the HTTP status (400, 415 or 422)."""
 
     def __init__(self, code: int, message: str) -> None:

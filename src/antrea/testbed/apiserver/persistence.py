@@ -21,6 +21,7 @@ from typing import Any
 import orjson
 import structlog
 
+from antrea.errors import AntreaError
 from antrea.testbed.apiserver.store import DELETED, Event, Store
 
 log = structlog.get_logger(__name__)
@@ -31,7 +32,7 @@ LOG = "changes.log"
 COMPACT_AFTER = 200_000
 
 
-class PersistError(OSError):
+class PersistError(AntreaError, OSError):
     """The change log could not be written: the write was not made durable."""
 
 

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import orjson
 from aiohttp import web
 
+from antrea.errors import AntreaError
 from antrea.testbed.apiserver import errors
 from antrea.testbed.apiserver.store import Store
 
@@ -35,7 +36,7 @@ class ExecResult:
     exit_code: int
 
 
-class NotRunning(Exception):
+class NotRunning(AntreaError):
     """The pod has no running sandbox on its node (yet)."""
 
 

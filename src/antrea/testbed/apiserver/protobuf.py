@@ -14,11 +14,13 @@ import base64
 import datetime as dt
 from typing import Any
 
+from antrea.errors import AntreaError
+
 JSON = dict[str, Any]
 MAGIC = b"k8s\x00"
 
 
-class ProtobufError(ValueError):
+class ProtobufError(AntreaError, ValueError):
     pass
 
 

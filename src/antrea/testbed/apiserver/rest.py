@@ -17,6 +17,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from antrea.errors import AntreaError
 from antrea.k8s.labels import parse_label_selector
 from antrea.testbed.apiserver import (
     crd,
@@ -72,7 +73,7 @@ IDENTITY = web.RequestKey("antrea.identity", Identity)
 ADMISSION_RETRIES = 5
 
 
-class _Raced(Exception):
+class _Raced(AntreaError):
     """The stored object changed while admission webhooks were deciding on an update."""
 
 

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import orjson
 import structlog
 
+from antrea.errors import AntreaError
 from antrea.k8s.labels import SelectorError, label_selector_from_dict
 from antrea.testbed.apiserver import errors
 from antrea.testbed.apiserver.auth import Identity
@@ -85,7 +86,7 @@ class Attributes:
     dry_run: bool
 
 
-class CallError(Exception):
+class CallError(AntreaError):
     pass
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from antrea.errors import AntreaError
 from antrea.testbed.apiserver.limits import MAX_DEPTH, ShapeError, check_json
 
 # Up to this many expanded nodes any alias use is fine; beyond it, aliases may contribute at
@@ -37,7 +38,7 @@ _JSONLoader.yaml_implicit_resolvers = {
 }
 
 
-class YAMLRefused(ValueError):
+class YAMLRefused(AntreaError, ValueError):
     """A YAML body that is malformed or exceeds a limit."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import structlog
 
+from antrea.errors import AntreaError
 from antrea.util.atomicfile import write_atomic
 
 log = structlog.get_logger(__name__)
@@ -32,7 +33,7 @@ CONF_SUFFIXES = (".conflist", ".conf", ".json")
 VERSIONS_WITH_PREV_RESULT_ON_DEL = ("0.4.0", "1.0.0", "1.1.0")
 
 
-class CniError(Exception):
+class CniError(AntreaError):
     """A plugin failed; carries the CNI error object when the plugin printed one."""
 
     def __init__(
@@ -48,7 +49,7 @@ class CniError(Exception):
         self.details = details
 
 
-class NoNetworkConfig(Exception):
+class NoNetworkConfig(AntreaError):
     """No usable network config in the conf dir: the node network is not ready."""
 
 

@@ -24,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from antrea.errors import AntreaError
 from antrea.testbed.lab.state import LabSpec
 
 JSON = dict[str, Any]
@@ -47,7 +48,7 @@ _CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
 CRD_KEY = ("apiextensions.k8s.io", "customresourcedefinitions")
 
 
-class ManifestError(RuntimeError):
+class ManifestError(AntreaError, RuntimeError):
     pass
 
 

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from antrea.errors import AntreaError
 from antrea.util.atomicfile import write_atomic
 
 LAB_ROOT_ENV = "ANTREA_LAB_ROOT"
@@ -37,7 +38,7 @@ KubeMode = Literal["embedded", "real"]
 EncapMode = Literal["vxlan", "geneve", "none"]
 
 
-class LabError(Exception):
+class LabError(AntreaError):
     """A lab operation failed in a way the user can act on (message says how)."""
 
 
