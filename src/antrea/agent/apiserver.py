@@ -21,6 +21,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 from antrea.agent.openflow.pipeline import TABLE_NAMES
+from antrea.apis import agentapi
 from antrea.ovs.openflow.cookie import Category, category_filter
 from antrea.ovs.ovsctl import DumpedFlow
 from antrea.util import logging as logutil
@@ -214,15 +215,15 @@ async def healthz(request: web.Request) -> web.Response:
 def build_app(agent: Agent) -> web.Application:
     app = web.Application()
     app[AGENT_KEY] = agent
-    app.router.add_get("/podinterfaces", podinterfaces)
-    app.router.add_get("/agentinfo", agentinfo)
-    app.router.add_get("/ovsflows", ovsflows)
-    app.router.add_get("/metrics", metrics)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/loglevel", loglevel)
-    app.router.add_get("/config", config)
-    app.router.add_get("/debug/tasks", tasks)
-    app.router.add_put("/loglevel", loglevel)
+    app.router.add_get(agentapi.PODINTERFACES, podinterfaces)
+    app.router.add_get(agentapi.AGENTINFO, agentinfo)
+    app.router.add_get(agentapi.OVSFLOWS, ovsflows)
+    app.router.add_get(agentapi.METRICS, metrics)
+    app.router.add_get(agentapi.HEALTHZ, healthz)
+    app.router.add_get(agentapi.LOGLEVEL, loglevel)
+    app.router.add_get(agentapi.CONFIG, config)
+    app.router.add_get(agentapi.DEBUG_TASKS, tasks)
+    app.router.add_put(agentapi.LOGLEVEL, loglevel)
     return app
 
 

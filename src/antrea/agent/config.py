@@ -17,6 +17,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from antrea.apis import agentapi
 from antrea.util.config import (
     ConfigError,
     as_bool,
@@ -62,7 +63,7 @@ class AgentConfig:
     cniConfDir: str = "/etc/cni/net.d"
     cniBinDir: str = "/opt/cni/bin"
     stateDir: str = "/var/run/antrea"
-    apiPort: int = 10350
+    apiPort: int = agentapi.DEFAULT_PORT
     # The HTTPS operator endpoints (/livez, /readyz, /metrics; agent/secureapi.py) listen on
     # the node's InternalIP at apiPort; "" = that address, "none" = do not serve them.
     secureAPIBindAddress: str = ""

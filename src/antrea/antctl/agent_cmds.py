@@ -28,8 +28,9 @@ from typing import Any
 from antrea.antctl.cli import common_parent
 from antrea.antctl.controller_client import AntctlError
 from antrea.antctl.output import Column, emit, summarize
+from antrea.apis import agentapi
 
-DEFAULT_API = "http://127.0.0.1:10350"
+DEFAULT_API = f"http://127.0.0.1:{agentapi.DEFAULT_PORT}"
 ENV_API = "ANTREA_AGENT_API"
 
 
@@ -131,7 +132,7 @@ AGENT_GROUP_COLUMNS = {
 
 # -- handlers ---------------------------------------------------------------------------
 def _podinterface(args: argparse.Namespace) -> int:
-    data = agent_get(args, "/podinterfaces", {"namespace": args.namespace, "name": args.name})
+    data = agent_get(args, agentapi.PODINTERFACES, {"namespace": args.namespace, "name": args.name})
     return emit(data, args.output, PODINTERFACE_COLUMNS)
 
 
@@ -139,7 +140,7 @@ def _ovsflows(args: argparse.Namespace) -> int:
     if args.networkpolicy:
         data = agent_get(
             args,
-            "/networkpolicyflows",
+            agentapi.NETWORKPOLICYFLOWS,
             {"name": args.networkpolicy, "namespace": args.namespace},
         )
     else:
@@ -150,14 +151,16 @@ def _ovsflows(args: argparse.Namespace) -> int:
         if args.service:
             ns = args.namespace or "default"
             service = args.service if "/" in args.service else f"{ns}/{args.service}"
-        data = agent_get(args, "/ovsflows", {"table": args.table, "pod": pod, "service": service})
+        data = agent_get(
+            args, agentapi.OVSFLOWS, {"table": args.table, "pod": pod, "service": service}
+        )
     return emit(data, args.output, FLOW_COLUMNS)
 
 
 def _trace(args: argparse.Namespace) -> int:
     data = agent_get(
         args,
-        "/ovstracing",
+        agentapi.OVSTRACING,
         {"source": args.source, "destination": args.destination, "flow": args.flow},
     )
     if args.output == "table":
@@ -167,11 +170,11 @@ def _trace(args: argparse.Namespace) -> int:
 
 
 def _agentinfo(args: argparse.Namespace) -> int:
-    info = dict(agent_get(args, "/agentinfo"))
+    info = dict(agent_get(args, agentapi.AGENTINFO))
     for key, path in (
-        ("networkPolicyCount", "/networkpolicies"),
-        ("addressGroupCount", "/addressgroups"),
-        ("appliedToGroupCount", "/appliedtogroups"),
+        ("networkPolicyCount", agentapi.NETWORKPOLICIES),
+        ("addressGroupCount", agentapi.ADDRESSGROUPS),
+        ("appliedToGroupCount", agentapi.APPLIEDTOGROUPS),
     ):
         try:
             info.setdefault(key, len(agent_get(args, path)))
@@ -188,7 +191,7 @@ def _networkpolicy(args: argparse.Namespace, controller_func: Any) -> int:
     if pod and "/" not in pod:
         pod = f"{args.namespace or 'default'}/{pod}"
     data = agent_get(
-        args, "/networkpolicies", {"name": args.name, "namespace": args.namespace, "pod": pod}
+        args, agentapi.NETWORKPOLICIES, {"name": args.name, "namespace": args.namespace, "pod": pod}
     )
     if args.name and not data:
         raise AntctlError(f"NetworkPolicy {args.name} is not on this node")

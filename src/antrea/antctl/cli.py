@@ -16,6 +16,7 @@ from functools import cache
 
 from antrea.antctl.controller_client import AntctlError
 from antrea.antctl.output import FORMATS
+from antrea.apis import agentapi
 
 DEFAULTS = {"output": "table", "kubeconfig": None, "server": None, "netns": None}
 
@@ -61,7 +62,7 @@ def _version(args: argparse.Namespace) -> int:
 
     try:
         if agent_mode() or getattr(args, "agent_api", None):
-            info = agent_get(args, "/agentinfo")
+            info = agent_get(args, agentapi.AGENTINFO)
             print(f"agentVersion: {info.get('version', 'unknown')}")
         else:
             import asyncio

@@ -24,6 +24,7 @@ import yaml
 
 from antrea.antctl.controller_client import AntctlError, kubeconfig_path
 from antrea.antctl.output import Column, emit
+from antrea.apis import agentapi
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,7 +112,7 @@ def _get(args: argparse.Namespace) -> int:
     from antrea.antctl.agent_cmds import agent_get, agent_mode
 
     if agent_mode() or args.agent_api:
-        raw = agent_get(args, "/config")
+        raw = agent_get(args, agentapi.CONFIG)
     else:
         raw = asyncio.run(_from_configmap(args.kubeconfig))
     if not isinstance(raw, dict):

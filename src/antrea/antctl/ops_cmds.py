@@ -21,6 +21,7 @@ import urllib.request
 from typing import Any
 
 from antrea.antctl.controller_client import AntctlError, ControllerClient
+from antrea.apis import agentapi
 from antrea.apis.controlplane import names
 
 SYSTEM = names.SYSTEM_PATH
@@ -88,7 +89,7 @@ def _log_level(args: argparse.Namespace) -> int:
     query = f"?level={args.level}" if args.level else ""
     method = "PUT" if args.level else "GET"
     if not args.controller and (agent_mode() or args.agent_api):
-        data = _agent_request(_base(args), method, "/loglevel" + query)
+        data = _agent_request(_base(args), method, agentapi.LOGLEVEL + query)
     else:
         client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
         params = {"level": args.level} if args.level else None

@@ -34,6 +34,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from antrea.apis import agentapi
+
 MAX_LOG_BYTES = 50 * 1024 * 1024
 
 
@@ -69,7 +71,7 @@ def _run(*argv: str) -> bytes:
 
 
 def _flows(base: str) -> bytes:
-    flows = json.loads(_fetch(base, "/ovsflows"))
+    flows = json.loads(_fetch(base, agentapi.OVSFLOWS))
     return "".join(f"{f.get('flow', f)}\n" for f in flows).encode()
 
 
@@ -81,18 +83,18 @@ def _ovsdb() -> bytes:
 def collect(base: str, out_dir: Path) -> tuple[Path, list[str]]:
     """Write the tarball; returns its path and the items that failed."""
     items: list[tuple[str, Callable[[], bytes]]] = [
-        ("agentinfo.json", lambda: _fetch(base, "/agentinfo")),
-        ("config.json", lambda: _fetch(base, "/config")),
-        ("loglevel.json", lambda: _fetch(base, "/loglevel")),
-        ("tasks.txt", lambda: _fetch(base, "/debug/tasks")),
-        ("metrics.prom", lambda: _fetch(base, "/metrics")),
+        ("agentinfo.json", lambda: _fetch(base, agentapi.AGENTINFO)),
+        ("config.json", lambda: _fetch(base, agentapi.CONFIG)),
+        ("loglevel.json", lambda: _fetch(base, agentapi.LOGLEVEL)),
+        ("tasks.txt", lambda: _fetch(base, agentapi.DEBUG_TASKS)),
+        ("metrics.prom", lambda: _fetch(base, agentapi.METRICS)),
         ("flows.txt", lambda: _flows(base)),
         ("ovsdb.json", _ovsdb),
         ("ovs-vsctl-show.txt", lambda: _run("ovs-vsctl", "show")),
     ]
     node = os.environ.get("NODE_NAME") or socket.gethostname()
     try:
-        node = json.loads(_fetch(base, "/agentinfo")).get("nodeName") or node
+        node = json.loads(_fetch(base, agentapi.AGENTINFO)).get("nodeName") or node
     except (OSError, ValueError, urllib.error.URLError):
         pass
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")

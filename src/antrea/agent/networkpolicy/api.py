@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from antrea.agent.networkpolicy.conjunctions import atom_text
+from antrea.apis import agentapi
 from antrea.apis.controlplane import views
 from antrea.apis.controlplane.types import NetworkPolicy, PodReference
 from antrea.apis.controlplane.views import rule_json
@@ -191,8 +192,8 @@ def build_trace_flow(
 
 def add_routes(app: web.Application, pa: PolicyAgent) -> None:
     app[POLICY_AGENT] = pa
-    app.router.add_get("/networkpolicies", networkpolicies)
-    app.router.add_get("/appliedtogroups", appliedtogroups)
-    app.router.add_get("/addressgroups", addressgroups)
-    app.router.add_get("/networkpolicyflows", networkpolicyflows)
-    app.router.add_get("/ovstracing", ovstracing)
+    app.router.add_get(agentapi.NETWORKPOLICIES, networkpolicies)
+    app.router.add_get(agentapi.APPLIEDTOGROUPS, appliedtogroups)
+    app.router.add_get(agentapi.ADDRESSGROUPS, addressgroups)
+    app.router.add_get(agentapi.NETWORKPOLICYFLOWS, networkpolicyflows)
+    app.router.add_get(agentapi.OVSTRACING, ovstracing)
