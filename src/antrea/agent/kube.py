@@ -9,14 +9,19 @@ after every (re)list as a `NodeEventKind.SYNC` event.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
 
+import structlog
+
 from antrea.k8s.informer import Informer, path_list_func, strip_managed_fields
 from antrea.k8s.resources import ApiClientResources
+
+log = structlog.get_logger(__name__)
 
 JSON = dict[str, Any]
 
@@ -100,13 +105,18 @@ class ApiClientNodeAPI:
 NodeHandler = Callable[[NodeEvent], Awaitable[None]]
 
 
-def node_informer(api_client: Any, handler: NodeHandler, **kwargs: Any) -> Informer:
+def node_informer(
+    api_client: Any, handler: NodeHandler, *, retry_delay: float = 1.0, **kwargs: Any
+) -> Informer:
     """An `Informer` of every Node that tells ``handler`` in `NodeEvent` terms.
 
     The first list arrives as one `NodeEventKind.SYNC` (not one ADDED per node); afterwards
     each change is ADDED, MODIFIED or DELETED, and every re-list (after ``410 Gone``) ends with
-    a SYNC holding every Node, after the changes the re-list found. ``kwargs`` go to `Informer`.
+    a SYNC holding every Node, after the changes the re-list found. When ``handler`` fails, it
+    gets a SYNC of every cached Node ``retry_delay`` seconds later, until it succeeds (events
+    wait meanwhile). ``kwargs`` go to `Informer` (backoff at most 1 s by default).
     """
+    kwargs.setdefault("backoff_max", 1.0)
     informer = Informer(
         path_list_func(api_client, "/api/v1/nodes"),
         name="nodes",
@@ -115,20 +125,33 @@ def node_informer(api_client: Any, handler: NodeHandler, **kwargs: Any) -> Infor
     )
     listed = False
 
+    async def deliver(event: NodeEvent) -> None:
+        while True:
+            try:
+                await handler(event)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("node_event_failed", kind=event.kind.value, error=repr(exc))
+            await asyncio.sleep(retry_delay)
+            # The cache already holds the failed change: reconcile everything from it.
+            event = NodeEvent(NodeEventKind.SYNC, tuple(node_info(o) for o in informer.list()))
+
     async def on_add(obj: JSON) -> None:
         if listed:  # the first list is delivered as one SYNC
-            await handler(NodeEvent(NodeEventKind.ADDED, (node_info(obj),)))
+            await deliver(NodeEvent(NodeEventKind.ADDED, (node_info(obj),)))
 
     async def on_update(old: JSON, new: JSON) -> None:
-        await handler(NodeEvent(NodeEventKind.MODIFIED, (node_info(new),)))
+        await deliver(NodeEvent(NodeEventKind.MODIFIED, (node_info(new),)))
 
     async def on_delete(obj: JSON) -> None:
-        await handler(NodeEvent(NodeEventKind.DELETED, (node_info(obj),)))
+        await deliver(NodeEvent(NodeEventKind.DELETED, (node_info(obj),)))
 
     async def on_sync(objs: list[JSON]) -> None:
         nonlocal listed
         listed = True
-        await handler(NodeEvent(NodeEventKind.SYNC, tuple(node_info(o) for o in objs)))
+        await deliver(NodeEvent(NodeEventKind.SYNC, tuple(node_info(o) for o in objs)))
 
     informer.add_handler(on_add=on_add, on_update=on_update, on_delete=on_delete, on_sync=on_sync)
     return informer

@@ -135,3 +135,34 @@ async def test_node_informer_first_list_is_one_sync_then_changes(fake_kube: Any,
         assert sorted(n.name for n in events[-1].nodes) == ["n1", "n4"]
     finally:
         await inf.stop()
+
+
+async def test_node_handler_failure_is_retried_as_a_sync(fake_kube: Any, api: Any) -> None:
+    """A failing Node handler gets a SYNC of every cached Node later (as the old loop re-listed)."""
+    await fake_kube.add("n1")
+    events: list[NodeEvent] = []
+    fail = [True]
+
+    async def handler(ev: NodeEvent) -> None:
+        events.append(ev)
+        if ev.kind is NodeEventKind.ADDED and fail[0]:
+            fail[0] = False
+            raise OSError("route add failed")
+
+    inf = node_informer(api, handler, retry_delay=0.01, backoff_initial=0.01)
+    inf.start()
+    try:
+        await until(lambda: len(events) == 1)
+        await fake_kube.add("n2")
+        await until(lambda: len(events) == 3)
+        assert [e.kind for e in events] == [
+            NodeEventKind.SYNC,
+            NodeEventKind.ADDED,
+            NodeEventKind.SYNC,
+        ]
+        assert sorted(n.name for n in events[-1].nodes) == ["n1", "n2"]
+        await fake_kube.delete("n1")
+        await until(lambda: len(events) == 4)
+        assert (events[-1].kind, events[-1].nodes[0].name) == (NodeEventKind.DELETED, "n1")
+    finally:
+        await inf.stop()

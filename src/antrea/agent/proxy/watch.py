@@ -36,6 +36,7 @@ async def list_watch(
         name=path.rsplit("/", 1)[-1],
         transform=strip_managed_fields,
         watch_timeout=watch_timeout,
+        backoff_max=1.0,  # the API server is the agent's lifeline: retry at least every second
     )
     add_event_handler(informer, handler, synced=synced)
     await informer.run()
