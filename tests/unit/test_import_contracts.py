@@ -26,6 +26,7 @@ BREAKS = {
     "layers": ("util/aio.py", "import antrea.k8s.resources"),
     "agent-controller": ("agent/config.py", "import antrea.controller.config"),
     "antctl": ("antctl/output.py", "import antrea.agent.config"),
+    "apis-pure": ("apis/controlplane/types.py", "import antrea.util.logging"),
     "ovs-no-kubernetes": ("ovs/ovsctl.py", "import kubernetes_asyncio"),
     "cni-stdlib": ("cni/client.py", "import antrea.util.atomicfile"),
     "testbed": ("k8s/client.py", "import antrea.testbed.lab.netns"),
