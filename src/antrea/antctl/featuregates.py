@@ -86,7 +86,10 @@ def register(get_sub: Any, parent: argparse.ArgumentParser) -> None:
 
 
 async def _from_configmap(kubeconfig: str | None) -> dict[str, Any]:
-    from antrea.k8s.resources import ApiClientResources, KubeError, load_api_client
+    from antrea.apis.controlplane.names import NAMESPACE
+    from antrea.k8s.resources import ApiClientResources, KubeError, load_api_client, ns_path
+
+    where = f"{NAMESPACE}/{agentapi.CONFIGMAP}"
 
     path = kubeconfig_path(kubeconfig)
     if path is None:
@@ -94,17 +97,17 @@ async def _from_configmap(kubeconfig: str | None) -> dict[str, Any]:
     client = await load_api_client(path)
     try:
         cm = await ApiClientResources(client).get(
-            "/api/v1/namespaces/kube-system/configmaps/antrea-config"
+            ns_path("v1", NAMESPACE, "configmaps", agentapi.CONFIGMAP)
         )
     except KubeError as exc:
-        raise AntctlError(f"cannot read ConfigMap kube-system/antrea-config: {exc}") from exc
+        raise AntctlError(f"cannot read ConfigMap {where}: {exc}") from exc
     finally:
         await client.close()
     if cm is None:
-        raise AntctlError("ConfigMap kube-system/antrea-config not found")
-    data = yaml.safe_load((cm.get("data") or {}).get("antrea-agent.conf") or "") or {}
+        raise AntctlError(f"ConfigMap {where} not found")
+    data = yaml.safe_load((cm.get("data") or {}).get(agentapi.CONFIGMAP_KEY) or "") or {}
     if not isinstance(data, dict):
-        raise AntctlError("antrea-agent.conf in ConfigMap antrea-config is not a mapping")
+        raise AntctlError(f"{agentapi.CONFIGMAP_KEY} in ConfigMap {where} is not a mapping")
     return data
 
 

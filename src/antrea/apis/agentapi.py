@@ -10,6 +10,10 @@ from __future__ import annotations
 
 DEFAULT_PORT = 10350
 
+CONFIGMAP = "antrea-config"
+"""The deployment's ConfigMap (``kube-system``) that holds the agent's configuration file."""
+CONFIGMAP_KEY = "antrea-agent.conf"
+
 PODINTERFACES = "/podinterfaces"
 AGENTINFO = "/agentinfo"
 OVSFLOWS = "/ovsflows"

@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from antrea.apis import agentapi
+
 DEFAULT_MANIFEST = Path(__file__).resolve().parents[3] / "deploy" / "antrea.yml"
 _CHECKSUM = re.compile(r"^(\s*checksum/config:\s*)\S+\s*$")
 
@@ -33,10 +35,10 @@ def config_checksum(data: dict[str, Any]) -> str:
 
 def _configmap_data(text: str) -> dict[str, Any]:
     for doc in yaml.safe_load_all(text):
-        if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == "antrea-config":
+        if doc and doc.get("kind") == "ConfigMap" and doc["metadata"]["name"] == agentapi.CONFIGMAP:
             data: dict[str, Any] = doc["data"]
             return data
-    raise ValueError("no ConfigMap antrea-config in the manifest")
+    raise ValueError(f"no ConfigMap {agentapi.CONFIGMAP} in the manifest")
 
 
 def _set_key(text: str, key: str, value: str) -> str:

@@ -218,3 +218,37 @@ def test_version_on_a_node(agent_api: str, capsys: pytest.CaptureFixture[str]) -
     assert out[0].startswith("antctlVersion: ") and out[1] == "agentVersion: 9.9.9"
     assert cli.main(["version", "--client"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 1
+
+
+def test_featuregates_from_the_configmap(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Off a node, the agent's configuration file comes from ConfigMap kube-system/antrea-config."""
+    import asyncio
+
+    from antrea.antctl import featuregates
+    from antrea.k8s import resources
+
+    asked: list[str] = []
+
+    class Client:
+        async def close(self) -> None:
+            pass
+
+    class Resources:
+        def __init__(self, client: Client) -> None:
+            pass
+
+        async def get(self, path: str) -> dict[str, object]:
+            asked.append(path)
+            return {"data": {"antrea-agent.conf": "featureGates:\n  AntreaProxy: false\n"}}
+
+    async def load(path: str) -> Client:
+        return Client()
+
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text("")
+    monkeypatch.setattr(resources, "load_api_client", load)
+    monkeypatch.setattr(resources, "ApiClientResources", Resources)
+    raw = asyncio.run(featuregates._from_configmap(str(kubeconfig)))
+    assert asked == ["/api/v1/namespaces/kube-system/configmaps/antrea-config"]
+    status = {(r["component"], r["name"]): r["status"] for r in featuregates.feature_gates(raw)}
+    assert status[("agent", "AntreaProxy")] == "Disabled"
