@@ -112,6 +112,15 @@ def test_layers_hold_the_datapath_tools_the_venv_and_a_static_cni_executable(
     shim = members["opt/antrea/lib/antrea/antrea-cni"]
     assert shim.mode & 0o111
     assert is_static_elf(read_from_layer(archive, project, shim.name))
+    # The venv's package is exactly the checkout's modules: nothing a stale build/lib still held
+    # (modules since moved or deleted) rides along.
+    installed = {
+        n.split("/site-packages/", 1)[1]
+        for n in members
+        if "/site-packages/antrea/" in n and n.endswith(".py")
+    }
+    checkout = {str(p.relative_to(REPO / "src")) for p in (REPO / "src" / "antrea").rglob("*.py")}
+    assert installed == checkout, (sorted(installed - checkout), sorted(checkout - installed))
 
 
 def test_podman_and_docker_formats_load_with_every_layer(archive: Path, tmp_path: Path) -> None:
