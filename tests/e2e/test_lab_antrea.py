@@ -557,9 +557,8 @@ async def test_antrea_policy_status_converges_to_realized(lab: Lab) -> None:
         for _ in range(120):
             obj = json.loads(lab.kubectl("get", "acnp", "status-probe", "-o", "json"))
             got = obj.get("status") or {}
-            if {k: got.get(k) for k in want} == want and got.get(
-                "observedGeneration"
-            ) == obj["metadata"]["generation"]:
+            current = got.get("observedGeneration") == obj["metadata"]["generation"]
+            if current and {k: got.get(k) for k in want} == want:
                 break
             await asyncio.sleep(0.5)
         else:

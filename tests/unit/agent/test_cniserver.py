@@ -64,7 +64,7 @@ async def test_requests_are_dispatched_and_errors_mapped(tmp_path: Path) -> None
     registry = CollectorRegistry()
     server = CNIServer(
         socket_path=str(tmp_path / "cni.sock"),
-        pods=pods,  # type: ignore[arg-type]
+        pods=pods,
         ready=ready,
         metrics=CNIMetrics(registry),
     )
@@ -88,7 +88,7 @@ async def test_requests_are_dispatched_and_errors_mapped(tmp_path: Path) -> None
 async def test_not_ready_answers_try_again_later(tmp_path: Path) -> None:
     server = CNIServer(
         socket_path=str(tmp_path / "cni.sock"),
-        pods=FakePods(),  # type: ignore[arg-type]
+        pods=FakePods(),
         ready=asyncio.Event(),
         ready_timeout=0.1,
     )
@@ -107,7 +107,7 @@ async def test_add_waits_for_policy_sync_when_asked(tmp_path: Path) -> None:
     pods = FakePods()
     server = CNIServer(
         socket_path=str(tmp_path / "cni.sock"),
-        pods=pods,  # type: ignore[arg-type]
+        pods=pods,
         ready=ready,
         ready_timeout=0.1,
         policy_ready=policy,
