@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.flow import Flow, FlowKey
 from antrea.ovs.openflow.groups import Group
+from antrea.ovs.openflow.render import render_match
 
 
 class RecordingTransport:
@@ -52,5 +53,5 @@ class RecordingTransport:
     def table(self, table: int) -> list[Flow]:
         return sorted(
             (f for f in self.flows.values() if f.table == table),
-            key=lambda f: (-f.priority, f.key.match),
+            key=lambda f: (-f.priority, render_match(f.match)),
         )

@@ -10,6 +10,7 @@ from antrea.agent import noderoute
 from antrea.agent.kube import NodeEvent, NodeEventKind, node_info
 from antrea.agent.openflow.builder import FlowBuilder, NodeConfig
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+from antrea.ovs.openflow.render import render_match
 from antrea.testbed.fakekube import node_object
 from antrea.testbed.openflow import RecordingTransport
 
@@ -61,7 +62,7 @@ async def test_sync_add_and_delete(monkeypatch: pytest.MonkeyPatch) -> None:
     assert ctrl.synced.is_set() and list(ctrl.nodes) == ["node2"]
     spec = routes["10.244.2.0/24"]
     assert (str(spec.gateway), spec.dev, spec.onlink) == ("10.244.2.1", "gw0", True)
-    assert any("10.244.2.0/24" in f.key.match for f in t.table(70))
+    assert any("10.244.2.0/24" in render_match(f.match) for f in t.table(70))
     await ctrl.handle(
         NodeEvent(NodeEventKind.DELETED, nodes(("node2", "10.244.2.0/24", "1.1.1.1")))
     )

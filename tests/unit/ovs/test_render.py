@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import ipaddress
 
+import pytest
+
 from antrea.ovs.openflow import (
     Conjunction,
     Ct,
@@ -24,7 +26,13 @@ from antrea.ovs.openflow import (
 )
 from antrea.ovs.openflow.bundle import render_bundle
 from antrea.ovs.openflow.cookie import Category, cookie_category, cookie_round, make_cookie
-from antrea.ovs.openflow.render import render_add, render_delete, render_flow, render_modify
+from antrea.ovs.openflow.render import (
+    render_add,
+    render_delete,
+    render_flow,
+    render_match,
+    render_modify,
+)
 
 
 def test_conjunction_flows_read_like_antrea() -> None:
@@ -38,7 +46,7 @@ def test_conjunction_flows_read_like_antrea() -> None:
     dst = Flow(90, 200, Match(proto="ip", regs=(RegMatch(1, 3),)), (Conjunction(1, 2, 2),))
     act = Flow(90, 190, Match(proto="ip", conj_id=1), (GotoTable(105),))
     assert render_flow(src) == (
-        "table=90,priority=200,cookie=0x0,ip,nw_src=10.244.1.2/32 actions=conjunction(1,1/2)"
+        "table=90,priority=200,cookie=0x0,ip,nw_src=10.244.1.2 actions=conjunction(1,1/2)"
     )
     assert (
         render_flow(dst)
@@ -94,15 +102,32 @@ def test_match_fields_canonical_and_masked() -> None:
         tp_dst_mask=0xFC00,
     )
     f = Flow(50, 210, m, (GotoTable(70),))
-    assert f.key.match == (
+    text = (
         "tcp,in_port=2,dl_src=aa:00:00:00:00:01,reg0=0x10000/0x10000,ct_state=-new+est,"
         "nw_dst=10.0.0.0/8,tp_dst=0x400/0xfc00"
     )
-    assert (
-        render_modify(f)
-        == f"modify_strict table=50,priority=210,{f.key.match} actions=goto_table:70"
-    )
-    assert render_delete(f) == f"delete_strict table=50,priority=210,{f.key.match}"
+    assert render_match(f.match) == text
+    assert render_modify(f) == f"modify_strict table=50,priority=210,{text} actions=goto_table:70"
+    assert render_delete(f) == f"delete_strict table=50,priority=210,{text}"
+
+
+def test_flow_key_is_the_match_value() -> None:
+    """A flow's identity is (table, priority, Match): equal values, whatever their spelling."""
+    host = Match(proto="ip", nw_src=ipaddress.ip_address("10.0.0.1"))
+    as_net = Match(proto="ip", nw_src=ipaddress.ip_network("10.0.0.1/32"))
+    assert host == as_net and hash(host) == hash(as_net)
+    assert Flow(50, 200, host, (Drop(),)).key == Flow(50, 200, as_net, (GotoTable(70),)).key
+    assert Flow(50, 200, host, (Drop(),)).key != Flow(50, 201, host, (Drop(),)).key
+    other = Match(proto="ip", nw_src=ipaddress.ip_network("10.0.0.0/8"))
+    assert Flow(50, 200, host, (Drop(),)).key != Flow(50, 200, other, (Drop(),)).key
+    assert Flow(50, 200, host, (Drop(),)).key.match is host
+
+
+def test_match_addresses_must_be_ipaddress_values() -> None:
+    with pytest.raises(TypeError, match="nw_src"):
+        Match(proto="ip", nw_src="10.0.0.1")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="arp_tpa"):
+        Match(proto="arp", arp_tpa=ipaddress.ip_network("10.0.0.0/8"))  # type: ignore[arg-type]
 
 
 def test_bundle_document_orders_deletes_first() -> None:

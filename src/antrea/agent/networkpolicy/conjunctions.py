@@ -53,9 +53,9 @@ def atom_match(atom: Atom) -> Match:
     if kind == "ip":
         return Match(proto="ip")
     if kind == "nw_src":
-        return Match(proto="ip", nw_src=atom[1])
+        return Match(proto="ip", nw_src=addresses.prefix_value(atom[1]))
     if kind == "nw_dst":
-        return Match(proto="ip", nw_dst=atom[1])
+        return Match(proto="ip", nw_dst=addresses.prefix_value(atom[1]))
     if kind == "reg1":
         return Match(proto="ip", regs=(TARGET_OFPORT.match(atom[1]),))
     if kind == "icmp_tc":  # ICMP type (and code) of an Antrea-native rule
@@ -67,6 +67,7 @@ def atom_match(atom: Atom) -> Match:
 
 
 def atom_text(atom: Atom) -> str:
+    """The atom's match as ovs-ofctl text (for diagnostics and the agent's local API)."""
     from antrea.ovs.openflow.render import render_match
 
     return render_match(atom_match(atom))

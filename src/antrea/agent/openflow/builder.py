@@ -280,7 +280,7 @@ class FlowBuilder:
             Flow(
                 SPOOF_GUARD.id,
                 PRIORITY_NORMAL,
-                Match(proto="arp", in_port=pod.ofport, arp_spa=str(ip), arp_sha=pod.mac),
+                Match(proto="arp", in_port=pod.ofport, arp_spa=ip, arp_sha=pod.mac),
                 (GotoTable(ARP_RESPONDER.id),),
                 c,
             ),
@@ -302,7 +302,7 @@ class FlowBuilder:
                         commit=True,
                         table=L3_FORWARDING.id,
                         zone=SNAT_CT_ZONE,
-                        nat_src=HAIRPIN_SNAT_IP,
+                        nat_src=str(HAIRPIN_SNAT_IP),
                         exec_=(SetField("ct_mark", f"{SERVICE_CT_MARK:#x}"),),
                     ),
                 ),
@@ -387,7 +387,7 @@ def arp_responder_flow(ip: IPv4Addr, mac: str, cookie: int) -> Flow:
     return Flow(
         ARP_RESPONDER.id,
         PRIORITY_NORMAL,
-        Match(proto="arp", arp_op=1, arp_tpa=str(ip)),
+        Match(proto="arp", arp_op=1, arp_tpa=ip),
         (
             Move("NXM_OF_ETH_SRC[]", "NXM_OF_ETH_DST[]"),
             SetField("eth_src", mac),

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from ipaddress import IPv4Address
 from typing import Final
 
 from antrea.apis.controlplane.types import Direction
@@ -244,7 +245,7 @@ CT_ZONE: Final = 0xFFF0  # 65520
 # Hairpin Service connections are SNATed to this address in their own zone, so that the pod
 # sees the connection come from elsewhere (and answers through OVS).
 SNAT_CT_ZONE: Final = 0xFFF1  # 65521
-HAIRPIN_SNAT_IP: Final = "169.254.0.252"
+HAIRPIN_SNAT_IP: Final = IPv4Address("169.254.0.252")
 
 # ct_mark bit of connections DNATed to a Service endpoint (committed in table 42).
 SERVICE_CT_MARK: Final = 0x1

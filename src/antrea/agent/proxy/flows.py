@@ -25,6 +25,7 @@ policy tables see the endpoint (after DNAT), and table 105 does not commit again
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable, Sequence
 
 from antrea.agent.openflow.pipeline import (
@@ -72,20 +73,21 @@ _DST_PORT = {"tcp": "NXM_OF_TCP_DST[]", "udp": "NXM_OF_UDP_DST[]", "sctp": "OXM_
 _IP_PROTO = {"tcp": 6, "udp": 17, "sctp": 132}
 
 
-NODEPORT_CLUSTER_IP = "169.254.0.250"  # NodePort traffic DNATed here by the host (SNATed)
-NODEPORT_LOCAL_IP = "169.254.0.249"  # ... externalTrafficPolicy: Local (client IP kept)
+# NodePort traffic DNATed here by the host (SNATed)
+NODEPORT_CLUSTER_IP = ipaddress.IPv4Address("169.254.0.250")
+NODEPORT_LOCAL_IP = ipaddress.IPv4Address("169.254.0.249")  # ... externalTrafficPolicy: Local
 NODEPORT_SNAT_IP = "169.254.0.251"  # noEncap: Cluster traffic SNATed here by the host
 NODEPORT_ROUTE = "169.254.0.248/30"
 PRIORITY_NOENCAP_REMOTE = 190
 
-Frontend = tuple[str, int, int]  # address, port, group id
+Frontend = tuple[ipaddress.IPv4Address, int, int]  # address, port, group id
 
 
 def frontends(sp: ServicePort, group_id: int, local_group_id: int | None) -> list[Frontend]:
     """Where the Service port answers: ClusterIP:port (its group) and, for a NodePort, the
     host's virtual NodePort address:nodePort -- the local endpoints' group for
     externalTrafficPolicy Local (None: no local endpoint, no NodePort frontend)."""
-    out = [(str(sp.cluster_ip), sp.port, group_id)]
+    out = [(sp.cluster_ip, sp.port, group_id)]
     if sp.node_port:
         if not sp.external_local:
             out.append((NODEPORT_CLUSTER_IP, sp.node_port, group_id))

@@ -1,15 +1,17 @@
 """Flow values: what the agent wants in a table, independent of how it is sent.
 
 A `Flow` is (table, priority, match, actions, cookie). Its identity for diffs and strict
-deletes is `Flow.key` = (table, priority, canonical match text): two flows with the same key
-cannot coexist in OVS, so the key is what caches index by. Rendering to text happens in
-`antrea.ovs.openflow.render` only; the key reuses that renderer for the match, computed once.
+deletes is `Flow.key` = (table, priority, match): a value, the `Match` itself (hashed once,
+then cached on it), not its text. Two flows with the same key cannot coexist in OVS, so the key
+is what caches index by. Text is produced in `antrea.ovs.openflow.render` only, bytes in
+`antrea.ovs.openflow.wire` only; this module imports neither.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from typing import NamedTuple
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -45,6 +47,10 @@ class Match:
     ``proto`` is one of ``ip``, ``ipv6``, ``arp``, ``tcp``, ``udp``, ``sctp``, ``icmp`` (the
     ovs-ofctl shorthand that also sets dl_type/nw_proto). Transport ports may be masked
     (``tp_dst_mask``) to express ranges as a few prefix matches.
+
+    Canonical by construction, so that equal matches are equal values (the flow key): addresses
+    are `ipaddress` values, a full-length prefix is stored as its address (``10.0.0.1/32`` is
+    ``10.0.0.1``), anything else (e.g. a string) is a `TypeError`.
     """
 
     proto: str | None = None
@@ -57,12 +63,12 @@ class Match:
     ct_label: tuple[int, int] | None = None  # (value, mask), 128 bits
     conj_id: int | None = None
     tun_id: int | None = None
-    tun_dst: str | None = None
-    nw_src: IPNet | IPAddr | str | None = None
-    nw_dst: IPNet | IPAddr | str | None = None
+    tun_dst: IPAddr | None = None
+    nw_src: IPNet | IPAddr | None = None
+    nw_dst: IPNet | IPAddr | None = None
     arp_op: int | None = None
-    arp_spa: str | None = None
-    arp_tpa: str | None = None
+    arp_spa: IPAddr | None = None
+    arp_tpa: IPAddr | None = None
     arp_sha: str | None = None
     tp_src: int | None = None
     tp_dst: int | None = None
@@ -70,6 +76,38 @@ class Match:
     tcp_flags: str | None = None  # e.g. "+syn-ack" (needs proto tcp)
     icmp_type: int | None = None  # needs proto icmp
     icmp_code: int | None = None
+    # the hash, computed on first use (matches are shared by many flows and hashed often)
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in _ADDRESS_FIELDS:
+            value = getattr(self, name)
+            if value is not None and type(value) not in _ADDRESS_TYPES:
+                object.__setattr__(self, name, _canonical_address(name, value))
+
+    def __hash__(self) -> int:
+        h = self._hash
+        if not h:
+            h = hash(_match_values(self)) or 1
+            object.__setattr__(self, "_hash", h)
+        return h
+
+
+_ADDRESS_FIELDS = ("tun_dst", "nw_src", "nw_dst", "arp_spa", "arp_tpa")
+_ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+_HOST_ONLY = ("tun_dst", "arp_spa", "arp_tpa")
+
+
+def _canonical_address(name: str, value: object) -> IPNet | IPAddr:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        if value.prefixlen == value.max_prefixlen:
+            return value.network_address
+        if name not in _HOST_ONLY:
+            return value
+    raise TypeError(f"match field {name}: an ipaddress address or network, not {value!r}")
+
+
+_match_values = attrgetter(*(f.name for f in fields(Match) if f.compare))
 
 
 class Action:
@@ -212,7 +250,7 @@ class FlowKey(NamedTuple):
 
     table: int
     priority: int
-    match: str
+    match: Match
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,9 +265,7 @@ class Flow:
     @property
     def key(self) -> FlowKey:
         if not self._key:
-            from antrea.ovs.openflow.render import render_match
-
-            self._key.append(FlowKey(self.table, self.priority, render_match(self.match)))
+            self._key.append(FlowKey(self.table, self.priority, self.match))
         return self._key[0]
 
     def with_cookie(self, cookie: int) -> Flow:

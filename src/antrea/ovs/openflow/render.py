@@ -58,7 +58,7 @@ def render_ct_state(s: CtState) -> str:
 
 
 def render_match(m: Match) -> str:
-    """Canonical match text (also the identity part of `Flow.key`)."""
+    """The match as ovs-ofctl text (fields in a fixed order)."""
     parts: list[str] = []
     if m.proto is not None:
         parts.append(m.proto)
@@ -201,14 +201,14 @@ def render_actions(actions: Iterable[Action]) -> str:
 
 
 def _head(flow: Flow) -> str:
-    match = flow.key.match
+    match = render_match(flow.match)
     head = f"table={flow.table},priority={flow.priority}"
     return f"{head},{match}" if match else head
 
 
 def render_add(flow: Flow) -> str:
     """An ``add`` line; the cookie is set (round and category live there)."""
-    match = flow.key.match
+    match = render_match(flow.match)
     head = f"table={flow.table},priority={flow.priority},cookie={flow.cookie:#x}"
     if match:
         head = f"{head},{match}"

@@ -7,8 +7,8 @@ pipeline uses (conjunction, ct, nat, ct_clear, resubmit, output_reg). The bytes 
 those `ovs-ofctl -O OpenFlow15` sends for the same flow as rendered by `render` (checked by an
 integration test with ``ovs-ofctl diff-flows``).
 
-Encodings are cached per match text (`Flow.key.match`, already computed for the diff) and per
-action tuple, so the shared clause matches of a policy set are packed once.
+Encodings are cached per match value (`Flow.match`, whose hash the diff already computed) and
+per action tuple, so the shared clause matches of a policy set are packed once.
 """
 
 from __future__ import annotations
@@ -649,16 +649,16 @@ class FlowEncoder:
     """Flow mods with per-match and per-actions caches (clause matches repeat a lot)."""
 
     def __init__(self, max_cache: int = 1 << 18) -> None:
-        self._matches: dict[str, bytes] = {}
+        self._matches: dict[Match, bytes] = {}
         self._max = max_cache
 
     def match(self, flow: Flow) -> bytes:
-        text = flow.key.match
-        got = self._matches.get(text)
+        m = flow.match
+        got = self._matches.get(m)
         if got is None:
             if len(self._matches) >= self._max:
                 self._matches.clear()
-            got = self._matches[text] = encode_match(flow.match)
+            got = self._matches[m] = encode_match(m)
         return got
 
     def flow_mod(self, flow: Flow, command: FlowModCommand, xid: int) -> bytes:

@@ -133,7 +133,7 @@ async def test_address_group_patch_and_pod_port_changes() -> None:
     ]
     await ctl.run(feed(evs))
     srcs = [f for f in rt.table(90) if f.match.nw_src is not None]
-    assert [str(f.match.nw_src) for f in srcs] == ["10.244.1.20/32"]
+    assert [str(f.match.nw_src) for f in srcs] == ["10.244.1.20"]
     assert len(rt.table(100)) == 1  # x/c has no port yet: only x/a isolated
 
     PORTS[PodReference("x", "c")] = 5

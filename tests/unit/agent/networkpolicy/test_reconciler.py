@@ -79,7 +79,7 @@ async def test_ingress_rule_reads_like_antrea(env: Env) -> None:
     )
     await env.sync()
     t90 = lines(env.rt, 90)
-    assert "priority=200,ip,nw_src=10.244.2.20/32 actions=conjunction(1,1/2)" in t90
+    assert "priority=200,ip,nw_src=10.244.2.20 actions=conjunction(1,1/2)" in t90
     assert "priority=200,ip,reg1=0x3 actions=conjunction(1,2/2)" in t90
     assert "priority=190,ip,conj_id=1 actions=load:0x1->NXM_NX_REG6[],goto_table:105" in t90
     assert "priority=210,ip,ct_state=-new+est actions=goto_table:105" in t90
@@ -143,14 +143,14 @@ async def test_egress_named_ports_resolve_per_peer(env: Env) -> None:
     )
     await env.sync()
     t50 = lines(env.rt, 50)
-    src = [x for x in t50 if "nw_src=10.244.1.30/32" in x]
+    src = [x for x in t50 if "nw_src=10.244.1.30" in x]
     assert src == [
-        "priority=200,ip,nw_src=10.244.1.30/32 actions=conjunction(1,1/3),conjunction(2,1/3)"
+        "priority=200,ip,nw_src=10.244.1.30 actions=conjunction(1,1/3),conjunction(2,1/3)"
     ]
-    dst_a = [x for x in t50 if "nw_dst=10.244.1.10/32" in x]
-    dst_b = [x for x in t50 if "nw_dst=10.244.1.20/32" in x]
+    dst_a = [x for x in t50 if "nw_dst=10.244.1.10" in x]
+    dst_b = [x for x in t50 if "nw_dst=10.244.1.20" in x]
     assert len(dst_a) == 1 and len(dst_b) == 1 and dst_a[0] != dst_b[0]
-    assert lines(env.rt, 60)[0] == "priority=200,ip,nw_src=10.244.1.30/32 actions=drop"
+    assert lines(env.rt, 60)[0] == "priority=200,ip,nw_src=10.244.1.30 actions=drop"
 
 
 async def test_deny_all_installs_only_isolation(env: Env) -> None:
@@ -194,7 +194,7 @@ async def test_group_change_edits_only_its_flows(env: Env) -> None:
     await env.sync()
     adds, mods, dels = env.rt.bundles[-1]
     assert [render_flow(f).split(" actions")[0].split(",")[-1] for f in adds] == [
-        "nw_src=10.244.1.30/32"
+        "nw_src=10.244.1.30"
     ]
     assert not mods and not dels
 
