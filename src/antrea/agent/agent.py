@@ -76,18 +76,16 @@ from antrea.ovs.errors import OvsError
 from antrea.ovs.openflow.bundle import FlowTransport, OfctlBundleTransport, mgmt_target
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, Owner
 from antrea.ovs.openflow.cookie import (
-    CATEGORY_MASK,
-    CATEGORY_SHIFT,
-    ROUND_MASK,
-    ROUND_SHIFT,
     Category,
     cookie_round,
     make_cookie,
+    round_category_filter,
     round_filter,
 )
-from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.flow import Flow, FlowFilter
 from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.native import OpenFlowTransport
+from antrea.ovs.openflow.render import render_filter
 from antrea.ovs.ovsconfig import OvsdbClient
 from antrea.ovs.ovsctl import OfCtl
 from antrea.util.metrics import add_runtime_collectors
@@ -518,14 +516,16 @@ class Agent:
         self.round_persisted = True
         log.info("flow_round_persisted", round=self.round_num)
 
-    async def _delete_with_retry(self, filters: list[str]) -> None:
+    async def _delete_with_retry(self, filters: list[FlowFilter]) -> None:
         for flt in filters:
             while True:
                 try:
                     await self.ofctl.delete_flows(flt)
                     break
                 except OvsError as exc:
-                    log.warning("stale_flows_delete_failed", filter=flt, error=str(exc))
+                    log.warning(
+                        "stale_flows_delete_failed", filter=render_filter(flt), error=str(exc)
+                    )
                     await asyncio.sleep(2)
 
     async def _watch_ovs(self) -> None:
@@ -536,7 +536,7 @@ class Agent:
     async def _check_ovs(self) -> None:
         """Replay every flow if ovs-vswitchd lost them (its canary flow is gone)."""
         try:
-            canary = await self.ofctl.dump_flows(f"table={CANARY_TABLE}", stats=False)
+            canary = await self.ofctl.dump_flows(FlowFilter(table=CANARY_TABLE), stats=False)
         except OvsError:
             return  # ovs-vswitchd down or restarting: check again later
         self.ovs_seen_at = time.monotonic()
@@ -638,12 +638,6 @@ class Agent:
             except Exception as exc:
                 log.warning("uplink_release_failed", error=repr(exc))
         log.info("agent_stopped", node=self.node_name)
-
-
-def round_category_filter(round_num: int, category: Category) -> str:
-    """A flow filter selecting the flows of one round AND one category."""
-    value = ((round_num & 0xFFFF) << ROUND_SHIFT) | (int(category) << CATEGORY_SHIFT)
-    return f"cookie={value:#x}/{ROUND_MASK | CATEGORY_MASK:#x}"
 
 
 async def run_agent(cfg: AgentConfig) -> None:

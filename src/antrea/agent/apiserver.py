@@ -23,6 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, ge
 from antrea.agent.openflow.pipeline import TABLE_NAMES
 from antrea.apis import agentapi
 from antrea.ovs.openflow.cookie import Category, category_filter
+from antrea.ovs.openflow.flow import FlowFilter, IPAddr
+from antrea.ovs.openflow.render import render_port_tokens
 from antrea.ovs.ovsctl import DumpedFlow
 from antrea.util import logging as logutil
 from antrea.util.supervisor import dump_tasks
@@ -122,23 +124,30 @@ async def agentinfo(request: web.Request) -> web.Response:
 async def ovsflows(request: web.Request) -> web.Response:
     agent = request.app[AGENT_KEY]
     q = request.query
-    filters: list[str] = []
+    table_id: int | None = None
     if "table" in q:
         table = q["table"]
-        if not table.isdigit():
+        if table.isdigit():
+            table_id = int(table)
+        else:
             ids = [i for i, n in TABLE_NAMES.items() if n.lower() == table.lower()]
             if not ids:
                 raise web.HTTPBadRequest(text=f"unknown table {table}")
-            table = str(ids[0])
-        filters.append(f"table={table}")
+            table_id = ids[0]
+    flt = FlowFilter(table=table_id)
     if "category" in q:
         try:
-            filters.append(category_filter(Category[q["category"].upper()]))
+            cat = category_filter(Category[q["category"].upper()])
         except KeyError:
             raise web.HTTPBadRequest(text=f"unknown cookie category {q['category']}") from None
+        flt = dataclasses.replace(cat, table=table_id)
     elif "cookie" in q:
-        filters.append(f"cookie={q['cookie']}")
-    flows = await agent.ofctl.dump_flows(",".join(filters))
+        value, _, mask = q["cookie"].partition("/")
+        try:
+            flt = FlowFilter(table_id, int(value, 0), int(mask, 0) if mask else None)
+        except ValueError:
+            raise web.HTTPBadRequest(text=f"bad cookie {q['cookie']}") from None
+    flows = await agent.ofctl.dump_flows(flt)
     if "service" in q:
         from antrea.agent.proxy import matches
 
@@ -154,17 +163,14 @@ async def ovsflows(request: web.Request) -> web.Response:
         if not ifaces:
             raise web.HTTPNotFound(text=f"pod {q['pod']} has no interface on this node")
         flows = [
-            f for f in flows if any(_flow_mentions(f, i.ofport, str(i.ip), i.mac) for i in ifaces)
+            f for f in flows if any(_flow_mentions(f, i.ofport, i.ip, i.mac) for i in ifaces)
         ]
     return web.json_response([flow_json(f) for f in flows])
 
 
-def _flow_mentions(f: DumpedFlow, ofport: int, ip: str, mac: str) -> bool:
-    text = f"{f.match},{f.actions}"
-    tokens = {f"in_port={ofport}", f"reg1={ofport:#x}", f"nw_dst={ip}", f"nw_src={ip}"}
-    tokens |= {f"dl_dst={mac}", f"dl_src={mac}", f"arp_spa={ip}"}
-    parts = set(text.replace(",", " ").split())
-    return bool(tokens & parts)
+def _flow_mentions(f: DumpedFlow, ofport: int, ip: IPAddr, mac: str) -> bool:
+    parts = set(f"{f.match},{f.actions}".replace(",", " ").split())
+    return not render_port_tokens(ofport, ip, mac).isdisjoint(parts)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -14,6 +14,8 @@ import subprocess
 from dataclasses import dataclass, field
 
 from antrea.ovs.errors import OfctlError
+from antrea.ovs.openflow.flow import FlowFilter
+from antrea.ovs.openflow.render import render_filter
 
 _FIELD_RE = re.compile(r"(\w+)=([^,\s]+)")
 
@@ -97,21 +99,27 @@ class OfCtl:
             raise OfctlError(argv, proc.returncode, proc.stderr.decode(errors="replace"))
         return str(proc.stdout.decode())
 
-    async def dump_flows(self, flow_filter: str = "", *, stats: bool = True) -> list[DumpedFlow]:
+    async def dump_flows(
+        self, flow_filter: FlowFilter | None = None, *, stats: bool = True
+    ) -> list[DumpedFlow]:
         argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-names"]
         if not stats:
             argv.append("--no-stats")
         argv += ["dump-flows", self.target]
-        if flow_filter:
-            argv.append(flow_filter)
+        text = render_filter(flow_filter) if flow_filter is not None else ""
+        if text:
+            argv.append(text)
         out = await self._run(argv)
         flows = [parse_flow_line(line) for line in out.splitlines()]
         return [f for f in flows if f is not None]
 
-    async def delete_flows(self, flow_filter: str) -> None:
+    async def delete_flows(self, flow_filter: FlowFilter) -> None:
         """Non-strict delete (e.g. a cookie/mask filter: every flow of one round)."""
+        text = render_filter(flow_filter)
+        if not text:
+            raise ValueError("refusing to delete every flow (empty filter)")
         await self._run(
-            ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "del-flows", self.target, flow_filter]
+            ["ovs-ofctl", "-O", "OpenFlow15", "--no-names", "del-flows", self.target, text]
         )
 
     async def flow_counts(self) -> dict[int, int]:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from antrea.agent.agent import Agent, round_category_filter
+from antrea.agent.agent import Agent
 from antrea.agent.bridge import next_round
 from antrea.agent.config import from_mapping
-from antrea.ovs.openflow.cookie import Category, round_filter
+from antrea.ovs.openflow.cookie import Category, round_category_filter, round_filter
+from antrea.ovs.openflow.render import render_filter
 
 
 class FakeOfctl:
@@ -60,7 +61,8 @@ async def test_slow_policy_keeps_old_policy_flows_until_ready() -> None:
 
 
 def test_round_filter_values_and_wraparound() -> None:
-    assert round_category_filter(4, Category.NETWORK_POLICY) == (
+    assert render_filter(round_category_filter(4, Category.NETWORK_POLICY)) == (
         "cookie=0x4020000000000/0xffffff0000000000"
     )
+    assert render_filter(round_filter(4)) == "cookie=0x4000000000000/0xffff000000000000"
     assert next_round(0) == 1 and next_round(0xFFFF) == 1

@@ -25,13 +25,23 @@ from antrea.ovs.openflow import (
     SetField,
 )
 from antrea.ovs.openflow.bundle import render_bundle
-from antrea.ovs.openflow.cookie import Category, cookie_category, cookie_round, make_cookie
+from antrea.ovs.openflow.cookie import (
+    Category,
+    category_filter,
+    cookie_category,
+    cookie_round,
+    make_cookie,
+)
+from antrea.ovs.openflow.flow import FlowFilter
 from antrea.ovs.openflow.render import (
     render_add,
     render_delete,
+    render_filter,
     render_flow,
     render_match,
     render_modify,
+    render_port_tokens,
+    render_trace_packet,
 )
 
 
@@ -153,3 +163,27 @@ def test_cookie_layout() -> None:
     assert c == 0x1234_02_0000000000 + 77
     assert cookie_round(c) == 0x1234
     assert cookie_category(c) is Category.NETWORK_POLICY
+
+
+def test_filters_and_trace_packets_are_rendered_here() -> None:
+    assert render_filter(FlowFilter()) == ""
+    assert render_filter(FlowFilter(table=250)) == "table=250"
+    assert render_filter(FlowFilter(table=50, cookie=0x2 << 40, cookie_mask=0xFF << 40)) == (
+        "table=50,cookie=0x20000000000/0xff0000000000"
+    )
+    assert render_filter(category_filter(Category.SERVICE)) == "cookie=0x30000000000/0xff0000000000"
+    assert render_filter(FlowFilter(cookie=0x10)) == "cookie=0x10"
+    assert render_trace_packet(
+        in_port=3,
+        dl_src="02:00:00:00:00:03",
+        dl_dst="02:00:00:00:00:01",
+        proto="tcp",
+        nw_src=ipaddress.IPv4Address("10.244.1.2"),
+        nw_dst=ipaddress.IPv4Address("10.244.2.2"),
+        extra="tp_dst=80",
+    ) == (
+        "in_port=3,dl_src=02:00:00:00:00:03,dl_dst=02:00:00:00:00:01,tcp,nw_src=10.244.1.2,"
+        "nw_dst=10.244.2.2,nw_ttl=64,tp_dst=80"
+    )
+    tokens = render_port_tokens(3, ipaddress.IPv4Address("10.244.1.2"), "02:00:00:00:00:03")
+    assert {"in_port=3", "reg1=0x3", "nw_src=10.244.1.2", "dl_dst=02:00:00:00:00:03"} <= tokens

@@ -24,6 +24,7 @@ from antrea.apis import agentapi
 from antrea.apis.controlplane import views
 from antrea.apis.controlplane.types import NetworkPolicy, PodReference
 from antrea.apis.controlplane.views import rule_json
+from antrea.ovs.openflow.render import render_trace_packet
 
 if TYPE_CHECKING:
     from antrea.agent.networkpolicy import PolicyAgent
@@ -169,25 +170,21 @@ def build_trace_flow(
     extra: str = "",
 ) -> str:
     """The ``ofproto/trace`` flow of a packet a local pod sends (``-f`` adds fields)."""
-    ipaddress.IPv4Address(dst_ip)
     extra = extra.strip().strip(",")
     proto = "ip"
     m = _PROTO.match(extra)
     if m is not None:
         proto = m.group(1)
         extra = extra[m.end() :]
-    fields = [
-        f"in_port={src_ofport}",
-        f"dl_src={src_mac}",
-        f"dl_dst={dst_mac}",
-        proto,
-        f"nw_src={src_ip}",
-        f"nw_dst={dst_ip}",
-        "nw_ttl=64",
-    ]
-    if extra:
-        fields.append(extra)
-    return ",".join(fields)
+    return render_trace_packet(
+        in_port=src_ofport,
+        dl_src=src_mac,
+        dl_dst=dst_mac,
+        proto=proto,
+        nw_src=ipaddress.IPv4Address(src_ip),
+        nw_dst=ipaddress.IPv4Address(dst_ip),
+        extra=extra,
+    )
 
 
 def add_routes(app: web.Application, pa: PolicyAgent) -> None:

@@ -273,3 +273,13 @@ class Flow:
 
     def with_actions(self, actions: tuple[Action, ...]) -> Flow:
         return Flow(self.table, self.priority, self.match, actions, self.cookie)
+
+
+@dataclass(frozen=True, slots=True)
+class FlowFilter:
+    """Which flows a dump or a non-strict delete selects: a table and/or cookie bits (``mask``
+    says which bits of ``cookie`` must match). Empty: every flow. Rendered by `render`."""
+
+    table: int | None = None
+    cookie: int | None = None
+    cookie_mask: int | None = None

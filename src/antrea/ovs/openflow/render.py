@@ -2,7 +2,9 @@
 
 Everything above this module handles `Flow` values. The output is what
 `ovs-ofctl -O OpenFlow15 --bundle add-flows BRIDGE -` reads: one flow per line, each line
-starting with its operation (``add``, ``modify_strict`` or ``delete_strict``).
+starting with its operation (``add``, ``modify_strict`` or ``delete_strict``); groups; the
+filters of ``dump-flows``/``del-flows`` (`render_filter`); and the packet of an
+``ofproto/trace`` (`render_trace_packet`).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from antrea.ovs.openflow.flow import (
     DecTTL,
     Drop,
     Flow,
+    FlowFilter,
     GotoTable,
+    IPAddr,
     Learn,
     LoadReg,
     Match,
@@ -228,3 +232,57 @@ def render_delete(flow: Flow) -> str:
 def render_flow(flow: Flow) -> str:
     """The flow as `ovs-ofctl add-flow` would take it (no operation prefix): for logs and docs."""
     return render_add(flow)[len("add ") :]
+
+
+def render_filter(f: FlowFilter) -> str:
+    """A ``dump-flows``/``del-flows`` filter, e.g. ``table=250`` or ``cookie=0x1/0xff``."""
+    parts: list[str] = []
+    if f.table is not None:
+        parts.append(f"table={f.table}")
+    if f.cookie is not None:
+        cookie = f"cookie={f.cookie:#x}"
+        parts.append(cookie if f.cookie_mask is None else f"{cookie}/{f.cookie_mask:#x}")
+    return ",".join(parts)
+
+
+def render_trace_packet(
+    *,
+    in_port: int,
+    dl_src: str,
+    dl_dst: str,
+    proto: str,
+    nw_src: IPAddr,
+    nw_dst: IPAddr,
+    nw_ttl: int = 64,
+    extra: str = "",
+) -> str:
+    """The packet of an ``ovs-appctl ofproto/trace`` (``extra``: more fields, as typed by the
+    user of antctl trace-packet, appended as given)."""
+    fields = [
+        f"in_port={in_port}",
+        f"dl_src={dl_src}",
+        f"dl_dst={dl_dst}",
+        proto,
+        f"nw_src={nw_src}",
+        f"nw_dst={nw_dst}",
+        f"nw_ttl={nw_ttl}",
+    ]
+    if extra:
+        fields.append(extra)
+    return ",".join(fields)
+
+
+def render_port_tokens(ofport: int, ip: IPAddr, mac: str) -> frozenset[str]:
+    """The ``field=value`` tokens through which a dumped flow names one port, its address or
+    its MAC (how antctl's ``--pod`` picks a pod's flows out of a dump)."""
+    return frozenset(
+        {
+            f"in_port={ofport}",
+            f"reg1={ofport:#x}",
+            f"nw_dst={ip}",
+            f"nw_src={ip}",
+            f"dl_dst={mac}",
+            f"dl_src={mac}",
+            f"arp_spa={ip}",
+        }
+    )
