@@ -110,11 +110,21 @@ def every_flow() -> list[Flow]:
         Flow(5, 100, Match(proto="udp", tp_src=53, in_port=3), (Output(4),), cookie=1),
         Flow(5, 101, Match(proto="icmp", dl_dst="02:00:00:00:00:09"), (Output("IN_PORT"),)),
         Flow(5, 102, Match(proto="ip", ct_mark=(0x10, 0xF0)), (Normal(),)),
-        Flow(5, 103, Match(proto="ip", tun_id=0x99, tun_dst="172.30.0.3"), (Drop(),)),
+        Flow(
+            5,
+            103,
+            Match(proto="ip", tun_id=0x99, tun_dst=ipaddress.IPv4Address("172.30.0.3")),
+            (Drop(),),
+        ),
         Flow(
             5,
             104,
-            Match(proto="arp", arp_op=2, arp_spa="10.0.0.1", arp_sha="02:00:00:00:00:01"),
+            Match(
+                proto="arp",
+                arp_op=2,
+                arp_spa=ipaddress.IPv4Address("10.0.0.1"),
+                arp_sha="02:00:00:00:00:01",
+            ),
             (Normal(),),
         ),
         Flow(
@@ -132,7 +142,7 @@ def every_flow() -> list[Flow]:
         Flow(
             5,
             107,
-            Match(proto="ip", nw_src="10.1.2.3"),
+            Match(proto="ip", nw_src=ipaddress.IPv4Address("10.1.2.3")),
             (
                 LoadReg(2, 5, 4, 7),
                 LoadReg(3, 1, 9, 9),
@@ -336,7 +346,7 @@ async def test_group_mods(bridges: OvsSandbox) -> None:
 
 
 # -- random flows, both ways ------------------------------------------------------------------
-_IP4 = st.integers(1, 2**32 - 2).map(lambda v: str(ipaddress.IPv4Address(v)))
+_IP4 = st.integers(1, 2**32 - 2).map(ipaddress.IPv4Address)
 _NETS = st.tuples(st.integers(0, 2**32 - 1), st.integers(1, 32)).map(
     lambda t: ipaddress.ip_network((t[0] >> (32 - t[1]) << (32 - t[1]), t[1]))
 )
