@@ -20,6 +20,7 @@ not only when a later reconnect succeeds (the agent's ``controllerConnected``).
 
 `report_status` remembers the latest status per policy and re-sends them all after each
 reconnect, so a new leader learns the realization state without waiting for policy changes.
+`report_stats` POSTs the node's per-rule traffic totals (sent periodically by the policy agent).
 """
 
 from __future__ import annotations
@@ -51,6 +52,9 @@ from antrea.apis.controlplane.names import (
     WATCH_PATH,
 )
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
+from antrea.apis.stats.codec import encode_summary
+from antrea.apis.stats.names import SUMMARY_PATH
+from antrea.apis.stats.types import NodeStatsSummary
 from antrea.errors import AntreaError
 from antrea.k8s.lookup import config_map_value, endpoints_address
 from antrea.k8s.resources import (
@@ -272,6 +276,27 @@ class ControlPlaneClient:
                 return True
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             log.info("status_report_failed", policy=st.policy, error=str(exc))
+            return False
+
+    async def report_stats(self, summary: NodeStatsSummary) -> bool:
+        """POST this node's per-rule counters (totals: a lost report is repaired by the next)."""
+        if self.endpoint is None or self._ssl is None:
+            return False
+        url = f"https://{_host(self.endpoint[0])}:{self.endpoint[1]}{SUMMARY_PATH}"
+        try:
+            async with self._get_session().post(
+                url,
+                data=encode_summary(summary),
+                headers={**self._headers(), "Content-Type": "application/x-msgpack"},
+                ssl=self._ssl,
+                timeout=aiohttp.ClientTimeout(total=5),
+            ) as resp:
+                if resp.status >= 300:
+                    log.warning("stats_report_refused", http=resp.status)
+                    return False
+                return True
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            log.info("stats_report_failed", error=str(exc))
             return False
 
     def _resend_statuses(self) -> None:

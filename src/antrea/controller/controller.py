@@ -33,6 +33,7 @@ from antrea.controller.metrics import ControllerMetrics, LiveState
 from antrea.controller.networkpolicy import Change, NetworkPolicyController
 from antrea.controller.policystatus import PolicyStatusWriter
 from antrea.controller.server import ControllerServer
+from antrea.controller.stats import StatsAggregator
 from antrea.controller.status import StatusAggregator
 from antrea.controller.tiers import ensure_static_tiers, sync_tier_finalizers
 from antrea.k8s.resources import (
@@ -122,6 +123,10 @@ class ControllerCandidate:
             on_drop=lambda w: self.metrics.watchers_dropped.inc(),
         )
         self.status = StatusAggregator()
+        # per-rule traffic counters reported by the agents (stats.antrea.io)
+        self.stats = StatsAggregator(
+            lambda name: self.store.get(Kind.NETWORK_POLICY, name) is not None
+        )
         self.auth = TokenAuthenticator(kube)
         self.inputs = Inputs(self.compiler, api_client, self.metrics)
         self.leading = False
@@ -146,6 +151,7 @@ class ControllerCandidate:
             store=self.store,
             authenticator=self,
             status=self.status,
+            stats=self.stats,
             serving=self.serving,
             info=self.info,
             metrics_handler=self._metrics_handler(),
@@ -190,6 +196,7 @@ class ControllerCandidate:
         if change.kind is Kind.NETWORK_POLICY:
             if change.new is None:
                 self.status.forget(change.name)
+                self.stats.forget(change.name)
             else:
                 self.policy_status.mark(change.name)
 

@@ -13,6 +13,11 @@ Routes (all JSON except the stream and status bodies, which are msgpack):
 - ``GET  /apis/controlplane.antrea.io/v1beta2/<resource>[/NAME]`` (networkpolicies,
   addressgroups, appliedtogroups) - admin; optional ``?nodeName=`` keeps objects whose span
   includes that node.
+- ``POST /apis/controlplane.antrea.io/v1beta2/nodestatssummaries`` - one msgpack
+  `NodeStatsSummary` (apis/stats/codec.py): a node's per-rule counters; only for itself.
+- ``GET  /apis/stats.antrea.io/v1alpha1[/namespaces/NS]/<resource>[/NAME]``
+  (networkpolicystats, antreanetworkpolicystats, antreaclusternetworkpolicystats) - admin:
+  the counters aggregated across nodes (controller/stats.py, apis/stats/views.py).
 - ``GET  /apis/system.antrea.io/v1beta1/controllerinfo`` - admin.
 - ``GET  /metrics`` - any authenticated identity.
 - ``POST /validate/...``, ``/mutate/...`` - admission webhooks (admission/webhook.py), called
@@ -40,9 +45,14 @@ from aiohttp import web
 from antrea.apis.controlplane import names
 from antrea.apis.controlplane.codec import DecodeError, decode_status
 from antrea.apis.controlplane.types import Kind, NetworkPolicy, PodReference
+from antrea.apis.stats import names as stats_names
+from antrea.apis.stats import views as stats_views
+from antrea.apis.stats.codec import decode_summary
+from antrea.apis.stats.types import TrafficStats
 from antrea.controller import endpointquery, evaluation
 from antrea.controller.admission.webhook import AdmissionHandlers
 from antrea.controller.distribution import Dispatcher, StoreLike, iter_store
+from antrea.controller.stats import StatsAggregator
 from antrea.controller.status import StatusAggregator
 from antrea.controller.views import object_json
 from antrea.k8s.reviews import AccessReviewer, Identity
@@ -86,11 +96,13 @@ class ControllerServer:
         heartbeat: float = 5.0,
         write_timeout: float = 10.0,
         admission: AdmissionHandlers | None = None,
+        stats: StatsAggregator | None = None,
     ) -> None:
         self.dispatcher = dispatcher
         self.store = store
         self.authenticator = authenticator
         self.status = status
+        self.stats = stats if stats is not None else StatsAggregator(self._known_policy)
         self.serving = serving  # None when ready to serve streams, else the reason why not
         self.info = info
         self.metrics_handler = metrics_handler
@@ -114,6 +126,14 @@ class ControllerServer:
         app.router.add_get(names.WATCH_PATH, self.watch)
         app.router.add_post(names.STATUS_PATH, self.post_status)
         app.router.add_get(names.ENDPOINT_QUERIES_PATH, self.endpointquery)
+        app.router.add_post(stats_names.SUMMARY_PATH, self.post_stats)
+        for path in (
+            "/{resource}",
+            "/{resource}/{name}",
+            "/namespaces/{namespace}/{resource}",
+            "/namespaces/{namespace}/{resource}/{name}",
+        ):
+            app.router.add_get(stats_names.PATH + path, self.get_stats)
         app.router.add_get(names.EVALUATION_PATH, self.networkpolicyevaluation)
         app.router.add_get(CONTROLPLANE + "/{resource}", self.list_objects)
         app.router.add_get(CONTROLPLANE + "/{resource}/{name}", self.get_object)
@@ -273,6 +293,68 @@ class ControllerServer:
             raise _error(web.HTTPForbidden, f"user {ident.user!r} may not report for {st.node!r}")
         self.status.report(st)
         return web.json_response({"status": "accepted"}, status=201)
+
+    def _known_policy(self, name: str) -> bool:
+        return self.store.get(Kind.NETWORK_POLICY, name) is not None
+
+    async def post_stats(self, request: web.Request) -> web.Response:
+        ident = await self._identity(request)
+        try:
+            summary = decode_summary(await request.read())
+        except DecodeError as exc:
+            raise _error(web.HTTPBadRequest, str(exc)) from exc
+        if not ident.may_act_for_node(summary.node):
+            raise _error(
+                web.HTTPForbidden, f"user {ident.user!r} may not report for {summary.node!r}"
+            )
+        self.stats.report(summary)
+        return web.json_response({"status": "accepted"}, status=201)
+
+    async def get_stats(self, request: web.Request) -> web.Response:
+        """The stats.antrea.io objects: one per policy of the resource's source type (zeros
+        until an agent reports), ``ruleTrafficStats`` per named rule for Antrea-native ones."""
+        resource = request.match_info["resource"]
+        namespace = request.match_info.get("namespace")
+        name = request.match_info.get("name")
+        found = stats_names.RESOURCES.get(resource)
+        if found is None or (namespace is not None and not found[2]):
+            raise _error(web.HTTPNotFound, f"unknown resource {resource!r}")
+        kind, source_type, namespaced = found
+        if namespaced and name is not None and namespace is None:
+            raise _error(web.HTTPNotFound, f"{kind} {name!r}: a namespace is required")
+        verb = "get" if name else "list"
+        await self._admin(request, verb, stats_names.GROUP_VERSION.split("/")[0], resource)
+        items = []
+        for obj, _span in iter_store(self.store, Kind.NETWORK_POLICY):
+            if not isinstance(obj, NetworkPolicy):
+                continue
+            ref = obj.source_ref
+            if ref.type != source_type:
+                continue
+            if namespace is not None and ref.namespace != namespace:
+                continue
+            if name is not None and ref.name != name:
+                continue
+            counters = self.stats.rules(obj.name)
+            rules = None
+            if source_type != "K8sNetworkPolicy":
+                rules = {r.name: counters.get(r.name, TrafficStats()) for r in obj.rules if r.name}
+            total = sum(counters.values(), TrafficStats())
+            items.append(
+                stats_views.stats_json(
+                    kind,
+                    name=ref.name,
+                    namespace=ref.namespace,
+                    uid=ref.uid,
+                    total=total,
+                    rules=rules,
+                )
+            )
+        if name is not None:
+            if not items:
+                raise _error(web.HTTPNotFound, f"{kind} {name!r} not found")
+            return web.json_response(items[0])
+        return web.json_response(stats_views.list_json(kind, items))
 
     def _view(self, kind: Kind, obj: Any, span: frozenset[str]) -> dict[str, Any]:
         status = None

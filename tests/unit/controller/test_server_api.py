@@ -410,3 +410,87 @@ async def test_controller_supportbundle(env: Env) -> None:
     assert {"controller/controllerinfo.json", "controller/loglevel.json"} <= names
     assert " tasks\n" in tasks and "--- " in tasks
     assert b'"uid-1"' in nps
+
+
+ACNP = NetworkPolicy(
+    name="uid-2",
+    source_ref=NetworkPolicyReference("AntreaClusterNetworkPolicy", "", "acnp1", "uid-2"),
+    rules=(
+        NetworkPolicyRule(Direction.IN, name="allow-web"),
+        NetworkPolicyRule(Direction.IN, name="drop-rest"),
+    ),
+    applied_to_groups=("atg1",),
+    generation=1,
+)
+STATS = "/apis/stats.antrea.io/v1alpha1"
+
+
+async def test_stats_reports_aggregated_across_nodes_and_served_per_kind(env: Env) -> None:
+    from antrea.apis.stats.codec import encode_summary
+    from antrea.apis.stats.types import NodeStatsSummary, RuleTraffic, TrafficStats
+
+    env.store.objs[(Kind.NETWORK_POLICY, "uid-2")] = (ACNP, frozenset({"n1", "n2"}))
+    path = "/apis/controlplane.antrea.io/v1beta2/nodestatssummaries"
+
+    def report(node: str, *rules: tuple[str, str, int]) -> bytes:
+        return encode_summary(
+            NodeStatsSummary(
+                node,
+                tuple(
+                    RuleTraffic(p, r, f"{node}.1", TrafficStats(s * 3, s * 300, s))
+                    for p, r, s in rules
+                ),
+            )
+        )
+
+    n1 = report("n1", ("uid-1", "", 2), ("uid-2", "allow-web", 4))
+    assert (await call(env, "POST", path, "t-n2", data=n1))[0] == 403
+    assert (await call(env, "POST", path, None, data=n1))[0] == 401
+    assert (await call(env, "POST", path, "t-n1", data=b"\x00junk"))[0] == 400
+    assert (await call(env, "POST", path, "t-n1", data=n1))[0] == 201
+    n2 = report("n2", ("uid-2", "allow-web", 5), ("uid-2", "drop-rest", 1), ("nope", "x", 9))
+    assert (await call(env, "POST", path, "t-n2", data=n2))[0] == 201
+
+    assert (await call(env, "GET", f"{STATS}/antreaclusternetworkpolicystats", "t-n1"))[0] == 403
+    status, body = await call(env, "GET", f"{STATS}/antreaclusternetworkpolicystats", "t-admin")
+    assert status == 200 and body["kind"] == "AntreaClusterNetworkPolicyStatsList"
+    (item,) = body["items"]
+    assert item == {
+        "apiVersion": "stats.antrea.io/v1alpha1",
+        "kind": "AntreaClusterNetworkPolicyStats",
+        "metadata": {"name": "acnp1", "uid": "uid-2"},
+        "trafficStats": {"packets": 30, "bytes": 3000, "sessions": 10},
+        "ruleTrafficStats": [
+            {"name": "allow-web", "trafficStats": {"packets": 27, "bytes": 2700, "sessions": 9}},
+            {"name": "drop-rest", "trafficStats": {"packets": 3, "bytes": 300, "sessions": 1}},
+        ],
+    }
+    status, one = await call(
+        env, "GET", f"{STATS}/antreaclusternetworkpolicystats/acnp1", "t-admin"
+    )
+    assert status == 200 and one == item
+    for p in ("networkpolicystats", "namespaces/default/networkpolicystats"):
+        status, body = await call(env, "GET", f"{STATS}/{p}", "t-admin")
+        assert status == 200 and body["kind"] == "NetworkPolicyStatsList", p
+        (np,) = body["items"]
+        assert np["metadata"] == {"name": "np1", "namespace": "default", "uid": "uid-1"}
+        assert np["trafficStats"]["sessions"] == 2 and "ruleTrafficStats" not in np
+    status, np = await call(
+        env, "GET", f"{STATS}/namespaces/default/networkpolicystats/np1", "t-admin"
+    )
+    assert status == 200 and np["kind"] == "NetworkPolicyStats"
+    _, body = await call(env, "GET", f"{STATS}/namespaces/other/networkpolicystats", "t-admin")
+    assert body["items"] == []
+    _, body = await call(env, "GET", f"{STATS}/antreanetworkpolicystats", "t-admin")
+    assert body == {
+        "apiVersion": "stats.antrea.io/v1alpha1",
+        "kind": "AntreaNetworkPolicyStatsList",
+        "items": [],
+    }
+    for missing in (
+        "networkpolicystats/np1",  # namespaced: only under /namespaces/NS
+        "namespaces/default/networkpolicystats/nope",
+        "namespaces/default/antreaclusternetworkpolicystats",
+        "bogusstats",
+    ):
+        assert (await call(env, "GET", f"{STATS}/{missing}", "t-admin"))[0] == 404, missing

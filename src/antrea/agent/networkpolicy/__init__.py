@@ -30,7 +30,7 @@ from antrea.agent.networkpolicy.metrics import PolicyMetrics
 from antrea.agent.networkpolicy.persist import StateWriter, load_events
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.networkpolicy.reject import RejectResponder
-from antrea.agent.networkpolicy.stats import StatsCollector
+from antrea.agent.networkpolicy.stats import RuleTotals, StatsCollector, conj_counters
 from antrea.agent.openflow import pipeline
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import Direction, NetworkPolicyNodeStatus, PodReference
@@ -41,6 +41,7 @@ from antrea.ovs.ovsctl import DumpedFlow
 log = structlog.get_logger(__name__)
 
 FALLBACK_AFTER_S = 5.0
+STATS_REPORT_INTERVAL_S = 10.0  # upstream reports every 60 s
 
 __all__ = ["NetworkPolicyController", "PolicyAgent", "PolicyReconciler", "start"]
 
@@ -106,6 +107,10 @@ class PolicyAgent:
         self.stats: StatsCollector | None = StatsCollector(
             self.dump_policy_flows, self.reconciler.rule_of_conj
         )
+        # per-rule totals reported to the controller every stats_interval (stats.antrea.io)
+        self.totals = RuleTotals()
+        self.stats_interval = STATS_REPORT_INTERVAL_S
+        self.stats_reports = 0
         cfg = getattr(agent, "cfg", None)
         self.state_file: Path | None = (
             Path(cfg.stateDir) / "networkpolicy" / "state.msgpack" if cfg is not None else None
@@ -238,6 +243,35 @@ class PolicyAgent:
         self.controller.pod_changed(ref)
 
     # -- status, metrics, OVS helpers -----------------------------------------------------
+    def _conj_owner(self, conj_id: int) -> tuple[str, str, str] | None:
+        rid = self.reconciler.rule_of_conj(conj_id)
+        rule = self.controller.cache.rules.get(rid) if rid is not None else None
+        return (rid, rule.policy, rule.rule.name) if rid is not None and rule else None
+
+    async def collect_stats(self) -> bool:
+        """Read the counters once, fold them into the totals and send those to the controller
+        (True when it accepted them)."""
+        # its own dump: the local API's cached one may be older than the last reading
+        self.totals.observe(conj_counters(await self.dump_policy_flows()), self._conj_owner)
+        self.totals.retain(self.controller.cache.policies)
+        report = getattr(self.client, "report_stats", None)
+        if report is None:
+            return False
+        ok = bool(await report(self.totals.summary(self.agent.node_name)))
+        self.stats_reports += ok
+        return ok
+
+    async def report_stats(self) -> None:
+        """The first reading (a baseline: see stats.RuleTotals) once the flows left by a previous
+        run are known, then one report every ``stats_interval``."""
+        await self.ids_reserved.wait()
+        while True:
+            try:
+                await self.collect_stats()
+            except Exception as exc:  # a failed dump: the next round reads again
+                log.info("policy_stats_collection_failed", error=str(exc))
+            await asyncio.sleep(self.stats_interval)
+
     async def _report(self, status: NetworkPolicyNodeStatus) -> None:
         if self.client is not None:
             await self.client.report_status(status)
@@ -407,6 +441,7 @@ def start(agent: PolicyHost, *, client: Any = None) -> PolicyAgent:
     agent.add_task(pa.run(client.events), "networkpolicy_stream")
     agent.add_task(pa.mark_ready(), "networkpolicy_ready")
     agent.add_task(pa.fallback(), "networkpolicy_fallback")
+    agent.add_task(pa.report_stats(), "networkpolicy_stats")
     if pa.writer is not None:
         agent.add_task(pa.writer.run(), "networkpolicy_persist")
     if pa.reject is not None:

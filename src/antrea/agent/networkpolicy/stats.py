@@ -6,15 +6,28 @@ sessions), and its metric flow ``ct_state=-new+est,ct_label=N`` sees the rest of
 connections (the commit in table 105 copies the rule's conjunction ID from reg5/reg6 into
 ct_label). A rule's counters are the sums over its conjunctions. One ``ovs-ofctl dump-flows``
 of the NetworkPolicy cookie category per collection, never one process per rule.
+
+`RuleTotals` turns successive readings into counters per (policy, rule name) that never go
+backwards and never count twice, which the agent reports to the controller (stats.antrea.io):
+
+- the first reading after the agent starts is only a baseline (flows may have survived the
+  restart with their counters: what they counted before is not known to be unreported);
+- a conjunction's counters that went down mean its flows were reinstalled: the new values are all
+  new traffic; a conjunction ID new since the last reading (or now another rule's) counts fully;
+- totals are kept per (policy, rule name) under a ``since`` token (this agent run + a counter),
+  a new token whenever a total restarts at 0 (first seen, or seen again after its policy left
+  the node), so the controller can fold ended runs without double counting.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
 
+from antrea.apis.stats.types import NodeStatsSummary, RuleTraffic, TrafficStats
 from antrea.ovs.ovsctl import DumpedFlow
 
 _CONJ_ID = re.compile(r"(?:^|,)conj_id=(\d+)(?:,|$)")
@@ -29,6 +42,9 @@ class RuleStats:
 
     def to_json(self) -> dict[str, int]:
         return {"sessions": self.sessions, "packets": self.packets, "bytes": self.bytes}
+
+    def traffic(self) -> TrafficStats:
+        return TrafficStats(packets=self.packets, bytes=self.bytes, sessions=self.sessions)
 
 
 def conj_counters(flows: Iterable[DumpedFlow]) -> dict[int, RuleStats]:
@@ -55,8 +71,14 @@ def conj_counters(flows: Iterable[DumpedFlow]) -> dict[int, RuleStats]:
 def rule_counters(
     flows: Iterable[DumpedFlow], rule_of_conj: Callable[[int], str | None]
 ) -> dict[str, RuleStats]:
+    return rules_of_conjs(conj_counters(flows), rule_of_conj)
+
+
+def rules_of_conjs(
+    conjs: dict[int, RuleStats], rule_of_conj: Callable[[int], str | None]
+) -> dict[str, RuleStats]:
     out: dict[str, RuleStats] = {}
-    for cid, s in conj_counters(flows).items():
+    for cid, s in conjs.items():
         rid = rule_of_conj(cid)
         if rid is None:
             continue
@@ -81,14 +103,78 @@ class StatsCollector:
         self.rule_of_conj = rule_of_conj
         self.min_interval = min_interval
         self._at = 0.0
-        self._stats: dict[str, RuleStats] = {}
+        self._conjs: dict[int, RuleStats] = {}
         self.dumps = 0
 
-    async def rules(self) -> dict[str, RuleStats]:
+    async def conjs(self) -> dict[int, RuleStats]:
         now = time.monotonic()
         if now - self._at >= self.min_interval or not self.dumps:
             flows = await self.dump()
             self.dumps += 1
-            self._stats = rule_counters(flows, self.rule_of_conj)
+            self._conjs = conj_counters(flows)
             self._at = time.monotonic()
-        return self._stats
+        return self._conjs
+
+    async def rules(self) -> dict[str, RuleStats]:
+        return rules_of_conjs(await self.conjs(), self.rule_of_conj)
+
+
+# (rule ID, policy, rule name) of a conjunction, None when it is no known rule's
+Owner = Callable[[int], tuple[str, str, str] | None]
+
+
+class RuleTotals:
+    """Counters per (policy, rule name) accumulated from successive conjunction readings."""
+
+    def __init__(self, run: str | None = None) -> None:
+        self.run = run or secrets.token_hex(6)  # this agent process
+        self._last: dict[int, tuple[str | None, TrafficStats]] = {}
+        self._totals: dict[tuple[str, str], tuple[str, TrafficStats]] = {}
+        self._started = 0
+        self.primed = False
+        self.resets = 0  # conjunctions whose counters went down (flows reinstalled)
+
+    def observe(self, conjs: dict[int, RuleStats], owner: Owner) -> None:
+        last, self._last = self._last, {}
+        for cid, raw in conjs.items():
+            cur = raw.traffic()
+            o = owner(cid)
+            self._last[cid] = (o[0] if o else None, cur)
+            if not self.primed or o is None:
+                continue
+            prev = last.get(cid)
+            if prev is None or (prev[0] is not None and prev[0] != o[0]):
+                delta = cur  # flows new since the last reading
+            elif cur.covers(prev[1]):
+                delta = cur - prev[1]
+            else:
+                self.resets += 1
+                delta = cur  # reinstalled: counting again from 0
+            if delta != TrafficStats():
+                self._add((o[1], o[2]), delta)
+        self.primed = True
+
+    def _add(self, key: tuple[str, str], delta: TrafficStats) -> None:
+        got = self._totals.get(key)
+        if got is None:
+            self._started += 1
+            self._totals[key] = (f"{self.run}.{self._started}", delta)
+        else:
+            self._totals[key] = (got[0], got[1] + delta)
+
+    def retain(self, policies: Container[str]) -> None:
+        """Forget the totals of policies this node no longer has (seen again: a new run)."""
+        for key in [k for k in self._totals if k[0] not in policies]:
+            del self._totals[key]
+
+    def totals(self) -> dict[tuple[str, str], TrafficStats]:
+        return {k: v[1] for k, v in self._totals.items()}
+
+    def summary(self, node: str) -> NodeStatsSummary:
+        return NodeStatsSummary(
+            node,
+            tuple(
+                RuleTraffic(policy, rule, since, stats)
+                for (policy, rule), (since, stats) in sorted(self._totals.items())
+            ),
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 from collections.abc import AsyncIterator
 from types import SimpleNamespace
@@ -54,6 +55,7 @@ class FakeOfctl:
         self.rt = rt
         self.traced: list[str] = []
         self.appctl_calls: list[tuple[str, ...]] = []
+        self.packets = 7  # every flow's n_packets in a dump
 
     async def dump_flows(self, flow_filter: str = "", *, stats: bool = True) -> list[DumpedFlow]:
         from antrea.ovs.openflow.render import render_flow
@@ -61,7 +63,9 @@ class FakeOfctl:
 
         out = []
         for f in self.rt.flows.values():
-            line = render_flow(f).replace("cookie=", "n_packets=7, n_bytes=700, cookie=")
+            line = render_flow(f).replace(
+                "cookie=", f"n_packets={self.packets}, n_bytes={self.packets * 100}, cookie="
+            )
             parsed = parse_flow_line(line)
             if parsed is not None:
                 out.append(parsed)
@@ -267,6 +271,54 @@ async def test_controller_connected_follows_the_stream_through_an_outage() -> No
             if agent.controller_connected:
                 break
         assert agent.controller_connected
+    finally:
+        for t in agent.tasks:
+            t.cancel()
+        await asyncio.gather(*agent.tasks, return_exceptions=True)
+
+
+class StatsClient(FakeClient):
+    def __init__(self, events: list[WatchEvent]) -> None:
+        super().__init__(events)
+        self.summaries: list[Any] = []
+
+    async def report_stats(self, summary: Any) -> bool:
+        self.summaries.append(summary)
+        return True
+
+
+async def test_rule_counters_reported_to_the_controller_as_totals_per_rule_name() -> None:
+    from antrea.agent.networkpolicy.stats import RuleTotals
+    from antrea.apis.stats.types import TrafficStats
+
+    rt = RecordingTransport()
+    agent = fake_agent(rt)
+    agent.interface_store.add(
+        InterfaceConfig("c1", "a", "x", "a-1", "eth0", ipaddress.IPv4Address("10.244.1.10"),
+                        "02:00:00:00:00:0a", 3)
+    )  # fmt: skip
+    named = dataclasses.replace(ingress(groups=["ag"], services=[tcp(80)]), name="allow-web")
+    client = StatsClient(
+        [
+            added(AddressGroup("ag", frozenset({YB}))),
+            added(AppliedToGroup("atg", frozenset({A}))),
+            added(policy("p1", [named], ["atg"])),
+            BOOKMARK,
+        ]
+    )
+    pa = start(agent, client=client)
+    try:
+        await asyncio.wait_for(agent.policy_ready.wait(), 5)
+        await pa.controller.wait_idle()
+        pa.totals = RuleTotals(run="t")  # a fresh agent run: its first reading is a baseline
+        assert await pa.collect_stats()
+        assert client.summaries[-1].rules == ()
+        agent.ofctl.packets = 10
+        assert await pa.collect_stats()
+        (r,) = client.summaries[-1].rules
+        assert (r.policy, r.rule, r.since) == ("p1", "allow-web", "t.1")
+        # one conjunction: its action flow (3 new sessions) and metric flow (3 more packets)
+        assert r.stats == TrafficStats(packets=6, bytes=600, sessions=3)
     finally:
         for t in agent.tasks:
             t.cancel()

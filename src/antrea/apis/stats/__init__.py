@@ -1,0 +1,1 @@
+"""antrea.apis.stats: per-rule traffic counters, agent -> controller -> antctl/kubectl."""
