@@ -89,6 +89,49 @@ def _ref(p: dict[str, Any]) -> str:
     return f"{ref.get('type', '?')} {where}{ref.get('name', p['metadata']['name'])}"
 
 
+def _pending(
+    api: dict[str, tuple[str, int]],
+    ctrl: dict[str, dict[str, Any]],
+    nodes: list[str],
+    views: list[list[dict[str, Any]]],
+) -> list[str]:
+    """`LabCluster.pending` on the three views: the API's policies (UID -> (what,
+    generation)), the controller's (by UID, with ``span``) and each node's agent's."""
+    out: list[str] = []
+    for uid, (what, gen) in sorted(api.items(), key=lambda kv: kv[1]):
+        p = ctrl.get(uid)
+        if p is None:
+            out.append(f"{what}: not compiled by the controller yet")
+        elif p.get("generation") != gen:
+            out.append(f"{what}: controller at generation {p.get('generation')}, API {gen}")
+    for uid, p in ctrl.items():
+        if uid not in api:
+            out.append(f"controller still holds deleted {_ref(p)}")
+    for node, view in zip(nodes, views, strict=True):
+        held = {p["metadata"]["name"]: p for p in view}
+        want = {
+            uid
+            for uid, p in ctrl.items()
+            if uid in api and p.get("generation") == api[uid][1] and node in p.get("span", ())
+        }
+        for uid in sorted(want):
+            what, gen = api[uid]
+            a = held.get(uid)
+            if a is None:
+                out.append(f"{node}: {what} not received")
+            elif a.get("generation") != gen:
+                out.append(f"{node}: {what} at generation {a.get('generation')}, API {gen}")
+            elif not a.get("realized") or a.get("realizedGeneration") != gen:
+                msg = a.get("message") or a.get("phase") or ""
+                out.append(f"{node}: {what} not realized at generation {gen} ({msg})")
+        for uid, a in held.items():
+            if uid not in api:
+                out.append(f"{node}: still holds deleted {_ref(a)}")
+            elif uid in ctrl and node not in (ctrl[uid].get("span") or ()):
+                out.append(f"{node}: still holds {api[uid][0]} (not in its span)")
+    return out
+
+
 def _pending_without_span(
     api: dict[str, tuple[str, int]], nodes: list[str], views: list[list[dict[str, Any]]]
 ) -> list[str]:
@@ -258,39 +301,7 @@ class LabCluster:
             self.no_controller = f"{type(exc).__name__}: {exc}"
             print(f"\nwarning: settle without the controller's span: {self.no_controller}")
             return _pending_without_span(api, nodes, views)
-        out: list[str] = []
-        for uid, (what, gen) in sorted(api.items(), key=lambda kv: kv[1]):
-            p = ctrl.get(uid)
-            if p is None:
-                out.append(f"{what}: not compiled by the controller yet")
-            elif p.get("generation") != gen:
-                out.append(f"{what}: controller at generation {p.get('generation')}, API {gen}")
-        for uid, p in ctrl.items():
-            if uid not in api:
-                out.append(f"controller still holds deleted {_ref(p)}")
-        for node, view in zip(nodes, views, strict=True):
-            held = {p["metadata"]["name"]: p for p in view}
-            want = {
-                uid
-                for uid, p in ctrl.items()
-                if uid in api and p.get("generation") == api[uid][1] and node in p.get("span", ())
-            }
-            for uid in sorted(want):
-                what, gen = api[uid]
-                a = held.get(uid)
-                if a is None:
-                    out.append(f"{node}: {what} not received")
-                elif a.get("generation") != gen:
-                    out.append(f"{node}: {what} at generation {a.get('generation')}, API {gen}")
-                elif not a.get("realized") or a.get("realizedGeneration") != gen:
-                    msg = a.get("message") or a.get("phase") or ""
-                    out.append(f"{node}: {what} not realized at generation {gen} ({msg})")
-            for uid, a in held.items():
-                if uid not in api:
-                    out.append(f"{node}: still holds deleted {_ref(a)}")
-                elif uid in ctrl and node not in (ctrl[uid].get("span") or ()):
-                    out.append(f"{node}: still holds {api[uid][0]} (not in its span)")
-        return out
+        return _pending(api, ctrl, nodes, views)
 
     async def settle(self, timeout: float = 15.0) -> None:
         """Until `pending` is empty (or `timeout`), then ~1 s for group-only changes."""
@@ -739,3 +750,36 @@ async def test_conformance(cluster: LabCluster, case: Any) -> None:
     finally:
         await cluster.reset()
     assert not failures, "\n".join(failures)
+
+
+def _agent_view(uid: str, gen: int, realized: int | None) -> dict[str, Any]:
+    return {
+        "metadata": {"name": uid},
+        "sourceRef": {"type": "K8sNetworkPolicy", "namespace": "z", "name": uid},
+        "generation": gen,
+        "realized": realized is not None,
+        "realizedGeneration": realized,
+    }
+
+
+def test_settle_holds_what_an_agent_has_not_received_or_not_forgotten() -> None:
+    """The settle's rule on the three views (no lab): the old one read the agents' views
+    alone, so a policy no agent had received yet (or a delete none had seen) passed."""
+    api = {"u1": ("NetworkPolicy z/ns-local", 2)}
+    ctrl = {"u1": {"metadata": {"name": "u1"}, "generation": 2, "span": ["node1"]}}
+    nodes = ["node1", "node2"]
+    # node1 has not received it: the agents' own views are all "realized" (empty)
+    assert _pending(api, ctrl, nodes, [[], []]) == ["node1: NetworkPolicy z/ns-local not received"]
+    # received, realized at the previous generation only
+    assert _pending(api, ctrl, nodes, [[_agent_view("u1", 2, 1)], []])
+    # the controller has not compiled the update yet
+    old_ctrl = {"u1": {**ctrl["u1"], "generation": 1}}
+    assert _pending(api, old_ctrl, nodes, [[_agent_view("u1", 1, 1)], []])
+    # a deleted policy still held by node2, or held outside its span
+    gone = _agent_view("u0", 1, 1)
+    assert _pending(api, ctrl, nodes, [[_agent_view("u1", 2, 2)], [gone]]) == [
+        "node2: still holds deleted K8sNetworkPolicy z/u0"
+    ]
+    assert _pending(api, ctrl, nodes, [[_agent_view("u1", 2, 2)], [_agent_view("u1", 2, 2)]])
+    # settled
+    assert _pending(api, ctrl, nodes, [[_agent_view("u1", 2, 2)], []]) == []
