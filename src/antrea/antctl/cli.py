@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     from antrea.antctl import controller_cmds
 
     controller_cmds.register(get_sub, top, common_parent())
+    from antrea.antctl import stats_cmds
+
+    stats_cmds.register(get_sub, common_parent())
     from antrea.antctl import ops_cmds
 
     ops_cmds.register(top, common_parent())
