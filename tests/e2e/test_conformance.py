@@ -355,13 +355,18 @@ class LabCluster:
             }
             from antrea.testbed.lab.probe import probe_pair_verdict
 
-            for s, d in pairs[:6]:
-                again = await probe_pair_verdict(
-                    targets[s], targets[d], protocol=expect.protocol, port=expect.port
+            again = await asyncio.gather(
+                *(
+                    probe_pair_verdict(
+                        targets[s], targets[d], protocol=expect.protocol, port=expect.port
+                    )
+                    for s, d in pairs[:6]
                 )
+            )
+            for (s, d), verdict in zip(pairs[:6], again, strict=True):
                 out.append(
                     f"  {s} ({'@'.join(where.get(s, ('?', '?')))}) -> "
-                    f"{d} ({'@'.join(where.get(d, ('?', '?')))}): probed again: {again}"
+                    f"{d} ({'@'.join(where.get(d, ('?', '?')))}): probed again: {verdict}"
                 )
             try:
                 pending = await self.pending()
