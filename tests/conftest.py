@@ -3,10 +3,44 @@
 Hypothesis: no per-example deadline and no "too slow" health check. CI and the shared development
 machines are loaded (labs, OVS, compilers), and speed is measured in `benchmarks/`, never asserted
 by a test's wall clock.
+
+Parallel runs (`bin/test`: pytest-xdist, ``-n N``): every test belongs to one group, and a group
+runs whole, in collection order, in one worker process (`group_of`):
+
+- a test with an ``xdist_group`` mark is in that group: each conformance variant
+  (tests/e2e/test_conformance.py) and each Service lab variant (tests/e2e/test_lab_proxy.py) is
+  one, so its module-scoped lab is brought up once, in one worker;
+- every test that runs a real Kubernetes cluster (the ``realk8s`` mark, the conformance variant
+  on it included) and tests/integration/test_image.py are the one group ``realk8s``: real
+  clusters are heavy, and all of them build or import the one image (bin/build-image writes
+  dist/ and a shared cache, which two concurrent builds race on);
+- any other test's group is its module, so module-scoped fixtures (labs, API servers) are set up
+  once, as in a serial run.
+
+The groups are scheduled heaviest first (real clusters, other lab variants, other e2e,
+integration, unit). The scheduler is ours (`pytest_xdist_make_scheduler`): xdist's own
+``--dist loadgroup`` no longer groups anything under pytest 9.2 (it rewrites a node id field that
+pytest stopped reading). The controller has node ids only, no marks: each worker writes the group
+of every test it collected to a file (`GROUPS_DIR`) that the controller reads before scheduling.
+
+`SERIAL` tests are timing-sensitive: marked ``serial`` here, bin/test runs them alone after the
+parallel tier.
+
+Workers never collide otherwise: labs are named per pid (`antrea.testbed.lab.testing`), the
+agent test labs and the OVS sandboxes per uuid or tmp_path, and everything a lab runs lives in
+its own namespaces. Without ``-n`` none of this applies but the ``serial`` mark.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
 from hypothesis import HealthCheck, settings
 
 settings.register_profile(
@@ -15,3 +49,108 @@ settings.register_profile(
     suppress_health_check=[HealthCheck.too_slow],
 )
 settings.load_profile("antrea")
+
+REALK8S = "realk8s"
+# Modules outside the realk8s mark that must not run beside a real cluster's image build.
+REALK8S_MODULES = ("tests/integration/test_image.py",)
+# Timing-sensitive tests (a prober's loss, a recovery bound, as a benchmark would measure): marked
+# ``serial``, and bin/test runs them alone after the parallel tier, not beside five other labs.
+SERIAL = (
+    "tests/e2e/test_lab_chaos.py",
+    "tests/e2e/test_podnetwork.py::test_agent_kill_keeps_connections_and_leaves_no_stale_flows",
+    "tests/integration/test_agent_multinode.py::test_agent_kill_and_restart_keeps_connections",
+)
+GROUPS_DIR = "antrea_groups_dir"  # the workerinput key: where workers write their groups
+GROUPS_DIR_KEY = pytest.StashKey[str]()
+
+
+def group_of(item: pytest.Item) -> str:
+    """The group a test runs in under xdist (see the module docstring)."""
+    module = item.nodeid.split("::", 1)[0]
+    named = {
+        str(m.args[0] if m.args else m.kwargs["name"]) for m in item.iter_markers("xdist_group")
+    }
+    if item.get_closest_marker("realk8s") or module in REALK8S_MODULES:
+        if named:  # xdist would have joined both names: a group of its own
+            raise pytest.UsageError(f"{item.nodeid}: a realk8s test takes no other xdist_group")
+        return REALK8S
+    if len(named) > 1:
+        raise pytest.UsageError(f"{item.nodeid}: more than one xdist_group: {sorted(named)}")
+    return named.pop() if named else module
+
+
+def _tier(group: str) -> int:
+    """Heaviest first: real clusters, lab variants, other e2e, integration, unit."""
+    if group == REALK8S:
+        return 0
+    if not group.startswith("tests/"):
+        return 1
+    return 2 if group.startswith("tests/e2e/") else 3 if group.startswith("tests/integ") else 4
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the `SERIAL` tests; in an xdist worker, write every test's group for the controller."""
+    modules = {item.nodeid.split("::", 1)[0] for item in items}
+    unmatched = {s for s in SERIAL if s.split("::", 1)[0] in modules}
+    for item in items:
+        for s in SERIAL:
+            if item.nodeid == s or item.nodeid.startswith((f"{s}::", f"{s}[")):
+                item.add_marker(pytest.mark.serial)
+                unmatched.discard(s)
+    if unmatched:
+        raise pytest.UsageError(f"tests/conftest.py SERIAL names no test: {sorted(unmatched)}")
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput and workerinput.get(GROUPS_DIR):
+        groups = {item.nodeid: group_of(item) for item in items}
+        path = Path(workerinput[GROUPS_DIR]) / f"{workerinput['workerid']}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(groups))
+        tmp.rename(path)
+
+
+if importlib.util.find_spec("xdist") is not None:
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]  # xdist has no types
+        """xdist's scope scheduling with the workers' groups as scopes, heaviest tiers first."""
+
+        def __init__(self, config: pytest.Config, log: Any = None) -> None:
+            super().__init__(config, log)
+            config.option.loadscopereorder = False  # keep our order, not xdist's by test count
+            self.groups: dict[str, str] = {}
+
+        def _split_scope(self, nodeid: str) -> str:
+            return self.groups.get(nodeid) or nodeid.split("::", 1)[0]
+
+        def schedule(self) -> None:
+            if self.collection is None and self.collection_is_completed:
+                node = next(iter(self.registered_collections))
+                path = Path(self.config.stash[GROUPS_DIR_KEY]) / f"{node.gateway.id}.json"
+                self.groups = json.loads(path.read_text())
+                for n, ids in self.registered_collections.items():
+                    # stable: a group keeps its collection order
+                    self.registered_collections[n] = sorted(
+                        ids, key=lambda i: _tier(self._split_scope(i))
+                    )
+            super().schedule()
+
+    @pytest.hookimpl(tryfirst=True)  # before xdist's own, which always answers
+    def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> GroupScheduling | None:
+        if config.getvalue("dist") != "load":  # an explicit --dist: xdist's own scheduling
+            return None
+        return GroupScheduling(config, log)
+
+    def pytest_configure_node(node: Any) -> None:
+        """Tell each worker where to write its groups (one directory per run)."""
+        stash = node.config.stash
+        if GROUPS_DIR_KEY not in stash:
+            stash[GROUPS_DIR_KEY] = tempfile.mkdtemp(prefix="antrea-xdist-groups-")
+        node.workerinput[GROUPS_DIR] = stash[GROUPS_DIR_KEY]
+
+    def pytest_unconfigure(config: pytest.Config) -> None:
+        groups_dir = config.stash.get(GROUPS_DIR_KEY, None)
+        if groups_dir:
+            for p in Path(groups_dir).iterdir():
+                p.unlink()
+            os.rmdir(groups_dir)

@@ -10,6 +10,10 @@ Variants:
   egress named port, pod relabel, cross-namespace, egress ipBlocks).
 - ``ANTREA_CONFORMANCE_FULL=1``: every case in all four variants (2/3 nodes x encap/noEncap).
 
+Each variant is one xdist group (its ``xdist_group`` mark; the real-Kubernetes one joins the
+``realk8s`` group): `bin/test` runs the variants side by side, each in its own worker process with
+its own lab (tests/conftest.py).
+
 Antrea-native cases (/work/shared/netpol-cases-antrea and tests/e2e/netpol/cases-antrea: Tiers,
 ClusterNetworkPolicies, Antrea NetworkPolicies, groups; ids prefixed ``antrea-``) run in the
 same labs: every one on the default 2-node VXLAN lab, `ANTREA_SUBSET` (Reject, Pass with Self,
@@ -463,21 +467,27 @@ class LabCluster:
         await self.settle()
 
 
+def _variant(params: LabParams, subset: set[str] | None, id: str) -> Any:
+    """One lab variant; its cases form one xdist group, so one worker owns its lab (bin/test)."""
+    return pytest.param((params, subset), id=id, marks=pytest.mark.xdist_group(f"conformance-{id}"))
+
+
 VARIANTS = [
-    pytest.param((LabParams(nodes=2, cni="antrea", encap="vxlan"), None), id="2node-vxlan"),
-    pytest.param((LabParams(nodes=3, cni="antrea", encap="geneve"), SUBSET), id="3node-geneve"),
-    pytest.param((LabParams(nodes=2, cni="antrea", encap="none"), SUBSET), id="2node-noencap"),
+    _variant(LabParams(nodes=2, cni="antrea", encap="vxlan"), None, "2node-vxlan"),
+    _variant(LabParams(nodes=3, cni="antrea", encap="geneve"), SUBSET, "3node-geneve"),
+    _variant(LabParams(nodes=2, cni="antrea", encap="none"), SUBSET, "2node-noencap"),
 ]
-# The real-Kubernetes lab (kube-apiserver, kubelets, containerd; antrea from deploy/antrea.yml):
-# noEncap, since netdev encap across nodes is not there yet. Skipped without the binaries.
-REAL = pytest.param(("real-noencap", SUBSET), id="real-2node-noencap",
-                    marks=pytest.mark.realk8s)  # fmt: skip
 if FULL:
     VARIANTS = [
-        pytest.param((LabParams(nodes=n, cni="antrea", encap=e), None), id=f"{n}node-{e}")
+        _variant(LabParams(nodes=n, cni="antrea", encap=e), None, f"{n}node-{e}")
         for n in (2, 3)
         for e in ("vxlan", "none")
     ]
+# The real-Kubernetes lab (kube-apiserver, kubelets, containerd; antrea from deploy/antrea.yml):
+# noEncap, since netdev encap across nodes is not there yet. Skipped without the binaries. Its
+# xdist group comes from the realk8s mark (tests/conftest.py: every real cluster in one worker).
+REAL = pytest.param(("real-noencap", SUBSET), id="real-2node-noencap",
+                    marks=pytest.mark.realk8s)  # fmt: skip
 VARIANTS.append(REAL)
 CHECKS = ("enforcement-latency", "no-stale-flows", "antrea-api", "priority-reassignment")
 
