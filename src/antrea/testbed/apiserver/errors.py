@@ -174,3 +174,7 @@ def resource_not_found(path: str) -> APIError:
 
 def internal(message: str) -> APIError:
     return APIError(status_body(code=500, reason="InternalError", message=message))
+
+
+def service_unavailable(message: str) -> APIError:
+    return APIError(status_body(code=503, reason="ServiceUnavailable", message=message))

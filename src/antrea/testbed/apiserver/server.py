@@ -29,6 +29,7 @@ from antrea.testbed.apiserver import (
     openapi,
     openapi_pb,
     podstreams,
+    proxy,
     services,
 )
 from antrea.testbed.apiserver.auth import (
@@ -85,6 +86,8 @@ class APIServer:
             Service.
         webhook_dial: how admission webhooks are connected to (`webhooks.Dialer`); default
             a plain TCP connection from this process's network namespace.
+        proxy_dial: how ``pods/proxy`` and ``services/proxy`` reach their targets
+            (`proxy.Dialer`); default as ``webhook_dial``'s.
     """
 
     def __init__(
@@ -105,6 +108,7 @@ class APIServer:
         service_node_port_range: str = services.DEFAULT_NODE_PORT_RANGE,
         advertise_address: tuple[str, int] | None = None,
         webhook_dial: Dialer | None = None,
+        proxy_dial: proxy.Dialer | None = None,
     ) -> None:
         self.event_ttl = event_ttl
         self.service_network = services.ServiceNetwork.parse(service_cidr, service_node_port_range)
@@ -137,6 +141,7 @@ class APIServer:
         self.handlers.service_network = self.service_network
         self.handlers.access_reviews = self._access_review
         self.webhooks = Webhooks(self.store, webhook_dial)
+        self.proxy_dial: proxy.Dialer = proxy_dial or proxy.default_dial
         self.handlers.webhooks = self.webhooks
         self._persistence: Persistence | None = None
         self._runner: web.AppRunner | None = None
@@ -365,6 +370,13 @@ class APIServer:
         if isinstance(self.authorizer, authz.Authorization):
             identity = self.authorizer.impersonate(identity, request.headers)
         authz.CURRENT_IDENTITY.set(identity)
+        proxied = proxy.parse_proxy_path(request.raw_path.partition("?")[0])
+        if proxied is not None:
+            attrs = authz.resource_attributes(request.method, proxied.target(), {}, path)
+            allowed, reason = self.authorizer_decide(identity, attrs)
+            if not allowed:
+                raise authz.forbidden(identity, attrs, reason)
+            return await proxy.forward(self.proxy_dial, self.store, request, proxied)
         target = parse_path(path)
         if not isinstance(target, ResourcePath):
             attrs = authz.non_resource_attributes(request.method, path)

@@ -31,7 +31,7 @@ import yaml
 
 from antrea.k8s.client import kubeconfig_sections
 from antrea.testbed.apiserver.podstreams import PodRuntime
-from antrea.testbed.apiserver.webhooks import Dialer
+from antrea.testbed.apiserver.proxy import Dialer
 from antrea.testbed.lab import identities, netns
 from antrea.testbed.lab.state import UNDERLAY_API_PORT, LabSpec
 
@@ -81,10 +81,11 @@ def listen_socket(host: str, port: int, *, in_netns: str | None = None) -> socke
 
 
 def netns_dialer(name: str) -> Dialer:
-    """A `webhooks.Dialer` whose TCP connections leave from network namespace ``name``."""
+    """A `webhooks.Dialer` (and `proxy.Dialer`: ``ctx`` None is plain TCP) whose TCP
+    connections leave from network namespace ``name``."""
 
     async def dial(
-        host: str, port: int, ctx: ssl.SSLContext, server_hostname: str
+        host: str, port: int, ctx: ssl.SSLContext | None, server_hostname: str
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
         def make() -> socket.socket:
             s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -95,7 +96,7 @@ def netns_dialer(name: str) -> Dialer:
         try:
             await asyncio.get_running_loop().sock_connect(sock, (host, port))
             return await asyncio.open_connection(
-                sock=sock, ssl=ctx, server_hostname=server_hostname
+                sock=sock, ssl=ctx, server_hostname=server_hostname if ctx else None
             )
         except BaseException:
             sock.close()
@@ -144,6 +145,8 @@ async def start_embedded(spec: LabSpec, pod_runtime: PodRuntime | None = None) -
         # Admission webhooks (the controller's, behind Service antrea) listen on node
         # addresses: connect to them from the underlay, like a control plane there would.
         webhook_dial=netns_dialer(spec.underlay_netns),
+        # pods/proxy and services/proxy (antctl --via-apiserver): node addresses, the same way.
+        proxy_dial=netns_dialer(spec.underlay_netns),
     )
     server.pod_runtime = pod_runtime
     await server.start()
