@@ -70,6 +70,7 @@ from antrea.agent.kube import ApiClientNodeAPI, NodeAPI, NodeInfo, node_info, wa
 from antrea.agent.noderoute import NodeRouteController
 from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
 from antrea.agent.openflow.pipeline import CANARY_TABLE, TABLE_NAMES
+from antrea.agent.owners import BaseOwner
 from antrea.agent.secureapi import SecureAPI
 from antrea.ovs import ovsconfig
 from antrea.ovs.errors import OvsError
@@ -390,12 +391,12 @@ class Agent:
     def _base_flows(self) -> dict[Owner, list[Flow]]:
         b = self.flow_builder()
         desired: dict[Owner, list[Flow]] = {
-            "pipeline": b.pipeline_flows(),
-            "gateway": b.gateway_flows(),
-            "canary": [b.canary_flow()],
+            BaseOwner.PIPELINE: b.pipeline_flows(),
+            BaseOwner.GATEWAY: b.gateway_flows(),
+            BaseOwner.CANARY: [b.canary_flow()],
         }
         if self.cfg.encap:
-            desired["tunnel"] = b.tunnel_flows()
+            desired[BaseOwner.TUNNEL] = b.tunnel_flows()
         for c in self.interface_store.list():
             desired[pod_owner(c.container_id)] = b.pod_flows(PodPort(c.ofport, c.ip, c.mac))
         return desired

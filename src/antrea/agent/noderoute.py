@@ -22,6 +22,7 @@ from pyroute2 import IPRoute
 from antrea.agent import iptables
 from antrea.agent.kube import NodeEvent, NodeEventKind, NodeInfo
 from antrea.agent.openflow.builder import FlowBuilder
+from antrea.agent.owners import NodeOwner
 from antrea.ovs.openflow.client import CoalescingWriter
 
 log = structlog.get_logger(__name__)
@@ -29,8 +30,8 @@ log = structlog.get_logger(__name__)
 RT_PROTO = 0x5A  # routes installed by this agent (rtnetlink protocol field)
 
 
-def node_owner(name: str) -> tuple[str, str]:
-    return ("node", name)
+def node_owner(name: str) -> NodeOwner:
+    return NodeOwner(name)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,6 +24,7 @@ from antrea.agent import netlink
 from antrea.agent.interfacestore import InterfaceConfig, InterfaceStore, host_interface_name
 from antrea.agent.ipam import IPAM, IPAMError
 from antrea.agent.openflow.builder import FlowBuilder, PodPort
+from antrea.agent.owners import PodOwner
 from antrea.apis.cni.errors import (
     CHECK_INTERFACE_FAILURE,
     CONFIG_INTERFACE_FAILURE,
@@ -85,8 +86,8 @@ def parse_cni_args(args: str) -> dict[str, str]:
     return out
 
 
-def pod_owner(container_id: str) -> tuple[str, str]:
-    return ("pod", container_id)
+def pod_owner(container_id: str) -> PodOwner:
+    return PodOwner(container_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ See docs/design/networkpolicy-agent.md.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.networkpolicy.reject import RejectResponder
 from antrea.agent.networkpolicy.stats import RuleTotals, StatsCollector, conj_counters
 from antrea.agent.openflow import pipeline
+from antrea.agent.owners import is_policy_owner
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import Direction, NetworkPolicyNodeStatus, PodReference
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, category_filter, cookie_category
@@ -286,12 +287,8 @@ class PolicyAgent:
             "initial_sync_seconds": ctl.initial_sync_seconds,
         }
 
-    def _owners(self) -> list[Any]:
-        return [
-            o
-            for o in self.agent.flow_client.owners()
-            if isinstance(o, tuple) and o and str(o[0]).startswith("np-")
-        ]
+    def _owners(self) -> list[Hashable]:
+        return [o for o in self.agent.flow_client.owners() if is_policy_owner(o)]
 
     async def _revalidate(self) -> None:
         """Wait until the datapath's cached flows reflect the new tables."""

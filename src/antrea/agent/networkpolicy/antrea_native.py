@@ -60,6 +60,7 @@ from antrea.agent.networkpolicy.conjunctions import (
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
 from antrea.agent.openflow import pipeline as p
+from antrea.agent.owners import PolicyOwner
 from antrea.apis.controlplane.types import Direction, PodReference, RuleAction
 from antrea.errors import AntreaError
 from antrea.ovs.openflow.flow import (
@@ -78,7 +79,7 @@ from antrea.ovs.openflow.flow import (
 log = structlog.get_logger(__name__)
 
 Owner = Hashable
-OWNER = "np-anp"  # ("np-anp", rule id): every flow of one Antrea-native rule
+OWNER = PolicyOwner.NATIVE  # (OWNER, rule id): every flow of one Antrea-native rule
 BASELINE_TIER_PRIORITY = 253
 
 NATIVE_LO, NATIVE_HI = 1000, 60000

@@ -7,16 +7,17 @@ IDs and clause match sets) and its isolation matches, the equivalent of Antrea's
 isolate every pod (a reference count per drop flow).
 
 A batch of dirty rules is diffed against that state and only the flows that must change are
-handed to the `FlowClient`, as *owners*: a conjunction's action flows are owned by
-``("np-conj", id)``, a shared clause flow by ``("np-match", table, match)`` and a drop flow by
-``("np-iso", table, match)``. Changing one rule therefore rewrites only the clause flows whose
-conjunction lists change, never the flows of rules it shares them with.
+handed to the `FlowClient`, as *owners* (`antrea.agent.owners.PolicyOwner`): a conjunction's
+action flows are owned by ``(CONJUNCTION, id)``, a shared clause flow by ``(MATCH, table,
+match)`` and a drop flow by ``(ISOLATION, table, match)``. Changing one rule therefore
+rewrites only the clause flows whose conjunction lists change, never the flows of rules it
+shares them with.
 
 No size ceiling: a clause flow carries at most `MAX_CONJUNCTIONS_PER_FLOW` conjunction actions
 (one OpenFlow message is 64 KiB). Every conjunction lives in one *band* (priority
 ``PRIO_MATCH - band`` of its rule table; OVS evaluates conjunctions per priority), chosen at
 allocation as the first band where each of its clause matches has room, so a match shared by
-more conjunctions is one flow per band, all owned by the same ``("np-match", ...)`` owner. IDs,
+more conjunctions is one flow per band, all owned by the same ``(MATCH, ...)`` owner. IDs,
 action flows and counters do not depend on the band.
 
 Everything of a batch goes to the switch as ONE bundle. If OVS rejects it, the batch is bisected
@@ -48,6 +49,7 @@ from antrea.agent.networkpolicy.conjunctions import (
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
 from antrea.agent.openflow.pipeline import MATCH_BANDS, DirectionTables, tables_for
+from antrea.agent.owners import PolicyOwner, is_policy_owner
 from antrea.apis.controlplane.types import Direction, PodReference
 from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
@@ -57,7 +59,7 @@ from antrea.ovs.openflow.flow import Flow, RegMatch
 log = structlog.get_logger(__name__)
 
 Owner = Hashable
-BASE_OWNER = ("np-base",)
+BASE_OWNER = (PolicyOwner.BASE,)
 MatchKey = tuple[int, Atom]
 
 
@@ -354,19 +356,17 @@ class PolicyReconciler:
     async def resync(self) -> BatchResult:
         """Sync every policy owner to what the indexes say (after a crash left a batch
         half-applied to the indexes: their flows would otherwise never be sent)."""
-        owners: set[Owner] = {
-            o for o in self.client.owners() if isinstance(o, tuple) and str(o[0]).startswith("np-")
-        }
-        owners |= {("np-match", t, a) for t, a in self._matches}
-        owners |= {("np-iso", t, a) for t, a in self._isolation}
-        owners |= {("np-conj", c) for c in self._conj_dir}
+        owners: set[Owner] = {o for o in self.client.owners() if is_policy_owner(o)}
+        owners |= {(PolicyOwner.MATCH, t, a) for t, a in self._matches}
+        owners |= {(PolicyOwner.ISOLATION, t, a) for t, a in self._isolation}
+        owners |= {(PolicyOwner.CONJUNCTION, c) for c in self._conj_dir}
         owners |= self.native.owners()
         desired: dict[Owner, list[Flow] | None] = {}
         for o in owners:
             try:
                 desired[o] = self._desired_of(o)
             except Exception:  # left as installed (a drop flow is never removed this way)
-                log.exception("policy_owner_resync_failed", owner=str(o))
+                log.exception("policy_owner_resync_failed", owner=_owner_text(o))
         result = BatchResult()
         failures = await self._submit(desired, result)
         for o in failures:
@@ -424,7 +424,7 @@ class PolicyReconciler:
         batch: set[str],
     ) -> None:
         for mk in touched_matches:
-            owner: Owner = ("np-match", mk[0], mk[1])
+            owner: Owner = (PolicyOwner.MATCH, mk[0], mk[1])
             conjs = self._matches.get(mk)
             desired[owner] = self._match_flows(mk, conjs) if conjs else None
             users = {self.conj_rule[c] for c in (conjs or ()) if c in self.conj_rule}
@@ -432,7 +432,7 @@ class PolicyReconciler:
             # it, not on the rules that already had it installed.
             blame.setdefault(owner, set()).update((users & batch) or users)
         for mk in touched_iso:
-            iso_owner: Owner = ("np-iso", mk[0], mk[1])
+            iso_owner: Owner = (PolicyOwner.ISOLATION, mk[0], mk[1])
             holders = self._isolation.get(mk)
             desired[iso_owner] = self._iso_flows(mk, holders)
             blame.setdefault(iso_owner, set()).update(holders or ())
@@ -530,8 +530,10 @@ class PolicyReconciler:
                     self._conj_dir[cid] = d
                     created.append((cid, want))
                     self._link(cid, want, d, touched_matches)
-                    desired[("np-conj", cid)] = fb.conj_flows(self.round_num, d, cid, log=logged)
-                    blame.setdefault(("np-conj", cid), set()).add(rid)
+                    desired[(PolicyOwner.CONJUNCTION, cid)] = fb.conj_flows(
+                        self.round_num, d, cid, log=logged
+                    )
+                    blame.setdefault((PolicyOwner.CONJUNCTION, cid), set()).add(rid)
                     new.conjs[key] = RealizedConj(cid, want)
                     continue
                 if was.clauses != want:
@@ -599,8 +601,8 @@ class PolicyReconciler:
             self._unlink(cid, cl, d, touched)
         self.ids.release(cid)
         self._conj_dir.pop(cid, None)
-        desired[("np-conj", cid)] = None
-        blame.setdefault(("np-conj", cid), set()).add(rid)
+        desired[(PolicyOwner.CONJUNCTION, cid)] = None
+        blame.setdefault((PolicyOwner.CONJUNCTION, cid), set()).add(rid)
 
     def _match_flows(self, mk: MatchKey, conjs: dict[int, tuple[int, int]]) -> list[Flow]:
         """The clause flows of one match: one per band in use."""
@@ -704,7 +706,7 @@ class PolicyReconciler:
             return self.base_flows()
         if owner[0] == antrea_native.OWNER:
             return self.native.desired_of(owner[1])
-        if owner[0] == "np-conj":
+        if owner[0] is PolicyOwner.CONJUNCTION:
             cid = owner[1]
             d = self._conj_dir.get(cid)
             if d is None:
@@ -712,11 +714,11 @@ class PolicyReconciler:
             return fb.conj_flows(
                 self.round_num, d, cid, log=self.conj_rule.get(cid) in self._logged
             )
-        if owner[0] == "np-match":
+        if owner[0] is PolicyOwner.MATCH:
             mk = (owner[1], owner[2])
             conjs = self._matches.get(mk)
             return self._match_flows(mk, conjs) if conjs else None
-        if owner[0] == "np-iso":
+        if owner[0] is PolicyOwner.ISOLATION:
             return self._iso_flows((owner[1], owner[2]), self._isolation.get((owner[1], owner[2])))
         return None
 
@@ -758,7 +760,7 @@ class PolicyReconciler:
 
 
 def _is_conj_owner(owner: Owner) -> bool:
-    return isinstance(owner, tuple) and len(owner) == 2 and owner[0] == "np-conj"
+    return isinstance(owner, tuple) and len(owner) == 2 and owner[0] is PolicyOwner.CONJUNCTION
 
 
 def _fail(result: BatchResult, rid: str, stage: str, reason: str) -> None:
@@ -769,4 +771,6 @@ def _fail(result: BatchResult, rid: str, stage: str, reason: str) -> None:
 def _owner_text(owner: Owner) -> str:
     if isinstance(owner, tuple) and len(owner) == 3 and isinstance(owner[2], tuple):
         return f"{owner[0]} table={owner[1]} {atom_text(owner[2])}"
+    if isinstance(owner, tuple):  # ('np-conj', 7), as before the kinds were typed
+        return str(tuple(str(x) if isinstance(x, PolicyOwner) else x for x in owner))
     return str(owner)

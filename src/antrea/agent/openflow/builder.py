@@ -6,7 +6,7 @@ excerpts.
 
 How to add a flow: write a small builder here that returns ``list[Flow]`` built from the named
 tables and marks of `pipeline` (never bare numbers elsewhere), give it to the `FlowClient` under
-the owner that produces it ("pipeline", ("gateway",), ("pod", container_id), ("node", name)).
+the owner that produces it (`antrea.agent.owners`: ``BaseOwner.*``, ``PodOwner``, ``NodeOwner``).
 The owner's complete flow set is stated at once; the client sends one bundle of deltas.
 """
 
@@ -259,7 +259,7 @@ class FlowBuilder:
 
     # -- per local pod -----------------------------------------------------------------
     def pod_flows(self, pod: PodPort) -> list[Flow]:
-        """Everything one local pod needs (owner ("pod", container_id))."""
+        """Everything one local pod needs (owner ``PodOwner(container_id)``)."""
         c = self.cookie(Category.POD_CONNECTIVITY, pod.ofport)
         ip = pod.ip
         flows = [
@@ -345,7 +345,7 @@ class FlowBuilder:
     def node_flows(
         self, *, pod_cidr: IPv4Net, gateway_ip: IPv4Addr, node_ip: IPv4Addr
     ) -> list[Flow]:
-        """Flows for one remote node (owner ("node", name)); none in noEncap mode.
+        """Flows for one remote node (owner ``NodeOwner(name)``); none in noEncap mode.
 
         noEncap traffic leaves through gw0 (L2 calc sends gateway-MAC traffic there) and the
         node's routing table carries it to the remote node.

@@ -30,6 +30,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 from prometheus_client import Counter as PromCounter
 
+from antrea.agent.owners import ProxyOwner
 from antrea.agent.proxy import flows as pf
 from antrea.agent.proxy.conntrack import Stale
 from antrea.agent.proxy.types import (
@@ -54,14 +55,14 @@ EpKey = tuple[str, int, str]  # ip, port, protocol
 
 
 def service_owner(sp: ServicePort) -> Hashable:
-    return ("service", *sp.key)
+    return (ProxyOwner.SERVICE, *sp.key)
 
 
 def endpoint_owner(key: EpKey) -> Hashable:
-    return ("endpoint", *key)
+    return (ProxyOwner.ENDPOINT, *key)
 
 
-SHARED_OWNER = ("proxy",)
+SHARED_OWNER = (ProxyOwner.SHARED,)
 
 
 @dataclass
