@@ -10,6 +10,7 @@ import shutil
 import socket
 import struct
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -553,7 +554,7 @@ async def test_antrea_policy_status_converges_to_realized(lab: Lab) -> None:
             "currentNodesRealized": len(nodes),
             "desiredNodesRealized": len(nodes),
         }
-        got: dict[str, object] = {}
+        got: Any = {}
         for _ in range(120):
             obj = json.loads(lab.kubectl("get", "acnp", "status-probe", "-o", "json"))
             got = obj.get("status") or {}
@@ -861,6 +862,95 @@ spec:
                 assert f[5] == action and f[6].isdigit() and f[7] == f"{ns}/srv", f
                 assert (f[8], f[10], f[11], f[12]) == (ips[src], ips["srv"], "80", "TCP"), f
                 assert f[14] == label, f
+    finally:
+        lab.kubectl("delete", "acnp", ns, "--ignore-not-found", check=False)
+        lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+
+
+def _antctl_json(lab: Lab, *args: str) -> Any:
+    """antctl from the host (admin kubeconfig), its requests sent from node1's namespace."""
+    argv = [sys.executable, "-m", "antrea.cmd.antctl", "--kubeconfig", str(lab.kubeconfig),
+            "--netns", lab.spec.node("node1").netns, *args]  # fmt: skip
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout) if "json" in args else {"text": proc.stdout}
+
+
+async def test_rule_sessions_aggregated_across_nodes_by_the_controller(lab: Lab) -> None:
+    """An ACNP applied to a server on each node, with a named Allow rule: N connections to each
+    server are counted by each node's agent, reported to the controller, and the controller's
+    ``antreaclusternetworkpolicystats`` shows at least 2N sessions on that rule (each node alone
+    saw N), none on the other rule."""
+    ns = f"npstats-{os.getpid()}"
+    n = 4
+    pods = "".join(
+        f"""apiVersion: v1
+kind: Pod
+metadata: {{name: {name}, namespace: {ns}, labels: {{app: {app}}}}}
+spec:
+  nodeName: {node}
+  containers: [{{name: c, image: lab, ports: [{{containerPort: 80}}]}}]
+---
+"""
+        for name, app, node in (("srv1", "srv", "node1"), ("srv2", "srv", "node2"),
+                                ("cli", "cli", "node1"))
+    )  # fmt: skip
+    sel = f"namespaceSelector: {{matchLabels: {{kubernetes.io/metadata.name: {ns}}}}}"
+    acnp = f"""apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {{name: {ns}}}
+spec:
+  priority: 6
+  appliedTo: [{{{sel}, podSelector: {{matchLabels: {{app: srv}}}}}}]
+  ingress:
+  - {{name: let-cli, action: Allow, from: [{{{sel}, podSelector: {{matchLabels: {{app: cli}}}}}}]}}
+  - {{name: drop-x, action: Drop, from: [{{{sel}, podSelector: {{matchLabels: {{app: x}}}}}}]}}
+"""
+    lab.kubectl("create", "namespace", ns)
+    try:
+        lab.kubectl("apply", "-f", "-", input=pods)
+        for pod in ("srv1", "srv2", "cli"):
+            lab.kubectl("wait", "-n", ns, "--for=condition=Ready", f"pod/{pod}", "--timeout=60s")
+        ips = {
+            p["metadata"]["name"]: p["status"]["podIP"]
+            for p in json.loads(lab.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
+        }
+        lab.kubectl("apply", "-f", "-", input=acnp)
+        for _ in range(120):  # realized on both nodes before any connection
+            st = json.loads(lab.kubectl("get", "acnp", ns, "-o", "json")).get("status") or {}
+            if st.get("phase") == "Realized" and st.get("currentNodesRealized") == 2:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            pytest.fail(f"never realized: {st}")
+
+        def connect(ip: str) -> str:
+            with socket.create_connection((ip, 80), timeout=3.0) as s:
+                s.settimeout(3.0)
+                return s.recv(100).decode().strip()
+
+        cli_netns = _pod_netns(lab, f"{ns}/cli")
+        for _ in range(n):
+            for srv in ("srv1", "srv2"):
+                assert netns.call_in(cli_netns, lambda ip=ips[srv]: connect(ip)) == f"{ns}/{srv}"
+
+        got: Any = {}
+        for _ in range(60):  # agents report every 10 s
+            got = _antctl_json(lab, "get", "antreaclusternetworkpolicystats", ns, "-o", "json")
+            rules = {r["name"]: r["trafficStats"] for r in got["ruleTrafficStats"]}
+            if rules["let-cli"]["sessions"] >= 2 * n:
+                break
+            await asyncio.sleep(1.0)
+        else:
+            raise AssertionError(f"the controller's view never counted both nodes: {got}")
+        assert got["kind"] == "AntreaClusterNetworkPolicyStats"
+        assert got["metadata"]["name"] == ns
+        assert rules["drop-x"] == {"packets": 0, "bytes": 0, "sessions": 0}
+        assert rules["let-cli"]["packets"] >= 2 * n and rules["let-cli"]["bytes"] > 0
+        assert got["trafficStats"]["sessions"] >= 2 * n
+        table = _antctl_json(lab, "get", "acnps")["text"].splitlines()
+        assert table[0].split() == ["NAME", "SESSIONS", "PACKETS", "BYTES", "RULES"]
+        assert any(line.split()[0] == ns for line in table[1:]), table
     finally:
         lab.kubectl("delete", "acnp", ns, "--ignore-not-found", check=False)
         lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
