@@ -83,3 +83,28 @@ async def test_writer_coalesces_and_blames_the_bad_owner() -> None:
     assert results[0] is None and results[2] is None
     assert isinstance(results[1], BundleRejected)
     assert len(p.flows) == 2
+
+
+async def test_writer_hands_a_transport_failure_to_every_submitter_of_the_bundle() -> None:
+    """A broken connection is nobody's fault: no split, every waiter gets the error (and
+    nobody waits forever), and the next submission gets a fresh bundle."""
+    from antrea.ovs.errors import OvsError
+
+    class Down(RecordingTransport):
+        down = True
+
+        async def bundle(self, *, add=(), modify=(), delete=()):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(0)
+            if self.down:
+                raise OvsError("connection refused")
+            await super().bundle(add=add, modify=modify, delete=delete)
+
+    t = Down()
+    w = CoalescingWriter(FlowClient(t))
+    results = await asyncio.wait_for(
+        asyncio.gather(*(w.submit(i, [f(i)]) for i in range(4)), return_exceptions=True), 5
+    )
+    assert all(isinstance(r, OvsError) for r in results)
+    t.down = False
+    await asyncio.wait_for(w.submit(9, [f(9)]), 5)
+    assert len(t.flows) == 1
