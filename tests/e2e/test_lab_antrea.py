@@ -365,6 +365,48 @@ spec: {podSelector: {matchLabels: {app: qe}}}
         lab.kubectl("delete", "networkpolicy", "qe-np", check=False)
 
 
+@pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
+async def test_antctl_reaches_the_controller_through_the_apiserver(lab: Lab) -> None:
+    """From the host, where the controller's node address is not routable: `--via-apiserver`
+    reaches it through services/proxy of Service kube-system/antrea;
+    a user without `services/proxy` (a node's kubelet identity) is refused by the API server."""
+    antctl = KUBECTL.parent / "antctl"
+    env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "KUBECONFIG": str(lab.spec.kubeconfig)}
+
+    def run(*args: str, kubeconfig: Path | None = None) -> subprocess.CompletedProcess[str]:
+        e = {**env, "KUBECONFIG": str(kubeconfig)} if kubeconfig else env
+        return subprocess.run(
+            [str(antctl), *args], env=e, capture_output=True, text=True, timeout=60, check=False
+        )
+
+    np = """apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: via-np, namespace: default}
+spec: {podSelector: {matchLabels: {app: via}}}
+"""
+    lab.kubectl("apply", "-f", "-", input=np)
+    try:
+        names: list[str] = []
+        for _ in range(100):
+            proc = run("get", "networkpolicy", "--via-apiserver", "-o", "json")
+            assert proc.returncode == 0, proc.stderr
+            names = [o["sourceRef"]["name"] for o in json.loads(proc.stdout)]
+            if "via-np" in names:
+                break
+            await asyncio.sleep(0.2)
+        assert "via-np" in names
+        proc = run("get", "controllerinfo", "--via-apiserver", "-o", "json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["leader"]
+        # The API server authorizes services/proxy before anything reaches the controller.
+        kubelet = lab.spec.node("node1").kubelet_kubeconfig
+        proc = run("get", "networkpolicy", "--via-apiserver", kubeconfig=kubelet)
+        assert proc.returncode == 1
+        assert "HTTP 403" in proc.stderr and "services/proxy" in proc.stderr, proc.stderr
+    finally:
+        lab.kubectl("delete", "networkpolicy", "via-np", check=False)
+
+
 ACNP_UNKNOWN_TIER = """apiVersion: crd.antrea.io/v1beta1
 kind: ClusterNetworkPolicy
 metadata: {name: adm-bad}

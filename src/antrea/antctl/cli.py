@@ -18,7 +18,13 @@ from antrea.antctl.controller_client import AntctlError
 from antrea.antctl.output import FORMATS
 from antrea.apis import agentapi
 
-DEFAULTS = {"output": "table", "kubeconfig": None, "server": None, "netns": None}
+DEFAULTS = {
+    "output": "table",
+    "kubeconfig": None,
+    "server": None,
+    "netns": None,
+    "via_apiserver": None,
+}
 
 
 @cache
@@ -47,6 +53,13 @@ def common_parent() -> argparse.ArgumentParser:
         default=argparse.SUPPRESS,
         help="reach the controller from this network namespace (lab: antrea-LAB-node1)",
     )
+    p.add_argument(
+        "--via-apiserver",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="reach the controller through the Kubernetes API (services/proxy) instead of its "
+        "address (default: only when the address cannot be connected to)",
+    )
     return p
 
 
@@ -69,7 +82,9 @@ def _version(args: argparse.Namespace) -> int:
 
             from antrea.antctl.controller_client import ControllerClient
 
-            client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+            client = ControllerClient(
+                args.kubeconfig, args.server, netns=args.netns, via_apiserver=args.via_apiserver
+            )
             info = asyncio.run(client.get("/apis/system.antrea.io/v1beta1/controllerinfo"))
             print(f"controllerVersion: {info.get('version', 'unknown')}")
     except AntctlError as exc:

@@ -3,6 +3,10 @@
 Lookup order for the kubeconfig: ``--kubeconfig``, ``$KUBECONFIG``, ``~/.kube/config``. The
 controller's address comes from Endpoints ``kube-system/antrea`` (the leader), its CA from
 ConfigMap ``kube-system/antrea-ca``; ``--server https://HOST:PORT`` skips the Endpoints lookup.
+
+``--via-apiserver`` sends the request through the Kubernetes API's ``services/proxy`` instead
+(`antrea.antctl.viaapiserver`); without ``--server``/``--netns`` antctl also falls back to that
+path when the controller's address cannot be connected to within `DIRECT_CONNECT_TIMEOUT`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from typing import Any
 
 from antrea.apis.controlplane.names import NAMESPACE
 from antrea.errors import AntreaError
+
+DIRECT_CONNECT_TIMEOUT = 3.0
 
 
 class AntctlError(AntreaError):
@@ -75,11 +81,17 @@ class ControllerClient:
         server: str | None = None,
         namespace: str = NAMESPACE,
         netns: str | None = None,
+        *,
+        via_apiserver: bool | None = None,
     ) -> None:
+        """``via_apiserver``: True always through the Kubernetes API, False never, None
+        (default) when the direct address cannot be connected to (and neither ``server`` nor
+        ``netns`` was given)."""
         self.kubeconfig = kubeconfig_path(kubeconfig)
         self.server = server
         self.namespace = namespace
         self.netns = netns
+        self.via_apiserver = via_apiserver
 
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         return await self.request("GET", path, params)
@@ -108,8 +120,15 @@ class ControllerClient:
         except Exception as exc:
             raise AntctlError(f"invalid kubeconfig {self.kubeconfig}: {exc}") from exc
         try:
+            from antrea.antctl import viaapiserver
+
             kube = ApiClientResources(api_client)
             ns = self.namespace
+            token = bearer_token(api_client)
+            if self.via_apiserver:
+                return await viaapiserver.request(
+                    api_client, ns, method, path, params=params, token=token, raw=raw
+                )
             try:
                 ca_text = await config_map_value(
                     kube, ns, names.CA_CONFIGMAP, names.CA_CONFIGMAP_KEY
@@ -137,7 +156,6 @@ class ControllerClient:
             else:
                 host, port = found
                 base = f"https://{f'[{host}]' if ':' in host else host}:{port}"
-            token = bearer_token(api_client)
             headers = {"Authorization": f"Bearer {token}"} if token else {}
             ctx = ssl.create_default_context(cadata=ca.decode())
             if self.netns:
@@ -169,7 +187,9 @@ class ControllerClient:
                         params=params,
                         headers=headers,
                         ssl=ctx,
-                        timeout=aiohttp.ClientTimeout(total=15),
+                        timeout=aiohttp.ClientTimeout(
+                            total=15, sock_connect=DIRECT_CONNECT_TIMEOUT
+                        ),
                     ) as resp,
                 ):
                     if raw and resp.status == 200:
@@ -179,8 +199,15 @@ class ControllerClient:
                         msg = body.get("message") if isinstance(body, dict) else body
                         raise AntctlError(f"controller {base}: HTTP {resp.status}: {msg}")
                     return body
+            except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+                unreachable = not isinstance(exc, aiohttp.ClientSSLError)
+                if unreachable and self.via_apiserver is None and not self.server:
+                    return await viaapiserver.request(
+                        api_client, ns, method, path, params=params, token=token, raw=raw
+                    )
+                raise AntctlError(f"controller {base}: {exc}") from exc
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-                hint = " (in a lab, add --netns antrea-<lab>-node1)"
+                hint = " (in a lab, add --netns antrea-<lab>-node1, or --via-apiserver)"
                 raise AntctlError(f"controller {base}: {exc}{hint}") from exc
         finally:
             await api_client.close()

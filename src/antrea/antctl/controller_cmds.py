@@ -178,6 +178,7 @@ def _client(args: argparse.Namespace) -> ControllerClient:
         getattr(args, "kubeconfig", None),
         getattr(args, "server", None),
         netns=getattr(args, "netns", None),
+        via_apiserver=getattr(args, "via_apiserver", None),
     )
 
 

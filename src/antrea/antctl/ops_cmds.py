@@ -91,7 +91,9 @@ def _log_level(args: argparse.Namespace) -> int:
     if not args.controller and (agent_mode() or args.agent_api):
         data = _agent_request(_base(args), method, agentapi.LOGLEVEL + query)
     else:
-        client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+        client = ControllerClient(
+            args.kubeconfig, args.server, netns=args.netns, via_apiserver=args.via_apiserver
+        )
         params = {"level": args.level} if args.level else None
         data = asyncio.run(client.request(method, f"{SYSTEM}/loglevel", params))
     print(data.get("level", ""))
@@ -109,7 +111,9 @@ def _policy(ref: dict[str, Any]) -> str:
 def _query_endpoint(args: argparse.Namespace) -> int:
     from antrea.antctl.output import emit
 
-    client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+    client = ControllerClient(
+        args.kubeconfig, args.server, netns=args.netns, via_apiserver=args.via_apiserver
+    )
     data = asyncio.run(
         client.get(
             names.ENDPOINT_QUERIES_PATH,
@@ -138,7 +142,9 @@ def _query_evaluation(args: argparse.Namespace) -> int:
     def pod(value: str) -> str:
         return value if "/" in value else f"default/{value}"
 
-    client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+    client = ControllerClient(
+        args.kubeconfig, args.server, netns=args.netns, via_apiserver=args.via_apiserver
+    )
     data = asyncio.run(
         client.get(
             names.EVALUATION_PATH,

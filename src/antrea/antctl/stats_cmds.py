@@ -72,7 +72,9 @@ def stats_path(resource: str, namespace: str | None, name: str | None) -> str:
 def _get_stats(args: argparse.Namespace) -> int:
     resource = args.stats_resource
     path = stats_path(resource, getattr(args, "namespace", None), args.name)
-    client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+    client = ControllerClient(
+        args.kubeconfig, args.server, netns=args.netns, via_apiserver=args.via_apiserver
+    )
     data: Any = asyncio.run(client.get(path))
     if not args.name:
         data = data["items"]

@@ -143,7 +143,9 @@ def _supportbundle(args: argparse.Namespace) -> int:
 
         from antrea.antctl.controller_client import ControllerClient
 
-        client = ControllerClient(args.kubeconfig, args.server, netns=args.netns)
+        client = ControllerClient(
+            args.kubeconfig, args.server, netns=args.netns, via_apiserver=args.via_apiserver
+        )
         data = asyncio.run(
             client.request("GET", "/apis/system.antrea.io/v1beta1/supportbundle", raw=True)
         )

@@ -167,7 +167,11 @@ class ControllerServer:
     # --- auth ----------------------------------------------------------------------------
 
     async def _identity(self, request: web.Request) -> Identity:
-        header = request.headers.get("Authorization", "")
+        # Through the Kubernetes API's services/proxy (antctl --via-apiserver) the caller's
+        # token comes in its own header: the API server does not forward Authorization.
+        header = request.headers.get("Authorization", "") or request.headers.get(
+            names.PROXIED_AUTHORIZATION_HEADER, ""
+        )
         if not header.lower().startswith("bearer ") or not header[7:].strip():
             raise _error(web.HTTPUnauthorized, "bearer token required")
         try:

@@ -104,7 +104,9 @@ async def env(tmp_path: Any) -> AsyncIterator[Env]:
 
 
 async def call(env: Env, method: str, path: str, token: str | None, **kw: Any) -> tuple[int, Any]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = dict(kw.pop("headers", {}))
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     async with (
         aiohttp.ClientSession() as s,
         s.request(method, env.base + path, headers=headers, ssl=env.ssl, **kw) as resp,
@@ -494,3 +496,19 @@ async def test_stats_reports_aggregated_across_nodes_and_served_per_kind(env: En
         "bogusstats",
     ):
         assert (await call(env, "GET", f"{STATS}/{missing}", "t-admin"))[0] == 404, missing
+
+
+async def test_proxied_token_header_authenticates_like_authorization(env: Env) -> None:
+    """Through the Kubernetes API's services/proxy (antctl --via-apiserver) the token comes in
+    X-Antrea-Authorization; it is reviewed exactly like Authorization."""
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.aiohttp import make_aiohttp_handler
+
+    from antrea.apis.controlplane import names
+
+    env.server.metrics_handler = make_aiohttp_handler(CollectorRegistry())
+    headers = {names.PROXIED_AUTHORIZATION_HEADER: "Bearer t-n2"}
+    assert (await call(env, "GET", "/metrics", None))[0] == 401
+    assert (await call(env, "GET", "/metrics", None, headers=headers))[0] == 200
+    bad = {names.PROXIED_AUTHORIZATION_HEADER: "Bearer nope"}
+    assert (await call(env, "GET", "/metrics", None, headers=bad))[0] == 401
