@@ -162,9 +162,7 @@ async def ovsflows(request: web.Request) -> web.Response:
         ifaces = agent.interface_store.by_pod(ns or "default", name)
         if not ifaces:
             raise web.HTTPNotFound(text=f"pod {q['pod']} has no interface on this node")
-        flows = [
-            f for f in flows if any(_flow_mentions(f, i.ofport, i.ip, i.mac) for i in ifaces)
-        ]
+        flows = [f for f in flows if any(_flow_mentions(f, i.ofport, i.ip, i.mac) for i in ifaces)]
     return web.json_response([flow_json(f) for f in flows])
 
 

@@ -82,11 +82,6 @@ Owner = Hashable
 OWNER = PolicyOwner.NATIVE  # (OWNER, rule id): every flow of one Antrea-native rule
 BASELINE_TIER_PRIORITY = 253
 
-NATIVE_LO, NATIVE_HI = 1000, 60000
-# hi + 1 of a table is where a rule without a priority drops (fail closed, above all rules)
-BASELINE_LO, BASELINE_HI = 1, p.PRIO_ISOLATION - 2
-PRIO_NATIVE_STALE_SYN = 64002
-PRIO_NATIVE_BYPASS = 64001
 INITIAL_STEP = 16
 REBALANCE_BATCH = 64  # a batch adding more keys than this (and than the table holds) spreads all
 
@@ -238,9 +233,9 @@ class NativeRealizer:
         if space is None:
             baseline = table in (p.EGRESS_DEFAULT, p.INGRESS_DEFAULT)
             space = self.spaces[table] = (
-                PrioritySpace(BASELINE_LO, BASELINE_HI, step=2)
+                PrioritySpace(p.BASELINE_LO, p.BASELINE_HI, step=2)
                 if baseline
-                else PrioritySpace(NATIVE_LO, NATIVE_HI)
+                else PrioritySpace(p.NATIVE_LO, p.NATIVE_HI)
             )
         return space
 
@@ -448,7 +443,7 @@ def base_flows(
         out.append(
             Flow(
                 table,
-                PRIO_NATIVE_STALE_SYN,
+                p.PRIO_NATIVE_STALE_SYN,
                 Match(proto="tcp", ct_state=fb.EST, tcp_flags="+syn-ack"),
                 (CtClear(), Resubmit(table)),
                 c,
@@ -456,7 +451,7 @@ def base_flows(
         )
         for state in (fb.EST, fb.REL):
             out.append(
-                Flow(table, PRIO_NATIVE_BYPASS, Match(proto="ip", ct_state=state),
+                Flow(table, p.PRIO_NATIVE_BYPASS, Match(proto="ip", ct_state=state),
                      (GotoTable(d.allow_goto),), c)
             )  # fmt: skip
         if with_miss:  # standalone users (the agent's pipeline owns these)
@@ -467,7 +462,7 @@ def base_flows(
         out.append(
             Flow(
                 p.ANTREA_INGRESS_RULE,
-                PRIO_NATIVE_BYPASS,
+                p.PRIO_NATIVE_BYPASS,
                 Match(proto="ip", regs=regs, nw_src=src),
                 (GotoTable(p.CONNTRACK_COMMIT),),
                 c,

@@ -163,6 +163,22 @@ PRIO_MATCH_LOWEST: Final = 101  # the lowest clause band; nothing else in 101..1
 MATCH_BANDS: Final = PRIO_MATCH - PRIO_MATCH_LOWEST + 1
 PRIO_MISS: Final = PRIORITY_MISS
 
+# The Antrea-native rule tables (45/85; baseline-tier rules in 60/100): each rule at a priority
+# of its own in [NATIVE_LO, NATIVE_HI] (baseline: [BASELINE_LO, BASELINE_HI], below the
+# Kubernetes isolation drops), the bypasses above every rule. hi + 1 of a table is where a rule
+# without a priority drops (fail closed, above all rules).
+NATIVE_LO: Final = 1000
+NATIVE_HI: Final = 60000
+BASELINE_LO: Final = 1
+BASELINE_HI: Final = PRIO_ISOLATION - 2
+PRIO_NATIVE_STALE_SYN: Final = 64002
+PRIO_NATIVE_BYPASS: Final = 64001
+
+# The service tables (41 ServiceLB) and L3 forwarding's noEncap Service return path (70).
+PRIORITY_LEARN: Final = PRIORITY_LOW  # 41: learn the affinity flow, then DNAT
+PRIORITY_SELECTED: Final = 180  # 41: an endpoint is selected: go DNAT
+PRIORITY_NOENCAP_REMOTE: Final = PRIORITY_LOW  # 70: a DNATed host connection back to the host
+
 
 # -- registers --------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)

@@ -43,7 +43,10 @@ from antrea.agent.openflow.pipeline import (
     HAIRPIN,
     L2_FORWARDING_CALC,
     L3_FORWARDING,
+    PRIORITY_LEARN,
+    PRIORITY_NOENCAP_REMOTE,
     PRIORITY_NORMAL,
+    PRIORITY_SELECTED,
     SERVICE_CT_MARK,
     SERVICE_LB,
     SESSION_AFFINITY,
@@ -65,8 +68,6 @@ from antrea.ovs.openflow.flow import (
 )
 from antrea.ovs.openflow.groups import Bucket, Group, GroupType
 
-PRIORITY_LEARN = 190
-PRIORITY_SELECTED = 180
 NEW = CtState(new=True, trk=True)
 # learn: field names per protocol for the learned flow's destination-port match
 _DST_PORT = {"tcp": "NXM_OF_TCP_DST[]", "udp": "NXM_OF_UDP_DST[]", "sctp": "OXM_OF_SCTP_DST[]"}
@@ -78,7 +79,6 @@ NODEPORT_CLUSTER_IP = ipaddress.IPv4Address("169.254.0.250")
 NODEPORT_LOCAL_IP = ipaddress.IPv4Address("169.254.0.249")  # ... externalTrafficPolicy: Local
 NODEPORT_SNAT_IP = "169.254.0.251"  # noEncap: Cluster traffic SNATed here by the host
 NODEPORT_ROUTE = "169.254.0.248/30"
-PRIORITY_NOENCAP_REMOTE = 190
 
 Frontend = tuple[ipaddress.IPv4Address, int, int]  # address, port, group id
 
