@@ -44,10 +44,11 @@ from pathlib import Path
 
 import structlog
 
+from antrea.ovs.openflow.packetin import parse_packet_in, run_service
+
 log = structlog.get_logger(__name__)
 
 ETH_IPV4, ETH_IPV6, ETH_VLAN = 0x0800, 0x86DD, 0x8100
-OFPT_PACKET_IN, OFPT_SET_CONFIG = 10, 9
 PROTOCOLS = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "IPv6-ICMP", 132: "SCTP"}
 NIL = "<nil>"
 
@@ -278,7 +279,7 @@ class AuditListener:
 
     def handle(self, body: bytes) -> None:
         """One OpenFlow 1.5 packet-in body (after the header)."""
-        from antrea.agent.networkpolicy.reject import packet_in_reason, parse_packet_in
+        from antrea.agent.networkpolicy.reject import packet_in_reason
 
         if len(body) < 16:
             return
@@ -300,42 +301,8 @@ class AuditListener:
     async def run(self) -> None:
         """Serve (and flush the logger) until cancelled, reconnecting to ovs-vswitchd."""
         flusher = asyncio.create_task(self.logger.run(), name="audit-log-flush")
-        delay = 0.2
         try:
-            while True:
-                try:
-                    await self._serve()
-                    delay = 0.2
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.debug("audit_listener_disconnected", error=repr(exc))
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
+            await run_service(self.path, self.handle, name="audit_listener")
         finally:
             flusher.cancel()
             await asyncio.gather(flusher, return_exceptions=True)
-
-    async def _serve(self) -> None:
-        from antrea.ovs.openflow import wire
-
-        reader, writer = await asyncio.open_unix_connection(self.path, limit=1 << 20)
-        try:
-            writer.write(wire.hello(1))
-            # A service connection gets packet-ins only with a non-zero miss_send_len.
-            writer.write(wire.header(OFPT_SET_CONFIG, 12, 2) + struct.pack("!HH", 0, 0xFFFF))
-            await writer.drain()
-            log.info("audit_listener_connected", target=self.path, log=str(self.logger.path))
-            while True:
-                hdr = await reader.readexactly(8)
-                _, mtype, length, xid = wire.parse_header(hdr)
-                body = await reader.readexactly(length - 8) if length > 8 else b""
-                if mtype == wire.MsgType.ECHO_REQUEST:
-                    writer.write(wire.echo_reply(xid, body))
-                elif mtype == OFPT_PACKET_IN:
-                    try:
-                        self.handle(body)
-                    except Exception:
-                        log.exception("audit_packet_in_failed")
-        finally:
-            writer.close()

@@ -27,7 +27,6 @@ Answers are rate limited (`MAX_PER_SECOND`), as upstream's packet-in meter does.
 
 from __future__ import annotations
 
-import asyncio
 import struct
 import time
 from collections.abc import Callable
@@ -39,12 +38,15 @@ from antrea.agent.openflow import pipeline as p
 from antrea.ovs.openflow import wire
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category
 from antrea.ovs.openflow.flow import Match, Output, Resubmit, SetField
+from antrea.ovs.openflow.packetin import (
+    packet_in_reg0,
+    parse_packet_in,
+    run_service,
+)
 
 log = structlog.get_logger(__name__)
 
-OFPT_PACKET_IN = 10
 OFPT_PACKET_OUT = 13
-OFPT_SET_CONFIG = 9
 OFP_NO_BUFFER = 0xFFFFFFFF
 OFPP_CONTROLLER = 0xFFFFFFFD
 L3_FORWARDING = 70
@@ -115,47 +117,11 @@ def reject_reply(frame: bytes) -> bytes | None:
     return eth_src + eth_dst + b"\x08\x00" + reply_ip
 
 
-def parse_packet_in(body: bytes) -> tuple[int, int, bytes] | None:
-    """(cookie, in_port, frame) of an OpenFlow 1.5 packet-in body (after the header)."""
-    if len(body) < 24:
-        return None
-    _buffer, _total, _reason, _table, cookie = struct.unpack("!IHBBQ", body[:16])
-    mtype, mlen = struct.unpack("!HH", body[16:20])
-    if mtype != 1:
-        return None
-    oxms = body[20 : 16 + mlen]
-    in_port = 0
-    i = 0
-    while i + 4 <= len(oxms):
-        cls, fld, length = struct.unpack("!HBB", oxms[i : i + 4])
-        if cls == 0x8000 and (fld >> 1) == 0 and length == 4:
-            in_port = struct.unpack("!I", oxms[i + 4 : i + 8])[0]
-        i += 4 + length
-    start = 16 + ((mlen + 7) // 8 * 8) + 2
-    return cookie, in_port, body[start:]
-
-
 def packet_in_reason(body: bytes) -> int:
     """The packet-in "custom reason" a policy flow loaded into reg0[18..19] before sending the
-    packet to the agent (`pipeline.PACKET_IN_REASON`; 0: none). The packet-in's match carries the
-    packet's non-zero registers: reg0 as NXM_NX_REG0 (class 0x0001, field 0), or inside
-    OXM_OF_PKT_REG0 (class 0x8001, field 0: reg0 is the upper half of xreg0)."""
-    if len(body) < 20:
-        return 0
-    mtype, mlen = struct.unpack("!HH", body[16:20])
-    if mtype != 1:
-        return 0
-    oxms = body[20 : 16 + mlen]
-    i = 0
-    reg0: int | None = None
-    while i + 4 <= len(oxms):
-        cls, fld, length = struct.unpack("!HBB", oxms[i : i + 4])
-        value = oxms[i + 4 : i + 4 + length]
-        if cls == 0x0001 and fld >> 1 == 0 and len(value) >= 4:
-            reg0 = struct.unpack("!I", value[:4])[0]
-        elif cls == 0x8001 and fld >> 1 == 0 and len(value) >= 8:
-            reg0 = struct.unpack("!Q", value[:8])[0] >> 32
-        i += 4 + length
+    packet to the agent (`pipeline.PACKET_IN_REASON`; 0: none), read from the reg0 the
+    packet-in's match carries (`packetin.packet_in_reg0`)."""
+    reg0 = packet_in_reg0(body)
     if reg0 is None:
         return 0
     return (reg0 >> p.PACKET_IN_REASON.start) & (
@@ -221,51 +187,20 @@ class RejectResponder:
         self._xid += 1
         return packet_out(self._xid, reply, actions)
 
+    def handle(self, body: bytes) -> bytes | None:
+        """One packet-in body (after the header) -> the packet-out answering it, if any."""
+        if len(body) > 7 and body[7] in (p.INGRESS_RULE, p.EGRESS_RULE):
+            return None  # Kubernetes rules never reject: an audit-logged rule's copy
+        if not packet_in_reason(body) & p.PACKET_IN_REJECT:
+            return None  # a copy for the audit log (an Antrea-native logged rule)
+        parsed = parse_packet_in(body)
+        if parsed is None or not self._allowed():
+            return None
+        msg = self.reply_message(*parsed)
+        if msg is not None:
+            self.answered += 1
+        return msg
+
     async def run(self) -> None:
         """Serve until cancelled, reconnecting when ovs-vswitchd goes away."""
-        delay = 0.2
-        while True:
-            try:
-                await self._serve()
-                delay = 0.2
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.debug("reject_responder_disconnected", error=repr(exc))
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    async def _serve(self) -> None:
-        reader, writer = await asyncio.open_unix_connection(self.path, limit=1 << 20)
-        try:
-            writer.write(wire.hello(1))
-            # A service connection gets packet-ins only with a non-zero miss_send_len.
-            writer.write(wire.header(OFPT_SET_CONFIG, 12, 2) + struct.pack("!HH", 0, 0xFFFF))
-            await writer.drain()
-            log.info("reject_responder_connected", target=self.path)
-            while True:
-                hdr = await reader.readexactly(8)
-                _, mtype, length, xid = wire.parse_header(hdr)
-                body = await reader.readexactly(length - 8) if length > 8 else b""
-                if mtype == wire.MsgType.ECHO_REQUEST:
-                    writer.write(wire.echo_reply(xid, body))
-                    continue
-                if mtype != OFPT_PACKET_IN:
-                    continue
-                if len(body) > 7 and body[7] in (p.INGRESS_RULE, p.EGRESS_RULE):
-                    continue  # Kubernetes rules never reject: an audit-logged rule's copy
-                if not packet_in_reason(body) & p.PACKET_IN_REJECT:
-                    continue  # a copy for the audit log (an Antrea-native logged rule)
-                parsed = parse_packet_in(body)
-                if parsed is None or not self._allowed():
-                    continue
-                try:
-                    msg = self.reply_message(*parsed)
-                except Exception:
-                    log.exception("reject_reply_failed")
-                    continue
-                if msg is not None:
-                    writer.write(msg)
-                    self.answered += 1
-        finally:
-            writer.close()
+        await run_service(self.path, self.handle, name="reject_responder")
