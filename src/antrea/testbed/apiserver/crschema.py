@@ -88,7 +88,9 @@ _TYPES: dict[str, tuple[type, ...]] = {
 }
 
 
-def _go_type(value: Any) -> str:
+def openapi_type(value: Any) -> str:
+    """The OpenAPI type name of a decoded JSON value, as kube-apiserver's schema validation
+    names it ("boolean", "integer", "number", "string", "array", "object", "null")."""
     if isinstance(value, bool):
         return "boolean"
     if isinstance(value, int):
@@ -124,7 +126,7 @@ def validate(
                 invalid(
                     label,
                     value,
-                    f'{label} in body must be of type integer,string: "{_go_type(value)}"',
+                    f'{label} in body must be of type integer,string: "{openapi_type(value)}"',
                 )
             )
             return errs
@@ -135,7 +137,9 @@ def validate(
             not isinstance(value, expected) or (isinstance(value, bool) and typ != "boolean")
         ):
             errs.append(
-                invalid(label, value, f'{label} in body must be of type {typ}: "{_go_type(value)}"')
+                invalid(
+                    label, value, f'{label} in body must be of type {typ}: "{openapi_type(value)}"'
+                )
             )
             return errs
     enum = schema.get("enum")

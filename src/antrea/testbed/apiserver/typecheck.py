@@ -21,6 +21,8 @@ from typing import Any
 
 from kubernetes_asyncio.client import models
 
+from antrea.testbed.apiserver.crschema import openapi_type
+
 JSON = dict[str, Any]
 
 _INT_OR_STRING = {
@@ -123,17 +125,10 @@ def model_for(group: str, version: str, kind: str) -> str | None:
 
 
 def json_type(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
-    return "null"
+    """The JSON type name Go's encoding/json puts in an unmarshal error: `openapi_type`'s, but
+    "bool" for "boolean" and "number" for any number."""
+    t = openapi_type(value)
+    return {"boolean": "bool", "integer": "number"}.get(t, t)
 
 
 @dataclass(frozen=True, slots=True)
