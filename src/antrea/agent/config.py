@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from antrea.apis import agentapi
+from antrea.apis.controlplane import names
 from antrea.util.config import (
     ConfigError,
     as_bool,
@@ -67,8 +68,8 @@ class AgentConfig:
     # The HTTPS operator endpoints (/livez, /readyz, /metrics; agent/secureapi.py) listen on
     # the node's InternalIP at apiPort; "" = that address, "none" = do not serve them.
     secureAPIBindAddress: str = ""
-    controllerAPIPort: int = 10349
-    leaseNamespace: str = "kube-system"
+    controllerAPIPort: int = names.API_PORT
+    leaseNamespace: str = names.NAMESPACE
     # Antrea's option for datapaths that do not complete partial checksums (the userspace one):
     # pod interfaces and gw0 send fully checksummed packets.
     disableTXChecksumOffload: bool = False

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from antrea.apis.controlplane.names import API_PORT, NAMESPACE
 from antrea.util.config import (
     ConfigError,
     as_float,
@@ -37,8 +38,8 @@ class ControllerConfig:
     node_name: str
     kubeconfig: str | None = None
     kube_api_server_override: str | None = None
-    controller_api_port: int = 10349
-    lease_namespace: str = "kube-system"
+    controller_api_port: int = API_PORT
+    lease_namespace: str = NAMESPACE
     state_dir: str = "/var/run/antrea"
     bind_address: str = "0.0.0.0"
     advertise_address: str | None = None
@@ -87,8 +88,8 @@ def config_from_dict(raw: dict[str, Any], *, also_known: Iterable[str] = ()) -> 
         # `antrea daemon` shares the agent's file: the controller has its own identity.
         kubeconfig=v.get("controllerKubeconfig") or v.get("kubeconfig") or None,
         kube_api_server_override=v.get("kubeAPIServerOverride") or None,
-        controller_api_port=v.get("controllerAPIPort", 10349),
-        lease_namespace=v.get("leaseNamespace", "kube-system"),
+        controller_api_port=v.get("controllerAPIPort", API_PORT),
+        lease_namespace=v.get("leaseNamespace", NAMESPACE),
         state_dir=v.get("stateDir", "/var/run/antrea"),
         bind_address=v.get("controllerBindAddress", "0.0.0.0"),
         advertise_address=v.get("controllerAddress") or None,

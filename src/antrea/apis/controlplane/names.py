@@ -8,6 +8,8 @@ Each is defined here once, so the two sides cannot drift apart
 from __future__ import annotations
 
 GROUP_VERSION = "controlplane.antrea.io/v1beta2"
+API_PORT = 10349
+"""The controller's HTTPS port (``controllerAPIPort``), published in its Endpoints."""
 PATH = f"/apis/{GROUP_VERSION}"
 """The control-plane API group on the controller's HTTPS server."""
 WATCH_PATH = f"{PATH}/watch"
