@@ -14,6 +14,7 @@ import sys
 import tarfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -958,6 +959,7 @@ spec:
             for p in json.loads(lab.kubectl("get", "pods", "-n", ns, "-o", "json"))["items"]
         }
         lab.kubectl("apply", "-f", "-", input=acnp)
+        st: dict[str, Any] = {}
         for _ in range(120):  # realized on both nodes before any connection
             st = json.loads(lab.kubectl("get", "acnp", ns, "-o", "json")).get("status") or {}
             if st.get("phase") == "Realized" and st.get("currentNodesRealized") == 2:
@@ -974,7 +976,7 @@ spec:
         cli_netns = _pod_netns(lab, f"{ns}/cli")
         for _ in range(n):
             for srv in ("srv1", "srv2"):
-                assert netns.call_in(cli_netns, lambda ip=ips[srv]: connect(ip)) == f"{ns}/{srv}"
+                assert netns.call_in(cli_netns, partial(connect, ips[srv])) == f"{ns}/{srv}"
 
         got: Any = {}
         for _ in range(60):  # agents report every 10 s

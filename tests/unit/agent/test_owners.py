@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import cast
+
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.owners import BaseOwner, NodeOwner, PodOwner, PolicyOwner, is_policy_owner
@@ -24,7 +26,7 @@ PORTS: dict[PodReference, int] = {A.pod: 3}
 
 
 def test_owners_of_different_features_never_collide() -> None:
-    assert PodOwner("c1") != NodeOwner("c1")
+    assert PodOwner("c1") != cast(object, NodeOwner("c1"))
     assert len({PodOwner("c1"), NodeOwner("c1"), PodOwner("c1")}) == 2
     assert is_policy_owner((PolicyOwner.MATCH, 50, ()))
     assert not is_policy_owner(("np-match", 50, ()))  # a string tag is not a policy owner
@@ -49,6 +51,6 @@ async def test_policy_realization_owns_its_flows_with_typed_owners() -> None:
         ctl.handle(added(obj))
     await ctl.realize_dirty()
     owners = client.owners()
-    kinds = {o[0] for o in owners if is_policy_owner(o)}
+    kinds = {o[0] for o in owners if isinstance(o, tuple) and is_policy_owner(o)}
     assert {PolicyOwner.BASE, PolicyOwner.MATCH, PolicyOwner.CONJUNCTION} <= kinds
     assert all(is_policy_owner(o) for o in owners if isinstance(o, tuple))

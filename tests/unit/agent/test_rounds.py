@@ -9,15 +9,16 @@ from antrea.agent.agent import Agent
 from antrea.agent.bridge import next_round
 from antrea.agent.config import from_mapping
 from antrea.ovs.openflow.cookie import Category, round_category_filter, round_filter
+from antrea.ovs.openflow.flow import FlowFilter
 from antrea.ovs.openflow.render import render_filter
 
 
 class FakeOfctl:
     def __init__(self) -> None:
-        self.deleted: list[str] = []
+        self.deleted: list[FlowFilter] = []
 
-    async def delete_flows(self, flt: str) -> None:
-        self.deleted.append(flt)
+    async def delete_flows(self, flow_filter: FlowFilter) -> None:
+        self.deleted.append(flow_filter)
 
 
 class FakeOvsdb:

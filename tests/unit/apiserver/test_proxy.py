@@ -29,7 +29,7 @@ NS = "/api/v1/namespaces/default"
 
 # -- the name segment ---------------------------------------------------------------------
 
-names = st.text(st.characters(blacklist_characters=":/", blacklist_categories=("Cs",)), min_size=1)
+names = st.text(st.characters(exclude_characters=":/", exclude_categories=["Cs"]), min_size=1)
 ports = st.one_of(
     st.just(""), st.integers(1, 65535).map(str), st.from_regex(r"[a-z]{1,8}", fullmatch=True)
 )

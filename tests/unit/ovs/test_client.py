@@ -93,11 +93,11 @@ async def test_writer_hands_a_transport_failure_to_every_submitter_of_the_bundle
     class Down(RecordingTransport):
         down = True
 
-        async def bundle(self, *, add=(), modify=(), delete=()):  # type: ignore[no-untyped-def]
+        async def bundle(self, *, add=(), modify=(), delete=(), **groups):
             await asyncio.sleep(0)
             if self.down:
                 raise OvsError("connection refused")
-            await super().bundle(add=add, modify=modify, delete=delete)
+            await super().bundle(add=add, modify=modify, delete=delete, **groups)
 
     t = Down()
     w = CoalescingWriter(FlowClient(t))
