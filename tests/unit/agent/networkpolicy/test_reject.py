@@ -11,13 +11,13 @@ from antrea.agent.networkpolicy.reject import (
     RejectResponder,
     _checksum,
     packet_in_reason,
-    parse_packet_in,
     reject_reply,
 )
 from antrea.agent.openflow.pipeline import PACKET_IN_LOG, PACKET_IN_REASON, PACKET_IN_REJECT
 from antrea.ovs.openflow import wire
 from antrea.ovs.openflow.cookie import Category, make_cookie
 from antrea.ovs.openflow.flow import Match
+from antrea.ovs.openflow.packetin import parse_packet_in
 
 CLIENT_MAC, SERVER_MAC = bytes.fromhex("0a0000000001"), bytes.fromhex("0a0000000002")
 CLIENT, SERVER = bytes([10, 244, 3, 10]), bytes([10, 244, 1, 10])
