@@ -72,6 +72,7 @@ from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
 from antrea.agent.openflow.pipeline import CANARY_TABLE, TABLE_NAMES
 from antrea.agent.owners import BaseOwner
 from antrea.agent.secureapi import SecureAPI
+from antrea.apis.agentapi import AGENTINFO
 from antrea.ovs import ovsconfig
 from antrea.ovs.errors import OvsError
 from antrea.ovs.openflow.bundle import FlowTransport, OfctlBundleTransport, mgmt_target
@@ -461,10 +462,14 @@ class Agent:
             metrics=lambda request: metrics_handler(self),
             authenticator=TokenAuthenticator(kube),
             reviewer=AccessReviewer(kube),
+            operator={AGENTINFO: self._agentinfo_response},
         )
         await self.secure_api.start(
             host, self.cfg.apiPort, [host, self.node_name, "localhost", "127.0.0.1"]
         )
+
+    async def _agentinfo_response(self, request: web.Request) -> web.StreamResponse:
+        return web.json_response(await self.info())
 
     def _tasks_alive(self) -> str | None:
         # A task that failed; one-shot tasks (round_cleanup, networkpolicy_ready) that returned

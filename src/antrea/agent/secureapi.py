@@ -16,17 +16,21 @@ Who may call what, as a Kubernetes component does it:
   ``nonResourceURLs: ["/metrics"], verbs: ["get"]`` can scrape; anyone else gets 401/403.
   Reviews are cached briefly (positive 10 s, negative 2 s), so a scrape every few seconds costs
   one pair of reviews per token per ten seconds.
+- ``/agentinfo`` (antctl from outside the node, through the Kubernetes API's ``pods/proxy``):
+  the same, ``get`` on ``/agentinfo``. The API server does not forward the caller's
+  ``Authorization``, so the token may come in ``X-Antrea-Authorization`` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import structlog
 from aiohttp import web
 
+from antrea.apis.controlplane.names import PROXIED_AUTHORIZATION_HEADER
 from antrea.k8s.resources import KubeError
 from antrea.k8s.reviews import AccessReviewer, Identity, TokenAuthenticator
 from antrea.util import pki
@@ -35,6 +39,8 @@ from antrea.util.health import Check, report
 log = structlog.get_logger(__name__)
 
 ALWAYS_ALLOWED = ("/livez", "/readyz")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class SecureAPI:
@@ -48,7 +54,11 @@ class SecureAPI:
         metrics: Callable[[web.Request], Awaitable[web.StreamResponse]],
         authenticator: TokenAuthenticator,
         reviewer: AccessReviewer,
+        operator: Mapping[str, Handler] | None = None,
     ) -> None:
+        """``operator``: GET paths for antctl (``/agentinfo``), each authorized like
+        ``/metrics`` (``get`` on the path)."""
+        self.operator = dict(operator or {})
         self.livez_checks = list(livez)
         self.readyz_checks = list(readyz)
         self.metrics_handler = metrics
@@ -61,7 +71,16 @@ class SecureAPI:
         app.router.add_get("/livez", self.livez)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/metrics", self.metrics)
+        for path, handler in self.operator.items():
+            app.router.add_get(path, self._operator(path, handler))
         return app
+
+    def _operator(self, path: str, handler: Handler) -> Handler:
+        async def serve(request: web.Request) -> web.StreamResponse:
+            await self.authorize(request, "get", path)
+            return await handler(request)
+
+        return serve
 
     async def livez(self, request: web.Request) -> web.Response:
         return report(self.livez_checks, "verbose" in request.query)
@@ -74,7 +93,11 @@ class SecureAPI:
         return await self.metrics_handler(request)
 
     async def authorize(self, request: web.Request, verb: str, path: str) -> Identity:
-        header = request.headers.get("Authorization", "")
+        # Through the Kubernetes API's pods/proxy (antctl --node) the caller's token comes in
+        # its own header: the API server does not forward Authorization.
+        header = request.headers.get("Authorization", "") or request.headers.get(
+            PROXIED_AUTHORIZATION_HEADER, ""
+        )
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         if not token:
             raise web.HTTPUnauthorized(text="Unauthorized: bearer token required\n")

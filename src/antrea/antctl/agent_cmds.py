@@ -169,7 +169,41 @@ def _trace(args: argparse.Namespace) -> int:
     return emit(data, args.output, [])
 
 
+async def _agentinfo_via_apiserver(args: argparse.Namespace) -> Any:
+    """``/agentinfo`` of the agent on ``--node`` through the Kubernetes API (pods/proxy)."""
+    from antrea.antctl import viaapiserver
+    from antrea.antctl.controller_client import kubeconfig_path
+    from antrea.apis.controlplane.names import NAMESPACE
+    from antrea.k8s.resources import bearer_token, load_api_client
+
+    path = kubeconfig_path(getattr(args, "kubeconfig", None))
+    if path is None:
+        raise AntctlError("no kubeconfig: use --kubeconfig or set KUBECONFIG")
+    try:
+        api_client = await load_api_client(path)
+    except Exception as exc:
+        raise AntctlError(f"invalid kubeconfig {path}: {exc}") from exc
+    try:
+        return await viaapiserver.agent_request(
+            api_client,
+            NAMESPACE,
+            args.node,
+            agentapi.DEFAULT_PORT,
+            agentapi.AGENTINFO,
+            token=bearer_token(api_client),
+        )
+    finally:
+        await api_client.close()
+
+
 def _agentinfo(args: argparse.Namespace) -> int:
+    if getattr(args, "node", None):
+        import asyncio
+
+        info = dict(asyncio.run(_agentinfo_via_apiserver(args)))
+        for key in ("networkPolicyCount", "addressGroupCount", "appliedToGroupCount"):
+            info.setdefault(key, None)
+        return emit(info, args.output, AGENTINFO_COLUMNS)
     info = dict(agent_get(args, agentapi.AGENTINFO))
     for key, path in (
         ("networkPolicyCount", agentapi.NETWORKPOLICIES),
@@ -232,6 +266,11 @@ def register(get_sub: Any, top_sub: Any) -> None:
 
     p = get_sub.add_parser(
         "agentinfo", aliases=["ai"], parents=parents, help="this node's agent (agent)"
+    )
+    p.add_argument(
+        "--node",
+        help="the agent on NODE, from anywhere: through the Kubernetes API (pods/proxy to its "
+        "antrea-agent pod, https port 10350)",
     )
     p.set_defaults(func=_agentinfo)
 

@@ -10,6 +10,11 @@ leading controller (the Service's only endpoint). The API server does not forwar
 ``X-Antrea-Authorization``; the controller reviews it (TokenReview, then RBAC) as for a direct
 request. A kubeconfig without a token (client certificates only) passes the API server but is
 refused by the controller (401), as on the direct path.
+
+Agents (``antctl get agentinfo --node NODE``): the agent pod on that node (labels
+``app=antrea,component=antrea-agent``, host network, so its IP is the node's) through
+``pods/proxy`` to ``https:<pod>:10350``, the agent's HTTPS port, which serves ``/agentinfo``
+with the same token review. Its other antctl paths are on the node's loopback API only.
 """
 
 from __future__ import annotations
@@ -52,8 +57,54 @@ async def request(
     raw: bool = False,
 ) -> Any:
     """The JSON answer (bytes with ``raw``) of ``method path`` on the controller, proxied."""
+    url = proxy_url(api_client.configuration.host, namespace, path)
+    return await send(api_client, method, url, params=params, token=token, raw=raw)
+
+
+AGENT_SELECTOR = "app=antrea,component=antrea-agent"
+
+
+async def agent_pod(api_client: Any, namespace: str, node: str) -> str:
+    """The name of the running agent pod on ``node``."""
+    from antrea.k8s.resources import ApiClientResources, KubeError
+
+    try:
+        pods = await ApiClientResources(api_client).get(
+            f"/api/v1/namespaces/{namespace}/pods",
+            query=[("labelSelector", AGENT_SELECTOR), ("fieldSelector", f"spec.nodeName={node}")],
+        )
+    except KubeError as exc:
+        raise AntctlError(f"cannot list the agent pods: {exc}") from exc
+    names = [
+        p["metadata"]["name"]
+        for p in (pods or {}).get("items") or ()
+        if (p.get("status") or {}).get("phase") == "Running"
+    ]
+    if not names:
+        raise AntctlError(f"no running agent pod ({AGENT_SELECTOR}) on node {node}")
+    return str(names[0])
+
+
+async def agent_request(
+    api_client: Any, namespace: str, node: str, port: int, path: str, *, token: str | None
+) -> Any:
+    pod = await agent_pod(api_client, namespace, node)
+    host = api_client.configuration.host.rstrip("/")
+    url = f"{host}/api/v1/namespaces/{namespace}/pods/https:{pod}:{port}/proxy{path}"
+    return await send(api_client, "GET", url, params=None, token=token, what=f"agent {pod}")
+
+
+async def send(
+    api_client: Any,
+    method: str,
+    url: str,
+    *,
+    params: dict[str, str] | None,
+    token: str | None,
+    raw: bool = False,
+    what: str = "controller",
+) -> Any:
     conf = api_client.configuration
-    url = proxy_url(conf.host, namespace, path)
     headers = {"Accept": "application/json"}
     if token:
         headers["Authorization"] = f"Bearer {token}"
@@ -77,7 +128,7 @@ async def request(
             body = await resp.json(content_type=None)
             if resp.status != 200:
                 msg = body.get("message") if isinstance(body, dict) else body
-                raise AntctlError(f"controller via the Kubernetes API: HTTP {resp.status}: {msg}")
+                raise AntctlError(f"{what} via the Kubernetes API: HTTP {resp.status}: {msg}")
             return body
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
-        raise AntctlError(f"controller via the Kubernetes API {conf.host}: {exc}") from exc
+        raise AntctlError(f"{what} via the Kubernetes API {conf.host}: {exc}") from exc

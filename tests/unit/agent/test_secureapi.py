@@ -58,7 +58,8 @@ class FakeKube:
             assert "resourceAttributes" not in spec
             allowed = (
                 spec["user"] == PROMETHEUS_SA
-                and spec["nonResourceAttributes"] == {"path": "/metrics", "verb": "get"}
+                and spec["nonResourceAttributes"]
+                in ({"path": "/metrics", "verb": "get"}, {"path": "/agentinfo", "verb": "get"})
                 and spec["groups"] == ["system:serviceaccounts"]
             )
             return {"status": {"allowed": allowed}}
@@ -73,17 +74,23 @@ class Server:
         async def metrics(request: web.Request) -> web.Response:
             return web.Response(text="antrea_agent_up 1\n")
 
+        async def agentinfo(request: web.Request) -> web.Response:
+            return web.json_response({"nodeName": "n1"})
+
         self.api = SecureAPI(
             livez=[Check("ping", lambda: None)],
             readyz=[Check("agent-started", lambda: None if self.ready else "starting")],
             metrics=metrics,
             authenticator=TokenAuthenticator(kube),
             reviewer=AccessReviewer(kube),
+            operator={"/agentinfo": agentinfo},
         )
         self.port = 0
 
-    async def get(self, path: str, token: str | None = None) -> tuple[int, str]:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async def get(
+        self, path: str, token: str | None = None, header: str = "Authorization"
+    ) -> tuple[int, str]:
+        headers = {header: f"Bearer {token}"} if token else {}
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
@@ -161,3 +168,14 @@ async def test_access_reviews_are_cached_per_identity() -> None:
     assert await reviewer.allowed(prom, "get", "/metrics")
     assert reviewer.reviews == 2
     assert not await reviewer.allowed(prom, "get", "/debug")
+
+
+async def test_agentinfo_for_antctl_through_pods_proxy(server: Server) -> None:
+    """/agentinfo is reviewed like /metrics; through the API server's pods/proxy the token comes
+    in X-Antrea-Authorization (the proxy keeps Authorization)."""
+    proxied = "X-Antrea-Authorization"
+    assert (await server.get("/agentinfo"))[0] == 401
+    assert (await server.get("/agentinfo", "bogus", proxied))[0] == 401
+    assert (await server.get("/agentinfo", "other", proxied))[0] == 403
+    assert await server.get("/agentinfo", "prom", proxied) == (200, '{"nodeName": "n1"}')
+    assert await server.get("/agentinfo", "prom") == (200, '{"nodeName": "n1"}')

@@ -34,6 +34,8 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[APIServer, Path, list[d
         seen.append({"path": request.path, "headers": dict(request.headers)})
         if request.headers.get(names.PROXIED_AUTHORIZATION_HEADER) is None:
             return web.json_response({"message": "bearer token required"}, status=401)
+        if request.path == "/agentinfo":
+            return web.json_response({"nodeName": "n1", "port": request.url.port})
         return web.json_response({"leader": True, "path": request.path})
 
     app = web.Application()
@@ -47,7 +49,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[APIServer, Path, list[d
     async def dial(
         host: str, port: int, ctx: ssl.SSLContext | None, server_hostname: str
     ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        assert (host, port) == (UNROUTABLE, 10349)  # the leader's endpoint
+        assert (host, port) in ((UNROUTABLE, 10349), (UNROUTABLE, 10350))  # leader, agent pod
         return await asyncio.open_connection(
             "127.0.0.1", real_port, ssl=ctx, server_hostname=server_hostname if ctx else None
         )
@@ -91,6 +93,28 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[APIServer, Path, list[d
             ),
         ]
     )
+    for name, node, phase in (
+        ("antrea-agent-a", "n1", "Running"),
+        ("antrea-agent-b", "n2", "Running"),
+    ):
+        pod: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "namespace": ns,
+                "labels": {"app": "antrea", "component": "antrea-agent"},
+            },
+            "spec": {
+                "nodeName": node,
+                "hostNetwork": True,
+                "containers": [{"name": "antrea-agent", "image": "antrea"}],
+            },
+        }
+        server.ensure_objects([(("", "pods"), pod)])
+        old = server.store.get(("", "pods"), ns, name)
+        ip = UNROUTABLE if node == "n1" else "192.0.2.2"
+        server.store.put(("", "pods"), {**old, "status": {"phase": phase, "podIP": ip}}, old=old)
     kubeconfig = tmp_path / "kubeconfig"
     write_kubeconfig(
         kubeconfig,
@@ -119,3 +143,18 @@ async def test_unreachable_address_falls_back_to_the_apiserver(cluster: Any) -> 
     with pytest.raises(AntctlError, match=r"controller https://192\.0\.2\.1:10349"):
         await ControllerClient(str(kubeconfig), via_apiserver=False).get(INFO)
     assert len(seen) == 1
+
+
+async def test_agentinfo_of_a_node_through_its_agent_pod(cluster: Any) -> None:
+    import argparse
+
+    from antrea.antctl.agent_cmds import _agentinfo_via_apiserver
+
+    server, kubeconfig, seen = cluster
+    args = argparse.Namespace(kubeconfig=str(kubeconfig), node="n1")
+    assert (await _agentinfo_via_apiserver(args))["nodeName"] == "n1"
+    (req,) = seen
+    assert req["path"] == "/agentinfo"
+    assert req["headers"][names.PROXIED_AUTHORIZATION_HEADER] == f"Bearer {server.admin_token}"
+    with pytest.raises(AntctlError, match="no running agent pod"):
+        await _agentinfo_via_apiserver(argparse.Namespace(kubeconfig=str(kubeconfig), node="n9"))
