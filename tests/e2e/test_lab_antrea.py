@@ -404,8 +404,39 @@ spec: {podSelector: {matchLabels: {app: via}}}
         proc = run("get", "networkpolicy", "--via-apiserver", kubeconfig=kubelet)
         assert proc.returncode == 1
         assert "HTTP 403" in proc.stderr and "services/proxy" in proc.stderr, proc.stderr
+
+        # The agent on node1 through its pod: the lab runs agents as processes, so a
+        # host-network Pod object like the DaemonSet's stands for it (its IP is the node's,
+        # where the real agent's HTTPS port 10350 answers).
+        lab.kubectl("apply", "-f", "-", input=json.dumps(AGENT_POD))
+        lab.kubectl("-n", "kube-system", "wait", "--for=condition=Ready",
+                    f"pod/{AGENT_POD['metadata']['name']}", "--timeout=60s")  # fmt: skip
+        proc = run("get", "agentinfo", "--node", "node1", "-o", "json")
+        assert proc.returncode == 0, proc.stderr
+        assert json.loads(proc.stdout)["nodeName"] == "node1"
+        proc = run("get", "agentinfo", "--node", "node1", kubeconfig=kubelet)
+        assert proc.returncode == 1
+        assert "HTTP 403" in proc.stderr and "pods/proxy" in proc.stderr, proc.stderr
     finally:
         lab.kubectl("delete", "networkpolicy", "via-np", check=False)
+        lab.kubectl("-n", "kube-system", "delete", "pod", AGENT_POD["metadata"]["name"],
+                    "--wait=false", check=False)  # fmt: skip
+
+
+AGENT_POD: dict[str, Any] = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {
+        "name": "antrea-agent-via01",
+        "namespace": "kube-system",
+        "labels": {"app": "antrea", "component": "antrea-agent"},
+    },
+    "spec": {
+        "nodeName": "node1",
+        "hostNetwork": True,
+        "containers": [{"name": "antrea-agent", "image": "antrea/antrea-agent"}],
+    },
+}
 
 
 ACNP_UNKNOWN_TIER = """apiVersion: crd.antrea.io/v1beta1

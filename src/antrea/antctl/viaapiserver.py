@@ -19,6 +19,7 @@ with the same token review. Its other antctl paths are on the node's loopback AP
 
 from __future__ import annotations
 
+import json
 import ssl
 from typing import Any
 
@@ -123,9 +124,15 @@ async def send(
                 timeout=aiohttp.ClientTimeout(total=15),
             ) as resp,
         ):
+            data = await resp.read()
             if raw and resp.status == 200:
-                return await resp.read()
-            body = await resp.json(content_type=None)
+                return data
+            try:
+                body = json.loads(data or b"null")
+            except ValueError:
+                if resp.status == 200:
+                    raise
+                body = data.decode(errors="replace").strip()
             if resp.status != 200:
                 msg = body.get("message") if isinstance(body, dict) else body
                 raise AntctlError(f"{what} via the Kubernetes API: HTTP {resp.status}: {msg}")
