@@ -16,14 +16,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import caselib
+import casegen
 import simulate
 
 OUT = Path(__file__).resolve().parent / "cases-antrea"
 V = "crd.antrea.io/v1beta1"
+MARKS = {".": "connected", "X": "dropped (no response)", "R": "rejected"}
 
 
 def acnp(name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -230,49 +229,8 @@ def _key(p: dict[str, Any]) -> str:
     return str(p["kind"])
 
 
-def build(case: dict[str, Any]) -> dict[str, Any]:
-    steps = []
-    for s in case["steps"]:
-        step: dict[str, Any] = {k: s[k] for k in ("description", "apply") if k in s}
-        step["expect"] = [{"protocol": p, "port": port, "matrix": []} for p, port in s["probes"]]
-        steps.append(step)
-    doc = {
-        "schema": "netpol-case/v1",
-        "id": case["id"],
-        "slug": case["slug"],
-        "name": case["name"],
-        "origin": "antrea-python",
-        "model": "xyz-abc-v1",
-        "ignore_loopback": True,
-        "marks": {".": "connected", "X": "dropped (no response)", "R": "rejected"},
-        "steps": steps,
-    }
-    parsed = caselib.Case(case["id"], case["slug"], case["name"], OUT, True)
-    for s in steps:
-        parsed.steps.append(
-            caselib.Step(
-                description=s.get("description", ""),
-                delete=None,
-                apply=s["apply"],
-                relabel_pods=[],
-                relabel_namespaces=[],
-                expect=[caselib.Expect(e["protocol"], e["port"], {}) for e in s["expect"]],
-            )
-        )
-    for s, got in zip(steps, simulate.expected_antrea_steps(parsed), strict=True):
-        for e in s["expect"]:
-            e["matrix"] = got[(e["protocol"], e["port"])]
-    return doc
-
-
 def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for case in CASES:
-        doc = build(case)
-        path = OUT / f"{case['id']}-{case['slug']}.yaml"
-        text = f"# {case['name']}\n" + yaml.safe_dump(doc, sort_keys=False, width=100)
-        path.write_text(text)
-        print(path)
+    casegen.write(CASES, OUT, simulate.expected_antrea_steps, marks=MARKS)
 
 
 if __name__ == "__main__":

@@ -15,10 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import caselib
+import casegen
 import simulate
 
 OUT = Path(__file__).resolve().parent / "cases"
@@ -633,54 +631,8 @@ CASES: list[dict[str, Any]] = [
 ]
 
 
-def build(case: dict[str, Any]) -> dict[str, Any]:
-    steps = []
-    for s in case["steps"]:
-        step: dict[str, Any] = {}
-        for k in ("description", "delete", "apply", "relabel"):
-            if k in s:
-                step[k] = s[k]
-        step["expect"] = [{"protocol": p, "port": port, "matrix": ["?"]} for p, port in s["probes"]]
-        steps.append(step)
-    doc = {
-        "schema": "netpol-case/v1",
-        "id": case["id"],
-        "slug": case["slug"],
-        "name": case["name"],
-        "origin": "antrea-python",
-        "model": "xyz-abc-v1",
-        "ignore_loopback": True,
-        "steps": steps,
-    }
-    # compute the matrices with the oracle through the same loader the runner uses
-    parsed = caselib.Case(case["id"], case["slug"], case["name"], OUT, True)
-    for s in steps:
-        parsed.steps.append(
-            caselib.Step(
-                description=s.get("description", ""),
-                delete=s.get("delete")
-                if s.get("delete") in (None, "all")
-                else [(d["namespace"], d["name"]) for d in s["delete"]],
-                apply=s.get("apply", []),
-                relabel_pods=(s.get("relabel") or {}).get("pods", []),
-                relabel_namespaces=(s.get("relabel") or {}).get("namespaces", []),
-                expect=[caselib.Expect(e["protocol"], e["port"], {}) for e in s["expect"]],
-            )
-        )
-    for s, got in zip(steps, simulate.expected_steps(parsed), strict=True):
-        for e in s["expect"]:
-            e["matrix"] = got[(e["protocol"], e["port"])]
-    return doc
-
-
 def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for case in CASES:
-        doc = build(case)
-        path = OUT / f"{case['id']}-{case['slug']}.yaml"
-        text = f"# {case['name']}\n" + yaml.safe_dump(doc, sort_keys=False, width=100)
-        path.write_text(text)
-        print(path)
+    casegen.write(CASES, OUT, simulate.expected_steps)
 
 
 if __name__ == "__main__":
