@@ -14,8 +14,6 @@ import os
 import socket
 import subprocess
 import sys
-import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,15 +21,14 @@ import pytest
 
 from antrea.testbed.lab import lifecycle, netns, state
 from antrea.testbed.lab.cniruntime import reference_conflist
-from antrea.testbed.lab.realk8s import binaries
 from antrea.testbed.lab.realk8s.node import CGROUP_FS, cgroup_root
 from antrea.testbed.lab.testing import (
-    KUBECTL,
-    OWNER_FILE,
     Lab,
+    RealCluster,
     _base36,
-    _start_time,
-    sweep_stale_test_labs,
+    real_cluster,
+    real_k8s_bin_or_skip,
+    real_kubectl,
 )
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.realk8s]
@@ -39,69 +36,14 @@ pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.realk8s]
 NAME = f"rk{_base36(os.getpid())}"[:12]
 
 
-def _k8s_bin_or_skip() -> str | None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    where = binaries.search_dir()
-    missing = binaries.missing_kubernetes(where)
-    if missing:
-        searched = where or "the PATH"
-        msg = (
-            f"REAL KUBERNETES SUITE SKIPPED: {', '.join(missing)} not found in {searched} "
-            f"(looked in ${binaries.ENV_K8S_BIN}, else the PATH, else {binaries.FALLBACK_K8S_BIN})"
-        )
-        warnings.warn(msg, stacklevel=1)
-        pytest.skip(msg)
-    tools = binaries.missing_host_tools()
-    if tools:
-        pytest.skip(f"REAL KUBERNETES SUITE SKIPPED: missing {', '.join(tools)} (bash bin/setup)")
-    return where
-
-
-class RealLab:
-    def __init__(self, spec: state.LabSpec, kubectl: str) -> None:
-        self.spec = spec
-        self.kubectl_bin = kubectl
-
-    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> str:
-        proc = subprocess.run(
-            [self.kubectl_bin, f"--kubeconfig={self.spec.kubeconfig}", *args],
-            capture_output=True, text=True, input=input, timeout=120, check=False,
-        )  # fmt: skip
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
-        return proc.stdout
-
-    def get(self, *args: str) -> dict[str, object]:
-        doc: dict[str, object] = json.loads(self.kubectl("get", *args, "-o", "json"))
-        return doc
-
-    def wait(self, what: str, predicate: object, timeout: float = 120.0) -> None:
-        assert callable(predicate)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if predicate():
-                    return
-            except (AssertionError, KeyError, ValueError):
-                pass
-            assert time.monotonic() < deadline, f"{what}: not after {timeout:.0f}s"
-            time.sleep(1)
+RealLab = RealCluster
 
 
 @pytest.fixture(scope="module")
 def real() -> Iterator[RealLab]:
-    k8s_bin = _k8s_bin_or_skip()
-    sweep_stale_test_labs()
-    lifecycle.down(NAME)
-    try:
-        spec = lifecycle.up(name=NAME, nodes=2, kubernetes="real", k8s_bin=k8s_bin)
-        me = os.getpid()  # a later session sweeps this lab if this process dies
-        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
-        bins = binaries.find(k8s_bin)
-        yield RealLab(spec, bins.kubectl or str(KUBECTL))
-    finally:
-        lifecycle.down(NAME)
+    k8s_bin = real_k8s_bin_or_skip()
+    with real_cluster(NAME, k8s_bin) as spec:
+        yield RealLab(spec, real_kubectl(k8s_bin))
 
 
 def _ready(node: dict[str, object]) -> str:
@@ -120,7 +62,7 @@ def test_nodes_register_with_pod_cidrs_and_wait_for_a_cni(real: RealLab) -> None
         return all(n["spec"].get("podCIDR") for n in items)
 
     real.wait("node IPAM assigned podCIDRs", cidrs, 60)
-    for n in real.get("nodes")["items"]:  # type: ignore[attr-defined]
+    for n in real.get("nodes")["items"]:
         assert n["status"]["nodeInfo"]["kubeletVersion"].startswith("v1.")
         addrs = {a["type"]: a["address"] for a in n["status"]["addresses"]}
         assert addrs["InternalIP"] == real.spec.node(n["metadata"]["name"]).underlay_ip
@@ -148,7 +90,7 @@ spec:
 
 def test_a_host_network_pod_runs_and_answers_exec_and_logs(real: RealLab) -> None:
     real.kubectl("apply", "-f", "-", input=HOSTNET_POD)
-    real.wait("hostnet Running", lambda: real.get("pod", "hostnet")["status"]["phase"] == "Running")  # type: ignore[index]
+    real.wait("hostnet Running", lambda: real.get("pod", "hostnet")["status"]["phase"] == "Running")
     # The real kubelet started it in node2's network namespace: it serves on node2's address.
     node2 = real.spec.node("node2")
     out = netns.run(netns.exec_argv(node2.netns, ["nc", "-w", "2", node2.underlay_ip, "18080"]),
@@ -188,7 +130,7 @@ def test_lab_verbs_work_on_a_real_lab(real: RealLab) -> None:
 def _install_reference_cni(real: RealLab) -> None:
     """What a node provisioner would do with the reference plugins: bridge + host-local on each
     node's kcm-assigned podCIDR, and routes to the other nodes' podCIDRs."""
-    nodes = {n["metadata"]["name"]: n for n in real.get("nodes")["items"]}  # type: ignore[attr-defined]
+    nodes = {n["metadata"]["name"]: n for n in real.get("nodes")["items"]}
     for node in real.spec.nodes:
         cidr = nodes[node.name]["spec"]["podCIDR"]
         conf = reference_conflist(node_pod_cidr=cidr, ipam_dir=node.path / "ipam")
@@ -203,7 +145,7 @@ def _install_reference_cni(real: RealLab) -> None:
 async def test_model_pods_run_on_real_kubelets_and_the_lab_probe_sees_them(real: RealLab) -> None:
     """Real pods (workload image, local pause image) through a CNI, probed by `antrea lab`."""
     _install_reference_cni(real)
-    real.wait("nodes Ready", lambda: all(_ready(n) == "True" for n in real.get("nodes")["items"]))  # type: ignore[attr-defined]
+    real.wait("nodes Ready", lambda: all(_ready(n) == "True" for n in real.get("nodes")["items"]))
     lab = Lab(real.spec)
     m = await lab.create_model()
     try:
@@ -211,7 +153,7 @@ async def test_model_pods_run_on_real_kubelets_and_the_lab_probe_sees_them(real:
             doc = await lab.probe(port=port, protocol=proto, namespaces=["x", "y", "z"])
             assert doc["matrix"] == m.all_connected(), (port, proto)
         run = [sys.executable, "-m", "antrea.cmd.antrea", "lab", "exec", "--name", NAME]
-        pod_ip = real.get("pod", "-n", "x", "a")["status"]["podIP"]  # type: ignore[index]
+        pod_ip = real.get("pod", "-n", "x", "a")["status"]["podIP"]
         out = subprocess.run([*run, "x/a", "--", "ip", "-4", "-br", "addr"], capture_output=True,
                              text=True, check=True).stdout  # fmt: skip
         assert f"{pod_ip}/" in out

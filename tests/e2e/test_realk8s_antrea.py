@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import json
 import os
 import subprocess
 import time
@@ -21,16 +20,15 @@ from typing import Any
 
 import pytest
 
-from antrea.testbed.lab import lifecycle, state
-from antrea.testbed.lab.realk8s import binaries, install
-from antrea.testbed.lab.realk8s import lifecycle as real_lifecycle
+from antrea.testbed.lab import state
+from antrea.testbed.lab.realk8s import install
 from antrea.testbed.lab.testing import (
-    KUBECTL,
-    OWNER_FILE,
     Lab,
+    RealCluster,
     _base36,
-    _start_time,
-    sweep_stale_test_labs,
+    real_cluster,
+    real_k8s_bin_or_skip,
+    real_kubectl,
 )
 
 pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.realk8s]
@@ -38,35 +36,10 @@ pytestmark = [pytest.mark.root, pytest.mark.lab, pytest.mark.realk8s]
 NAME = f"ra{_base36(os.getpid())}"[:10]
 
 
-class Cluster:
+class Cluster(RealCluster):
     def __init__(self, spec: state.LabSpec, kubectl: str, mode: str) -> None:
-        self.spec, self.kubectl_bin, self.lab, self.mode = spec, kubectl, Lab(spec), mode
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        proc = subprocess.run(
-            [self.kubectl_bin, f"--kubeconfig={self.spec.kubeconfig}", *args],
-            capture_output=True, text=True, input=input, timeout=180, check=False,
-        )  # fmt: skip
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
-        return proc.stdout
-
-    def get(self, *args: str) -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json"))
-
-    def wait(self, what: str, predicate: Any, timeout: float = 240.0) -> None:
-        deadline = time.monotonic() + timeout
-        last: Exception | None = None
-        while True:
-            try:
-                if predicate():
-                    return
-            except (AssertionError, KeyError, ValueError, TypeError) as exc:
-                last = exc
-            if time.monotonic() > deadline:
-                pods = self.kubectl("get", "pods", "-A", "-o", "wide", check=False)
-                raise AssertionError(f"{what}: not after {timeout:.0f}s ({last!r})\n{pods}")
-            time.sleep(2)
+        super().__init__(spec, kubectl, timeout=180.0, wait=240.0)
+        self.lab, self.mode = Lab(spec), mode
 
     def agent_pod(self, node: str) -> str:
         pods = self.get("pods", "-n", "kube-system", "-l", "component=antrea-agent")["items"]
@@ -88,31 +61,12 @@ def _all_running_ready(pods: list[dict[str, Any]]) -> bool:
 @pytest.fixture(scope="module", params=["encap", "noEncap"])
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     mode: str = request.param
-    name = f"{NAME}{mode[0]}"
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    where = binaries.search_dir()
-    missing = binaries.missing_kubernetes(where) + binaries.missing_host_tools()
-    if missing:
-        pytest.skip(f"REAL KUBERNETES SUITE SKIPPED: missing {', '.join(missing)} "
-                    f"(in {where or 'the PATH'})")  # fmt: skip
-    if (
-        not os.environ.get(real_lifecycle.IMAGE_ARCHIVE_ENV)
-        and real_lifecycle.checkout_root() is None
-    ):
-        pytest.skip("REAL KUBERNETES SUITE SKIPPED: no antrea image (bin/build-image is missing)")
-    sweep_stale_test_labs()
-    lifecycle.down(name)
-    try:
-        spec = lifecycle.up(name=name, nodes=2, kubernetes="real", k8s_bin=where)
-        me = os.getpid()
-        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
-        c = Cluster(spec, binaries.find(where).kubectl or str(KUBECTL), mode)
+    where = real_k8s_bin_or_skip(image=True)
+    with real_cluster(f"{NAME}{mode[0]}", where) as spec:
+        c = Cluster(spec, real_kubectl(where), mode)
         c.kubectl("apply", "-f", "-", input=install.lab_manifest(spec, encap_mode=mode))
         install.wait_ready(spec, c.kubectl_bin)
         yield c
-    finally:
-        lifecycle.down(name)
 
 
 def test_agents_and_controller_run_and_nodes_become_ready(cluster: Cluster) -> None:

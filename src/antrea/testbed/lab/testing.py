@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import shutil
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -155,19 +157,17 @@ def sweep_stale_test_labs() -> list[str]:
 
 
 @contextlib.contextmanager
-def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
-    """A fresh lab for the duration of the block; always downed, even on failure."""
-    need_lab_prerequisites()
-    # The whole pid (base 36), so concurrent test processes never share a name.
-    name = f"e2e{_base36(os.getpid())}n{next(_counter)}"
+def owned_lab(name: str, up: Callable[[], state.LabSpec]) -> Iterator[state.LabSpec]:
+    """The lab `up()` brings up as ``name``, owned by this process (a later session sweeps it
+    if this process dies) for the duration of the block; always downed, even on failure, and
+    checked to leave no network namespace behind."""
     sweep_stale_test_labs()
     lifecycle.down(name)
-    cni = params.cni or default_cni()
     try:
-        spec = lifecycle.up(name=name, nodes=params.nodes, cni=cni, encap=params.encap)
+        spec = up()
         me = os.getpid()
         (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
-        yield Lab(spec)
+        yield spec
     finally:
         lifecycle.down(name)
         leftovers = netns.list_netns(state.netns_prefix(name))
@@ -175,15 +175,27 @@ def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
 
 
 @contextlib.contextmanager
-def real_lab_session(*, nodes: int = 2, encap_mode: str = "encap", tag: str = "r") -> Iterator[Lab]:
-    """A real-Kubernetes lab with antrea applied from deploy/antrea.yml; always downed.
+def lab_session(params: LabParams = LabParams()) -> Iterator[Lab]:
+    """A fresh lab for the duration of the block; always downed, even on failure."""
+    need_lab_prerequisites()
+    # The whole pid (base 36), so concurrent test processes never share a name.
+    name = f"e2e{_base36(os.getpid())}n{next(_counter)}"
+    cni = params.cni or default_cni()
 
-    Skips (loudly) without root, the Kubernetes binaries ($ANTREA_K8S_BIN, the PATH,
-    /opt/kubernetes/bin) or the host tools, or without a way to get the antrea image.
-    """
+    def up() -> state.LabSpec:
+        return lifecycle.up(name=name, nodes=params.nodes, cni=cni, encap=params.encap)
+
+    with owned_lab(name, up) as spec:
+        yield Lab(spec)
+
+
+def real_k8s_bin_or_skip(*, image: bool = False) -> str | None:
+    """Where the Kubernetes binaries are (None: the PATH); skips (loudly) the calling test
+    without root, the binaries ($ANTREA_K8S_BIN, the PATH, /opt/kubernetes/bin) or the host
+    tools, or, with ``image``, without a way to get the antrea image."""
     import warnings
 
-    from antrea.testbed.lab.realk8s import binaries, install
+    from antrea.testbed.lab.realk8s import binaries
     from antrea.testbed.lab.realk8s import lifecycle as real
 
     if os.geteuid() != 0:
@@ -193,21 +205,86 @@ def real_lab_session(*, nodes: int = 2, encap_mode: str = "encap", tag: str = "r
     if missing:
         msg = (f"REAL KUBERNETES TESTS SKIPPED: missing {', '.join(missing)} (looked in "
                f"{where or 'the PATH'}; ${binaries.ENV_K8S_BIN}, else the PATH, else "
-               f"{binaries.FALLBACK_K8S_BIN})")  # fmt: skip
+               f"{binaries.FALLBACK_K8S_BIN}; host tools: bash bin/setup)")  # fmt: skip
         warnings.warn(msg, stacklevel=2)
         pytest.skip(msg)
-    if not os.environ.get(real.IMAGE_ARCHIVE_ENV) and real.checkout_root() is None:
+    if image and not os.environ.get(real.IMAGE_ARCHIVE_ENV) and real.checkout_root() is None:
         pytest.skip("REAL KUBERNETES TESTS SKIPPED: no antrea image (no bin/build-image)")
+    return where
+
+
+@contextlib.contextmanager
+def real_cluster(name: str, k8s_bin: str | None, *, nodes: int = 2) -> Iterator[state.LabSpec]:
+    """A bare real-Kubernetes lab (no CNI) named ``name``, as `owned_lab`."""
+
+    def up() -> state.LabSpec:
+        return lifecycle.up(name=name, nodes=nodes, kubernetes="real", k8s_bin=k8s_bin)
+
+    with owned_lab(name, up) as spec:
+        yield spec
+
+
+def real_kubectl(k8s_bin: str | None) -> str:
+    """The kubectl of the Kubernetes binaries in ``k8s_bin``, else the lab's."""
+    from antrea.testbed.lab.realk8s import binaries
+
+    return binaries.find(k8s_bin).kubectl or str(KUBECTL)
+
+
+class RealCluster:
+    """kubectl against a real-Kubernetes lab, and waiting for what it reports."""
+
+    def __init__(
+        self, spec: state.LabSpec, kubectl: str, *, timeout: float = 120.0, wait: float = 120.0
+    ) -> None:
+        self.spec = spec
+        self.kubectl_bin = kubectl
+        self.timeout = timeout
+        self.wait_timeout = wait
+
+    def kubectl(self, *args: str, check: bool = True, input: str | None = None) -> str:
+        proc = subprocess.run(
+            [self.kubectl_bin, f"--kubeconfig={self.spec.kubeconfig}", *args],
+            capture_output=True, text=True, input=input, timeout=self.timeout, check=False,
+        )  # fmt: skip
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+        return proc.stdout
+
+    def get(self, *args: str) -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json"))
+
+    def wait(
+        self, what: str, predicate: Callable[[], object], timeout: float | None = None
+    ) -> None:
+        """Until ``predicate()`` is true (an assertion, key, value or type error counts as not
+        yet); fails after ``timeout`` with the last error and the pods of every namespace."""
+        timeout = self.wait_timeout if timeout is None else timeout
+        deadline = time.monotonic() + timeout
+        last: Exception | None = None
+        while True:
+            try:
+                if predicate():
+                    return
+            except (AssertionError, KeyError, ValueError, TypeError) as exc:
+                last = exc
+            if time.monotonic() > deadline:
+                pods = self.kubectl("get", "pods", "-A", "-o", "wide", check=False)
+                raise AssertionError(f"{what}: not after {timeout:.0f}s ({last!r})\n{pods}")
+            time.sleep(1)
+
+
+@contextlib.contextmanager
+def real_lab_session(*, nodes: int = 2, encap_mode: str = "encap", tag: str = "r") -> Iterator[Lab]:
+    """A real-Kubernetes lab with antrea applied from deploy/antrea.yml; always downed.
+
+    Skips (loudly) without root, the Kubernetes binaries ($ANTREA_K8S_BIN, the PATH,
+    /opt/kubernetes/bin) or the host tools, or without a way to get the antrea image.
+    """
+    from antrea.testbed.lab.realk8s import install
+
+    where = real_k8s_bin_or_skip(image=True)
     name = f"{tag}{_base36(os.getpid())}n{next(_counter)}"[:12]
-    sweep_stale_test_labs()
-    lifecycle.down(name)
-    try:
-        spec = lifecycle.up(name=name, nodes=nodes, kubernetes="real", k8s_bin=where)
-        me = os.getpid()
-        (spec.path / OWNER_FILE).write_text(f"{me} {_start_time(me)}\n")
-        install.install(spec, binaries.find(where).kubectl or str(KUBECTL), encap_mode=encap_mode)
+    with real_cluster(name, where, nodes=nodes) as spec:
+        install.install(spec, real_kubectl(where), encap_mode=encap_mode)
         yield Lab(spec)
-    finally:
-        lifecycle.down(name)
-        leftovers = netns.list_netns(state.netns_prefix(name))
-        assert not leftovers, f"lab {name} left namespaces behind: {leftovers}"
