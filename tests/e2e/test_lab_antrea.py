@@ -954,7 +954,7 @@ async def test_rule_sessions_aggregated_across_nodes_by_the_controller(lab: Lab)
     """An ACNP applied to a server on each node, with a named Allow rule: N connections to each
     server are counted by each node's agent, reported to the controller, and the controller's
     ``antreaclusternetworkpolicystats`` shows at least 2N sessions on that rule (each node alone
-    saw N), none on the other rule."""
+    saw N), none on the other rule. An agent restart neither loses nor recounts anything."""
     ns = f"npstats-{os.getpid()}"
     n = 4
     pods = "".join(
@@ -1026,6 +1026,40 @@ spec:
         table = _antctl_json(lab, "get", "acnps")["text"].splitlines()
         assert table[0].split() == ["NAME", "SESSIONS", "PACKETS", "BYTES", "RULES"]
         assert any(line.split()[0] == ns for line in table[1:]), table
+
+        # the agent of the controller leader's node restarts (its flows and their counters stay
+        # in OVS; the leader, when in that process, fails over and starts from what the agents
+        # report): nothing counted before is lost or counted again, and what that node counts
+        # afterwards adds up
+        holder = lab.kubectl(
+            "-n", "kube-system", "get", "lease", "antrea-controller",
+            "-o", "jsonpath={.spec.holderIdentity}", check=False,
+        ).strip()  # fmt: skip
+        node = holder if holder in ("node1", "node2") else "node2"
+        srv = {"node1": "srv1", "node2": "srv2"}[node]
+        before = rules["let-cli"]["sessions"]
+        lab.restart_agent(node)
+        lifecycle.wait_for_network(lab.spec)
+        for _ in range(120):
+            cmd = ("antctl", "get", "networkpolicy", "-o", "json")
+            proc = lab.exec_node(node, *cmd, check=False)  # its API may not be up yet
+            if proc.returncode == 0 and any(
+                p["sourceRef"]["name"] == ns and p["realized"] for p in json.loads(proc.stdout)
+            ):
+                break
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(3.0)  # its first reading (a baseline) follows the flows' discovery
+        for _ in range(n):
+            assert netns.call_in(cli_netns, lambda: connect(ips[srv])) == f"{ns}/{srv}"
+        for _ in range(60):
+            got = _antctl_json(lab, "get", "antreaclusternetworkpolicystats", ns, "-o", "json")
+            after = {r["name"]: r["trafficStats"] for r in got["ruleTrafficStats"]}["let-cli"]
+            if after["sessions"] >= before + n:
+                break
+            await asyncio.sleep(1.0)
+        else:
+            raise AssertionError(f"lost across the restart: {got}, before {before}")
+        assert after["sessions"] < before + 2 * n, f"counted twice: {after}, before {before}"
     finally:
         lab.kubectl("delete", "acnp", ns, "--ignore-not-found", check=False)
         lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)

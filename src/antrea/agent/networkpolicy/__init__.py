@@ -14,6 +14,7 @@ See docs/design/networkpolicy-agent.md.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Hashable
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from antrea.apis.controlplane.types import Direction, NetworkPolicyNodeStatus, P
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, category_filter, cookie_category
 from antrea.ovs.openflow.flow import Output
 from antrea.ovs.ovsctl import DumpedFlow
+from antrea.util.atomicfile import write_atomic
 
 log = structlog.get_logger(__name__)
 
@@ -118,6 +120,9 @@ class PolicyAgent:
         )
         self.writer = (
             StateWriter(self.state_file, self.controller.cache) if self.state_file else None
+        )
+        self.stats_file: Path | None = (
+            Path(cfg.stateDir) / "networkpolicy" / "stats.json" if cfg is not None else None
         )
         self.real_events = 0
         self.used_fallback = False
@@ -254,7 +259,15 @@ class PolicyAgent:
         (True when it accepted them)."""
         # its own dump: the local API's cached one may be older than the last reading
         self.totals.observe(conj_counters(await self.dump_policy_flows()), self._conj_owner)
-        self.totals.retain(self.controller.cache.policies)
+        if self.controller.ready.is_set():  # the policies are known (else: restored totals kept)
+            self.totals.retain(self.controller.cache.policies)
+        if self.stats_file is not None:
+            data = json.dumps(self.totals.saved())
+            try:
+                self.stats_file.parent.mkdir(parents=True, exist_ok=True)
+                await asyncio.to_thread(write_atomic, self.stats_file, data)
+            except OSError as exc:
+                log.warning("policy_stats_save_failed", path=str(self.stats_file), error=str(exc))
         report = getattr(self.client, "report_stats", None)
         if report is None:
             return False
@@ -265,6 +278,16 @@ class PolicyAgent:
     async def report_stats(self) -> None:
         """The first reading (a baseline: see stats.RuleTotals) once the flows left by a previous
         run are known, then one report every ``stats_interval``."""
+        path = self.stats_file
+        if path is not None:
+            try:
+                saved = json.loads(await asyncio.to_thread(path.read_text))
+            except FileNotFoundError:
+                pass
+            except (OSError, ValueError) as exc:
+                log.warning("policy_stats_restore_failed", path=str(path), error=str(exc))
+            else:
+                log.info("policy_stats_restored", rules=self.totals.restore(saved))
         await self.ids_reserved.wait()
         while True:
             try:

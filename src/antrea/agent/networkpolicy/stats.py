@@ -16,7 +16,10 @@ backwards and never count twice, which the agent reports to the controller (stat
   new traffic; a conjunction ID new since the last reading (or now another rule's) counts fully;
 - totals are kept per (policy, rule name) under a ``since`` token (this agent run + a counter),
   a new token whenever a total restarts at 0 (first seen, or seen again after its policy left
-  the node), so the controller can fold ended runs without double counting.
+  the node), so the controller can fold ended runs without double counting;
+- the totals and their tokens are saved in the agent's state directory and restored by the next
+  agent run, so neither an agent restart nor a controller failover (the new leader learns every
+  run's totals from the agents) loses what was reported.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from antrea.apis.stats.types import NodeStatsSummary, RuleTraffic, TrafficStats
 from antrea.ovs.ovsctl import DumpedFlow
@@ -166,6 +170,36 @@ class RuleTotals:
         """Forget the totals of policies this node no longer has (seen again: a new run)."""
         for key in [k for k in self._totals if k[0] not in policies]:
             del self._totals[key]
+
+    def saved(self) -> dict[str, Any]:
+        """What `restore` takes back: the totals with their tokens (the agent's state file)."""
+        return {
+            "totals": [
+                [policy, rule, since, s.packets, s.bytes, s.sessions]
+                for (policy, rule), (since, s) in sorted(self._totals.items())
+            ]
+        }
+
+    def restore(self, saved: Any) -> int:
+        """Continue the totals a previous agent run saved, under their tokens (the controller
+        keeps taking them as the same runs: nothing restarts, nothing is counted twice). The
+        readings still start with a baseline. Malformed entries are skipped; returns how many
+        were taken."""
+        taken = 0
+        entries = saved.get("totals") if isinstance(saved, dict) else None
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                policy, rule, since, packets, nbytes, sessions = entry
+            except (TypeError, ValueError):
+                continue
+            counts = (packets, nbytes, sessions)
+            if not all(isinstance(x, str) for x in (policy, rule, since)) or not all(
+                type(x) is int and x >= 0 for x in counts
+            ):
+                continue
+            self._totals[(policy, rule)] = (since, TrafficStats(packets, nbytes, sessions))
+            taken += 1
+        return taken
 
     def totals(self) -> dict[tuple[str, str], TrafficStats]:
         return {k: v[1] for k, v in self._totals.items()}

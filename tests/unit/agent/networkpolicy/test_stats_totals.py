@@ -101,3 +101,26 @@ def test_totals_never_backwards_nor_above_the_traffic(
         seen = got
     if exact:
         assert seen == traffic
+
+
+def test_saved_totals_continue_under_their_tokens_in_the_next_agent_run() -> None:
+    import json
+
+    first = RuleTotals(run="r1")
+    first.observe({}, OWNERS.get)
+    first.observe({7: R(4), 9: R(2)}, OWNERS.get)
+    saved = json.loads(json.dumps(first.saved()))
+    second = RuleTotals(run="r2")
+    assert second.restore(saved) == 2
+    second.observe({7: R(4), 9: R(2)}, OWNERS.get)  # the flows survived: a baseline
+    second.observe({7: R(5), 9: R(2)}, OWNERS.get)
+    got = {(r.policy, r.rule): (r.since, r.stats) for r in second.summary("n").rules}
+    assert got == {("p1", "allow-web"): ("r1.1", T(5)), ("p2", ""): ("r1.2", T(2))}
+
+
+def test_restore_skips_what_is_malformed() -> None:
+    t = RuleTotals(run="r")
+    for bad in (None, [], {"totals": 3}, {"totals": [["p", "r", "s", -1, 0, 0], ["p"], 5]}):
+        assert t.restore(bad) == 0
+    assert t.restore({"totals": [["p", "r", "s", 1, 2, 3], ["p", "q", 4, 1, 2, 3]]}) == 1
+    assert t.totals() == {("p", "r"): TrafficStats(packets=1, bytes=2, sessions=3)}
