@@ -289,3 +289,24 @@ async def test_on_disconnect_fires_during_an_outage_not_at_the_next_connect(
     finally:
         await it.aclose()  # type: ignore[attr-defined]
         await client.close()
+
+
+async def test_report_stats_reaches_the_controller_for_this_node_only(ctl: Controller) -> None:
+    from antrea.apis.stats.types import NodeStatsSummary, RuleTraffic, TrafficStats
+
+    client = ControlPlaneClient("n1", kube=kube_for(ctl), token="tok-n1", backoff_initial=0.05)
+    summary = NodeStatsSummary("n1", (RuleTraffic("p1", "r", "a.1", TrafficStats(3, 300, 1)),))
+    assert not await client.report_stats(summary)  # no controller found yet
+    it = client.events().__aiter__()
+    try:
+        (bookmark,) = await take(it, 1)
+        assert bookmark.type is EventType.BOOKMARK
+        assert await client.report_stats(summary)
+        assert ctl.server.stats.rules("p1") == {} and ctl.server.stats.dropped == 1  # unknown
+        ctl.store.objs[(Kind.NETWORK_POLICY, "p1")] = (object(), frozenset({"n1"}))
+        assert await client.report_stats(summary)
+        assert ctl.server.stats.rules("p1") == {"r": TrafficStats(3, 300, 1)}
+        assert not await client.report_stats(NodeStatsSummary("n2", summary.rules))  # 403
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+        await client.close()
