@@ -194,9 +194,12 @@ class ControllerServer:
         if not verb:
             verb, group, resource = _operator_attributes(request)
         name = request.match_info.get("name", "")
+        namespace = request.match_info.get("namespace", "")
         if self.reviewer is not None:
             try:
-                allowed = await self.reviewer.allowed_resource(ident, verb, group, resource, name)
+                allowed = await self.reviewer.allowed_resource(
+                    ident, verb, group, resource, name, namespace=namespace
+                )
             except Exception as exc:
                 log.warning("subject_access_review_failed", error=str(exc))
                 raise _error(web.HTTPServiceUnavailable, "cannot review the access") from exc

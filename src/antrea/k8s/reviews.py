@@ -190,13 +190,23 @@ class AccessReviewer:
         return await self._review(identity, "nonResourceAttributes", {"path": path, "verb": verb})
 
     async def allowed_resource(
-        self, identity: Identity, verb: str, group: str, resource: str, name: str = ""
+        self,
+        identity: Identity,
+        verb: str,
+        group: str,
+        resource: str,
+        name: str = "",
+        *,
+        namespace: str = "",
     ) -> bool:
         """May `identity` do `verb` on `resource` of API `group` (antctl on the controller:
-        ``controlplane.antrea.io`` and ``system.antrea.io``)?"""
+        ``controlplane.antrea.io``, ``system.antrea.io``, ``stats.antrea.io``), in `namespace`
+        for a namespaced request (a Role there may allow it)?"""
         attrs = {"verb": verb, "group": group, "resource": resource}
         if name:
             attrs["name"] = name
+        if namespace:
+            attrs["namespace"] = namespace
         return await self._review(identity, "resourceAttributes", attrs)
 
     async def _review(self, identity: Identity, field: str, attrs: dict[str, str]) -> bool:

@@ -325,6 +325,13 @@ class FakeKube:
         allowed = spec["user"] == "viewer" and (
             (attrs.get("group"), attrs.get("resource"), attrs.get("verb")) in grants
         )
+        # "ns-viewer": a Role in namespace default on stats.antrea.io networkpolicystats
+        allowed = allowed or (
+            spec["user"] == "ns-viewer"
+            and attrs.get("namespace") == "default"
+            and (attrs.get("group"), attrs.get("resource"))
+            == ("stats.antrea.io", "networkpolicystats")
+        )
         return {"status": {"allowed": allowed}}
 
 
@@ -512,3 +519,28 @@ async def test_proxied_token_header_authenticates_like_authorization(env: Env) -
     assert (await call(env, "GET", "/metrics", None, headers=headers))[0] == 200
     bad = {names.PROXIED_AUTHORIZATION_HEADER: "Bearer nope"}
     assert (await call(env, "GET", "/metrics", None, headers=bad))[0] == 401
+
+
+async def test_namespaced_stats_are_authorized_in_their_namespace(env: Env) -> None:
+    kube = FakeKube()
+    TOKENS["t-ns-viewer"] = Identity("ns-viewer", frozenset({"system:authenticated"}))
+    env.server.reviewer = AccessReviewer(kube)  # type: ignore[arg-type]
+    try:
+        ok = f"{STATS}/namespaces/default/networkpolicystats"
+        assert (await call(env, "GET", ok, "t-ns-viewer"))[0] == 200
+        assert (await call(env, "GET", ok + "/np1", "t-ns-viewer"))[0] == 200
+        assert kube.reviews[1]["resourceAttributes"] == {
+            "verb": "get",
+            "group": "stats.antrea.io",
+            "resource": "networkpolicystats",
+            "name": "np1",
+            "namespace": "default",
+        }
+        for denied in (
+            f"{STATS}/namespaces/other/networkpolicystats",
+            f"{STATS}/networkpolicystats",  # all namespaces
+            f"{STATS}/antreaclusternetworkpolicystats",
+        ):
+            assert (await call(env, "GET", denied, "t-ns-viewer"))[0] == 403, denied
+    finally:
+        del TOKENS["t-ns-viewer"]
