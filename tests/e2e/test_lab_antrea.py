@@ -1038,17 +1038,22 @@ spec:
         node = holder if holder in ("node1", "node2") else "node2"
         srv = {"node1": "srv1", "node2": "srv2"}[node]
         before = rules["let-cli"]["sessions"]
+        saved = lab.spec.node(node).agent_state_dir / "networkpolicy" / "stats.json"
+        restarted_at = time.time()
         lab.restart_agent(node)
         lifecycle.wait_for_network(lab.spec)
         for _ in range(120):
             cmd = ("antctl", "get", "networkpolicy", "-o", "json")
             proc = lab.exec_node(node, *cmd, check=False)  # its API may not be up yet
-            if proc.returncode == 0 and any(
+            realized = proc.returncode == 0 and any(
                 p["sourceRef"]["name"] == ns and p["realized"] for p in json.loads(proc.stdout)
-            ):
+            )
+            # the new agent's first reading (a baseline) is saved: later traffic counts
+            if realized and saved.exists() and saved.stat().st_mtime > restarted_at:
                 break
             await asyncio.sleep(0.5)
-        await asyncio.sleep(3.0)  # its first reading (a baseline) follows the flows' discovery
+        else:
+            pytest.fail(f"the restarted agent on {node} never realized the policy and read")
         for _ in range(n):
             assert netns.call_in(cli_netns, lambda: connect(ips[srv])) == f"{ns}/{srv}"
         for _ in range(60):
