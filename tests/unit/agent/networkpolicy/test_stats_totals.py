@@ -124,3 +124,49 @@ def test_restore_skips_what_is_malformed() -> None:
         assert t.restore(bad) == 0
     assert t.restore({"totals": [["p", "r", "s", 1, 2, 3], ["p", "q", 4, 1, 2, 3]]}) == 1
     assert t.totals() == {("p", "r"): TrafficStats(packets=1, bytes=2, sessions=3)}
+
+
+# The agent and the controller together, over an agent's lives on one node: traffic, readings
+# sent to the controller, flows reinstalled, agent restarts with or without its saved totals
+# (OVS keeps the flows and their counters). The controller's count never goes backwards and
+# never exceeds the traffic.
+event = st.one_of(
+    st.tuples(st.just("traffic"), st.integers(1, 9)),
+    st.tuples(st.sampled_from(["read", "reinstall", "restart", "restart-saved"]), st.just(0)),
+)
+
+
+@settings(max_examples=300)
+@given(st.lists(event, max_size=40))
+def test_agent_and_controller_never_backwards_never_twice(events: list[tuple[str, int]]) -> None:
+    from antrea.controller.stats import StatsAggregator
+
+    agg = StatsAggregator()
+    runs = 0
+
+    def new_agent() -> RuleTotals:
+        nonlocal runs
+        runs += 1
+        return RuleTotals(run=f"run{runs}")
+
+    agent = new_agent()
+    ovs = traffic = seen = 0
+    agent.observe({7: R(ovs)}, OWNERS.get)
+    for what, n in events:
+        if what == "traffic":
+            ovs += n
+            traffic += n
+        elif what == "reinstall":
+            ovs = 0
+        elif what.startswith("restart"):
+            saved = agent.saved()
+            agent = new_agent()
+            if what == "restart-saved":
+                agent.restore(saved)
+            agent.observe({7: R(ovs)}, OWNERS.get)  # the new run's baseline
+        else:
+            agent.observe({7: R(ovs)}, OWNERS.get)
+            agg.report(agent.summary("n1"))
+            got = agg.total("p1").sessions
+            assert seen <= got <= traffic
+            seen = got
