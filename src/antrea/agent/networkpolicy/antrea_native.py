@@ -72,6 +72,7 @@ from antrea.ovs.openflow.flow import (
     GotoTable,
     Match,
     Output,
+    Proto,
     RegMatch,
     Resubmit,
 )
@@ -389,7 +390,7 @@ class NativeRealizer:
                 Flow(
                     r.table,
                     prio,
-                    Match(proto="ip", conj_id=cid),
+                    Match(proto=Proto.IP, conj_id=cid),
                     self._actions(r.rule, cid),
                     fb.cookie(self.round_num, cid),
                 )
@@ -444,14 +445,14 @@ def base_flows(
             Flow(
                 table,
                 p.PRIO_NATIVE_STALE_SYN,
-                Match(proto="tcp", ct_state=fb.EST, tcp_flags="+syn-ack"),
+                Match(proto=Proto.TCP, ct_state=fb.EST, tcp_flags="+syn-ack"),
                 (CtClear(), Resubmit(table)),
                 c,
             )
         )
         for state in (fb.EST, fb.REL):
             out.append(
-                Flow(table, p.PRIO_NATIVE_BYPASS, Match(proto="ip", ct_state=state),
+                Flow(table, p.PRIO_NATIVE_BYPASS, Match(proto=Proto.IP, ct_state=state),
                      (GotoTable(d.allow_goto),), c)
             )  # fmt: skip
         if with_miss:  # standalone users (the agent's pipeline owns these)
@@ -463,7 +464,7 @@ def base_flows(
             Flow(
                 p.ANTREA_INGRESS_RULE,
                 p.PRIO_NATIVE_BYPASS,
-                Match(proto="ip", regs=regs, nw_src=src),
+                Match(proto=Proto.IP, regs=regs, nw_src=src),
                 (GotoTable(p.CONNTRACK_COMMIT),),
                 c,
             )

@@ -39,7 +39,7 @@ from antrea.apis.controlplane.types import (
     PodReference,
     Service,
 )
-from antrea.ovs.openflow.flow import Match
+from antrea.ovs.openflow.flow import Match, Proto
 
 Atom = tuple[Any, ...]
 ANY: Atom = ("ip",)
@@ -51,19 +51,19 @@ def atom_match(atom: Atom) -> Match:
     """The `Match` of a clause atom (cached: atoms repeat across rules and batches)."""
     kind = atom[0]
     if kind == "ip":
-        return Match(proto="ip")
+        return Match(proto=Proto.IP)
     if kind == "nw_src":
-        return Match(proto="ip", nw_src=addresses.prefix_value(atom[1]))
+        return Match(proto=Proto.IP, nw_src=addresses.prefix_value(atom[1]))
     if kind == "nw_dst":
-        return Match(proto="ip", nw_dst=addresses.prefix_value(atom[1]))
+        return Match(proto=Proto.IP, nw_dst=addresses.prefix_value(atom[1]))
     if kind == "reg1":
-        return Match(proto="ip", regs=(TARGET_OFPORT.match(atom[1]),))
+        return Match(proto=Proto.IP, regs=(TARGET_OFPORT.match(atom[1]),))
     if kind == "icmp_tc":  # ICMP type (and code) of an Antrea-native rule
-        return Match(proto="icmp", icmp_type=atom[1], icmp_code=atom[2])
+        return Match(proto=Proto.ICMP, icmp_type=atom[1], icmp_code=atom[2])
     proto, port, mask = atom
     if port is None:
-        return Match(proto=proto)
-    return Match(proto=proto, tp_dst=port, tp_dst_mask=mask)
+        return Match(proto=Proto(proto))
+    return Match(proto=Proto(proto), tp_dst=port, tp_dst_mask=mask)
 
 
 def atom_text(atom: Atom) -> str:

@@ -25,6 +25,7 @@ from antrea.ovs.openflow.flow import (
     GotoTable,
     Match,
     Output,
+    Proto,
     RegMatch,
     Resubmit,
 )
@@ -62,7 +63,7 @@ def base_flows(
             Flow(
                 d.rule_table,
                 p.PRIO_STALE_SYN,
-                Match(proto="tcp", ct_state=EST, tcp_flags="+syn-ack"),
+                Match(proto=Proto.TCP, ct_state=EST, tcp_flags="+syn-ack"),
                 (CtClear(), Resubmit(d.rule_table)),
                 c,
             )
@@ -72,7 +73,7 @@ def base_flows(
                 Flow(
                     d.rule_table,
                     p.PRIO_BYPASS,
-                    Match(proto="ip", ct_state=state),
+                    Match(proto=Proto.IP, ct_state=state),
                     (GotoTable(d.allow_goto),),
                     c,
                 )
@@ -87,7 +88,7 @@ def base_flows(
             Flow(
                 p.INGRESS_RULE,
                 p.PRIO_BYPASS,
-                Match(proto="ip", regs=regs, nw_src=src),
+                Match(proto=Proto.IP, regs=regs, nw_src=src),
                 (GotoTable(p.CONNTRACK_COMMIT),),
                 c,
             )
@@ -108,14 +109,14 @@ def conj_flows(
         Flow(
             d.rule_table,
             p.PRIO_ACTION,
-            Match(proto="ip", conj_id=conj_id),
+            Match(proto=Proto.IP, conj_id=conj_id),
             (d.conj_reg.load(conj_id), *copy, GotoTable(d.allow_goto)),
             c,
         ),
         Flow(
             d.rule_table,
             p.PRIO_METRIC,
-            Match(proto="ip", ct_state=EST, ct_label=label),
+            Match(proto=Proto.IP, ct_state=EST, ct_label=label),
             (GotoTable(d.allow_goto),),
             c,
         ),

@@ -67,6 +67,7 @@ from antrea.ovs.openflow.flow import (
     Normal,
     Output,
     OutputReg,
+    Proto,
     Resubmit,
     SetField,
 )
@@ -124,27 +125,27 @@ class FlowBuilder:
             flows.append(Flow(table.id, PRIORITY_MISS, Match(), actions, c))
         flows += [
             # Other ARP (pod <-> pod, pod <-> gateway) is switched: pods of a node share an L2.
-            Flow(ARP_RESPONDER.id, PRIORITY_LOW, Match(proto="arp"), (Normal(),), c),
+            Flow(ARP_RESPONDER.id, PRIORITY_LOW, Match(proto=Proto.ARP), (Normal(),), c),
             # Replies of hairpin Service connections: un-SNAT in their zone first, then (back in
             # this table, now tracked) the pod zone's un-DNAT.
             Flow(
                 CONNTRACK.id,
                 PRIORITY_HIGH,
-                Match(proto="ip", ct_state=CtState(trk=False), nw_dst=HAIRPIN_SNAT_IP),
+                Match(proto=Proto.IP, ct_state=CtState(trk=False), nw_dst=HAIRPIN_SNAT_IP),
                 (HAIRPIN.load(), Ct(table=CONNTRACK.id, zone=SNAT_CT_ZONE, nat=True)),
                 c,
             ),
             Flow(
                 CONNTRACK.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip"),
+                Match(proto=Proto.IP),
                 (Ct(table=CONNTRACK_STATE.id, zone=CT_ZONE, nat=True),),
                 c,
             ),
             Flow(
                 CONNTRACK_STATE.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip", ct_state=CtState(inv=True, trk=True)),
+                Match(proto=Proto.IP, ct_state=CtState(inv=True, trk=True)),
                 (Drop(),),
                 c,
             ),
@@ -153,7 +154,7 @@ class FlowBuilder:
                 CONNTRACK_COMMIT.id,
                 PRIORITY_HIGH,
                 Match(
-                    proto="ip",
+                    proto=Proto.IP,
                     ct_state=CtState(new=True, trk=True),
                     ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
                 ),
@@ -165,7 +166,7 @@ class FlowBuilder:
             Flow(
                 CONNTRACK_COMMIT.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip", ct_state=CtState(new=True, trk=True)),
+                Match(proto=Proto.IP, ct_state=CtState(new=True, trk=True)),
                 (
                     Ct(
                         commit=True,
@@ -216,14 +217,14 @@ class FlowBuilder:
             Flow(
                 SPOOF_GUARD.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip", in_port=GATEWAY_OFPORT),
+                Match(proto=Proto.IP, in_port=GATEWAY_OFPORT),
                 (GotoTable(CONNTRACK.id),),
                 c,
             ),
             Flow(
                 SPOOF_GUARD.id,
                 PRIORITY_NORMAL,
-                Match(proto="arp", in_port=GATEWAY_OFPORT),
+                Match(proto=Proto.ARP, in_port=GATEWAY_OFPORT),
                 (GotoTable(ARP_RESPONDER.id),),
                 c,
             ),
@@ -235,7 +236,7 @@ class FlowBuilder:
                 Flow(
                     L3_FORWARDING.id,
                     PRIORITY_NORMAL,
-                    Match(proto="ip", regs=(FROM_TUNNEL.match(),), nw_dst=node.gateway_ip),
+                    Match(proto=Proto.IP, regs=(FROM_TUNNEL.match(),), nw_dst=node.gateway_ip),
                     (SetField("eth_dst", node.gateway_mac), GotoTable(L2_FORWARDING_CALC.id)),
                     c,
                 )
@@ -273,14 +274,14 @@ class FlowBuilder:
             Flow(
                 SPOOF_GUARD.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip", in_port=pod.ofport, dl_src=pod.mac, nw_src=ip),
+                Match(proto=Proto.IP, in_port=pod.ofport, dl_src=pod.mac, nw_src=ip),
                 (GotoTable(CONNTRACK.id),),
                 c,
             ),
             Flow(
                 SPOOF_GUARD.id,
                 PRIORITY_NORMAL,
-                Match(proto="arp", in_port=pod.ofport, arp_spa=ip, arp_sha=pod.mac),
+                Match(proto=Proto.ARP, in_port=pod.ofport, arp_spa=ip, arp_sha=pod.mac),
                 (GotoTable(ARP_RESPONDER.id),),
                 c,
             ),
@@ -291,7 +292,7 @@ class FlowBuilder:
                 L3_FORWARDING.id,
                 PRIORITY_HIGH,
                 Match(
-                    proto="ip",
+                    proto=Proto.IP,
                     ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
                     nw_src=ip,
                     nw_dst=ip,
@@ -313,7 +314,7 @@ class FlowBuilder:
             Flow(
                 L3_FORWARDING.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip", ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK), nw_dst=ip),
+                Match(proto=Proto.IP, ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK), nw_dst=ip),
                 (
                     SetField("eth_src", self.node.gateway_mac),
                     SetField("eth_dst", pod.mac),
@@ -329,7 +330,7 @@ class FlowBuilder:
                 Flow(
                     L3_FORWARDING.id,
                     PRIORITY_NORMAL,
-                    Match(proto="ip", regs=(FROM_TUNNEL.match(),), nw_dst=ip),
+                    Match(proto=Proto.IP, regs=(FROM_TUNNEL.match(),), nw_dst=ip),
                     (
                         SetField("eth_src", self.node.gateway_mac),
                         SetField("eth_dst", pod.mac),
@@ -358,7 +359,7 @@ class FlowBuilder:
             Flow(
                 L3_FORWARDING.id,
                 PRIORITY_NORMAL,
-                Match(proto="ip", nw_dst=pod_cidr),
+                Match(proto=Proto.IP, nw_dst=pod_cidr),
                 (
                     DecTTL(),
                     SetField("eth_src", self.node.gateway_mac),
@@ -387,7 +388,7 @@ def arp_responder_flow(ip: IPv4Addr, mac: str, cookie: int) -> Flow:
     return Flow(
         ARP_RESPONDER.id,
         PRIORITY_NORMAL,
-        Match(proto="arp", arp_op=1, arp_tpa=ip),
+        Match(proto=Proto.ARP, arp_op=1, arp_tpa=ip),
         (
             Move("NXM_OF_ETH_SRC[]", "NXM_OF_ETH_DST[]"),
             SetField("eth_src", mac),

@@ -62,6 +62,7 @@ from antrea.ovs.openflow.flow import (
     LearnSpec,
     Match,
     OutputGroup,
+    Proto,
     RegMatch,
     Resubmit,
     SetField,
@@ -154,7 +155,7 @@ def noencap_flows(gateway_mac: str, cookie: int) -> list[Flow]:
     on another node goes back to the host (IN_PORT) with gw0's MAC, and so does its reply once
     un-DNATed. Local pods' flows (priority 200, ``nw_dst=<pod IP>``) take precedence."""
     match = Match(
-        proto="ip",
+        proto=Proto.IP,
         regs=(FROM_GATEWAY.match(),),
         ct_mark=(SERVICE_CT_MARK, SERVICE_CT_MARK),
         dl_dst=GLOBAL_VIRTUAL_MAC,
@@ -168,7 +169,7 @@ def noencap_flows(gateway_mac: str, cookie: int) -> list[Flow]:
     return [Flow(L3_FORWARDING.id, PRIORITY_NOENCAP_REMOTE, match, actions, cookie)]
 
 
-def endpoint_flow(ep: Endpoint, proto: str, cookie: int) -> Flow:
+def endpoint_flow(ep: Endpoint, proto: Proto, cookie: int) -> Flow:
     actions: tuple[Action, ...] = (
         Ct(
             commit=True,

@@ -44,7 +44,7 @@ from antrea.agent.proxy.types import (
 from antrea.ovs.openflow.bundle import FlowTransport
 from antrea.ovs.openflow.client import CoalescingWriter
 from antrea.ovs.openflow.cookie import Category
-from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.flow import Flow, Proto
 from antrea.ovs.openflow.groups import Group, GroupType
 
 log = structlog.get_logger(__name__)
@@ -250,7 +250,7 @@ class Proxier:
 
     def nodeport_entries(self) -> set[tuple[str, int, bool]]:
         """(protocol, nodePort, Local) of every NodePort with (local) endpoints."""
-        out = set()
+        out: set[tuple[str, int, bool]] = set()
         for i in self.installed.values():
             sp = i.port
             if sp.node_port and i.has_flows and (not sp.external_local or i.local_endpoints):
@@ -314,7 +314,7 @@ class Proxier:
             return
         cookie0 = self.cookie(Category.SERVICE, 0)
         delta: Counter[EpKey] = Counter()
-        proto_ep: dict[EpKey, tuple[Endpoint, str]] = {}
+        proto_ep: dict[EpKey, tuple[Endpoint, Proto]] = {}
         for old in olds:
             if old is not None:
                 for ep in old.endpoints:

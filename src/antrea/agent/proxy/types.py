@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from antrea.ovs.openflow.flow import Proto
+
 JSON = dict[str, Any]
-PROTOCOLS = {"TCP": "tcp", "UDP": "udp", "SCTP": "sctp"}
+PROTOCOLS = {"TCP": Proto.TCP, "UDP": Proto.UDP, "SCTP": Proto.SCTP}
 DEFAULT_AFFINITY_TIMEOUT = 10800  # seconds, as upstream
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
@@ -37,7 +39,7 @@ class ServicePort:
         return (self.namespace, self.name, self.port_name, self.protocol)
 
     @property
-    def proto(self) -> str:
+    def proto(self) -> Proto:
         """The ovs-ofctl protocol name (tcp, udp, sctp)."""
         return PROTOCOLS[self.protocol]
 

@@ -11,11 +11,26 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field, fields
+from enum import StrEnum
 from operator import attrgetter
 from typing import NamedTuple
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddr = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class Proto(StrEnum):
+    """The protocol shorthands of ovs-ofctl (each also sets dl_type and, for L4, nw_proto).
+
+    A `StrEnum`: equal to (and hashed as) its text, so ``Proto.TCP == "tcp"``."""
+
+    IP = "ip"
+    IPV6 = "ipv6"
+    ARP = "arp"
+    TCP = "tcp"
+    UDP = "udp"
+    SCTP = "sctp"
+    ICMP = "icmp"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,16 +59,15 @@ class CtState:
 class Match:
     """Match fields in canonical order. ``None`` means "not matched".
 
-    ``proto`` is one of ``ip``, ``ipv6``, ``arp``, ``tcp``, ``udp``, ``sctp``, ``icmp`` (the
-    ovs-ofctl shorthand that also sets dl_type/nw_proto). Transport ports may be masked
-    (``tp_dst_mask``) to express ranges as a few prefix matches.
+    ``proto`` is a `Proto` (the ovs-ofctl shorthand that also sets dl_type/nw_proto).
+    Transport ports may be masked (``tp_dst_mask``) to express ranges as a few prefix matches.
 
     Canonical by construction, so that equal matches are equal values (the flow key): addresses
     are `ipaddress` values, a full-length prefix is stored as its address (``10.0.0.1/32`` is
     ``10.0.0.1``), anything else (e.g. a string) is a `TypeError`.
     """
 
-    proto: str | None = None
+    proto: Proto | None = None
     in_port: int | None = None
     dl_src: str | None = None
     dl_dst: str | None = None
