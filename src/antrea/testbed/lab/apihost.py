@@ -252,6 +252,7 @@ def node_kubeconfig_for_external(kubeconfig: Path, forwarder: str) -> tuple[str,
 async def start_forwarder(spec: LabSpec) -> Stop:
     """External API server: TCP forwarder from the underlay to it, node kubeconfigs."""
     from antrea.testbed.apiserver.kubeconfig import write_kubeconfig
+    from antrea.testbed.lab.splice import splice
 
     forwarder = f"{spec.underlay_api_ip}:{UNDERLAY_API_PORT}"
     text, (host, port) = node_kubeconfig_for_external(spec.kubeconfig, forwarder)
@@ -260,16 +261,6 @@ async def start_forwarder(spec: LabSpec) -> Stop:
         write_kubeconfig(node.kubeconfig, text)
         write_kubeconfig(node.controller_kubeconfig, text)
 
-    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             up_reader, up_writer = await asyncio.open_connection(host, port)
@@ -277,7 +268,7 @@ async def start_forwarder(spec: LabSpec) -> Stop:
             log.warning("forwarder_connect_failed", target=f"{host}:{port}", error=str(exc))
             writer.close()
             return
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await splice(reader, writer, up_reader, up_writer)
 
     sock = await asyncio.to_thread(
         listen_socket, spec.underlay_api_ip, UNDERLAY_API_PORT, in_netns=spec.underlay_netns

@@ -15,20 +15,10 @@ import socket
 import structlog
 
 from antrea.testbed.lab import netns
+from antrea.testbed.lab.splice import splice
 from antrea.testbed.lab.state import UNDERLAY_API_PORT, LabSpec
 
 log = structlog.get_logger(__name__)
-
-
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    try:
-        while data := await reader.read(65536):
-            writer.write(data)
-            await writer.drain()
-    except OSError:
-        pass
-    finally:
-        writer.close()
 
 
 async def run(spec: LabSpec, port: int) -> None:
@@ -49,7 +39,7 @@ async def run(spec: LabSpec, port: int) -> None:
             log.warning("forward_connect_failed", error=str(exc))
             writer.close()
             return
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        await splice(reader, writer, up_reader, up_writer)
 
     server = await asyncio.start_server(handle, "127.0.0.1", port, reuse_address=True)
     log.info("lab_forward_started", port=port, target=f"{target[0]}:{target[1]}")
