@@ -33,12 +33,9 @@ class TaskOwner(Protocol):
         ...
 
 
-class PolicyHost(TaskOwner, Protocol):
-    """What NetworkPolicy realization needs from the agent (it only writes
-    ``controller_connected``, shown in agentinfo, and sets ``policy_ready`` once the initial
-    policy set is realized)."""
-
-    controller_connected: bool
+class FeatureHost(TaskOwner, Protocol):
+    """What every feature reads from the agent: its config, the node, the Kubernetes client,
+    the metrics registry, the switch's ofctl and the gateway's MAC."""
 
     @property
     def cfg(self) -> AgentConfig: ...
@@ -49,44 +46,39 @@ class PolicyHost(TaskOwner, Protocol):
     @property
     def api_client(self) -> Any: ...  # kubernetes-asyncio ApiClient (untyped library)
     @property
-    def app(self) -> web.Application: ...  # the local API: add routes before it starts
-    @property
     def registry(self) -> CollectorRegistry: ...
-    @property
-    def flow_client(self) -> FlowClient: ...
-    @property
-    def interface_store(self) -> InterfaceStore: ...
     @property
     def ofctl(self) -> OfCtl: ...
     @property
     def gateway_mac(self) -> str: ...
+
+
+class PolicyHost(FeatureHost, Protocol):
+    """What NetworkPolicy realization needs from the agent (it only writes
+    ``controller_connected``, shown in agentinfo, and sets ``policy_ready`` once the initial
+    policy set is realized)."""
+
+    controller_connected: bool
+
+    @property
+    def app(self) -> web.Application: ...  # the local API: add routes before it starts
+    @property
+    def flow_client(self) -> FlowClient: ...
+    @property
+    def interface_store(self) -> InterfaceStore: ...
     @property
     def round_num(self) -> int: ...
     @property
     def policy_ready(self) -> asyncio.Event: ...
 
 
-class ProxyHost(TaskOwner, Protocol):
+class ProxyHost(FeatureHost, Protocol):
     """What AntreaProxy needs from the agent."""
 
-    @property
-    def cfg(self) -> AgentConfig: ...
-    @property
-    def node_name(self) -> str: ...
-    @property
-    def node(self) -> NodeInfo | None: ...
-    @property
-    def api_client(self) -> Any: ...
-    @property
-    def registry(self) -> CollectorRegistry: ...
     @property
     def writer(self) -> CoalescingWriter: ...
     @property
     def transport(self) -> FlowTransport: ...
-    @property
-    def ofctl(self) -> OfCtl: ...
-    @property
-    def gateway_mac(self) -> str: ...
 
     def cookie(self, category: Category, object_id: int = 0) -> int: ...
 
