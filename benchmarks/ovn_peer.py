@@ -266,23 +266,14 @@ class Ovn:
         return {n: round(rss_mb(self.pid(n)), 1) for n in self.pidfiles}
 
     def close(self) -> None:
+        from antrea.testbed.lab.topology import stop_pid
+
         for name in reversed(self.pidfiles):
             try:
                 pid = self.pid(name)
-                os.kill(pid, signal.SIGTERM)
             except (OSError, ValueError):
                 continue
-            for _ in range(250):
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.02)
-            else:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            stop_pid(pid)
         sh("ip", "netns", "del", self.netns, check=False)
 
 

@@ -8,12 +8,12 @@ netns. Daemons are stopped by pid, never by name: other instances may run on the
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from antrea.testbed.lab.topology import stop_pid
 
 SCHEMA = "/usr/share/openvswitch/vswitch.ovsschema"
 
@@ -85,19 +85,4 @@ class OvsSandbox:
     def stop(self, *, timeout: float = 5.0) -> None:
         """Stop both daemons by pid (vswitchd first) and wait for them to exit."""
         for pid in self.pids():
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                except ProcessLookupError:
-                    break
-                time.sleep(0.02)
-            else:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            stop_pid(pid, timeout=timeout)
