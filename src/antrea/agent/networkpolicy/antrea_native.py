@@ -42,7 +42,6 @@ table. Traffic it should have dropped stays dropped and its pods are isolated by
 from __future__ import annotations
 
 import bisect
-import ipaddress
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 
@@ -66,7 +65,6 @@ from antrea.errors import AntreaError
 from antrea.ovs.openflow.flow import (
     Action,
     Conjunction,
-    CtClear,
     Drop,
     Flow,
     GotoTable,
@@ -74,7 +72,6 @@ from antrea.ovs.openflow.flow import (
     Output,
     Proto,
     RegMatch,
-    Resubmit,
 )
 
 log = structlog.get_logger(__name__)
@@ -441,32 +438,12 @@ def base_flows(
     c = fb.cookie(round_num)
     out: list[Flow] = []
     for table, d in ((p.ANTREA_EGRESS_RULE, p.EGRESS), (p.ANTREA_INGRESS_RULE, p.INGRESS)):
-        out.append(
-            Flow(
-                table,
-                p.PRIO_NATIVE_STALE_SYN,
-                Match(proto=Proto.TCP, ct_state=fb.EST, tcp_flags="+syn-ack"),
-                (CtClear(), Resubmit(table)),
-                c,
-            )
+        out += fb.established_bypass(
+            table, p.PRIO_NATIVE_STALE_SYN, p.PRIO_NATIVE_BYPASS, d.allow_goto, c
         )
-        for state in (fb.EST, fb.REL):
-            out.append(
-                Flow(table, p.PRIO_NATIVE_BYPASS, Match(proto=Proto.IP, ct_state=state),
-                     (GotoTable(d.allow_goto),), c)
-            )  # fmt: skip
         if with_miss:  # standalone users (the agent's pipeline owns these)
             out.append(Flow(table, p.PRIO_MISS, Match(), (GotoTable(d.rule_table),), c))
-    if gateway_ip is not None or gateway_mark is not None:
-        regs = (gateway_mark,) if gateway_mark is not None else ()
-        src = ipaddress.ip_network(gateway_ip) if gateway_ip is not None else None
-        out.append(
-            Flow(
-                p.ANTREA_INGRESS_RULE,
-                p.PRIO_NATIVE_BYPASS,
-                Match(proto=Proto.IP, regs=regs, nw_src=src),
-                (GotoTable(p.CONNTRACK_COMMIT),),
-                c,
-            )
-        )
+    out += fb.gateway_allow(
+        p.ANTREA_INGRESS_RULE, p.PRIO_NATIVE_BYPASS, gateway_ip, gateway_mark, c
+    )
     return out

@@ -56,44 +56,62 @@ def base_flows(
     c = cookie(round_num)
     out: list[Flow] = []
     for d in (p.EGRESS, p.INGRESS):
-        # A TCP SYN that conntrack files under an old connection (same 5-tuple still in
-        # TIME_WAIT: the userspace datapath reports it -new+est) is a new connection: forget its
-        # conntrack state and evaluate the rules again; untracked, it is not committed later.
-        out.append(
-            Flow(
-                d.rule_table,
-                p.PRIO_STALE_SYN,
-                Match(proto=Proto.TCP, ct_state=EST, tcp_flags="+syn-ack"),
-                (CtClear(), Resubmit(d.rule_table)),
-                c,
-            )
-        )
-        for state in (EST, REL):
-            out.append(
-                Flow(
-                    d.rule_table,
-                    p.PRIO_BYPASS,
-                    Match(proto=Proto.IP, ct_state=state),
-                    (GotoTable(d.allow_goto),),
-                    c,
-                )
-            )
+        out += established_bypass(d.rule_table, p.PRIO_STALE_SYN, p.PRIO_BYPASS, d.allow_goto, c)
         if with_miss:  # the agent's pipeline owns the miss flows; standalone users want them
             out.append(Flow(d.rule_table, p.PRIO_MISS, Match(), (GotoTable(d.default_table),), c))
             out.append(Flow(d.default_table, p.PRIO_MISS, Match(), (GotoTable(d.allow_goto),), c))
-    if gateway_ip is not None or gateway_mark is not None:
-        regs = (gateway_mark,) if gateway_mark is not None else ()
-        src = ipaddress.ip_network(gateway_ip) if gateway_ip is not None else None
+    out += gateway_allow(p.INGRESS_RULE, p.PRIO_BYPASS, gateway_ip, gateway_mark, c)
+    return out
+
+
+def established_bypass(
+    table: p.Table, stale_syn_priority: int, priority: int, allow_goto: p.Table, c: int
+) -> list[Flow]:
+    """A rule table's (Kubernetes or Antrea-native) bypasses: established and related
+    connections skip the rules (a policy change does not cut them); a TCP SYN that conntrack
+    files under an old connection (same 5-tuple still in TIME_WAIT: the userspace datapath
+    reports it -new+est) is a new connection: its conntrack state is forgotten and the rules
+    evaluate it again (untracked, it is not committed later)."""
+    out = [
+        Flow(
+            table,
+            stale_syn_priority,
+            Match(proto=Proto.TCP, ct_state=EST, tcp_flags="+syn-ack"),
+            (CtClear(), Resubmit(table)),
+            c,
+        )
+    ]
+    for state in (EST, REL):
         out.append(
             Flow(
-                p.INGRESS_RULE,
-                p.PRIO_BYPASS,
-                Match(proto=Proto.IP, regs=regs, nw_src=src),
-                (GotoTable(p.CONNTRACK_COMMIT),),
-                c,
+                table, priority, Match(proto=Proto.IP, ct_state=state), (GotoTable(allow_goto),), c
             )
         )
     return out
+
+
+def gateway_allow(
+    table: p.Table,
+    priority: int,
+    gateway_ip: str | None,
+    gateway_mark: RegMatch | None,
+    c: int,
+) -> list[Flow]:
+    """The ingress rule table's allow of traffic from the local host (through the gateway,
+    matched on its IP and/or its register mark; none when neither is known)."""
+    if gateway_ip is None and gateway_mark is None:
+        return []
+    regs = (gateway_mark,) if gateway_mark is not None else ()
+    src = ipaddress.ip_network(gateway_ip) if gateway_ip is not None else None
+    return [
+        Flow(
+            table,
+            priority,
+            Match(proto=Proto.IP, regs=regs, nw_src=src),
+            (GotoTable(p.CONNTRACK_COMMIT),),
+            c,
+        )
+    ]
 
 
 def conj_flows(
