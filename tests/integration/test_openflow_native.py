@@ -50,6 +50,7 @@ from antrea.ovs.openflow import (
 )
 from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.flow import Proto
 from antrea.ovs.openflow.groups import Bucket, Group, GroupType
 from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.testbed.ovssandbox import OvsSandbox
@@ -88,39 +89,46 @@ def every_flow() -> list[Flow]:
         flows += npflows.conj_flows(3, d, 7 if d is npt.INGRESS else 8)
         flows.append(
             npflows.match_flow(
-                3, d.rule_table, Match(proto="ip", nw_src=NET("10.0.0.0/8")), [(7, 1, 3), (9, 1, 2)]
+                3,
+                d.rule_table,
+                Match(proto=Proto.IP, nw_src=NET("10.0.0.0/8")),
+                [(7, 1, 3), (9, 1, 2)],
             )
         )
         flows.append(
-            npflows.isolation_flow(3, d.default_table, Match(proto="ip", regs=(RegMatch(1, 10),)))
+            npflows.isolation_flow(
+                3, d.default_table, Match(proto=Proto.IP, regs=(RegMatch(1, 10),))
+            )
         )
-    flows.append(npflows.match_flow(3, 90, Match(proto="tcp", tp_dst=8080), [(7, 3, 3)], band=4))
+    flows.append(
+        npflows.match_flow(3, 90, Match(proto=Proto.TCP, tp_dst=8080), [(7, 3, 3)], band=4)
+    )
     flows.append(
         npflows.match_flow(
-            3, 90, Match(proto="udp", tp_dst=0x1000, tp_dst_mask=0xFC00), [(7, 3, 3)]
+            3, 90, Match(proto=Proto.UDP, tp_dst=0x1000, tp_dst_mask=0xFC00), [(7, 3, 3)]
         )
     )
-    flows.append(npflows.match_flow(3, 90, Match(proto="sctp", tp_dst=9), [(7, 3, 3)]))
-    flows.append(npflows.match_flow(3, 90, Match(proto="ip"), [(11, 1, 2)]))
+    flows.append(npflows.match_flow(3, 90, Match(proto=Proto.SCTP, tp_dst=9), [(7, 3, 3)]))
+    flows.append(npflows.match_flow(3, 90, Match(proto=Proto.IP), [(11, 1, 2)]))
     flows.append(
-        npflows.match_flow(3, 50, Match(proto="ip", nw_dst=NET("192.168.7.7/32")), [(8, 2, 2)])
+        npflows.match_flow(3, 50, Match(proto=Proto.IP, nw_dst=NET("192.168.7.7/32")), [(8, 2, 2)])
     )
     # every other field and action a Flow can carry
     flows += [
-        Flow(5, 100, Match(proto="udp", tp_src=53, in_port=3), (Output(4),), cookie=1),
-        Flow(5, 101, Match(proto="icmp", dl_dst="02:00:00:00:00:09"), (Output("IN_PORT"),)),
-        Flow(5, 102, Match(proto="ip", ct_mark=(0x10, 0xF0)), (Normal(),)),
+        Flow(5, 100, Match(proto=Proto.UDP, tp_src=53, in_port=3), (Output(4),), cookie=1),
+        Flow(5, 101, Match(proto=Proto.ICMP, dl_dst="02:00:00:00:00:09"), (Output("IN_PORT"),)),
+        Flow(5, 102, Match(proto=Proto.IP, ct_mark=(0x10, 0xF0)), (Normal(),)),
         Flow(
             5,
             103,
-            Match(proto="ip", tun_id=0x99, tun_dst=ipaddress.IPv4Address("172.30.0.3")),
+            Match(proto=Proto.IP, tun_id=0x99, tun_dst=ipaddress.IPv4Address("172.30.0.3")),
             (Drop(),),
         ),
         Flow(
             5,
             104,
             Match(
-                proto="arp",
+                proto=Proto.ARP,
                 arp_op=2,
                 arp_spa=ipaddress.IPv4Address("10.0.0.1"),
                 arp_sha="02:00:00:00:00:01",
@@ -136,13 +144,13 @@ def every_flow() -> list[Flow]:
         Flow(
             5,
             106,
-            Match(proto="tcp", ct_state=CtState(new=True, trk=True, inv=False, rpl=False)),
+            Match(proto=Proto.TCP, ct_state=CtState(new=True, trk=True, inv=False, rpl=False)),
             (Ct(commit=True, table=20, zone=5, nat=True, exec_=(Move(REG5, LABEL_HI),)),),
         ),
         Flow(
             5,
             107,
-            Match(proto="ip", nw_src=ipaddress.IPv4Address("10.1.2.3")),
+            Match(proto=Proto.IP, nw_src=ipaddress.IPv4Address("10.1.2.3")),
             (
                 LoadReg(2, 5, 4, 7),
                 LoadReg(3, 1, 9, 9),
@@ -155,10 +163,10 @@ def every_flow() -> list[Flow]:
         Flow(
             5,
             108,
-            Match(proto="ip", nw_dst=ipaddress.ip_address("10.1.2.4")),
+            Match(proto=Proto.IP, nw_dst=ipaddress.ip_address("10.1.2.4")),
             (SetField("nw_dst", "10.9.9.9"), SetField("reg4", "0x20"), Output(1)),
         ),
-        Flow(5, 110, Match(proto="ip", ct_label=(0xF << 96, 0xF << 96)), (Output("LOCAL"),)),
+        Flow(5, 110, Match(proto=Proto.IP, ct_label=(0xF << 96, 0xF << 96)), (Output("LOCAL"),)),
         Flow(
             5,
             111,
@@ -239,16 +247,18 @@ async def test_bundle_is_atomic_and_errors_name_the_flow(bridges: OvsSandbox) ->
     nat = OpenFlowTransport(bridges.ofctl_target("br-nat"))
     try:
         good = [
-            Flow(10, 100, Match(proto="ip", nw_src=NET(f"10.0.{i}.0/24")), (Drop(),))
+            Flow(10, 100, Match(proto=Proto.IP, nw_src=NET(f"10.0.{i}.0/24")), (Drop(),))
             for i in range(50)
         ]
-        bad = Flow(10, 101, Match(proto="ip"), (GotoTable(3),))  # goto_table must go forward
+        bad = Flow(10, 101, Match(proto=Proto.IP), (GotoTable(3),))  # goto_table must go forward
         with pytest.raises(BundleRejected) as err:
             await nat.bundle(add=[*good[:25], bad, *good[25:]])
         assert "goto_table:3" in str(err.value) and "priority=101" in str(err.value)
         assert count(bridges, "br-nat") == 0  # nothing of the bundle applied
         # a flow too big for one OpenFlow message is refused, and the bundle discarded
-        huge = Flow(10, 102, Match(proto="ip"), tuple(Conjunction(i, 1, 2) for i in range(1, 5000)))
+        huge = Flow(
+            10, 102, Match(proto=Proto.IP), tuple(Conjunction(i, 1, 2) for i in range(1, 5000))
+        )
         with pytest.raises(BundleRejected, match="exceeds one OpenFlow message"):
             await nat.bundle(add=[*good, huge])
         assert count(bridges, "br-nat") == 0
@@ -295,7 +305,7 @@ async def test_reconnects_and_replays_after_vswitchd_restart(bridges: OvsSandbox
     client = FlowClient(nat)
     try:
         flows = [
-            Flow(10, 100, Match(proto="ip", nw_src=NET(f"10.1.{i}.0/24")), (Drop(),))
+            Flow(10, 100, Match(proto=Proto.IP, nw_src=NET(f"10.1.{i}.0/24")), (Drop(),))
             for i in range(30)
         ]
         await client.sync({"a": flows})
@@ -309,7 +319,7 @@ async def test_reconnects_and_replays_after_vswitchd_restart(bridges: OvsSandbox
             await asyncio.sleep(0.05)
         assert count(bridges, "br-nat") == 30
         assert nat.connects == 2
-        extra = Flow(10, 100, Match(proto="ip", nw_src=NET("10.2.0.0/16")), (Drop(),))
+        extra = Flow(10, 100, Match(proto=Proto.IP, nw_src=NET("10.2.0.0/16")), (Drop(),))
         await client.sync({"b": [extra]})
         assert count(bridges, "br-nat") == 31
         assert nat.connects == 2
@@ -368,7 +378,8 @@ _CT = st.builds(
 
 @st.composite
 def _match(draw: st.DrawFn) -> Match:
-    proto = draw(st.sampled_from([None, "ip", "tcp", "udp", "sctp", "arp", "icmp"]))
+    protos = [Proto.IP, Proto.TCP, Proto.UDP, Proto.SCTP, Proto.ARP, Proto.ICMP]
+    proto = draw(st.sampled_from([None, *protos]))
     ip = proto in ("ip", "tcp", "udp", "sctp", "icmp")
     tp = proto in ("tcp", "udp", "sctp")
     mask = draw(st.none() | st.sampled_from([0xFFF0, 0xFF00, 0xC000]))

@@ -10,6 +10,7 @@ from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow import Conjunction, Drop, Flow, GotoTable, Match, Output, RegMatch
 from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
+from antrea.ovs.openflow.flow import Proto
 from antrea.testbed.ovssandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
@@ -42,10 +43,13 @@ async def test_mixed_bundle_add_modify_delete(bridge: OvsSandbox) -> None:
     client = FlowClient(OfctlBundleTransport(bridge.ofctl_target("br0")))
     src = [ipaddress.ip_network(f"10.0.{i}.0/24") for i in range(50)]
     flows = [
-        Flow(90, 200, Match(proto="ip", nw_src=n), (Conjunction(7, 1, 2),), cookie=0x1) for n in src
+        Flow(90, 200, Match(proto=Proto.IP, nw_src=n), (Conjunction(7, 1, 2),), cookie=0x1)
+        for n in src
     ]
-    flows.append(Flow(90, 200, Match(proto="ip", regs=(RegMatch(1, 3),)), (Conjunction(7, 2, 2),)))
-    flows.append(Flow(90, 190, Match(proto="ip", conj_id=7), (GotoTable(105),)))
+    flows.append(
+        Flow(90, 200, Match(proto=Proto.IP, regs=(RegMatch(1, 3),)), (Conjunction(7, 2, 2),))
+    )
+    flows.append(Flow(90, 190, Match(proto=Proto.IP, conj_id=7), (GotoTable(105),)))
     await client.sync({"rule": flows})
     assert len(dump(bridge, 90)) == 52
 
@@ -64,8 +68,8 @@ async def test_rejected_bundle_changes_nothing_and_blames_one_owner(bridge: OvsS
     """A bad flow fails its owner only; the others' flows still land, atomically."""
     client = FlowClient(OfctlBundleTransport(bridge.ofctl_target("br0")))
     writer = CoalescingWriter(client)
-    good = Flow(0, 100, Match(proto="ip"), (Output(1),))
-    bad = Flow(0, 100, Match(proto="arp"), (GotoTable(0),))  # goto to a lower table: rejected
+    good = Flow(0, 100, Match(proto=Proto.IP), (Output(1),))
+    bad = Flow(0, 100, Match(proto=Proto.ARP), (GotoTable(0),))  # goto to a lower table: rejected
     with pytest.raises(BundleRejected):
         await client.sync({"a": [good], "b": [bad]})
     assert dump(bridge, 0) == []

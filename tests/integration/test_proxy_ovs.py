@@ -18,6 +18,7 @@ from antrea.agent.openflow.builder import FlowBuilder, NodeConfig
 from antrea.agent.proxy import flows as pf
 from antrea.agent.proxy.types import Endpoint, ServicePort
 from antrea.ovs.openflow.bundle import OfctlBundleTransport
+from antrea.ovs.openflow.flow import Proto
 from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.testbed.ovssandbox import OvsSandbox
 
@@ -71,7 +72,11 @@ def service_set() -> tuple[list, list]:  # type: ignore[type-arg]
         grps.append(pf.service_group(gid, eps))
         if sp.external_local:
             grps.append(pf.service_group(gid | (1 << 30), eps[:1]))
-    out += [pf.endpoint_flow(e, p, 0x3030000000000) for e in eps for p in ("tcp", "udp", "sctp")]
+    out += [
+        pf.endpoint_flow(e, p, 0x3030000000000)
+        for e in eps
+        for p in (Proto.TCP, Proto.UDP, Proto.SCTP)
+    ]
     return out, grps
 
 

@@ -113,6 +113,7 @@ async def cluster(tmp_path: Path) -> AsyncIterator[tuple[APIServer, Path, list[d
         }
         server.ensure_objects([(("", "pods"), pod)])
         old = server.store.get(("", "pods"), ns, name)
+        assert old is not None
         ip = UNROUTABLE if node == "n1" else "192.0.2.2"
         server.store.put(("", "pods"), {**old, "status": {"phase": phase, "podIP": ip}}, old=old)
     kubeconfig = tmp_path / "kubeconfig"

@@ -9,11 +9,14 @@ import pytest
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow import Action, Drop, Flow, GotoTable, Match, Normal, RegMatch
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, FlowOwnershipError
+from antrea.ovs.openflow.flow import Proto
 from antrea.testbed.openflow import RecordingTransport
 
 
 def f(port: int, action: Action | None = None, cookie: int = 0) -> Flow:
-    return Flow(90, 200, Match(proto="ip", regs=(RegMatch(1, port),)), (action or Drop(),), cookie)
+    return Flow(
+        90, 200, Match(proto=Proto.IP, regs=(RegMatch(1, port),)), (action or Drop(),), cookie
+    )
 
 
 async def test_sync_sends_only_deltas() -> None:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import ipaddress
 
-from antrea.ovs.openflow.flow import Conjunction, Drop, Flow, GotoTable, LoadReg, Match, RegMatch
+from antrea.ovs.openflow.flow import (
+    Conjunction,
+    Drop,
+    Flow,
+    GotoTable,
+    LoadReg,
+    Match,
+    Proto,
+    RegMatch,
+)
 from antrea.ovs.openflow.sim import FlowTables, Packet
 
 
@@ -15,11 +24,13 @@ def net(text: str) -> ipaddress.IPv4Network:
 def conj_table(*extra: Flow) -> FlowTables:
     return FlowTables(
         [
-            Flow(90, 200, Match(proto="ip", nw_src=net("10.1.0.0/16")), (Conjunction(1, 1, 2),)),
-            Flow(90, 200, Match(proto="ip", regs=(RegMatch(1, 3),)), (Conjunction(1, 2, 2),)),
-            Flow(90, 190, Match(proto="ip", conj_id=1), (LoadReg(6, 1), GotoTable(105))),
+            Flow(
+                90, 200, Match(proto=Proto.IP, nw_src=net("10.1.0.0/16")), (Conjunction(1, 1, 2),)
+            ),
+            Flow(90, 200, Match(proto=Proto.IP, regs=(RegMatch(1, 3),)), (Conjunction(1, 2, 2),)),
+            Flow(90, 190, Match(proto=Proto.IP, conj_id=1), (LoadReg(6, 1), GotoTable(105))),
             Flow(90, 0, Match(), (GotoTable(100),)),
-            Flow(100, 200, Match(proto="ip", regs=(RegMatch(1, 3),)), (Drop(),)),
+            Flow(100, 200, Match(proto=Proto.IP, regs=(RegMatch(1, 3),)), (Drop(),)),
             Flow(100, 0, Match(), (GotoTable(105),)),
             *extra,
         ],
@@ -38,7 +49,7 @@ def test_conjunction_needs_every_clause() -> None:
 
 
 def test_higher_priority_ordinary_flow_beats_a_conjunction() -> None:
-    sim = conj_table(Flow(90, 210, Match(proto="tcp", tp_dst=80), (Drop(),)))
+    sim = conj_table(Flow(90, 210, Match(proto=Proto.TCP, tp_dst=80), (Drop(),)))
     assert sim.run(90, Packet("tcp", "10.1.2.3", "x", 80, regs={1: 3})).dropped
     assert not sim.run(90, Packet("tcp", "10.1.2.3", "x", 81, regs={1: 3})).dropped
 
@@ -46,7 +57,9 @@ def test_higher_priority_ordinary_flow_beats_a_conjunction() -> None:
 def test_masked_ports_and_protocols() -> None:
     sim = FlowTables(
         [
-            Flow(50, 200, Match(proto="udp", tp_dst=0x50, tp_dst_mask=0xFFF0), (GotoTable(70),)),
+            Flow(
+                50, 200, Match(proto=Proto.UDP, tp_dst=0x50, tp_dst_mask=0xFFF0), (GotoTable(70),)
+            ),
             Flow(50, 0, Match(), (Drop(),)),
         ],
         (50,),

@@ -32,7 +32,7 @@ from antrea.ovs.openflow.cookie import (
     cookie_round,
     make_cookie,
 )
-from antrea.ovs.openflow.flow import FlowFilter
+from antrea.ovs.openflow.flow import FlowFilter, Proto
 from antrea.ovs.openflow.render import (
     render_add,
     render_delete,
@@ -50,11 +50,11 @@ def test_conjunction_flows_read_like_antrea() -> None:
     src = Flow(
         90,
         200,
-        Match(proto="ip", nw_src=ipaddress.ip_network("10.244.1.2/32")),
+        Match(proto=Proto.IP, nw_src=ipaddress.ip_network("10.244.1.2/32")),
         (Conjunction(1, 1, 2),),
     )
-    dst = Flow(90, 200, Match(proto="ip", regs=(RegMatch(1, 3),)), (Conjunction(1, 2, 2),))
-    act = Flow(90, 190, Match(proto="ip", conj_id=1), (GotoTable(105),))
+    dst = Flow(90, 200, Match(proto=Proto.IP, regs=(RegMatch(1, 3),)), (Conjunction(1, 2, 2),))
+    act = Flow(90, 190, Match(proto=Proto.IP, conj_id=1), (GotoTable(105),))
     assert render_flow(src) == (
         "table=90,priority=200,cookie=0x0,ip,nw_src=10.244.1.2 actions=conjunction(1,1/2)"
     )
@@ -102,7 +102,7 @@ def test_every_action_renders() -> None:
 
 def test_match_fields_canonical_and_masked() -> None:
     m = Match(
-        proto="tcp",
+        proto=Proto.TCP,
         in_port=2,
         dl_src="aa:00:00:00:00:01",
         regs=(RegMatch(0, 1, 16, 16),),
@@ -123,12 +123,12 @@ def test_match_fields_canonical_and_masked() -> None:
 
 def test_flow_key_is_the_match_value() -> None:
     """A flow's identity is (table, priority, Match): equal values, whatever their spelling."""
-    host = Match(proto="ip", nw_src=ipaddress.ip_address("10.0.0.1"))
-    as_net = Match(proto="ip", nw_src=ipaddress.ip_network("10.0.0.1/32"))
+    host = Match(proto=Proto.IP, nw_src=ipaddress.ip_address("10.0.0.1"))
+    as_net = Match(proto=Proto.IP, nw_src=ipaddress.ip_network("10.0.0.1/32"))
     assert host == as_net and hash(host) == hash(as_net)
     assert Flow(50, 200, host, (Drop(),)).key == Flow(50, 200, as_net, (GotoTable(70),)).key
     assert Flow(50, 200, host, (Drop(),)).key != Flow(50, 201, host, (Drop(),)).key
-    other = Match(proto="ip", nw_src=ipaddress.ip_network("10.0.0.0/8"))
+    other = Match(proto=Proto.IP, nw_src=ipaddress.ip_network("10.0.0.0/8"))
     assert Flow(50, 200, host, (Drop(),)).key != Flow(50, 200, other, (Drop(),)).key
     assert Flow(50, 200, host, (Drop(),)).key.match is host
 
@@ -141,8 +141,8 @@ def test_match_addresses_must_be_ipaddress_values() -> None:
 
 
 def test_bundle_document_orders_deletes_first() -> None:
-    a = Flow(0, 1, Match(proto="ip"), (Drop(),))
-    b = Flow(0, 2, Match(proto="arp"), (Normal(),))
+    a = Flow(0, 1, Match(proto=Proto.IP), (Drop(),))
+    b = Flow(0, 2, Match(proto=Proto.ARP), (Normal(),))
     doc = render_bundle(add=[a], modify=[b], delete=[b])
     assert [line.split()[0] for line in doc.splitlines()] == [
         "delete_strict",
@@ -152,8 +152,8 @@ def test_bundle_document_orders_deletes_first() -> None:
 
 
 def test_key_ignores_actions_and_cookie() -> None:
-    a = Flow(0, 1, Match(proto="ip"), (Drop(),), cookie=1)
-    b = Flow(0, 1, Match(proto="ip"), (Normal(),), cookie=2)
+    a = Flow(0, 1, Match(proto=Proto.IP), (Drop(),), cookie=1)
+    b = Flow(0, 1, Match(proto=Proto.IP), (Normal(),), cookie=2)
     assert a.key == b.key
     assert a != b
 

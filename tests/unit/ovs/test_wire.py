@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from antrea.ovs.openflow import Conjunction, Drop, Flow, GotoTable, Match, RegMatch
+from antrea.ovs.openflow.flow import Proto
 from antrea.ovs.openflow.wire import (
     EncodeError,
     FlowEncoder,
@@ -42,7 +43,7 @@ def test_conjunction_is_nicira_34_with_zero_based_clause() -> None:
 
 def test_prerequisites_come_first_and_registers_merge() -> None:
     m = Match(
-        proto="tcp",
+        proto=Proto.TCP,
         regs=(RegMatch(0, 2, 0, 15), RegMatch(0, 1, 16, 16)),
         nw_src=ipaddress.ip_network("10.0.0.0/8"),
         tp_dst=80,
@@ -66,7 +67,7 @@ def test_masked_values_never_set_bits_outside_the_mask(
 ) -> None:
     plen, addr, value = prefix
     net = ipaddress.ip_network((addr >> (32 - plen) << (32 - plen) if plen else 0, plen))
-    m = Match(proto="ip", nw_src=net, regs=(RegMatch(reg, value, bits[0], bits[1]),))
+    m = Match(proto=Proto.IP, nw_src=net, regs=(RegMatch(reg, value, bits[0], bits[1]),))
     for _, _, masked, payload in tlvs(encode_match(m)):
         if masked:
             half = len(payload) // 2
@@ -77,7 +78,7 @@ def test_masked_values_never_set_bits_outside_the_mask(
 
 def test_flow_mod_lengths_and_oversize() -> None:
     enc = FlowEncoder()
-    f = Flow(90, 200, Match(proto="ip"), (Conjunction(1, 1, 2), GotoTable(105)), cookie=7)
+    f = Flow(90, 200, Match(proto=Proto.IP), (Conjunction(1, 1, 2), GotoTable(105)), cookie=7)
     msg = enc.flow_mod(f, FlowModCommand.ADD, 42)
     version, mtype, length, xid = struct.unpack_from("!BBHI", msg)
     assert (version, mtype, length, xid) == (6, 14, len(msg), 42)
@@ -86,8 +87,8 @@ def test_flow_mod_lengths_and_oversize() -> None:
     delete = enc.flow_mod(f, FlowModCommand.DELETE_STRICT, 43)
     assert len(delete) < len(msg)  # no instructions
     assert len(enc.flow_mod(f.with_actions((Drop(),)), FlowModCommand.ADD, 1)) < len(msg)
-    big = Flow(90, 200, Match(proto="ip"), tuple(Conjunction(i, 1, 2) for i in range(1, 4100)))
+    big = Flow(90, 200, Match(proto=Proto.IP), tuple(Conjunction(i, 1, 2) for i in range(1, 4100)))
     with pytest.raises(EncodeError, match="exceeds one OpenFlow message"):
         enc.flow_mod(big, FlowModCommand.ADD, 1)
-    fits = Flow(90, 200, Match(proto="ip"), tuple(Conjunction(i, 1, 2) for i in range(1, 4001)))
+    fits = Flow(90, 200, Match(proto=Proto.IP), tuple(Conjunction(i, 1, 2) for i in range(1, 4001)))
     assert len(bundle_add(1, 1, enc.flow_mod(fits, FlowModCommand.ADD, 1))) <= 0xFFFF

@@ -120,6 +120,7 @@ def test_saved_totals_continue_under_their_tokens_in_the_next_agent_run() -> Non
 
 def test_restore_skips_what_is_malformed() -> None:
     t = RuleTotals(run="r")
+    bad: object
     for bad in (None, [], {"totals": 3}, {"totals": [["p", "r", "s", -1, 0, 0], ["p"], 5]}):
         assert t.restore(bad) == 0
     assert t.restore({"totals": [["p", "r", "s", 1, 2, 3], ["p", "q", 4, 1, 2, 3]]}) == 1
