@@ -15,6 +15,16 @@ DEFAULT_IPS = {
 }
 
 
+def _relabel(m: oracle.Model, step: Any) -> None:
+    """Apply a step's pod and namespace relabelling to the model."""
+    targets = [(m.pod_labels[r["pod"]], r) for r in step.relabel_pods]
+    targets += [(m.ns_labels[r["namespace"]], r) for r in step.relabel_namespaces]
+    for labels, r in targets:
+        for k in r.get("remove") or []:
+            labels.pop(k, None)
+        labels.update(r.get("set") or {})
+
+
 def expected_steps(
     case: Any, ips: dict[str, str] | None = None
 ) -> list[dict[tuple[str, int], list[str]]]:
@@ -31,16 +41,7 @@ def expected_steps(
         for raw in step.apply:
             p = caselib.substitute(copy.deepcopy(raw), m.ips)
             policies[(p["metadata"].get("namespace", "default"), p["metadata"]["name"])] = p
-        for r in step.relabel_pods:
-            labels = m.pod_labels[r["pod"]]
-            for k in r.get("remove") or []:
-                labels.pop(k, None)
-            labels.update(r.get("set") or {})
-        for r in step.relabel_namespaces:
-            labels = m.ns_labels[r["namespace"]]
-            for k in r.get("remove") or []:
-                labels.pop(k, None)
-            labels.update(r.get("set") or {})
+        _relabel(m, step)
         out.append(
             {
                 (e.protocol, e.port): oracle.matrix(m, list(policies.values()), e.protocol, e.port)
@@ -74,16 +75,7 @@ def expected_antrea_steps(
             if not str(p.get("apiVersion", "")).startswith("crd.antrea.io/"):
                 kind = "NetworkPolicy/k8s"
             objects[(kind, p["metadata"].get("namespace", ""), p["metadata"]["name"])] = p
-        for r in step.relabel_pods:
-            labels = m.pod_labels[r["pod"]]
-            for k in r.get("remove") or []:
-                labels.pop(k, None)
-            labels.update(r.get("set") or {})
-        for r in step.relabel_namespaces:
-            labels = m.ns_labels[r["namespace"]]
-            for k in r.get("remove") or []:
-                labels.pop(k, None)
-            labels.update(r.get("set") or {})
+        _relabel(m, step)
         out.append(
             {
                 (e.protocol, e.port): antrea_oracle.matrix(
