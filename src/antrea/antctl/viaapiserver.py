@@ -57,9 +57,54 @@ async def request(
     token: str | None,
     raw: bool = False,
 ) -> Any:
-    """The JSON answer (bytes with ``raw``) of ``method path`` on the controller, proxied."""
+    """The JSON answer (bytes with ``raw``) of ``method path`` on the controller, proxied:
+    through the Service, or, when the API server finds no endpoint for it (503), through the
+    leader's pod."""
     url = proxy_url(api_client.configuration.host, namespace, path)
-    return await send(api_client, method, url, params=params, token=token, raw=raw)
+    try:
+        return await send(api_client, method, url, params=params, token=token, raw=raw)
+    except ProxyStatusError as exc:
+        if exc.status != 503:
+            raise
+        pod, port = await leader_pod(api_client, namespace)
+        host = api_client.configuration.host.rstrip("/")
+        url = f"{host}/api/v1/namespaces/{namespace}/pods/https:{pod}:{port}/proxy{path}"
+        return await send(api_client, method, url, params=params, token=token, raw=raw)
+
+
+class ProxyStatusError(AntctlError):
+    """The proxied request answered with an HTTP error status."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+CONTROLLER_SELECTOR = "app=antrea,component=antrea-controller"
+
+
+async def leader_pod(api_client: Any, namespace: str) -> tuple[str, int]:
+    """The controller pod whose address Endpoints ``<namespace>/antrea`` holds, and the port."""
+    from antrea.k8s.lookup import endpoints_address
+    from antrea.k8s.resources import ApiClientResources, KubeError
+
+    kube = ApiClientResources(api_client)
+    try:
+        found = await endpoints_address(
+            kube, namespace, names.ENDPOINTS_NAME, port_name=names.ENDPOINTS_PORT_NAME
+        )
+        pods = await kube.get(
+            f"/api/v1/namespaces/{namespace}/pods", query=[("labelSelector", CONTROLLER_SELECTOR)]
+        )
+    except KubeError as exc:
+        raise AntctlError(f"cannot find the controller's pod: {exc}") from exc
+    if found is None:
+        raise AntctlError(f"no controller endpoint in Endpoints {namespace}/{names.ENDPOINTS_NAME}")
+    ip, port = found
+    for p in (pods or {}).get("items") or ():
+        if (p.get("status") or {}).get("podIP") == ip:
+            return str(p["metadata"]["name"]), int(port)
+    raise AntctlError(f"no controller pod ({CONTROLLER_SELECTOR}) at the leader's address {ip}")
 
 
 AGENT_SELECTOR = "app=antrea,component=antrea-agent"
@@ -135,7 +180,9 @@ async def send(
                 body = data.decode(errors="replace").strip()
             if resp.status != 200:
                 msg = body.get("message") if isinstance(body, dict) else body
-                raise AntctlError(f"{what} via the Kubernetes API: HTTP {resp.status}: {msg}")
+                raise ProxyStatusError(
+                    f"{what} via the Kubernetes API: HTTP {resp.status}: {msg}", resp.status
+                )
             return body
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
         raise AntctlError(f"{what} via the Kubernetes API {conf.host}: {exc}") from exc

@@ -159,3 +159,35 @@ async def test_agentinfo_of_a_node_through_its_agent_pod(cluster: Any) -> None:
     assert req["headers"][names.PROXIED_AUTHORIZATION_HEADER] == f"Bearer {server.admin_token}"
     with pytest.raises(AntctlError, match="no running agent pod"):
         await _agentinfo_via_apiserver(argparse.Namespace(kubeconfig=str(kubeconfig), node="n9"))
+
+
+async def test_no_service_endpoint_falls_back_to_the_leader_pod(cluster: Any) -> None:
+    """kube-apiserver 1.36 answers 503 for Service antrea's proxy (it reads EndpointSlices):
+    antctl then goes through the pod at the leader's address in Endpoints antrea."""
+    server, kubeconfig, seen = cluster
+    ns = names.NAMESPACE
+    svc = server.store.get(("", "services"), ns, names.ENDPOINTS_NAME)
+    ports = [{"name": "https", "port": 443, "targetPort": 10349}]
+    server.store.put(
+        ("", "services"),
+        {**svc, "spec": {**svc["spec"], "ports": [{**ports[0], "name": "other"}]}},
+        old=svc,
+    )
+    client = ControllerClient(str(kubeconfig), via_apiserver=True)
+    with pytest.raises(AntctlError, match="no controller pod"):
+        await client.get(INFO)
+    pod: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "antrea-controller-x",
+            "namespace": ns,
+            "labels": {"app": "antrea", "component": "antrea-controller"},
+        },
+        "spec": {"hostNetwork": True, "containers": [{"name": "c", "image": "antrea"}]},
+    }
+    server.ensure_objects([(("", "pods"), pod)])
+    old = server.store.get(("", "pods"), ns, "antrea-controller-x")
+    server.store.put(("", "pods"), {**old, "status": {"podIP": UNROUTABLE}}, old=old)
+    assert await client.get(INFO) == {"leader": True, "path": INFO}
+    assert [r["path"] for r in seen] == [INFO]
