@@ -36,6 +36,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import realize
+from project_env import use_project_venv
 
 TIERS = (50, 100, 150, 200, 250)  # emergency, securityops, networkops, platform, application
 TARGET_PODS = 50
@@ -195,7 +196,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def main() -> int:
-    realize._use_project_venv()
+    use_project_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--rules-per-policy", type=int, default=10)

@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from project_env import use_project_venv
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
@@ -535,19 +537,8 @@ def print_table(report: dict[str, Any]) -> None:
     )
 
 
-def _use_project_venv() -> None:
-    """``python benchmarks/cni_latency.py`` with any python: the agent needs the project's venv."""
-    venv_python = REPO / ".venv" / "bin" / "python"
-    try:
-        import structlog  # noqa: F401
-    except ImportError:
-        if venv_python.exists() and Path(sys.executable) != venv_python:
-            os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
-        raise
-
-
 def main() -> int:
-    _use_project_venv()
+    use_project_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=50, help="sequential pods per plugin")
     parser.add_argument("--concurrent", type=int, default=20, help="concurrent pods per plugin")

@@ -52,20 +52,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from project_env import use_project_venv
+
 REPO = Path(__file__).resolve().parents[1]
 NS = "bench"
 PORT = 8080
 CHUNK = 500  # policies per ovn-nbctl transaction
-
-
-def _use_project_venv() -> None:
-    venv_python = REPO / ".venv" / "bin" / "python"
-    try:
-        import structlog  # noqa: F401
-    except ImportError:
-        if venv_python.exists() and Path(sys.executable) != venv_python:
-            os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
-        raise
 
 
 def sh(*argv: str, check: bool = True, env: dict[str, str] | None = None) -> str:
@@ -474,7 +466,7 @@ async def ours_bench(
 
 # -- main -------------------------------------------------------------------------------------
 def main() -> int:
-    _use_project_venv()
+    use_project_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--policies", type=int, default=1000)
     parser.add_argument("--pods", type=int, default=1000)

@@ -35,12 +35,10 @@ import argparse
 import asyncio
 import ipaddress
 import json
-import os
 import resource
 import ssl
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -48,17 +46,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from project_env import use_project_venv
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _use_project_venv() -> None:
-    venv_python = REPO / ".venv" / "bin" / "python"
-    try:
-        import structlog  # noqa: F401
-    except ImportError:
-        if venv_python.exists() and Path(sys.executable) != venv_python:
-            os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
-        raise
 
 
 def rss_mib() -> float:
@@ -283,7 +273,7 @@ async def api_changes(
 
 
 def main() -> None:
-    _use_project_venv()
+    use_project_venv()
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))

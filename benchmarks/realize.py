@@ -55,20 +55,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from project_env import use_project_venv
+
 REPO = Path(__file__).resolve().parents[1]
 SIZES = (5000, 10000, 15000)
 TARGET_PODS = 50
 RULES_PER_POLICY = 10
-
-
-def _use_project_venv() -> None:
-    venv_python = REPO / ".venv" / "bin" / "python"
-    try:
-        import structlog  # noqa: F401
-    except ImportError:
-        if venv_python.exists() and Path(sys.executable) != venv_python:
-            os.execv(venv_python, [str(venv_python), __file__, *sys.argv[1:]])
-        raise
 
 
 def sh(*argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -759,7 +751,7 @@ def add_api_runs(report: dict[str, Any], api_runs: list[dict[str, Any]]) -> None
 
 
 def main() -> int:
-    _use_project_venv()
+    use_project_venv()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rules", type=int, default=0, help="one size instead of 5k/10k/15k")
     parser.add_argument("--throughput-rules", type=int, default=10000)
