@@ -46,13 +46,7 @@ def run(namespaces: int, nodes: int, ops: int, seed: int = 1) -> dict[str, Any]:
     disp = Dispatcher(c.store, max_queue=1_000_000)
     c.subscribe(disp.on_change)
     t0 = time.perf_counter()
-    with c.batch():
-        for ns in ns_list:
-            c.add_namespace(ns)
-        for pod in pods:
-            c.add_pod(pod)
-        for np in policies:
-            c.add_network_policy(np)
+    scale.load(c, ns_list, pods, policies)
     compute_s = time.perf_counter() - t0
     gc.freeze()  # as antrea.controller.inputs does once the initial lists are computed
 

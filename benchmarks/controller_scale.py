@@ -153,6 +153,19 @@ def generate(namespaces: int, nodes: int, seed: int) -> tuple[list[Obj], list[Ob
     return _decoded(ns_list), _decoded(pods), _decoded(policies)
 
 
+def load(
+    controller: NetworkPolicyController, ns_list: list[Obj], pods: list[Obj], policies: list[Obj]
+) -> None:
+    """The initial lists into the controller, as one batch (namespaces, pods, policies)."""
+    with controller.batch():
+        for ns in ns_list:
+            controller.add_namespace(ns)
+        for pod in pods:
+            controller.add_pod(pod)
+        for np in policies:
+            controller.add_network_policy(np)
+
+
 def _decoded(items: list[Obj]) -> list[Obj]:
     """The items as the decoded JSON of a list response; the originals are dropped."""
     text = json.dumps({"items": items})
@@ -181,13 +194,7 @@ def run(namespaces: int, nodes: int = 1000, ops: int = 1000, seed: int = 1) -> d
 
     start = time.perf_counter()
     cpu_start = time.process_time()
-    with controller.batch():
-        for ns in ns_list:
-            controller.add_namespace(ns)
-        for pod in pods:
-            controller.add_pod(pod)
-        for np in policies:
-            controller.add_network_policy(np)
+    load(controller, ns_list, pods, policies)
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     peak_after_sync = _peak_rss_mb(reset_done)
