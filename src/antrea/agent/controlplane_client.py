@@ -104,7 +104,7 @@ class ControlPlaneClient:
         *,
         kube: KubeResources | None = None,
         token: str | Callable[[], str | None] | None = None,
-        namespace: str = "kube-system",
+        namespace: str = NAMESPACE,
         endpoint: tuple[str, int] | None = None,
         ca_pem: bytes | None = None,
         backoff_initial: float = 0.5,

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import structlog
 
-from antrea.apis.controlplane.names import CA_CONFIGMAP, CA_CONFIGMAP_KEY
+from antrea.apis.controlplane.names import CA_CONFIGMAP, CA_CONFIGMAP_KEY, NAMESPACE
 from antrea.k8s.resources import Conflict, KubeResources, ns_path
 from antrea.util import pki
 
@@ -55,7 +55,7 @@ def issue_serving_cert(
     return pki.cert_pem(cert), pki.key_pem(key)
 
 
-async def ensure_ca(kube: KubeResources, namespace: str = "kube-system") -> tuple[bytes, bytes]:
+async def ensure_ca(kube: KubeResources, namespace: str = NAMESPACE) -> tuple[bytes, bytes]:
     """The cluster's controller CA from its Secret, creating it if no candidate did yet."""
     path = ns_path("v1", namespace, "secrets", CA_SECRET)
     for _ in range(3):
@@ -83,9 +83,7 @@ async def ensure_ca(kube: KubeResources, namespace: str = "kube-system") -> tupl
     raise RuntimeError("could not create or read the controller CA secret")
 
 
-async def publish_ca(
-    kube: KubeResources, ca_cert_pem: bytes, namespace: str = "kube-system"
-) -> None:
+async def publish_ca(kube: KubeResources, ca_cert_pem: bytes, namespace: str = NAMESPACE) -> None:
     """Write ConfigMap ``antrea-ca`` (key ``ca.crt``) unless it already holds this CA."""
     path = ns_path("v1", namespace, "configmaps", CA_CONFIGMAP)
     text = ca_cert_pem.decode()
@@ -134,7 +132,7 @@ async def inject_ca_bundle(kube: KubeResources, ca_cert_pem: bytes) -> int:
     return updated
 
 
-async def read_ca(kube: KubeResources, namespace: str = "kube-system") -> bytes | None:
+async def read_ca(kube: KubeResources, namespace: str = NAMESPACE) -> bytes | None:
     cm = await kube.get(ns_path("v1", namespace, "configmaps", CA_CONFIGMAP))
     if cm is None:
         return None
