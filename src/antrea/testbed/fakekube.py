@@ -2,9 +2,9 @@
 
 `FakeKube` serves exactly what the agent reads (GET/list/watch Nodes, list Pods by
 ``spec.nodeName``) over plain HTTP, so integration tests can run real agents in node namespaces
-without the embedded API server. `listen_in_netns` creates the listening socket inside a network
-namespace (a socket keeps the namespace it was created in), so a server of the test process can
-be reached at 127.0.0.1 from processes in that namespace.
+without the embedded API server. Its listening sockets are created inside the node namespaces
+(`antrea.testbed.lab.netns.listen_socket`; a socket keeps the namespace it was created in), so
+a server of the test process can be reached at 127.0.0.1 from processes in that namespace.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
-from antrea.agent.netlink import in_netns
+from antrea.testbed.lab.netns import listen_socket
 from antrea.testbed.ovssandbox import OvsSandbox
 
 JSON = dict[str, Any]
@@ -40,21 +39,6 @@ def node_object(name: str, pod_cidr: str, internal_ip: str) -> JSON:
         "spec": {"podCIDR": pod_cidr, "podCIDRs": [pod_cidr]},
         "status": {"addresses": [{"type": "InternalIP", "address": internal_ip}]},
     }
-
-
-def listen_in_netns(netns: str | None, host: str = "127.0.0.1", port: int = 0) -> socket.socket:
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
-        s.listen(128)
-        s.setblocking(False)
-        return s
-
-    if netns is None:
-        return make()
-    with in_netns(f"/var/run/netns/{netns}"):
-        return make()
 
 
 class FakeKube:
@@ -142,7 +126,7 @@ class FakeKube:
         self._runner = web.AppRunner(self.app, shutdown_timeout=0.5)
         await self._runner.setup()
         for ns in netns_list:
-            sock = listen_in_netns(ns)
+            sock = listen_socket("127.0.0.1", 0, in_netns=ns, backlog=128)
             site = web.SockSite(self._runner, sock)
             await site.start()
             self.ports[ns] = sock.getsockname()[1]

@@ -64,22 +64,6 @@ def write_tokens(spec: LabSpec) -> dict[str, str]:
     return tokens
 
 
-def listen_socket(host: str, port: int, *, in_netns: str | None = None) -> socket.socket:
-    """A listening TCP socket, created inside ``in_netns`` when given."""
-
-    def make() -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        s.bind((host, port))
-        s.listen(512)
-        s.setblocking(False)
-        return s
-
-    if in_netns is None:
-        return make()
-    return netns.call_in(netns.netns_path(in_netns), make)
-
-
 def netns_dialer(name: str) -> Dialer:
     """A `webhooks.Dialer` (and `proxy.Dialer`: ``ctx`` None is plain TCP) whose TCP
     connections leave from network namespace ``name``."""
@@ -176,7 +160,7 @@ async def start_embedded(spec: LabSpec, pod_runtime: PodRuntime | None = None) -
             )
     spec.api_port = server.port
     under_sock = await asyncio.to_thread(
-        listen_socket, spec.underlay_api_ip, UNDERLAY_API_PORT, in_netns=spec.underlay_netns
+        netns.listen_socket, spec.underlay_api_ip, UNDERLAY_API_PORT, in_netns=spec.underlay_netns
     )
     await server.add_socket(under_sock)
     ca = server.ca_pem
@@ -271,7 +255,7 @@ async def start_forwarder(spec: LabSpec) -> Stop:
         await splice(reader, writer, up_reader, up_writer)
 
     sock = await asyncio.to_thread(
-        listen_socket, spec.underlay_api_ip, UNDERLAY_API_PORT, in_netns=spec.underlay_netns
+        netns.listen_socket, spec.underlay_api_ip, UNDERLAY_API_PORT, in_netns=spec.underlay_netns
     )
     server = await asyncio.start_server(handle, sock=sock)
     log.info("lab_forwarder_started", listen=forwarder, target=f"{host}:{port}")

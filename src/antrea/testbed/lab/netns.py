@@ -30,6 +30,7 @@ __all__ = [  # call_in and netns_path are antrea.util.netns's, re-exported for t
     "delete",
     "exec_argv",
     "list_netns",
+    "listen_socket",
     "netns_path",
     "run",
     "run_in",
@@ -117,3 +118,22 @@ def delete(name: str) -> None:
             netns_path(name).unlink()
         except FileNotFoundError:
             pass
+
+
+def listen_socket(
+    host: str, port: int, *, in_netns: str | None = None, backlog: int = 512
+) -> socket.socket:
+    """A listening, non-blocking TCP socket, created inside the namespace named ``in_netns``
+    when given (a socket keeps the namespace it was created in)."""
+
+    def make() -> socket.socket:
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind((host, port))
+        s.listen(backlog)
+        s.setblocking(False)
+        return s
+
+    if in_netns is None:
+        return make()
+    return call_in(netns_path(in_netns), make)
