@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import os
 import subprocess
 import time
@@ -23,6 +24,7 @@ import pytest
 from antrea.testbed.lab import state
 from antrea.testbed.lab.realk8s import install
 from antrea.testbed.lab.testing import (
+    KUBECTL,
     Lab,
     RealCluster,
     _base36,
@@ -449,3 +451,81 @@ def test_an_image_upgrade_rolls_node_by_node_and_keeps_connections(cluster: Clus
         done.set()
         sock.close()
         cluster.kubectl("delete", "pod", "echo", "--wait=false")
+
+
+ANTCTL_USER = """
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: antctl-user, namespace: default}
+---
+apiVersion: v1
+kind: ServiceAccount
+metadata: {name: antctl-nobody, namespace: default}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata: {name: antctl-user-antctl}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: antctl}
+subjects: [{kind: ServiceAccount, name: antctl-user, namespace: default}]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata: {name: antrea-agent-proxy, namespace: kube-system}
+rules:
+  - {apiGroups: [""], resources: [pods/proxy], verbs: [get]}
+  - {apiGroups: [""], resources: [pods, endpoints], verbs: [get, list]}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: RoleBinding
+metadata: {name: antctl-user-agent-proxy, namespace: kube-system}
+roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: antrea-agent-proxy}
+subjects: [{kind: ServiceAccount, name: antctl-user, namespace: default}]
+"""
+
+
+def test_antctl_through_the_real_apiserver_proxy(cluster: Cluster, tmp_path: Any) -> None:
+    """kube-apiserver's services/proxy and pods/proxy carry antctl to the controller and to an
+    agent (docs/antctl.md) for a non-admin user bound to ClusterRole antctl (+ pods/proxy in
+    kube-system); a user without them is refused by kube-apiserver."""
+    import yaml
+
+    if cluster.mode != "encap":
+        pytest.skip("checked once (encap cluster)")
+    cluster.kubectl("apply", "-f", "-", input=ANTCTL_USER)
+
+    def kubeconfig(sa: str) -> str:
+        token = cluster.kubectl("create", "token", sa).strip()
+        kc = yaml.safe_load(cluster.spec.kubeconfig.read_text())
+        for user in kc["users"]:
+            user["user"] = {"token": token}
+        path = tmp_path / f"{sa}.kubeconfig"
+        path.write_text(yaml.safe_dump(kc))
+        return str(path)
+
+    antctl = str(KUBECTL.parent / "antctl")
+
+    def run(kc: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([antctl, *args, "--kubeconfig", kc], capture_output=True,
+                              text=True, timeout=60, check=False)  # fmt: skip
+
+    # The leader publishes its address in Endpoints kube-system/antrea (after its election).
+    cluster.wait(
+        "Endpoints kube-system/antrea has the leader",
+        lambda: any(
+            s.get("addresses")
+            for s in cluster.get("endpoints", "-n", "kube-system", "antrea").get("subsets") or []
+        ),
+    )
+    user = kubeconfig("antctl-user")
+    proc = run(user, "get", "controllerinfo", "--via-apiserver", "-o", "json")
+    eps = cluster.kubectl("get", "endpoints", "-n", "kube-system", "antrea", "-o", "yaml")
+    assert proc.returncode == 0, (proc.stderr, eps)
+    assert json.loads(proc.stdout)["leader"]
+    proc = run(user, "get", "agentinfo", "--node", "node1", "-o", "json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["nodeName"] == "node1"
+    nobody = kubeconfig("antctl-nobody")
+    proc = run(nobody, "get", "controllerinfo", "--via-apiserver")
+    assert proc.returncode == 1 and "HTTP 403" in proc.stderr, proc.stderr
+    proc = run(nobody, "get", "agentinfo", "--node", "node1")  # may not even list the pods
+    assert proc.returncode == 1 and "forbidden" in proc.stderr.lower(), proc.stderr
