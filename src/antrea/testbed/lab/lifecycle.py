@@ -27,6 +27,7 @@ from typing import Any
 import structlog
 import yaml
 
+from antrea.apis import agentapi
 from antrea.testbed.lab import netns, topology
 from antrea.testbed.lab.cniruntime import reference_conflist
 from antrea.testbed.lab.daemons import read_restarts
@@ -311,7 +312,36 @@ def restart_agent(spec: LabSpec, node_name: str) -> int:
         raise LabError(f"lab {spec.name!r} runs the reference CNI: there is no agent to restart")
     with holding_agent(node):
         stop_agent(node)
-        return start_agent(spec, node)
+        pid = start_agent(spec, node)
+        wait_agent_ready(node, pid)
+        return pid
+
+
+def agent_ready(node: NodeSpec, timeout: float = 1.0) -> bool:
+    """The agent's local API answers /healthz "ok" inside the node namespace: it is the last thing
+    the agent starts (after policy, proxy and CNI), only once the agent is ready."""
+    url = f"http://127.0.0.1:{AGENT_API_PORT}{agentapi.HEALTHZ}"
+    argv = netns.exec_argv(node.netns, ["curl", "-s", "-m", str(timeout), url])
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=9)
+    except subprocess.TimeoutExpired:
+        return False
+    return done.stdout.strip() == "ok"
+
+
+def wait_agent_ready(node: NodeSpec, pid: int, timeout: float = NETWORK_READY_TIMEOUT) -> None:
+    """Wait until the (re)started agent ``pid`` is ready (its local API answers /healthz "ok"),
+    not only the node network: callers go on to use the agent's API (antctl) right away."""
+    deadline = time.monotonic() + timeout
+    while not agent_ready(node):
+        if not topology.pid_alive(pid):
+            raise LabError(f"agent on {node.name} exited:\n{tail(node.agent_log)}")
+        if time.monotonic() > deadline:
+            raise LabError(
+                f"agent on {node.name} not ready after {timeout:.0f}s ({node.agent_log}):\n"
+                f"{tail(node.agent_log)}"
+            )
+        time.sleep(0.2)
 
 
 def wait_for_network(spec: LabSpec, timeout: float = NETWORK_READY_TIMEOUT) -> None:
