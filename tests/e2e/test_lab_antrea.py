@@ -448,6 +448,19 @@ spec:
   appliedTo: [{podSelector: {}}]
   ingress: [{action: Allow, from: [{podSelector: {}}]}]
 """
+# Conformance case antrea-022's policy: a `namespaces: {match: Self}` rule is one rule per
+# namespace, each with its own AppliedToGroup, some with no pod on a node (kube-system).
+ACNP_STATUS_SELF = """apiVersion: crd.antrea.io/v1beta1
+kind: ClusterNetworkPolicy
+metadata: {name: status-probe}
+spec:
+  priority: 7
+  tier: securityops
+  appliedTo: [{namespaceSelector: {}}]
+  ingress:
+  - {action: Pass, from: [{namespaces: {match: Self}}]}
+  - {action: Drop, from: [{namespaceSelector: {}}]}
+"""
 ACNP_OK = """apiVersion: crd.antrea.io/v1beta1
 kind: ClusterNetworkPolicy
 metadata: {name: adm-ok}
@@ -613,16 +626,24 @@ spec:
 
 
 @pytest.mark.parametrize("lab", [LabParams(nodes=2, cni="antrea")], indirect=True, ids=["vxlan"])
-async def test_antrea_policy_status_converges_to_realized(lab: Lab) -> None:
+@pytest.mark.parametrize(
+    ("manifest", "where"),
+    [(ACNP_STATUS, ("-n", "x")), (ACNP_STATUS_SELF, ("-A",))],
+    ids=["x", "match-self"],
+)
+async def test_antrea_policy_status_converges_to_realized(
+    lab: Lab, manifest: str, where: tuple[str, ...]
+) -> None:
     """The leader writes .status from the agents' reports: Realized on every node hosting an
     applied-to pod, for the object's current generation."""
     m = await lab.create_model()
     try:
         nodes = {
             p["spec"]["nodeName"]
-            for p in json.loads(lab.kubectl("get", "pods", "-n", "x", "-o", "json"))["items"]
+            for p in json.loads(lab.kubectl("get", "pods", *where, "-o", "json"))["items"]
+            if not p["spec"].get("hostNetwork") and (p.get("status") or {}).get("podIP")
         }
-        lab.kubectl("apply", "-f", "-", input=ACNP_STATUS)
+        lab.kubectl("apply", "-f", "-", input=manifest)
         want = {
             "phase": "Realized",
             "currentNodesRealized": len(nodes),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from npc_helpers import Mirror, pod, policy
 
-from antrea.apis.controlplane.types import AppliedToGroup, Kind
+from antrea.apis.controlplane.types import AppliedToGroup, Kind, NetworkPolicy
 from antrea.controller.networkpolicy import Change, NetworkPolicyController
 
 WEB = {"matchLabels": {"app": "web"}}
@@ -133,3 +133,63 @@ def test_address_group_patch_lists_added_and_removed_members() -> None:
     assert {m.pod.name for m in change.patch.added} == {"web-2"}
     assert not change.patch.removed
     assert change.old_span == change.new_span
+
+
+def test_rule_applied_to_groups_go_to_every_node_of_their_policy() -> None:
+    """A node receiving a policy receives every AppliedToGroup it references.
+
+    `namespaces: {match: Self}` gives each namespace its own rule with its own AppliedToGroup;
+    a namespace with no pod on a node (here ``kube-system``, with no pod at all, and ``y``,
+    only on n2) must still reach that node, or its agent waits for the group forever and the
+    policy is never realized there. The agent then sees the group with no local member.
+    """
+    c = NetworkPolicyController()
+    mirror = Mirror(c)
+    for ns in ("kube-system", "x", "y"):
+        c.add_namespace({"metadata": {"name": ns, "labels": {"kubernetes.io/metadata.name": ns}}})
+    c.add_pod(pod("x", "a", {}, node="n1", ip="10.0.0.1"))
+    c.add_pod(pod("x", "b", {}, node="n2", ip="10.0.0.2"))
+    c.add_pod(pod("y", "a", {}, node="n2", ip="10.0.0.3"))
+    c.add_cluster_network_policy(
+        {
+            "apiVersion": "crd.antrea.io/v1beta1",
+            "kind": "ClusterNetworkPolicy",
+            "metadata": {"name": "iso", "uid": "uid-iso", "generation": 1},
+            "spec": {
+                "priority": 1,
+                "tier": "securityops",
+                "appliedTo": [{"namespaceSelector": {}}],
+                "ingress": [
+                    {"action": "Pass", "from": [{"namespaces": {"match": "Self"}}]},
+                    {"action": "Drop", "from": [{"namespaceSelector": {}}]},
+                ],
+            },
+        }
+    )
+
+    def atgs_of_policy() -> set[str]:
+        entry = c.store.get(Kind.NETWORK_POLICY, "uid-iso")
+        assert entry is not None
+        np = entry[0]
+        assert isinstance(np, NetworkPolicy)
+        return {g for r in np.rules for g in r.applied_to_groups} | set(np.applied_to_groups)
+
+    assert _span(c, Kind.NETWORK_POLICY, "uid-iso") == {"n1", "n2"}
+    names = atgs_of_policy()
+    assert len(names) == 4  # one per namespace (kube-system, x, y) and the Drop rule's
+    for name in names:
+        assert _span(c, Kind.APPLIED_TO_GROUP, name) == {"n1", "n2"}, name
+        assert mirror.objects[Kind.APPLIED_TO_GROUP][name][1] == frozenset({"n1", "n2"})
+    # The policy leaving n1 takes its groups with it; coming back brings them back.
+    c.delete_pod(pod("x", "a", {}, node="n1", ip="10.0.0.1"))
+    for name in atgs_of_policy():
+        assert _span(c, Kind.APPLIED_TO_GROUP, name) == {"n2"}, name
+        assert mirror.objects[Kind.APPLIED_TO_GROUP][name][1] == frozenset({"n2"})
+    c.add_pod(pod("x", "a", {}, node="n1", ip="10.0.0.1"))
+    for name in atgs_of_policy():
+        assert mirror.objects[Kind.APPLIED_TO_GROUP][name][1] == frozenset({"n1", "n2"})
+    # Deleting the policy deletes them.
+    c.delete_cluster_network_policy(
+        {"metadata": {"name": "iso", "uid": "uid-iso"}, "kind": "ClusterNetworkPolicy"}
+    )
+    assert not mirror.objects[Kind.APPLIED_TO_GROUP]

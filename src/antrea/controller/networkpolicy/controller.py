@@ -12,6 +12,10 @@ groups whose members or references changed, policies that were (re)compiled or d
    their AppliedToGroups' spans;
 3. AddressGroups referenced by a policy whose span or references changed: span = union of the
    spans of the policies using them;
+   AppliedToGroups likewise (their sent span, ``atg_send_span``; their member span, ``atg_span``,
+   is what makes the policy span): an agent realizes a rule only once it has every group the
+   rule names, so a rule-level AppliedToGroup with no member on a node of its policy (one
+   namespace's copy of a ``namespaces: {match: Self}`` rule) must still reach that node, empty;
 4. store updates and change notifications: group additions and modifications first, then policy
    additions and modifications, then policy deletions, then group deletions (so a consumer never
    sees a policy before the groups it names, nor a group removed before its last policy).
@@ -60,7 +64,7 @@ log = structlog.get_logger(__name__)
 Listener = Callable[[Change], None]
 # Builds a Change from a tuple without the NamedTuple's Python-level __new__ (hot in the flush).
 _change = tuple.__new__
-# What a group looked like before a flush touched it: members, ATG span, AG span.
+# What a group looked like before a flush touched it: members, ATG (sent) span, AG span.
 _GroupBefore = tuple[frozenset[GroupMember], Span, Span, bool, bool]
 
 
@@ -395,11 +399,12 @@ class NetworkPolicyController:
         patches: dict[SelectorGroup, AddressGroupPatch] = {}
         policy_span_dirty = set(dirty_policies)
         ag_span_dirty: set[SelectorGroup] = set()
+        atg_span_dirty: set[SelectorGroup] = set()
         # 1. members and AppliedToGroup spans.
         for g in groups:
             old_members = g.members
             published = g.published_ag or g.published_atg
-            before[g] = (old_members, g.atg_span, g.ag_span, g.published_ag, g.published_atg)
+            before[g] = (old_members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
             pending = g.pending
             g.pending = None
             if not g.atg_refs and not g.ag_refs:
@@ -425,6 +430,8 @@ class NetworkPolicyController:
                 g.atg_span = EMPTY_SPAN
             if g.ag_refs:
                 ag_span_dirty.add(g)
+            if g.atg_refs:
+                atg_span_dirty.add(g)
         # 2. policy spans.
         policies = self._policies
         for uid in policy_span_dirty:
@@ -440,16 +447,28 @@ class NetworkPolicyController:
             if span != state.span or uid in dirty_policies:
                 state.span = span
                 ag_span_dirty.update(state.compiled.address)
+                atg_span_dirty.update(atgs)
         # 3. AddressGroup spans.
         for g in ag_span_dirty:
             if g not in before:
-                before[g] = (g.members, g.atg_span, g.ag_span, g.published_ag, g.published_atg)
+                before[g] = (g.members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
             refs = g.ag_refs
             if len(refs) == 1:
                 for uid in refs:
                     g.ag_span = policies[uid].span
             else:
                 g.ag_span = frozenset().union(*(policies[uid].span for uid in refs))
+        # 3b. AppliedToGroup sent spans: the union of their policies' spans (a superset of
+        # their member span, which each of those policy spans contains).
+        for g in atg_span_dirty:
+            if g not in before:
+                before[g] = (g.members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
+            refs = g.atg_refs
+            if len(refs) == 1:
+                for uid in refs:
+                    g.atg_send_span = policies[uid].span
+            else:
+                g.atg_send_span = frozenset().union(*(policies[uid].span for uid in refs))
         # 4. store and changes.
         self._publish(before, patches, policy_span_dirty, deleted)
 
@@ -484,12 +503,12 @@ class NetworkPolicyController:
                 )  # fmt: skip
             if g.atg_refs and not was_atg:
                 obj = AppliedToGroup(name, members)
-                atg_store[name] = (obj, g.atg_span)
-                add(_change(Change, (ATG, name, None, obj, EMPTY_SPAN, g.atg_span, None)))
+                atg_store[name] = (obj, g.atg_send_span)
+                add(_change(Change, (ATG, name, None, obj, EMPTY_SPAN, g.atg_send_span, None)))
             elif g.atg_refs or was_atg:
                 self._publish_view(
                     ATG, g, wanted=bool(g.atg_refs), old_members=old_members,
-                    old_span=old_atg_span, span=g.atg_span, patch=patch,
+                    old_span=old_atg_span, span=g.atg_send_span, patch=patch,
                     changes=changes, deletes=group_deletes,
                 )  # fmt: skip
             g.published_ag = bool(g.ag_refs)
@@ -498,6 +517,7 @@ class NetworkPolicyController:
                 g.ag_span = EMPTY_SPAN
             if not g.atg_refs:
                 g.atg_span = EMPTY_SPAN
+                g.atg_send_span = EMPTY_SPAN
                 if not g.ag_refs:
                     to_destroy.append(g)
         policy_deletes = self._publish_policies(policy_uids, deleted, changes)

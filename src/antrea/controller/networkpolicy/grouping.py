@@ -107,6 +107,7 @@ class SelectorGroup:
         "ag_refs",
         "ag_span",
         "atg_refs",
+        "atg_send_span",
         "atg_span",
         "key",
         "live",
@@ -136,7 +137,10 @@ class SelectorGroup:
         self.atg_refs: Refs = NO_REFS
         self.ag_refs: Refs = NO_REFS
         self.members: frozenset[GroupMember] = frozenset()
+        # Nodes hosting members (drives the policy span) and nodes the AppliedToGroup is sent
+        # to: every node of every policy referencing it (a superset).
         self.atg_span: frozenset[str] = frozenset()
+        self.atg_send_span: frozenset[str] = frozenset()
         self.ag_span: frozenset[str] = frozenset()
         self.published_ag = False
         self.published_atg = False
