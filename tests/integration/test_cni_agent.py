@@ -28,6 +28,8 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "cni_latency.py"
 
 
 def _bench() -> ModuleType:
+    if str(BENCH.parent) not in sys.path:  # the script imports its sibling project_env
+        sys.path.insert(0, str(BENCH.parent))
     spec = importlib.util.spec_from_file_location("antrea_cni_latency_bench", BENCH)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

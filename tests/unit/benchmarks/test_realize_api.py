@@ -6,6 +6,7 @@ The benchmark itself needs root and a lab; these checks keep its pure parts hone
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +18,8 @@ SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "realize.py"
 
 @pytest.fixture(scope="module")
 def realize() -> ModuleType:
+    if str(SCRIPT.parent) not in sys.path:  # the script imports its sibling project_env
+        sys.path.insert(0, str(SCRIPT.parent))
     spec = importlib.util.spec_from_file_location("bench_realize", SCRIPT)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
