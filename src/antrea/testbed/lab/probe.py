@@ -11,12 +11,20 @@ Each pair also gets a verdict (``verdicts`` in the JSON, `R` in the table): ``co
 ECONNREFUSED; an ICMP destination-unreachable, e.g. the administratively-prohibited answer of a
 Reject rule: ECONNREFUSED/EHOSTUNREACH/ENETUNREACH/EACCES on the socket), else ``dropped`` (no
 answer).
+
+Every try is a new connection, also to the datapath: its source port comes from a rotation over
+the ephemeral range (``next_source_port``), so the same (source, destination, port) pair gets the
+same 5-tuple again only after ~28,000 tries of this process. The kernel's own choice is random for
+UDP, and a UDP probe that happened to reuse the 5-tuple of a recent allowed one would match that
+conntrack entry (established) and pass a policy that now denies it: not a new connection at all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
+import itertools
+import random
 import socket
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +41,30 @@ _REFUSALS = frozenset(
 )
 
 
+# The kernel's default ephemeral range (net.ipv4.ip_local_port_range), above the NodePort range.
+SOURCE_PORTS = range(32768, 61000)
+_draws = itertools.count(random.randrange(len(SOURCE_PORTS)))
+
+
+def next_source_port() -> int:
+    """The next source port of the rotation: a port comes back once every len(SOURCE_PORTS)
+    draws, never sooner."""
+    return SOURCE_PORTS[next(_draws) % len(SOURCE_PORTS)]
+
+
+def _bind_fresh_port(sock: socket.socket) -> None:
+    """Bind the probe's socket to the next free port of the rotation (a port still held by a
+    socket of the namespace is skipped)."""
+    for _ in range(64):
+        try:
+            sock.bind(("0.0.0.0", next_source_port()))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    sock.bind(("0.0.0.0", 0))
+
+
 @dataclass(frozen=True, slots=True)
 class Target:
     key: str  # "ns/name"
@@ -45,6 +77,7 @@ async def _try_once(src: Target, dst: Target, protocol: str, port: int) -> str:
     kind = socket.SOCK_STREAM if protocol == "TCP" else socket.SOCK_DGRAM
     sock = await netns.socket_in(src.netns_path, socket.AF_INET, kind)
     try:
+        _bind_fresh_port(sock)
         async with asyncio.timeout(TIMEOUT):
             await loop.sock_connect(sock, (dst.ip, port))
             if protocol == "UDP":
