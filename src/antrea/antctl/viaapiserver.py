@@ -27,6 +27,7 @@ import aiohttp
 
 from antrea.antctl.controller_client import AntctlError
 from antrea.apis.controlplane import names
+from antrea.k8s.client import tls_context
 
 
 def proxy_url(api_host: str, namespace: str, path: str) -> str:
@@ -164,7 +165,7 @@ async def send(
                 url,
                 params=params,
                 headers=headers,
-                ssl=ssl_context(conf),
+                ssl=tls_context(api_client) or ssl_context(conf),
                 server_hostname=server_hostname,
                 timeout=aiohttp.ClientTimeout(total=15),
             ) as resp,

@@ -10,18 +10,19 @@ users (removed from kubectl) are not supported. `read_kubeconfig` is that
 reader on its own, for clients that do not use kubernetes-asyncio (the lab's aiohttp client,
 which takes its TLS settings from `KubeconfigContext.ssl_context`).
 
-kubernetes-asyncio needs file paths for certificates, so inline data is written to private
-temporary files removed at exit. ``ApiClient`` opens an aiohttp session, so these functions must
-be called with an event loop running (inside a coroutine).
+No certificate or key is written anywhere: kubernetes-asyncio builds its TLS context from file
+paths only, so a kubeconfig client gets a context made in memory instead (`_use_tls`: the CA with
+``cadata=``, a client certificate through `load_cert_chain_pem`, whose private temporary files
+are gone before it returns). ``ApiClient`` opens an aiohttp session, so these functions must be
+called with an event loop running (inside a coroutine).
 """
 
 from __future__ import annotations
 
-import atexit
+import asyncio
 import base64
 import os
 import ssl
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,28 +42,8 @@ __all__ = [
     "kubeconfig_sections",
     "load_kubeconfig_client",
     "read_kubeconfig",
+    "tls_context",
 ]
-
-_TEMP_FILES: list[str] = []
-
-
-def _cleanup() -> None:
-    for path in _TEMP_FILES:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
-
-
-atexit.register(_cleanup)
-
-
-def _data_file(data: bytes, suffix: str) -> str:
-    fd, path = tempfile.mkstemp(prefix="antrea-kube-", suffix=suffix)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    _TEMP_FILES.append(path)
-    return path
 
 
 def _named(entries: Any, name: str, what: str) -> dict[str, Any]:
@@ -85,13 +66,6 @@ class Material:
             return self.data
         assert self.path is not None
         return Path(self.path).read_bytes()
-
-    def as_file(self, suffix: str) -> str:
-        """A path to the material (inline data goes to a private temporary file)."""
-        if self.path is not None:
-            return self.path
-        assert self.data is not None
-        return _data_file(self.data, suffix)
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,25 +235,60 @@ def exec_credential(
 
 
 def configuration_from_kubeconfig(path: str | Path, *, context: str | None = None) -> Any:
-    """A ``kubernetes_asyncio.client.Configuration`` for ``path``'s (current) context."""
+    """A ``kubernetes_asyncio.client.Configuration`` for ``path``'s (current) context.
+
+    Certificate and key files the kubeconfig names are set as paths; inline ``*-data`` is not
+    written anywhere (`load_kubeconfig_client` gives its client a TLS context made in memory).
+    """
+    return _configuration(read_kubeconfig(path, context=context))
+
+
+def _configuration(kc: KubeconfigContext) -> Any:
     from kubernetes_asyncio.client import Configuration
 
-    kc = read_kubeconfig(path, context=context)
     conf = Configuration()
     conf.host = kc.server
-    if kc.ca is not None:
-        conf.ssl_ca_cert = kc.ca.as_file(".crt")
+    if kc.ca is not None and kc.ca.path is not None:
+        conf.ssl_ca_cert = kc.ca.path
     if kc.insecure_skip_tls_verify:
         conf.verify_ssl = False
     if kc.tls_server_name:
         conf.tls_server_name = kc.tls_server_name
     if kc.token:
         conf.api_key = {"BearerToken": f"Bearer {kc.token}"}
-    if kc.client_cert is not None:
-        conf.cert_file = kc.client_cert.as_file(".crt")
-    if kc.client_key is not None:
-        conf.key_file = kc.client_key.as_file(".key")
+    if kc.client_cert is not None and kc.client_cert.path is not None:
+        conf.cert_file = kc.client_cert.path
+    if kc.client_key is not None and kc.client_key.path is not None:
+        conf.key_file = kc.client_key.path
     return conf
+
+
+_CLOSING: set[asyncio.Task[None]] = set()  # referenced until done
+
+
+def _use_tls(api_client: Any, ctx: ssl.SSLContext) -> None:
+    """Make ``api_client`` connect with ``ctx``: a new aiohttp session in place of the one
+    kubernetes-asyncio opened (unused, closed at once) with a context from file paths."""
+    import aiohttp
+
+    rest = api_client.rest_client
+    unused = rest.pool_manager
+    rest.pool_manager = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=unused.connector.limit, ssl=ctx),
+        trust_env=True,
+        read_bufsize=2**21,  # as kubernetes-asyncio: watch events of large objects
+    )
+    closing = asyncio.get_running_loop().create_task(unused.close())  # never used: no connection
+    _CLOSING.add(closing)
+    closing.add_done_callback(_CLOSING.discard)
+    rest.antrea_tls_context = ctx
+
+
+def tls_context(api_client: Any) -> ssl.SSLContext | None:
+    """The TLS context a `load_kubeconfig_client` client connects with (None: the client
+    was made otherwise, e.g. in-cluster; its Configuration's paths then say it all)."""
+    ctx = getattr(api_client.rest_client, "antrea_tls_context", None)
+    return ctx if isinstance(ctx, ssl.SSLContext) else None
 
 
 def incluster_configuration() -> Any:
@@ -306,12 +315,11 @@ def load_kubeconfig_client(
     Call it from a coroutine (the client's aiohttp session binds to the running loop), and
     ``await client.close()`` when done.
     """
-    import os
-
     from kubernetes_asyncio.client import ApiClient
 
-    if kubeconfig:
-        conf = configuration_from_kubeconfig(kubeconfig, context=context)
+    kc = read_kubeconfig(kubeconfig, context=context) if kubeconfig else None
+    if kc is not None:
+        conf = _configuration(kc)
     else:
         if server and not os.environ.get("KUBERNETES_SERVICE_HOST"):
             # load_incluster_config insists on the Service variables even when overridden.
@@ -320,7 +328,11 @@ def load_kubeconfig_client(
         conf = incluster_configuration()
     if server:
         conf.host = server.rstrip("/")
-    return ApiClient(configuration=conf)
+    api = ApiClient(configuration=conf)
+    ctx = kc.ssl_context() if kc is not None else False
+    if isinstance(ctx, ssl.SSLContext) and conf.host.startswith("https"):
+        _use_tls(api, ctx)
+    return api
 
 
 def bearer_token(api_client: Any) -> str | None:
