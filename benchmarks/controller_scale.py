@@ -13,9 +13,15 @@ after its informers sync). Measured: wall time until every group, policy and spa
 adds and pod label updates at that scale. The last line of output is one JSON object
 (``seconds`` is wall time; ``cpu_seconds`` the process CPU time, steadier on a busy machine;
 ``peak_rss_mb`` the process's peak RSS from the start of the timed part, inputs included, and
-``input_rss_mb`` the RSS holding just the inputs).
+``input_rss_mb`` the RSS holding just the inputs). The memory of the compiler itself, above the
+decoded input: ``above_input_peak_mb`` (peak RSS during the initial sync minus ``input_rss_mb``)
+and ``above_input_retained_mb`` (RSS once the sync is done and its garbage collected, minus
+``input_rss_mb``); with ``--tracemalloc``, also the Python heap the compiler allocated, at its
+peak and retained (``traced_peak_mb``, ``traced_retained_mb``; tracing slows the run, so the
+times of such a run are not comparable).
 
     python benchmarks/controller_scale.py [--namespaces N] [--nodes N] [--ops N] [--seed N]
+                                          [--tracemalloc]
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ import resource
 import statistics
 import sys
 import time
+import tracemalloc
 import uuid
 from typing import Any
 
@@ -179,10 +186,14 @@ def _percentile(samples: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-def run(namespaces: int, nodes: int = 1000, ops: int = 1000, seed: int = 1) -> dict[str, Any]:
+def run(
+    namespaces: int, nodes: int = 1000, ops: int = 1000, seed: int = 1, trace: bool = False
+) -> dict[str, Any]:
     ns_list, pods, policies = generate(namespaces, nodes, seed)
     gc.collect()
     input_rss = _rss_mb()
+    if trace:
+        tracemalloc.start()
     reset_done = _reset_peak_rss()
     controller = NetworkPolicyController()
     counts = {"changes": 0}
@@ -198,6 +209,16 @@ def run(namespaces: int, nodes: int = 1000, ops: int = 1000, seed: int = 1) -> d
     seconds = time.perf_counter() - start
     cpu_seconds = time.process_time() - cpu_start
     peak_after_sync = _peak_rss_mb(reset_done)
+    gc.collect()
+    retained_rss = _rss_mb()
+    traced: dict[str, float] = {}
+    if trace:
+        traced_now, traced_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        traced = {
+            "traced_peak_mb": round(traced_peak / 2**20, 1),
+            "traced_retained_mb": round(traced_now / 2**20, 1),
+        }
 
     store = controller.store
     result: dict[str, Any] = {
@@ -213,6 +234,9 @@ def run(namespaces: int, nodes: int = 1000, ops: int = 1000, seed: int = 1) -> d
         "cpu_seconds": round(cpu_seconds, 3),
         "input_rss_mb": round(input_rss, 1),
         "peak_rss_after_sync_mb": round(peak_after_sync, 1),
+        "above_input_peak_mb": round(peak_after_sync - input_rss, 1),
+        "above_input_retained_mb": round(retained_rss - input_rss, 1),
+        **traced,
     }
     result["groups"] = result["address_groups"] + result["applied_to_groups"]
 
@@ -256,8 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--nodes", type=int, default=1000)
     parser.add_argument("--ops", type=int, default=1000, help="single pod adds / updates timed")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--tracemalloc",
+        action="store_true",
+        help="also report the traced Python heap of the sync (slower: times not comparable)",
+    )
     args = parser.parse_args(argv)
-    result = run(args.namespaces, nodes=args.nodes, ops=args.ops, seed=args.seed)
+    result = run(
+        args.namespaces, nodes=args.nodes, ops=args.ops, seed=args.seed, trace=args.tracemalloc
+    )
     print(json.dumps(result), flush=True)
     return 0
 

@@ -34,6 +34,10 @@ def test_controller_scale_benchmark_small() -> None:
     assert result["changes"] == 400
     for key in ("seconds", "peak_rss_mb", "pod_update_median_ms", "pod_update_p99_ms"):
         assert result[key] > 0
+    assert "above_input_peak_mb" in result and "above_input_retained_mb" in result
+    assert "traced_peak_mb" not in result
+    traced = module.run(20, nodes=5, ops=5, seed=3, trace=True)
+    assert traced["traced_peak_mb"] >= traced["traced_retained_mb"] > 0
     assert module.main(["--namespaces", "5", "--nodes", "3", "--ops", "5"]) == 0
 
 
