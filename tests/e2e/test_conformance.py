@@ -337,9 +337,12 @@ class LabCluster:
     async def diagnose(
         self, expect: Any, got: dict[tuple[str, str], bool | str], ignore_loopback: bool
     ) -> str:
-        """What a wrong cell needs to be understood from the CI log alone: the pair probed
-        again, the settle outcome, and for up to 3 pairs the policies and policy flows
-        (conjunction IDs) of both nodes and the pair's conntrack entries."""
+        """What a wrong cell needs to be understood from the CI log alone: the settle outcome,
+        the datapath flows (megaflows) of up to 3 pairs as they were at the failure, the pairs
+        probed again, then per node: policies, policy flows (conjunction IDs), the pair's
+        megaflows after the re-probe, an ``ofproto/trace`` of the pair's SYN (or first UDP
+        packet) against the installed tables, OVS and kernel conntrack entries, the nonzero
+        counters of the node's Antrea iptables chains and the revalidators' state."""
         pairs = [
             (s, d)
             for (s, d), want in sorted(expect.matrix.items())
@@ -362,6 +365,17 @@ class LabCluster:
                 t.key: t
                 for t in await lab_targets(self.lab.spec, self.client, namespaces=["x", "y", "z"])
             }
+            nodes: list[str] = []
+            for s, d in pairs[:3]:
+                for key in (d, s):
+                    n = where.get(key, ("?", "?"))[0]
+                    if n in self.lab.nodes and n not in nodes:
+                        nodes.append(n)
+            ips = [(where[s][1], where[d][1]) for s, d in pairs[:3] if s in where and d in where]
+            # The megaflows the probe used, before the re-probe adds its own.
+            for n in nodes:
+                out.append(f"  node {n} at the failure:")
+                out += await self._datapath_flows(n, ips)
             from antrea.testbed.lab.probe import probe_pair_verdict
 
             again = await asyncio.gather(
@@ -382,22 +396,81 @@ class LabCluster:
                 out.append("  settle now: " + ("; ".join(pending[:10]) or "settled"))
             except Exception as exc:
                 out.append(f"  settle now: {type(exc).__name__}: {exc}")
-            nodes: list[str] = []
-            for s, d in pairs[:3]:
-                for key in (d, s):
-                    n = where.get(key, ("?", "?"))[0]
-                    if n in self.lab.nodes and n not in nodes:
-                        nodes.append(n)
-            ips = [(where[s][1], where[d][1]) for s, d in pairs[:3] if s in where and d in where]
             for n in nodes:
                 out += await self._node_diagnostics(n, ips)
+                for s, d in pairs[:3]:
+                    if s in targets and d in targets and where[d][0] == n:
+                        out += await self._trace(n, targets[s], targets[d], expect)
         except Exception as exc:  # diagnostics never hide the failure itself
             out.append(f"  (diagnostics failed: {type(exc).__name__}: {exc})")
         return "\n".join(out)
 
+    async def _node_run(self, node: str, argv: list[str], *, ovs: bool = False) -> str:
+        """A command's output (stdout and stderr) inside the node's namespace (with its OVS
+        environment when ``ovs``)."""
+        env = dict(os.environ, **self.lab.spec.node(node).env()) if ovs else None
+        if not ovs:
+            argv = netns.exec_argv(self.lab.spec.node(node).netns, argv)
+        proc = await asyncio.create_subprocess_exec(
+            *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        return (await proc.communicate())[0].decode(errors="replace")
+
+    async def _datapath_flows(self, node: str, pairs: list[tuple[str, str]]) -> list[str]:
+        """Every datapath flow (megaflow, with its ufid and statistics) naming an address of the
+        given pairs as source or destination, in full: a wildcarded source still names the
+        destination."""
+        ips = {ip for pair in pairs for ip in pair}
+        text = await self._node_run(node, ["ovs-appctl", "dpctl/dump-flows", "-m"], ovs=True)
+        lines = [
+            ln.strip()
+            for ln in text.splitlines()
+            if any(f"src={ip}" in ln or f"dst={ip}" in ln for ip in ips)
+        ]
+        return [f"    dpctl/dump-flows {ln}" for ln in lines[:60]] or ["    dpctl/dump-flows: none"]
+
+    async def _trace(self, node: str, src: Any, dst: Any, expect: Any) -> list[str]:
+        """``ofproto/trace`` of the pair's first packet (a new connection) entering the
+        destination node's bridge: from the source pod's port when local, else from gw0 (as in
+        noEncap; encap traffic comes in through the tunnel instead, not traced here)."""
+
+        async def mac(path: str, dev: str) -> str:
+            proc = await asyncio.create_subprocess_exec(
+                "nsenter", f"--net={path}", "ip", "-j", "link", "show", dev,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            data = json.loads((await proc.communicate())[0] or b"[{}]")
+            return str(data[0].get("address", "00:00:00:00:00:00"))
+
+        dst_mac = await mac(dst.netns_path, "eth0")
+        node_ns = str(self._netns(node))
+        proto = "tcp" if expect.protocol == "TCP" else "udp"
+        fields = [
+            "in_port=gw0",
+            proto,
+            f"dl_src={await mac(node_ns, 'gw0')}",
+            f"dl_dst={dst_mac}",
+            f"nw_src={src.ip}",
+            f"nw_dst={dst.ip}",
+            "nw_ttl=62",
+            "tp_src=45678",
+            f"tp_dst={expect.port}",
+        ]
+        if proto == "tcp":
+            fields.append("tcp_flags=syn")
+        argv = ["ovs-appctl", "ofproto/trace", "br-int", ",".join(fields)]
+        argv += ["--ct-next", "trk,new", "--ct-next", "trk,new"]
+        text = await self._node_run(node, argv, ovs=True)
+        keep = [ln.rstrip() for ln in text.splitlines() if ln.strip() and "-----" not in ln]
+        return [f"    trace {src.key} -> {dst.key} from gw0: {','.join(fields)}"] + [
+            f"      {ln}" for ln in keep[:80]
+        ]
+
     async def _node_diagnostics(self, node: str, pairs: list[tuple[str, str]]) -> list[str]:
         """One node's policies (conjunction IDs), policy flows, and the conntrack entries and
-        datapath flows of the given (source IP, destination IP) pairs, either direction."""
+        datapath flows of the given (source IP, destination IP) pairs, either direction; the
+        kernel's conntrack entries of the pairs and the nonzero Antrea iptables counters of the
+        node's host stack; the revalidators' state."""
         out = [f"  node {node}:"]
         for p in await self._agent_policies(node):
             conjs = [c for r in p.get("rules") or () for c in r.get("conjunctions") or ()]
@@ -415,14 +488,25 @@ class LabCluster:
                 for a, b in pairs
             )
 
-        env = dict(os.environ, **self.lab.spec.node(node).env())
-        for argv in (["ovs-appctl", "dpctl/dump-conntrack"], ["ovs-appctl", "dpctl/dump-flows"]):
-            proc = await asyncio.create_subprocess_exec(
-                *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-            )
-            text = (await proc.communicate())[0].decode(errors="replace")
-            lines = [ln.strip() for ln in text.splitlines() if about_pair(ln)]
-            out += [f"    {argv[1]} {ln}" for ln in lines[:40]] or [f"    {argv[1]}: none"]
+        text = await self._node_run(node, ["ovs-appctl", "dpctl/dump-conntrack"], ovs=True)
+        lines = [ln.strip() for ln in text.splitlines() if about_pair(ln)]
+        out += [f"    dpctl/dump-conntrack {ln}" for ln in lines[:40]] or [
+            "    dpctl/dump-conntrack: none"
+        ]
+        out.append("    after the re-probe:")
+        out += await self._datapath_flows(node, pairs)
+        text = await self._node_run(node, ["cat", "/proc/net/nf_conntrack"])
+        lines = [ln.strip() for ln in text.splitlines() if about_pair(ln)]
+        out += [f"    kernel conntrack {ln}" for ln in lines[:20]] or ["    kernel conntrack: none"]
+        for table in ("nat", "filter", "mangle", "raw"):
+            text = await self._node_run(node, ["iptables-save", "-c", "-t", table])
+            out += [
+                f"    iptables -t {table} {ln}"
+                for ln in text.splitlines()
+                if "ANTREA" in ln and ln.startswith("[") and not ln.startswith("[0:0]")
+            ]
+        text = await self._node_run(node, ["ovs-appctl", "upcall/show"], ovs=True)
+        out += [f"    upcall/show {ln.strip()}" for ln in text.splitlines() if ln.strip()][:12]
         return out
 
     async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool | str]:
