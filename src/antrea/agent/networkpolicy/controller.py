@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import structlog
 
 from antrea.agent.networkpolicy.cache import CompletedRule, RuleCache
-from antrea.agent.networkpolicy.reconciler import BatchResult, PolicyReconciler
+from antrea.agent.networkpolicy.reconciler import Absorb, BatchResult, PolicyReconciler
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import NetworkPolicy, NetworkPolicyNodeStatus, PodReference
 
@@ -39,6 +39,10 @@ STREAM_RESTART = "stream-restart"
 RETRY_MIN_S = 1.0
 RETRY_MAX_S = 60.0
 GC_PAUSE_RULES = 1000
+# A batch absorbs the rules made dirty while it is planned (one bundle for a burst), for at
+# most this many rounds and seconds: a steady trickle of changes cannot hold a batch back.
+ABSORB_MAX_ROUNDS = 16
+ABSORB_MAX_S = 5.0
 
 StatusSink = Callable[[NetworkPolicyNodeStatus], Awaitable[None]]
 
@@ -184,31 +188,50 @@ class NetworkPolicyController:
         dirty = self.cache.take_dirty()
         self._inflight = dirty
         batch: dict[str, CompletedRule | None] = {}
-        for rid in dirty:
-            if rid not in self.cache.rules:
-                batch[rid] = None
-                self.rule_errors.pop(rid, None)
-                continue
-            completed = self.cache.completed(rid)
-            if completed is not None:  # incomplete: its groups will mark it dirty on arrival
-                batch[rid] = completed
+        self._add_to_batch(dirty, batch)
         # A large batch allocates hundreds of thousands of long-lived objects and no cycles:
         # the cyclic GC would traverse them again and again (it more than doubles the time of
         # a 15,000-rule initial sync). Pause it for the batch; after the initial sync, freeze
         # what exists so later collections skip it.
-        pause_gc = len(batch) >= GC_PAUSE_RULES and gc.isenabled()
-        if pause_gc:
-            gc.disable()
+        paused = False
+
+        def pause_gc() -> None:
+            nonlocal paused
+            if not paused and len(batch) >= GC_PAUSE_RULES and gc.isenabled():
+                gc.disable()
+                paused = True
+
+        started = time.perf_counter()
+        rounds = 0
+
+        def absorb() -> dict[str, CompletedRule | None]:
+            """Rules made dirty while this batch was planned: into the same bundle."""
+            nonlocal rounds
+            rounds += 1
+            if (
+                self._resyncing
+                or not self.cache.dirty
+                or rounds > ABSORB_MAX_ROUNDS
+                or time.perf_counter() - started > ABSORB_MAX_S
+            ):
+                return {}
+            more = self.cache.take_dirty()
+            dirty.update(more)  # the same set as self._inflight
+            added = self._add_to_batch(more, batch)
+            pause_gc()
+            return added
+
+        pause_gc()
         try:
-            result = await self._reconcile_contained(batch, first)
+            result = await self._reconcile_contained(batch, first, absorb)
         except BaseException:
             self.cache.dirty |= dirty  # not realized: keep them for the next attempt
             self._inflight = set()
             raise
         finally:
-            if pause_gc:
+            if paused:
                 gc.enable()
-        if first and pause_gc:
+        if first and paused:
             gc.freeze()
         self.last_batch = result
         self._inflight = set()
@@ -248,8 +271,26 @@ class NetworkPolicyController:
             self._update_status()
         return result
 
+    def _add_to_batch(
+        self, rids: set[str], batch: dict[str, CompletedRule | None]
+    ) -> dict[str, CompletedRule | None]:
+        """Put `rids` (taken from the dirty set) into `batch`: None for a rule gone, its
+        completed form otherwise; incomplete rules wait for their groups. Returns what was
+        put in."""
+        added: dict[str, CompletedRule | None] = {}
+        for rid in rids:
+            if rid not in self.cache.rules:
+                added[rid] = None
+                self.rule_errors.pop(rid, None)
+                continue
+            completed = self.cache.completed(rid)
+            if completed is not None:  # incomplete: its groups will mark it dirty on arrival
+                added[rid] = completed
+        batch.update(added)
+        return added
+
     async def _reconcile_contained(
-        self, batch: dict[str, CompletedRule | None], first: bool
+        self, batch: dict[str, CompletedRule | None], first: bool, absorb: Absorb | None = None
     ) -> BatchResult:
         """Reconcile `batch`; a crash is narrowed down to the rules causing it.
 
@@ -259,7 +300,7 @@ class NetworkPolicyController:
         other rule is realized. One bad rule never stops the node's realization.
         """
         try:
-            return await self.reconciler.reconcile(batch, with_base=first)
+            return await self.reconciler.reconcile(batch, with_base=first, absorb=absorb)
         except Exception as exc:
             if len(batch) <= 1:
                 return await self._isolate_crashed(batch, first, exc)

@@ -28,6 +28,7 @@ every other change lands.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -97,6 +98,9 @@ class RuleRealizationError(AntreaError, RuntimeError):
 
 
 BundleObserver = Callable[[int, float, bool], None]  # (flow operations, seconds, ok)
+# More rules for the batch being planned (see `PolicyReconciler.reconcile`); empty: none.
+Absorb = Callable[[], Mapping[str, "CompletedRule | None"]]
+PLAN_CHUNK = 256  # rules planned between two yields to the event loop
 
 
 class PolicyReconciler:
@@ -201,6 +205,7 @@ class PolicyReconciler:
         *,
         with_base: bool = False,
         isolate_only: frozenset[str] = frozenset(),
+        absorb: Absorb | None = None,
     ) -> BatchResult:
         """Make the flows of `rules` (None = rule gone) right, in one bundle.
 
@@ -209,6 +214,12 @@ class PolicyReconciler:
         alone and is reported in `BatchResult.failed`; every other rule is realized.
         `isolate_only` forces that fallback (the controller's last resort for a rule whose
         realization crashed).
+
+        With `absorb`, planning yields to the event loop every `PLAN_CHUNK` rules (the
+        control-plane stream keeps being read meanwhile) and, once the rules given are
+        planned, asks `absorb()` for the rules that became dirty since: they are planned
+        into the SAME bundle, until it returns nothing. A burst of policies arriving while
+        the first of them are planned thus lands as one bundle, not one per arrival.
         """
         start = time.perf_counter()
         result = BatchResult(rules=len(rules))
@@ -218,64 +229,60 @@ class PolicyReconciler:
             desired[BASE_OWNER] = self.base_flows()
         touched_matches: set[MatchKey] = set()
         touched_iso: set[MatchKey] = set()
-        native = {
-            rid: c
-            for rid, c in rules.items()
-            if (c is not None and antrea_native.is_native(c.rule))
-            or (c is None and rid in self.native.rules)
-        }
-        if native:
-            native_failed: dict[str, str] = {}
-            self.native.update(native, desired=desired, blame=blame, failed=native_failed)
-            for rid in isolate_only & native.keys():
-                desired[(antrea_native.OWNER, rid)] = self.native.fail_closed(
-                    rid, "realization crashed; drops only"
-                )
-                native_failed.setdefault(rid, "realization crashed; drops only")
-            for rid, reason in native_failed.items():
-                _fail(result, rid, "plan", reason)
-        for rid, completed in rules.items():
-            if rid in native:
-                continue
-            plan = self._plan(rid, completed, result, forced=rid in isolate_only)
-            cache_rule = completed.rule if completed is not None else None
-            try:
-                self._update_rule(
+        all_rules: set[str] = set(rules)
+        chunk: Mapping[str, CompletedRule | None] = rules
+        while chunk:
+            native = {
+                rid: c
+                for rid, c in chunk.items()
+                if (c is not None and antrea_native.is_native(c.rule))
+                or (c is None and rid in self.native.rules)
+            }
+            if native:
+                native_failed: dict[str, str] = {}
+                self.native.update(native, desired=desired, blame=blame, failed=native_failed)
+                for rid in isolate_only & native.keys():
+                    desired[(antrea_native.OWNER, rid)] = self.native.fail_closed(
+                        rid, "realization crashed; drops only"
+                    )
+                    native_failed.setdefault(rid, "realization crashed; drops only")
+                for rid, reason in native_failed.items():
+                    _fail(result, rid, "plan", reason)
+            for i, (rid, completed) in enumerate(list(chunk.items())):
+                if absorb is not None and i and not i % PLAN_CHUNK:
+                    await asyncio.sleep(0)  # let the stream be read while we plan
+                if rid in native:
+                    continue
+                self._plan_one(
                     rid,
-                    cache_rule,
-                    plan,
+                    completed,
+                    result,
+                    forced=rid in isolate_only,
                     desired=desired,
                     blame=blame,
                     touched_matches=touched_matches,
                     touched_iso=touched_iso,
                 )
-            except Exception as exc:  # e.g. BandsExhausted: this rule only, isolation kept
-                assert completed is not None and plan is not None
-                _fail(result, rid, "plan", f"cannot link: {type(exc).__name__}: {exc}")
-                log.warning("policy_rule_link_failed", rule=rid, error=str(exc))
-                self._update_rule(
-                    rid,
-                    cache_rule,
-                    RulePlan({}, plan.isolated),
-                    desired=desired,
-                    blame=blame,
-                    touched_matches=touched_matches,
-                    touched_iso=touched_iso,
-                )
+            if absorb is None:
+                break
+            await asyncio.sleep(0)
+            chunk = absorb()
+            all_rules.update(chunk)
+            result.rules += len(chunk)
         try:
             failures = await self._send(
                 desired,
                 blame=blame,
                 touched_matches=touched_matches,
                 touched_iso=touched_iso,
-                batch=set(rules),
+                batch=all_rules,
                 result=result,
             )
         except Exception:
             # Crashed before the switch had this batch: its rules keep their drop flows and
             # forget their conjunctions, so that a retry relinks (and re-fails) them from
             # scratch instead of seeing "no change" (the controller resends from the indexes).
-            self._forget_conjunctions(rules)
+            self._forget_conjunctions(all_rules)
             self._unsynced = True
             raise
         self._failed = {o: blame.get(o, set()) for o in failures}
@@ -298,6 +305,45 @@ class PolicyReconciler:
                 owners=[_owner_text(o) for o in list(failures)[:5]],
             )
         return result
+
+    def _plan_one(
+        self,
+        rid: str,
+        completed: CompletedRule | None,
+        result: BatchResult,
+        *,
+        forced: bool,
+        desired: dict[Owner, list[Flow] | None],
+        blame: dict[Owner, set[str]],
+        touched_matches: set[MatchKey],
+        touched_iso: set[MatchKey],
+    ) -> None:
+        """Plan one Kubernetes rule and diff it into this batch's owners (fails closed)."""
+        plan = self._plan(rid, completed, result, forced=forced)
+        cache_rule = completed.rule if completed is not None else None
+        try:
+            self._update_rule(
+                rid,
+                cache_rule,
+                plan,
+                desired=desired,
+                blame=blame,
+                touched_matches=touched_matches,
+                touched_iso=touched_iso,
+            )
+        except Exception as exc:  # e.g. BandsExhausted: this rule only, isolation kept
+            assert completed is not None and plan is not None
+            _fail(result, rid, "plan", f"cannot link: {type(exc).__name__}: {exc}")
+            log.warning("policy_rule_link_failed", rule=rid, error=str(exc))
+            self._update_rule(
+                rid,
+                cache_rule,
+                RulePlan({}, plan.isolated),
+                desired=desired,
+                blame=blame,
+                touched_matches=touched_matches,
+                touched_iso=touched_iso,
+            )
 
     async def _send(
         self,

@@ -12,6 +12,7 @@ from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import (
     AddressGroupPatch,
+    IPBlock,
     Kind,
     NetworkPolicyNodeStatus,
     PodReference,
@@ -263,6 +264,32 @@ async def test_back_to_back_batches_wait_for_the_datapath_once() -> None:
     assert settles == [(1, 0), (3, 1)]
     assert not ctl.reconciler.unsettled
     assert {r.policy for r in reports if r.realized} == {"p0", "p1", "late"}
+
+
+async def test_policies_arriving_while_a_batch_is_planned_join_its_bundle() -> None:
+    """A burst (policies arriving one after the other while the first are being planned)
+    lands as ONE bundle: the batch yields while it plans, the stream keeps being read, and
+    the rules made dirty meanwhile are planned into the same bundle; statuses follow it."""
+    ctl, rt, reports = make()
+    big = [ingress(blocks=[IPBlock(f"10.{i // 250}.{i % 250}.0/24")]) for i in range(600)]
+    burst = [added(policy(f"b{i}", big if i == 0 else big[:3], ["atg"])) for i in range(3)]
+    planned_while_arriving: list[int] = []
+
+    async def events() -> AsyncIterator[WatchEvent]:
+        for ev in [*initial(1), BOOKMARK]:
+            yield ev
+        await ctl.ready.wait()
+        for ev in burst:
+            yield ev
+            await asyncio.sleep(0)  # the next policy comes in the next read from the socket
+            planned_while_arriving.append(len(ctl.reconciler.realized))
+
+    await ctl.run(events())
+    await asyncio.sleep(0)
+    assert 1 < planned_while_arriving[0] < 600  # arrived while b0 was still being planned
+    assert len(rt.bundles) == 2  # the initial state, then the whole burst
+    assert len(ctl.reconciler.realized) == 1 + 600 + 3 + 3
+    assert {r.policy for r in reports if r.realized} == {"p0", "b0", "b1", "b2"}
 
 
 async def test_antrea_native_policy_reports_realized() -> None:
