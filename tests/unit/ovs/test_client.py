@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Hashable
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow import Action, Drop, Flow, GotoTable, Match, Normal, RegMatch
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient, FlowOwnershipError
-from antrea.ovs.openflow.flow import Proto
+from antrea.ovs.openflow.flow import FlowKey, Proto
 from antrea.testbed.openflow import RecordingTransport
 
 
@@ -111,3 +114,81 @@ async def test_writer_hands_a_transport_failure_to_every_submitter_of_the_bundle
     t.down = False
     await asyncio.wait_for(w.submit(9, [f(9)]), 5)
     assert len(t.flows) == 1
+
+
+# -- property: the plan equals a naive diff (new owners take a fast path; both must agree) --
+Op = tuple[FlowKey, int, tuple[Action, ...]]
+
+
+def _reference_plan(
+    installed: dict[Hashable, dict[FlowKey, Flow]], desired: dict[Hashable, list[Flow] | None]
+) -> tuple[set[Op], set[Op], set[Op]] | None:
+    """(added, modified, deleted) flows as (key, cookie, actions); None = ownership error."""
+    claimed: dict[FlowKey, Hashable] = {}
+    holder = {k: o for o, flows in installed.items() for k in flows}
+    add, modify, delete = set(), set(), set()
+    news: dict[Hashable, dict[FlowKey, Flow]] = {}
+    for owner, flows in desired.items():
+        new = {fl.key: fl for fl in flows or ()}
+        news[owner] = new
+        for k, fl in new.items():
+            if claimed.setdefault(k, owner) != owner:
+                return None
+            h = holder.get(k)
+            if h is not None and h != owner and h not in desired:
+                return None
+            prev = installed.get(owner, {}).get(k)
+            if prev is None or prev.cookie != fl.cookie:
+                add.add((k, fl.cookie, fl.actions))
+            elif prev.actions != fl.actions:
+                modify.add((k, fl.cookie, fl.actions))
+    for owner, new in news.items():
+        for k, fl in installed.get(owner, {}).items():
+            if k not in new and k not in claimed:
+                delete.add((k, fl.cookie, fl.actions))
+    return add, modify, delete
+
+
+_flow = st.builds(
+    lambda port, table, action, cookie: Flow(
+        table, 200, Match(proto=Proto.IP, regs=(RegMatch(1, port),)), (action,), cookie
+    ),
+    st.integers(1, 4),
+    st.sampled_from([90, 100]),
+    st.sampled_from([Drop(), Normal(), GotoTable(105)]),
+    st.integers(0, 1),
+)
+_desired = st.dictionaries(
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.one_of(st.none(), st.lists(_flow, max_size=4)),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_desired, min_size=1, max_size=5))
+def test_plan_matches_a_naive_diff(steps: list[dict[Hashable, list[Flow] | None]]) -> None:
+    c = FlowClient(RecordingTransport())
+    installed: dict[Hashable, dict[FlowKey, Flow]] = {}
+    for desired in steps:
+        want = _reference_plan(installed, desired)
+        try:
+            plan = c.plan(desired)
+        except FlowOwnershipError:
+            assert want is None
+            continue
+        assert want is not None
+        got = tuple(
+            {(x.key, x.cookie, x.actions) for x in xs}
+            for xs in (plan.add, plan.modify, plan.delete)
+        )
+        assert got == want
+        assert len(plan.add) == len(want[0]) and len(plan.delete) == len(want[2])
+        c._commit(plan)
+        for owner, flows in desired.items():
+            new = {fl.key: fl for fl in flows or ()}
+            if new:
+                installed[owner] = new
+            else:
+                installed.pop(owner, None)
+        assert {o: {fl.key: fl for fl in c.flows_of(o)} for o in c.owners()} == installed

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from functools import lru_cache
 
 from antrea.agent.openflow import pipeline as p
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, make_cookie
@@ -121,24 +122,34 @@ def conj_flows(
     (an audit-logged rule) the action flow also copies the packet to the agent: only new
     connections get there (established ones take the bypass above)."""
     c = cookie(round_num, conj_id)
-    label = (conj_id << d.label_shift, LABEL_MASK << d.label_shift)
-    copy = (Output("CONTROLLER"),) if log else ()
+    shift = d.label_shift
+    goto = _goto(d.allow_goto)
+    tail = (_TO_CONTROLLER, goto) if log else (goto,)
     return [
         Flow(
             d.rule_table,
             p.PRIO_ACTION,
             Match(proto=Proto.IP, conj_id=conj_id),
-            (d.conj_reg.load(conj_id), *copy, GotoTable(d.allow_goto)),
+            (d.conj_reg.load(conj_id), *tail),
             c,
         ),
         Flow(
             d.rule_table,
             p.PRIO_METRIC,
-            Match(proto=Proto.IP, ct_state=EST, ct_label=label),
-            (GotoTable(d.allow_goto),),
+            Match(proto=Proto.IP, ct_state=EST, ct_label=(conj_id << shift, LABEL_MASK << shift)),
+            (goto,),
             c,
         ),
     ]
+
+
+_TO_CONTROLLER = Output("CONTROLLER")
+
+
+@lru_cache(maxsize=256)
+def _goto(table: int) -> GotoTable:
+    """One shared action value per table (the conjunction flows are built by the thousand)."""
+    return GotoTable(table)
 
 
 # How many conjunction actions one clause flow carries at most. One NXAST_CONJUNCTION is 16

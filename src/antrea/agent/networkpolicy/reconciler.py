@@ -555,7 +555,9 @@ class PolicyReconciler:
         old_conjs = old.conjs if old else {}
         created: list[tuple[int, Clauses]] = []
         try:
-            for key in old_conjs.keys() | plan.conjunctions.keys():
+            for key in (
+                old_conjs.keys() | plan.conjunctions.keys() if old_conjs else plan.conjunctions
+            ):
                 was = old_conjs.get(key)
                 want = plan.conjunctions.get(key)
                 if want is None:
@@ -652,11 +654,18 @@ class PolicyReconciler:
 
     def _match_flows(self, mk: MatchKey, conjs: dict[int, tuple[int, int]]) -> list[Flow]:
         """The clause flows of one match: one per band in use."""
-        by_band: dict[int, list[tuple[int, int, int]]] = {}
         band_of = self._conj_band
+        match = atom_match(mk[1])
+        if not band_of or (len(conjs) == 1 and next(iter(conjs)) not in band_of):
+            # every conjunction in band 0 (no clause match past the cap): one flow
+            return [
+                fb.match_flow(
+                    self.round_num, mk[0], match, [(i, k, n) for i, (k, n) in conjs.items()]
+                )
+            ]
+        by_band: dict[int, list[tuple[int, int, int]]] = {}
         for cid, (k, n) in conjs.items():
             by_band.setdefault(band_of.get(cid, 0), []).append((cid, k, n))
-        match = atom_match(mk[1])
         return [
             fb.match_flow(self.round_num, mk[0], match, acts, band)
             for band, acts in sorted(by_band.items())

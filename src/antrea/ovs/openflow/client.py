@@ -79,6 +79,22 @@ class FlowClient:
         for owner, flows in desired.items():
             old = installed(owner)
             new: dict[FlowKey, Flow] = {} if flows is None else {f.key: f for f in flows}
+            if not old:  # a new owner (the bulk of an initial sync): every flow is an add
+                for key in new:
+                    holder = holder_of(key)
+                    if (
+                        holder is not None
+                        and holder is not owner
+                        and holder != owner
+                        and holder not in desired
+                    ):
+                        raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
+                    first = claim(key, owner)
+                    if first is not owner and first != owner:
+                        raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {first!r}")
+                add.extend(new.values())
+                plan.owners[owner] = new if flows is not None else None
+                continue
             for key, flow in new.items():
                 holder = holder_of(key)
                 if (
@@ -105,17 +121,18 @@ class FlowClient:
         return plan
 
     def _commit(self, plan: Plan) -> None:
+        key_owner = self._key_owner
         for owner, flows in plan.owners.items():
-            for key in self._by_owner.get(owner, {}):
-                if self._key_owner.get(key) == owner:
-                    del self._key_owner[key]
+            for key in self._by_owner.get(owner, ()):
+                if key_owner.get(key) == owner:
+                    del key_owner[key]
             if flows is None or not flows:
                 self._by_owner.pop(owner, None)
             else:
                 self._by_owner[owner] = flows
         for owner, flows in plan.owners.items():
-            for key in flows or {}:
-                self._key_owner[key] = owner
+            if flows:
+                key_owner.update(dict.fromkeys(flows, owner))
 
     # -- changes --------------------------------------------------------------------------
     async def sync(self, desired: Desired) -> Plan:

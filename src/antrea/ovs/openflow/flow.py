@@ -94,6 +94,15 @@ class Match:
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # (the common case, no address field or addresses only, decided without a loop)
+        if (
+            self.nw_src is None
+            and self.nw_dst is None
+            and self.tun_dst is None
+            and self.arp_spa is None
+            and self.arp_tpa is None
+        ):
+            return
         for name in _ADDRESS_FIELDS:
             value = getattr(self, name)
             if value is not None and type(value) not in _ADDRESS_TYPES:
@@ -267,6 +276,10 @@ class FlowKey(NamedTuple):
     match: Match
 
 
+# FlowKey(...) without the NamedTuple's Python-level __new__ (one per flow in a diff)
+_new_key = tuple.__new__
+
+
 @dataclass(frozen=True, slots=True)
 class Flow:
     table: int
@@ -278,9 +291,10 @@ class Flow:
 
     @property
     def key(self) -> FlowKey:
-        if not self._key:
-            self._key.append(FlowKey(self.table, self.priority, self.match))
-        return self._key[0]
+        k = self._key
+        if not k:
+            k.append(_new_key(FlowKey, (self.table, self.priority, self.match)))
+        return k[0]
 
     def with_cookie(self, cookie: int) -> Flow:
         return Flow(self.table, self.priority, self.match, self.actions, cookie)
