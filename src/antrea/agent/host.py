@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from antrea.agent.config import AgentConfig
     from antrea.agent.interfacestore import InterfaceStore
     from antrea.agent.kube import NodeInfo
+    from antrea.k8s.resources import KubeApiClient
     from antrea.ovs.openflow.bundle import FlowTransport
     from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
     from antrea.ovs.openflow.cookie import Category
@@ -44,7 +45,7 @@ class FeatureHost(TaskOwner, Protocol):
     @property
     def node(self) -> NodeInfo | None: ...
     @property
-    def api_client(self) -> Any: ...  # kubernetes-asyncio ApiClient (untyped library)
+    def api_client(self) -> KubeApiClient | None: ...
     @property
     def registry(self) -> CollectorRegistry: ...
     @property

@@ -102,6 +102,26 @@ class ApiClientNodeAPI:
         return list((out or {}).get("items") or [])
 
 
+async def own_node(node_api: NodeAPI, name: str) -> NodeInfo:
+    """This Node once it has a podCIDR (read again, backing off up to 5 s, until then)."""
+    delay = 0.5
+    while True:
+        try:
+            obj = await node_api.get_node(name)
+        except Exception as exc:
+            log.warning("node_read_failed", node=name, error=repr(exc))
+            obj = None
+        if obj is not None:
+            info = node_info(obj)
+            if info.pod_cidr is not None:
+                return info
+            log.info("node_pod_cidr_pending", node=name)
+        else:
+            log.info("node_not_found_yet", node=name)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, 5.0)
+
+
 NodeHandler = Callable[[NodeEvent], Awaitable[None]]
 
 

@@ -17,6 +17,7 @@ __all__ = [
     "JSON",
     "ApiClientResources",
     "Conflict",
+    "KubeApiClient",
     "KubeError",
     "KubeResources",
     "bearer_token",
@@ -39,6 +40,18 @@ class KubeResources(Protocol):
     async def replace(self, path: str, body: JSON) -> JSON:
         """PUT ``body`` at ``path`` (optimistic concurrency through its resourceVersion)."""
         ...
+
+
+class KubeApiClient(Protocol):
+    """What antrea uses of a kubernetes-asyncio ``ApiClient`` (the library has no type hints):
+    `load_api_client` makes one, `ApiClientResources` and the informers' list functions call
+    it, its owner closes it."""
+
+    configuration: Any  # kubernetes_asyncio.client.Configuration: host, api_key, TLS
+
+    def call_api(self, resource_path: str, method: str, *args: Any, **kwargs: Any) -> Any: ...
+
+    async def close(self) -> None: ...
 
 
 def ns_path(group_version: str, namespace: str, plural: str, name: str | None = None) -> str:
@@ -96,10 +109,11 @@ class ApiClientResources:
         return await self._call("PUT", path, body) or {}
 
 
-async def load_api_client(kubeconfig: str | None, *, server: str | None = None) -> Any:
+async def load_api_client(kubeconfig: str | None, *, server: str | None = None) -> KubeApiClient:
     """An ``ApiClient`` from a kubeconfig file, or in-cluster config when ``kubeconfig`` is None.
 
     A coroutine for its callers' convenience; the work is `antrea.k8s.client`'s (one kubeconfig
     reader for the whole code base), which must run with the event loop running.
     """
-    return load_kubeconfig_client(kubeconfig or None, server=server or None)
+    client: KubeApiClient = load_kubeconfig_client(kubeconfig or None, server=server or None)
+    return client
