@@ -170,9 +170,9 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
     from antrea.apis.controlplane.codec import FrameDecoder
     from antrea.apis.controlplane.types import PodReference
-    from antrea.ovs.openflow.bundle import render_bundle
     from antrea.ovs.openflow.client import FlowClient
     from antrea.ovs.openflow.native import OpenFlowTransport
+    from antrea.ovs.openflow.render import render_bundle
 
     objs = policy_objects(n_rules)
     data = frames(objs)

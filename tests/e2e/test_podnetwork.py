@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from antrea.agent.interfacestore import host_interface_name
+from antrea.ovs.openflow.cookie import cookie_round
+from antrea.ovs.ovsctl import parse_flow_line
 from antrea.testbed.lab import lifecycle, topology
 from antrea.testbed.lab import model as labmodel
 from antrea.testbed.lab.testing import Lab, LabParams
@@ -165,11 +167,8 @@ def _kill_agent_under_traffic(lab: Lab, ip_c: str, stop: Path) -> None:
         sent, received = int(stats.split()[0]), int(stats.split()[3])
         assert sent > 30 and sent - received <= 1, stats
         dump = lab.exec_node("node1", "ovs-ofctl", "-O", "OpenFlow15", "dump-flows", "br-int")
-        rounds = {
-            int(line.split("cookie=")[1].split(",")[0], 16) >> 48
-            for line in dump.stdout.splitlines()
-            if "cookie=" in line
-        }
+        flows = filter(None, map(parse_flow_line, dump.stdout.splitlines()))
+        rounds = {cookie_round(f.cookie) for f in flows}
         assert rounds == {info["round"]}, f"stale rounds: {rounds}"
     finally:
         stop.touch()

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from antrea.ovs.openflow.cookie import cookie_round
+from antrea.ovs.openflow.flow import FlowFilter
 from antrea.testbed.fakekube import AgentLab, PodHandle
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
@@ -162,7 +164,7 @@ def test_node_removal_and_return_updates_routes(make_lab: object) -> None:
     while time.monotonic() < deadline and "10.244.2.0/24" in n1.run(["ip", "route"]).stdout:
         time.sleep(0.2)
     assert "10.244.2.0/24" not in n1.run(["ip", "route"]).stdout
-    assert not any("nw_dst=10.244.2.0/24" in f for f in n1.dump_flows("table=70"))
+    assert not any("nw_dst=10.244.2.0/24" in f.text for f in n1.dump_flows(FlowFilter(table=70)))
     lab.kube.set_node(obj)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and "10.244.2.0/24" not in n1.run(["ip", "route"]).stdout:
@@ -216,5 +218,5 @@ def test_agent_kill_and_restart_keeps_connections(make_lab: object, tmp_path: Pa
     assert sent > 30 and sent - received <= 1, stats
     info = n1.api("/agentinfo")
     assert info["round"] == 2 and info["roundPersisted"]
-    rounds = {int(f.split("cookie=")[1].split(",")[0], 16) >> 48 for f in n1.dump_flows()}
+    rounds = {cookie_round(f.cookie) for f in n1.dump_flows()}
     assert rounds == {2}, "stale flows of the previous round remain"

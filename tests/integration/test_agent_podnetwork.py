@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from antrea.agent.interfacestore import host_interface_name
+from antrea.ovs.openflow.cookie import cookie_round
+from antrea.ovs.openflow.flow import FlowFilter
 from antrea.testbed.fakekube import AgentLab, NodeHandle
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
@@ -43,6 +45,10 @@ def node(tmp_path: Path) -> Iterator[tuple[AgentLab, NodeHandle]]:
         lab.stop()
 
 
+def flow_texts(n: NodeHandle) -> list[str]:
+    return sorted(f.text for f in n.dump_flows())
+
+
 def _wait(predicate: object, timeout: float = 15.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -66,9 +72,7 @@ def test_bridge_has_exactly_gateway_and_tunnel(node: tuple[AgentLab, NodeHandle]
     addr = n.run(["ip", "-4", "-o", "addr", "show", "gw0"]).stdout
     assert "10.244.1.1/24" in addr
     _wait(lambda: n.vsctl("br-get-external-id", "br-int", "roundNum").strip() == "1")
-    tables = {
-        int(line.split("table=")[1].split(",")[0]) for line in n.dump_flows() if "table=" in line
-    }
+    tables = {f.table for f in n.dump_flows()}
     assert {10, 20, 30, 31, 40, 50, 60, 70, 80, 90, 100, 105, 110} <= tables
     info = n.api("/agentinfo")
     assert info["podCIDR"] == "10.244.1.0/24" and info["round"] == 1
@@ -98,7 +102,7 @@ def test_cni_add_check_del(node: tuple[AgentLab, NodeHandle]) -> None:
     assert (pod.container_id in ext and '"x"' in ext) or "pod-namespace=x" in ext
     assert ip in ext
     ofport = int(n.vsctl("get", "Interface", host, "ofport"))
-    assert any(f"in_port={ofport}," in f for f in n.dump_flows("table=10"))
+    assert any(f"in_port={ofport}," in f.text for f in n.dump_flows(FlowFilter(table=10)))
     # the pod reaches its gateway
     assert pod.exec("ping", "-c", "2", "-W", "2", "10.244.1.1").returncode == 0
     # a repeated ADD returns the same attachment (no second IP)
@@ -145,7 +149,7 @@ def test_cni_add_check_del(node: tuple[AgentLab, NodeHandle]) -> None:
         )
         assert rc == 0, out
     assert sorted(n.vsctl("list-ports", "br-int").split()) == ["gw0", "tun0"]
-    assert not any(f"in_port={ofport}," in f for f in n.dump_flows())
+    assert not any(f"in_port={ofport}," in f.text for f in n.dump_flows())
     ipam_dir = n.dir / "state" / "ipam" / "10.244.1.0_24"
     assert [p.name for p in ipam_dir.iterdir() if p.name[0].isdigit()] == []
     assert n.run(["ip", "link", "show", host]).returncode != 0
@@ -199,7 +203,7 @@ def test_agent_restart_rebuilds_store_and_keeps_ips(node: tuple[AgentLab, NodeHa
     assert info["round"] == 2 and info["localPodCount"] == 2
     flows = n.dump_flows()
     assert len(flows) == before
-    rounds = {int(line.split("cookie=")[1].split(",")[0], 16) >> 48 for line in flows}
+    rounds = {cookie_round(f.cookie) for f in flows}
     assert rounds == {2}
     assert a.exec("ping", "-c", "2", "-W", "2", b.ip).returncode == 0
     # a new pod does not get an address the old ones hold
@@ -214,11 +218,11 @@ def test_flows_replayed_after_switch_loses_them(node: tuple[AgentLab, NodeHandle
     a = lab.add_pod(n, "x", "a")
     b = lab.add_pod(n, "x", "b")
     _wait(lambda: n.api("/agentinfo")["roundPersisted"])
-    before = sorted(n.dump_flows())
+    before = flow_texts(n)
     n.ovs.run(["ovs-ofctl", "-O", "OpenFlow15", "del-flows", n.ovs.ofctl_target("br-int")])
     assert n.dump_flows() == []
     _wait(lambda: len(n.dump_flows()) == len(before))
-    assert sorted(n.dump_flows()) == before
+    assert flow_texts(n) == before
     assert a.exec("ping", "-c", "2", "-W", "2", b.ip).returncode == 0
     assert n.api("/agentinfo")["flowReplays"] >= 1
 
@@ -231,11 +235,11 @@ def test_vswitchd_restart_is_detected_and_flows_replayed(
     a = lab.add_pod(n, "x", "a")
     b = lab.add_pod(n, "x", "b")
     _wait(lambda: n.api("/agentinfo")["roundPersisted"])
-    before = sorted(n.dump_flows())
+    before = flow_texts(n)
     # as start scripts do: keep the datapath until the agent has restored its flows
     n.vsctl("set", "Open_vSwitch", ".", "other_config:flow-restore-wait=true")
     n.restart_vswitchd()
-    _wait(lambda: sorted(n.dump_flows()) == before, timeout=20)
+    _wait(lambda: flow_texts(n) == before, timeout=20)
     _wait(lambda: "flow-restore-wait" not in n.vsctl("get", "Open_vSwitch", ".", "other_config"))
     _wait(lambda: "10.244.1.1/24" in n.run(["ip", "-4", "-o", "addr", "show", "gw0"]).stdout)
     assert a.exec("ping", "-c", "2", "-W", "2", b.ip).returncode == 0

@@ -2,20 +2,22 @@
 
 Flow *changes* go through `antrea.ovs.openflow.bundle` only. What lives here: dumping and parsing
 flows (antctl get ovsflows, flow-count metrics, the restart canary), the one cookie-masked
-delete of a stale round, and ``ofproto/trace`` for antctl trace-packet.
+delete of a stale round, ``ofproto/trace`` for antctl trace-packet, and the conntrack dump and
+flush with which AntreaProxy ends the connections to an endpoint a Service lost.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
 import re
 import subprocess
 from dataclasses import dataclass, field
 
 from antrea.ovs.errors import OfctlError
-from antrea.ovs.openflow.flow import FlowFilter
-from antrea.ovs.openflow.render import render_filter
+from antrea.ovs.openflow.flow import ConntrackEntry, ConntrackTuple, FlowFilter, Proto
+from antrea.ovs.openflow.render import render_ct_tuple, render_ct_zone, render_filter
 
 _FIELD_RE = re.compile(r"(\w+)=([^,\s]+)")
 
@@ -77,6 +79,25 @@ def parse_flow_line(line: str) -> DumpedFlow | None:
         n_bytes=int(extra.get("n_bytes", "0")),
         text=line,
         extra=extra,
+    )
+
+
+_CT_ENTRY = re.compile(
+    r"^(tcp|udp|sctp),orig=\(src=([\d.]+),dst=([\d.]+),sport=(\d+),dport=(\d+)\),"
+    r"reply=\(src=([\d.]+),dst=([\d.]+),sport=(\d+),dport=(\d+)\)"
+)
+
+
+def parse_conntrack_line(line: str) -> ConntrackEntry | None:
+    """Parse one ``dpctl/dump-conntrack`` line of a TCP, UDP or SCTP connection (IPv4)."""
+    m = _CT_ENTRY.match(line.strip())
+    if m is None:
+        return None
+    proto, src, dst, sport, dport, rsrc, rdst, rsport, rdport = m.groups()
+    ip = ipaddress.IPv4Address
+    return ConntrackEntry(
+        orig=ConntrackTuple(Proto(proto), ip(src), ip(dst), int(sport), int(dport)),
+        reply=ConntrackTuple(Proto(proto), ip(rsrc), ip(rdst), int(rsport), int(rdport)),
     )
 
 
@@ -149,3 +170,13 @@ class OfCtl:
 
     async def appctl(self, *args: str) -> str:
         return await self._run([*self._appctl_target(), *args])
+
+    async def dump_conntrack(self, zone: int) -> list[ConntrackEntry]:
+        """The TCP/UDP/SCTP connections of conntrack zone ``zone`` (other lines skipped)."""
+        out = await self.appctl("dpctl/dump-conntrack", render_ct_zone(zone))
+        entries = [parse_conntrack_line(line) for line in out.splitlines()]
+        return [e for e in entries if e is not None]
+
+    async def flush_conntrack(self, zone: int, orig: ConntrackTuple) -> None:
+        """Flush the one connection of ``zone`` whose original direction is ``orig``."""
+        await self.appctl("dpctl/flush-conntrack", render_ct_zone(zone), render_ct_tuple(orig))

@@ -25,6 +25,9 @@ from typing import Any
 
 from aiohttp import web
 
+from antrea.ovs.openflow.flow import FlowFilter
+from antrea.ovs.openflow.render import render_filter
+from antrea.ovs.ovsctl import DumpedFlow, parse_flow_line
 from antrea.testbed.lab.netns import listen_socket
 from antrea.testbed.ovssandbox import OvsSandbox
 
@@ -336,11 +339,14 @@ class NodeHandle:
     def vsctl(self, *args: str) -> str:
         return self.ovs.vsctl(*args)
 
-    def dump_flows(self, flow_filter: str = "") -> list[str]:
+    def dump_flows(self, flow_filter: FlowFilter | None = None) -> list[DumpedFlow]:
+        """The node's br-int flows (no stats), parsed as the agent parses them."""
+        text = render_filter(flow_filter) if flow_filter is not None else ""
         argv = ["ovs-ofctl", "-O", "OpenFlow15", "--no-stats", "dump-flows"]
-        argv += [self.ovs.ofctl_target("br-int")] + ([flow_filter] if flow_filter else [])
+        argv += [self.ovs.ofctl_target("br-int")] + ([text] if text else [])
         out = self.ovs.run(argv).stdout
-        return [line.strip() for line in out.splitlines() if "actions=" in line]
+        flows = [parse_flow_line(line) for line in out.splitlines()]
+        return [f for f in flows if f is not None]
 
     def cni(
         self,

@@ -191,18 +191,47 @@ def test_any_sequence_of_endpoint_sets_ends_consistent(steps: list[frozenset[int
 
 def test_stale_conntrack_entries_are_picked_by_service_and_endpoint() -> None:
     from antrea.agent.proxy.conntrack import stale_tuples
+    from antrea.ovs.openflow.render import render_ct_tuple
+    from antrea.ovs.ovsctl import parse_conntrack_line
 
     dump = (
         "tcp,orig=(src=10.244.1.2,dst=10.96.0.11,sport=33442,dport=80),reply=(src=10.244.2.2,"
         "dst=10.244.1.2,sport=8080,dport=33442),zone=65520,mark=1,protoinfo=(state=TIME_WAIT)\n"
         "tcp,orig=(src=10.244.1.2,dst=10.244.2.2,sport=40000,dport=8080),reply=(src=10.244.2.2,"
         "dst=10.244.1.2,sport=8080,dport=40000),zone=65520,protoinfo=(state=ESTABLISHED)\n"
+        "icmp,orig=(src=10.244.1.2,dst=10.96.0.11,id=1,type=8,code=0),reply=(src=10.96.0.11,"
+        "dst=10.244.1.2,id=1,type=0,code=0),zone=65520\n"
     )
+    entries = [e for e in map(parse_conntrack_line, dump.splitlines()) if e is not None]
+    assert len(entries) == 2  # ICMP has no ports: never a Service endpoint's connection here
     stale = {("tcp", "10.96.0.11", 80, "10.244.2.2", 8080)}
-    assert stale_tuples(dump, stale) == [
+    assert [render_ct_tuple(t) for t in stale_tuples(entries, stale)] == [
         "ct_nw_src=10.244.1.2,ct_nw_dst=10.96.0.11,ct_nw_proto=6,ct_tp_src=33442,ct_tp_dst=80"
     ]  # the direct connection to the pod is kept
-    assert stale_tuples(dump, {("udp", "10.96.0.11", 80, "10.244.2.2", 8080)}) == []
+    assert stale_tuples(entries, {("udp", "10.96.0.11", 80, "10.244.2.2", 8080)}) == []
+
+
+async def test_flush_stale_dumps_the_zone_and_flushes_each_stale_tuple_once() -> None:
+    from antrea.agent.proxy.conntrack import flush_stale
+    from antrea.ovs.openflow.flow import ConntrackEntry, ConntrackTuple, Proto
+
+    ip = ipaddress.IPv4Address
+    orig = ConntrackTuple(Proto.UDP, ip("10.244.1.2"), ip("10.96.0.11"), 5353, 53)
+    reply = ConntrackTuple(Proto.UDP, ip("10.244.2.2"), ip("10.244.1.2"), 53, 5353)
+    calls: list[tuple[str, int, object]] = []
+
+    class Switch:
+        async def dump_conntrack(self, zone: int) -> list[ConntrackEntry]:
+            calls.append(("dump", zone, None))
+            return [ConntrackEntry(orig, reply), ConntrackEntry(orig, reply)]
+
+        async def flush_conntrack(self, zone: int, t: ConntrackTuple) -> None:
+            calls.append(("flush", zone, t))
+
+    assert await flush_stale(Switch(), 65520, []) == 0 and calls == []
+    stale = [("udp", "10.96.0.11", 53, "10.244.2.2", 53)]
+    assert await flush_stale(Switch(), 65520, stale) == 1
+    assert calls == [("dump", 65520, None), ("flush", 65520, orig)]
 
 
 async def test_removed_endpoints_connections_are_flushed() -> None:
@@ -238,3 +267,27 @@ def test_nodeport_noencap_snats_to_a_routed_virtual_address() -> None:
     text = render_add(flow)
     assert "table=70" in text and "dl_dst=aa:bb:cc:dd:ee:ff" in text
     assert "set_field:02:00:00:00:00:01->eth_dst" in text and "goto_table:80" in text
+
+
+async def test_antctl_service_filter_picks_the_services_flows_out_of_a_dump() -> None:
+    """``antctl get ovsflows -S x/web``: the flows of the Service's groups and its endpoints'
+    DNAT flows, read back from their dump-flows text; another Service's flows are not."""
+    from antrea.agent.proxy import matches
+    from antrea.ovs.openflow.render import render_flow
+    from antrea.ovs.ovsctl import parse_flow_line
+
+    p, _ = proxier()
+    p.on_service("ADDED", svc())
+    p.on_slice("ADDED", eps_slice("10.244.2.3"))
+    p.on_service("ADDED", svc("db", clusterIP="10.96.0.20"))
+    db_slice = eps_slice("10.244.2.9", name="db-abc")
+    db_slice["metadata"]["labels"] = {"kubernetes.io/service-name": "db"}
+    p.on_slice("ADDED", db_slice)
+    await p.sync_dirty()
+    dumped = [parse_flow_line(render_flow(f)) for f in p.writer.client.installed()]
+    flows = [f for f in dumped if f is not None]
+    web = [f for f in flows if matches(p, "x", "web", f)]
+    db = [f for f in flows if matches(p, "x", "db", f)]
+    assert any("nat(dst=10.244.2.3:8080)" in f.actions for f in web)
+    assert not any("10.244.2.9" in f.text for f in web) and web and db
+    assert not {f.text for f in web} & {f.text for f in db}

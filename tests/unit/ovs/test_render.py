@@ -24,7 +24,6 @@ from antrea.ovs.openflow import (
     Resubmit,
     SetField,
 )
-from antrea.ovs.openflow.bundle import render_bundle
 from antrea.ovs.openflow.cookie import (
     Category,
     category_filter,
@@ -35,6 +34,7 @@ from antrea.ovs.openflow.cookie import (
 from antrea.ovs.openflow.flow import FlowFilter, Proto
 from antrea.ovs.openflow.render import (
     render_add,
+    render_bundle,
     render_delete,
     render_filter,
     render_flow,

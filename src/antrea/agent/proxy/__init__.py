@@ -23,6 +23,7 @@ from antrea.agent.proxy.proxier import SHARED_OWNER, Proxier
 from antrea.agent.proxy.reject import sync_reject, sync_route
 from antrea.agent.proxy.watch import ENDPOINTSLICES, SERVICES, list_watch
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, cookie_category
+from antrea.ovs.openflow.render import render_nat_dst
 from antrea.ovs.ovsctl import DumpedFlow
 
 if TYPE_CHECKING:
@@ -46,7 +47,7 @@ async def start(agent: ProxyHost) -> Proxier:
         node_ips=node_ips,
         registry=agent.registry,
     )
-    proxier.flush_conntrack = lambda stale: flush_stale(agent.ofctl.appctl, CT_ZONE, stale)
+    proxier.flush_conntrack = lambda stale: flush_stale(agent.ofctl, CT_ZONE, stale)
     shared = pf.shared_flows(agent.cookie(Category.SERVICE))
     if not cfg.encap:
         shared += pf.noencap_flows(agent.gateway_mac, agent.cookie(Category.SERVICE))
@@ -86,7 +87,7 @@ def matches(proxier: Proxier, namespace: str, name: str, f: DumpedFlow) -> bool:
     if f.cookie & OBJECT_MASK in gids:
         return True
     targets = {
-        f"nat(dst={ep.ip}:{ep.port})"
+        render_nat_dst(str(ep.ip), ep.port)
         for i in proxier.installed.values()
         if (i.port.namespace, i.port.name) == (namespace, name)
         for ep in i.endpoints

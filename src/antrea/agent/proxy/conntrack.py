@@ -4,54 +4,51 @@ The conntrack entries of zone 65520 whose original destination is the Service's 
 and whose reply comes from the removed endpoint are flushed one by one by their full original
 tuple (OVS before 3.3 flushes only exact tuples): the next packet of such a connection is new
 again, finds no DNAT for it and the client learns at once that it is over. Other connections to
-the same pod (direct, or through another Service) are kept.
+the same pod (direct, or through another Service) are kept. The dump is parsed and the tuples
+rendered by `antrea.ovs` (`OfCtl.dump_conntrack`, `OfCtl.flush_conntrack`).
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
+from typing import Protocol
 
 import structlog
+
+from antrea.ovs.openflow.flow import ConntrackEntry, ConntrackTuple
 
 log = structlog.get_logger(__name__)
 
 # (protocol, ClusterIP, port, endpoint IP, endpoint port)
 Stale = tuple[str, str, int, str, int]
-PROTO_NUMBERS = {"tcp": 6, "udp": 17, "sctp": 132}
-_ENTRY = re.compile(
-    r"^(tcp|udp|sctp),orig=\(src=([\d.]+),dst=([\d.]+),sport=(\d+),dport=(\d+)\),"
-    r"reply=\(src=([\d.]+),dst=[\d.]+,sport=(\d+),"
-)
 
 
-def stale_tuples(dump: str, stale: set[Stale]) -> list[str]:
-    """The ``flush-conntrack`` tuples of the dumped entries that belong to ``stale``."""
-    out = []
-    for line in dump.splitlines():
-        m = _ENTRY.match(line.strip())
-        if m is None:
-            continue
-        proto, src, dst, sport, dport, rsrc, rsport = m.groups()
-        if (proto, dst, int(dport), rsrc, int(rsport)) in stale:
-            out.append(
-                f"ct_nw_src={src},ct_nw_dst={dst},ct_nw_proto={PROTO_NUMBERS[proto]},"
-                f"ct_tp_src={sport},ct_tp_dst={dport}"
-            )
-    return sorted(set(out))
+class Conntrack(Protocol):
+    """What the flush needs of the switch (`antrea.ovs.ovsctl.OfCtl`)."""
+
+    async def dump_conntrack(self, zone: int) -> list[ConntrackEntry]: ...
+
+    async def flush_conntrack(self, zone: int, orig: ConntrackTuple) -> None: ...
 
 
-async def flush_stale(
-    appctl: Callable[..., Awaitable[str]], zone: int, stale: Iterable[Stale]
-) -> int:
+def stale_tuples(entries: Iterable[ConntrackEntry], stale: set[Stale]) -> list[ConntrackTuple]:
+    """The original tuples of the entries that belong to ``stale`` (sorted, each once)."""
+    out = {
+        e.orig
+        for e in entries
+        if (e.orig.proto, str(e.orig.dst), e.orig.dport, str(e.reply.src), e.reply.sport) in stale
+    }
+    return sorted(out, key=lambda t: (t.proto, t.src, t.dst, t.sport, t.dport))
+
+
+async def flush_stale(ct: Conntrack, zone: int, stale: Iterable[Stale]) -> int:
     """Flush the entries of ``stale`` in ``zone``; the number flushed."""
     wanted = set(stale)
     if not wanted:
         return 0
-    dump = await appctl("dpctl/dump-conntrack", f"zone={zone}")
-    tuples = stale_tuples(dump, wanted)
+    tuples = stale_tuples(await ct.dump_conntrack(zone), wanted)
     for t in tuples:
-        await appctl("dpctl/flush-conntrack", f"zone={zone}", t)
+        await ct.flush_conntrack(zone, t)
     if tuples:
         log.info("service_connections_flushed", count=len(tuples))
     return len(tuples)

@@ -28,7 +28,7 @@ import structlog
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.openflow.groups import Group
-from antrea.ovs.openflow.render import render_add, render_delete, render_group, render_modify
+from antrea.ovs.openflow.render import render_bundle, render_mixed_bundle
 
 log = structlog.get_logger(__name__)
 
@@ -44,35 +44,6 @@ class FlowTransport(Protocol):
         delete_groups: Sequence[Group] = (),
     ) -> None:
         """Apply everything atomically or nothing (raises `BundleRejected`)."""
-
-
-def render_bundle(
-    *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
-) -> str:
-    """The stdin document for one bundle: deletes first, then modifies, then adds."""
-    lines = [render_delete(f) for f in delete]
-    lines.extend(render_modify(f) for f in modify)
-    lines.extend(render_add(f) for f in add)
-    lines.append("")
-    return "\n".join(lines)
-
-
-def render_mixed_bundle(
-    *,
-    add: Sequence[Flow] = (),
-    modify: Sequence[Flow] = (),
-    delete: Sequence[Flow] = (),
-    set_groups: Sequence[Group] = (),
-    delete_groups: Sequence[Group] = (),
-) -> str:
-    """The file of ``ovs-ofctl bundle``: group and flow mods, each line naming its kind."""
-    lines = [f"group add_or_mod {render_group(g)}" for g in set_groups]
-    lines.extend(f"flow {render_delete(f)}" for f in delete)
-    lines.extend(f"flow {render_modify(f)}" for f in modify)
-    lines.extend(f"flow {render_add(f)}" for f in add)
-    lines.extend(f"group delete group_id={g.group_id}" for g in delete_groups)
-    lines.append("")
-    return "\n".join(lines)
 
 
 def mgmt_target(bridge: str, rundir: str | None = None) -> str:

@@ -311,3 +311,23 @@ class FlowFilter:
     table: int | None = None
     cookie: int | None = None
     cookie_mask: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConntrackTuple:
+    """One direction of a conntrack entry: protocol, addresses and ports (rendered by `render`
+    as the ``ct_nw_*``/``ct_tp_*`` fields of ``dpctl/flush-conntrack``)."""
+
+    proto: Proto  # tcp, udp or sctp
+    src: ipaddress.IPv4Address
+    dst: ipaddress.IPv4Address
+    sport: int
+    dport: int
+
+
+@dataclass(frozen=True, slots=True)
+class ConntrackEntry:
+    """One connection of ``dpctl/dump-conntrack`` (parsed by `antrea.ovs.ovsctl`)."""
+
+    orig: ConntrackTuple
+    reply: ConntrackTuple

@@ -3,18 +3,20 @@
 Everything above this module handles `Flow` values. The output is what
 `ovs-ofctl -O OpenFlow15 --bundle add-flows BRIDGE -` reads: one flow per line, each line
 starting with its operation (``add``, ``modify_strict`` or ``delete_strict``); groups; the
-filters of ``dump-flows``/``del-flows`` (`render_filter`); and the packet of an
-``ofproto/trace`` (`render_trace_packet`).
+filters of ``dump-flows``/``del-flows`` (`render_filter`); the packet of an
+``ofproto/trace`` (`render_trace_packet`); and the arguments of ``dpctl/dump-conntrack`` and
+``dpctl/flush-conntrack`` (`render_ct_zone`, `render_ct_tuple`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
 from antrea.ovs.openflow.flow import (
     Action,
     Conjunction,
+    ConntrackTuple,
     Ct,
     CtClear,
     CtState,
@@ -37,6 +39,7 @@ from antrea.ovs.openflow.flow import (
     SetField,
 )
 from antrea.ovs.openflow.groups import Group, GroupType
+from antrea.ovs.openflow.wire import IP_PROTOS
 
 _CT_FLAGS = ("new", "est", "rel", "rpl", "inv", "trk")
 
@@ -153,7 +156,7 @@ def render_action(a: Action) -> str:
         if a.zone is not None:
             args.append(f"zone={a.zone}")
         if a.nat_dst is not None:
-            args.append(f"nat(dst={a.nat_dst[0]}:{a.nat_dst[1]})")
+            args.append(render_nat_dst(*a.nat_dst))
         elif a.nat_src is not None:
             args.append(f"nat(src={a.nat_src})")
         elif a.nat:
@@ -166,6 +169,12 @@ def render_action(a: Action) -> str:
     if isinstance(a, Learn):
         return render_learn(a)
     raise TypeError(f"unknown action {a!r}")
+
+
+def render_nat_dst(ip: str, port: int) -> str:
+    """``nat(dst=IP:PORT)``, the DNAT of a `Ct` action (also how antctl finds a Service's
+    endpoint flows in a dump)."""
+    return f"nat(dst={ip}:{port})"
 
 
 def render_learn(a: Learn) -> str:
@@ -199,6 +208,11 @@ def render_group(group: Group) -> str:
     return text
 
 
+def render_group_delete(group: Group) -> str:
+    """A group's delete as ``ovs-ofctl`` takes it: its id."""
+    return f"group_id={group.group_id}"
+
+
 def render_actions(actions: Iterable[Action]) -> str:
     text = ",".join(render_action(a) for a in actions)
     return text or "drop"
@@ -227,6 +241,35 @@ def render_modify(flow: Flow) -> str:
 def render_delete(flow: Flow) -> str:
     """A ``delete_strict`` line: removes exactly the flow with this key."""
     return f"delete_strict {_head(flow)}"
+
+
+def render_bundle(
+    *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
+) -> str:
+    """The stdin document for one bundle: deletes first, then modifies, then adds."""
+    lines = [render_delete(f) for f in delete]
+    lines.extend(render_modify(f) for f in modify)
+    lines.extend(render_add(f) for f in add)
+    lines.append("")
+    return "\n".join(lines)
+
+
+def render_mixed_bundle(
+    *,
+    add: Sequence[Flow] = (),
+    modify: Sequence[Flow] = (),
+    delete: Sequence[Flow] = (),
+    set_groups: Sequence[Group] = (),
+    delete_groups: Sequence[Group] = (),
+) -> str:
+    """The file of ``ovs-ofctl bundle``: group and flow mods, each line naming its kind."""
+    lines = [f"group add_or_mod {render_group(g)}" for g in set_groups]
+    lines.extend(f"flow {render_delete(f)}" for f in delete)
+    lines.extend(f"flow {render_modify(f)}" for f in modify)
+    lines.extend(f"flow {render_add(f)}" for f in add)
+    lines.extend(f"group delete {render_group_delete(g)}" for g in delete_groups)
+    lines.append("")
+    return "\n".join(lines)
 
 
 def render_flow(flow: Flow) -> str:
@@ -285,4 +328,17 @@ def render_port_tokens(ofport: int, ip: IPAddr, mac: str) -> frozenset[str]:
             f"dl_src={mac}",
             f"arp_spa={ip}",
         }
+    )
+
+
+def render_ct_zone(zone: int) -> str:
+    """The zone argument of ``dpctl/dump-conntrack`` and ``dpctl/flush-conntrack``."""
+    return f"zone={zone}"
+
+
+def render_ct_tuple(t: ConntrackTuple) -> str:
+    """The tuple of ``dpctl/flush-conntrack``: the original direction of one connection."""
+    return (
+        f"ct_nw_src={t.src},ct_nw_dst={t.dst},ct_nw_proto={IP_PROTOS[t.proto]},"
+        f"ct_tp_src={t.sport},ct_tp_dst={t.dport}"
     )

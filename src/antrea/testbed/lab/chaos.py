@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from antrea.ovs.openflow.cookie import cookie_round
+from antrea.ovs.ovsctl import parse_flow_line
 from antrea.testbed.lab import lifecycle, netns, topology
 from antrea.testbed.lab.kube import KubeClient
 from antrea.testbed.lab.probe import lab_targets
@@ -237,15 +239,14 @@ def agent_info(node: NodeSpec, timeout: float = 1.0) -> dict[str, Any]:
 
 
 def flow_rounds(node: NodeSpec) -> dict[int, int]:
-    """Flow count per round (cookie >> 48) in the node's br-int."""
+    """Flow count per round (of the cookie) in the node's br-int."""
     argv = netns.exec_argv(node.netns, ["ovs-ofctl", "-O", "OpenFlow15", "dump-flows",
                                         f"{node.ovs_dir}/br-int.mgmt"])  # fmt: skip
     out = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     rounds: dict[int, int] = {}
-    for line in out.splitlines():
-        if "cookie=" in line:
-            r = int(line.split("cookie=")[1].split(",")[0], 16) >> 48
-            rounds[r] = rounds.get(r, 0) + 1
+    for flow in filter(None, map(parse_flow_line, out.splitlines())):
+        r = cookie_round(flow.cookie)
+        rounds[r] = rounds.get(r, 0) + 1
     return rounds
 
 
