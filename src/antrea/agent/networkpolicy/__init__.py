@@ -36,6 +36,7 @@ from antrea.agent.openflow import pipeline
 from antrea.agent.owners import is_policy_owner
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import Direction, NetworkPolicyNodeStatus, PodReference
+from antrea.ovs.datapath import settle as settle_datapath
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, category_filter, cookie_category
 from antrea.ovs.openflow.flow import Output
 from antrea.ovs.ovsctl import DumpedFlow
@@ -314,8 +315,8 @@ class PolicyAgent:
         return [o for o in self.agent.flow_client.owners() if is_policy_owner(o)]
 
     async def _revalidate(self) -> None:
-        """Wait until the datapath's cached flows reflect the new tables."""
-        await self.agent.ofctl.appctl("revalidator/wait")
+        """Wait until the datapath's cached flows reflect the new tables (ovs/datapath.py)."""
+        await settle_datapath(self.agent.ofctl)
 
     async def dump_policy_flows(self) -> list[DumpedFlow]:
         flows: list[DumpedFlow] = await self.agent.ofctl.dump_flows(

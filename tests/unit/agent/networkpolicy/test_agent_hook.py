@@ -75,6 +75,9 @@ class FakeOfctl:
         self.appctl_calls.append(args)
         return ""
 
+    async def delete_flows(self, flow_filter: Any) -> None:  # the datapath settle's no-op
+        pass
+
     async def trace(self, flow: str) -> str:
         self.traced.append(flow)
         return "Final flow: ...\nDatapath actions: 4"

@@ -76,6 +76,9 @@ class FakeOfctl:
     async def appctl(self, *args: str) -> str:
         return ""
 
+    async def delete_flows(self, flow_filter: Any) -> None:  # the datapath settle's no-op
+        pass
+
 
 def restarted_agent(rt: RecordingTransport, round_num: int) -> Any:
     client = FlowClient(rt)
