@@ -38,7 +38,6 @@ from antrea.apis.controlplane.types import (
     AddressGroup,
     AddressGroupPatch,
     AppliedToGroup,
-    ControlPlaneObject,
     GroupMember,
     Kind,
     NetworkPolicy,
@@ -55,7 +54,15 @@ from antrea.controller.networkpolicy.compile_antrea import (
     fail_closed_policy,
     uses_self,
 )
-from antrea.controller.networkpolicy.grouping import Grouping, SelectorGroup, add_ref, drop_ref
+from antrea.controller.networkpolicy.grouping import (
+    LARGE_GROUP,
+    NO_MEMBERS,
+    Grouping,
+    SelectorGroup,
+    add_ref,
+    drop_ref,
+    ref_uids,
+)
 from antrea.controller.networkpolicy.members import pod_member
 from antrea.controller.networkpolicy.store import EMPTY_SPAN, Change, ComputedStore, Span
 
@@ -66,6 +73,15 @@ Listener = Callable[[Change], None]
 _change = tuple.__new__
 # What a group looked like before a flush touched it: members, ATG (sent) span, AG span.
 _GroupBefore = tuple[frozenset[GroupMember], Span, Span, bool, bool]
+# The same for a group never published (none of the old values is read then): one shared tuple,
+# as the initial sync publishes every group.
+_UNPUBLISHED: _GroupBefore = (NO_MEMBERS, EMPTY_SPAN, EMPTY_SPAN, False, False)
+
+
+def _before(g: SelectorGroup) -> _GroupBefore:
+    if g.published_ag or g.published_atg:
+        return (g.members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
+    return _UNPUBLISHED
 
 
 class _Policy:
@@ -92,7 +108,6 @@ class NetworkPolicyController:
         self._listeners: list[Listener] = []
         self._batch_depth = 0
         self._dirty_policies: set[str] = set()  # compiled, recompiled or deleted
-        self._ref_dirty: set[SelectorGroup] = set()  # references changed
         self._deleted: dict[str, _Policy] = {}  # deleted since the last flush, by UID
         # Antrea-native policies by UID (raw objects: recompiled when a Tier, a group or, for
         # `namespaces: {match: Self}`, the namespace set changes), and what they depend on.
@@ -361,7 +376,7 @@ class NetworkPolicyController:
     # -- computation ----------------------------------------------------------------------
 
     def _reference(self, uid: str, old: CompiledPolicy | None, new: CompiledPolicy | None) -> None:
-        ref_dirty = self._ref_dirty
+        ref_dirty = self._grouping.dirty  # references changed: the group is recomputed
         if old is not None:
             for g in old.applied_to:
                 g.atg_refs = drop_ref(g.atg_refs, uid)
@@ -385,9 +400,7 @@ class NetworkPolicyController:
         """Turn everything dirty into objects, spans, store updates and changes."""
         grouping = self._grouping
         groups = grouping.dirty
-        groups |= self._ref_dirty
         grouping.dirty = set()
-        self._ref_dirty = set()
         dirty_policies = self._dirty_policies
         self._dirty_policies = set()
         deleted = self._deleted
@@ -397,35 +410,46 @@ class NetworkPolicyController:
 
         before: dict[SelectorGroup, _GroupBefore] = {}
         patches: dict[SelectorGroup, AddressGroupPatch] = {}
-        policy_span_dirty = set(dirty_policies)
+        # Grows from the dirty policies (no copy: a policy whose span may have changed is
+        # recomputed like a recompiled one, which only costs a comparison).
+        policy_span_dirty = dirty_policies
         ag_span_dirty: set[SelectorGroup] = set()
         atg_span_dirty: set[SelectorGroup] = set()
         # 1. members and AppliedToGroup spans.
         for g in groups:
             old_members = g.members
             published = g.published_ag or g.published_atg
-            before[g] = (old_members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
+            before[g] = (
+                (old_members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
+                if published
+                else _UNPUBLISHED
+            )
             pending = g.pending
             g.pending = None
             if not g.atg_refs and not g.ag_refs:
                 continue
-            if not published:
-                members = g.members = frozenset(g.live)
-            elif pending:
-                members = g.members = frozenset(g.live)
+            live = g.live
+            if not published or pending:
+                assert live is not None  # unpublished, or changed since
+                members = g.members = frozenset(live) if live else NO_MEMBERS
+                if len(live) < LARGE_GROUP:
+                    g.live = None  # one copy of a small group's members: see SelectorGroup
+            else:
+                members = old_members
+                if live is not None and len(live) < LARGE_GROUP:
+                    g.live = None  # its changes cancelled out: live == members
+            if published and pending:
                 patches[g] = AddressGroupPatch(
                     g.name,
                     frozenset([m for m, joined in pending.items() if joined]),
                     frozenset([m for m, joined in pending.items() if not joined]),
                 )
-            else:
-                members = old_members
             if g.atg_refs:
                 if members is not old_members or not g.published_atg:
                     span = g.span()
                     if span != g.atg_span:
                         g.atg_span = span
-                        policy_span_dirty.update(g.atg_refs)
+                        policy_span_dirty.update(ref_uids(g.atg_refs))
             elif g.atg_span:
                 g.atg_span = EMPTY_SPAN
             if g.ag_refs:
@@ -451,22 +475,20 @@ class NetworkPolicyController:
         # 3. AddressGroup spans.
         for g in ag_span_dirty:
             if g not in before:
-                before[g] = (g.members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
+                before[g] = _before(g)
             refs = g.ag_refs
-            if len(refs) == 1:
-                for uid in refs:
-                    g.ag_span = policies[uid].span
+            if isinstance(refs, str):
+                g.ag_span = policies[refs].span
             else:
                 g.ag_span = frozenset().union(*(policies[uid].span for uid in refs))
         # 3b. AppliedToGroup sent spans: the union of their policies' spans (a superset of
         # their member span, which each of those policy spans contains).
         for g in atg_span_dirty:
             if g not in before:
-                before[g] = (g.members, g.atg_send_span, g.ag_span, g.published_ag, g.published_atg)
+                before[g] = _before(g)
             refs = g.atg_refs
-            if len(refs) == 1:
-                for uid in refs:
-                    g.atg_send_span = policies[uid].span
+            if isinstance(refs, str):
+                g.atg_send_span = policies[refs].span
             else:
                 g.atg_send_span = frozenset().union(*(policies[uid].span for uid in refs))
         # 4. store and changes.
@@ -479,10 +501,14 @@ class NetworkPolicyController:
         policy_uids: set[str],
         deleted: dict[str, _Policy],
     ) -> None:
-        changes: list[Change] = []
+        # Additions (all of the initial sync) are recorded by name only and their changes built
+        # from the store while they are delivered: a list of 200,000 `Change` tuples is most of
+        # the memory a large flush needs beyond its results.
+        ag_added: list[str] = []
+        atg_added: list[str] = []
+        changes: list[Change] = []  # modifications (groups, then policies)
         group_deletes: list[Change] = []
         to_destroy: list[SelectorGroup] = []
-        add = changes.append
         ag_store = self.store._objects[Kind.ADDRESS_GROUP]
         atg_store = self.store._objects[Kind.APPLIED_TO_GROUP]
         AG, ATG = Kind.ADDRESS_GROUP, Kind.APPLIED_TO_GROUP
@@ -492,9 +518,8 @@ class NetworkPolicyController:
             patch = patches.get(g)
             # Additions (all of the initial sync) inline; modifications and deletions below.
             if g.ag_refs and not was_ag:
-                obj: ControlPlaneObject = AddressGroup(name, members)
-                ag_store[name] = (obj, g.ag_span)
-                add(_change(Change, (AG, name, None, obj, EMPTY_SPAN, g.ag_span, None)))
+                ag_store[name] = (AddressGroup(name, members), g.ag_span)
+                ag_added.append(name)
             elif g.ag_refs or was_ag:
                 self._publish_view(
                     AG, g, wanted=bool(g.ag_refs), old_members=old_members,
@@ -502,9 +527,8 @@ class NetworkPolicyController:
                     changes=changes, deletes=group_deletes,
                 )  # fmt: skip
             if g.atg_refs and not was_atg:
-                obj = AppliedToGroup(name, members)
-                atg_store[name] = (obj, g.atg_send_span)
-                add(_change(Change, (ATG, name, None, obj, EMPTY_SPAN, g.atg_send_span, None)))
+                atg_store[name] = (AppliedToGroup(name, members), g.atg_send_span)
+                atg_added.append(name)
             elif g.atg_refs or was_atg:
                 self._publish_view(
                     ATG, g, wanted=bool(g.atg_refs), old_members=old_members,
@@ -520,17 +544,41 @@ class NetworkPolicyController:
                 g.atg_send_span = EMPTY_SPAN
                 if not g.ag_refs:
                     to_destroy.append(g)
-        policy_deletes = self._publish_policies(policy_uids, deleted, changes)
+        np_added: list[str] = []
+        policy_deletes = self._publish_policies(policy_uids, deleted, np_added, changes)
         for g in to_destroy:
             self._grouping.destroy(g)
-        changes += policy_deletes
-        changes += group_deletes
+        added = ((AG, ag_added), (ATG, atg_added))
         for listener in self._listeners:
             try:
-                for change in changes:
+                for change in self._changes(added, changes, np_added):
+                    listener(change)
+                for change in policy_deletes:
+                    listener(change)
+                for change in group_deletes:
                     listener(change)
             except Exception:  # a consumer's bug must not desynchronize the others
                 log.exception("change_listener_failed", listener=repr(listener))
+
+    def _changes(
+        self,
+        group_added: tuple[tuple[Kind, list[str]], ...],
+        changes: list[Change],
+        np_added: list[str],
+    ) -> Iterator[Change]:
+        """The additions (from the store) and modifications of a flush, in delivery order."""
+        objects = self.store._objects
+        for kind, names in group_added:
+            entries = objects[kind]
+            for name in names:
+                obj, span = entries[name]
+                yield _change(Change, (kind, name, None, obj, EMPTY_SPAN, span, None))
+        yield from changes
+        NP = Kind.NETWORK_POLICY
+        entries = objects[NP]
+        for uid in np_added:
+            obj, span = entries[uid]
+            yield _change(Change, (NP, uid, None, obj, EMPTY_SPAN, span, None))
 
     def _publish_view(
         self,
@@ -562,7 +610,7 @@ class NetworkPolicyController:
             deletes.append(Change(kind, name, old_obj, None, old_span, EMPTY_SPAN, None))
 
     def _publish_policies(
-        self, uids: set[str], deleted: dict[str, _Policy], changes: list[Change]
+        self, uids: set[str], deleted: dict[str, _Policy], added: list[str], changes: list[Change]
     ) -> list[Change]:
         """Store and announce policies; returns the deletions (announced after the rest)."""
         store = self.store
@@ -584,7 +632,7 @@ class NetworkPolicyController:
             old_obj = state.published
             if old_obj is None:
                 np_store[uid] = (obj, state.span)
-                changes.append(_change(Change, (NP, uid, None, obj, EMPTY_SPAN, state.span, None)))
+                added.append(uid)
                 state.published = obj
                 continue
             old_span = store._entry(NP, uid)[1]

@@ -24,6 +24,7 @@ from typing import Any
 
 from antrea.apis.controlplane.types import GroupMember
 from antrea.controller.networkpolicy.selectors import Selector, SelectorKey, group_name, group_text
+from antrea.controller.networkpolicy.store import EMPTY_SPAN
 from antrea.k8s.labels import Labels, normalize_selector
 
 GroupKey = tuple[str, Selector, Selector | None]
@@ -34,30 +35,49 @@ _EMPTY: Mapping[str, str] = {}
 # special case.
 _NO_NAMESPACES: set[NamespaceState] = frozenset()  # type: ignore[assignment]
 _NO_GROUPS: set[SelectorGroup] = frozenset()  # type: ignore[assignment]
+# Shared initial values (``frozenset()`` allocates a new 216-byte object each time since Python
+# 3.10): a group's members and spans before its first flush.
+NO_MEMBERS: frozenset[GroupMember] = frozenset()
+NO_NODES = EMPTY_SPAN
 
-# Policy UIDs referencing a group: a tuple while small (56 bytes instead of a 216-byte set; nearly
-# every group has one or two), a set beyond that so that adding and removing stay O(1).
-Refs = tuple[str, ...] | set[str]
+# Policy UIDs referencing a group: the UID itself for one (nearly every group has one or two), a
+# tuple while small (56 bytes instead of a 216-byte set), a set beyond that so that adding and
+# removing stay O(1). Read them through `ref_uids`.
+Refs = str | tuple[str, ...] | set[str]
 NO_REFS: Refs = ()
 _SMALL_REFS = 8
 
 
 def add_ref(refs: Refs, uid: str) -> Refs:
+    if isinstance(refs, str):
+        return refs if refs == uid else (refs, uid)
     if isinstance(refs, set):
         refs.add(uid)
         return refs
     if uid in refs:
         return refs
+    if not refs:
+        return uid
     if len(refs) < _SMALL_REFS:
         return (*refs, uid)
     return {*refs, uid}
 
 
 def drop_ref(refs: Refs, uid: str) -> Refs:
+    if isinstance(refs, str):
+        return NO_REFS if refs == uid else refs
     if isinstance(refs, set):
         refs.discard(uid)
         return refs
-    return tuple(r for r in refs if r != uid) if uid in refs else refs
+    if uid not in refs:
+        return refs
+    left = tuple(r for r in refs if r != uid)
+    return left[0] if len(left) == 1 else left
+
+
+def ref_uids(refs: Refs) -> tuple[str, ...] | set[str]:
+    """The UIDs of ``refs`` as a collection (a one-element tuple for a single UID)."""
+    return (refs,) if isinstance(refs, str) else refs
 
 
 class NamespaceState:
@@ -93,9 +113,13 @@ class PodState:
 class SelectorGroup:
     """One normalized group selector, the pods it selects, and what the controller published.
 
-    ``live`` holds the current members themselves (not pod states): a set keeps each element's
-    hash, so the published snapshot ``frozenset(live)`` never rehashes a `GroupMember` (whose
-    dataclass hash is recomputed on every call).
+    ``live`` holds the current members themselves (not pod states) while they differ from the
+    published ``members``: a set keeps each element's hash, so the published snapshot
+    ``frozenset(live)`` never rehashes a `GroupMember` (whose dataclass hash is recomputed on
+    every call). Once a flush has published a small group (fewer than `LARGE_GROUP` members),
+    ``live`` is dropped (``None``: the members are ``members``) and copied back from ``members``
+    by the next `join` or `leave`, so that the many small groups keep one set each, not two.
+    A large group keeps its set, so that a flush copies it once.
 
     Once published, a group also records its net member changes since the last flush
     (``pending``: member -> joined?), so a patch costs O(change), not O(group); and a large group
@@ -127,7 +151,7 @@ class SelectorGroup:
         self.key = key
         self.namespace, self.pod_selector, self.ns_selector = key
         self.name = name
-        self.live: set[GroupMember] = set()
+        self.live: set[GroupMember] | None = set()
         self.pending: dict[GroupMember, bool] | None = None
         self.nodes: dict[str, int] | None = None
         # Matching namespaces, for cluster groups only (a shared empty value otherwise).
@@ -136,20 +160,28 @@ class SelectorGroup:
         # only ever used in one of the two roles), last published members and spans.
         self.atg_refs: Refs = NO_REFS
         self.ag_refs: Refs = NO_REFS
-        self.members: frozenset[GroupMember] = frozenset()
+        self.members = NO_MEMBERS
         # Nodes hosting members (drives the policy span) and nodes the AppliedToGroup is sent
         # to: every node of every policy referencing it (a superset).
-        self.atg_span: frozenset[str] = frozenset()
-        self.atg_send_span: frozenset[str] = frozenset()
-        self.ag_span: frozenset[str] = frozenset()
+        self.atg_span = NO_NODES
+        self.atg_send_span = NO_NODES
+        self.ag_span = NO_NODES
         self.published_ag = False
         self.published_atg = False
 
     def __repr__(self) -> str:
         return f"SelectorGroup({self.name} {self.key!r})"
 
+    def current(self) -> set[GroupMember] | frozenset[GroupMember]:
+        """The members now (``members`` if nothing changed since the last flush)."""
+        live = self.live
+        return self.members if live is None else live
+
     def join(self, member: GroupMember) -> None:
-        self.live.add(member)
+        live = self.live
+        if live is None:
+            live = self.live = set(self.members)
+        live.add(member)
         if self.published_ag or self.published_atg:
             pending = self.pending
             if pending is None:
@@ -163,7 +195,10 @@ class SelectorGroup:
             nodes[member.node] = nodes.get(member.node, 0) + 1
 
     def leave(self, member: GroupMember) -> None:
-        self.live.discard(member)
+        live = self.live
+        if live is None:
+            live = self.live = set(self.members)
+        live.discard(member)
         if self.published_ag or self.published_atg:
             pending = self.pending
             if pending is None:
@@ -184,10 +219,11 @@ class SelectorGroup:
         """The nodes hosting members (counted incrementally once the group is large)."""
         nodes = self.nodes
         if nodes is None:
-            if len(self.live) < LARGE_GROUP:
-                return frozenset([m.node for m in self.live])
+            live = self.current()
+            if len(live) < LARGE_GROUP:
+                return frozenset([m.node for m in live]) if live else NO_NODES
             nodes = self.nodes = {}
-            for m in self.live:
+            for m in live:
                 nodes[m.node] = nodes.get(m.node, 0) + 1
         return frozenset(nodes)
 
@@ -289,6 +325,7 @@ class Grouping:
             self._cluster_index.add(group, ns_sel)
             scopes = self._namespaces_matching(ns_sel)
         live = group.live
+        assert live is not None  # a new group
         for ns in scopes:
             if ns_sel is not None:
                 if ns.cluster_groups is _NO_GROUPS:
@@ -307,10 +344,11 @@ class Grouping:
     def destroy(self, group: SelectorGroup) -> None:
         """Forget a group no policy references any more."""
         namespaces = self.namespaces
-        for member in group.live:
+        for member in group.current():
             pod = namespaces[member.pod.namespace].pods[member.pod.name]
             pod.groups = tuple(g for g in pod.groups if g is not group)
-        group.live = set()
+        group.live = None
+        group.members = NO_MEMBERS
         namespace, pod_sel, ns_sel = group.key
         if ns_sel is None:
             ns = self.namespaces[namespace]
