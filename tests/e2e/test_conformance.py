@@ -171,6 +171,10 @@ class LabCluster:
         self.subset: set[str] | None = None
         self._controller: tuple[str, int, ssl.SSLContext] | None = None
         self.last_settle = ""
+        # what the last settle waited for, when (changes only), and the settle state right
+        # after the last probe: a probe that raced the realization shows here
+        self.settle_trail: list[str] = []
+        self.after_probe = ""
         self.no_controller = ""  # why the controller's span is not used (unreachable)
 
     async def pod_ips(self) -> dict[str, str]:
@@ -316,11 +320,17 @@ class LabCluster:
         """Until `pending` is empty (or `timeout`), then ~1 s for group-only changes."""
         loop = asyncio.get_running_loop()
         start = loop.time()
+        self.settle_trail = []
+        seen: list[str] | None = None
         while True:
             try:
                 pending = await self.pending()
             except (OSError, ApiError, KeyError, IndexError, ValueError) as exc:
                 pending = [f"{type(exc).__name__}: {exc}"]
+            if pending != seen:
+                seen = pending
+                what = "; ".join(pending[:6]) or "settled"
+                self.settle_trail.append(f"{loop.time() - start:.2f}s {what}")
             if not pending or loop.time() - start > timeout:
                 break
             await asyncio.sleep(0.1)
@@ -350,6 +360,8 @@ class LabCluster:
             and caselib.mark_of(got.get((s, d))) != expect.marks.get((s, d), caselib.mark_of(want))
         ]
         out = [f"diagnostics (last settle: {self.last_settle or 'none'}):"]
+        out += [f"  settle trail: {t}" for t in self.settle_trail[-12:]]
+        out.append(f"  settle right after the probe: {self.after_probe or '?'}")
         if self.no_controller:
             out.append(f"  (settle without the controller's span: {self.no_controller})")
         try:
@@ -512,6 +524,10 @@ class LabCluster:
     async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool | str]:
         targets = await lab_targets(self.lab.spec, self.client, namespaces=["x", "y", "z"])
         doc = await probe_matrix(targets, protocol=protocol, port=port)
+        try:
+            self.after_probe = "; ".join(await self.pending()) or "settled"
+        except (OSError, ApiError, KeyError, IndexError, ValueError) as exc:
+            self.after_probe = f"{type(exc).__name__}: {exc}"
         marks = {"connected": ".", "dropped": "X", "rejected": "R"}
         return {(s, d): marks[v] for s, row in doc["verdicts"].items() for d, v in row.items()}
 
