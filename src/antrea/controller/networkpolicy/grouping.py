@@ -22,9 +22,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from antrea.apis.controlplane.types import GroupMember
+from antrea.apis.controlplane.types import AddressGroup, AppliedToGroup, GroupMember, Kind
 from antrea.controller.networkpolicy.selectors import Selector, SelectorKey, group_name, group_text
-from antrea.controller.networkpolicy.store import EMPTY_SPAN
+from antrea.controller.networkpolicy.store import EMPTY_SPAN, Entry
 from antrea.k8s.labels import Labels, normalize_selector
 
 GroupKey = tuple[str, Selector, Selector | None]
@@ -128,6 +128,7 @@ class SelectorGroup:
     """
 
     __slots__ = (
+        "ag_obj",
         "ag_refs",
         "ag_span",
         "atg_refs",
@@ -168,6 +169,15 @@ class SelectorGroup:
         self.ag_span = NO_NODES
         self.published_ag = False
         self.published_atg = False
+        self.ag_obj: AddressGroup | None = None  # the published AddressGroup
+
+    def entry(self, kind: Kind) -> Entry:
+        """The store's entry: the published AddressGroup, or the AppliedToGroup (built on
+        demand: agents receive per-node copies of it anyway), with its span."""
+        if kind is Kind.ADDRESS_GROUP:
+            assert self.ag_obj is not None
+            return (self.ag_obj, self.ag_span)
+        return (AppliedToGroup(self.name, self.members), self.atg_send_span)
 
     def __repr__(self) -> str:
         return f"SelectorGroup({self.name} {self.key!r})"
