@@ -10,13 +10,17 @@ round may have begun before the table change: it then leaves the flows it visits
 and until the round after it ends, a new connection can still take a megaflow of the old tables
 (a connection to a pod a policy has just isolated is let through).
 
-Any round that begins after a first wait has answered began after the change (the wait was
-sent after it), so `settle` waits twice. Between the two, no round might be due for up to
+A round that begins after a first wait has answered began after the change (the wait was
+sent after the change was acknowledged; vswitchd bumps the sequence in the main-loop iteration
+after the change, so the only exception is a round its timer starts within those microseconds),
+so `settle` waits twice. Between the two, no round might be due for up to
 ``other_config:max-revalidator`` (500 ms by default): each wait is paired with a no-op flow
 deletion (a cookie no flow carries; it changes no table, yet like every flow mod it bumps the
 tables version, which starts a round at once), sent after the wait so that the round it starts
 ends after the wait was registered. Cost: two ``ovs-appctl`` and two ``ovs-ofctl`` processes
-and two revalidation rounds per call (ms at a node's usual megaflow count).
+and two revalidation rounds per call; measured (200 megaflows, load average 11): median
+80-100 ms, against ~505 ms for the single wait, which almost always waited for the next tick
+(docs/design/networkpolicy-agent.md, "Realized means enforced").
 """
 
 from __future__ import annotations
