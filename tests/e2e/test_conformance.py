@@ -519,6 +519,19 @@ class LabCluster:
             ]
         text = await self._node_run(node, ["ovs-appctl", "upcall/show"], ovs=True)
         out += [f"    upcall/show {ln.strip()}" for ln in text.splitlines() if ln.strip()][:12]
+        # e.g. "Spent an unreasonably long ...ms dumping flows" (a starved revalidator)
+        log = self.lab.spec.node(node).ovs_dir / "ovs-vswitchd.log"
+        try:
+            lines = (await asyncio.to_thread(log.read_text, errors="replace")).splitlines()
+        except OSError as exc:
+            lines = [f"(unreadable: {exc})"]
+        bad = [
+            ln
+            for ln in lines
+            if ("|WARN|" in ln or "|ERR|" in ln or "|EMER|" in ln)
+            and "enumerate system datapaths" not in ln  # dpctl/ without a datapath name
+        ]
+        out += [f"    ovs-vswitchd.log {ln}" for ln in bad[-15:]]
         return out
 
     async def probe(self, protocol: str, port: int) -> dict[tuple[str, str], bool | str]:
