@@ -29,9 +29,11 @@ received the new policy yet; the probe then raced the realization, and since the
 cached megaflows are revalidated one by one, such a race lets single sources through while
 others to the same pod are already dropped: measured, x/b, y/a, y/c -> z/b leaked while x/a ->
 z/b, probed first, was dropped. That is the CI flake of case 116, y/b -> z/c.) A wrong cell
-fails with diagnostics (`LabCluster.diagnose`): the pair probed again, the settle outcome, both
-nodes' policies, policy flows and conjunction IDs, and the pair's conntrack entries and
-datapath flows.
+fails with diagnostics (`LabCluster.diagnose`): the settle trail (what it waited for, when) and
+the settle state right after the probe, the pair's datapath flows as they were at the failure,
+the pair probed again, then per node: policies, policy flows and conjunction IDs, the pair's
+OVS and kernel conntrack entries, its datapath flows after the re-probe, an ``ofproto/trace``
+of its first packet, the nonzero Antrea iptables counters, upcall/show and vswitchd's warnings.
 """
 
 from __future__ import annotations
