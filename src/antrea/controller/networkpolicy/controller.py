@@ -467,6 +467,7 @@ class NetworkPolicyController:
                 ag_span_dirty.add(g)
             if g.atg_refs:
                 atg_span_dirty.add(g)
+        del groups  # all in `before` now: a large set less at the flush's peak
         # 2. policy spans.
         policies = self._policies
         for uid in policy_span_dirty:
@@ -502,6 +503,7 @@ class NetworkPolicyController:
                 g.atg_send_span = policies[refs].span
             else:
                 g.atg_send_span = frozenset().union(*(policies[uid].span for uid in refs))
+        del ag_span_dirty, atg_span_dirty
         # 4. store and changes.
         self._publish(before, patches, policy_span_dirty, deleted)
 

@@ -100,10 +100,9 @@ class NamespaceState:
 class PodState:
     """A pod's labels, its member value (``None`` if it does not count) and the groups it is in."""
 
-    __slots__ = ("groups", "labels", "member", "name", "namespace")
+    __slots__ = ("groups", "labels", "member", "name")
 
-    def __init__(self, namespace: NamespaceState, name: str) -> None:
-        self.namespace = namespace
+    def __init__(self, name: str) -> None:
         self.name = name
         self.labels: Labels = _EMPTY
         self.member: GroupMember | None = None
@@ -138,7 +137,6 @@ class SelectorGroup:
         "live",
         "members",
         "name",
-        "namespace",
         "namespaces",
         "nodes",
         "ns_selector",
@@ -150,7 +148,7 @@ class SelectorGroup:
 
     def __init__(self, key: GroupKey, name: str) -> None:
         self.key = key
-        self.namespace, self.pod_selector, self.ns_selector = key
+        _, self.pod_selector, self.ns_selector = key
         self.name = name
         self.live: set[GroupMember] | None = set()
         self.pending: dict[GroupMember, bool] | None = None
@@ -238,46 +236,65 @@ class SelectorGroup:
         return frozenset(nodes)
 
 
+# Groups under one index key: a tuple while small (a namespace has one or two groups per key:
+# 48 bytes instead of a list's 88), a list beyond that so that adding stays O(1).
+Bucket = tuple["SelectorGroup", ...] | list["SelectorGroup"]
+_SMALL_BUCKET = 8
+
+
+def _bucket_add(bucket: Bucket, group: SelectorGroup) -> Bucket:
+    if isinstance(bucket, list):
+        bucket.append(group)
+        return bucket
+    if len(bucket) < _SMALL_BUCKET:
+        return (*bucket, group)
+    return [*bucket, group]
+
+
+def _bucket_remove(bucket: Bucket, group: SelectorGroup) -> Bucket:
+    if isinstance(bucket, list):
+        bucket.remove(group)
+        return bucket
+    return tuple(g for g in bucket if g is not group)
+
+
 class GroupIndex:
     """Groups filed under their selector's index key; ``candidates`` is a superset of matches."""
 
     __slots__ = ("by_key", "size", "unindexed")
 
     def __init__(self) -> None:
-        self.by_key: dict[str, list[SelectorGroup]] | None = None
-        self.unindexed: list[SelectorGroup] = []
+        self.by_key: dict[str, Bucket] | None = None
+        self.unindexed: Bucket = ()
         self.size = 0
 
     def add(self, group: SelectorGroup, selector: Selector) -> None:
         self.size += 1
         key = selector.index_key
         if key is None:
-            self.unindexed.append(group)
+            self.unindexed = _bucket_add(self.unindexed, group)
             return
         if self.by_key is None:
             self.by_key = {}
-        bucket = self.by_key.get(key)
-        if bucket is None:
-            self.by_key[key] = [group]
-        else:
-            bucket.append(group)
+        self.by_key[key] = _bucket_add(self.by_key.get(key, ()), group)
 
     def remove(self, group: SelectorGroup, selector: Selector) -> None:
         self.size -= 1
         key = selector.index_key
         if key is None:
-            self.unindexed.remove(group)
+            self.unindexed = _bucket_remove(self.unindexed, group)
             return
         assert self.by_key is not None
-        bucket = self.by_key[key]
-        bucket.remove(group)
-        if not bucket:
+        bucket = _bucket_remove(self.by_key[key], group)
+        if bucket:
+            self.by_key[key] = bucket
+        else:
             del self.by_key[key]
 
     def candidates(self, labels: Labels) -> list[SelectorGroup]:
         found = list(self.unindexed)
         by_key = self.by_key
-        bucket: list[SelectorGroup] | None
+        bucket: Bucket | None
         if by_key:
             if len(by_key) < len(labels):
                 for key, bucket in by_key.items():
@@ -496,7 +513,7 @@ class Grouping:
         ns = self._namespace(namespace)
         pod = ns.pods.get(name)
         if pod is None:
-            pod = ns.pods[name] = PodState(ns, name)
+            pod = ns.pods[name] = PodState(name)
         else:
             old_member = pod.member
             if old_member == member:
