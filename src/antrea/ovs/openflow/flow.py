@@ -55,7 +55,7 @@ class CtState:
     trk: bool | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, init=False)
 class Match:
     """Match fields in canonical order. ``None`` means "not matched".
 
@@ -93,20 +93,99 @@ class Match:
     # the hash, computed on first use (matches are shared by many flows and hashed often)
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        # (the common case, no address field or addresses only, decided without a loop)
-        if (
-            self.nw_src is None
-            and self.nw_dst is None
-            and self.tun_dst is None
-            and self.arp_spa is None
-            and self.arp_tpa is None
-        ):
-            return
-        for name in _ADDRESS_FIELDS:
-            value = getattr(self, name)
-            if value is not None and type(value) not in _ADDRESS_TYPES:
-                object.__setattr__(self, name, _canonical_address(name, value))
+    def __init__(
+        self,
+        proto: Proto | None = None,
+        *,
+        in_port: int | None = None,
+        dl_src: str | None = None,
+        dl_dst: str | None = None,
+        regs: tuple[RegMatch, ...] = (),
+        ct_state: CtState | None = None,
+        ct_mark: tuple[int, int] | None = None,
+        ct_label: tuple[int, int] | None = None,
+        conj_id: int | None = None,
+        tun_id: int | None = None,
+        tun_dst: IPAddr | None = None,
+        nw_src: IPNet | IPAddr | None = None,
+        nw_dst: IPNet | IPAddr | None = None,
+        arp_op: int | None = None,
+        arp_spa: IPAddr | None = None,
+        arp_tpa: IPAddr | None = None,
+        arp_sha: str | None = None,
+        tp_src: int | None = None,
+        tp_dst: int | None = None,
+        tp_dst_mask: int | None = None,
+        tcp_flags: str | None = None,
+        icmp_type: int | None = None,
+        icmp_code: int | None = None,
+    ) -> None:
+        # Only the fields that are set are stored (the rest read the class defaults): a
+        # Match is built per flow by the ten thousand, and the generated frozen __init__
+        # (one object.__setattr__ per field, 23 of them) was the costliest part of a flow.
+        v = self.__dict__
+        if proto is not None:
+            v["proto"] = proto
+        if in_port is not None:
+            v["in_port"] = in_port
+        if dl_src is not None:
+            v["dl_src"] = dl_src
+        if dl_dst is not None:
+            v["dl_dst"] = dl_dst
+        if regs:
+            v["regs"] = regs
+        if ct_state is not None:
+            v["ct_state"] = ct_state
+        if ct_mark is not None:
+            v["ct_mark"] = ct_mark
+        if ct_label is not None:
+            v["ct_label"] = ct_label
+        if conj_id is not None:
+            v["conj_id"] = conj_id
+        if tun_id is not None:
+            v["tun_id"] = tun_id
+        if tun_dst is not None:
+            v["tun_dst"] = (
+                tun_dst
+                if type(tun_dst) in _ADDRESS_TYPES
+                else _canonical_address("tun_dst", tun_dst)
+            )
+        if nw_src is not None:
+            v["nw_src"] = (
+                nw_src if type(nw_src) in _ADDRESS_TYPES else _canonical_address("nw_src", nw_src)
+            )
+        if nw_dst is not None:
+            v["nw_dst"] = (
+                nw_dst if type(nw_dst) in _ADDRESS_TYPES else _canonical_address("nw_dst", nw_dst)
+            )
+        if arp_op is not None:
+            v["arp_op"] = arp_op
+        if arp_spa is not None:
+            v["arp_spa"] = (
+                arp_spa
+                if type(arp_spa) in _ADDRESS_TYPES
+                else _canonical_address("arp_spa", arp_spa)
+            )
+        if arp_tpa is not None:
+            v["arp_tpa"] = (
+                arp_tpa
+                if type(arp_tpa) in _ADDRESS_TYPES
+                else _canonical_address("arp_tpa", arp_tpa)
+            )
+        if arp_sha is not None:
+            v["arp_sha"] = arp_sha
+        if tp_src is not None:
+            v["tp_src"] = tp_src
+        if tp_dst is not None:
+            v["tp_dst"] = tp_dst
+        if tp_dst_mask is not None:
+            v["tp_dst_mask"] = tp_dst_mask
+        if tcp_flags is not None:
+            v["tcp_flags"] = tcp_flags
+        if icmp_type is not None:
+            v["icmp_type"] = icmp_type
+        if icmp_code is not None:
+            v["icmp_code"] = icmp_code
 
     def __hash__(self) -> int:
         h = self._hash
@@ -116,7 +195,6 @@ class Match:
         return h
 
 
-_ADDRESS_FIELDS = ("tun_dst", "nw_src", "nw_dst", "arp_spa", "arp_tpa")
 _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
 _HOST_ONLY = ("tun_dst", "arp_spa", "arp_tpa")
 
