@@ -340,11 +340,8 @@ def test_a_deleted_agent_pod_comes_back_and_a_cross_node_connection_survives(
     from antrea.testbed.lab import netns
     from antrea.testbed.lab.realk8s.pods import find_pod
 
-    if cluster.mode != "noEncap":
-        # Passes in encap too (the agent gives eth0 its address back at SIGTERM and the new one
-        # moves it to br-phy again), but after it the controller failover test below failed
-        # once in encap (node2's replica did not take the Lease in 120 s): not yet understood.
-        pytest.skip("checked in noEncap (see the comment)")
+    # Both modes: in encap the agent gives eth0 its address back at SIGTERM and the new one
+    # moves it to br-phy again (agent/uplink.py), under the established connection.
     cluster.kubectl("apply", "-f", "-", input=ECHO_POD)
     cluster.wait("echo Running", lambda: _all_running_ready([cluster.get("pod", "echo")]), 120)
     echo_ip = cluster.get("pod", "echo")["status"]["podIP"]
@@ -401,8 +398,6 @@ def test_an_image_upgrade_rolls_node_by_node_and_keeps_connections(cluster: Clus
     from antrea.testbed.lab.realk8s.node import RealNode
     from antrea.testbed.lab.realk8s.pods import find_pod
 
-    if cluster.mode != "encap":
-        pytest.skip("checked once (encap cluster)")
     old = cluster.get("ds", "-n", "kube-system", "antrea-agent")
     image = old["spec"]["template"]["spec"]["containers"][0]["image"]
     new = f"{image}-rolled"
@@ -451,6 +446,28 @@ def test_an_image_upgrade_rolls_node_by_node_and_keeps_connections(cluster: Clus
         done.set()
         sock.close()
         cluster.kubectl("delete", "pod", "echo", "--wait=false")
+
+
+def test_the_apiserver_proxies_to_the_leader_through_its_endpointslice(cluster: Cluster) -> None:
+    """kube-apiserver finds Service antrea's endpoint in the leader's EndpointSlice: its
+    services/proxy reaches the controller (it answered 503 when only Endpoints were written)."""
+    if cluster.mode != "encap":
+        pytest.skip("checked once (encap cluster)")
+    leader = cluster.spec.node(_lease_holder(cluster)).underlay_ip
+
+    def one_slice_at_the_leader() -> bool:
+        items = cluster.get("endpointslices", "-n", "kube-system", "-l",
+                            "kubernetes.io/service-name=antrea")["items"]  # fmt: skip
+        assert len(items) == 1, [s["metadata"]["name"] for s in items]  # none mirrored
+        sl = items[0]
+        labels = sl["metadata"]["labels"]
+        assert labels["endpointslice.kubernetes.io/managed-by"] == "controller.antrea.io"
+        return [a for e in sl["endpoints"] for a in e["addresses"]] == [leader]
+
+    cluster.wait("EndpointSlice antrea at the leader", one_slice_at_the_leader)
+    proxy = "/api/v1/namespaces/kube-system/services/https:antrea:https/proxy"
+    assert cluster.kubectl("get", "--raw", f"{proxy}/readyz").strip() == "ok"
+    assert cluster.kubectl("get", "--raw", f"{proxy}/livez").strip() == "ok"
 
 
 ANTCTL_USER = """

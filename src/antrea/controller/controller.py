@@ -27,6 +27,7 @@ from antrea.controller import certs
 from antrea.controller.admission.webhook import AdmissionHandlers, KubeLookup
 from antrea.controller.config import ControllerConfig
 from antrea.controller.distribution import KIND_ORDER, Dispatcher, object_counts
+from antrea.controller.endpointslice import SKIP_MIRROR_LABEL, publish_endpointslice
 from antrea.controller.inputs import Inputs
 from antrea.controller.leader import LeaderElector, LeaseTimings
 from antrea.controller.metrics import ControllerMetrics, LiveState
@@ -67,7 +68,11 @@ def endpoints_body(namespace: str, address: str, port: int, node: str) -> JSON:
     return {
         "apiVersion": "v1",
         "kind": "Endpoints",
-        "metadata": {"name": ENDPOINTS_NAME, "namespace": namespace},
+        "metadata": {
+            "name": ENDPOINTS_NAME,
+            "namespace": namespace,
+            "labels": {SKIP_MIRROR_LABEL: "true"},  # we write the EndpointSlice ourselves
+        },
         "subsets": [
             {
                 "addresses": [{"ip": address, "nodeName": node}],
@@ -90,9 +95,11 @@ async def publish_endpoints(
         except Conflict:
             return await publish_endpoints(kube, namespace, address, port, node)
         return True
-    if cur.get("subsets") == want["subsets"]:
+    have_labels = (cur.get("metadata") or {}).get("labels") or {}
+    if cur.get("subsets") == want["subsets"] and have_labels.get(SKIP_MIRROR_LABEL) == "true":
         return False
     body = dict(cur)
+    body["metadata"] = {**cur["metadata"], "labels": {**have_labels, SKIP_MIRROR_LABEL: "true"}}
     body["subsets"] = want["subsets"]
     await kube.replace(path, body)
     return True
@@ -276,9 +283,9 @@ class ControllerCandidate:
                 # The API server reaches our admission webhooks through Endpoints antrea with
                 # this CA: both before the static tiers, whose creation is admitted by them.
                 await certs.inject_ca_bundle(self.kube, self.ca_cert)
-                if await publish_endpoints(
-                    self.kube, ns, self.advertise, self.port, self.cfg.node_name
-                ):
+                args = (self.kube, ns, self.advertise, self.port, self.cfg.node_name)
+                wrote = await publish_endpoints(*args)
+                if await publish_endpointslice(*args) or wrote:
                     log.info(
                         "controller_endpoint_published", address=self.advertise, port=self.port
                     )

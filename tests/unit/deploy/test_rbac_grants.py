@@ -44,13 +44,14 @@ API_CALLERS = {
     "controller/admission/webhook.py": "controller",
     "controller/certs.py": "controller",
     "controller/controller.py": "controller",
+    "controller/endpointslice.py": "controller",
     "controller/leader.py": "controller",
     "controller/policystatus.py": "controller",
     "controller/tiers.py": "controller",
     "k8s/informer.py": "both",
     "k8s/resources.py": "both",
 }
-NAMES = {"endpoints": "antrea", "configmaps": "antrea-ca"}
+NAMES = {"endpoints": "antrea", "endpointslices": "antrea", "configmaps": "antrea-ca"}
 CALL_SITE = re.compile(r"call_api\(|kube\.(get|create|replace)\(")
 
 
@@ -231,6 +232,7 @@ async def test_controller_grants_match_its_calls(api: Any, monkeypatch: pytest.M
         # Someone else's stale Endpoints and CA ConfigMap: the leader puts them right (update).
         for path, field, value in (
             (ns_path("v1", NS, "endpoints", "antrea"), "subsets", []),
+            (ns_path("discovery.k8s.io/v1", NS, "endpointslices", "antrea"), "endpoints", []),
             (ns_path("v1", NS, "configmaps", "antrea-ca"), "data", {"ca.crt": "stale"}),
         ):
             obj = await admin.get(path)
@@ -239,6 +241,10 @@ async def test_controller_grants_match_its_calls(api: Any, monkeypatch: pytest.M
         await eventually(
             lambda: any(r.verb == "update" and r.resource == "endpoints" for r in log),
             "endpoints update",
+        )
+        await eventually(
+            lambda: any(r.verb == "update" and r.resource == "endpointslices" for r in log),
+            "endpointslice update",
         )
         await eventually(
             lambda: any(r.verb == "update" and r.resource == "configmaps" for r in log),
