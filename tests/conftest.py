@@ -10,10 +10,12 @@ runs whole, in collection order, in one worker process (`group_of`):
 - a test with an ``xdist_group`` mark is in that group: each conformance variant
   (tests/e2e/test_conformance.py) and each Service lab variant (tests/e2e/test_lab_proxy.py) is
   one, so its module-scoped lab is brought up once, in one worker;
-- every test that runs a real Kubernetes cluster (the ``realk8s`` mark, the conformance variant
-  on it included) and tests/integration/test_image.py are the one group ``realk8s``: real
-  clusters are heavy, and all of them build or import the one image (bin/build-image writes
-  dist/ and a shared cache, which two concurrent builds race on);
+- a test that runs a real Kubernetes cluster (the ``realk8s`` mark) is in the group its
+  ``xdist_group`` mark names, which must start with ``realk8s`` (one cluster per group: the
+  conformance variant's two halves, each mode of tests/e2e/test_realk8s_antrea.py), else in
+  the group ``realk8s`` (with tests/integration/test_image.py). bin/test builds the image once
+  before the parallel tier, so these groups only import it (bin/build-image writes dist/ and a
+  shared cache, which concurrent builds would race on);
 - any other test's group is its module, so module-scoped fixtures (labs, API servers) are set up
   once, as in a serial run.
 
@@ -22,9 +24,20 @@ integration, unit). The scheduler is ours (`pytest_xdist_make_scheduler`): xdist
 ``--dist loadgroup`` no longer groups anything under pytest 9.2 (it rewrites a node id field that
 pytest stopped reading). The controller has node ids only, no marks: each worker writes the group
 of every test it collected to a file (`GROUPS_DIR`) that the controller reads before scheduling.
+Each worker also puts its tests in that order itself (`pytest_collection_finish`): xdist sends a
+worker the *indexes* of its tests in the collection the worker reported, so the order must be
+the workers' own. (It used to be sorted in the controller only: every worker then ran the tests at
+those indexes of its unsorted list, and no group stayed together: the real clusters were set up
+twice or more, split between workers.)
+
+``only_cases(ids)`` on a conformance variant keeps only those cases of it (the others are
+deselected, not skipped): the real cluster's cases are split over two clusters that way.
 
 `SERIAL` tests are timing-sensitive: marked ``serial`` here, bin/test runs them alone after the
 parallel tier.
+
+A ``realk8s`` test's timeout (300 s) covers its own call only (``func_only``): its cluster's setup
+has its own bound (`antrea.testbed.lab.testing.REAL_SETUP_TIMEOUT`).
 
 Workers never collide otherwise: labs are named per pid (`antrea.testbed.lab.testing`), the
 agent test labs and the OVS sandboxes per uuid or tmp_path, and everything a lab runs lives in
@@ -51,7 +64,7 @@ settings.register_profile(
 settings.load_profile("antrea")
 
 REALK8S = "realk8s"
-# Modules outside the realk8s mark that must not run beside a real cluster's image build.
+# Modules outside the realk8s mark that run in the group ``realk8s`` (they build images too).
 REALK8S_MODULES = ("tests/integration/test_image.py",)
 # Timing-sensitive tests (a prober's loss, a recovery bound, as a benchmark would measure): marked
 # ``serial``, and bin/test runs them alone after the parallel tier, not beside five other labs.
@@ -71,9 +84,12 @@ def group_of(item: pytest.Item) -> str:
         str(m.args[0] if m.args else m.kwargs["name"]) for m in item.iter_markers("xdist_group")
     }
     if item.get_closest_marker("realk8s") or module in REALK8S_MODULES:
-        if named:  # xdist would have joined both names: a group of its own
-            raise pytest.UsageError(f"{item.nodeid}: a realk8s test takes no other xdist_group")
-        return REALK8S
+        if len(named) > 1 or any(not n.startswith(REALK8S) for n in named):
+            raise pytest.UsageError(
+                f"{item.nodeid}: a realk8s test's xdist_group must be one name starting with "
+                f"{REALK8S!r}: {sorted(named)}"
+            )
+        return named.pop() if named else REALK8S
     if len(named) > 1:
         raise pytest.UsageError(f"{item.nodeid}: more than one xdist_group: {sorted(named)}")
     return named.pop() if named else module
@@ -81,7 +97,7 @@ def group_of(item: pytest.Item) -> str:
 
 def _tier(group: str) -> int:
     """Heaviest first: real clusters, lab variants, other e2e, integration, unit."""
-    if group == REALK8S:
+    if group.startswith(REALK8S):
         return 0
     if not group.startswith("tests/"):
         return 1
@@ -100,13 +116,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 unmatched.discard(s)
     if unmatched:
         raise pytest.UsageError(f"tests/conftest.py SERIAL names no test: {sorted(unmatched)}")
-    workerinput = getattr(config, "workerinput", None)
-    if workerinput and workerinput.get(GROUPS_DIR):
-        groups = {item.nodeid: group_of(item) for item in items}
-        path = Path(workerinput[GROUPS_DIR]) / f"{workerinput['workerid']}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(groups))
-        tmp.rename(path)
+    for item in items:
+        if item.get_closest_marker("realk8s") and not item.get_closest_marker("timeout"):
+            # The cluster's setup has its own bound (testing.REAL_SETUP_TIMEOUT): the
+            # per-test timeout covers the test's own call only.
+            item.add_marker(pytest.mark.timeout(300, func_only=True))
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        only = item.get_closest_marker("only_cases")
+        callspec = getattr(item, "callspec", None)
+        if only is None or callspec is None or "case" not in callspec.params:
+            keep.append(item)
+            continue
+        case = callspec.params["case"]
+        (keep if getattr(case, "id", case) in only.args[0] else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's, which reports the collection to the controller
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """In an xdist worker: order the tests by group tier (stable) and write their groups."""
+    workerinput = getattr(session.config, "workerinput", None)
+    if not (workerinput and workerinput.get(GROUPS_DIR)):
+        return
+    groups = {item.nodeid: group_of(item) for item in session.items}
+    session.items.sort(key=lambda item: _tier(groups[item.nodeid]))
+    path = Path(workerinput[GROUPS_DIR]) / f"{workerinput['workerid']}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(groups))
+    tmp.rename(path)
 
 
 if importlib.util.find_spec("xdist") is not None:
@@ -128,11 +169,8 @@ if importlib.util.find_spec("xdist") is not None:
                 node = next(iter(self.registered_collections))
                 path = Path(self.config.stash[GROUPS_DIR_KEY]) / f"{node.gateway.id}.json"
                 self.groups = json.loads(path.read_text())
-                for n, ids in self.registered_collections.items():
-                    # stable: a group keeps its collection order
-                    self.registered_collections[n] = sorted(
-                        ids, key=lambda i: _tier(self._split_scope(i))
-                    )
+                # The workers sorted their collections (pytest_collection_finish): xdist sends
+                # indexes into them, so they are left as they are here.
             super().schedule()
 
     @pytest.hookimpl(tryfirst=True)  # before xdist's own, which always answers

@@ -10,9 +10,9 @@ Variants:
   egress named port, pod relabel, cross-namespace, egress ipBlocks).
 - ``ANTREA_CONFORMANCE_FULL=1``: every case in all four variants (2/3 nodes x encap/noEncap).
 
-Each variant is one xdist group (its ``xdist_group`` mark; the real-Kubernetes one joins the
-``realk8s`` group): `bin/test` runs the variants side by side, each in its own worker process with
-its own lab (tests/conftest.py).
+Each variant is one xdist group (its ``xdist_group`` mark; the real-Kubernetes one runs every
+case split over two clusters, groups ``realk8s-conformance-a``/``-b``): `bin/test` runs the
+variants side by side, each in its own worker process with its own lab (tests/conftest.py).
 
 Antrea-native cases (/work/shared/netpol-cases-antrea and tests/e2e/netpol/cases-antrea: Tiers,
 ClusterNetworkPolicies, Antrea NetworkPolicies, groups; ids prefixed ``antrea-``) run in the
@@ -603,12 +603,14 @@ if FULL:
         for n in (2, 3)
         for e in ("vxlan", "none")
     ]
-# The real-Kubernetes lab (kube-apiserver, kubelets, containerd; antrea from deploy/antrea.yml):
-# noEncap, since netdev encap across nodes is not there yet. Skipped without the binaries. Its
-# xdist group comes from the realk8s mark (tests/conftest.py: every real cluster in one worker).
-REAL = pytest.param(("real-noencap", SUBSET), id="real-2node-noencap",
-                    marks=pytest.mark.realk8s)  # fmt: skip
-VARIANTS.append(REAL)
+# The real-Kubernetes lab (kube-apiserver, kubelets, containerd; antrea from deploy/antrea.yml),
+# noEncap: every case, split over two clusters that run side by side (each its own xdist group;
+# `only_cases` deselects the other half's: tests/conftest.py). Skipped without the binaries.
+REAL_CASES = [c.id for c in CASES]
+for half, ids in (("a", REAL_CASES[0::2]), ("b", REAL_CASES[1::2])):
+    VARIANTS.append(pytest.param(("real-noencap", None), id=f"real-2node-noencap-{half}", marks=[
+        pytest.mark.realk8s, pytest.mark.xdist_group(f"realk8s-conformance-{half}"),
+        pytest.mark.only_cases([*ids, "enforcement-latency", "no-stale-flows"])]))  # fmt: skip
 CHECKS = ("enforcement-latency", "no-stale-flows", "antrea-api", "priority-reassignment")
 
 

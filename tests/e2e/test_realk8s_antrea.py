@@ -28,6 +28,7 @@ from antrea.testbed.lab.testing import (
     Lab,
     RealCluster,
     _base36,
+    bounded,
     real_cluster,
     real_k8s_bin_or_skip,
     real_kubectl,
@@ -60,14 +61,19 @@ def _all_running_ready(pods: list[dict[str, Any]]) -> bool:
     return bool(pods) and all(p["status"]["phase"] == "Running" and ready(p) for p in pods)
 
 
-@pytest.fixture(scope="module", params=["encap", "noEncap"])
+# One cluster per mode, each its own xdist group: they run side by side (tests/conftest.py).
+@pytest.fixture(scope="module", params=[
+    pytest.param(m, marks=pytest.mark.xdist_group(f"realk8s-antrea-{m.lower()}"))
+    for m in ("encap", "noEncap")
+])  # fmt: skip
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     mode: str = request.param
     where = real_k8s_bin_or_skip(image=True)
     with real_cluster(f"{NAME}{mode[0]}", where) as spec:
         c = Cluster(spec, real_kubectl(where), mode)
-        c.kubectl("apply", "-f", "-", input=install.lab_manifest(spec, encap_mode=mode))
-        install.wait_ready(spec, c.kubectl_bin)
+        with bounded(f"antrea installed on {spec.name}"):
+            c.kubectl("apply", "-f", "-", input=install.lab_manifest(spec, encap_mode=mode))
+            install.wait_ready(spec, c.kubectl_bin)
         yield c
 
 

@@ -213,12 +213,42 @@ def real_k8s_bin_or_skip(*, image: bool = False) -> str | None:
     return where
 
 
+REAL_SETUP_TIMEOUT = 900.0
+"""A real cluster's setup (up, then antrea installed) is bounded by this, not by the first
+test's timeout: tests/conftest.py gives realk8s tests a timeout for their own call only
+(``func_only``). Under CI load a setup took ~222 s of the 300 s per-test timeout."""
+
+
+@contextlib.contextmanager
+def bounded(what: str, seconds: float = REAL_SETUP_TIMEOUT) -> Iterator[None]:
+    """Fail the block (`state.LabError`) if it takes longer than ``seconds`` (SIGALRM, as
+    pytest-timeout's signal method; no bound outside the main thread)."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum: int, frame: object) -> None:
+        raise state.LabError(f"{what}: not done after {seconds:.0f}s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
 @contextlib.contextmanager
 def real_cluster(name: str, k8s_bin: str | None, *, nodes: int = 2) -> Iterator[state.LabSpec]:
     """A bare real-Kubernetes lab (no CNI) named ``name``, as `owned_lab`."""
 
     def up() -> state.LabSpec:
-        return lifecycle.up(name=name, nodes=nodes, kubernetes="real", k8s_bin=k8s_bin)
+        with bounded(f"real cluster {name} up"):
+            return lifecycle.up(name=name, nodes=nodes, kubernetes="real", k8s_bin=k8s_bin)
 
     with owned_lab(name, up) as spec:
         yield spec
@@ -286,5 +316,6 @@ def real_lab_session(*, nodes: int = 2, encap_mode: str = "encap", tag: str = "r
     where = real_k8s_bin_or_skip(image=True)
     name = f"{tag}{_base36(os.getpid())}n{next(_counter)}"[:12]
     with real_cluster(name, where, nodes=nodes) as spec:
-        install.install(spec, real_kubectl(where), encap_mode=encap_mode)
+        with bounded(f"antrea installed on {name}"):
+            install.install(spec, real_kubectl(where), encap_mode=encap_mode)
         yield Lab(spec)
