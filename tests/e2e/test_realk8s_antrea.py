@@ -2,10 +2,11 @@
 
 The cluster is `antrea lab up --kubernetes real` (2 nodes, real kube-apiserver, scheduler,
 controller-manager, kubelets and containerd) with the antrea image from `bin/build-image`
-imported into each node. The manifest is applied with the two ConfigMap options such a cluster
-needs (as its comments say): the userspace datapath (no openvswitch kernel module in the lab's
-nodes) and `kubeAPIServerOverride` (no kube-proxy). Skipped, loudly, without the Kubernetes
-binaries or when the image cannot be built.
+imported into each node. deploy/antrea.yml is applied unchanged; the two options such a cluster
+needs are in the optional ConfigMap antrea-config-overrides that `lab up` wrote (as the
+manifest's comments say): the userspace datapath (no openvswitch kernel module in the lab's
+nodes) and `kubeAPIServerOverride` (no kube-proxy); the noEncap cluster adds its mode there.
+Skipped, loudly, without the Kubernetes binaries or when the image cannot be built.
 """
 
 from __future__ import annotations
@@ -72,8 +73,7 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
     with real_cluster(f"{NAME}{mode[0]}", where) as spec:
         c = Cluster(spec, real_kubectl(where), mode)
         with bounded(f"antrea installed on {spec.name}"):
-            c.kubectl("apply", "-f", "-", input=install.lab_manifest(spec, encap_mode=mode))
-            install.wait_ready(spec, c.kubectl_bin)
+            install.install(spec, c.kubectl_bin, encap_mode=mode)
         yield c
 
 
@@ -87,6 +87,17 @@ def test_agents_and_controller_run_and_nodes_become_ready(cluster: Cluster) -> N
     cluster.wait("antrea-agent 2/2 Running on both nodes, antrea-controller Running", up, 300)
     for p in cluster.get("pods", "-n", "kube-system", "-l", "component=antrea-agent")["items"]:
         assert len(p["status"]["containerStatuses"]) == 2
+    # deploy/antrea.yml went in unchanged; the lab's own settings are in the overrides ConfigMap.
+    import yaml
+
+    shipped = next(
+        d
+        for d in yaml.safe_load_all(install.MANIFEST.read_text())
+        if d and d["kind"] == "ConfigMap" and d["metadata"]["name"] == "antrea-config"
+    )
+    assert cluster.get("configmap", "-n", "kube-system", "antrea-config")["data"] == shipped["data"]
+    extra = cluster.get("configmap", "-n", "kube-system", "antrea-config-overrides")["data"]
+    assert yaml.safe_load(extra["antrea-agent.conf"])["ovsDatapathType"] == "netdev"
     nodes = cluster.get("nodes")["items"]
     assert all(
         any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])

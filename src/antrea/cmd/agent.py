@@ -13,6 +13,12 @@ def register(subparsers: Any) -> None:
         description="Node agent: OVS bridge and pipeline, CNI server, node routes, local API.",
     )
     p.add_argument("--config", required=True, help="agent YAML config file")
+    p.add_argument(
+        "--config-overrides",
+        default=None,
+        help="YAML whose keys replace the --config file's (ignored if the file does not exist: "
+        "the optional ConfigMap antrea-config-overrides in deploy/antrea.yml)",
+    )
     p.set_defaults(func=main)
 
 
@@ -20,11 +26,12 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from antrea.agent.agent import run_agent
-    from antrea.agent.config import ConfigError, load_config
+    from antrea.agent.config import ConfigError, from_mapping
     from antrea.cmd.controller import run_until_signalled
+    from antrea.util.config import read_with_overrides
 
     try:
-        cfg = load_config(args.config)
+        cfg = from_mapping(read_with_overrides(args.config, args.config_overrides))
     except ConfigError as exc:
         print(f"antrea agent: {exc}", file=sys.stderr)
         return 2

@@ -16,6 +16,12 @@ def register(subparsers: Any) -> None:
         description="Compete for the antrea-controller Lease; the leader serves agents.",
     )
     p.add_argument("--config", help="YAML config (agent/daemon format; nodeName = identity)")
+    p.add_argument(
+        "--config-overrides",
+        default=None,
+        help="YAML whose keys replace the --config file's (ignored if the file does not exist: "
+        "the optional ConfigMap antrea-config-overrides in deploy/antrea.yml)",
+    )
     p.set_defaults(func=main)
 
 
@@ -41,11 +47,12 @@ def run_until_signalled(coro: Coroutine[Any, Any, None]) -> int:
 def main(args: argparse.Namespace) -> int:
     import sys
 
-    from antrea.controller.config import ConfigError, load_controller_config
+    from antrea.controller.config import ConfigError, config_from_dict
     from antrea.controller.controller import run_controller
+    from antrea.util.config import read_with_overrides
 
     try:
-        cfg = load_controller_config(args.config)
+        cfg = config_from_dict(read_with_overrides(args.config, args.config_overrides))
     except ConfigError as exc:
         print(f"antrea controller: {exc}", file=sys.stderr)
         return 2

@@ -144,7 +144,10 @@ def _up(args: argparse.Namespace) -> int:
     if spec.kubernetes == "real":
         print(f"lab {spec.name!r} is up: {len(spec.nodes)} nodes, real Kubernetes "
               f"({spec.k8s_bin}), no CNI yet:")  # fmt: skip
-        print("  antrea lab manifest | kubectl apply -f -   (deploy/antrea.yml for this lab)")
+        print(
+            "  kubectl apply -f deploy/antrea.yml   (this lab's settings are in ConfigMap "
+            "kube-system/antrea-config-overrides)"
+        )
     else:
         print(f"lab {spec.name!r} is up: {len(spec.nodes)} nodes, {spec.cni} CNI")
     print(f"kubeconfig: {spec.kubeconfig}")

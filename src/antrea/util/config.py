@@ -41,6 +41,24 @@ def read_mapping(path: str | Path | None) -> dict[str, Any]:
     return data
 
 
+def read_with_overrides(path: str | Path | None, overrides: str | Path | None) -> dict[str, Any]:
+    """The mapping at ``path`` with the keys of the one at ``overrides`` (if that file exists)
+    put over it; ``featureGates`` is merged gate by gate.
+
+    ``overrides`` is where deploy/antrea.yml mounts the optional ConfigMap
+    ``antrea-config-overrides``: a cluster's own settings (datapath, API server address, ...)
+    kept apart from the manifest, which is then applied unchanged. No such ConfigMap: no file.
+    """
+    data = read_mapping(path)
+    if overrides is None or overrides == "" or not Path(overrides).exists():
+        return data
+    extra = read_mapping(overrides)
+    gates = extra.get("featureGates")
+    if isinstance(gates, dict) and isinstance(data.get("featureGates"), dict):
+        extra = {**extra, "featureGates": {**data["featureGates"], **gates}}
+    return {**data, **extra}
+
+
 def warn_unknown_keys(
     data: Mapping[str, Any], known: Iterable[str], *, role: str, section: str = ""
 ) -> list[str]:

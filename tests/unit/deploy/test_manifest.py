@@ -44,7 +44,15 @@ def test_agent_and_controller_configs_parse_and_are_mounted() -> None:
     assert agent["ovsBridge"] == "br-int" and agent["apiPort"] == 10350
     ds = by_kind("DaemonSet")["antrea-agent"]["spec"]["template"]["spec"]
     agent_c = next(c for c in ds["containers"] if c["name"] == "antrea-agent")
-    assert agent_c["command"][-1] == "/etc/antrea/antrea-agent.conf"
+    cmd = agent_c["command"]
+    assert cmd[cmd.index("--config") + 1] == "/etc/antrea/antrea-agent.conf"
+    # the cluster's own settings: the optional ConfigMap antrea-config-overrides, if created
+    assert cmd[cmd.index("--config-overrides") + 1] == "/etc/antrea/overrides/antrea-agent.conf"
+    mounts = {m["name"]: m["mountPath"] for m in agent_c["volumeMounts"]}
+    assert mounts["antrea-config-overrides"] == "/etc/antrea/overrides"
+    volumes = {v["name"]: v for v in ds["volumes"]}
+    assert volumes["antrea-config-overrides"]["configMap"] == {
+        "name": "antrea-config-overrides", "optional": True}  # fmt: skip
     assert agent_c["securityContext"]["privileged"] is True
     assert ds["hostNetwork"] is True
 

@@ -1,10 +1,13 @@
-"""Installing antrea on a real lab as a user would: `kubectl apply` of deploy/antrea.yml.
+"""Installing antrea on a real lab as a user would: `kubectl apply -f deploy/antrea.yml`.
 
-The lab's nodes have no openvswitch kernel module and the cluster runs no kube-proxy, so the
-manifest is applied with the two ConfigMap options its comments name for such clusters: the
-userspace datapath (``ovsDatapathType: netdev`` with ``disableTXChecksumOffload: true``) and
-``kubeAPIServerOverride`` (the API server's address inside the lab). ``encap_mode`` picks
-``trafficEncapMode`` (tests run both).
+The manifest is applied unchanged. What is particular to the lab's machines goes where the
+manifest says a cluster's own settings go: the optional ConfigMap
+``kube-system/antrea-config-overrides`` (`overrides`), which `antrea lab up --kubernetes real`
+writes as it comes up, since the lab is that cluster's provisioner. Its nodes have no
+openvswitch kernel module (``ovsDatapathType: netdev`` with ``disableTXChecksumOffload: true``)
+and it runs no kube-proxy (``kubeAPIServerOverride``: the API server's address inside the lab).
+``encap_mode`` picks ``trafficEncapMode`` (tests run both), set the same way before the install.
+`lab_manifest` is the other way, one file with those options set (`antrea lab manifest`).
 """
 
 from __future__ import annotations
@@ -20,12 +23,38 @@ import yaml
 from antrea.testbed.lab.state import UNDERLAY_API_PORT, LabError, LabSpec
 
 MANIFEST = Path(__file__).resolve().parents[5] / "deploy" / "antrea.yml"
+OVERRIDES = "antrea-config-overrides"
+NAMESPACE = "kube-system"
+
+
+def _api_server(spec: LabSpec) -> str:
+    return f"https://{spec.underlay_api_ip}:{UNDERLAY_API_PORT}"
+
+
+def overrides(spec: LabSpec, *, encap_mode: str = "encap") -> dict[str, Any]:
+    """ConfigMap ``antrea-config-overrides``: the lab's settings for deploy/antrea.yml."""
+    agent: dict[str, Any] = {"ovsDatapathType": "netdev", "disableTXChecksumOffload": True,
+                             "kubeAPIServerOverride": _api_server(spec)}  # fmt: skip
+    if encap_mode != "encap":
+        agent["trafficEncapMode"] = encap_mode
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": OVERRIDES, "namespace": NAMESPACE,
+                     "labels": {"app": "antrea", "antrea.io/written-by": "antrea-lab"}},
+        "data": {
+            "antrea-agent.conf": yaml.safe_dump(agent, sort_keys=False),
+            "antrea-controller.conf": yaml.safe_dump(
+                {"kubeAPIServerOverride": _api_server(spec)}, sort_keys=False
+            ),
+        },
+    }  # fmt: skip
 
 
 def lab_manifest(spec: LabSpec, *, encap_mode: str = "encap", manifest: Path = MANIFEST) -> str:
-    """``manifest`` with the lab's ConfigMap options."""
+    """``manifest`` with the lab's options set in ConfigMap antrea-config (one file)."""
     docs = [d for d in yaml.safe_load_all(manifest.read_text()) if d]
-    override = f"https://{spec.underlay_api_ip}:{UNDERLAY_API_PORT}"
+    override = _api_server(spec)
     for doc in docs:
         if doc.get("kind") != "ConfigMap" or doc["metadata"]["name"] != "antrea-config":
             continue
@@ -86,5 +115,10 @@ def wait_ready(spec: LabSpec, kubectl_bin: str, *, timeout: float = 300.0) -> No
 
 
 def install(spec: LabSpec, kubectl_bin: str, *, encap_mode: str = "encap") -> None:
-    kubectl(spec, kubectl_bin, "apply", "-f", "-", input=lab_manifest(spec, encap_mode=encap_mode))
+    """The lab's settings (already there from `lab up`; ``encap_mode`` added), then
+    ``kubectl apply -f deploy/antrea.yml`` as is; until antrea is Ready everywhere."""
+    if encap_mode != "encap":
+        body = json.dumps(overrides(spec, encap_mode=encap_mode))
+        kubectl(spec, kubectl_bin, "apply", "-f", "-", input=body)
+    kubectl(spec, kubectl_bin, "apply", "-f", str(MANIFEST))
     wait_ready(spec, kubectl_bin)

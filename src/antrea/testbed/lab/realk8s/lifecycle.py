@@ -25,7 +25,7 @@ import structlog
 from antrea.testbed.apiserver.kubeconfig import write_kubeconfig
 from antrea.testbed.lab import topology
 from antrea.testbed.lab.apihost import pick_port
-from antrea.testbed.lab.realk8s import binaries, control, images, pki
+from antrea.testbed.lab.realk8s import binaries, control, images, install, pki
 from antrea.testbed.lab.realk8s.node import RealNode, all_hierarchies, remove_cgroup_root, stop_node
 from antrea.testbed.lab.state import UNDERLAY_API_PORT, LabError, LabSpec
 
@@ -100,6 +100,16 @@ def _api_get(server: str, ca: Path, token: str, path: str) -> dict[str, object]:
         return doc
 
 
+def _api_create(server: str, ca: Path, token: str, path: str, body: dict[str, object]) -> None:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    req = urllib.request.Request(
+        f"{server}{path}", data=json.dumps(body).encode(), method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )  # fmt: skip
+    with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+        resp.read()
+
+
 def wait_nodes_registered(spec: LabSpec, server: str, p: pki.Pki, token: str) -> None:
     deadline = time.monotonic() + NODES_REGISTERED_TIMEOUT
     want = set(spec.node_names())
@@ -164,6 +174,11 @@ def build(spec: LabSpec, bins: binaries.Binaries) -> LabSpec:
         for archive in [*local, *archives]:
             rn.import_image(archive)
     wait_nodes_registered(spec, host_server, p, tokens[pki.ADMIN])
+    # The cluster's own settings for deploy/antrea.yml, where its comments say they go: the
+    # manifest is then applied unchanged (`kubectl apply -f deploy/antrea.yml`).
+    _api_create(host_server, p.ca_crt, tokens[pki.ADMIN],
+                f"/api/v1/namespaces/{install.NAMESPACE}/configmaps",
+                install.overrides(spec))  # fmt: skip
     log.info("lab_real_up", lab=spec.name, nodes=len(nodes),
              s=round(time.monotonic() - started, 1))  # fmt: skip
     return spec
