@@ -27,7 +27,7 @@ from antrea.controller import certs
 from antrea.controller.admission.webhook import AdmissionHandlers, KubeLookup
 from antrea.controller.config import ControllerConfig
 from antrea.controller.distribution import KIND_ORDER, Dispatcher, object_counts
-from antrea.controller.endpointslice import SKIP_MIRROR_LABEL, publish_endpointslice
+from antrea.controller.endpointslice import SKIP_MIRROR_LABEL, pod_ref, publish_endpointslice
 from antrea.controller.inputs import Inputs
 from antrea.controller.leader import LeaderElector, LeaseTimings
 from antrea.controller.metrics import ControllerMetrics, LiveState
@@ -64,6 +64,11 @@ async def node_internal_ip(kube: KubeResources, node: str) -> str | None:
     return None
 
 
+def _address(namespace: str, address: str, node: str) -> JSON:
+    ref = pod_ref(namespace)  # what kube-apiserver's services/proxy requires of an address
+    return {"ip": address, "nodeName": node, **({"targetRef": ref} if ref else {})}
+
+
 def endpoints_body(namespace: str, address: str, port: int, node: str) -> JSON:
     return {
         "apiVersion": "v1",
@@ -75,7 +80,7 @@ def endpoints_body(namespace: str, address: str, port: int, node: str) -> JSON:
         },
         "subsets": [
             {
-                "addresses": [{"ip": address, "nodeName": node}],
+                "addresses": [_address(namespace, address, node)],
                 "ports": [{"name": ENDPOINTS_PORT_NAME, "port": port, "protocol": "TCP"}],
             }
         ],

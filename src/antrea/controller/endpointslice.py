@@ -2,10 +2,11 @@
 
 The Service is selector-less (deploy/antrea.yml): no endpoints controller writes its endpoints,
 the leading controller does, in both forms. Agents read Endpoints ``antrea``
-(`antrea.k8s.lookup`); kube-apiserver reads EndpointSlices for ``services/proxy`` (antctl
-``--via-apiserver``) and for admission webhooks with ``--enable-aggregator-routing``. The slice
-is named ``antrea`` like the Service, so RBAC can grant get/update on that one name; it carries
-``kubernetes.io/service-name`` (what the API server selects on) and our own
+(`antrea.k8s.lookup`), as does kube-apiserver's ``services/proxy`` (antctl ``--via-apiserver``),
+which takes an address only with a ``targetRef`` to the Pod holding it (`pod_ref`); consumers
+that read EndpointSlices (kube-proxy, DNS, meshes, monitoring) get the slice. The slice is
+named ``antrea`` like the Service, so RBAC can grant get/update on that one name; it carries
+``kubernetes.io/service-name`` (what consumers select on) and our own
 ``endpointslice.kubernetes.io/managed-by``, and the Endpoints carry
 ``endpointslice.kubernetes.io/skip-mirror`` so that kube-controller-manager's mirroring controller
 does not add a second slice for them (as kube-apiserver does for Service ``kubernetes``).
@@ -14,6 +15,7 @@ does not add a second slice for them (as kube-apiserver does for Service ``kuber
 from __future__ import annotations
 
 import ipaddress
+import os
 
 from antrea.apis.controlplane.names import ENDPOINTS_NAME, ENDPOINTS_PORT_NAME
 from antrea.k8s.resources import JSON, Conflict, KubeResources, ns_path
@@ -27,24 +29,40 @@ SKIP_MIRROR_LABEL = "endpointslice.kubernetes.io/skip-mirror"
 """On Endpoints ``antrea``: kube-controller-manager must not mirror them into a slice."""
 
 
+def pod_ref(namespace: str) -> JSON | None:
+    """The controller's own Pod as an endpoint's ``targetRef`` (``POD_NAME`` and
+    ``POD_NAMESPACE`` from the downward API), or None outside a Pod.
+
+    kube-apiserver's ``services/proxy`` takes an Endpoints address only if its targetRef names
+    a Pod in the Service's namespace holding that IP; without it the proxy answered 503 ("no
+    endpoints available") although the address was there.
+    """
+    name, pod_ns = os.environ.get("POD_NAME"), os.environ.get("POD_NAMESPACE")
+    if not name or pod_ns != namespace:
+        return None
+    return {"kind": "Pod", "namespace": namespace, "name": name}
+
+
 def labels() -> dict[str, str]:
     return {SERVICE_NAME_LABEL: ENDPOINTS_NAME, MANAGED_BY_LABEL: MANAGED_BY}
 
 
 def endpointslice_body(namespace: str, address: str, port: int, node: str) -> JSON:
     family = ipaddress.ip_address(address).version
+    endpoint: JSON = {
+        "addresses": [address],
+        "conditions": {"ready": True, "serving": True, "terminating": False},
+        "nodeName": node,
+    }
+    ref = pod_ref(namespace)
+    if ref is not None:
+        endpoint["targetRef"] = ref
     return {
         "apiVersion": GROUP_VERSION,
         "kind": "EndpointSlice",
         "metadata": {"name": SLICE_NAME, "namespace": namespace, "labels": labels()},
         "addressType": f"IPv{family}",
-        "endpoints": [
-            {
-                "addresses": [address],
-                "conditions": {"ready": True, "serving": True, "terminating": False},
-                "nodeName": node,
-            }
-        ],
+        "endpoints": [endpoint],
         "ports": [{"name": ENDPOINTS_PORT_NAME, "port": port, "protocol": "TCP"}],
     }
 

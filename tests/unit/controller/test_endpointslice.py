@@ -84,3 +84,22 @@ async def test_endpoints_are_not_mirrored(kube: ApiClientResources) -> None:
     ep = await kube.get(ns_path("v1", NS, "endpoints", "antrea"))
     assert ep is not None and ep["metadata"]["labels"][SKIP_MIRROR_LABEL] == "true"
     assert not await publish_endpoints(kube, NS, "10.0.0.1", 10349, "node1")
+
+
+async def test_the_leader_names_its_pod_as_kube_apiserver_requires(
+    kube: ApiClientResources, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """services/proxy skips an Endpoints address without a targetRef to the Pod holding it."""
+    monkeypatch.setenv("POD_NAME", "antrea-controller-abc")
+    monkeypatch.setenv("POD_NAMESPACE", NS)
+    assert await publish_endpoints(kube, NS, "10.0.0.1", 10349, "node1")
+    assert await publish_endpointslice(kube, NS, "10.0.0.1", 10349, "node1")
+    ref = {"kind": "Pod", "namespace": NS, "name": "antrea-controller-abc"}
+    ep = await kube.get(ns_path("v1", NS, "endpoints", "antrea"))
+    assert ep is not None and ep["subsets"][0]["addresses"][0]["targetRef"] == ref
+    sl = await kube.get(SLICE)
+    assert sl is not None and sl["endpoints"][0]["targetRef"] == ref
+    monkeypatch.setenv("POD_NAMESPACE", "elsewhere")  # not the Service's namespace: no ref
+    assert await publish_endpoints(kube, NS, "10.0.0.1", 10349, "node1")
+    ep = await kube.get(ns_path("v1", NS, "endpoints", "antrea"))
+    assert ep is not None and "targetRef" not in ep["subsets"][0]["addresses"][0]
