@@ -48,6 +48,8 @@ MATCH_ALL_PEER = NetworkPolicyPeer(ip_blocks=MATCH_ALL_BLOCKS)
 NO_PEER = NetworkPolicyPeer()
 DENY_ALL_IN = NetworkPolicyRule(direction=Direction.IN)
 DENY_ALL_OUT = NetworkPolicyRule(direction=Direction.OUT)
+# The rules of an isolate-only policy (a default deny), shared by all of them.
+_DENY_IN_OUT = (DENY_ALL_IN, DENY_ALL_OUT)
 _PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
 
 
@@ -87,13 +89,18 @@ def compile_policy(
         has_in, has_out = True, bool(egress)
 
     applied_to = resolver.group(namespace, resolver.selector(spec.get("podSelector")), None)
+    # Shared with a peer of just the same group (``from: [podSelector: <the same>]``).
+    applied_to_names = (applied_to.name,)
     address: dict[SelectorGroup, None] = {}
     rules: list[NetworkPolicyRule] = []
     if has_in:
         if ingress:
             for rule in ingress:
                 services = _services(rule.get("ports"))
-                peer = _peer(rule.get("from"), namespace, resolver, address, egress_named=False)
+                peer = _peer(
+                    rule.get("from"), namespace, resolver, address, applied_to_names,
+                    egress_named=False,
+                )  # fmt: skip
                 rules.append(NetworkPolicyRule(Direction.IN, peer, NO_PEER, services))
         else:
             rules.append(DENY_ALL_IN)
@@ -102,17 +109,25 @@ def compile_policy(
             for rule in egress:
                 services = _services(rule.get("ports"))
                 named = services is not None and any(isinstance(s.port, str) for s in services)
-                peer = _peer(rule.get("to"), namespace, resolver, address, egress_named=named)
+                peer = _peer(
+                    rule.get("to"), namespace, resolver, address, applied_to_names,
+                    egress_named=named,
+                )  # fmt: skip
                 rules.append(NetworkPolicyRule(Direction.OUT, NO_PEER, peer, services))
         else:
             rules.append(DENY_ALL_OUT)
     if enable_logging:
         rules = [dataclasses.replace(r, enable_logging=True) for r in rules]
+    rules_tuple = (
+        _DENY_IN_OUT
+        if len(rules) == 2 and rules[0] is DENY_ALL_IN and rules[1] is DENY_ALL_OUT
+        else tuple(rules)
+    )
     policy = NetworkPolicy(
         name=uid,
         source_ref=NetworkPolicyReference(SOURCE_TYPE, namespace, meta.get("name", ""), uid),
-        rules=tuple(rules),
-        applied_to_groups=(applied_to.name,),
+        rules=rules_tuple,
+        applied_to_groups=applied_to_names,
         generation=int(meta.get("generation") or 0),
     )
     return CompiledPolicy(policy, (applied_to,), tuple(address))
@@ -123,6 +138,7 @@ def _peer(
     namespace: str,
     resolver: GroupResolver,
     address: dict[SelectorGroup, None],
+    applied_to_names: tuple[str],
     *,
     egress_named: bool,
 ) -> NetworkPolicyPeer:
@@ -150,7 +166,10 @@ def _peer(
             continue
         groups[group] = None
     address.update(groups)
-    return NetworkPolicyPeer(address_groups=tuple(g.name for g in groups), ip_blocks=tuple(blocks))
+    names = tuple(g.name for g in groups)
+    if names == applied_to_names:
+        names = applied_to_names
+    return NetworkPolicyPeer(address_groups=names, ip_blocks=tuple(blocks))
 
 
 def _services(ports: list[dict[str, Any]] | None) -> tuple[Service, ...] | None:

@@ -98,15 +98,19 @@ class NamespaceState:
 
 
 class PodState:
-    """A pod's labels, its member value (``None`` if it does not count) and the groups it is in."""
+    """A pod's labels and its member value (``None`` if it does not count).
 
-    __slots__ = ("groups", "labels", "member", "name")
+    The groups a counted pod is in are not stored (a tuple per pod): they are exactly the groups
+    of its namespace's index and cluster groups whose pod selector matches its labels
+    (`Grouping.groups_of`), since every group is filed there when created and removed when
+    destroyed, and a namespace's cluster groups follow its labels."""
+
+    __slots__ = ("labels", "member", "name")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.labels: Labels = _EMPTY
         self.member: GroupMember | None = None
-        self.groups: tuple[SelectorGroup, ...] = ()
 
 
 class SelectorGroup:
@@ -364,16 +368,11 @@ class Grouping:
                 member = pod.member
                 if member is not None and matches(pod.labels):
                     live.add(member)
-                    pod.groups += (group,)
         self.dirty.add(group)
         return group
 
     def destroy(self, group: SelectorGroup) -> None:
         """Forget a group no policy references any more."""
-        namespaces = self.namespaces
-        for member in group.current():
-            pod = namespaces[member.pod.namespace].pods[member.pod.name]
-            pod.groups = tuple(g for g in pod.groups if g is not group)
         group.live = None
         group.members = NO_MEMBERS
         namespace, pod_sel, ns_sel = group.key
@@ -489,10 +488,10 @@ class Grouping:
             return
         for group in old - new:
             group.namespaces.discard(ns)
+            matches = group.pod_selector.matches
             for pod in ns.pods.values():
-                if pod.member is not None and group in pod.groups:
+                if pod.member is not None and matches(pod.labels):
                     group.leave(pod.member)
-                    pod.groups = tuple(g for g in pod.groups if g is not group)
                     self.dirty.add(group)
         for group in new - old:
             group.namespaces.add(ns)
@@ -500,11 +499,19 @@ class Grouping:
             for pod in ns.pods.values():
                 if pod.member is not None and matches(pod.labels):
                     group.join(pod.member)
-                    pod.groups += (group,)
                     self.dirty.add(group)
         ns.cluster_groups = new or _NO_GROUPS
 
     # -- pods -----------------------------------------------------------------------------
+
+    @staticmethod
+    def groups_of(ns: NamespaceState, labels: Labels) -> list[SelectorGroup]:
+        """The groups a counted pod of ``ns`` with these labels is in."""
+        found = [g for g in ns.local.candidates(labels) if g.pod_selector.matches(labels)]
+        for g in ns.cluster_groups:
+            if g.pod_selector.matches(labels):
+                found.append(g)
+        return found
 
     def upsert_pod(
         self, namespace: str, name: str, labels: Labels | None, member: GroupMember | None
@@ -522,24 +529,17 @@ class Grouping:
                 member = old_member  # keep one object per value: cheaper sets, shared memory
             elif old_member is not None and member is not None and pod.labels == labels:
                 pod.member = member  # same groups, new member value (IP, node or ports changed)
-                for g in pod.groups:
+                groups = self.groups_of(ns, labels)
+                for g in groups:
                     g.leave(old_member)
                     g.join(member)
-                self.dirty.update(pod.groups)
+                self.dirty.update(groups)
                 return
         old_member = pod.member
+        old_groups = () if old_member is None else self.groups_of(ns, pod.labels)
         pod.labels = labels
         pod.member = member
-        old_groups = pod.groups
-        if member is None:
-            new_groups: tuple[SelectorGroup, ...] = ()
-        else:
-            found = [g for g in ns.local.candidates(labels) if g.pod_selector.matches(labels)]
-            for g in ns.cluster_groups:
-                if g.pod_selector.matches(labels):
-                    found.append(g)
-            new_groups = tuple(found)
-        pod.groups = new_groups
+        new_groups = () if member is None else self.groups_of(ns, labels)
         dirty = self.dirty
         if old_member is not None:
             for g in old_groups:
@@ -558,8 +558,7 @@ class Grouping:
         if pod is None:
             return
         if pod.member is not None:
-            for g in pod.groups:
+            for g in self.groups_of(ns, pod.labels):
                 g.leave(pod.member)
                 self.dirty.add(g)
-        pod.groups = ()
         self._forget_if_idle(ns)
