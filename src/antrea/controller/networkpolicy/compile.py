@@ -130,7 +130,9 @@ def compile_policy(
         applied_to_groups=applied_to_names,
         generation=int(meta.get("generation") or 0),
     )
-    return CompiledPolicy(policy, (applied_to,), tuple(address))
+    applied = (applied_to,)
+    used = tuple(address)
+    return CompiledPolicy(policy, applied, applied if used == applied else used)
 
 
 def _peer(
