@@ -10,6 +10,7 @@ the `Flow` values can carry.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import ipaddress
 import os
 import shutil
@@ -53,6 +54,7 @@ from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.flow import Proto
 from antrea.ovs.openflow.groups import Bucket, Group, GroupType
 from antrea.ovs.openflow.native import OpenFlowTransport
+from antrea.ovs.ovsctl import parse_flow_line
 from antrea.testbed.ovssandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
@@ -188,6 +190,27 @@ def diff(ovs: OvsSandbox) -> str:
     return out.stdout
 
 
+def assert_dump_parses_back(ovs: OvsSandbox, bridge: str, flows: list[Flow]) -> None:
+    """What the bridge holds, dumped and parsed back (`antrea.ovs.ovsctl`, the one parser), is
+    the flows' (table, priority, match) as values: every field, whatever order and form
+    (unmasked full masks, /32 as an address) OVS dumps it in."""
+    out = ofctl(ovs, "--no-names", "--no-stats", "dump-flows", ovs.ofctl_target(bridge)).stdout
+    got = {
+        (f.table, f.priority, f.parsed.exact)
+        for f in (parse_flow_line(line) for line in out.splitlines())
+        if f is not None
+    }
+    want = {(f.table, f.priority, _as_dumped(f.match)) for f in flows}
+    assert got == want
+
+
+def _as_dumped(m: Match) -> Match:
+    """``m`` as OVS reports it: registers in register order, a full port mask as none."""
+    regs = tuple(sorted(m.regs, key=lambda r: (r.reg, r.start)))
+    mask = None if m.tp_dst_mask == 0xFFFF else m.tp_dst_mask
+    return dataclasses.replace(m, regs=regs, tp_dst_mask=mask)
+
+
 def count(ovs: OvsSandbox, bridge: str) -> int:
     out = ofctl(ovs, "--no-stats", "dump-flows", ovs.ofctl_target(bridge)).stdout
     lines = [line.strip() for line in out.splitlines() if "priority" in line]
@@ -229,6 +252,7 @@ async def test_same_flows_both_ways(bridges: OvsSandbox) -> None:
         await nat.bundle(add=flows)
         assert count(bridges, "br-nat") == len(flows)
         assert diff(bridges) == ""
+        assert_dump_parses_back(bridges, "br-nat", flows)
         # modify_strict (new actions, counters and cookie kept) and delete_strict
         modify = [f.with_actions((Output(9),)) for f in flows[:20]]
         delete = flows[20:40]
@@ -452,5 +476,6 @@ def test_random_flows_install_the_same_both_ways(
         finally:
             await nat.close()
         assert diff(bridges_once) == ""
+        assert_dump_parses_back(bridges_once, "br-nat", list(batch.values()))
 
     asyncio.run(run())

@@ -167,8 +167,7 @@ async def ovsflows(request: web.Request) -> web.Response:
 
 
 def _flow_mentions(f: DumpedFlow, ofport: int, ip: IPAddr, mac: str) -> bool:
-    parts = set(f"{f.match},{f.actions}".replace(",", " ").split())
-    return not render_port_tokens(ofport, ip, mac).isdisjoint(parts)
+    return not render_port_tokens(ofport, ip, mac).isdisjoint(f.tokens)
 
 
 async def metrics(request: web.Request) -> web.Response:

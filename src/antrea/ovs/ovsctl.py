@@ -4,6 +4,10 @@ Flow *changes* go through `antrea.ovs.openflow.bundle` only. What lives here: du
 flows (antctl get ovsflows, flow-count metrics, the restart canary), the one cookie-masked
 delete of a stale round, ``ofproto/trace`` for antctl trace-packet, and the conntrack dump and
 flush with which AntreaProxy ends the connections to an endpoint a Service lost.
+
+This is the one parser of dump text: a `DumpedFlow` reads its match back into a typed `Match`
+(`DumpedFlow.parsed`, `parse_match`) and its ``conjunction(id,k/n)`` actions into `Conjunction`
+values, so nothing else looks for ``conj_id=`` or ``ct_label=`` in dumped text.
 """
 
 from __future__ import annotations
@@ -13,18 +17,191 @@ import ipaddress
 import os
 import re
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
 
 from antrea.ovs.errors import OfctlError
-from antrea.ovs.openflow.flow import ConntrackEntry, ConntrackTuple, FlowFilter, Proto
+from antrea.ovs.openflow.flow import (
+    Conjunction,
+    ConntrackEntry,
+    ConntrackTuple,
+    CtState,
+    FlowFilter,
+    Match,
+    Proto,
+    RegMatch,
+)
 from antrea.ovs.openflow.render import render_ct_tuple, render_ct_zone, render_filter
 
-_FIELD_RE = re.compile(r"(\w+)=([^,\s]+)")
+
+@dataclass(frozen=True, slots=True)
+class DumpedMatch:
+    """A dumped match as values: ``match`` holds every field a `Match` can carry; ``other`` the
+    rest as dumped (fields or values `Match` has no place for, e.g. ``in_port=LOCAL``)."""
+
+    match: Match
+    other: tuple[str, ...] = ()
+
+    @property
+    def exact(self) -> Match | None:
+        """The whole match as a `Match`, None when part of it has no typed field."""
+        return None if self.other else self.match
+
+
+def _int(text: str) -> int:
+    return int(text, 0)
+
+
+def _masked(full: int) -> Callable[[str], tuple[int, int]]:
+    """(value, mask) of ``0x5/0xff``; an unmasked value (``0x5``) has the field's full mask."""
+
+    def parse(text: str) -> tuple[int, int]:
+        value, slash, mask = text.partition("/")
+        return int(value, 0), int(mask, 0) if slash else full
+
+    return parse
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    return ipaddress.ip_address(text)
+
+
+def _prefix(text: str) -> Any:
+    if "/" not in text:
+        return ipaddress.ip_address(text)
+    net = ipaddress.ip_network(text)
+    return net.network_address if net.prefixlen == net.max_prefixlen else net
+
+
+def _unmasked(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    def strict(text: str) -> Any:
+        if "/" in text:
+            raise ValueError(f"masked {text!r}")
+        return parse(text)
+
+    return strict
+
+
+_CT_FLAGS = frozenset(f for f in CtState.__dataclass_fields__)
+_CT_FLAG = re.compile(r"([+-])([a-z]+)")
+
+
+def _ct_state(text: str) -> CtState:
+    flags = _CT_FLAG.findall(text)
+    if "".join(sign + name for sign, name in flags) != text or not flags:
+        raise ValueError(f"ct_state {text!r}")
+    values = {}
+    for sign, name in flags:
+        if name not in _CT_FLAGS:
+            raise ValueError(f"ct_state flag {name!r}")
+        values[name] = sign == "+"
+    return CtState(**values)
+
+
+def _reg(reg: int, text: str) -> RegMatch:
+    value, slash, mask_text = text.partition("/")
+    v = int(value, 0)
+    if not slash:
+        return RegMatch(reg, v)
+    mask = int(mask_text, 0)
+    start = (mask & -mask).bit_length() - 1
+    end = mask.bit_length() - 1
+    if mask <= 0 or mask >> start != (1 << (end - start + 1)) - 1 or v & ~mask:
+        raise ValueError(f"reg{reg} mask {text!r}")
+    return RegMatch(reg, v >> start, start, end)
+
+
+_FIELDS: dict[str, Callable[[str], Any]] = {
+    "in_port": _unmasked(int),
+    "dl_src": str,
+    "dl_dst": str,
+    "ct_mark": _masked(0xFFFFFFFF),
+    "ct_label": _masked((1 << 128) - 1),
+    "conj_id": _unmasked(int),
+    "tun_id": _unmasked(_int),
+    "tun_dst": _unmasked(_address),
+    "nw_src": _prefix,
+    "nw_dst": _prefix,
+    "arp_op": _unmasked(int),
+    "arp_spa": _unmasked(_address),
+    "arp_tpa": _unmasked(_address),
+    "arp_sha": _unmasked(str),
+    "tp_src": _unmasked(_int),
+    "tcp_flags": str,
+    "icmp_type": _unmasked(int),
+    "icmp_code": _unmasked(int),
+    "ct_state": _ct_state,
+}
+_PROTOS = {p.value: p for p in Proto}
+_REGS = {f"reg{i}": i for i in range(16)}
+
+
+def _tp_dst(text: str) -> tuple[int, int | None]:
+    port, slash, mask = text.partition("/")
+    m = int(mask, 0) if slash else 0xFFFF
+    return int(port, 0), None if m == 0xFFFF else m
+
+
+def _pairs(text: str) -> list[tuple[str, str]]:
+    """The (field, value) pairs of a dumped match in dump order (a bare ``ip``: ("ip", ""))."""
+    out = []
+    for token in text.split(","):
+        if token:
+            key, _, value = token.partition("=")
+            out.append((key, value))
+    return out
+
+
+def _match_of(pairs: list[tuple[str, str]]) -> DumpedMatch:
+    kwargs: dict[str, Any] = {}
+    regs: list[RegMatch] = []
+    other: list[str] = []
+    for key, value in pairs:
+        try:
+            if not value and key in _PROTOS and "proto" not in kwargs:
+                kwargs["proto"] = _PROTOS[key]
+            elif key in _REGS:
+                regs.append(_reg(_REGS[key], value))
+            elif key == "tp_dst" and key not in kwargs:
+                kwargs["tp_dst"], mask = _tp_dst(value)
+                if mask is not None:
+                    kwargs["tp_dst_mask"] = mask
+            elif key in _FIELDS and key not in kwargs:
+                kwargs[key] = _FIELDS[key](value)
+            else:
+                raise ValueError(key)
+        except ValueError:
+            other.append(f"{key}={value}" if value else key)
+    if regs:
+        kwargs["regs"] = tuple(sorted(regs, key=lambda r: (r.reg, r.start)))
+    return DumpedMatch(Match(**kwargs), tuple(other))
+
+
+def parse_match(text: str) -> DumpedMatch:
+    """A dumped match (``ct_state=-new+est,ip,reg1=0x3,nw_src=10.0.0.0/8``, any field order) as
+    values; the inverse of `antrea.ovs.openflow.render.render_match` on what OVS dumps back
+    (``regs`` come in register order, a full mask as no mask)."""
+    return _match_of(_pairs(text))
+
+
+_CONJUNCTION = re.compile(r"(?:^|,)conjunction\((\d+),(\d+)/(\d+)\)")
+
+
+def parse_conjunctions(actions: str) -> tuple[Conjunction, ...]:
+    """The ``conjunction(id,k/n)`` actions of a dumped flow's actions."""
+    if "conjunction(" not in actions:
+        return ()
+    return tuple(Conjunction(int(i), int(k), int(n)) for i, k, n in _CONJUNCTION.findall(actions))
 
 
 @dataclass
 class DumpedFlow:
-    """One line of ``ovs-ofctl dump-flows`` output, parsed."""
+    """One line of ``ovs-ofctl dump-flows`` output, parsed. ``match`` and ``actions`` are the
+    dumped text (shown as is by antctl); the properties below are their values, parsed on first
+    use: the whole match (`parsed`) or single fields (`conj_id`, `ct_label`, `ct_state`: cheaper
+    for the stats of every policy flow), the ``conjunction`` actions and every conjunction ID."""
 
     table: int
     priority: int
@@ -35,6 +212,67 @@ class DumpedFlow:
     n_bytes: int = 0
     text: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+
+    @cached_property
+    def _fields(self) -> dict[str, str]:
+        return dict(_pairs(self.match))
+
+    def _field(self, name: str) -> Any:
+        text = self._fields.get(name)
+        if text is None:
+            return None
+        try:
+            return _FIELDS[name](text)
+        except ValueError:
+            return None
+
+    @cached_property
+    def parsed(self) -> DumpedMatch:
+        """The whole match as values (`parse_match`)."""
+        return parse_match(self.match)
+
+    @property
+    def conj_id(self) -> int | None:
+        """The ``conj_id`` the flow matches (a conjunction's action flow)."""
+        value: int | None = self._field("conj_id")
+        return value
+
+    @property
+    def ct_label(self) -> tuple[int, int] | None:
+        """The ``ct_label`` (value, mask) the flow matches."""
+        value: tuple[int, int] | None = self._field("ct_label")
+        return value
+
+    @property
+    def ct_state(self) -> CtState | None:
+        """The ``ct_state`` flags the flow matches."""
+        value: CtState | None = self._field("ct_state")
+        return value
+
+    @cached_property
+    def conjunctions(self) -> tuple[Conjunction, ...]:
+        """The flow's ``conjunction(id,k/n)`` actions (a clause flow's)."""
+        return parse_conjunctions(self.actions)
+
+    @property
+    def conj_ids(self) -> frozenset[int]:
+        """Every conjunction ID the flow carries: its ``conj_id`` match (an action flow's) and
+        its ``conjunction`` actions (a clause flow's)."""
+        ids = {c.conj_id for c in self.conjunctions}
+        if self.conj_id is not None:
+            ids.add(self.conj_id)
+        return frozenset(ids)
+
+    @property
+    def drops(self) -> bool:
+        """The flow drops what it matches (no actions)."""
+        return self.actions == "drop"
+
+    @cached_property
+    def tokens(self) -> frozenset[str]:
+        """The ``field=value`` (and bare) tokens of the match and the top-level actions, as
+        dumped: what `antrea.ovs.openflow.render.render_port_tokens` is compared with."""
+        return frozenset(f"{self.match},{self.actions}".replace(",", " ").split())
 
 
 _STAT_KEYS = ("duration", "n_packets", "n_bytes", "idle_age", "hard_age", "idle_timeout")

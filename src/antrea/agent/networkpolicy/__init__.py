@@ -387,7 +387,7 @@ class PolicyAgent:
                 log.warning("policy_installed_ids_read_failed", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
-        ids = installed_conj_ids((f.match, f.actions) for f in flows)
+        ids = installed_conj_ids(flows)
         self.reconciler.ids.reserve(ids)
         self.ids_reserved.set()
         log.info("policy_previous_conj_ids_reserved", count=len(ids), max=max(ids, default=0))

@@ -19,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from antrea.agent.networkpolicy.conjunctions import atom_text
+from antrea.agent.networkpolicy.conjunctions import atom_match
+from antrea.agent.networkpolicy.stats import label_conj_id
 from antrea.apis import agentapi
 from antrea.apis.controlplane import views
 from antrea.apis.controlplane.types import NetworkPolicy, PodReference
 from antrea.apis.controlplane.views import rule_json
+from antrea.ovs.openflow.flow import Match
 from antrea.ovs.openflow.render import render_trace_packet
 
 if TYPE_CHECKING:
@@ -106,10 +108,6 @@ async def addressgroups(request: web.Request) -> web.Response:
     )
 
 
-def _normalize(match: str) -> set[str]:
-    return {p.removesuffix("/32") for p in match.split(",") if p}
-
-
 async def networkpolicyflows(request: web.Request) -> web.Response:
     pa = request.app[POLICY_AGENT]
     q = request.query
@@ -120,24 +118,21 @@ async def networkpolicyflows(request: web.Request) -> web.Response:
         )
     rec = pa.controller.reconciler
     conj_ids: set[int] = set()
-    iso: list[set[str]] = []
+    iso: set[Match] = set()
     for p in policies:
         for cr in pa.controller.cache.rules_of(p.name):
             realized = rec.realized.get(cr.id)
             if realized is None:
                 continue
             conj_ids |= {c.conj_id for c in realized.conjs.values()}
-            iso.extend(_normalize(atom_text(a)) for a in realized.isolated)
+            iso.update(atom_match(a) for a in realized.isolated)
     flows = await pa.dump_policy_flows()
     out = []
     for f in flows:
-        ids = {int(x) for x in re.findall(r"conj_id=(\d+)", f.match)}
-        ids |= {int(x) for x in re.findall(r"conjunction\((\d+),", f.actions)}
-        label = re.search(r"ct_label=0x([0-9a-f]+)/0x([0-9a-f]+)", f.match)
-        if label is not None:
-            value, mask = int(label.group(1), 16), int(label.group(2), 16)
-            ids.add(value >> ((mask & -mask).bit_length() - 1))
-        is_iso = f.actions == "drop" and _normalize(f.match) in iso
+        ids = set(f.conj_ids)
+        if f.ct_label is not None:
+            ids.add(label_conj_id(f.ct_label))
+        is_iso = f.drops and f.parsed.exact in iso
         if ids & conj_ids or is_iso:
             out.append({"table": f.table, "priority": f.priority, "flow": f.text,
                         "packets": f.n_packets, "bytes": f.n_bytes})  # fmt: skip

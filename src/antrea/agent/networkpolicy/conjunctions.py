@@ -66,13 +66,6 @@ def atom_match(atom: Atom) -> Match:
     return Match(proto=Proto(proto), tp_dst=port, tp_dst_mask=mask)
 
 
-def atom_text(atom: Atom) -> str:
-    """The atom's match as ovs-ofctl text (for diagnostics and the agent's local API)."""
-    from antrea.ovs.openflow.render import render_match
-
-    return render_match(atom_match(atom))
-
-
 @dataclass(frozen=True, slots=True, order=True)
 class ResolvedService:
     """A port match after named-port resolution; ``port is None`` = every port of ``proto``."""

@@ -22,22 +22,20 @@ which neither version of the policy allows.
 from __future__ import annotations
 
 import heapq
-import re
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 
+from antrea.ovs.ovsctl import DumpedFlow
+
 MAX_CONJ_ID = 0xFFFFFFFF
-_CONJ_ACTION = re.compile(r"conjunction\((\d+),")
-_CONJ_MATCH = re.compile(r"conj_id=(\d+)")
 
 
-def installed_conj_ids(flows: Iterable[tuple[str, str]]) -> set[int]:
-    """Every conjunction ID used by dumped flows, given as (match, actions) texts."""
+def installed_conj_ids(flows: Iterable[DumpedFlow]) -> set[int]:
+    """Every conjunction ID used by dumped flows (``conj_id`` matches, ``conjunction`` actions)."""
     out: set[int] = set()
-    for match, actions in flows:
-        out.update(int(m) for m in _CONJ_ACTION.findall(actions))
-        out.update(int(m) for m in _CONJ_MATCH.findall(match))
+    for f in flows:
+        out |= f.conj_ids
     return out
 
 

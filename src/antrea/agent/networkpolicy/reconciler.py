@@ -44,7 +44,6 @@ from antrea.agent.networkpolicy.conjunctions import (
     RulePlan,
     ServicesKey,
     atom_match,
-    atom_text,
     isolation_atoms,
     plan_rule,
 )
@@ -56,6 +55,7 @@ from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.client import FlowClient, FlowOwnershipError
 from antrea.ovs.openflow.flow import Flow, RegMatch
+from antrea.ovs.openflow.render import render_table_match
 
 log = structlog.get_logger(__name__)
 
@@ -825,7 +825,7 @@ def _fail(result: BatchResult, rid: str, stage: str, reason: str) -> None:
 
 def _owner_text(owner: Owner) -> str:
     if isinstance(owner, tuple) and len(owner) == 3 and isinstance(owner[2], tuple):
-        return f"{owner[0]} table={owner[1]} {atom_text(owner[2])}"
+        return f"{owner[0]} {render_table_match(owner[1], atom_match(owner[2]))}"
     if isinstance(owner, tuple):  # ('np-conj', 7), as before the kinds were typed
         return str(tuple(str(x) if isinstance(x, PolicyOwner) else x for x in owner))
     return str(owner)

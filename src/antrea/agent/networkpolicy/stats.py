@@ -24,7 +24,6 @@ backwards and never count twice, which the agent reports to the controller (stat
 
 from __future__ import annotations
 
-import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Container, Iterable
@@ -33,9 +32,6 @@ from typing import Any
 
 from antrea.apis.stats.types import NodeStatsSummary, RuleTraffic, TrafficStats
 from antrea.ovs.ovsctl import DumpedFlow
-
-_CONJ_ID = re.compile(r"(?:^|,)conj_id=(\d+)(?:,|$)")
-_CT_LABEL = re.compile(r"(?:^|,)ct_label=0x([0-9a-f]+)/0x([0-9a-f]+)(?:,|$)")
 
 
 @dataclass
@@ -55,21 +51,26 @@ def conj_counters(flows: Iterable[DumpedFlow]) -> dict[int, RuleStats]:
     """Counters per conjunction ID from dumped policy flows."""
     out: dict[int, RuleStats] = {}
     for f in flows:
-        m = _CONJ_ID.search(f.match)
-        if m is not None:
-            s = out.setdefault(int(m.group(1)), RuleStats())
+        conj_id = f.conj_id
+        if conj_id is not None:
+            s = out.setdefault(conj_id, RuleStats())
             s.sessions += f.n_packets
             s.packets += f.n_packets
             s.bytes += f.n_bytes
             continue
-        m = _CT_LABEL.search(f.match)
-        if m is not None and "est" in f.match:
-            value, mask = int(m.group(1), 16), int(m.group(2), 16)
-            shift = (mask & -mask).bit_length() - 1
-            s = out.setdefault(value >> shift, RuleStats())
+        label, state = f.ct_label, f.ct_state
+        if label is not None and state is not None and state.est:
+            s = out.setdefault(label_conj_id(label), RuleStats())
             s.packets += f.n_packets
             s.bytes += f.n_bytes
     return out
+
+
+def label_conj_id(label: tuple[int, int]) -> int:
+    """The conjunction ID a metric flow's ``ct_label`` (value, mask) matches: the value of the
+    masked bits (flows.conj_flows puts it at the direction's label shift)."""
+    value, mask = label
+    return value >> ((mask & -mask).bit_length() - 1)
 
 
 def rule_counters(

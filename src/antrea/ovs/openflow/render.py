@@ -116,6 +116,12 @@ def render_match(m: Match) -> str:
     return ",".join(parts)
 
 
+def render_table_match(table: int, match: Match) -> str:
+    """``table=N MATCH``: where one flow owner's flows live (a policy owner in logs and in the
+    errors a rule reports)."""
+    return f"table={table} {render_match(match)}"
+
+
 def render_action(a: Action) -> str:
     if isinstance(a, Output):
         return f"output:{a.port}"

@@ -15,10 +15,12 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from antrea.agent.interfacestore import InterfaceConfig, InterfaceStore
 from antrea.agent.networkpolicy import start
+from antrea.agent.openflow.pipeline import TARGET_OFPORT
 from antrea.apis.controlplane.codec import WatchEvent
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
-from antrea.ovs.ovsctl import DumpedFlow
+from antrea.ovs.openflow.flow import Match, Proto
+from antrea.ovs.ovsctl import DumpedFlow, parse_flow_line
 from antrea.testbed.controlplane import (
     BOOKMARK,
     AddressGroup,
@@ -59,7 +61,6 @@ class FakeOfctl:
 
     async def dump_flows(self, flow_filter: str = "", *, stats: bool = True) -> list[DumpedFlow]:
         from antrea.ovs.openflow.render import render_flow
-        from antrea.ovs.ovsctl import parse_flow_line
 
         out = []
         for f in self.rt.flows.values():
@@ -138,8 +139,14 @@ async def test_hook_end_to_end() -> None:
             assert data[0]["localPods"] == ["x/a"]
             resp = await http.get("/networkpolicyflows", params={"name": "np-p1", "namespace": "x"})
             flows = await resp.json()
-            assert any("conj_id=" in f["flow"] for f in flows)
-            assert any("actions=drop" in f["flow"] for f in flows)
+            dumped = [d for d in (parse_flow_line(f["flow"]) for f in flows) if d is not None]
+            realized = {
+                c.conj_id for r in pa.reconciler.realized.values() for c in r.conjs.values()
+            }
+            assert realized and any(d.conj_id in realized for d in dumped)  # action flows
+            assert all(d.conj_ids <= realized for d in dumped)
+            isolation = Match(proto=Proto.IP, regs=(TARGET_OFPORT.match(3),))
+            assert [d.parsed.exact for d in dumped if d.drops] == [isolation]
             resp = await http.get(
                 "/ovstracing",
                 params={"source": "x/a", "destination": "10.244.2.20", "flow": "tcp,tp_dst=80"},

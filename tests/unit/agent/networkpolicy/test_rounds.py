@@ -138,7 +138,8 @@ async def test_restarted_agent_never_reuses_an_installed_conj_id() -> None:
     await round_flows(OLD, 2, old_only)
     await round_flows(NEW, 3, new_only)
     await round_flows(OLD, 2, both)  # what the switch holds when the agent comes back
-    old_ids = installed_conj_ids((render_flow(f), render_flow(f)) for f in both.flows.values())
+    dumped = [parse_flow_line(render_flow(f)) for f in both.flows.values()]
+    old_ids = installed_conj_ids(f for f in dumped if f is not None)
     assert old_ids == {1, 2}
 
     agent = restarted_agent(both, 3)
@@ -172,9 +173,11 @@ def test_reserved_ids_are_never_handed_out() -> None:
 
 
 def test_installed_ids_are_read_from_clause_and_action_flows() -> None:
-    flows = [
-        ("ip,nw_src=10.0.0.0/8", "conjunction(7,1/2),conjunction(9,1/3)"),
-        ("conj_id=12,ip", "load:0xc->NXM_NX_REG6[],goto_table:105"),
-        ("ip,reg1=0x3", "drop"),
+    lines = [
+        " table=90, priority=200,ip,nw_src=10.0.0.0/8"
+        " actions=conjunction(7,1/2),conjunction(9,1/3)",
+        " table=90, priority=190,conj_id=12,ip actions=set_field:0xc->reg6,goto_table:105",
+        " table=100, priority=200,ip,reg1=0x3 actions=drop",
     ]
+    flows = [f for f in map(parse_flow_line, lines) if f is not None]
     assert installed_conj_ids(flows) == {7, 9, 12}
