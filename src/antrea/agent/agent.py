@@ -13,13 +13,14 @@ of `antrea.agent.owners` and states them through the one bundle interface (`Flow
 | `FlowReplay`: everything again after that | `replay.py` | replays every owner's flows |
 | `LocalPods`: interface store, IPAM, CNI commands | `localpods.py` | `PodOwner` |
 | `NodeRouteController`: other nodes | `noderoute.py` | `NodeOwner` |
+| `OperatorAPI`: HTTPS livez/readyz/metrics | `operatorapi.py` | none |
 | NetworkPolicy realization | `networkpolicy/` | `PolicyOwner` tuples |
 | AntreaProxy | `proxy/` | `ProxyOwner` tuples |
 
 agentinfo and the scrape-time gauges are `status.py`'s. Start-up order:
 
 1. read this Node (spec.podCIDR, InternalIP) from the Kubernetes API, retrying until it has them;
-   start the HTTPS operator endpoints (liveness answers during a long start);
+   start the HTTPS operator endpoints (`OperatorAPI`: liveness answers during a long start);
 2. converge br-int / gw0 / tun0 in one OVSDB transaction, configure gw0 (`HostNetwork`);
 3. pick the new flow round (`FlowRounds.select`);
 4. rebuild the interface store from OVSDB, release leaked IPs (`LocalPods.restore`);
@@ -52,7 +53,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from antrea.agent import networkpolicy, proxy
-from antrea.agent.apiserver import AgentMetrics, build_app
+from antrea.agent.apiserver import AgentMetrics, build_app, metrics_handler
 from antrea.agent.basepipeline import BasePipeline
 from antrea.agent.bridge import flow_restore_complete
 from antrea.agent.canary import OvsCanary
@@ -65,11 +66,10 @@ from antrea.agent.kube import ApiClientNodeAPI, NodeAPI, NodeInfo, own_node, wat
 from antrea.agent.localpods import LocalPods
 from antrea.agent.noderoute import NodeRouteController
 from antrea.agent.openflow.builder import FlowBuilder, NodeConfig
+from antrea.agent.operatorapi import OperatorAPI
 from antrea.agent.replay import FlowReplay
 from antrea.agent.rounds import FlowRounds
-from antrea.agent.secureapi import SecureAPI
 from antrea.agent.status import agent_info, refresh_metrics
-from antrea.apis.agentapi import AGENTINFO
 from antrea.ovs.openflow.bundle import mgmt_target
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
 from antrea.ovs.openflow.cookie import Category
@@ -129,9 +129,16 @@ class Agent:
         self.proxier: Proxier | None = None
         self.network_policy: PolicyAgent | None = None
         self.cni_server: CNIServer | None = None
+        self.operator_api = OperatorAPI(
+            cfg,
+            tasks=self.tasks,
+            ready=self.ready,
+            ovs_connected=self.canary.connected,
+            metrics=lambda request: metrics_handler(self),
+            agentinfo=self.info,
+        )
         self.app: web.Application = build_app(self)
         self._runner: web.AppRunner | None = None
-        self.secure_api: SecureAPI | None = None
 
     # -- what the features read (agent/host.py) ------------------------------------------
     @property
@@ -166,7 +173,7 @@ class Agent:
         assert node.pod_cidr is not None and node.gateway_ip is not None
         log.info("node_read", node=node.name, pod_cidr=str(node.pod_cidr), ip=str(node.internal_ip))
         # Early, so that kubelet's liveness probe answers while the rest starts (readyz: not yet).
-        await self._start_secure_api(node)
+        await self.operator_api.start(node, self.api_client)
 
         bridge = await self.host.init_bridge()
         await self.host.configure(node)
@@ -251,46 +258,6 @@ class Agent:
         await site.start()
         log.info("agent_api_started", port=self.cfg.apiPort)
 
-    async def _start_secure_api(self, node: NodeInfo) -> None:
-        """HTTPS /livez, /readyz, /metrics on the node address (agent/secureapi.py)."""
-        bind = self.cfg.secureAPIBindAddress
-        if bind == "none" or self.api_client is None:
-            return
-        host = bind or (str(node.internal_ip) if node.internal_ip else "")
-        if not host:
-            log.warning("secure_api_disabled_no_node_address", node=self.node_name)
-            return
-        from antrea.agent.apiserver import metrics_handler
-        from antrea.k8s.resources import ApiClientResources
-        from antrea.k8s.reviews import AccessReviewer, TokenAuthenticator
-        from antrea.util.health import Check
-
-        kube = ApiClientResources(self.api_client)
-        self.secure_api = SecureAPI(
-            livez=[Check("ping", lambda: None), Check("background-tasks", self._tasks_alive)],
-            readyz=[
-                Check("agent-started", lambda: None if self.ready.is_set() else "starting"),
-                Check("ovs-connection", self.canary.connected),
-                Check("background-tasks", self._tasks_alive),
-            ],
-            metrics=lambda request: metrics_handler(self),
-            authenticator=TokenAuthenticator(kube),
-            reviewer=AccessReviewer(kube),
-            operator={AGENTINFO: self._agentinfo_response},
-        )
-        await self.secure_api.start(
-            host, self.cfg.apiPort, [host, self.node_name, "localhost", "127.0.0.1"]
-        )
-
-    async def _agentinfo_response(self, request: web.Request) -> web.StreamResponse:
-        return web.json_response(await self.info())
-
-    def _tasks_alive(self) -> str | None:
-        # A task that failed; one-shot tasks (round_cleanup, networkpolicy_ready) that returned
-        # are fine: counting them kept a healthy agent unready forever on a real kubelet.
-        dead = self.tasks.failed()
-        return f"stopped: {', '.join(dead)}" if dead else None
-
     async def _replay(self) -> None:
         await self.replay.run()
 
@@ -309,8 +276,7 @@ class Agent:
             await self.cni_server.stop()
         if self._runner is not None:
             await self._runner.cleanup()
-        if self.secure_api is not None:
-            await self.secure_api.stop()
+        await self.operator_api.stop()
         if self.api_client is not None:
             with contextlib.suppress(Exception):
                 await self.api_client.close()

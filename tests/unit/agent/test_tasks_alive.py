@@ -20,7 +20,7 @@ async def test_one_shot_tasks_that_returned_keep_the_agent_healthy() -> None:
     agent.add_task(once(), "round_cleanup")
     long_lived = agent.add_task(forever(), "node_watch")
     await asyncio.sleep(0.01)
-    assert agent._tasks_alive() is None
+    assert agent.operator_api.tasks_alive() is None
     long_lived.cancel()
 
 
@@ -32,4 +32,4 @@ async def test_a_failed_task_is_reported_by_name() -> None:
 
     agent.add_task(boom(), "networkpolicy_stream")
     await asyncio.sleep(0.01)
-    assert agent._tasks_alive() == "stopped: networkpolicy_stream"
+    assert agent.operator_api.tasks_alive() == "stopped: networkpolicy_stream"
