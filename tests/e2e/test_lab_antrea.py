@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -21,6 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
+from antrea.ovs.ovsctl import DumpedFlow, parse_flow_line
 from antrea.testbed.lab import lifecycle, netns, topology
 from antrea.testbed.lab.nodes import network_ready
 from antrea.testbed.lab.testing import KUBECTL, Lab, LabParams
@@ -672,7 +674,7 @@ def _pod_netns(lab: Lab, key: str) -> Path:
     return netns.netns_path(sb.netns)
 
 
-async def _node_flows(lab: Lab, node: str) -> list[str]:
+async def _node_flows(lab: Lab, node: str) -> list[DumpedFlow]:
     import urllib.request
 
     from antrea.testbed.lab.state import AGENT_API_PORT
@@ -682,16 +684,14 @@ async def _node_flows(lab: Lab, node: str) -> list[str]:
         with urllib.request.urlopen(url, timeout=5) as resp:
             return [f["flow"] for f in json.loads(resp.read())]
 
-    return await netns.run_in(netns.netns_path(lab.spec.node(node).netns), get)
+    lines = await netns.run_in(netns.netns_path(lab.spec.node(node).netns), get)
+    return [f for f in map(parse_flow_line, lines) if f is not None]
 
 
-def _prios(flows: list[str], table: int, needle: str) -> set[int]:
-    out = set()
-    for f in flows:
-        m = re.search(rf"table={table}, .*priority=(\d+),", f)
-        if m and needle in f:
-            out.add(int(m.group(1)))
-    return out
+def _prios(flows: list[DumpedFlow], table: int, nw_src: str) -> set[int]:
+    """The priorities of the flows of ``table`` matching source address ``nw_src``."""
+    src = ipaddress.ip_address(nw_src)
+    return {f.priority for f in flows if f.table == table and f.parsed.match.nw_src == src}
 
 
 def _total_retrans(s: socket.socket) -> int:
@@ -775,7 +775,7 @@ spec:
             await asyncio.sleep(0.2)
         else:
             pytest.fail("the Allow/Drop policies never took effect")
-        allow_before = _prios(await _node_flows(lab, "node2"), 85, f"nw_src={cli_ip}")
+        allow_before = _prios(await _node_flows(lab, "node2"), 85, cli_ip)
         assert len(allow_before) == 1, allow_before
 
         # The long-lived connection (a server of our own in srv's netns).
@@ -832,7 +832,7 @@ spec:
             lab.kubectl("apply", "-f", "-", input=_acnp_yaml(name, prio, ns, "Drop", "other"))
             for _ in range(100):  # realized on node2: one more priority dropping `other`
                 flows = await _node_flows(lab, "node2")
-                if len(_prios(flows, 85, f"nw_src={other_ip}")) == n + 1:
+                if len(_prios(flows, 85, other_ip)) == n + 1:
                     break
                 await asyncio.sleep(0.1)
             else:
@@ -845,7 +845,7 @@ spec:
         client.close()
         threads[0].join(10)
         conn.close()
-        allow_after = _prios(await _node_flows(lab, "node2"), 85, f"nw_src={cli_ip}")
+        allow_after = _prios(await _node_flows(lab, "node2"), 85, cli_ip)
         assert allow_after and allow_after != allow_before, "the Allow rule never moved"
         assert not errors, errors
         assert rounds[0] > 50, rounds

@@ -9,6 +9,7 @@ echoes from inside the client pods' network namespaces.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import socket
 import time
@@ -18,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from antrea.ovs.ovsctl import parse_flow_line
 from antrea.testbed.lab import netns, sandbox
 from antrea.testbed.lab.state import AGENT_API_PORT
 from antrea.testbed.lab.testing import Lab, LabParams, lab_session
@@ -233,7 +235,9 @@ async def test_cluster_ip_spreads_over_backends_on_every_node(env: Env) -> None:
     # `antctl get ovsflows -S`: the Service's flows (group, DNAT to each endpoint)
     out = env.lab.exec_node("node1", "antctl", "get", "ovsflows", "-S", f"{ns}/web", "-o", "json")
     text = out.stdout
-    assert f"nw_dst={ip}" in text and "group:" in text
+    dumped = [f for f in (parse_flow_line(d["flow"]) for d in json.loads(text)) if f is not None]
+    assert any(f.parsed.match.nw_dst == ipaddress.ip_address(ip) for f in dumped), text
+    assert "group:" in text
     for port in ("8080", "9090"):
         assert f":{port})" in text  # nat(dst=<endpoint>:<port>)
     # antrea_proxy_* metrics, as upstream names them, on the agent's local API

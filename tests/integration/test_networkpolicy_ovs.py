@@ -33,15 +33,18 @@ import pytest_asyncio
 from antrea.agent.networkpolicy.controller import NetworkPolicyController as AgentPolicies
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.openflow.builder import FlowBuilder, NodeConfig, PodPort
-from antrea.agent.openflow.pipeline import FROM_GATEWAY
+from antrea.agent.openflow.pipeline import FROM_GATEWAY, TARGET_OFPORT
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import AppliedToGroup, ControlPlaneObject, Kind, PodReference
 from antrea.controller.networkpolicy import NetworkPolicyController as Compiler
 from antrea.ovs.openflow import (
     Flow,
+    Match,
 )
 from antrea.ovs.openflow.client import FlowClient
+from antrea.ovs.openflow.flow import Proto
 from antrea.ovs.openflow.native import OpenFlowTransport
+from antrea.ovs.ovsctl import DumpedFlow, parse_flow_line
 from antrea.testbed.lab import netns as labnetns
 from antrea.testbed.lab.probe import Target, probe_matrix, probe_pair
 from antrea.testbed.lab.workload import PortSpec, Workload
@@ -347,6 +350,10 @@ class LocalCluster:
         ).stdout  # fmt: skip
         return [line.strip() for line in out.splitlines() if "priority" in line]
 
+    def flows(self, table: int) -> list[DumpedFlow]:
+        """`dump` parsed (`antrea.ovs.ovsctl`: the match and conjunctions as values)."""
+        return [f for f in map(parse_flow_line, self.dump(table)) if f is not None]
+
 
 def _need_root_and_ovs() -> None:
     if os.geteuid() != 0:
@@ -479,12 +486,16 @@ async def _reachable(cluster: LocalCluster, src: str, dst: str, port: int) -> bo
     return await probe_pair(_target(cluster, src), _target(cluster, dst), protocol="TCP", port=port)
 
 
-def _clause_priorities(cluster: LocalCluster, needle: str) -> set[int]:
-    out = set()
-    for line in cluster.dump(90):
-        if needle in line and "conjunction(" in line:
-            out.add(int(line.split("priority=")[1].split(",")[0]))
-    return out
+def _clause_priorities(cluster: LocalCluster, match: Match) -> set[int]:
+    """The priorities (bands) of table 90's clause flows matching exactly `match`."""
+    return {f.priority for f in cluster.flows(90) if f.conjunctions and f.parsed.exact == match}
+
+
+def _ip(*, ofport: int | None = None, src: str | None = None) -> Match:
+    """An ``ip`` match on a pod's ofport (reg1: the ingress "to" clause, the isolation) or a
+    source address (a peer clause)."""
+    regs = (TARGET_OFPORT.match(ofport),) if ofport is not None else ()
+    return Match(proto=Proto.IP, regs=regs, nw_src=ipaddress.ip_address(src) if src else None)
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -504,17 +515,17 @@ async def test_one_pod_targeted_by_15000_rules(cluster: LocalCluster) -> None:
         )
         await cluster.settle()
         assert cluster.agent is not None
-        reg1 = f"reg1={cluster.ofports[PodReference('x', 'a')]:#x} "
+        reg1 = _ip(ofport=cluster.ofports[PodReference("x", "a")])
         assert _clause_priorities(cluster, reg1) == {200, 199, 198, 197}
         await cluster.apply_policy(_allow_from("yb", "x/a", "y/b", 80))
         await cluster.settle()
-        assert _clause_priorities(cluster, f"nw_src={cluster.ips['y/b']} ") == {197}
+        assert _clause_priorities(cluster, _ip(src=cluster.ips["y/b"])) == {197}
         assert await _reachable(cluster, "y/b", "x/a", 80)
         assert not await _reachable(cluster, "x/b", "x/a", 80)
         assert await _reachable(cluster, "x/b", "x/c", 80)  # not isolated
     finally:
         await cluster.reset()
-    assert not [line for line in cluster.dump(90) if "conjunction(" in line]
+    assert not [f for f in cluster.flows(90) if f.conjunctions]
 
 
 @pytest.mark.asyncio(loop_scope="module")
@@ -537,14 +548,14 @@ async def test_5000_policies_share_one_port_clause(cluster: LocalCluster) -> Non
         await cluster.settle()
         assert cluster.agent is not None
         assert len(cluster.agent.reconciler.realized) == 5000
-        assert _clause_priorities(cluster, "tcp,tp_dst=8080 ") == {200, 199}
+        assert _clause_priorities(cluster, Match(proto=Proto.TCP, tp_dst=8080)) == {200, 199}
         assert await _reachable(cluster, "y/b", "x/a", 8080)
         assert not await _reachable(cluster, "z/b", "x/a", 8080)
         assert not await _reachable(cluster, "y/b", "x/a", 80)  # isolated, 80 not admitted
     finally:
         await extra.stop()
         await cluster.reset()
-    assert not [line for line in cluster.dump(90) if "conjunction(" in line]
+    assert not [f for f in cluster.flows(90) if f.conjunctions]
 
 
 # -- fail closed, per rule (issue 9) ----------------------------------------------------------
@@ -584,7 +595,7 @@ async def _check_failed_closed(cluster: LocalCluster, name: str, stage: str, why
         assert not await _reachable(cluster, "y/a", "x/a", 80)
         assert await _reachable(cluster, "x/b", "x/c", 80)  # other pods untouched
         ofport = cluster.ofports[PodReference("x", "a")]
-        assert any(f"reg1={ofport:#x} actions=drop" in x for x in cluster.dump(100))
+        assert any(f.drops and f.parsed.exact == _ip(ofport=ofport) for f in cluster.flows(100))
         uid = cluster.policies[("x", name)]["metadata"]["uid"]
         state = cluster.agent.policy_state(uid)
         assert state is not None and state.phase == "Failed" and why in state.message, state

@@ -11,6 +11,7 @@ from antrea.ovs.openflow import Conjunction, Drop, Flow, GotoTable, Match, Outpu
 from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import CoalescingWriter, FlowClient
 from antrea.ovs.openflow.flow import Proto
+from antrea.ovs.ovsctl import parse_flow_line
 from antrea.testbed.ovssandbox import OvsSandbox
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
@@ -56,9 +57,12 @@ async def test_mixed_bundle_add_modify_delete(bridge: OvsSandbox) -> None:
     changed = [*flows[25:50], flows[50].with_actions((Drop(),)), flows[51]]
     plan = await client.sync({"rule": changed})
     assert (len(plan.add), len(plan.modify), len(plan.delete)) == (0, 1, 25)
-    lines = dump(bridge, 90)
-    assert len(lines) == 27
-    assert any("reg1=0x3" in line and "actions=drop" in line for line in lines)
+    dumped = [f for f in map(parse_flow_line, dump(bridge, 90)) if f is not None]
+    assert len(dumped) == 27
+    assert {(f.priority, f.parsed.exact) for f in dumped} == {
+        (f.priority, f.match) for f in changed
+    }
+    assert [f.parsed.exact for f in dumped if f.drops] == [flows[50].match]  # the modified one
 
     await client.sync({"rule": None})
     assert dump(bridge, 90) == []
