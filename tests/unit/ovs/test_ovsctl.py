@@ -107,6 +107,13 @@ def test_a_rendered_match_parses_back_to_the_same_value(m: Match) -> None:
     assert parsed.other == () and parsed.exact == m
 
 
+@given(_matches())
+def test_single_fields_read_as_the_whole_match_does(m: Match) -> None:
+    f = parse_flow_line(f" table=90, priority=200,{render_match(m)} actions=drop")
+    assert f is not None
+    assert (f.conj_id, f.ct_label, f.ct_state) == (m.conj_id, m.ct_label, m.ct_state)
+
+
 def test_what_ovs_dumps_parses_to_the_values_the_agent_built() -> None:
     # field order, unmasked full masks and /32 as OVS 3.1 dumps them (checked against real OVS
     # in tests/integration/test_openflow_native.py)
