@@ -122,7 +122,8 @@ class Watcher:
     closed: bool = False
     close_reason: str = ""
     frames_sent: int = 0
-    over_since: float | None = None  # loop time when the queue first went over max_queue
+    over_since: float | None = None  # clock time when the queue first went over max_queue
+    clock: Callable[[], float] = time.monotonic
     _wake: asyncio.Event = field(default_factory=asyncio.Event)
 
     def push(self, frame: bytes) -> bool:
@@ -135,7 +136,7 @@ class Watcher:
                 self.close("slow")
                 return False
             if self.over_since is None:
-                self.over_since = time.monotonic()
+                self.over_since = self.clock()
         self.queue.append(frame)
         self._wake.set()
         return True
@@ -223,6 +224,7 @@ class Dispatcher:
             max_queue=self.max_queue,
             id=next(self._ids),
             burst_grace=self.burst_grace,
+            clock=self.clock,
         )
         initial = list(self.snapshot_frames(node))
         self._by_node.setdefault(node, set()).add(w)
@@ -322,7 +324,7 @@ class Dispatcher:
                 self.stats.frames_queued += 1
                 if not w.push(frame):
                     self._drop(w)
-                elif w.over_since is not None and w.overdue(time.monotonic()):
+                elif w.over_since is not None and w.overdue(self.clock()):
                     w.close("slow")
                     self._drop(w)
 
