@@ -419,11 +419,34 @@ class LabCluster:
             out.append(f"  (diagnostics failed: {type(exc).__name__}: {exc})")
         return "\n".join(out)
 
-    async def _node_run(self, node: str, argv: list[str], *, ovs: bool = False) -> str:
+    async def _agent_pod(self, node: str) -> str:
+        """The name of the antrea-agent pod on ``node`` (a real-Kubernetes lab)."""
+        path = "/api/v1/namespaces/kube-system/pods"
+        pods = await self.client.list(path, labelSelector="component=antrea-agent")
+        for p in pods.get("items") or ():
+            if (p.get("spec") or {}).get("nodeName") == node:
+                return str(p["metadata"]["name"])
+        raise LookupError(f"no antrea-agent pod on {node}")
+
+    async def _node_run(
+        self, node: str, argv: list[str], *, ovs: bool = False, container: str = "antrea-ovs"
+    ) -> str:
         """A command's output (stdout and stderr) inside the node's namespace (with its OVS
-        environment when ``ovs``)."""
+        environment when ``ovs``). On a real-Kubernetes lab OVS runs in the agent pod: ``ovs``
+        commands run there (``kubectl exec``, in ``container``: antrea-ovs, whose PID namespace
+        holds ovs-vswitchd, so ``ovs-appctl`` finds it by its pidfile; from antrea-agent it
+        calls the pidfile stale)."""
         env = dict(os.environ, **self.lab.spec.node(node).env()) if ovs else None
-        if not ovs:
+        if ovs and self.lab.spec.kubernetes == "real":
+            from antrea.testbed.lab.realk8s import binaries
+            from antrea.testbed.lab.testing import real_kubectl
+
+            kubectl = real_kubectl(binaries.search_dir())
+            pod = await self._agent_pod(node)
+            argv = [kubectl, f"--kubeconfig={self.lab.spec.kubeconfig}", "exec", "-n",
+                    "kube-system", pod, "-c", container, "--", *argv]  # fmt: skip
+            env = None
+        elif not ovs:
             argv = netns.exec_argv(self.lab.spec.node(node).netns, argv)
         proc = await asyncio.create_subprocess_exec(
             *argv, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
@@ -522,11 +545,16 @@ class LabCluster:
         text = await self._node_run(node, ["ovs-appctl", "upcall/show"], ovs=True)
         out += [f"    upcall/show {ln.strip()}" for ln in text.splitlines() if ln.strip()][:12]
         # e.g. "Spent an unreasonably long ...ms dumping flows" (a starved revalidator)
-        log = self.lab.spec.node(node).ovs_dir / "ovs-vswitchd.log"
-        try:
-            lines = (await asyncio.to_thread(log.read_text, errors="replace")).splitlines()
-        except OSError as exc:
-            lines = [f"(unreadable: {exc})"]
+        if self.lab.spec.kubernetes == "real":
+            argv = ["tail", "-n", "3000", "/var/log/openvswitch/ovs-vswitchd.log"]
+            text = await self._node_run(node, argv, ovs=True)
+            lines = text.splitlines()
+        else:
+            log = self.lab.spec.node(node).ovs_dir / "ovs-vswitchd.log"
+            try:
+                lines = (await asyncio.to_thread(log.read_text, errors="replace")).splitlines()
+            except OSError as exc:
+                lines = [f"(unreadable: {exc})"]
         bad = [
             ln
             for ln in lines
