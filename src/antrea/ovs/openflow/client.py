@@ -76,37 +76,33 @@ class FlowClient:
         claim = claimed.setdefault
         holder_of = self._key_owner.get
         installed = self._by_owner.get
+
+        def take(key: FlowKey, owner: Owner) -> None:
+            """Claim `key` for `owner` in this plan: refused when another owner holds it
+            (installed, and not itself replanned here) or claimed it earlier in this plan."""
+            holder = holder_of(key)
+            if (
+                holder is not None
+                and holder is not owner
+                and holder != owner
+                and holder not in desired
+            ):
+                raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
+            first = claim(key, owner)
+            if first is not owner and first != owner:
+                raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {first!r}")
+
         for owner, flows in desired.items():
             old = installed(owner)
             new: dict[FlowKey, Flow] = {} if flows is None else {f.key: f for f in flows}
             if not old:  # a new owner (the bulk of an initial sync): every flow is an add
                 for key in new:
-                    holder = holder_of(key)
-                    if (
-                        holder is not None
-                        and holder is not owner
-                        and holder != owner
-                        and holder not in desired
-                    ):
-                        raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
-                    first = claim(key, owner)
-                    if first is not owner and first != owner:
-                        raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {first!r}")
+                    take(key, owner)
                 add.extend(new.values())
                 plan.owners[owner] = new if flows is not None else None
                 continue
             for key, flow in new.items():
-                holder = holder_of(key)
-                if (
-                    holder is not None
-                    and holder is not owner
-                    and holder != owner
-                    and holder not in desired
-                ):
-                    raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
-                first = claim(key, owner)
-                if first is not owner and first != owner:
-                    raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {first!r}")
+                take(key, owner)
                 prev = old.get(key) if old else None
                 if prev is None or prev.cookie != flow.cookie:
                     add.append(flow)
