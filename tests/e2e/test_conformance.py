@@ -94,6 +94,12 @@ def _flow_text(flow: str) -> str:
     return re.sub(r" ?(duration|n_bytes|idle_age|hard_age)=[^,]*,", "", flow)
 
 
+def _ct_remaining(line: str) -> int:
+    """The seconds left of a /proc/net/nf_conntrack line ("ipv4 2 tcp 6 <left> ...")."""
+    f = line.split()
+    return int(f[4]) if len(f) > 4 and f[4].isdigit() else 0
+
+
 def _ref(p: dict[str, Any]) -> str:
     ref = p.get("sourceRef") or {}
     where = f"{ref['namespace']}/" if ref.get("namespace") else ""
@@ -534,7 +540,16 @@ class LabCluster:
         out += await self._datapath_flows(node, pairs)
         text = await self._node_run(node, ["cat", "/proc/net/nf_conntrack"])
         lines = [ln.strip() for ln in text.splitlines() if about_pair(ln)]
-        out += [f"    kernel conntrack {ln}" for ln in lines[:20]] or ["    kernel conntrack: none"]
+        # the most recent first (the highest remaining timeout of a state), so the entries of
+        # the failing probe and the re-probe are not cut off by older ones
+        lines.sort(key=_ct_remaining, reverse=True)
+        out += [f"    kernel conntrack {ln}" for ln in lines[:30]] or ["    kernel conntrack: none"]
+        # a stale neighbour entry for a pair's pod on gw0 blackholes the host's forwarding to it
+        ips = {ip for pair in pairs for ip in pair}
+        text = await self._node_run(node, ["ip", "neigh", "show", "dev", "gw0"])
+        for ln in text.splitlines():
+            if ln.split()[:1] and ln.split()[0] in ips:
+                out.append(f"    gw0 neigh {ln}")
         for table in ("nat", "filter", "mangle", "raw"):
             text = await self._node_run(node, ["iptables-save", "-c", "-t", table])
             out += [
