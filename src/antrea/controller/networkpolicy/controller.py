@@ -59,6 +59,7 @@ from antrea.controller.networkpolicy.grouping import (
     LARGE_GROUP,
     NO_MEMBERS,
     Grouping,
+    Refs,
     SelectorGroup,
     add_ref,
     drop_ref,
@@ -484,25 +485,24 @@ class NetworkPolicyController:
                 state.span = span
                 ag_span_dirty.update(state.address)
                 atg_span_dirty.update(atgs)
+
         # 3. AddressGroup spans.
+        def refs_span(refs: Refs) -> Span:
+            """The union of the spans of the policies in ``refs`` (one policy's own set)."""
+            if isinstance(refs, str):
+                return policies[refs].span
+            return frozenset().union(*(policies[uid].span for uid in refs))
+
         for g in ag_span_dirty:
             if g not in before:
                 before[g] = _before(g)
-            refs = g.ag_refs
-            if isinstance(refs, str):
-                g.ag_span = policies[refs].span
-            else:
-                g.ag_span = frozenset().union(*(policies[uid].span for uid in refs))
+            g.ag_span = refs_span(g.ag_refs)
         # 3b. AppliedToGroup sent spans: the union of their policies' spans (a superset of
         # their member span, which each of those policy spans contains).
         for g in atg_span_dirty:
             if g not in before:
                 before[g] = _before(g)
-            refs = g.atg_refs
-            if isinstance(refs, str):
-                g.atg_send_span = policies[refs].span
-            else:
-                g.atg_send_span = frozenset().union(*(policies[uid].span for uid in refs))
+            g.atg_send_span = refs_span(g.atg_refs)
         del ag_span_dirty, atg_span_dirty
         # 4. store and changes.
         self._publish(before, patches, policy_span_dirty, deleted)
