@@ -49,6 +49,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import signal
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,20 @@ def _tier(group: str) -> int:
 
 
 @pytest.hookimpl(tryfirst=True)
+def _interrupt_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """A SIGTERM to a pytest process (a cancelled CI job signals the whole process group; here
+    ``pkill -f`` of a run, xdist workers included) ends it like Ctrl-C: pytest still tears the
+    fixtures down, so the network namespaces, OVS daemons and veths they made are removed. By
+    default SIGTERM killed the process on the spot and left them behind (a killed run left 11
+    namespaces and two OVS instances). A SIGTERM to the xdist controller alone still ends the
+    workers without their teardown: xdist stops them itself."""
+    signal.signal(signal.SIGTERM, _interrupt_on_sigterm)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark the `SERIAL` tests; in an xdist worker, write every test's group for the controller."""
     modules = {item.nodeid.split("::", 1)[0] for item in items}
