@@ -205,10 +205,12 @@ def assert_dump_parses_back(ovs: OvsSandbox, bridge: str, flows: list[Flow]) -> 
 
 
 def _as_dumped(m: Match) -> Match:
-    """``m`` as OVS reports it: registers in register order, a full port mask as none."""
+    """``m`` as OVS reports it: registers in register order, a full port mask as none, a
+    ct_state without any flag as no ct_state."""
     regs = tuple(sorted(m.regs, key=lambda r: (r.reg, r.start)))
     mask = None if m.tp_dst_mask == 0xFFFF else m.tp_dst_mask
-    return dataclasses.replace(m, regs=regs, tp_dst_mask=mask)
+    ct_state = None if m.ct_state == CtState() else m.ct_state
+    return dataclasses.replace(m, regs=regs, tp_dst_mask=mask, ct_state=ct_state)
 
 
 def count(ovs: OvsSandbox, bridge: str) -> int:

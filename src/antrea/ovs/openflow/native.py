@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import struct
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 
@@ -57,11 +58,13 @@ from antrea.ovs.openflow.wire import (
 log = structlog.get_logger(__name__)
 
 ReconnectHook = Callable[[], Awaitable[None]]
-# The messages of one bundle, numbered from a base xid, each with what it is about (for
-# errors). A generator: encoding is streamed to the switch, which works on the first chunk
-# while the next is encoded.
-Builder = Callable[[int], Iterator[tuple[bytes, object]]]
-CHUNK = 256  # messages per write
+# The messages of one bundle (bundle id, first xid): each yield is bundle-add messages with
+# consecutive xids and what each is about (for errors). A generator: encoding is streamed to
+# the switch, which works on one chunk while the next is encoded.
+Builder = Callable[[int, int], Iterator[tuple[bytes, Sequence[object]]]]
+CHUNK = 1024  # flow mods per encoding call and per write
+# what encoding a flow can raise: too big, a value out of range for its field
+_ENCODE_ERRORS = (EncodeError, ValueError, KeyError, OverflowError, struct.error)
 
 
 class _Refused(AntreaError):
@@ -249,17 +252,17 @@ class OpenFlowTransport:
             return
         flows = self._flow_messages(add, modify, delete)
 
-        def build(base: int) -> Iterator[tuple[bytes, object]]:
+        def build(bundle_id: int, base: int) -> Iterator[tuple[bytes, Sequence[object]]]:
             # groups first (flows point at them), group deletes last
             xid = base
             for g in set_groups:
-                yield group_mod(g, GroupCommand.ADD_OR_MOD, xid), f"group add_or_mod {g}"
+                yield _group_add(g, GroupCommand.ADD_OR_MOD, bundle_id, xid)
                 xid += 1
             n = len(add) + len(modify) + len(delete)
-            yield from flows(xid)
+            yield from flows(bundle_id, xid)
             xid += n
             for g in delete_groups:
-                yield group_mod(g, GroupCommand.DELETE, xid), f"group delete {g}"
+                yield _group_add(g, GroupCommand.DELETE, bundle_id, xid)
                 xid += 1
 
         groups = f", {len(set_groups)} groups set, {len(delete_groups)} deleted"
@@ -276,7 +279,7 @@ class OpenFlowTransport:
         if not add and not modify and not delete:
             return
 
-        def build(base: int) -> Iterator[tuple[bytes, object]]:
+        def build(bundle_id: int, base: int) -> Iterator[tuple[bytes, Sequence[object]]]:
             xid = base
             for cmd, groups in (
                 (GroupCommand.DELETE, delete),
@@ -284,7 +287,7 @@ class OpenFlowTransport:
                 (GroupCommand.ADD, add),
             ):
                 for g in groups:
-                    yield group_mod(g, cmd, xid), f"group {cmd.name.lower()} {g}"
+                    yield _group_add(g, cmd, bundle_id, xid)
                     xid += 1
 
         await self._transact(build, f"{len(add) + len(modify) + len(delete)} group mods")
@@ -292,23 +295,33 @@ class OpenFlowTransport:
     def _flow_messages(
         self, add: Sequence[Flow], modify: Sequence[Flow], delete: Sequence[Flow]
     ) -> Builder:
-        def build(base: int) -> Iterator[tuple[bytes, object]]:
-            enc = self.encoder.flow_mod
+        def build(bundle_id: int, base: int) -> Iterator[tuple[bytes, Sequence[object]]]:
+            encode = self.encoder.bundle_adds
             xid = base
             for cmd, flows in (
                 (FlowModCommand.DELETE_STRICT, delete),
                 (FlowModCommand.MODIFY_STRICT, modify),
                 (FlowModCommand.ADD, add),
             ):
-                for f in flows:
+                for i in range(0, len(flows), CHUNK):
+                    chunk = flows[i : i + CHUNK]
                     try:
-                        msg = enc(f, cmd, xid)
-                    except (EncodeError, ValueError, KeyError) as exc:
-                        raise _Refused(f"{exc}: {_describe(f)}") from exc
-                    yield msg, f
-                    xid += 1
+                        data = encode(chunk, cmd, bundle_id, xid)
+                    except _ENCODE_ERRORS as exc:
+                        raise self._refused(chunk, cmd, exc) from exc
+                    yield data, chunk
+                    xid += len(chunk)
 
         return build
+
+    def _refused(self, flows: Sequence[Flow], cmd: FlowModCommand, exc: Exception) -> _Refused:
+        """The error naming the flow of ``flows`` that cannot be encoded (found one by one)."""
+        for f in flows:
+            try:
+                bundle_add(0, 0, self.encoder.flow_mod(f, cmd, 0))
+            except _ENCODE_ERRORS as e:
+                return _Refused(f"{e}: {_describe(f)}")
+        return _Refused(str(exc))
 
     async def _transact(self, build: Builder, summary: str) -> None:
         async with self._lock:
@@ -349,31 +362,22 @@ class OpenFlowTransport:
         opened = self._expect(x_open)
         items: list[object] = []
         out = [bundle_control(x_open, bundle_id, BundleCtrl.OPEN_REQUEST)]
+        pending = 0
         refused: str | None = None
-        xid = base
-        messages = build(base)
-        while True:
-            try:
-                for inner, item in messages:
-                    items.append(item)
-                    out.append(bundle_add(xid, bundle_id, inner))
-                    xid += 1
-                    if len(out) >= CHUNK:
-                        break
-                else:
-                    break
-            except _Refused as exc:
-                refused = str(exc)
-                break
-            except EncodeError as exc:  # the bundle-add around the last message
-                refused = f"{exc}: {_describe(items[-1])}"
-                break
-            finally:
-                if out:
+        try:
+            for data, about in build(bundle_id, base):
+                items.extend(about)
+                out.append(data)
+                pending += len(about)
+                if pending >= CHUNK:
                     await self._send(b"".join(out))
-                    out = []
+                    out, pending = [], 0
+        except _Refused as exc:
+            refused = str(exc)
+        if out:
+            await self._send(b"".join(out))
         # reserve the xids used (the lock keeps other requests out meanwhile)
-        self._xid = itertools.count(xid + 1)
+        self._xid = itertools.count(base + len(items) + 1)
         if refused is not None:
             await self._discard(bundle_id)
             opened.cancel()
@@ -429,6 +433,16 @@ class OpenFlowTransport:
             fut = self._expect(xid)
             await self._send(barrier(xid))
             await asyncio.wait_for(fut, self.timeout)
+
+
+def _group_add(
+    group: Group, command: GroupCommand, bundle_id: int, xid: int
+) -> tuple[bytes, Sequence[object]]:
+    what = f"group {'add_or_mod' if command is GroupCommand.ADD_OR_MOD else command.name.lower()}"
+    try:
+        return bundle_add(xid, bundle_id, group_mod(group, command, xid)), [f"{what} {group}"]
+    except _ENCODE_ERRORS as exc:
+        raise _Refused(f"{exc}: {what} {group}") from exc
 
 
 def _describe(item: object, limit: int = 300) -> str:
