@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+import msgpack
 import structlog
 
 from antrea.apis.controlplane.codec import EventType, WatchEvent
@@ -44,14 +46,42 @@ log = structlog.get_logger(__name__)
 K = TypeVar("K")
 
 
-def rule_id(policy_uid: str, rule: NetworkPolicyRule, applied_to: tuple[str, ...]) -> str:
-    """First 16 hex digits of SHA-1 over the rule content, its applied-to groups and policy UID.
+# The canonical form is packed by one shared Packer: `pack` runs in C under the GIL and calls
+# no Python code for these types (StrEnum members pack as their string values).
+_pack = msgpack.Packer(autoreset=True, use_bin_type=True).pack
+_blake2b = hashlib.blake2b
 
-    The dataclass reprs are deterministic (tuples, frozen values), so equal content gives equal
-    IDs across processes; the rule's index in the policy is deliberately not part of it.
+
+def rule_id(policy_uid: str, rule: NetworkPolicyRule, applied_to: tuple[str, ...]) -> str:
+    """16 hex digits (BLAKE2b, 8 bytes) over the rule content, its applied-to groups and the
+    policy UID.
+
+    The hashed bytes are the msgpack encoding of one flat array of every field of the rule
+    (peers and services as nested arrays; `test_rule_id_covers_every_field` keeps the list
+    complete), so equal content gives equal IDs across processes and runs; the rule's index in
+    the policy is deliberately not part of it.
     """
-    text = f"{policy_uid}|{rule!r}|{sorted(applied_to)!r}"
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()[:16]
+    f, t, svc = rule.from_, rule.to, rule.services
+    fb, tb = f.ip_blocks, t.ip_blocks
+    key = (
+        policy_uid,
+        rule.direction,
+        f.address_groups,
+        [(b.cidr, b.except_) for b in fb] if fb else None,
+        t.address_groups,
+        [(b.cidr, b.except_) for b in tb] if tb else None,
+        None
+        if svc is None
+        else [(s.protocol, s.port, s.end_port, s.icmp_type, s.icmp_code) for s in svc],
+        rule.name,
+        rule.priority,
+        rule.action,
+        rule.applied_to_groups,
+        rule.enable_logging,
+        rule.log_label,
+        applied_to if len(applied_to) < 2 else sorted(applied_to),
+    )
+    return _blake2b(_pack(key), digest_size=8).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,28 +187,31 @@ class RuleCache:
 
     # -- policies -------------------------------------------------------------------------
     def set_policy(self, policy: NetworkPolicy) -> None:
+        name, tier, prio = policy.name, policy.tier_priority, policy.priority
+        # An Antrea-native rule's place in the order is part of its identity.
+        key = name if tier is None else f"{name}|{tier}|{prio!r}"
+        if tier is None:
+            prio = None
         new: dict[str, CacheRule] = {}
         for i, r in enumerate(policy.rules):
             atgs = r.applied_to_groups or policy.applied_to_groups
-            if policy.tier_priority is None:
-                rid = rule_id(policy.name, r, atgs)
-                new.setdefault(rid, CacheRule(rid, policy.name, r, atgs, i))
-                continue
-            # An Antrea-native rule's place in the order is part of its identity.
-            rid = rule_id(f"{policy.name}|{policy.tier_priority}|{policy.priority!r}", r, atgs)
-            new.setdefault(
-                rid,
-                CacheRule(rid, policy.name, r, atgs, i, policy.tier_priority, policy.priority),
-            )
-        old_ids = self._policy_rules.get(policy.name, set())
-        for rid in old_ids - new.keys():
-            self._drop_rule(rid)
-        for rid, cr in new.items():
-            if rid not in old_ids:
+            rid = rule_id(key, r, atgs)
+            if rid not in new:
+                new[rid] = CacheRule(rid, name, r, atgs, i, tier, prio)
+        old_ids = self._policy_rules.get(name)
+        if old_ids:
+            for rid in old_ids - new.keys():
+                self._drop_rule(rid)
+            rules = self.rules
+            for rid, cr in new.items():
+                if rid not in old_ids:
+                    self._add_rule(cr)
+                elif rules[rid].index != cr.index:
+                    rules[rid] = cr  # position only: no flow change
+        else:
+            for cr in new.values():
                 self._add_rule(cr)
-            elif self.rules[rid].index != cr.index:
-                self.rules[rid] = cr  # position only: no flow change
-        self.policies[policy.name] = policy
+        self.policies[name] = policy
 
     def delete_policy(self, name: str) -> None:
         for rid in list(self._policy_rules.get(name, ())):
@@ -187,13 +220,19 @@ class RuleCache:
         self.policies.pop(name, None)
 
     def _add_rule(self, cr: CacheRule) -> None:
-        self.rules[cr.id] = cr
-        self._policy_rules[cr.policy].add(cr.id)
-        for g in cr.rule.peer().address_groups:
-            self._ag_rules[g].add(cr.id)
+        rid = cr.id
+        self.rules[rid] = cr
+        self._policy_rules[cr.policy].add(rid)
+        rule = cr.rule
+        peer = rule.from_ if rule.direction is Direction.IN else rule.to
+        if peer.address_groups:
+            ag_rules = self._ag_rules
+            for g in peer.address_groups:
+                ag_rules[g].add(rid)
+        atg_rules = self._atg_rules
         for g in cr.applied_to_groups:
-            self._atg_rules[g].add(cr.id)
-        self.dirty.add(cr.id)
+            atg_rules[g].add(rid)
+        self.dirty.add(rid)
 
     def _drop_rule(self, rid: str) -> None:
         cr = self.rules.pop(rid, None)
@@ -264,20 +303,47 @@ class RuleCache:
         cr = self.rules.get(rid)
         if cr is None:
             return None
-        peer = cr.rule.peer()
-        members: set[GroupMember] = set()
-        for g in peer.address_groups:
-            ms = self.address_groups.get(g)
-            if ms is None:
-                return None
-            members |= ms
-        targets: set[GroupMember] = set()
-        for g in cr.applied_to_groups:
-            ms = self.applied_to_groups.get(g)
-            if ms is None:
-                return None
-            targets |= ms
-        return CompletedRule(cr, frozenset(members), peer.ip_blocks, frozenset(targets))
+        return self._complete(cr, {}, {})
+
+    def completed_many(self, rids: Iterable[str]) -> dict[str, CompletedRule | None]:
+        """`completed` of each of `rids` that is still a rule (None: incomplete). Rules naming
+        the same groups share their flattened member sets (one union per distinct tuple of
+        groups, not one per rule)."""
+        out: dict[str, CompletedRule | None] = {}
+        rules = self.rules
+        peers: dict[tuple[str, ...], frozenset[GroupMember] | None] = {}
+        targets: dict[tuple[str, ...], frozenset[GroupMember] | None] = {}
+        for rid in rids:
+            cr = rules.get(rid)
+            if cr is not None:
+                out[rid] = self._complete(cr, peers, targets)
+        return out
+
+    def _complete(
+        self,
+        cr: CacheRule,
+        peers: dict[tuple[str, ...], frozenset[GroupMember] | None],
+        targets: dict[tuple[str, ...], frozenset[GroupMember] | None],
+    ) -> CompletedRule | None:
+        rule = cr.rule
+        peer = rule.from_ if rule.direction is Direction.IN else rule.to
+        ags = peer.address_groups
+        if not ags:
+            members: frozenset[GroupMember] | None = _NO_MEMBERS
+        elif ags in peers:
+            members = peers[ags]
+        else:
+            members = peers[ags] = _union(self.address_groups, ags)
+        if members is None:
+            return None
+        atgs = cr.applied_to_groups
+        if atgs in targets:
+            local = targets[atgs]
+        else:
+            local = targets[atgs] = _union(self.applied_to_groups, atgs)
+        if local is None:
+            return None
+        return CompletedRule(cr, members, peer.ip_blocks, local)
 
     def is_complete(self, rid: str) -> bool:
         cr = self.rules.get(rid)
@@ -286,6 +352,10 @@ class RuleCache:
         return all(g in self.address_groups for g in cr.rule.peer().address_groups) and all(
             g in self.applied_to_groups for g in cr.applied_to_groups
         )
+
+    def rule_ids_of(self, policy: str) -> Iterable[str]:
+        """The IDs of the policy's rules, in no particular order."""
+        return self._policy_rules.get(policy, ())
 
     def rules_of(self, policy: str) -> list[CacheRule]:
         return sorted(
@@ -298,6 +368,25 @@ class RuleCache:
         for g in self._pod_atgs.get(pod, ()):
             out |= {self.rules[r].policy for r in self._atg_rules.get(g, ()) if r in self.rules}
         return out
+
+
+_NO_MEMBERS: frozenset[GroupMember] = frozenset()
+
+
+def _union(
+    groups: dict[str, set[GroupMember]], names: tuple[str, ...]
+) -> frozenset[GroupMember] | None:
+    """The members of every group in `names`, or None when one has not arrived yet."""
+    if len(names) == 1:
+        ms = groups.get(names[0])
+        return None if ms is None else frozenset(ms)
+    out: set[GroupMember] = set()
+    for g in names:
+        ms = groups.get(g)
+        if ms is None:
+            return None
+        out |= ms
+    return frozenset(out)
 
 
 def _discard(index: dict[K, set[str]], key: K, v: str) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from antrea.agent.networkpolicy.cache import CompletedRule, RuleCache
+from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule, RuleCache
 from antrea.agent.networkpolicy.reconciler import Absorb, BatchResult, PolicyReconciler
 from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import NetworkPolicy, NetworkPolicyNodeStatus, PodReference
@@ -90,6 +90,7 @@ class NetworkPolicyController:
         self._retry_delay: dict[str, float] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
         self._first_event_at: float | None = None
+        self._freeze_at = GC_PAUSE_RULES  # rules received before `ready`: see handle()
         self._inflight: set[str] = set()  # taken from the dirty set, bundle not confirmed yet
         # A batch whose successor is already waiting leaves the datapath wait (and so its
         # status reports, which mean "enforced") to that successor: back-to-back batches do
@@ -139,6 +140,12 @@ class NetworkPolicyController:
         if isinstance(ev.object, NetworkPolicy):
             self._status_dirty.add(ev.object.name)
         self.cache.apply(ev)
+        if len(self.cache.rules) >= self._freeze_at and not self.ready.is_set():
+            # The initial state is a burst of long-lived objects without cycles: each full
+            # collection while it arrives would traverse all of it again. Freezing what
+            # exists (O(1)) keeps them out of later collections, as after the initial sync.
+            gc.freeze()
+            self._freeze_at = len(self.cache.rules) + GC_PAUSE_RULES
         if self._bookmarked and not self._resyncing:
             self._kick()
 
@@ -188,16 +195,15 @@ class NetworkPolicyController:
         dirty = self.cache.take_dirty()
         self._inflight = dirty
         batch: dict[str, CompletedRule | None] = {}
-        self._add_to_batch(dirty, batch)
         # A large batch allocates hundreds of thousands of long-lived objects and no cycles:
         # the cyclic GC would traverse them again and again (it more than doubles the time of
-        # a 15,000-rule initial sync). Pause it for the batch; after the initial sync, freeze
-        # what exists so later collections skip it.
+        # a 15,000-rule initial sync). Pause it for the batch (flattening included); after the
+        # initial sync, freeze what exists so later collections skip it.
         paused = False
 
         def pause_gc() -> None:
             nonlocal paused
-            if not paused and len(batch) >= GC_PAUSE_RULES and gc.isenabled():
+            if not paused and len(dirty) >= GC_PAUSE_RULES and gc.isenabled():
                 gc.disable()
                 paused = True
 
@@ -223,6 +229,7 @@ class NetworkPolicyController:
 
         pause_gc()
         try:
+            self._add_to_batch(dirty, batch)
             result = await self._reconcile_contained(batch, first, absorb)
         except BaseException:
             self.cache.dirty |= dirty  # not realized: keep them for the next attempt
@@ -268,7 +275,17 @@ class NetworkPolicyController:
         if self.on_batch is not None:
             self.on_batch(result)
         if not self.reconciler.unsettled:
-            self._update_status()
+            if first:
+                # The statuses are decided now, but logged and sent after `ready`'s waiters
+                # (the agent deleting the previous round's flows) had their turn: reporting
+                # thousands of policies is no part of enforcing them.
+                changes = self._status_changes()
+                try:
+                    await asyncio.sleep(0)
+                finally:
+                    self._emit_status(changes)
+            else:
+                self._update_status()
         return result
 
     def _add_to_batch(
@@ -278,13 +295,14 @@ class NetworkPolicyController:
         completed form otherwise; incomplete rules wait for their groups. Returns what was
         put in."""
         added: dict[str, CompletedRule | None] = {}
+        rules = self.cache.rules
         for rid in rids:
-            if rid not in self.cache.rules:
+            if rid not in rules:
                 added[rid] = None
                 self.rule_errors.pop(rid, None)
-                continue
-            completed = self.cache.completed(rid)
-            if completed is not None:  # incomplete: its groups will mark it dirty on arrival
+        # incomplete rules are left out: their groups will mark them dirty on arrival
+        for rid, completed in self.cache.completed_many(rids).items():
+            if completed is not None:
                 added[rid] = completed
         batch.update(added)
         return added
@@ -348,34 +366,47 @@ class NetworkPolicyController:
         policy = self.cache.policies.get(name)
         if policy is None:
             return None
-        errors = []
+        errors: list[CacheRule] = []
         pending = waiting = False
         # Realized means enforced: not before the datapath wait covering the last bundle
         # returned (a batch may leave that wait to its successor: `unsettled` until then).
         unsettled = self.reconciler.unsettled
-        for cr in self.cache.rules_of(name):
-            if cr.id in self.rule_errors:
-                errors.append(f"rule {cr.index} ({cr.id}): {self.rule_errors[cr.id]}")
-            elif cr.id in self._inflight or cr.id in self.cache.dirty or unsettled:
+        rule_errors, inflight, dirty = self.rule_errors, self._inflight, self.cache.dirty
+        is_realized = self.reconciler.is_realized
+        rules = self.cache.rules
+        for rid in self.cache.rule_ids_of(name):
+            cr = rules.get(rid)
+            if cr is None:
+                continue
+            if rid in rule_errors:
+                errors.append(cr)
+            elif rid in inflight or rid in dirty or unsettled:
                 pending = True
-            elif not self.reconciler.is_realized(cr.id):
+            elif not is_realized(rid):
                 waiting = True
         ok = not (errors or pending or waiting)
         if ok:
             self.realized_generation[name] = policy.generation
         if errors:
-            msg = "; ".join(errors)
+            errors.sort(key=lambda cr: cr.index)
+            msg = "; ".join(f"rule {cr.index} ({cr.id}): {rule_errors[cr.id]}" for cr in errors)
         else:
             msg = "realizing" if pending else "waiting for groups" if waiting else ""
         return PolicyState(policy, ok, self.realized_generation.get(name), msg, bool(errors))
 
     def _update_status(self) -> None:
+        self._emit_status(self._status_changes())
+
+    def _status_changes(self) -> list[tuple[str, PolicyState | None, bool]]:
+        """The policies whose state changed since it was last reported: (name, state or None
+        when deleted, announced before). Marks them reported."""
         names, self._status_dirty = self._status_dirty, set()
+        changes: list[tuple[str, PolicyState | None, bool]] = []
         for name in names:
             st = self.policy_state(name)
             if st is None:
                 if self._reported.pop(name, None) is not None:
-                    log.info("policy_deleted", policy=name, node=self.node_name)
+                    changes.append((name, None, False))
                 self._announced.discard(name)
                 self.realized_generation.pop(name, None)
                 continue
@@ -386,9 +417,18 @@ class NetworkPolicyController:
             if previous == key:
                 continue
             self._reported[name] = key
-            _log_policy_event(st, name in self._announced, self.node_name)
+            changes.append((name, st, name in self._announced))
             if st.realized:
                 self._announced.add(name)
+        return changes
+
+    def _emit_status(self, changes: list[tuple[str, PolicyState | None, bool]]) -> None:
+        """Log and report each change (see `_status_changes`)."""
+        for name, st, announced in changes:
+            if st is None:
+                log.info("policy_deleted", policy=name, node=self.node_name)
+                continue
+            _log_policy_event(st, announced, self.node_name)
             status = NetworkPolicyNodeStatus(
                 policy=name,
                 node=self.node_name,

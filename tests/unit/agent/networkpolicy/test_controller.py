@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
+import pytest
 import structlog
 
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
@@ -351,3 +352,54 @@ async def test_agent_view_says_realized_only_after_the_datapath_wait() -> None:
     assert len(rt.bundles) == 3
     assert seen == [("wait", False), ("bundle 3", False), ("wait", False)]
     assert realized("p1") and realized("late")
+
+
+async def test_initial_statuses_follow_ready_and_say_the_same() -> None:
+    """The initial batch's per-policy statuses are decided with the batch but logged and
+    sent after `ready`'s waiters ran (the agent deleting the previous round is not held up by
+    thousands of status lines): nothing of them is out when a waiter wakes, all of them
+    are right after, with the realized-at-generation-1 content of before."""
+    ctl, _, reports = make()
+    at_ready: list[tuple[int, int]] = []
+
+    with structlog.testing.capture_logs() as logs:
+
+        async def waiter() -> None:
+            await ctl.ready.wait()
+            realized_lines = [e for e in logs if e["event"] == "policy_realized"]
+            at_ready.append((len(realized_lines), len(reports)))
+
+        task = asyncio.create_task(waiter())
+        await ctl.run(feed([*initial(20), BOOKMARK]))
+        await task
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert at_ready == [(0, 0)]
+    assert sorted(e["policy"] for e in logs if e["event"] == "policy_realized") == sorted(
+        f"p{i}" for i in range(20)
+    )
+    assert sorted(r.policy for r in reports) == sorted(f"p{i}" for i in range(20))
+    assert all(r.realized and r.generation == 1 and not r.message for r in reports)
+
+
+async def test_initial_state_is_frozen_out_of_the_gc_while_it_arrives(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Before `ready`, every GC_PAUSE_RULES rules received, the objects so far are frozen
+    out of the cyclic GC (whose full collections would otherwise traverse the growing initial
+    state again and again); after `ready` the stream does not freeze."""
+    import gc
+
+    from antrea.agent.networkpolicy import controller
+
+    ctl, _, _ = make()
+    frozen_at: list[int] = []
+    monkeypatch.setattr(gc, "freeze", lambda: frozen_at.append(len(ctl.cache.rules)))
+    monkeypatch.setattr(controller, "GC_PAUSE_RULES", 10)
+    ctl._freeze_at = 10
+    await ctl.run(feed([*initial(25), BOOKMARK]))
+    # at 10 and 20 rules received, then at the end of the (large) initial batch
+    assert frozen_at == [10, 20, 25]
+    more = [added(policy(f"q{i}", [ingress(groups=["ag0"])], ["atg"])) for i in range(30)]
+    await ctl.run(feed(more))  # after `ready`: no freezing as events arrive or after batches
+    assert frozen_at == [10, 20, 25]
