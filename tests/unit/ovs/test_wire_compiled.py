@@ -129,6 +129,69 @@ _ACTIONS = st.one_of(
 ).map(tuple)
 _FLOW = st.builds(Flow, st.integers(0, 254), _U16, matches(), _ACTIONS, st.integers(0, 2**64 - 1))
 _COMMANDS = st.sampled_from(list(FlowModCommand))
+_PROTO = st.sampled_from([Proto.IP, Proto.IP, Proto.IP, *Proto])
+_TABLE = st.integers(0, 254) | st.sampled_from([255, 256])  # goto_table beyond 255: refused
+
+
+def _maybe_hashed(m: Match, hashed: bool) -> Match:
+    if hashed:
+        hash(m)
+    return m
+
+
+# the three shapes a policy set is made of, with any values (the templates' ground)
+_CLAUSE = st.builds(
+    lambda p, addr, src, conj, h: (
+        _maybe_hashed(Match(proto=p, **{"nw_src" if src else "nw_dst": addr}), h),
+        (conj,),
+    ),
+    _PROTO,
+    _ADDR,
+    st.booleans(),
+    st.builds(Conjunction, _U32, st.integers(1, 4), st.integers(2, 4)),
+    st.booleans(),
+)
+_CONJ_ACTION = st.builds(
+    lambda p, conj, load, goto, h: (
+        _maybe_hashed(Match(proto=p, conj_id=conj), h),
+        (load, GotoTable(goto)),
+    ),
+    _PROTO,
+    _U32,
+    st.builds(LoadReg, st.integers(0, 15), _U32)
+    | st.builds(
+        LoadReg,
+        st.integers(0, 15),
+        _U32,
+        st.sampled_from([0, 1]),
+        st.sampled_from([15, 30, 31]),
+    )
+    | _REG.map(lambda r: LoadReg(*vars_of(r))),
+    _TABLE,
+    st.booleans(),
+)
+_METRIC = st.builds(
+    lambda p, state, label, goto, h: (
+        _maybe_hashed(Match(proto=p, ct_state=state, ct_label=label), h),
+        (GotoTable(goto),),
+    ),
+    _PROTO,
+    _CT,
+    st.tuples(st.integers(0, 2**128 - 1), st.integers(0, 2**128 - 1) | st.just(2**128 - 1)),
+    _TABLE,
+    st.booleans(),
+)
+_POLICY_FLOW = st.builds(
+    lambda t, p, ma, c: Flow(t, p, ma[0], ma[1], c),
+    st.integers(0, 254),
+    _U16,
+    st.one_of(_CLAUSE, _CONJ_ACTION, _METRIC),
+    st.integers(0, 2**64 - 1),
+)
+
+
+def vars_of(r: RegMatch) -> tuple[int, int, int, int]:
+    return r.reg, r.value, r.start, r.end
 
 
 def _generic(flow: Flow, command: FlowModCommand, xid: int) -> bytes | type[Exception]:
@@ -136,6 +199,24 @@ def _generic(flow: Flow, command: FlowModCommand, xid: int) -> bytes | type[Exce
         return generic_flow_mod(flow, command, xid)
     except Exception as exc:  # the compiled path must raise the same type
         return type(exc)
+
+
+@given(st.lists(_POLICY_FLOW, min_size=1, max_size=20), _U32, st.integers(0, 2**32 - 100))
+@settings(max_examples=300, deadline=None)
+def test_policy_flow_adds_are_the_generic_bundle_adds(
+    flows: list[Flow], bundle_id: int, xid: int
+) -> None:
+    """The templates of clause, action and metric flows, any values: the generic bytes."""
+    want = [_generic(f, FlowModCommand.ADD, xid + i) for i, f in enumerate(flows)]
+    errors = [w for w in want if not isinstance(w, bytes)]
+    if errors:
+        with pytest.raises(errors[0]):
+            ENCODER.bundle_adds(flows, FlowModCommand.ADD, bundle_id, xid)
+        return
+    expected = b"".join(
+        bundle_add(xid + i, bundle_id, w) for i, w in enumerate(want) if isinstance(w, bytes)
+    )
+    assert ENCODER.bundle_adds(flows, FlowModCommand.ADD, bundle_id, xid) == expected
 
 
 @given(_FLOW, _COMMANDS, _U32)
@@ -149,7 +230,12 @@ def test_flow_mod_is_the_generic_encoding(flow: Flow, command: FlowModCommand, x
             ENCODER.flow_mod(flow, command, xid)
 
 
-@given(st.lists(_FLOW, max_size=12), _COMMANDS, _U32, st.integers(0, 2**32 - 100))
+@given(
+    st.lists(_FLOW | _POLICY_FLOW, max_size=12),
+    _COMMANDS,
+    _U32,
+    st.integers(0, 2**32 - 100),
+)
 @settings(max_examples=120, deadline=None)
 def test_bundle_adds_are_the_generic_bundle_adds(
     flows: list[Flow], command: FlowModCommand, bundle_id: int, xid: int
@@ -166,8 +252,8 @@ def test_bundle_adds_are_the_generic_bundle_adds(
     assert ENCODER.bundle_adds(flows, command, bundle_id, xid) == expected
 
 
-def test_policy_shapes_take_the_compiled_parts() -> None:
-    """The three hot shapes of a policy set do not fall back to the generic encoder."""
+def test_policy_shapes_take_the_templates() -> None:
+    """The three hot shapes of a policy set take their templates (adds) or compiled parts."""
     enc = FlowEncoder()
     net = ipaddress.ip_network("10.1.0.0/16")
     flows = [
@@ -185,6 +271,10 @@ def test_policy_shapes_take_the_compiled_parts() -> None:
         bundle_add(1 + i, 1, generic_flow_mod(f, FlowModCommand.ADD, 1 + i))
         for i, f in enumerate(flows)
     )
+    assert len(enc._templates) == 3 and None not in enc._templates.values()
+    assert not enc._matches and not enc._instructions  # no flow needed the compiled parts
+    # and the compiled parts, for the other commands
+    enc.bundle_adds(flows, FlowModCommand.MODIFY_STRICT, 1, 1)
     from antrea.ovs.openflow import wire
 
     assert wire.encode_match not in enc._matches.values()

@@ -931,6 +931,7 @@ class FlowEncoder:
     def __init__(self) -> None:
         self._matches: dict[tuple[str, ...], MatchEncoder] = {}
         self._instructions: dict[tuple[type, ...], InstructionsEncoder] = {}
+        self._templates: dict[tuple[tuple[str, ...], tuple[type, ...]], FlowTemplate | None] = {}
 
     def match(self, flow: Flow) -> bytes:
         m = flow.match
@@ -972,6 +973,7 @@ class FlowEncoder:
         Raises `EncodeError` for a flow that does not fit one message."""
         matches = self._matches
         instr = self._instructions
+        templates = self._templates
         pack = _ADD_FLOW_MOD.pack
         fixed = _FLOW_MOD.size
         delete = command is FlowModCommand.DELETE_STRICT
@@ -980,7 +982,20 @@ class FlowEncoder:
         append = out.append
         for flow in flows:
             m = flow.match
+            acts = flow.actions
             shape = tuple(getattr(m, "__dict__", _ALL_FIELDS))
+            signature = tuple(map(type, acts))
+            if add:
+                key = (shape, signature)
+                template = templates.get(key, _UNKNOWN)
+                if template is _UNKNOWN:
+                    template = templates[key] = flow_template(shape, signature)
+                if template is not None:
+                    msg = template(flow, bundle_id, xid)
+                    if msg is not None:
+                        append(msg)
+                        xid += 1
+                        continue
             menc = matches.get(shape)
             if menc is None:
                 menc = matches[shape] = compile_match(shape)
@@ -989,8 +1004,6 @@ class FlowEncoder:
                 ib = b""
                 cookie = 0
             else:
-                acts = flow.actions
-                signature = tuple(map(type, acts))
                 ienc = instr.get(signature)
                 if ienc is None:
                     ienc = instr[signature] = compile_instructions(signature)
@@ -1009,6 +1022,114 @@ class FlowEncoder:
             append(head + mb + ib)
             xid += 1
         return b"".join(out)
+
+
+# -- templates: whole bundle-add messages of a policy set's three flow shapes -----------------
+# A template packs the entire message of a flow add (bundle-add header, flow mod, match,
+# instructions) with ONE struct, its integers being all that differs between flows; a value
+# outside the template's layout (another protocol, an address form, a partial register...)
+# returns None and the flow takes the compiled parts above.
+FlowTemplate = Callable[[Flow, int, int], "bytes | None"]  # (flow, bundle id, xid)
+_UNKNOWN: Any = object()
+_HEAD = "!HHII2xHHHIQ8xBB4xHIII4x"  # = _ADD_FLOW_MOD
+_ETH_IP = ETH_TYPE.tlv(ETH_TYPES["ip"])
+_IP = "ip"
+_FULL128 = (1 << 128) - 1
+_HEADS = (_ADD_TYPE, BUNDLE_FLAGS, _FLOW_MOD_TYPE, NO_BUFFER, PORT_ANY, GROUP_ANY)
+# clause flows: ip, nw_src or nw_dst (a prefix or an address) -> conjunction
+_CLAUSE_NET = struct.Struct(_HEAD + "HH6s4sII2x" + "HH4xHHIHBBI")
+_CLAUSE_HOST = struct.Struct(_HEAD + "HH6s4sI6x" + "HH4xHHIHBBI")
+# conjunction action flows: ip, conj_id -> load a whole register, goto_table
+_ACTION = struct.Struct(_HEAD + "HH6s4sI6x" + "HH4xHH4sI4x" + "HHB3x")
+# metric flows: ip, ct_state, ct_label (masked) -> goto_table
+_METRIC = struct.Struct(_HEAD + "HH6s12s4s16s16s6x" + "HHB3x")
+
+
+def _clause_template(name: str, field: Field) -> FlowTemplate:
+    hdr, hdr_masked = field.hdr, field.hdr_masked
+    net_size, host_size = _CLAUSE_NET.size, _CLAUSE_HOST.size
+    pack_net, pack_host = _CLAUSE_NET.pack, _CLAUSE_HOST.pack
+    add_type, flags, fm_type, no_buffer, port_any, group_any = _HEADS
+
+    def clause(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
+        m = flow.match
+        if m.proto != _IP:
+            return None
+        v: Any = getattr(m, name)
+        a: Any = flow.actions[0]
+        t = type(v)
+        if t is _V4NET and v.prefixlen != 32:
+            return pack_net(
+                add_type, net_size, xid, bundle_id, flags, fm_type, net_size - 16, xid,
+                flow.cookie, flow.table, 0, flow.priority, no_buffer, port_any, group_any,
+                1, 22, _ETH_IP, hdr_masked, int(v.network_address), int(v.netmask),
+                OFPIT_APPLY_ACTIONS, 24, 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION,
+                a.clause - 1, a.n_clauses, a.conj_id,
+            )  # fmt: skip
+        if t is _V4:
+            return pack_host(
+                add_type, host_size, xid, bundle_id, flags, fm_type, host_size - 16, xid,
+                flow.cookie, flow.table, 0, flow.priority, no_buffer, port_any, group_any,
+                1, 18, _ETH_IP, hdr, int(v),
+                OFPIT_APPLY_ACTIONS, 24, 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION,
+                a.clause - 1, a.n_clauses, a.conj_id,
+            )  # fmt: skip
+        return None
+
+    return clause
+
+
+def _action_template(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
+    m = flow.match
+    acts: Any = flow.actions
+    load, goto = acts
+    if (
+        m.proto != _IP
+        or load.start != 0
+        or load.end != 31
+        or not 0 <= load.reg <= 15
+        or not 0 <= goto.table <= 255
+    ):
+        return None
+    size = _ACTION.size
+    return _ACTION.pack(
+        _ADD_TYPE, size, xid, bundle_id, BUNDLE_FLAGS, _FLOW_MOD_TYPE, size - 16, xid,
+        flow.cookie, flow.table, 0, flow.priority, NO_BUFFER, PORT_ANY, GROUP_ANY,
+        1, 18, _ETH_IP, _CONJ_ID_HDR, m.conj_id & 0xFFFFFFFF,  # type: ignore[operator]
+        OFPIT_APPLY_ACTIONS, 24, OFPAT_SET_FIELD, 16, _REG_HDRS[load.reg],
+        load.value & 0xFFFFFFFF, OFPIT_GOTO_TABLE, 8, goto.table,
+    )  # fmt: skip
+
+
+def _metric_template(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
+    m: Any = flow.match
+    value, mask = m.ct_label
+    goto: Any = flow.actions[0]
+    if m.proto != _IP or mask & _FULL128 == _FULL128 or not 0 <= goto.table <= 255:
+        return None
+    state = _part_ct_state(m)
+    size = _METRIC.size
+    return _METRIC.pack(
+        _ADD_TYPE, size, xid, bundle_id, BUNDLE_FLAGS, _FLOW_MOD_TYPE, size - 16, xid,
+        flow.cookie, flow.table, 0, flow.priority, NO_BUFFER, PORT_ANY, GROUP_ANY,
+        1, 58, _ETH_IP, state, CT_LABEL.hdr_masked,
+        (value & mask & _FULL128).to_bytes(16, "big"), (mask & _FULL128).to_bytes(16, "big"),
+        OFPIT_GOTO_TABLE, 8, goto.table,
+    )  # fmt: skip
+
+
+_TEMPLATES: dict[tuple[frozenset[str], tuple[type, ...]], FlowTemplate] = {
+    (frozenset({"proto", "nw_src"}), (Conjunction,)): _clause_template("nw_src", IPV4_SRC),
+    (frozenset({"proto", "nw_dst"}), (Conjunction,)): _clause_template("nw_dst", IPV4_DST),
+    (frozenset({"proto", "conj_id"}), (LoadReg, GotoTable)): _action_template,
+    (frozenset({"proto", "ct_state", "ct_label"}), (GotoTable,)): _metric_template,
+}
+
+
+def flow_template(shape: Iterable[str], signature: tuple[type, ...]) -> FlowTemplate | None:
+    """The template for adds of flows with these match fields and action types, if any."""
+    fields = frozenset(n for n in shape if not n.startswith("_"))
+    return _TEMPLATES.get((fields, signature))
 
 
 # a value without __dict__ (another representation of Match): every field is looked at
