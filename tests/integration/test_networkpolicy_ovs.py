@@ -644,14 +644,14 @@ async def test_rule_the_switch_refuses_fails_closed(
     from antrea.agent.networkpolicy import flows as fb
     from antrea.ovs.openflow.flow import GotoTable
 
-    real = fb.match_flow
+    real = fb.clause_flow
 
-    def match_flow(round_num: int, table: int, match: Any, conjs: Any, band: int = 0) -> Any:
-        flow = real(round_num, table, match, conjs, band)
+    def clause_flow(round_num: int, table: int, match: Any, actions: Any, band: int = 0) -> Any:
+        flow = real(round_num, table, match, actions, band)
         if str(match.nw_src) == POISON:
             return flow.with_actions((GotoTable(10),))  # OVS: "goto_table to earlier table"
         return flow
 
     await cluster.reset()
-    monkeypatch.setattr(fb, "match_flow", match_flow)
+    monkeypatch.setattr(fb, "clause_flow", clause_flow)
     await _check_failed_closed(cluster, "poisoned-ovs", "apply", "np-match")

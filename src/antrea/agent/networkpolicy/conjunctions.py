@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from antrea.agent.networkpolicy import addresses
 from antrea.agent.networkpolicy.cache import CompletedRule
@@ -93,9 +93,10 @@ class ResolvedService:
 ServicesKey = frozenset[ResolvedService] | None
 
 
-@dataclass(frozen=True, slots=True)
-class Clauses:
-    """The atom sets of one conjunction (``services`` empty = no services clause)."""
+class Clauses(NamedTuple):
+    """The atom sets of one conjunction (``services`` empty = no services clause).
+
+    A named tuple, not a dataclass: one is built per rule and compared per rule change."""
 
     from_: frozenset[Atom]
     to: frozenset[Atom]
@@ -112,8 +113,7 @@ class Clauses:
             yield 3, self.services
 
 
-@dataclass(frozen=True, slots=True)
-class RulePlan:
+class RulePlan(NamedTuple):
     conjunctions: dict[ServicesKey, Clauses]
     isolated: frozenset[Atom]  # drop atoms for the direction's default table
 
@@ -162,7 +162,7 @@ def _block_prefixes(cidr: str, excepts: tuple[str, ...]) -> tuple[str, ...]:
 def _blocks(blocks: Iterable[IPBlock]) -> list[str]:
     out: list[str] = []
     for b in blocks:
-        out.extend(_block_prefixes(b.cidr, tuple(b.except_)))
+        out += _block_prefixes(b.cidr, b.except_ if type(b.except_) is tuple else tuple(b.except_))
     return out
 
 
@@ -170,8 +170,12 @@ def address_atoms(prefixes: Iterable[str], *, field: str) -> frozenset[Atom]:
     """``nw_src``/``nw_dst`` atoms; a /0 anywhere makes the clause match-all (``ip``)."""
     uniq = set(prefixes)
     if ANY_PREFIX in uniq:
-        return frozenset({ANY})
-    return frozenset((field, p) for p in uniq)
+        return _ANY_ATOMS
+    return frozenset([(field, p) for p in uniq])
+
+
+_ANY_ATOMS: frozenset[Atom] = frozenset({ANY})
+_NO_ATOMS: frozenset[Atom] = frozenset()
 
 
 def ofport_atom(ofport: int) -> Atom:
@@ -196,10 +200,15 @@ def isolation_atoms(
 
 def plan_rule(rule: CompletedRule, ofport_of: Callable[[PodReference], int | None]) -> RulePlan:
     """Conjunction clauses and isolation atoms of one rule on this node."""
-    services = rule.rule.rule.services
-    if rule.direction is Direction.IN:
-        return _plan_ingress(rule, services, ofport_of)
-    return _plan_egress(rule, services)
+    r = rule.rule.rule
+    if r.direction is Direction.IN:
+        return _plan_ingress(rule, r.services, ofport_of)
+    return _plan_egress(rule, r.services)
+
+
+# Plans are built per rule by the ten thousand: the named tuples are made without their
+# Python-level __new__ (argument parsing costs more than the tuple).
+_new = tuple.__new__
 
 
 def _plan_ingress(
@@ -207,25 +216,54 @@ def _plan_ingress(
     services: tuple[Service, ...] | None,
     ofport_of: Callable[[PodReference], int | None],
 ) -> RulePlan:
-    groups: dict[ServicesKey, set[Atom]] = defaultdict(set)
-    isolated: set[Atom] = set()
-    for t in rule.targets:
-        ofport = ofport_of(t.pod)
-        if ofport is None:
-            continue  # not attached to the bridge (yet): nothing to match on
-        a = ofport_atom(ofport)
-        isolated.add(a)
-        groups[resolve_services(services, t.ports) if services is not None else None].add(a)
-    prefixes = [p for m in rule.peer_members for p in _member_prefixes(m)]
-    prefixes += _blocks(rule.peer_blocks)
-    peers = address_atoms(prefixes, field="nw_src")
+    groups: dict[ServicesKey, set[Atom]] = {}
+    if services is None:
+        ports = [ofport_of(t.pod) for t in rule.targets]
+        # (a pod not attached to the bridge yet has nothing to match on)
+        iso = frozenset([("reg1", p) for p in ports if p is not None])
+    else:
+        isolated: set[Atom] = set()
+        for t in rule.targets:
+            ofport = ofport_of(t.pod)
+            if ofport is None:
+                continue
+            a = ("reg1", ofport)
+            isolated.add(a)
+            groups.setdefault(resolve_services(services, t.ports), set()).add(a)
+        iso = frozenset(isolated)
+    if not iso:
+        return _new(RulePlan, ({}, iso))
+    peers = _peer_atoms(rule.peer_members, rule.peer_blocks, "nw_src")
+    if not peers:
+        return _new(RulePlan, ({}, iso))
+    if services is None:  # no ports: one conjunction for every target (its `to` = isolation)
+        return _new(RulePlan, ({None: _new(Clauses, (peers, iso, _NO_ATOMS))}, iso))
     conjs: dict[ServicesKey, Clauses] = {}
-    if peers:
-        for key, targets in groups.items():
-            if key is not None and not key:
-                continue  # no named port resolved on these pods: isolated, nothing allowed
-            conjs[key] = Clauses(peers, frozenset(targets), service_atoms(key))
-    return RulePlan(conjs, frozenset(isolated))
+    for key, targets in groups.items():
+        if key is not None and not key:
+            continue  # no named port resolved on these pods: isolated, nothing allowed
+        conjs[key] = Clauses(peers, frozenset(targets), service_atoms(key))
+    return RulePlan(conjs, iso)
+
+
+def _peer_atoms(
+    members: frozenset[GroupMember], blocks: tuple[IPBlock, ...], field: str
+) -> frozenset[Atom]:
+    """The address atoms of a rule's peers (the whole peer clause)."""
+    if not members and len(blocks) == 1:  # a single ipBlock: its atoms are cached
+        b = blocks[0]
+        return _block_atoms(
+            b.cidr, b.except_ if type(b.except_) is tuple else tuple(b.except_), field
+        )
+    prefixes = [p for m in members for p in _member_prefixes(m)] if members else []
+    if blocks:
+        prefixes += _blocks(blocks)
+    return address_atoms(prefixes, field=field)
+
+
+@lru_cache(maxsize=1 << 16)
+def _block_atoms(cidr: str, excepts: tuple[str, ...], field: str) -> frozenset[Atom]:
+    return address_atoms(_block_prefixes(cidr, excepts), field=field)
 
 
 def _plan_egress(rule: CompletedRule, services: tuple[Service, ...] | None) -> RulePlan:

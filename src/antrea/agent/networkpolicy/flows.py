@@ -14,16 +14,19 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
+from typing import NamedTuple
 
 from antrea.agent.openflow import pipeline as p
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, make_cookie
 from antrea.ovs.openflow.flow import (
+    Action,
     Conjunction,
     CtClear,
     CtState,
     Drop,
     Flow,
     GotoTable,
+    LoadReg,
     Match,
     Output,
     Proto,
@@ -38,6 +41,13 @@ LABEL_MASK = 0xFFFFFFFF
 
 def cookie(round_num: int, object_id: int = 0) -> int:
     return make_cookie(round_num, Category.NETWORK_POLICY, object_id)
+
+
+@lru_cache(maxsize=64)
+def _round_cookie(round_num: int) -> int:
+    """The cookie of a round's shared policy flows (object id 0); a conjunction's own flows
+    add its ID in the object bits."""
+    return cookie(round_num)
 
 
 def base_flows(
@@ -120,36 +130,60 @@ def conj_flows(
 ) -> list[Flow]:
     """The action flow of one conjunction plus its established-packets counter. With ``log``
     (an audit-logged rule) the action flow also copies the packet to the agent: only new
-    connections get there (established ones take the bypass above)."""
-    c = cookie(round_num, conj_id)
-    shift = d.label_shift
-    goto = _goto(d.allow_goto)
-    tail = (_TO_CONTROLLER, goto) if log else (goto,)
+    connections get there (established ones take the bypass above).
+
+    Built by the ten thousand in an initial sync: everything but the ID comes precomputed per
+    direction (`_ConjTemplate`)."""
+    t = _conj_template(d)
+    c = _round_cookie(round_num) | (conj_id & OBJECT_MASK)
     return [
         Flow(
-            d.rule_table,
+            t.table,
             p.PRIO_ACTION,
             Match(proto=Proto.IP, conj_id=conj_id),
-            (d.conj_reg.load(conj_id), *tail),
+            (LoadReg(t.reg, conj_id, t.start, t.end), *(t.logged_tail if log else t.tail)),
             c,
         ),
         Flow(
-            d.rule_table,
+            t.table,
             p.PRIO_METRIC,
-            Match(proto=Proto.IP, ct_state=EST, ct_label=(conj_id << shift, LABEL_MASK << shift)),
-            (goto,),
+            Match(proto=Proto.IP, ct_state=EST, ct_label=(conj_id << t.shift, t.label_mask)),
+            t.tail,
             c,
         ),
     ]
 
 
+class _ConjTemplate(NamedTuple):
+    """What the flows of every conjunction of one direction share."""
+
+    table: int
+    reg: int
+    start: int
+    end: int
+    shift: int
+    label_mask: int
+    tail: tuple[Action, ...]  # after the conj_reg load: the goto
+    logged_tail: tuple[Action, ...]  # audit-logged rules: to the agent first
+
+
+@lru_cache(maxsize=8)
+def _conj_template(d: p.DirectionTables) -> _ConjTemplate:
+    goto = GotoTable(d.allow_goto)
+    reg = d.conj_reg
+    return _ConjTemplate(
+        d.rule_table,
+        reg.reg,
+        reg.start,
+        reg.end,
+        d.label_shift,
+        LABEL_MASK << d.label_shift,
+        (goto,),
+        (_TO_CONTROLLER, goto),
+    )
+
+
 _TO_CONTROLLER = Output("CONTROLLER")
-
-
-@lru_cache(maxsize=256)
-def _goto(table: int) -> GotoTable:
-    """One shared action value per table (the conjunction flows are built by the thousand)."""
-    return GotoTable(table)
 
 
 # How many conjunction actions one clause flow carries at most. One NXAST_CONJUNCTION is 16
@@ -166,13 +200,22 @@ def match_flow(
     conjs: Iterable[tuple[int, int, int]],
     band: int = 0,
 ) -> Flow:
-    """One clause match flow carrying conjunctions that share it (id, clause, n).
+    """One clause match flow carrying conjunctions that share it (id, clause, n)."""
+    actions = tuple(Conjunction(i, k, n) for i, k, n in sorted(conjs))
+    return clause_flow(round_num, table, match, actions, band)
+
+
+def clause_flow(
+    round_num: int, table: int, match: Match, actions: tuple[Conjunction, ...], band: int = 0
+) -> Flow:
+    """The clause flow of `match` in one band: the conjunction actions that share it, ordered
+    by conjunction ID (the reconciler keeps one `Conjunction` value per conjunction and
+    clause, shared by every flow of that clause).
 
     ``band`` b puts it at priority ``PRIO_MATCH - b``: every clause flow of one conjunction is
     in that conjunction's band, as OVS evaluates conjunctions per priority.
     """
-    actions = tuple(Conjunction(i, k, n) for i, k, n in sorted(conjs))
-    return Flow(table, p.PRIO_MATCH - band, match, actions, cookie(round_num))
+    return Flow(table, p.PRIO_MATCH - band, match, actions, _round_cookie(round_num))
 
 
 # Cookie object id of isolation flows that also send the packet to the agent's audit log
@@ -188,4 +231,7 @@ def isolation_flow(round_num: int, table: int, match: Match, *, log: bool = Fals
             table, p.PRIO_ISOLATION, match, (Output("CONTROLLER"),),
             cookie(round_num, AUDIT_OBJECT_ID),
         )  # fmt: skip
-    return Flow(table, p.PRIO_ISOLATION, match, (Drop(),), cookie(round_num))
+    return Flow(table, p.PRIO_ISOLATION, match, _DROP, _round_cookie(round_num))
+
+
+_DROP = (Drop(),)

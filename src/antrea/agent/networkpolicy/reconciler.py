@@ -32,6 +32,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import structlog
 
@@ -54,7 +55,7 @@ from antrea.apis.controlplane.types import Direction, PodReference
 from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
 from antrea.ovs.openflow.client import FlowClient, FlowOwnershipError
-from antrea.ovs.openflow.flow import Flow, RegMatch
+from antrea.ovs.openflow.flow import Conjunction, Flow, RegMatch
 from antrea.ovs.openflow.render import render_table_match
 
 log = structlog.get_logger(__name__)
@@ -68,17 +69,25 @@ class BandsExhausted(AntreaError, RuntimeError):
     """Every priority band of a clause match is full (MATCH_BANDS x the per-flow cap)."""
 
 
-@dataclass
-class RealizedConj:
+class RealizedConj(NamedTuple):
     conj_id: int
     clauses: Clauses
 
 
-@dataclass
-class RealizedRule:
+class RealizedRule(NamedTuple):
     rule: CacheRule
-    conjs: dict[ServicesKey, RealizedConj] = field(default_factory=dict)
-    isolated: frozenset[Atom] = frozenset()
+    conjs: dict[ServicesKey, RealizedConj]
+    isolated: frozenset[Atom]
+
+
+# Realized state is recorded per rule by the ten thousand: the named tuples are made without
+# their Python-level __new__ (argument parsing costs more than the tuple).
+_new = tuple.__new__
+
+
+_NO_ATOMS: frozenset[Atom] = frozenset()
+_NO_CONJS: dict[ServicesKey, RealizedConj] = {}
+_GONE = RulePlan({}, _NO_ATOMS)
 
 
 @dataclass
@@ -91,6 +100,18 @@ class BatchResult:
     seconds: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)  # rule id -> error
     failed_stage: dict[str, str] = field(default_factory=dict)  # rule id -> "plan" | "apply"
+
+
+@dataclass(slots=True)
+class _Batch:
+    """What the planning of one batch collects: the owners' desired flows, who to blame for
+    them (filled in lazily, see `PolicyReconciler._blame_shared`) and the clause and
+    isolation matches whose flows must be rebuilt once every rule of the batch is linked."""
+
+    desired: dict[Owner, list[Flow] | None] = field(default_factory=dict)
+    blame: dict[Owner, set[str]] = field(default_factory=dict)
+    matches: set[MatchKey] = field(default_factory=set)
+    iso: set[MatchKey] = field(default_factory=set)
 
 
 class RuleRealizationError(AntreaError, RuntimeError):
@@ -135,8 +156,12 @@ class PolicyReconciler:
         self.realized: dict[str, RealizedRule] = {}
         self.conj_rule: dict[int, str] = {}  # conj id -> rule id (kept while the ID cools down)
         self.band_cap = max_conjunctions_per_flow
-        self._matches: dict[MatchKey, dict[int, tuple[int, int]]] = {}
-        self._band_load: dict[MatchKey, dict[int, int]] = {}  # match -> band -> conjunctions
+        # clause match -> conjunction ID -> its action in that match's flow (one value per
+        # conjunction and clause, shared by the flows of every match of the clause)
+        self._matches: dict[MatchKey, dict[int, Conjunction]] = {}
+        # match -> band -> conjunctions, for the bands past 0 only (band 0 holds the rest of
+        # the match's conjunctions): empty unless a match has more than `band_cap` of them
+        self._band_load: dict[MatchKey, dict[int, int]] = {}
         self._conj_band: dict[int, int] = {}  # conjunctions outside band 0
         self._isolation: dict[MatchKey, set[str]] = {}
         self._logged: set[str] = set()  # rules with audit logging (their isolation is logged)
@@ -223,12 +248,10 @@ class PolicyReconciler:
         """
         start = time.perf_counter()
         result = BatchResult(rules=len(rules))
-        desired: dict[Owner, list[Flow] | None] = {}
-        blame: dict[Owner, set[str]] = {}
+        b = _Batch()
+        desired, blame = b.desired, b.blame
         if with_base:
             desired[BASE_OWNER] = self.base_flows()
-        touched_matches: set[MatchKey] = set()
-        touched_iso: set[MatchKey] = set()
         all_rules: set[str] = set(rules)
         chunk: Mapping[str, CompletedRule | None] = rules
         while chunk:
@@ -253,16 +276,7 @@ class PolicyReconciler:
                     await asyncio.sleep(0)  # let the stream be read while we plan
                 if rid in native:
                     continue
-                self._plan_one(
-                    rid,
-                    completed,
-                    result,
-                    forced=rid in isolate_only,
-                    desired=desired,
-                    blame=blame,
-                    touched_matches=touched_matches,
-                    touched_iso=touched_iso,
-                )
+                self._plan_one(rid, completed, result, rid in isolate_only, b)
             if absorb is None:
                 break
             await asyncio.sleep(0)
@@ -270,14 +284,7 @@ class PolicyReconciler:
             all_rules.update(chunk)
             result.rules += len(chunk)
         try:
-            failures = await self._send(
-                desired,
-                blame=blame,
-                touched_matches=touched_matches,
-                touched_iso=touched_iso,
-                batch=all_rules,
-                result=result,
-            )
+            failures = await self._send(b, batch=all_rules, result=result)
         except Exception:
             # Crashed before the switch had this batch: its rules keep their drop flows and
             # forget their conjunctions, so that a retry relinks (and re-fails) them from
@@ -311,51 +318,29 @@ class PolicyReconciler:
         rid: str,
         completed: CompletedRule | None,
         result: BatchResult,
-        *,
         forced: bool,
-        desired: dict[Owner, list[Flow] | None],
-        blame: dict[Owner, set[str]],
-        touched_matches: set[MatchKey],
-        touched_iso: set[MatchKey],
+        b: _Batch,
     ) -> None:
-        """Plan one Kubernetes rule and diff it into this batch's owners (fails closed)."""
+        """Plan one Kubernetes rule and diff it into this batch's owners (fails closed).
+
+        Who to blame for an owner's flows is not recorded here (one set per owner and rule,
+        for the rare batch the switch refuses): `_blame_shared` works it out from the
+        indexes when a bundle fails."""
         plan = self._plan(rid, completed, result, forced=forced)
         cache_rule = completed.rule if completed is not None else None
         try:
-            self._update_rule(
-                rid,
-                cache_rule,
-                plan,
-                desired=desired,
-                blame=blame,
-                touched_matches=touched_matches,
-                touched_iso=touched_iso,
-            )
+            self._update_rule(rid, cache_rule, plan, b)
         except Exception as exc:  # e.g. BandsExhausted: this rule only, isolation kept
             assert completed is not None and plan is not None
             _fail(result, rid, "plan", f"cannot link: {type(exc).__name__}: {exc}")
             log.warning("policy_rule_link_failed", rule=rid, error=str(exc))
-            self._update_rule(
-                rid,
-                cache_rule,
-                RulePlan({}, plan.isolated),
-                desired=desired,
-                blame=blame,
-                touched_matches=touched_matches,
-                touched_iso=touched_iso,
-            )
+            self._update_rule(rid, cache_rule, RulePlan({}, plan.isolated), b)
 
     async def _send(
-        self,
-        desired: dict[Owner, list[Flow] | None],
-        *,
-        blame: dict[Owner, set[str]],
-        touched_matches: set[MatchKey],
-        touched_iso: set[MatchKey],
-        batch: set[str],
-        result: BatchResult,
+        self, b: _Batch, *, batch: set[str], result: BatchResult
     ) -> dict[Owner, Exception]:
-        self._touched_owners(desired, blame, touched_matches, touched_iso, batch)
+        desired, blame = b.desired, b.blame
+        self._touched_owners(b)
         for owner, rids in list(self._failed.items()):  # retry what the switch refused before
             if owner not in desired:
                 desired[owner] = self._desired_of(owner)
@@ -363,6 +348,7 @@ class PolicyReconciler:
 
         failures = await self._submit(desired, result, bisect=False)
         if failures:
+            self._blame_shared(b, batch)
             # Find the refused owners with the new conjunctions' action flows held back: a
             # conjunction allows nothing without its `conj_id` flow, so no rule is ever
             # half-installed *and* active while the batch is bisected.
@@ -379,24 +365,14 @@ class PolicyReconciler:
         return failures
 
     def _forget_conjunctions(self, rids: Iterable[str]) -> None:
-        scratch_desired: dict[Owner, list[Flow] | None] = {}
-        scratch_blame: dict[Owner, set[str]] = {}
-        touched: set[MatchKey] = set()
+        scratch = _Batch()
         for rid in rids:
             r = self.realized.get(rid)
             if r is None or not r.conjs:
                 continue
             d = tables_for(r.rule.direction)
             for rc in r.conjs.values():
-                self._drop_conj(
-                    rid,
-                    rc.conj_id,
-                    [rc.clauses],
-                    d=d,
-                    desired=scratch_desired,
-                    blame=scratch_blame,
-                    touched=touched,
-                )
+                self._drop_conj(rc.conj_id, (rc.clauses,), d, scratch)
             self.realized[rid] = RealizedRule(r.rule, {}, r.isolated)
 
     async def resync(self) -> BatchResult:
@@ -461,27 +437,37 @@ class PolicyReconciler:
             iso = old.isolated if old is not None else frozenset()
         return RulePlan({}, iso)
 
-    def _touched_owners(
-        self,
-        desired: dict[Owner, list[Flow] | None],
-        blame: dict[Owner, set[str]],
-        touched_matches: set[MatchKey],
-        touched_iso: set[MatchKey],
-        batch: set[str],
-    ) -> None:
-        for mk in touched_matches:
-            owner: Owner = (PolicyOwner.MATCH, mk[0], mk[1])
-            conjs = self._matches.get(mk)
-            desired[owner] = self._match_flows(mk, conjs) if conjs else None
-            users = {self.conj_rule[c] for c in (conjs or ()) if c in self.conj_rule}
-            # A shared flow that changed in this batch is blamed on this batch's rules using
-            # it, not on the rules that already had it installed.
-            blame.setdefault(owner, set()).update((users & batch) or users)
-        for mk in touched_iso:
+    def _touched_owners(self, b: _Batch) -> None:
+        """The flows of every clause and isolation match this batch touched, each built once
+        (after all of the batch's links are known)."""
+        desired, blame = b.desired, b.blame
+        matches = self._matches
+        match_flows = self._match_flows
+        for mk in b.matches:
+            conjs = matches.get(mk)
+            desired[(PolicyOwner.MATCH, mk[0], mk[1])] = match_flows(mk, conjs) if conjs else None
+        for mk in b.iso:
             iso_owner: Owner = (PolicyOwner.ISOLATION, mk[0], mk[1])
             holders = self._isolation.get(mk)
             desired[iso_owner] = self._iso_flows(mk, holders)
             blame.setdefault(iso_owner, set()).update(holders or ())
+
+    def _blame_shared(self, b: _Batch, batch: set[str]) -> None:
+        """Fill in who to blame for the conjunction and clause owners of a refused bundle,
+        from the indexes as this batch left them: a conjunction's rule; for a shared clause
+        flow that changed, the batch's rules using it, not the rules that already had it
+        installed (all of its users when none is in the batch)."""
+        conj_rule, blame = self.conj_rule, b.blame
+        for owner in b.desired:
+            if _is_conj_owner(owner):
+                rid = conj_rule.get(owner[1])  # type: ignore[index]
+                if rid is not None:
+                    blame.setdefault(owner, set()).add(rid)
+        for mk in b.matches:
+            conjs = self._matches.get(mk)
+            users = {conj_rule[c] for c in (conjs or ()) if c in conj_rule}
+            match_owner: Owner = (PolicyOwner.MATCH, mk[0], mk[1])
+            blame.setdefault(match_owner, set()).update((users & batch) or users)
 
     async def _withdraw(
         self,
@@ -496,9 +482,8 @@ class PolicyReconciler:
         missing clause member) or more (a peer flow that could not be deleted): withdraw its
         conjunctions so it allows nothing, keep its drop flows, and retry it later.
         """
-        desired: dict[Owner, list[Flow] | None] = {}
-        touched_matches: set[MatchKey] = set()
-        touched_iso: set[MatchKey] = set()
+        b = _Batch(blame=blame)
+        desired = b.desired
         rids = {rid for o in failures for rid in blame.get(o, ())}
         for rid in sorted(rids):
             if rid not in result.failed:
@@ -511,16 +496,9 @@ class PolicyReconciler:
             realized = self.realized.get(rid)
             if realized is None or not realized.conjs:
                 continue
-            self._update_rule(
-                rid,
-                realized.rule,
-                RulePlan({}, realized.isolated),
-                desired=desired,
-                blame=blame,
-                touched_matches=touched_matches,
-                touched_iso=touched_iso,
-            )
-        self._touched_owners(desired, blame, touched_matches, touched_iso, rids)
+            self._update_rule(rid, realized.rule, RulePlan({}, realized.isolated), b)
+        self._touched_owners(b)
+        self._blame_shared(b, rids)
         for owner, exc in failures.items():
             if isinstance(owner, tuple) and owner[0] == antrea_native.OWNER:
                 desired[owner] = self.native.fail_closed(owner[1], f"flows refused: {exc}")
@@ -536,158 +514,166 @@ class PolicyReconciler:
         rid: str,
         cache_rule: CacheRule | None,
         plan: RulePlan | None,
-        *,
-        desired: dict[Owner, list[Flow] | None],
-        blame: dict[Owner, set[str]],
-        touched_matches: set[MatchKey],
-        touched_iso: set[MatchKey],
+        b: _Batch,
     ) -> None:
         old = self.realized.get(rid)
         gone = plan is None
         if plan is None:
-            plan = RulePlan({}, frozenset())
-        cache_rule = cache_rule or (old.rule if old else None)
+            plan = _GONE
         if cache_rule is None:
-            return  # never realized, still gone
+            if old is None:
+                return  # never realized, still gone
+            cache_rule = old.rule
         d = tables_for(cache_rule.direction)
-        logged = cache_rule.rule.enable_logging
-        new = RealizedRule(cache_rule)
-        old_conjs = old.conjs if old else {}
-        created: list[tuple[int, Clauses]] = []
-        try:
-            for key in (
-                old_conjs.keys() | plan.conjunctions.keys() if old_conjs else plan.conjunctions
-            ):
-                was = old_conjs.get(key)
-                want = plan.conjunctions.get(key)
-                if want is None:
-                    assert was is not None
-                    self._drop_conj(
-                        rid,
-                        was.conj_id,
-                        [was.clauses],
-                        d=d,
-                        desired=desired,
-                        blame=blame,
-                        touched=touched_matches,
-                    )
-                    continue
-                if was is None:
-                    cid = self.ids.allocate()
-                    self.conj_rule[cid] = rid
-                    self._conj_dir[cid] = d
-                    created.append((cid, want))
-                    self._link(cid, want, d, touched_matches)
-                    desired[(PolicyOwner.CONJUNCTION, cid)] = fb.conj_flows(
-                        self.round_num, d, cid, log=logged
-                    )
-                    blame.setdefault((PolicyOwner.CONJUNCTION, cid), set()).add(rid)
-                    new.conjs[key] = RealizedConj(cid, want)
-                    continue
-                if was.clauses != want:
-                    self._relink(was.conj_id, was.clauses, want, d, touched_matches)
-                new.conjs[key] = RealizedConj(was.conj_id, want)
-        except Exception:
-            # Leave the rule with no conjunction at all (never half-linked), its isolation as
-            # it was; the caller falls back to an isolation-only plan.
-            for key, was in old_conjs.items():
-                sets = [was.clauses] + (
-                    [plan.conjunctions[key]] if key in plan.conjunctions else []
-                )
-                self._drop_conj(
-                    rid,
-                    was.conj_id,
-                    sets,
-                    d=d,
-                    desired=desired,
-                    blame=blame,
-                    touched=touched_matches,
-                )
-            for cid, want in created:
-                self._drop_conj(
-                    rid, cid, [want], d=d, desired=desired, blame=blame, touched=touched_matches
-                )
-            if old is not None:
-                self.realized[rid] = RealizedRule(cache_rule, {}, old.isolated)
-            raise
-        old_iso = old.isolated if old else frozenset()
-        for m in old_iso - plan.isolated:
-            mk = (d.default_table, m)
-            holders = self._isolation.get(mk)
-            if holders is not None:
-                holders.discard(rid)
-                if not holders:
-                    del self._isolation[mk]
-            touched_iso.add(mk)
-        for m in plan.isolated - old_iso:
-            mk = (d.default_table, m)
-            self._isolation.setdefault(mk, set()).add(rid)
-            touched_iso.add(mk)
-        new.isolated = plan.isolated
+        old_conjs = old.conjs if old is not None else _NO_CONJS
+        want = plan.conjunctions
+        conjs = self._update_conjs(rid, cache_rule, old, want, b) if want or old_conjs else {}
+        old_iso = old.isolated if old is not None else _NO_ATOMS
+        iso = plan.isolated
+        if iso is not old_iso:
+            table = d.default_table
+            isolation = self._isolation
+            if old_iso:
+                for m in old_iso - iso:
+                    mk = (table, m)
+                    holders = isolation.get(mk)
+                    if holders is not None:
+                        holders.discard(rid)
+                        if not holders:
+                            del isolation[mk]
+                    b.iso.add(mk)
+            for m in iso - old_iso if old_iso else iso:
+                mk = (table, m)
+                holders = isolation.get(mk)
+                if holders is None:
+                    isolation[mk] = {rid}
+                else:
+                    holders.add(rid)
+                b.iso.add(mk)
         if gone:
             self.realized.pop(rid, None)
             self._logged.discard(rid)
         else:
-            self.realized[rid] = new
+            self.realized[rid] = _new(RealizedRule, (cache_rule, conjs, iso))
             if cache_rule.rule.enable_logging:
                 self._logged.add(rid)
-            else:
+            elif self._logged:
                 self._logged.discard(rid)
+
+    def _update_conjs(
+        self,
+        rid: str,
+        cache_rule: CacheRule,
+        old: RealizedRule | None,
+        want: dict[ServicesKey, Clauses],
+        b: _Batch,
+    ) -> dict[ServicesKey, RealizedConj]:
+        """The rule's conjunctions after `want`: new ones allocated and linked, changed ones
+        relinked, vanished ones dropped. All or nothing: on an error (e.g. BandsExhausted)
+        the rule is left with no conjunction at all (never half-linked), and it raises."""
+        d = tables_for(cache_rule.direction)
+        touched = b.matches
+        old_conjs = old.conjs if old is not None else _NO_CONJS
+        out: dict[ServicesKey, RealizedConj] = {}
+        created: list[tuple[int, Clauses]] = []
+        try:
+            if old_conjs:
+                for key, gone in old_conjs.items():
+                    if key not in want:
+                        self._drop_conj(gone.conj_id, (gone.clauses,), d, b)
+            for key, clauses in want.items():
+                was = old_conjs.get(key) if old_conjs else None
+                if was is None:
+                    cid = self.ids.allocate()
+                    self.conj_rule[cid] = rid
+                    self._conj_dir[cid] = d
+                    created.append((cid, clauses))
+                    self._link(cid, clauses, d, touched)
+                    b.desired[(PolicyOwner.CONJUNCTION, cid)] = fb.conj_flows(
+                        self.round_num, d, cid, log=cache_rule.rule.enable_logging
+                    )
+                    out[key] = _new(RealizedConj, (cid, clauses))
+                elif was.clauses != clauses:
+                    self._relink(was.conj_id, was.clauses, clauses, d, touched)
+                    out[key] = RealizedConj(was.conj_id, clauses)
+                else:
+                    out[key] = was
+        except Exception:
+            for key, was in old_conjs.items():
+                sets = (was.clauses, want[key]) if key in want else (was.clauses,)
+                self._drop_conj(was.conj_id, sets, d, b)
+            for cid, clauses in created:
+                self._drop_conj(cid, (clauses,), d, b)
+            if old is not None:
+                self.realized[rid] = RealizedRule(cache_rule, {}, old.isolated)
+            raise
+        return out
 
     def _drop_conj(
         self,
-        rid: str,
         cid: int,
-        clause_sets: list[Clauses],
-        *,
+        clause_sets: Iterable[Clauses],
         d: DirectionTables,
-        desired: dict[Owner, list[Flow] | None],
-        blame: dict[Owner, set[str]],
-        touched: set[MatchKey],
+        b: _Batch,
     ) -> None:
-        for cl in clause_sets:
-            self._unlink(cid, cl, d, touched)
+        self._unlink(cid, clause_sets, d, b.matches)
         self.ids.release(cid)
         self._conj_dir.pop(cid, None)
-        desired[(PolicyOwner.CONJUNCTION, cid)] = None
-        blame.setdefault((PolicyOwner.CONJUNCTION, cid), set()).add(rid)
+        b.desired[(PolicyOwner.CONJUNCTION, cid)] = None
 
-    def _match_flows(self, mk: MatchKey, conjs: dict[int, tuple[int, int]]) -> list[Flow]:
+    def _match_flows(self, mk: MatchKey, conjs: dict[int, Conjunction]) -> list[Flow]:
         """The clause flows of one match: one per band in use."""
         band_of = self._conj_band
         match = atom_match(mk[1])
-        if not band_of or (len(conjs) == 1 and next(iter(conjs)) not in band_of):
-            # every conjunction in band 0 (no clause match past the cap): one flow
-            return [
-                fb.match_flow(
-                    self.round_num, mk[0], match, [(i, k, n) for i, (k, n) in conjs.items()]
-                )
-            ]
-        by_band: dict[int, list[tuple[int, int, int]]] = {}
-        for cid, (k, n) in conjs.items():
-            by_band.setdefault(band_of.get(cid, 0), []).append((cid, k, n))
+        if len(conjs) == 1:
+            ((cid, action),) = conjs.items()
+            band = band_of.get(cid, 0) if band_of else 0
+            return [fb.clause_flow(self.round_num, mk[0], match, (action,), band)]
+        if not band_of:  # every conjunction in band 0 (no clause match past the cap)
+            actions = tuple([conjs[cid] for cid in sorted(conjs)])
+            return [fb.clause_flow(self.round_num, mk[0], match, actions)]
+        by_band: dict[int, list[Conjunction]] = {}
+        for cid in sorted(conjs):
+            by_band.setdefault(band_of.get(cid, 0), []).append(conjs[cid])
         return [
-            fb.match_flow(self.round_num, mk[0], match, acts, band)
+            fb.clause_flow(self.round_num, mk[0], match, tuple(acts), band)
             for band, acts in sorted(by_band.items())
         ]
 
     def _choose_band(self, keys: Iterable[MatchKey], first: int = 0) -> int:
         """The first band from `first` where every match in `keys` has room for one more."""
-        loads = [load for load in map(self._band_load.get, keys) if load is not None]
         cap = self.band_cap
+        matches = self._matches
+        # A match with fewer conjunctions than the cap has room in every band.
+        full = [
+            (mk, entry)
+            for mk in keys
+            if (entry := matches.get(mk)) is not None and len(entry) >= cap
+        ]
+        if not full:
+            return first
         for band in range(first, MATCH_BANDS):
-            if all(load.get(band, 0) < cap for load in loads):
+            if all(self._load(mk, entry, band) < cap for mk, entry in full):
                 return band
         raise BandsExhausted(f"more than {MATCH_BANDS * cap} conjunctions share one clause match")
 
-    def _add_member(self, mk: MatchKey, cid: int, k: int, n: int, band: int) -> None:
-        entry = self._matches.setdefault(mk, {})
-        if cid not in entry:
-            load = self._band_load.setdefault(mk, {})
-            load[band] = load.get(band, 0) + 1
-        entry[cid] = (k, n)
+    def _load(self, mk: MatchKey, entry: dict[int, Conjunction], band: int) -> int:
+        """How many conjunctions of match `mk` (its `entry`) are in `band`."""
+        upper = self._band_load.get(mk)
+        if band:
+            return upper.get(band, 0) if upper else 0
+        return len(entry) - sum(upper.values()) if upper else len(entry)
 
-    def _remove_member(self, mk: MatchKey, cid: int) -> None:
+    def _add_member(self, mk: MatchKey, cid: int, action: Conjunction, band: int) -> None:
+        entry = self._matches.get(mk)
+        if entry is None:
+            entry = self._matches[mk] = {}
+        if band and cid not in entry:
+            upper = self._band_load.setdefault(mk, {})
+            upper[band] = upper.get(band, 0) + 1
+        entry[cid] = action
+
+    def _remove_member(self, mk: MatchKey, cid: int, band: int) -> None:
         entry = self._matches.get(mk)
         if entry is None or entry.pop(cid, None) is None:
             return
@@ -695,32 +681,64 @@ class PolicyReconciler:
             del self._matches[mk]
             self._band_load.pop(mk, None)
             return
-        load = self._band_load[mk]
-        band = self._conj_band.get(cid, 0)
-        left = load.get(band, 0) - 1
-        if left > 0:
-            load[band] = left
-        else:
-            load.pop(band, None)
+        if band:
+            upper = self._band_load.get(mk)
+            if upper is None:
+                return
+            left = upper.get(band, 0) - 1
+            if left > 0:
+                upper[band] = left
+            else:
+                upper.pop(band, None)
+                if not upper:
+                    del self._band_load[mk]
 
     def _link(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
-        n = cl.n_clauses
         table = d.rule_table
-        members = [((table, m), k) for k, matches in cl.numbered() for m in matches]
-        band = self._choose_band(mk for mk, _ in members)
+        from_, to, services = cl
+        n = 3 if services else 2
+        # one action value per clause, shared by the flows of all of the clause's matches
+        action = Conjunction(cid, 1, n)
+        members = [((table, m), action) for m in from_]
+        action = Conjunction(cid, 2, n)
+        members += [((table, m), action) for m in to]
+        if services:
+            action = Conjunction(cid, 3, n)
+            members += [((table, m), action) for m in services]
+        matches = self._matches
+        cap = self.band_cap
+        for mk, _ in members:
+            entry = matches.get(mk)
+            if entry is not None and len(entry) >= cap:
+                break
+        else:  # room in band 0 everywhere (the usual case): no load to count
+            for mk, action in members:
+                entry = matches.get(mk)
+                if entry is None:
+                    matches[mk] = {cid: action}
+                else:
+                    entry[cid] = action
+                touched.add(mk)
+            return
+        band = self._choose_band([mk for mk, _ in members])
         if band:
             self._conj_band[cid] = band
-        for mk, k in members:
-            self._add_member(mk, cid, k, n, band)
+        for mk, action in members:
+            self._add_member(mk, cid, action, band)
             touched.add(mk)
 
-    def _unlink(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
-        for _, matches in cl.numbered():
-            for m in matches:
-                mk = (d.rule_table, m)
-                self._remove_member(mk, cid)
-                touched.add(mk)
-        self._conj_band.pop(cid, None)
+    def _unlink(
+        self, cid: int, clause_sets: Iterable[Clauses], d: DirectionTables, touched: set[MatchKey]
+    ) -> None:
+        """Remove the conjunction from every match of `clause_sets`; it leaves its band."""
+        band = self._conj_band.pop(cid, 0)
+        table = d.rule_table
+        for cl in clause_sets:
+            for matches in cl:
+                for m in matches:
+                    mk = (table, m)
+                    self._remove_member(mk, cid, band)
+                    touched.add(mk)
 
     def _relink(
         self, cid: int, was: Clauses, want: Clauses, d: DirectionTables, touched: set[MatchKey]
@@ -730,9 +748,11 @@ class PolicyReconciler:
         before = {m for _, m in old}
         joining = [(d.rule_table, m) for _, m in new - old if m not in before]
         band = self._conj_band.get(cid, 0)
-        if joining and self._choose_band(joining, band) != band:
+        if was.n_clauses != want.n_clauses or (
+            joining and self._choose_band(joining, band) != band
+        ):
             # no room in its band for a new match: move the whole conjunction (same bundle)
-            self._unlink(cid, was, d, touched)
+            self._unlink(cid, (was,), d, touched)
             self._link(cid, want, d, touched)
             return
         still = {m for _, m in new}
@@ -740,11 +760,11 @@ class PolicyReconciler:
         for _, m in old - new:
             mk = (d.rule_table, m)
             if m not in still:
-                self._remove_member(mk, cid)
+                self._remove_member(mk, cid, band)
             touched.add(mk)
         for k, m in new - old:
             mk = (d.rule_table, m)
-            self._add_member(mk, cid, k, n, band)
+            self._add_member(mk, cid, Conjunction(cid, k, n), band)
             touched.add(mk)
 
     def _iso_flows(self, mk: MatchKey, holders: set[str] | None) -> list[Flow] | None:
