@@ -20,14 +20,15 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import msgpack
 import structlog
 
 from antrea.apis.controlplane.codec import EventType, WatchEvent
+from antrea.apis.controlplane.fastnew import positional_new
 from antrea.apis.controlplane.types import (
     AddressGroup,
     AddressGroupPatch,
@@ -118,6 +119,22 @@ class CompletedRule:
         return self.rule.direction
 
 
+# Built once per rule per batch: positional constructors skipping the frozen __init__.
+_new_cache_rule = cast(
+    Callable[
+        [str, str, NetworkPolicyRule, tuple[str, ...], int, int | None, float | None], CacheRule
+    ],
+    positional_new(CacheRule),
+)
+_new_completed = cast(
+    Callable[
+        [CacheRule, frozenset[GroupMember], tuple[IPBlock, ...], frozenset[GroupMember]],
+        CompletedRule,
+    ],
+    positional_new(CompletedRule),
+)
+
+
 @dataclass
 class RuleCache:
     policies: dict[str, NetworkPolicy] = field(default_factory=dict)
@@ -197,7 +214,7 @@ class RuleCache:
             atgs = r.applied_to_groups or policy.applied_to_groups
             rid = rule_id(key, r, atgs)
             if rid not in new:
-                new[rid] = CacheRule(rid, name, r, atgs, i, tier, prio)
+                new[rid] = _new_cache_rule(rid, name, r, atgs, i, tier, prio)
         old_ids = self._policy_rules.get(name)
         if old_ids:
             for rid in old_ids - new.keys():
@@ -343,7 +360,7 @@ class RuleCache:
             local = targets[atgs] = _union(self.applied_to_groups, atgs)
         if local is None:
             return None
-        return CompletedRule(cr, members, peer.ip_blocks, local)
+        return _new_completed(cr, members, peer.ip_blocks, local)
 
     def is_complete(self, rid: str) -> bool:
         cr = self.rules.get(rid)

@@ -15,13 +15,14 @@ module is the only place that knows them; everything else handles the dataclasse
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, cast
 
 import msgpack
 
+from antrea.apis.controlplane.fastnew import positional_new
 from antrea.apis.controlplane.types import (
     AddressGroup,
     AddressGroupPatch,
@@ -74,6 +75,31 @@ class WatchEvent:
 _DIRECTIONS = {str(d): d for d in Direction}
 _ACTIONS = {str(a): a for a in RuleAction}
 _EMPTY_PEER = NetworkPolicyPeer()
+# Rules, peers and blocks are built in bulk: positional constructors that skip the frozen
+# dataclass __init__ (fastnew; every field is passed, in declaration order).
+_new_rule = cast(
+    Callable[
+        [
+            Direction,
+            NetworkPolicyPeer,
+            NetworkPolicyPeer,
+            tuple[Service, ...] | None,
+            str,
+            int,
+            RuleAction | None,
+            tuple[str, ...],
+            bool,
+            str,
+        ],
+        NetworkPolicyRule,
+    ],
+    positional_new(NetworkPolicyRule),
+)
+_new_peer = cast(
+    Callable[[tuple[str, ...], tuple[IPBlock, ...]], NetworkPolicyPeer],
+    positional_new(NetworkPolicyPeer),
+)
+_new_block = cast(Callable[[str, tuple[str, ...]], IPBlock], positional_new(IPBlock))
 
 
 # --- members -----------------------------------------------------------------------------
@@ -118,9 +144,9 @@ def _peer_from(v: dict[str, Any]) -> NetworkPolicyPeer:
     ag, ipb = v["ag"], v["ipb"]
     if ag == () and ipb == ():
         return _EMPTY_PEER  # most rules have one empty side (the local one)
-    return NetworkPolicyPeer(
-        address_groups=ag if type(ag) is tuple else tuple(ag),
-        ip_blocks=tuple([IPBlock(b[0], tuple(b[1])) for b in ipb]),
+    return _new_peer(
+        ag if type(ag) is tuple else tuple(ag),
+        tuple([_new_block(b[0], tuple(b[1])) for b in ipb]),
     )
 
 
@@ -143,17 +169,17 @@ def _rule_to(r: NetworkPolicyRule) -> dict[str, Any]:
 
 def _rule_from(v: dict[str, Any]) -> NetworkPolicyRule:
     svc, act, ratg = v["svc"], v.get("act"), v.get("ratg")
-    return NetworkPolicyRule(
-        direction=_DIRECTIONS[v["dir"]],
-        from_=_peer_from(v["from"]),
-        to=_peer_from(v["to"]),
-        services=None if svc is None else tuple([_service_from(s) for s in svc]),
-        name=v["name"],
-        priority=v["prio"],
-        action=None if act is None else _ACTIONS[act],
-        applied_to_groups=() if not ratg else ratg if type(ratg) is tuple else tuple(ratg),
-        enable_logging=bool(v.get("log")),
-        log_label=str(v.get("logl") or ""),
+    return _new_rule(
+        _DIRECTIONS[v["dir"]],
+        _peer_from(v["from"]),
+        _peer_from(v["to"]),
+        None if svc is None else tuple([_service_from(s) for s in svc]),
+        v["name"],
+        v["prio"],
+        None if act is None else _ACTIONS[act],
+        () if not ratg else ratg if type(ratg) is tuple else tuple(ratg),
+        bool(v.get("log")),
+        str(v.get("logl") or ""),
     )
 
 
