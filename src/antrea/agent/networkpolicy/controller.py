@@ -242,17 +242,17 @@ class NetworkPolicyController:
             gc.freeze()
         self.last_batch = result
         self._inflight = set()
-        for rid in batch:
-            if rid in result.failed:
-                self.rule_errors[rid] = result.failed[rid]
-                self._schedule_retry(rid)
-            else:
-                self.rule_errors.pop(rid, None)
-                self._retry_delay.pop(rid, None)
-        for rid in batch:
-            cr = self.cache.rules.get(rid)
-            if cr is not None:
-                self._status_dirty.add(cr.policy)
+        failed, rule_errors, retry_delay = result.failed, self.rule_errors, self._retry_delay
+        if failed or rule_errors or retry_delay:  # else nothing to record or forget
+            for rid in batch:
+                if rid in failed:
+                    rule_errors[rid] = failed[rid]
+                    self._schedule_retry(rid)
+                else:
+                    rule_errors.pop(rid, None)
+                    retry_delay.pop(rid, None)
+        rules = self.cache.rules
+        self._status_dirty.update({cr.policy for rid in batch if (cr := rules.get(rid))})
         if first:
             self.ready.set()
             if self._first_event_at is not None:
