@@ -42,7 +42,11 @@ class Plan:
     add: list[Flow] = field(default_factory=list)
     modify: list[Flow] = field(default_factory=list)
     delete: list[Flow] = field(default_factory=list)
+    # the owners that had flows installed: their flows after the bundle (None: gone)
     owners: dict[Owner, dict[FlowKey, Flow] | None] = field(default_factory=dict)
+    # the owners that had none and get some, and their keys (claimed in bulk by `plan`)
+    fresh_owners: dict[Owner, dict[FlowKey, Flow]] = field(default_factory=dict)
+    fresh: dict[FlowKey, Owner] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
         return len(self.add) + len(self.modify) + len(self.delete)
@@ -70,65 +74,111 @@ class FlowClient:
 
     # -- planning -------------------------------------------------------------------------
     def plan(self, desired: Desired) -> Plan:
+        """The bundle that makes `desired` true, and the owner index after it (`_commit`).
+
+        Owners with nothing installed (the bulk of a large batch) take a fast path: all their
+        flows are adds, and their keys are claimed in bulk -- C-level dict operations that
+        reuse the keys' stored hashes instead of lookups per flow -- then checked at once
+        against each other, the re-planned owners' keys and the installed keys. Any overlap
+        (a hand-over from an owner of this plan, or a conflict) is settled by `_plan_each`,
+        the flow-by-flow path, which raises `FlowOwnershipError` for a conflict."""
         plan = Plan()
-        add, modify = plan.add, plan.modify
+        add, modify, delete, owners = plan.add, plan.modify, plan.delete, plan.owners
+        fresh, fresh_owners = plan.fresh, plan.fresh_owners
+        by_owner = self._by_owner
+        # the owners with something installed (when nothing is: not one lookup per owner)
+        replanned = by_owner.keys() & desired.keys() if by_owner else ()
         claimed: dict[FlowKey, Owner] = {}
-        claim = claimed.setdefault
-        holder_of = self._key_owner.get
-        installed = self._by_owner.get
-
-        def take(key: FlowKey, owner: Owner) -> None:
-            """Claim `key` for `owner` in this plan: refused when another owner holds it
-            (installed, and not itself replanned here) or claimed it earlier in this plan."""
-            holder = holder_of(key)
+        n_fresh = 0
+        for owner, flows in desired.items():
+            if replanned and owner in replanned:
+                old = by_owner[owner]
+                new = {} if flows is None else {f.key: f for f in flows}
+                for key, flow in new.items():
+                    self._take(key, owner, desired, claimed)
+                    prev = old.get(key)
+                    if prev is None or prev.cookie != flow.cookie:
+                        add.append(flow)
+                    elif prev.actions != flow.actions:
+                        modify.append(flow)
+                delete.extend(f for k, f in old.items() if k not in new)
+                owners[owner] = new if flows is not None else None
+            elif flows:  # a new owner: all its flows are adds, its keys claimed in bulk
+                new = {f.key: f for f in flows}
+                if new:
+                    fresh_owners[owner] = new
+                    add.extend(new.values())
+                    n_fresh += len(new)
+                    fresh.update(dict.fromkeys(new, owner))
+        if fresh:
+            held = self._key_owner
             if (
-                holder is not None
-                and holder is not owner
-                and holder != owner
-                and holder not in desired
+                len(fresh) != n_fresh  # two new owners want one key
+                or (claimed and not fresh.keys().isdisjoint(claimed.keys()))
+                or (held and not fresh.keys().isdisjoint(held.keys()))
             ):
-                raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
-            first = claim(key, owner)
-            if first is not owner and first != owner:
-                raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {first!r}")
+                return self._plan_each(desired)
+        if delete:
+            # a key moving between two re-planned owners is neither added nor deleted twice
+            # (one moving to a new owner was held: `_plan_each` did it)
+            plan.delete = [f for f in delete if f.key not in claimed]
+        return plan
 
+    def _take(
+        self, key: FlowKey, owner: Owner, desired: Desired, claimed: dict[FlowKey, Owner]
+    ) -> None:
+        """Claim `key` for `owner` in a plan: refused when another owner holds it (installed,
+        and not itself replanned here) or claimed it earlier in this plan."""
+        holder = self._key_owner.get(key)
+        if holder is not None and holder is not owner and holder != owner and holder not in desired:
+            raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {holder!r}")
+        first = claimed.setdefault(key, owner)
+        if first is not owner and first != owner:
+            raise FlowOwnershipError(f"flow {key} wanted by {owner!r} and {first!r}")
+
+    def _plan_each(self, desired: Desired) -> Plan:
+        """`plan` owner by owner and flow by flow, every key claimed on its own: the reference
+        the fast path must agree with, and the path of hand-overs and conflicts."""
+        plan = Plan()
+        add, modify, delete = plan.add, plan.modify, plan.delete
+        installed = self._by_owner.get
+        claimed: dict[FlowKey, Owner] = {}
         for owner, flows in desired.items():
             old = installed(owner)
             new: dict[FlowKey, Flow] = {} if flows is None else {f.key: f for f in flows}
-            if not old:  # a new owner (the bulk of an initial sync): every flow is an add
-                for key in new:
-                    take(key, owner)
-                add.extend(new.values())
-                plan.owners[owner] = new if flows is not None else None
-                continue
             for key, flow in new.items():
-                take(key, owner)
+                self._take(key, owner, desired, claimed)
                 prev = old.get(key) if old else None
                 if prev is None or prev.cookie != flow.cookie:
                     add.append(flow)
                 elif prev.actions != flow.actions:
                     modify.append(flow)
             if old:
-                # a key moving between two owners of this plan is neither added nor deleted twice
-                plan.delete.extend(f for k, f in old.items() if k not in new)
-            plan.owners[owner] = new if flows is not None else None
-        if plan.delete:
-            plan.delete = [f for f in plan.delete if f.key not in claimed]
+                delete.extend(f for k, f in old.items() if k not in new)
+                plan.owners[owner] = new if flows is not None else None
+            elif new:
+                plan.fresh_owners[owner] = new
+                plan.fresh.update(dict.fromkeys(new, owner))
+        if delete:
+            plan.delete = [f for f in delete if f.key not in claimed]
         return plan
 
     def _commit(self, plan: Plan) -> None:
+        by_owner = self._by_owner
         key_owner = self._key_owner
         for owner, flows in plan.owners.items():
-            for key in self._by_owner.get(owner, ()):
+            # (a key another owner of this plan took over is theirs already: kept)
+            for key in by_owner[owner]:
                 if key_owner.get(key) == owner:
                     del key_owner[key]
-            if flows is None or not flows:
-                self._by_owner.pop(owner, None)
-            else:
-                self._by_owner[owner] = flows
-        for owner, flows in plan.owners.items():
             if flows:
+                by_owner[owner] = flows
                 key_owner.update(dict.fromkeys(flows, owner))
+            else:
+                del by_owner[owner]
+        # the new owners, indexed in bulk
+        by_owner.update(plan.fresh_owners)
+        key_owner.update(plan.fresh)
 
     # -- changes --------------------------------------------------------------------------
     async def sync(self, desired: Desired) -> Plan:

@@ -10,9 +10,8 @@ is what caches index by. Text is produced in `antrea.ovs.openflow.render` only, 
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import StrEnum
-from operator import attrgetter
 from typing import NamedTuple
 
 IPNet = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -90,7 +89,7 @@ class Match:
     tcp_flags: str | None = None  # e.g. "+syn-ack" (needs proto tcp)
     icmp_type: int | None = None  # needs proto icmp
     icmp_code: int | None = None
-    # the hash, computed on first use (matches are shared by many flows and hashed often)
+    # the hash of the fields that are set (computed by __init__)
     _hash: int = field(default=0, init=False, repr=False, compare=False)
 
     def __init__(
@@ -186,13 +185,18 @@ class Match:
             v["icmp_type"] = icmp_type
         if icmp_code is not None:
             v["icmp_code"] = icmp_code
+        # Hashed once, here: from the fields that are set, in canonical order (matches are
+        # dict keys of the flow client, the encoder and the planners, hashed many times).
+        v["_hash"] = hash(tuple(v.items()))
 
     def __hash__(self) -> int:
-        h = self._hash
-        if not h:
-            h = hash(_match_values(self)) or 1
-            object.__setattr__(self, "_hash", h)
-        return h
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        # the set fields (and the hash that follows from them), not all 23 attributes
+        if other.__class__ is not Match:
+            return NotImplemented
+        return self.__dict__ == other.__dict__
 
 
 _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
@@ -206,9 +210,6 @@ def _canonical_address(name: str, value: object) -> IPNet | IPAddr:
         if name not in _HOST_ONLY:
             return value
     raise TypeError(f"match field {name}: an ipaddress address or network, not {value!r}")
-
-
-_match_values = attrgetter(*(f.name for f in fields(Match) if f.compare))
 
 
 class Action:
