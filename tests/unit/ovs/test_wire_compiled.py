@@ -219,7 +219,7 @@ def test_policy_flow_adds_are_the_generic_bundle_adds(
     assert ENCODER.bundle_adds(flows, FlowModCommand.ADD, bundle_id, xid) == expected
 
 
-@given(_FLOW, _COMMANDS, _U32)
+@given(_FLOW | _POLICY_FLOW, _COMMANDS, _U32)
 @settings(max_examples=300, deadline=None)
 def test_flow_mod_is_the_generic_encoding(flow: Flow, command: FlowModCommand, xid: int) -> None:
     want = _generic(flow, command, xid)

@@ -949,6 +949,16 @@ class FlowEncoder:
         return enc(actions)
 
     def flow_mod(self, flow: Flow, command: FlowModCommand, xid: int) -> bytes:
+        if command is FlowModCommand.ADD:
+            acts = flow.actions
+            key = (tuple(getattr(flow.match, "__dict__", _ALL_FIELDS)), tuple(map(type, acts)))
+            template = self._templates.get(key, _UNKNOWN)
+            if template is _UNKNOWN:
+                template = self._templates[key] = flow_template(*key)
+            if template is not None:
+                msg: bytes | None = template(flow, 0, xid)
+                if msg is not None:
+                    return msg[16:]  # the flow mod inside the bundle-add
         match = self.match(flow)
         if command is FlowModCommand.DELETE_STRICT:
             instructions = b""
@@ -984,7 +994,7 @@ class FlowEncoder:
             m = flow.match
             acts = flow.actions
             shape = tuple(getattr(m, "__dict__", _ALL_FIELDS))
-            signature = tuple(map(type, acts))
+            signature = (type(acts[0]),) if len(acts) == 1 else tuple(map(type, acts))
             if add:
                 key = (shape, signature)
                 template = templates.get(key, _UNKNOWN)
