@@ -49,7 +49,13 @@ from antrea.agent.networkpolicy.conjunctions import (
     plan_rule,
 )
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
-from antrea.agent.openflow.pipeline import MATCH_BANDS, DirectionTables, tables_for
+from antrea.agent.openflow.pipeline import (
+    EGRESS,
+    INGRESS,
+    MATCH_BANDS,
+    DirectionTables,
+    tables_for,
+)
 from antrea.agent.owners import PolicyOwner, is_policy_owner
 from antrea.apis.controlplane.types import Direction, PodReference
 from antrea.errors import AntreaError
@@ -441,11 +447,21 @@ class PolicyReconciler:
         """The flows of every clause and isolation match this batch touched, each built once
         (after all of the batch's links are known)."""
         desired, blame = b.desired, b.blame
-        matches = self._matches
+        get = self._matches.get
         match_flows = self._match_flows
+        clause_flow = fb.clause_flow
+        round_num = self.round_num
+        band_of = self._conj_band
         for mk in b.matches:
-            conjs = matches.get(mk)
-            desired[(PolicyOwner.MATCH, mk[0], mk[1])] = match_flows(mk, conjs) if conjs else None
+            conjs = get(mk)
+            table, atom = mk
+            if not conjs:
+                flows = None
+            elif len(conjs) == 1 and not band_of:  # (most clause matches, band 0)
+                flows = [clause_flow(round_num, table, atom_match(atom), tuple(conjs.values()))]
+            else:
+                flows = match_flows(mk, conjs)
+            desired[(PolicyOwner.MATCH, table, atom)] = flows
         for mk in b.iso:
             iso_owner: Owner = (PolicyOwner.ISOLATION, mk[0], mk[1])
             holders = self._isolation.get(mk)
@@ -517,6 +533,9 @@ class PolicyReconciler:
         b: _Batch,
     ) -> None:
         old = self.realized.get(rid)
+        if old is None and plan is not None and cache_rule is not None:
+            self._add_rule(rid, cache_rule, plan, b)  # the bulk of an initial sync
+            return
         gone = plan is None
         if plan is None:
             plan = _GONE
@@ -559,6 +578,48 @@ class PolicyReconciler:
                 self._logged.add(rid)
             elif self._logged:
                 self._logged.discard(rid)
+
+    def _add_rule(self, rid: str, cache_rule: CacheRule, plan: RulePlan, b: _Batch) -> None:
+        """`_update_rule` of a rule realized for the first time: every conjunction is new,
+        every isolation atom gained. All or nothing, like `_update_conjs`."""
+        rule = cache_rule.rule
+        d = INGRESS if rule.direction is Direction.IN else EGRESS
+        logged = rule.enable_logging
+        conjs: dict[ServicesKey, RealizedConj] = {}
+        want = plan.conjunctions
+        if want:
+            created: list[tuple[int, Clauses]] = []
+            try:
+                for key, clauses in want.items():
+                    cid = self.ids.allocate()
+                    self.conj_rule[cid] = rid
+                    self._conj_dir[cid] = d
+                    created.append((cid, clauses))
+                    self._link(cid, clauses, d, b.matches)
+                    b.desired[(PolicyOwner.CONJUNCTION, cid)] = fb.conj_flows(
+                        self.round_num, d, cid, log=logged
+                    )
+                    conjs[key] = _new(RealizedConj, (cid, clauses))
+            except Exception:
+                for cid, clauses in created:
+                    self._drop_conj(cid, (clauses,), d, b)
+                raise
+        iso = plan.isolated
+        if iso:
+            table = d.default_table
+            isolation = self._isolation
+            touched = b.iso
+            for m in iso:
+                mk = (table, m)
+                holders = isolation.get(mk)
+                if holders is None:
+                    isolation[mk] = {rid}
+                else:
+                    holders.add(rid)
+                touched.add(mk)
+        self.realized[rid] = _new(RealizedRule, (cache_rule, conjs, iso))
+        if logged:
+            self._logged.add(rid)
 
     def _update_conjs(
         self,
@@ -694,36 +755,35 @@ class PolicyReconciler:
                     del self._band_load[mk]
 
     def _link(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
-        table = d.rule_table
+        table: int = d.rule_table
+        matches = self._matches
+        get = matches.get
+        cap = self.band_cap
+        full = False
+        members: list[tuple[MatchKey, dict[int, Conjunction] | None, Conjunction]] = []
         from_, to, services = cl
         n = 3 if services else 2
-        # one action value per clause, shared by the flows of all of the clause's matches
-        action = Conjunction(cid, 1, n)
-        members = [((table, m), action) for m in from_]
-        action = Conjunction(cid, 2, n)
-        members += [((table, m), action) for m in to]
-        if services:
-            action = Conjunction(cid, 3, n)
-            members += [((table, m), action) for m in services]
-        matches = self._matches
-        cap = self.band_cap
-        for mk, _ in members:
-            entry = matches.get(mk)
-            if entry is not None and len(entry) >= cap:
-                break
-        else:  # room in band 0 everywhere (the usual case): no load to count
-            for mk, action in members:
-                entry = matches.get(mk)
+        for k, atoms in enumerate((from_, to, services) if services else (from_, to), 1):
+            # one action value per clause, shared by the flows of all of the clause's matches
+            action = Conjunction(cid, k, n)
+            for m in atoms:
+                mk: MatchKey = (table, m)
+                entry = get(mk)
+                if entry is not None and len(entry) >= cap:
+                    full = True
+                members.append((mk, entry, action))
+        if not full:  # room in band 0 everywhere (the usual case): no load to count
+            for mk, entry, action in members:
                 if entry is None:
                     matches[mk] = {cid: action}
                 else:
                     entry[cid] = action
                 touched.add(mk)
             return
-        band = self._choose_band([mk for mk, _ in members])
+        band = self._choose_band([mk for mk, _, _ in members])
         if band:
             self._conj_band[cid] = band
-        for mk, action in members:
+        for mk, _, action in members:
             self._add_member(mk, cid, action, band)
             touched.add(mk)
 

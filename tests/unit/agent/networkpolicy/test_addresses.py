@@ -7,6 +7,7 @@ import ipaddress
 from hypothesis import given
 from hypothesis import strategies as st
 
+from antrea.agent.networkpolicy import addresses
 from antrea.agent.networkpolicy.addresses import block_prefixes, port_range_masks
 
 
@@ -51,3 +52,38 @@ def test_port_range_cover_is_exact(a: int, b: int) -> None:
     masks = port_range_masks(lo, hi)
     assert _covered(masks) == set(range(lo, hi + 1))
     assert len(masks) <= 30
+
+
+# mostly canonical quads and lengths (the inet_pton path), some of every other spelling
+_octet = st.integers(0, 255).map(str) | st.integers(0, 300).map(lambda n: f"0{n}")
+_odd_octet = st.sampled_from(["", "x", "-1", "0x1f", " 1", "256"])
+_quad = st.lists(_octet, min_size=4, max_size=4) | st.lists(
+    _octet | _odd_octet, min_size=3, max_size=5
+)
+_length = st.integers(0, 32).map(str) | st.none() | st.sampled_from(["08", "33", "-1", "", "+8"])
+
+
+@given(_quad, _length)
+def test_fast_prefix_agrees_with_the_plain_parser(octets: list[str], length: str | None) -> None:
+    """The inet_pton path and the decimal parser (with `ipaddress` as the last resort) read
+    every spelling the same, canonical or not."""
+    text = ".".join(octets) + ("" if length is None else f"/{length}")
+    assert addresses.fast_prefix(text) == addresses._slow_prefix(text)
+
+
+@given(st.integers(0, 2**32 - 1), st.integers(0, 32))
+def test_prefix_value_is_the_ipaddress_value(addr: int, plen: int) -> None:
+    """`prefix_value` (and its networks built without the constructor) is exactly what
+    `ipaddress` makes of the canonical prefix: equal, same hash and text, same attributes."""
+    text = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(addr)}/{plen}", strict=False))
+    value = addresses.prefix_value(text)
+    if plen == 32:
+        assert value == ipaddress.IPv4Address(addr)
+        return
+    real = ipaddress.IPv4Network(text)
+    assert value == real and hash(value) == hash(real) and str(value) == str(real)
+    assert isinstance(value, ipaddress.IPv4Network)
+    assert value.prefixlen == real.prefixlen and value.netmask == real.netmask
+    assert value.broadcast_address == real.broadcast_address
+    assert list(value.subnets()) == list(real.subnets())
+    assert addresses._FAST_NETWORK  # the import-time check holds on this Python
