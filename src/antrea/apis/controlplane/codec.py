@@ -257,14 +257,18 @@ def encode_event(ev: WatchEvent) -> bytes:
     return out
 
 
+_EVENT_TYPES = {str(t): t for t in EventType}
+_KINDS = {str(k): k for k in Kind}
+
+
 def event_from_map(v: Any) -> WatchEvent:
     try:
         if not isinstance(v, dict) or v.get("v") != WIRE_VERSION:
             raise DecodeError(
                 f"unsupported frame version: {v.get('v') if isinstance(v, dict) else v!r}"
             )
-        etype = EventType(v["type"])
-        kind = Kind(v["kind"]) if v["kind"] else None
+        etype = _EVENT_TYPES[v["type"]]
+        kind = _KINDS[v["kind"]] if v["kind"] else None
         obj = object_from_map(kind, v["object"]) if v["object"] is not None and kind else None
         patch = None
         if v["patch"] is not None:
