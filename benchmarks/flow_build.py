@@ -12,7 +12,10 @@ per policy, 50 local target pods). Stages, each timed ``--repeat`` times (median
 - ``keys``: `Flow.key` of every flow of that bundle, from fresh copies (match values copied too,
   so nothing cached is reused), and a dict indexed by them (what the flow client does);
 - ``render``: the ovs-ofctl ``add`` line of every flow (fresh copies);
-- ``encode``: the OpenFlow 1.5 flow mod of every flow with a fresh `FlowEncoder` (fresh copies).
+- ``encode``: the OpenFlow 1.5 flow mod of every flow with a fresh `FlowEncoder` (fresh copies);
+- ``frames``: the agent's side before planning, from `realize.py`'s wire frames: `FrameDecoder`
+  (64 KiB chunks), the `RuleCache` filled event by event, and the batch flattened
+  (`completed_many`), i.e. decode + cache + flatten (issue 12 goal: <= 0.12 s at 15,000 rules).
 
 Ends with one JSON line: ``rules``, ``flows``, ``<stage>_median_s``, ``<stage>_runs_s``.
 """
@@ -33,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from realize import TARGET_PODS, policy_objects
+from realize import TARGET_PODS, frames, policy_objects
 
 
 class KeepTransport:
@@ -113,6 +116,22 @@ def _encode(batch: list[Any], enc: Any) -> object:
     return [enc.flow_mod(f, FlowModCommand.ADD, 1) for f in batch]
 
 
+def _frames(data: bytes) -> object:
+    from antrea.agent.networkpolicy.controller import NetworkPolicyController
+    from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+    from antrea.apis.controlplane.codec import FrameDecoder
+    from antrea.ovs.openflow.client import FlowClient
+
+    # the controller's handle() as the stream calls it (before BOOKMARK: nothing is planned)
+    rec = PolicyReconciler(FlowClient(KeepTransport()), round_num=1, ofport_of=lambda _: None)
+    ctl = NetworkPolicyController(node_name="bench", reconciler=rec)
+    decoder = FrameDecoder()
+    for i in range(0, len(data), 1 << 16):
+        for ev in decoder.feed(data[i : i + (1 << 16)]):
+            ctl.handle(ev)
+    return ctl.cache.completed_many(ctl.cache.take_dirty())
+
+
 def timed(fn: Callable[[], object]) -> float:
     gc.collect()
     start = time.process_time()
@@ -128,10 +147,20 @@ def main() -> int:
     import structlog
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    from antrea.apis.controlplane.codec import encode_event
     from antrea.ovs.openflow.wire import FlowEncoder
+    from antrea.testbed.controlplane import BOOKMARK
 
     objs = policy_objects(args.rules)
-    runs: dict[str, list[float]] = {"realize": [], "keys": [], "render": [], "encode": []}
+    data = frames(objs)
+    bookmark = encode_event(BOOKMARK)  # the frames stage stops before it
+    runs: dict[str, list[float]] = {
+        "realize": [],
+        "keys": [],
+        "render": [],
+        "encode": [],
+        "frames": [],
+    }
     flows: list[Any] = []
     for _ in range(args.repeat):
         gc.collect()
@@ -144,6 +173,7 @@ def main() -> int:
         runs["render"].append(timed(partial(_render, batch)))
         batch = fresh(flows)
         runs["encode"].append(timed(partial(_encode, batch, FlowEncoder())))
+        runs["frames"].append(timed(partial(_frames, data[: data.rfind(bookmark)])))
     report: dict[str, Any] = {"rules": args.rules, "flows": len(flows)}
     for stage, values in runs.items():
         report[f"{stage}_median_s"] = round(statistics.median(values), 4)
