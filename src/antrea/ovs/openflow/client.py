@@ -18,6 +18,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain, repeat
+from operator import attrgetter
 
 import structlog
 
@@ -32,6 +34,8 @@ log = structlog.get_logger(__name__)
 Owner = Hashable
 Desired = Mapping[Owner, Iterable[Flow] | None]
 
+_KEY = attrgetter("key")
+
 
 class FlowOwnershipError(AntreaError, ValueError):
     """Two owners want a flow with the same key: a programming error in a flow builder."""
@@ -43,9 +47,9 @@ class Plan:
     modify: list[Flow] = field(default_factory=list)
     delete: list[Flow] = field(default_factory=list)
     # the owners that had flows installed: their flows after the bundle (None: gone)
-    owners: dict[Owner, dict[FlowKey, Flow] | None] = field(default_factory=dict)
+    owners: dict[Owner, tuple[Flow, ...] | None] = field(default_factory=dict)
     # the owners that had none and get some, and their keys (claimed in bulk by `plan`)
-    fresh_owners: dict[Owner, dict[FlowKey, Flow]] = field(default_factory=dict)
+    fresh_owners: dict[Owner, tuple[Flow, ...]] = field(default_factory=dict)
     fresh: dict[FlowKey, Owner] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
@@ -55,19 +59,19 @@ class Plan:
 class FlowClient:
     def __init__(self, transport: FlowTransport) -> None:
         self.transport = transport
-        self._by_owner: dict[Owner, dict[FlowKey, Flow]] = {}
+        self._by_owner: dict[Owner, tuple[Flow, ...]] = {}  # one flow per key
         self._key_owner: dict[FlowKey, Owner] = {}
         self._lock = asyncio.Lock()
 
     # -- queries --------------------------------------------------------------------------
     def flows_of(self, owner: Owner) -> list[Flow]:
-        return list(self._by_owner.get(owner, {}).values())
+        return list(self._by_owner.get(owner, ()))
 
     def owners(self) -> list[Owner]:
         return list(self._by_owner)
 
     def installed(self) -> list[Flow]:
-        return [f for flows in self._by_owner.values() for f in flows.values()]
+        return [f for flows in self._by_owner.values() for f in flows]
 
     def __len__(self) -> int:
         return len(self._key_owner)
@@ -77,22 +81,21 @@ class FlowClient:
         """The bundle that makes `desired` true, and the owner index after it (`_commit`).
 
         Owners with nothing installed (the bulk of a large batch) take a fast path: all their
-        flows are adds, and their keys are claimed in bulk -- C-level dict operations that
-        reuse the keys' stored hashes instead of lookups per flow -- then checked at once
-        against each other, the re-planned owners' keys and the installed keys. Any overlap
-        (a hand-over from an owner of this plan, or a conflict) is settled by `_plan_each`,
-        the flow-by-flow path, which raises `FlowOwnershipError` for a conflict."""
+        flows are adds, handed over as whole lists, and their keys are claimed in bulk (one
+        C-level pass: no Python work per flow), then checked at once against each other, the
+        re-planned owners' keys and the installed keys. Any overlap (a hand-over from an owner
+        of this plan, a key twice in one owner's list, or a conflict) is settled by
+        `_plan_each`, the flow-by-flow path, which raises `FlowOwnershipError` for a conflict."""
         plan = Plan()
         add, modify, delete, owners = plan.add, plan.modify, plan.delete, plan.owners
-        fresh, fresh_owners = plan.fresh, plan.fresh_owners
+        fresh_owners = plan.fresh_owners
         by_owner = self._by_owner
         # the owners with something installed (when nothing is: not one lookup per owner)
         replanned = by_owner.keys() & desired.keys() if by_owner else ()
         claimed: dict[FlowKey, Owner] = {}
-        n_fresh = 0
         for owner, flows in desired.items():
             if replanned and owner in replanned:
-                old = by_owner[owner]
+                old = {f.key: f for f in by_owner[owner]}
                 new = {} if flows is None else {f.key: f for f in flows}
                 for key, flow in new.items():
                     self._take(key, owner, desired, claimed)
@@ -102,18 +105,21 @@ class FlowClient:
                     elif prev.actions != flow.actions:
                         modify.append(flow)
                 delete.extend(f for k, f in old.items() if k not in new)
-                owners[owner] = new if flows is not None else None
-            elif flows:  # a new owner: all its flows are adds, its keys claimed in bulk
-                new = {f.key: f for f in flows}
-                if new:
-                    fresh_owners[owner] = new
-                    add.extend(new.values())
-                    n_fresh += len(new)
-                    fresh.update(dict.fromkeys(new, owner))
-        if fresh:
+                owners[owner] = None if flows is None else tuple(new.values())
+            elif flows:  # a new owner: all its flows are adds
+                mine = tuple(flows)
+                if mine:
+                    fresh_owners[owner] = mine
+        if fresh_owners:
+            n = len(add)
+            add.extend(chain.from_iterable(fresh_owners.values()))
+            keys = map(_KEY, add[n:])
+            sizes = map(len, fresh_owners.values())
+            holders = chain.from_iterable(map(repeat, fresh_owners, sizes))
+            fresh = plan.fresh = dict(zip(keys, holders, strict=True))
             held = self._key_owner
             if (
-                len(fresh) != n_fresh  # two new owners want one key
+                len(fresh) != len(add) - n  # a key twice
                 or (claimed and not fresh.keys().isdisjoint(claimed.keys()))
                 or (held and not fresh.keys().isdisjoint(held.keys()))
             ):
@@ -144,20 +150,21 @@ class FlowClient:
         installed = self._by_owner.get
         claimed: dict[FlowKey, Owner] = {}
         for owner, flows in desired.items():
-            old = installed(owner)
+            had = installed(owner)
+            old = {f.key: f for f in had} if had else {}
             new: dict[FlowKey, Flow] = {} if flows is None else {f.key: f for f in flows}
             for key, flow in new.items():
                 self._take(key, owner, desired, claimed)
-                prev = old.get(key) if old else None
+                prev = old.get(key)
                 if prev is None or prev.cookie != flow.cookie:
                     add.append(flow)
                 elif prev.actions != flow.actions:
                     modify.append(flow)
-            if old:
+            if had:
                 delete.extend(f for k, f in old.items() if k not in new)
-                plan.owners[owner] = new if flows is not None else None
+                plan.owners[owner] = None if flows is None else tuple(new.values())
             elif new:
-                plan.fresh_owners[owner] = new
+                plan.fresh_owners[owner] = tuple(new.values())
                 plan.fresh.update(dict.fromkeys(new, owner))
         if delete:
             plan.delete = [f for f in delete if f.key not in claimed]
@@ -168,12 +175,12 @@ class FlowClient:
         key_owner = self._key_owner
         for owner, flows in plan.owners.items():
             # (a key another owner of this plan took over is theirs already: kept)
-            for key in by_owner[owner]:
-                if key_owner.get(key) == owner:
-                    del key_owner[key]
+            for f in by_owner[owner]:
+                if key_owner.get(f.key) == owner:
+                    del key_owner[f.key]
             if flows:
                 by_owner[owner] = flows
-                key_owner.update(dict.fromkeys(flows, owner))
+                key_owner.update(dict.fromkeys(map(_KEY, flows), owner))
             else:
                 del by_owner[owner]
         # the new owners, indexed in bulk

@@ -359,27 +359,42 @@ class FlowKey(NamedTuple):
 _new_key = tuple.__new__
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Flow:
     table: int
     priority: int
     match: Match
     actions: tuple[Action, ...]
     cookie: int = 0
-    _key: list[FlowKey] = field(default_factory=list, compare=False, hash=False, repr=False)
+    # (table, priority, match), made with the flow: what the flow client and caches index by
+    key: FlowKey = field(init=False, compare=False, hash=False, repr=False)
 
-    @property
-    def key(self) -> FlowKey:
-        k = self._key
-        if not k:
-            k.append(_new_key(FlowKey, (self.table, self.priority, self.match)))
-        return k[0]
+    def __init__(
+        self, table: int, priority: int, match: Match, actions: tuple[Action, ...], cookie: int = 0
+    ) -> None:
+        # Straight into the slots (a frozen dataclass's generated __init__ goes through
+        # object.__setattr__ per field): flows are built by the ten thousand per batch.
+        _set_table(self, table)
+        _set_priority(self, priority)
+        _set_match(self, match)
+        _set_actions(self, actions)
+        _set_cookie(self, cookie)
+        _set_key(self, _new_key(FlowKey, (table, priority, match)))
 
     def with_cookie(self, cookie: int) -> Flow:
         return Flow(self.table, self.priority, self.match, self.actions, cookie)
 
     def with_actions(self, actions: tuple[Action, ...]) -> Flow:
         return Flow(self.table, self.priority, self.match, actions, self.cookie)
+
+
+# the slots' member descriptors (Flow.__init__ stores through them)
+_set_table = Flow.__dict__["table"].__set__
+_set_priority = Flow.__dict__["priority"].__set__
+_set_match = Flow.__dict__["match"].__set__
+_set_actions = Flow.__dict__["actions"].__set__
+_set_cookie = Flow.__dict__["cookie"].__set__
+_set_key = Flow.__dict__["key"].__set__
 
 
 @dataclass(frozen=True, slots=True)
