@@ -300,3 +300,17 @@ def test_a_flow_too_big_for_a_bundle_is_refused() -> None:
     big = Flow(90, 200, Match(proto=Proto.IP), tuple(Conjunction(i, 1, 2) for i in range(4100)))
     with pytest.raises(EncodeError, match="exceeds one OpenFlow message"):
         enc.bundle_adds([big], FlowModCommand.ADD, 1, 1)
+
+
+def test_long_action_lists_do_not_grow_the_caches() -> None:
+    """A clause flow's conjunction count changes with every policy sharing it: encoders are
+    not cached per such length, and the bytes are still the generic encoder's."""
+    enc = FlowEncoder()
+    match = Match(proto=Proto.TCP, tp_dst=8080)
+    for k in (1, 2, 16, 17, 100, 1000):
+        f = Flow(90, 200, match, tuple(Conjunction(i, 2, 2) for i in range(k)))
+        for cmd in (FlowModCommand.ADD, FlowModCommand.MODIFY_STRICT):
+            assert enc.flow_mod(f, cmd, 7) == generic_flow_mod(f, cmd, 7)
+            assert enc.bundle_adds([f], cmd, 1, 7) == bundle_add(7, 1, generic_flow_mod(f, cmd, 7))
+    assert sorted(len(s) for s in enc._instructions) == [1, 2, 16]
+    assert sorted(len(s) for _, s in enc._templates) == [1, 2, 16]

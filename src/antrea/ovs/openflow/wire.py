@@ -922,6 +922,27 @@ def compile_instructions(signature: tuple[type, ...]) -> InstructionsEncoder:
     return instructions
 
 
+# Action tuples longer than this (a clause flow shared by many conjunctions: any length up to
+# thousands, changing as policies come and go) are encoded without caching their signature, so
+# the caches stay small in a long-running agent.
+MAX_SIGNATURE = 16
+MAX_CACHED = 4096  # compiled encoders per cache (shapes in use are a few dozen)
+
+
+def _cache(cache: dict[Any, Any], key: object, value: Any) -> Any:
+    if len(cache) >= MAX_CACHED:
+        cache.clear()
+    cache[key] = value
+    return value
+
+
+def _signature(actions: Sequence[Action]) -> tuple[type, ...] | None:
+    n = len(actions)
+    if n == 1:
+        return (type(actions[0]),)
+    return tuple(map(type, actions)) if n <= MAX_SIGNATURE else None
+
+
 class FlowEncoder:
     """Flow mods through compiled encoders, one per match shape and per action signature.
 
@@ -938,23 +959,25 @@ class FlowEncoder:
         shape = tuple(getattr(m, "__dict__", _ALL_FIELDS))
         enc = self._matches.get(shape)
         if enc is None:
-            enc = self._matches[shape] = compile_match(shape)
+            enc = _cache(self._matches, shape, compile_match(shape))
         return enc(m)
 
     def instructions(self, actions: Sequence[Action]) -> bytes:
-        signature = tuple(map(type, actions))
+        signature = _signature(actions)
+        if signature is None:
+            return compile_instructions(tuple(map(type, actions)))(actions)
         enc = self._instructions.get(signature)
         if enc is None:
-            enc = self._instructions[signature] = compile_instructions(signature)
+            enc = _cache(self._instructions, signature, compile_instructions(signature))
         return enc(actions)
 
     def flow_mod(self, flow: Flow, command: FlowModCommand, xid: int) -> bytes:
-        if command is FlowModCommand.ADD:
-            acts = flow.actions
-            key = (tuple(getattr(flow.match, "__dict__", _ALL_FIELDS)), tuple(map(type, acts)))
+        signature = _signature(flow.actions)
+        if command is FlowModCommand.ADD and signature is not None:
+            key = (tuple(getattr(flow.match, "__dict__", _ALL_FIELDS)), signature)
             template = self._templates.get(key, _UNKNOWN)
             if template is _UNKNOWN:
-                template = self._templates[key] = flow_template(*key)
+                template = _cache(self._templates, key, flow_template(*key))
             if template is not None:
                 msg: bytes | None = template(flow, 0, xid)
                 if msg is not None:
@@ -994,12 +1017,16 @@ class FlowEncoder:
             m = flow.match
             acts = flow.actions
             shape = tuple(getattr(m, "__dict__", _ALL_FIELDS))
-            signature = (type(acts[0]),) if len(acts) == 1 else tuple(map(type, acts))
-            if add:
+            n = len(acts)
+            if n == 1:
+                signature: tuple[type, ...] | None = (type(acts[0]),)
+            else:
+                signature = tuple(map(type, acts)) if n <= MAX_SIGNATURE else None
+            if add and signature is not None:
                 key = (shape, signature)
                 template = templates.get(key, _UNKNOWN)
                 if template is _UNKNOWN:
-                    template = templates[key] = flow_template(shape, signature)
+                    template = _cache(templates, key, flow_template(shape, signature))
                 if template is not None:
                     msg = template(flow, bundle_id, xid)
                     if msg is not None:
@@ -1008,16 +1035,19 @@ class FlowEncoder:
                         continue
             menc = matches.get(shape)
             if menc is None:
-                menc = matches[shape] = compile_match(shape)
+                menc = _cache(matches, shape, compile_match(shape))
             mb = menc(m)
             if delete:
                 ib = b""
                 cookie = 0
             else:
-                ienc = instr.get(signature)
-                if ienc is None:
-                    ienc = instr[signature] = compile_instructions(signature)
-                ib = ienc(acts)
+                if signature is None:  # long: not cached
+                    ib = compile_instructions(tuple(map(type, acts)))(acts)
+                else:
+                    ienc = instr.get(signature)
+                    if ienc is None:
+                        ienc = _cache(instr, signature, compile_instructions(signature))
+                    ib = ienc(acts)
                 cookie = flow.cookie if add else 0
             length = fixed + len(mb) + len(ib)
             if length > MAX_MESSAGE - 16:
