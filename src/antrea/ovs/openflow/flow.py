@@ -151,11 +151,17 @@ class Match:
             )
         if nw_src is not None:
             v["nw_src"] = (
-                nw_src if type(nw_src) in _ADDRESS_TYPES else _canonical_address("nw_src", nw_src)
+                nw_src
+                if type(nw_src) in _ADDRESS_TYPES
+                or (isinstance(nw_src, _NETWORK_TYPES) and nw_src.prefixlen < nw_src.max_prefixlen)
+                else _canonical_address("nw_src", nw_src)
             )
         if nw_dst is not None:
             v["nw_dst"] = (
-                nw_dst if type(nw_dst) in _ADDRESS_TYPES else _canonical_address("nw_dst", nw_dst)
+                nw_dst
+                if type(nw_dst) in _ADDRESS_TYPES
+                or (isinstance(nw_dst, _NETWORK_TYPES) and nw_dst.prefixlen < nw_dst.max_prefixlen)
+                else _canonical_address("nw_dst", nw_dst)
             )
         if arp_op is not None:
             v["arp_op"] = arp_op
@@ -200,11 +206,12 @@ class Match:
 
 
 _ADDRESS_TYPES = (ipaddress.IPv4Address, ipaddress.IPv6Address)
+_NETWORK_TYPES = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 _HOST_ONLY = ("tun_dst", "arp_spa", "arp_tpa")
 
 
 def _canonical_address(name: str, value: object) -> IPNet | IPAddr:
-    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+    if isinstance(value, _NETWORK_TYPES):
         if value.prefixlen == value.max_prefixlen:
             return value.network_address
         if name not in _HOST_ONLY:
