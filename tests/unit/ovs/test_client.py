@@ -218,9 +218,11 @@ def test_bulk_path_equals_the_flow_by_flow_path(
     fast, each = FlowClient(fast_t), _EachClient(each_t)
     for desired in steps:
         outcomes: list[Plan | None] = []
-        for client in (fast, each):
+        # the bulk path gets one-shot iterators (read once, also when it falls back)
+        streamed = {o: None if fl is None else iter(fl) for o, fl in desired.items()}
+        for client, wanted in ((fast, streamed), (each, desired)):
             try:
-                outcomes.append(asyncio.run(client.sync(desired)))
+                outcomes.append(asyncio.run(client.sync(wanted)))
             except FlowOwnershipError:
                 outcomes.append(None)
         got, want = outcomes
@@ -235,3 +237,21 @@ def test_bulk_path_equals_the_flow_by_flow_path(
             assert fast.flows_of(owner) == each.flows_of(owner)
         assert fast._key_owner == each._key_owner
         assert fast_t.flows == each_t.flows
+
+
+async def test_flows_given_as_iterators_survive_the_flow_by_flow_fallback() -> None:
+    """A hand-over sends the plan to the flow-by-flow path after the bulk path has read the
+    owners' flows: flows given as one-shot iterators are not lost on the way."""
+    t = RecordingTransport()
+    c = FlowClient(t)
+    await c.sync({"a": iter([f(1), f(2)]), "b": iter([f(3)])})
+    plan = await c.sync({"a": iter([f(2, Normal())]), "c": iter([f(1), f(4)])})
+    assert {x.key for x in plan.add} == {f(1).key, f(4).key} and len(plan.add) == 2
+    assert [x.key for x in plan.modify] == [f(2).key]
+    assert plan.delete == []
+    assert {o: [x.key for x in c.flows_of(o)] for o in c.owners()} == {
+        "a": [f(2).key],
+        "b": [f(3).key],
+        "c": [f(1).key, f(4).key],
+    }
+    assert set(t.flows) == {f(k).key for k in (1, 2, 3, 4)}

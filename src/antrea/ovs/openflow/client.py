@@ -123,7 +123,8 @@ class FlowClient:
                 or (claimed and not fresh.keys().isdisjoint(claimed.keys()))
                 or (held and not fresh.keys().isdisjoint(held.keys()))
             ):
-                return self._plan_each(desired)
+                # (with the lists read so far: an owner's flows may be a one-shot iterator)
+                return self._plan_each({**desired, **owners, **fresh_owners})
         if delete:
             # a key moving between two re-planned owners is neither added nor deleted twice
             # (one moving to a new owner was held: `_plan_each` did it)
