@@ -151,12 +151,14 @@ def _member_prefixes(m: GroupMember) -> list[str]:
     return [p for p in (addresses.fast_prefix(ip) for ip in m.ips) if p is not None]
 
 
-@lru_cache(maxsize=1 << 16)
-def _block_prefixes(cidr: str, excepts: tuple[str, ...]) -> tuple[str, ...]:
+def _block_prefix_list(cidr: str, excepts: tuple[str, ...]) -> tuple[str, ...]:
     if not excepts:
         p = addresses.fast_prefix(cidr)
         return () if p is None else (p,)
     return tuple(str(n) for n in addresses.block_prefixes(cidr, excepts))
+
+
+_block_prefixes = lru_cache(maxsize=1 << 16)(_block_prefix_list)
 
 
 def _blocks(blocks: Iterable[IPBlock]) -> list[str]:
@@ -263,7 +265,7 @@ def _peer_atoms(
 
 @lru_cache(maxsize=1 << 16)
 def _block_atoms(cidr: str, excepts: tuple[str, ...], field: str) -> frozenset[Atom]:
-    return address_atoms(_block_prefixes(cidr, excepts), field=field)
+    return address_atoms(_block_prefix_list(cidr, excepts), field=field)
 
 
 def _plan_egress(rule: CompletedRule, services: tuple[Service, ...] | None) -> RulePlan:

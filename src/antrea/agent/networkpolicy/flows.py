@@ -12,11 +12,12 @@ Samples of what they produce (ovs-ofctl dump-flows br-int table=90)::
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar, cast
 
 from antrea.agent.openflow import pipeline as p
+from antrea.apis.controlplane.fastnew import positional_new
 from antrea.ovs.openflow.cookie import OBJECT_MASK, Category, make_cookie
 from antrea.ovs.openflow.flow import (
     Action,
@@ -34,6 +35,7 @@ from antrea.ovs.openflow.flow import (
     Resubmit,
 )
 
+T = TypeVar("T")
 EST = CtState(new=False, est=True)
 REL = CtState(new=False, rel=True)
 LABEL_MASK = 0xFFFFFFFF
@@ -141,7 +143,7 @@ def conj_flows(
             t.table,
             p.PRIO_ACTION,
             Match(proto=Proto.IP, conj_id=conj_id),
-            (LoadReg(t.reg, conj_id, t.start, t.end), *(t.logged_tail if log else t.tail)),
+            (_load_reg(t.reg, conj_id, t.start, t.end), *(t.logged_tail if log else t.tail)),
             c,
         ),
         Flow(
@@ -184,6 +186,21 @@ def _conj_template(d: p.DirectionTables) -> _ConjTemplate:
 
 
 _TO_CONTROLLER = Output("CONTROLLER")
+
+
+def _fast_new(cls: type[T]) -> Callable[..., T]:
+    """`cls`'s constructor without the frozen dataclass's per-field ``object.__setattr__``
+    (`positional_new`: every field, positionally; the same object), or the class itself
+    when its shape does not allow that."""
+    try:
+        return cast("Callable[..., T]", positional_new(cls))
+    except TypeError:
+        return cls
+
+
+# Built once per conjunction (and clause) by the ten thousand in an initial sync.
+_load_reg = _fast_new(LoadReg)
+new_conjunction = _fast_new(Conjunction)
 
 
 # How many conjunction actions one clause flow carries at most. One NXAST_CONJUNCTION is 16

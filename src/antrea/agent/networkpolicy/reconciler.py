@@ -48,6 +48,7 @@ from antrea.agent.networkpolicy.conjunctions import (
     isolation_atoms,
     plan_rule,
 )
+from antrea.agent.networkpolicy.flows import new_conjunction
 from antrea.agent.networkpolicy.ids import ConjIDAllocator
 from antrea.agent.openflow.pipeline import (
     EGRESS,
@@ -264,8 +265,7 @@ class PolicyReconciler:
             native = {
                 rid: c
                 for rid, c in chunk.items()
-                if (c is not None and antrea_native.is_native(c.rule))
-                or (c is None and rid in self.native.rules)
+                if (antrea_native.is_native(c.rule) if c is not None else rid in self.native.rules)
             }
             if native:
                 native_failed: dict[str, str] = {}
@@ -765,7 +765,7 @@ class PolicyReconciler:
         n = 3 if services else 2
         for k, atoms in enumerate((from_, to, services) if services else (from_, to), 1):
             # one action value per clause, shared by the flows of all of the clause's matches
-            action = Conjunction(cid, k, n)
+            action = new_conjunction(cid, k, n)
             for m in atoms:
                 mk: MatchKey = (table, m)
                 entry = get(mk)
@@ -824,7 +824,7 @@ class PolicyReconciler:
             touched.add(mk)
         for k, m in new - old:
             mk = (d.rule_table, m)
-            self._add_member(mk, cid, Conjunction(cid, k, n), band)
+            self._add_member(mk, cid, new_conjunction(cid, k, n), band)
             touched.add(mk)
 
     def _iso_flows(self, mk: MatchKey, holders: set[str] | None) -> list[Flow] | None:
