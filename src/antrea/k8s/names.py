@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 
 _QNAME_CHAR_FMT = "[A-Za-z0-9]"
 _QNAME_EXT_CHAR_FMT = "[-A-Za-z0-9_.]"
@@ -207,7 +208,26 @@ def parse_cidr(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network | No
         return None
 
 
+def cidr_ok(value: str) -> bool:
+    """Whether `parse_cidr` takes ``value``, without building the network for IPv4.
+
+    An IPv4 address is checked by ``inet_pton``, which takes exactly what `ipaddress` takes
+    (four decimal octets up to 255, no leading zeros; property-tested against it); anything
+    with a colon (IPv6) or that ``inet_pton`` refuses is decided by `parse_cidr` itself.
+    """
+    addr, sep, prefix = value.partition("/")
+    if not sep or not prefix.isdigit() or not prefix.isascii():
+        return False
+    if ":" not in addr:
+        try:
+            socket.inet_pton(socket.AF_INET, addr)
+        except (OSError, ValueError):
+            return parse_cidr(value) is not None
+        return int(prefix) <= 32
+    return parse_cidr(value) is not None
+
+
 def is_valid_cidr(value: str) -> list[str]:
-    if parse_cidr(value) is None:
+    if not cidr_ok(value):
         return ["must be a valid CIDR value, (e.g. 10.9.8.0/24 or 2001:db8::/64)"]
     return []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from antrea.k8s import names
@@ -72,3 +72,39 @@ def test_label_value_matches_regex(value: str) -> None:
     """Label values: the upstream regex and at most 63 characters."""
     ok = bool(_LABEL_VALUE.match(value)) and len(value) <= 63
     assert (names.is_valid_label_value(value) == []) is ok
+
+
+_VALID_OCTET = st.integers(0, 255).map(str)
+_OCTET_LIKE = st.one_of(
+    _VALID_OCTET,
+    _VALID_OCTET,
+    _VALID_OCTET,
+    st.integers(0, 300).map(str),
+    st.integers(0, 99).map(lambda n: f"0{n}"),
+    st.text("0123456789x ", max_size=4),
+    st.sampled_from(["", "٣", "1\x00", "+1", "-1", "0x1"]),
+)
+
+
+def _zero_padded(addr_octet: tuple[str, int]) -> str:
+    """The address with a leading zero before one of its octets."""
+    addr, which = addr_octet
+    return ".".join(f"0{o}" if i == which else o for i, o in enumerate(addr.split(".")))
+
+
+@settings(max_examples=500)
+@given(
+    st.one_of(
+        st.ip_addresses(v=4).map(str),
+        st.tuples(st.ip_addresses(v=4).map(str), st.integers(0, 3)).map(_zero_padded),
+        st.lists(_OCTET_LIKE, min_size=4, max_size=4).map(".".join),
+        st.lists(_OCTET_LIKE, min_size=3, max_size=5).map(".".join),
+    ),
+    st.one_of(st.integers(0, 40).map(str), st.sampled_from(["", "024", "٣", " 8", "8 "])),
+)
+def test_cidr_ok_takes_exactly_what_parse_cidr_takes(addr: str, prefix: str) -> None:
+    """The inet_pton fast path for IPv4 agrees with the `ipaddress` parse on dotted
+    strings near the valid ones (leading zeros, 256+, too few/many octets, non-ASCII digits,
+    embedded NULs); an IPv6 form goes to the parse itself."""
+    for value in (f"{addr}/{prefix}", addr, f"::{addr}/{prefix}"):
+        assert names.cidr_ok(value) == (names.parse_cidr(value) is not None), value

@@ -62,7 +62,8 @@ class ShapeError(AntreaError, ValueError):
 def check_json(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
     """Raise `ShapeError` unless ``value`` is plain JSON nested at most ``max_depth`` deep.
 
-    Iterative, so a hostile depth cannot exhaust the interpreter's stack.
+    Iterative, so a hostile depth cannot exhaust the interpreter's stack. Strings, the bulk
+    of any body, are recognized by their exact type first.
     """
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
@@ -71,9 +72,12 @@ def check_json(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
             if depth >= max_depth:
                 raise ShapeError(f"exceeded max depth of {max_depth}")
             for key, sub in item.items():
-                if not isinstance(key, str):
+                if type(key) is not str and not isinstance(key, str):
                     raise ShapeError(f"object key {key!r} is not a string")
-                if isinstance(sub, dict | list):
+                kind = type(sub)
+                if kind is str:
+                    continue
+                if kind is dict or kind is list or isinstance(sub, dict | list):
                     stack.append((sub, depth + 1))
                 else:
                     _check_scalar(sub)
@@ -81,7 +85,10 @@ def check_json(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
             if depth >= max_depth:
                 raise ShapeError(f"exceeded max depth of {max_depth}")
             for sub in item:
-                if isinstance(sub, dict | list):
+                kind = type(sub)
+                if kind is str:
+                    continue
+                if kind is dict or kind is list or isinstance(sub, dict | list):
                     stack.append((sub, depth + 1))
                 else:
                     _check_scalar(sub)

@@ -176,45 +176,90 @@ def _scalar_ok(t: _Type, value: Any) -> bool:
     return False
 
 
+# Where a value sits, built only when a mismatch or unknown field needs it: the body's path
+# (a str), or (parent, field name, True) / (parent, list index or map key, False).
+_Where = str | tuple[Any, Any, bool]
+_SCALAR_KINDS = frozenset({"string", "int", "float", "bool", "time", "any", "intorstr", "quantity"})
+
+
+def _path(where: _Where) -> str:
+    pieces: list[tuple[Any, bool]] = []
+    while isinstance(where, tuple):
+        where, piece, field = where
+        pieces.append((piece, field))
+    path = where
+    for piece, field in reversed(pieces):
+        path = (f"{path}.{piece}" if path else piece) if field else f"{path}[{piece}]"
+    return path
+
+
 def check(model: str, obj: Any, *, prune: bool = False, path: str = "") -> Result:
     """Type mismatches and unknown fields of ``obj`` as a ``model`` (``path`` is where it
-    sits in the body); with ``prune`` the unknown fields are removed from ``obj`` in place."""
+    sits in the body); with ``prune`` the unknown fields are removed from ``obj`` in place.
+
+    Paths are rendered only for what is reported, and a model's scalar fields are checked
+    where the model is, so a large valid body costs one visit per object or list.
+    """
     result = Result([], [])
-    stack: list[tuple[Any, _Type, str, str]] = [(obj, _Type("model", model=model), path, model)]
+    stack: list[tuple[Any, _Type, _Where, str]] = [(obj, _Type("model", model=model), path, model)]
+
+    def mismatch(where: _Where, value: Any, t: _Type, owner: str) -> None:
+        result.mismatches.append(Mismatch(_path(where), json_type(value), t.describe(), owner))
+
+    def visit(value: Any, t: _Type, where: _Where, owner: str) -> None:
+        """One object of model ``t``: its scalars checked here, the rest pushed."""
+        if not isinstance(value, dict):
+            mismatch(where, value, t, owner)
+            return
+        fields = _fields(t.model)
+        for key in list(value) if prune else value:
+            sub = fields.get(key)
+            if sub is None:
+                result.unknown.append(_path((where, key, True)))
+                if prune:
+                    del value[key]
+                continue
+            item = value[key]
+            if item is None or (sub.kind == "string" and isinstance(item, str)):
+                continue
+            if sub.kind in _SCALAR_KINDS:
+                if not _scalar_ok(sub, item):
+                    mismatch((where, key, True), item, sub, t.model)
+                continue
+            stack.append((item, sub, (where, key, True), t.model))
+
     while stack:
-        value, t, path, owner = stack.pop()
+        value, t, where, owner = stack.pop()
         if value is None:
             continue
-        if t.kind == "model":
-            if not isinstance(value, dict):
-                result.mismatches.append(Mismatch(path, json_type(value), t.describe(), owner))
-                continue
-            fields = _fields(t.model)
-            for key in list(value):
-                child = f"{path}.{key}" if path else key
-                sub = fields.get(key)
-                if sub is None:
-                    result.unknown.append(child)
-                    if prune:
-                        del value[key]
-                    continue
-                stack.append((value[key], sub, child, t.model))
-        elif t.kind == "list":
+        kind = t.kind
+        if kind == "model":
+            visit(value, t, where, owner)
+        elif kind == "list":
             if not isinstance(value, list):
-                result.mismatches.append(Mismatch(path, json_type(value), t.describe(), owner))
+                mismatch(where, value, t, owner)
                 continue
-            assert t.item is not None
-            for i, item in enumerate(value):
-                stack.append((item, t.item, f"{path}[{i}]", owner))
-        elif t.kind == "map":
+            item_t = t.item
+            assert item_t is not None
+            if item_t.kind == "model":
+                for i, item in enumerate(value):
+                    if item is not None:
+                        visit(item, item_t, (where, i, False), owner)
+            elif item_t.kind in _SCALAR_KINDS:
+                for i, item in enumerate(value):
+                    if item is not None and not _scalar_ok(item_t, item):
+                        mismatch((where, i, False), item, item_t, owner)
+            else:
+                stack.extend((v, item_t, (where, i, False), owner) for i, v in enumerate(value))
+        elif kind == "map":
             if not isinstance(value, dict):
-                result.mismatches.append(Mismatch(path, json_type(value), t.describe(), owner))
+                mismatch(where, value, t, owner)
                 continue
-            assert t.item is not None
-            for key, item in value.items():
-                stack.append((item, t.item, f"{path}[{key}]", owner))
+            item_t = t.item
+            assert item_t is not None
+            stack.extend((item, item_t, (where, key, False), owner) for key, item in value.items())
         elif not _scalar_ok(t, value):
-            result.mismatches.append(Mismatch(path, json_type(value), t.describe(), owner))
+            mismatch(where, value, t, owner)
     result.mismatches.sort(key=lambda m: m.path)
     result.unknown.sort()
     return result

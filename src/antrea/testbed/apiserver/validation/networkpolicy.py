@@ -64,10 +64,12 @@ def _validate_ip_block(ipb: JSON, path: str) -> list[FieldError]:
     if not cidr:
         return [required(f"{path}.cidr", "")]
     errs = [invalid(f"{path}.cidr", cidr, m) for m in is_valid_cidr(str(cidr))]
-    net = parse_cidr(str(cidr))
-    if net is None:
+    excepts = as_list(ipb.get("except"))
+    if errs or not excepts:
         return errs
-    for i, exc in enumerate(as_list(ipb.get("except"))):
+    net = parse_cidr(str(cidr))
+    assert net is not None  # is_valid_cidr took it
+    for i, exc in enumerate(excepts):
         epath = f"{path}.except[{i}]"
         errs.extend(invalid(epath, exc, m) for m in is_valid_cidr(str(exc)))
         sub = parse_cidr(str(exc))
