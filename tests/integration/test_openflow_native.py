@@ -296,6 +296,105 @@ async def test_bundle_is_atomic_and_errors_name_the_flow(bridges: OvsSandbox) ->
         await nat.close()
 
 
+def _addr(second: int, i: int) -> ipaddress.IPv4Address:
+    return ipaddress.IPv4Address(f"10.{second}.{i >> 8}.{i & 255}")
+
+
+def _drops(n: int, second: int, table: int = 10, priority: int = 100) -> list[Flow]:
+    return [
+        Flow(table, priority, Match(proto=Proto.IP, nw_src=_addr(second, i)), (Drop(),))
+        for i in range(n)
+    ]
+
+
+async def test_streamed_bundle_is_one_atomic_bundle(bridges: OvsSandbox) -> None:
+    """Adds streamed in several pieces (a plain bundle committed on the same connection in
+    between), then modifies, deletes and more adds at the commit: nothing is visible before the
+    commit, and the switch ends up as `ovs-ofctl` leaves the reference bridge."""
+    ref = OfctlBundleTransport(bridges.ofctl_target("br-ref"))
+    nat = OpenFlowTransport(bridges.ofctl_target("br-nat"))
+    try:
+        before = _drops(40, 1)
+        for t in (ref, nat):
+            await t.bundle(add=before)
+        streamed = _drops(3000, 2) + [f.with_actions((Output(3),)) for f in _drops(200, 3)]
+        modify = [f.with_actions((Output(9),)) for f in before[:10]]
+        delete = before[10:20]
+        rest = _drops(5, 4)
+        other = _drops(7, 5, priority=50)
+        stream = nat.stream()
+        await stream.add(streamed[:1500])
+        await nat.bundle(add=other)  # another bundle while the stream is open
+        await stream.add(streamed[1500:])
+        await nat.barrier()
+        assert count(bridges, "br-nat") == 40 + 7  # the streamed adds are not visible
+        await stream.commit(add=rest, modify=modify, delete=delete)
+        await ref.bundle(add=[*other, *streamed, *rest], modify=modify, delete=delete)
+        assert count(bridges, "br-nat") == 40 + 7 + 3200 + 5 - 10
+        assert diff(bridges) == ""
+        assert nat.connects == 1 and not nat._streams
+    finally:
+        await nat.close()
+
+
+async def test_streamed_bundle_refused_at_commit_leaves_the_switch_unchanged(
+    bridges: OvsSandbox,
+) -> None:
+    """A refused flow among the streamed adds (or the commit's adds) fails the whole bundle:
+    its modifies and deletes are not applied either, the error names the flow, and the
+    connection goes on (a discarded stream leaves nothing either)."""
+    nat = OpenFlowTransport(bridges.ofctl_target("br-nat"))
+    try:
+        before = _drops(30, 1)
+        await nat.bundle(add=before)
+        bad = Flow(10, 101, Match(proto=Proto.IP), (GotoTable(3),))  # goto_table must go forward
+
+        def dump() -> list[str]:
+            out = ofctl(bridges, "--no-stats", "dump-flows", bridges.ofctl_target("br-nat"))
+            return sorted(out.stdout.splitlines()[1:])
+
+        want = dump()
+        for streamed, final in (([*_drops(2000, 2), bad], _drops(5, 4)), (_drops(2000, 2), [bad])):
+            stream = nat.stream()
+            await stream.add(streamed[:1000])
+            await stream.add(streamed[1000:])
+            with pytest.raises(BundleRejected) as err:
+                await stream.commit(
+                    add=final,
+                    modify=[f.with_actions((Output(9),)) for f in before[:10]],
+                    delete=before[10:],
+                )
+            assert "goto_table:3" in str(err.value) and "priority=101" in str(err.value)
+            assert dump() == want
+        stream = nat.stream()
+        await stream.add(_drops(100, 2))
+        await stream.discard()
+        await nat.barrier()
+        assert dump() == want
+        await nat.bundle(add=_drops(3, 6))  # the connection is still fine
+        assert count(bridges, "br-nat") == 33
+        assert nat.connects == 1 and not nat._streams and not nat._errors
+    finally:
+        await nat.close()
+
+
+async def test_streamed_bundle_resent_after_the_connection_is_lost(bridges: OvsSandbox) -> None:
+    """ovs-vswitchd restarts while a stream is open (the switch drops its open bundle): the
+    commit sends everything again as one plain bundle on the new connection."""
+    nat = OpenFlowTransport(bridges.ofctl_target("br-nat"))
+    try:
+        stream = nat.stream()
+        await stream.add(_drops(500, 2))
+        await nat.barrier()
+        await asyncio.to_thread(restart_vswitchd, bridges)
+        await stream.add(_drops(10, 3))
+        await stream.commit(add=_drops(5, 4))
+        assert count(bridges, "br-nat") == 515
+        assert nat.connects == 2
+    finally:
+        await nat.close()
+
+
 def restart_vswitchd(ovs: OvsSandbox) -> None:
     """Stop ovs-vswitchd by its pid (it loses every flow) and start it again on the same db."""
     pid = int((ovs.rundir / "ovs-vswitchd.pid").read_text().strip())

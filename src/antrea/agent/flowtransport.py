@@ -16,7 +16,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from antrea.agent.apiserver import AgentMetrics
 from antrea.agent.config import AgentConfig
 from antrea.ovs.errors import OvsError
-from antrea.ovs.openflow.bundle import FlowTransport, OfctlBundleTransport
+from antrea.ovs.openflow.bundle import (
+    BundleStream,
+    FlowTransport,
+    OfctlBundleTransport,
+    open_stream,
+)
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.native import OpenFlowTransport
@@ -29,6 +34,9 @@ class MeteredTransport:
         self.inner = inner
         self.metrics = metrics
         self.errors = 0
+
+    def stream(self) -> BundleStream:
+        return _MeteredStream(open_stream(self.inner), self)
 
     async def bundle(
         self,
@@ -57,6 +65,41 @@ class MeteredTransport:
         finally:
             self.metrics.bundle_duration.observe(time.perf_counter() - start)
             self.metrics.bundle_size.observe(n)
+
+
+class _MeteredStream:
+    """A streamed bundle of the inner transport, metered like a bundle from its first add
+    to its commit."""
+
+    def __init__(self, inner: BundleStream, meter: MeteredTransport) -> None:
+        self.inner = inner
+        self.meter = meter
+        self.start: float | None = None
+        self.staged = 0
+
+    async def add(self, flows: Sequence[Flow]) -> None:
+        if self.start is None:
+            self.start = time.perf_counter()
+        self.staged += len(flows)
+        await self.inner.add(flows)
+
+    async def commit(
+        self, *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
+    ) -> None:
+        n = self.staged + len(add) + len(modify) + len(delete)
+        start = self.start if self.start is not None else time.perf_counter()
+        try:
+            await self.inner.commit(add=add, modify=modify, delete=delete)
+        except OvsError:
+            self.meter.errors += 1
+            raise
+        finally:
+            if n:
+                self.meter.metrics.bundle_duration.observe(time.perf_counter() - start)
+                self.meter.metrics.bundle_size.observe(n)
+
+    async def discard(self) -> None:
+        await self.inner.discard()
 
 
 def make_transport(

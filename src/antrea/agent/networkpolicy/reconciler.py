@@ -119,6 +119,8 @@ class _Batch:
     blame: dict[Owner, set[str]] = field(default_factory=dict)
     matches: set[MatchKey] = field(default_factory=set)
     iso: set[MatchKey] = field(default_factory=set)
+    # new conjunctions' owners not staged yet (`PolicyReconciler._stage`)
+    new_conjs: list[Owner] = field(default_factory=list)
 
 
 class RuleRealizationError(AntreaError, RuntimeError):
@@ -279,6 +281,7 @@ class PolicyReconciler:
                     _fail(result, rid, "plan", reason)
             for i, (rid, completed) in enumerate(list(chunk.items())):
                 if absorb is not None and i and not i % PLAN_CHUNK:
+                    await self._stage(b)
                     await asyncio.sleep(0)  # let the stream be read while we plan
                 if rid in native:
                     continue
@@ -290,8 +293,11 @@ class PolicyReconciler:
             all_rules.update(chunk)
             result.rules += len(chunk)
         try:
+            if absorb is not None:
+                await self._stage(b)
             failures = await self._send(b, batch=all_rules, result=result)
         except Exception:
+            await self.client.discard_staged()
             # Crashed before the switch had this batch: its rules keep their drop flows and
             # forget their conjunctions, so that a retry relinks (and re-fails) them from
             # scratch instead of seeing "no change" (the controller resends from the indexes).
@@ -318,6 +324,16 @@ class PolicyReconciler:
                 owners=[_owner_text(o) for o in list(failures)[:5]],
             )
         return result
+
+    async def _stage(self, b: _Batch) -> None:
+        """Stream the flows of the conjunctions created since the last call into the batch's
+        bundle (`FlowClient.stage`): final once their rule is planned, they are parsed by the
+        switch while the rest is planned. A conjunction dropped or changed later in the batch
+        makes the sync send its plan the usual way."""
+        new, b.new_conjs = b.new_conjs, []
+        if new:
+            desired = b.desired
+            await self.client.stage({o: desired[o] for o in new})
 
     def _plan_one(
         self,
@@ -596,9 +612,9 @@ class PolicyReconciler:
                     self._conj_dir[cid] = d
                     created.append((cid, clauses))
                     self._link(cid, clauses, d, b.matches)
-                    b.desired[(PolicyOwner.CONJUNCTION, cid)] = fb.conj_flows(
-                        self.round_num, d, cid, log=logged
-                    )
+                    owner = (PolicyOwner.CONJUNCTION, cid)
+                    b.desired[owner] = fb.conj_flows(self.round_num, d, cid, log=logged)
+                    b.new_conjs.append(owner)
                     conjs[key] = _new(RealizedConj, (cid, clauses))
             except Exception:
                 for cid, clauses in created:

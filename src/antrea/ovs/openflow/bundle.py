@@ -12,6 +12,14 @@ group mods goes through ``ovs-ofctl bundle TARGET -`` instead (lines prefixed ``
 Order inside a bundle: groups set (add-or-modify, so that flows may point at them), flow
 deletes, modifies, adds, then group deletes (OVS removes the flows that still use a deleted
 group).
+
+A *streamed* bundle (`open_stream`) is the same one atomic bundle, opened before all of its
+flows are known: `BundleStream.add` hands over adds as they become final (the native transport
+sends them at once, so ovs-vswitchd parses them while the caller is still planning; every
+other transport buffers them), `commit` sends the rest (deletes, modifies, adds) and commits,
+`discard` drops it. Nothing is visible before the commit, and a refused commit leaves the
+switch as it was, exactly as with `bundle`. The streamed adds must not share a key with the
+commit's deletes or modifies (their order differs from `bundle`'s: streamed adds go first).
 """
 
 from __future__ import annotations
@@ -46,6 +54,53 @@ class FlowTransport(Protocol):
         """Apply everything atomically or nothing (raises `BundleRejected`)."""
 
 
+class BundleStream(Protocol):
+    """One atomic bundle whose adds are handed over as they become final (see module doc)."""
+
+    async def add(self, flows: Sequence[Flow]) -> None:
+        """More adds for the bundle (not visible before `commit`)."""
+
+    async def commit(
+        self, *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
+    ) -> None:
+        """The rest of the bundle, then commit: all of it or nothing (raises `BundleRejected`,
+        the bundle discarded)."""
+
+    async def discard(self) -> None:
+        """Drop the bundle and everything added to it."""
+
+
+class BufferedStream:
+    """A `BundleStream` over any `FlowTransport`: the adds are kept and sent with the rest, as
+    one `bundle` call at `commit` (no streaming)."""
+
+    def __init__(self, transport: FlowTransport) -> None:
+        self.transport = transport
+        self.staged: list[Flow] = []
+
+    async def add(self, flows: Sequence[Flow]) -> None:
+        self.staged.extend(flows)
+
+    async def commit(
+        self, *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
+    ) -> None:
+        staged, self.staged = self.staged, []
+        await self.transport.bundle(add=[*staged, *add], modify=modify, delete=delete)
+
+    async def discard(self) -> None:
+        self.staged = []
+
+
+def open_stream(transport: FlowTransport) -> BundleStream:
+    """A streamed bundle on `transport`: its own (``transport.stream()``) when it has one, else
+    a `BufferedStream`."""
+    stream = getattr(transport, "stream", None)
+    if callable(stream):
+        opened: BundleStream = stream()
+        return opened
+    return BufferedStream(transport)
+
+
 def mgmt_target(bridge: str, rundir: str | None = None) -> str:
     """The OpenFlow target for `ovs-ofctl`: the bridge's management socket in `rundir`."""
     rundir = rundir or os.environ.get("OVS_RUNDIR") or "/var/run/openvswitch"
@@ -60,6 +115,10 @@ class OfctlBundleTransport:
         self.ofctl = ofctl
         self.bundles_applied = 0
         self.last_duration_s = 0.0
+
+    def stream(self) -> BundleStream:
+        """A streamed bundle, buffered: one ``ovs-ofctl`` process at its commit."""
+        return BufferedStream(self)
 
     async def bundle(
         self,

@@ -7,6 +7,12 @@ actions changed modified in place (counters kept), keys whose cookie changed re-
 is updated only after the switch accepted the bundle, so a rejected bundle leaves both the switch
 and the cache as they were.
 
+A large batch can hand the flows of its new owners over early (`FlowClient.stage`): they are
+streamed into the bundle of the next `sync` (`antrea.ovs.openflow.bundle.open_stream`) while the
+caller still plans the rest, and that sync commits them with the rest of its plan if the plan
+adds exactly them (else the streamed bundle is discarded and the plan sent the usual way). The
+owner index changes only when the sync's bundle is committed, as without staging.
+
 `CoalescingWriter` sits on top (`antrea.util.batcher`): changes submitted while a bundle is in
 flight are merged into the next one. If a merged bundle is rejected, it is retried owner by owner
 so that only the offending owner fails (Felix's split-and-retry), and everybody else's change
@@ -16,7 +22,7 @@ still lands.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import chain, repeat
 from operator import attrgetter
@@ -25,7 +31,7 @@ import structlog
 
 from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
-from antrea.ovs.openflow.bundle import FlowTransport
+from antrea.ovs.openflow.bundle import BundleStream, FlowTransport, open_stream
 from antrea.ovs.openflow.flow import Flow, FlowKey
 from antrea.util.batcher import Batcher
 
@@ -62,6 +68,10 @@ class FlowClient:
         self._by_owner: dict[Owner, tuple[Flow, ...]] = {}  # one flow per key
         self._key_owner: dict[FlowKey, Owner] = {}
         self._lock = asyncio.Lock()
+        # the streamed bundle of the next sync and the new owners' flows staged in it
+        self._stream: BundleStream | None = None
+        self._staged: dict[Owner, tuple[Flow, ...]] = {}
+        self._staged_keys: dict[FlowKey, None] = {}
 
     # -- queries --------------------------------------------------------------------------
     def flows_of(self, owner: Owner) -> list[Flow]:
@@ -189,10 +199,58 @@ class FlowClient:
         key_owner.update(plan.fresh)
 
     # -- changes --------------------------------------------------------------------------
+    async def stage(self, owners: Mapping[Owner, Sequence[Flow] | None]) -> None:
+        """Stream the flows of `owners` that have nothing installed (nor staged) into the next
+        `sync`'s bundle now (see the module doc). Owners whose keys overlap each other's, a
+        staged or an installed key are left to the sync."""
+        by_owner, staged = self._by_owner, self._staged
+        new = {
+            o: tuple(f) for o, f in owners.items() if f and o not in by_owner and o not in staged
+        }
+        if not new:
+            return
+        flows = list(chain.from_iterable(new.values()))
+        keys = dict.fromkeys(map(_KEY, flows))
+        if (
+            len(keys) != len(flows)
+            or not keys.keys().isdisjoint(self._key_owner.keys())
+            or not keys.keys().isdisjoint(self._staged_keys.keys())
+        ):
+            return
+        if self._stream is None:
+            self._stream = open_stream(self.transport)
+        staged.update(new)
+        self._staged_keys.update(keys)
+        await self._stream.add(flows)
+
+    async def discard_staged(self) -> None:
+        """Drop the streamed bundle and what was staged in it (the caller gave up its batch)."""
+        stream = self._stream
+        self._stream, self._staged, self._staged_keys = None, {}, {}
+        if stream is not None:
+            await stream.discard()
+
     async def sync(self, desired: Desired) -> Plan:
         """Make the given owners' flows exactly `desired` in one bundle."""
         async with self._lock:
-            plan = self.plan(desired)
+            stream, staged, sent = self._stream, self._staged, self._staged_keys
+            self._stream, self._staged, self._staged_keys = None, {}, {}
+            try:
+                plan = self.plan(desired)
+            except BaseException:
+                if stream is not None:
+                    await stream.discard()
+                raise
+            if stream is not None:
+                fresh = plan.fresh_owners
+                if all(fresh.get(o) == flows for o, flows in staged.items()):
+                    # every staged flow is an add of this plan (and no other add has its key:
+                    # that would have been a conflict): the stream has them already
+                    rest = [f for f in plan.add if f.key not in sent]
+                    await stream.commit(add=rest, modify=plan.modify, delete=plan.delete)
+                    self._commit(plan)
+                    return plan
+                await stream.discard()
             if len(plan):
                 await self.transport.bundle(add=plan.add, modify=plan.modify, delete=plan.delete)
             self._commit(plan)

@@ -19,6 +19,16 @@ idempotent (add replaces, modify_strict/delete_strict of a missing flow do nothi
 *re*connection, `on_reconnect` runs in a task: the agent replays every flow from its cache
 there, since a restarted ovs-vswitchd has empty tables.
 
+`stream` opens a *streamed* bundle (`antrea.ovs.openflow.bundle.BundleStream`): the OPEN and
+each `add` are written at once (not waiting for the socket to drain, so the caller keeps
+planning while ovs-vswitchd parses them), and `commit` finishes it like step 1-2 above: the
+rest of the flow mods, the barrier, errors mapped back to the flow over every xid range the
+stream used, discard or commit. Other bundles may run on the connection while a stream is
+open (each bundle has its own id; an error is kept for the stream whose xid it carries). When
+the connection was lost meanwhile (the switch drops a lost connection's open bundles) or an add
+could not be encoded, `commit` sends everything as one plain `bundle` instead (reconnecting,
+and naming a flow that cannot be encoded).
+
 Echo requests are answered; any other unsolicited message is ignored.
 """
 
@@ -34,6 +44,7 @@ import structlog
 
 from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
+from antrea.ovs.openflow.bundle import BundleStream
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.render import render_flow
@@ -62,6 +73,8 @@ ReconnectHook = Callable[[], Awaitable[None]]
 # consecutive xids and what each is about (for errors). A generator: encoding is streamed to
 # the switch, which works on one chunk while the next is encoded.
 Builder = Callable[[int, int], Iterator[tuple[bytes, Sequence[object]]]]
+# the messages of a bundle whose errors are mapped back: (first xid, what each message is about)
+Segments = list[tuple[int, Sequence[object]]]
 CHUNK = 1024  # flow mods per encoding call and per write
 # what encoding a flow can raise: too big, a value out of range for its field
 _ENCODE_ERRORS = (EncodeError, ValueError, KeyError, OverflowError, struct.error)
@@ -112,6 +125,7 @@ class OpenFlowTransport:
         self._hooks: set[asyncio.Task[None]] = set()
         self._redial: asyncio.Task[None] | None = None
         self._closed = False
+        self._streams: set[_Stream] = set()  # streamed bundles open on the connection
 
     # -- connection -----------------------------------------------------------------------
     @property
@@ -227,12 +241,22 @@ class OpenFlowTransport:
         self._waiters[xid] = fut
         return fut
 
-    async def _send(self, data: bytes) -> None:
+    def _write(self, data: bytes) -> None:
+        """Queue `data` (asyncio writes it as the socket takes it: no waiting here)."""
         writer = self._writer
         if writer is None:
             raise ConnectionError(f"{self.target}: not connected")
         writer.write(data)
+
+    async def _send(self, data: bytes) -> None:
+        self._write(data)
+        writer = self._writer
+        assert writer is not None
         await writer.drain()
+
+    def stream(self) -> BundleStream:
+        """A streamed bundle on this connection (see the module doc)."""
+        return _Stream(self)
 
     # -- FlowTransport ----------------------------------------------------------------------
     async def bundle(
@@ -358,7 +382,7 @@ class OpenFlowTransport:
         bundle_id = next(self._bundle_id)
         x_open = next(self._xid)
         base = next(self._xid)
-        self._errors = {}
+        self._forget_errors()
         opened = self._expect(x_open)
         items: list[object] = []
         out = [bundle_control(x_open, bundle_id, BundleCtrl.OPEN_REQUEST)]
@@ -378,6 +402,18 @@ class OpenFlowTransport:
             await self._send(b"".join(out))
         # reserve the xids used (the lock keeps other requests out meanwhile)
         self._xid = itertools.count(base + len(items) + 1)
+        await self._conclude(bundle_id, x_open, opened, [(base, items)], refused)
+
+    async def _conclude(
+        self,
+        bundle_id: int,
+        x_open: int,
+        opened: asyncio.Future[tuple[int, bytes]],
+        segments: Segments,
+        refused: str | None,
+    ) -> None:
+        """Every message of the bundle is sent: fence, then discard (an error, or `refused`:
+        a message could not be encoded) or commit."""
         if refused is not None:
             await self._discard(bundle_id)
             opened.cancel()
@@ -393,7 +429,7 @@ class OpenFlowTransport:
             self._waiters.pop(x_barrier, None)
             raise BundleRejected(["openflow", self.target], None, f"bundle open: {exc}") from exc
         await fenced
-        failed = self._failures(base, items)
+        failed = self._failures(segments)
         if failed:
             await self._discard(bundle_id)
             raise BundleRejected(["openflow", self.target], None, "; ".join(failed))
@@ -403,7 +439,7 @@ class OpenFlowTransport:
         try:
             await committed
         except OpenFlowError as exc:
-            failed = self._failures(base, items) or [f"bundle commit: {exc}"]
+            failed = self._failures(segments) or [f"bundle commit: {exc}"]
             raise BundleRejected(["openflow", self.target], None, "; ".join(failed)) from exc
 
     async def _discard(self, bundle_id: int) -> None:
@@ -415,13 +451,32 @@ class OpenFlowTransport:
         except OpenFlowError:
             pass  # already gone
 
-    def _failures(self, base: int, items: Sequence[object]) -> list[str]:
+    def _forget_errors(self) -> None:
+        """Drop the errors kept so far, but those of the streams still open."""
+        if self._streams:
+            self._errors = {
+                x: e for x, e in self._errors.items() if any(s.owns(x) for s in self._streams)
+            }
+        else:
+            self._errors = {}
+
+    def _failures(self, segments: Segments) -> list[str]:
+        """The errors of the bundle sent as `segments` (and of no other open stream), each
+        naming its message; they are consumed."""
         out = []
-        for xid, err in sorted(self._errors.items()):
-            i = xid - base
-            what = _describe(items[i]) if 0 <= i < len(items) else f"xid {xid}"
+        errors = self._errors
+        for xid, err in sorted(errors.items()):
+            for base, items in segments:
+                i = xid - base
+                if 0 <= i < len(items):
+                    what = _describe(items[i])
+                    break
+            else:
+                if any(s.segments is not segments and s.owns(xid) for s in self._streams):
+                    continue  # another stream's
+                what = f"xid {xid}"
+            del errors[xid]
             out.append(f"{err}: {what}")
-        self._errors = {}
         return out
 
     async def barrier(self) -> None:
@@ -433,6 +488,158 @@ class OpenFlowTransport:
             fut = self._expect(xid)
             await self._send(barrier(xid))
             await asyncio.wait_for(fut, self.timeout)
+
+
+class _Stream:
+    """A streamed bundle on an `OpenFlowTransport`'s connection (`OpenFlowTransport.stream`)."""
+
+    def __init__(self, transport: OpenFlowTransport) -> None:
+        self.t = transport
+        self.staged: list[Flow] = []  # every add, for a resend as a plain bundle
+        self.segments: Segments = []  # the messages sent, for errors
+        self.bundle_id = 0
+        self.connects = 0
+        self.x_open = 0
+        self.opened: asyncio.Future[tuple[int, bytes]] | None = None
+        self.broken = False  # the switch does not have all the adds: commit resends them
+        self.closed = False
+
+    def owns(self, xid: int) -> bool:
+        return any(0 <= xid - base < len(items) for base, items in self.segments)
+
+    def _alive(self) -> bool:
+        return self.t.connected and self.t.connects == self.connects
+
+    async def add(self, flows: Sequence[Flow]) -> None:
+        if self.closed:
+            raise RuntimeError("bundle stream already committed or discarded")
+        if not flows:
+            return
+        flows = list(flows)
+        self.staged.extend(flows)
+        if self.broken:
+            return
+        t = self.t
+        try:
+            async with t._lock:
+                if self.opened is None:
+                    if not t.connected:
+                        await t._connect()
+                    self.connects = t.connects
+                    self.bundle_id = next(t._bundle_id)
+                    self.x_open = next(t._xid)
+                    self.opened = t._expect(self.x_open)
+                    t._streams.add(self)
+                    t._write(bundle_control(self.x_open, self.bundle_id, BundleCtrl.OPEN_REQUEST))
+                elif not self._alive():
+                    self.broken = True
+                    return
+                encode = t.encoder.bundle_adds
+                base = xid = next(t._xid)
+                out = []
+                for i in range(0, len(flows), CHUNK):
+                    chunk = flows[i : i + CHUNK]
+                    out.append(encode(chunk, FlowModCommand.ADD, self.bundle_id, xid))
+                    xid += len(chunk)
+                t._xid = itertools.count(xid)
+                self.segments.append((base, flows))
+                t._write(b"".join(out))
+        except (*_ENCODE_ERRORS, ConnectionError, OSError, TimeoutError, OpenFlowError) as exc:
+            log.debug("openflow_stream_broken", target=t.target, error=repr(exc))
+            self.broken = True
+
+    async def commit(
+        self, *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
+    ) -> None:
+        if self.closed:
+            raise RuntimeError("bundle stream already committed or discarded")
+        self.closed = True
+        t = self.t
+        try:
+            if self.opened is not None and not self.broken:
+                async with t._lock:
+                    if self._alive():
+                        start = time.perf_counter()
+                        try:
+                            await asyncio.wait_for(self._finish(add, modify, delete), t.timeout)
+                        except (ConnectionError, OSError, TimeoutError) as exc:
+                            t._drop()  # (the switch discards the open bundle with it)
+                            log.info("openflow_stream_resent", target=t.target, error=repr(exc))
+                        else:
+                            t.bundles_applied += 1
+                            t.last_duration_s = time.perf_counter() - start
+                            log.debug(
+                                "bundle_applied",
+                                what=f"{len(self.staged)} streamed adds, {len(add)} adds, "
+                                f"{len(modify)} modifies, {len(delete)} deletes",
+                                ms=round(t.last_duration_s * 1000, 2),
+                            )
+                            return
+            elif self.opened is not None:
+                await self._drop_bundle()
+            # not streamed, or the stream broke: the whole bundle the plain way
+            await t.bundle(add=[*self.staged, *add], modify=modify, delete=delete)
+        finally:
+            self._close()
+
+    async def _finish(
+        self, add: Sequence[Flow], modify: Sequence[Flow], delete: Sequence[Flow]
+    ) -> None:
+        t = self.t
+        assert self.opened is not None
+        base = next(t._xid)
+        items: list[object] = []
+        out: list[bytes] = []
+        pending = 0
+        refused: str | None = None
+        try:
+            for data, about in t._flow_messages(add, modify, delete)(self.bundle_id, base):
+                items.extend(about)
+                out.append(data)
+                pending += len(about)
+                if pending >= CHUNK:
+                    await t._send(b"".join(out))
+                    out, pending = [], 0
+        except _Refused as exc:
+            refused = str(exc)
+        if out:
+            await t._send(b"".join(out))
+        t._xid = itertools.count(base + len(items) + 1)
+        self.segments.append((base, items))
+        await t._conclude(self.bundle_id, self.x_open, self.opened, self.segments, refused)
+
+    async def discard(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            await self._drop_bundle()
+        finally:
+            self._close()
+
+    async def _drop_bundle(self) -> None:
+        if self.opened is None:
+            return
+        t = self.t
+        try:
+            async with t._lock:
+                if self._alive():
+                    await asyncio.wait_for(t._discard(self.bundle_id), t.timeout)
+        except (ConnectionError, OSError, TimeoutError):
+            t._drop()  # a lost connection's open bundles are dropped by the switch
+
+    def _close(self) -> None:
+        t = self.t
+        t._streams.discard(self)
+        opened = self.opened
+        if opened is not None:
+            t._waiters.pop(self.x_open, None)
+            if not opened.done():
+                opened.cancel()
+            elif not opened.cancelled():
+                opened.exception()  # (retrieved: an error of a bundle given up is no news)
+        for x in [x for x in t._errors if self.owns(x)]:
+            del t._errors[x]
 
 
 def _group_add(
