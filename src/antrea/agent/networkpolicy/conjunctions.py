@@ -44,6 +44,9 @@ from antrea.ovs.openflow.flow import Match, Proto
 Atom = tuple[Any, ...]
 ANY: Atom = ("ip",)
 ANY_PREFIX = "0.0.0.0/0"
+# (an enum member looked up on its class costs more than a module global: per rule and flow)
+_IP = Proto.IP
+_IN = Direction.IN
 
 
 @lru_cache(maxsize=1 << 17)
@@ -53,9 +56,9 @@ def atom_match(atom: Atom) -> Match:
     if kind == "ip":
         return Match(proto=Proto.IP)
     if kind == "nw_src":
-        return Match(proto=Proto.IP, nw_src=addresses.prefix_value(atom[1]))
+        return Match(proto=_IP, nw_src=addresses.prefix_value(atom[1]))
     if kind == "nw_dst":
-        return Match(proto=Proto.IP, nw_dst=addresses.prefix_value(atom[1]))
+        return Match(proto=_IP, nw_dst=addresses.prefix_value(atom[1]))
     if kind == "reg1":
         return Match(proto=Proto.IP, regs=(TARGET_OFPORT.match(atom[1]),))
     if kind == "icmp_tc":  # ICMP type (and code) of an Antrea-native rule
@@ -203,7 +206,7 @@ def isolation_atoms(
 def plan_rule(rule: CompletedRule, ofport_of: Callable[[PodReference], int | None]) -> RulePlan:
     """Conjunction clauses and isolation atoms of one rule on this node."""
     r = rule.rule.rule
-    if r.direction is Direction.IN:
+    if r.direction is _IN:
         return _plan_ingress(rule, r.services, ofport_of)
     return _plan_egress(rule, r.services)
 
@@ -265,6 +268,11 @@ def _peer_atoms(
 
 @lru_cache(maxsize=1 << 16)
 def _block_atoms(cidr: str, excepts: tuple[str, ...], field: str) -> frozenset[Atom]:
+    if not excepts:  # one prefix (or none: not IPv4)
+        p = addresses.fast_prefix(cidr)
+        if p is None:
+            return _NO_ATOMS
+        return _ANY_ATOMS if p == ANY_PREFIX else frozenset(((field, p),))
     return address_atoms(_block_prefix_list(cidr, excepts), field=field)
 
 

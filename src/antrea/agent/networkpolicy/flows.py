@@ -39,6 +39,12 @@ T = TypeVar("T")
 EST = CtState(new=False, est=True)
 REL = CtState(new=False, rel=True)
 LABEL_MASK = 0xFFFFFFFF
+# (module globals: an enum member looked up on its class, or a module attribute, costs more,
+# and these are used per conjunction and per clause flow)
+_IP = Proto.IP
+_PRIO_ACTION = p.PRIO_ACTION
+_PRIO_METRIC = p.PRIO_METRIC
+_PRIO_MATCH = p.PRIO_MATCH
 
 
 def cookie(round_num: int, object_id: int = 0) -> int:
@@ -141,15 +147,15 @@ def conj_flows(
     return [
         Flow(
             t.table,
-            p.PRIO_ACTION,
-            Match(proto=Proto.IP, conj_id=conj_id),
+            _PRIO_ACTION,
+            Match(proto=_IP, conj_id=conj_id),
             (_load_reg(t.reg, conj_id, t.start, t.end), *(t.logged_tail if log else t.tail)),
             c,
         ),
         Flow(
             t.table,
-            p.PRIO_METRIC,
-            Match(proto=Proto.IP, ct_state=EST, ct_label=(conj_id << t.shift, t.label_mask)),
+            _PRIO_METRIC,
+            Match(proto=_IP, ct_state=EST, ct_label=(conj_id << t.shift, t.label_mask)),
             t.tail,
             c,
         ),
@@ -232,7 +238,7 @@ def clause_flow(
     ``band`` b puts it at priority ``PRIO_MATCH - b``: every clause flow of one conjunction is
     in that conjunction's band, as OVS evaluates conjunctions per priority.
     """
-    return Flow(table, p.PRIO_MATCH - band, match, actions, _round_cookie(round_num))
+    return Flow(table, _PRIO_MATCH - band, match, actions, _round_cookie(round_num))
 
 
 # Cookie object id of isolation flows that also send the packet to the agent's audit log

@@ -90,6 +90,10 @@ class RealizedRule(NamedTuple):
 # Realized state is recorded per rule by the ten thousand: the named tuples are made without
 # their Python-level __new__ (argument parsing costs more than the tuple).
 _new = tuple.__new__
+# (an enum member looked up on its class costs more than a module global: per rule and flow)
+_CONJ = PolicyOwner.CONJUNCTION
+_MATCH = PolicyOwner.MATCH
+_IN = Direction.IN
 
 
 _NO_ATOMS: frozenset[Atom] = frozenset()
@@ -477,7 +481,7 @@ class PolicyReconciler:
                 flows = [clause_flow(round_num, table, atom_match(atom), tuple(conjs.values()))]
             else:
                 flows = match_flows(mk, conjs)
-            desired[(PolicyOwner.MATCH, table, atom)] = flows
+            desired[(_MATCH, table, atom)] = flows
         for mk in b.iso:
             iso_owner: Owner = (PolicyOwner.ISOLATION, mk[0], mk[1])
             holders = self._isolation.get(mk)
@@ -599,7 +603,7 @@ class PolicyReconciler:
         """`_update_rule` of a rule realized for the first time: every conjunction is new,
         every isolation atom gained. All or nothing, like `_update_conjs`."""
         rule = cache_rule.rule
-        d = INGRESS if rule.direction is Direction.IN else EGRESS
+        d = INGRESS if rule.direction is _IN else EGRESS
         logged = rule.enable_logging
         conjs: dict[ServicesKey, RealizedConj] = {}
         want = plan.conjunctions
@@ -612,7 +616,7 @@ class PolicyReconciler:
                     self._conj_dir[cid] = d
                     created.append((cid, clauses))
                     self._link(cid, clauses, d, b.matches)
-                    owner = (PolicyOwner.CONJUNCTION, cid)
+                    owner = (_CONJ, cid)
                     b.desired[owner] = fb.conj_flows(self.round_num, d, cid, log=logged)
                     b.new_conjs.append(owner)
                     conjs[key] = _new(RealizedConj, (cid, clauses))
@@ -666,7 +670,7 @@ class PolicyReconciler:
                     self._conj_dir[cid] = d
                     created.append((cid, clauses))
                     self._link(cid, clauses, d, touched)
-                    b.desired[(PolicyOwner.CONJUNCTION, cid)] = fb.conj_flows(
+                    b.desired[(_CONJ, cid)] = fb.conj_flows(
                         self.round_num, d, cid, log=cache_rule.rule.enable_logging
                     )
                     out[key] = _new(RealizedConj, (cid, clauses))
