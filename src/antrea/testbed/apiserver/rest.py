@@ -24,6 +24,7 @@ from antrea.testbed.apiserver import (
     crschema,
     decoding,
     errors,
+    heap,
     query,
     reviews,
     services,
@@ -383,10 +384,11 @@ class ResourceHandlers:
         return obj
 
     async def _create(self, request: web.Request, rt: ResourceType, ns: str) -> web.Response:
-        obj = self._normalize_body(rt, await read_object(request), ns)
-        warnings = _field_warnings(request, rt, obj)
-        created = await self._admitted_create(request, rt, obj, ns)
-        return json_response(created, status=201, warnings=warnings)
+        with heap.large_body(request.content_length):
+            obj = self._normalize_body(rt, await read_object(request), ns)
+            warnings = _field_warnings(request, rt, obj)
+            created = await self._admitted_create(request, rt, obj, ns)
+            return json_response(created, status=201, warnings=warnings)
 
     # -- admission --------------------------------------------------------------------------
 
@@ -526,6 +528,12 @@ class ResourceHandlers:
     # -- update / patch ---------------------------------------------------------------------
 
     async def _update(
+        self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str
+    ) -> web.Response:
+        with heap.large_body(request.content_length):
+            return await self._update_body(request, rt, ns, name, sub)
+
+    async def _update_body(
         self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str
     ) -> web.Response:
         obj = self._normalize_body(rt, await read_object(request), ns)

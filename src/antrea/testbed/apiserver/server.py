@@ -26,6 +26,7 @@ from antrea.testbed.apiserver import (
     authz,
     discovery,
     errors,
+    heap,
     openapi,
     openapi_pb,
     podstreams,
@@ -295,6 +296,7 @@ class APIServer:
         server = getattr(site, "_server", None)
         if self._port == 0 and server is not None and server.sockets:
             self._port = server.sockets[0].getsockname()[1]
+        heap.freeze()  # the start-up state stays out of later collections
         log.info("apiserver_started", url=self.url, data_dir=str(self.data_dir or ""))
 
     async def add_socket(self, sock: socket.socket) -> None:
