@@ -151,6 +151,20 @@ def test_ip_block_with_except_stays_inline(c: NetworkPolicyController) -> None:
     assert c.store.count(Kind.ADDRESS_GROUP) == 0
 
 
+@pytest.mark.parametrize("block", [{"cidr": "10.0.0.0/8"}, {"cidr": "10.0.0.0/8", "except": []}])
+def test_a_lone_ip_block_compiles_like_the_same_block_listed_twice(
+    c: NetworkPolicyController, block: dict[str, Any]
+) -> None:
+    """One ipBlock alone takes a shortcut (no dedup, positional constructors): the same peer."""
+    spec = {"podSelector": {}, "ingress": [{"from": [{"ipBlock": block}]}]}
+    twice = {"podSelector": {}, "ingress": [{"from": [{"ipBlock": block}, {"ipBlock": block}]}]}
+    c.add_network_policy(policy("prod", "one", spec))
+    c.add_network_policy(policy("prod", "two", twice))
+    one, two = _np(c, "uid-prod-one").rules[0], _np(c, "uid-prod-two").rules[0]
+    assert one == two and hash(one) == hash(two)
+    assert one.from_ == NetworkPolicyPeer(ip_blocks=(IPBlock("10.0.0.0/8"),))
+
+
 @pytest.mark.parametrize("rule", [{}, {"from": []}])
 def test_missing_or_empty_from_matches_all(c: NetworkPolicyController, rule: Any) -> None:
     c.add_network_policy(policy("prod", "p", {"podSelector": {}, "ingress": [rule]}))

@@ -75,6 +75,8 @@ class WatchEvent:
 _DIRECTIONS = {str(d): d for d in Direction}
 _ACTIONS = {str(a): a for a in RuleAction}
 _EMPTY_PEER = NetworkPolicyPeer()
+_EMPTY_PEER_MAP: dict[str, Any] = {"ag": [], "ipb": []}
+_DIRECTION_WIRE = {d: str(d) for d in Direction}
 # Rules, peers and blocks are built in bulk: positional constructors that skip the frozen
 # dataclass __init__ (fastnew; every field is passed, in declaration order).
 _new_rule = cast(
@@ -137,7 +139,10 @@ def _members_from(v: list[Any]) -> frozenset[GroupMember]:
 
 
 def _peer_to(p: NetworkPolicyPeer) -> dict[str, Any]:
-    return {"ag": list(p.address_groups), "ipb": [[b.cidr, list(b.except_)] for b in p.ip_blocks]}
+    ag, ipb = p.address_groups, p.ip_blocks
+    if not ag and not ipb:
+        return _EMPTY_PEER_MAP  # most rules have one empty side; packed, never mutated
+    return {"ag": list(ag), "ipb": [[b.cidr, list(b.except_)] for b in ipb]}
 
 
 def _peer_from(v: dict[str, Any]) -> NetworkPolicyPeer:
@@ -151,20 +156,24 @@ def _peer_from(v: dict[str, Any]) -> NetworkPolicyPeer:
 
 
 def _rule_to(r: NetworkPolicyRule) -> dict[str, Any]:
-    return {
-        "dir": str(r.direction),
+    services, action = r.services, r.action
+    out = {
+        "dir": _DIRECTION_WIRE[r.direction],
         "from": _peer_to(r.from_),
         "to": _peer_to(r.to),
         "svc": None
-        if r.services is None
-        else [[str(s.protocol), s.port, s.end_port, s.icmp_type, s.icmp_code] for s in r.services],
+        if services is None
+        else [[str(s.protocol), s.port, s.end_port, s.icmp_type, s.icmp_code] for s in services],
         "name": r.name,
         "prio": r.priority,
-        "act": None if r.action is None else str(r.action),
+        "act": None if action is None else str(action),
         "ratg": list(r.applied_to_groups),
-        **({"log": True} if r.enable_logging else {}),
-        **({"logl": r.log_label} if r.log_label else {}),
     }
+    if r.enable_logging:
+        out["log"] = True
+    if r.log_label:
+        out["logl"] = r.log_label
+    return out
 
 
 def _rule_from(v: dict[str, Any]) -> NetworkPolicyRule:

@@ -24,9 +24,11 @@ Semantics (Kubernetes NetworkPolicy, as upstream Antrea compiles it):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, cast
 from typing import Protocol as TypingProtocol
 
+from antrea.apis.controlplane.fastnew import positional_new
 from antrea.apis.controlplane.types import (
     Direction,
     IPBlock,
@@ -51,6 +53,13 @@ DENY_ALL_OUT = NetworkPolicyRule(direction=Direction.OUT)
 # The rules of an isolate-only policy (a default deny), shared by all of them.
 _DENY_IN_OUT = (DENY_ALL_IN, DENY_ALL_OUT)
 _PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
+# A peer of one ipBlock (the bulk of large policies) is built with positional slot constructors
+# (fastnew): a frozen dataclass __init__ costs twice as much.
+_new_block = cast(Callable[[str, tuple[str, ...]], IPBlock], positional_new(IPBlock))
+_new_peer = cast(
+    Callable[[tuple[str, ...], tuple[IPBlock, ...]], NetworkPolicyPeer],
+    positional_new(NetworkPolicyPeer),
+)
 
 
 class GroupResolver(TypingProtocol):
@@ -151,6 +160,10 @@ def _peer(
         group = resolver.group("", everyone, everyone)
         address[group] = None
         return NetworkPolicyPeer(address_groups=(group.name,), ip_blocks=MATCH_ALL_BLOCKS)
+    if len(peers) == 1 and len(peers[0]) == 1:
+        block = peers[0].get("ipBlock")
+        if block is not None:  # one ipBlock alone: nothing to deduplicate, no group
+            return _new_peer((), (_new_block(block["cidr"], tuple(block.get("except") or ())),))
     groups: dict[SelectorGroup, None] = {}
     blocks: dict[IPBlock, None] = {}
     for peer in peers:
