@@ -48,8 +48,13 @@ async def test_a_staged_owner_changed_since_discards_the_stream() -> None:
     assert t.discards == 1 and t.commits == 0
     assert t.flows == {f(2).key: f(2, 1), f(3).key: f(3)}
     await c.stage({"x": [f(7)]})
-    await c.sync({"y": [f(8)]})  # "x" is not in the sync at all
+    await c.sync({"y": [f(8)]})  # "x" is not in the sync at all: not its stream
+    assert t.discards == 1 and f(7).key not in t.flows and c.owners() == ["a", "b", "y"]
+    await c.sync({"x": None, "y": [f(8)]})  # "x" is, and no longer wants its flows
     assert t.discards == 2 and f(7).key not in t.flows and c.owners() == ["a", "b", "y"]
+    await c.stage({"z": [f(6)]})
+    await c.discard_staged()
+    assert t.discards == 3 and c._stream is None
 
 
 async def test_a_refused_streamed_bundle_leaves_nothing_and_the_index_unchanged() -> None:
@@ -62,6 +67,18 @@ async def test_a_refused_streamed_bundle_leaves_nothing_and_the_index_unchanged(
     assert t.flows == {f(1).key: f(1)} and c.owners() == ["old"] and len(c) == 1
     await c.sync({"a": [f(2)], "old": None})  # the next sync is a plain one
     assert t.flows == {f(2).key: f(2)} and t.commits == 0
+
+
+async def test_a_sync_of_other_owners_leaves_the_stream_open() -> None:
+    t = StreamingRecorder()
+    c = FlowClient(t)
+    await c.stage({"a": [f(2)]})
+    await c.sync({"pod": [f(1)]})  # e.g. a CNI ADD while a policy batch is planned
+    assert t.commits == 0 and t.discards == 0 and set(t.flows) == {f(1).key}
+    await c.stage({"b": [f(3)]})
+    await c.sync({"a": [f(2)], "b": [f(3)], "c": [f(4)]})
+    assert t.commits == 1 and t.bundles[-1][0] == [f(2), f(3), f(4)]
+    assert c.owners() == ["pod", "a", "b", "c"] and len(t.flows) == 4
 
 
 async def test_ownership_conflicts_still_raise_and_discard() -> None:
@@ -99,13 +116,22 @@ _ROUND = st.tuples(
     st.lists(st.sets(_OWNERS), max_size=3),  # owners staged, call by call
     st.dictionaries(_OWNERS, st.none() | _FLOWS, max_size=2),  # changed after staging
     st.booleans(),  # the switch refuses the bundle
+    st.dictionaries(st.sampled_from("xyz"), st.none() | _FLOWS, max_size=2),  # a sync between
 )
 
 
 @given(st.lists(_ROUND, min_size=1, max_size=5))
 @settings(max_examples=300, deadline=None)
 def test_staging_changes_nothing_but_when_flows_are_sent(
-    rounds: list[tuple[dict[str, list[Flow] | None], list[set[str]], dict[str, object], bool]],
+    rounds: list[
+        tuple[
+            dict[str, list[Flow] | None],
+            list[set[str]],
+            dict[str, object],
+            bool,
+            dict[str, list[Flow] | None],
+        ]
+    ],
 ) -> None:
     """Random rounds of staging and syncing (owners re-planned, taken over, conflicting,
     changed after staging, refused by the switch): the streaming client ends every round with
@@ -114,9 +140,19 @@ def test_staging_changes_nothing_but_when_flows_are_sent(
     async def run() -> None:
         plain_t, stream_t = RecordingTransport(), StreamingRecorder()
         plain, streaming = FlowClient(plain_t), FlowClient(stream_t)
-        for desired, staged, changed, refuse in rounds:
-            for owners in staged:
+        for desired, staged, changed, refuse, between in rounds:
+            for i, owners in enumerate(staged):
                 await streaming.stage({o: desired[o] for o in owners if o in desired})
+                if i == 0 and between:  # other owners synced while the batch is staged
+                    outcomes = []
+                    for c in (plain, streaming):
+                        try:
+                            await c.sync(between)  # type: ignore[arg-type]
+                            outcomes.append("ok")
+                        except FlowOwnershipError:
+                            outcomes.append("conflict")
+                    assert outcomes[0] == outcomes[1]
+                    assert stream_t.flows == plain_t.flows
             final = {**desired, **changed}
             outcomes = []
             for t, c in ((plain_t, plain), (stream_t, streaming)):

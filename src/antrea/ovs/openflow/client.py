@@ -8,10 +8,11 @@ is updated only after the switch accepted the bundle, so a rejected bundle leave
 and the cache as they were.
 
 A large batch can hand the flows of its new owners over early (`FlowClient.stage`): they are
-streamed into the bundle of the next `sync` (`antrea.ovs.openflow.bundle.open_stream`) while the
-caller still plans the rest, and that sync commits them with the rest of its plan if the plan
-adds exactly them (else the streamed bundle is discarded and the plan sent the usual way). The
-owner index changes only when the sync's bundle is committed, as without staging.
+streamed into the bundle of the next `sync` of any of those owners
+(`antrea.ovs.openflow.bundle.open_stream`; a sync of other owners meanwhile goes its own way)
+while the caller still plans the rest, and that sync commits them with the rest of its plan if
+the plan adds exactly them (else the streamed bundle is discarded and the plan sent the usual
+way). The owner index changes only when the sync's bundle is committed, as without staging.
 
 `CoalescingWriter` sits on top (`antrea.util.batcher`): changes submitted while a bundle is in
 flight are merged into the next one. If a merged bundle is rejected, it is retried owner by owner
@@ -234,7 +235,10 @@ class FlowClient:
         """Make the given owners' flows exactly `desired` in one bundle."""
         async with self._lock:
             stream, staged, sent = self._stream, self._staged, self._staged_keys
-            self._stream, self._staged, self._staged_keys = None, {}, {}
+            if stream is not None and staged.keys().isdisjoint(desired.keys()):
+                stream = None  # not this sync's (e.g. pod flows during a policy batch): kept
+            else:
+                self._stream, self._staged, self._staged_keys = None, {}, {}
             try:
                 plan = self.plan(desired)
             except BaseException:
