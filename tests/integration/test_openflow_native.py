@@ -395,6 +395,28 @@ async def test_streamed_bundle_resent_after_the_connection_is_lost(bridges: OvsS
         await nat.close()
 
 
+async def test_streamed_bundle_dropped_by_the_switch_when_idle_is_resent(
+    bridges: OvsSandbox,
+) -> None:
+    """ovs-vswitchd drops a bundle left idle past its bundle-idle-timeout (and a later add to
+    the same id opens a new one): the commit finds out and sends everything as a plain bundle,
+    never commits only the adds sent after the drop."""
+    bridges.vsctl("set", "Open_vSwitch", ".", "other_config:bundle-idle-timeout=1")
+    nat = OpenFlowTransport(bridges.ofctl_target("br-nat"))
+    try:
+        stream = nat.stream()
+        await stream.add(_drops(300, 2))
+        await nat.barrier()
+        await asyncio.sleep(3)  # idle 1 s, checked every second
+        await stream.add(_drops(10, 3))
+        await stream.commit(add=_drops(5, 4))
+        assert count(bridges, "br-nat") == 315
+        assert nat.connects == 1 and not nat._streams and not nat._errors
+    finally:
+        await nat.close()
+        bridges.vsctl("remove", "Open_vSwitch", ".", "other_config", "bundle-idle-timeout")
+
+
 def restart_vswitchd(ovs: OvsSandbox) -> None:
     """Stop ovs-vswitchd by its pid (it loses every flow) and start it again on the same db."""
     pid = int((ovs.rundir / "ovs-vswitchd.pid").read_text().strip())

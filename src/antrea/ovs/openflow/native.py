@@ -25,7 +25,8 @@ planning while ovs-vswitchd parses them), and `commit` finishes it like step 1-2
 rest of the flow mods, the barrier, errors mapped back to the flow over every xid range the
 stream used, discard or commit. Other bundles may run on the connection while a stream is
 open (each bundle has its own id; an error is kept for the stream whose xid it carries). When
-the connection was lost meanwhile (the switch drops a lost connection's open bundles) or an add
+the connection was lost meanwhile (the switch drops a lost connection's open bundles), the switch
+dropped the bundle as idle (an error about the OPEN after it succeeded), or an add
 could not be encoded, `commit` sends everything as one plain `bundle` instead (reconnecting,
 and naming a flow that cannot be encoded).
 
@@ -490,6 +491,10 @@ class OpenFlowTransport:
             await asyncio.wait_for(fut, self.timeout)
 
 
+class _Expired(AntreaError):
+    """The switch dropped a streamed bundle before its commit (idle timeout)."""
+
+
 class _Stream:
     """A streamed bundle on an `OpenFlowTransport`'s connection (`OpenFlowTransport.stream`)."""
 
@@ -505,7 +510,9 @@ class _Stream:
         self.closed = False
 
     def owns(self, xid: int) -> bool:
-        return any(0 <= xid - base < len(items) for base, items in self.segments)
+        return xid == self.x_open or any(
+            0 <= xid - base < len(items) for base, items in self.segments
+        )
 
     def _alive(self) -> bool:
         return self.t.connected and self.t.connects == self.connects
@@ -562,6 +569,8 @@ class _Stream:
                         start = time.perf_counter()
                         try:
                             await asyncio.wait_for(self._finish(add, modify, delete), t.timeout)
+                        except _Expired as exc:
+                            log.info("openflow_stream_resent", target=t.target, error=str(exc))
                         except (ConnectionError, OSError, TimeoutError) as exc:
                             t._drop()  # (the switch discards the open bundle with it)
                             log.info("openflow_stream_resent", target=t.target, error=repr(exc))
@@ -606,6 +615,18 @@ class _Stream:
             await t._send(b"".join(out))
         t._xid = itertools.count(base + len(items) + 1)
         self.segments.append((base, items))
+        # An error about the OPEN after it succeeded: the switch dropped the bundle (idle
+        # longer than its bundle-idle-timeout), and the adds sent since then went to a new
+        # bundle of the same id: discard that one, and resend everything as a plain bundle.
+        x_fence = next(t._xid)
+        fenced = t._expect(x_fence)
+        await t._send(barrier(x_fence))
+        await fenced
+        if self.opened.done() and not self.opened.cancelled() and self.opened.exception() is None:
+            gone = t._errors.pop(self.x_open, None)
+            if gone is not None:
+                await t._discard(self.bundle_id)
+                raise _Expired(f"streamed bundle dropped by the switch: {gone}")
         await t._conclude(self.bundle_id, self.x_open, self.opened, self.segments, refused)
 
     async def discard(self) -> None:
