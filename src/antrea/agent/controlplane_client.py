@@ -20,6 +20,10 @@ not only when a later reconnect succeeds (the agent's ``controllerConnected``).
 
 `report_status` remembers the latest status per policy and re-sends them all after each
 reconnect, so a new leader learns the realization state without waiting for policy changes.
+Statuses reported while one POST is in flight (or in the same loop iteration: a batch of 1,500
+realized policies reports 1,500 at once) go together in the next POST to the list endpoint
+(``networkpolicies/statuses``); a controller without it (404/405: older) gets one POST per
+status, as before.
 `report_stats` POSTs the node's per-rule traffic totals (sent periodically by the policy agent).
 """
 
@@ -40,6 +44,7 @@ from antrea.apis.controlplane.codec import (
     FrameDecoder,
     WatchEvent,
     encode_status,
+    encode_statuses,
 )
 from antrea.apis.controlplane.names import (
     CA_CONFIGMAP,
@@ -49,6 +54,7 @@ from antrea.apis.controlplane.names import (
     HEARTBEAT_MESSAGE,
     NAMESPACE,
     STATUS_PATH,
+    STATUSES_PATH,
     WATCH_PATH,
 )
 from antrea.apis.controlplane.types import NetworkPolicyNodeStatus
@@ -134,7 +140,13 @@ class ControlPlaneClient:
         self._session: aiohttp.ClientSession | None = None
         self._statuses: dict[str, NetworkPolicyNodeStatus] = {}
         self.status_reports_failed = 0
+        self.status_posts = 0  # HTTP requests made for statuses (one per batch)
         self._bg: set[asyncio.Task[Any]] = set()
+        # Statuses waiting for the next POST, and the future their reporters wait on.
+        self._unsent: dict[str, NetworkPolicyNodeStatus] = {}
+        self._unsent_done: asyncio.Future[bool] | None = None
+        self._status_sender: asyncio.Task[None] | None = None
+        self._list_endpoint = True  # False once the controller answered 404/405 to it
 
     # --- plumbing ------------------------------------------------------------------------
 
@@ -251,31 +263,82 @@ class ControlPlaneClient:
         every reconnect, so a failure here is repaired later); ``status_reports_failed``
         counts failures."""
         self._statuses[st.policy] = st
-        if not await self._post_status(st):
+        if not await self._send_status(st):
             self.status_reports_failed += 1
+
+    async def _send_status(self, st: NetworkPolicyNodeStatus) -> bool:
+        """Queue ``st`` for the next POST (a newer status of the same policy replaces it) and
+        wait for that POST's outcome."""
+        loop = asyncio.get_running_loop()
+        self._unsent[st.policy] = st
+        if self._unsent_done is None:
+            self._unsent_done = loop.create_future()
+        done = self._unsent_done
+        if self._status_sender is None or self._status_sender.done():
+            self._status_sender = loop.create_task(self._send_unsent())
+            self._bg.add(self._status_sender)
+            self._status_sender.add_done_callback(self._bg.discard)
+        return await asyncio.shield(done)
+
+    async def _send_unsent(self) -> None:
+        """Until nothing is queued: take everything queued, POST it, tell its reporters."""
+        try:
+            await asyncio.sleep(0)  # the reporters of one loop iteration join the first POST
+            while self._unsent:
+                batch, self._unsent = list(self._unsent.values()), {}
+                done, self._unsent_done = self._unsent_done, None
+                ok = False
+                try:
+                    ok = await self._post_statuses(batch)
+                finally:
+                    if done is not None and not done.done():
+                        done.set_result(ok)
+        finally:  # cancelled (close): whoever still waits learns it was not sent
+            left, self._unsent_done = self._unsent_done, None
+            self._unsent = {}
+            if left is not None and not left.done():
+                left.set_result(False)
+
+    async def _post_statuses(self, batch: list[NetworkPolicyNodeStatus]) -> bool:
+        if len(batch) == 1 or not self._list_endpoint:
+            results = [await self._post_status(st) for st in batch]
+            return all(results)
+        answer = await self._post(STATUSES_PATH, encode_statuses(batch), f"{len(batch)} policies")
+        if answer is None:  # an older controller: one POST per status from now on
+            self._list_endpoint = False
+            return await self._post_statuses(batch)
+        return answer
 
     def forget_status(self, policy: str) -> None:
         """Stop re-sending the status of a policy this node no longer has."""
         self._statuses.pop(policy, None)
 
     async def _post_status(self, st: NetworkPolicyNodeStatus) -> bool:
+        return await self._post(STATUS_PATH, encode_status(st), st.policy) is True
+
+    async def _post(self, path: str, body: bytes, policy: str) -> bool | None:
+        """POST a status body: True if accepted, None if the controller does not serve
+        ``path`` (404/405), else False."""
         if self.endpoint is None or self._ssl is None:
             return False
-        url = f"https://{_host(self.endpoint[0])}:{self.endpoint[1]}{STATUS_PATH}"
+        url = f"https://{_host(self.endpoint[0])}:{self.endpoint[1]}{path}"
+        self.status_posts += 1
         try:
             async with self._get_session().post(
                 url,
-                data=encode_status(st),
+                data=body,
                 headers={**self._headers(), "Content-Type": "application/x-msgpack"},
                 ssl=self._ssl,
                 timeout=aiohttp.ClientTimeout(total=5),
             ) as resp:
+                if resp.status in (404, 405) and path == STATUSES_PATH:
+                    return None
                 if resp.status >= 300:
-                    log.warning("status_report_refused", policy=st.policy, http=resp.status)
+                    log.warning("status_report_refused", policy=policy, http=resp.status)
                     return False
                 return True
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            log.info("status_report_failed", policy=st.policy, error=str(exc))
+            log.info("status_report_failed", policy=policy, error=str(exc))
             return False
 
     async def report_stats(self, summary: NodeStatsSummary) -> bool:
@@ -305,8 +368,7 @@ class ControlPlaneClient:
         pending = list(self._statuses.values())
 
         async def resend() -> None:
-            for st in pending:
-                await self._post_status(st)
+            await asyncio.gather(*(self._send_status(st) for st in pending))
 
         task = asyncio.get_running_loop().create_task(resend())
         self._bg.add(task)

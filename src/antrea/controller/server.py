@@ -10,6 +10,8 @@ Routes (all JSON except the stream and status bodies, which are msgpack):
   Node identities may watch only their own node; 503 on a standby or before the inputs synced.
 - ``POST /apis/controlplane.antrea.io/v1beta2/networkpolicies/status`` - one msgpack
   `NetworkPolicyNodeStatus` (codec.encode_status); a node may only report for itself.
+- ``POST /apis/controlplane.antrea.io/v1beta2/networkpolicies/statuses`` - several statuses
+  in one msgpack body (codec.encode_statuses), all of them for the reporting node.
 - ``GET  /apis/controlplane.antrea.io/v1beta2/<resource>[/NAME]`` (networkpolicies,
   addressgroups, appliedtogroups) - admin; optional ``?nodeName=`` keeps objects whose span
   includes that node.
@@ -43,7 +45,7 @@ import structlog
 from aiohttp import web
 
 from antrea.apis.controlplane import names
-from antrea.apis.controlplane.codec import DecodeError, decode_status
+from antrea.apis.controlplane.codec import DecodeError, decode_status, decode_statuses
 from antrea.apis.controlplane.types import Kind, NetworkPolicy, PodReference
 from antrea.apis.stats import names as stats_names
 from antrea.apis.stats import views as stats_views
@@ -125,6 +127,7 @@ class ControllerServer:
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get(names.WATCH_PATH, self.watch)
         app.router.add_post(names.STATUS_PATH, self.post_status)
+        app.router.add_post(names.STATUSES_PATH, self.post_statuses)
         app.router.add_get(names.ENDPOINT_QUERIES_PATH, self.endpointquery)
         app.router.add_post(stats_names.SUMMARY_PATH, self.post_stats)
         for path in (
@@ -300,6 +303,19 @@ class ControllerServer:
             raise _error(web.HTTPForbidden, f"user {ident.user!r} may not report for {st.node!r}")
         self.status.report(st)
         return web.json_response({"status": "accepted"}, status=201)
+
+    async def post_statuses(self, request: web.Request) -> web.Response:
+        ident = await self._identity(request)
+        try:
+            statuses = decode_statuses(await request.read())
+        except DecodeError as exc:
+            raise _error(web.HTTPBadRequest, str(exc)) from exc
+        for node in {st.node for st in statuses}:  # all or nothing
+            if not ident.may_act_for_node(node):
+                raise _error(web.HTTPForbidden, f"user {ident.user!r} may not report for {node!r}")
+        for st in statuses:
+            self.status.report(st)
+        return web.json_response({"status": "accepted", "items": len(statuses)}, status=201)
 
     def _known_policy(self, name: str) -> bool:
         return self.store.get(Kind.NETWORK_POLICY, name) is not None

@@ -310,3 +310,57 @@ async def test_report_stats_reaches_the_controller_for_this_node_only(ctl: Contr
     finally:
         await it.aclose()  # type: ignore[attr-defined]
         await client.close()
+
+
+async def test_statuses_reported_together_go_in_one_post(ctl: Controller) -> None:
+    client = ControlPlaneClient("n1", kube=kube_for(ctl), token="tok-n1", idle_timeout=1)
+    it = client.events().__aiter__()
+    try:
+        (bookmark,) = await take(it, 1)
+        assert bookmark.type is EventType.BOOKMARK
+        await asyncio.gather(
+            *(client.report_status(NetworkPolicyNodeStatus(f"p{i}", "n1", 1)) for i in range(50))
+        )
+        assert client.status_reports_failed == 0 and client.status_posts == 1
+        for i in range(50):
+            assert ctl.status.status(f"p{i}", 1, frozenset({"n1"})).current == 1
+        # a newer status of a policy queued behind an in-flight POST replaces the older one
+        first = asyncio.ensure_future(client.report_status(NetworkPolicyNodeStatus("q", "n1", 1)))
+        await asyncio.sleep(0)
+        await asyncio.gather(
+            client.report_status(NetworkPolicyNodeStatus("q", "n1", 2)),
+            client.report_status(NetworkPolicyNodeStatus("q", "n1", 3)),
+            first,
+        )
+        assert client.status_reports_failed == 0
+        assert ctl.status.status("q", 3, frozenset({"n1"})).current == 1
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+        await client.close()
+
+
+async def test_an_older_controller_gets_one_post_per_status(
+    ctl: Controller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A controller without the list endpoint (405 here) gets the statuses one by one."""
+    import antrea.agent.controlplane_client as cpc
+    from antrea.apis.controlplane.names import STATUS_PATH
+
+    monkeypatch.setattr(cpc, "STATUSES_PATH", STATUS_PATH + "-not-served")
+    client = ControlPlaneClient("n1", kube=kube_for(ctl), token="tok-n1", idle_timeout=1)
+    it = client.events().__aiter__()
+    try:
+        await take(it, 1)
+        await asyncio.gather(
+            *(client.report_status(NetworkPolicyNodeStatus(f"p{i}", "n1", 1)) for i in range(3))
+        )
+        assert client.status_reports_failed == 0 and client.status_posts == 1 + 3
+        for i in range(3):
+            assert ctl.status.status(f"p{i}", 1, frozenset({"n1"})).current == 1
+        await asyncio.gather(
+            *(client.report_status(NetworkPolicyNodeStatus(f"p{i}", "n1", 2)) for i in range(3))
+        )
+        assert client.status_posts == 4 + 3  # the list endpoint is not tried again
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+        await client.close()

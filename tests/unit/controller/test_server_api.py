@@ -11,7 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from antrea.apis.controlplane.codec import EventType, FrameDecoder, WatchEvent, encode_status
+from antrea.apis.controlplane.codec import (
+    EventType,
+    FrameDecoder,
+    WatchEvent,
+    encode_status,
+    encode_statuses,
+)
 from antrea.apis.controlplane.types import (
     AddressGroup,
     AppliedToGroup,
@@ -206,6 +212,28 @@ async def test_status_reports_are_aggregated_and_authorized(env: Env) -> None:
     }
     st3 = encode_status(NetworkPolicyNodeStatus("uid-1", "n2", 3))
     assert (await call(env, "POST", path, "t-n2", data=st3))[0] == 201
+    _, body = await call(
+        env, "GET", "/apis/controlplane.antrea.io/v1beta2/networkpolicies/uid-1", "t-admin"
+    )
+    assert body["status"]["currentNodesRealized"] == 2 and body["status"]["phase"] == "Realized"
+
+
+async def test_status_lists_are_aggregated_and_authorized_as_a_whole(env: Env) -> None:
+    path = "/apis/controlplane.antrea.io/v1beta2/networkpolicies/statuses"
+    mine = NetworkPolicyNodeStatus("uid-1", "n1", 3)
+    other = NetworkPolicyNodeStatus("uid-1", "n2", 3)
+    # one status for another node refuses the whole list: nothing is recorded
+    assert (await call(env, "POST", path, "t-n1", data=encode_statuses([mine, other])))[0] == 403
+    assert (await call(env, "POST", path, "t-n1", data=encode_status(mine)))[0] == 400
+    _, body = await call(
+        env, "GET", "/apis/controlplane.antrea.io/v1beta2/networkpolicies/uid-1", "t-admin"
+    )
+    assert body["status"]["currentNodesRealized"] == 0
+    assert await call(env, "POST", path, "t-n1", data=encode_statuses([mine])) == (
+        201,
+        {"status": "accepted", "items": 1},
+    )
+    assert (await call(env, "POST", path, "t-admin", data=encode_statuses([other])))[0] == 201
     _, body = await call(
         env, "GET", "/apis/controlplane.antrea.io/v1beta2/networkpolicies/uid-1", "t-admin"
     )

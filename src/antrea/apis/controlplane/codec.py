@@ -314,24 +314,46 @@ class FrameDecoder:
             yield event_from_map(v)
 
 
+def _status_to(st: NetworkPolicyNodeStatus) -> dict[str, Any]:
+    return {
+        "v": WIRE_VERSION,
+        "policy": st.policy,
+        "node": st.node,
+        "gen": st.generation,
+        "realized": st.realized,
+        "msg": st.message,
+    }
+
+
+def _status_from(v: Any) -> NetworkPolicyNodeStatus:
+    return NetworkPolicyNodeStatus(v["policy"], v["node"], v["gen"], v["realized"], v["msg"])
+
+
 def encode_status(st: NetworkPolicyNodeStatus) -> bytes:
-    out: bytes = msgpack.packb(
-        {
-            "v": WIRE_VERSION,
-            "policy": st.policy,
-            "node": st.node,
-            "gen": st.generation,
-            "realized": st.realized,
-            "msg": st.message,
-        },
-        use_bin_type=True,
-    )
+    out: bytes = msgpack.packb(_status_to(st), use_bin_type=True)
     return out
 
 
 def decode_status(data: bytes) -> NetworkPolicyNodeStatus:
     try:
-        v = msgpack.unpackb(data, raw=False)
-        return NetworkPolicyNodeStatus(v["policy"], v["node"], v["gen"], v["realized"], v["msg"])
+        return _status_from(msgpack.unpackb(data, raw=False))
     except Exception as exc:
         raise DecodeError(f"malformed status: {exc!r}") from exc
+
+
+def encode_statuses(statuses: list[NetworkPolicyNodeStatus]) -> bytes:
+    """Several statuses in one body: ``{"v": 1, "items": [<status map>, ...]}``."""
+    out: bytes = msgpack.packb(
+        {"v": WIRE_VERSION, "items": [_status_to(st) for st in statuses]}, use_bin_type=True
+    )
+    return out
+
+
+def decode_statuses(data: bytes) -> list[NetworkPolicyNodeStatus]:
+    try:
+        v = msgpack.unpackb(data, raw=False)
+        if v["v"] != WIRE_VERSION:
+            raise ValueError(f"unsupported version {v['v']!r}")
+        return [_status_from(item) for item in v["items"]]
+    except Exception as exc:
+        raise DecodeError(f"malformed statuses: {exc!r}") from exc
