@@ -39,7 +39,7 @@ from antrea.apis.controlplane.types import (
     PodReference,
     Service,
 )
-from antrea.ovs.openflow.flow import Match, Proto
+from antrea.ovs.openflow.flow import Match, Proto, ip_dst_match, ip_src_match
 
 Atom = tuple[Any, ...]
 ANY: Atom = ("ip",)
@@ -56,9 +56,9 @@ def atom_match(atom: Atom) -> Match:
     if kind == "ip":
         return Match(proto=Proto.IP)
     if kind == "nw_src":
-        return Match(proto=_IP, nw_src=addresses.prefix_value(atom[1]))
+        return ip_src_match(addresses.prefix_value(atom[1]))
     if kind == "nw_dst":
-        return Match(proto=_IP, nw_dst=addresses.prefix_value(atom[1]))
+        return ip_dst_match(addresses.prefix_value(atom[1]))
     if kind == "reg1":
         return Match(proto=Proto.IP, regs=(TARGET_OFPORT.match(atom[1]),))
     if kind == "icmp_tc":  # ICMP type (and code) of an Antrea-native rule

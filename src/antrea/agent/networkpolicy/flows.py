@@ -33,6 +33,8 @@ from antrea.ovs.openflow.flow import (
     Proto,
     RegMatch,
     Resubmit,
+    conj_id_match,
+    ct_label_match,
 )
 
 T = TypeVar("T")
@@ -148,14 +150,14 @@ def conj_flows(
         Flow(
             t.table,
             _PRIO_ACTION,
-            Match(proto=_IP, conj_id=conj_id),
+            conj_id_match(conj_id),
             (_load_reg(t.reg, conj_id, t.start, t.end), *(t.logged_tail if log else t.tail)),
             c,
         ),
         Flow(
             t.table,
             _PRIO_METRIC,
-            Match(proto=_IP, ct_state=EST, ct_label=(conj_id << t.shift, t.label_mask)),
+            ct_label_match(EST, (conj_id << t.shift, t.label_mask)),
             t.tail,
             c,
         ),

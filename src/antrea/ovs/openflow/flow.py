@@ -210,6 +210,64 @@ _NETWORK_TYPES = (ipaddress.IPv4Network, ipaddress.IPv6Network)
 _HOST_ONLY = ("tun_dst", "arp_spa", "arp_tpa")
 
 
+# Constructors of the three match shapes the policy planner builds by the ten thousand (per
+# conjunction two, per clause atom one). Each gives the very value ``Match(...)`` gives (same
+# set fields in the same canonical order, hence equal, same hash, same text and bytes: a
+# property test holds them to it) without the generic constructor's 23 keyword tests.
+_new_match = object.__new__
+_IP = Proto.IP
+_V4ADDR = ipaddress.IPv4Address
+_V4NET = ipaddress.IPv4Network
+
+
+def conj_id_match(conj_id: int) -> Match:
+    """``Match(proto=Proto.IP, conj_id=conj_id)``: a conjunction's action flow."""
+    m = _new_match(Match)
+    v = m.__dict__
+    v["proto"] = _IP
+    v["conj_id"] = conj_id
+    v["_hash"] = hash((("proto", _IP), ("conj_id", conj_id)))
+    return m
+
+
+def ct_label_match(ct_state: CtState, ct_label: tuple[int, int]) -> Match:
+    """``Match(proto=Proto.IP, ct_state=ct_state, ct_label=ct_label)``: a conjunction's
+    established-packets counter."""
+    m = _new_match(Match)
+    v = m.__dict__
+    v["proto"] = _IP
+    v["ct_state"] = ct_state
+    v["ct_label"] = ct_label
+    v["_hash"] = hash((("proto", _IP), ("ct_state", ct_state), ("ct_label", ct_label)))
+    return m
+
+
+def ip_src_match(nw_src: IPNet | IPAddr) -> Match:
+    """``Match(proto=Proto.IP, nw_src=nw_src)``: a clause atom's source prefix."""
+    t = type(nw_src)
+    if t is _V4ADDR or (t is _V4NET and nw_src._prefixlen < 32):  # type: ignore[union-attr]
+        m = _new_match(Match)
+        v = m.__dict__
+        v["proto"] = _IP
+        v["nw_src"] = nw_src
+        v["_hash"] = hash((("proto", _IP), ("nw_src", nw_src)))
+        return m
+    return Match(proto=_IP, nw_src=nw_src)  # anything else: canonicalised (or refused) there
+
+
+def ip_dst_match(nw_dst: IPNet | IPAddr) -> Match:
+    """``Match(proto=Proto.IP, nw_dst=nw_dst)``: a clause atom's destination prefix."""
+    t = type(nw_dst)
+    if t is _V4ADDR or (t is _V4NET and nw_dst._prefixlen < 32):  # type: ignore[union-attr]
+        m = _new_match(Match)
+        v = m.__dict__
+        v["proto"] = _IP
+        v["nw_dst"] = nw_dst
+        v["_hash"] = hash((("proto", _IP), ("nw_dst", nw_dst)))
+        return m
+    return Match(proto=_IP, nw_dst=nw_dst)
+
+
 def _canonical_address(name: str, value: object) -> IPNet | IPAddr:
     if isinstance(value, _NETWORK_TYPES):
         if value.prefixlen == value.max_prefixlen:
