@@ -69,6 +69,7 @@ from antrea.k8s.resources import (
     KubeResources,
     bearer_token,
 )
+from antrea.util import gcpause
 
 log = structlog.get_logger(__name__)
 
@@ -249,7 +250,11 @@ class ControlPlaneClient:
                     raise StreamError("stream idle: no frame or heartbeat") from exc
                 if not chunk:
                     raise StreamError("stream closed by the controller")
-                for ev in decoder.feed(chunk):
+                # Decoded objects are long-lived (the rule cache): no collection meanwhile,
+                # and a chunk that completed large frames is frozen (util/gcpause.py).
+                with gcpause.paused():
+                    events = list(decoder.feed(chunk))
+                for ev in events:
                     if ev.type is EventType.BOOKMARK and ev.message == HEARTBEAT_MESSAGE:
                         continue
                     if ev.type is EventType.BOOKMARK:

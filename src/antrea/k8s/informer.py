@@ -30,6 +30,7 @@ import aiohttp
 import structlog
 
 from antrea.k8s.errors import KubeError, WatchExpired, status_error
+from antrea.util import gcpause
 
 try:
     import orjson
@@ -41,6 +42,18 @@ except ImportError:  # pragma: no cover - orjson is optional
     _loads = json.loads
 
 log = structlog.get_logger(__name__)
+
+# A watch event at least this large (a policy of thousands of rules) is decoded with the cyclic
+# GC paused (util/gcpause.py): its objects are long-lived and acyclic.
+LARGE_EVENT_BYTES = 64 * 1024
+
+
+def _decode(line: bytes) -> Any:
+    if len(line) < LARGE_EVENT_BYTES:
+        return _loads(line)
+    with gcpause.paused():
+        return _loads(line)
+
 
 JSON = dict[str, Any]
 ListFunc = Callable[..., Awaitable[Any]]
@@ -409,9 +422,9 @@ class Informer:
                 pending = lines.pop()
                 for line in lines:
                     if line.strip():
-                        await self._handle_event(_loads(line))
+                        await self._handle_event(_decode(line))
             if pending.strip():
-                await self._handle_event(_loads(pending))
+                await self._handle_event(_decode(pending))
         finally:
             resp.release()
         quick = asyncio.get_running_loop().time() - started < 1.0

@@ -67,9 +67,10 @@ from antrea.controller.networkpolicy.grouping import (
 )
 from antrea.controller.networkpolicy.members import pod_member
 from antrea.controller.networkpolicy.store import EMPTY_SPAN, Change, ComputedStore, Entry, Span
+from antrea.util import gcpause
 
 # New tracked objects left by one compiler batch above which they are frozen (see `batch`).
-FREEZE_AFTER_OBJECTS = 50_000
+FREEZE_AFTER_OBJECTS = gcpause.FREEZE_AFTER_OBJECTS
 
 log = structlog.get_logger(__name__)
 
@@ -154,7 +155,7 @@ class NetworkPolicyController:
         hundreds of thousands of long-lived objects and no garbage cycles, and every collection
         would traverse all of them (it more than doubles the time of the scale benchmark).
         A batch that leaves more than `FREEZE_AFTER_OBJECTS` new tracked objects (a policy of
-        thousands of rules, whose frames are encoded in the batch too) freezes what exists
+        ~2,000 rules or more) freezes what exists
         (`gc.freeze`, O(1)): the next collections would otherwise traverse it all again, on
         the way of the agents' streams (a 50-120 ms full collection in a 15,000-rule burst).
         """
