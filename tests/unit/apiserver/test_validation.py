@@ -15,6 +15,8 @@ from antrea.testbed.apiserver.validation import (
     field_errors_to_status,
     validate,
 )
+from antrea.testbed.apiserver.validation import networkpolicy as np_validation
+from antrea.testbed.apiserver.validation.networkpolicy import validate_network_policy_spec
 
 NP = "networking.k8s.io"
 
@@ -549,3 +551,39 @@ def test_validate_never_crashes(obj: dict[str, Any]) -> None:
         for e in errs:
             str(e)
         validate(group, kind, obj, obj)
+
+
+_PEERS = st.one_of(
+    st.builds(lambda c: {"ipBlock": {"cidr": c}}, st.sampled_from(["10.0.0.0/8", "1.2.3.4/32"])),
+    st.builds(
+        lambda c: {"ipBlock": {"cidr": c}},
+        st.sampled_from(["10.0.0.0/33", "01.2.3.4/8", "10.0.0.0", "", "fd00::/8", "x/8"]),
+    ),
+    st.just({"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}),
+    st.just({"ipBlock": {"cidr": "10.0.0.0/8", "except": ["11.0.0.0/16"]}}),
+    st.just({"ipBlock": {"cidr": 7}}),
+    st.just({"ipBlock": {"cidr": "10.0.0.0/8"}, "podSelector": {}}),
+    st.just({"ipBlock": None}),
+    st.just({"podSelector": {"matchLabels": {"a": "b"}}}),
+    st.just({}),
+    st.just("peer"),
+)
+
+
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {"from": st.lists(_PEERS, max_size=3)},
+            optional={"ports": st.just([{"port": 0}])},
+        ),
+        max_size=4,
+    )
+)
+def test_plain_ip_block_rules_are_validated_like_any_rule(rules: list[dict[str, Any]]) -> None:
+    """The shortcut for rules of plain valid ipBlocks reports exactly what the full walk does."""
+    spec = {"podSelector": {}, "ingress": rules}
+    fast = validate_network_policy_spec(spec)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(np_validation, "_plain_valid_ip_block", lambda peer: False)
+        slow = validate_network_policy_spec(spec)
+    assert fast == slow

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from antrea.k8s.names import is_valid_cidr, is_valid_port_name, is_valid_port_num, parse_cidr
+from antrea.k8s.names import (
+    cidr_ok,
+    is_valid_cidr,
+    is_valid_port_name,
+    is_valid_port_num,
+    parse_cidr,
+)
 from antrea.testbed.apiserver.validation.common import PROTOCOLS, as_dict, as_list, dicts, int_value
 from antrea.testbed.apiserver.validation.errors import (
     JSON,
@@ -84,6 +90,17 @@ def _validate_ip_block(ipb: JSON, path: str) -> list[FieldError]:
     return errs
 
 
+def _plain_valid_ip_block(peer: Any) -> bool:
+    """``{"ipBlock": {"cidr": <valid CIDR>}}`` exactly: a peer `_validate_np_peer` passes."""
+    if type(peer) is not dict or len(peer) != 1:
+        return False
+    block = peer.get("ipBlock")
+    if type(block) is not dict or len(block) != 1:
+        return False
+    cidr = block.get("cidr")
+    return type(cidr) is str and cidr_ok(cidr)
+
+
 def _validate_np_peer(peer: JSON, path: str) -> list[FieldError]:
     errs: list[FieldError] = []
     count = 0
@@ -109,10 +126,13 @@ def validate_network_policy_spec(spec: Any, path: str = "spec") -> list[FieldErr
     errs.extend(validate_label_selector(spec.get("podSelector"), f"{path}.podSelector"))
     for direction, peers_key in (("ingress", "from"), ("egress", "to")):
         for i, rule in dicts(as_list(spec.get(direction))):
+            ports, peers = as_list(rule.get("ports")), as_list(rule.get(peers_key))
+            if not ports and all(_plain_valid_ip_block(p) for p in peers):
+                continue  # the bulk of large policies: nothing to report, no path to build
             rpath = f"{path}.{direction}[{i}]"
-            for j, port in enumerate(as_list(rule.get("ports"))):
+            for j, port in enumerate(ports):
                 errs.extend(_validate_np_port(as_dict(port), f"{rpath}.ports[{j}]"))
-            for j, peer in enumerate(as_list(rule.get(peers_key))):
+            for j, peer in enumerate(peers):
                 errs.extend(_validate_np_peer(as_dict(peer), f"{rpath}.{peers_key}[{j}]"))
     types = as_list(spec.get("policyTypes"))
     allowed = ("Ingress", "Egress")
