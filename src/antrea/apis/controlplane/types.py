@@ -64,6 +64,19 @@ class PodReference:
     namespace: str
     name: str
 
+    # The generated __eq__ and __hash__, spelled out: a pod's ofport is looked up by its
+    # reference per rule target (~15,000 per initial sync), and the generated __eq__ builds
+    # two tuples per comparison. Same semantics: equal iff same class and same fields.
+    def __eq__(self, other: object) -> bool:
+        if self is other:
+            return True
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self.name == other.name and self.namespace == other.namespace
+
+    def __hash__(self) -> int:
+        return hash((self.namespace, self.name))
+
 
 @dataclass(frozen=True, slots=True)
 class GroupMember:
