@@ -220,6 +220,43 @@ _V4ADDR = ipaddress.IPv4Address
 _V4NET = ipaddress.IPv4Network
 
 
+def _v4net_key(net: ipaddress.IPv4Network) -> object:
+    """An object hashed as `net` is, in C: the integer `IPv4Network.__hash__` hashes (that
+    method, and `IPv4Address`'s, run as Python code: a third of a prefix match's cost). A
+    tuple's hash only depends on its items' hashes, so a match hashed with these stand-ins
+    has exactly the hash it has with the `ipaddress` values (checked at import, else the
+    values themselves are hashed)."""
+    return net.network_address._ip ^ net.netmask._ip  # type: ignore[attr-defined]
+
+
+def _v4addr_key(addr: ipaddress.IPv4Address) -> object:
+    return hex(addr._ip)  # type: ignore[attr-defined]
+
+
+def _same_hash(value: object) -> object:
+    return value
+
+
+def _hash_keys_hold() -> bool:
+    try:
+        for value in (0, 1, 0x0A000000, 0xC0A80100, 0x7FFFFFFF, 0xFFFFFFFF):
+            addr = ipaddress.IPv4Address(value)
+            if hash(_v4addr_key(addr)) != hash(addr):
+                return False
+            for plen in (0, 1, 8, 16, 24, 31):
+                net = ipaddress.IPv4Network((value >> (32 - plen) << (32 - plen), plen))
+                if hash(_v4net_key(net)) != hash(net):
+                    return False
+    except Exception:
+        return False
+    return True
+
+
+_net_hash_key, _addr_hash_key = (
+    (_v4net_key, _v4addr_key) if _hash_keys_hold() else (_same_hash, _same_hash)
+)
+
+
 def conj_id_match(conj_id: int) -> Match:
     """``Match(proto=Proto.IP, conj_id=conj_id)``: a conjunction's action flow."""
     m = _new_match(Match)
@@ -245,12 +282,19 @@ def ct_label_match(ct_state: CtState, ct_label: tuple[int, int]) -> Match:
 def ip_src_match(nw_src: IPNet | IPAddr) -> Match:
     """``Match(proto=Proto.IP, nw_src=nw_src)``: a clause atom's source prefix."""
     t = type(nw_src)
-    if t is _V4ADDR or (t is _V4NET and nw_src._prefixlen < 32):  # type: ignore[union-attr]
+    if t is _V4NET and nw_src._prefixlen < 32:  # type: ignore[union-attr]
         m = _new_match(Match)
         v = m.__dict__
         v["proto"] = _IP
         v["nw_src"] = nw_src
-        v["_hash"] = hash((("proto", _IP), ("nw_src", nw_src)))
+        v["_hash"] = hash((("proto", _IP), ("nw_src", _net_hash_key(nw_src))))  # type: ignore[arg-type]
+        return m
+    if t is _V4ADDR:
+        m = _new_match(Match)
+        v = m.__dict__
+        v["proto"] = _IP
+        v["nw_src"] = nw_src
+        v["_hash"] = hash((("proto", _IP), ("nw_src", _addr_hash_key(nw_src))))  # type: ignore[arg-type]
         return m
     return Match(proto=_IP, nw_src=nw_src)  # anything else: canonicalised (or refused) there
 
@@ -258,12 +302,19 @@ def ip_src_match(nw_src: IPNet | IPAddr) -> Match:
 def ip_dst_match(nw_dst: IPNet | IPAddr) -> Match:
     """``Match(proto=Proto.IP, nw_dst=nw_dst)``: a clause atom's destination prefix."""
     t = type(nw_dst)
-    if t is _V4ADDR or (t is _V4NET and nw_dst._prefixlen < 32):  # type: ignore[union-attr]
+    if t is _V4NET and nw_dst._prefixlen < 32:  # type: ignore[union-attr]
         m = _new_match(Match)
         v = m.__dict__
         v["proto"] = _IP
         v["nw_dst"] = nw_dst
-        v["_hash"] = hash((("proto", _IP), ("nw_dst", nw_dst)))
+        v["_hash"] = hash((("proto", _IP), ("nw_dst", _net_hash_key(nw_dst))))  # type: ignore[arg-type]
+        return m
+    if t is _V4ADDR:
+        m = _new_match(Match)
+        v = m.__dict__
+        v["proto"] = _IP
+        v["nw_dst"] = nw_dst
+        v["_hash"] = hash((("proto", _IP), ("nw_dst", _addr_hash_key(nw_dst))))  # type: ignore[arg-type]
         return m
     return Match(proto=_IP, nw_dst=nw_dst)
 
