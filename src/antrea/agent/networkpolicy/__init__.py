@@ -120,7 +120,9 @@ class PolicyAgent:
             Path(cfg.stateDir) / "networkpolicy" / "state.msgpack" if cfg is not None else None
         )
         self.writer = (
-            StateWriter(self.state_file, self.controller.cache) if self.state_file else None
+            StateWriter(self.state_file, self.controller.cache, idle=self.controller.wait_idle)
+            if self.state_file
+            else None
         )
         self.stats_file: Path | None = (
             Path(cfg.stateDir) / "networkpolicy" / "stats.json" if cfg is not None else None
