@@ -90,7 +90,7 @@ class StateWriter:
         cache: RuleCache,
         *,
         interval: float = 1.0,
-        idle: Callable[[], Awaitable[None]] | None = None,
+        idle: Callable[[], Awaitable[object]] | None = None,
         max_defer: float = 10.0,
     ) -> None:
         self.path = path

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from pathlib import Path
 
 from antrea.agent.networkpolicy.cache import RuleCache
 from antrea.agent.networkpolicy.persist import StateWriter, load_events
 
 
-async def _until(cond: object, timeout: float = 5.0) -> None:
+async def _until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
-    while not cond():  # type: ignore[operator]
+    while not cond():
         assert loop.time() < end, "condition not reached"
         await asyncio.sleep(0.005)
 
