@@ -421,6 +421,22 @@ class LabCluster:
                 for s, d in pairs[:3]:
                     if s in targets and d in targets and where[d][0] == n:
                         out += await self._trace(n, targets[s], targets[d], expect)
+            # A wrong verdict that survives the re-probe while the flow tables are right points
+            # at a stale datapath flow (a megaflow the revalidators kept): drop every datapath
+            # flow of the nodes involved and probe once more. Diagnostics only; the failure
+            # stands either way.
+            for n in nodes:
+                await self._node_run(n, ["ovs-appctl", "revalidator/purge"], ovs=True)
+            purged = await asyncio.gather(
+                *(
+                    probe_pair_verdict(
+                        targets[s], targets[d], protocol=expect.protocol, port=expect.port
+                    )
+                    for s, d in pairs[:6]
+                )
+            )
+            for (s, d), verdict in zip(pairs[:6], purged, strict=True):
+                out.append(f"  {s} -> {d}: probed after revalidator/purge: {verdict}")
         except Exception as exc:  # diagnostics never hide the failure itself
             out.append(f"  (diagnostics failed: {type(exc).__name__}: {exc})")
         return "\n".join(out)
