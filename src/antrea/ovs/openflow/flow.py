@@ -279,44 +279,32 @@ def ct_label_match(ct_state: CtState, ct_label: tuple[int, int]) -> Match:
     return m
 
 
+def _ip_match(field: str, value: IPNet | IPAddr) -> Match:
+    """``Match(proto=Proto.IP, <field>=value)`` for ``nw_src``/``nw_dst``, without the generic
+    constructor for the canonical IPv4 forms (a network shorter than /32, an address)."""
+    t = type(value)
+    if t is _V4NET and value._prefixlen < 32:  # type: ignore[union-attr]
+        key = _net_hash_key(value)  # type: ignore[arg-type]
+    elif t is _V4ADDR:
+        key = _addr_hash_key(value)  # type: ignore[arg-type]
+    else:  # anything else: canonicalised (or refused) there
+        return Match(**{"proto": _IP, field: value})  # type: ignore[arg-type]
+    m = _new_match(Match)
+    v = m.__dict__
+    v["proto"] = _IP
+    v[field] = value
+    v["_hash"] = hash((("proto", _IP), (field, key)))
+    return m
+
+
 def ip_src_match(nw_src: IPNet | IPAddr) -> Match:
     """``Match(proto=Proto.IP, nw_src=nw_src)``: a clause atom's source prefix."""
-    t = type(nw_src)
-    if t is _V4NET and nw_src._prefixlen < 32:  # type: ignore[union-attr]
-        m = _new_match(Match)
-        v = m.__dict__
-        v["proto"] = _IP
-        v["nw_src"] = nw_src
-        v["_hash"] = hash((("proto", _IP), ("nw_src", _net_hash_key(nw_src))))  # type: ignore[arg-type]
-        return m
-    if t is _V4ADDR:
-        m = _new_match(Match)
-        v = m.__dict__
-        v["proto"] = _IP
-        v["nw_src"] = nw_src
-        v["_hash"] = hash((("proto", _IP), ("nw_src", _addr_hash_key(nw_src))))  # type: ignore[arg-type]
-        return m
-    return Match(proto=_IP, nw_src=nw_src)  # anything else: canonicalised (or refused) there
+    return _ip_match("nw_src", nw_src)
 
 
 def ip_dst_match(nw_dst: IPNet | IPAddr) -> Match:
     """``Match(proto=Proto.IP, nw_dst=nw_dst)``: a clause atom's destination prefix."""
-    t = type(nw_dst)
-    if t is _V4NET and nw_dst._prefixlen < 32:  # type: ignore[union-attr]
-        m = _new_match(Match)
-        v = m.__dict__
-        v["proto"] = _IP
-        v["nw_dst"] = nw_dst
-        v["_hash"] = hash((("proto", _IP), ("nw_dst", _net_hash_key(nw_dst))))  # type: ignore[arg-type]
-        return m
-    if t is _V4ADDR:
-        m = _new_match(Match)
-        v = m.__dict__
-        v["proto"] = _IP
-        v["nw_dst"] = nw_dst
-        v["_hash"] = hash((("proto", _IP), ("nw_dst", _addr_hash_key(nw_dst))))  # type: ignore[arg-type]
-        return m
-    return Match(proto=_IP, nw_dst=nw_dst)
+    return _ip_match("nw_dst", nw_dst)
 
 
 def _canonical_address(name: str, value: object) -> IPNet | IPAddr:
