@@ -64,6 +64,14 @@ REG5 = "NXM_NX_REG5[]"
 LABEL_HI = "NXM_NX_CT_LABEL[32..63]"
 
 
+def _clause_flow(
+    round_num: int, table: int, match: Match, conjs: list[tuple[int, int, int]], band: int = 0
+) -> Flow:
+    """A clause flow carrying the conjunctions (id, clause, n), as the reconciler builds it."""
+    actions = tuple(Conjunction(i, k, n) for i, k, n in sorted(conjs))
+    return npflows.clause_flow(round_num, table, match, actions, band)
+
+
 def every_flow() -> list[Flow]:
     node = NodeConfig(
         pod_cidr=ipaddress.IPv4Network("10.244.1.0/24"),
@@ -90,7 +98,7 @@ def every_flow() -> list[Flow]:
     for d in (npt.INGRESS, npt.EGRESS):
         flows += npflows.conj_flows(3, d, 7 if d is npt.INGRESS else 8)
         flows.append(
-            npflows.match_flow(
+            _clause_flow(
                 3,
                 d.rule_table,
                 Match(proto=Proto.IP, nw_src=NET("10.0.0.0/8")),
@@ -102,18 +110,14 @@ def every_flow() -> list[Flow]:
                 3, d.default_table, Match(proto=Proto.IP, regs=(RegMatch(1, 10),))
             )
         )
+    flows.append(_clause_flow(3, 90, Match(proto=Proto.TCP, tp_dst=8080), [(7, 3, 3)], band=4))
     flows.append(
-        npflows.match_flow(3, 90, Match(proto=Proto.TCP, tp_dst=8080), [(7, 3, 3)], band=4)
+        _clause_flow(3, 90, Match(proto=Proto.UDP, tp_dst=0x1000, tp_dst_mask=0xFC00), [(7, 3, 3)])
     )
+    flows.append(_clause_flow(3, 90, Match(proto=Proto.SCTP, tp_dst=9), [(7, 3, 3)]))
+    flows.append(_clause_flow(3, 90, Match(proto=Proto.IP), [(11, 1, 2)]))
     flows.append(
-        npflows.match_flow(
-            3, 90, Match(proto=Proto.UDP, tp_dst=0x1000, tp_dst_mask=0xFC00), [(7, 3, 3)]
-        )
-    )
-    flows.append(npflows.match_flow(3, 90, Match(proto=Proto.SCTP, tp_dst=9), [(7, 3, 3)]))
-    flows.append(npflows.match_flow(3, 90, Match(proto=Proto.IP), [(11, 1, 2)]))
-    flows.append(
-        npflows.match_flow(3, 50, Match(proto=Proto.IP, nw_dst=NET("192.168.7.7/32")), [(8, 2, 2)])
+        _clause_flow(3, 50, Match(proto=Proto.IP, nw_dst=NET("192.168.7.7/32")), [(8, 2, 2)])
     )
     # every other field and action a Flow can carry
     flows += [

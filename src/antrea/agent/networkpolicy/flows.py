@@ -12,7 +12,7 @@ Samples of what they produce (ovs-ofctl dump-flows br-int table=90)::
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from functools import lru_cache
 from typing import NamedTuple, TypeVar, cast
 
@@ -225,18 +225,6 @@ new_conjunction = _fast_new(Conjunction)
 # 4,000 actions plus the largest clause match (a masked IPv6 prefix) stay below that. Beyond it,
 # the reconciler puts conjunctions in lower priority bands of the same table.
 MAX_CONJUNCTIONS_PER_FLOW = 4000
-
-
-def match_flow(
-    round_num: int,
-    table: int,
-    match: Match,
-    conjs: Iterable[tuple[int, int, int]],
-    band: int = 0,
-) -> Flow:
-    """One clause match flow carrying conjunctions that share it (id, clause, n)."""
-    actions = tuple(Conjunction(i, k, n) for i, k, n in sorted(conjs))
-    return clause_flow(round_num, table, match, actions, band)
 
 
 def clause_flow(
