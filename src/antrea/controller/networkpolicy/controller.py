@@ -27,7 +27,6 @@ caches to sync before computing): each group's member set is then built once, no
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -160,23 +159,15 @@ class NetworkPolicyController:
         the way of the agents' streams (a 50-120 ms full collection in a 15,000-rule burst).
         """
         outermost = not self._batch_depth
-        pause_gc = outermost and gc.isenabled()
-        if pause_gc:
-            gc.disable()
-        self._batch_depth += 1
-        try:
-            yield
-        finally:
-            self._batch_depth -= 1
+        # (an inner batch finds the collector off: `paused` leaves it to the outermost)
+        with gcpause.paused(FREEZE_AFTER_OBJECTS):
+            self._batch_depth += 1
             try:
+                yield
+            finally:
+                self._batch_depth -= 1
                 if outermost:
                     self.flush()
-            finally:
-                if pause_gc:
-                    # Collections were off: the generation-0 count is what the batch added.
-                    if gc.get_count()[0] > FREEZE_AFTER_OBJECTS:
-                        gc.freeze()
-                    gc.enable()
 
     # -- pods -----------------------------------------------------------------------------
 
