@@ -51,3 +51,9 @@ async def settle(ofctl: OfCtl) -> None:
     completed."""
     await _kicked_wait(ofctl)  # ends the round in progress (which may predate the change)
     await _kicked_wait(ofctl)  # a round that began after the first answer
+    # Rounds are not enough: on the real-cluster noEncap lab (2026-12-07 CI) datapath flows
+    # translated under an earlier table state kept forwarding after both rounds, seconds
+    # later, and only `revalidator/purge` ended them (a forbidden egress kept connecting;
+    # dropping every datapath flow made the same probe drop). Packets of live flows simply
+    # miss once and are translated against the current tables.
+    await ofctl.appctl("revalidator/purge")
