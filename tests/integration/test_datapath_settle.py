@@ -15,6 +15,7 @@ load average ~11); `settle` must leave none.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 import struct
 import time
@@ -22,11 +23,25 @@ import time
 import pytest
 
 from antrea.ovs.datapath import settle
-from antrea.ovs.openflow.flow import Drop, Flow, GotoTable, Match, Move, Output, Proto
+from antrea.ovs.openflow.flow import (
+    Ct,
+    CtState,
+    Drop,
+    Flow,
+    GotoTable,
+    Match,
+    Move,
+    Normal,
+    Output,
+    Proto,
+)
 from antrea.ovs.openflow.native import OpenFlowTransport
 from antrea.ovs.ovsctl import OfCtl
 from antrea.testbed.lab import netns as labnetns
+from antrea.testbed.lab.probe import Target, probe_pair
+from antrea.testbed.lab.workload import PortSpec, Workload
 from antrea.testbed.ovssandbox import OvsSandbox
+from antrea.util import ethtool
 
 pytestmark = [pytest.mark.root, pytest.mark.ovs]
 
@@ -153,3 +168,100 @@ def test_no_flow_cookie_names_no_category() -> None:
 
     assert NO_FLOW.cookie is not None
     assert (NO_FLOW.cookie & CATEGORY_MASK) >> CATEGORY_SHIFT not in set(Category)
+
+
+# -- no datapath flow of the old tables survives settle ------------------------------------
+# Two pods on one L2 segment behind a stateful pipeline (conntrack, recirculation): an allow
+# flow admits new client->server connections, established ones pass, the rest drops. Real TCP
+# connections make the datapath cache megaflows of the allowing tables; the allow is replaced by
+# a drop and `settle` runs. After it, no datapath flow cached under the allowing tables may be
+# left (the real-cluster leak of 2026-12-07: such flows outlived two revalidation rounds and
+# kept letting a forbidden egress through), and a new connection is dropped.
+
+SERVER_PORT = 80
+CLIENT_IP, SERVER_IP = "10.77.0.1", "10.77.0.2"
+
+
+def _stateful(allow: bool) -> list[Flow]:
+    est = CtState(trk=True, est=True)
+    admit = Match(proto=Proto.TCP, nw_src=ipaddress.IPv4Address(CLIENT_IP),
+                  nw_dst=ipaddress.IPv4Address(SERVER_IP), tp_dst=SERVER_PORT)  # fmt: skip
+    return [
+        Flow(0, 200, Match(proto=Proto.ARP), (Normal(),)),
+        Flow(0, 100, Match(proto=Proto.IP), (Ct(table=1),)),
+        Flow(1, 200, Match(proto=Proto.IP, ct_state=est), (Normal(),)),
+        Flow(1, 100, admit, (Ct(commit=True), Normal()) if allow else (Drop(),)),
+        Flow(1, 0, Match(), (Drop(),)),
+    ]
+
+
+def _ipv4_datapath_flows(ovs: OvsSandbox) -> dict[str, str]:
+    """The IPv4 datapath flows by UFID (a flow's identity: a flow deleted and then cached
+    again for another packet is another flow)."""
+    ctl = f"{ovs.rundir}/ovs-vswitchd.ctl"
+    out = ovs.run(["ovs-appctl", "-t", ctl, "dpctl/dump-flows", "-m"]).stdout
+    flows = {}
+    for line in out.splitlines():
+        ufid, _, rest = line.partition(", ")
+        if "eth_type(0x0800)" in line and ufid.startswith("ufid:"):
+            flows[ufid] = rest
+    return flows
+
+
+@pytest.mark.asyncio
+async def test_settle_leaves_no_datapath_flow_of_the_old_tables(ovs: OvsSandbox) -> None:
+    node = ovs.netns
+    assert node is not None
+    ovs.vsctl("add-br", BRIDGE, "--", "set", "bridge", BRIDGE, "datapath_type=netdev",
+              "protocols=OpenFlow15")  # fmt: skip
+    pods = {"c": (CLIENT_IP, f"{node}-c"), "s": (SERVER_IP, f"{node}-s")}
+    server = Workload("s", str(labnetns.netns_path(pods["s"][1])))
+    transport = OpenFlowTransport(ovs.ofctl_target(BRIDGE))
+    try:
+        for i, (key, (ip, pod_ns)) in enumerate(pods.items()):
+            host_if = f"{key}{node[-10:]}"
+            labnetns.add(pod_ns)
+            ovs.run(["ip", "link", "add", host_if, "type", "veth", "peer", "name", "eth0",
+                     "netns", pod_ns])  # fmt: skip
+            for argv in (
+                ["ip", "-n", pod_ns, "addr", "add", f"{ip}/24", "dev", "eth0"],
+                ["ip", "-n", pod_ns, "link", "set", "eth0", "up"],
+                ["ip", "-n", pod_ns, "link", "set", "lo", "up"],
+                ["ip", "link", "set", host_if, "up"],
+            ):
+                ovs.run(argv)
+            await labnetns.run_in(labnetns.netns_path(pod_ns),
+                                  lambda: ethtool.disable_tx_checksum("eth0"))  # fmt: skip
+            ovs.vsctl("add-port", BRIDGE, host_if, "--", "set", "interface", host_if,
+                      f"ofport_request={i + 1}")  # fmt: skip
+        await server.start([PortSpec(SERVER_PORT, "TCP")])
+        client = Target("c", str(labnetns.netns_path(pods["c"][1])), CLIENT_IP)
+        target = Target("s", server.netns_path, SERVER_IP)
+        ofctl = OfCtl(ovs.ofctl_target(BRIDGE), bridge=BRIDGE, rundir=str(ovs.rundir))
+
+        async def connects() -> bool:
+            return await probe_pair(client, target, protocol="TCP", port=SERVER_PORT)
+
+        await transport.bundle(add=_stateful(allow=True))
+        await settle(ofctl)
+        for _ in range(3):  # allowed; several connections, so megaflows are cached
+            assert await connects(), "the allowing tables do not connect: test broken"
+        await asyncio.sleep(0.3)  # the last connection's closing packets
+        cached = _ipv4_datapath_flows(ovs)
+        assert cached, "no megaflow cached by the allowed connections: test broken"
+
+        await transport.bundle(modify=_stateful(allow=False))
+        await settle(ofctl)
+        left = {u: f for u, f in _ipv4_datapath_flows(ovs).items() if u in cached}
+        assert not left, f"datapath flows cached before the change survived settle: {left}"
+        assert not await connects(), "a new connection passed the dropping tables"
+
+        await transport.bundle(modify=_stateful(allow=True))
+        await settle(ofctl)
+        assert await connects(), "allowed again, yet dropped: the drop above proves nothing"
+    finally:
+        await server.stop()
+        await transport.close()
+        ovs.vsctl("--if-exists", "del-br", BRIDGE)
+        for _, pod_ns in pods.values():
+            labnetns.delete(pod_ns)
