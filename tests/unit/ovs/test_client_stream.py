@@ -94,6 +94,48 @@ async def test_ownership_conflicts_still_raise_and_discard() -> None:
     assert t.discards == 1 and set(t.flows) == {f(1).key} and c.owners() == ["old"]
 
 
+async def test_the_rest_of_a_staged_sync_is_checked_against_the_staged_keys() -> None:
+    """A staged sync plans only the owners not staged; a key of the rest (new or re-planned
+    owner) or an installed one among the staged keys is still a conflict or a hand-over,
+    exactly as without staging."""
+    t = StreamingRecorder()
+    c = FlowClient(t)
+    await c.stage({"a": [f(2)]})
+    with pytest.raises(FlowOwnershipError):  # a new owner of the rest wants a staged key
+        await c.sync({"a": [f(2)], "n": [f(2, 1)]})
+    assert t.discards == 1 and t.flows == {} and c.owners() == []
+
+    await c.sync({"r": [f(1)]})
+    await c.stage({"a": [f(2)]})
+    with pytest.raises(FlowOwnershipError):  # a re-planned owner wants a staged key
+        await c.sync({"a": [f(2)], "r": [f(1), f(2)]})
+    assert t.discards == 2 and set(t.flows) == {f(1).key} and c.owners() == ["r"]
+
+    await c.stage({"b": [f(3)]})
+    await c.sync({"s": [f(4)]})  # another sync meanwhile: the stream stays open
+    await c.sync({"r": [f(5)]})  # "r" moves to another key
+    await c.stage({"h": [f(7)]})
+    plan = await c.sync({"b": [f(3)], "h": [f(7)], "r": [f(1, 2)], "s": None})
+    assert t.commits == 1 and t.bundles[-1] == ([f(3), f(7), f(1, 2)], [], [f(5), f(4)])
+    assert len(plan.add) == 3 and len(plan.delete) == 2
+    assert c.owners() == ["r", "b", "h"] and len(c) == 3
+    assert t.flows == {x.key: x for x in (f(1, 2), f(3), f(7))}
+
+
+async def test_a_staged_key_installed_meanwhile_goes_the_usual_way() -> None:
+    t = StreamingRecorder()
+    c = FlowClient(t)
+    await c.stage({"a": [f(2)]})
+    await c.sync({"pod": [f(2, 1)]})  # another owner's sync installs the staged key
+    with pytest.raises(FlowOwnershipError):
+        await c.sync({"a": [f(2)]})
+    assert t.discards == 1 and t.flows == {f(2).key: f(2, 1)} and c.owners() == ["pod"]
+    await c.stage({"b": [f(3)]})
+    await c.sync({"pod": [f(3, 1)]})  # a hand-over: "pod" gives f(2) up, takes f(3)
+    await c.sync({"b": [f(3)], "pod": None})  # ... and leaves: "b" takes f(3)
+    assert t.flows == {f(3).key: f(3)} and c.owners() == ["b"]
+
+
 async def test_transports_without_streams_buffer() -> None:
     t = RecordingTransport()
     stream = open_stream(t)

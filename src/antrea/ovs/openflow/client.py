@@ -12,7 +12,9 @@ streamed into the bundle of the next `sync` of any of those owners
 (`antrea.ovs.openflow.bundle.open_stream`; a sync of other owners meanwhile goes its own way)
 while the caller still plans the rest, and that sync commits them with the rest of its plan if
 the plan adds exactly them (else the streamed bundle is discarded and the plan sent the usual
-way). The owner index changes only when the sync's bundle is committed, as without staging.
+way). Their keys are claimed when staged, so such a sync plans only the owners not staged
+(`_plan_staged`). The owner index changes only when the sync's bundle is committed, as without
+staging.
 
 `CoalescingWriter` sits on top (`antrea.util.batcher`): changes submitted while a bundle is in
 flight are merged into the next one. If a merged bundle is rejected, it is retried owner by owner
@@ -42,6 +44,7 @@ Owner = Hashable
 Desired = Mapping[Owner, Iterable[Flow] | None]
 
 _KEY = attrgetter("key")
+_SEQUENCES = (list, tuple)
 
 
 class FlowOwnershipError(AntreaError, ValueError):
@@ -72,7 +75,7 @@ class FlowClient:
         # the streamed bundle of the next sync and the new owners' flows staged in it
         self._stream: BundleStream | None = None
         self._staged: dict[Owner, tuple[Flow, ...]] = {}
-        self._staged_keys: dict[FlowKey, None] = {}
+        self._staged_keys: dict[FlowKey, Owner] = {}
 
     # -- queries --------------------------------------------------------------------------
     def flows_of(self, owner: Owner) -> list[Flow]:
@@ -141,6 +144,44 @@ class FlowClient:
             # (one moving to a new owner was held: `_plan_each` did it)
             plan.delete = [f for f in delete if f.key not in claimed]
         return plan
+
+    def _plan_staged(
+        self,
+        desired: Desired,
+        staged: dict[Owner, tuple[Flow, ...]],
+        staged_keys: dict[FlowKey, Owner],
+    ) -> tuple[Plan, list[Flow]] | None:
+        """`plan` for a sync whose staged owners are all desired with exactly their staged
+        flows (the common case: a large batch streamed as it was planned), and the adds not
+        streamed yet. The staged owners' keys were claimed when they were staged, so only the
+        rest of `desired` is planned and checked against them; None when anything else holds
+        (a staged owner changed or gone, a key of the rest or an installed one among the
+        staged keys, a conflict): the caller then plans everything the usual way."""
+        get = desired.get
+        for owner, flows in staged.items():
+            want = get(owner)
+            # (lists and tuples only: an iterator would be consumed by the look)
+            if type(want) not in _SEQUENCES or tuple(want) != flows:  # type: ignore[arg-type]
+                return None
+        held = self._key_owner
+        if held and not staged_keys.keys().isdisjoint(held.keys()):
+            return None  # installed since it was staged (a sync of other owners meanwhile)
+        try:
+            plan = self.plan({o: f for o, f in desired.items() if o not in staged})
+        except FlowOwnershipError:
+            return None  # the usual way says which
+        if plan.fresh and not staged_keys.keys().isdisjoint(plan.fresh.keys()):
+            return None
+        for kept in plan.owners.values():
+            if kept and any(f.key in staged_keys for f in kept):
+                return None
+        rest = plan.add
+        plan.add = [*chain.from_iterable(staged.values()), *rest]
+        plan.fresh_owners = {**staged, **plan.fresh_owners}
+        fresh = dict(staged_keys)
+        fresh.update(plan.fresh)
+        plan.fresh = fresh
+        return plan, rest
 
     def _take(
         self, key: FlowKey, owner: Owner, desired: Desired, claimed: dict[FlowKey, Owner]
@@ -211,7 +252,8 @@ class FlowClient:
         if not new:
             return
         flows = list(chain.from_iterable(new.values()))
-        keys = dict.fromkeys(map(_KEY, flows))
+        holders = chain.from_iterable(map(repeat, new, map(len, new.values())))
+        keys = dict(zip(map(_KEY, flows), holders, strict=True))
         if (
             len(keys) != len(flows)
             or not keys.keys().isdisjoint(self._key_owner.keys())
@@ -240,6 +282,13 @@ class FlowClient:
             else:
                 self._stream, self._staged, self._staged_keys = None, {}, {}
             try:
+                fast = self._plan_staged(desired, staged, sent) if stream is not None else None
+                if fast is not None:
+                    assert stream is not None
+                    plan, rest = fast
+                    await stream.commit(add=rest, modify=plan.modify, delete=plan.delete)
+                    self._commit(plan)
+                    return plan
                 plan = self.plan(desired)
             except BaseException:
                 if stream is not None:
