@@ -625,10 +625,10 @@ async def test_rule_whose_planning_crashes_fails_closed(
 
     real = conjunctions.plan_rule
 
-    def plan_rule(rule: Any, ofport_of: Any) -> Any:
+    def plan_rule(rule: Any, ofport_of: Any, *memo: Any) -> Any:
         if any(b.cidr == POISON for b in rule.peer_blocks):
             raise TypeError("injected planner failure")
-        return real(rule, ofport_of)
+        return real(rule, ofport_of, *memo)
 
     await cluster.reset()
     monkeypatch.setattr(reconciler_mod, "plan_rule", plan_rule)

@@ -203,12 +203,42 @@ def isolation_atoms(
     )
 
 
-def plan_rule(rule: CompletedRule, ofport_of: Callable[[PodReference], int | None]) -> RulePlan:
-    """Conjunction clauses and isolation atoms of one rule on this node."""
+class PlanMemo:
+    """What the rules of one batch share on the target side, worked out once per distinct
+    applied-to member set (`CompletedRule.targets`: one object for every rule naming the same
+    groups, `RuleCache.completed_many`): ingress, the targets' port atoms grouped by named-port
+    resolution, with the services atoms of each group; egress, the targets' source atoms.
+
+    Keyed by the member set's identity (each entry holds the set, so the key stays valid).
+    Only valid while the ports it looked up cannot change: the reconciler keeps one per
+    stretch of planning between two yields to the event loop and clears it at each yield."""
+
+    __slots__ = ("egress", "ingress")
+
+    def __init__(self) -> None:
+        self.ingress: dict[int, tuple[object, object, frozenset[Atom], _TargetGroups]] = {}
+        self.egress: dict[int, tuple[object, frozenset[Atom]]] = {}
+
+    def clear(self) -> None:
+        self.ingress.clear()
+        self.egress.clear()
+
+
+# ingress targets by named-port resolution: the services, their atoms and the port atoms
+_TargetGroups = list[tuple[ServicesKey, frozenset[Atom], frozenset[Atom]]]
+
+
+def plan_rule(
+    rule: CompletedRule,
+    ofport_of: Callable[[PodReference], int | None],
+    memo: PlanMemo | None = None,
+) -> RulePlan:
+    """Conjunction clauses and isolation atoms of one rule on this node (`memo`: what the
+    rules of the batch planned so far found about the same targets)."""
     r = rule.rule.rule
     if r.direction is _IN:
-        return _plan_ingress(rule, r.services, ofport_of)
-    return _plan_egress(rule, r.services)
+        return _plan_ingress(rule, r.services, ofport_of, memo)
+    return _plan_egress(rule, r.services, memo)
 
 
 # Plans are built per rule by the ten thousand: the named tuples are made without their
@@ -216,39 +246,62 @@ def plan_rule(rule: CompletedRule, ofport_of: Callable[[PodReference], int | Non
 _new = tuple.__new__
 
 
+def _ingress_targets(
+    targets: frozenset[GroupMember],
+    services: tuple[Service, ...] | None,
+    ofport_of: Callable[[PodReference], int | None],
+) -> tuple[frozenset[Atom], _TargetGroups]:
+    """The targets' isolation atoms and their port atoms by named-port resolution (a group
+    that resolves none of the rule's named ports is left out: isolated, nothing allowed)."""
+    if services is None:
+        ports = [ofport_of(t.pod) for t in targets]
+        # (a pod not attached to the bridge yet has nothing to match on)
+        iso = frozenset([("reg1", p) for p in ports if p is not None])
+        return iso, [(None, _NO_ATOMS, iso)]
+    isolated: set[Atom] = set()
+    groups: dict[ServicesKey, set[Atom]] = {}
+    for t in targets:
+        ofport = ofport_of(t.pod)
+        if ofport is None:
+            continue
+        a = ("reg1", ofport)
+        isolated.add(a)
+        groups.setdefault(resolve_services(services, t.ports), set()).add(a)
+    return frozenset(isolated), [
+        (key, service_atoms(key), frozenset(atoms))
+        for key, atoms in groups.items()
+        if key is None or key
+    ]
+
+
 def _plan_ingress(
     rule: CompletedRule,
     services: tuple[Service, ...] | None,
     ofport_of: Callable[[PodReference], int | None],
+    memo: PlanMemo | None,
 ) -> RulePlan:
-    groups: dict[ServicesKey, set[Atom]] = {}
-    if services is None:
-        ports = [ofport_of(t.pod) for t in rule.targets]
-        # (a pod not attached to the bridge yet has nothing to match on)
-        iso = frozenset([("reg1", p) for p in ports if p is not None])
+    targets = rule.targets
+    if memo is None:
+        iso, groups = _ingress_targets(targets, services, ofport_of)
     else:
-        isolated: set[Atom] = set()
-        for t in rule.targets:
-            ofport = ofport_of(t.pod)
-            if ofport is None:
-                continue
-            a = ("reg1", ofport)
-            isolated.add(a)
-            groups.setdefault(resolve_services(services, t.ports), set()).add(a)
-        iso = frozenset(isolated)
+        hit = memo.ingress.get(id(targets))
+        if hit is not None and hit[0] is targets and (hit[1] is services or hit[1] == services):
+            iso, groups = hit[2], hit[3]
+        else:
+            iso, groups = _ingress_targets(targets, services, ofport_of)
+            memo.ingress[id(targets)] = (targets, services, iso, groups)
     if not iso:
         return _new(RulePlan, ({}, iso))
     peers = _peer_atoms(rule.peer_members, rule.peer_blocks, "nw_src")
     if not peers:
         return _new(RulePlan, ({}, iso))
-    if services is None:  # no ports: one conjunction for every target (its `to` = isolation)
-        return _new(RulePlan, ({None: _new(Clauses, (peers, iso, _NO_ATOMS))}, iso))
-    conjs: dict[ServicesKey, Clauses] = {}
-    for key, targets in groups.items():
-        if key is not None and not key:
-            continue  # no named port resolved on these pods: isolated, nothing allowed
-        conjs[key] = Clauses(peers, frozenset(targets), service_atoms(key))
-    return RulePlan(conjs, iso)
+    if len(groups) == 1:  # (no ports, or every target resolves them alike)
+        key, svc, to = groups[0]
+        return _new(RulePlan, ({key: _new(Clauses, (peers, to, svc))}, iso))
+    return _new(
+        RulePlan,
+        ({key: _new(Clauses, (peers, to, svc)) for key, svc, to in groups}, iso),
+    )
 
 
 def _peer_atoms(
@@ -276,10 +329,19 @@ def _block_atoms(cidr: str, excepts: tuple[str, ...], field: str) -> frozenset[A
     return address_atoms(_block_prefix_list(cidr, excepts), field=field)
 
 
-def _plan_egress(rule: CompletedRule, services: tuple[Service, ...] | None) -> RulePlan:
-    sources = frozenset(
-        ("nw_src", p) for t in rule.targets for p in _member_prefixes(t) if p != ANY_PREFIX
-    )
+def _plan_egress(
+    rule: CompletedRule, services: tuple[Service, ...] | None, memo: PlanMemo | None
+) -> RulePlan:
+    targets = rule.targets
+    hit = memo.egress.get(id(targets)) if memo is not None else None
+    if hit is not None and hit[0] is targets:
+        sources = hit[1]
+    else:
+        sources = frozenset(
+            ("nw_src", p) for t in targets for p in _member_prefixes(t) if p != ANY_PREFIX
+        )
+        if memo is not None:
+            memo.egress[id(targets)] = (targets, sources)
     peers: dict[ServicesKey, list[str]] = defaultdict(list)
     for m in rule.peer_members:
         key = resolve_services(services, m.ports) if services is not None else None

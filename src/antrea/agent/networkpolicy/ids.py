@@ -55,9 +55,11 @@ class ConjIDAllocator:
         self.reserved.update(i for i in ids if i not in self.in_use)
 
     def allocate(self) -> int:
-        now = self.clock()
-        while self._cooling and self._cooling[0][0] <= now:
-            heapq.heappush(self._free, self._cooling.popleft()[1])
+        cooling = self._cooling
+        if cooling:  # (nothing cools down in an initial sync: no clock read per ID)
+            now = self.clock()
+            while cooling and cooling[0][0] <= now:
+                heapq.heappush(self._free, cooling.popleft()[1])
         while True:
             if self._free:
                 i = heapq.heappop(self._free)

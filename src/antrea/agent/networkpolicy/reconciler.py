@@ -42,6 +42,7 @@ from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
 from antrea.agent.networkpolicy.conjunctions import (
     Atom,
     Clauses,
+    PlanMemo,
     RulePlan,
     ServicesKey,
     atom_match,
@@ -180,6 +181,9 @@ class PolicyReconciler:
         self._logged: set[str] = set()  # rules with audit logging (their isolation is logged)
         self._conj_dir: dict[int, DirectionTables] = {}
         self._failed: dict[Owner, set[str]] = {}
+        # what the rules planned since the last yield to the event loop found about their
+        # targets (`PlanMemo`): cleared at every yield, as pods may get or lose their ports
+        self._memo = PlanMemo()
         # A batch crashed before the switch had it: owners may hold flows the indexes forgot
         # (conjunction IDs among them) until `resync` has sent every owner again.
         self._unsynced = False
@@ -262,6 +266,7 @@ class PolicyReconciler:
         start = time.perf_counter()
         result = BatchResult(rules=len(rules))
         b = _Batch()
+        self._memo.clear()
         desired, blame = b.desired, b.blame
         if with_base:
             desired[BASE_OWNER] = self.base_flows()
@@ -283,15 +288,17 @@ class PolicyReconciler:
                     native_failed.setdefault(rid, "realization crashed; drops only")
                 for rid, reason in native_failed.items():
                     _fail(result, rid, "plan", reason)
-            for i, (rid, completed) in enumerate(list(chunk.items())):
-                if absorb is not None and i and not i % PLAN_CHUNK:
+            items = list(chunk.items())
+            step = PLAN_CHUNK if absorb is not None else len(items)
+            for start in range(0, len(items), step):
+                if start:
                     await self._stage(b)
+                    self._memo.clear()  # (pods may get or lose their ports meanwhile)
                     await asyncio.sleep(0)  # let the stream be read while we plan
-                if rid in native:
-                    continue
-                self._plan_one(rid, completed, result, rid in isolate_only, b)
+                self._plan_rules(items[start : start + step], native, isolate_only, result, b)
             if absorb is None:
                 break
+            self._memo.clear()
             await asyncio.sleep(0)
             chunk = absorb()
             all_rules.update(chunk)
@@ -339,6 +346,48 @@ class PolicyReconciler:
             desired = b.desired
             await self.client.stage({o: desired[o] for o in new})
 
+    def _plan_rules(
+        self,
+        items: list[tuple[str, CompletedRule | None]],
+        skip: Mapping[str, object],
+        isolate_only: frozenset[str],
+        result: BatchResult,
+        b: _Batch,
+    ) -> None:
+        """`_plan_one` of each rule (but those in `skip`); a rule never realized (the bulk
+        of an initial sync) is planned and added right here, any other goes through the
+        general diff."""
+        realized = self.realized
+        plan_of, add_rule = self._plan, self._add_rule
+        for rid, completed in items:
+            if rid in skip:
+                continue
+            if completed is None or rid in realized or (isolate_only and rid in isolate_only):
+                self._plan_one(rid, completed, result, rid in isolate_only, b)
+                continue
+            plan = plan_of(rid, completed, result, forced=False)
+            assert plan is not None
+            try:
+                add_rule(rid, completed.rule, plan, b)
+            except Exception as exc:
+                self._link_failed(rid, completed.rule, plan, exc, result=result, b=b)
+
+    def _link_failed(
+        self,
+        rid: str,
+        cache_rule: CacheRule,
+        plan: RulePlan,
+        exc: Exception,
+        *,
+        result: BatchResult,
+        b: _Batch,
+    ) -> None:
+        """A planned rule could not be linked (e.g. BandsExhausted): this rule only fails,
+        its isolation kept."""
+        _fail(result, rid, "plan", f"cannot link: {type(exc).__name__}: {exc}")
+        log.warning("policy_rule_link_failed", rule=rid, error=str(exc))
+        self._update_rule(rid, cache_rule, RulePlan({}, plan.isolated), b)
+
     def _plan_one(
         self,
         rid: str,
@@ -357,10 +406,8 @@ class PolicyReconciler:
         try:
             self._update_rule(rid, cache_rule, plan, b)
         except Exception as exc:  # e.g. BandsExhausted: this rule only, isolation kept
-            assert completed is not None and plan is not None
-            _fail(result, rid, "plan", f"cannot link: {type(exc).__name__}: {exc}")
-            log.warning("policy_rule_link_failed", rule=rid, error=str(exc))
-            self._update_rule(rid, cache_rule, RulePlan({}, plan.isolated), b)
+            assert cache_rule is not None and plan is not None
+            self._link_failed(rid, cache_rule, plan, exc, result=result, b=b)
 
     async def _send(
         self, b: _Batch, *, batch: set[str], result: BatchResult
@@ -442,7 +489,7 @@ class PolicyReconciler:
                 raise RuleRealizationError("realization crashed; isolation only")
             # (Atoms are turned into matches later, in `_touched_owners`: one that cannot be
             # is a crash of the batch, narrowed to its rule by the controller.)
-            return plan_rule(completed, self.ofport_of)
+            return plan_rule(completed, self.ofport_of, self._memo)
         except Exception as exc:
             result.failed[rid] = f"planning failed: {type(exc).__name__}: {exc}"
             result.failed_stage[rid] = "plan"
@@ -608,21 +655,20 @@ class PolicyReconciler:
         conjs: dict[ServicesKey, RealizedConj] = {}
         want = plan.conjunctions
         if want:
-            created: list[tuple[int, Clauses]] = []
             try:
                 for key, clauses in want.items():
                     cid = self.ids.allocate()
+                    # (recorded first: a failure below drops it with the others)
+                    conjs[key] = _new(RealizedConj, (cid, clauses))
                     self.conj_rule[cid] = rid
                     self._conj_dir[cid] = d
-                    created.append((cid, clauses))
                     self._link(cid, clauses, d, b.matches)
                     owner = (_CONJ, cid)
                     b.desired[owner] = fb.conj_flows(self.round_num, d, cid, log=logged)
                     b.new_conjs.append(owner)
-                    conjs[key] = _new(RealizedConj, (cid, clauses))
             except Exception:
-                for cid, clauses in created:
-                    self._drop_conj(cid, (clauses,), d, b)
+                for rc in conjs.values():
+                    self._drop_conj(rc.conj_id, (rc.clauses,), d, b)
                 raise
         iso = plan.isolated
         if iso:
@@ -775,12 +821,13 @@ class PolicyReconciler:
                     del self._band_load[mk]
 
     def _link(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
+        """Add the conjunction to every match of its clauses, in band 0 when each has room
+        there (the usual case: linked in one pass, no load counted), else in the first band
+        with room in all of them (`_link_banded`)."""
         table: int = d.rule_table
         matches = self._matches
         get = matches.get
         cap = self.band_cap
-        full = False
-        members: list[tuple[MatchKey, dict[int, Conjunction] | None, Conjunction]] = []
         from_, to, services = cl
         n = 3 if services else 2
         for k, atoms in enumerate((from_, to, services) if services else (from_, to), 1):
@@ -789,21 +836,31 @@ class PolicyReconciler:
             for m in atoms:
                 mk: MatchKey = (table, m)
                 entry = get(mk)
-                if entry is not None and len(entry) >= cap:
-                    full = True
-                members.append((mk, entry, action))
-        if not full:  # room in band 0 everywhere (the usual case): no load to count
-            for mk, entry, action in members:
                 if entry is None:
                     matches[mk] = {cid: action}
-                else:
+                elif len(entry) < cap:
                     entry[cid] = action
+                else:  # a full match: undo the links made so far, and find a band
+                    for _, ms in cl.numbered():
+                        for done in ms:
+                            self._remove_member((table, done), cid, 0)
+                    self._link_banded(cid, cl, d, touched)
+                    return
                 touched.add(mk)
-            return
-        band = self._choose_band([mk for mk, _, _ in members])
+
+    def _link_banded(
+        self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]
+    ) -> None:
+        table: int = d.rule_table
+        members: list[tuple[MatchKey, Conjunction]] = []
+        n = cl.n_clauses
+        for k, atoms in cl.numbered():
+            action = new_conjunction(cid, k, n)
+            members += [((table, m), action) for m in atoms]
+        band = self._choose_band([mk for mk, _ in members])
         if band:
             self._conj_band[cid] = band
-        for mk, _, action in members:
+        for mk, action in members:
             self._add_member(mk, cid, action, band)
             touched.add(mk)
 

@@ -100,10 +100,10 @@ def poison_planner(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the planner raise for any rule with the POISON ipBlock (an injected bug)."""
     real = conjunctions.plan_rule
 
-    def plan_rule(rule: CompletedRule, ofport_of: Any) -> Any:
+    def plan_rule(rule: CompletedRule, ofport_of: Any, *memo: Any) -> Any:
         if any(b.cidr == POISON for b in rule.peer_blocks):
             raise TypeError("injected planner bug")
-        return real(rule, ofport_of)
+        return real(rule, ofport_of, *memo)
 
     monkeypatch.setattr(reconciler_mod, "plan_rule", plan_rule)
 
