@@ -119,6 +119,16 @@ def every_flow() -> list[Flow]:
     flows.append(
         _clause_flow(3, 50, Match(proto=Proto.IP, nw_dst=NET("192.168.7.7/32")), [(8, 2, 2)])
     )
+    # the encoder's templates and its path for long action lists: one conjunction on a
+    # prefix and on an address, a target's clause shared by many conjunctions
+    flows.append(
+        _clause_flow(3, 50, Match(proto=Proto.IP, nw_src=NET("172.16.96.0/19")), [(12, 1, 2)])
+    )
+    flows.append(
+        _clause_flow(3, 50, Match(proto=Proto.IP, nw_src=NET("172.16.0.9/32")), [(12, 1, 2)])
+    )
+    many = [(i, 2, 2) for i in range(100, 140)]
+    flows.append(_clause_flow(3, 50, Match(proto=Proto.IP, regs=(RegMatch(1, 77),)), many))
     # every other field and action a Flow can carry
     flows += [
         Flow(5, 100, Match(proto=Proto.UDP, tp_src=53, in_port=3), (Output(4),), cookie=1),

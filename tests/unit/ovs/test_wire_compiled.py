@@ -126,6 +126,14 @@ _ACTIONS = st.one_of(
     st.builds(lambda c: [c], _ACTION),
     st.builds(lambda v, t: [LoadReg(6, v), GotoTable(t)], _U32, st.integers(0, 254)),
     st.lists(st.builds(Conjunction, _U32, st.just(1), st.just(2)), min_size=1, max_size=60),
+    # longer than a cached signature: the conjunctions of a shared clause (any values, some
+    # out of range), or any mix
+    st.lists(
+        st.builds(Conjunction, _U32 | st.just(2**32), st.integers(0, 256), st.integers(0, 256)),
+        min_size=17,
+        max_size=40,
+    ),
+    st.lists(_ACTION, min_size=17, max_size=24),
 ).map(tuple)
 _FLOW = st.builds(Flow, st.integers(0, 254), _U16, matches(), _ACTIONS, st.integers(0, 2**64 - 1))
 _COMMANDS = st.sampled_from(list(FlowModCommand))

@@ -922,6 +922,26 @@ def compile_instructions(signature: tuple[type, ...]) -> InstructionsEncoder:
     return instructions
 
 
+_CONJ_ACTION = struct.Struct("!10sBBI")
+_CONJ_ACTION_HEAD = struct.pack("!HHIH", 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION)
+_ONLY_CONJUNCTIONS = {Conjunction}
+
+
+def long_instructions(actions: Sequence[Action]) -> bytes:
+    """The instructions of an action tuple too long to have its signature compiled and cached
+    (`MAX_SIGNATURE`): a shared clause flow's conjunctions, up to thousands of them, packed
+    in one comprehension; any other mix compiled for this call."""
+    if set(map(type, actions)) != _ONLY_CONJUNCTIONS:
+        return compile_instructions(tuple(map(type, actions)))(actions)
+    pack, head = _CONJ_ACTION.pack, _CONJ_ACTION_HEAD
+    acts: Any = actions
+    body = b"".join([pack(head, a.clause - 1, a.n_clauses, a.conj_id) for a in acts])
+    size = len(body)
+    if size > MAX_MESSAGE - 128:
+        raise EncodeError(f"{size} bytes of actions: exceeds one OpenFlow message")
+    return _APPLY.pack(OFPIT_APPLY_ACTIONS, 8 + size) + body
+
+
 # Action tuples longer than this (a clause flow shared by many conjunctions: any length up to
 # thousands, changing as policies come and go) are encoded without caching their signature, so
 # the caches stay small in a long-running agent.
@@ -965,7 +985,7 @@ class FlowEncoder:
     def instructions(self, actions: Sequence[Action]) -> bytes:
         signature = _signature(actions)
         if signature is None:
-            return compile_instructions(tuple(map(type, actions)))(actions)
+            return long_instructions(actions)
         enc = self._instructions.get(signature)
         if enc is None:
             enc = _cache(self._instructions, signature, compile_instructions(signature))
@@ -1042,7 +1062,7 @@ class FlowEncoder:
                 cookie = 0
             else:
                 if signature is None:  # long: not cached
-                    ib = compile_instructions(tuple(map(type, acts)))(acts)
+                    ib = long_instructions(acts)
                 else:
                     ienc = instr.get(signature)
                     if ienc is None:
@@ -1071,98 +1091,177 @@ class FlowEncoder:
 # returns None and the flow takes the compiled parts above.
 FlowTemplate = Callable[[Flow, int, int], "bytes | None"]  # (flow, bundle id, xid)
 _UNKNOWN: Any = object()
-_HEAD = "!HHII2xHHHIQ8xBB4xHIII4x"  # = _ADD_FLOW_MOD
 _ETH_IP = ETH_TYPE.tlv(ETH_TYPES["ip"])
 _IP = "ip"
 _FULL128 = (1 << 128) - 1
-_HEADS = (_ADD_TYPE, BUNDLE_FLAGS, _FLOW_MOD_TYPE, NO_BUFFER, PORT_ANY, GROUP_ANY)
+
+
+# The constant runs of a template's message are packed once, as byte strings: each template
+# packs its few variable integers and four to six constant strings (a third of the arguments
+# the layout has), so that struct does less per flow.
+# head: bundle-add header (type, length | xid | bundle id | pad, flags, flow mod type and
+# length) | xid | cookie | cookie mask | table, command ADD (0), timeouts | priority | buffer,
+# out port, out group, flags, importance
+_T_HEAD = "!4sII8sIQ8xB5xH16s"
+_T_TAIL = _U32.pack(NO_BUFFER) + _U32.pack(PORT_ANY) + _U32.pack(GROUP_ANY) + bytes(4)
+
+
+def _t_consts(size: int) -> tuple[bytes, bytes]:
+    """The head's two constant runs before the xid, for a message of `size` bytes."""
+    return (
+        struct.pack("!HH", _ADD_TYPE, size),
+        struct.pack("!2xHHH", BUNDLE_FLAGS, _FLOW_MOD_TYPE, size - 16),
+    )
+
+
 # clause flows: ip, nw_src or nw_dst (a prefix or an address) -> conjunction
-_CLAUSE_NET = struct.Struct(_HEAD + "HH6s4sII2x" + "HH4xHHIHBBI")
-_CLAUSE_HOST = struct.Struct(_HEAD + "HH6s4sI6x" + "HH4xHHIHBBI")
+_CLAUSE_NET = struct.Struct(_T_HEAD + "14sII2x" + "18sBBI")
+_CLAUSE_HOST = struct.Struct(_T_HEAD + "14sI6x" + "18sBBI")
+_APPLY_CONJ_HEAD = struct.pack(
+    "!HH4xHHIH", OFPIT_APPLY_ACTIONS, 24, 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION
+)
 # conjunction action flows: ip, conj_id -> load a whole register, goto_table
-_ACTION = struct.Struct(_HEAD + "HH6s4sI6x" + "HH4xHH4sI4x" + "HHB3x")
+_ACTION = struct.Struct(_T_HEAD + "14sI6x" + "16sI4x" + "4sB3x")
+_GOTO_HEAD = struct.pack("!HH", OFPIT_GOTO_TABLE, 8)
+# apply-actions header and set_field header of each whole register
+_LOAD_HEADS = [
+    struct.pack("!HH4xHH", OFPIT_APPLY_ACTIONS, 24, OFPAT_SET_FIELD, 16) + h for h in _REG_HDRS
+]
 # metric flows: ip, ct_state, ct_label (masked) -> goto_table
-_METRIC = struct.Struct(_HEAD + "HH6s12s4s16s16s6x" + "HHB3x")
+_METRIC = struct.Struct(_T_HEAD + "10s16s16s16s6x" + "4sB3x")
+
+
+def _fast_ipv4_hold() -> bool:
+    """`ipaddress` keeps an IPv4 value's integer in ``_ip`` and a network's prefix length in
+    ``_prefixlen`` (read directly by the clause template: the public ``int()`` and
+    ``prefixlen`` are Python-level calls); checked here, else the public ones are used."""
+    try:
+        net = ipaddress.IPv4Network("10.1.128.0/17")
+        addr = ipaddress.IPv4Address("192.0.2.7")
+        return bool(
+            net._prefixlen == net.prefixlen  # type: ignore[attr-defined]
+            and net.network_address._ip == int(net.network_address)  # type: ignore[attr-defined]
+            and addr._ip == int(addr)  # type: ignore[attr-defined]
+        )
+    except Exception:
+        return False
+
+
+_FAST_IPV4 = _fast_ipv4_hold()
 
 
 def _clause_template(name: str, field: Field) -> FlowTemplate:
-    hdr, hdr_masked = field.hdr, field.hdr_masked
     net_size, host_size = _CLAUSE_NET.size, _CLAUSE_HOST.size
     pack_net, pack_host = _CLAUSE_NET.pack, _CLAUSE_HOST.pack
-    add_type, flags, fm_type, no_buffer, port_any, group_any = _HEADS
+    net_a, net_b = _t_consts(net_size)
+    host_a, host_b = _t_consts(host_size)
+    net_match = struct.pack("!HH6s4s", 1, 22, _ETH_IP, field.hdr_masked)
+    host_match = struct.pack("!HH6s4s", 1, 18, _ETH_IP, field.hdr)
+    tail, conj, masks, v4net, v4, ip = _T_TAIL, _APPLY_CONJ_HEAD, _V4_MASKS, _V4NET, _V4, _IP
+    fast = _FAST_IPV4
 
     def clause(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
         m = flow.match
-        if m.proto != _IP:
+        if m.proto != ip:
             return None
         v: Any = getattr(m, name)
         a: Any = flow.actions[0]
         t = type(v)
-        if t is _V4NET and v.prefixlen != 32:
+        if t is v4net:
+            plen = v._prefixlen if fast else v.prefixlen
+            if plen == 32:
+                return None
+            mask = masks[plen]
+            addr = v.network_address._ip if fast else int(v.network_address)
             return pack_net(
-                add_type, net_size, xid, bundle_id, flags, fm_type, net_size - 16, xid,
-                flow.cookie, flow.table, 0, flow.priority, no_buffer, port_any, group_any,
-                1, 22, _ETH_IP, hdr_masked, int(v.network_address), int(v.netmask),
-                OFPIT_APPLY_ACTIONS, 24, 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION,
-                a.clause - 1, a.n_clauses, a.conj_id,
+                net_a, xid, bundle_id, net_b, xid, flow.cookie, flow.table, flow.priority,
+                tail, net_match, addr & mask, mask,
+                conj, a.clause - 1, a.n_clauses, a.conj_id,
             )  # fmt: skip
-        if t is _V4:
+        if t is v4:
             return pack_host(
-                add_type, host_size, xid, bundle_id, flags, fm_type, host_size - 16, xid,
-                flow.cookie, flow.table, 0, flow.priority, no_buffer, port_any, group_any,
-                1, 18, _ETH_IP, hdr, int(v),
-                OFPIT_APPLY_ACTIONS, 24, 0xFFFF, 16, NX_VENDOR, NXAST_CONJUNCTION,
-                a.clause - 1, a.n_clauses, a.conj_id,
+                host_a, xid, bundle_id, host_b, xid, flow.cookie, flow.table, flow.priority,
+                tail, host_match, v._ip if fast else int(v),
+                conj, a.clause - 1, a.n_clauses, a.conj_id,
             )  # fmt: skip
         return None
 
     return clause
 
 
-def _action_template(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
-    m = flow.match
-    acts: Any = flow.actions
-    load, goto = acts
-    if (
-        m.proto != _IP
-        or load.start != 0
-        or load.end != 31
-        or not 0 <= load.reg <= 15
-        or not 0 <= goto.table <= 255
-    ):
-        return None
+def _action_template() -> FlowTemplate:
     size = _ACTION.size
-    return _ACTION.pack(
-        _ADD_TYPE, size, xid, bundle_id, BUNDLE_FLAGS, _FLOW_MOD_TYPE, size - 16, xid,
-        flow.cookie, flow.table, 0, flow.priority, NO_BUFFER, PORT_ANY, GROUP_ANY,
-        1, 18, _ETH_IP, _CONJ_ID_HDR, m.conj_id & 0xFFFFFFFF,  # type: ignore[operator]
-        OFPIT_APPLY_ACTIONS, 24, OFPAT_SET_FIELD, 16, _REG_HDRS[load.reg],
-        load.value & 0xFFFFFFFF, OFPIT_GOTO_TABLE, 8, goto.table,
-    )  # fmt: skip
+    pack = _ACTION.pack
+    head_a, head_b = _t_consts(size)
+    match = struct.pack("!HH6s4s", 1, 18, _ETH_IP, _CONJ_ID_HDR)
+    tail, loads, goto_head, ip = _T_TAIL, _LOAD_HEADS, _GOTO_HEAD, _IP
+
+    def action(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
+        m: Any = flow.match
+        load, goto = flow.actions
+        reg = load.reg  # type: ignore[attr-defined]
+        table = goto.table  # type: ignore[attr-defined]
+        if (
+            m.proto != ip
+            or load.start != 0  # type: ignore[attr-defined]
+            or load.end != 31  # type: ignore[attr-defined]
+            or not 0 <= reg <= 15
+            or not 0 <= table <= 255
+        ):
+            return None
+        return pack(
+            head_a, xid, bundle_id, head_b, xid, flow.cookie, flow.table, flow.priority,
+            tail, match, m.conj_id & 0xFFFFFFFF,
+            loads[reg], load.value & 0xFFFFFFFF, goto_head, table,  # type: ignore[attr-defined]
+        )  # fmt: skip
+
+    return action
 
 
-def _metric_template(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
-    m: Any = flow.match
-    value, mask = m.ct_label
-    goto: Any = flow.actions[0]
-    if m.proto != _IP or mask & _FULL128 == _FULL128 or not 0 <= goto.table <= 255:
-        return None
-    state = _part_ct_state(m)
+def _metric_template() -> FlowTemplate:
     size = _METRIC.size
-    return _METRIC.pack(
-        _ADD_TYPE, size, xid, bundle_id, BUNDLE_FLAGS, _FLOW_MOD_TYPE, size - 16, xid,
-        flow.cookie, flow.table, 0, flow.priority, NO_BUFFER, PORT_ANY, GROUP_ANY,
-        1, 58, _ETH_IP, state, CT_LABEL.hdr_masked,
-        (value & mask & _FULL128).to_bytes(16, "big"), (mask & _FULL128).to_bytes(16, "big"),
-        OFPIT_GOTO_TABLE, 8, goto.table,
-    )  # fmt: skip
+    pack = _METRIC.pack
+    head_a, head_b = _t_consts(size)
+    match = struct.pack("!HH6s", 1, 58, _ETH_IP)
+    label_hdr = CT_LABEL.hdr_masked
+    tail, goto_head, ip, full = _T_TAIL, _GOTO_HEAD, _IP, _FULL128
+    # ct_state TLV + ct_label header of each CtState (the few values are shared objects), and
+    # the bytes of the few label masks in use
+    states: dict[int, tuple[CtState, bytes]] = {}
+    masks: dict[int, bytes] = {}
+
+    def metric(flow: Flow, bundle_id: int, xid: int) -> bytes | None:
+        m: Any = flow.match
+        value, mask = m.ct_label
+        goto: Any = flow.actions[0]
+        table = goto.table
+        if m.proto != ip or mask & full == full or not 0 <= table <= 255:
+            return None
+        s = m.ct_state
+        got = states.get(id(s))
+        if got is None or got[0] is not s:
+            if len(states) >= 64:
+                states.clear()
+            got = states[id(s)] = (s, CT_STATE.tlv(*_ct_state(s)) + label_hdr)
+        mask_bytes = masks.get(mask)
+        if mask_bytes is None:
+            if len(masks) >= 64:
+                masks.clear()
+            mask_bytes = masks[mask] = (mask & full).to_bytes(16, "big")
+        return pack(
+            head_a, xid, bundle_id, head_b, xid, flow.cookie, flow.table, flow.priority,
+            tail, match, got[1], (value & mask & full).to_bytes(16, "big"), mask_bytes,
+            goto_head, table,
+        )  # fmt: skip
+
+    return metric
 
 
 _TEMPLATES: dict[tuple[frozenset[str], tuple[type, ...]], FlowTemplate] = {
     (frozenset({"proto", "nw_src"}), (Conjunction,)): _clause_template("nw_src", IPV4_SRC),
     (frozenset({"proto", "nw_dst"}), (Conjunction,)): _clause_template("nw_dst", IPV4_DST),
-    (frozenset({"proto", "conj_id"}), (LoadReg, GotoTable)): _action_template,
-    (frozenset({"proto", "ct_state", "ct_label"}), (GotoTable,)): _metric_template,
+    (frozenset({"proto", "conj_id"}), (LoadReg, GotoTable)): _action_template(),
+    (frozenset({"proto", "ct_state", "ct_label"}), (GotoTable,)): _metric_template(),
 }
 
 
