@@ -18,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from antrea.apis.controlplane.codec import (
+    WIRE_VERSIONS,
     DecodeError,
     EventType,
     FrameDecoder,
@@ -148,25 +149,40 @@ def kind_of(ev: WatchEvent) -> WatchEvent:
     return dataclasses.replace(ev, kind=kind)
 
 
-@given(st.lists(events, max_size=6), st.integers(1, 64))
-def test_stream_decodes_to_the_encoded_objects(evs: list[WatchEvent], chunk: int) -> None:
-    data = b"".join(encode_event(e) for e in evs)
+@given(st.lists(events, max_size=6), st.integers(1, 64), st.sampled_from(WIRE_VERSIONS))
+def test_stream_decodes_to_the_encoded_objects(
+    evs: list[WatchEvent], chunk: int, version: int
+) -> None:
+    data = b"".join(encode_event(e, version) for e in evs)
     dec = FrameDecoder()
     got: list[WatchEvent] = []
     for i in range(0, len(data), chunk):
         got.extend(dec.feed(data[i : i + chunk]))
     same(got, [kind_of(e) for e in evs])
     for e in evs:
-        same(decode_event(encode_event(e)), kind_of(e))
+        same(decode_event(encode_event(e, version)), kind_of(e))
 
 
-@given(objects)
-def test_list_form_maps_decode_like_the_stream(obj: Any) -> None:
+@given(st.lists(events, max_size=6))
+def test_one_decoder_takes_frames_of_both_versions(evs: list[WatchEvent]) -> None:
+    """A version-2 policy frame differs from version 1 (positional rules, fewer bytes) and
+    both decode to the same objects, even interleaved in one stream."""
+    data = b"".join(encode_event(e, 1 + i % 2) for i, e in enumerate(evs))
+    same(list(FrameDecoder().feed(data)), [kind_of(e) for e in evs])
+    for e in evs:
+        if isinstance(e.object, NetworkPolicy) and e.object.rules:
+            assert len(encode_event(e, 2)) < len(encode_event(e, 1))
+
+
+@given(objects, st.sampled_from(WIRE_VERSIONS))
+def test_list_form_maps_decode_like_the_stream(obj: Any, version: int) -> None:
     """object_from_map on the lists object_to_map builds equals the stream's tuples."""
     kind = kind_of(WatchEvent(EventType.ADDED, object=obj)).kind
     assert kind is not None
-    from_lists = object_from_map(kind, object_to_map(obj))
-    (from_stream,) = FrameDecoder().feed(encode_event(WatchEvent(EventType.ADDED, kind, obj)))
+    from_lists = object_from_map(kind, object_to_map(obj, version), version)
+    (from_stream,) = FrameDecoder().feed(
+        encode_event(WatchEvent(EventType.ADDED, kind, obj), version)
+    )
     same(from_lists, obj)
     same(from_stream.object, obj)
 
@@ -200,13 +216,13 @@ def _replace(v: Any, path: tuple[Any, ...], new: Any) -> Any:
     return [*v[:head], _replace(v[head], rest, new), *v[head + 1 :]]
 
 
-@given(events, st.data(), garbage)
+@given(events, st.data(), garbage, st.sampled_from(WIRE_VERSIONS))
 def test_a_damaged_frame_is_a_decode_error_or_a_value(
-    ev: WatchEvent, data: st.DataObject, junk: Any
+    ev: WatchEvent, data: st.DataObject, junk: Any, version: int
 ) -> None:
     """Any one value of a valid frame replaced by garbage: a DecodeError, never another
     exception (the stream client drops the connection on DecodeError, nothing else)."""
-    m = msgpack.unpackb(msgpack.packb(event_to_map(ev), use_bin_type=True), raw=False)
+    m = msgpack.unpackb(msgpack.packb(event_to_map(ev, version), use_bin_type=True), raw=False)
     path = data.draw(st.sampled_from(_paths(m)))
     frame = msgpack.packb(_replace(m, path, junk), use_bin_type=True)
     try:
