@@ -290,12 +290,12 @@ class PolicyReconciler:
                     _fail(result, rid, "plan", reason)
             items = list(chunk.items())
             step = PLAN_CHUNK if absorb is not None else len(items)
-            for start in range(0, len(items), step):
-                if start:
+            for lo in range(0, len(items), step):
+                if lo:
                     await self._stage(b)
                     self._memo.clear()  # (pods may get or lose their ports meanwhile)
                     await asyncio.sleep(0)  # let the stream be read while we plan
-                self._plan_rules(items[start : start + step], native, isolate_only, result, b)
+                self._plan_rules(items[lo : lo + step], native, isolate_only, result, b)
             if absorb is None:
                 break
             self._memo.clear()

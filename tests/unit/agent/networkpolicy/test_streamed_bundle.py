@@ -5,6 +5,7 @@ a refused bundle fails closed exactly as without (discarded, bisected, rules wit
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable, Sequence
 
 import pytest
@@ -101,7 +102,10 @@ async def test_a_large_batch_streams_and_installs_the_same_flows() -> None:
     plain, streaming = PlainRecorder(), StreamingRecorder()
     second = policies(N // 2, shift=N)  # a second large batch on top: re-planned clause flows
     want = await realize(plain, policies(N), second)
+    start = time.perf_counter()
     got = await realize(streaming, policies(N), second)
+    took = time.perf_counter() - start
+    assert all(0 < r.seconds <= took for r in got)  # each batch's own duration
     assert streaming.flows == plain.flows
     assert [(r.flows_added, r.flows_modified, r.flows_deleted, r.failed) for r in got] == [
         (r.flows_added, r.flows_modified, r.flows_deleted, r.failed) for r in want
