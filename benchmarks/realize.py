@@ -96,11 +96,12 @@ def policy_objects(n_rules: int, seed: int = 7) -> list[Any]:
     return objs
 
 
-def frames(objs: list[Any]) -> bytes:
+def frames(objs: list[Any], version: int = 2) -> bytes:
+    """The stream the controller sends the agent: wire version 2, which agents ask for."""
     from antrea.apis.controlplane.codec import encode_event
     from antrea.testbed.controlplane import BOOKMARK, added
 
-    return b"".join(encode_event(added(o)) for o in objs) + encode_event(BOOKMARK)
+    return b"".join(encode_event(added(o), version) for o in objs) + encode_event(BOOKMARK, version)
 
 
 # -- OVS ---------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from antrea.apis.controlplane.codec import EventType, WatchEvent, encode_event
+from antrea.apis.controlplane.codec import WIRE_VERSION, EventType, WatchEvent, encode_event
 from antrea.apis.controlplane.names import HEARTBEAT_MESSAGE
 from antrea.apis.controlplane.types import (
     AddressGroup,
@@ -117,6 +117,7 @@ class Watcher:
     identity: str
     max_queue: int = DEFAULT_MAX_QUEUE
     id: int = 0
+    wire: int = WIRE_VERSION  # the stream's wire version (codec; chosen by the client's Accept)
     burst_grace: float = 0.0
     queue: deque[bytes] = field(default_factory=deque)
     closed: bool = False
@@ -203,7 +204,7 @@ class Dispatcher:
         self._span_index: dict[str, dict[Kind, set[str]]] | None = None
         # Encoded snapshot frames of node-independent objects (policies, AddressGroups), shared
         # by the snapshots of a reconnect storm; dropped when no one connected for a while.
-        self._frames: dict[tuple[Kind, str], tuple[Any, bytes]] = {}
+        self._frames: dict[tuple[Kind, str, int], tuple[Any, bytes]] = {}
         self._frames_used = 0.0
         self.clock = time.monotonic
 
@@ -216,8 +217,11 @@ class Dispatcher:
     def connected_nodes(self) -> list[str]:
         return sorted(n for n, ws in self._by_node.items() if ws)
 
-    def register(self, node: str, identity: str = "") -> tuple[Watcher, list[bytes]]:
-        """Enroll a watcher for ``node``: (watcher, initial frames = snapshot + BOOKMARK)."""
+    def register(
+        self, node: str, identity: str = "", wire: int = WIRE_VERSION
+    ) -> tuple[Watcher, list[bytes]]:
+        """Enroll a watcher for ``node``: (watcher, initial frames = snapshot + BOOKMARK), its
+        frames in wire version ``wire``."""
         w = Watcher(
             node=node,
             identity=identity,
@@ -225,8 +229,9 @@ class Dispatcher:
             id=next(self._ids),
             burst_grace=self.burst_grace,
             clock=self.clock,
+            wire=wire,
         )
-        initial = list(self.snapshot_frames(node))
+        initial = list(self.snapshot_frames(node, wire))
         self._by_node.setdefault(node, set()).add(w)
         log.info("watcher_registered", node=node, watcher=w.id, objects=len(initial) - 1)
         return w, initial
@@ -266,7 +271,7 @@ class Dispatcher:
         for n in new_span - old_span:
             index.setdefault(n, {}).setdefault(ch.kind, set()).add(ch.name)
 
-    def snapshot_frames(self, node: str) -> Iterator[bytes]:
+    def snapshot_frames(self, node: str, wire: int = WIRE_VERSION) -> Iterator[bytes]:
         now = self.clock()
         if now - self._frames_used > FRAME_CACHE_IDLE:
             self._frames.clear()
@@ -280,18 +285,21 @@ class Dispatcher:
                 obj = got[0]
                 if isinstance(obj, AppliedToGroup):
                     yield encode_event(
-                        WatchEvent(EventType.ADDED, kind, members_on(obj, node), rv=self.rv)
+                        WatchEvent(EventType.ADDED, kind, members_on(obj, node), rv=self.rv),
+                        wire,
                     )
                     continue
-                cached = self._frames.get((kind, name))
+                cached = self._frames.get((kind, name, wire))
                 if cached is None or cached[0] is not obj:
-                    cached = (obj, encode_event(WatchEvent(EventType.ADDED, kind, obj, rv=self.rv)))
-                    self._frames[(kind, name)] = cached
+                    ev = WatchEvent(EventType.ADDED, kind, obj, rv=self.rv)
+                    cached = (obj, encode_event(ev, wire))
+                    self._frames[(kind, name, wire)] = cached
                 yield cached[1]
-        yield encode_event(WatchEvent(EventType.BOOKMARK, rv=self.rv))
+        yield encode_event(WatchEvent(EventType.BOOKMARK, rv=self.rv), wire)
 
-    def heartbeat_frame(self) -> bytes:
-        return encode_event(WatchEvent(EventType.BOOKMARK, rv=self.rv, message=HEARTBEAT_MESSAGE))
+    def heartbeat_frame(self, wire: int = WIRE_VERSION) -> bytes:
+        ev = WatchEvent(EventType.BOOKMARK, rv=self.rv, message=HEARTBEAT_MESSAGE)
+        return encode_event(ev, wire)
 
     # --- changes -------------------------------------------------------------------------
 
@@ -315,12 +323,20 @@ class Dispatcher:
         nodes = [n for n in candidates if n in self._by_node]
         if not nodes:
             return
-        shared: dict[EventType, bytes | None] = {}
+        # Frames shared by every node (policies, AddressGroups), per event type and version
+        shared: dict[tuple[EventType, int], bytes | None] = {}
         for node in nodes:
-            frame = self._frame_for(change, node, node in old_span, node in new_span, shared)
-            if frame is None:
-                continue
+            frames: dict[int, bytes | None] = {}  # this node's, per wire version
             for w in list(self._by_node.get(node, ())):
+                wire = w.wire
+                if wire in frames:
+                    frame = frames[wire]
+                else:
+                    frame = frames[wire] = self._frame_for(
+                        change, node, node in old_span, node in new_span, shared, wire=wire
+                    )
+                if frame is None:
+                    continue
                 self.stats.frames_queued += 1
                 if not w.push(frame):
                     self._drop(w)
@@ -341,11 +357,13 @@ class Dispatcher:
         node: str,
         was_in: bool,
         is_in: bool,
-        shared: dict[EventType, bytes | None],
+        shared: dict[tuple[EventType, int], bytes | None],
+        *,
+        wire: int = WIRE_VERSION,
     ) -> bytes | None:
         kind = ch.kind
         if kind is Kind.APPLIED_TO_GROUP:
-            return self._atg_frame(ch, node, was_in, is_in)
+            return self._atg_frame(ch, node, was_in, is_in, wire)
         if was_in and is_in:
             etype = EventType.MODIFIED
         elif is_in:
@@ -354,48 +372,54 @@ class Dispatcher:
             etype = EventType.DELETED
         else:
             return None
-        if etype not in shared:
-            shared[etype] = self._shared_frame(ch, etype)
-        return shared[etype]
+        key = (etype, wire)
+        if key not in shared:
+            shared[key] = self._shared_frame(ch, etype, wire)
+        return shared[key]
 
-    def _shared_frame(self, ch: ChangeLike, etype: EventType) -> bytes | None:
+    def _shared_frame(
+        self, ch: ChangeLike, etype: EventType, wire: int = WIRE_VERSION
+    ) -> bytes | None:
         kind = ch.kind
         if etype is EventType.ADDED:
             if ch.new is None:
                 return None
-            return encode_event(WatchEvent(etype, kind, ch.new, rv=self.rv))
+            return encode_event(WatchEvent(etype, kind, ch.new, rv=self.rv), wire)
         if etype is EventType.DELETED:
             obj = ch.old if ch.old is not None else ch.new
             if obj is None:
                 return None
             if isinstance(obj, AddressGroup):
                 obj = AddressGroup(obj.name, frozenset())
-            return encode_event(WatchEvent(etype, kind, obj, rv=self.rv))
+            return encode_event(WatchEvent(etype, kind, obj, rv=self.rv), wire)
         # MODIFIED while staying in span
         if ch.new is None:
             return None
         if kind is Kind.ADDRESS_GROUP and ch.patch is not None:
             if not ch.patch.added and not ch.patch.removed:
                 return None
-            return encode_event(WatchEvent(etype, kind, None, ch.patch, rv=self.rv))
+            return encode_event(WatchEvent(etype, kind, None, ch.patch, rv=self.rv), wire)
         if ch.old == ch.new:
             return None  # only the span changed
-        return encode_event(WatchEvent(etype, kind, ch.new, rv=self.rv))
+        return encode_event(WatchEvent(etype, kind, ch.new, rv=self.rv), wire)
 
-    def _atg_frame(self, ch: ChangeLike, node: str, was_in: bool, is_in: bool) -> bytes | None:
+    def _atg_frame(
+        self, ch: ChangeLike, node: str, was_in: bool, is_in: bool, wire: int = WIRE_VERSION
+    ) -> bytes | None:
         kind = Kind.APPLIED_TO_GROUP
         if is_in and ch.new is not None:
             mine = members_on(ch.new, node)
             if was_in and ch.old is not None:
                 if members_on(ch.old, node) == mine:
                     return None  # other nodes' members changed: nothing for this node
-                return encode_event(WatchEvent(EventType.MODIFIED, kind, mine, rv=self.rv))
-            return encode_event(WatchEvent(EventType.ADDED, kind, mine, rv=self.rv))
+                return encode_event(WatchEvent(EventType.MODIFIED, kind, mine, rv=self.rv), wire)
+            return encode_event(WatchEvent(EventType.ADDED, kind, mine, rv=self.rv), wire)
         if was_in:
             return encode_event(
                 WatchEvent(
                     EventType.DELETED, kind, AppliedToGroup(ch.name, frozenset()), rv=self.rv
-                )
+                ),
+                wire,
             )
         return None
 

@@ -240,12 +240,16 @@ class ControllerServer:
         reason = self.serving()
         if reason is not None:
             raise _error(web.HTTPServiceUnavailable, reason)
-        watcher, initial = self.dispatcher.register(node, ident.user)
+        wire = stream_version(request.headers.get("Accept", ""))
+        watcher, initial = self.dispatcher.register(node, ident.user, wire)
         task = asyncio.current_task()
         if task is not None:
             self._streams.add(task)
         resp = web.StreamResponse(
-            headers={"Content-Type": STREAM_CONTENT_TYPE, "Cache-Control": "no-store"}
+            headers={
+                "Content-Type": names.STREAM_CONTENT_TYPES[wire],
+                "Cache-Control": "no-store",
+            }
         )
         resp.enable_chunked_encoding()
         sock = request.transport.get_extra_info("socket") if request.transport else None
@@ -262,7 +266,7 @@ class ControllerServer:
                 frames = await watcher.next_frames(self.heartbeat)
                 if watcher.closed:
                     break
-                data = b"".join(frames) if frames else self.dispatcher.heartbeat_frame()
+                data = b"".join(frames) if frames else self.dispatcher.heartbeat_frame(wire)
                 await asyncio.wait_for(resp.write(data), self.write_timeout)
         except (ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
             watcher.close(type(exc).__name__)
@@ -490,6 +494,25 @@ def _resource(request: web.Request) -> Kind:
     if kind is None:
         raise _error(web.HTTPNotFound, f"unknown resource {request.match_info['resource']!r}")
     return kind
+
+
+def stream_version(accept: str) -> int:
+    """The wire version of a watch stream: 2 when the client's ``Accept`` names its media type
+    (names.STREAM_CONTENT_TYPE_V2, without ``q=0``), else 1, which every client decodes."""
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media.lower() != names.STREAM_CONTENT_TYPE_V2:
+            continue
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    if float(value) <= 0:
+                        return 1
+                except ValueError:
+                    return 1
+        return 2
+    return 1
 
 
 def _error(cls: type[web.HTTPException], message: str) -> web.HTTPException:

@@ -15,10 +15,18 @@ from antrea.apis.controlplane.codec import EventType, WatchEvent
 from antrea.apis.controlplane.types import (
     AddressGroup,
     AddressGroupPatch,
+    Direction,
     GroupMember,
+    IPBlock,
     Kind,
+    NetworkPolicy,
     NetworkPolicyNodeStatus,
+    NetworkPolicyPeer,
+    NetworkPolicyReference,
+    NetworkPolicyRule,
     PodReference,
+    Protocol,
+    Service,
 )
 from antrea.controller import certs
 from antrea.controller.distribution import Dispatcher
@@ -361,6 +369,37 @@ async def test_an_older_controller_gets_one_post_per_status(
             *(client.report_status(NetworkPolicyNodeStatus(f"p{i}", "n1", 2)) for i in range(3))
         )
         assert client.status_posts == 4 + 3  # the list endpoint is not tried again
+    finally:
+        await it.aclose()  # type: ignore[attr-defined]
+        await client.close()
+
+
+async def test_the_stream_is_wire_version_2_and_a_policy_arrives_whole(ctl: Controller) -> None:
+    """The agent asks for version 2 (positional rules): the controller serves it, and a policy
+    decodes to the object the controller holds."""
+    rule = NetworkPolicyRule(
+        Direction.IN,
+        from_=NetworkPolicyPeer(("ag1",), (IPBlock("10.0.0.0/8", ("10.1.0.0/16",)),)),
+        services=(Service(Protocol.TCP, 80, 90),),
+        name="r0",
+        priority=0,
+    )
+    ref = NetworkPolicyReference("K8sNetworkPolicy", "ns", "np", "uid-1")
+    policy = NetworkPolicy("uid-1", ref, (rule,), ("atg1",), generation=3)
+    client = ControlPlaneClient(
+        "n1", kube=kube_for(ctl), token="tok-n1", backoff_initial=0.05, idle_timeout=2
+    )
+    it = client.events().__aiter__()
+    try:
+        (bookmark,) = await take(it, 1)
+        assert bookmark.type is EventType.BOOKMARK
+        assert [w.wire for w in ctl.dispatcher.watchers] == [2]
+        ctl.store.objs[(Kind.NETWORK_POLICY, "uid-1")] = (policy, frozenset({"n1"}))
+        ctl.dispatcher.on_change(
+            Change(Kind.NETWORK_POLICY, "uid-1", None, policy, frozenset(), frozenset({"n1"}))
+        )
+        (added,) = await take(it, 1)
+        assert added.type is EventType.ADDED and added.object == policy
     finally:
         await it.aclose()  # type: ignore[attr-defined]
         await client.close()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgpack
+
 from antrea.apis.controlplane.codec import EventType, FrameDecoder, WatchEvent
+from antrea.apis.controlplane.names import STREAM_CONTENT_TYPE, STREAM_CONTENT_TYPE_V2
 from antrea.apis.controlplane.types import (
     AddressGroup,
     AddressGroupPatch,
@@ -20,6 +23,7 @@ from antrea.apis.controlplane.types import (
     PodReference,
 )
 from antrea.controller.distribution import Dispatcher
+from antrea.controller.server import stream_version
 
 
 @dataclass(frozen=True)
@@ -331,3 +335,50 @@ def test_the_burst_allowance_has_a_hard_cap() -> None:
     for i in range(10 * 50 + 1):
         store.put(Kind.NETWORK_POLICY, policy(f"np{i}"), {"n1"})
     assert w.closed and disp.stats.watchers_dropped == 1
+
+
+def _versions(frames: list[bytes]) -> list[int]:
+    return [msgpack.unpackb(f)["v"] for f in frames]
+
+
+def test_watchers_of_one_node_get_frames_in_their_own_wire_version() -> None:
+    """A version-1 and a version-2 watcher of the same node (an old and a new agent, e.g. during
+    a rolling upgrade): each gets every frame, snapshot included, in its own version, and both
+    decode to the same events."""
+    store, disp = setup()
+    a = member("a", "n1", "10.0.1.2")
+    store.put(Kind.APPLIED_TO_GROUP, AppliedToGroup("atg1", frozenset({a})), {"n1"})
+    store.put(Kind.NETWORK_POLICY, policy("np1"), {"n1"})
+    w1, init1 = disp.register("n1")
+    w2, init2 = disp.register("n1", wire=2)
+    assert (w1.wire, w2.wire) == (1, 2)
+    assert set(_versions(init1)) == {1} and set(_versions(init2)) == {2}
+    assert decode(init1) == decode(init2)
+    b = member("b", "n1", "10.0.1.3")
+    store.put(Kind.APPLIED_TO_GROUP, AppliedToGroup("atg1", frozenset({a, b})), {"n1"})
+    store.put(Kind.NETWORK_POLICY, policy("np1", gen=2), {"n1"})
+    store.put(Kind.NETWORK_POLICY, policy("np2"), {"n1"})
+    store.delete(Kind.NETWORK_POLICY, "np1")
+    f1, f2 = list(w1.queue), list(w2.queue)
+    assert set(_versions(f1)) == {1} and set(_versions(f2)) == {2}
+    e1, e2 = drain(w1), drain(w2)
+    assert e1 == e2 and len(e1) == 4
+    assert [e.type for e in e1] == [
+        EventType.MODIFIED,
+        EventType.MODIFIED,
+        EventType.ADDED,
+        EventType.DELETED,
+    ]
+    assert _versions([disp.heartbeat_frame(), disp.heartbeat_frame(2)]) == [1, 2]
+
+
+def test_stream_version_follows_accept() -> None:
+    v1, v2 = STREAM_CONTENT_TYPE, STREAM_CONTENT_TYPE_V2
+    assert stream_version("") == 1
+    assert stream_version("*/*") == 1
+    assert stream_version(v1) == 1
+    assert stream_version(v2) == 2
+    assert stream_version(f"{v2}, {v1};q=0.5") == 2
+    assert stream_version(f"{v1}, {v2.upper()} ; q=0.9") == 2
+    assert stream_version(f"{v2};q=0") == 1
+    assert stream_version(f"{v2};q=zero") == 1

@@ -22,6 +22,12 @@ ENDPOINT_QUERIES_PATH = f"{PATH}/endpointqueries"
 EVALUATION_PATH = f"{PATH}/networkpolicyevaluation"
 SYSTEM_PATH = "/apis/system.antrea.io/v1beta1"
 STREAM_CONTENT_TYPE = "application/vnd.antrea.controlplane.v1+msgpack"
+"""The watch stream's media type in wire version 1 (every client understands it)."""
+STREAM_CONTENT_TYPE_V2 = "application/vnd.antrea.controlplane.v2+msgpack"
+"""Wire version 2 (positional rules, codec.rule_array): served to a client whose ``Accept``
+names it, version 1 otherwise; an agent accepts both, and a controller that does not know
+version 2 ignores the header."""
+STREAM_CONTENT_TYPES = {1: STREAM_CONTENT_TYPE, 2: STREAM_CONTENT_TYPE_V2}
 
 HEARTBEAT_MESSAGE = "heartbeat"
 """``BOOKMARK`` frames with this message only keep the connection alive; clients drop them."""
