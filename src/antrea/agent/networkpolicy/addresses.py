@@ -89,15 +89,30 @@ def prefix_value(prefix: str) -> IPv4Net | ipaddress.IPv4Address:
     several times cheaper than parsing the text again."""
     addr, _, plen_text = prefix.partition("/")
     value = int.from_bytes(socket.inet_aton(addr), "big")
-    plen = int(plen_text) if plen_text else 32
+    plen = _PLEN.get(plen_text) if plen_text else 32
+    if plen is None:  # (not the canonical length text)
+        plen = int(plen_text)
+    if _FAST_NETWORK:
+        if plen < 31:
+            return _network(value, plen)
+        if plen == 32:
+            return _address(value)
     if plen == 32:
         return ipaddress.IPv4Address(value)
-    if plen < 31 and _FAST_NETWORK:
-        return _network(value, plen)
     return ipaddress.IPv4Network((value, plen))
 
 
 _NETMASKS = [ipaddress.IPv4Address(_NETMASK[n]) for n in range(31)]
+_new_object = object.__new__
+_V4Addr = ipaddress.IPv4Address
+
+
+def _address(value: int) -> ipaddress.IPv4Address:
+    """``IPv4Address(value)`` of an int in range, without the constructor's type dispatch
+    and range check (its one slot set directly; checked at import with `_network`)."""
+    a = _new_object(_V4Addr)
+    a._ip = value  # type: ignore[attr-defined]
+    return a
 
 
 def _network(value: int, plen: int) -> IPv4Net:
@@ -105,8 +120,8 @@ def _network(value: int, plen: int) -> IPv4Net:
     below 31, without the constructor's argument parsing and checks (3x cheaper; one per
     clause match). It sets exactly what the constructor sets (checked at import:
     `_FAST_NETWORK`, else the constructor is used)."""
-    net = IPv4Net.__new__(IPv4Net)
-    net.network_address = ipaddress.IPv4Address(value)
+    net = _new_object(IPv4Net)
+    net.network_address = _address(value)
     net.netmask = _NETMASKS[plen]
     net._prefixlen = plen  # type: ignore[attr-defined]
     return net
@@ -124,6 +139,16 @@ def _same_as_constructor() -> bool:
                     or str(fast) != str(real)
                     or vars(fast) != vars(real)
                     or fast.num_addresses != real.num_addresses
+                ):
+                    return False
+                a, b = _address(address), ipaddress.IPv4Address(address)
+                if (
+                    type(a) is not type(b)
+                    or a != b
+                    or hash(a) != hash(b)
+                    or str(a) != str(b)
+                    or a.packed != b.packed
+                    or fast.network_address.packed != real.network_address.packed
                 ):
                     return False
     except Exception:

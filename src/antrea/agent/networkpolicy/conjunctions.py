@@ -41,6 +41,7 @@ from antrea.apis.controlplane.types import (
 )
 from antrea.ovs.openflow.flow import Match, Proto, ip_dst_match, ip_src_match
 
+_prefix_value = addresses.prefix_value
 Atom = tuple[Any, ...]
 ANY: Atom = ("ip",)
 ANY_PREFIX = "0.0.0.0/0"
@@ -53,12 +54,12 @@ _IN = Direction.IN
 def atom_match(atom: Atom) -> Match:
     """The `Match` of a clause atom (cached: atoms repeat across rules and batches)."""
     kind = atom[0]
+    if kind == "nw_src":  # (peer and source prefixes: the bulk of them)
+        return ip_src_match(_prefix_value(atom[1]))
+    if kind == "nw_dst":
+        return ip_dst_match(_prefix_value(atom[1]))
     if kind == "ip":
         return Match(proto=Proto.IP)
-    if kind == "nw_src":
-        return ip_src_match(addresses.prefix_value(atom[1]))
-    if kind == "nw_dst":
-        return ip_dst_match(addresses.prefix_value(atom[1]))
     if kind == "reg1":
         return Match(proto=Proto.IP, regs=(TARGET_OFPORT.match(atom[1]),))
     if kind == "icmp_tc":  # ICMP type (and code) of an Antrea-native rule

@@ -142,32 +142,48 @@ def conj_flows(
     (an audit-logged rule) the action flow also copies the packet to the agent: only new
     connections get there (established ones take the bypass above).
 
-    Built by the ten thousand in an initial sync: everything but the ID comes precomputed per
-    direction (`_ConjTemplate`)."""
-    # the template by the direction's identity (hashing the frozen dataclass, or an
-    # lru_cache lookup by it, costs ~0.3 us: a tenth of this function)
-    entry = _templates_by_id.get(id(d))
-    if entry is None or entry[0] is not d:
-        entry = _templates_by_id[id(d)] = (d, _conj_template(d))
-    t = entry[1]
-    c = _round_cookie(round_num) | (conj_id & OBJECT_MASK)
-    load = _load_reg(t.reg, conj_id, t.start, t.end)
-    return [
-        Flow(
-            t.table,
-            _PRIO_ACTION,
-            conj_id_match(conj_id),
-            (load, _TO_CONTROLLER, t.goto) if log else (load, t.goto),
-            c,
-        ),
-        Flow(
-            t.table,
-            _PRIO_METRIC,
-            ct_label_match(EST, (conj_id << t.shift, t.label_mask)),
-            t.tail,
-            c,
-        ),
-    ]
+    Built by the ten thousand in an initial sync: a planner keeps the `conj_flow_maker` of
+    each direction and calls it per conjunction."""
+    # the maker by the direction's identity (hashing the frozen dataclass, or an lru_cache
+    # lookup by it, costs ~0.3 us)
+    entry = _makers_by_id.get(id(d))
+    if entry is None or entry[0] is not d or entry[1] != round_num:
+        entry = _makers_by_id[id(d)] = (d, round_num, conj_flow_maker(round_num, d))
+    return entry[2](conj_id, log)
+
+
+ConjFlowMaker = Callable[[int, bool], list[Flow]]
+
+
+def conj_flow_maker(round_num: int, d: p.DirectionTables) -> ConjFlowMaker:
+    """`conj_flows` of one round and direction: ``make(conj_id, log)``, with everything but
+    the ID worked out once (`_ConjTemplate`, the round's cookie)."""
+    table, reg, start, end, shift, label_mask, goto, tail = _conj_template(d)
+    round_cookie = _round_cookie(round_num)
+    load_reg = _load_reg
+    logged_tail = (_TO_CONTROLLER, goto)
+
+    def make(conj_id: int, log: bool) -> list[Flow]:
+        c = round_cookie | (conj_id & OBJECT_MASK)
+        load = load_reg(reg, conj_id, start, end)
+        return [
+            Flow(
+                table,
+                _PRIO_ACTION,
+                conj_id_match(conj_id),
+                (load, *logged_tail) if log else (load, goto),
+                c,
+            ),
+            Flow(
+                table,
+                _PRIO_METRIC,
+                ct_label_match(EST, (conj_id << shift, label_mask)),
+                tail,
+                c,
+            ),
+        ]
+
+    return make
 
 
 class _ConjTemplate(NamedTuple):
@@ -199,7 +215,7 @@ def _conj_template(d: p.DirectionTables) -> _ConjTemplate:
     )
 
 
-_templates_by_id: dict[int, tuple[p.DirectionTables, _ConjTemplate]] = {}
+_makers_by_id: dict[int, tuple[p.DirectionTables, int, ConjFlowMaker]] = {}
 
 
 _TO_CONTROLLER = Output("CONTROLLER")

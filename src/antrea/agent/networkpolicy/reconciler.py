@@ -184,6 +184,9 @@ class PolicyReconciler:
         # what the rules planned since the last yield to the event loop found about their
         # targets (`PlanMemo`): cleared at every yield, as pods may get or lose their ports
         self._memo = PlanMemo()
+        # the conjunction flows of each direction, by ID (`flows.conj_flow_maker`)
+        self._conj_flows_in = fb.conj_flow_maker(round_num, INGRESS)
+        self._conj_flows_out = fb.conj_flow_maker(round_num, EGRESS)
         # A batch crashed before the switch had it: owners may hold flows the indexes forgot
         # (conjunction IDs among them) until `resync` has sent every owner again.
         self._unsynced = False
@@ -650,7 +653,10 @@ class PolicyReconciler:
         """`_update_rule` of a rule realized for the first time: every conjunction is new,
         every isolation atom gained. All or nothing, like `_update_conjs`."""
         rule = cache_rule.rule
-        d = INGRESS if rule.direction is _IN else EGRESS
+        if rule.direction is _IN:
+            d, conj_flows = INGRESS, self._conj_flows_in
+        else:
+            d, conj_flows = EGRESS, self._conj_flows_out
         logged = rule.enable_logging
         conjs: dict[ServicesKey, RealizedConj] = {}
         want = plan.conjunctions
@@ -664,7 +670,7 @@ class PolicyReconciler:
                     self._conj_dir[cid] = d
                     self._link(cid, clauses, d, b.matches)
                     owner = (_CONJ, cid)
-                    b.desired[owner] = fb.conj_flows(self.round_num, d, cid, log=logged)
+                    b.desired[owner] = conj_flows(cid, logged)
                     b.new_conjs.append(owner)
             except Exception:
                 for rc in conjs.values():

@@ -77,8 +77,11 @@ def test_prefix_value_is_the_ipaddress_value(addr: int, plen: int) -> None:
     `ipaddress` makes of the canonical prefix: equal, same hash and text, same attributes."""
     text = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(addr)}/{plen}", strict=False))
     value = addresses.prefix_value(text)
-    if plen == 32:
-        assert value == ipaddress.IPv4Address(addr)
+    if plen == 32:  # an address built without its constructor: the same value
+        real_addr = ipaddress.IPv4Address(addr)
+        assert type(value) is ipaddress.IPv4Address and value == real_addr
+        assert hash(value) == hash(real_addr) and str(value) == str(real_addr)
+        assert value.packed == real_addr.packed and value.is_private == real_addr.is_private
         return
     real = ipaddress.IPv4Network(text)
     assert value == real and hash(value) == hash(real) and str(value) == str(real)
