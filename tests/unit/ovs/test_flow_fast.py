@@ -105,3 +105,23 @@ def test_a_host_network_becomes_its_address() -> None:
 def test_text_is_refused_like_the_generic_constructor(make: Callable[[object], Match]) -> None:
     with pytest.raises(TypeError, match="an ipaddress address or network"):
         make("10.0.0.0/8")
+
+
+@pytest.mark.parametrize(
+    "make",
+    [ip_src_match, ip_dst_match, lambda n: Match(proto=Proto.IP, nw_src=n)],
+    ids=["ip_src_match", "ip_dst_match", "Match"],
+)
+def test_prefixes_ipaddress_hashes_alike_are_told_apart(make: Callable[[IPNet], Match]) -> None:
+    """`IPv4Network.__hash__` hashes address ^ netmask: a prefix and a longer one whose extra
+    bits are all ones collide (a Python-level comparison in every dict of flow keys); the
+    matches of both do not."""
+    a, b = ipaddress.IPv4Network("10.0.0.0/8"), ipaddress.IPv4Network("10.255.0.0/16")
+    assert hash(a) == hash(b)
+    assert hash(make(a)) != hash(make(b))
+    generic = (
+        Match(proto=Proto.IP, nw_src=a)
+        if make(a).nw_src is not None
+        else Match(proto=Proto.IP, nw_dst=a)
+    )
+    assert hash(make(a)) == hash(generic)

@@ -157,9 +157,12 @@ class FlowClient:
         rest of `desired` is planned and checked against them; None when anything else holds
         (a staged owner changed or gone, a key of the rest or an installed one among the
         staged keys, a conflict): the caller then plans everything the usual way."""
-        get = desired.get
+        # a copy keeps the owners' hashes (a policy owner's may be a Python-level hash of an
+        # address): only the staged owners are looked up
+        rest = dict(desired)
+        pop = rest.pop
         for owner, flows in staged.items():
-            want = get(owner)
+            want = pop(owner, None)
             # (lists and tuples only: an iterator would be consumed by the look)
             if type(want) not in _SEQUENCES or tuple(want) != flows:  # type: ignore[arg-type]
                 return None
@@ -167,21 +170,22 @@ class FlowClient:
         if held and not staged_keys.keys().isdisjoint(held.keys()):
             return None  # installed since it was staged (a sync of other owners meanwhile)
         try:
-            plan = self.plan({o: f for o, f in desired.items() if o not in staged})
+            plan = self.plan(rest)
         except FlowOwnershipError:
             return None  # the usual way says which
-        if plan.fresh and not staged_keys.keys().isdisjoint(plan.fresh.keys()):
+        # the keys of both, merged with their stored hashes: disjoint if none was merged away
+        fresh = dict(staged_keys)
+        fresh.update(plan.fresh)
+        if len(fresh) != len(staged_keys) + len(plan.fresh):
             return None
         for kept in plan.owners.values():
             if kept and any(f.key in staged_keys for f in kept):
                 return None
-        rest = plan.add
-        plan.add = [*chain.from_iterable(staged.values()), *rest]
+        added = plan.add
+        plan.add = [*chain.from_iterable(staged.values()), *added]
         plan.fresh_owners = {**staged, **plan.fresh_owners}
-        fresh = dict(staged_keys)
-        fresh.update(plan.fresh)
         plan.fresh = fresh
-        return plan, rest
+        return plan, added
 
     def _take(
         self, key: FlowKey, owner: Owner, desired: Desired, claimed: dict[FlowKey, Owner]
