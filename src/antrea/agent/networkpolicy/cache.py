@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
 import msgpack
 import structlog
 
-from antrea.apis.controlplane.codec import EventType, WatchEvent
+from antrea.apis.controlplane.codec import EventType, WatchEvent, rule_array
 from antrea.apis.controlplane.fastnew import positional_new
 from antrea.apis.controlplane.types import (
     AddressGroup,
@@ -57,32 +57,23 @@ def rule_id(policy_uid: str, rule: NetworkPolicyRule, applied_to: tuple[str, ...
     """16 hex digits (BLAKE2b, 8 bytes) over the rule content, its applied-to groups and the
     policy UID.
 
-    The hashed bytes are the msgpack encoding of one flat array of every field of the rule
-    (peers and services as nested arrays; `test_rule_id_covers_every_field` keeps the list
-    complete), so equal content gives equal IDs across processes and runs; the rule's index in
-    the policy is deliberately not part of it.
+    The hashed bytes are the msgpack encoding of ``[policy_uid, rule_array, applied_to
+    sorted]``, where ``rule_array`` is the rule in wire version 2 (`codec.rule_array`: every
+    field of the rule, peers and services as nested arrays), so equal content gives equal IDs
+    across processes and runs; the rule's index in the policy is deliberately not part of it.
+    `RuleCache.set_policy` hashes the arrays a version-2 event carries as they came off the
+    wire (the same bytes, without rebuilding them from the objects).
     """
-    f, t, svc = rule.from_, rule.to, rule.services
-    fb, tb = f.ip_blocks, t.ip_blocks
-    key = (
-        policy_uid,
-        rule.direction,
-        f.address_groups,
-        [(b.cidr, b.except_) for b in fb] if fb else None,
-        t.address_groups,
-        [(b.cidr, b.except_) for b in tb] if tb else None,
-        None
-        if svc is None
-        else [(s.protocol, s.port, s.end_port, s.icmp_type, s.icmp_code) for s in svc],
-        rule.name,
-        rule.priority,
-        rule.action,
-        rule.applied_to_groups,
-        rule.enable_logging,
-        rule.log_label,
-        applied_to if len(applied_to) < 2 else sorted(applied_to),
-    )
-    return _blake2b(_pack(key), digest_size=8).hexdigest()
+    h = _id_hash(policy_uid)
+    h.update(_pack(rule_array(rule)))
+    h.update(_pack(applied_to if len(applied_to) < 2 else sorted(applied_to)))
+    return h.hexdigest()
+
+
+def _id_hash(policy_uid: str) -> hashlib.blake2b:
+    """A BLAKE2b state holding the start of a rule ID's canonical form: a 3-array header and
+    the UID (every rule of a policy continues a copy of it)."""
+    return _blake2b(b"\x93" + _pack(policy_uid), digest_size=8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +158,7 @@ class RuleCache:
             if ev.type is EventType.DELETED:
                 self.delete_policy(obj.name)
             else:
-                self.set_policy(obj)
+                self.set_policy(obj, ev.rule_arrays)
         elif isinstance(obj, AddressGroup):
             if ev.type is EventType.DELETED:
                 self.delete_address_group(obj.name)
@@ -203,28 +194,47 @@ class RuleCache:
         return gone
 
     # -- policies -------------------------------------------------------------------------
-    def set_policy(self, policy: NetworkPolicy) -> None:
+    def set_policy(self, policy: NetworkPolicy, rule_arrays: Sequence[Any] | None = None) -> None:
+        """Add or replace a policy. `rule_arrays`: its rules in wire-version-2 form as decoded
+        (`WatchEvent.rule_arrays`), hashed for the IDs as they are; otherwise they are built
+        from the rules (`codec.rule_array`), which gives the same bytes."""
         name, tier, prio = policy.name, policy.tier_priority, policy.priority
         # An Antrea-native rule's place in the order is part of its identity.
         key = name if tier is None else f"{name}|{tier}|{prio!r}"
         if tier is None:
             prio = None
+        rules = policy.rules
+        if rule_arrays is None or len(rule_arrays) != len(rules):
+            rule_arrays = [rule_array(r) for r in rules]
+        # The canonical form is [key, rule array, applied-to]: the key's part is hashed once
+        # per policy and copied per rule; the policy's applied-to part is packed once.
+        base = _id_hash(key)
+        patgs = policy.applied_to_groups
+        psuffix = _pack(patgs if len(patgs) < 2 else sorted(patgs))
+        pack = _pack
         new: dict[str, CacheRule] = {}
-        for i, r in enumerate(policy.rules):
-            atgs = r.applied_to_groups or policy.applied_to_groups
-            rid = rule_id(key, r, atgs)
+        for i, (r, arr) in enumerate(zip(rules, rule_arrays, strict=True)):
+            atgs = r.applied_to_groups
+            if atgs:
+                suffix = pack(atgs if len(atgs) < 2 else sorted(atgs))
+            else:
+                atgs, suffix = patgs, psuffix
+            h = base.copy()
+            h.update(pack(arr))
+            h.update(suffix)
+            rid = h.hexdigest()
             if rid not in new:
                 new[rid] = _new_cache_rule(rid, name, r, atgs, i, tier, prio)
         old_ids = self._policy_rules.get(name)
         if old_ids:
             for rid in old_ids - new.keys():
                 self._drop_rule(rid)
-            rules = self.rules
+            by_id = self.rules
             for rid, cr in new.items():
                 if rid not in old_ids:
                     self._add_rule(cr)
-                elif rules[rid].index != cr.index:
-                    rules[rid] = cr  # position only: no flow change
+                elif by_id[rid].index != cr.index:
+                    by_id[rid] = cr  # position only: no flow change
         else:
             self._add_new_rules(name, new)
         self.policies[name] = policy

@@ -20,7 +20,7 @@ strings to build and look up). A stream has one version, chosen by the client's 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, cast
 
@@ -74,6 +74,10 @@ class WatchEvent:
     patch: AddressGroupPatch | None = None
     rv: int = 0
     message: str = ""
+    # A version-2 NetworkPolicy event's rules as they came off the wire (`rule_array` form, in
+    # rule order): the agent's rule cache hashes them for the rule IDs instead of rebuilding
+    # each rule's canonical form. Not part of the event's value.
+    rule_arrays: tuple[Any, ...] | None = field(default=None, compare=False, repr=False)
 
 
 # Lookups by wire value: a dict is several times cheaper than calling the enum (a missing key
@@ -351,7 +355,12 @@ def event_from_map(v: Any) -> WatchEvent:
         if v["patch"] is not None:
             p = v["patch"]
             patch = AddressGroupPatch(p["name"], _members_from(p["add"]), _members_from(p["del"]))
-        return WatchEvent(etype, kind, obj, patch, v.get("rv", 0), v.get("msg", ""))
+        arrays = None
+        if version == 2 and obj is not None and kind is Kind.NETWORK_POLICY:
+            arrays = v["object"]["rules"]
+            if type(arrays) is not tuple:
+                arrays = tuple(arrays)
+        return WatchEvent(etype, kind, obj, patch, v.get("rv", 0), v.get("msg", ""), arrays)
     except DecodeError:
         raise
     except (KeyError, ValueError, TypeError, IndexError) as exc:

@@ -1,8 +1,10 @@
 """The rule cache: rule IDs are content hashes, and batch flattening equals rule-by-rule.
 
-`rule_id` hashes a hand-written canonical form (not the dataclass repr): these tests keep it
-complete (every field of a rule changes the ID), stable (a fixed rule has a fixed ID in every
-process) and exact (equal IDs iff equal content, for random rules and single-field changes).
+`rule_id` hashes a canonical form, the rule in wire version 2 (`codec.rule_array`, not the
+dataclass repr): these tests keep it complete (every field of a rule changes the ID), stable (a
+fixed rule has a fixed ID in every process), exact (equal IDs iff equal content, for random
+rules and single-field changes) and the same whether a policy arrives decoded from version 2
+(its rule arrays hashed as they came off the wire), from version 1 or as objects.
 `completed_many` shares one member union per distinct group tuple across the batch; it must
 give what flattening each rule on its own gives.
 """
@@ -16,6 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from antrea.agent.networkpolicy.cache import CacheRule, RuleCache, rule_id
+from antrea.apis.controlplane.codec import EventType, WatchEvent, decode_event, encode_event
 from antrea.apis.controlplane.types import (
     Direction,
     GroupMember,
@@ -64,7 +67,8 @@ group_tuples = st.lists(names, max_size=3).map(tuple)
 
 
 def test_rule_id_covers_every_field() -> None:
-    """A field added to a rule must be added to rule_id's canonical form (and here)."""
+    """A field added to a rule must be added to its wire form (codec.rule_array), rule_id's
+    canonical form (and here)."""
     fields = {
         NetworkPolicyRule: list(FIELD_VALUES),
         NetworkPolicyPeer: ["address_groups", "ip_blocks"],
@@ -84,8 +88,8 @@ def test_rule_id_is_stable_across_processes() -> None:
         from_=NetworkPolicyPeer(("ag-1",), (IPBlock("10.0.0.0/8", ("10.1.0.0/16",)),)),
         services=(Service(Protocol.TCP, 80, 90), Service(Protocol.UDP, "dns")),
     )
-    assert rule_id("uid-1", rule, ("atg-b", "atg-a")) == "effabdee8ef5039b"
-    assert rule_id("uid-1", rule, ("atg-a", "atg-b")) == "effabdee8ef5039b"
+    assert rule_id("uid-1", rule, ("atg-b", "atg-a")) == "7a32d7a54aaa4e94"
+    assert rule_id("uid-1", rule, ("atg-a", "atg-b")) == "7a32d7a54aaa4e94"
 
 
 @given(rules, st.sampled_from([*FIELD_VALUES, "uid", "groups"]), st.data(), names, group_tuples)
@@ -104,6 +108,43 @@ def test_rule_id_is_equal_iff_the_content_is(
     same = a == b and uid == uid_b and sorted(atg) == sorted(atg_b)
     assert (rule_id(uid, a, atg) == rule_id(uid_b, b, atg_b)) == same
     assert rule_id(uid, a, atg) == rule_id(uid, a, tuple(reversed(atg)))
+
+
+@given(
+    st.lists(st.tuples(rules, group_tuples), min_size=1, max_size=6),
+    group_tuples,
+    st.one_of(st.none(), st.tuples(st.integers(-2, 2), st.floats(0, 10))),
+)
+def test_a_decoded_policy_gets_the_ids_of_its_objects(
+    policy_rules: list[tuple[NetworkPolicyRule, tuple[str, ...]]],
+    atg: tuple[str, ...],
+    order: tuple[int, float] | None,
+) -> None:
+    """A policy through the wire in either version (version 2: the cache hashes the decoded
+    rule arrays) and the same policy set as objects give the very same rules and IDs, which
+    are rule_id's of each rule."""
+    ref = NetworkPolicyReference("K8sNetworkPolicy", "ns", "np", "uid-x")
+    tier, prio = order if order is not None else (None, None)
+    policy = NetworkPolicy(
+        "uid-x",
+        ref,
+        tuple(dataclasses.replace(r, applied_to_groups=g) for r, g in policy_rules),
+        atg,
+        tier_priority=tier,
+        priority=prio,
+    )
+    direct = RuleCache()
+    direct.set_policy(policy)
+    key = "uid-x" if tier is None else f"uid-x|{tier}|{prio!r}"
+    assert {cr.id for cr in direct.rules.values()} == {
+        rule_id(key, r, r.applied_to_groups or atg) for r in policy.rules
+    }
+    for version in (1, 2):
+        ev = decode_event(encode_event(WatchEvent(EventType.ADDED, object=policy), version))
+        assert ev.object == policy and (ev.rule_arrays is not None) == (version == 2)
+        wired = RuleCache()
+        wired.apply(ev)
+        assert wired.rules == direct.rules and wired.dirty == direct.dirty
 
 
 def member(i: int) -> GroupMember:
