@@ -12,7 +12,9 @@ integers that fit in 64 bits, finite numbers.
 
 from __future__ import annotations
 
+import itertools
 import math
+import operator
 from typing import Any
 
 import orjson
@@ -29,6 +31,12 @@ MAX_JSON_PATCH_COPY_BYTES = 3 * 1024 * 1024
 # three, and the encoder stops at 255.
 MAX_DEPTH = 100
 _INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+# `check_json_text`: every byte but brackets deleted, braces made brackets; then '[' -> 2 and
+# ']' -> 0, so that the running sum of (byte - 1) is the nesting depth.
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_AS_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_AS_STEPS = bytes.maketrans(b"[]", b"\x02\x00")
+_PEEL_PASSES = 16
 
 
 def too_large(message: str) -> errors.APIError:
@@ -94,6 +102,36 @@ def check_json(value: Any, *, max_depth: int = MAX_DEPTH) -> None:
                     _check_scalar(sub)
         else:
             _check_scalar(item)
+
+
+def check_json_text(raw: bytes, *, max_depth: int = MAX_DEPTH) -> None:
+    """`check_json` for the value ``orjson.loads(raw)`` returned, read from the text.
+
+    orjson yields plain JSON only (string keys, integers within 64 bits, larger ones as
+    floats, and it refuses non-finite numbers), so only the depth is left to check, and the
+    text tells it at C speed: escaped backslashes and quotes dropped, then string contents
+    (between the remaining quotes), then everything but brackets. Each pass of removing
+    the empty pairs ``[]`` peels exactly one level; after a few, the rest is measured as the
+    highest running sum (linear however deep the text is).
+    """
+    if raw.count(b"[") + raw.count(b"{") <= max_depth:
+        return  # not enough containers to nest that deep
+    text = raw
+    if b"\\" in text:
+        text = text.replace(b"\\\\", b"").replace(b'\\"', b"")
+    if b'"' in text:
+        text = b"".join(text.split(b'"')[::2])
+    rest = text.translate(_AS_BRACKETS, _NOT_BRACKETS)
+    peeled = 0
+    while rest and peeled < _PEEL_PASSES:
+        rest = rest.replace(b"[]", b"")
+        peeled += 1
+    depth = peeled
+    if rest:
+        steps = rest.translate(_AS_STEPS)
+        depth += max(map(operator.sub, itertools.accumulate(steps), itertools.count(1)))
+    if depth > max_depth:
+        raise ShapeError(f"exceeded max depth of {max_depth}")
 
 
 def _check_scalar(value: Any) -> None:

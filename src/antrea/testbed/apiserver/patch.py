@@ -28,6 +28,7 @@ from antrea.testbed.apiserver.limits import (
     MAX_JSON_PATCH_OPERATIONS,
     ShapeError,
     check_json,
+    check_json_text,
     depth_of,
 )
 
@@ -170,7 +171,7 @@ def apply_patch(obj: JSON, body: bytes, content_type: str, *, kind: str) -> JSON
         )
     try:
         patch = orjson.loads(body or b"null")
-        check_json(patch)
+        check_json_text(body)
     except (orjson.JSONDecodeError, ShapeError) as exc:
         raise PatchError(400, f"error decoding patch: {exc}") from None
     if media == JSON_PATCH:

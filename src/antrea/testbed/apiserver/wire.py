@@ -14,7 +14,7 @@ import orjson
 from aiohttp import web
 
 from antrea.testbed.apiserver import errors, heap, protobuf, typecheck, yamlbody
-from antrea.testbed.apiserver.limits import ShapeError, check_json, read_body
+from antrea.testbed.apiserver.limits import ShapeError, check_json, check_json_text, read_body
 
 JSON = dict[str, Any]
 # Awaited between reading a large body and decoding it (`Store.let_watchers_write`).
@@ -59,7 +59,7 @@ def decode_json(raw: bytes, what: str = "request body") -> Any:
     """Plain JSON from ``raw`` (400 if malformed, too deep or not JSON-representable)."""
     try:
         value = orjson.loads(raw)
-        check_json(value)
+        check_json_text(raw)
     except (orjson.JSONDecodeError, ShapeError) as exc:
         raise errors.bad_request(f"error decoding {what}: {exc}") from None
     return value
