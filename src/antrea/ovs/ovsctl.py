@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from typing import Any
 
+from antrea.ovs import unixctl
 from antrea.ovs.errors import OfctlError
 from antrea.ovs.openflow.flow import (
     Conjunction,
@@ -393,26 +394,37 @@ class OfCtl:
             counts[f.table] = counts.get(f.table, 0) + 1
         return counts
 
-    def _appctl_target(self) -> list[str]:
+    def _ctl_path(self) -> str | None:
+        """ovs-vswitchd's control socket under ``rundir`` (None: leave it to ovs-appctl)."""
         if not self.rundir:
-            return ["ovs-appctl"]
+            return None
         pidfile = f"{self.rundir}/ovs-vswitchd.pid"
         try:
             with open(pidfile) as fh:
                 pid = fh.read().strip()
         except OSError:
-            return ["ovs-appctl"]
+            return None
         ctl = f"{self.rundir}/ovs-vswitchd.ctl"
         if not os.path.exists(ctl):
             ctl = f"{self.rundir}/ovs-vswitchd.{pid}.ctl"
-        return ["ovs-appctl", "-t", ctl]
+        return ctl
 
     async def trace(self, flow: str) -> str:
         """``ovs-appctl ofproto/trace <bridge> <flow>`` output (antctl trace-packet)."""
-        return await self._run([*self._appctl_target(), "ofproto/trace", self.bridge, flow])
+        return await self.appctl("ofproto/trace", self.bridge, flow)
 
     async def appctl(self, *args: str) -> str:
-        return await self._run([*self._appctl_target(), *args])
+        """``ovs-appctl`` to ovs-vswitchd: in process through its control socket when
+        ``rundir`` names it (`antrea.ovs.unixctl`), else the ovs-appctl process."""
+        ctl = self._ctl_path()
+        if ctl is None:
+            return await self._run(["ovs-appctl", *args])
+        try:
+            return await unixctl.call(ctl, *args)
+        except unixctl.UnixctlError as exc:
+            self.errors += 1
+            argv = ["ovs-appctl", "-t", ctl, *args]
+            raise OfctlError(argv, 2 if exc.connected else 1, exc.message) from exc
 
     async def dump_conntrack(self, zone: int) -> list[ConntrackEntry]:
         """The TCP/UDP/SCTP connections of conntrack zone ``zone`` (other lines skipped)."""
