@@ -43,6 +43,19 @@ async def _connect(path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWrite
         os.close(fd)
 
 
+def complete(data: bytes | bytearray) -> object | None:
+    """The answer once ``data`` holds all of it, else None. An answer is one JSON object, so
+    it can be complete only where the data ends with ``}``; only there is it parsed (an answer
+    of megabytes, e.g. a conntrack dump, arrives in many reads)."""
+    if not data.rstrip().endswith(b"}"):
+        return None
+    try:
+        reply: object = json.loads(data)
+    except ValueError:  # a brace inside a string, or a multi-byte character cut short
+        return None
+    return reply
+
+
 async def call(path: str, command: str, *args: str) -> str:
     """Run ``command args...`` in the daemon listening on ``path``; its answer text."""
     try:
@@ -55,17 +68,12 @@ async def call(path: str, command: str, *args: str) -> str:
         writer.write(json.dumps(request).encode())
         await writer.drain()
         data = bytearray()
-        while True:
+        while reply is None:
             chunk = await reader.read(_READ)
             if not chunk:
                 raise UnixctlError(path, command, "closed before answering", connected=True)
             data += chunk
-            if data.rstrip().endswith(b"}"):  # the answer may be complete: try it
-                try:
-                    reply = json.loads(data)
-                except ValueError:
-                    continue
-                break
+            reply = complete(data)
     except OSError as exc:
         raise UnixctlError(path, command, str(exc), connected=True) from exc
     finally:

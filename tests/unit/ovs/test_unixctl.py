@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
 
 from antrea.ovs import unixctl
 
@@ -143,3 +145,19 @@ async def test_a_path_longer_than_sun_path(tmp_path: Path) -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+@given(
+    result=st.text(),
+    error=st.none() | st.text(min_size=1),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=8),
+)
+def test_an_answer_is_complete_only_once_whole(
+    result: str, error: str | None, cuts: list[int]
+) -> None:
+    """However the stream cuts an answer (OVS writes UTF-8, not ASCII escapes), no prefix reads
+    as complete, and the whole reads as the answer sent."""
+    body = json.dumps({"id": 0, "result": result, "error": error}, ensure_ascii=False).encode()
+    for cut in sorted({c % len(body) for c in cuts}):
+        assert unixctl.complete(body[:cut]) is None
+    assert unixctl.complete(body) == {"id": 0, "result": result, "error": error}
