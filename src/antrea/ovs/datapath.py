@@ -46,7 +46,7 @@ NO_FLOW = FlowFilter(cookie=0xFF << CATEGORY_SHIFT, cookie_mask=(1 << 64) - 1)
 
 async def _kicked_wait(ofctl: OfCtl) -> None:
     waiter = asyncio.ensure_future(ofctl.appctl("revalidator/wait"))
-    await asyncio.sleep(0)  # the wait's process is started first
+    await asyncio.sleep(0)  # the wait goes out first (the kick starts an ovs-ofctl process)
     try:
         await ofctl.delete_flows(NO_FLOW)
     finally:
