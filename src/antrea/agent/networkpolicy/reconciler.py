@@ -71,6 +71,7 @@ log = structlog.get_logger(__name__)
 Owner = Hashable
 BASE_OWNER = (PolicyOwner.BASE,)
 MatchKey = tuple[int, Atom]
+_Entry = dict[int, Conjunction]  # a clause match's conjunctions: ID -> its action there
 
 
 class BandsExhausted(AntreaError, RuntimeError):
@@ -122,10 +123,20 @@ class _Batch:
 
     desired: dict[Owner, list[Flow] | None] = field(default_factory=dict)
     blame: dict[Owner, set[str]] = field(default_factory=dict)
-    matches: set[MatchKey] = field(default_factory=set)
+    # touched clause matches -> their conjunctions as the batch left them so far (the entry of
+    # `PolicyReconciler._matches`; `_NO_ENTRY` once the match has none): whoever changes an
+    # entry records it here, so the flows are built without looking each match up again
+    matches: dict[MatchKey, dict[int, Conjunction]] = field(default_factory=dict)
     iso: set[MatchKey] = field(default_factory=set)
-    # new conjunctions' owners not staged yet (`PolicyReconciler._stage`)
-    new_conjs: list[Owner] = field(default_factory=list)
+    # new conjunctions' owners and flows not staged yet (`PolicyReconciler._stage`)
+    new_conjs: list[tuple[Owner, list[Flow]]] = field(default_factory=list)
+    # the isolation atoms of the last rule added and their holder sets (`_add_rule`): the
+    # rules of one policy share them; dropped when a holder set may have left `_isolation`
+    iso_holders: tuple[frozenset[Atom], int, list[set[str]]] | None = None
+
+
+# the entry of a clause match that has no conjunction (left): never written to
+_NO_ENTRY: dict[int, Conjunction] = {}
 
 
 class RuleRealizationError(AntreaError, RuntimeError):
@@ -346,8 +357,7 @@ class PolicyReconciler:
         makes the sync send its plan the usual way."""
         new, b.new_conjs = b.new_conjs, []
         if new:
-            desired = b.desired
-            await self.client.stage({o: desired[o] for o in new})
+            await self.client.stage(dict(new))
 
     def _plan_rules(
         self,
@@ -517,13 +527,11 @@ class PolicyReconciler:
         """The flows of every clause and isolation match this batch touched, each built once
         (after all of the batch's links are known)."""
         desired, blame = b.desired, b.blame
-        get = self._matches.get
         match_flows = self._match_flows
         clause_flow = fb.clause_flow
         round_num = self.round_num
         band_of = self._conj_band
-        for mk in b.matches:
-            conjs = get(mk)
+        for mk, conjs in b.matches.items():
             table, atom = mk
             if not conjs:
                 flows = None
@@ -549,9 +557,8 @@ class PolicyReconciler:
                 rid = conj_rule.get(owner[1])  # type: ignore[index]
                 if rid is not None:
                     blame.setdefault(owner, set()).add(rid)
-        for mk in b.matches:
-            conjs = self._matches.get(mk)
-            users = {conj_rule[c] for c in (conjs or ()) if c in conj_rule}
+        for mk, conjs in b.matches.items():
+            users = {conj_rule[c] for c in conjs if c in conj_rule}
             match_owner: Owner = (PolicyOwner.MATCH, mk[0], mk[1])
             blame.setdefault(match_owner, set()).update((users & batch) or users)
 
@@ -630,6 +637,7 @@ class PolicyReconciler:
                         holders.discard(rid)
                         if not holders:
                             del isolation[mk]
+                            b.iso_holders = None  # (it may hold that set)
                     b.iso.add(mk)
             for m in iso - old_iso if old_iso else iso:
                 mk = (table, m)
@@ -670,25 +678,35 @@ class PolicyReconciler:
                     self._conj_dir[cid] = d
                     self._link(cid, clauses, d, b.matches)
                     owner = (_CONJ, cid)
-                    b.desired[owner] = conj_flows(cid, logged)
-                    b.new_conjs.append(owner)
+                    flows = b.desired[owner] = conj_flows(cid, logged)
+                    b.new_conjs.append((owner, flows))
             except Exception:
+                dropped = {(_CONJ, rc.conj_id) for rc in conjs.values()}
+                b.new_conjs = [n for n in b.new_conjs if n[0] not in dropped]
                 for rc in conjs.values():
                     self._drop_conj(rc.conj_id, (rc.clauses,), d, b)
                 raise
         iso = plan.isolated
         if iso:
             table = d.default_table
-            isolation = self._isolation
-            touched = b.iso
-            for m in iso:
-                mk = (table, m)
-                holders = isolation.get(mk)
-                if holders is None:
-                    isolation[mk] = {rid}
-                else:
-                    holders.add(rid)
-                touched.add(mk)
+            last = b.iso_holders
+            if last is not None and last[0] is iso and last[1] == table:
+                for same in last[2]:  # (the same atoms as the rule before: same sets)
+                    same.add(rid)
+            else:
+                isolation = self._isolation
+                touched = b.iso
+                sets: list[set[str]] = []
+                for m in iso:
+                    mk = (table, m)
+                    holders = isolation.get(mk)
+                    if holders is None:
+                        sets.append(isolation.setdefault(mk, {rid}))
+                    else:
+                        holders.add(rid)
+                        sets.append(holders)
+                    touched.add(mk)
+                b.iso_holders = (iso, table, sets)
         self.realized[rid] = _new(RealizedRule, (cache_rule, conjs, iso))
         if logged:
             self._logged.add(rid)
@@ -797,7 +815,8 @@ class PolicyReconciler:
             return upper.get(band, 0) if upper else 0
         return len(entry) - sum(upper.values()) if upper else len(entry)
 
-    def _add_member(self, mk: MatchKey, cid: int, action: Conjunction, band: int) -> None:
+    def _add_member(self, mk: MatchKey, cid: int, action: Conjunction, band: int) -> _Entry:
+        """Add the conjunction to the match in `band`; the match's entry."""
         entry = self._matches.get(mk)
         if entry is None:
             entry = self._matches[mk] = {}
@@ -805,19 +824,23 @@ class PolicyReconciler:
             upper = self._band_load.setdefault(mk, {})
             upper[band] = upper.get(band, 0) + 1
         entry[cid] = action
+        return entry
 
-    def _remove_member(self, mk: MatchKey, cid: int, band: int) -> None:
+    def _remove_member(self, mk: MatchKey, cid: int, band: int) -> _Entry:
+        """Remove the conjunction from the match; the match's entry (`_NO_ENTRY`: none left)."""
         entry = self._matches.get(mk)
-        if entry is None or entry.pop(cid, None) is None:
-            return
+        if entry is None:
+            return _NO_ENTRY
+        if entry.pop(cid, None) is None:
+            return entry
         if not entry:
             del self._matches[mk]
             self._band_load.pop(mk, None)
-            return
+            return _NO_ENTRY
         if band:
             upper = self._band_load.get(mk)
             if upper is None:
-                return
+                return entry
             left = upper.get(band, 0) - 1
             if left > 0:
                 upper[band] = left
@@ -825,8 +848,11 @@ class PolicyReconciler:
                 upper.pop(band, None)
                 if not upper:
                     del self._band_load[mk]
+        return entry
 
-    def _link(self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]) -> None:
+    def _link(
+        self, cid: int, cl: Clauses, d: DirectionTables, touched: dict[MatchKey, _Entry]
+    ) -> None:
         """Add the conjunction to every match of its clauses, in band 0 when each has room
         there (the usual case: linked in one pass, no load counted), else in the first band
         with room in all of them (`_link_banded`)."""
@@ -843,19 +869,19 @@ class PolicyReconciler:
                 mk: MatchKey = (table, m)
                 entry = get(mk)
                 if entry is None:
-                    matches[mk] = {cid: action}
+                    touched[mk] = matches[mk] = {cid: action}
                 elif len(entry) < cap:
                     entry[cid] = action
+                    touched[mk] = entry
                 else:  # a full match: undo the links made so far, and find a band
                     for _, ms in cl.numbered():
                         for done in ms:
                             self._remove_member((table, done), cid, 0)
-                    self._link_banded(cid, cl, d, touched)
+                    self._link_banded(cid, cl, d, touched)  # (records every match again)
                     return
-                touched.add(mk)
 
     def _link_banded(
-        self, cid: int, cl: Clauses, d: DirectionTables, touched: set[MatchKey]
+        self, cid: int, cl: Clauses, d: DirectionTables, touched: dict[MatchKey, _Entry]
     ) -> None:
         table: int = d.rule_table
         members: list[tuple[MatchKey, Conjunction]] = []
@@ -867,11 +893,14 @@ class PolicyReconciler:
         if band:
             self._conj_band[cid] = band
         for mk, action in members:
-            self._add_member(mk, cid, action, band)
-            touched.add(mk)
+            touched[mk] = self._add_member(mk, cid, action, band)
 
     def _unlink(
-        self, cid: int, clause_sets: Iterable[Clauses], d: DirectionTables, touched: set[MatchKey]
+        self,
+        cid: int,
+        clause_sets: Iterable[Clauses],
+        d: DirectionTables,
+        touched: dict[MatchKey, _Entry],
     ) -> None:
         """Remove the conjunction from every match of `clause_sets`; it leaves its band."""
         band = self._conj_band.pop(cid, 0)
@@ -880,11 +909,15 @@ class PolicyReconciler:
             for matches in cl:
                 for m in matches:
                     mk = (table, m)
-                    self._remove_member(mk, cid, band)
-                    touched.add(mk)
+                    touched[mk] = self._remove_member(mk, cid, band)
 
     def _relink(
-        self, cid: int, was: Clauses, want: Clauses, d: DirectionTables, touched: set[MatchKey]
+        self,
+        cid: int,
+        was: Clauses,
+        want: Clauses,
+        d: DirectionTables,
+        touched: dict[MatchKey, _Entry],
     ) -> None:
         old = {(k, m) for k, ms in was.numbered() for m in ms}
         new = {(k, m) for k, ms in want.numbered() for m in ms}
@@ -903,12 +936,12 @@ class PolicyReconciler:
         for _, m in old - new:
             mk = (d.rule_table, m)
             if m not in still:
-                self._remove_member(mk, cid, band)
-            touched.add(mk)
+                touched[mk] = self._remove_member(mk, cid, band)
+            else:
+                touched[mk] = self._matches.get(mk, _NO_ENTRY)
         for k, m in new - old:
             mk = (d.rule_table, m)
-            self._add_member(mk, cid, new_conjunction(cid, k, n), band)
-            touched.add(mk)
+            touched[mk] = self._add_member(mk, cid, new_conjunction(cid, k, n), band)
 
     def _iso_flows(self, mk: MatchKey, holders: set[str] | None) -> list[Flow] | None:
         if not holders:

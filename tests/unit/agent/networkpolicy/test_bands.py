@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from antrea.agent.networkpolicy.cache import RuleCache
 from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.openflow import pipeline as t
+from antrea.agent.owners import PolicyOwner, is_policy_owner
 from antrea.apis.controlplane.types import PodReference
 from antrea.ovs.openflow import Conjunction
 from antrea.ovs.openflow.client import FlowClient
@@ -51,6 +52,7 @@ class Env:
         dirty = self.cache.take_dirty()
         result = await self.rec.reconcile({r: self.cache.completed(r) for r in dirty})
         assert not result.failed
+        assert_sent_is_indexed(self.rec)
 
     def clause_flows(self) -> dict[tuple[int, str, int], tuple[int, int]]:
         """(table, match, conj id) -> (clause, n), whatever the band; checks band invariants."""
@@ -77,6 +79,17 @@ class Env:
             for f in self.rt.flows.values()
             if not any(isinstance(a, Conjunction) for a in f.actions)
         }
+
+
+def assert_sent_is_indexed(rec: PolicyReconciler) -> None:
+    """What the batches sent (flows built from the entries each batch recorded as it linked)
+    is what the indexes say now, owner by owner (`_desired_of` rebuilds from the indexes)."""
+    owners = {o for o in rec.client.owners() if is_policy_owner(o)}
+    owners |= {(PolicyOwner.MATCH, t, a) for t, a in rec._matches}
+    owners |= {(PolicyOwner.ISOLATION, t, a) for t, a in rec._isolation}
+    for owner in owners:
+        want = sorted(map(repr, rec._desired_of(owner) or ()))
+        assert sorted(map(repr, rec.client.flows_of(owner))) == want, owner
 
 
 PEER_IPS = [f"10.0.{i}.1" for i in range(4)]
