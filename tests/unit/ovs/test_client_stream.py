@@ -122,6 +122,19 @@ async def test_the_rest_of_a_staged_sync_is_checked_against_the_staged_keys() ->
     assert t.flows == {x.key: x for x in (f(1, 2), f(3), f(7))}
 
 
+async def test_owners_refused_by_a_stage_are_not_taken_for_staged() -> None:
+    """A stage whose keys overlap those staged before stages none of its owners (nor their
+    keys): the sync sends their flows."""
+    t = StreamingRecorder()
+    c = FlowClient(t)
+    await c.stage({"a": [f(2)]})
+    await c.stage({"b": [f(2, 1), f(3)]})  # f(2)'s key is staged for "a": "b" left to the sync
+    assert t.streamed == [[f(2)]]
+    await c.sync({"a": [f(2)], "b": [f(3)]})
+    assert t.commits == 1 and t.flows == {f(2).key: f(2), f(3).key: f(3)}
+    assert c.owners() == ["a", "b"]
+
+
 async def test_a_staged_key_installed_meanwhile_goes_the_usual_way() -> None:
     t = StreamingRecorder()
     c = FlowClient(t)

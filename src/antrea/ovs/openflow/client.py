@@ -256,18 +256,20 @@ class FlowClient:
         if not new:
             return
         flows = list(chain.from_iterable(new.values()))
-        holders = chain.from_iterable(map(repeat, new, map(len, new.values())))
-        keys = dict(zip(map(_KEY, flows), holders, strict=True))
-        if (
-            len(keys) != len(flows)
-            or not keys.keys().isdisjoint(self._key_owner.keys())
-            or not keys.keys().isdisjoint(self._staged_keys.keys())
-        ):
+        keys = _key_map(new, flows)
+        held = self._key_owner
+        if len(keys) != len(flows) or (held and not keys.keys().isdisjoint(held.keys())):
+            return
+        # merged with their stored hashes: disjoint from the staged keys if none merged away
+        staged_keys = self._staged_keys
+        n = len(staged_keys)
+        staged_keys.update(keys)
+        if len(staged_keys) != n + len(keys):
+            self._staged_keys = _key_map(staged, chain.from_iterable(staged.values()))
             return
         if self._stream is None:
             self._stream = open_stream(self.transport)
         staged.update(new)
-        self._staged_keys.update(keys)
         await self._stream.add(flows)
 
     async def discard_staged(self) -> None:
@@ -352,6 +354,12 @@ class CoalescingWriter:
             else:
                 log.warning("owner_flows_rejected", owner=str(batch[0][0]), error=str(exc))
             raise
+
+
+def _key_map(owners: Mapping[Owner, Sequence[Flow]], flows: Iterable[Flow]) -> dict[FlowKey, Owner]:
+    """Key -> owner of `flows`, the flows of `owners` in order (a key twice: kept once)."""
+    holders = chain.from_iterable(map(repeat, owners, map(len, owners.values())))
+    return dict(zip(map(_KEY, flows), holders, strict=True))
 
 
 def _owner_fault(exc: BaseException) -> bool:
