@@ -47,7 +47,10 @@ def complete(data: bytes | bytearray) -> object | None:
     """The answer once ``data`` holds all of it, else None. An answer is one JSON object, so
     it can be complete only where the data ends with ``}``; only there is it parsed (an answer
     of megabytes, e.g. a conntrack dump, arrives in many reads)."""
-    if not data.rstrip().endswith(b"}"):
+    end = len(data)
+    while end and data[end - 1] in b" \t\r\n":  # not rstrip: no copy of megabytes per read
+        end -= 1
+    if not end or data[end - 1] != ord("}"):
         return None
     try:
         reply: object = json.loads(data)

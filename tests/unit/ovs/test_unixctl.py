@@ -161,3 +161,4 @@ def test_an_answer_is_complete_only_once_whole(
     for cut in sorted({c % len(body) for c in cuts}):
         assert unixctl.complete(body[:cut]) is None
     assert unixctl.complete(body) == {"id": 0, "result": result, "error": error}
+    assert unixctl.complete(body + b"\n") == {"id": 0, "result": result, "error": error}
