@@ -61,6 +61,10 @@ def test_refuses_what_it_cannot_build_faithfully() -> None:
         a: int
         b: int = dataclasses.field(init=False, default=0)
 
-    for cls in (NoSlots, PostInit, NotInit, int):
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Derived(NotInit):
+        c: int
+
+    for cls in (NoSlots, PostInit, NotInit, Derived, int):
         with pytest.raises(TypeError):
             positional_new(cls)
