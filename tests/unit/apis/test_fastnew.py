@@ -19,6 +19,7 @@ from antrea.apis.controlplane.types import (
     NetworkPolicyRule,
     RuleAction,
 )
+from antrea.ovs.openflow.flow import Conjunction, LoadReg
 
 values = st.one_of(
     st.none(),
@@ -29,7 +30,16 @@ values = st.one_of(
     st.lists(st.text(max_size=2), max_size=2).map(tuple),
     st.frozensets(st.integers(), max_size=2),
 )
-CLASSES = [NetworkPolicyRule, NetworkPolicyPeer, IPBlock, CacheRule, CompletedRule]
+# (Conjunction and LoadReg derive from the slot-free `Action`)
+CLASSES = [
+    NetworkPolicyRule,
+    NetworkPolicyPeer,
+    IPBlock,
+    CacheRule,
+    CompletedRule,
+    Conjunction,
+    LoadReg,
+]
 
 
 @given(st.sampled_from(CLASSES), st.data())
@@ -65,6 +75,23 @@ def test_refuses_what_it_cannot_build_faithfully() -> None:
     class Derived(NotInit):
         c: int
 
-    for cls in (NoSlots, PostInit, NotInit, Derived, int):
+    class Hooked:
+        __slots__ = ()
+
+        def __setattr__(self, name: str, value: Any) -> None:
+            raise AttributeError(name)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class OnHooked(Hooked):
+        a: int
+
+    class WithSlot:
+        __slots__ = ("z",)
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class OnSlot(WithSlot):
+        a: int
+
+    for cls in (NoSlots, PostInit, NotInit, Derived, OnHooked, OnSlot, int):
         with pytest.raises(TypeError):
             positional_new(cls)
