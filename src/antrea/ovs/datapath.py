@@ -10,7 +10,10 @@ after two full revalidation rounds that began after the change, seconds later, a
 (the purge) once no revalidation that could still write a translation of the old tables is in
 progress; every live flow then misses once and is translated against the current tables.
 
-The purge skips only the flows a revalidator holds at that moment, and it must not run while a
+The purge deletes the flows ovs-vswitchd keeps a record (ukey) of, which is every flow it
+installed; a datapath flow without one (left in the kernel datapath by an ovs-vswitchd that
+restarted) is deleted by the first revalidation round that dumps it, whatever the tables. The
+purge skips only the flows a revalidator holds at that moment, and it must not run while a
 revalidation round that began before the change is still going: such a round may hold
 translations of the old tables that it writes into the datapath after the purge (in the
 userspace datapath a flow modification applies to whichever datapath flow matches its key,
