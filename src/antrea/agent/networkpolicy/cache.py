@@ -212,6 +212,12 @@ class RuleCache:
         patgs = policy.applied_to_groups
         psuffix = _pack(patgs if len(patgs) < 2 else sorted(patgs))
         pack = _pack
+        old_ids = self._policy_rules.get(name)
+        # A policy without rules yet (every first sync) has its rules indexed in this loop:
+        # peer groups per rule, the policy's applied-to groups once for all rules using them.
+        fresh = not old_ids
+        ag_rules, atg_rules, inbound = self._ag_rules, self._atg_rules, Direction.IN
+        shared: list[str] = []
         new: dict[str, CacheRule] = {}
         for i, (r, arr) in enumerate(zip(rules, rule_arrays, strict=True)):
             atgs = r.applied_to_groups
@@ -223,10 +229,24 @@ class RuleCache:
             h.update(pack(arr))
             h.update(suffix)
             rid = h.hexdigest()
-            if rid not in new:
-                new[rid] = _new_cache_rule(rid, name, r, atgs, i, tier, prio)
-        old_ids = self._policy_rules.get(name)
-        if old_ids:
+            if rid in new:
+                continue
+            new[rid] = _new_cache_rule(rid, name, r, atgs, i, tier, prio)
+            if fresh:
+                for g in (r.from_ if r.direction is inbound else r.to).address_groups:
+                    ag_rules[g].add(rid)
+                if atgs is patgs:
+                    shared.append(rid)
+                else:
+                    for g in atgs:
+                        atg_rules[g].add(rid)
+        if not old_ids:
+            for g in patgs:
+                atg_rules[g].update(shared)
+            self.rules.update(new)
+            self._policy_rules[name] = set(new)
+            self.dirty.update(new)
+        else:
             for rid in old_ids - new.keys():
                 self._drop_rule(rid)
             by_id = self.rules
@@ -235,8 +255,6 @@ class RuleCache:
                     self._add_rule(cr)
                 elif by_id[rid].index != cr.index:
                     by_id[rid] = cr  # position only: no flow change
-        else:
-            self._add_new_rules(name, new)
         self.policies[name] = policy
 
     def delete_policy(self, name: str) -> None:
@@ -259,21 +277,6 @@ class RuleCache:
         for g in cr.applied_to_groups:
             atg_rules[g].add(rid)
         self.dirty.add(rid)
-
-    def _add_new_rules(self, policy: str, new: dict[str, CacheRule]) -> None:
-        """`_add_rule` of every rule of a policy that had none: the same indexes, filled per
-        policy (its rule set at once; one index lookup per rule and group)."""
-        self.rules.update(new)
-        self._policy_rules[policy] = set(new)
-        ag_rules, atg_rules = self._ag_rules, self._atg_rules
-        for rid, cr in new.items():
-            rule = cr.rule
-            ags = (rule.from_ if rule.direction is Direction.IN else rule.to).address_groups
-            for g in ags:
-                ag_rules[g].add(rid)
-            for g in cr.applied_to_groups:
-                atg_rules[g].add(rid)
-        self.dirty.update(new)
 
     def _drop_rule(self, rid: str) -> None:
         cr = self.rules.pop(rid, None)

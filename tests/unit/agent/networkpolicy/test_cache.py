@@ -147,6 +147,29 @@ def test_a_decoded_policy_gets_the_ids_of_its_objects(
         assert wired.rules == direct.rules and wired.dirty == direct.dirty
 
 
+@given(
+    st.lists(st.tuples(rules, group_tuples), min_size=1, max_size=6),
+    group_tuples,
+    st.integers(0, 5),
+)
+def test_a_new_policy_is_indexed_like_one_grown_rule_by_rule(
+    policy_rules: list[tuple[NetworkPolicyRule, tuple[str, ...]]], atg: tuple[str, ...], k: int
+) -> None:
+    """set_policy indexes a policy's first rules in one pass (the policy's applied-to groups
+    once for all rules using them); a policy that already had rules adds each rule on its own.
+    Both leave the same rules, indexes and dirty set, and the same rules dirty per group."""
+    ref = NetworkPolicyReference("K8sNetworkPolicy", "ns", "np", "uid-x")
+    full = tuple(dataclasses.replace(r, applied_to_groups=g) for r, g in policy_rules)
+    at_once, grown = RuleCache(), RuleCache()
+    at_once.set_policy(NetworkPolicy("uid-x", ref, full, atg))
+    grown.set_policy(NetworkPolicy("uid-x", ref, full[: max(1, k % len(full))], atg))
+    grown.set_policy(NetworkPolicy("uid-x", ref, full, atg))
+    assert at_once.rules == grown.rules and at_once.dirty == grown.dirty
+    for index in ("_ag_rules", "_atg_rules", "_policy_rules"):
+        a, g = getattr(at_once, index), getattr(grown, index)
+        assert {k: v for k, v in a.items() if v} == {k: v for k, v in g.items() if v}, index
+
+
 def member(i: int) -> GroupMember:
     return GroupMember(PodReference("ns", f"p{i}"), (f"10.0.0.{i}",))
 
