@@ -5,7 +5,9 @@ compiled and the generic encoders), and the same error for what the generic one 
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+import pickle
 from collections.abc import Callable
 
 import pytest
@@ -18,11 +20,13 @@ from antrea.ovs.openflow.flow import (
     IPAddr,
     IPNet,
     Match,
+    Output,
     Proto,
     conj_id_match,
     ct_label_match,
     ip_dst_match,
     ip_src_match,
+    new_flow,
 )
 from antrea.ovs.openflow.render import render_match
 from antrea.ovs.openflow.wire import FlowEncoder, FlowModCommand, encode_match, generic_flow_mod
@@ -125,3 +129,25 @@ def test_prefixes_ipaddress_hashes_alike_are_told_apart(make: Callable[[IPNet], 
         else Match(proto=Proto.IP, nw_dst=a)
     )
     assert hash(make(a)) == hash(generic)
+
+
+@given(
+    st.integers(0, 254),
+    st.integers(0, 0xFFFF),
+    st.sampled_from([conj_id_match(7), ct_label_match(CtState(est=True), (1, 3)), Match()]),
+    st.lists(st.builds(Output, st.integers(1, 9)), max_size=3).map(tuple),
+    st.integers(0, 2**64 - 1),
+)
+def test_new_flow_is_the_constructors_flow(
+    table: int, priority: int, match: Match, actions: tuple[Output, ...], cookie: int
+) -> None:
+    """`new_flow` (built through a slot builder) is the very value `Flow(...)` builds."""
+    fast, slow = (
+        new_flow(table, priority, match, actions, cookie),
+        Flow(table, priority, match, actions, cookie),
+    )
+    assert type(fast) is Flow and fast == slow and hash(fast) == hash(slow)
+    assert repr(fast) == repr(slow) and fast.key == slow.key and hash(fast.key) == hash(slow.key)
+    assert pickle.loads(pickle.dumps(fast)) == slow
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.__setattr__("cookie", 0)

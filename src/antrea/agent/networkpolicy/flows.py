@@ -35,6 +35,7 @@ from antrea.ovs.openflow.flow import (
     Resubmit,
     conj_id_match,
     ct_label_match,
+    new_flow,
 )
 
 T = TypeVar("T")
@@ -167,14 +168,14 @@ def conj_flow_maker(round_num: int, d: p.DirectionTables) -> ConjFlowMaker:
         c = round_cookie | (conj_id & OBJECT_MASK)
         load = load_reg(reg, conj_id, start, end)
         return [
-            Flow(
+            new_flow(
                 table,
                 _PRIO_ACTION,
                 conj_id_match(conj_id),
                 (load, *logged_tail) if log else (load, goto),
                 c,
             ),
-            Flow(
+            new_flow(
                 table,
                 _PRIO_METRIC,
                 ct_label_match(EST, (conj_id << shift, label_mask)),
@@ -253,7 +254,7 @@ def clause_flow(
     ``band`` b puts it at priority ``PRIO_MATCH - b``: every clause flow of one conjunction is
     in that conjunction's band, as OVS evaluates conjunctions per priority.
     """
-    return Flow(table, _PRIO_MATCH - band, match, actions, _round_cookie(round_num))
+    return new_flow(table, _PRIO_MATCH - band, match, actions, _round_cookie(round_num))
 
 
 # Cookie object id of isolation flows that also send the packet to the agent's audit log
@@ -269,7 +270,7 @@ def isolation_flow(round_num: int, table: int, match: Match, *, log: bool = Fals
             table, p.PRIO_ISOLATION, match, (Output("CONTROLLER"),),
             cookie(round_num, AUDIT_OBJECT_ID),
         )  # fmt: skip
-    return Flow(table, p.PRIO_ISOLATION, match, _DROP, _round_cookie(round_num))
+    return new_flow(table, p.PRIO_ISOLATION, match, _DROP, _round_cookie(round_num))
 
 
 _DROP = (Drop(),)
