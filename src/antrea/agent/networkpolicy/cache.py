@@ -353,6 +353,15 @@ class RuleCache:
         """`completed` of each of `rids` that is still a rule (None: incomplete). Rules naming
         the same groups share their flattened member sets (one union per distinct tuple of
         groups, not one per rule): `_complete` with the lookups hoisted out of the loop."""
+        return self._flatten(rids, batch=False)
+
+    def batch_of(self, rids: Iterable[str]) -> dict[str, CompletedRule | None]:
+        """What the reconciler takes for `rids`: None for each that is no longer a rule, the
+        flattened rule for each complete one; incomplete rules are left out (their groups
+        mark them dirty when they arrive). One pass, as `completed_many`."""
+        return self._flatten(rids, batch=True)
+
+    def _flatten(self, rids: Iterable[str], *, batch: bool) -> dict[str, CompletedRule | None]:
         out: dict[str, CompletedRule | None] = {}
         rules, ag_groups, atg_groups = self.rules, self.address_groups, self.applied_to_groups
         peers: dict[tuple[str, ...], frozenset[GroupMember] | None] = {(): _NO_MEMBERS}
@@ -362,6 +371,8 @@ class RuleCache:
         for rid in rids:
             cr = get_rule(rid)
             if cr is None:
+                if batch:
+                    out[rid] = None
                 continue
             rule = cr.rule
             peer = rule.from_ if rule.direction is inbound else rule.to
@@ -369,14 +380,16 @@ class RuleCache:
             members = get_peers(ags, miss)
             if members is miss:
                 members = peers[ags] = _union(ag_groups, ags)
-            if members is None:
+            if members is not None:
+                atgs = cr.applied_to_groups
+                local = get_targets(atgs, miss)
+                if local is miss:
+                    local = targets[atgs] = _union(atg_groups, atgs)
+                if local is not None:
+                    out[rid] = new(cr, members, peer.ip_blocks, local)
+                    continue
+            if not batch:
                 out[rid] = None
-                continue
-            atgs = cr.applied_to_groups
-            local = get_targets(atgs, miss)
-            if local is miss:
-                local = targets[atgs] = _union(atg_groups, atgs)
-            out[rid] = None if local is None else new(cr, members, peer.ip_blocks, local)
         return out
 
     def _complete(

@@ -294,16 +294,13 @@ class NetworkPolicyController:
         """Put `rids` (taken from the dirty set) into `batch`: None for a rule gone, its
         completed form otherwise; incomplete rules wait for their groups. Returns what was
         put in."""
-        added: dict[str, CompletedRule | None] = {}
-        rules = self.cache.rules
-        for rid in rids:
-            if rid not in rules:
-                added[rid] = None
-                self.rule_errors.pop(rid, None)
         # incomplete rules are left out: their groups will mark them dirty on arrival
-        for rid, completed in self.cache.completed_many(rids).items():
-            if completed is not None:
-                added[rid] = completed
+        added = self.cache.batch_of(rids)
+        rule_errors = self.rule_errors
+        if rule_errors:
+            for rid, completed in added.items():
+                if completed is None:  # gone
+                    rule_errors.pop(rid, None)
         batch.update(added)
         return added
 

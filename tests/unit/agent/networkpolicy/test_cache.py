@@ -195,6 +195,11 @@ def test_completed_many_equals_each_rule_flattened_alone(
     rids = [*cache.rules, "gone"]
     got = cache.completed_many(rids)
     assert set(got) == set(cache.rules)
+    # the reconciler's form: gone rules as None, complete ones flattened, incomplete left out
+    assert cache.batch_of(rids) == {
+        "gone": None,
+        **{rid: c for rid, c in got.items() if c is not None},
+    }
     for rid, completed in got.items():
         cr = cache.rules[rid]
         expected = reference_completed(cr, ags, atgs)
