@@ -329,8 +329,147 @@ def event_to_map(ev: WatchEvent, version: int = WIRE_VERSION) -> dict[str, Any]:
 
 
 def encode_event(ev: WatchEvent, version: int = WIRE_VERSION) -> bytes:
+    """The frame of `ev`: exactly ``msgpack.packb(event_to_map(ev, version))``, built faster
+    for a NetworkPolicy (see `_policy_bytes`)."""
+    obj = ev.object
+    if (
+        obj is not None
+        and obj.__class__ is NetworkPolicy
+        and ev.patch is None
+        and version in _BULK_RULE
+    ):
+        kind = ev.kind or Kind.NETWORK_POLICY
+        return b"".join(
+            (
+                _EVENT_HEAD[version],
+                _pack(str(ev.type)),
+                _K_KIND,
+                _pack(str(kind)),
+                _K_OBJECT,
+                _policy_bytes(obj, version),
+                _NO_PATCH_RV,
+                _pack(ev.rv),
+                _K_MSG,
+                _pack(ev.message),
+            )
+        )
     out: bytes = msgpack.packb(event_to_map(ev, version), use_bin_type=True)
     return out
+
+
+# A NetworkPolicy frame is packed piece by piece: msgpack is compositional (a map is its header
+# followed by its packed keys and values, an array likewise), so the concatenation of the pieces
+# below, in `event_to_map`'s order, is byte for byte what packing the whole map gives. A rule of
+# the bulk shape (one side a single ipBlock without except, the other side empty, nothing else
+# set) is a fixed prefix, its packed CIDR and a fixed suffix (per wire version: a rule map in
+# version 1, `rule_array` in version 2); any other rule is packed from its map or array.
+# Checked against `msgpack.packb(event_to_map(ev, version))` by property tests.
+def _pack(value: Any) -> bytes:
+    out: bytes = msgpack.packb(value, use_bin_type=True)
+    return out
+
+
+def _bulk_rule_parts(version: int) -> dict[Direction, tuple[bytes, bytes]]:
+    """(prefix, suffix) of a bulk-shape rule per direction: the packed CIDR goes between."""
+    arr = _packer.pack_array_header
+    block = arr(1) + arr(2)  # [[cidr, except]] up to the CIDR
+    rest: list[Any] = [None, "", -1, None, []]  # services, name, priority, action, ratg
+    no_except = _pack([])
+    if version == 1:
+        empty = _pack(_EMPTY_PEER_MAP)
+        one = _packer.pack_map_header(2) + _pack("ag") + _pack([]) + _pack("ipb") + block
+        tail = b"".join(_pack(k) + _pack(v) for k, v in zip(_RULE_KEYS[3:], rest, strict=True))
+        head = _packer.pack_map_header(8) + _pack("dir")
+        k_from, k_to = _pack("from"), _pack("to")
+        return {
+            Direction.IN: (
+                head + _pack("In") + k_from + one,
+                no_except + k_to + empty + tail,
+            ),
+            Direction.OUT: (
+                head + _pack("Out") + k_from + empty + k_to + one,
+                no_except + tail,
+            ),
+        }
+    # rule_array: direction, from (groups, blocks), to (groups, blocks), rest, logging, label
+    tail = b"".join(_pack(v) for v in [*rest, False, ""])
+    no_groups = _pack([])
+    return {
+        Direction.IN: (arr(12) + _pack("In") + no_groups + block, no_except + no_groups * 2 + tail),
+        Direction.OUT: (arr(12) + _pack("Out") + no_groups * 3 + block, no_except + tail),
+    }
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+_RULE_KEYS = ("dir", "from", "to", "svc", "name", "prio", "act", "ratg")
+_EVENT_HEAD = {
+    v: _packer.pack_map_header(7) + _pack("v") + _pack(v) + _pack("type") for v in WIRE_VERSIONS
+}
+_K_KIND, _K_OBJECT, _K_MSG = _pack("kind"), _pack("object"), _pack("msg")
+_NO_PATCH_RV = _pack("patch") + _pack(None) + _pack("rv")
+_POLICY_HEAD = _packer.pack_map_header(7) + _pack("name")
+_K_REF, _K_RULES, _K_ATG = _pack("ref"), _pack("rules"), _pack("atg")
+_K_GEN, _K_TP, _K_PP = _pack("gen"), _pack("tp"), _pack("pp")
+_BULK_RULE = {v: _bulk_rule_parts(v) for v in WIRE_VERSIONS}
+_IN, _OUT = Direction.IN, Direction.OUT
+# A str of fewer than 32 bytes packs as one header byte (0xa0 | length) and its UTF-8 bytes.
+_FIXSTR = [bytes([0xA0 | n]) for n in range(32)]
+
+
+def _rules_bytes(rules: tuple[NetworkPolicyRule, ...], version: int) -> bytes:
+    parts = [_packer.pack_array_header(len(rules))]
+    append = parts.append
+    bulk, fixstr = _BULK_RULE[version], _FIXSTR
+    other = rule_array if version == 2 else _rule_to
+    for r in rules:
+        if (
+            r.services is None
+            and r.priority == -1
+            and r.action is None
+            and not r.name
+            and not r.applied_to_groups
+            and r.enable_logging is False
+            and not r.log_label
+        ):
+            d, f, t = r.direction, r.from_, r.to
+            local, remote = (t, f) if d is _IN else (f, t)
+            if (d is _IN or d is _OUT) and not (
+                local.address_groups or local.ip_blocks or remote.address_groups
+            ):
+                blocks = remote.ip_blocks
+                if len(blocks) == 1 and not blocks[0].except_:
+                    cidr = blocks[0].cidr.encode()
+                    if len(cidr) < 32:
+                        head, tail = bulk[d]
+                        append(head)
+                        append(fixstr[len(cidr)])
+                        append(cidr)
+                        append(tail)
+                        continue
+        append(_pack(other(r)))
+    return b"".join(parts)
+
+
+def _policy_bytes(p: NetworkPolicy, version: int) -> bytes:
+    ref = p.source_ref
+    return b"".join(
+        (
+            _POLICY_HEAD,
+            _pack(p.name),
+            _K_REF,
+            _pack([ref.type, ref.namespace, ref.name, ref.uid]),
+            _K_RULES,
+            _rules_bytes(p.rules, version),
+            _K_ATG,
+            _pack(list(p.applied_to_groups)),
+            _K_GEN,
+            _pack(p.generation),
+            _K_TP,
+            _pack(p.tier_priority),
+            _K_PP,
+            _pack(p.priority),
+        )
+    )
 
 
 _EVENT_TYPES = {str(t): t for t in EventType}

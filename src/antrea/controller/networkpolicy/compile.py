@@ -60,6 +60,27 @@ _new_peer = cast(
     Callable[[tuple[str, ...], tuple[IPBlock, ...]], NetworkPolicyPeer],
     positional_new(NetworkPolicyPeer),
 )
+# Every rule is built the same way (all ten fields at hand): direction, from, to, services,
+# name, priority, action, applied-to groups, enable_logging, log label.
+_new_rule = cast(
+    Callable[
+        [
+            Direction,
+            NetworkPolicyPeer,
+            NetworkPolicyPeer,
+            tuple[Service, ...] | None,
+            str,
+            int,
+            None,
+            tuple[str, ...],
+            bool,
+            str,
+        ],
+        NetworkPolicyRule,
+    ],
+    positional_new(NetworkPolicyRule),
+)
+_IN, _OUT = Direction.IN, Direction.OUT
 
 
 class GroupResolver(TypingProtocol):
@@ -102,15 +123,29 @@ def compile_policy(
     applied_to_names = (applied_to.name,)
     address: dict[SelectorGroup, None] = {}
     rules: list[NetworkPolicyRule] = []
+    logged = enable_logging
     if has_in:
         if ingress:
             for rule in ingress:
-                services = _services(rule.get("ports"))
+                ports = rule.get("ports")
+                peers = rule.get("from")
+                if (
+                    not ports
+                    and peers
+                    and len(peers) == 1
+                    and len(peer0 := peers[0]) == 1
+                    and (block := peer0.get("ipBlock")) is not None
+                ):
+                    # The bulk of large policies: one ipBlock, all ports.
+                    cidr, exc = block["cidr"], block.get("except")
+                    peer = _new_peer((), (_new_block(cidr, tuple(exc) if exc else ()),))
+                    rules.append(_new_rule(_IN, peer, NO_PEER, None, "", -1, None, (), logged, ""))
+                    continue
+                services = _services(ports)
                 peer = _peer(
-                    rule.get("from"), namespace, resolver, address, applied_to_names,
-                    egress_named=False,
-                )  # fmt: skip
-                rules.append(NetworkPolicyRule(Direction.IN, peer, NO_PEER, services))
+                    peers, namespace, resolver, address, applied_to_names, egress_named=False
+                )
+                rules.append(_new_rule(_IN, peer, NO_PEER, services, "", -1, None, (), logged, ""))
         else:
             rules.append(DENY_ALL_IN)
     if has_out:
@@ -122,11 +157,13 @@ def compile_policy(
                     rule.get("to"), namespace, resolver, address, applied_to_names,
                     egress_named=named,
                 )  # fmt: skip
-                rules.append(NetworkPolicyRule(Direction.OUT, NO_PEER, peer, services))
+                rules.append(_new_rule(_OUT, NO_PEER, peer, services, "", -1, None, (), logged, ""))
         else:
             rules.append(DENY_ALL_OUT)
-    if enable_logging:
-        rules = [dataclasses.replace(r, enable_logging=True) for r in rules]
+    if logged:  # (the deny-all rules are shared values)
+        rules = [
+            r if r.enable_logging else dataclasses.replace(r, enable_logging=True) for r in rules
+        ]
     rules_tuple = (
         _DENY_IN_OUT
         if len(rules) == 2 and rules[0] is DENY_ALL_IN and rules[1] is DENY_ALL_OUT
