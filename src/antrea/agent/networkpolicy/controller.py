@@ -90,7 +90,6 @@ class NetworkPolicyController:
         self._retry_delay: dict[str, float] = {}
         self._status_tasks: set[asyncio.Task[None]] = set()
         self._first_event_at: float | None = None
-        self._freeze_at = GC_PAUSE_RULES  # rules received before `ready`: see handle()
         self._inflight: set[str] = set()  # taken from the dirty set, bundle not confirmed yet
         # A batch whose successor is already waiting leaves the datapath wait (and so its
         # status reports, which mean "enforced") to that successor: back-to-back batches do
@@ -139,13 +138,15 @@ class NetworkPolicyController:
             return
         if isinstance(ev.object, NetworkPolicy):
             self._status_dirty.add(ev.object.name)
+            if not self.ready.is_set():
+                # The initial state is a burst of long-lived objects without cycles: each
+                # collection while it arrives would traverse them again (a young collection
+                # every 700 allocations, full ones over all of it). Freezing what exists
+                # (O(1): it moves the generation lists, and resets the allocation count)
+                # before each policy keeps the decoded event and what came before out of
+                # every later collection, as after the initial sync.
+                gc.freeze()
         self.cache.apply(ev)
-        if len(self.cache.rules) >= self._freeze_at and not self.ready.is_set():
-            # The initial state is a burst of long-lived objects without cycles: each full
-            # collection while it arrives would traverse all of it again. Freezing what
-            # exists (O(1)) keeps them out of later collections, as after the initial sync.
-            gc.freeze()
-            self._freeze_at = len(self.cache.rules) + GC_PAUSE_RULES
         if self._bookmarked and not self._resyncing:
             self._kick()
 

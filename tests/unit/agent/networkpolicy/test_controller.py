@@ -385,9 +385,10 @@ async def test_initial_statuses_follow_ready_and_say_the_same() -> None:
 async def test_initial_state_is_frozen_out_of_the_gc_while_it_arrives(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Before `ready`, every GC_PAUSE_RULES rules received, the objects so far are frozen
-    out of the cyclic GC (whose full collections would otherwise traverse the growing initial
-    state again and again); after `ready` the stream does not freeze."""
+    """Before `ready`, what exists is frozen out of the cyclic GC before each policy is
+    applied (young and full collections would otherwise traverse the growing initial state
+    again and again), and once more after the (large) initial batch; after `ready` the stream
+    does not freeze."""
     import gc
 
     from antrea.agent.networkpolicy import controller
@@ -396,10 +397,9 @@ async def test_initial_state_is_frozen_out_of_the_gc_while_it_arrives(
     frozen_at: list[int] = []
     monkeypatch.setattr(gc, "freeze", lambda: frozen_at.append(len(ctl.cache.rules)))
     monkeypatch.setattr(controller, "GC_PAUSE_RULES", 10)
-    ctl._freeze_at = 10
     await ctl.run(feed([*initial(25), BOOKMARK]))
-    # at 10 and 20 rules received, then at the end of the (large) initial batch
-    assert frozen_at == [10, 20, 25]
+    # before each of the 25 policies (0..24 rules so far), then after the initial batch
+    assert frozen_at == [*range(25), 25]
     more = [added(policy(f"q{i}", [ingress(groups=["ag0"])], ["atg"])) for i in range(30)]
     await ctl.run(feed(more))  # after `ready`: no freezing as events arrive or after batches
-    assert frozen_at == [10, 20, 25]
+    assert frozen_at == [*range(25), 25]
