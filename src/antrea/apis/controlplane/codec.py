@@ -228,10 +228,14 @@ def rule_array(r: NetworkPolicyRule) -> list[Any]:
 def _peer_from_arrays(ag: Any, ipb: Any) -> NetworkPolicyPeer:
     if not ag and not ipb:
         return _EMPTY_PEER
-    return _new_peer(
-        ag if type(ag) is tuple else tuple(ag),
-        tuple([_new_block(b[0], tuple(b[1])) for b in ipb]),
-    )
+    if len(ipb) == 1:  # the common shape: one block (a comprehension costs a frame)
+        cidr, except_ = ipb[0]
+        blocks: tuple[IPBlock, ...] = (
+            _new_block(cidr, except_ if type(except_) is tuple else tuple(except_)),
+        )
+    else:
+        blocks = tuple([_new_block(b[0], tuple(b[1])) for b in ipb])
+    return _new_peer(ag if type(ag) is tuple else tuple(ag), blocks)
 
 
 def _rule_from_array(v: Any) -> NetworkPolicyRule:
