@@ -4,10 +4,10 @@ bundle-adds) give exactly the bytes of the generic field-by-field encoder, for a
 from __future__ import annotations
 
 import ipaddress
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from antrea.ovs.openflow import (
@@ -227,6 +227,69 @@ def test_policy_flow_adds_are_the_generic_bundle_adds(
     assert ENCODER.bundle_adds(flows, FlowModCommand.ADD, bundle_id, xid) == expected
 
 
+_EXTRA = st.sampled_from(
+    [
+        ("in_port", 3),
+        ("conj_id", 9),
+        ("ct_mark", (1, 1)),
+        ("ct_state", CtState(trk=True)),
+        ("ct_label", (1, 1)),
+        ("regs", (RegMatch(1, 5),)),
+        ("nw_src", ipaddress.IPv4Network("10.0.0.0/8")),
+        ("nw_dst", ipaddress.IPv4Address("10.0.0.1")),
+        ("tun_id", 5),
+    ]
+)
+
+
+_CONJ = st.builds(Conjunction, _U32, st.integers(1, 4), st.integers(2, 4))
+# exactly the templates' shapes (each encoded by its template as such)
+_TEMPLATE_FLOW = st.one_of(
+    st.builds(
+        lambda a, c: Flow(90, 200, Match(proto=Proto.IP, nw_src=a), (c,)), _V4NET | _V4, _CONJ
+    ),
+    st.builds(
+        lambda a, c: Flow(90, 200, Match(proto=Proto.IP, nw_dst=a), (c,)), _V4NET | _V4, _CONJ
+    ),
+    st.builds(
+        lambda i, v, t: Flow(
+            90, 190, Match(proto=Proto.IP, conj_id=i), (LoadReg(6, v), GotoTable(t))
+        ),
+        _U32,
+        _U32,
+        st.integers(0, 254),
+    ),
+    st.builds(
+        lambda s, v, t: Flow(
+            90, 211, Match(proto=Proto.IP, ct_state=s, ct_label=(v, 2**64 - 1)), (GotoTable(t),)
+        ),
+        _CT,
+        st.integers(0, 2**128 - 1),
+        st.integers(0, 254),
+    ),
+)
+
+
+@given(_TEMPLATE_FLOW, _EXTRA, _U32)
+@settings(max_examples=200, deadline=None)
+def test_a_policy_shape_with_one_more_field_is_encoded_whole(
+    flow: Flow, extra: tuple[str, object], xid: int
+) -> None:
+    """A template is picked by the action types; the match's shape is its own check: one
+    more field set and the flow is no longer the template's (the generic bytes)."""
+    fields: dict[str, Any] = {k: v for k, v in vars(flow.match).items() if not k.startswith("_")}
+    fields[extra[0]] = extra[1]
+    assume(extra[0] not in vars(flow.match))
+    wider = Flow(flow.table, flow.priority, Match(**fields), flow.actions, 7)
+    want = _generic(wider, FlowModCommand.ADD, xid)
+    if isinstance(want, bytes):
+        got = ENCODER.bundle_adds([wider], FlowModCommand.ADD, 1, xid)
+        assert got == bundle_add(xid, 1, want)
+    else:
+        with pytest.raises(want):
+            ENCODER.bundle_adds([wider], FlowModCommand.ADD, 1, xid)
+
+
 @given(_FLOW | _POLICY_FLOW, _COMMANDS, _U32)
 @settings(max_examples=300, deadline=None)
 def test_flow_mod_is_the_generic_encoding(flow: Flow, command: FlowModCommand, xid: int) -> None:
@@ -279,8 +342,9 @@ def test_policy_shapes_take_the_templates() -> None:
         bundle_add(1 + i, 1, generic_flow_mod(f, FlowModCommand.ADD, 1 + i))
         for i, f in enumerate(flows)
     )
-    assert len(enc._templates) == 3 and None not in enc._templates.values()
-    assert not enc._matches and not enc._instructions  # no flow needed the compiled parts
+    # picked by their action types (each template checks the match's shape): neither the
+    # per-shape template cache nor the compiled parts were needed
+    assert not enc._templates and not enc._matches and not enc._instructions
     # and the compiled parts, for the other commands
     enc.bundle_adds(flows, FlowModCommand.MODIFY_STRICT, 1, 1)
     from antrea.ovs.openflow import wire
