@@ -81,7 +81,10 @@ policies = st.builds(
     NetworkPolicy,
     name=names,
     source_ref=st.builds(NetworkPolicyReference, names, names, names, names),
-    rules=st.lists(rules(), max_size=20).map(tuple),
+    # few rules (packed from the map) and enough to be packed piece by piece
+    rules=st.one_of(st.lists(rules(), max_size=3), st.lists(rules(), min_size=16, max_size=20)).map(
+        tuple
+    ),
     applied_to_groups=st.lists(names, max_size=3).map(tuple),
     generation=st.integers(0, 2**40),
     tier_priority=st.one_of(st.none(), st.integers(-(2**33), 2**33)),

@@ -339,6 +339,7 @@ def encode_event(ev: WatchEvent, version: int = WIRE_VERSION) -> bytes:
     if (
         obj is not None
         and obj.__class__ is NetworkPolicy
+        and len(obj.rules) >= _PIECEWISE_RULES
         and ev.patch is None
         and version in _BULK_RULE
     ):
@@ -405,6 +406,9 @@ def _bulk_rule_parts(version: int) -> dict[Direction, tuple[bytes, bytes]]:
 
 
 _packer = msgpack.Packer(use_bin_type=True)
+# From this many rules on, packing a policy piece by piece is cheaper than building its map
+# (a dozen small packb calls against one per rule).
+_PIECEWISE_RULES = 16
 _RULE_KEYS = ("dir", "from", "to", "svc", "name", "prio", "act", "ratg")
 _EVENT_HEAD = {
     v: _packer.pack_map_header(7) + _pack("v") + _pack(v) + _pack("type") for v in WIRE_VERSIONS
