@@ -15,7 +15,12 @@ per policy, 50 local target pods). Stages, each timed ``--repeat`` times (median
 - ``encode``: the OpenFlow 1.5 flow mod of every flow with a fresh `FlowEncoder` (fresh copies);
 - ``frames``: the agent's side before planning, from `realize.py`'s wire frames: `FrameDecoder`
   (64 KiB chunks), the `RuleCache` filled event by event, and the batch flattened
-  (`completed_many`), i.e. decode + cache + flatten (issue 12 goal: <= 0.12 s at 15,000 rules).
+  (`completed_many`), i.e. decode + cache + flatten (issue 12 goal: <= 0.12 s at 15,000 rules);
+- ``plan``: the planner alone, from the flattened batch (made outside the clock) to the batch's
+  desired flows: one `PolicyReconciler.reconcile` of every rule on a fresh reconciler whose
+  flow client takes the owners' flows and diffs and sends nothing (plans, conjunction IDs,
+  clause links, flow values; GC paused as the agent does for a large batch; match caches
+  cleared as in a fresh agent; issue 12 goal: <= 0.2 s at 15,000 rules).
 
 Ends with one JSON line: ``rules``, ``flows``, ``<stage>_median_s``, ``<stage>_runs_s``.
 """
@@ -132,6 +137,39 @@ def _frames(data: bytes) -> object:
     return ctl.cache.completed_many(ctl.cache.take_dirty())
 
 
+def _plan(rules: dict[str, Any]) -> object:
+    from antrea.agent.networkpolicy import conjunctions
+    from antrea.agent.networkpolicy.reconciler import PolicyReconciler
+    from antrea.apis.controlplane.types import PodReference
+    from antrea.ovs.openflow.client import Desired, FlowClient, Plan
+
+    class TakesFlows(FlowClient):
+        """Takes the batch's desired flows; diffs and sends nothing."""
+
+        async def stage(self, owners: Any) -> None:
+            return None
+
+        async def sync(self, desired: Desired) -> Plan:
+            self.taken = desired
+            return Plan()
+
+    for cache in (conjunctions.atom_match, conjunctions._block_atoms, conjunctions._block_prefixes):
+        cache.cache_clear()
+    ofports = {PodReference("bench", f"pod{p}"): 100 + p for p in range(TARGET_PODS)}
+    rec = PolicyReconciler(
+        TakesFlows(KeepTransport()),
+        round_num=1,
+        ofport_of=ofports.get,
+        gateway_ip="10.244.1.1",
+        install_miss_flows=True,
+    )
+    gc.disable()
+    try:
+        return asyncio.run(rec.reconcile(rules, with_base=True, absorb=dict))
+    finally:
+        gc.enable()
+
+
 def timed(fn: Callable[[], object]) -> float:
     gc.collect()
     start = time.process_time()
@@ -160,7 +198,9 @@ def main() -> int:
         "render": [],
         "encode": [],
         "frames": [],
+        "plan": [],
     }
+    rules = _frames(data[: data.rfind(bookmark)])
     flows: list[Any] = []
     for _ in range(args.repeat):
         gc.collect()
@@ -174,6 +214,7 @@ def main() -> int:
         batch = fresh(flows)
         runs["encode"].append(timed(partial(_encode, batch, FlowEncoder())))
         runs["frames"].append(timed(partial(_frames, data[: data.rfind(bookmark)])))
+        runs["plan"].append(timed(partial(_plan, rules)))  # type: ignore[arg-type]
     report: dict[str, Any] = {"rules": args.rules, "flows": len(flows)}
     for stage, values in runs.items():
         report[f"{stage}_median_s"] = round(statistics.median(values), 4)
