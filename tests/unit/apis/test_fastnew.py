@@ -11,11 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
+from antrea.apis.controlplane.codec import WatchEvent
 from antrea.apis.controlplane.fastnew import positional_new
 from antrea.apis.controlplane.types import (
     Direction,
     IPBlock,
+    NetworkPolicy,
     NetworkPolicyPeer,
+    NetworkPolicyReference,
     NetworkPolicyRule,
     RuleAction,
 )
@@ -35,6 +38,9 @@ CLASSES = [
     NetworkPolicyRule,
     NetworkPolicyPeer,
     IPBlock,
+    NetworkPolicy,
+    NetworkPolicyReference,
+    WatchEvent,
     CacheRule,
     CompletedRule,
     Conjunction,

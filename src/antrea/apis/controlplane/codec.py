@@ -112,6 +112,39 @@ _new_peer = cast(
     positional_new(NetworkPolicyPeer),
 )
 _new_block = cast(Callable[[str, tuple[str, ...]], IPBlock], positional_new(IPBlock))
+_new_ref = cast(
+    Callable[[str, str, str, str], NetworkPolicyReference], positional_new(NetworkPolicyReference)
+)
+_new_event = cast(
+    Callable[
+        [
+            EventType,
+            Kind | None,
+            ControlPlaneObject | None,
+            AddressGroupPatch | None,
+            int,
+            str,
+            tuple[Any, ...] | None,
+        ],
+        WatchEvent,
+    ],
+    positional_new(WatchEvent),
+)
+_new_policy = cast(
+    Callable[
+        [
+            str,
+            NetworkPolicyReference,
+            tuple[NetworkPolicyRule, ...],
+            tuple[str, ...],
+            int,
+            int | None,
+            float | None,
+        ],
+        NetworkPolicy,
+    ],
+    positional_new(NetworkPolicy),
+)
 
 
 # --- members -----------------------------------------------------------------------------
@@ -285,14 +318,14 @@ def object_from_map(
 ) -> ControlPlaneObject:
     if kind is Kind.NETWORK_POLICY:
         rule_from = _rule_from_array if version == 2 else _rule_from
-        return NetworkPolicy(
-            name=v["name"],
-            source_ref=NetworkPolicyReference(*v["ref"]),
-            rules=tuple([rule_from(r) for r in v["rules"]]),
-            applied_to_groups=tuple(v["atg"]),
-            generation=v["gen"],
-            tier_priority=v.get("tp"),
-            priority=v.get("pp"),
+        return _new_policy(
+            v["name"],
+            _new_ref(*v["ref"]),
+            tuple([rule_from(r) for r in v["rules"]]),
+            tuple(v["atg"]),
+            v["gen"],
+            v.get("tp"),
+            v.get("pp"),
         )
     if kind is Kind.ADDRESS_GROUP:
         return AddressGroup(v["name"], _members_from(v["members"]))
@@ -507,7 +540,7 @@ def event_from_map(v: Any) -> WatchEvent:
             arrays = v["object"]["rules"]
             if type(arrays) is not tuple:
                 arrays = tuple(arrays)
-        return WatchEvent(etype, kind, obj, patch, v.get("rv", 0), v.get("msg", ""), arrays)
+        return _new_event(etype, kind, obj, patch, v.get("rv", 0), v.get("msg", ""), arrays)
     except DecodeError:
         raise
     except (KeyError, ValueError, TypeError, IndexError) as exc:
