@@ -37,6 +37,9 @@ def parse_v4(cidr: str) -> IPv4Net | None:
 
 
 _PLEN = {str(n): n for n in range(33)}  # the canonical prefix length texts
+# (module globals: one lookup each instead of a module's and an attribute's, per prefix)
+_inet_pton, _inet_aton, _AF_INET = socket.inet_pton, socket.inet_aton, int(socket.AF_INET)
+_from_bytes = int.from_bytes
 _NETMASK = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
 
 
@@ -52,10 +55,10 @@ def fast_prefix(cidr: str) -> str | None:
     plen = _PLEN.get(plen_text) if slash else 32
     if plen is not None:
         try:
-            packed = socket.inet_pton(socket.AF_INET, addr)
+            packed = _inet_pton(_AF_INET, addr)
         except OSError:
             return _slow_prefix(cidr)
-        value = int.from_bytes(packed, "big")
+        value = _from_bytes(packed, "big")
         net = value & _NETMASK[plen]
         if net == value:
             return cidr if slash else f"{cidr}/32"
@@ -88,7 +91,7 @@ def prefix_value(prefix: str) -> IPv4Net | ipaddress.IPv4Address:
     address for /32, else a network (what `Match` stores). Built from integers, which is
     several times cheaper than parsing the text again."""
     addr, _, plen_text = prefix.partition("/")
-    value = int.from_bytes(socket.inet_aton(addr), "big")
+    value = _from_bytes(_inet_aton(addr), "big")
     plen = _PLEN.get(plen_text) if plen_text else 32
     if plen is None:  # (not the canonical length text)
         plen = int(plen_text)
