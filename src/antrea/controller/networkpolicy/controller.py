@@ -413,6 +413,7 @@ class NetworkPolicyController:
     def flush(self) -> None:
         """Turn everything dirty into objects, spans, store updates and changes."""
         grouping = self._grouping
+        grouping.scan_new()
         groups = grouping.dirty
         grouping.dirty = set()
         dirty_policies = self._dirty_policies

@@ -19,7 +19,7 @@ change notifications is the controller's flush (see `controller.py`), done once 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from antrea.apis.controlplane.types import AddressGroup, AppliedToGroup, GroupMember, Kind
@@ -321,6 +321,9 @@ class Grouping:
         self.dirty: set[SelectorGroup] = set()
         self._selectors: dict[SelectorKey, Selector] = {}
         self._cluster_index = GroupIndex()  # cluster-scoped groups by namespaceSelector
+        # New namespace-scoped groups whose members are not computed yet (`scan_new`), by
+        # namespace: a batch creating many groups in one namespace scans its pods once.
+        self._unscanned: dict[NamespaceState, list[SelectorGroup]] = {}
         # key -> value -> namespace names; built when the first namespaceSelector needs it.
         self._ns_labels: dict[str, dict[str, set[str]]] | None = None
 
@@ -346,30 +349,70 @@ class Grouping:
         group = SelectorGroup(key, group_name(group_text(namespace, pod_sel, ns_sel)))
         self.groups[key] = group
         pod_sel.refs += 1
-        matches = pod_sel.matches
+        self.dirty.add(group)
         if ns_sel is None:
             ns = self._namespace(namespace)
             ns.local.add(group, pod_sel)
-            scopes: Iterable[NamespaceState] = (ns,)
-        else:
-            ns_sel.refs += 1
-            self._cluster_index.add(group, ns_sel)
-            scopes = self._namespaces_matching(ns_sel)
+            # Members are computed by `scan_new`, before anything reads them (the flush); pod
+            # events meanwhile join and leave the group as usual, the scan replaces `live`.
+            self._unscanned.setdefault(ns, []).append(group)
+            return group
+        ns_sel.refs += 1
+        self._cluster_index.add(group, ns_sel)
+        matches = pod_sel.matches
         live = group.live
         assert live is not None  # a new group
-        for ns in scopes:
-            if ns_sel is not None:
-                if ns.cluster_groups is _NO_GROUPS:
-                    ns.cluster_groups = {group}
-                else:
-                    ns.cluster_groups.add(group)
-                group.namespaces.add(ns)
-            for pod in ns.pods.values():
+        for scope in self._namespaces_matching(ns_sel):
+            if scope.cluster_groups is _NO_GROUPS:
+                scope.cluster_groups = {group}
+            else:
+                scope.cluster_groups.add(group)
+            group.namespaces.add(scope)
+            for pod in scope.pods.values():
                 member = pod.member
                 if member is not None and matches(pod.labels):
                     live.add(member)
-        self.dirty.add(group)
         return group
+
+    def scan_new(self) -> None:
+        """Compute the members of the namespace-scoped groups created since the last call.
+
+        One pass over a namespace's pods serves all its new groups: those whose selector has
+        an ``In`` index key are found through the pod's own labels (key, value), so creating
+        g groups in a namespace of p pods costs O(p + matches), not O(g * p)."""
+        unscanned, self._unscanned = self._unscanned, {}
+        groups = self.groups
+        Matcher = tuple[Callable[[Labels], bool], set[GroupMember]]
+        for ns, created in unscanned.items():
+            by_label: dict[tuple[str, str], list[Matcher]] = {}
+            others: list[Matcher] = []
+            for g in created:
+                if groups.get(g.key) is not g:
+                    continue  # destroyed meanwhile
+                sel = g.pod_selector
+                live = g.live = set()
+                if sel.index_key is None or sel.index_values is None or len(created) == 1:
+                    others.append((sel.matches, live))
+                    continue
+                for value in sel.index_values:
+                    by_label.setdefault((sel.index_key, value), []).append((sel.matches, live))
+            pods = ns.pods.values()
+            for matches, live in others:
+                for pod in pods:
+                    member = pod.member
+                    if member is not None and matches(pod.labels):
+                        live.add(member)
+            if by_label:
+                get = by_label.get
+                for pod in pods:
+                    member = pod.member
+                    if member is None:
+                        continue
+                    labels = pod.labels
+                    for item in labels.items():
+                        for matches, live in get(item, ()):
+                            if matches(labels):
+                                live.add(member)
 
     def destroy(self, group: SelectorGroup) -> None:
         """Forget a group no policy references any more."""
