@@ -160,12 +160,6 @@ class ResourceHandlers:
     def close(self) -> None:
         self.deletions.close()
 
-    async def _turn(self) -> None:
-        """A large write's body is read: the watch streams woken by earlier writes send
-        their events before this one's decoding, checks and commit (tens of ms for a
-        policy of thousands of rules) hold the loop; see `Store.let_watchers_write`."""
-        await self.store.let_watchers_write()
-
     def _rt(self, key: tuple[str, str]) -> ResourceType:
         rt = self.registry.any_version(*key)
         if rt is None:
@@ -391,7 +385,7 @@ class ResourceHandlers:
 
     async def _create(self, request: web.Request, rt: ResourceType, ns: str) -> web.Response:
         with heap.large_body(request.content_length):
-            obj = self._normalize_body(rt, await read_object(request, turn=self._turn), ns)
+            obj = self._normalize_body(rt, await read_object(request), ns)
             warnings = _field_warnings(request, rt, obj)
             created = await self._admitted_create(request, rt, obj, ns)
             return json_response(created, status=201, warnings=warnings)
@@ -542,7 +536,7 @@ class ResourceHandlers:
     async def _update_body(
         self, request: web.Request, rt: ResourceType, ns: str, name: str, sub: str
     ) -> web.Response:
-        obj = self._normalize_body(rt, await read_object(request, turn=self._turn), ns)
+        obj = self._normalize_body(rt, await read_object(request), ns)
         warnings = _field_warnings(request, rt, obj)
         body_name = obj["metadata"].get("name")
         if body_name and body_name != name:
@@ -622,8 +616,6 @@ class ResourceHandlers:
         # nothing awaits (unless admission webhooks are called; then a write that slipped in
         # meanwhile makes the patch start over from the new object, as kube-apiserver does).
         body = await read_body(request)
-        if len(body) >= heap.LARGE_BODY_BYTES:
-            await self._turn()
         for _ in range(ADMISSION_RETRIES):
             try:
                 return await self._patch_once(request, rt, ns, name, sub=sub, body=body)

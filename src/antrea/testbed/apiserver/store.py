@@ -10,12 +10,6 @@ Watch fan-out is synchronous and non-blocking: a write appends the event to each
 watcher's deque and wakes it. A watcher that falls more than ``watch_queue`` events behind is
 dropped (its stream ends and the client re-watches, exactly what a real client does when a
 watch closes), so one slow reader never stalls writers or grows memory without bound.
-
-Everything runs on one event loop, so a burst of large writes whose bodies have all arrived
-would be processed back to back (tens of ms each) before any watch stream got to write the
-first of their events: the watchers' consumers (a controller compiling a policy of thousands
-of rules) would idle until the whole burst is stored. `let_watchers_write` is the turn a large
-write gives first to the streams that were woken with events and are ready to write them.
 """
 
 from __future__ import annotations
@@ -142,11 +136,6 @@ class Watcher:
         else:
             self.pending.append((kind, event))
         self._wake()
-
-    @property
-    def ready(self) -> bool:
-        """Woken with events it has not taken yet: its stream writes them at its next step."""
-        return self._waiter is not None and bool(self.pending)
 
     def _wake(self) -> None:
         waiter = self._waiter
@@ -319,15 +308,6 @@ class Store:
         watcher.maxsize += len(watcher.pending)
         self._watchers.setdefault(key, set()).add(watcher)
         return watcher
-
-    async def let_watchers_write(self, *, max_steps: int = 8) -> None:
-        """Yield to the watch streams holding events they were woken for, before a large
-        write's synchronous work: at most ``max_steps`` loop steps, and never for a stream
-        that is not ready (e.g. waiting for its slow client), so writers are not held up."""
-        for _ in range(max_steps):
-            if not any(w.ready for ws in self._watchers.values() for w in ws):
-                return
-            await asyncio.sleep(0)
 
     def unwatch(self, watcher: Watcher) -> None:
         watcher.close()

@@ -7,18 +7,15 @@ JSON) and must come out as plain JSON within `limits.MAX_DEPTH` (400).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from antrea.testbed.apiserver import errors, heap, protobuf, typecheck, yamlbody
+from antrea.testbed.apiserver import errors, protobuf, typecheck, yamlbody
 from antrea.testbed.apiserver.limits import ShapeError, check_json, check_json_text, read_body
 
 JSON = dict[str, Any]
-# Awaited between reading a large body and decoding it (`Store.let_watchers_write`).
-Turn = Callable[[], Awaitable[None]]
 
 JSON_MEDIA = "application/json"
 YAML_MEDIA = "application/yaml"
@@ -72,19 +69,13 @@ def decode_yaml(raw: bytes, what: str = "request body") -> Any:
         raise errors.bad_request(f"error decoding {what}: {exc}") from None
 
 
-async def read_value(
-    request: web.Request, *, optional: bool = False, turn: Turn | None = None
-) -> Any:
+async def read_value(request: web.Request, *, optional: bool = False) -> Any:
     """The decoded body (None when empty). An ``optional`` body (DeleteOptions) may come
-    with any Content-Type when it is empty, as upstream only negotiates a body it has.
-    ``turn`` is awaited once a large body (`heap.LARGE_BODY_BYTES`) is read, before the
-    synchronous work on it starts."""
+    with any Content-Type when it is empty, as upstream only negotiates a body it has."""
     media = media_type(request)
     if media not in BODY_MEDIA_TYPES and not optional:
         raise unsupported_media_type(BODY_MEDIA_TYPES)
     raw = await read_body(request)
-    if turn is not None and len(raw) >= heap.LARGE_BODY_BYTES:
-        await turn()
     if not raw.strip():
         return None
     if media not in BODY_MEDIA_TYPES:
@@ -103,8 +94,8 @@ async def read_value(
     return decode_json(raw)
 
 
-async def read_object(request: web.Request, *, turn: Turn | None = None) -> JSON:
-    obj = await read_value(request, turn=turn)
+async def read_object(request: web.Request) -> JSON:
+    obj = await read_value(request)
     if not isinstance(obj, dict):
         raise errors.bad_request("the request body must be a JSON object")
     decode_as = request.get(DECODE_AS)
