@@ -108,3 +108,40 @@ def test_cidr_ok_takes_exactly_what_parse_cidr_takes(addr: str, prefix: str) -> 
     embedded NULs); an IPv6 form goes to the parse itself."""
     for value in (f"{addr}/{prefix}", addr, f"::{addr}/{prefix}"):
         assert names.cidr_ok(value) == (names.parse_cidr(value) is not None), value
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.integers(0, 300), min_size=4, max_size=4),
+    st.integers(0, 40),
+    st.integers(0, 2),
+    st.integers(0, 4),
+)
+def test_cidr_ok_on_octets_and_prefixes_around_their_limits(
+    octets: list[int], prefix: int, prefix_zeros: int, padded: int
+) -> None:
+    """Octets past 255, one octet zero-padded (or none: ``padded`` 4), prefixes past 32 with
+    leading zeros: `cidr_ok` (its canonical-IPv4 pattern first) agrees with `parse_cidr`."""
+    addr = ".".join(f"0{o}" if i == padded else str(o) for i, o in enumerate(octets))
+    value = f"{addr}/{'0' * prefix_zeros}{prefix}"
+    assert names.cidr_ok(value) == (names.parse_cidr(value) is not None), value
+
+
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("255.255.255.255/32", True),
+        ("0.0.0.0/0", True),
+        ("10.0.0.0/032", True),
+        ("256.1.2.3/8", False),
+        ("1.2.3.4/33", False),
+        ("01.2.3.4/8", False),
+        ("1.2.3.4/", False),
+        ("1.2.3/8", False),
+        ("1.2.3.4.5/8", False),
+        ("1.2.3.4/٣", False),
+    ],
+)
+def test_cidr_ok_examples(value: str, ok: bool) -> None:
+    assert names.cidr_ok(value) is ok
+    assert (names.parse_cidr(value) is not None) is ok

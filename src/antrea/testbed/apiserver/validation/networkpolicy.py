@@ -126,6 +126,10 @@ def validate_network_policy_spec(spec: Any, path: str = "spec") -> list[FieldErr
     errs.extend(validate_label_selector(spec.get("podSelector"), f"{path}.podSelector"))
     for direction, peers_key in (("ingress", "from"), ("egress", "to")):
         for i, rule in dicts(as_list(spec.get(direction))):
+            if len(rule) == 1:  # peers only, no ports: the bulk of large policies
+                peers = rule.get(peers_key)
+                if type(peers) is list and all(map(_plain_valid_ip_block, peers)):
+                    continue
             ports, peers = as_list(rule.get("ports")), as_list(rule.get(peers_key))
             if not ports and all(_plain_valid_ip_block(p) for p in peers):
                 continue  # the bulk of large policies: nothing to report, no path to build
