@@ -1,7 +1,8 @@
 """The shape constructors of `antrea.ovs.openflow.flow` (``conj_id_match``, ``ct_label_match``,
-``ip_src_match``, ``ip_dst_match``) give the very value the generic ``Match(...)`` gives: equal,
-the same hash, the same set fields in the same order, the same text and the same bytes (the
-compiled and the generic encoders), and the same error for what the generic one refuses."""
+``ip_src_match``, ``ip_dst_match``, ``ipv4_prefix_match``) give the very value the generic
+``Match(...)`` gives: equal, the same hash, the same set fields in the same order, the same
+text and the same bytes (the compiled and the generic encoders), and the same error for what
+the generic one refuses."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ from antrea.ovs.openflow.flow import (
     ct_label_match,
     ip_dst_match,
     ip_src_match,
+    ipv4_prefix,
+    ipv4_prefix_match,
     new_flow,
 )
 from antrea.ovs.openflow.render import render_match
@@ -97,6 +100,42 @@ def test_ip_dst_match_is_the_generic_match(addr: IPNet | IPAddr) -> None:
     assert render_match(fast) == render_match(generic)
     if addr.version == 4:
         assert encode_match(fast) == encode_match(generic)
+
+
+@given(st.sampled_from(["nw_src", "nw_dst"]), _U32, st.integers(1, 32))
+@settings(max_examples=300, deadline=None)
+def test_ipv4_prefix_match_is_the_generic_match(field: str, addr: int, plen: int) -> None:
+    """A clause atom's match built from its integers (network address, length): /32 an
+    address, 31 and 30 (the constructor's range edge) included."""
+    value = addr >> (32 - plen) << (32 - plen)
+    net = ipaddress.IPv4Network((value, plen))
+    generic = Match(proto=Proto.IP, **{field: net})  # type: ignore[arg-type]
+    _same(ipv4_prefix_match(field, value, plen), generic)
+    prefix = ipv4_prefix(value, plen)
+    assert prefix == (net.network_address if plen == 32 else net)
+    assert type(prefix) is type(net.network_address if plen == 32 else net)
+
+
+@given(_CT_STATE)
+def test_ct_state_hash_key_follows_the_flags(state: CtState) -> None:
+    """`CtState.hash_key` (what a match hashes for its state) is made with every value, also
+    a copy, a replaced one and an unpickled one; it takes no part in equality, hash or text."""
+    flags = {f: getattr(state, f) for f in ("new", "est", "rel", "rpl", "inv", "trk")}
+    copies = [
+        CtState(**flags),
+        dataclasses.replace(state),
+        pickle.loads(pickle.dumps(state)),
+    ]
+    for other in copies:
+        assert other == state and hash(other) == hash(state)
+        assert other.hash_key == state.hash_key
+        assert hash(Match(proto=Proto.IP, ct_state=other)) == hash(
+            Match(proto=Proto.IP, ct_state=state)
+        )
+    assert "hash_key" not in repr(state)
+    flipped = dataclasses.replace(state, est=not state.est)
+    assert flipped.hash_key != state.hash_key
+    assert Match(proto=Proto.IP, ct_state=flipped) != Match(proto=Proto.IP, ct_state=state)
 
 
 def test_a_host_network_becomes_its_address() -> None:

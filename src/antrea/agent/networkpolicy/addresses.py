@@ -22,7 +22,10 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
+from antrea.ovs.openflow.flow import FAST_IPV4, ipv4_prefix
+
 IPv4Net = ipaddress.IPv4Network
+Prefix = tuple[int, int]  # an IPv4 prefix: (network address as an int, length)
 
 ANY_V4 = ipaddress.IPv4Network("0.0.0.0/0")
 
@@ -86,6 +89,35 @@ def _slow_prefix(cidr: str) -> str | None:
     return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}/{plen}"
 
 
+def prefix_key(cidr: str) -> Prefix | None:
+    """`fast_prefix` as integers: ``(network address, length)`` of an IPv4 CIDR or bare
+    address (host bits cleared), None for IPv6 or junk. What the policy planner's address
+    atoms carry, so a prefix is parsed once (here, in C for the canonical spellings) and its
+    match built from the integers (`antrea.ovs.openflow.flow.ipv4_prefix_match`)."""
+    addr, slash, plen_text = cidr.partition("/")
+    plen = _PLEN.get(plen_text) if slash else 32
+    if plen is not None:
+        try:
+            packed = _inet_pton(_AF_INET, addr)
+        except OSError:
+            return _slow_key(cidr)
+        return (_from_bytes(packed, "big") & _NETMASK[plen], plen)
+    return _slow_key(cidr)
+
+
+def _slow_key(cidr: str) -> Prefix | None:
+    text = _slow_prefix(cidr)
+    if text is None:
+        return None
+    addr, _, plen_text = text.partition("/")
+    return (_from_bytes(_inet_aton(addr), "big"), int(plen_text))
+
+
+def net_key(net: IPv4Net) -> Prefix:
+    """The `prefix_key` of an `ipaddress` network."""
+    return (int(net.network_address), net.prefixlen)
+
+
 def prefix_value(prefix: str) -> IPv4Net | ipaddress.IPv4Address:
     """The `ipaddress` value of a canonical ``a.b.c.d/len`` (`fast_prefix`'s output): an
     address for /32, else a network (what `Match` stores). Built from integers, which is
@@ -95,71 +127,10 @@ def prefix_value(prefix: str) -> IPv4Net | ipaddress.IPv4Address:
     plen = _PLEN.get(plen_text) if plen_text else 32
     if plen is None:  # (not the canonical length text)
         plen = int(plen_text)
-    if _FAST_NETWORK:
-        if plen < 31:
-            return _network(value, plen)
-        if plen == 32:
-            return _address(value)
-    if plen == 32:
-        return ipaddress.IPv4Address(value)
-    return ipaddress.IPv4Network((value, plen))
+    return ipv4_prefix(value, plen)
 
 
-_NETMASKS = [ipaddress.IPv4Address(_NETMASK[n]) for n in range(31)]
-_new_object = object.__new__
-_V4Addr = ipaddress.IPv4Address
-
-
-def _address(value: int) -> ipaddress.IPv4Address:
-    """``IPv4Address(value)`` of an int in range, without the constructor's type dispatch
-    and range check (its one slot set directly; checked at import with `_network`)."""
-    a = _new_object(_V4Addr)
-    a._ip = value  # type: ignore[attr-defined]
-    return a
-
-
-def _network(value: int, plen: int) -> IPv4Net:
-    """``IPv4Network((value, plen))`` for a network address (host bits clear) and a length
-    below 31, without the constructor's argument parsing and checks (3x cheaper; one per
-    clause match). It sets exactly what the constructor sets (checked at import:
-    `_FAST_NETWORK`, else the constructor is used)."""
-    net = _new_object(IPv4Net)
-    net.network_address = _address(value)
-    net.netmask = _NETMASKS[plen]
-    net._prefixlen = plen  # type: ignore[attr-defined]
-    return net
-
-
-def _same_as_constructor() -> bool:
-    try:
-        for plen in range(31):
-            for address in (0, 0x0A000000, 0xC0A80100, 0xFFFFFFFF):
-                value = address & _NETMASK[plen]
-                fast, real = _network(value, plen), ipaddress.IPv4Network((value, plen))
-                if (
-                    fast != real
-                    or hash(fast) != hash(real)
-                    or str(fast) != str(real)
-                    or vars(fast) != vars(real)
-                    or fast.num_addresses != real.num_addresses
-                ):
-                    return False
-                a, b = _address(address), ipaddress.IPv4Address(address)
-                if (
-                    type(a) is not type(b)
-                    or a != b
-                    or hash(a) != hash(b)
-                    or str(a) != str(b)
-                    or a.packed != b.packed
-                    or fast.network_address.packed != real.network_address.packed
-                ):
-                    return False
-    except Exception:
-        return False
-    return True
-
-
-_FAST_NETWORK = _same_as_constructor()
+_FAST_NETWORK = FAST_IPV4  # (prefixes built without the constructors: checked at import)
 
 
 def collapse(nets: Iterable[IPv4Net]) -> list[IPv4Net]:

@@ -15,9 +15,12 @@ One K8s NetworkPolicy rule becomes (antrea.md §3.4):
 
 The outcome is a flow count of |from| + |to| + |services| + 1 per conjunction instead of the
 product. Clause members are *atoms*: small tuples of strings and ints (``("nw_src",
-"10.0.0.0/8")``, ``("reg1", 3)``, ``("tcp", 80, None)``, ``("ip",)``) that hash in nanoseconds,
-unlike `Match` (a 20-field dataclass hashed field by field); the reconciler shares equal atoms
-across rules and turns an atom into a `Match` (`atom_match`, cached) only when it builds a flow.
+0x0A000000, 8)`` for 10.0.0.0/8, ``("reg1", 3)``, ``("tcp", 80, None)``, ``("ip",)``) that
+hash in nanoseconds, unlike `Match` (a 20-field dataclass hashed field by field); the
+reconciler shares equal atoms across rules and turns an atom into a `Match` (`atom_match`,
+cached) only when it builds a flow. An address atom carries its prefix as integers (network
+address, length: `addresses.prefix_key`), parsed once from the CIDR text, and its match is
+built from them (`ipv4_prefix_match`); a /0 is never an address atom (it is ``("ip",)``).
 """
 
 from __future__ import annotations
@@ -39,12 +42,12 @@ from antrea.apis.controlplane.types import (
     PodReference,
     Service,
 )
-from antrea.ovs.openflow.flow import Match, Proto, ip_dst_match, ip_src_match
+from antrea.ovs.openflow.flow import Match, Proto, ipv4_prefix_match
 
-_prefix_value = addresses.prefix_value
+_prefix_key = addresses.prefix_key
 Atom = tuple[Any, ...]
 ANY: Atom = ("ip",)
-ANY_PREFIX = "0.0.0.0/0"
+ANY_PREFIX: addresses.Prefix = (0, 0)  # 0.0.0.0/0 (its atom is ANY)
 # (an enum member looked up on its class costs more than a module global: per rule and flow)
 _IP = Proto.IP
 _IN = Direction.IN
@@ -54,10 +57,8 @@ _IN = Direction.IN
 def atom_match(atom: Atom) -> Match:
     """The `Match` of a clause atom (cached: atoms repeat across rules and batches)."""
     kind = atom[0]
-    if kind == "nw_src":  # (peer and source prefixes: the bulk of them)
-        return ip_src_match(_prefix_value(atom[1]))
-    if kind == "nw_dst":
-        return ip_dst_match(_prefix_value(atom[1]))
+    if kind in {"nw_src", "nw_dst"}:  # (peer and source prefixes: the bulk of them)
+        return ipv4_prefix_match(kind, atom[1], atom[2])
     if kind == "ip":
         return Match(proto=Proto.IP)
     if kind == "reg1":
@@ -151,33 +152,33 @@ def service_atoms(key: ServicesKey) -> frozenset[Atom]:
     return frozenset(a for s in key for a in s.atoms())
 
 
-def _member_prefixes(m: GroupMember) -> list[str]:
-    return [p for p in (addresses.fast_prefix(ip) for ip in m.ips) if p is not None]
+def _member_prefixes(m: GroupMember) -> list[addresses.Prefix]:
+    return [p for p in (_prefix_key(ip) for ip in m.ips) if p is not None]
 
 
-def _block_prefix_list(cidr: str, excepts: tuple[str, ...]) -> tuple[str, ...]:
+def _block_prefix_list(cidr: str, excepts: tuple[str, ...]) -> tuple[addresses.Prefix, ...]:
     if not excepts:
-        p = addresses.fast_prefix(cidr)
+        p = _prefix_key(cidr)
         return () if p is None else (p,)
-    return tuple(str(n) for n in addresses.block_prefixes(cidr, excepts))
+    return tuple(addresses.net_key(n) for n in addresses.block_prefixes(cidr, excepts))
 
 
 _block_prefixes = lru_cache(maxsize=1 << 16)(_block_prefix_list)
 
 
-def _blocks(blocks: Iterable[IPBlock]) -> list[str]:
-    out: list[str] = []
+def _blocks(blocks: Iterable[IPBlock]) -> list[addresses.Prefix]:
+    out: list[addresses.Prefix] = []
     for b in blocks:
         out += _block_prefixes(b.cidr, b.except_ if type(b.except_) is tuple else tuple(b.except_))
     return out
 
 
-def address_atoms(prefixes: Iterable[str], *, field: str) -> frozenset[Atom]:
+def address_atoms(prefixes: Iterable[addresses.Prefix], *, field: str) -> frozenset[Atom]:
     """``nw_src``/``nw_dst`` atoms; a /0 anywhere makes the clause match-all (``ip``)."""
     uniq = set(prefixes)
     if ANY_PREFIX in uniq:
         return _ANY_ATOMS
-    return frozenset([(field, p) for p in uniq])
+    return frozenset([(field, value, plen) for value, plen in uniq])
 
 
 _ANY_ATOMS: frozenset[Atom] = frozenset({ANY})
@@ -200,7 +201,7 @@ def isolation_atoms(
         ports = (ofport_of(t.pod) for t in rule.targets)
         return frozenset(ofport_atom(p) for p in ports if p is not None)
     return frozenset(
-        ("nw_src", p) for t in rule.targets for p in _member_prefixes(t) if p != ANY_PREFIX
+        ("nw_src", *p) for t in rule.targets for p in _member_prefixes(t) if p != ANY_PREFIX
     )
 
 
@@ -323,10 +324,11 @@ def _peer_atoms(
 @lru_cache(maxsize=1 << 16)
 def _block_atoms(cidr: str, excepts: tuple[str, ...], field: str) -> frozenset[Atom]:
     if not excepts:  # one prefix (or none: not IPv4)
-        p = addresses.fast_prefix(cidr)
+        p = _prefix_key(cidr)
         if p is None:
             return _NO_ATOMS
-        return _ANY_ATOMS if p == ANY_PREFIX else frozenset(((field, p),))
+        value, plen = p
+        return frozenset(((field, value, plen),)) if plen else _ANY_ATOMS
     return address_atoms(_block_prefix_list(cidr, excepts), field=field)
 
 
@@ -339,11 +341,11 @@ def _plan_egress(
         sources = hit[1]
     else:
         sources = frozenset(
-            ("nw_src", p) for t in targets for p in _member_prefixes(t) if p != ANY_PREFIX
+            ("nw_src", *p) for t in targets for p in _member_prefixes(t) if p != ANY_PREFIX
         )
         if memo is not None:
             memo.egress[id(targets)] = (targets, sources)
-    peers: dict[ServicesKey, list[str]] = defaultdict(list)
+    peers: dict[ServicesKey, list[addresses.Prefix]] = defaultdict(list)
     for m in rule.peer_members:
         key = resolve_services(services, m.ports) if services is not None else None
         peers[key].extend(_member_prefixes(m))

@@ -52,6 +52,14 @@ class CtState:
     rpl: bool | None = None
     inv: bool | None = None
     trk: bool | None = None
+    # what a `Match` hashes for this state (the hash of the flags, made with the value): the
+    # dataclass's own __hash__ is Python code, and one conjunction counter flow per rule
+    # matches a state
+    hash_key: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        flags = (self.new, self.est, self.rel, self.rpl, self.inv, self.trk)
+        object.__setattr__(self, "hash_key", hash(flags))
 
 
 @dataclass(frozen=True, init=False)
@@ -194,9 +202,12 @@ class Match:
         # Hashed once, here: from the fields that are set, in canonical order (matches are
         # dict keys of the flow client, the encoder and the planners, hashed many times); an
         # IPv4 prefix by its (address, length), see `_v4net_key`.
+        # A conntrack state by its `CtState.hash_key`.
         items = tuple(v.items())
         if type(v.get("nw_src")) is _V4NET or type(v.get("nw_dst")) is _V4NET:
             items = tuple((k, _net_hash_key(x) if type(x) is _V4NET else x) for k, x in items)
+        if ct_state is not None:
+            items = tuple((k, x.hash_key if k == "ct_state" else x) for k, x in items)
         v["_hash"] = hash(items)
 
     def __hash__(self) -> int:
@@ -270,13 +281,16 @@ _net_hash_key, _addr_hash_key = (
 )
 
 
+_PROTO_IP = ("proto", _IP)  # (the first item of every policy match's hashed items)
+
+
 def conj_id_match(conj_id: int) -> Match:
     """``Match(proto=Proto.IP, conj_id=conj_id)``: a conjunction's action flow."""
     m = _new_match(Match)
     v = m.__dict__
     v["proto"] = _IP
     v["conj_id"] = conj_id
-    v["_hash"] = hash((("proto", _IP), ("conj_id", conj_id)))
+    v["_hash"] = hash((_PROTO_IP, ("conj_id", conj_id)))
     return m
 
 
@@ -288,7 +302,7 @@ def ct_label_match(ct_state: CtState, ct_label: tuple[int, int]) -> Match:
     v["proto"] = _IP
     v["ct_state"] = ct_state
     v["ct_label"] = ct_label
-    v["_hash"] = hash((("proto", _IP), ("ct_state", ct_state), ("ct_label", ct_label)))
+    v["_hash"] = hash((_PROTO_IP, ("ct_state", ct_state.hash_key), ("ct_label", ct_label)))
     return m
 
 
@@ -306,7 +320,7 @@ def _ip_match(field: str, value: IPNet | IPAddr) -> Match:
     v = m.__dict__
     v["proto"] = _IP
     v[field] = value
-    v["_hash"] = hash((("proto", _IP), (field, key)))
+    v["_hash"] = hash((_PROTO_IP, (field, key)))
     return m
 
 
@@ -318,6 +332,96 @@ def ip_src_match(nw_src: IPNet | IPAddr) -> Match:
 def ip_dst_match(nw_dst: IPNet | IPAddr) -> Match:
     """``Match(proto=Proto.IP, nw_dst=nw_dst)``: a clause atom's destination prefix."""
     return _ip_match("nw_dst", nw_dst)
+
+
+_NETMASK = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
+
+
+def ipv4_prefix(value: int, plen: int) -> ipaddress.IPv4Network | ipaddress.IPv4Address:
+    """The `ipaddress` value a `Match` stores for the IPv4 prefix (value, plen) (value: the
+    network address as an int, host bits clear; plen 0..32): an address for /32, else a
+    network. Built from the integers without the constructors' parsing (`FAST_IPV4`)."""
+    if FAST_IPV4:
+        if plen < 31:
+            return _network(value, plen)
+        if plen == 32:
+            return _address(value)
+    if plen == 32:
+        return _V4ADDR(value)
+    return _V4NET((value, plen))
+
+
+def ipv4_prefix_match(field: str, value: int, plen: int) -> Match:
+    """``Match(proto=Proto.IP, <field>=ipv4_prefix(value, plen))`` (``nw_src``/``nw_dst``, 0 <
+    plen <= 32, value with host bits clear): a clause atom's prefix, hashed from the integers
+    it is given (the key `_net_hash_key` reads back from a network is this very pair)."""
+    if plen == 32:
+        prefix: IPNet | IPAddr = _address(value) if FAST_IPV4 else _V4ADDR(value)
+        key = _addr_hash_key(prefix)  # type: ignore[arg-type]
+    else:
+        prefix = _network(value, plen) if FAST_IPV4 and plen < 31 else _V4NET((value, plen))
+        key = (value, plen)
+    m = _new_match(Match)
+    v = m.__dict__
+    v["proto"] = _IP
+    v[field] = prefix
+    v["_hash"] = hash((_PROTO_IP, (field, key)))
+    return m
+
+
+_NETMASKS = [_V4ADDR(_NETMASK[n]) for n in range(31)]
+
+
+def _address(value: int) -> ipaddress.IPv4Address:
+    """``IPv4Address(value)`` of an int in range, without the constructor's type dispatch
+    and range check (its one slot set directly; checked at import with `_network`)."""
+    a = _new_match(_V4ADDR)
+    a._ip = value  # type: ignore[attr-defined]
+    return a
+
+
+def _network(value: int, plen: int) -> ipaddress.IPv4Network:
+    """``IPv4Network((value, plen))`` for a network address (host bits clear) and a length
+    below 31, without the constructor's argument parsing and checks (3x cheaper; one per
+    clause match). It sets exactly what the constructor sets (checked at import:
+    `FAST_IPV4`, else the constructor is used)."""
+    net = _new_match(_V4NET)
+    net.network_address = _address(value)
+    net.netmask = _NETMASKS[plen]
+    net._prefixlen = plen  # type: ignore[attr-defined]
+    return net
+
+
+def _same_as_constructor() -> bool:
+    try:
+        for plen in range(31):
+            for address in (0, 0x0A000000, 0xC0A80100, 0xFFFFFFFF):
+                value = address & _NETMASK[plen]
+                fast, real = _network(value, plen), _V4NET((value, plen))
+                if (
+                    fast != real
+                    or hash(fast) != hash(real)
+                    or str(fast) != str(real)
+                    or vars(fast) != vars(real)
+                    or fast.num_addresses != real.num_addresses
+                ):
+                    return False
+                a, b = _address(address), _V4ADDR(address)
+                if (
+                    type(a) is not type(b)
+                    or a != b
+                    or hash(a) != hash(b)
+                    or str(a) != str(b)
+                    or a.packed != b.packed
+                    or fast.network_address.packed != real.network_address.packed
+                ):
+                    return False
+    except Exception:
+        return False
+    return True
+
+
+FAST_IPV4 = _same_as_constructor()
 
 
 def _canonical_address(name: str, value: object) -> IPNet | IPAddr:

@@ -71,6 +71,20 @@ def test_fast_prefix_agrees_with_the_plain_parser(octets: list[str], length: str
     assert addresses.fast_prefix(text) == addresses._slow_prefix(text)
 
 
+@given(_quad, _length)
+def test_prefix_key_is_fast_prefix_as_integers(octets: list[str], length: str | None) -> None:
+    """What the planner's address atoms carry: the canonical prefix's (network address,
+    length), for every spelling."""
+    text = ".".join(octets) + ("" if length is None else f"/{length}")
+    canonical = addresses.fast_prefix(text)
+    key = addresses.prefix_key(text)
+    if canonical is None:
+        assert key is None
+        return
+    net = ipaddress.IPv4Network(canonical)
+    assert key == (int(net.network_address), net.prefixlen) == addresses.net_key(net)
+
+
 @given(st.integers(0, 2**32 - 1), st.integers(0, 32))
 def test_prefix_value_is_the_ipaddress_value(addr: int, plen: int) -> None:
     """`prefix_value` (and its networks built without the constructor) is exactly what
