@@ -267,7 +267,10 @@ class ControllerServer:
                 if watcher.closed:
                     break
                 data = b"".join(frames) if frames else self.dispatcher.heartbeat_frame(wire)
-                await asyncio.wait_for(resp.write(data), self.write_timeout)
+                # (asyncio.timeout: the write starts now, not in a task of its own a loop
+                # iteration later, after the compiler's next batch; see Watcher.next_frames)
+                async with asyncio.timeout(self.write_timeout):
+                    await resp.write(data)
         except (ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
             watcher.close(type(exc).__name__)
             if isinstance(exc, asyncio.CancelledError):
@@ -292,10 +295,12 @@ class ControllerServer:
             chunk.append(f)
             size += len(f)
             if size >= INITIAL_CHUNK:
-                await asyncio.wait_for(resp.write(b"".join(chunk)), self.write_timeout)
+                async with asyncio.timeout(self.write_timeout):
+                    await resp.write(b"".join(chunk))
                 chunk, size = [], 0
         if chunk:
-            await asyncio.wait_for(resp.write(b"".join(chunk)), self.write_timeout)
+            async with asyncio.timeout(self.write_timeout):
+                await resp.write(b"".join(chunk))
 
     async def post_status(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)
