@@ -162,12 +162,8 @@ class Watcher:
         """Wait for frames (at most ``timeout`` s) and take them all; [] on timeout or close."""
         if not self.queue and not self.closed:
             self._wake.clear()
-            # asyncio.timeout, not wait_for: the caller's own task waits, so a push wakes it
-            # in the next loop iteration (wait_for's inner task takes three), before the
-            # compiler's next batch runs (see Inputs._consume).
             try:
-                async with asyncio.timeout(timeout):
-                    await self._wake.wait()
+                await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 return []
         frames = list(self.queue)

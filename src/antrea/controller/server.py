@@ -267,10 +267,7 @@ class ControllerServer:
                 if watcher.closed:
                     break
                 data = b"".join(frames) if frames else self.dispatcher.heartbeat_frame(wire)
-                # (asyncio.timeout: the write starts now, not in a task of its own a loop
-                # iteration later, after the compiler's next batch; see Watcher.next_frames)
-                async with asyncio.timeout(self.write_timeout):
-                    await resp.write(data)
+                await asyncio.wait_for(resp.write(data), self.write_timeout)
         except (ConnectionError, TimeoutError, asyncio.CancelledError) as exc:
             watcher.close(type(exc).__name__)
             if isinstance(exc, asyncio.CancelledError):
@@ -295,12 +292,10 @@ class ControllerServer:
             chunk.append(f)
             size += len(f)
             if size >= INITIAL_CHUNK:
-                async with asyncio.timeout(self.write_timeout):
-                    await resp.write(b"".join(chunk))
+                await asyncio.wait_for(resp.write(b"".join(chunk)), self.write_timeout)
                 chunk, size = [], 0
         if chunk:
-            async with asyncio.timeout(self.write_timeout):
-                await resp.write(b"".join(chunk))
+            await asyncio.wait_for(resp.write(b"".join(chunk)), self.write_timeout)
 
     async def post_status(self, request: web.Request) -> web.Response:
         ident = await self._identity(request)
