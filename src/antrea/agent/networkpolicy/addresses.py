@@ -22,8 +22,6 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-from antrea.ovs.openflow.flow import FAST_IPV4, ipv4_prefix
-
 IPv4Net = ipaddress.IPv4Network
 Prefix = tuple[int, int]  # an IPv4 prefix: (network address as an int, length)
 
@@ -116,21 +114,6 @@ def _slow_key(cidr: str) -> Prefix | None:
 def net_key(net: IPv4Net) -> Prefix:
     """The `prefix_key` of an `ipaddress` network."""
     return (int(net.network_address), net.prefixlen)
-
-
-def prefix_value(prefix: str) -> IPv4Net | ipaddress.IPv4Address:
-    """The `ipaddress` value of a canonical ``a.b.c.d/len`` (`fast_prefix`'s output): an
-    address for /32, else a network (what `Match` stores). Built from integers, which is
-    several times cheaper than parsing the text again."""
-    addr, _, plen_text = prefix.partition("/")
-    value = _from_bytes(_inet_aton(addr), "big")
-    plen = _PLEN.get(plen_text) if plen_text else 32
-    if plen is None:  # (not the canonical length text)
-        plen = int(plen_text)
-    return ipv4_prefix(value, plen)
-
-
-_FAST_NETWORK = FAST_IPV4  # (prefixes built without the constructors: checked at import)
 
 
 def collapse(nets: Iterable[IPv4Net]) -> list[IPv4Net]:

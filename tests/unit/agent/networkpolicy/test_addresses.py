@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 
 from antrea.agent.networkpolicy import addresses
 from antrea.agent.networkpolicy.addresses import block_prefixes, port_range_masks
+from antrea.ovs.openflow.flow import FAST_IPV4, ipv4_prefix
 
 
 def _covered(masks: list[tuple[int, int]]) -> set[int]:
@@ -86,11 +87,14 @@ def test_prefix_key_is_fast_prefix_as_integers(octets: list[str], length: str | 
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 32))
-def test_prefix_value_is_the_ipaddress_value(addr: int, plen: int) -> None:
-    """`prefix_value` (and its networks built without the constructor) is exactly what
-    `ipaddress` makes of the canonical prefix: equal, same hash and text, same attributes."""
+def test_ipv4_prefix_is_the_ipaddress_value(addr: int, plen: int) -> None:
+    """`ipv4_prefix` of a `prefix_key` (networks and addresses built without the
+    constructors) is exactly what `ipaddress` makes of the canonical prefix: equal, same hash
+    and text, same attributes."""
     text = str(ipaddress.ip_network(f"{ipaddress.IPv4Address(addr)}/{plen}", strict=False))
-    value = addresses.prefix_value(text)
+    key = addresses.prefix_key(text)
+    assert key is not None
+    value = ipv4_prefix(*key)
     if plen == 32:  # an address built without its constructor: the same value
         real_addr = ipaddress.IPv4Address(addr)
         assert type(value) is ipaddress.IPv4Address and value == real_addr
@@ -103,4 +107,4 @@ def test_prefix_value_is_the_ipaddress_value(addr: int, plen: int) -> None:
     assert value.prefixlen == real.prefixlen and value.netmask == real.netmask
     assert value.broadcast_address == real.broadcast_address
     assert list(value.subnets()) == list(real.subnets())
-    assert addresses._FAST_NETWORK  # the import-time check holds on this Python
+    assert FAST_IPV4  # the import-time check holds on this Python
