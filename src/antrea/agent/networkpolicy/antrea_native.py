@@ -33,10 +33,10 @@ flows are rewritten in the same bundle as the insertion (one atomic change); no 
 flows are touched. A batch of many new rules (the initial state) is spread evenly over the
 range instead. Tables 45/85 use priorities 1,000..60,000; baseline rules 1..198.
 
-Fail closed: a rule whose planning raises or whose flows the switch refuses is replaced by drop
-flows for its applied-to pods at its own priority (`reg1=<ofport>` ingress / ``nw_src=<pod
-IP>`` egress); one that gets no priority (the range is full) drops the same at the top of its
-table. Traffic it should have dropped stays dropped and its pods are isolated by it.
+Fail closed: a rule whose planning or flow building raises or whose flows the switch refuses
+is replaced by drop flows for its applied-to pods at its own priority (`reg1=<ofport>` ingress
+/ ``nw_src=<pod IP>`` egress); one that gets no priority (the range is full) drops the same at
+the top of its table. Traffic it should have dropped stays dropped and its pods are isolated by it.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ from antrea.agent.networkpolicy.conjunctions import (
     Atom,
     Clauses,
     ServicesKey,
+    atom_key,
     atom_match,
     isolation_atoms,
     plan_rule,
@@ -283,8 +284,21 @@ class NativeRealizer:
             r = self.rules.get(rid)
             if r is None:
                 continue
-            desired[(OWNER, rid)] = self.flows(r)
+            desired[(OWNER, rid)] = self._flows_or_drops(r, failed)
             blame.setdefault((OWNER, rid), set()).add(rid)
+
+    def _flows_or_drops(self, r: NativeRule, failed: dict[str, str]) -> list[Flow]:
+        """The rule's flows; when building them raises, its drops alone (fail closed, this
+        rule only: the batch goes on, where a crash here used to leave the rule with no flow
+        at all, its Drop unenforced)."""
+        try:
+            return self.flows(r)
+        except Exception as exc:
+            r.failed = f"flows failed: {type(exc).__name__}: {exc}"
+            failed[r.rule.id] = r.failed
+            log.warning("antrea_policy_rule_flows_failed", rule=r.rule.id, error=r.failed)
+            self._release(r, keep=set())
+            return self.flows(r)
 
     def _place(self, table: int, keys: list[RuleKey], failed: dict[str, str]) -> set[str]:
         """Priorities for new keys; returns the rule IDs whose priority is new or moved.
@@ -372,10 +386,16 @@ class NativeRealizer:
         if prio is None:  # no priority left (PrioritySpaceExhausted): fail closed, on top
             top = self._space(r.table).hi + 1
             c = fb.cookie(self.round_num)
-            return [Flow(r.table, top, atom_match(a), (Drop(),), c) for a in sorted(r.fail_atoms)]
+            return [
+                Flow(r.table, top, atom_match(a), (Drop(),), c)
+                for a in sorted(r.fail_atoms, key=atom_key)
+            ]
         c = fb.cookie(self.round_num)
         if r.failed:
-            return [Flow(r.table, prio, atom_match(a), (Drop(),), c) for a in sorted(r.fail_atoms)]
+            return [
+                Flow(r.table, prio, atom_match(a), (Drop(),), c)
+                for a in sorted(r.fail_atoms, key=atom_key)
+            ]
         clause_actions: dict[Atom, list[Conjunction]] = {}
         out: list[Flow] = []
         for cid, clauses in r.conjs.values():
@@ -392,8 +412,8 @@ class NativeRealizer:
                     fb.cookie(self.round_num, cid),
                 )
             )
-        for a, conjs in sorted(clause_actions.items()):
-            actions = tuple(sorted(conjs, key=lambda x: (x.conj_id, x.clause)))
+        for a in sorted(clause_actions, key=atom_key):
+            actions = tuple(sorted(clause_actions[a], key=lambda x: (x.conj_id, x.clause)))
             out.append(Flow(r.table, prio, atom_match(a), actions, c))
         return out
 

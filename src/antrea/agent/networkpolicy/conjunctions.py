@@ -21,6 +21,7 @@ reconciler shares equal atoms across rules and turns an atom into a `Match` (`at
 cached) only when it builds a flow. An address atom carries its prefix as integers (network
 address, length: `addresses.prefix_key`), parsed once from the CIDR text, and its match is
 built from them (`ipv4_prefix_match`); a /0 is never an address atom (it is ``("ip",)``).
+Atoms are ordered only by `atom_key` (plain tuple order raises on None against an int).
 """
 
 from __future__ import annotations
@@ -69,6 +70,24 @@ def atom_match(atom: Atom) -> Match:
     if port is None:
         return Match(proto=Proto(proto))
     return Match(proto=Proto(proto), tp_dst=port, tp_dst_mask=mask)
+
+
+def _part_key(x: Any) -> tuple[int, Any]:
+    return (0, 0) if x is None else (1, x) if type(x) is int else (2, str(x))
+
+
+def atom_key(atom: Atom) -> tuple[Any, ...]:
+    """The sort key of an atom: a total order over every kind, the one used wherever atoms
+    are ordered (``sorted(atoms, key=atom_key)``).
+
+    Plain tuple order is not total over atoms: ``("tcp", 80, None)`` (port 80) against
+    ``("tcp", 80, 0xFFF0)`` (a range from 80), ``("tcp", None, None)`` (every TCP port)
+    against ``("tcp", 80, None)`` or ``("icmp_tc", 8, None)`` against ``("icmp_tc", 8, 0)``
+    compare None with an int and raise. Here None sorts before every int and each part is
+    tagged with its type (None, int, anything else by its text), so any two atoms compare, and
+    distinct atoms of the planner's kinds get distinct keys.
+    """
+    return (atom[0], *[_part_key(x) for x in atom[1:]])
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -280,3 +280,52 @@ async def test_logged_rules_send_new_connections_to_the_agent_with_their_reason(
     assert drops == [False, False, False, False, True]
     allow = next(acts for _, acts in reversed(actions))
     assert allow[-1] == GotoTable(105)  # the logged Allow goes on past the copy (e2e: allows)
+
+
+# A port, a masked range starting at the same port, a protocol without ports and ICMP types
+# with and without a code make atoms like ("tcp", 80, None) / ("tcp", 80, 0xFFF0) /
+# ("tcp", None, None) that plain tuple comparison cannot order (None < int raises): the
+# Antrea-native flows sort their clause atoms, so such a rule crashed the whole batch and its
+# Drop stayed unrealized (fail open). Every ordering of atoms goes through `atom_key`.
+@pytest.mark.parametrize(
+    ("services", "dropped", "allowed"),
+    [
+        ([tcp(80), tcp(80, 95)], [80, 85, 95], [79, 96]),
+        ([tcp(), tcp(80)], [80, 1, 65535], []),
+        ([tcp(80, 95), tcp(), tcp(88)], [80, 88, 443], []),
+    ],
+)
+@pytest.mark.parametrize("kind", ["antrea", "k8s"])
+async def test_mixed_port_atoms_are_realized(
+    env: Env, kind: str, services: list[object], dropped: list[int], allowed: list[int]
+) -> None:
+    if kind == "antrea":
+        rule = ingress(groups=["ag-z"], services=services)  # type: ignore[arg-type]
+        env.load(native("mix", [(RuleAction.DROP, rule)], ["atg-a"]))
+    else:  # a K8s rule allowing these ports (the pod is isolated otherwise)
+        env.load(policy("mix", [ingress(groups=["ag-z"], services=services)], ["atg-a"]))  # type: ignore[arg-type]
+    result = await env.sync()
+    assert not result.failed  # type: ignore[attr-defined]
+    for port in dropped:
+        assert env.allows("10.244.3.10", port=port) is (kind == "k8s"), port
+    for port in allowed:
+        assert env.allows("10.244.3.10", port=port) is (kind != "k8s"), port
+
+
+async def test_icmp_type_with_and_without_code_in_one_rule(env: Env) -> None:
+    from antrea.apis.controlplane.types import Protocol, Service
+    from antrea.ovs.openflow.sim import FlowTables, Packet
+
+    any_code, code0 = (
+        Service(Protocol.ICMP, None, None, 8, None),
+        Service(Protocol.ICMP, None, None, 8, 0),
+    )
+    env.load(native("icmp", [(RuleAction.DROP, ingress(blocks=[ANY], services=[any_code, code0]))],
+                    ["atg-a"]))  # fmt: skip
+    result = await env.sync()
+    assert not result.failed  # type: ignore[attr-defined]
+    sim = FlowTables(env.rt.flows.values(), t.POLICY_TABLES)
+    for code in (0, 1):
+        pkt = Packet("icmp", "10.244.3.10", "10.244.1.10", regs={t.TARGET_OFPORT.reg: 3},
+                     icmp_type=8, icmp_code=code)  # fmt: skip
+        assert sim.run(t.ANTREA_INGRESS_RULE, pkt).dropped, code

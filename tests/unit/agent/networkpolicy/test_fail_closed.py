@@ -380,3 +380,66 @@ async def test_a_flow_that_cannot_be_built_fails_only_its_rule(
     # and the next, unrelated change is realized normally
     await env.feed(policy("later", [ingress(blocks=[IPBlock("10.7.0.0/16")])], ["atg-b"]))
     assert has(env.rt, "nw_src=10.7.0.0/16")
+
+
+def _acnp_drop(name: str, rule: Any, atgs: list[str], prio: float = 1.0) -> Any:
+    import dataclasses
+
+    from antrea.apis.controlplane.types import RuleAction
+
+    r = dataclasses.replace(rule, action=RuleAction.DROP, priority=0)
+    return dataclasses.replace(policy(name, [r], atgs), tier_priority=250, priority=prio)
+
+
+async def test_antrea_native_rule_mixing_a_port_and_a_range_from_it_realizes() -> None:
+    """Through the agent's controller: an Antrea-native Drop whose ports are 80 and 80-95
+    (atoms ("tcp", 80, None) and ("tcp", 80, 0xFFF0)) used to crash sorting its clause atoms,
+    and its isolation retry crashed the same way: no flow at all, the Drop unenforced (fail
+    open) and the policy Failed. Now it is realized like any other rule."""
+    env = Env()
+    await env.feed(
+        AddressGroup("ag", frozenset({PEER})),
+        AppliedToGroup("atg-a", frozenset({A})),
+        _acnp_drop("mix", ingress(groups=["ag"], services=[tcp(80), tcp(80, 95)]), ["atg-a"]),
+        _acnp_drop("all", ingress(groups=["ag"], services=[udp(), udp(53)]), ["atg-a"], 2.0),
+    )
+    await settle()
+    assert not env.ctl.rule_errors
+    assert has(env.rt, "table=85", "tcp,tp_dst=80 actions=conjunction(")
+    assert has(env.rt, "table=85", "tcp,tp_dst=0x50/0xfff0 actions=conjunction(")
+    assert has(env.rt, "table=85", "udp actions=conjunction(")
+    assert has(env.rt, "table=85", "conj_id=", "actions=drop")
+    for name in ("mix", "all"):
+        assert env.ctl.policy_state(name).phase == "Realized", name  # type: ignore[union-attr]
+
+
+async def test_antrea_native_flows_that_cannot_be_built_drop_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A crash building one Antrea-native rule's flows fails that rule closed (drops for its
+    pods at its priority) in the same batch; the other rules are realized."""
+    from antrea.agent.networkpolicy.antrea_native import NativeRealizer, NativeRule
+
+    real = NativeRealizer.flows
+
+    def flows(self: NativeRealizer, r: NativeRule) -> list[Flow]:
+        if r.rule.policy == "bad" and not r.failed:  # (planned fine; its drops build fine)
+            raise ValueError("injected flow bug")
+        return real(self, r)
+
+    monkeypatch.setattr(NativeRealizer, "flows", flows)
+    env = Env()
+    await env.feed(
+        AddressGroup("ag", frozenset({PEER})),
+        AppliedToGroup("atg-a", frozenset({A})),
+        AppliedToGroup("atg-b", frozenset({B})),
+        _acnp_drop("bad", ingress(groups=["ag"], services=[tcp(666)]), ["atg-a"]),
+        _acnp_drop("good", ingress(groups=["ag"], services=[tcp(80)]), ["atg-b"], 2.0),
+    )
+    await settle()
+    assert has(env.rt, "table=85", "reg1=0x3 actions=drop")  # the bad rule's pod: drops
+    assert not has(env.rt, "table=85", "reg1=0x3 actions=conjunction")
+    assert has(env.rt, "table=85", "reg1=0x4 actions=conjunction(")  # the good rule
+    assert env.ctl.policy_state("bad").phase == "Failed"  # type: ignore[union-attr]
+    assert env.ctl.policy_state("good").phase == "Realized"  # type: ignore[union-attr]
+    assert env.failures("plan") == 1
