@@ -222,6 +222,24 @@ CASES: list[dict[str, Any]] = [
             "probes": [TCP80],
         }],
     },
+    {
+        "id": "109", "slug": "acnp-ports-mixing-a-port-a-range-and-a-protocol",
+        "name": "ACNP Drop rules whose ports mix a port with a range from it, and a protocol "
+                "with one of its ports (clause atoms that plain tuple order cannot sort)",
+        "steps": [{
+            "apply": [acnp("z-mixed-ports", {
+                "priority": 5, "appliedTo": [{"namespaceSelector": ns("z")}],
+                "ingress": [
+                    {"action": "Drop", "from": [{"namespaceSelector": ns("x")}],
+                     "ports": [{"protocol": "TCP", "port": 80},
+                               {"protocol": "TCP", "port": 80, "endPort": 81}]},
+                    {"action": "Drop", "from": [{"namespaceSelector": ns("y")}],
+                     "ports": [{"protocol": "UDP"}, {"protocol": "UDP", "port": 80}]},
+                ],
+            })],
+            "probes": [TCP80, TCP81, UDP80],
+        }],
+    },
 ]  # fmt: skip
 
 
