@@ -90,9 +90,12 @@ def atom_key(atom: Atom) -> tuple[Any, ...]:
     return (atom[0], *[_part_key(x) for x in atom[1:]])
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class ResolvedService:
-    """A port match after named-port resolution; ``port is None`` = every port of ``proto``."""
+    """A port match after named-port resolution; ``port is None`` = every port of ``proto``.
+
+    Not orderable: its fields mix None and ints, so a field-wise order raises only for some
+    rules (the bug class of `atom_key`); sets and dicts of them need none."""
 
     proto: str  # tcp | udp | sctp | icmp
     port: int | None = None
