@@ -49,7 +49,7 @@ from antrea.ovs.openflow import (
     Resubmit,
     SetField,
 )
-from antrea.ovs.openflow.bundle import OfctlBundleTransport, standing
+from antrea.ovs.openflow.bundle import OfctlBundleTransport
 from antrea.ovs.openflow.client import FlowClient
 from antrea.ovs.openflow.flow import Proto
 from antrea.ovs.openflow.groups import Bucket, Group, GroupType
@@ -347,54 +347,6 @@ async def test_streamed_bundle_is_one_atomic_bundle(bridges: OvsSandbox) -> None
         assert count(bridges, "br-nat") == 40 + 7 + 3200 + 5 - 10
         assert diff(bridges) == ""
         assert nat.connects == 1 and not nat._streams
-    finally:
-        await nat.close()
-
-
-async def test_streamed_adds_superseded_at_the_commit(bridges: OvsSandbox) -> None:
-    """What `FlowClient.sync` relies on to supersede staged owners inside one bundle: a key
-    streamed and added again (in the stream or at the commit) ends with the later flow, one
-    streamed and deleted at the commit (deletes go after the streamed adds) is gone, and the
-    conjunctions of re-added clause flows work (packets traced through the bridge). The
-    reference gets only the final flows; the plain path (`standing`) ends the same way."""
-    conj = [Conjunction(1, 1, 2)]
-    both = [Conjunction(1, 1, 2), Conjunction(2, 1, 2)]
-
-    def clause(cidr: str, actions: list[Conjunction], cookie: int = 0) -> Flow:
-        return Flow(0, 200, Match(proto=Proto.IP, nw_src=NET(cidr)), tuple(actions), cookie)
-
-    to = Flow(0, 200, Match(proto=Proto.IP, nw_dst=NET("10.9.0.1/32")),
-              (Conjunction(1, 2, 2), Conjunction(2, 2, 2)))  # fmt: skip
-    ids = [Flow(0, 190, Match(proto=Proto.IP, conj_id=i), (Output(i),)) for i in (1, 2)]
-    streamed = [
-        clause("10.1.0.0/16", conj),
-        clause("10.2.0.0/16", conj),
-        clause("10.3.0.0/16", conj),
-    ]
-    again = [clause("10.1.0.0/16", both)]  # re-added within the stream
-    final = [to, *ids, clause("10.3.0.0/16", [Conjunction(2, 1, 2)], cookie=5)]  # re-added
-    gone = [streamed[1]]  # deleted at the commit
-    ref = OfctlBundleTransport(bridges.ofctl_target("br-ref"))
-    nat = OpenFlowTransport(bridges.ofctl_target("br-nat"))
-    try:
-        stream = nat.stream()
-        await stream.add(streamed)
-        await stream.add(again)
-        await stream.commit(add=final, delete=gone)
-        await ref.bundle(add=[*again, *final])
-        assert count(bridges, "br-nat") == 5 and diff(bridges) == ""
-        for src, verdict in (("10.1.0.5", 1), ("10.2.0.5", None), ("10.3.0.5", 2)):
-            trace = bridges.run(
-                ["ovs-appctl", "-t", f"{bridges.rundir}/ovs-vswitchd.ctl", "ofproto/trace",
-                 "br-nat", f"ip,nw_src={src},nw_dst=10.9.0.1"]
-            ).stdout  # fmt: skip
-            got = [i for i in (1, 2) if f"conj_id={i}," in trace]  # the conjunction matched
-            assert got == ([verdict] if verdict else []), (src, trace)
-        # the same bundle the plain way (a broken stream, a transport without streams)
-        ofctl(bridges, "del-flows", bridges.ofctl_target("br-nat"))
-        plain = [*standing([*streamed, *again], gone), *final]
-        await nat.bundle(add=plain, delete=gone)
-        assert count(bridges, "br-nat") == 5 and diff(bridges) == ""
     finally:
         await nat.close()
 

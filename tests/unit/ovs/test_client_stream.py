@@ -40,45 +40,21 @@ async def test_staged_flows_go_in_the_sync_bundle_and_nothing_before() -> None:
     assert t.flows == {x.key: x for x in (f(1, 1), f(2), f(3), f(4), f(5))}
 
 
-async def test_a_staged_owner_changed_since_is_superseded_in_the_same_bundle() -> None:
-    """A staged owner the sync wants with other flows, or none, is re-added / deleted at the
-    commit of the same streamed bundle (after its streamed adds), not sent by a second one."""
+async def test_a_staged_owner_changed_since_discards_the_stream() -> None:
     t = StreamingRecorder()
     c = FlowClient(t)
-    await c.stage({"a": [f(2)], "b": [f(3)], "g": [f(5), f(6)]})
-    # "a" changed (same key, other actions), "g" keeps one key and drops the other
-    plan = await c.sync({"a": [f(2, 1)], "b": [f(3)], "g": [f(6, 2)]})
-    assert t.discards == 0 and t.commits == 1
-    assert t.bundles[-1] == ([f(2), f(3), f(5), f(6), f(2, 1), f(6, 2)], [], [f(5)])
-    assert t.flows == {f(2).key: f(2, 1), f(3).key: f(3), f(6).key: f(6, 2)}
-    assert c.flows_of("a") == [f(2, 1)] and c.flows_of("g") == [f(6, 2)] and len(c) == 3
-    assert len(plan.add) == 3 and plan.delete == []  # the plan is the same as without staging
+    await c.stage({"a": [f(2)], "b": [f(3)]})
+    await c.sync({"a": [f(2, 1)], "b": [f(3)]})  # "a" changed: its staged add is not wanted
+    assert t.discards == 1 and t.commits == 0
+    assert t.flows == {f(2).key: f(2, 1), f(3).key: f(3)}
     await c.stage({"x": [f(7)]})
     await c.sync({"y": [f(8)]})  # "x" is not in the sync at all: not its stream
-    assert t.commits == 1 and f(7).key not in t.flows
-    await c.stage({"w": [f(9)], "v": [f(10)]})
-    await c.sync({"x": None, "v": [f(10)], "y": [f(8, 1)]})  # "x" gone, "w" not named
-    assert t.commits == 2 and t.bundles[-1] == ([f(7), f(9), f(10)], [f(8, 1)], [f(7), f(9)])
-    assert f(7).key not in t.flows and f(9).key not in t.flows and f(10).key in t.flows
-    assert sorted(map(str, c.owners())) == ["a", "b", "g", "v", "y"] and len(c) == 5
-    await c.stage({"s": [f(11)]})
-    await c.sync({"s": None})  # nothing streamed is kept: the stream is dropped
-    assert t.commits == 2 and t.discards == 1 and f(11).key not in t.flows
-    await c.stage({"z": [f(4)]})
+    assert t.discards == 1 and f(7).key not in t.flows and c.owners() == ["a", "b", "y"]
+    await c.sync({"x": None, "y": [f(8)]})  # "x" is, and no longer wants its flows
+    assert t.discards == 2 and f(7).key not in t.flows and c.owners() == ["a", "b", "y"]
+    await c.stage({"z": [f(6)]})
     await c.discard_staged()
-    assert t.discards == 2 and c._stream is None
-
-
-async def test_buffered_streams_leave_superseded_adds_out() -> None:
-    """A transport without streams sends the staged adds with the commit as one plain bundle
-    (deletes first): a staged add the commit deletes is left out of it, one it re-adds is
-    replaced (the adds in order)."""
-    t = RecordingTransport()
-    c = FlowClient(t)
-    await c.stage({"a": [f(2)], "b": [f(3)], "g": [f(5)]})
-    await c.sync({"a": [f(2, 1)], "b": [f(3)], "g": None})
-    assert t.bundles == [([f(2), f(3), f(2, 1)], [], [f(5)])]
-    assert t.flows == {f(2).key: f(2, 1), f(3).key: f(3)} and c.owners() == ["b", "a"]
+    assert t.discards == 3 and c._stream is None
 
 
 async def test_a_refused_streamed_bundle_leaves_nothing_and_the_index_unchanged() -> None:

@@ -127,8 +127,6 @@ class _Batch:
     # `PolicyReconciler._matches`; `_NO_ENTRY` once the match has none): whoever changes an
     # entry records it here, so the flows are built without looking each match up again
     matches: dict[MatchKey, dict[int, Conjunction]] = field(default_factory=dict)
-    # what `matches` was at each `PolicyReconciler._stage` (its built matches left it then)
-    staged: list[dict[MatchKey, dict[int, Conjunction]]] = field(default_factory=list)
     iso: set[MatchKey] = field(default_factory=set)
     # new conjunctions' owners and flows not staged yet (`PolicyReconciler._stage`)
     new_conjs: list[tuple[Owner, list[Flow]]] = field(default_factory=list)
@@ -321,7 +319,7 @@ class PolicyReconciler:
             result.rules += len(chunk)
         try:
             if absorb is not None:
-                await self._stage(b, final=True)
+                await self._stage(b)
             failures = await self._send(b, batch=all_rules, result=result)
         except Exception:
             await self.client.discard_staged()
@@ -352,39 +350,14 @@ class PolicyReconciler:
             )
         return result
 
-    async def _stage(self, b: _Batch, *, final: bool = False) -> None:
-        """Stream into the batch's bundle (`FlowClient.stage`) the flows of the conjunctions
-        created since the last call (final once their rule is planned) and of the clause
-        matches touched since that hold one conjunction (most of them are final: a peer's
-        prefix is rarely shared), or of every touched match when the batch is planned
-        (`final`): the switch parses them while the rest is planned, instead of after it. A
-        conjunction dropped or a staged match touched again later in the batch is rebuilt, and
-        the sync supersedes its streamed flows within the same bundle."""
-        staged, b.new_conjs = b.new_conjs, []  # (owner, flows): each owner once
-        touched = b.matches
-        if touched:
-            desired, keep = b.desired, {}
-            band_of = self._conj_band
-            clause_flow = fb.clause_flow
-            round_num = self.round_num
-            flows: list[Flow] | None
-            for mk, conjs in touched.items():
-                if len(conjs) == 1 and not band_of:  # (most clause matches, band 0)
-                    table, atom = mk
-                    flows = [clause_flow(round_num, table, atom_match(atom), (*conjs.values(),))]
-                elif final or len(conjs) == 1:
-                    flows = self._match_flows(mk, conjs) if conjs else None
-                else:  # (more users may come: e.g. a target's, shared by its rules)
-                    keep[mk] = conjs
-                    continue
-                owner = (_MATCH, mk[0], mk[1])
-                desired[owner] = flows
-                if flows:
-                    staged.append((owner, flows))
-            b.staged.append(touched)
-            b.matches = keep
-        if staged:
-            await self.client.stage_items(staged)
+    async def _stage(self, b: _Batch) -> None:
+        """Stream the flows of the conjunctions created since the last call into the batch's
+        bundle (`FlowClient.stage`): final once their rule is planned, they are parsed by the
+        switch while the rest is planned. A conjunction dropped or changed later in the batch
+        makes the sync send its plan the usual way."""
+        new, b.new_conjs = b.new_conjs, []
+        if new:
+            await self.client.stage(dict(new))
 
     def _plan_rules(
         self,
@@ -584,11 +557,10 @@ class PolicyReconciler:
                 rid = conj_rule.get(owner[1])  # type: ignore[index]
                 if rid is not None:
                     blame.setdefault(owner, set()).add(rid)
-        for touched in [*b.staged, b.matches]:  # (the entries as they are now)
-            for mk, conjs in touched.items():
-                users = {conj_rule[c] for c in self._matches.get(mk, conjs) if c in conj_rule}
-                match_owner: Owner = (PolicyOwner.MATCH, mk[0], mk[1])
-                blame.setdefault(match_owner, set()).update((users & batch) or users)
+        for mk, conjs in b.matches.items():
+            users = {conj_rule[c] for c in conjs if c in conj_rule}
+            match_owner: Owner = (PolicyOwner.MATCH, mk[0], mk[1])
+            blame.setdefault(match_owner, set()).update((users & batch) or users)
 
     async def _withdraw(
         self,

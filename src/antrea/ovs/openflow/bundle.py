@@ -18,11 +18,8 @@ flows are known: `BundleStream.add` hands over adds as they become final (the na
 sends them at once, so ovs-vswitchd parses them while the caller is still planning; every
 other transport buffers them), `commit` sends the rest (deletes, modifies, adds) and commits,
 `discard` drops it. Nothing is visible before the commit, and a refused commit leaves the
-switch as it was, exactly as with `bundle`. Streamed adds go first: an add or a delete of the
-same key at the commit supersedes a streamed add (OVS applies a bundle's messages in order, the
-later add replacing the flow of the same key); a transport that sends everything as one plain
-bundle at the commit (deletes before adds) leaves the deleted ones out (`standing`). The
-commit's modifies must not share a key with a streamed add.
+switch as it was, exactly as with `bundle`. The streamed adds must not share a key with the
+commit's deletes or modifies (their order differs from `bundle`'s: streamed adds go first).
 """
 
 from __future__ import annotations
@@ -88,21 +85,10 @@ class BufferedStream:
         self, *, add: Sequence[Flow] = (), modify: Sequence[Flow] = (), delete: Sequence[Flow] = ()
     ) -> None:
         staged, self.staged = self.staged, []
-        staged = standing(staged, delete)
         await self.transport.bundle(add=[*staged, *add], modify=modify, delete=delete)
 
     async def discard(self) -> None:
         self.staged = []
-
-
-def standing(staged: Sequence[Flow], delete: Sequence[Flow]) -> list[Flow]:
-    """The streamed adds `staged` that a commit's `delete` does not supersede (same key), for
-    sending them with the commit as one plain bundle: its deletes go first, while a re-added
-    key needs nothing (the adds are applied in order, the later replacing the earlier)."""
-    if not delete:
-        return list(staged)
-    gone = {f.key for f in delete}
-    return [f for f in staged if f.key not in gone]
 
 
 def open_stream(transport: FlowTransport) -> BundleStream:

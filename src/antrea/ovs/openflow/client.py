@@ -10,16 +10,11 @@ and the cache as they were.
 A large batch can hand the flows of its new owners over early (`FlowClient.stage`): they are
 streamed into the bundle of the next `sync` of any of those owners
 (`antrea.ovs.openflow.bundle.open_stream`; a sync of other owners meanwhile goes its own way)
-while the caller still plans the rest, and that sync commits them with the rest of its plan.
-A staged owner the sync wants with other flows (or none: gone, or not named by a sync that names
-other staged owners) is *superseded* inside the same bundle: its final flows are added again at
-the commit (an add replaces the flow of the same key, in a bundle as outside) and its streamed
-keys it no longer wants are deleted there (after their streamed adds: OVS applies a bundle's
-messages in order; `tests/integration/test_openflow_native.py` holds both on a real bridge).
-Their keys are claimed when staged, so such a sync plans only the owners not staged, or
-superseded (`_plan_staged`); when that cannot hold (a staged key installed since by another
-owner's sync, a conflict) the streamed bundle is discarded and the plan sent the usual way. The
-owner index changes only when the sync's bundle is committed, as without staging.
+while the caller still plans the rest, and that sync commits them with the rest of its plan if
+the plan adds exactly them (else the streamed bundle is discarded and the plan sent the usual
+way). Their keys are claimed when staged, so such a sync plans only the owners not staged
+(`_plan_staged`). The owner index changes only when the sync's bundle is committed, as without
+staging.
 
 `CoalescingWriter` sits on top (`antrea.util.batcher`): changes submitted while a bundle is in
 flight are merged into the next one. If a merged bundle is rejected, it is retried owner by owner
@@ -32,8 +27,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain, compress, filterfalse, repeat
-from operator import attrgetter, ne
+from itertools import chain, repeat
+from operator import attrgetter
 
 import structlog
 
@@ -50,7 +45,6 @@ Desired = Mapping[Owner, Iterable[Flow] | None]
 
 _KEY = attrgetter("key")
 _SEQUENCES = (list, tuple)
-_SEQUENCE_TYPES = frozenset(_SEQUENCES)
 
 
 class FlowOwnershipError(AntreaError, ValueError):
@@ -156,70 +150,42 @@ class FlowClient:
         desired: Desired,
         staged: dict[Owner, tuple[Flow, ...]],
         staged_keys: dict[FlowKey, Owner],
-    ) -> tuple[Plan, list[Flow], list[Flow]] | None:
-        """`plan` for a sync of a streamed bundle: the plan, the adds not streamed yet and the
-        streamed adds to delete at the commit (superseded: see the module doc).
-
-        The staged owners desired with the same flows (the common case: a large batch streamed
-        as it was planned) are told from the superseded ones at C speed (the lists compared
-        flow by flow, identity first); their keys were claimed when staged, so only the rest of
-        `desired` is planned and checked against them. None when that cannot hold (a staged
-        key installed since, a key of the rest or an installed one among the kept staged keys,
-        a conflict) or no staged owner is kept: the caller then plans everything the usual
-        way. `staged` and `staged_keys` (the caller's to give up) become the plan's."""
+    ) -> tuple[Plan, list[Flow]] | None:
+        """`plan` for a sync whose staged owners are all desired with exactly their staged
+        flows (the common case: a large batch streamed as it was planned), and the adds not
+        streamed yet. The staged owners' keys were claimed when they were staged, so only the
+        rest of `desired` is planned and checked against them; None when anything else holds
+        (a staged owner changed or gone, a key of the rest or an installed one among the
+        staged keys, a conflict): the caller then plans everything the usual way."""
+        # a copy keeps the owners' hashes (a policy owner's may be a Python-level hash of an
+        # address): only the staged owners are looked up
+        rest = dict(desired)
+        pop = rest.pop
+        for owner, flows in staged.items():
+            want = pop(owner, None)
+            # (lists and tuples only: an iterator would be consumed by the look)
+            if type(want) not in _SEQUENCES or tuple(want) != flows:  # type: ignore[arg-type]
+                return None
         held = self._key_owner
         if held and not staged_keys.keys().isdisjoint(held.keys()):
             return None  # installed since it was staged (a sync of other owners meanwhile)
-        get = desired.get
-        wanted = list(map(get, staged))  # (None: gone or not named)
-        if set(map(type, wanted)) <= _SEQUENCE_TYPES:  # (an iterator is not read twice)
-            # the same flows, compared flow by flow (identity first) at C speed
-            changed: Iterable[Owner] = compress(
-                staged,
-                map(ne, map(tuple, wanted), staged.values()),  # type: ignore[arg-type]
-            )
-        else:
-            changed = staged
-        superseded: dict[Owner, None] = {}  # (in the order staged)
-        for owner in changed:
-            want = get(owner)
-            # (lists and tuples only: an iterator would be consumed by the look)
-            if type(want) not in _SEQUENCES or tuple(want) != staged[owner]:  # type: ignore[arg-type]
-                superseded[owner] = None
-        if len(superseded) == len(staged):
-            return None  # nothing streamed is kept: the usual way (no bundle if nothing else)
-        rest = {o: desired[o] for o in filterfalse(staged.__contains__, desired)}
-        for owner in superseded:
-            if owner in desired:
-                rest[owner] = desired[owner]
         try:
             plan = self.plan(rest)
         except FlowOwnershipError:
             return None  # the usual way says which
-
-        def kept(key: FlowKey) -> bool:
-            return key in staged_keys and staged_keys[key] not in superseded
-
-        if any(map(kept, plan.fresh.keys() & staged_keys.keys())):
+        # the keys of both, merged with their stored hashes: disjoint if none was merged away
+        fresh = dict(staged_keys)
+        fresh.update(plan.fresh)
+        if len(fresh) != len(staged_keys) + len(plan.fresh):
             return None
-        for flows in plan.owners.values():
-            if flows and any(kept(f.key) for f in flows):
+        for kept in plan.owners.values():
+            if kept and any(f.key in staged_keys for f in kept):
                 return None
         added = plan.add
-        undo: list[Flow] = []
-        if superseded:
-            final = {f.key for f in added}
-            for owner in superseded:
-                for f in staged.pop(owner):
-                    del staged_keys[f.key]
-                    if f.key not in final:
-                        undo.append(f)
         plan.add = [*chain.from_iterable(staged.values()), *added]
-        staged_keys.update(plan.fresh)
-        plan.fresh = staged_keys
-        staged.update(plan.fresh_owners)
-        plan.fresh_owners = staged
-        return plan, added, undo
+        plan.fresh_owners = {**staged, **plan.fresh_owners}
+        plan.fresh = fresh
+        return plan, added
 
     def _take(
         self, key: FlowKey, owner: Owner, desired: Desired, claimed: dict[FlowKey, Owner]
@@ -283,15 +249,10 @@ class FlowClient:
         """Stream the flows of `owners` that have nothing installed (nor staged) into the next
         `sync`'s bundle now (see the module doc). Owners whose keys overlap each other's, a
         staged or an installed key are left to the sync."""
-        await self.stage_items(owners.items())
-
-    async def stage_items(self, pairs: Iterable[tuple[Owner, Sequence[Flow] | None]]) -> None:
-        """`stage` of (owner, flows) pairs, each owner once (no mapping built for them)."""
         by_owner, staged = self._by_owner, self._staged
-        if by_owner:
-            new = {o: tuple(f) for o, f in pairs if f and o not in by_owner and o not in staged}
-        else:  # (an initial sync: one look-up less per owner)
-            new = {o: tuple(f) for o, f in pairs if f and o not in staged}
+        new = {
+            o: tuple(f) for o, f in owners.items() if f and o not in by_owner and o not in staged
+        }
         if not new:
             return
         flows = list(chain.from_iterable(new.values()))
@@ -330,9 +291,8 @@ class FlowClient:
                 fast = self._plan_staged(desired, staged, sent) if stream is not None else None
                 if fast is not None:
                     assert stream is not None
-                    plan, rest, undo = fast
-                    delete = [*plan.delete, *undo] if undo else plan.delete
-                    await stream.commit(add=rest, modify=plan.modify, delete=delete)
+                    plan, rest = fast
+                    await stream.commit(add=rest, modify=plan.modify, delete=plan.delete)
                     self._commit(plan)
                     return plan
                 plan = self.plan(desired)

@@ -45,7 +45,7 @@ import structlog
 
 from antrea.errors import AntreaError
 from antrea.ovs.errors import BundleRejected
-from antrea.ovs.openflow.bundle import BundleStream, standing
+from antrea.ovs.openflow.bundle import BundleStream
 from antrea.ovs.openflow.flow import Flow
 from antrea.ovs.openflow.groups import Group
 from antrea.ovs.openflow.render import render_flow
@@ -587,8 +587,7 @@ class _Stream:
             elif self.opened is not None:
                 await self._drop_bundle()
             # not streamed, or the stream broke: the whole bundle the plain way
-            staged = standing(self.staged, delete)
-            await t.bundle(add=[*staged, *add], modify=modify, delete=delete)
+            await t.bundle(add=[*self.staged, *add], modify=modify, delete=delete)
         finally:
             self._close()
 
