@@ -10,7 +10,7 @@ Every flow the agent installs belongs to exactly one owner, and each feature own
   name, port, protocol)``, ``(ProxyOwner.ENDPOINT, ip, port, protocol)``;
 * NetworkPolicy (`agent/networkpolicy/`): ``(PolicyOwner.BASE,)``, ``(PolicyOwner.MATCH, table,
   match)``, ``(PolicyOwner.ISOLATION, table, match)``, ``(PolicyOwner.CONJUNCTION, id)``,
-  ``(PolicyOwner.NATIVE, rule id)``.
+  ``(PolicyOwner.NATIVE, rule id)``, ``(PolicyOwner.LAST_RESORT,)``.
 
 A feature finds its owners by type (``is_policy_owner``), never by a string prefix. The proxy's
 and the policy realization's owners are tuples tagged with a `StrEnum` kind (C-speed hashing on
@@ -64,6 +64,7 @@ class PolicyOwner(StrEnum):
     ISOLATION = "np-iso"  # one isolation drop flow: (kind, table, match)
     CONJUNCTION = "np-conj"  # one conjunction's action flows: (kind, conj id)
     NATIVE = "np-anp"  # every flow of one Antrea-native rule: (kind, rule id)
+    LAST_RESORT = "np-last"  # the drops of every rule whose realization crashed: (kind,)
 
 
 def is_policy_owner(owner: Hashable) -> bool:

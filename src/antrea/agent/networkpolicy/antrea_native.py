@@ -342,8 +342,9 @@ class NativeRealizer:
             self._release(r, keep=set())
             try:
                 r.fail_atoms = isolation_atoms(completed, self.ofport_of)
-            except Exception:
+            except Exception:  # no drop to install: a crash, for the controller's last resort
                 log.exception("antrea_policy_rule_isolation_failed", rule=r.rule.id)
+                raise
             return
         r.failed = ""
         r.fail_atoms = plan.isolated

@@ -316,11 +316,14 @@ class NetworkPolicyController:
         other rule is realized. One bad rule never stops the node's realization.
         """
         try:
-            return await self.reconciler.reconcile(batch, with_base=first, absorb=absorb)
+            result = await self.reconciler.reconcile(batch, with_base=first, absorb=absorb)
         except Exception as exc:
             if len(batch) <= 1:
                 return await self._isolate_crashed(batch, first, exc)
             log.exception("policy_batch_crashed", rules=len(batch))
+        else:
+            await self.reconciler.lift_last_resort(batch)  # (`absorb` adds to `batch`)
+            return result
         items = list(batch.items())
         mid = len(items) // 2
         a = await self._reconcile_contained(dict(items[:mid]), first)
@@ -343,6 +346,15 @@ class NetworkPolicyController:
         except Exception:
             log.exception("policy_rule_isolation_crashed", rule=rid)
             result = BatchResult(rules=len(batch))
+            # Nothing may isolate its pods now: drops built from their ofports / IPs alone.
+            try:
+                await self.reconciler.last_resort(batch)
+                if first:  # (the base flows came with this half of the initial batch)
+                    await self.reconciler.reconcile({}, with_base=True)
+            except Exception:
+                log.exception("policy_rule_last_resort_failed", rule=rid)
+        else:
+            await self.reconciler.lift_last_resort(batch)
         for r in batch:
             result.failed[r] = reason
             result.failed_stage[r] = "crash"

@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import structlog
 
-from antrea.agent.networkpolicy import antrea_native
+from antrea.agent.networkpolicy import antrea_native, lastresort
 from antrea.agent.networkpolicy import flows as fb
 from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
 from antrea.agent.networkpolicy.conjunctions import (
@@ -201,6 +201,8 @@ class PolicyReconciler:
         # A batch crashed before the switch had it: owners may hold flows the indexes forgot
         # (conjunction IDs among them) until `resync` has sent every owner again.
         self._unsynced = False
+        # rule id -> its last-resort drops (`lastresort`): realization and isolation crashed
+        self._last_resort: dict[str, list[Flow]] = {}
         # Antrea-native rules: own tables and priorities, same IDs, same bundles.
         self.native = antrea_native.NativeRealizer(
             round_num=round_num,
@@ -253,6 +255,32 @@ class PolicyReconciler:
             log.warning("datapath_settle_failed", error=str(exc))
         finally:
             self.unsettled = False
+
+    # -- the last resort (lastresort.py) ------------------------------------------------
+    async def last_resort(self, rules: Mapping[str, CompletedRule | None]) -> None:
+        """Drop every new connection of these rules' applied-to pods, from their ofports /
+        IPs alone: their realization AND their isolation retry crashed. Held until a batch
+        realizes the rule again (`lift_last_resort`); a rule gone loses its drops."""
+        for rid, completed in rules.items():
+            if completed is None:
+                self._last_resort.pop(rid, None)
+            else:
+                self._last_resort[rid] = lastresort.rule_drops(
+                    self.round_num, completed, self.ofport_of
+                )
+                log.error("policy_rule_last_resort", rule=rid, flows=len(self._last_resort[rid]))
+        await self.client.sync({lastresort.OWNER: lastresort.merged(self._last_resort.values())})
+
+    async def lift_last_resort(self, rids: Iterable[str]) -> None:
+        """These rules were realized (or isolated) by a batch: their last-resort drops go."""
+        held = self._last_resort
+        if not held:
+            return
+        gone = [rid for rid in rids if rid in held]
+        if gone:
+            for rid in gone:
+                del held[rid]
+            await self.client.sync({lastresort.OWNER: lastresort.merged(held.values())})
 
     # -- reconciliation -------------------------------------------------------------------
     async def reconcile(
@@ -517,9 +545,11 @@ class PolicyReconciler:
             iso = isolation_atoms(completed, self.ofport_of)
             for a in iso:
                 atom_match(a)
-        except Exception:
+        except Exception as exc:
             log.exception("policy_rule_isolation_failed", rule=rid)
             old = self.realized.get(rid)
+            if old is None and completed.targets:  # nothing would isolate its pods: crash,
+                raise RuleRealizationError(f"no isolation: {exc}") from exc  # (last resort)
             iso = old.isolated if old is not None else frozenset()
         return RulePlan({}, iso)
 
@@ -957,6 +987,8 @@ class PolicyReconciler:
             return self.base_flows()
         if owner[0] == antrea_native.OWNER:
             return self.native.desired_of(owner[1])
+        if owner == lastresort.OWNER:
+            return lastresort.merged(self._last_resort.values())
         if owner[0] is PolicyOwner.CONJUNCTION:
             cid = owner[1]
             d = self._conj_dir.get(cid)

@@ -173,6 +173,8 @@ BASELINE_LO: Final = 1
 BASELINE_HI: Final = PRIO_ISOLATION - 2
 PRIO_NATIVE_STALE_SYN: Final = 64002
 PRIO_NATIVE_BYPASS: Final = 64001
+# tables 45/85: the last resort's drops (agent/networkpolicy/lastresort.py), above every rule
+PRIO_LAST_RESORT: Final = PRIO_NATIVE_BYPASS - 1
 
 # The service tables (41 ServiceLB) and L3 forwarding's noEncap Service return path (70).
 PRIORITY_LEARN: Final = PRIORITY_LOW  # 41: learn the affinity flow, then DNAT
