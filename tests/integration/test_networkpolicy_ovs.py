@@ -655,3 +655,51 @@ async def test_rule_the_switch_refuses_fails_closed(
     await cluster.reset()
     monkeypatch.setattr(fb, "clause_flow", clause_flow)
     await _check_failed_closed(cluster, "poisoned-ovs", "apply", "np-match")
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_rule_whose_isolation_crashes_too_gets_the_last_resort(
+    cluster: LocalCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Planning AND the isolation retry crash (`isolation_atoms` injected): the rule used to end
+    with no flow at all, x/a open to everyone. The last resort (agent/networkpolicy/
+    lastresort.py) drops x/a's new ingress from its ofport alone, on the real bridge."""
+    from antrea.agent.networkpolicy import conjunctions
+    from antrea.agent.networkpolicy import reconciler as reconciler_mod
+    from antrea.agent.openflow.pipeline import ANTREA_INGRESS_RULE, PRIO_LAST_RESORT
+
+    real_plan, real_iso = conjunctions.plan_rule, conjunctions.isolation_atoms
+
+    def poisoned(rule: Any) -> bool:
+        return any(b.cidr == POISON for b in rule.peer_blocks)
+
+    def plan_rule(rule: Any, ofport_of: Any, *memo: Any) -> Any:
+        if poisoned(rule):
+            raise TypeError("injected planner failure")
+        return real_plan(rule, ofport_of, *memo)
+
+    def isolation_atoms(rule: Any, ofport_of: Any) -> Any:
+        if poisoned(rule):
+            raise TypeError("injected isolation failure")
+        return real_iso(rule, ofport_of)
+
+    await cluster.reset()
+    monkeypatch.setattr(reconciler_mod, "plan_rule", plan_rule)
+    monkeypatch.setattr(reconciler_mod, "isolation_atoms", isolation_atoms)
+    assert cluster.agent is not None
+    try:
+        await cluster.apply_policy(_poisoned("poisoned-iso"))
+        await cluster.settle()
+        assert not await _reachable(cluster, "x/b", "x/a", 80)
+        assert not await _reachable(cluster, "y/a", "x/a", 80)
+        assert await _reachable(cluster, "x/b", "x/c", 80)  # other pods untouched
+        ofport = cluster.ofports[PodReference("x", "a")]
+        last = [f for f in cluster.flows(ANTREA_INGRESS_RULE) if f.priority == PRIO_LAST_RESORT]
+        assert [f.parsed.exact for f in last if f.drops] == [_ip(ofport=ofport)], last
+        uid = cluster.policies[("x", "poisoned-iso")]["metadata"]["uid"]
+        state = cluster.agent.policy_state(uid)
+        assert state is not None and state.phase == "Failed", state
+        assert "realization crashed" in state.message, state
+    finally:
+        await cluster.reset()
+    assert not [f for f in cluster.flows(ANTREA_INGRESS_RULE) if f.priority == PRIO_LAST_RESORT]
