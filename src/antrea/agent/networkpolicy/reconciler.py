@@ -546,11 +546,10 @@ class PolicyReconciler:
             for a in iso:
                 atom_match(a)
         except Exception as exc:
+            # Its pods (a new one among them, or all of a new rule's) would not be isolated:
+            # a crash, for the controller's last resort (controller._isolate_crashed).
             log.exception("policy_rule_isolation_failed", rule=rid)
-            old = self.realized.get(rid)
-            if old is None and completed.targets:  # nothing would isolate its pods: crash,
-                raise RuleRealizationError(f"no isolation: {exc}") from exc  # (last resort)
-            iso = old.isolated if old is not None else frozenset()
+            raise RuleRealizationError(f"no isolation: {exc}") from exc
         return RulePlan({}, iso)
 
     def _touched_owners(self, b: _Batch) -> None:

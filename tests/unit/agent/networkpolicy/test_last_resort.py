@@ -34,6 +34,7 @@ from antrea.testbed.controlplane import (
     flows_allow,
     ingress,
     member,
+    modified,
     policy,
     tcp,
 )
@@ -254,3 +255,26 @@ async def test_last_resort_drops_survive_a_resync_and_are_shared(
     assert env.last_resort() == ["table=85,priority=64000,ip,reg1=0x3 actions=drop"]
     await env.rec.lift_last_resort(rids[1:])
     assert env.last_resort() == []
+
+
+async def test_k8s_rule_gaining_a_pod_when_its_isolation_crashes_isolates_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A realized rule whose group gains pod B while planning and isolation crash: B is
+    isolated by the last resort (it used to keep the old isolation, A's only: B open)."""
+    env = Env()
+    await env.feed(
+        *groups(),
+        added(policy("p", [ingress(groups=["ag"], services=[tcp(80)])], ["atg-a"])),
+    )
+    assert env.ingress_ok(4, port=81)  # B: no policy yet
+
+    def boom(*a: Any) -> Any:
+        raise TypeError("injected atom bug")
+
+    monkeypatch.setattr(reconciler_mod, "plan_rule", boom)
+    monkeypatch.setattr(reconciler_mod, "isolation_atoms", boom)
+    env.ctl.handle(modified(AppliedToGroup("atg-a", frozenset({A, B}))))
+    await env.ctl.realize_dirty()
+    assert not env.ingress_ok(4, port=81) and not env.ingress_ok(3, port=81)
+    assert env.phase("p") == "Failed"
