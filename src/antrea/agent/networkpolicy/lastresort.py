@@ -42,23 +42,24 @@ def rule_drops(
     address cannot be read is skipped, the others still drop)."""
     c = fb.cookie(round_num)
     out: list[Flow] = []
+    inbound = rule.direction is Direction.IN
     for t in rule.targets:
-        try:
-            if rule.direction is Direction.IN:
-                port = ofport_of(t.pod)
-                if port is None:  # not a pod of this node
+        for ip in (None,) if inbound else t.ips:  # ingress: the pod's ofport; egress: each IP
+            try:
+                if ip is None:
+                    port = ofport_of(t.pod)
+                    if port is None:  # not a pod of this node
+                        continue
+                    m = Match(proto=Proto.IP, regs=(p.TARGET_OFPORT.match(port),))
+                    out.append(Flow(p.ANTREA_INGRESS_RULE, p.PRIO_LAST_RESORT, m, (Drop(),), c))
                     continue
-                m = Match(proto=Proto.IP, regs=(p.TARGET_OFPORT.match(port),))
-                out.append(Flow(p.ANTREA_INGRESS_RULE, p.PRIO_LAST_RESORT, m, (Drop(),), c))
-                continue
-            for ip in t.ips:
                 addr = ipaddress.ip_address(ip)
                 if addr.version != 4:  # (the policy tables match IPv4 only)
                     continue
                 m = Match(proto=Proto.IP, nw_src=addr)
                 out.append(Flow(p.ANTREA_EGRESS_RULE, p.PRIO_LAST_RESORT, m, (Drop(),), c))
-        except Exception:
-            log.exception("policy_last_resort_pod_skipped", rule=rule.id, pod=str(t.pod))
+            except Exception:
+                log.warning("policy_last_resort_skipped", rule=rule.id, pod=str(t.pod), ip=ip)
     return out
 
 

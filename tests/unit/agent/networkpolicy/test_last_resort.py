@@ -8,12 +8,15 @@ at all; the verdicts come from the flow-table interpreter (`ovs.openflow.sim`)."
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import re
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from antrea.agent.networkpolicy import antrea_native, conjunctions
+from antrea.agent.networkpolicy import antrea_native, conjunctions, lastresort
 from antrea.agent.networkpolicy import reconciler as reconciler_mod
 from antrea.agent.networkpolicy.antrea_native import NativeRealizer, NativeRule
 from antrea.agent.networkpolicy.controller import NetworkPolicyController
@@ -21,7 +24,7 @@ from antrea.agent.networkpolicy.reconciler import PolicyReconciler
 from antrea.agent.openflow.pipeline import PRIO_LAST_RESORT
 from antrea.apis.controlplane.types import PodReference, RuleAction
 from antrea.ovs.openflow.client import FlowClient
-from antrea.ovs.openflow.flow import Flow
+from antrea.ovs.openflow.flow import Drop, Flow
 from antrea.ovs.openflow.render import render_flow
 from antrea.testbed.controlplane import (
     BOOKMARK,
@@ -278,3 +281,69 @@ async def test_k8s_rule_gaining_a_pod_when_its_isolation_crashes_isolates_it(
     await env.ctl.realize_dirty()
     assert not env.ingress_ok(4, port=81) and not env.ingress_ok(3, port=81)
     assert env.phase("p") == "Failed"
+
+
+_IPS = st.one_of(
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(str),
+    st.sampled_from(["", "not-an-ip", "10.0.0.300", "10.1.2.3/24"]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    pods=st.lists(
+        st.tuples(
+            st.integers(0, 20),
+            st.lists(_IPS, max_size=3),
+            st.one_of(st.none(), st.integers(1, 0xFFFF), st.just(-1)),
+        ),
+        max_size=8,
+        unique_by=lambda t: t[0],
+    ),
+    inbound=st.booleans(),
+)
+def test_last_resort_drops_every_pod_it_can_name(
+    pods: list[tuple[int, list[str], int | None]], inbound: bool
+) -> None:
+    """Over any targets (IPv4, IPv6, unparsable addresses; ofports known, unknown, or whose
+    lookup raises (-1)): one drop per local pod (ingress) / per IPv4 address (egress), at the
+    last resort's priority, renderable; nothing else, and never an exception."""
+    from antrea.agent.networkpolicy.cache import CacheRule, CompletedRule
+    from antrea.apis.controlplane.types import GroupMember
+
+    members = {GroupMember(PodReference("ns", f"p{i}"), tuple(ips)): port for i, ips, port in pods}
+
+    def ofport_of(pod: PodReference) -> int | None:
+        for m, port in members.items():
+            if m.pod == pod:
+                if port == -1:
+                    raise KeyError(pod)
+                return port
+        return None
+
+    r = ingress(blocks=[IPBlock("10.0.0.0/8")]) if inbound else egress(blocks=[])
+    cr = CacheRule("rid", "pol", r, ("atg",), 0)
+    rule = CompletedRule(cr, frozenset(), (), frozenset(members))
+    flows = lastresort.rule_drops(1, rule, ofport_of)
+    if inbound:
+        ports = {p for m, p in members.items() if p is not None and p != -1}
+        assert {f.match.regs[0].value for f in flows} == ports
+        assert {f.table for f in flows} <= {85}
+    else:
+        ips: set[object] = set()
+        for m in members:
+            for ip in m.ips:
+                try:
+                    a = ipaddress.ip_address(ip)
+                except ValueError:
+                    continue
+                if a.version == 4:
+                    ips.add(a)
+        assert {f.match.nw_src for f in flows} == ips
+        assert {f.table for f in flows} <= {45}
+    assert all(f.priority == PRIO_LAST_RESORT and f.actions == (Drop(),) for f in flows)
+    for f in flows:
+        render_flow(f)
+    merged = lastresort.merged([flows, flows])
+    assert (merged or []) == list({f.key: f for f in flows}.values())
