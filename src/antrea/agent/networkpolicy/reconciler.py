@@ -314,46 +314,51 @@ class PolicyReconciler:
             desired[BASE_OWNER] = self.base_flows()
         all_rules: set[str] = set(rules)
         chunk: Mapping[str, CompletedRule | None] = rules
-        while chunk:
-            native = {
-                rid: c
-                for rid, c in chunk.items()
-                if (antrea_native.is_native(c.rule) if c is not None else rid in self.native.rules)
-            }
-            if native:
-                native_failed: dict[str, str] = {}
-                self.native.update(native, desired=desired, blame=blame, failed=native_failed)
-                for rid in isolate_only & native.keys():
-                    desired[(antrea_native.OWNER, rid)] = self.native.fail_closed(
-                        rid, "realization crashed; drops only"
-                    )
-                    native_failed.setdefault(rid, "realization crashed; drops only")
-                for rid, reason in native_failed.items():
-                    _fail(result, rid, "plan", reason)
-            items = list(chunk.items())
-            step = PLAN_CHUNK if absorb is not None else len(items)
-            for lo in range(0, len(items), step):
-                if lo:
-                    await self._stage(b)
-                    self._memo.clear()  # (pods may get or lose their ports meanwhile)
-                    await asyncio.sleep(0)  # let the stream be read while we plan
-                self._plan_rules(items[lo : lo + step], native, isolate_only, result, b)
-            if absorb is None:
-                break
-            self._memo.clear()
-            await asyncio.sleep(0)
-            chunk = absorb()
-            all_rules.update(chunk)
-            result.rules += len(chunk)
         try:
+            while chunk:
+                native = {
+                    rid: c
+                    for rid, c in chunk.items()
+                    if (
+                        antrea_native.is_native(c.rule)
+                        if c is not None
+                        else rid in self.native.rules
+                    )
+                }
+                if native:
+                    native_failed: dict[str, str] = {}
+                    self.native.update(native, desired=desired, blame=blame, failed=native_failed)
+                    for rid in isolate_only & native.keys():
+                        desired[(antrea_native.OWNER, rid)] = self.native.fail_closed(
+                            rid, "realization crashed; drops only"
+                        )
+                        native_failed.setdefault(rid, "realization crashed; drops only")
+                    for rid, reason in native_failed.items():
+                        _fail(result, rid, "plan", reason)
+                items = list(chunk.items())
+                step = PLAN_CHUNK if absorb is not None else len(items)
+                for lo in range(0, len(items), step):
+                    if lo:
+                        await self._stage(b)
+                        self._memo.clear()  # (pods may get or lose their ports meanwhile)
+                        await asyncio.sleep(0)  # let the stream be read while we plan
+                    self._plan_rules(items[lo : lo + step], native, isolate_only, result, b)
+                if absorb is None:
+                    break
+                self._memo.clear()
+                await asyncio.sleep(0)
+                chunk = absorb()
+                all_rules.update(chunk)
+                result.rules += len(chunk)
             if absorb is not None:
                 await self._stage(b)
             failures = await self._send(b, batch=all_rules, result=result)
         except Exception:
+            # Crashed before the switch had this batch (while planning any chunk, or sending):
+            # what was streamed of it goes, its rules keep their drop flows and forget their
+            # conjunctions, so that a retry relinks (and re-fails) them from scratch instead of
+            # seeing "no change" (the controller resends from the indexes).
             await self.client.discard_staged()
-            # Crashed before the switch had this batch: its rules keep their drop flows and
-            # forget their conjunctions, so that a retry relinks (and re-fails) them from
-            # scratch instead of seeing "no change" (the controller resends from the indexes).
             self._forget_conjunctions(all_rules)
             self._unsynced = True
             raise

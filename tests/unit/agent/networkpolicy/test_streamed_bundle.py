@@ -140,3 +140,38 @@ async def test_a_refused_streamed_bundle_fails_closed_as_without(bad: str) -> No
         streaming.streamed and streaming.commits == 0
     )  # the streamed bundle was refused: the bisection is plain
     assert len(streaming.bundles) == len(plain.bundles) > 1
+
+
+async def test_a_batch_that_crashes_after_streaming_discards_its_stream(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Planning crashes in the second chunk, after the first was streamed: the streamed bundle
+    is discarded there and then (not left open for a later sync to commit), nothing reaches the
+    switch, and the batch's rules forget their conjunctions (the next batch relinks them)."""
+    from antrea.agent.networkpolicy.cache import RuleCache
+    from antrea.ovs.openflow.client import FlowClient
+
+    t = StreamingRecorder()
+    rec = PolicyReconciler(FlowClient(t), round_num=1, ofport_of=PORTS.get)
+    cache = RuleCache()
+    for o in policies(N):
+        cache.apply(added(o))
+    batch = {rid: cache.completed(rid) for rid in cache.take_dirty()}
+    plan = PolicyReconciler._plan_rules
+    calls = 0
+
+    def crash_in_chunk_two(self: PolicyReconciler, *args: object, **kwargs: object) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("planner bug (injected)")
+        plan(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(PolicyReconciler, "_plan_rules", crash_in_chunk_two)
+    with pytest.raises(RuntimeError, match="injected"):
+        await rec.reconcile(batch, with_base=True, absorb=dict)
+    assert t.streamed, "the first chunk was streamed before the crash"
+    assert t.discards == 1 and t.commits == 0 and not t.flows
+    monkeypatch.setattr(PolicyReconciler, "_plan_rules", plan)
+    result = await rec.reconcile(batch, with_base=True)
+    assert not result.failed and t.commits == 0 and t.flows  # realized from scratch
