@@ -94,6 +94,7 @@ def objects(n_policies: int, n_rules: int, seed: int = 13) -> tuple[list[Any], l
 
 
 async def measure(node: realize.Node, n_policies: int, n_rules: int) -> dict[str, Any]:
+    from antrea.agent.controlplane_client import decode_chunk
     from antrea.agent.networkpolicy.controller import NetworkPolicyController
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
     from antrea.apis.controlplane.codec import FrameDecoder
@@ -124,7 +125,7 @@ async def measure(node: realize.Node, n_policies: int, n_rules: int) -> dict[str
         start = time.perf_counter()
         decoder = FrameDecoder()
         for i in range(0, len(data), 1 << 16):
-            for ev in decoder.feed(data[i : i + (1 << 16)]):
+            for ev in decode_chunk(decoder, data[i : i + (1 << 16)]):  # as the agent decodes
                 ctl.handle(ev)
             await asyncio.sleep(0)
         await ctl.ready.wait()

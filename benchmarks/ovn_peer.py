@@ -381,8 +381,10 @@ class Ours:
         await self.agent.ready.wait()
 
     def _deliver(self, frames: list[bytes]) -> None:
+        from antrea.agent.controlplane_client import decode_chunk
+
         for f in frames:
-            for ev in self.decoder.feed(f):
+            for ev in decode_chunk(self.decoder, f):  # as the agent decodes
                 self.agent.handle(ev)
 
     async def realized(self) -> None:

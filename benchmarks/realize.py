@@ -168,6 +168,7 @@ class Node:
 
 # -- 1. latency ------------------------------------------------------------------------------
 async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
+    from antrea.agent.controlplane_client import decode_chunk
     from antrea.agent.networkpolicy.controller import NetworkPolicyController
     from antrea.agent.networkpolicy.reconciler import PolicyReconciler
     from antrea.apis.controlplane.codec import FrameDecoder
@@ -199,7 +200,7 @@ async def realize_once(node: Node, n_rules: int) -> dict[str, Any]:
         decoder = FrameDecoder()
         chunk = 1 << 16
         for i in range(0, len(data), chunk):  # as the bytes come off the socket
-            for ev in decoder.feed(data[i : i + chunk]):
+            for ev in decode_chunk(decoder, data[i : i + chunk]):  # as the agent decodes
                 ctl.handle(ev)
             await asyncio.sleep(0)
         await ctl.ready.wait()

@@ -75,6 +75,17 @@ from antrea.util import gcpause
 
 log = structlog.get_logger(__name__)
 
+
+def decode_chunk(decoder: FrameDecoder, chunk: bytes) -> list[WatchEvent]:
+    """The watch events that `chunk`, as read from the stream, completes.
+
+    Decoded objects are long-lived (the rule cache): no collection meanwhile, and a chunk that
+    completed large frames is frozen (util/gcpause.py). Benchmarks that feed the agent frames
+    in process decode through this too, as the agent does."""
+    with gcpause.paused():
+        return list(decoder.feed(chunk))
+
+
 STREAM_RESTART = "stream-restart"
 WATCH_ACCEPT = f"{STREAM_CONTENT_TYPE_V2}, {STREAM_CONTENT_TYPE};q=0.5"
 """The stream versions the agent decodes, the cheaper first (names.STREAM_CONTENT_TYPE_V2)."""
@@ -255,11 +266,7 @@ class ControlPlaneClient:
                     raise StreamError("stream idle: no frame or heartbeat") from exc
                 if not chunk:
                     raise StreamError("stream closed by the controller")
-                # Decoded objects are long-lived (the rule cache): no collection meanwhile,
-                # and a chunk that completed large frames is frozen (util/gcpause.py).
-                with gcpause.paused():
-                    events = list(decoder.feed(chunk))
-                for ev in events:
+                for ev in decode_chunk(decoder, chunk):
                     if ev.type is EventType.BOOKMARK and ev.message == HEARTBEAT_MESSAGE:
                         continue
                     if ev.type is EventType.BOOKMARK:
