@@ -58,8 +58,9 @@ while not os.path.exists(sys.argv[3]):
             print(n, "closed"); sys.exit(1)
         buf += chunk
     n += 1
-    with open(sys.argv[3] + ".count", "w") as fh:
+    with open(sys.argv[3] + ".count.tmp", "w") as fh:  # replaced whole: never read half-written
         fh.write(str(n))
+    os.replace(sys.argv[3] + ".count.tmp", sys.argv[3] + ".count")
     time.sleep(0.05)
 print(n)
 """
