@@ -39,59 +39,19 @@ def parse_v4(cidr: str) -> IPv4Net | None:
 
 _PLEN = {str(n): n for n in range(33)}  # the canonical prefix length texts
 # (module globals: one lookup each instead of a module's and an attribute's, per prefix)
-_inet_pton, _inet_aton, _AF_INET = socket.inet_pton, socket.inet_aton, int(socket.AF_INET)
+_inet_pton, _AF_INET = socket.inet_pton, int(socket.AF_INET)
 _from_bytes = int.from_bytes
 _NETMASK = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
 
 
-def fast_prefix(cidr: str) -> str | None:
-    """Canonical ``a.b.c.d/len`` of an IPv4 CIDR (host bits cleared), without `ipaddress`.
-
-    Parsing with `ipaddress` costs ~50 us per prefix; a policy set with 15,000 CIDR peers would
-    spend most of its planning time there. A canonical dotted quad (what ``inet_pton``
-    accepts: no leading zeros, no short forms) with a canonical length is handled in C and,
-    host bits clear (the usual case), returned as given; anything else takes `_slow_prefix`.
-    """
-    addr, slash, plen_text = cidr.partition("/")
-    plen = _PLEN.get(plen_text) if slash else 32
-    if plen is not None:
-        try:
-            packed = _inet_pton(_AF_INET, addr)
-        except OSError:
-            return _slow_prefix(cidr)
-        value = _from_bytes(packed, "big")
-        net = value & _NETMASK[plen]
-        if net == value:
-            return cidr if slash else f"{cidr}/32"
-        return f"{socket.inet_ntoa(net.to_bytes(4, 'big'))}/{plen}"
-    return _slow_prefix(cidr)
-
-
-def _slow_prefix(cidr: str) -> str | None:
-    """`fast_prefix` of any other spelling: decimal octets (leading zeros allowed), else
-    whatever `ipaddress` makes of it."""
-    addr, _, plen_text = cidr.partition("/")
-    parts = addr.split(".")
-    try:
-        if len(parts) != 4:
-            raise ValueError
-        octets = [int(p) for p in parts]
-        plen = int(plen_text) if plen_text else 32
-        if not (0 <= plen <= 32 and all(0 <= o <= 255 for o in octets)):
-            raise ValueError
-    except ValueError:
-        net = parse_v4(cidr)
-        return None if net is None else str(net)
-    value = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
-    value &= _NETMASK[plen]
-    return f"{value >> 24}.{(value >> 16) & 255}.{(value >> 8) & 255}.{value & 255}/{plen}"
-
-
 def prefix_key(cidr: str) -> Prefix | None:
-    """`fast_prefix` as integers: ``(network address, length)`` of an IPv4 CIDR or bare
-    address (host bits cleared), None for IPv6 or junk. What the policy planner's address
-    atoms carry, so a prefix is parsed once (here, in C for the canonical spellings) and its
-    match built from the integers (`antrea.ovs.openflow.flow.ipv4_prefix_match`)."""
+    """``(network address, length)`` of an IPv4 CIDR or bare address (host bits cleared),
+    None for IPv6 or junk, without `ipaddress` (~50 us per prefix, most of the planning time
+    of 15,000 CIDR peers). What the policy planner's address atoms carry, so a prefix is
+    parsed once and its match built from the integers
+    (`antrea.ovs.openflow.flow.ipv4_prefix_match`). A canonical dotted quad (what
+    ``inet_pton`` accepts: no leading zeros, no short forms) with a canonical length is read
+    in C; anything else takes `_slow_key`."""
     addr, slash, plen_text = cidr.partition("/")
     plen = _PLEN.get(plen_text) if slash else 32
     if plen is not None:
@@ -104,11 +64,22 @@ def prefix_key(cidr: str) -> Prefix | None:
 
 
 def _slow_key(cidr: str) -> Prefix | None:
-    text = _slow_prefix(cidr)
-    if text is None:
-        return None
-    addr, _, plen_text = text.partition("/")
-    return (_from_bytes(_inet_aton(addr), "big"), int(plen_text))
+    """`prefix_key` of any other spelling: decimal octets (leading zeros allowed), else
+    whatever `ipaddress` makes of it."""
+    addr, _, plen_text = cidr.partition("/")
+    parts = addr.split(".")
+    try:
+        if len(parts) != 4:
+            raise ValueError
+        octets = [int(p) for p in parts]
+        plen = int(plen_text) if plen_text else 32
+        if not (0 <= plen <= 32 and all(0 <= o <= 255 for o in octets)):
+            raise ValueError
+    except ValueError:
+        net = parse_v4(cidr)
+        return None if net is None else net_key(net)
+    value = (octets[0] << 24) | (octets[1] << 16) | (octets[2] << 8) | octets[3]
+    return (value & _NETMASK[plen], plen)
 
 
 def net_key(net: IPv4Net) -> Prefix:

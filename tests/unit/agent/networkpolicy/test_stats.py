@@ -7,7 +7,7 @@ import ipaddress
 from hypothesis import given
 from hypothesis import strategies as st
 
-from antrea.agent.networkpolicy.addresses import fast_prefix
+from antrea.agent.networkpolicy.addresses import net_key, prefix_key
 from antrea.agent.networkpolicy.stats import conj_counters, rule_counters
 from antrea.ovs.ovsctl import parse_flow_line
 
@@ -36,12 +36,12 @@ def test_counters_per_conjunction_and_rule() -> None:
 
 
 @given(st.integers(0, 2**32 - 1), st.integers(0, 32))
-def test_fast_prefix_matches_ipaddress(addr: int, plen: int) -> None:
+def test_prefix_key_matches_ipaddress(addr: int, plen: int) -> None:
     text = f"{ipaddress.IPv4Address(addr)}/{plen}"
-    assert fast_prefix(text) == str(ipaddress.ip_network(text, strict=False))
+    assert prefix_key(text) == net_key(ipaddress.IPv4Network(text, strict=False))
 
 
-def test_fast_prefix_edge_cases() -> None:
-    assert fast_prefix("10.0.0.1") == "10.0.0.1/32"
-    assert fast_prefix("::/0") is None
-    assert fast_prefix("junk") is None
+def test_prefix_key_edge_cases() -> None:
+    assert prefix_key("10.0.0.1") == (0x0A000001, 32)
+    assert prefix_key("::/0") is None
+    assert prefix_key("junk") is None
