@@ -46,6 +46,9 @@ from antrea.apis.controlplane.types import (
     Protocol,
     RuleAction,
     Service,
+    new_block,
+    new_peer,
+    new_rule,
 )
 from antrea.errors import AntreaError
 
@@ -87,31 +90,8 @@ _ACTIONS = {str(a): a for a in RuleAction}
 _EMPTY_PEER = NetworkPolicyPeer()
 _EMPTY_PEER_MAP: dict[str, Any] = {"ag": [], "ipb": []}
 _DIRECTION_WIRE = {d: str(d) for d in Direction}
-# Rules, peers and blocks are built in bulk: positional constructors that skip the frozen
-# dataclass __init__ (fastnew; every field is passed, in declaration order).
-_new_rule = cast(
-    Callable[
-        [
-            Direction,
-            NetworkPolicyPeer,
-            NetworkPolicyPeer,
-            tuple[Service, ...] | None,
-            str,
-            int,
-            RuleAction | None,
-            tuple[str, ...],
-            bool,
-            str,
-        ],
-        NetworkPolicyRule,
-    ],
-    positional_new(NetworkPolicyRule),
-)
-_new_peer = cast(
-    Callable[[tuple[str, ...], tuple[IPBlock, ...]], NetworkPolicyPeer],
-    positional_new(NetworkPolicyPeer),
-)
-_new_block = cast(Callable[[str, tuple[str, ...]], IPBlock], positional_new(IPBlock))
+# Rules, peers and blocks are built in bulk with the positional constructors of `types`
+# (new_rule, new_peer, new_block).
 _new_ref = cast(
     Callable[[str, str, str, str], NetworkPolicyReference], positional_new(NetworkPolicyReference)
 )
@@ -192,9 +172,9 @@ def _peer_from(v: dict[str, Any]) -> NetworkPolicyPeer:
     ag, ipb = v["ag"], v["ipb"]
     if ag == () and ipb == ():
         return _EMPTY_PEER  # most rules have one empty side (the local one)
-    return _new_peer(
+    return new_peer(
         ag if type(ag) is tuple else tuple(ag),
-        tuple([_new_block(b[0], tuple(b[1])) for b in ipb]),
+        tuple([new_block(b[0], tuple(b[1])) for b in ipb]),
     )
 
 
@@ -221,7 +201,7 @@ def _rule_to(r: NetworkPolicyRule) -> dict[str, Any]:
 
 def _rule_from(v: dict[str, Any]) -> NetworkPolicyRule:
     svc, act, ratg = v["svc"], v.get("act"), v.get("ratg")
-    return _new_rule(
+    return new_rule(
         _DIRECTIONS[v["dir"]],
         _peer_from(v["from"]),
         _peer_from(v["to"]),
@@ -264,18 +244,18 @@ def _peer_from_arrays(ag: Any, ipb: Any) -> NetworkPolicyPeer:
     if len(ipb) == 1:  # the common shape: one block (a comprehension costs a frame)
         cidr, except_ = ipb[0]
         blocks: tuple[IPBlock, ...] = (
-            _new_block(cidr, except_ if type(except_) is tuple else tuple(except_)),
+            new_block(cidr, except_ if type(except_) is tuple else tuple(except_)),
         )
     else:
-        blocks = tuple([_new_block(b[0], tuple(b[1])) for b in ipb])
-    return _new_peer(ag if type(ag) is tuple else tuple(ag), blocks)
+        blocks = tuple([new_block(b[0], tuple(b[1])) for b in ipb])
+    return new_peer(ag if type(ag) is tuple else tuple(ag), blocks)
 
 
 def _rule_from_array(v: Any) -> NetworkPolicyRule:
     d, fag, fipb, tag, tipb, svc, name, prio, act, ratg, log, logl = v
     if log.__class__ is not bool or logl.__class__ is not str:
         raise DecodeError(f"malformed rule: enableLogging {log!r}, logLabel {logl!r}")
-    return _new_rule(
+    return new_rule(
         _DIRECTIONS[d],
         _EMPTY_PEER if not fag and not fipb else _peer_from_arrays(fag, fipb),
         _EMPTY_PEER if not tag and not tipb else _peer_from_arrays(tag, tipb),

@@ -24,11 +24,9 @@ Semantics (Kubernetes NetworkPolicy, as upstream Antrea compiles it):
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 from typing import Protocol as TypingProtocol
 
-from antrea.apis.controlplane.fastnew import positional_new
 from antrea.apis.controlplane.types import (
     Direction,
     IPBlock,
@@ -38,6 +36,9 @@ from antrea.apis.controlplane.types import (
     NetworkPolicyRule,
     Protocol,
     Service,
+    new_block,
+    new_peer,
+    new_rule,
 )
 from antrea.controller.networkpolicy.grouping import SelectorGroup
 from antrea.controller.networkpolicy.selectors import Selector
@@ -53,33 +54,8 @@ DENY_ALL_OUT = NetworkPolicyRule(direction=Direction.OUT)
 # The rules of an isolate-only policy (a default deny), shared by all of them.
 _DENY_IN_OUT = (DENY_ALL_IN, DENY_ALL_OUT)
 _PROTOCOLS = {"TCP": Protocol.TCP, "UDP": Protocol.UDP, "SCTP": Protocol.SCTP}
-# A peer of one ipBlock (the bulk of large policies) is built with positional slot constructors
-# (fastnew): a frozen dataclass __init__ costs twice as much.
-_new_block = cast(Callable[[str, tuple[str, ...]], IPBlock], positional_new(IPBlock))
-_new_peer = cast(
-    Callable[[tuple[str, ...], tuple[IPBlock, ...]], NetworkPolicyPeer],
-    positional_new(NetworkPolicyPeer),
-)
-# Every rule is built the same way (all ten fields at hand): direction, from, to, services,
-# name, priority, action, applied-to groups, enable_logging, log label.
-_new_rule = cast(
-    Callable[
-        [
-            Direction,
-            NetworkPolicyPeer,
-            NetworkPolicyPeer,
-            tuple[Service, ...] | None,
-            str,
-            int,
-            None,
-            tuple[str, ...],
-            bool,
-            str,
-        ],
-        NetworkPolicyRule,
-    ],
-    positional_new(NetworkPolicyRule),
-)
+# A peer of one ipBlock (the bulk of large policies) and every rule are built with the
+# positional constructors of `types` (new_peer, new_block, new_rule).
 _IN, _OUT = Direction.IN, Direction.OUT
 
 
@@ -138,14 +114,14 @@ def compile_policy(
                 ):
                     # The bulk of large policies: one ipBlock, all ports.
                     cidr, exc = block["cidr"], block.get("except")
-                    peer = _new_peer((), (_new_block(cidr, tuple(exc) if exc else ()),))
-                    rules.append(_new_rule(_IN, peer, NO_PEER, None, "", -1, None, (), logged, ""))
+                    peer = new_peer((), (new_block(cidr, tuple(exc) if exc else ()),))
+                    rules.append(new_rule(_IN, peer, NO_PEER, None, "", -1, None, (), logged, ""))
                     continue
                 services = _services(ports)
                 peer = _peer(
                     peers, namespace, resolver, address, applied_to_names, egress_named=False
                 )
-                rules.append(_new_rule(_IN, peer, NO_PEER, services, "", -1, None, (), logged, ""))
+                rules.append(new_rule(_IN, peer, NO_PEER, services, "", -1, None, (), logged, ""))
         else:
             rules.append(DENY_ALL_IN)
     if has_out:
@@ -157,7 +133,7 @@ def compile_policy(
                     rule.get("to"), namespace, resolver, address, applied_to_names,
                     egress_named=named,
                 )  # fmt: skip
-                rules.append(_new_rule(_OUT, NO_PEER, peer, services, "", -1, None, (), logged, ""))
+                rules.append(new_rule(_OUT, NO_PEER, peer, services, "", -1, None, (), logged, ""))
         else:
             rules.append(DENY_ALL_OUT)
     if logged:  # (the deny-all rules are shared values)
@@ -200,7 +176,7 @@ def _peer(
     if len(peers) == 1 and len(peers[0]) == 1:
         block = peers[0].get("ipBlock")
         if block is not None:  # one ipBlock alone: nothing to deduplicate, no group
-            return _new_peer((), (_new_block(block["cidr"], tuple(block.get("except") or ())),))
+            return new_peer((), (new_block(block["cidr"], tuple(block.get("except") or ())),))
     groups: dict[SelectorGroup, None] = {}
     blocks: dict[IPBlock, None] = {}
     for peer in peers:
