@@ -306,34 +306,6 @@ def ct_label_match(ct_state: CtState, ct_label: tuple[int, int]) -> Match:
     return m
 
 
-def _ip_match(field: str, value: IPNet | IPAddr) -> Match:
-    """``Match(proto=Proto.IP, <field>=value)`` for ``nw_src``/``nw_dst``, without the generic
-    constructor for the canonical IPv4 forms (a network shorter than /32, an address)."""
-    t = type(value)
-    if t is _V4NET and value._prefixlen < 32:  # type: ignore[union-attr]
-        key = _net_hash_key(value)  # type: ignore[arg-type]
-    elif t is _V4ADDR:
-        key = _addr_hash_key(value)  # type: ignore[arg-type]
-    else:  # anything else: canonicalised (or refused) there
-        return Match(**{"proto": _IP, field: value})  # type: ignore[arg-type]
-    m = _new_match(Match)
-    v = m.__dict__
-    v["proto"] = _IP
-    v[field] = value
-    v["_hash"] = hash((_PROTO_IP, (field, key)))
-    return m
-
-
-def ip_src_match(nw_src: IPNet | IPAddr) -> Match:
-    """``Match(proto=Proto.IP, nw_src=nw_src)``: a clause atom's source prefix."""
-    return _ip_match("nw_src", nw_src)
-
-
-def ip_dst_match(nw_dst: IPNet | IPAddr) -> Match:
-    """``Match(proto=Proto.IP, nw_dst=nw_dst)``: a clause atom's destination prefix."""
-    return _ip_match("nw_dst", nw_dst)
-
-
 _NETMASK = [(0xFFFFFFFF << (32 - n)) & 0xFFFFFFFF for n in range(33)]
 
 
@@ -355,12 +327,8 @@ def ipv4_prefix_match(field: str, value: int, plen: int) -> Match:
     """``Match(proto=Proto.IP, <field>=ipv4_prefix(value, plen))`` (``nw_src``/``nw_dst``, 0 <
     plen <= 32, value with host bits clear): a clause atom's prefix, hashed from the integers
     it is given (the key `_net_hash_key` reads back from a network is this very pair)."""
-    if plen == 32:
-        prefix: IPNet | IPAddr = _address(value) if FAST_IPV4 else _V4ADDR(value)
-        key = _addr_hash_key(prefix)  # type: ignore[arg-type]
-    else:
-        prefix = _network(value, plen) if FAST_IPV4 and plen < 31 else _V4NET((value, plen))
-        key = (value, plen)
+    prefix = ipv4_prefix(value, plen)
+    key = _addr_hash_key(prefix) if plen == 32 else (value, plen)  # type: ignore[arg-type]
     m = _new_match(Match)
     v = m.__dict__
     v["proto"] = _IP
